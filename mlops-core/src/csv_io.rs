@@ -1,0 +1,404 @@
+//! Reading CSV files into a [`Dataset`] (or into plain `f64` columns), with errors that name
+//! the line, the column and the text.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
+
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::schema::{ColumnKind, ColumnSchema, Schema};
+
+/// How to read a CSV file into a [`Dataset`]. serde with defaults, so it can come from a
+/// config file.
+///
+/// Every column that is not the label, the weight or ignored becomes a feature, in file order.
+/// Cells equal to one of `missing_values` (after trimming) become `NaN`; other cells must parse
+/// as numbers (`inf`, `-inf` and `NaN` are accepted and left for validation to judge).
+///
+/// ```
+/// use mlops_core::{CsvOptions, Dataset};
+///
+/// let csv = "id,x,y,label\n1,0.5,3,1\n2,,4,0\n";
+/// let opts = CsvOptions::with_label("label").ignore(["id"]).categorical(["y"]);
+/// let data = Dataset::from_csv_reader(csv.as_bytes(), &opts)?;
+/// assert_eq!(data.feature_names().collect::<Vec<_>>(), ["x", "y"]);
+/// assert!(data.features()[[1, 0]].is_nan());
+///
+/// let err = Dataset::from_csv_reader("x,label\nabc,1\n".as_bytes(), &opts.clone().ignore(Vec::<String>::new()).categorical(Vec::<String>::new()))
+///     .unwrap_err();
+/// assert!(err.to_string().contains("line 2"));
+/// assert!(err.to_string().contains("`abc`"));
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsvOptions {
+    /// The label column, if any.
+    pub label: Option<String>,
+    /// The sample-weight column, if any.
+    pub weight: Option<String>,
+    /// Columns to skip.
+    pub ignore: Vec<String>,
+    /// Feature columns that hold integer category codes.
+    pub categorical: Vec<String>,
+    /// Field delimiter (default `,`).
+    pub delimiter: char,
+    /// Cell texts read as missing (default: empty, `NA`, `N/A`, `null`, `NULL`, `None`).
+    pub missing_values: Vec<String>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            label: None,
+            weight: None,
+            ignore: Vec::new(),
+            categorical: Vec::new(),
+            delimiter: ',',
+            missing_values: ["", "NA", "N/A", "null", "NULL", "None"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl CsvOptions {
+    /// Default options with the label column `name`.
+    pub fn with_label(name: impl Into<String>) -> Self {
+        CsvOptions {
+            label: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the columns to skip.
+    pub fn ignore<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.ignore = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the categorical feature columns.
+    pub fn categorical<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.categorical = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the weight column.
+    pub fn weight(mut self, name: impl Into<String>) -> Self {
+        self.weight = Some(name.into());
+        self
+    }
+
+    fn delimiter_byte(&self) -> Result<u8> {
+        u8::try_from(self.delimiter)
+            .ok()
+            .filter(|b| b.is_ascii() && *b != b'"' && *b != b'\n' && *b != b'\r')
+            .ok_or_else(|| {
+                Error::invalid(
+                    "CsvOptions.delimiter",
+                    format!("{:?}", self.delimiter),
+                    "a single ASCII character other than a quote or a newline",
+                )
+            })
+    }
+}
+
+/// An open CSV reader with its header checked.
+struct CsvTable<R: Read> {
+    reader: csv::Reader<R>,
+    cells: CellParser,
+}
+
+/// Parses cells with errors naming the line, the column and the text.
+struct CellParser {
+    header: Vec<String>,
+    missing: Vec<String>,
+}
+
+impl CellParser {
+    fn parse<T: FromStr + Missing>(
+        &self,
+        text: &str,
+        line: u64,
+        col: usize,
+        what: &str,
+    ) -> Result<T> {
+        if self.missing.iter().any(|m| m == text) {
+            return Ok(T::MISSING);
+        }
+        text.parse::<T>().map_err(|_| Error::Csv {
+            location: format!("line {line}, column `{}`", self.header[col]),
+            message: format!("cannot parse `{text}` as {what}"),
+        })
+    }
+}
+
+impl<R: Read> CsvTable<R> {
+    fn open(input: R, delimiter: u8, missing: &[String]) -> Result<Self> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(true)
+            .flexible(false)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        let header = reader
+            .headers()
+            .map_err(|e| csv_error(e, &[]))?
+            .iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        if header.is_empty() || header.iter().all(String::is_empty) {
+            return Err(Error::Csv {
+                location: "line 1".into(),
+                message: "the input is empty; expected a header row naming the columns".into(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (j, name) in header.iter().enumerate() {
+            if name.is_empty() {
+                return Err(Error::Csv {
+                    location: format!("line 1, field {}", j + 1),
+                    message: "empty column name; expected every header field to name its column"
+                        .into(),
+                });
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(Error::Csv {
+                    location: format!("line 1, field {}", j + 1),
+                    message: format!("column `{name}` appears twice; expected unique names"),
+                });
+            }
+        }
+        Ok(CsvTable {
+            reader,
+            cells: CellParser {
+                header,
+                missing: missing.to_vec(),
+            },
+        })
+    }
+
+    fn header(&self) -> &[String] {
+        &self.cells.header
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize> {
+        self.header()
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::MissingColumn {
+                name: name.to_string(),
+                available: self.header().join(", "),
+            })
+    }
+
+    /// Calls `row` with the cell parser, each record and its 1-based line number; returns the
+    /// number of records.
+    fn for_each_record(
+        &mut self,
+        mut row: impl FnMut(&CellParser, &csv::StringRecord, u64) -> Result<()>,
+    ) -> Result<usize> {
+        let mut record = csv::StringRecord::new();
+        let mut count = 0;
+        loop {
+            match self.reader.read_record(&mut record) {
+                Ok(false) => return Ok(count),
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    row(&self.cells, &record, line)?;
+                    count += 1;
+                }
+                Err(e) => return Err(csv_error(e, &self.cells.header)),
+            }
+        }
+    }
+}
+
+/// Numbers that have a missing-value marker.
+trait Missing {
+    const MISSING: Self;
+}
+impl Missing for f32 {
+    const MISSING: Self = f32::NAN;
+}
+impl Missing for f64 {
+    const MISSING: Self = f64::NAN;
+}
+
+fn csv_error(e: csv::Error, header: &[String]) -> Error {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => Error::Csv {
+            location: format!("line {line}"),
+            message: format!(
+                "found {len} fields, expected {expected_len} as in the header ({})",
+                header.join(",")
+            ),
+        },
+        csv::ErrorKind::Utf8 { err, .. } => Error::Csv {
+            location: format!("line {line}, field {}", err.field() + 1),
+            message: "the text is not valid UTF-8".into(),
+        },
+        _ => Error::Csv {
+            location: format!("line {line}"),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn open_file(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io("reading", path, e))
+}
+
+impl Dataset {
+    /// Reads a CSV file; see [`CsvOptions`].
+    pub fn from_csv_path(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset> {
+        let path = path.as_ref();
+        let data = Self::from_csv_reader(open_file(path)?, options)?;
+        tracing::debug!(path = %path.display(), rows = data.n_rows(), "CSV dataset loaded");
+        Ok(data)
+    }
+
+    /// Reads CSV text from any reader; see [`CsvOptions`].
+    pub fn from_csv_reader(input: impl Read, options: &CsvOptions) -> Result<Dataset> {
+        let mut table = CsvTable::open(input, options.delimiter_byte()?, &options.missing_values)?;
+        let label = options
+            .label
+            .as_deref()
+            .map(|n| table.index_of(n))
+            .transpose()?;
+        let weight = options
+            .weight
+            .as_deref()
+            .map(|n| table.index_of(n))
+            .transpose()?;
+        for name in &options.ignore {
+            table.index_of(name)?;
+        }
+        let mut columns = Vec::new();
+        let mut feature_idx = Vec::new();
+        for (j, name) in table.header().iter().enumerate() {
+            if Some(j) == label || Some(j) == weight || options.ignore.contains(name) {
+                continue;
+            }
+            let kind = if options.categorical.contains(name) {
+                ColumnKind::Categorical
+            } else {
+                ColumnKind::Numeric
+            };
+            columns.push(ColumnSchema::new(name.clone(), kind));
+            feature_idx.push(j);
+        }
+        for name in &options.categorical {
+            if !columns.iter().any(|c| &c.name == name) {
+                return Err(Error::invalid(
+                    "CsvOptions.categorical",
+                    name,
+                    format!(
+                        "a feature column of the file (features: {})",
+                        columns
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let kinds: Vec<ColumnKind> = columns.iter().map(|c| c.kind).collect();
+        let mut values: Vec<f32> = Vec::new();
+        let mut labels: Vec<f32> = Vec::new();
+        let mut weights: Vec<f32> = Vec::new();
+        let rows = table.for_each_record(|cells, rec, line| {
+            for (&j, kind) in feature_idx.iter().zip(&kinds) {
+                let v: f32 = cells.parse(&rec[j], line, j, "a number")?;
+                if *kind == ColumnKind::Categorical && v.is_finite() && v.fract() != 0.0 {
+                    return Err(Error::Csv {
+                        location: format!("line {line}, column `{}`", cells.header[j]),
+                        message: format!("`{}` is not an integer category code", &rec[j]),
+                    });
+                }
+                values.push(v);
+            }
+            if let Some(j) = label {
+                labels.push(cells.parse(&rec[j], line, j, "a number (label)")?);
+            }
+            if let Some(j) = weight {
+                weights.push(cells.parse(&rec[j], line, j, "a number (weight)")?);
+            }
+            Ok(())
+        })?;
+        let features = Array2::from_shape_vec((rows, columns.len()), values)
+            .map_err(|e| Error::invalid("CSV feature matrix", e, "rows × features values"))?;
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let mut data = Dataset::new(features, names)?;
+        let categorical: Vec<&str> = columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Categorical)
+            .map(|c| c.name.as_str())
+            .collect();
+        data = data.with_categorical(&categorical)?;
+        if let (Some(name), Some(_)) = (&options.label, label) {
+            data = data.with_labels(Array1::from(labels), name.clone())?;
+        }
+        if weight.is_some() {
+            data = data.with_weights(Array1::from(weights))?;
+        }
+        Ok(data)
+    }
+}
+
+/// Reads the named columns of a CSV file as `f64` (full precision, for evaluation of scores
+/// written by another tool). Missing cells (see [`CsvOptions::missing_values`]) become `NaN`.
+///
+/// ```
+/// let csv = "label,score,other\n1,0.9,x\n0,0.25,y\n";
+/// let cols = mlops_core::read_csv_columns(csv.as_bytes(), &["score", "label"], &Default::default())?;
+/// assert_eq!(cols, vec![vec![0.9, 0.25], vec![1.0, 0.0]]);
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn read_csv_columns(
+    input: impl Read,
+    names: &[&str],
+    options: &CsvOptions,
+) -> Result<Vec<Vec<f64>>> {
+    let mut table = CsvTable::open(input, options.delimiter_byte()?, &options.missing_values)?;
+    let idx: Vec<usize> = names
+        .iter()
+        .map(|n| table.index_of(n))
+        .collect::<Result<_>>()?;
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    table.for_each_record(|cells, rec, line| {
+        for (k, &j) in idx.iter().enumerate() {
+            out[k].push(cells.parse(&rec[j], line, j, "a number")?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`read_csv_columns`] on a file.
+pub fn read_csv_columns_path(
+    path: impl AsRef<Path>,
+    names: &[&str],
+    options: &CsvOptions,
+) -> Result<Vec<Vec<f64>>> {
+    read_csv_columns(open_file(path.as_ref())?, names, options)
+}
+
+impl Schema {
+    /// Reads a schema from JSON text.
+    pub fn from_json(text: &str) -> Result<Schema> {
+        serde_json::from_str(text).map_err(|source| Error::Json {
+            what: "schema".into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! The in-memory table every step reads: features, optional labels and sample weights, and
+//! the schema that names and types the columns.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+
+use crate::error::{Error, Result};
+use crate::schema::{ColumnKind, ColumnSchema, Schema};
+
+/// Features (`Array2<f32>`, rows × columns), optional labels and sample weights, and a
+/// [`Schema`] whose feature columns name the feature columns in order (the label, if any,
+/// comes last in the schema).
+///
+/// Missing values are `NaN`. Invariants, checked by every constructor: the schema has one
+/// feature column per feature, names are unique and non-empty, labels and weights have one
+/// entry per row.
+///
+/// ```
+/// use mlops_core::Dataset;
+/// use ndarray::array;
+///
+/// let data = Dataset::new(array![[0.5_f32, 1.0], [1.5, 2.0]], vec!["a".into(), "b".into()])?
+///     .with_labels(array![0.0_f32, 1.0], "y")?;
+/// assert_eq!(data.n_rows(), 2);
+/// assert_eq!(data.feature_names().collect::<Vec<_>>(), ["a", "b"]);
+/// assert_eq!(data.column("b")?.to_vec(), vec![1.0, 2.0]);
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    features: Array2<f32>,
+    labels: Option<Array1<f32>>,
+    weights: Option<Array1<f32>>,
+    schema: Schema,
+}
+
+fn check_unique_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (j, name) in names.enumerate() {
+        if name.is_empty() {
+            return Err(Error::invalid(
+                format!("column name #{j}"),
+                "\"\"",
+                "a non-empty name",
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(Error::invalid(
+                format!("column name #{j}"),
+                name,
+                "a name not used by another column",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Dataset {
+    /// A dataset of numeric features named `feature_names`.
+    pub fn new(features: Array2<f32>, feature_names: Vec<String>) -> Result<Self> {
+        if features.ncols() != feature_names.len() {
+            return Err(Error::LengthMismatch {
+                left: "feature columns",
+                left_len: features.ncols(),
+                right: "feature_names",
+                right_len: feature_names.len(),
+            });
+        }
+        check_unique_names(feature_names.iter().map(String::as_str))?;
+        let columns = feature_names
+            .into_iter()
+            .map(|n| ColumnSchema::new(n, ColumnKind::Numeric))
+            .collect();
+        Ok(Dataset {
+            features,
+            labels: None,
+            weights: None,
+            schema: Schema { columns },
+        })
+    }
+
+    /// Adds (or replaces) the label column.
+    pub fn with_labels(mut self, labels: Array1<f32>, name: impl Into<String>) -> Result<Self> {
+        if labels.len() != self.n_rows() {
+            return Err(Error::LengthMismatch {
+                left: "rows",
+                left_len: self.n_rows(),
+                right: "labels",
+                right_len: labels.len(),
+            });
+        }
+        let name = name.into();
+        self.schema.columns.retain(|c| c.kind != ColumnKind::Label);
+        self.schema
+            .columns
+            .push(ColumnSchema::new(name, ColumnKind::Label));
+        check_unique_names(self.schema.columns.iter().map(|c| c.name.as_str()))?;
+        self.labels = Some(labels);
+        Ok(self)
+    }
+
+    /// Adds (or replaces) the sample weights.
+    pub fn with_weights(mut self, weights: Array1<f32>) -> Result<Self> {
+        if weights.len() != self.n_rows() {
+            return Err(Error::LengthMismatch {
+                left: "rows",
+                left_len: self.n_rows(),
+                right: "sample weights",
+                right_len: weights.len(),
+            });
+        }
+        self.weights = Some(weights);
+        Ok(self)
+    }
+
+    /// Marks the named feature columns as categorical codes.
+    pub fn with_categorical(mut self, names: &[&str]) -> Result<Self> {
+        for name in names {
+            let j = self.feature_index(name)?;
+            self.schema.columns[j].kind = ColumnKind::Categorical;
+        }
+        Ok(self)
+    }
+
+    /// Replaces the schema by `schema` (for example one inferred from a reference), which must
+    /// list the same feature columns in the same order, and the label when there is one.
+    pub fn with_schema(mut self, schema: Schema) -> Result<Self> {
+        let ours: Vec<&str> = self.feature_names().collect();
+        let theirs: Vec<&str> = schema.features().map(|c| c.name.as_str()).collect();
+        if ours != theirs {
+            return Err(Error::invalid(
+                "schema feature columns",
+                theirs.join(","),
+                format!("the dataset's columns in order: {}", ours.join(",")),
+            ));
+        }
+        match (self.label_name(), schema.label()) {
+            (Some(a), Some(b)) if a == b.name => {}
+            (None, None) => {}
+            (a, b) => {
+                return Err(Error::invalid(
+                    "schema label column",
+                    b.map_or("none", |c| c.name.as_str()),
+                    format!("the dataset's label: {}", a.unwrap_or("none")),
+                ))
+            }
+        }
+        let mut columns: Vec<ColumnSchema> = schema.features().cloned().collect();
+        columns.extend(schema.label().cloned());
+        self.schema = Schema { columns };
+        Ok(self)
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.features.nrows()
+    }
+
+    /// Number of feature columns.
+    pub fn n_features(&self) -> usize {
+        self.features.ncols()
+    }
+
+    /// The feature matrix, rows × columns.
+    pub fn features(&self) -> ArrayView2<'_, f32> {
+        self.features.view()
+    }
+
+    /// Feature column `j`; callers pass `j < n_features()`.
+    pub(crate) fn feature_column(&self, j: usize) -> ArrayView1<'_, f32> {
+        self.features.column(j)
+    }
+
+    /// The labels, if any.
+    pub fn labels(&self) -> Option<&Array1<f32>> {
+        self.labels.as_ref()
+    }
+
+    /// The sample weights, if any.
+    pub fn weights(&self) -> Option<&Array1<f32>> {
+        self.weights.as_ref()
+    }
+
+    /// The schema (feature columns in order, then the label).
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The feature names, in column order.
+    pub fn feature_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.schema.features().map(|c| c.name.as_str())
+    }
+
+    /// The kind of each feature column, in column order.
+    pub fn feature_kinds(&self) -> impl Iterator<Item = ColumnKind> + '_ {
+        self.schema.features().map(|c| c.kind)
+    }
+
+    /// The label column's name, if there is a label.
+    pub fn label_name(&self) -> Option<&str> {
+        self.schema.label().map(|c| c.name.as_str())
+    }
+
+    /// The position of feature `name`.
+    pub fn feature_index(&self, name: &str) -> Result<usize> {
+        self.feature_names()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::MissingColumn {
+                name: name.to_string(),
+                available: self.feature_names().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// The feature column `name`.
+    pub fn column(&self, name: &str) -> Result<ArrayView1<'_, f32>> {
+        Ok(self.features.column(self.feature_index(name)?))
+    }
+
+    /// Weighted count of rows labelled 1 (`None` without labels).
+    pub fn positive_weight(&self) -> Option<f64> {
+        let labels = self.labels.as_ref()?;
+        Some(
+            labels
+                .iter()
+                .enumerate()
+                .filter(|(_, &y)| y == 1.0)
+                .map(|(i, _)| self.weights.as_ref().map_or(1.0, |w| f64::from(w[i])))
+                .sum(),
+        )
+    }
+
+    /// A new dataset with rows `indices` (in that order; repeats allowed).
+    pub fn select_rows(&self, indices: &[usize]) -> Result<Dataset> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.n_rows()) {
+            return Err(Error::invalid(
+                "row index",
+                bad,
+                format!("an index below the row count {}", self.n_rows()),
+            ));
+        }
+        Ok(Dataset {
+            features: self.features.select(Axis(0), indices),
+            labels: self.labels.as_ref().map(|l| l.select(Axis(0), indices)),
+            weights: self.weights.as_ref().map(|w| w.select(Axis(0), indices)),
+            schema: self.schema.clone(),
+        })
+    }
+
+    /// A new dataset without the named feature columns (for example an ordering column that
+    /// must not be a feature).
+    pub fn drop_features(&self, names: &[&str]) -> Result<Dataset> {
+        let drop: Vec<usize> = names
+            .iter()
+            .map(|n| self.feature_index(n))
+            .collect::<Result<_>>()?;
+        let keep: Vec<usize> = (0..self.n_features())
+            .filter(|j| !drop.contains(j))
+            .collect();
+        let mut columns: Vec<ColumnSchema> = keep
+            .iter()
+            .map(|&j| self.schema.columns[j].clone())
+            .collect();
+        columns.extend(self.schema.label().cloned());
+        Ok(Dataset {
+            features: self.features.select(Axis(1), &keep),
+            labels: self.labels.clone(),
+            weights: self.weights.clone(),
+            schema: Schema { columns },
+        })
+    }
+}

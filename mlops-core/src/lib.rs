@@ -1,0 +1,45 @@
+//! # mlops-core
+//!
+//! The ground every other mlops crate stands on:
+//!
+//! - [`Dataset`] (features, labels, sample weights, [`Schema`]) with CSV loading
+//!   ([`CsvOptions`]) and seeded stratified or ordered splits ([`SplitFractions`]);
+//! - [`validation`]: a [`validation::Validator`] trait, the built-in checks and a report that
+//!   lists every problem;
+//! - [`metrics`]: binary-classification metrics with sample weights that agree with
+//!   scikit-learn, threshold search and bootstrap intervals;
+//! - [`gate`]: metric gates with absolute and champion-relative rules;
+//! - [`model`]: the [`model::Predictor`] trait and the artifact format (JSON spec +
+//!   safetensors) shared by training and serving.
+//!
+//! Library code never panics on user input and never prints: it returns [`Error`] and logs
+//! with `tracing`.
+//!
+//! ```
+//! use mlops_core::{CsvOptions, Dataset, Schema};
+//! use mlops_core::validation::{ValidationConfig, ValidationSuite};
+//!
+//! let csv = "x,label\n0.1,0\n0.7,1\n0.4,0\n0.9,1\n";
+//! let data = Dataset::from_csv_reader(csv.as_bytes(), &CsvOptions::with_label("label"))?;
+//! let schema = Schema::infer(&data);
+//! let config = ValidationConfig { min_rows: 4, min_positives: 2, ..Default::default() };
+//! let report = ValidationSuite::from_config(&config)?.run(&data, Some(&schema));
+//! assert!(report.passed(), "{report}");
+//! # Ok::<(), mlops_core::Error>(())
+//! ```
+
+mod csv_io;
+mod dataset;
+mod error;
+pub mod gate;
+pub mod metrics;
+pub mod model;
+mod schema;
+mod split;
+pub mod validation;
+
+pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};
+pub use dataset::Dataset;
+pub use error::{Error, Result};
+pub use schema::{ColumnKind, ColumnSchema, Schema};
+pub use split::{Split, SplitFractions};

@@ -1,0 +1,220 @@
+//! A model artifact: a [`ModelSpec`] plus checked weights, read from and written to
+//! `model.json` + `model.safetensors`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use super::spec::ModelSpec;
+use crate::error::{Error, Result};
+
+/// File name of the spec inside an artifact directory.
+pub const SPEC_FILE: &str = "model.json";
+/// File name of the weights inside an artifact directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// The weights of one dense layer: `weight` is `[units, inputs]`, `bias` is `[units]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseWeights {
+    /// `[units, inputs]`, PyTorch's `nn.Linear` layout.
+    pub weight: Array2<f32>,
+    /// `[units]`.
+    pub bias: Array1<f32>,
+}
+
+/// A spec with weights whose names, shapes and dtypes match it. Every constructor checks;
+/// a value of this type is always consistent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelArtifact {
+    spec: ModelSpec,
+    layers: Vec<DenseWeights>,
+}
+
+fn artifact_err(item: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Artifact {
+        item: item.into(),
+        message: message.into(),
+    }
+}
+
+impl ModelArtifact {
+    /// Pairs a spec with `(weight, bias)` per layer, checking shapes and that every weight is
+    /// finite.
+    pub fn new(spec: ModelSpec, layers: Vec<(Array2<f32>, Array1<f32>)>) -> Result<Self> {
+        spec.validate()?;
+        if layers.len() != spec.layers.len() {
+            return Err(artifact_err(
+                "weights",
+                format!(
+                    "{} layers of weights for a spec of {} layers",
+                    layers.len(),
+                    spec.layers.len()
+                ),
+            ));
+        }
+        let expected = spec.expected_tensors();
+        let mut checked = Vec::with_capacity(layers.len());
+        for (i, (weight, bias)) in layers.into_iter().enumerate() {
+            let (wname, wshape) = &expected[2 * i];
+            check_tensor(wname, weight.shape(), wshape, weight.iter())?;
+            let (bname, bshape) = &expected[2 * i + 1];
+            check_tensor(bname, bias.shape(), bshape, bias.iter())?;
+            checked.push(DenseWeights { weight, bias });
+        }
+        Ok(ModelArtifact {
+            spec,
+            layers: checked,
+        })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The weights of each layer, input to output.
+    pub fn layers(&self) -> &[DenseWeights] {
+        &self.layers
+    }
+
+    /// The spec as pretty JSON bytes (the content of `model.json`).
+    pub fn spec_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(&self.spec).map_err(|source| Error::Json {
+            what: SPEC_FILE.into(),
+            source,
+        })
+    }
+
+    /// The weights as safetensors bytes (the content of `model.safetensors`).
+    pub fn weights_to_safetensors(&self) -> Result<Vec<u8>> {
+        let names = self.spec.expected_tensors();
+        let bytes: Vec<Vec<u8>> = self
+            .layers
+            .iter()
+            .flat_map(|l| [le_bytes(l.weight.iter()), le_bytes(l.bias.iter())])
+            .collect();
+        let views = names
+            .iter()
+            .zip(&bytes)
+            .map(|((name, shape), data)| {
+                TensorView::new(Dtype::F32, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| artifact_err(name.clone(), e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let info = HashMap::from([("format".to_string(), "mlops-mlp".to_string())]);
+        safetensors::serialize(views, Some(info))
+            .map_err(|e| artifact_err(WEIGHTS_FILE, e.to_string()))
+    }
+
+    /// Reads an artifact from the bytes of `model.json` and `model.safetensors`, checking that
+    /// every tensor the spec needs is there with the right shape and dtype, and no other.
+    pub fn from_parts(spec_json: &[u8], weights: &[u8]) -> Result<Self> {
+        let spec: ModelSpec = serde_json::from_slice(spec_json).map_err(|source| Error::Json {
+            what: SPEC_FILE.into(),
+            source,
+        })?;
+        spec.validate()?;
+        let tensors = SafeTensors::deserialize(weights)
+            .map_err(|e| artifact_err(WEIGHTS_FILE, format!("not a safetensors file: {e}")))?;
+        let expected = spec.expected_tensors();
+        for name in tensors.names() {
+            if !expected.iter().any(|(n, _)| n.as_str() == name) {
+                return Err(artifact_err(
+                    format!("{WEIGHTS_FILE} tensor `{name}`"),
+                    format!(
+                        "unexpected tensor; the spec needs exactly: {}",
+                        expected
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let item = format!("{WEIGHTS_FILE} tensor `{name}`");
+            let view = tensors
+                .tensor(name)
+                .map_err(|_| artifact_err(&item, "missing; the spec needs it"))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(artifact_err(
+                    &item,
+                    format!("dtype {:?}, expected F32", view.dtype()),
+                ));
+            }
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            check_tensor(name, view.shape(), shape, values.iter())?;
+            Ok(values)
+        };
+        let mut layers = Vec::with_capacity(spec.layers.len());
+        for pair in expected.chunks_exact(2) {
+            let (wn, ws) = &pair[0];
+            let (bn, bs) = &pair[1];
+            let w = read(wn, ws)?;
+            let b = read(bn, bs)?;
+            let weight = Array2::from_shape_vec((ws[0], ws[1]), w)
+                .map_err(|e| artifact_err(wn.clone(), e.to_string()))?;
+            layers.push((weight, Array1::from(b)));
+        }
+        Self::new(spec, layers)
+    }
+
+    /// Writes `model.json` and `model.safetensors` into `dir` (created if needed).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+        for (file, bytes) in [
+            (SPEC_FILE, self.spec_json()?),
+            (WEIGHTS_FILE, self.weights_to_safetensors()?),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, bytes).map_err(|e| Error::io("writing", path, e))?;
+        }
+        tracing::debug!(dir = %dir.display(), "model artifact saved");
+        Ok(())
+    }
+
+    /// Reads `model.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read(&path).map_err(|e| Error::io("reading", path, e))
+        };
+        Self::from_parts(&read(SPEC_FILE)?, &read(WEIGHTS_FILE)?)
+    }
+}
+
+fn le_bytes<'a>(values: impl Iterator<Item = &'a f32>) -> Vec<u8> {
+    values.flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn check_tensor<'a>(
+    name: &str,
+    shape: &[usize],
+    expected: &[usize],
+    mut values: impl Iterator<Item = &'a f32>,
+) -> Result<()> {
+    if shape != expected {
+        return Err(artifact_err(
+            format!("tensor `{name}`"),
+            format!("shape {shape:?}, expected {expected:?}"),
+        ));
+    }
+    if let Some((i, v)) = values.by_ref().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(artifact_err(
+            format!("tensor `{name}`"),
+            format!("element {i} is {v}, expected a finite number"),
+        ));
+    }
+    Ok(())
+}

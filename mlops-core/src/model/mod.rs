@@ -1,0 +1,83 @@
+//! The model contract shared by training and serving.
+//!
+//! - [`Predictor`]: anything that turns a batch of feature rows into probabilities of the
+//!   positive class.
+//! - The artifact format: a JSON [`ModelSpec`] (format version, layers and activations, input
+//!   feature names, standardization, decision threshold) beside safetensors weights, read and
+//!   written by [`ModelArtifact`], which checks every name, shape and dtype on load.
+//! - [`MlpModel`]: the reference CPU implementation of a [`ModelSpec`] network.
+//!
+//! ```
+//! use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor};
+//! use ndarray::array;
+//!
+//! let spec = ModelSpec::new(
+//!     vec!["x".into(), "y".into()],
+//!     vec![LayerSpec::new(1, Activation::Sigmoid)],
+//! );
+//! // One dense layer: logit = 2x - y.
+//! let artifact = ModelArtifact::new(spec, vec![(array![[2.0_f32, -1.0]], array![0.0_f32])])?;
+//! let bytes = artifact.weights_to_safetensors()?;
+//! let back = ModelArtifact::from_parts(&artifact.spec_json()?, &bytes)?;
+//! let model = MlpModel::new(&back)?;
+//! let p = model.predict_proba(array![[1.0_f32, 2.0], [1.0, 0.0]].view())?;
+//! assert_eq!(p[0], 0.5);
+//! assert!((p[1] - 0.880_797).abs() < 1e-6);
+//! # Ok::<(), mlops_core::Error>(())
+//! ```
+
+mod artifact;
+mod mlp;
+mod spec;
+
+use ndarray::{Array1, ArrayView2};
+
+pub use artifact::{DenseWeights, ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
+pub use mlp::MlpModel;
+pub use spec::{Activation, LayerSpec, ModelSpec, Standardization, FORMAT_VERSION};
+
+use crate::error::{Error, Result};
+
+/// A binary classifier: probabilities of the positive class for a batch of rows.
+///
+/// Implementations check the batch's width and never panic on any input values (NaN in, NaN
+/// out is allowed).
+pub trait Predictor: Send + Sync {
+    /// The input features, in column order.
+    fn feature_names(&self) -> &[String];
+
+    /// Writes one probability per row of `x` into `out` (`out.len() == x.nrows()`).
+    fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()>;
+
+    /// Number of input features.
+    fn n_features(&self) -> usize {
+        self.feature_names().len()
+    }
+
+    /// One probability per row of `x`.
+    fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
+        let mut out = vec![0.0; x.nrows()];
+        self.predict_proba_into(x, &mut out)?;
+        Ok(Array1::from(out))
+    }
+}
+
+/// Checks that a batch and an output buffer fit a predictor with `n_features` inputs.
+pub fn check_batch(n_features: usize, x: ArrayView2<'_, f32>, out: &[f32]) -> Result<()> {
+    if x.ncols() != n_features {
+        return Err(Error::invalid(
+            "batch columns",
+            x.ncols(),
+            format!("{n_features} features, as the model was trained on"),
+        ));
+    }
+    if out.len() != x.nrows() {
+        return Err(Error::LengthMismatch {
+            left: "batch rows",
+            left_len: x.nrows(),
+            right: "output buffer",
+            right_len: out.len(),
+        });
+    }
+    Ok(())
+}

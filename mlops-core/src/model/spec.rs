@@ -1,0 +1,208 @@
+//! The JSON half of a model artifact.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The artifact format version this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Elementwise activation after a dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, x).
+    Relu,
+    /// tanh(x).
+    Tanh,
+    /// 1 / (1 + e^-x); the output layer's activation.
+    Sigmoid,
+    /// x · sigmoid(x).
+    Silu,
+    /// x.
+    Identity,
+}
+
+impl Activation {
+    /// Applies the activation to one value.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => x.max(0.0),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Silu => x * sigmoid(x),
+            Activation::Identity => x,
+        }
+    }
+}
+
+/// A numerically stable logistic function.
+#[inline]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// One dense layer: `units` outputs, then `activation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Output width.
+    pub units: usize,
+    /// Activation after the affine map.
+    pub activation: Activation,
+}
+
+impl LayerSpec {
+    /// A layer of `units` outputs with `activation`.
+    pub fn new(units: usize, activation: Activation) -> Self {
+        LayerSpec { units, activation }
+    }
+}
+
+/// Per-feature standardization `(x - mean) / std`, fitted on the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Standardization {
+    /// Per-feature mean.
+    pub mean: Vec<f32>,
+    /// Per-feature standard deviation, finite and > 0.
+    pub std: Vec<f32>,
+}
+
+/// What a model is: its inputs, its layers and how to read its output. Serialized as
+/// `model.json` beside the weights.
+///
+/// Weights are named `layers.{i}.weight` (shape `[units, inputs]`, PyTorch's layout) and
+/// `layers.{i}.bias` (shape `[units]`), all `f32`. The last layer has one unit and a sigmoid:
+/// the network outputs the probability of the positive class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Input feature names, in column order.
+    pub input_features: Vec<String>,
+    /// Dense layers from input to output.
+    pub layers: Vec<LayerSpec>,
+    /// Input standardization, if the model was trained on standardized inputs.
+    #[serde(default)]
+    pub standardization: Option<Standardization>,
+    /// Decision threshold on the probability (predict positive when `>=`).
+    pub threshold: f32,
+    /// Free-form facts (trainer, version of the code, ...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelSpec {
+    /// A spec with the current format version, no standardization, threshold 0.5.
+    pub fn new(input_features: Vec<String>, layers: Vec<LayerSpec>) -> Self {
+        ModelSpec {
+            format_version: FORMAT_VERSION,
+            input_features,
+            layers,
+            standardization: None,
+            threshold: 0.5,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the spec: known format version, unique non-empty features, non-empty layers with
+    /// units > 0, a one-unit sigmoid output, standardization of the right length with finite
+    /// means and positive finite stds, threshold in [0, 1].
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: String, value: String, expected: &str| {
+            Err(Error::Artifact {
+                item: format!("{} field {field}", super::SPEC_FILE),
+                message: format!("found {value}, expected {expected}"),
+            })
+        };
+        if self.format_version != FORMAT_VERSION {
+            return bad(
+                "format_version".into(),
+                self.format_version.to_string(),
+                &format!("{FORMAT_VERSION} (the version this build reads)"),
+            );
+        }
+        if self.input_features.is_empty() {
+            return bad("input_features".into(), "[]".into(), "at least one feature");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, f) in self.input_features.iter().enumerate() {
+            if f.is_empty() || !seen.insert(f) {
+                return bad(
+                    format!("input_features[{i}]"),
+                    format!("{f:?}"),
+                    "a non-empty name used once",
+                );
+            }
+        }
+        let Some(last) = self.layers.last() else {
+            return bad("layers".into(), "[]".into(), "at least the output layer");
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            if l.units == 0 {
+                return bad(format!("layers[{i}].units"), "0".into(), "at least 1");
+            }
+        }
+        if last.units != 1 || last.activation != Activation::Sigmoid {
+            return bad(
+                format!("layers[{}]", self.layers.len() - 1),
+                format!("{} units with {:?}", last.units, last.activation),
+                "an output layer of 1 unit with a sigmoid activation",
+            );
+        }
+        if let Some(s) = &self.standardization {
+            let n = self.input_features.len();
+            if s.mean.len() != n || s.std.len() != n {
+                return bad(
+                    "standardization".into(),
+                    format!("{} means and {} stds", s.mean.len(), s.std.len()),
+                    &format!("{n} of each, one per input feature"),
+                );
+            }
+            if let Some(i) = s.mean.iter().position(|m| !m.is_finite()) {
+                return bad(
+                    format!("standardization.mean[{i}]"),
+                    s.mean[i].to_string(),
+                    "a finite number",
+                );
+            }
+            if let Some(i) = s.std.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                return bad(
+                    format!("standardization.std[{i}]"),
+                    s.std[i].to_string(),
+                    "a finite number > 0",
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return bad(
+                "threshold".into(),
+                self.threshold.to_string(),
+                "a probability in [0, 1]",
+            );
+        }
+        Ok(())
+    }
+
+    /// The expected weight tensors: `(name, shape)` for each layer's weight and bias.
+    pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let mut inputs = self.input_features.len();
+        let mut out = Vec::with_capacity(2 * self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            out.push((format!("layers.{i}.weight"), vec![l.units, inputs]));
+            out.push((format!("layers.{i}.bias"), vec![l.units]));
+            inputs = l.units;
+        }
+        out
+    }
+}

@@ -1,0 +1,229 @@
+//! The artifact format: round trips, and every mismatch named on load.
+
+use std::collections::HashMap;
+
+use mlops_core::model::{
+    Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor, Standardization,
+    SPEC_FILE, WEIGHTS_FILE,
+};
+use ndarray::{array, Array1, Array2};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+fn spec() -> ModelSpec {
+    let mut s = ModelSpec::new(
+        vec!["a".into(), "b".into(), "c".into()],
+        vec![
+            LayerSpec::new(2, Activation::Relu),
+            LayerSpec::new(1, Activation::Sigmoid),
+        ],
+    );
+    s.standardization = Some(Standardization {
+        mean: vec![1.0, 0.0, -1.0],
+        std: vec![2.0, 1.0, 0.5],
+    });
+    s.threshold = 0.4;
+    s
+}
+
+fn artifact() -> ModelArtifact {
+    ModelArtifact::new(
+        spec(),
+        vec![
+            (
+                array![[1.0_f32, -1.0, 0.5], [0.25, 0.5, -0.75]],
+                array![0.1_f32, -0.2],
+            ),
+            (array![[1.5_f32, -2.0]], array![0.3_f32]),
+        ],
+    )
+    .unwrap()
+}
+
+/// The forward pass by hand, in f64.
+fn reference(x: [f32; 3]) -> f64 {
+    let z: Vec<f64> = [(x[0] - 1.0) / 2.0, x[1], (x[2] + 1.0) / 0.5]
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let h0 = (1.0 * z[0] - 1.0 * z[1] + 0.5 * z[2] + 0.1).max(0.0);
+    let h1 = (0.25 * z[0] + 0.5 * z[1] - 0.75 * z[2] - 0.2).max(0.0);
+    let logit = 1.5 * h0 - 2.0 * h1 + 0.3;
+    1.0 / (1.0 + (-logit).exp())
+}
+
+#[test]
+fn save_load_predict_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = artifact();
+    a.save(dir.path()).unwrap();
+    let back = ModelArtifact::load(dir.path()).unwrap();
+    assert_eq!(back, a);
+    let model = MlpModel::new(&back).unwrap();
+    assert_eq!(model.n_features(), 3);
+    let rows = [[1.0_f32, 2.0, 3.0], [-4.0, 0.5, -1.0], [0.0, 0.0, 0.0]];
+    let x = Array2::from_shape_fn((3, 3), |(i, j)| rows[i][j]);
+    let p = model.predict_proba(x.view()).unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            (f64::from(p[i]) - reference(*r)).abs() < 1e-6,
+            "row {i}: {} vs {}",
+            p[i],
+            reference(*r)
+        );
+    }
+    let err = model
+        .predict_proba(Array2::zeros((2, 4)).view())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("4") && err.to_string().contains("3 features"),
+        "{err}"
+    );
+    let mut out = vec![0.0; 2];
+    assert!(model.predict_proba_into(x.view(), &mut out).is_err());
+}
+
+fn tensors_with(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>, Dtype)>)) -> Vec<u8> {
+    let a = artifact();
+    let mut list: Vec<(String, Vec<usize>, Vec<f32>, Dtype)> = a
+        .spec()
+        .expected_tensors()
+        .into_iter()
+        .zip(a.layers().iter().flat_map(|l| {
+            [
+                l.weight.iter().copied().collect::<Vec<f32>>(),
+                l.bias.to_vec(),
+            ]
+        }))
+        .map(|((n, s), v)| (n, s, v, Dtype::F32))
+        .collect();
+    edit(&mut list);
+    let bytes: Vec<Vec<u8>> = list
+        .iter()
+        .map(|(_, _, v, d)| match d {
+            Dtype::F64 => v.iter().flat_map(|x| f64::from(*x).to_le_bytes()).collect(),
+            _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = list
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _, d), b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, None::<HashMap<String, String>>).unwrap()
+}
+
+fn load_err(weights: &[u8]) -> String {
+    let spec_json = artifact().spec_json().unwrap();
+    ModelArtifact::from_parts(&spec_json, weights)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let err = load_err(&tensors_with(|l| l.retain(|t| t.0 != "layers.1.bias")));
+    assert!(
+        err.contains("layers.1.bias") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let err = load_err(&tensors_with(|l| {
+        l[0].1 = vec![3, 2];
+    }));
+    assert!(
+        err.contains("layers.0.weight") && err.contains("[3, 2]") && err.contains("[2, 3]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_dtype_is_named() {
+    let err = load_err(&tensors_with(|l| l[1].3 = Dtype::F64));
+    assert!(
+        err.contains("layers.0.bias") && err.contains("F64") && err.contains("F32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unexpected_tensor_is_named() {
+    let err = load_err(&tensors_with(|l| {
+        l.push(("extra".into(), vec![1], vec![0.0], Dtype::F32))
+    }));
+    assert!(
+        err.contains("`extra`") && err.contains("unexpected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_finite_weight_is_named() {
+    let err = load_err(&tensors_with(|l| l[2].2[1] = f32::NAN));
+    assert!(
+        err.contains("layers.1.weight") && err.contains("element 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_weights_and_bad_specs_are_clear_errors() {
+    let err = load_err(b"not safetensors");
+    assert!(err.contains(WEIGHTS_FILE), "{err}");
+    let good_weights = artifact().weights_to_safetensors().unwrap();
+    let edit = |f: fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&artifact().spec_json().unwrap()).unwrap();
+        f(&mut v);
+        ModelArtifact::from_parts(&serde_json::to_vec(&v).unwrap(), &good_weights)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = edit(|v| v["format_version"] = 99.into());
+    assert!(
+        err.contains("format_version") && err.contains("99"),
+        "{err}"
+    );
+    let err = edit(|v| v["layers"][1]["activation"] = "relu".into());
+    assert!(
+        err.contains("layers[1]") && err.contains("sigmoid"),
+        "{err}"
+    );
+    let err = edit(|v| v["standardization"]["std"][2] = 0.0.into());
+    assert!(err.contains("standardization.std[2]"), "{err}");
+    let err = edit(|v| v["input_features"][1] = "a".into());
+    assert!(err.contains("input_features[1]"), "{err}");
+    let err = edit(|v| v["threshold"] = 1.5.into());
+    assert!(err.contains("threshold"), "{err}");
+    let err = edit(|v| v["unknown_field"] = 1.into());
+    assert!(
+        err.contains(SPEC_FILE) && err.contains("unknown_field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn constructor_checks_shapes() {
+    let err =
+        ModelArtifact::new(spec(), vec![(Array2::zeros((2, 3)), Array1::zeros(2))]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("1 layers of weights for a spec of 2"),
+        "{err}"
+    );
+    let err = ModelArtifact::new(
+        spec(),
+        vec![
+            (Array2::zeros((2, 3)), Array1::zeros(3)),
+            (Array2::zeros((1, 2)), Array1::zeros(1)),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("layers.0.bias") && err.to_string().contains("[3]"),
+        "{err}"
+    );
+}

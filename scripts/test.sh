@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every check of the workspace on a fresh machine, and is what CI runs (.ci/run):
+#   1. sets up what the tests need (a Python venv in .venv with the pinned packages of
+#      scripts/requirements-test.txt),
+#   2. cargo fmt --check, cargo clippy -D warnings,
+#   3. every Rust test (unit, integration, property, doc, examples),
+#   4. the Python tests (the committed fixtures are what the committed generators write),
+# and stops whatever it started (by PID) on the way out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+started_pids=()
+cleanup() {
+  for pid in "${started_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$(date +%s)
+
+step "Python venv (.venv) with scripts/requirements-test.txt"
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "pytest tests/python"
+.venv/bin/python -m pytest -q tests/python
+
+printf '\nall checks passed in %ss\n' "$(( $(date +%s) - start ))"

@@ -1,0 +1,223 @@
+//! The examples as a user runs them: exit codes, output files and numbers.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of a built example, building the examples first if needed.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--examples",
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().unwrap().success(), "building the examples");
+    }
+    path
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(example(name)).args(args).output().unwrap()
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    labels: Vec<f64>,
+    scores: Vec<f64>,
+    weights: Option<Vec<f64>>,
+    threshold: f64,
+    expected: serde_json::Value,
+}
+
+#[test]
+fn evaluate_prints_scikit_learn_numbers_as_json() {
+    #[derive(serde::Deserialize)]
+    struct Fixture {
+        cases: Vec<Case>,
+    }
+    let fx: Fixture = serde_json::from_str(include_str!(
+        "../mlops-core/tests/fixtures/sklearn_metrics.json"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["wdbc", "wdbc_ties_weighted"] {
+        let c = fx.cases.iter().find(|c| c.name == name).unwrap();
+        let path = dir.path().join(format!("{name}.csv"));
+        let mut text = String::from("id,label,score,w\n");
+        for i in 0..c.labels.len() {
+            let w = c.weights.as_ref().map_or(1.0, |w| w[i]);
+            text += &format!("{i},{},{},{}\n", c.labels[i], c.scores[i], w);
+        }
+        std::fs::write(&path, text).unwrap();
+        let t = c.threshold.to_string();
+        let mut args = vec![
+            "--input",
+            path.to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--score-col",
+            "score",
+            "--threshold",
+            &t,
+        ];
+        if c.weights.is_some() {
+            args.extend(["--weight-col", "w"]);
+        }
+        let out = run("evaluate", &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for key in [
+            "roc_auc",
+            "average_precision",
+            "log_loss",
+            "brier",
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+        ] {
+            let (a, b) = (
+                got[key].as_f64().unwrap(),
+                c.expected[key].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{name} {key}: {a} vs scikit-learn {b}"
+            );
+        }
+    }
+    // A bad file is a clear error and exit code 2.
+    let out = run(
+        "evaluate",
+        &[
+            "--input",
+            "/nonexistent.csv",
+            "--label-col",
+            "y",
+            "--score-col",
+            "p",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.csv"));
+}
+
+#[test]
+fn validate_exits_1_on_errors_and_0_on_clean_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("ref.csv");
+    let good = dir.path().join("good.csv");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &reference,
+        "id,a,b,label\n1,0,10,0\n2,1,20,1\n3,0.5,15,1\n4,0.2,12,0\n",
+    )
+    .unwrap();
+    std::fs::write(&good, "id,a,b,label\n5,0.1,11,0\n6,0.9,19,1\n7,0.4,14,1\n").unwrap();
+    std::fs::write(&bad, "id,a,label\n5,,0\n6,0.9,1\n7,0.4,1\n").unwrap();
+    let schema_out = dir.path().join("schema.json");
+    let common = [
+        "--label-col",
+        "label",
+        "--ignore",
+        "id",
+        "--min-rows",
+        "3",
+        "--min-positives",
+        "1",
+    ];
+    let mut args = vec![
+        "--reference",
+        reference.to_str().unwrap(),
+        "--current",
+        good.to_str().unwrap(),
+        "--schema-out",
+        schema_out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let out = run("validate", &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASSED"));
+    // The saved schema validates the bad file: a missing column and a missing value.
+    let report_path = dir.path().join("report.json");
+    let mut args = vec![
+        "--schema",
+        schema_out.to_str().unwrap(),
+        "--current",
+        bad.to_str().unwrap(),
+        "--json",
+        report_path.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let out = run("validate", &args);
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("missing_column") && table.contains("FAILED"),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let checks: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        checks.contains(&"missing_column") && checks.contains(&"missing_values"),
+        "{checks:?}"
+    );
+}
+
+#[test]
+fn pipeline_runs_the_loop_and_writes_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "pipeline",
+        &["--workdir", dir.path().to_str().unwrap(), "--seed", "7"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "schema.json",
+        "test_metrics.json",
+        "gate.json",
+        "models/baseline/model.json",
+        "models/baseline/model.safetensors",
+    ] {
+        assert!(
+            dir.path().join(file).exists(),
+            "{file} missing; output:\n{stdout}"
+        );
+    }
+    let gate: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("gate.json")).unwrap()).unwrap();
+    assert_eq!(gate["passed"], true);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("test_metrics.json")).unwrap())
+            .unwrap();
+    assert!(metrics["roc_auc"].as_f64().unwrap() > 0.9, "{metrics}");
+}

@@ -1,14 +1,23 @@
 //! # mlops-drift
 //!
-//! Drift detection for the mlops loop. This crate is empty today; it will own:
+//! Drift detection for the mlops loop.
 //!
-//! - two-sample statistics whose names, semantics and values follow scipy (Kolmogorov–Smirnov,
-//!   Cramér–von Mises, Anderson–Darling, Mann–Whitney U, Wasserstein, energy distance,
-//!   chi-square, G-test, two-proportion Z), distances (PSI, Jensen–Shannon, Hellinger, total
-//!   variation, KL) and MMD;
-//! - `ReferenceProfile`: reference statistics fitted once, stored beside a model version;
-//! - windowed, online (expected-run-time calibrated) and concept-drift (ADWIN, Page–Hinkley,
-//!   DDM) detectors, multiple-testing correction, and the `DriftPolicy` that turns a report into
-//!   an action (none, warn, retrain).
+//! - [`stats`]: two-sample statistics whose names, semantics and values follow scipy 1.17.
 //!
-//! It depends only on `mlops-core`, so a host that wants drift statistics pulls in nothing else.
+//! It depends only on `mlops-core`, so a host that wants drift statistics pulls in nothing
+//! else.
+//!
+//! ```
+//! use mlops_drift::stats::{ks_2samp, Alternative, KsMethod};
+//!
+//! let reference: Vec<f64> = (0..200).map(|i| (i as f64 * 0.37).sin()).collect();
+//! let current: Vec<f64> = reference.iter().map(|v| v + 0.5).collect();
+//! let r = ks_2samp(&reference, &current, Alternative::TwoSided, KsMethod::Auto)?;
+//! assert!(r.pvalue < 1e-6);
+//! # Ok::<(), mlops_drift::Error>(())
+//! ```
+
+mod error;
+pub mod stats;
+
+pub use error::{Error, Result};

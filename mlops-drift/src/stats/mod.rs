@@ -1,0 +1,80 @@
+//! Two-sample statistics whose names, semantics and values follow scipy 1.17, so a user can
+//! check any number against scipy in one line. Every function takes plain `f64` slices (NaN
+//! refused with the index named) and returns the statistic and, where defined, the p-value.
+//!
+//! | here | scipy |
+//! |---|---|
+//! | [`ks_2samp`] | `scipy.stats.ks_2samp` |
+//! | [`cramervonmises_2samp`] | `scipy.stats.cramervonmises_2samp` |
+//! | [`anderson_ksamp`] | `scipy.stats.anderson_ksamp` (midrank) |
+//! | [`mannwhitneyu`] | `scipy.stats.mannwhitneyu` |
+//! | [`wasserstein_distance`], [`energy_distance`] | `scipy.stats.wasserstein_distance`, `energy_distance` |
+//! | [`contingency_test`] | `scipy.stats.chi2_contingency` (Pearson or G-test) |
+//! | [`proportions_ztest`] | `statsmodels.stats.proportion.proportions_ztest` |
+//! | [`jensen_shannon`] | `scipy.spatial.distance.jensenshannon` |
+//! | [`kl_divergence`] | `scipy.stats.entropy(current, reference)` |
+//! | [`psi`], [`hellinger`], [`total_variation`], [`null_rate_test`] | defined in their docs |
+
+mod categorical;
+mod cvm;
+mod distance;
+mod divergence;
+mod kolmogorov;
+mod ks;
+mod ranks;
+
+use serde::{Deserialize, Serialize};
+
+pub use categorical::{contingency_test, null_rate_test, proportions_ztest, ContingencyStatistic};
+pub use cvm::{cramervonmises_2samp, CvmMethod};
+pub use distance::{energy_distance, wasserstein_distance, wasserstein_normalized};
+pub use divergence::{
+    bin_shares, hellinger, jensen_shannon, kl_divergence, psi, psi_samples, quantile_edges_sorted,
+    total_variation, DEFAULT_EPS,
+};
+pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
+pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
+pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod};
+
+use crate::error::{Error, Result};
+
+/// The alternative hypothesis, as scipy's `alternative=` argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Alternative {
+    /// The distributions differ.
+    #[default]
+    TwoSided,
+    /// scipy's `less`.
+    Less,
+    /// scipy's `greater`.
+    Greater,
+}
+
+/// A test's statistic and p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The statistic, as scipy reports it.
+    pub statistic: f64,
+    /// The p-value, in [0, 1].
+    pub pvalue: f64,
+}
+
+/// Refuses empty samples and samples with NaN, naming the sample and the index.
+pub(crate) fn check_sample(name: &str, x: &[f64]) -> Result<()> {
+    if x.is_empty() {
+        return Err(Error::invalid(
+            format!("sample `{name}`"),
+            "[]",
+            "at least one value",
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| v.is_nan()) {
+        return Err(Error::invalid(
+            format!("sample `{name}`[{i}]"),
+            "NaN",
+            "a number (drop missing values first; the null-rate test measures them)",
+        ));
+    }
+    Ok(())
+}

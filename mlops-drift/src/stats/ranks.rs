@@ -1,0 +1,301 @@
+//! Rank tests: Mann–Whitney U (scipy's `mannwhitneyu`) and the Anderson–Darling k-sample test
+//! (scipy's `anderson_ksamp`, midrank variant).
+
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use super::{check_sample, Alternative, TestResult};
+use crate::error::{Error, Result};
+
+/// Average ranks (1-based) of `x` (scipy's `rankdata(method='average')`), and the sizes of the
+/// tie groups.
+pub(crate) fn average_ranks(x: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut ranks = vec![0.0; x.len()];
+    let mut ties = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && x[order[end]] == x[order[start]] {
+            end += 1;
+        }
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i] = rank;
+        }
+        ties.push(end - start);
+        start = end;
+    }
+    (ranks, ties)
+}
+
+/// How the Mann–Whitney p-value is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MwuMethod {
+    /// Exact when a sample has at most 8 values and there are no ties, else asymptotic
+    /// (scipy's rule).
+    #[default]
+    Auto,
+    /// The exact null distribution of U (ignores ties, as scipy).
+    Exact,
+    /// Normal approximation with tie correction.
+    Asymptotic,
+}
+
+/// Counts of the null distribution of U for sizes `n1 <= n2`: the coefficients of the
+/// Gaussian binomial `[n1 + n2, n1]_q`, built by multiplying by `(1 - q^(n2+i))` and dividing
+/// by `(1 - q^i)`.
+fn mwu_counts(n1: usize, n2: usize) -> Vec<f64> {
+    let max = n1 * n2;
+    let mut c = vec![0.0f64; max + 1];
+    c[0] = 1.0;
+    for i in 1..=n1 {
+        let up = n2 + i;
+        for u in (up..=max).rev() {
+            c[u] -= c[u - up];
+        }
+        for u in i..=max {
+            c[u] += c[u - i];
+        }
+    }
+    c
+}
+
+/// Mann–Whitney U test, scipy's `mannwhitneyu(x, y, use_continuity, alternative, method)`.
+/// The statistic is U of `x`; `greater` means `x` tends to be larger.
+///
+/// ```
+/// use mlops_drift::stats::{mannwhitneyu, Alternative, MwuMethod};
+///
+/// let r = mannwhitneyu(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0, 7.0], true, Alternative::TwoSided, MwuMethod::Auto)?;
+/// assert_eq!(r.statistic, 0.0);
+/// assert!((r.pvalue - 2.0 / 35.0).abs() < 1e-12);
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
+pub fn mannwhitneyu(
+    x: &[f64],
+    y: &[f64],
+    use_continuity: bool,
+    alternative: Alternative,
+    method: MwuMethod,
+) -> Result<TestResult> {
+    check_sample("x", x)?;
+    check_sample("y", y)?;
+    let (n1, n2) = (x.len(), y.len());
+    let pooled: Vec<f64> = x.iter().chain(y).copied().collect();
+    let (ranks, ties) = average_ranks(&pooled);
+    let r1: f64 = ranks[..n1].iter().sum();
+    let (n1f, n2f) = (n1 as f64, n2 as f64);
+    let u1 = r1 - n1f * (n1f + 1.0) / 2.0;
+    let u2 = n1f * n2f - u1;
+    let (u, factor) = match alternative {
+        Alternative::Greater => (u1, 1.0),
+        Alternative::Less => (u2, 1.0),
+        Alternative::TwoSided => (u1.max(u2), 2.0),
+    };
+    let has_ties = ties.iter().any(|&t| t > 1);
+    let exact = match method {
+        MwuMethod::Auto => !(has_ties || n1 > 8 && n2 > 8),
+        MwuMethod::Exact => true,
+        MwuMethod::Asymptotic => false,
+    };
+    let p = if exact {
+        let (a, b) = (n1.min(n2), n1.max(n2));
+        let counts = mwu_counts(a, b);
+        let total: f64 = counts.iter().sum();
+        let k = (u as i64).max(0) as usize;
+        counts.iter().skip(k).sum::<f64>() / total
+    } else {
+        let n = n1f + n2f;
+        let tie_term: f64 = ties.iter().map(|&t| (t as f64).powi(3) - t as f64).sum();
+        let s = (n1f * n2f / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))).sqrt();
+        let mut num = u - n1f * n2f / 2.0;
+        if use_continuity {
+            num -= 0.5;
+        }
+        let z = num / s;
+        if z.is_nan() {
+            1.0
+        } else {
+            Normal::standard().sf(z)
+        }
+    };
+    Ok(TestResult {
+        statistic: u1,
+        pvalue: (p * factor).clamp(0.0, 1.0),
+    })
+}
+
+/// The result of the Anderson–Darling k-sample test.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AndersonKsampResult {
+    /// The normalized statistic (scipy's `statistic`).
+    pub statistic: f64,
+    /// scipy's p-value: the interpolated significance level, clamped to [0.001, 0.25].
+    pub pvalue: f64,
+    /// The same interpolation without the clamp (an extrapolation outside [0.001, 0.25]).
+    pub pvalue_unclamped: f64,
+}
+
+/// Anderson–Darling k-sample test (Scholz & Stephens 1987), scipy's
+/// `anderson_ksamp(samples, variant='midrank')`: the statistic, and the p-value interpolated
+/// (quadratic fit of log significance on the critical values) as scipy does.
+///
+/// ```
+/// use mlops_drift::stats::anderson_ksamp;
+///
+/// let a: Vec<f64> = (0..50).map(|i| i as f64).collect();
+/// let b: Vec<f64> = (0..50).map(|i| i as f64 + 25.0).collect();
+/// let r = anderson_ksamp(&[&a, &b])?;
+/// assert!(r.statistic > 5.0 && r.pvalue == 0.001 && r.pvalue_unclamped < 0.001);
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
+pub fn anderson_ksamp(samples: &[&[f64]]) -> Result<AndersonKsampResult> {
+    let k = samples.len();
+    if k < 2 {
+        return Err(Error::invalid(
+            "anderson_ksamp samples",
+            k,
+            "at least two samples",
+        ));
+    }
+    for (i, s) in samples.iter().enumerate() {
+        check_sample(&format!("samples[{i}]"), s)?;
+    }
+    let mut z: Vec<f64> = samples.iter().flat_map(|s| s.iter().copied()).collect();
+    z.sort_unstable_by(f64::total_cmp);
+    let nn = z.len();
+    let mut zstar = z.clone();
+    zstar.dedup();
+    if zstar.len() < 2 {
+        return Err(Error::invalid(
+            "anderson_ksamp samples",
+            format!("{nn} values, all equal to {}", zstar[0]),
+            "at least two distinct values",
+        ));
+    }
+    if nn < 4 {
+        return Err(Error::invalid(
+            "anderson_ksamp total size",
+            nn,
+            "at least 4 values",
+        ));
+    }
+    let n: Vec<f64> = samples.iter().map(|s| s.len() as f64).collect();
+    let nf = nn as f64;
+    let left = |s: &[f64], v: f64| s.partition_point(|x| *x < v) as f64;
+    let right = |s: &[f64], v: f64| s.partition_point(|x| *x <= v) as f64;
+    let lj: Vec<f64> = zstar.iter().map(|&v| right(&z, v) - left(&z, v)).collect();
+    let bj: Vec<f64> = zstar
+        .iter()
+        .zip(&lj)
+        .map(|(&v, l)| left(&z, v) + l / 2.0)
+        .collect();
+    let mut a2 = 0.0;
+    for (i, s) in samples.iter().enumerate() {
+        let mut s = s.to_vec();
+        s.sort_unstable_by(f64::total_cmp);
+        let mut inner_sum = 0.0;
+        for (j, &v) in zstar.iter().enumerate() {
+            let r = right(&s, v);
+            let f = r - left(&s, v);
+            let mij = r - f / 2.0;
+            inner_sum += lj[j] / nf * (nf * mij - bj[j] * n[i]).powi(2)
+                / (bj[j] * (nf - bj[j]) - nf * lj[j] / 4.0);
+        }
+        a2 += inner_sum / n[i];
+    }
+    a2 *= (nf - 1.0) / nf;
+
+    let kf = k as f64;
+    let hh: f64 = n.iter().map(|v| 1.0 / v).sum();
+    // h = sum_{i=1}^{N-1} 1/i ; g = sum_{i=1}^{N-2} sum_{j=i+1}^{N-1} 1/((N-i) j)
+    let mut hs_cs = Vec::with_capacity(nn.saturating_sub(2));
+    let mut acc = 0.0;
+    for d in (2..nn).rev() {
+        acc += 1.0 / d as f64;
+        hs_cs.push(acc);
+    }
+    let h = hs_cs.last().copied().unwrap_or(0.0) + 1.0;
+    let g: f64 = hs_cs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v / (i as f64 + 2.0))
+        .sum();
+    let a = (4.0 * g - 6.0) * (kf - 1.0) + (10.0 - 6.0 * g) * hh;
+    let b = (2.0 * g - 4.0) * kf * kf + 8.0 * h * kf + (2.0 * g - 14.0 * h - 4.0) * hh - 8.0 * h
+        + 4.0 * g
+        - 6.0;
+    let c = (6.0 * h + 2.0 * g - 2.0) * kf * kf
+        + (4.0 * h - 4.0 * g + 6.0) * kf
+        + (2.0 * h - 6.0) * hh
+        + 4.0 * h;
+    let d = (2.0 * h + 6.0) * kf * kf - 4.0 * h * kf;
+    let sigmasq =
+        (a * nf.powi(3) + b * nf * nf + c * nf + d) / ((nf - 1.0) * (nf - 2.0) * (nf - 3.0));
+    let m = kf - 1.0;
+    let statistic = (a2 - m) / sigmasq.sqrt();
+
+    const B0: [f64; 7] = [0.675, 1.281, 1.645, 1.96, 2.326, 2.573, 3.085];
+    const B1: [f64; 7] = [-0.245, 0.25, 0.678, 1.149, 1.822, 2.364, 3.615];
+    const B2: [f64; 7] = [-0.105, -0.305, -0.362, -0.391, -0.396, -0.345, -0.154];
+    const SIG: [f64; 7] = [0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001];
+    let critical: Vec<f64> = (0..7)
+        .map(|i| B0[i] + B1[i] / m.sqrt() + B2[i] / m)
+        .collect();
+    let logsig: Vec<f64> = SIG.iter().map(|s| s.ln()).collect();
+    let coef = polyfit2(&critical, &logsig);
+    let unclamped = (coef[0] * statistic * statistic + coef[1] * statistic + coef[2]).exp();
+    let cmin = critical.iter().cloned().fold(f64::INFINITY, f64::min);
+    let cmax = critical.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let pvalue = if statistic < cmin {
+        0.25
+    } else if statistic > cmax {
+        0.001
+    } else {
+        unclamped
+    };
+    Ok(AndersonKsampResult {
+        statistic,
+        pvalue,
+        pvalue_unclamped: unclamped,
+    })
+}
+
+/// Least-squares quadratic fit `y ≈ c0 x² + c1 x + c2` (numpy's `polyfit(x, y, 2)`), by the
+/// normal equations on centred and scaled x for conditioning.
+fn polyfit2(x: &[f64], y: &[f64]) -> [f64; 3] {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let scale = x
+        .iter()
+        .map(|v| (v - mean).abs())
+        .fold(0.0, f64::max)
+        .max(1e-300);
+    let t: Vec<f64> = x.iter().map(|v| (v - mean) / scale).collect();
+    // Normal equations for y = a t² + b t + c.
+    let s = |p: i32| t.iter().map(|v| v.powi(p)).sum::<f64>();
+    let sy = |p: i32| t.iter().zip(y).map(|(v, w)| v.powi(p) * w).sum::<f64>();
+    let m = [[s(4), s(3), s(2)], [s(3), s(2), s(1)], [s(2), s(1), n]];
+    let r = [sy(2), sy(1), sy(0)];
+    let det3 = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let det = det3(m);
+    let solve = |col: usize| {
+        let mut mm = m;
+        for row in 0..3 {
+            mm[row][col] = r[row];
+        }
+        det3(mm) / det
+    };
+    let (a, b, c) = (solve(0), solve(1), solve(2));
+    // Back to x: t = (x - mean)/scale.
+    let a2 = a / (scale * scale);
+    let b2 = b / scale - 2.0 * a * mean / (scale * scale);
+    let c2 = c - b * mean / scale + a * mean * mean / (scale * scale);
+    [a2, b2, c2]
+}

@@ -221,3 +221,79 @@ fn pipeline_runs_the_loop_and_writes_its_outputs() {
             .unwrap();
     assert!(metrics["roc_auc"].as_f64().unwrap() > 0.9, "{metrics}");
 }
+
+#[test]
+fn drift_report_flags_a_shift_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.csv");
+    // 400 rows: x cycles through 0..40; rows 200.. have x shifted by 15; y is constant noise.
+    let mut text = String::from("id,x,y\n");
+    for i in 0..400 {
+        let shift = if i >= 200 { 15.0 } else { 0.0 };
+        text += &format!("{i},{},{}\n", (i % 40) as f64 + shift, (i * 7 % 13) as f64);
+    }
+    std::fs::write(&path, text).unwrap();
+    let p = path.to_str().unwrap();
+    let json = dir.path().join("report.json");
+    let out = run(
+        "drift_report",
+        &[
+            "--reference",
+            p,
+            "--current",
+            p,
+            "--ignore",
+            "id",
+            "--reference-rows",
+            "0..200",
+            "--current-rows",
+            "200..",
+            "--tests",
+            "ks,wasserstein,psi",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "drift expected: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let x = &report["columns"][0];
+    assert_eq!(x["column"], "x");
+    assert_eq!(x["tests"][0]["test"], "ks");
+    assert!(x["tests"][0]["p_value"].as_f64().unwrap() < 1e-6);
+    assert!(x["tests"][0]["statistic"].as_f64().unwrap() > 0.3);
+    assert_eq!(report["columns"][1]["drifted"], false);
+    // The same rows on both sides: no drift, exit 0.
+    let out = run(
+        "drift_report",
+        &[
+            "--reference",
+            p,
+            "--current",
+            p,
+            "--ignore",
+            "id",
+            "--reference-rows",
+            "0..200",
+            "--current-rows",
+            "0..200",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A bad test name is a clear error.
+    let out = run(
+        "drift_report",
+        &["--reference", p, "--current", p, "--tests", "kss"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kss"));
+}

@@ -2,7 +2,12 @@
 //!
 //! Drift detection for the mlops loop.
 //!
-//! - [`stats`]: two-sample statistics whose names, semantics and values follow scipy 1.17.
+//! - [`stats`]: two-sample statistics whose names, semantics and values follow scipy 1.17;
+//! - [`ReferenceProfile`]: reference statistics fitted once (sorted columns, quantile bins,
+//!   category counts, missing counts), serde-serializable, compared with a current batch by
+//!   [`ReferenceProfile::compare`] under a [`DriftConfig`] into a [`DriftReport`]: per-column
+//!   tests (Evidently's preset or overrides), multiple-testing [`Correction`], effect-size
+//!   gating, the share-of-drifted-columns rule and the seed's mean-statistic rule.
 //!
 //! It depends only on `mlops-core`, so a host that wants drift statistics pulls in nothing
 //! else.
@@ -17,7 +22,16 @@
 //! # Ok::<(), mlops_drift::Error>(())
 //! ```
 
+mod correction;
 mod error;
+mod profile;
+mod report;
 pub mod stats;
 
+pub use correction::Correction;
 pub use error::{Error, Result};
+pub use profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
+pub use report::{
+    ColumnDrift, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift, RuleOutcome,
+    TestOutcome,
+};

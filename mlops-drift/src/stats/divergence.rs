@@ -177,7 +177,7 @@ pub fn total_variation(reference: &[f64], current: &[f64]) -> Result<f64> {
 pub fn psi_samples(reference: &[f64], current: &[f64], n_bins: usize) -> Result<f64> {
     check_sample("current", current)?;
     let mut r = reference.to_vec();
-    r.sort_unstable_by(f64::total_cmp);
+    radsort::sort(&mut r);
     let edges = quantile_edges_sorted(&r, n_bins)?;
     psi(
         &bin_shares_sorted(&r, &edges),

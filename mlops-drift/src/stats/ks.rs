@@ -99,8 +99,8 @@ pub fn ks_2samp(
     check_sample("b", b)?;
     let mut a = a.to_vec();
     let mut b = b.to_vec();
-    a.sort_unstable_by(f64::total_cmp);
-    b.sort_unstable_by(f64::total_cmp);
+    radsort::sort(&mut a);
+    radsort::sort(&mut b);
     ks_2samp_sorted(&a, &b, alternative, method)
 }
 
@@ -294,9 +294,7 @@ fn count_paths_outside(m: u64, n: u64, g: u64, h: u64) -> Option<f64> {
         return Some(binom(m + n, n));
     }
     let lxj = lxj as usize;
-    let xj: Vec<u64> = (0..lxj as u64)
-        .map(|j| (h + mg * j).div_ceil(ng))
-        .collect();
+    let xj: Vec<u64> = (0..lxj as u64).map(|j| (h + mg * j).div_ceil(ng)).collect();
     let mut b = vec![0.0f64; lxj];
     b[0] = 1.0;
     for j in 1..lxj {

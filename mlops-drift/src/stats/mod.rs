@@ -27,12 +27,15 @@ use serde::{Deserialize, Serialize};
 
 pub use categorical::{contingency_test, null_rate_test, proportions_ztest, ContingencyStatistic};
 pub use cvm::{cramervonmises_2samp, CvmMethod};
+pub(crate) use distance::cdf_distance_sorted;
 pub use distance::{energy_distance, wasserstein_distance, wasserstein_normalized};
+pub(crate) use divergence::bin_shares_sorted;
 pub use divergence::{
     bin_shares, hellinger, jensen_shannon, kl_divergence, psi, psi_samples, quantile_edges_sorted,
     total_variation, DEFAULT_EPS,
 };
 pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
+pub(crate) use ks::ks_statistics_sorted;
 pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
 pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod};
 

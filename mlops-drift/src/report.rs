@@ -1,0 +1,771 @@
+//! Comparing a current batch with a [`ReferenceProfile`]: per-column tests (a preset by type
+//! and size, or overrides), multiple-testing correction, effect-size gating, and the dataset
+//! decision, all reported together.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use mlops_core::{ColumnKind, Dataset};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::correction::Correction;
+use crate::error::{Error, Result};
+use crate::profile::{category_counts, ColumnProfile, ReferenceProfile};
+use crate::stats::{
+    anderson_ksamp, contingency_test, cramervonmises_2samp, hellinger, jensen_shannon,
+    kl_divergence, ks_2samp_sorted, mannwhitneyu, null_rate_test, proportions_ztest, psi,
+    total_variation, Alternative, ContingencyStatistic, CvmMethod, KsMethod, MwuMethod,
+    DEFAULT_EPS,
+};
+
+/// A per-column drift test. Names are the ones the `drift_report` example takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftTest {
+    /// Two-sample Kolmogorov–Smirnov (p-value).
+    Ks,
+    /// Two-sample Cramér–von Mises (p-value).
+    Cvm,
+    /// Anderson–Darling k-sample (p-value, scipy's clamped one).
+    Ad,
+    /// Mann–Whitney U (p-value).
+    Mwu,
+    /// Wasserstein-1 divided by the reference std (distance).
+    Wasserstein,
+    /// Energy distance divided by the reference std (distance).
+    Energy,
+    /// Population stability index on reference-quantile bins (distance).
+    Psi,
+    /// Jensen–Shannon distance on bins or categories (distance).
+    Js,
+    /// Hellinger distance on bins or categories (distance).
+    Hellinger,
+    /// Total variation distance on bins or categories (distance).
+    Tv,
+    /// KL(current ‖ reference) on bins or categories (distance).
+    Kl,
+    /// Chi-square test of homogeneity on category counts (p-value).
+    Chi2,
+    /// G-test on category counts (p-value).
+    GTest,
+    /// Two-proportion Z-test of a binary category (p-value).
+    Z,
+}
+
+impl DriftTest {
+    /// Every test.
+    pub const ALL: [DriftTest; 14] = [
+        DriftTest::Ks,
+        DriftTest::Cvm,
+        DriftTest::Ad,
+        DriftTest::Mwu,
+        DriftTest::Wasserstein,
+        DriftTest::Energy,
+        DriftTest::Psi,
+        DriftTest::Js,
+        DriftTest::Hellinger,
+        DriftTest::Tv,
+        DriftTest::Kl,
+        DriftTest::Chi2,
+        DriftTest::GTest,
+        DriftTest::Z,
+    ];
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftTest::Ks => "ks",
+            DriftTest::Cvm => "cvm",
+            DriftTest::Ad => "ad",
+            DriftTest::Mwu => "mwu",
+            DriftTest::Wasserstein => "wasserstein",
+            DriftTest::Energy => "energy",
+            DriftTest::Psi => "psi",
+            DriftTest::Js => "js",
+            DriftTest::Hellinger => "hellinger",
+            DriftTest::Tv => "tv",
+            DriftTest::Kl => "kl",
+            DriftTest::Chi2 => "chi2",
+            DriftTest::GTest => "g_test",
+            DriftTest::Z => "z",
+        }
+    }
+
+    /// Whether the test decides by p-value (else by a distance threshold).
+    pub fn uses_pvalue(self) -> bool {
+        matches!(
+            self,
+            DriftTest::Ks
+                | DriftTest::Cvm
+                | DriftTest::Ad
+                | DriftTest::Mwu
+                | DriftTest::Chi2
+                | DriftTest::GTest
+                | DriftTest::Z
+        )
+    }
+
+    /// The default distance threshold (Evidently's 0.1 for every distance).
+    pub fn default_threshold(self) -> f64 {
+        0.1
+    }
+
+    fn needs_numeric(self) -> bool {
+        matches!(
+            self,
+            DriftTest::Ks
+                | DriftTest::Cvm
+                | DriftTest::Ad
+                | DriftTest::Mwu
+                | DriftTest::Wasserstein
+                | DriftTest::Energy
+                | DriftTest::Psi
+        )
+    }
+
+    fn needs_categorical(self) -> bool {
+        matches!(self, DriftTest::Chi2 | DriftTest::GTest | DriftTest::Z)
+    }
+}
+
+impl fmt::Display for DriftTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DriftTest {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        DriftTest::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = DriftTest::ALL.iter().map(|t| t.name()).collect();
+                Error::invalid("drift test", s, format!("one of {}", names.join(", ")))
+            })
+    }
+}
+
+/// How a batch is compared with a reference. serde with defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftConfig {
+    /// Significance level of p-value tests (default 0.05).
+    pub alpha: f64,
+    /// Correction across the family of p-values of a report (default Holm).
+    pub correction: Correction,
+    /// Tests run on every column, the first deciding; empty = the preset (see
+    /// [`DriftConfig::preset`]).
+    pub tests: Vec<DriftTest>,
+    /// Per-column overrides of `tests`.
+    pub column_tests: BTreeMap<String, Vec<DriftTest>>,
+    /// Distance thresholds by test (default 0.1 each).
+    pub thresholds: BTreeMap<DriftTest, f64>,
+    /// Only these columns (empty = every column of the profile).
+    pub columns: Vec<String>,
+    /// How KS p-values are computed.
+    pub ks_method: KsMethod,
+    /// Effect-size gate: a p-value test flags drift only if the effect (KS statistic for
+    /// numeric columns, total variation for categorical ones) is at least this.
+    pub min_effect: Option<f64>,
+    /// Dataset drift when at least this share of columns drifted (Evidently's 0.5).
+    pub drift_share: f64,
+    /// The seed's rule: dataset drift when the mean effect (mean KS statistic) exceeds this
+    /// (0.3); `None` turns it off.
+    pub mean_effect_threshold: Option<f64>,
+    /// Size above which the preset switches from tests to distances (Evidently's 1000).
+    pub preset_size: usize,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig {
+            alpha: 0.05,
+            correction: Correction::Holm,
+            tests: Vec::new(),
+            column_tests: BTreeMap::new(),
+            thresholds: BTreeMap::new(),
+            columns: Vec::new(),
+            ks_method: KsMethod::Auto,
+            min_effect: None,
+            drift_share: 0.5,
+            mean_effect_threshold: Some(0.3),
+            preset_size: 1000,
+        }
+    }
+}
+
+impl DriftConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(Error::invalid(
+                "DriftConfig.alpha",
+                self.alpha,
+                "a number in (0, 1)",
+            ));
+        }
+        if !(self.drift_share > 0.0 && self.drift_share <= 1.0) {
+            return Err(Error::invalid(
+                "DriftConfig.drift_share",
+                self.drift_share,
+                "a number in (0, 1]",
+            ));
+        }
+        for (t, v) in &self.thresholds {
+            if !(v.is_finite() && *v >= 0.0) {
+                return Err(Error::invalid(
+                    format!("DriftConfig.thresholds.{t}"),
+                    v,
+                    "a finite number >= 0",
+                ));
+            }
+        }
+        for (name, v) in [
+            ("min_effect", self.min_effect),
+            ("mean_effect_threshold", self.mean_effect_threshold),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(Error::invalid(
+                        format!("DriftConfig.{name}"),
+                        v,
+                        "a finite number >= 0",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Evidently's preset: numeric columns get KS up to `preset_size` reference rows and the
+    /// normalized Wasserstein distance above; categorical columns get chi-square (Z for two
+    /// categories) up to `preset_size` and the Jensen–Shannon distance above.
+    pub fn preset(
+        &self,
+        kind: ColumnKind,
+        reference_rows: usize,
+        n_categories: usize,
+    ) -> DriftTest {
+        let small = reference_rows <= self.preset_size;
+        match (kind, small) {
+            (ColumnKind::Categorical, true) if n_categories <= 2 => DriftTest::Z,
+            (ColumnKind::Categorical, true) => DriftTest::Chi2,
+            (ColumnKind::Categorical, false) => DriftTest::Js,
+            (_, true) => DriftTest::Ks,
+            (_, false) => DriftTest::Wasserstein,
+        }
+    }
+
+    fn threshold(&self, test: DriftTest) -> f64 {
+        self.thresholds
+            .get(&test)
+            .copied()
+            .unwrap_or(test.default_threshold())
+    }
+}
+
+/// One test on one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestOutcome {
+    /// The test.
+    pub test: DriftTest,
+    /// Its statistic (the distance, for distance tests).
+    pub statistic: f64,
+    /// Its p-value, for p-value tests.
+    pub p_value: Option<f64>,
+    /// The p-value after the report's correction.
+    pub adjusted_p_value: Option<f64>,
+    /// The distance threshold, for distance tests.
+    pub threshold: Option<f64>,
+    /// Whether this test flags drift (after correction and effect gating).
+    pub drifted: bool,
+}
+
+/// Missing values of a column on both sides, with the null-rate test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissingDrift {
+    /// Share missing in the reference.
+    pub reference_share: f64,
+    /// Share missing in the current batch.
+    pub current_share: f64,
+    /// One-sided test that the current share is larger.
+    pub outcome: TestOutcome,
+}
+
+/// The drift of one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDrift {
+    /// Column name.
+    pub column: String,
+    /// Numeric or categorical.
+    pub kind: ColumnKind,
+    /// Non-missing values in the reference and in the current batch.
+    pub reference_values: usize,
+    /// Non-missing values in the current batch.
+    pub current_values: usize,
+    /// The tests run, the deciding one first.
+    pub tests: Vec<TestOutcome>,
+    /// Effect size: KS statistic (numeric) or total variation (categorical).
+    pub effect_size: Option<f64>,
+    /// Missing-value drift, when either side has missing values.
+    pub missing: Option<MissingDrift>,
+    /// Whether the column drifted (its deciding test, or a rising share of missing values).
+    pub drifted: bool,
+    /// Why the column could not be tested (all missing, constant reference, wrong type); the
+    /// rest of the report is still produced.
+    pub error: Option<String>,
+}
+
+/// A rule of the dataset decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleOutcome {
+    /// The observed value (share of drifted columns, mean effect).
+    pub observed: f64,
+    /// The threshold.
+    pub threshold: f64,
+    /// Whether the rule fires.
+    pub fired: bool,
+}
+
+/// The dataset-level decision, with every rule reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetDrift {
+    /// True when the share rule or the mean-effect rule fires.
+    pub drifted: bool,
+    /// Columns tested without error.
+    pub columns_tested: usize,
+    /// Columns that drifted.
+    pub columns_drifted: usize,
+    /// Share of drifted columns against `drift_share`.
+    pub share_rule: RuleOutcome,
+    /// The seed's mean-statistic rule, when configured.
+    pub mean_effect_rule: Option<RuleOutcome>,
+    /// The correction applied.
+    pub correction: Correction,
+    /// How many p-value tests flag drift under each correction, for comparison.
+    pub drifted_by_correction: BTreeMap<Correction, usize>,
+}
+
+/// A drift report: every column, and the dataset decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// One entry per compared column.
+    pub columns: Vec<ColumnDrift>,
+    /// The decision.
+    pub dataset: DatasetDrift,
+}
+
+impl DriftReport {
+    /// The drifted columns.
+    pub fn drifted_columns(&self) -> impl Iterator<Item = &ColumnDrift> {
+        self.columns.iter().filter(|c| c.drifted)
+    }
+}
+
+fn column_error(c: &ColumnProfile, current_values: usize, message: String) -> ColumnDrift {
+    ColumnDrift {
+        column: c.name.clone(),
+        kind: c.kind,
+        reference_values: c.present(),
+        current_values,
+        tests: Vec::new(),
+        effect_size: None,
+        missing: None,
+        drifted: false,
+        error: Some(message),
+    }
+}
+
+fn outcome(
+    test: DriftTest,
+    statistic: f64,
+    p_value: Option<f64>,
+    threshold: Option<f64>,
+) -> TestOutcome {
+    TestOutcome {
+        test,
+        statistic,
+        p_value,
+        adjusted_p_value: None,
+        threshold,
+        drifted: threshold.is_some_and(|t| statistic >= t),
+    }
+}
+
+/// Aligns current category counts with the reference's categories (plus categories only the
+/// current batch has).
+fn aligned_counts(reference: &ColumnProfile, current_sorted: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (cur_cats, cur_counts) = category_counts(current_sorted);
+    let mut all: Vec<i64> = reference
+        .categories
+        .iter()
+        .chain(&cur_cats)
+        .copied()
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    let lookup = |cats: &[i64], counts: &[u64], c: i64| {
+        cats.binary_search(&c).map_or(0.0, |i| counts[i] as f64)
+    };
+    (
+        all.iter()
+            .map(|&c| lookup(&reference.categories, &reference.counts, c))
+            .collect(),
+        all.iter()
+            .map(|&c| lookup(&cur_cats, &cur_counts, c))
+            .collect(),
+    )
+}
+
+fn run_test(
+    test: DriftTest,
+    c: &ColumnProfile,
+    cur: &[f64],
+    config: &DriftConfig,
+) -> Result<TestOutcome> {
+    let numeric = c.kind != ColumnKind::Categorical;
+    if test.needs_numeric() && !numeric {
+        return Err(Error::invalid(
+            format!("test {test} on column `{}`", c.name),
+            "a categorical column",
+            "a numeric column",
+        ));
+    }
+    if test.needs_categorical() && numeric {
+        return Err(Error::invalid(
+            format!("test {test} on column `{}`", c.name),
+            "a numeric column",
+            "a categorical column",
+        ));
+    }
+    let r = &c.sorted;
+    let th = Some(config.threshold(test));
+    let binned = || -> (Vec<f64>, Vec<f64>) {
+        if numeric {
+            (
+                c.shares.clone(),
+                crate::stats::bin_shares_sorted(cur, &c.edges),
+            )
+        } else {
+            aligned_counts(c, cur)
+        }
+    };
+    Ok(match test {
+        DriftTest::Ks => {
+            let t = ks_2samp_sorted(r, cur, Alternative::TwoSided, config.ks_method)?;
+            outcome(test, t.statistic, Some(t.pvalue), None)
+        }
+        DriftTest::Cvm => {
+            let t = cramervonmises_2samp(r, cur, CvmMethod::Auto)?;
+            outcome(test, t.statistic, Some(t.pvalue), None)
+        }
+        DriftTest::Ad => {
+            let t = anderson_ksamp(&[r, cur])?;
+            outcome(test, t.statistic, Some(t.pvalue), None)
+        }
+        DriftTest::Mwu => {
+            let t = mannwhitneyu(r, cur, true, Alternative::TwoSided, MwuMethod::Auto)?;
+            outcome(test, t.statistic, Some(t.pvalue), None)
+        }
+        DriftTest::Wasserstein | DriftTest::Energy => {
+            let raw = if test == DriftTest::Wasserstein {
+                crate::stats::cdf_distance_sorted(r, cur, 1)
+            } else {
+                std::f64::consts::SQRT_2 * crate::stats::cdf_distance_sorted(r, cur, 2).sqrt()
+            };
+            let std = c.std.unwrap_or(0.0);
+            let d = if std > 0.0 {
+                raw / std
+            } else if raw == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            };
+            outcome(test, d, None, th)
+        }
+        DriftTest::Psi | DriftTest::Js | DriftTest::Hellinger | DriftTest::Tv | DriftTest::Kl => {
+            let (p, q) = binned();
+            let d = match test {
+                DriftTest::Psi => psi(&p, &q, DEFAULT_EPS)?,
+                DriftTest::Js => jensen_shannon(&p, &q)?,
+                DriftTest::Hellinger => hellinger(&p, &q)?,
+                DriftTest::Tv => total_variation(&p, &q)?,
+                _ => kl_divergence(&p, &q, DEFAULT_EPS)?,
+            };
+            outcome(test, d, None, th)
+        }
+        DriftTest::Chi2 | DriftTest::GTest => {
+            let (p, q) = aligned_counts(c, cur);
+            let stat = if test == DriftTest::Chi2 {
+                ContingencyStatistic::Pearson
+            } else {
+                ContingencyStatistic::LogLikelihood
+            };
+            let t = contingency_test(&p, &q, true, stat)?;
+            outcome(test, t.statistic, Some(t.pvalue), None)
+        }
+        DriftTest::Z => {
+            let (p, q) = aligned_counts(c, cur);
+            if p.len() > 2 {
+                return Err(Error::invalid(
+                    format!("test z on column `{}`", c.name),
+                    format!("{} categories", p.len()),
+                    "a binary column (use chi2 for more categories)",
+                ));
+            }
+            let (rn, cn) = (p.iter().sum::<f64>(), q.iter().sum::<f64>());
+            let (rs, cs) = (
+                p.last().copied().unwrap_or(0.0),
+                q.last().copied().unwrap_or(0.0),
+            );
+            let t = proportions_ztest(cs, cn, rs, rn)?;
+            outcome(test, t.statistic, Some(t.pvalue), None)
+        }
+    })
+}
+
+fn compare_column(
+    c: &ColumnProfile,
+    values: &[f64],
+    rows: usize,
+    config: &DriftConfig,
+) -> ColumnDrift {
+    let cur = values;
+    if c.present() == 0 {
+        return column_error(
+            c,
+            cur.len(),
+            format!("every reference value of `{}` is missing", c.name),
+        );
+    }
+    if cur.is_empty() {
+        return column_error(
+            c,
+            0,
+            format!("every current value of `{}` is missing", c.name),
+        );
+    }
+    let first = c.sorted[0];
+    if c.kind != ColumnKind::Categorical && c.sorted.last() == Some(&first) {
+        return column_error(
+            c,
+            cur.len(),
+            format!(
+                "the reference column `{}` is constant ({first}); drift tests are undefined",
+                c.name
+            ),
+        );
+    }
+    let tests: Vec<DriftTest> = match config.column_tests.get(&c.name) {
+        Some(t) if !t.is_empty() => t.clone(),
+        _ if !config.tests.is_empty() => config.tests.clone(),
+        _ => vec![config.preset(c.kind, c.present(), c.categories.len())],
+    };
+    let mut outcomes = Vec::with_capacity(tests.len());
+    for t in tests {
+        match run_test(t, c, cur, config) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => return column_error(c, cur.len(), e.to_string()),
+        }
+    }
+    let effect_size = if c.kind == ColumnKind::Categorical {
+        let (p, q) = aligned_counts(c, cur);
+        total_variation(&p, &q).ok()
+    } else {
+        match outcomes.first() {
+            Some(o) if o.test == DriftTest::Ks => Some(o.statistic),
+            _ => {
+                let (dplus, dminus) = crate::stats::ks_statistics_sorted(&c.sorted, cur);
+                Some(dplus.max(dminus))
+            }
+        }
+    };
+    let current_missing = rows - cur.len();
+    let missing = (c.missing > 0 || current_missing > 0)
+        .then(|| {
+            null_rate_test(
+                c.missing as f64,
+                c.rows as f64,
+                current_missing as f64,
+                rows as f64,
+            )
+            .ok()
+        })
+        .flatten()
+        .map(|t| MissingDrift {
+            reference_share: c.missing as f64 / c.rows.max(1) as f64,
+            current_share: current_missing as f64 / rows.max(1) as f64,
+            outcome: TestOutcome {
+                test: DriftTest::Z,
+                statistic: t.statistic,
+                p_value: Some(t.pvalue),
+                adjusted_p_value: None,
+                threshold: None,
+                drifted: false,
+            },
+        });
+    ColumnDrift {
+        column: c.name.clone(),
+        kind: c.kind,
+        reference_values: c.present(),
+        current_values: cur.len(),
+        tests: outcomes,
+        effect_size,
+        missing,
+        drifted: false,
+        error: None,
+    }
+}
+
+impl ReferenceProfile {
+    /// Compares `current` with the profile, column by column (in parallel), then decides for
+    /// the dataset. Only a bad `config` is an error: a column that cannot be tested gets an
+    /// error entry and the rest of the report is produced.
+    pub fn compare(&self, current: &Dataset, config: &DriftConfig) -> Result<DriftReport> {
+        config.validate()?;
+        let selected: Vec<&ColumnProfile> = if config.columns.is_empty() {
+            self.columns.iter().collect()
+        } else {
+            config
+                .columns
+                .iter()
+                .map(|n| {
+                    self.column(n).ok_or_else(|| {
+                        Error::invalid(
+                            "DriftConfig.columns",
+                            n,
+                            format!(
+                                "a column of the profile ({})",
+                                self.columns
+                                    .iter()
+                                    .map(|c| c.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let x = current.features();
+        let mut columns: Vec<ColumnDrift> = selected
+            .par_iter()
+            .map(|c| match current.feature_index(&c.name) {
+                Err(_) => column_error(c, 0, format!("column `{}` is not in the current data", c.name)),
+                Ok(j) => {
+                    let kind = current.feature_kinds().nth(j).unwrap_or(ColumnKind::Numeric);
+                    if kind != c.kind {
+                        return column_error(c, 0, format!("column `{}` is {kind:?} in the current data but {:?} in the reference", c.name, c.kind));
+                    }
+                    // Sort as f32 (half the radix passes of f64), then widen.
+                    let mut values: Vec<f32> = x.column(j).iter().copied().filter(|v| !v.is_nan()).collect();
+                    radsort::sort(&mut values);
+                    let values: Vec<f64> = values.into_iter().map(f64::from).collect();
+                    compare_column(c, &values, current.n_rows(), config)
+                }
+            })
+            .collect();
+        Ok(decide(&mut columns, config))
+    }
+}
+
+/// Applies the correction over every deciding p-value, the effect gate and the dataset rules.
+fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
+    // The family: each column's deciding p-value test, and each null-rate test.
+    let mut family: Vec<(usize, bool)> = Vec::new(); // (column, is_missing_test)
+    let mut pvalues = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        if let Some(p) = c.tests.first().and_then(|t| t.p_value) {
+            family.push((i, false));
+            pvalues.push(p);
+        }
+        if let Some(p) = c.missing.as_ref().and_then(|m| m.outcome.p_value) {
+            family.push((i, true));
+            pvalues.push(p);
+        }
+    }
+    let mut drifted_by_correction = BTreeMap::new();
+    for method in Correction::ALL {
+        let n = method
+            .adjust(&pvalues)
+            .iter()
+            .filter(|p| **p < config.alpha)
+            .count();
+        drifted_by_correction.insert(method, n);
+    }
+    let adjusted = config.correction.adjust(&pvalues);
+    for ((i, is_missing), adj) in family.into_iter().zip(adjusted) {
+        let c = &mut columns[i];
+        let effect_ok = config
+            .min_effect
+            .is_none_or(|d| c.effect_size.is_some_and(|e| e >= d));
+        if is_missing {
+            if let Some(m) = c.missing.as_mut() {
+                m.outcome.adjusted_p_value = Some(adj);
+                let grew = m.current_share - m.reference_share;
+                m.outcome.drifted =
+                    adj < config.alpha && config.min_effect.is_none_or(|d| grew >= d);
+            }
+        } else if let Some(t) = c.tests.first_mut() {
+            t.adjusted_p_value = Some(adj);
+            t.drifted = adj < config.alpha && effect_ok;
+        }
+    }
+    // Secondary p-value tests are reported against alpha, unadjusted.
+    for c in columns.iter_mut() {
+        for t in c.tests.iter_mut().skip(1) {
+            if let Some(p) = t.p_value {
+                t.drifted = p < config.alpha;
+            }
+        }
+        c.drifted = c.tests.first().is_some_and(|t| t.drifted)
+            || c.missing.as_ref().is_some_and(|m| m.outcome.drifted);
+    }
+    let tested: Vec<&ColumnDrift> = columns.iter().filter(|c| c.error.is_none()).collect();
+    let n_drifted = tested.iter().filter(|c| c.drifted).count();
+    let share = if tested.is_empty() {
+        0.0
+    } else {
+        n_drifted as f64 / tested.len() as f64
+    };
+    let share_rule = RuleOutcome {
+        observed: share,
+        threshold: config.drift_share,
+        fired: !tested.is_empty() && share >= config.drift_share,
+    };
+    let effects: Vec<f64> = tested.iter().filter_map(|c| c.effect_size).collect();
+    let mean_effect_rule = config
+        .mean_effect_threshold
+        .filter(|_| !effects.is_empty())
+        .map(|t| {
+            let mean = effects.iter().sum::<f64>() / effects.len() as f64;
+            RuleOutcome {
+                observed: mean,
+                threshold: t,
+                fired: mean > t,
+            }
+        });
+    let drifted = share_rule.fired || mean_effect_rule.as_ref().is_some_and(|r| r.fired);
+    tracing::debug!(
+        drifted,
+        columns = columns.len(),
+        n_drifted,
+        "drift report computed"
+    );
+    DriftReport {
+        dataset: DatasetDrift {
+            drifted,
+            columns_tested: tested.len(),
+            columns_drifted: n_drifted,
+            share_rule,
+            mean_effect_rule,
+            correction: config.correction,
+            drifted_by_correction,
+        },
+        columns: columns.to_vec(),
+    }
+}

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 use mlops::core::Dataset;
 use mlops::drift::stats::{ks_2samp, psi_samples, wasserstein_distance, Alternative, KsMethod};
+use mlops::drift::stream::{WindowConfig, WindowedDetector};
 use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, ReferenceProfile};
 use ndarray::Array2;
 
@@ -115,6 +116,26 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         })?,
     );
+    // Streaming: one column's values through a sliding window (1,000 values), tested against
+    // the profile every 1,000 (tumbling) or every 100 values; rows per second.
+    for (name, step) in [
+        ("window_rows_per_s_step_1000", 1000),
+        ("window_rows_per_s_step_100", 100),
+    ] {
+        let config = WindowConfig {
+            window: 1000,
+            step,
+            ..WindowConfig::default()
+        };
+        let secs = median_secs(args.repeat, || {
+            let mut w = WindowedDetector::new(&profile.columns[0], config)?;
+            for &v in col(1, 0) {
+                std::hint::black_box(w.update(v));
+            }
+            Ok(())
+        })?;
+        record(name, n as f64 / secs);
+    }
     record("threads", rayon::current_num_threads() as f64);
     println!("{}", serde_json::Value::Object(out));
     Ok(())

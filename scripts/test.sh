@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check of the workspace on a fresh machine, and is what CI runs (.ci/run):
 #   1. sets up what the tests need (a Python venv in .venv with the pinned packages of
-#      scripts/requirements-test.txt),
+#      scripts/requirements-test.txt; promtool from Debian's prometheus package),
 #   2. cargo fmt --check, cargo clippy -D warnings,
 #   3. every Rust test (unit, integration, property, doc, examples),
 #   4. the Python tests (the committed fixtures are what the committed generators write),
@@ -27,6 +27,15 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
+step "promtool (Debian's prometheus package) for the metrics tests"
+if ! command -v promtool >/dev/null 2>&1; then
+  # The package's service is not started: policy-rc.d forbids it in containers, and the tests
+  # only run the promtool binary.
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool --version | head -n 1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

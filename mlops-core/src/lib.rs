@@ -9,6 +9,7 @@
 //! - [`metrics`]: binary-classification metrics with sample weights that agree with
 //!   scikit-learn, threshold search and bootstrap intervals;
 //! - [`gate`]: metric gates with absolute and champion-relative rules;
+//! - [`clock`]: injected time for every time-dependent decision;
 //! - [`model`]: the [`model::Predictor`] trait and the artifact format (JSON spec +
 //!   safetensors) shared by training and serving.
 //!
@@ -28,6 +29,7 @@
 //! # Ok::<(), mlops_core::Error>(())
 //! ```
 
+pub mod clock;
 mod csv_io;
 mod dataset;
 mod error;

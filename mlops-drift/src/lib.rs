@@ -7,7 +7,11 @@
 //!   category counts, missing counts), serde-serializable, compared with a current batch by
 //!   [`ReferenceProfile::compare`] under a [`DriftConfig`] into a [`DriftReport`]: per-column
 //!   tests (Evidently's preset or overrides), multiple-testing [`Correction`], effect-size
-//!   gating, the share-of-drifted-columns rule and the seed's mean-statistic rule.
+//!   gating, the share-of-drifted-columns rule and the seed's mean-statistic rule;
+//! - [`DriftPolicy`]: report → action (none, warn, retrain) with minimum samples and a
+//!   cooldown on an injected clock, a host [`RetrainTrigger`], and Prometheus [`DriftMetrics`];
+//! - [`stream`]: windowed detection, ADWIN, Page–Hinkley, DDM, and seeded SEA / hyperplane
+//!   streams.
 //!
 //! It depends only on `mlops-core`, so a host that wants drift statistics pulls in nothing
 //! else.
@@ -24,12 +28,17 @@
 
 mod correction;
 mod error;
+mod policy;
 mod profile;
 mod report;
 pub mod stats;
+pub mod stream;
 
 pub use correction::Correction;
 pub use error::{Error, Result};
+pub use policy::{
+    DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
+};
 pub use profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
 pub use report::{
     ColumnDrift, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift, RuleOutcome,

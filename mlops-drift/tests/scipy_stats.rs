@@ -3,8 +3,8 @@
 
 use mlops_drift::stats::{
     anderson_ksamp, bin_shares, contingency_test, cramervonmises_2samp, energy_distance, hellinger,
-    jensen_shannon, kl_divergence, kolmogorov_sf, ks_2samp, kstwo_sf, mannwhitneyu, null_rate_test,
-    proportions_ztest, psi, quantile_edges_sorted, smirnov_sf, total_variation,
+    jensen_shannon, kl_divergence, kolmogorov_sf, ks_2samp, kstwo_sf, mannwhitneyu, mmd_rbf,
+    null_rate_test, proportions_ztest, psi, quantile_edges_sorted, smirnov_sf, total_variation,
     wasserstein_distance, wasserstein_normalized, Alternative, ContingencyStatistic, CvmMethod,
     KsMethod, MwuMethod,
 };
@@ -370,5 +370,22 @@ fn binned_divergences_match_numpy_and_scipy() {
             f(&c["tv"]),
             1e-9,
         );
+    }
+}
+
+#[test]
+fn mmd_statistic_matches_numpy_and_permutation_pvalue_is_seeded() {
+    let fx = fixture();
+    for (k, c) in fx["mmd"].as_array().unwrap().iter().enumerate() {
+        let x: Vec<Vec<f64>> = serde_json::from_value(c["x"].clone()).unwrap();
+        let y: Vec<Vec<f64>> = serde_json::from_value(c["y"].clone()).unwrap();
+        let r = mmd_rbf(&x, &y, 100, 3).unwrap();
+        close(&format!("mmd case {k}"), r.statistic, f(&c["mmd2"]), 1e-9);
+        assert_eq!(
+            r,
+            mmd_rbf(&x, &y, 100, 3).unwrap(),
+            "same seed, same p-value"
+        );
+        assert!(r.pvalue > 0.0 && r.pvalue <= 1.0);
     }
 }

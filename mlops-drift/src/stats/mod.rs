@@ -14,6 +14,7 @@
 //! | [`jensen_shannon`] | `scipy.spatial.distance.jensenshannon` |
 //! | [`kl_divergence`] | `scipy.stats.entropy(current, reference)` |
 //! | [`psi`], [`hellinger`], [`total_variation`], [`null_rate_test`] | defined in their docs |
+//! | [`mmd_rbf`] | alibi-detect's `MMDDrift` (RBF kernel, median heuristic, permutations) |
 
 mod categorical;
 mod cvm;
@@ -21,6 +22,7 @@ mod distance;
 mod divergence;
 mod kolmogorov;
 mod ks;
+mod mmd;
 mod ranks;
 
 use serde::{Deserialize, Serialize};
@@ -35,8 +37,9 @@ pub use divergence::{
     total_variation, DEFAULT_EPS,
 };
 pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
-pub(crate) use ks::ks_statistics_sorted;
 pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
+pub(crate) use ks::{ks_pvalue, ks_statistics_sorted};
+pub use mmd::mmd_rbf;
 pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,295 @@
+//! Turning a drift report into an action: none, warn, or retrain, with a minimum sample size
+//! and a cooldown, calling a host-provided [`RetrainTrigger`], and exporting Prometheus
+//! metrics.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mlops_core::clock::{Clock, SystemClock};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::report::DriftReport;
+
+/// What to do about a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EncodeLabelValue)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftAction {
+    /// Nothing drifted (or too few samples to say).
+    None,
+    /// Some columns drifted, or the dataset drifted during the cooldown: tell a person.
+    Warn,
+    /// The dataset drifted: retrain.
+    Retrain,
+}
+
+/// Policy parameters. serde with defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftPolicyConfig {
+    /// Fewest current values (in the smallest tested column) to act on (default 500).
+    pub min_samples: usize,
+    /// No second retrain within this many seconds of the last (default one day).
+    pub cooldown_secs: u64,
+}
+
+impl Default for DriftPolicyConfig {
+    fn default() -> Self {
+        DriftPolicyConfig {
+            min_samples: 500,
+            cooldown_secs: 86_400,
+        }
+    }
+}
+
+/// The policy's decision, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    /// The action.
+    pub action: DriftAction,
+    /// Why, in one sentence.
+    pub reason: String,
+}
+
+/// Called when the policy decides to retrain (start a pipeline run, enqueue a job, page
+/// someone). Implemented by the host.
+#[async_trait::async_trait]
+pub trait RetrainTrigger: Send + Sync {
+    /// Starts a retrain of `model` because of `report`.
+    async fn retrain(
+        &self,
+        model: &str,
+        report: &DriftReport,
+        reason: &str,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    model: String,
+    feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    model: String,
+    action: DriftAction,
+}
+
+/// Prometheus metrics of drift checks, registered into the host's registry:
+/// `mlops_drift_score{model,feature}` (the deciding test's statistic),
+/// `mlops_drift_pvalue{model,feature}`, `mlops_drift_dataset_share{model}` and
+/// `mlops_drift_alerts_total{model,action}`.
+#[derive(Debug, Clone, Default)]
+pub struct DriftMetrics {
+    score: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    pvalue: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    share: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    alerts: Family<AlertLabels, Counter>,
+}
+
+impl DriftMetrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = DriftMetrics::default();
+        registry.register(
+            "mlops_drift_score",
+            "Statistic of the deciding drift test per feature",
+            m.score.clone(),
+        );
+        registry.register(
+            "mlops_drift_pvalue",
+            "Adjusted p-value of the deciding drift test per feature, where it has one",
+            m.pvalue.clone(),
+        );
+        registry.register(
+            "mlops_drift_dataset_share",
+            "Share of features that drifted in the last check",
+            m.share.clone(),
+        );
+        registry.register(
+            "mlops_drift_alerts",
+            "Drift checks that ended in a warning or a retrain",
+            m.alerts.clone(),
+        );
+        m
+    }
+
+    /// Records a report and its decision.
+    pub fn observe(&self, model: &str, report: &DriftReport, decision: &PolicyDecision) {
+        for c in &report.columns {
+            let Some(t) = c.tests.first() else { continue };
+            let labels = FeatureLabels {
+                model: model.to_string(),
+                feature: c.column.clone(),
+            };
+            self.score.get_or_create(&labels).set(t.statistic);
+            if let Some(p) = t.adjusted_p_value.or(t.p_value) {
+                self.pvalue.get_or_create(&labels).set(p);
+            }
+        }
+        self.share
+            .get_or_create(&vec![("model".to_string(), model.to_string())])
+            .set(report.dataset.share_rule.observed);
+        if decision.action != DriftAction::None {
+            self.alerts
+                .get_or_create(&AlertLabels {
+                    model: model.to_string(),
+                    action: decision.action,
+                })
+                .inc();
+        }
+    }
+}
+
+/// The policy: decides, respects the cooldown, calls the trigger, records metrics.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+/// use mlops_core::clock::ManualClock;
+/// use mlops_core::Dataset;
+/// use mlops_drift::{DriftAction, DriftConfig, DriftPolicy, DriftPolicyConfig, ProfileConfig, ReferenceProfile};
+/// use ndarray::Array2;
+///
+/// let data = |shift: f32| Dataset::new(Array2::from_shape_fn((800, 2), |(i, _)| (i % 90) as f32 + shift), vec!["a".into(), "b".into()]);
+/// let profile = ReferenceProfile::fit(&data(0.0)?, &ProfileConfig::default())?;
+/// let report = profile.compare(&data(30.0)?, &DriftConfig::default())?;
+/// let policy = DriftPolicy::new(DriftPolicyConfig::default(), Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)));
+/// assert_eq!(policy.decide(&report).action, DriftAction::Retrain);
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
+pub struct DriftPolicy {
+    config: DriftPolicyConfig,
+    clock: Arc<dyn Clock>,
+    last_retrain: Mutex<Option<SystemTime>>,
+    metrics: Option<DriftMetrics>,
+}
+
+impl std::fmt::Debug for DriftPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriftPolicy")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DriftPolicy {
+    /// A policy reading time from `clock`.
+    pub fn new(config: DriftPolicyConfig, clock: Arc<dyn Clock>) -> Self {
+        DriftPolicy {
+            config,
+            clock,
+            last_retrain: Mutex::new(None),
+            metrics: None,
+        }
+    }
+
+    /// A policy on the system clock.
+    pub fn with_system_clock(config: DriftPolicyConfig) -> Self {
+        Self::new(config, Arc::new(SystemClock))
+    }
+
+    /// Records every decision into `metrics`.
+    pub fn with_metrics(mut self, metrics: DriftMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn cooldown_left(&self) -> Option<Duration> {
+        let last = (*self.last_retrain.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let until = last + Duration::from_secs(self.config.cooldown_secs);
+        until
+            .duration_since(self.clock.now())
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The action for `report`, without side effects.
+    pub fn decide(&self, report: &DriftReport) -> PolicyDecision {
+        let samples = report
+            .columns
+            .iter()
+            .filter(|c| c.error.is_none())
+            .map(|c| c.current_values)
+            .min()
+            .unwrap_or(0);
+        if samples < self.config.min_samples {
+            return PolicyDecision {
+                action: DriftAction::None,
+                reason: format!(
+                    "{samples} current values, fewer than min_samples {}: not acting",
+                    self.config.min_samples
+                ),
+            };
+        }
+        let d = &report.dataset;
+        if d.drifted {
+            if let Some(left) = self.cooldown_left() {
+                return PolicyDecision {
+                    action: DriftAction::Warn,
+                    reason: format!("dataset drifted ({}/{} columns) but the last retrain was recent: {}s of cooldown left", d.columns_drifted, d.columns_tested, left.as_secs()),
+                };
+            }
+            return PolicyDecision {
+                action: DriftAction::Retrain,
+                reason: format!(
+                    "dataset drifted: {}/{} columns",
+                    d.columns_drifted, d.columns_tested
+                ),
+            };
+        }
+        if d.columns_drifted > 0 {
+            let names: Vec<&str> = report
+                .drifted_columns()
+                .map(|c| c.column.as_str())
+                .collect();
+            return PolicyDecision {
+                action: DriftAction::Warn,
+                reason: format!(
+                    "columns drifted without dataset drift: {}",
+                    names.join(", ")
+                ),
+            };
+        }
+        PolicyDecision {
+            action: DriftAction::None,
+            reason: "no drift".into(),
+        }
+    }
+
+    /// Decides, records metrics, and on `Retrain` calls `trigger` and starts the cooldown.
+    /// A failing trigger is an error (and no cooldown starts, so the next check retries).
+    pub async fn apply(
+        &self,
+        model: &str,
+        report: &DriftReport,
+        trigger: &dyn RetrainTrigger,
+    ) -> Result<PolicyDecision> {
+        let decision = self.decide(report);
+        if let Some(m) = &self.metrics {
+            m.observe(model, report, &decision);
+        }
+        tracing::info!(model, action = ?decision.action, reason = %decision.reason, "drift policy decided");
+        if decision.action == DriftAction::Retrain {
+            trigger
+                .retrain(model, report, &decision.reason)
+                .await
+                .map_err(|e| {
+                    Error::invalid(
+                        format!("retrain trigger for model `{model}`"),
+                        e,
+                        "a trigger that succeeds",
+                    )
+                })?;
+            *self.last_retrain.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.clock.now());
+        }
+        Ok(decision)
+    }
+}

@@ -1,0 +1,166 @@
+//! A sliding window over one column's stream, tested against the column's reference profile.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::profile::ColumnProfile;
+use crate::stats::KsMethod;
+
+/// Window length and how often it is tested.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Values in the window (default 1000).
+    pub window: usize,
+    /// Test every `step` values once the window is full (default 1000: tumbling windows).
+    pub step: usize,
+    /// Significance level of the KS test (default 0.05).
+    pub alpha: f64,
+    /// How the KS p-value is computed.
+    pub ks_method: KsMethod,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            window: 1000,
+            step: 1000,
+            alpha: 0.05,
+            ks_method: KsMethod::Auto,
+        }
+    }
+}
+
+/// One test of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    /// Values seen so far (the window ends here).
+    pub position: u64,
+    /// KS statistic of the window against the reference.
+    pub statistic: f64,
+    /// Its p-value.
+    pub pvalue: f64,
+    /// `pvalue < alpha`.
+    pub drifted: bool,
+}
+
+/// A sliding window over one column, KS-tested against the reference profile every `step`
+/// values. The window is kept sorted as values arrive (one binary search and one shift per
+/// value), and the statistic is computed by ranking the window's values in the reference's
+/// sorted values (`O(w log n)`), so the reference is never re-sorted or re-scanned.
+///
+/// ```
+/// use mlops_core::ColumnKind;
+/// use mlops_drift::stream::{WindowConfig, WindowedDetector};
+/// use mlops_drift::ColumnProfile;
+///
+/// let reference = ColumnProfile::fit("x", ColumnKind::Numeric, (0..5000).map(|i| (i % 100) as f64), 10)?;
+/// let mut w = WindowedDetector::new(&reference, WindowConfig { window: 500, step: 100, ..Default::default() })?;
+/// let mut results = Vec::new();
+/// for t in 0..3000u64 {
+///     let v = (t % 100) as f64 + if t >= 1500 { 30.0 } else { 0.0 };
+///     results.extend(w.update(v));
+/// }
+/// assert!(results.iter().filter(|r| r.position <= 1500).all(|r| !r.drifted));
+/// assert!(results.iter().any(|r| r.position > 1500 && r.drifted));
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct WindowedDetector {
+    reference: Vec<f64>,
+    config: WindowConfig,
+    arrivals: VecDeque<f64>,
+    sorted: Vec<f64>,
+    seen: u64,
+    since_test: usize,
+}
+
+impl WindowedDetector {
+    /// A detector for `reference`'s column.
+    pub fn new(reference: &ColumnProfile, config: WindowConfig) -> Result<Self> {
+        if config.window < 2 || config.step == 0 {
+            return Err(Error::invalid(
+                "WindowConfig (window, step)",
+                format!("({}, {})", config.window, config.step),
+                "window >= 2 and step >= 1",
+            ));
+        }
+        if reference.sorted.is_empty() {
+            return Err(Error::invalid(
+                format!("reference column `{}`", reference.name),
+                "no values",
+                "at least one value",
+            ));
+        }
+        Ok(WindowedDetector {
+            reference: reference.sorted.clone(),
+            config,
+            arrivals: VecDeque::with_capacity(config.window),
+            sorted: Vec::with_capacity(config.window),
+            seen: 0,
+            since_test: 0,
+        })
+    }
+
+    /// Feeds one value (NaN is skipped: missing values are the null-rate test's business);
+    /// returns a result when the window is full and `step` values arrived since the last test.
+    pub fn update(&mut self, value: f64) -> Option<WindowResult> {
+        if value.is_nan() {
+            return None;
+        }
+        self.seen += 1;
+        if self.arrivals.len() == self.config.window {
+            if let Some(old) = self.arrivals.pop_front() {
+                let at = self.sorted.partition_point(|v| *v < old);
+                self.sorted.remove(at);
+            }
+        }
+        self.arrivals.push_back(value);
+        let at = self.sorted.partition_point(|v| *v < value);
+        self.sorted.insert(at, value);
+        self.since_test += 1;
+        if self.arrivals.len() < self.config.window || self.since_test < self.config.step {
+            return None;
+        }
+        self.since_test = 0;
+        let d = self.statistic();
+        let r = crate::stats::ks_pvalue(
+            d,
+            self.reference.len() as u64,
+            self.sorted.len() as u64,
+            crate::stats::Alternative::TwoSided,
+            self.config.ks_method,
+        );
+        Some(WindowResult {
+            position: self.seen,
+            statistic: r.statistic,
+            pvalue: r.pvalue,
+            drifted: r.pvalue < self.config.alpha,
+        })
+    }
+
+    /// Two-sided KS statistic of the window against the reference: the supremum of
+    /// `|F_ref - F_win|` is reached at a window value or just before one, and between two
+    /// window values `F_win` is constant while `F_ref` grows.
+    fn statistic(&self) -> f64 {
+        let (n, m) = (self.reference.len() as f64, self.sorted.len() as f64);
+        let mut d: f64 = 0.0;
+        let mut i = 0;
+        while i < self.sorted.len() {
+            let v = self.sorted[i];
+            let mut j = i + 1;
+            while j < self.sorted.len() && self.sorted[j] == v {
+                j += 1;
+            }
+            let below = self.reference.partition_point(|r| *r < v) as f64 / n; // F_ref(v-)
+            let upto = self.reference.partition_point(|r| *r <= v) as f64 / n; // F_ref(v)
+            d = d
+                .max((below - i as f64 / m).abs())
+                .max((upto - j as f64 / m).abs());
+            i = j;
+        }
+        d
+    }
+}

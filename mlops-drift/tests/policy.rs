@@ -1,0 +1,188 @@
+//! The drift policy: minimum samples, cooldown on an injected clock, the retrain trigger, and
+//! Prometheus metrics checked by promtool.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mlops_core::clock::ManualClock;
+use mlops_core::Dataset;
+use mlops_drift::{
+    DriftAction, DriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig, DriftReport,
+    ProfileConfig, ReferenceProfile, RetrainTrigger,
+};
+use ndarray::Array2;
+use prometheus_client::registry::Registry;
+
+fn data(rows: usize, shift: f32) -> Dataset {
+    Dataset::new(
+        Array2::from_shape_fn((rows, 3), |(i, j)| ((i * (3 + j)) % 97) as f32 + shift),
+        vec!["a".into(), "b".into(), "c".into()],
+    )
+    .unwrap()
+}
+
+fn report(rows: usize, shift: f32) -> DriftReport {
+    let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
+    profile
+        .compare(&data(rows, shift), &DriftConfig::default())
+        .unwrap()
+}
+
+#[derive(Default)]
+struct CountingTrigger {
+    calls: AtomicUsize,
+    fail: bool,
+}
+
+#[async_trait::async_trait]
+impl RetrainTrigger for CountingTrigger {
+    async fn retrain(
+        &self,
+        _model: &str,
+        _report: &DriftReport,
+        _reason: &str,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail {
+            return Err("pipeline service unavailable".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn retrain_then_cooldown_then_retrain_again() {
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    ));
+    let policy = DriftPolicy::new(
+        DriftPolicyConfig {
+            min_samples: 500,
+            cooldown_secs: 3600,
+        },
+        clock.clone(),
+    );
+    let trigger = CountingTrigger::default();
+    let drifted = report(1000, 40.0);
+    assert!(drifted.dataset.drifted);
+    let d = policy.apply("fraud", &drifted, &trigger).await.unwrap();
+    assert_eq!(d.action, DriftAction::Retrain);
+    assert_eq!(trigger.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(1800));
+    let d = policy.apply("fraud", &drifted, &trigger).await.unwrap();
+    assert_eq!(d.action, DriftAction::Warn, "{}", d.reason);
+    assert!(d.reason.contains("cooldown"));
+    assert_eq!(trigger.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(1801));
+    assert_eq!(
+        policy
+            .apply("fraud", &drifted, &trigger)
+            .await
+            .unwrap()
+            .action,
+        DriftAction::Retrain
+    );
+    assert_eq!(trigger.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn too_few_samples_and_no_drift_do_nothing_and_failing_triggers_are_errors() {
+    let policy = DriftPolicy::with_system_clock(DriftPolicyConfig::default());
+    let trigger = CountingTrigger::default();
+    let small = report(100, 40.0);
+    let d = policy.apply("fraud", &small, &trigger).await.unwrap();
+    assert_eq!(d.action, DriftAction::None);
+    assert!(d.reason.contains("min_samples"));
+    assert_eq!(policy.decide(&report(1000, 0.0)).action, DriftAction::None);
+    let failing = CountingTrigger {
+        fail: true,
+        ..CountingTrigger::default()
+    };
+    let err = policy
+        .apply("fraud", &report(1000, 40.0), &failing)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("pipeline service unavailable"),
+        "{err}"
+    );
+    // No cooldown started: the next check retries.
+    assert_eq!(
+        policy.decide(&report(1000, 40.0)).action,
+        DriftAction::Retrain
+    );
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let mut registry = Registry::default();
+    let metrics = DriftMetrics::register(&mut registry);
+    let policy = DriftPolicy::with_system_clock(DriftPolicyConfig::default()).with_metrics(metrics);
+    policy
+        .apply("fraud", &report(1000, 40.0), &CountingTrigger::default())
+        .await
+        .unwrap();
+    policy
+        .apply("fraud", &report(1000, 0.0), &CountingTrigger::default())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(r#"mlops_drift_score{model="fraud",feature="a"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mlops_drift_alerts_total{model="fraud",action="Retrain"} 1"#),
+        "{text}"
+    );
+    // prometheus-client writes OpenMetrics (counter family `x`, sample `x_total`, `# EOF`),
+    // which Prometheus scrapes under the OpenMetrics content type; promtool lints the classic
+    // text format, where HELP/TYPE carry the `_total` name. Convert before linting.
+    let counters: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("# TYPE ")
+                .and_then(|r| r.strip_suffix(" counter"))
+                .map(String::from)
+        })
+        .collect();
+    let classic: String = text
+        .lines()
+        .filter(|l| *l != "# EOF")
+        .map(|l| {
+            for c in &counters {
+                for kind in ["# HELP ", "# TYPE "] {
+                    if let Some(rest) = l.strip_prefix(&format!("{kind}{c} ")) {
+                        return format!("{kind}{c}_total {rest}\n");
+                    }
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    let text = classic;
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running `{promtool} check metrics` ({e}); scripts/test.sh installs Debian's prometheus, or set PROMTOOL"));
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

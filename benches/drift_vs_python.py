@@ -103,7 +103,9 @@ def main():
         ("KS, all columns (scipy.stats.ks_2samp)", py["ks_all_columns"], ours["ks_all_columns"]),
         ("KS with a fitted profile (vs scipy)", py["ks_all_columns"], ours["ks_with_profile"]),
         ("PSI, all columns (numpy)", py["psi_all_columns"], ours["psi_all_columns"]),
+        ("PSI with a fitted profile (vs numpy)", py["psi_all_columns"], ours["psi_with_profile"]),
         ("Wasserstein, all columns (scipy)", py["wasserstein_all_columns"], ours["wasserstein_all_columns"]),
+        ("Wasserstein with a fitted profile (vs scipy)", py["wasserstein_all_columns"], ours["wasserstein_with_profile"]),
     ]
     ev_rows = min(args.evidently_rows, args.rows)
     ev_time, ev_note = evidently_time(ref[:, :ev_rows], cur[:, :ev_rows], 1)

@@ -5,7 +5,7 @@
 //! cargo run --release --example drift_report -- --reference A.csv --current B.csv \
 //!     [--columns a,b] [--tests ks,cvm,ad,mwu,wasserstein,energy,psi,js,chi2] \
 //!     [--ks-method auto|exact|asymp] [--ignore id,label] [--categorical c] \
-//!     [--reference-rows 0..5000] [--current-rows 5000..9000] [--json OUT]
+//!     [--reference-rows 0..5000] [--current-rows 5000..9000] [--json OUT] [--html OUT]
 //! ```
 //!
 //! Without `--tests` each column gets Evidently's preset (KS up to 1,000 reference rows,
@@ -19,7 +19,9 @@ use anyhow::Context;
 use clap::Parser;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::drift::stats::KsMethod;
-use mlops::drift::{DriftConfig, DriftReport, DriftTest, ProfileConfig, ReferenceProfile};
+use mlops::drift::{
+    html_report, DriftConfig, DriftReport, DriftTest, ProfileConfig, ReferenceProfile,
+};
 
 /// Compare two datasets column by column.
 #[derive(Parser)]
@@ -55,6 +57,9 @@ struct Args {
     /// Write the JSON report here (default: print it after the table).
     #[arg(long)]
     json: Option<String>,
+    /// Write an HTML page (summary table, per-column ECDFs) here.
+    #[arg(long)]
+    html: Option<String>,
 }
 
 fn load(path: &str, rows: Option<&str>, options: &CsvOptions) -> anyhow::Result<Dataset> {
@@ -158,6 +163,25 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
     let report = profile.compare(&current, &config)?;
     print_table(&report);
+    if let Some(path) = &args.html {
+        let values: Vec<(String, Vec<f64>)> = current
+            .feature_names()
+            .enumerate()
+            .map(|(j, n)| {
+                (
+                    n.to_string(),
+                    current
+                        .features()
+                        .column(j)
+                        .iter()
+                        .map(|v| f64::from(*v))
+                        .collect(),
+                )
+            })
+            .collect();
+        std::fs::write(path, html_report(&profile, &report, &values)?)
+            .with_context(|| format!("writing {path}"))?;
+    }
     let json = serde_json::to_string_pretty(&report)?;
     match &args.json {
         Some(path) => std::fs::write(path, json).with_context(|| format!("writing {path}"))?,

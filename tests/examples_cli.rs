@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Path of a built example, building the examples first if needed.
+/// Path of a built example; the examples are (re)built once per test run, since
+/// `cargo test --test examples_cli` alone does not rebuild them.
 fn example(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
     let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
+    BUILD.call_once(|| {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args([
             "build",
@@ -18,9 +20,11 @@ fn example(name: &str) -> PathBuf {
         ]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
+        } else {
+            cmd.args(["--profile", "test"]);
         }
         assert!(cmd.status().unwrap().success(), "building the examples");
-    }
+    });
     path
 }
 
@@ -235,6 +239,7 @@ fn drift_report_flags_a_shift_and_writes_json() {
     std::fs::write(&path, text).unwrap();
     let p = path.to_str().unwrap();
     let json = dir.path().join("report.json");
+    let html_path = dir.path().join("report.html");
     let out = run(
         "drift_report",
         &[
@@ -252,6 +257,8 @@ fn drift_report_flags_a_shift_and_writes_json() {
             "ks,wasserstein,psi",
             "--json",
             json.to_str().unwrap(),
+            "--html",
+            html_path.to_str().unwrap(),
         ],
     );
     assert_eq!(
@@ -261,6 +268,8 @@ fn drift_report_flags_a_shift_and_writes_json() {
         String::from_utf8_lossy(&out.stdout)
     );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<svg") && html.contains("ECDF of x") && html.contains("DRIFT"));
     let x = &report["columns"][0];
     assert_eq!(x["column"], "x");
     assert_eq!(x["tests"][0]["test"], "ks");

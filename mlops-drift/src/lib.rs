@@ -10,7 +10,10 @@
 //!   gating, the share-of-drifted-columns rule and the seed's mean-statistic rule;
 //! - [`DriftPolicy`]: report → action (none, warn, retrain) with minimum samples and a
 //!   cooldown on an injected clock, a host [`RetrainTrigger`], and Prometheus [`DriftMetrics`];
-//! - [`stream`]: windowed detection, ADWIN, Page–Hinkley, DDM, and seeded SEA / hyperplane
+//! - [`html_report`]: the report as an HTML page with a summary table and per-column ECDFs;
+//! - [`QuantileSketch`]: a mergeable, order-independent sketch (< 16 KB per column) whose KS
+//!   statistics come with a guaranteed error bound, for profiles built over partitions;
+//! - [`stream`]: windowed detection, an ERT-calibrated online detector, ADWIN, Page–Hinkley, DDM, and seeded SEA / hyperplane
 //!   streams.
 //!
 //! It depends only on `mlops-core`, so a host that wants drift statistics pulls in nothing
@@ -28,14 +31,17 @@
 
 mod correction;
 mod error;
+mod html;
 mod policy;
 mod profile;
 mod report;
+mod sketch;
 pub mod stats;
 pub mod stream;
 
 pub use correction::Correction;
 pub use error::{Error, Result};
+pub use html::html_report;
 pub use policy::{
     DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
 };
@@ -44,3 +50,4 @@ pub use report::{
     ColumnDrift, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift, RuleOutcome,
     TestOutcome,
 };
+pub use sketch::{QuantileSketch, SketchKs};

@@ -65,7 +65,7 @@ impl ColumnProfile {
                 sorted.push(v);
             }
         }
-        radsort::sort(&mut sorted);
+        crate::stats::sort_values(&mut sorted);
         let n = sorted.len();
         let (mean, std) = if n > 0 {
             let mean = sorted.iter().sum::<f64>() / n as f64;

@@ -661,10 +661,8 @@ impl ReferenceProfile {
                     if kind != c.kind {
                         return column_error(c, 0, format!("column `{}` is {kind:?} in the current data but {:?} in the reference", c.name, c.kind));
                     }
-                    // Sort as f32 (half the radix passes of f64), then widen.
-                    let mut values: Vec<f32> = x.column(j).iter().copied().filter(|v| !v.is_nan()).collect();
-                    radsort::sort(&mut values);
-                    let values: Vec<f64> = values.into_iter().map(f64::from).collect();
+                    let mut values: Vec<f64> = x.column(j).iter().filter(|v| !v.is_nan()).map(|&v| f64::from(v)).collect();
+                    crate::stats::sort_values(&mut values);
                     compare_column(c, &values, current.n_rows(), config)
                 }
             })

@@ -4,9 +4,9 @@
 use mlops_drift::stats::{
     anderson_ksamp, bin_shares, contingency_test, cramervonmises_2samp, energy_distance, hellinger,
     jensen_shannon, kl_divergence, kolmogorov_sf, ks_2samp, kstwo_sf, mannwhitneyu, mmd_rbf,
-    null_rate_test, proportions_ztest, psi, quantile_edges_sorted, smirnov_sf, total_variation,
-    wasserstein_distance, wasserstein_normalized, Alternative, ContingencyStatistic, CvmMethod,
-    KsMethod, MwuMethod,
+    null_rate_test, proportions_ztest, psi, quantile_edges, quantile_edges_sorted, smirnov_sf,
+    total_variation, wasserstein_distance, wasserstein_normalized, Alternative,
+    ContingencyStatistic, CvmMethod, KsMethod, MwuMethod,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -334,6 +334,11 @@ fn binned_divergences_match_numpy_and_scipy() {
         for (a, b) in edges.iter().zip(&want) {
             close(&format!("case {k} edge"), *a, *b, 1e-12);
         }
+        assert_eq!(
+            quantile_edges(&r, c["bins"].as_u64().unwrap() as usize).unwrap(),
+            edges,
+            "case {k}: selection = sort"
+        );
         let (p, q) = (bin_shares(&r, &edges), bin_shares(&cur, &edges));
         let want_p: Vec<f64> = serde_json::from_value(c["ref_shares"].clone()).unwrap();
         let want_q: Vec<f64> = serde_json::from_value(c["cur_shares"].clone()).unwrap();

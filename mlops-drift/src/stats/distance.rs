@@ -38,7 +38,7 @@ pub(crate) fn cdf_distance_sorted(a: &[f64], b: &[f64], p: i32) -> f64 {
 
 fn sorted(x: &[f64]) -> Vec<f64> {
     let mut v = x.to_vec();
-    radsort::sort(&mut v);
+    crate::stats::sort_values(&mut v);
     v
 }
 

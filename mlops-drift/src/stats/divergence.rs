@@ -38,11 +38,69 @@ pub fn quantile_edges_sorted(reference_sorted: &[f64], n_bins: usize) -> Result<
 /// Share of `x` in each bin defined by `edges` (`edges.len() + 1` shares).
 pub fn bin_shares(x: &[f64], edges: &[f64]) -> Vec<f64> {
     let mut counts = vec![0u64; edges.len() + 1];
-    for v in x {
-        counts[edges.partition_point(|e| e <= v)] += 1;
+    if edges.len() <= 32 {
+        // Few edges (the usual 9): count the edges <= v without branches.
+        for v in x {
+            let bin: usize = edges.iter().map(|e| usize::from(e <= v)).sum();
+            counts[bin] += 1;
+        }
+    } else {
+        for v in x {
+            counts[edges.partition_point(|e| e <= v)] += 1;
+        }
     }
     let n = x.len().max(1) as f64;
     counts.into_iter().map(|c| c as f64 / n).collect()
+}
+
+/// The values at the given sorted positions of `x` (as if `x` were sorted), by recursive
+/// selection: `O(n log k)` for `k` positions, no full sort (numpy's `partition` with several
+/// `kth`).
+fn order_statistics(
+    x: &mut [f64],
+    positions: &[usize],
+    out: &mut Vec<(usize, f64)>,
+    offset: usize,
+) {
+    if positions.is_empty() || x.is_empty() {
+        return;
+    }
+    let mid = positions.len() / 2;
+    let p = positions[mid] - offset;
+    let (left, pivot, right) = x.select_nth_unstable_by(p, f64::total_cmp);
+    out.push((positions[mid], *pivot));
+    order_statistics(left, &positions[..mid], out, offset);
+    order_statistics(right, &positions[mid + 1..], out, offset + p + 1);
+}
+
+/// Interior quantile edges of an unsorted reference (the same edges as
+/// [`quantile_edges_sorted`]), by selection instead of sorting.
+pub fn quantile_edges(reference: &[f64], n_bins: usize) -> Result<Vec<f64>> {
+    check_sample("reference", reference)?;
+    if n_bins < 2 {
+        return Err(Error::invalid("n_bins", n_bins, "at least 2"));
+    }
+    let n = reference.len();
+    let qs: Vec<(usize, usize, f64)> = (1..n_bins)
+        .map(|k| {
+            let pos = k as f64 / n_bins as f64 * (n - 1) as f64;
+            (pos.floor() as usize, pos.ceil() as usize, pos - pos.floor())
+        })
+        .collect();
+    let mut positions: Vec<usize> = qs.iter().flat_map(|q| [q.0, q.1]).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    let mut work = reference.to_vec();
+    let mut found = Vec::with_capacity(positions.len());
+    order_statistics(&mut work, &positions, &mut found, 0);
+    found.sort_unstable_by_key(|f| f.0);
+    let at = |p: usize| found[found.binary_search_by_key(&p, |f| f.0).unwrap_or(0)].1;
+    let mut edges: Vec<f64> = qs
+        .iter()
+        .map(|&(lo, hi, frac)| at(lo) + (at(hi) - at(lo)) * frac)
+        .collect();
+    edges.dedup();
+    Ok(edges)
 }
 
 /// Shares of an already sorted sample: one binary search per edge instead of per value.
@@ -177,7 +235,7 @@ pub fn total_variation(reference: &[f64], current: &[f64]) -> Result<f64> {
 pub fn psi_samples(reference: &[f64], current: &[f64], n_bins: usize) -> Result<f64> {
     check_sample("current", current)?;
     let mut r = reference.to_vec();
-    radsort::sort(&mut r);
+    crate::stats::sort_values(&mut r);
     let edges = quantile_edges_sorted(&r, n_bins)?;
     psi(
         &bin_shares_sorted(&r, &edges),

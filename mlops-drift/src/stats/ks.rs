@@ -99,8 +99,8 @@ pub fn ks_2samp(
     check_sample("b", b)?;
     let mut a = a.to_vec();
     let mut b = b.to_vec();
-    radsort::sort(&mut a);
-    radsort::sort(&mut b);
+    crate::stats::sort_values(&mut a);
+    crate::stats::sort_values(&mut b);
     ks_2samp_sorted(&a, &b, alternative, method)
 }
 

@@ -33,8 +33,8 @@ pub(crate) use distance::cdf_distance_sorted;
 pub use distance::{energy_distance, wasserstein_distance, wasserstein_normalized};
 pub(crate) use divergence::bin_shares_sorted;
 pub use divergence::{
-    bin_shares, hellinger, jensen_shannon, kl_divergence, psi, psi_samples, quantile_edges_sorted,
-    total_variation, DEFAULT_EPS,
+    bin_shares, hellinger, jensen_shannon, kl_divergence, psi, psi_samples, quantile_edges,
+    quantile_edges_sorted, total_variation, DEFAULT_EPS,
 };
 pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
 pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
@@ -64,6 +64,13 @@ pub struct TestResult {
     pub statistic: f64,
     /// The p-value, in [0, 1].
     pub pvalue: f64,
+}
+
+/// Sorts NaN-free values ascending (LSD radix sort: about twice as fast as a comparison sort
+/// at a million values).
+pub(crate) fn sort_values(x: &mut [f64]) {
+    use voracious_radix_sort::RadixSort;
+    x.voracious_sort();
 }
 
 /// Refuses empty samples and samples with NaN, naming the sample and the index.

@@ -90,6 +90,24 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         })?,
     );
+    for (name, test) in [
+        ("psi_with_profile", DriftTest::Psi),
+        ("wasserstein_with_profile", DriftTest::Wasserstein),
+    ] {
+        // Only the test itself: no KS effect size, so binned tests skip sorting.
+        let only = DriftConfig {
+            tests: vec![test],
+            mean_effect_threshold: None,
+            ..DriftConfig::default()
+        };
+        record(
+            name,
+            median_secs(args.repeat, || {
+                profile.compare(&current, &only)?;
+                Ok(())
+            })?,
+        );
+    }
     record(
         "psi_all_columns",
         median_secs(args.repeat, || {

@@ -446,10 +446,7 @@ fn run_test(
     let th = Some(config.threshold(test));
     let binned = || -> (Vec<f64>, Vec<f64>) {
         if numeric {
-            (
-                c.shares.clone(),
-                crate::stats::bin_shares_sorted(cur, &c.edges),
-            )
+            (c.shares.clone(), crate::stats::bin_shares(cur, &c.edges))
         } else {
             aligned_counts(c, cur)
         }
@@ -528,9 +525,36 @@ fn run_test(
     })
 }
 
+/// The tests of column `c`: its override, else the config's list, else the preset.
+fn column_tests(c: &ColumnProfile, config: &DriftConfig) -> Vec<DriftTest> {
+    match config.column_tests.get(&c.name) {
+        Some(t) if !t.is_empty() => t.clone(),
+        _ if !config.tests.is_empty() => config.tests.clone(),
+        _ => vec![config.preset(c.kind, c.present(), c.categories.len())],
+    }
+}
+
+/// Whether comparing column `c` needs the current values sorted: merge-based tests, category
+/// counts, and the KS effect size (for effect gating and the mean-statistic rule) do; binned
+/// distances alone do not.
+fn needs_sorted(c: &ColumnProfile, tests: &[DriftTest], config: &DriftConfig) -> bool {
+    c.kind == ColumnKind::Categorical
+        || config.min_effect.is_some()
+        || config.mean_effect_threshold.is_some()
+        || tests.iter().any(|t| {
+            matches!(
+                t,
+                DriftTest::Ks | DriftTest::Wasserstein | DriftTest::Energy
+            )
+        })
+}
+
+/// Compares one column; `values` are the current non-missing values, sorted when
+/// [`needs_sorted`] says so (the effect size is `None` otherwise).
 fn compare_column(
     c: &ColumnProfile,
     values: &[f64],
+    sorted: bool,
     rows: usize,
     config: &DriftConfig,
 ) -> ColumnDrift {
@@ -560,11 +584,7 @@ fn compare_column(
             ),
         );
     }
-    let tests: Vec<DriftTest> = match config.column_tests.get(&c.name) {
-        Some(t) if !t.is_empty() => t.clone(),
-        _ if !config.tests.is_empty() => config.tests.clone(),
-        _ => vec![config.preset(c.kind, c.present(), c.categories.len())],
-    };
+    let tests = column_tests(c, config);
     let mut outcomes = Vec::with_capacity(tests.len());
     for t in tests {
         match run_test(t, c, cur, config) {
@@ -575,6 +595,8 @@ fn compare_column(
     let effect_size = if c.kind == ColumnKind::Categorical {
         let (p, q) = aligned_counts(c, cur);
         total_variation(&p, &q).ok()
+    } else if !sorted {
+        None
     } else {
         match outcomes.first() {
             Some(o) if o.test == DriftTest::Ks => Some(o.statistic),
@@ -662,8 +684,11 @@ impl ReferenceProfile {
                         return column_error(c, 0, format!("column `{}` is {kind:?} in the current data but {:?} in the reference", c.name, c.kind));
                     }
                     let mut values: Vec<f64> = x.column(j).iter().filter(|v| !v.is_nan()).map(|&v| f64::from(v)).collect();
-                    crate::stats::sort_values(&mut values);
-                    compare_column(c, &values, current.n_rows(), config)
+                    let sorted = needs_sorted(c, &column_tests(c, config), config);
+                    if sorted {
+                        crate::stats::sort_values(&mut values);
+                    }
+                    compare_column(c, &values, sorted, current.n_rows(), config)
                 }
             })
             .collect();

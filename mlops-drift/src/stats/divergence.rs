@@ -103,20 +103,6 @@ pub fn quantile_edges(reference: &[f64], n_bins: usize) -> Result<Vec<f64>> {
     Ok(edges)
 }
 
-/// Shares of an already sorted sample: one binary search per edge instead of per value.
-pub(crate) fn bin_shares_sorted(sorted: &[f64], edges: &[f64]) -> Vec<f64> {
-    let n = sorted.len().max(1) as f64;
-    let mut shares = Vec::with_capacity(edges.len() + 1);
-    let mut prev = 0usize;
-    for e in edges {
-        let upto = sorted.partition_point(|v| v < e);
-        shares.push((upto - prev) as f64 / n);
-        prev = upto;
-    }
-    shares.push((sorted.len() - prev) as f64 / n);
-    shares
-}
-
 fn check_shares(p: &[f64], q: &[f64]) -> Result<()> {
     if p.len() != q.len() || p.is_empty() {
         return Err(Error::invalid(
@@ -234,11 +220,9 @@ pub fn total_variation(reference: &[f64], current: &[f64]) -> Result<f64> {
 /// ```
 pub fn psi_samples(reference: &[f64], current: &[f64], n_bins: usize) -> Result<f64> {
     check_sample("current", current)?;
-    let mut r = reference.to_vec();
-    crate::stats::sort_values(&mut r);
-    let edges = quantile_edges_sorted(&r, n_bins)?;
+    let edges = quantile_edges(reference, n_bins)?;
     psi(
-        &bin_shares_sorted(&r, &edges),
+        &bin_shares(reference, &edges),
         &bin_shares(current, &edges),
         DEFAULT_EPS,
     )

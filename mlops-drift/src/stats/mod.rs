@@ -31,7 +31,6 @@ pub use categorical::{contingency_test, null_rate_test, proportions_ztest, Conti
 pub use cvm::{cramervonmises_2samp, CvmMethod};
 pub(crate) use distance::cdf_distance_sorted;
 pub use distance::{energy_distance, wasserstein_distance, wasserstein_normalized};
-pub(crate) use divergence::bin_shares_sorted;
 pub use divergence::{
     bin_shares, hellinger, jensen_shannon, kl_divergence, psi, psi_samples, quantile_edges,
     quantile_edges_sorted, total_variation, DEFAULT_EPS,

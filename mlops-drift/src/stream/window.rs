@@ -47,9 +47,10 @@ pub struct WindowResult {
 }
 
 /// A sliding window over one column, KS-tested against the reference profile every `step`
-/// values. The window is kept sorted as values arrive (one binary search and one shift per
-/// value), and the statistic is computed by ranking the window's values in the reference's
-/// sorted values (`O(w log n)`), so the reference is never re-sorted or re-scanned.
+/// values. Arriving values go into a ring buffer (constant time); at each test the window is
+/// copied and sorted, and its values are ranked in the reference's sorted values by a forward
+/// gallop, so the reference is never re-sorted or re-scanned. Per value this costs
+/// `O((w / step) log w)`: a few nanoseconds for tumbling windows (`step == window`).
 ///
 /// ```
 /// use mlops_core::ColumnKind;
@@ -72,7 +73,7 @@ pub struct WindowedDetector {
     reference: Vec<f64>,
     config: WindowConfig,
     arrivals: VecDeque<f64>,
-    sorted: Vec<f64>,
+    scratch: Vec<f64>,
     seen: u64,
     since_test: usize,
 }
@@ -98,7 +99,7 @@ impl WindowedDetector {
             reference: reference.sorted.clone(),
             config,
             arrivals: VecDeque::with_capacity(config.window),
-            sorted: Vec::with_capacity(config.window),
+            scratch: Vec::with_capacity(config.window),
             seen: 0,
             since_test: 0,
         })
@@ -112,24 +113,22 @@ impl WindowedDetector {
         }
         self.seen += 1;
         if self.arrivals.len() == self.config.window {
-            if let Some(old) = self.arrivals.pop_front() {
-                let at = self.sorted.partition_point(|v| *v < old);
-                self.sorted.remove(at);
-            }
+            self.arrivals.pop_front();
         }
         self.arrivals.push_back(value);
-        let at = self.sorted.partition_point(|v| *v < value);
-        self.sorted.insert(at, value);
         self.since_test += 1;
         if self.arrivals.len() < self.config.window || self.since_test < self.config.step {
             return None;
         }
         self.since_test = 0;
+        self.scratch.clear();
+        self.scratch.extend(self.arrivals.iter().copied());
+        self.scratch.sort_unstable_by(f64::total_cmp);
         let d = self.statistic();
         let r = crate::stats::ks_pvalue(
             d,
             self.reference.len() as u64,
-            self.sorted.len() as u64,
+            self.scratch.len() as u64,
             crate::stats::Alternative::TwoSided,
             self.config.ks_method,
         );
@@ -145,16 +144,16 @@ impl WindowedDetector {
     /// `|F_ref - F_win|` is reached at a window value or just before one, and between two
     /// window values `F_win` is constant while `F_ref` grows.
     fn statistic(&self) -> f64 {
-        let (n, m) = (self.reference.len() as f64, self.sorted.len() as f64);
+        let (n, m) = (self.reference.len() as f64, self.scratch.len() as f64);
         let mut d: f64 = 0.0;
         let mut i = 0;
         // The window is sorted, so reference positions only move forward: gallop from the
         // last one (O(w log(n/w)) and cache-friendly) instead of a fresh binary search.
         let mut pos = 0usize;
-        while i < self.sorted.len() {
-            let v = self.sorted[i];
+        while i < self.scratch.len() {
+            let v = self.scratch[i];
             let mut j = i + 1;
-            while j < self.sorted.len() && self.sorted[j] == v {
+            while j < self.scratch.len() && self.scratch[j] == v {
                 j += 1;
             }
             pos = gallop(&self.reference, pos, |r| r < v);

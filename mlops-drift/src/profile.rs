@@ -107,6 +107,23 @@ impl ColumnProfile {
     }
 }
 
+/// The non-missing values of every feature column as `f64`, read in one pass over the rows
+/// (the feature matrix is row-major: reading it column by column would touch a cache line per
+/// value).
+pub(crate) fn non_missing_columns(data: &Dataset) -> Vec<Vec<f64>> {
+    let mut cols: Vec<Vec<f64>> = (0..data.n_features())
+        .map(|_| Vec::with_capacity(data.n_rows()))
+        .collect();
+    for row in data.features().rows() {
+        for (col, &v) in cols.iter_mut().zip(row.iter()) {
+            if !v.is_nan() {
+                col.push(f64::from(v));
+            }
+        }
+    }
+    cols
+}
+
 /// Distinct codes of a sorted slice and their counts.
 pub(crate) fn category_counts(sorted: &[f64]) -> (Vec<i64>, Vec<u64>) {
     let mut cats = Vec::new();
@@ -162,16 +179,19 @@ impl ReferenceProfile {
         }
         let names: Vec<&str> = reference.feature_names().collect();
         let kinds: Vec<ColumnKind> = reference.feature_kinds().collect();
-        let x = reference.features();
+        let values = non_missing_columns(reference);
+        let rows = reference.n_rows();
         let columns = (0..names.len())
             .into_par_iter()
             .map(|j| {
-                ColumnProfile::fit(
-                    names[j],
-                    kinds[j],
-                    x.column(j).iter().map(|&v| f64::from(v)),
-                    config.bins,
-                )
+                // The present values, then one NaN per missing value (a profile does not
+                // depend on row order).
+                let missing = rows - values[j].len();
+                let column = values[j]
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(f64::NAN, missing));
+                ColumnProfile::fit(names[j], kinds[j], column, config.bins)
             })
             .collect::<Result<Vec<_>>>()?;
         tracing::debug!(

@@ -673,7 +673,7 @@ impl ReferenceProfile {
                 })
                 .collect::<Result<_>>()?
         };
-        let x = current.features();
+        let columns_f64 = crate::profile::non_missing_columns(current);
         let mut columns: Vec<ColumnDrift> = selected
             .par_iter()
             .map(|c| match current.feature_index(&c.name) {
@@ -683,12 +683,13 @@ impl ReferenceProfile {
                     if kind != c.kind {
                         return column_error(c, 0, format!("column `{}` is {kind:?} in the current data but {:?} in the reference", c.name, c.kind));
                     }
-                    let mut values: Vec<f64> = x.column(j).iter().filter(|v| !v.is_nan()).map(|&v| f64::from(v)).collect();
-                    let sorted = needs_sorted(c, &column_tests(c, config), config);
-                    if sorted {
+                    if needs_sorted(c, &column_tests(c, config), config) {
+                        let mut values = columns_f64[j].clone();
                         crate::stats::sort_values(&mut values);
+                        compare_column(c, &values, true, current.n_rows(), config)
+                    } else {
+                        compare_column(c, &columns_f64[j], false, current.n_rows(), config)
                     }
-                    compare_column(c, &values, sorted, current.n_rows(), config)
                 }
             })
             .collect();

@@ -38,10 +38,13 @@ pub fn quantile_edges_sorted(reference_sorted: &[f64], n_bins: usize) -> Result<
 /// Share of `x` in each bin defined by `edges` (`edges.len() + 1` shares).
 pub fn bin_shares(x: &[f64], edges: &[f64]) -> Vec<f64> {
     let mut counts = vec![0u64; edges.len() + 1];
-    if edges.len() <= 32 {
-        // Few edges (the usual 9): count the edges <= v without branches.
+    if edges.len() < 16 {
+        // The usual case (9 edges): a fixed-width row of 16 edges padded with +inf, compared
+        // without branches (the compiler vectorizes the fixed-length loop).
+        let mut padded = [f64::INFINITY; 16];
+        padded[..edges.len()].copy_from_slice(edges);
         for v in x {
-            let bin: usize = edges.iter().map(|e| usize::from(e <= v)).sum();
+            let bin: usize = padded.iter().map(|e| usize::from(*e <= *v)).sum();
             counts[bin] += 1;
         }
     } else {

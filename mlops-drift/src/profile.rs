@@ -110,18 +110,99 @@ impl ColumnProfile {
 /// The non-missing values of every feature column as `f64`, read in one pass over the rows
 /// (the feature matrix is row-major: reading it column by column would touch a cache line per
 /// value).
-pub(crate) fn non_missing_columns(data: &Dataset) -> Vec<Vec<f64>> {
-    let mut cols: Vec<Vec<f64>> = (0..data.n_features())
-        .map(|_| Vec::with_capacity(data.n_rows()))
+/// Only the columns with `wanted[j]` are read (the others come back empty).
+pub(crate) fn non_missing_columns(data: &Dataset, wanted: &[bool]) -> Vec<Vec<f64>> {
+    let mut cols: Vec<Vec<f64>> = wanted
+        .iter()
+        .map(|&w| {
+            if w {
+                Vec::with_capacity(data.n_rows())
+            } else {
+                Vec::new()
+            }
+        })
         .collect();
+    let picked: Vec<usize> = (0..wanted.len()).filter(|&j| wanted[j]).collect();
+    if picked.is_empty() {
+        return cols;
+    }
     for row in data.features().rows() {
-        for (col, &v) in cols.iter_mut().zip(row.iter()) {
+        for &j in &picked {
+            let v = row[j];
             if !v.is_nan() {
-                col.push(f64::from(v));
+                cols[j].push(f64::from(v));
             }
         }
     }
     cols
+}
+
+/// Bin shares of several columns (`(column, interior edges)`) and their non-missing counts,
+/// counted in one parallel pass over the rows, without copying any column.
+pub(crate) fn bin_rows(data: &Dataset, columns: &[(usize, &[f64])]) -> Vec<(Vec<f64>, usize)> {
+    use rayon::prelude::*;
+    if columns.is_empty() {
+        return Vec::new();
+    }
+    let x = data.features();
+    let n = data.n_rows();
+    // Each column's edges padded to 16 with +inf: a fixed-width, branch-free comparison.
+    let padded: Vec<Option<[f64; 16]>> = columns
+        .iter()
+        .map(|(_, e)| {
+            (e.len() < 16).then(|| {
+                let mut p = [f64::INFINITY; 16];
+                p[..e.len()].copy_from_slice(e);
+                p
+            })
+        })
+        .collect();
+    const CHUNK: usize = 1 << 16;
+    let zero = || -> Vec<Vec<u64>> {
+        columns
+            .iter()
+            .map(|(_, e)| vec![0u64; e.len() + 2])
+            .collect()
+    };
+    let counts = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut counts = zero();
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                let row = x.row(i);
+                for (k, (j, edges)) in columns.iter().enumerate() {
+                    let v = row[*j];
+                    let bin = if v.is_nan() {
+                        edges.len() + 1 // the missing slot
+                    } else {
+                        let v = f64::from(v);
+                        match &padded[k] {
+                            Some(p) => p.iter().map(|e| usize::from(*e <= v)).sum(),
+                            None => edges.partition_point(|e| *e <= v),
+                        }
+                    };
+                    counts[k][bin] += 1;
+                }
+            }
+            counts
+        })
+        .reduce(zero, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                for (u, v) in x.iter_mut().zip(y) {
+                    *u += v;
+                }
+            }
+            a
+        });
+    counts
+        .into_iter()
+        .map(|mut c| {
+            let missing = c.pop().unwrap_or(0) as usize;
+            let present = n - missing;
+            let denom = present.max(1) as f64;
+            (c.into_iter().map(|v| v as f64 / denom).collect(), present)
+        })
+        .collect()
 }
 
 /// Distinct codes of a sorted slice and their counts.
@@ -179,7 +260,7 @@ impl ReferenceProfile {
         }
         let names: Vec<&str> = reference.feature_names().collect();
         let kinds: Vec<ColumnKind> = reference.feature_kinds().collect();
-        let values = non_missing_columns(reference);
+        let values = non_missing_columns(reference, &vec![true; reference.n_features()]);
         let rows = reference.n_rows();
         let columns = (0..names.len())
             .into_par_iter()

@@ -421,10 +421,18 @@ fn aligned_counts(reference: &ColumnProfile, current_sorted: &[f64]) -> (Vec<f64
     )
 }
 
+/// The current side of one column: its non-missing values (sorted when the tests need it),
+/// or, for columns tested only by binned distances, just its bin shares.
+struct Current<'a> {
+    values: &'a [f64],
+    present: usize,
+    shares: Option<Vec<f64>>,
+}
+
 fn run_test(
     test: DriftTest,
     c: &ColumnProfile,
-    cur: &[f64],
+    current: &Current<'_>,
     config: &DriftConfig,
 ) -> Result<TestOutcome> {
     let numeric = c.kind != ColumnKind::Categorical;
@@ -443,10 +451,15 @@ fn run_test(
         ));
     }
     let r = &c.sorted;
+    let cur = current.values;
     let th = Some(config.threshold(test));
     let binned = || -> (Vec<f64>, Vec<f64>) {
         if numeric {
-            (c.shares.clone(), crate::stats::bin_shares(cur, &c.edges))
+            let shares = current.shares.clone();
+            (
+                c.shares.clone(),
+                shares.unwrap_or_else(|| crate::stats::bin_shares(cur, &c.edges)),
+            )
         } else {
             aligned_counts(c, cur)
         }
@@ -549,24 +562,42 @@ fn needs_sorted(c: &ColumnProfile, tests: &[DriftTest], config: &DriftConfig) ->
         })
 }
 
-/// Compares one column; `values` are the current non-missing values, sorted when
-/// [`needs_sorted`] says so (the effect size is `None` otherwise).
+/// Whether column `c` is tested by binned distances alone (no raw values needed: its shares
+/// can be counted in one pass over the rows).
+fn binned_only(c: &ColumnProfile, tests: &[DriftTest], config: &DriftConfig) -> bool {
+    c.kind != ColumnKind::Categorical
+        && !needs_sorted(c, tests, config)
+        && tests.iter().all(|t| {
+            matches!(
+                t,
+                DriftTest::Psi
+                    | DriftTest::Js
+                    | DriftTest::Hellinger
+                    | DriftTest::Tv
+                    | DriftTest::Kl
+            )
+        })
+}
+
+/// Compares one column. The current values are sorted when [`needs_sorted`] says so (the
+/// effect size is `None` otherwise).
 fn compare_column(
     c: &ColumnProfile,
-    values: &[f64],
+    current: &Current<'_>,
     sorted: bool,
     rows: usize,
     config: &DriftConfig,
 ) -> ColumnDrift {
-    let cur = values;
+    let cur = current.values;
+    let present = current.present;
     if c.present() == 0 {
         return column_error(
             c,
-            cur.len(),
+            present,
             format!("every reference value of `{}` is missing", c.name),
         );
     }
-    if cur.is_empty() {
+    if present == 0 {
         return column_error(
             c,
             0,
@@ -577,7 +608,7 @@ fn compare_column(
     if c.kind != ColumnKind::Categorical && c.sorted.last() == Some(&first) {
         return column_error(
             c,
-            cur.len(),
+            present,
             format!(
                 "the reference column `{}` is constant ({first}); drift tests are undefined",
                 c.name
@@ -587,9 +618,9 @@ fn compare_column(
     let tests = column_tests(c, config);
     let mut outcomes = Vec::with_capacity(tests.len());
     for t in tests {
-        match run_test(t, c, cur, config) {
+        match run_test(t, c, current, config) {
             Ok(o) => outcomes.push(o),
-            Err(e) => return column_error(c, cur.len(), e.to_string()),
+            Err(e) => return column_error(c, present, e.to_string()),
         }
     }
     let effect_size = if c.kind == ColumnKind::Categorical {
@@ -606,7 +637,7 @@ fn compare_column(
             }
         }
     };
-    let current_missing = rows - cur.len();
+    let current_missing = rows - present;
     let missing = (c.missing > 0 || current_missing > 0)
         .then(|| {
             null_rate_test(
@@ -634,7 +665,7 @@ fn compare_column(
         column: c.name.clone(),
         kind: c.kind,
         reference_values: c.present(),
-        current_values: cur.len(),
+        current_values: present,
         tests: outcomes,
         effect_size,
         missing,
@@ -673,22 +704,49 @@ impl ReferenceProfile {
                 })
                 .collect::<Result<_>>()?
         };
-        let columns_f64 = crate::profile::non_missing_columns(current);
+        // Columns tested by binned distances alone are counted in one pass over the rows;
+        // the others get their non-missing values (sorted when needed).
+        let index: Vec<Option<usize>> = selected
+            .iter()
+            .map(|c| current.feature_index(&c.name).ok())
+            .collect();
+        let binned: Vec<(usize, &[f64])> = selected
+            .iter()
+            .zip(&index)
+            .filter(|(c, j)| j.is_some() && binned_only(c, &column_tests(c, config), config))
+            .filter_map(|(c, j)| j.map(|j| (j, c.edges.as_slice())))
+            .collect();
+        let binned_shares = crate::profile::bin_rows(current, &binned);
+        let mut wanted = vec![false; current.n_features()];
+        for j in index.iter().flatten() {
+            wanted[*j] = !binned.iter().any(|(bj, _)| bj == j);
+        }
+        let columns_f64 = crate::profile::non_missing_columns(current, &wanted);
         let mut columns: Vec<ColumnDrift> = selected
             .par_iter()
-            .map(|c| match current.feature_index(&c.name) {
-                Err(_) => column_error(c, 0, format!("column `{}` is not in the current data", c.name)),
-                Ok(j) => {
+            .zip(&index)
+            .map(|(c, j)| match j {
+                None => column_error(c, 0, format!("column `{}` is not in the current data", c.name)),
+                Some(j) => {
+                    let j = *j;
                     let kind = current.feature_kinds().nth(j).unwrap_or(ColumnKind::Numeric);
                     if kind != c.kind {
                         return column_error(c, 0, format!("column `{}` is {kind:?} in the current data but {:?} in the reference", c.name, c.kind));
                     }
-                    if needs_sorted(c, &column_tests(c, config), config) {
+                    let tests = column_tests(c, config);
+                    if let Some(k) = binned.iter().position(|(bj, _)| *bj == j).filter(|_| binned_only(c, &tests, config)) {
+                        let (shares, present) = binned_shares[k].clone();
+                        let cur = Current { values: &[], present, shares: Some(shares) };
+                        compare_column(c, &cur, false, current.n_rows(), config)
+                    } else if needs_sorted(c, &tests, config) {
                         let mut values = columns_f64[j].clone();
                         crate::stats::sort_values(&mut values);
-                        compare_column(c, &values, true, current.n_rows(), config)
+                        let cur = Current { values: &values, present: values.len(), shares: None };
+                        compare_column(c, &cur, true, current.n_rows(), config)
                     } else {
-                        compare_column(c, &columns_f64[j], false, current.n_rows(), config)
+                        let values = &columns_f64[j];
+                        let cur = Current { values, present: values.len(), shares: None };
+                        compare_column(c, &cur, false, current.n_rows(), config)
                     }
                 }
             })

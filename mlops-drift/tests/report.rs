@@ -240,3 +240,56 @@ fn profiles_round_trip_through_json_and_bad_configs_are_named() {
     assert!(err.to_string().contains("kss"), "{err}");
     assert!(ReferenceProfile::fit(&data(10, 0.0), &ProfileConfig { bins: 1 }).is_err());
 }
+
+#[test]
+fn binned_fast_path_matches_the_value_path() {
+    // With binned tests only and no effect-size rule, shares are counted in one pass over the
+    // rows; with the mean-statistic rule on, the values are extracted and sorted. Same numbers.
+    let make = |shift: f32| {
+        let x = Array2::from_shape_fn((3000, 4), |(i, j)| {
+            if (i + j) % 17 == 0 {
+                f32::NAN
+            } else {
+                ((i * (5 + j)) % 211) as f32 + if j == 1 { shift } else { 0.0 }
+            }
+        });
+        Dataset::new(x, (0..4).map(|j| format!("c{j}")).collect()).unwrap()
+    };
+    let profile = ReferenceProfile::fit(&make(0.0), &ProfileConfig::default()).unwrap();
+    let tests = vec![
+        DriftTest::Psi,
+        DriftTest::Js,
+        DriftTest::Hellinger,
+        DriftTest::Tv,
+        DriftTest::Kl,
+    ];
+    let fast = DriftConfig {
+        tests: tests.clone(),
+        mean_effect_threshold: None,
+        ..DriftConfig::default()
+    };
+    let slow = DriftConfig {
+        tests,
+        ..DriftConfig::default()
+    };
+    let (a, b) = (
+        profile.compare(&make(30.0), &fast).unwrap(),
+        profile.compare(&make(30.0), &slow).unwrap(),
+    );
+    for (x, y) in a.columns.iter().zip(&b.columns) {
+        assert_eq!(x.current_values, y.current_values);
+        assert_eq!(x.missing, y.missing);
+        for (s, t) in x.tests.iter().zip(&y.tests) {
+            assert!(
+                (s.statistic - t.statistic).abs() < 1e-12,
+                "{} {}: {} vs {}",
+                x.column,
+                s.test,
+                s.statistic,
+                t.statistic
+            );
+        }
+        assert!(x.effect_size.is_none() && y.effect_size.is_some());
+    }
+    assert!(a.columns[1].drifted && !a.columns[0].drifted);
+}

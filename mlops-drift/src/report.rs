@@ -14,9 +14,8 @@ use crate::error::{Error, Result};
 use crate::profile::{category_counts, ColumnProfile, ReferenceProfile};
 use crate::stats::{
     anderson_ksamp, contingency_test, cramervonmises_2samp, hellinger, jensen_shannon,
-    kl_divergence, ks_2samp_sorted, mannwhitneyu, null_rate_test, proportions_ztest, psi,
-    total_variation, Alternative, ContingencyStatistic, CvmMethod, KsMethod, MwuMethod,
-    DEFAULT_EPS,
+    kl_divergence, mannwhitneyu, null_rate_test, proportions_ztest, psi, total_variation,
+    Alternative, ContingencyStatistic, CvmMethod, KsMethod, MwuMethod, DEFAULT_EPS,
 };
 
 /// A per-column drift test. Names are the ones the `drift_report` example takes.
@@ -466,7 +465,9 @@ fn run_test(
     };
     Ok(match test {
         DriftTest::Ks => {
-            let t = ks_2samp_sorted(r, cur, Alternative::TwoSided, config.ks_method)?;
+            // The reference was checked when fitted; `cur` is sorted and NaN-free here.
+            let t =
+                crate::stats::ks_sorted_unchecked(r, cur, Alternative::TwoSided, config.ks_method);
             outcome(test, t.statistic, Some(t.pvalue), None)
         }
         DriftTest::Cvm => {
@@ -583,6 +584,7 @@ fn binned_only(c: &ColumnProfile, tests: &[DriftTest], config: &DriftConfig) -> 
 /// effect size is `None` otherwise).
 fn compare_column(
     c: &ColumnProfile,
+    tests: &[DriftTest],
     current: &Current<'_>,
     sorted: bool,
     rows: usize,
@@ -615,9 +617,8 @@ fn compare_column(
             ),
         );
     }
-    let tests = column_tests(c, config);
     let mut outcomes = Vec::with_capacity(tests.len());
-    for t in tests {
+    for &t in tests {
         match run_test(t, c, current, config) {
             Ok(o) => outcomes.push(o),
             Err(e) => return column_error(c, present, e.to_string()),
@@ -704,50 +705,92 @@ impl ReferenceProfile {
                 })
                 .collect::<Result<_>>()?
         };
-        // Columns tested by binned distances alone are counted in one pass over the rows;
+        // One plan per column: where it is in the current data, its tests, and whether binned
+        // distances alone test it. Binned-only columns are counted in one pass over the rows;
         // the others get their non-missing values (sorted when needed).
-        let index: Vec<Option<usize>> = selected
+        let plans: Vec<Option<(usize, Vec<DriftTest>, bool)>> = selected
             .iter()
-            .map(|c| current.feature_index(&c.name).ok())
+            .map(|c| {
+                current.feature_index(&c.name).ok().map(|j| {
+                    let tests = column_tests(c, config);
+                    let binned = binned_only(c, &tests, config);
+                    (j, tests, binned)
+                })
+            })
             .collect();
         let binned: Vec<(usize, &[f64])> = selected
             .iter()
-            .zip(&index)
-            .filter(|(c, j)| j.is_some() && binned_only(c, &column_tests(c, config), config))
-            .filter_map(|(c, j)| j.map(|j| (j, c.edges.as_slice())))
+            .zip(&plans)
+            .filter_map(|(c, p)| {
+                p.as_ref()
+                    .filter(|p| p.2)
+                    .map(|p| (p.0, c.edges.as_slice()))
+            })
             .collect();
-        let binned_shares = crate::profile::bin_rows(current, &binned);
+        let mut binned_shares = crate::profile::bin_rows(current, &binned).into_iter();
+        let shares: Vec<Option<(Vec<f64>, usize)>> = plans
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .filter(|p| p.2)
+                    .and_then(|_| binned_shares.next())
+            })
+            .collect();
         let mut wanted = vec![false; current.n_features()];
-        for j in index.iter().flatten() {
-            wanted[*j] = !binned.iter().any(|(bj, _)| bj == j);
+        for (j, _, binned) in plans.iter().flatten() {
+            wanted[*j] |= !binned;
         }
         let columns_f64 = crate::profile::non_missing_columns(current, &wanted);
         let mut columns: Vec<ColumnDrift> = selected
             .par_iter()
-            .zip(&index)
-            .map(|(c, j)| match j {
-                None => column_error(c, 0, format!("column `{}` is not in the current data", c.name)),
-                Some(j) => {
-                    let j = *j;
-                    let kind = current.feature_kinds().nth(j).unwrap_or(ColumnKind::Numeric);
-                    if kind != c.kind {
-                        return column_error(c, 0, format!("column `{}` is {kind:?} in the current data but {:?} in the reference", c.name, c.kind));
-                    }
-                    let tests = column_tests(c, config);
-                    if let Some(k) = binned.iter().position(|(bj, _)| *bj == j).filter(|_| binned_only(c, &tests, config)) {
-                        let (shares, present) = binned_shares[k].clone();
-                        let cur = Current { values: &[], present, shares: Some(shares) };
-                        compare_column(c, &cur, false, current.n_rows(), config)
-                    } else if needs_sorted(c, &tests, config) {
-                        let mut values = columns_f64[j].clone();
-                        crate::stats::sort_values(&mut values);
-                        let cur = Current { values: &values, present: values.len(), shares: None };
-                        compare_column(c, &cur, true, current.n_rows(), config)
-                    } else {
-                        let values = &columns_f64[j];
-                        let cur = Current { values, present: values.len(), shares: None };
-                        compare_column(c, &cur, false, current.n_rows(), config)
-                    }
+            .zip(plans.par_iter().zip(shares.par_iter()))
+            .map(|(c, (plan, shares))| {
+                let Some((j, tests, _)) = plan else {
+                    return column_error(
+                        c,
+                        0,
+                        format!("column `{}` is not in the current data", c.name),
+                    );
+                };
+                let kind = current
+                    .feature_kinds()
+                    .nth(*j)
+                    .unwrap_or(ColumnKind::Numeric);
+                if kind != c.kind {
+                    return column_error(
+                        c,
+                        0,
+                        format!(
+                            "column `{}` is {kind:?} in the current data but {:?} in the reference",
+                            c.name, c.kind
+                        ),
+                    );
+                }
+                let rows = current.n_rows();
+                if let Some((shares, present)) = shares {
+                    let cur = Current {
+                        values: &[],
+                        present: *present,
+                        shares: Some(shares.clone()),
+                    };
+                    compare_column(c, tests, &cur, false, rows, config)
+                } else if needs_sorted(c, tests, config) {
+                    let mut values = columns_f64[*j].clone();
+                    crate::stats::sort_values(&mut values);
+                    let cur = Current {
+                        values: &values,
+                        present: values.len(),
+                        shares: None,
+                    };
+                    compare_column(c, tests, &cur, true, rows, config)
+                } else {
+                    let values = &columns_f64[*j];
+                    let cur = Current {
+                        values,
+                        present: values.len(),
+                        shares: None,
+                    };
+                    compare_column(c, tests, &cur, false, rows, config)
                 }
             })
             .collect();

@@ -394,3 +394,25 @@ fn mmd_statistic_matches_numpy_and_permutation_pvalue_is_seeded() {
         assert!(r.pvalue > 0.0 && r.pvalue <= 1.0);
     }
 }
+
+#[test]
+fn ks_2samp_sorted_refuses_unsorted_samples_and_agrees_with_ks_2samp() {
+    use mlops_drift::stats::ks_2samp_sorted;
+    let err = ks_2samp_sorted(
+        &[1.0, 3.0, 2.0],
+        &[1.0, 2.0],
+        Alternative::TwoSided,
+        KsMethod::Auto,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sample `a`[2]") && msg.contains("sorted"),
+        "{msg}"
+    );
+    let (a, b) = ([0.1, 0.4, 0.7, 1.1, 1.3], [0.9, 1.2, 1.6, 2.0, 2.4, 2.5]);
+    assert_eq!(
+        ks_2samp_sorted(&a, &b, Alternative::Less, KsMethod::Auto).unwrap(),
+        ks_2samp(&a, &b, Alternative::Less, KsMethod::Auto).unwrap()
+    );
+}

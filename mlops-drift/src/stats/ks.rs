@@ -6,7 +6,7 @@ use statrs::function::gamma::ln_gamma;
 
 use super::kolmogorov::kstwo_sf;
 use super::{check_sample, Alternative, TestResult};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How the KS p-value is computed; `Auto` chooses as scipy 1.17 does (exact when both samples
 /// have at most 10,000 values, else asymptotic).
@@ -51,29 +51,45 @@ pub(crate) fn ks_statistics_sorted(a: &[f64], b: &[f64]) -> (f64, f64) {
     (dplus, dminus)
 }
 
-/// Two-sample KS test on samples that are already sorted ascending (NaN-free). This is the
-/// entry point a fitted reference profile uses, so the reference is never re-sorted.
+/// Two-sample KS test on samples that are already sorted ascending (NaN-free); an unsorted
+/// sample is an error naming the first index out of order. Sorting once and testing many
+/// times is what a fitted reference profile does.
 pub fn ks_2samp_sorted(
     a: &[f64],
     b: &[f64],
     alternative: Alternative,
     method: KsMethod,
 ) -> Result<TestResult> {
-    check_sample("a", a)?;
-    check_sample("b", b)?;
+    for (name, x) in [("a", a), ("b", b)] {
+        check_sample(name, x)?;
+        if let Some(i) = x.windows(2).position(|w| w[1] < w[0]) {
+            return Err(Error::invalid(
+                format!("sample `{name}`[{}]", i + 1),
+                x[i + 1],
+                format!(
+                    "a value >= the previous one ({}): ks_2samp_sorted needs sorted samples",
+                    x[i]
+                ),
+            ));
+        }
+    }
+    Ok(ks_sorted_unchecked(a, b, alternative, method))
+}
+
+/// The KS test of sorted, NaN-free, non-empty samples, without re-checking them.
+pub(crate) fn ks_sorted_unchecked(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    method: KsMethod,
+) -> TestResult {
     let (dplus, dminus) = ks_statistics_sorted(a, b);
     let d = match alternative {
         Alternative::Less => dminus,
         Alternative::Greater => dplus,
         Alternative::TwoSided => dplus.max(dminus),
     };
-    Ok(ks_pvalue(
-        d,
-        a.len() as u64,
-        b.len() as u64,
-        alternative,
-        method,
-    ))
+    ks_pvalue(d, a.len() as u64, b.len() as u64, alternative, method)
 }
 
 /// Two-sample Kolmogorov–Smirnov test (scipy's `ks_2samp`): `greater` tests whether the CDF of
@@ -101,7 +117,7 @@ pub fn ks_2samp(
     let mut b = b.to_vec();
     crate::stats::sort_values(&mut a);
     crate::stats::sort_values(&mut b);
-    ks_2samp_sorted(&a, &b, alternative, method)
+    Ok(ks_sorted_unchecked(&a, &b, alternative, method))
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {

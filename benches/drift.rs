@@ -6,7 +6,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use mlops::core::Dataset;
 use mlops::drift::stats::{ks_2samp, psi_samples, wasserstein_distance, Alternative, KsMethod};
-use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, ReferenceProfile};
+use mlops::drift::stream::{WindowConfig, WindowedDetector};
+use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, ProfileSketch, ReferenceProfile};
 use ndarray::Array2;
 
 /// Deterministic low-discrepancy samples (no RNG dependency), shifted by `shift`.
@@ -62,5 +63,64 @@ fn report(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, two_sample, report);
+/// A sliding window of 1,000 values over 100,000 arriving values, tested against a profile of
+/// 1,000,000 reference values every 1,000 (tumbling) or 100 values.
+fn streaming(c: &mut Criterion) {
+    let reference = Dataset::new(
+        Array2::from_shape_vec(
+            (1_000_000, 1),
+            sample(1_000_000, 7919, 0.0)
+                .iter()
+                .map(|v| *v as f32)
+                .collect(),
+        )
+        .unwrap(),
+        vec!["x".into()],
+    )
+    .unwrap();
+    let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default()).unwrap();
+    let stream = sample(100_000, 104_729, 0.01);
+    let mut group = c.benchmark_group("window_1000_over_100k_values");
+    group.sample_size(10);
+    for step in [1000usize, 100] {
+        group.bench_with_input(BenchmarkId::new("step", step), &step, |bench, &step| {
+            let config = WindowConfig {
+                window: 1000,
+                step,
+                ..WindowConfig::default()
+            };
+            let mut w = WindowedDetector::new(&profile.columns[0], config).unwrap();
+            bench.iter(|| stream.iter().filter_map(|v| w.update(*v)).count())
+        });
+    }
+    group.finish();
+}
+
+/// Sketching 8 partitions of 30 x 12,500 rows, merging them, and making the profile.
+fn sketched_profile(c: &mut Criterion) {
+    let (rows, cols) = (12_500, 30);
+    let parts: Vec<Dataset> = (0..8)
+        .map(|p| {
+            let x = Array2::from_shape_fn((rows, cols), |(i, j)| {
+                ((((p * rows + i) * (7919 + 2 * j) + 13) % 100_003) as f64 / 100_003.0) as f32
+            });
+            Dataset::new(x, (0..cols).map(|j| format!("f{j}")).collect()).unwrap()
+        })
+        .collect();
+    let mut group = c.benchmark_group("sketched_profile_30x100k");
+    group.sample_size(10);
+    group.bench_function("sketch_merge_to_profile", |b| {
+        b.iter(|| {
+            let mut acc = ProfileSketch::from_dataset(&parts[0], 0.002, 1300).unwrap();
+            for p in &parts[1..] {
+                acc.merge(&ProfileSketch::from_dataset(p, 0.002, 1300).unwrap())
+                    .unwrap();
+            }
+            acc.to_profile(&ProfileConfig::default(), 20_000).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, two_sample, report, streaming, sketched_profile);
 criterion_main!(benches);

@@ -32,6 +32,9 @@ struct Args {
     /// Repetitions (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Only the timings whose names start with one of these (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn median_secs(repeat: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
@@ -65,96 +68,94 @@ fn main() -> anyhow::Result<()> {
     };
     let (reference, current) = (dataset(0)?, dataset(1)?);
     let mut out = serde_json::Map::new();
-    let mut record = |name: &str, secs: f64| {
-        out.insert(name.to_string(), secs.into());
+    // Times `f` (median of `--repeat` runs) unless `--only` leaves `name` out.
+    let mut timed = |name: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
+        if args.only.is_empty() || args.only.iter().any(|o| name.starts_with(o.as_str())) {
+            out.insert(name.to_string(), median_secs(args.repeat, f)?.into());
+        }
+        Ok(())
     };
 
-    record(
-        "ks_all_columns",
-        median_secs(args.repeat, || {
-            for j in 0..k {
-                ks_2samp(col(0, j), col(1, j), Alternative::TwoSided, KsMethod::Auto)?;
-            }
-            Ok(())
-        })?,
-    );
+    timed("ks_all_columns", &mut || {
+        for j in 0..k {
+            ks_2samp(col(0, j), col(1, j), Alternative::TwoSided, KsMethod::Auto)?;
+        }
+        Ok(())
+    })?;
     let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
+    let only = |test: DriftTest| DriftConfig {
+        tests: vec![test],
+        // Only the test itself: no KS effect size, so binned tests skip sorting.
+        mean_effect_threshold: None,
+        ..DriftConfig::default()
+    };
     let ks_only = DriftConfig {
         tests: vec![DriftTest::Ks],
         ..DriftConfig::default()
     };
-    record(
-        "ks_with_profile",
-        median_secs(args.repeat, || {
-            profile.compare(&current, &ks_only)?;
-            Ok(())
-        })?,
-    );
-    for (name, test) in [
-        ("psi_with_profile", DriftTest::Psi),
-        ("wasserstein_with_profile", DriftTest::Wasserstein),
-    ] {
-        // Only the test itself: no KS effect size, so binned tests skip sorting.
-        let only = DriftConfig {
-            tests: vec![test],
-            mean_effect_threshold: None,
-            ..DriftConfig::default()
-        };
-        record(
-            name,
-            median_secs(args.repeat, || {
-                profile.compare(&current, &only)?;
-                Ok(())
-            })?,
-        );
-    }
-    record(
-        "psi_all_columns",
-        median_secs(args.repeat, || {
-            for j in 0..k {
-                psi_samples(col(0, j), col(1, j), 10)?;
-            }
-            Ok(())
-        })?,
-    );
-    record(
-        "wasserstein_all_columns",
-        median_secs(args.repeat, || {
-            for j in 0..k {
-                wasserstein_distance(col(0, j), col(1, j))?;
-            }
-            Ok(())
-        })?,
-    );
-    record(
-        "default_report",
-        median_secs(args.repeat, || {
-            let p = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
-            p.compare(&current, &DriftConfig::default())?;
-            Ok(())
-        })?,
-    );
+    timed("ks_with_profile", &mut || {
+        profile.compare(&current, &ks_only)?;
+        Ok(())
+    })?;
+    let psi_only = only(DriftTest::Psi);
+    timed("psi_with_profile", &mut || {
+        profile.compare(&current, &psi_only)?;
+        Ok(())
+    })?;
+    let wasserstein_only = only(DriftTest::Wasserstein);
+    timed("wasserstein_with_profile", &mut || {
+        profile.compare(&current, &wasserstein_only)?;
+        Ok(())
+    })?;
+    timed("psi_all_columns", &mut || {
+        for j in 0..k {
+            psi_samples(col(0, j), col(1, j), 10)?;
+        }
+        Ok(())
+    })?;
+    timed("wasserstein_all_columns", &mut || {
+        for j in 0..k {
+            wasserstein_distance(col(0, j), col(1, j))?;
+        }
+        Ok(())
+    })?;
+    timed("default_report", &mut || {
+        let p = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
+        p.compare(&current, &DriftConfig::default())?;
+        Ok(())
+    })?;
     // Streaming: one column's values through a sliding window (1,000 values), tested against
-    // the profile every 1,000 (tumbling) or every 100 values; rows per second.
-    for (name, step) in [
-        ("window_rows_per_s_step_1000", 1000),
-        ("window_rows_per_s_step_100", 100),
-    ] {
+    // the profile every 1,000 (tumbling) or every 100 values. Recorded as seconds; the rows
+    // per second are added below.
+    for (name, step) in [("window_step_1000", 1000), ("window_step_100", 100)] {
         let config = WindowConfig {
             window: 1000,
             step,
             ..WindowConfig::default()
         };
-        let secs = median_secs(args.repeat, || {
+        timed(name, &mut || {
             let mut w = WindowedDetector::new(&profile.columns[0], config)?;
             for &v in col(1, 0) {
                 std::hint::black_box(w.update(v));
             }
             Ok(())
         })?;
-        record(name, n as f64 / secs);
     }
-    record("threads", rayon::current_num_threads() as f64);
+    for step in ["1000", "100"] {
+        if let Some(secs) = out
+            .get(&format!("window_step_{step}"))
+            .and_then(|v| v.as_f64())
+        {
+            out.insert(
+                format!("window_rows_per_s_step_{step}"),
+                (n as f64 / secs).into(),
+            );
+        }
+    }
+    out.insert(
+        "threads".into(),
+        (rayon::current_num_threads() as f64).into(),
+    );
     println!("{}", serde_json::Value::Object(out));
     Ok(())
 }

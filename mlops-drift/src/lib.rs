@@ -12,7 +12,8 @@
 //!   cooldown on an injected clock, a host [`RetrainTrigger`], and Prometheus [`DriftMetrics`];
 //! - [`html_report`]: the report as an HTML page with a summary table and per-column ECDFs;
 //! - [`QuantileSketch`]: a mergeable, order-independent sketch (< 16 KB per column) whose KS
-//!   statistics come with a guaranteed error bound, for profiles built over partitions;
+//!   statistics come with a guaranteed error bound, and [`ProfileSketch`]: per-partition
+//!   sketches of a whole reference, merged in any order into a [`ReferenceProfile`];
 //! - [`stream`]: windowed detection, an ERT-calibrated online detector, ADWIN, Page–Hinkley, DDM, and seeded SEA / hyperplane
 //!   streams.
 //!
@@ -36,6 +37,7 @@ mod policy;
 mod profile;
 mod report;
 mod sketch;
+mod sketch_profile;
 pub mod stats;
 pub mod stream;
 
@@ -51,3 +53,4 @@ pub use report::{
     TestOutcome,
 };
 pub use sketch::{QuantileSketch, SketchKs};
+pub use sketch_profile::{ColumnSketch, ProfileSketch};

@@ -205,7 +205,7 @@ impl QuantileSketch {
     }
 
     /// The sketched distribution as (value, count) in increasing value order.
-    fn atoms(&self) -> Vec<(f64, u64)> {
+    pub(crate) fn atoms(&self) -> Vec<(f64, u64)> {
         let mut out = Vec::with_capacity(self.positive.len() + self.negative.len() + 1);
         for (k, c) in self.negative.iter().rev() {
             out.push((-self.representative(*k), *c));

@@ -2,9 +2,14 @@
 //! detector (run length without drift, delay with drift).
 
 use mlops_core::ColumnKind;
+use mlops_core::Dataset;
 use mlops_drift::stats::{ks_2samp, Alternative, KsMethod};
 use mlops_drift::stream::{OnlineConfig, OnlineDetector};
-use mlops_drift::{ColumnProfile, QuantileSketch};
+use mlops_drift::{
+    ColumnProfile, DriftConfig, DriftTest, ProfileConfig, ProfileSketch, QuantileSketch,
+    ReferenceProfile,
+};
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -160,4 +165,123 @@ fn online_detector_run_length_matches_the_ert_without_drift() {
         .unwrap();
     assert!(delay < 30, "delay {delay}");
     assert!(OnlineDetector::calibrate(&profile, OnlineConfig { ert: 0.5, ..config }).is_err());
+}
+
+/// Three columns (bell-shaped with 1% missing, heavy-tailed positive, categorical codes) of
+/// `n` rows, shifted by `shift` (numeric) and with category 3 `tilt` times more common.
+fn table(rng: &mut ChaCha8Rng, n: usize, shift: f64, tilt: f64) -> Dataset {
+    let a = normal_like(rng, n, 50.0 + shift, 10.0);
+    let b: Vec<f64> = normal_like(rng, n, 0.0, 1.0)
+        .iter()
+        .map(|v| (v + shift / 10.0).exp())
+        .collect();
+    let x = Array2::from_shape_fn((n, 3), |(i, j)| match j {
+        0 if i % 100 == 7 => f32::NAN,
+        0 => a[i] as f32,
+        1 => b[i] as f32,
+        _ => {
+            let u: f64 = rng.random::<f64>() * (3.0 + tilt);
+            u.floor().min(3.0) as f32
+        }
+    });
+    Dataset::new(x, vec!["a".into(), "b".into(), "c".into()])
+        .unwrap()
+        .with_categorical(&["c"])
+        .unwrap()
+}
+
+#[test]
+fn profile_from_merged_partition_sketches_agrees_with_the_exact_profile() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let reference = table(&mut rng, 60_000, 0.0, 1.0);
+    // Seven partitions, sketched separately, merged forwards and backwards.
+    let bounds: Vec<usize> = (0..=7).map(|k| k * 60_000 / 7).collect();
+    let parts: Vec<ProfileSketch> = bounds
+        .windows(2)
+        .map(|w| {
+            let rows: Vec<usize> = (w[0]..w[1]).collect();
+            ProfileSketch::from_dataset(&reference.select_rows(&rows).unwrap(), 0.002, 1300)
+                .unwrap()
+        })
+        .collect();
+    let merge = |order: Vec<usize>| {
+        let mut acc = parts[order[0]].clone();
+        for &i in &order[1..] {
+            acc.merge(&parts[i]).unwrap();
+        }
+        acc
+    };
+    let forward = merge((0..7).collect());
+    assert_eq!(forward, merge((0..7).rev().collect()));
+    let whole = ProfileSketch::from_dataset(&reference, 0.002, 1300).unwrap();
+    assert_eq!(forward, whole, "partitioned = one pass");
+    for c in &forward.columns {
+        assert!(c.sketch.size_bytes() <= 16 * 1024, "{}", c.name);
+    }
+    let text = serde_json::to_string(&forward).unwrap();
+    assert_eq!(
+        serde_json::from_str::<ProfileSketch>(&text).unwrap(),
+        forward
+    );
+
+    let config = ProfileConfig::default();
+    let sketched = forward.to_profile(&config, 20_000).unwrap();
+    let exact = ReferenceProfile::fit(&reference, &config).unwrap();
+    for (s, e) in sketched.columns.iter().zip(&exact.columns) {
+        assert_eq!((s.rows, s.missing), (e.rows, e.missing), "{}", s.name);
+        assert_eq!(
+            (&s.categories, &s.counts),
+            (&e.categories, &e.counts),
+            "{}",
+            s.name
+        );
+    }
+    let bound = forward.ks_error_bound(20_000);
+    assert!(bound < 0.03, "bound {bound}");
+
+    let ks_and_chi2 = DriftConfig {
+        tests: vec![DriftTest::Ks],
+        ..DriftConfig::default()
+    };
+    // (shift, tilt, dataset drifted, category column drifted)
+    for (shift, tilt, drifted, c_drifted) in [
+        (0.0, 1.0, false, false),
+        (1.5, 1.0, true, false),
+        (0.0, 2.0, false, true),
+    ] {
+        let current = table(&mut rng, 5_000, shift, tilt);
+        let by_sketch = sketched.compare(&current, &DriftConfig::default()).unwrap();
+        let by_exact = exact.compare(&current, &DriftConfig::default()).unwrap();
+        for (s, e) in by_sketch.columns.iter().zip(&by_exact.columns) {
+            assert_eq!(
+                s.drifted, e.drifted,
+                "shift {shift} tilt {tilt} column {}",
+                s.column
+            );
+            assert_eq!(s.reference_values, e.reference_values);
+        }
+        assert_eq!(
+            by_sketch.dataset.drifted, drifted,
+            "shift {shift} tilt {tilt}"
+        );
+        assert_eq!(
+            by_exact.dataset.drifted, drifted,
+            "shift {shift} tilt {tilt}"
+        );
+        assert_eq!(by_sketch.columns[2].drifted, c_drifted, "tilt {tilt}");
+        // KS statistics on the numeric columns: within the documented bound of exact.
+        let ks = |p: &ReferenceProfile| {
+            p.compare(&current, &ks_and_chi2).unwrap().columns[..2]
+                .iter()
+                .map(|c| c.tests[0].statistic)
+                .collect::<Vec<f64>>()
+        };
+        for (s, e) in ks(&sketched).iter().zip(ks(&exact)) {
+            assert!((s - e).abs() <= bound, "{s} vs {e} (bound {bound})");
+        }
+    }
+    let other = ProfileSketch::from_dataset(&reference.drop_features(&["b"]).unwrap(), 0.002, 1300)
+        .unwrap();
+    assert!(forward.clone().merge(&other).is_err());
+    assert!(forward.to_profile(&config, 1).is_err());
 }

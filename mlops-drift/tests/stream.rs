@@ -177,3 +177,63 @@ fn windowed_statistic_equals_ks_2samp_on_the_window() {
     )
     .is_err());
 }
+
+/// Every window shape (step below, equal to and above the window; step 1), with ties,
+/// signed zeros and missing values in the stream: each test equals `ks_2samp` on the last
+/// `window` non-missing values.
+#[test]
+fn windowed_detector_matches_ks_2samp_for_every_step_shape() {
+    let reference: Vec<f64> = (0..2000)
+        .map(|i| ((i * 41) % 97) as f64 / 4.0 - 12.0)
+        .collect();
+    let profile =
+        ColumnProfile::fit("x", ColumnKind::Numeric, reference.iter().copied(), 10).unwrap();
+    let stream: Vec<f64> = (0..1500)
+        .map(|i| match i % 31 {
+            0 => f64::NAN,
+            1 => -0.0,
+            2 => 0.0,
+            _ => ((i * 29) % 101) as f64 / 4.0 - 12.0 + if i > 700 { 1.5 } else { 0.0 },
+        })
+        .collect();
+    for (window, step) in [(50, 1), (64, 64), (40, 150), (200, 7)] {
+        let config = WindowConfig {
+            window,
+            step,
+            ..WindowConfig::default()
+        };
+        let mut w = WindowedDetector::new(&profile, config).unwrap();
+        let mut present = Vec::new();
+        let mut tests = 0;
+        for &v in &stream {
+            if !v.is_nan() {
+                present.push(v);
+            }
+            if let Some(r) = w.update(v) {
+                let window_values = &present[present.len() - window..];
+                let want = ks_2samp(
+                    &reference,
+                    window_values,
+                    Alternative::TwoSided,
+                    KsMethod::Auto,
+                )
+                .unwrap();
+                assert_eq!(r.position, present.len() as u64);
+                assert!(
+                    (r.statistic - want.statistic).abs() < 1e-12,
+                    "window {window} step {step} at {}: {} vs {}",
+                    present.len(),
+                    r.statistic,
+                    want.statistic
+                );
+                tests += 1;
+            }
+        }
+        let first = window.max(step);
+        assert_eq!(
+            tests,
+            (present.len() - first) / step + 1,
+            "window {window} step {step}"
+        );
+    }
+}

@@ -7,39 +7,45 @@ use crate::error::Result;
 
 /// `(∫ |F_a - F_b|^p dx)` over the pooled sorted values of two sorted samples, by one merge
 /// walk: the CDFs are right-continuous step functions, constant between consecutive pooled
-/// values.
+/// values. `p` is 1 or 2.
 pub(crate) fn cdf_distance_sorted(a: &[f64], b: &[f64], p: i32) -> f64 {
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
-    let mut prev: Option<f64> = None;
-    let mut total = 0.0;
-    loop {
-        let v = match (a.get(i), b.get(j)) {
-            (Some(&x), Some(&y)) => x.min(y),
-            (Some(&x), None) => x,
-            (None, Some(&y)) => y,
-            (None, None) => break,
-        };
-        if let Some(pv) = prev {
-            // Between pv and v both CDFs are constant: counts of values <= pv.
-            let diff = (i as f64 / na - j as f64 / nb).abs();
-            total += diff.powi(p) * (v - pv);
-        }
-        while i < a.len() && a[i] <= v {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= v {
-            j += 1;
-        }
-        prev = Some(v);
+    if p == 1 {
+        cdf_distance_walk(a, b, |d| d)
+    } else {
+        cdf_distance_walk(a, b, |d| d * d)
     }
-    total
 }
 
-fn sorted(x: &[f64]) -> Vec<f64> {
-    let mut v = x.to_vec();
-    crate::stats::sort_values(&mut v);
-    v
+/// The merge walk, without data-dependent branches in the joint part: each step takes the
+/// smaller head (both on a tie), so ties inside one sample add zero-width steps.
+fn cdf_distance_walk(a: &[f64], b: &[f64], power: impl Fn(f64) -> f64) -> f64 {
+    let (Some(&a0), Some(&b0)) = (a.first(), b.first()) else {
+        return 0.0;
+    };
+    let (inv_a, inv_b) = (1.0 / a.len() as f64, 1.0 / b.len() as f64);
+    // Right after a pooled value, the CDFs are the counts of values <= it.
+    let width = |v: f64, prev: f64| if v == prev { 0.0 } else { v - prev };
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut prev = a0.min(b0);
+    let mut total = 0.0;
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        let v = x.min(y);
+        total += power((i as f64 * inv_a - j as f64 * inv_b).abs()) * width(v, prev);
+        prev = v;
+        i += usize::from(x <= v);
+        j += usize::from(y <= v);
+    }
+    // One sample is used up: its CDF is 1 from here on.
+    for (k, &v) in a.iter().enumerate().skip(i) {
+        total += power((k as f64 * inv_a - 1.0).abs()) * width(v, prev);
+        prev = v;
+    }
+    for (k, &v) in b.iter().enumerate().skip(j) {
+        total += power((1.0 - k as f64 * inv_b).abs()) * width(v, prev);
+        prev = v;
+    }
+    total
 }
 
 /// Wasserstein-1 (earth mover's) distance between two samples, scipy's
@@ -55,7 +61,8 @@ fn sorted(x: &[f64]) -> Vec<f64> {
 pub fn wasserstein_distance(a: &[f64], b: &[f64]) -> Result<f64> {
     check_sample("a", a)?;
     check_sample("b", b)?;
-    Ok(cdf_distance_sorted(&sorted(a), &sorted(b), 1))
+    let (a, b) = crate::stats::sorted_pair(a, b);
+    Ok(cdf_distance_sorted(&a, &b, 1))
 }
 
 /// The energy distance between two samples, scipy's `energy_distance(a, b)`:
@@ -71,7 +78,8 @@ pub fn wasserstein_distance(a: &[f64], b: &[f64]) -> Result<f64> {
 pub fn energy_distance(a: &[f64], b: &[f64]) -> Result<f64> {
     check_sample("a", a)?;
     check_sample("b", b)?;
-    Ok(std::f64::consts::SQRT_2 * cdf_distance_sorted(&sorted(a), &sorted(b), 2).sqrt())
+    let (a, b) = crate::stats::sorted_pair(a, b);
+    Ok(std::f64::consts::SQRT_2 * cdf_distance_sorted(&a, &b, 2).sqrt())
 }
 
 /// Population standard deviation (numpy's `std`, ddof = 0), two-pass.

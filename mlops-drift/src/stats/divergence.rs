@@ -5,7 +5,8 @@
 //! (`k = 1..n_bins-1`, numpy's linear interpolation), duplicates removed; the outer bins are
 //! open (`-∞`, `+∞`). A value `v` falls in bin `#{edges <= v}` (numpy's `searchsorted(edges, v,
 //! side="right")`). PSI and KL floor every share at `eps` (default 1e-4, as Evidently) so that
-//! an empty bin gives a finite value.
+//! an empty bin gives a finite value. Where an interpolated edge would be NaN (numpy: an
+//! infinite reference value at a quantile), it is the nearer of the two order statistics.
 
 use super::check_sample;
 use crate::error::{Error, Result};
@@ -17,8 +18,25 @@ pub const DEFAULT_EPS: f64 = 1e-4;
 pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+    interpolate(sorted[lo], sorted[pos.ceil() as usize], pos - lo as f64)
+}
+
+/// `a + (b - a) * frac`, numpy's linear interpolation, made total for infinite ends (where
+/// numpy gives NaN): equal ends give that value, and an end at infinity gives the nearer end.
+pub(crate) fn interpolate(a: f64, b: f64, frac: f64) -> f64 {
+    if a == b {
+        return a;
+    }
+    let e = a + (b - a) * frac;
+    if e.is_nan() {
+        if frac < 0.5 {
+            a
+        } else {
+            b
+        }
+    } else {
+        e
+    }
 }
 
 /// Interior bin edges at the reference's quantiles `k / n_bins`, deduplicated, from a sorted
@@ -37,73 +55,81 @@ pub fn quantile_edges_sorted(reference_sorted: &[f64], n_bins: usize) -> Result<
 
 /// Share of `x` in each bin defined by `edges` (`edges.len() + 1` shares).
 pub fn bin_shares(x: &[f64], edges: &[f64]) -> Vec<f64> {
-    let mut counts = vec![0u64; edges.len() + 1];
-    if edges.len() < 16 {
-        // The usual case (9 edges): a fixed-width row of 16 edges padded with +inf, compared
-        // without branches (the compiler vectorizes the fixed-length loop).
-        let mut padded = [f64::INFINITY; 16];
-        padded[..edges.len()].copy_from_slice(edges);
-        for v in x {
-            let bin: usize = padded.iter().map(|e| usize::from(*e <= *v)).sum();
-            counts[bin] += 1;
-        }
-    } else {
-        for v in x {
-            counts[edges.partition_point(|e| e <= v)] += 1;
-        }
-    }
+    let (counts, _) = bin_counts(x, edges);
     let n = x.len().max(1) as f64;
     counts.into_iter().map(|c| c as f64 / n).collect()
 }
 
-/// The values at the given sorted positions of `x` (as if `x` were sorted), by recursive
-/// selection: `O(n log k)` for `k` positions, no full sort (numpy's `partition` with several
-/// `kth`).
-fn order_statistics(
-    x: &mut [f64],
-    positions: &[usize],
-    out: &mut Vec<(usize, f64)>,
-    offset: usize,
-) {
-    if positions.is_empty() || x.is_empty() {
-        return;
+/// [`bin_shares`] of a sample that must be NaN-free (checked in the same pass).
+pub(crate) fn bin_shares_checked(name: &str, x: &[f64], edges: &[f64]) -> Result<Vec<f64>> {
+    let (counts, nan) = bin_counts(x, edges);
+    if nan > 0 || x.is_empty() {
+        check_sample(name, x)?;
     }
-    let mid = positions.len() / 2;
-    let p = positions[mid] - offset;
-    let (left, pivot, right) = x.select_nth_unstable_by(p, f64::total_cmp);
-    out.push((positions[mid], *pivot));
-    order_statistics(left, &positions[..mid], out, offset);
-    order_statistics(right, &positions[mid + 1..], out, offset + p + 1);
+    let n = x.len() as f64;
+    Ok(counts.into_iter().map(|c| c as f64 / n).collect())
+}
+
+/// Count of `x` in each bin (NaN counted in bin 0), and the number of NaN; long samples are
+/// counted in parallel parts.
+fn bin_counts(x: &[f64], edges: &[f64]) -> (Vec<u64>, u64) {
+    super::select::parallel_passes(
+        x,
+        |part| bin_counts_serial(part, edges),
+        |(mut a, na), (b, nb)| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            (a, na + nb)
+        },
+    )
+}
+
+fn bin_counts_serial(x: &[f64], edges: &[f64]) -> (Vec<u64>, u64) {
+    let mut counts = vec![0u64; edges.len() + 1];
+    let mut nan = 0u64;
+    if edges.len() <= 32 {
+        // The usual case (9 edges): blocks of 64 values, edges in the outer loop, so the inner
+        // loop is one vectorized compare-and-add over the block; then the block's bins are
+        // counted into four interleaved rows (runs of values in one bin do not wait on each
+        // other's increments).
+        const BLOCK: usize = 64;
+        let width = edges.len() + 1;
+        let mut rows = vec![0u64; 4 * width];
+        for block in x.chunks(BLOCK) {
+            let mut bins = [0u64; BLOCK];
+            for &e in edges {
+                for (b, &v) in bins.iter_mut().zip(block) {
+                    *b += u64::from(e <= v);
+                }
+            }
+            nan += block.iter().map(|v| u64::from(v.is_nan())).sum::<u64>();
+            for (i, &b) in bins[..block.len()].iter().enumerate() {
+                rows[(i & 3) * width + b as usize] += 1;
+            }
+        }
+        for (b, count) in counts.iter_mut().enumerate() {
+            *count = (0..4).map(|r| rows[r * width + b]).sum();
+        }
+    } else {
+        for v in x {
+            nan += u64::from(v.is_nan());
+            counts[edges.partition_point(|e| e <= v)] += 1;
+        }
+    }
+    (counts, nan)
 }
 
 /// Interior quantile edges of an unsorted reference (the same edges as
-/// [`quantile_edges_sorted`]), by selection instead of sorting.
+/// [`quantile_edges_sorted`]), without sorting it.
+///
+/// ```
+/// use mlops_drift::stats::{quantile_edges, quantile_edges_sorted};
+///
+/// let x = [5.0, 1.0, 4.0, 2.0, 3.0];
+/// assert_eq!(quantile_edges(&x, 4)?, quantile_edges_sorted(&[1.0, 2.0, 3.0, 4.0, 5.0], 4)?);
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
 pub fn quantile_edges(reference: &[f64], n_bins: usize) -> Result<Vec<f64>> {
-    check_sample("reference", reference)?;
-    if n_bins < 2 {
-        return Err(Error::invalid("n_bins", n_bins, "at least 2"));
-    }
-    let n = reference.len();
-    let qs: Vec<(usize, usize, f64)> = (1..n_bins)
-        .map(|k| {
-            let pos = k as f64 / n_bins as f64 * (n - 1) as f64;
-            (pos.floor() as usize, pos.ceil() as usize, pos - pos.floor())
-        })
-        .collect();
-    let mut positions: Vec<usize> = qs.iter().flat_map(|q| [q.0, q.1]).collect();
-    positions.sort_unstable();
-    positions.dedup();
-    let mut work = reference.to_vec();
-    let mut found = Vec::with_capacity(positions.len());
-    order_statistics(&mut work, &positions, &mut found, 0);
-    found.sort_unstable_by_key(|f| f.0);
-    let at = |p: usize| found[found.binary_search_by_key(&p, |f| f.0).unwrap_or(0)].1;
-    let mut edges: Vec<f64> = qs
-        .iter()
-        .map(|&(lo, hi, frac)| at(lo) + (at(hi) - at(lo)) * frac)
-        .collect();
-    edges.dedup();
-    Ok(edges)
+    Ok(super::select::quantile_bins(reference, n_bins)?.0)
 }
 
 fn check_shares(p: &[f64], q: &[f64]) -> Result<()> {
@@ -222,11 +248,8 @@ pub fn total_variation(reference: &[f64], current: &[f64]) -> Result<f64> {
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn psi_samples(reference: &[f64], current: &[f64], n_bins: usize) -> Result<f64> {
-    check_sample("current", current)?;
-    let edges = quantile_edges(reference, n_bins)?;
-    psi(
-        &bin_shares(reference, &edges),
-        &bin_shares(current, &edges),
-        DEFAULT_EPS,
-    )
+    // Both samples are checked for NaN inside the passes that read them anyway.
+    let (edges, reference_shares) = super::select::quantile_bins(reference, n_bins)?;
+    let current_shares = bin_shares_checked("current", current, &edges)?;
+    psi(&reference_shares, &current_shares, DEFAULT_EPS)
 }

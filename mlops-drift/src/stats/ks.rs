@@ -113,10 +113,7 @@ pub fn ks_2samp(
 ) -> Result<TestResult> {
     check_sample("a", a)?;
     check_sample("b", b)?;
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    crate::stats::sort_values(&mut a);
-    crate::stats::sort_values(&mut b);
+    let (a, b) = crate::stats::sorted_pair(a, b);
     Ok(ks_sorted_unchecked(&a, &b, alternative, method))
 }
 

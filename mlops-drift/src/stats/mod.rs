@@ -24,6 +24,7 @@ mod kolmogorov;
 mod ks;
 mod mmd;
 mod ranks;
+mod select;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,21 @@ pub(crate) fn sort_values(x: &mut [f64]) {
     x.voracious_sort();
 }
 
+/// Sorted copies of two samples, sorted concurrently (one rayon task each) when both are long
+/// enough for a second thread to pay off.
+pub(crate) fn sorted_pair(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let sorted = |x: &[f64]| {
+        let mut v = x.to_vec();
+        sort_values(&mut v);
+        v
+    };
+    if a.len().min(b.len()) >= 1 << 15 {
+        rayon::join(|| sorted(a), || sorted(b))
+    } else {
+        (sorted(a), sorted(b))
+    }
+}
+
 /// Refuses empty samples and samples with NaN, naming the sample and the index.
 pub(crate) fn check_sample(name: &str, x: &[f64]) -> Result<()> {
     if x.is_empty() {
@@ -80,6 +96,13 @@ pub(crate) fn check_sample(name: &str, x: &[f64]) -> Result<()> {
             "[]",
             "at least one value",
         ));
+    }
+    // Branch-free over chunks (vectorized); the index is looked up only on failure.
+    let has_nan = x
+        .chunks(256)
+        .any(|c| c.iter().map(|v| u64::from(v.is_nan())).sum::<u64>() > 0);
+    if !has_nan {
+        return Ok(());
     }
     if let Some(i) = x.iter().position(|v| v.is_nan()) {
         return Err(Error::invalid(

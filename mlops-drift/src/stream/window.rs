@@ -1,7 +1,5 @@
 //! A sliding window over one column's stream, tested against the column's reference profile.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -46,11 +44,17 @@ pub struct WindowResult {
     pub drifted: bool,
 }
 
+/// Reference values per fence entry: the fence of a million values is 125 KB.
+const FENCE_STRIDE: usize = 64;
+
 /// A sliding window over one column, KS-tested against the reference profile every `step`
-/// values. Arriving values go into a ring buffer (constant time); at each test the window is
-/// copied and sorted, and its values are ranked in the reference's sorted values by a forward
-/// gallop, so the reference is never re-sorted or re-scanned. Per value this costs
-/// `O((w / step) log w)`: a few nanoseconds for tumbling windows (`step == window`).
+/// values.
+///
+/// Each arriving value is ranked in the reference's sorted values once (a binary search),
+/// and the window is kept sorted with those ranks attached: at a test, the values that left
+/// are dropped and the `step` new ones (sorted) are merged in, then one linear scan gives the
+/// statistic. Per value this costs `O(log n + (w / step) + log step)`; neither the reference
+/// nor the window is ever re-sorted.
 ///
 /// ```
 /// use mlops_core::ColumnKind;
@@ -71,11 +75,28 @@ pub struct WindowResult {
 #[derive(Debug, Clone)]
 pub struct WindowedDetector {
     reference: Vec<f64>,
+    /// Every `FENCE_STRIDE`-th reference value.
+    fence: Vec<f64>,
     config: WindowConfig,
-    arrivals: VecDeque<f64>,
-    scratch: Vec<f64>,
+    /// The window's values before the last test, sorted by value.
+    sorted: Vec<Ranked>,
+    /// Values that arrived since the last test, in arrival order.
+    pending: Vec<Ranked>,
+    merged: Vec<Ranked>,
     seen: u64,
     since_test: usize,
+}
+
+/// A window value with its place in the reference, found once on arrival.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    value: f64,
+    /// Arrival number (1-based), to tell when it leaves the window.
+    seq: u64,
+    /// Reference values `< value`.
+    below: usize,
+    /// Reference values `<= value`.
+    upto: usize,
 }
 
 impl WindowedDetector {
@@ -97,9 +118,16 @@ impl WindowedDetector {
         }
         Ok(WindowedDetector {
             reference: reference.sorted.clone(),
+            fence: reference
+                .sorted
+                .iter()
+                .step_by(FENCE_STRIDE)
+                .copied()
+                .collect(),
             config,
-            arrivals: VecDeque::with_capacity(config.window),
-            scratch: Vec::with_capacity(config.window),
+            sorted: Vec::with_capacity(config.window),
+            pending: Vec::with_capacity(config.step.min(config.window)),
+            merged: Vec::with_capacity(config.window),
             seen: 0,
             since_test: 0,
         })
@@ -112,23 +140,28 @@ impl WindowedDetector {
             return None;
         }
         self.seen += 1;
-        if self.arrivals.len() == self.config.window {
-            self.arrivals.pop_front();
+        let (below, upto) = self.rank(value);
+        if self.pending.len() == 2 * self.config.window {
+            // step > window: only the newest `window` values can be tested.
+            self.pending.drain(..self.config.window);
         }
-        self.arrivals.push_back(value);
+        self.pending.push(Ranked {
+            value,
+            seq: self.seen,
+            below,
+            upto,
+        });
         self.since_test += 1;
-        if self.arrivals.len() < self.config.window || self.since_test < self.config.step {
+        if self.seen < self.config.window as u64 || self.since_test < self.config.step {
             return None;
         }
         self.since_test = 0;
-        self.scratch.clear();
-        self.scratch.extend(self.arrivals.iter().copied());
-        self.scratch.sort_unstable_by(f64::total_cmp);
+        self.refresh_window();
         let d = self.statistic();
         let r = crate::stats::ks_pvalue(
             d,
             self.reference.len() as u64,
-            self.scratch.len() as u64,
+            self.sorted.len() as u64,
             crate::stats::Alternative::TwoSided,
             self.config.ks_method,
         );
@@ -140,29 +173,55 @@ impl WindowedDetector {
         })
     }
 
+    /// Reference values `< value` and `<= value`: a binary search in the fence (small enough
+    /// to stay in cache), one in the block it points to, then a gallop over ties.
+    fn rank(&self, value: f64) -> (usize, usize) {
+        let p = self.fence.partition_point(|f| *f < value);
+        let lo = if p == 0 {
+            0
+        } else {
+            (p - 1) * FENCE_STRIDE + 1
+        };
+        let hi = (p * FENCE_STRIDE).min(self.reference.len());
+        let below = lo + self.reference[lo..hi].partition_point(|r| *r < value);
+        (below, gallop(&self.reference, below, |r| r <= value))
+    }
+
+    /// Drops the values that left the window and merges the new ones in, keeping it sorted.
+    fn refresh_window(&mut self) {
+        let first = self.seen + 1 - self.config.window as u64;
+        self.pending.retain(|r| r.seq >= first);
+        self.pending
+            .sort_unstable_by(|a, b| a.value.total_cmp(&b.value));
+        self.merged.clear();
+        let mut new = self.pending.iter().peekable();
+        for old in self.sorted.iter().filter(|r| r.seq >= first) {
+            while let Some(n) = new.next_if(|n| n.value < old.value) {
+                self.merged.push(*n);
+            }
+            self.merged.push(*old);
+        }
+        self.merged.extend(new);
+        self.pending.clear();
+        std::mem::swap(&mut self.sorted, &mut self.merged);
+    }
+
     /// Two-sided KS statistic of the window against the reference: the supremum of
     /// `|F_ref - F_win|` is reached at a window value or just before one, and between two
     /// window values `F_win` is constant while `F_ref` grows.
     fn statistic(&self) -> f64 {
-        let (n, m) = (self.reference.len() as f64, self.scratch.len() as f64);
+        let (n, m) = (self.reference.len() as f64, self.sorted.len() as f64);
         let mut d: f64 = 0.0;
         let mut i = 0;
-        // The window is sorted, so reference positions only move forward: gallop from the
-        // last one (O(w log(n/w)) and cache-friendly) instead of a fresh binary search.
-        let mut pos = 0usize;
-        while i < self.scratch.len() {
-            let v = self.scratch[i];
+        while i < self.sorted.len() {
+            let first = self.sorted[i];
             let mut j = i + 1;
-            while j < self.scratch.len() && self.scratch[j] == v {
+            while j < self.sorted.len() && self.sorted[j].value == first.value {
                 j += 1;
             }
-            pos = gallop(&self.reference, pos, |r| r < v);
-            let below = pos as f64 / n; // F_ref(v-)
-            pos = gallop(&self.reference, pos, |r| r <= v);
-            let upto = pos as f64 / n; // F_ref(v)
             d = d
-                .max((below - i as f64 / m).abs())
-                .max((upto - j as f64 / m).abs());
+                .max((first.below as f64 / n - i as f64 / m).abs())
+                .max((first.upto as f64 / n - j as f64 / m).abs());
             i = j;
         }
         d

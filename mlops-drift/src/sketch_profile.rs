@@ -1,0 +1,204 @@
+//! Reference profiles built over partitions: each worker (a Spark, DataFusion or Flink task)
+//! sketches its partition into a [`ProfileSketch`], the sketches are merged in any order, and
+//! the merged sketch becomes an ordinary [`ReferenceProfile`] that every detector, report and
+//! policy uses unchanged.
+//!
+//! **What is exact and what is not.** Row counts, missing counts and category counts are exact
+//! (merging adds integers). Numeric columns keep a [`QuantileSketch`] (< 16 KB); the profile
+//! stands each numeric column for `representatives` values at evenly spaced ranks of the
+//! sketched distribution. So the reference ECDF a test sees is within
+//! `max_bucket_share + 1 / representatives` of the true one everywhere, and a KS statistic
+//! against it is within that much of the exact one ([`ProfileSketch::ks_error_bound`]).
+//! Tests see `representatives` reference values, so p-values are those of a reference of
+//! that size: conservative when the true reference is larger.
+
+use std::collections::BTreeMap;
+
+use mlops_core::{ColumnKind, Dataset};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
+use crate::sketch::QuantileSketch;
+
+/// The sketch of one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSketch {
+    /// Column name.
+    pub name: String,
+    /// Numeric or categorical (codes).
+    pub kind: ColumnKind,
+    /// The values (NaN counted as missing).
+    pub sketch: QuantileSketch,
+    /// Exact count of each category code (categorical columns).
+    pub categories: BTreeMap<i64, u64>,
+}
+
+/// Mergeable sketches of every feature column of a reference dataset.
+///
+/// ```
+/// use mlops_core::Dataset;
+/// use mlops_drift::{DriftConfig, ProfileConfig, ProfileSketch};
+/// use ndarray::Array2;
+///
+/// let part = |from: usize, shift: f32| {
+///     Dataset::new(
+///         Array2::from_shape_fn((2000, 1), |(i, _)| ((from + i) % 97) as f32 + shift),
+///         vec!["x".into()],
+///     )
+/// };
+/// // Two workers sketch their partitions; the driver merges, in any order.
+/// let mut merged = ProfileSketch::from_dataset(&part(0, 0.0)?, 0.01, 1300)?;
+/// merged.merge(&ProfileSketch::from_dataset(&part(2000, 0.0)?, 0.01, 1300)?)?;
+/// let profile = merged.to_profile(&ProfileConfig::default(), 10_000)?;
+/// assert_eq!(profile.columns[0].rows, 4000);
+/// assert!(profile.compare(&part(0, 40.0)?, &DriftConfig::default())?.dataset.drifted);
+/// assert!(!profile.compare(&part(500, 0.0)?, &DriftConfig::default())?.dataset.drifted);
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileSketch {
+    /// One sketch per feature column, in the dataset's column order.
+    pub columns: Vec<ColumnSketch>,
+}
+
+impl ProfileSketch {
+    /// Sketches every feature column of `data` (one partition) with relative accuracy `alpha`
+    /// and at most `max_buckets` buckets per column (see [`QuantileSketch::new`]).
+    pub fn from_dataset(data: &Dataset, alpha: f64, max_buckets: usize) -> Result<Self> {
+        let empty = QuantileSketch::new(alpha, max_buckets)?;
+        let mut columns: Vec<ColumnSketch> = data
+            .feature_names()
+            .zip(data.feature_kinds())
+            .map(|(name, kind)| ColumnSketch {
+                name: name.to_string(),
+                kind,
+                sketch: empty.clone(),
+                categories: BTreeMap::new(),
+            })
+            .collect();
+        for row in data.features().rows() {
+            for (c, &v) in columns.iter_mut().zip(row) {
+                let v = f64::from(v);
+                c.sketch.insert(v);
+                if c.kind == ColumnKind::Categorical && !v.is_nan() {
+                    *c.categories.entry(v as i64).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(ProfileSketch { columns })
+    }
+
+    /// Adds `other`'s counts (another partition of the same columns). The result does not
+    /// depend on the order or grouping of merges.
+    pub fn merge(&mut self, other: &ProfileSketch) -> Result<()> {
+        let names = |p: &ProfileSketch| -> Vec<(String, ColumnKind)> {
+            p.columns.iter().map(|c| (c.name.clone(), c.kind)).collect()
+        };
+        if names(self) != names(other) {
+            return Err(Error::invalid(
+                "ProfileSketch::merge other columns",
+                format!("{:?}", names(other)),
+                format!(
+                    "the same columns and kinds as this sketch: {:?}",
+                    names(self)
+                ),
+            ));
+        }
+        for (mine, theirs) in self.columns.iter_mut().zip(&other.columns) {
+            mine.sketch.merge(&theirs.sketch)?;
+            for (code, count) in &theirs.categories {
+                *mine.categories.entry(*code).or_insert(0) += count;
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest gap, over the numeric columns, between the ECDF of a profile made by
+    /// [`ProfileSketch::to_profile`] with `representatives` values and the exact reference
+    /// ECDF; a KS statistic against that profile is within this of the exact one.
+    pub fn ks_error_bound(&self, representatives: usize) -> f64 {
+        self.columns
+            .iter()
+            .filter(|c| c.kind != ColumnKind::Categorical)
+            .map(|c| c.sketch.max_bucket_share() + 1.0 / representatives.max(1) as f64)
+            .fold(0.0, f64::max)
+    }
+
+    /// A reference profile: exact row, missing and category counts; each numeric column stood
+    /// for by `representatives` values (at least 2) at evenly spaced ranks of its sketch (all
+    /// of its values when it has fewer).
+    pub fn to_profile(
+        &self,
+        config: &ProfileConfig,
+        representatives: usize,
+    ) -> Result<ReferenceProfile> {
+        if representatives < 2 {
+            return Err(Error::invalid(
+                "ProfileSketch::to_profile representatives",
+                representatives,
+                "at least 2",
+            ));
+        }
+        if config.bins < 2 {
+            return Err(Error::invalid(
+                "ProfileConfig.bins",
+                config.bins,
+                "at least 2",
+            ));
+        }
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let atoms: Vec<(f64, u64)> = if c.kind == ColumnKind::Categorical {
+                    c.categories.iter().map(|(k, n)| (*k as f64, *n)).collect()
+                } else {
+                    c.sketch.atoms()
+                };
+                let values = spread(&atoms, representatives);
+                let mut profile =
+                    ColumnProfile::fit(&c.name, c.kind, values.into_iter(), config.bins)?;
+                let present = atoms.iter().map(|a| a.1).sum::<u64>() as usize;
+                profile.missing = c.sketch.missing() as usize;
+                profile.rows = present + profile.missing;
+                if c.kind == ColumnKind::Categorical {
+                    profile.categories = c.categories.keys().copied().collect();
+                    profile.counts = c.categories.values().copied().collect();
+                }
+                Ok(profile)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ReferenceProfile {
+            config: *config,
+            columns,
+        })
+    }
+}
+
+/// `m` values at ranks `⌊(k + ½) n / m⌋` of the distribution given by sorted `(value, count)`
+/// atoms (every value, repeated, when `n <= m`).
+fn spread(atoms: &[(f64, u64)], m: usize) -> Vec<f64> {
+    let n: u64 = atoms.iter().map(|a| a.1).sum();
+    if n <= m as u64 {
+        return atoms
+            .iter()
+            .flat_map(|&(v, c)| std::iter::repeat_n(v, c as usize))
+            .collect();
+    }
+    let mut out = Vec::with_capacity(m);
+    let mut atom = atoms.iter();
+    let mut current = atom.next();
+    let mut seen = current.map_or(0, |a| a.1);
+    for k in 0..m as u64 {
+        let rank = ((2 * k + 1) as u128 * n as u128 / (2 * m as u128)) as u64;
+        while seen <= rank {
+            current = atom.next();
+            seen += current.map_or(u64::MAX / 2, |a| a.1);
+        }
+        if let Some(&(v, _)) = current {
+            out.push(v);
+        }
+    }
+    out
+}

@@ -209,8 +209,14 @@ fn pipeline_runs_the_loop_and_writes_its_outputs() {
         "schema.json",
         "test_metrics.json",
         "gate.json",
+        "test_metrics_baseline.json",
         "models/baseline/model.json",
         "models/baseline/model.safetensors",
+        "models/candidate/model.json",
+        "models/candidate/model.safetensors",
+        "models/candidate/history.json",
+        "models/candidate/training_curves.svg",
+        "models/candidate/drift_profile.json",
     ] {
         assert!(
             dir.path().join(file).exists(),
@@ -224,6 +230,81 @@ fn pipeline_runs_the_loop_and_writes_its_outputs() {
         serde_json::from_slice(&std::fs::read(dir.path().join("test_metrics.json")).unwrap())
             .unwrap();
     assert!(metrics["roc_auc"].as_f64().unwrap() > 0.9, "{metrics}");
+    assert!(
+        stdout.contains("[train]") && stdout.contains("no worse than champion"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn train_writes_model_metrics_and_curves_and_applies_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("train.toml");
+    std::fs::write(
+        &config,
+        "[mlp]\nhidden = [32, 16]\n\n[train]\nepochs = 40\nbatch_size = 64\nseed = 3\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer_wdbc.csv");
+    let out = run(
+        "train",
+        &[
+            "--data",
+            data,
+            "--label-col",
+            "target",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("epoch   1  loss"), "{stdout}");
+    for file in [
+        "model/model.json",
+        "model/model.safetensors",
+        "test_metrics.json",
+        "history.json",
+        "training_curves.svg",
+        "gate.json",
+    ] {
+        assert!(
+            out_dir.join(file).exists(),
+            "{file} missing; output:\n{stdout}"
+        );
+    }
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("model/model.json")).unwrap()).unwrap();
+    assert_eq!(spec["layers"].as_array().unwrap().len(), 3, "{spec}");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("test_metrics.json")).unwrap()).unwrap();
+    assert!(metrics["roc_auc"].as_f64().unwrap() > 0.95, "{metrics}");
+
+    // A bad config is an error (exit 2) that names the field.
+    std::fs::write(&config, "[train]\nlearning_rate = -1.0\n").unwrap();
+    let out = run(
+        "train",
+        &[
+            "--data",
+            data,
+            "--label-col",
+            "target",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TrainConfig.learning_rate"), "{stderr}");
 }
 
 #[test]

@@ -1,7 +1,43 @@
 //! # mlops-train
 //!
-//! Training for the mlops loop. This crate is empty today; it will own the Candle MLP trainer
-//! (CPU by default, CUDA behind the `cuda` feature) that exports `mlops_core::model` artifacts,
-//! training callbacks (early stopping, learning-rate schedules, checkpoints), experiment
-//! tracking (local object storage and MLflow) and hyperparameter search (random, grid, TPE,
-//! Gaussian-process Bayesian optimisation; median and ASHA early stopping).
+//! Training for the mlops loop: a Candle MLP trainer (CPU by default, CUDA behind the `cuda`
+//! feature) that exports `mlops_core::model` artifacts.
+//!
+//! - [`MlpConfig`] and [`TrainConfig`]: serde hyperparameters whose defaults are the seed's
+//!   Keras model (Dense 128-64-32, dropout 0.3, Adam 1e-3, binary cross-entropy, early
+//!   stopping patience 5 with best weights restored, `ReduceLROnPlateau` patience 3), checked
+//!   before training starts;
+//! - [`Trainer`]: standardization fitted on the training split and stored in the model spec;
+//!   mini-batch AdamW (weight decay 0 = Adam) on a numerically stable weighted BCE (sample
+//!   weights, class weights, `pos_weight`); per-epoch validation metrics from mlops-core;
+//!   [`Callback`]s (and an indicatif [`ProgressBar`] on terminals); checkpoints that resume
+//!   bit-identically; weights, shuffling and dropout seeded from our own RNG, so the same seed
+//!   and data give bit-identical weights at any thread count;
+//! - [`training_curves_svg`]: the history as an SVG plot.
+//!
+//! ```
+//! use mlops_train::{MlpConfig, TrainConfig};
+//!
+//! let mlp = MlpConfig::default();
+//! assert_eq!(mlp.hidden, vec![128, 64, 32]);
+//! assert_eq!(TrainConfig::default().early_stopping.unwrap().patience, 5);
+//! ```
+
+mod callbacks;
+mod checkpoint;
+mod config;
+mod curves;
+mod data;
+mod error;
+mod network;
+mod optim;
+mod trainer;
+
+pub use callbacks::{Callback, Control, EpochLog, ProgressBar};
+pub use checkpoint::CHECKPOINT_FILE;
+pub use config::{
+    ClassWeight, DeviceConfig, EarlyStoppingConfig, MlpConfig, Monitor, ReduceLrConfig, TrainConfig,
+};
+pub use curves::training_curves_svg;
+pub use error::{Error, Result};
+pub use trainer::{device, TrainedModel, Trainer};

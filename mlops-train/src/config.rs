@@ -1,0 +1,350 @@
+//! Hyperparameters: the network ([`MlpConfig`]) and the training run ([`TrainConfig`]), plain
+//! serde data with the seed's Keras model as defaults, checked before any work starts.
+
+use mlops_core::model::Activation;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The network: dense hidden layers with one activation and dropout after each, then one
+/// logit. The input width comes from the data.
+///
+/// Defaults are the seed's Keras model: `Dense(128) - Dense(64) - Dense(32)`, ReLU, dropout 0.3.
+///
+/// ```
+/// use mlops_train::MlpConfig;
+///
+/// let c: MlpConfig = serde_json::from_str(r#"{"hidden": [64, 16], "dropout": 0.1}"#).unwrap();
+/// assert_eq!(c.hidden, vec![64, 16]);
+/// assert!(c.validate().is_ok());
+/// assert!(MlpConfig { dropout: 1.0, ..MlpConfig::default() }.validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Widths of the hidden layers, input side first (may be empty: logistic regression).
+    pub hidden: Vec<usize>,
+    /// Activation of every hidden layer (`relu`, `tanh`, `silu`, `sigmoid`, `identity`).
+    pub activation: Activation,
+    /// Dropout rate after each hidden layer during training, in `[0, 1)`.
+    pub dropout: f64,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        MlpConfig {
+            hidden: vec![128, 64, 32],
+            activation: Activation::Relu,
+            dropout: 0.3,
+        }
+    }
+}
+
+impl MlpConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(i) = self.hidden.iter().position(|&u| u == 0) {
+            return Err(Error::invalid(
+                format!("MlpConfig.hidden[{i}]"),
+                0,
+                "at least 1 unit",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::invalid(
+                "MlpConfig.dropout",
+                self.dropout,
+                "a rate in [0, 1)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceConfig {
+    /// The CPU (always available).
+    #[default]
+    Cpu,
+    /// A CUDA GPU by ordinal; needs the `cuda` cargo feature and a GPU.
+    Cuda(usize),
+}
+
+/// A validation metric to watch for early stopping and learning-rate reduction, named as
+/// Keras logs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Training loss (lower is better).
+    Loss,
+    /// Validation log loss (lower is better).
+    ValLoss,
+    /// Validation ROC AUC (higher is better).
+    ValAuc,
+    /// Validation average precision (higher is better).
+    ValAveragePrecision,
+    /// Validation accuracy at 0.5 (higher is better).
+    ValAccuracy,
+    /// Validation precision at 0.5 (higher is better).
+    ValPrecision,
+    /// Validation recall at 0.5 (higher is better).
+    ValRecall,
+}
+
+impl Monitor {
+    /// Whether larger values are better.
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Monitor::Loss | Monitor::ValLoss)
+    }
+
+    /// The name in logs (`val_auc`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Loss => "loss",
+            Monitor::ValLoss => "val_loss",
+            Monitor::ValAuc => "val_auc",
+            Monitor::ValAveragePrecision => "val_average_precision",
+            Monitor::ValAccuracy => "val_accuracy",
+            Monitor::ValPrecision => "val_precision",
+            Monitor::ValRecall => "val_recall",
+        }
+    }
+}
+
+/// Keras' `EarlyStopping`: stop when `monitor` has not improved by more than `min_delta` for
+/// `patience` epochs; optionally restore the best epoch's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EarlyStoppingConfig {
+    /// The metric watched (default `val_loss`).
+    pub monitor: Monitor,
+    /// Epochs without improvement before stopping (default 5, the seed's).
+    pub patience: usize,
+    /// Smallest change that counts as an improvement (default 0).
+    pub min_delta: f64,
+    /// Put back the best epoch's weights at the end (default true).
+    pub restore_best_weights: bool,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        EarlyStoppingConfig {
+            monitor: Monitor::ValLoss,
+            patience: 5,
+            min_delta: 0.0,
+            restore_best_weights: true,
+        }
+    }
+}
+
+/// Keras' `ReduceLROnPlateau`: multiply the learning rate by `factor` when `monitor` has not
+/// improved by more than `min_delta` for `patience` epochs, then wait `cooldown` epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReduceLrConfig {
+    /// The metric watched (default `val_loss`).
+    pub monitor: Monitor,
+    /// Multiplier in (0, 1) (default 0.1, Keras').
+    pub factor: f64,
+    /// Epochs without improvement before reducing (default 3, the seed's).
+    pub patience: usize,
+    /// Smallest change that counts as an improvement (default 1e-4, Keras').
+    pub min_delta: f64,
+    /// Epochs to wait after a reduction (default 0).
+    pub cooldown: usize,
+    /// The learning rate never goes below this (default 0).
+    pub min_lr: f64,
+}
+
+impl Default for ReduceLrConfig {
+    fn default() -> Self {
+        ReduceLrConfig {
+            monitor: Monitor::ValLoss,
+            factor: 0.1,
+            patience: 3,
+            min_delta: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// Class weights (Keras' `class_weight`): each row's loss is multiplied by its class's weight.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeight {
+    /// Explicit weights.
+    Weights {
+        /// Weight of label 0.
+        negative: f64,
+        /// Weight of label 1.
+        positive: f64,
+    },
+    /// scikit-learn's `balanced`: `n / (2 * count(class))` on the training split.
+    Balanced,
+}
+
+/// One training run.
+///
+/// Defaults: the seed's Keras setup (Adam 1e-3 — AdamW with `weight_decay` 0 —, binary
+/// cross-entropy, early stopping on `val_loss` with patience 5 and best weights restored,
+/// `ReduceLROnPlateau` patience 3), 100 epochs at most, batch 256, seed 42, one thread, CPU,
+/// a 10% stratified validation split when no validation set is given.
+///
+/// ```
+/// use mlops_train::TrainConfig;
+///
+/// let c: TrainConfig = serde_json::from_str(r#"{"epochs": 20, "batch_size": 512, "pos_weight": 3.0}"#).unwrap();
+/// assert_eq!(c.learning_rate, 1e-3);
+/// assert!(c.validate().is_ok());
+/// assert!(TrainConfig { batch_size: 0, ..TrainConfig::default() }.validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Most epochs (early stopping may end sooner).
+    pub epochs: usize,
+    /// Rows per optimizer step.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub learning_rate: f64,
+    /// Decoupled weight decay of AdamW; 0 is Adam.
+    pub weight_decay: f64,
+    /// Adam's β₁.
+    pub beta1: f64,
+    /// Adam's β₂.
+    pub beta2: f64,
+    /// Adam's ε (Keras' default 1e-7).
+    pub epsilon: f64,
+    /// Weight of the positive term of the loss (PyTorch's `pos_weight`).
+    pub pos_weight: Option<f64>,
+    /// Per-class weights of the loss (Keras' `class_weight`).
+    pub class_weight: Option<ClassWeight>,
+    /// Use the dataset's sample weights in the training loss (default true).
+    pub use_sample_weights: bool,
+    /// Seeds weight initialization, shuffling, dropout and the validation split.
+    pub seed: u64,
+    /// Worker threads for the tensor kernels. Results do not depend on it.
+    pub threads: usize,
+    /// Where to train.
+    pub device: DeviceConfig,
+    /// Share of the training rows held out (stratified) for validation when no validation
+    /// set is passed, in (0, 0.5].
+    pub validation_fraction: f64,
+    /// Early stopping (`None`: run every epoch).
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    /// Learning-rate reduction on plateaus (`None`: constant rate).
+    pub reduce_lr: Option<ReduceLrConfig>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 100,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            pos_weight: None,
+            class_weight: None,
+            use_sample_weights: true,
+            seed: 42,
+            threads: 1,
+            device: DeviceConfig::Cpu,
+            validation_fraction: 0.1,
+            early_stopping: Some(EarlyStoppingConfig::default()),
+            reduce_lr: Some(ReduceLrConfig::default()),
+        }
+    }
+}
+
+fn positive_finite(field: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, v, "a finite number > 0"))
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::invalid("TrainConfig.epochs", 0, "at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("TrainConfig.batch_size", 0, "at least 1"));
+        }
+        if self.threads == 0 {
+            return Err(Error::invalid("TrainConfig.threads", 0, "at least 1"));
+        }
+        positive_finite("TrainConfig.learning_rate", self.learning_rate)?;
+        positive_finite("TrainConfig.epsilon", self.epsilon)?;
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(
+                "TrainConfig.weight_decay",
+                self.weight_decay,
+                "a finite number >= 0",
+            ));
+        }
+        for (field, b) in [
+            ("TrainConfig.beta1", self.beta1),
+            ("TrainConfig.beta2", self.beta2),
+        ] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::invalid(field, b, "a number in [0, 1)"));
+            }
+        }
+        if let Some(w) = self.pos_weight {
+            positive_finite("TrainConfig.pos_weight", w)?;
+        }
+        if let Some(ClassWeight::Weights { negative, positive }) = self.class_weight {
+            positive_finite("TrainConfig.class_weight.negative", negative)?;
+            positive_finite("TrainConfig.class_weight.positive", positive)?;
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction <= 0.5) {
+            return Err(Error::invalid(
+                "TrainConfig.validation_fraction",
+                self.validation_fraction,
+                "a share in (0, 0.5]",
+            ));
+        }
+        if let Some(r) = &self.reduce_lr {
+            if !(r.factor > 0.0 && r.factor < 1.0) {
+                return Err(Error::invalid(
+                    "TrainConfig.reduce_lr.factor",
+                    r.factor,
+                    "a multiplier in (0, 1)",
+                ));
+            }
+            if !(r.min_lr.is_finite() && r.min_lr >= 0.0) {
+                return Err(Error::invalid(
+                    "TrainConfig.reduce_lr.min_lr",
+                    r.min_lr,
+                    "a finite number >= 0",
+                ));
+            }
+            if !(r.min_delta.is_finite() && r.min_delta >= 0.0) {
+                return Err(Error::invalid(
+                    "TrainConfig.reduce_lr.min_delta",
+                    r.min_delta,
+                    "a finite number >= 0",
+                ));
+            }
+        }
+        if let Some(e) = &self.early_stopping {
+            if !(e.min_delta.is_finite() && e.min_delta >= 0.0) {
+                return Err(Error::invalid(
+                    "TrainConfig.early_stopping.min_delta",
+                    e.min_delta,
+                    "a finite number >= 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

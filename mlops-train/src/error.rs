@@ -1,0 +1,58 @@
+//! The crate's error type.
+
+/// Everything that can go wrong while configuring or running training.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value the caller passed (a config field, a dataset, an argument) is unusable.
+    #[error("invalid {field}: found {value}, expected {expected}")]
+    Invalid {
+        /// What was wrong (a config field, an argument).
+        field: String,
+        /// The value seen.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+    /// An error from mlops-core (dataset, metrics, model artifact).
+    #[error(transparent)]
+    Core(#[from] mlops_core::Error),
+    /// An error inside candle (tensor shapes, device).
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Reading or writing a checkpoint.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Training diverged (a non-finite loss).
+    #[error("training diverged at epoch {epoch}, batch {batch}: loss is {loss}")]
+    Diverged {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch within the epoch (0-based).
+        batch: usize,
+        /// The loss seen.
+        loss: f32,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+}

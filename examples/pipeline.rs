@@ -32,7 +32,10 @@ use mlops::core::model::{
 use mlops::core::validation::{ValidationConfig, ValidationReport, ValidationSuite};
 use mlops::core::{CsvOptions, Dataset, Schema, SplitFractions};
 use mlops::drift::{DriftConfig, DriftReport, ProfileConfig, ReferenceProfile};
-use mlops::train::{training_curves_svg, MlpConfig, ProgressBar, TrainConfig, Trainer};
+use mlops::train::tracking::{log_training, ObjectStoreTracker, RunId};
+use mlops::train::{
+    training_curves_svg, MlpConfig, ProgressBar, TrainConfig, TrainedModel, Trainer,
+};
 use ndarray::{Array1, Array2, Axis};
 
 /// The built-in dataset: WDBC, label `target` (1 = benign).
@@ -140,12 +143,43 @@ fn fit_baseline(train: &Dataset) -> anyhow::Result<ModelArtifact> {
     )?)
 }
 
-/// The artifact with its decision threshold set to the best F1 on `validation`.
-fn with_threshold(artifact: ModelArtifact, validation: &Dataset) -> anyhow::Result<ModelArtifact> {
+/// Logs the training run (configs, per-epoch metrics, model) in the local tracker under
+/// `workdir/mlruns`: one browsable folder per run.
+fn track(workdir: &Path, trainer: &Trainer, trained: &TrainedModel) -> anyhow::Result<RunId> {
+    let root = std::fs::canonicalize(workdir)?.join("mlruns");
+    std::fs::create_dir_all(&root)?;
+    let tracker = ObjectStoreTracker::from_url(&format!("file://{}", root.display()), &[])?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let tags = [("dataset".to_string(), "wdbc".to_string())].into();
+    let run = runtime.block_on(log_training(
+        &tracker,
+        "pipeline",
+        "mlp-candidate",
+        &tags,
+        trainer,
+        trained,
+    ))?;
+    println!(
+        "[track]     run {run} in {}",
+        root.join("pipeline").join(&run.0).display()
+    );
+    Ok(run)
+}
+
+/// The artifact with its decision threshold set to the best F1 on `validation`, and extra
+/// metadata (lineage).
+fn with_threshold(
+    artifact: ModelArtifact,
+    validation: &Dataset,
+    metadata: &[(&str, &str)],
+) -> anyhow::Result<ModelArtifact> {
     let best = scores(&MlpModel::new(&artifact)?, validation)?
         .best_threshold(ThresholdCriterion::FBeta { beta: 1.0 })?;
     let mut spec = artifact.spec().clone();
     spec.threshold = best.threshold as f32;
+    for (k, v) in metadata {
+        spec.metadata.insert(k.to_string(), v.to_string());
+    }
     let layers = artifact
         .layers()
         .iter()
@@ -278,7 +312,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
 
     // 2. The champion: a baseline (diagonal LDA) in the model format, loaded back.
     let baseline_dir = args.workdir.join("models").join("baseline");
-    let baseline = with_threshold(fit_baseline(&split.train)?, &split.validation)?;
+    let baseline = with_threshold(fit_baseline(&split.train)?, &split.validation, &[])?;
     baseline.save(&baseline_dir)?;
     let baseline = MlpModel::new(&ModelArtifact::load(&baseline_dir)?)?;
     let champion = evaluate(
@@ -314,7 +348,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         last.val_auc,
         trained.history.iter().map(|l| l.seconds).sum::<f64>(),
     );
-    let candidate = with_threshold(trained.artifact.clone(), &split.validation)?;
+    let run = track(&args.workdir, &trainer, &trained)?;
+    let candidate = with_threshold(
+        trained.artifact.clone(),
+        &split.validation,
+        &[("tracking_run_id", &run.0)],
+    )?;
     candidate.save(&model_dir)?;
     save_json(&model_dir.join("history.json"), &trained.history)?;
     std::fs::write(

@@ -3,7 +3,9 @@
 #   1. sets up what the tests need (a Python venv in .venv with the pinned packages of
 #      scripts/requirements-test.txt; promtool from Debian's prometheus package),
 #   2. cargo fmt --check, cargo clippy -D warnings,
-#   3. every Rust test (unit, integration, property, doc, examples),
+#   3. every Rust test (unit, integration, property, doc, examples), then the MLflow tracking
+#      backend (feature `mlflow`) against a real `mlflow server` from .venv that the test
+#      starts on a port it picks and stops by PID (process group),
 #   4. the Python tests (the committed fixtures are what the committed generators write),
 # and stops whatever it started (by PID) on the way out.
 set -euo pipefail
@@ -40,11 +42,15 @@ promtool --version | head -n 1
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --workspace --all-targets -- -D warnings"
+step "cargo clippy --workspace --all-targets -- -D warnings (and with the mlflow feature)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p mlops-train --all-targets --features mlflow -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "MLflow tracking backend against a real mlflow server (feature mlflow)"
+MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" cargo test -p mlops-train --features mlflow --test tracking
 
 step "pytest tests/python"
 .venv/bin/python -m pytest -q tests/python

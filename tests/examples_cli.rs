@@ -234,6 +234,10 @@ fn pipeline_runs_the_loop_and_writes_its_outputs() {
         stdout.contains("[train]") && stdout.contains("no worse than champion"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("[track]") && dir.path().join("mlruns/pipeline").is_dir(),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -28,6 +28,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A tracking backend failed (storage, HTTP, or an error the server returned).
+    #[error("tracking ({backend}): {message}")]
+    Tracking {
+        /// `object_store` or `mlflow`.
+        backend: String,
+        /// What went wrong, with the server's error code where it gave one.
+        message: String,
+    },
     /// Training diverged (a non-finite loss).
     #[error("training diverged at epoch {epoch}, batch {batch}: loss is {loss}")]
     Diverged {

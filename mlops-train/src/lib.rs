@@ -13,7 +13,9 @@
 //!   [`Callback`]s (and an indicatif [`ProgressBar`] on terminals); checkpoints that resume
 //!   bit-identically; weights, shuffling and dropout seeded from our own RNG, so the same seed
 //!   and data give bit-identical weights at any thread count;
-//! - [`training_curves_svg`]: the history as an SVG plot.
+//! - [`training_curves_svg`]: the history as an SVG plot;
+//! - [`tracking`]: the [`tracking::ExperimentTracker`] trait, an object-store backend and
+//!   (feature `mlflow`) an MLflow REST backend, and [`tracking::log_training`].
 //!
 //! ```
 //! use mlops_train::{MlpConfig, TrainConfig};
@@ -31,6 +33,7 @@ mod data;
 mod error;
 mod network;
 mod optim;
+pub mod tracking;
 mod trainer;
 
 pub use callbacks::{Callback, Control, EpochLog, ProgressBar};

@@ -1,0 +1,362 @@
+//! The tracking backend on any `object_store`: one folder per run that a person can browse.
+//!
+//! ```text
+//! {prefix}/{experiment}/{run_id}/run.json            name, status, times, params, tags
+//! {prefix}/{experiment}/{run_id}/metrics/{key}.json  every point of one metric
+//! {prefix}/{experiment}/{run_id}/artifacts/{path}    logged files
+//! {prefix}/_runs/{run_id}                            the run's experiment (lookup by id)
+//! ```
+//!
+//! A run is written by the process that started it (a trainer, a trial); any number of runs
+//! and readers may share the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_keys, check_name, now_ms, ExperimentTracker, MetricPoint, RunId, RunRecord, RunStatus,
+};
+use crate::error::{Error, Result};
+
+/// Tracks runs as JSON files in an object store.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use mlops_train::tracking::{ExperimentTracker, MetricPoint, ObjectStoreTracker, RunStatus};
+///
+/// # tokio_test_block(async {
+/// let tracker = ObjectStoreTracker::from_url("memory:///", &[])?;
+/// let run = tracker.start_run("fraud", "baseline", &BTreeMap::new()).await?;
+/// tracker.log_metrics(&run, &[MetricPoint::now("val_auc", 0.97, 1)]).await?;
+/// tracker.end_run(&run, RunStatus::Finished).await?;
+/// assert_eq!(tracker.get_run(&run).await?.metrics["val_auc"], 0.97);
+/// # Ok::<(), mlops_train::Error>(())
+/// # }).unwrap();
+/// # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ObjectStoreTracker {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredRun {
+    run_id: RunId,
+    experiment: String,
+    name: String,
+    status: RunStatus,
+    start_time_ms: i64,
+    end_time_ms: Option<i64>,
+    params: BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+}
+
+fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Tracking {
+        backend: "object_store".into(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+impl ObjectStoreTracker {
+    /// A tracker on `store`, under `prefix` (may be empty).
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        ObjectStoreTracker {
+            store,
+            prefix: Path::from(prefix),
+        }
+    }
+
+    /// A tracker from a URL (`file:///abs/dir`, `memory:///`, and the cloud schemes the
+    /// `object_store` build supports) with backend options (credentials, region); the URL's
+    /// path is the prefix. Options are passed to the store's builder and never logged.
+    pub fn from_url(url: &str, options: &[(&str, &str)]) -> Result<Self> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::invalid("tracking URL", format!("{url:?}"), format!("a URL ({e})"))
+        })?;
+        let (store, prefix) = object_store::parse_url_opts(&parsed, options.iter().copied())
+            .map_err(|e| {
+                Error::invalid(
+                    "tracking URL",
+                    format!("{url:?}"),
+                    format!("a store this build supports (file://, memory://, ...): {e}"),
+                )
+            })?;
+        tracing::debug!(scheme = parsed.scheme(), "object-store tracker");
+        Ok(ObjectStoreTracker {
+            store: Arc::from(store),
+            prefix,
+        })
+    }
+
+    fn child(&self, parts: &[&str]) -> Path {
+        let mut p = self.prefix.clone();
+        for part in parts {
+            for piece in part.split('/') {
+                p = p.join(piece);
+            }
+        }
+        p
+    }
+
+    fn run_dir(&self, experiment: &str, run: &RunId) -> Vec<String> {
+        vec![experiment.to_string(), run.0.clone()]
+    }
+
+    async fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        match self.store.get(path).await {
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| store_err(&format!("reading {path}"), e))?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(&format!("reading {path}"), e)),
+        }
+    }
+
+    async fn write(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| store_err(&format!("writing {path}"), e))?;
+        Ok(())
+    }
+
+    async fn experiment_of(&self, run: &RunId) -> Result<String> {
+        check_name("run id", &run.0)?;
+        let bytes = self
+            .read(&self.child(&["_runs", &run.0]))
+            .await?
+            .ok_or_else(|| Error::invalid("run id", &run.0, "a run started in this store"))?;
+        String::from_utf8(bytes).map_err(|e| store_err("run index", e))
+    }
+
+    async fn load(&self, run: &RunId) -> Result<StoredRun> {
+        let experiment = self.experiment_of(run).await?;
+        let mut parts = self.run_dir(&experiment, run);
+        parts.push("run.json".into());
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let bytes = self
+            .read(&self.child(&refs))
+            .await?
+            .ok_or_else(|| store_err("run.json", format!("missing for run {run}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| store_err("run.json", e))
+    }
+
+    async fn save(&self, run: &StoredRun) -> Result<()> {
+        let path = self.child(&[&run.experiment, &run.run_id.0, "run.json"]);
+        let bytes = serde_json::to_vec_pretty(run).map_err(|e| store_err("run.json", e))?;
+        self.write(&path, bytes).await
+    }
+
+    async fn history(&self, experiment: &str, run: &RunId, key: &str) -> Result<Vec<MetricPoint>> {
+        let path = self.child(&[experiment, &run.0, "metrics", &format!("{key}.json")]);
+        match self.read(&path).await? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| store_err("metric history", e))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn record(&self, stored: StoredRun) -> Result<RunRecord> {
+        use futures::TryStreamExt;
+        let dir = self.child(&[&stored.experiment, &stored.run_id.0, "metrics"]);
+        let files: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| store_err("listing metrics", e))?;
+        let mut metrics = BTreeMap::new();
+        for f in files {
+            let Some(key) = f.location.filename().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let key = key.to_string();
+            let points = self
+                .history(&stored.experiment, &stored.run_id, &key)
+                .await?;
+            if let Some(p) = latest(&points) {
+                metrics.insert(key, p.value);
+            }
+        }
+        Ok(RunRecord {
+            run_id: stored.run_id,
+            experiment: stored.experiment,
+            name: stored.name,
+            status: stored.status,
+            start_time_ms: stored.start_time_ms,
+            end_time_ms: stored.end_time_ms,
+            params: stored.params,
+            tags: stored.tags,
+            metrics,
+        })
+    }
+}
+
+/// The point with the largest step (latest timestamp on a tie), as MLflow reports a run's
+/// metric.
+pub(crate) fn latest(points: &[MetricPoint]) -> Option<&MetricPoint> {
+    points.iter().max_by(|a, b| {
+        a.step
+            .cmp(&b.step)
+            .then(a.timestamp_ms.cmp(&b.timestamp_ms))
+    })
+}
+
+#[async_trait]
+impl ExperimentTracker for ObjectStoreTracker {
+    async fn start_run(
+        &self,
+        experiment: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<RunId> {
+        check_name("experiment", experiment)?;
+        check_name("run name", name)?;
+        check_keys("tags", tags.keys())?;
+        let run_id = RunId(format!("{:032x}", rand::random::<u128>()));
+        self.write(
+            &self.child(&["_runs", &run_id.0]),
+            experiment.as_bytes().to_vec(),
+        )
+        .await?;
+        self.save(&StoredRun {
+            run_id: run_id.clone(),
+            experiment: experiment.to_string(),
+            name: name.to_string(),
+            status: RunStatus::Running,
+            start_time_ms: now_ms(),
+            end_time_ms: None,
+            params: BTreeMap::new(),
+            tags: tags.clone(),
+        })
+        .await?;
+        tracing::debug!(%run_id, experiment, "run started");
+        Ok(run_id)
+    }
+
+    async fn log_params(&self, run: &RunId, params: &BTreeMap<String, String>) -> Result<()> {
+        check_keys("params", params.keys())?;
+        let mut stored = self.load(run).await?;
+        for (k, v) in params {
+            match stored.params.get(k) {
+                Some(old) if old != v => {
+                    return Err(Error::invalid(
+                        format!("param `{k}` of run {run}"),
+                        format!("{v:?}"),
+                        format!("its logged value {old:?} (params never change)"),
+                    ))
+                }
+                _ => {
+                    stored.params.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        self.save(&stored).await
+    }
+
+    async fn log_metrics(&self, run: &RunId, metrics: &[MetricPoint]) -> Result<()> {
+        for m in metrics {
+            check_name("metric key", &m.key)?;
+            super::check_metric_value(m)?;
+        }
+        let experiment = self.experiment_of(run).await?;
+        let mut by_key: BTreeMap<&str, Vec<&MetricPoint>> = BTreeMap::new();
+        for m in metrics {
+            by_key.entry(&m.key).or_default().push(m);
+        }
+        for (key, points) in by_key {
+            let mut history = self.history(&experiment, run, key).await?;
+            history.extend(points.into_iter().cloned());
+            super::sort_points(&mut history);
+            let path = self.child(&[&experiment, &run.0, "metrics", &format!("{key}.json")]);
+            let bytes = serde_json::to_vec(&history).map_err(|e| store_err("metric history", e))?;
+            self.write(&path, bytes).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_tags(&self, run: &RunId, tags: &BTreeMap<String, String>) -> Result<()> {
+        check_keys("tags", tags.keys())?;
+        let mut stored = self.load(run).await?;
+        stored
+            .tags
+            .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.save(&stored).await
+    }
+
+    async fn log_artifact(&self, run: &RunId, path: &str, bytes: Vec<u8>) -> Result<()> {
+        check_name("artifact path", path)?;
+        let experiment = self.experiment_of(run).await?;
+        self.write(
+            &self.child(&[&experiment, &run.0, "artifacts", path]),
+            bytes,
+        )
+        .await
+    }
+
+    async fn end_run(&self, run: &RunId, status: RunStatus) -> Result<()> {
+        let mut stored = self.load(run).await?;
+        stored.status = status;
+        stored.end_time_ms = Some(now_ms());
+        self.save(&stored).await
+    }
+
+    async fn get_run(&self, run: &RunId) -> Result<RunRecord> {
+        let stored = self.load(run).await?;
+        self.record(stored).await
+    }
+
+    async fn list_runs(&self, experiment: &str) -> Result<Vec<RunRecord>> {
+        check_name("experiment", experiment)?;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.child(&[experiment])))
+            .await
+            .map_err(|e| store_err("listing runs", e))?;
+        let mut runs = Vec::new();
+        for dir in listing.common_prefixes {
+            let Some(id) = dir.filename() else { continue };
+            let path = dir.clone().join("run.json");
+            let Some(bytes) = self.read(&path).await? else {
+                continue;
+            };
+            let stored: StoredRun =
+                serde_json::from_slice(&bytes).map_err(|e| store_err("run.json", e))?;
+            if stored.run_id.0 == id {
+                runs.push(self.record(stored).await?);
+            }
+        }
+        super::sort_runs(&mut runs);
+        Ok(runs)
+    }
+
+    async fn metric_history(&self, run: &RunId, key: &str) -> Result<Vec<MetricPoint>> {
+        check_name("metric key", key)?;
+        let experiment = self.experiment_of(run).await?;
+        self.history(&experiment, run, key).await
+    }
+
+    async fn get_artifact(&self, run: &RunId, path: &str) -> Result<Vec<u8>> {
+        check_name("artifact path", path)?;
+        let experiment = self.experiment_of(run).await?;
+        self.read(&self.child(&[&experiment, &run.0, "artifacts", path]))
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(format!("artifact of run {run}"), path, "a logged artifact")
+            })
+    }
+}

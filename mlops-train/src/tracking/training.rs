@@ -1,0 +1,94 @@
+//! Logging a training run through any tracker.
+
+use std::collections::BTreeMap;
+
+use super::{ExperimentTracker, MetricPoint, RunId, RunStatus};
+use crate::error::{Error, Result};
+use crate::trainer::{TrainedModel, Trainer};
+
+/// Flattens a JSON value into `prefix.key = value` strings (strings unquoted, `null` skipped).
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        serde_json::Value::Null => {}
+        serde_json::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The trainer's configs as flat parameters (`mlp.hidden = [128,64,32]`,
+/// `train.early_stopping.patience = 5`, ...).
+pub(crate) fn params_of(trainer: &Trainer) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in [
+        ("mlp", serde_json::to_value(trainer.mlp_config())),
+        ("train", serde_json::to_value(trainer.train_config())),
+    ] {
+        let value = value.map_err(|e| Error::invalid("configs", e, "serializable configs"))?;
+        flatten(name, &value, &mut out);
+    }
+    Ok(out)
+}
+
+/// Logs a finished training as one run of `experiment`: the configs as parameters, every
+/// epoch's metrics at step = epoch, the exported model (`model/model.json`,
+/// `model/model.safetensors`) and `history.json` as artifacts, then ends it `FINISHED`.
+pub async fn log_training(
+    tracker: &dyn ExperimentTracker,
+    experiment: &str,
+    run_name: &str,
+    tags: &BTreeMap<String, String>,
+    trainer: &Trainer,
+    trained: &TrainedModel,
+) -> Result<RunId> {
+    let run = tracker.start_run(experiment, run_name, tags).await?;
+    let result = async {
+        tracker.log_params(&run, &params_of(trainer)?).await?;
+        let points: Vec<MetricPoint> = trained
+            .history
+            .iter()
+            .flat_map(|log| {
+                log.metrics()
+                    .into_iter()
+                    .map(move |(k, v)| MetricPoint::now(k, v, log.epoch as i64))
+            })
+            .collect();
+        tracker.log_metrics(&run, &points).await?;
+        tracker
+            .log_artifact(&run, "model/model.json", trained.artifact.spec_json()?)
+            .await?;
+        tracker
+            .log_artifact(
+                &run,
+                "model/model.safetensors",
+                trained.artifact.weights_to_safetensors()?,
+            )
+            .await?;
+        let history = serde_json::to_vec_pretty(&trained.history)
+            .map_err(|e| Error::invalid("history", e, "serializable logs"))?;
+        tracker.log_artifact(&run, "history.json", history).await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracker.end_run(&run, RunStatus::Finished).await?;
+            Ok(run)
+        }
+        Err(e) => {
+            // Best effort: the run should not stay RUNNING; the original error is returned.
+            if let Err(end) = tracker.end_run(&run, RunStatus::Failed).await {
+                tracing::warn!(%run, error = %end, "could not mark the run failed");
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! One conformance suite for every tracking backend: the object store (memory and local
+//! disk) always, and a real `mlflow server` on 127.0.0.1 with the `mlflow` feature (the test
+//! starts it from the test venv, on a port it picks, and stops it by PID).
+
+use std::collections::BTreeMap;
+
+use mlops_train::tracking::{
+    compare_runs, log_training, ExperimentTracker, MetricPoint, ObjectStoreTracker, RunStatus,
+};
+use mlops_train::{MlpConfig, TrainConfig, Trainer};
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What every backend must do.
+async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
+    // Runs, params, tags.
+    let a = t
+        .start_run(experiment, "run-a", &map(&[("team", "fraud")]))
+        .await
+        .unwrap();
+    let b = t
+        .start_run(experiment, "run-b", &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+    t.log_params(&a, &map(&[("lr", "0.001"), ("hidden", "[128, 64, 32]")]))
+        .await
+        .unwrap();
+    // Logging the same value again is fine; changing it is refused.
+    t.log_params(&a, &map(&[("lr", "0.001")])).await.unwrap();
+    let e = t
+        .log_params(&a, &map(&[("lr", "0.1")]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lr"), "{e}");
+    t.set_tags(&a, &map(&[("stage", "candidate")]))
+        .await
+        .unwrap();
+
+    // Metrics with steps: history in step order, the record shows the last step's value.
+    let points: Vec<MetricPoint> = (1..=5)
+        .map(|s| MetricPoint {
+            key: "val_auc".into(),
+            value: 0.8 + 0.03 * s as f64,
+            step: s,
+            timestamp_ms: 1_700_000_000_000 + s,
+        })
+        .collect();
+    t.log_metrics(&a, &points[2..]).await.unwrap();
+    t.log_metrics(&a, &points[..2]).await.unwrap();
+    t.log_metrics(&b, &[MetricPoint::now("val_auc", 0.99, 1)])
+        .await
+        .unwrap();
+    let history = t.metric_history(&a, "val_auc").await.unwrap();
+    assert_eq!(
+        history.iter().map(|p| p.step).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!((history[4].value - 0.95).abs() < 1e-12);
+
+    // Artifacts round-trip, nested paths included.
+    t.log_artifact(&a, "model/model.json", b"{\"x\": 1}".to_vec())
+        .await
+        .unwrap();
+    t.log_artifact(&a, "notes.txt", b"hello".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.get_artifact(&a, "model/model.json").await.unwrap(),
+        b"{\"x\": 1}"
+    );
+    assert_eq!(t.get_artifact(&a, "notes.txt").await.unwrap(), b"hello");
+
+    // End and read back.
+    t.end_run(&a, RunStatus::Finished).await.unwrap();
+    t.end_run(&b, RunStatus::Killed).await.unwrap();
+    let ra = t.get_run(&a).await.unwrap();
+    assert_eq!(ra.name, "run-a");
+    assert_eq!(ra.experiment, experiment);
+    assert_eq!(ra.status, RunStatus::Finished);
+    assert!(ra.end_time_ms.is_some());
+    assert_eq!(ra.params["lr"], "0.001");
+    assert_eq!(ra.params["hidden"], "[128, 64, 32]");
+    assert_eq!(ra.tags["team"], "fraud");
+    assert_eq!(ra.tags["stage"], "candidate");
+    assert!((ra.metrics["val_auc"] - 0.95).abs() < 1e-12);
+
+    // List and compare.
+    let runs = t.list_runs(experiment).await.unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let ranked = compare_runs(runs, "val_auc", true);
+    assert_eq!(ranked[0].run_id, b);
+    assert_eq!(ranked[0].status, RunStatus::Killed);
+    assert!(t.list_runs("no-such-experiment").await.unwrap().is_empty());
+
+    // Bad names are refused before any I/O, naming the field.
+    for bad in ["", "../up", "/abs", "a\0b", "semi;colon"] {
+        let e = t
+            .start_run(bad, "x", &BTreeMap::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("experiment"), "{bad:?}: {e}");
+    }
+    let e = t
+        .log_artifact(&a, "../escape", vec![])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("artifact path"), "{e}");
+    let e = t
+        .log_metrics(&a, &[MetricPoint::now("bad key!", 1.0, 0)])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("metric key"), "{e}");
+    let e = t
+        .log_metrics(&a, &[MetricPoint::now("loss", f64::NAN, 7)])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("metric `loss` at step 7"), "{e}");
+
+    // A whole training run.
+    let data = {
+        use ndarray::{Array1, Array2};
+        let x = Array2::from_shape_fn((300, 2), |(i, j)| ((i * (7 + 4 * j)) % 101) as f32 / 100.0);
+        let y = Array1::from_shape_fn(300, |i| f32::from(x[[i, 0]] + x[[i, 1]] > 1.0));
+        mlops_core::Dataset::new(x, vec!["x0".into(), "x1".into()])
+            .unwrap()
+            .with_labels(y, "y")
+            .unwrap()
+    };
+    let trainer = Trainer::new(
+        MlpConfig {
+            hidden: vec![8],
+            ..MlpConfig::default()
+        },
+        TrainConfig {
+            epochs: 3,
+            early_stopping: None,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    let trained = trainer.fit(&data, None, &mut []).unwrap();
+    let run = log_training(
+        t,
+        experiment,
+        "mlp",
+        &map(&[("kind", "mlp")]),
+        &trainer,
+        &trained,
+    )
+    .await
+    .unwrap();
+    let r = t.get_run(&run).await.unwrap();
+    assert_eq!(r.status, RunStatus::Finished);
+    assert_eq!(r.params["mlp.hidden"], "[8]");
+    assert!(
+        !r.params.contains_key("train.early_stopping"),
+        "{:?}",
+        r.params
+    );
+    assert_eq!(r.params["train.reduce_lr.patience"], "3");
+    assert_eq!(r.params["train.device"], "cpu");
+    assert_eq!(t.metric_history(&run, "val_auc").await.unwrap().len(), 3);
+    assert_eq!(
+        t.get_artifact(&run, "model/model.safetensors")
+            .await
+            .unwrap(),
+        trained.artifact.weights_to_safetensors().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn object_store_tracker_in_memory() {
+    let t = ObjectStoreTracker::from_url("memory:///", &[]).unwrap();
+    conformance(&t, "fraud-detection").await;
+}
+
+#[tokio::test]
+async fn object_store_tracker_on_local_disk_is_browsable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/mlruns", dir.path().display());
+    std::fs::create_dir_all(dir.path().join("mlruns")).unwrap();
+    let t = ObjectStoreTracker::from_url(&url, &[]).unwrap();
+    conformance(&t, "fraud/detection v2").await;
+    // The layout a person can browse.
+    let runs = t.list_runs("fraud/detection v2").await.unwrap();
+    let run = &runs.iter().find(|r| r.name == "run-a").unwrap().run_id.0;
+    let base = dir.path().join("mlruns/fraud/detection v2").join(run);
+    assert!(base.join("run.json").exists(), "{}", base.display());
+    assert!(base.join("metrics/val_auc.json").exists());
+    assert!(base.join("artifacts/model/model.json").exists());
+    assert!(ObjectStoreTracker::from_url("nope://x", &[]).is_err());
+}
+
+/// A real `mlflow server` (sqlite backend, artifacts served from a temp folder) on a port
+/// this test picks, stopped by PID when dropped.
+#[cfg(feature = "mlflow")]
+struct MlflowServer {
+    child: std::process::Child,
+    uri: String,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(feature = "mlflow")]
+impl MlflowServer {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let bin = std::env::var_os("MLOPS_MLFLOW")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/mlflow")
+            });
+        assert!(
+            bin.exists(),
+            "mlflow not found at {}: run scripts/test.sh (it installs mlflow into .venv) or set MLOPS_MLFLOW",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        // `setsid`: the server, its workers and MLflow's job consumers get their own process
+        // group, so one signal to the group stops everything this test started.
+        let child = std::process::Command::new("setsid")
+            .arg(&bin)
+            .args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+            ])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}/mlflow.db", dir.path().display()))
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = MlflowServer {
+            child,
+            uri: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        // Ready when /health answers 200 (5 to 20 s here).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                    return server;
+                }
+            }
+            let log =
+                std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mlflow server not ready after 90 s:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
+#[cfg(feature = "mlflow")]
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        // Stop by PID: the process group led by the server's PID (workers and job consumers
+        // included), then reap the server.
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status();
+        let _ = self.child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
+    }
+}
+
+#[cfg(feature = "mlflow")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_tracker_against_a_real_server() {
+    use mlops_train::tracking::{MlflowConfig, MlflowTracker};
+    let server = MlflowServer::start();
+    let t = MlflowTracker::new(MlflowConfig::new(server.uri.clone())).unwrap();
+    conformance(&t, "fraud-detection").await;
+    // More than one log-batch call's worth of metrics (1000) and params (100).
+    let run = t
+        .start_run("limits", "many", &BTreeMap::new())
+        .await
+        .unwrap();
+    let points: Vec<MetricPoint> = (0..2500)
+        .map(|s| MetricPoint::now("loss", 1.0 / (s + 1) as f64, s))
+        .collect();
+    t.log_metrics(&run, &points).await.unwrap();
+    let params: BTreeMap<String, String> =
+        (0..250).map(|i| (format!("p{i}"), i.to_string())).collect();
+    t.log_params(&run, &params).await.unwrap();
+    assert_eq!(t.metric_history(&run, "loss").await.unwrap().len(), 2500);
+    assert_eq!(t.get_run(&run).await.unwrap().params.len(), 250);
+    // MLflow's own errors come back named.
+    let e = t
+        .get_run(&mlops_train::tracking::RunId("0123456789abcdef".into()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("runs/get") && e.contains("RESOURCE_DOES_NOT_EXIST"),
+        "{e}"
+    );
+    // Secrets never show in Debug.
+    let cfg = MlflowConfig {
+        password: Some("hunter2".into()),
+        token: Some("tok".into()),
+        ..MlflowConfig::new(server.uri.clone())
+    };
+    let shown = format!("{cfg:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("tok\""),
+        "{shown}"
+    );
+    assert!(MlflowTracker::new(MlflowConfig::new("ftp://x")).is_err());
+}

@@ -391,3 +391,96 @@ fn drift_report_flags_a_shift_and_writes_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kss"));
 }
+
+#[test]
+fn trial_prints_katib_stdout_metrics_and_refuses_unknown_flags() {
+    let out = run(
+        "trial",
+        &[
+            "--lr=0.01",
+            "--hidden=16,8",
+            "--dropout=0.1",
+            "--epochs=3",
+            "--batch_size=64",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Katib's StdOut collector: `name=value` lines, names without dots.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.iter().all(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            !k.contains('.') && v.parse::<f64>().is_ok()
+        }),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("epoch=")).count(),
+        4,
+        "{stdout}"
+    );
+    let auc: f64 = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("val_auc="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(auc > 0.9, "{auc}");
+    let bad = run("trial", &["--learning-speed=3"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_speed"));
+}
+
+#[test]
+fn hpo_reports_sampler_quality_and_runs_a_resumable_mlp_study() {
+    let out = run(
+        "hpo",
+        &["--objective", "branin", "--trials", "30", "--seeds", "5"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["best_per_seed"].as_array().unwrap().len(), 5);
+    assert!(v["median_best"].as_f64().unwrap() < 2.0, "{v}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--objective",
+        "mlp",
+        "--trials",
+        "4",
+        "--parallel",
+        "2",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ];
+    let first = run("hpo", &args);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("study.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    assert!(dir.path().join("mlruns/mlp-wdbc").is_dir());
+    // Run again: the journal already holds every trial, so nothing new runs.
+    let again = run("hpo", &args);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(!stdout.contains("trial  0"), "{stdout}");
+    assert!(stdout.contains("stopped: MaxTrials"), "{stdout}");
+}

@@ -36,6 +36,12 @@ pub enum Error {
         /// What went wrong, with the server's error code where it gave one.
         message: String,
     },
+    /// A trial was stopped by the study's pruner (return it from the objective with `?`).
+    #[error("trial pruned at step {step}")]
+    Pruned {
+        /// The step of the report that pruned it.
+        step: i64,
+    },
     /// Training diverged (a non-finite loss).
     #[error("training diverged at epoch {epoch}, batch {batch}: loss is {loss}")]
     Diverged {

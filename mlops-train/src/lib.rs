@@ -15,7 +15,9 @@
 //!   and data give bit-identical weights at any thread count;
 //! - [`training_curves_svg`]: the history as an SVG plot;
 //! - [`tracking`]: the [`tracking::ExperimentTracker`] trait, an object-store backend and
-//!   (feature `mlflow`) an MLflow REST backend, and [`tracking::log_training`].
+//!   (feature `mlflow`) an MLflow REST backend, and [`tracking::log_training`];
+//! - [`hpo`]: search spaces, random / grid / TPE samplers, median / ASHA / Hyperband pruning,
+//!   and a Katib-shaped [`hpo::Study`].
 //!
 //! ```
 //! use mlops_train::{MlpConfig, TrainConfig};
@@ -31,6 +33,7 @@ mod config;
 mod curves;
 mod data;
 mod error;
+pub mod hpo;
 mod network;
 mod optim;
 pub mod tracking;

@@ -1,0 +1,38 @@
+//! Hyperparameter search: a [`SearchSpace`] (uniform, log-uniform, int, categorical,
+//! conditional), samplers (random, grid, TPE with Optuna's defaults and the constant liar),
+//! pruners (median, ASHA, Hyperband) and a [`Study`] shaped like Katib's Experiment that runs
+//! trials on threads, deterministically for a seed, and resumes from its journal.
+//!
+//! ```
+//! use mlops_train::hpo::{Direction, Distribution, ObjectiveConfig, Param, SearchSpace, Study, StudyConfig};
+//!
+//! let space = SearchSpace::new(vec![
+//!     Param { name: "x".into(), distribution: Distribution::Uniform { low: -5.0, high: 5.0 }, condition: None },
+//! ])?;
+//! let config = StudyConfig {
+//!     name: "quadratic".into(),
+//!     objective: ObjectiveConfig { direction: Direction::Minimize, goal: None, objective_metric_name: "loss".into() },
+//!     parallel_trial_count: 2,
+//!     max_trial_count: 30,
+//!     max_failed_trial_count: 0,
+//!     seed: 1,
+//!     sampler: Default::default(),
+//!     pruner: Default::default(),
+//! };
+//! let mut study = Study::new(config, space)?;
+//! study.optimize(|t| Ok((t.float("x")? - 1.0).powi(2)), &mut |_| {})?;
+//! assert!(study.best_trial().unwrap().value.unwrap() < 0.5);
+//! # Ok::<(), mlops_train::Error>(())
+//! ```
+
+mod pruner;
+mod sampler;
+mod space;
+mod study;
+
+pub use pruner::PrunerConfig;
+pub use sampler::SamplerConfig;
+pub use space::{Assignment, Condition, Distribution, Param, ParamValue, SearchSpace};
+pub use study::{
+    Direction, ObjectiveConfig, StopReason, Study, StudyConfig, Trial, TrialRecord, TrialState,
+};

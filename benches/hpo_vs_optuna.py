@@ -5,7 +5,7 @@
 
 Optuna: TPESampler(multivariate=True, constant_liar=True, seed=s), its other defaults
 (10 startup trials, 24 EI candidates). mlops: `cargo run --release --example hpo` with the
-same trial and seed counts. Prints the median over seeds of each study's best value (lower is
+same trial and seed counts, TPE, Gaussian-process BO and random. Prints the median over seeds of each study's best value (lower is
 better; optima: Branin 0.397887, Hartmann6 -3.32237) and the sampler's time per trial.
 """
 import argparse
@@ -71,7 +71,7 @@ def main():
     for name in ["branin", "hartmann6"]:
         best, ms, version = optuna_runs(name, args.trials, args.seeds)
         print(f"{name:<10} {'optuna ' + version + ' TPE':<22} {best:>12.4f} {ms:>9.3f}")
-        for sampler in ["tpe", "random"]:
+        for sampler in ["tpe", "gp", "random"]:
             b, m = ours(name, sampler, args.trials, args.seeds)
             print(f"{name:<10} {'mlops ' + sampler:<22} {b:>12.4f} {m:>9.3f}")
 

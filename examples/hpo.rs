@@ -12,7 +12,6 @@
 //! For `branin` / `hartmann6` it prints one JSON line:
 //! `{"objective", "sampler", "trials", "seeds", "median_best", "best_per_seed", "sampler_ms_per_trial"}`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,9 +20,9 @@ use clap::Parser;
 use mlops::core::{CsvOptions, Dataset, SplitFractions};
 use mlops::train::hpo::{
     Condition, Direction, Distribution, ObjectiveConfig, Param, PrunerConfig, SamplerConfig,
-    SearchSpace, Study, StudyConfig, TrialRecord, TrialState,
+    SearchSpace, Study, StudyConfig, TrialRecord,
 };
-use mlops::train::tracking::{ExperimentTracker, MetricPoint, ObjectStoreTracker, RunStatus};
+use mlops::train::tracking::{log_trial, ObjectStoreTracker};
 use mlops::train::{Callback, Control, EpochLog, MlpConfig, TrainConfig, Trainer};
 
 /// Run a hyperparameter study.
@@ -32,7 +31,7 @@ struct Args {
     /// `branin`, `hartmann6` (minimize; sampler checks) or `mlp` (train the MLP).
     #[arg(long, default_value = "branin")]
     objective: String,
-    /// `tpe`, `random` or `grid`.
+    /// `tpe`, `gp`, `random` or `grid`.
     #[arg(long, default_value = "tpe")]
     sampler: String,
     /// Trials per study.
@@ -101,7 +100,10 @@ fn sampler(name: &str) -> anyhow::Result<SamplerConfig> {
         "tpe" => SamplerConfig::default(),
         "random" => SamplerConfig::Random,
         "grid" => SamplerConfig::Grid { points: 7 },
-        other => anyhow::bail!("--sampler {other:?}: expected tpe, random or grid"),
+        "gp" => SamplerConfig::Gp {
+            n_startup_trials: 10,
+        },
+        other => anyhow::bail!("--sampler {other:?}: expected tpe, gp, random or grid"),
     })
 }
 
@@ -285,29 +287,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let logged = runtime.block_on(async {
-            let run = tracker
-                .start_run("mlp-wdbc", &format!("trial-{}", t.number), &BTreeMap::new())
-                .await?;
-            let params = t
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect();
-            tracker.log_params(&run, &params).await?;
-            let points: Vec<MetricPoint> = t
-                .intermediate
-                .iter()
-                .map(|&(s, v)| MetricPoint::now("val_auc", v, s))
-                .collect();
-            tracker.log_metrics(&run, &points).await?;
-            let status = match t.state {
-                TrialState::Complete => RunStatus::Finished,
-                TrialState::Pruned => RunStatus::Killed,
-                TrialState::Failed => RunStatus::Failed,
-            };
-            tracker.end_run(&run, status).await
-        });
+        let logged = runtime.block_on(log_trial(&tracker, "mlp-wdbc", "val_auc", t));
         if let Err(e) = logged {
             eprintln!("tracking trial {}: {e}", t.number);
         }

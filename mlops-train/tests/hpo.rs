@@ -96,6 +96,21 @@ fn tpe_beats_random_search_on_branin() {
     );
 }
 
+/// Gaussian-process BO: the bar is a median best <= 0.40 on Branin (optimum 0.397887).
+#[test]
+fn gp_bayesian_optimization_finds_the_branin_optimum() {
+    let gp = SamplerConfig::Gp {
+        n_startup_trials: 10,
+    };
+    let bests: Vec<f64> = (0..7).map(|s| best_branin(gp.clone(), s, 1)).collect();
+    let m = median(bests.clone());
+    println!("Branin, 50 trials, GP-BO best per seed {bests:?}, median {m:.4}");
+    assert!(m <= 0.40, "GP-BO median best {m} ({bests:?})");
+    // With two workers (constant liar at the mean) it still converges.
+    let parallel = best_branin(gp, 0, 2);
+    assert!(parallel < 0.45, "{parallel}");
+}
+
 #[test]
 fn same_seed_same_trials_with_parallel_workers() {
     let run = || {

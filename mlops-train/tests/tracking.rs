@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use mlops_train::hpo::{TrialRecord, TrialState};
 use mlops_train::tracking::{
-    compare_runs, log_training, ExperimentTracker, MetricPoint, ObjectStoreTracker, RunStatus,
+    compare_runs, log_training, log_trial, ExperimentTracker, MetricPoint, ObjectStoreTracker,
+    RunStatus,
 };
 use mlops_train::{MlpConfig, TrainConfig, Trainer};
 
@@ -176,6 +178,35 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
             .await
             .unwrap(),
         trained.artifact.weights_to_safetensors().unwrap()
+    );
+
+    // Study trials: a pruned one is KILLED with its reports; a failed one keeps its error.
+    let pruned = TrialRecord {
+        number: 3,
+        params: [("lr".to_string(), mlops_train::hpo::ParamValue::Float(0.01))].into(),
+        state: TrialState::Pruned,
+        value: None,
+        intermediate: vec![(1, 0.7), (3, 0.72)],
+        error: None,
+        seconds: 0.5,
+    };
+    let run = log_trial(t, "study-x", "val_auc", &pruned).await.unwrap();
+    let r = t.get_run(&run).await.unwrap();
+    assert_eq!((r.name.as_str(), r.status), ("trial-3", RunStatus::Killed));
+    assert_eq!(r.params["lr"], "0.01");
+    assert_eq!(t.metric_history(&run, "val_auc").await.unwrap().len(), 2);
+    let failed = TrialRecord {
+        number: 4,
+        state: TrialState::Failed,
+        error: Some("diverged".into()),
+        intermediate: vec![],
+        ..pruned
+    };
+    let run = log_trial(t, "study-x", "val_auc", &failed).await.unwrap();
+    let r = t.get_run(&run).await.unwrap();
+    assert_eq!(
+        (r.status, r.tags["error"].as_str()),
+        (RunStatus::Failed, "diverged")
     );
 }
 

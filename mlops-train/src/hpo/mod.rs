@@ -1,5 +1,6 @@
 //! Hyperparameter search: a [`SearchSpace`] (uniform, log-uniform, int, categorical,
-//! conditional), samplers (random, grid, TPE with Optuna's defaults and the constant liar),
+//! conditional), samplers (random, grid, TPE with Optuna's defaults and the constant liar,
+//! Gaussian-process Bayesian optimization with expected improvement),
 //! pruners (median, ASHA, Hyperband) and a [`Study`] shaped like Katib's Experiment that runs
 //! trials on threads, deterministically for a seed, and resumes from its journal.
 //!
@@ -25,6 +26,7 @@
 //! # Ok::<(), mlops_train::Error>(())
 //! ```
 
+mod gp;
 mod pruner;
 mod sampler;
 mod space;

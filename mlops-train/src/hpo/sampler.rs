@@ -21,6 +21,12 @@ pub enum SamplerConfig {
         #[serde(default = "default_points")]
         points: usize,
     },
+    /// Gaussian-process Bayesian optimization (Matérn 5/2, log expected improvement).
+    Gp {
+        /// Random trials before the model is used (default 10).
+        #[serde(default = "default_startup")]
+        n_startup_trials: usize,
+    },
     /// Tree-structured Parzen estimator.
     Tpe {
         /// Random trials before the model is used (Optuna: 10).

@@ -382,6 +382,25 @@ impl Study {
         }
     }
 
+    /// `(params, loss)` of the trials numbered below `wave_start` that a model learns from:
+    /// complete ones, and pruned ones at their best report (as Optuna counts them).
+    fn observations(&self, wave_start: u64) -> Vec<(Assignment, f64)> {
+        self.trials
+            .iter()
+            .filter(|t| t.number < wave_start)
+            .filter_map(|t| match t.state {
+                TrialState::Complete => t.value.map(|v| (t.params.clone(), self.loss(v))),
+                TrialState::Pruned => t
+                    .intermediate
+                    .iter()
+                    .map(|r| self.loss(r.1))
+                    .reduce(f64::min)
+                    .map(|v| (t.params.clone(), v)),
+                TrialState::Failed => None,
+            })
+            .collect()
+    }
+
     /// The parameters of trial `number`, drawn from trials numbered below its wave's first
     /// (and, for TPE, the wave's earlier members as running trials): the same for a seed at
     /// any parallelism and after a resume.
@@ -396,26 +415,21 @@ impl Study {
         match &self.config.sampler {
             SamplerConfig::Random => Some(random_assignment(&self.space, &mut rng)),
             SamplerConfig::Grid { points } => grid_assignment(&self.space, *points, number),
+            SamplerConfig::Gp { n_startup_trials } => {
+                let observations = self.observations(wave_start);
+                Some(super::gp::gp_assignment(
+                    &self.space,
+                    &observations,
+                    wave_members,
+                    *n_startup_trials,
+                    &mut rng,
+                ))
+            }
             SamplerConfig::Tpe {
                 n_startup_trials,
                 n_ei_candidates,
             } => {
-                let observations: Vec<(Assignment, f64)> = self
-                    .trials
-                    .iter()
-                    .filter(|t| t.number < wave_start)
-                    .filter_map(|t| match t.state {
-                        TrialState::Complete => t.value.map(|v| (t.params.clone(), self.loss(v))),
-                        // A pruned trial counts with its best report (Optuna does the same).
-                        TrialState::Pruned => t
-                            .intermediate
-                            .iter()
-                            .map(|r| self.loss(r.1))
-                            .reduce(f64::min)
-                            .map(|v| (t.params.clone(), v)),
-                        TrialState::Failed => None,
-                    })
-                    .collect();
+                let observations = self.observations(wave_start);
                 Some(tpe_assignment(
                     &self.space,
                     &observations,

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 pub use local::ObjectStoreTracker;
 #[cfg(feature = "mlflow")]
 pub use mlflow::{MlflowConfig, MlflowTracker};
-pub use training::log_training;
+pub use training::{log_training, log_trial};
 
 /// A run's identifier, as the backend issued it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{ExperimentTracker, MetricPoint, RunId, RunStatus};
 use crate::error::{Error, Result};
+use crate::hpo::{TrialRecord, TrialState};
 use crate::trainer::{TrainedModel, Trainer};
 
 /// Flattens a JSON value into `prefix.key = value` strings (strings unquoted, `null` skipped).
@@ -91,4 +92,49 @@ pub async fn log_training(
             Err(e)
         }
     }
+}
+
+/// Logs one finished trial of a study as a run of experiment `study`, named `trial-N`: its
+/// parameters, its intermediate reports as metric `metric` at their steps, its final value,
+/// and a status (`FINISHED`, `KILLED` when pruned, `FAILED` with the error as a tag).
+pub async fn log_trial(
+    tracker: &dyn ExperimentTracker,
+    study: &str,
+    metric: &str,
+    trial: &TrialRecord,
+) -> Result<RunId> {
+    let tags = [("trial_number".to_string(), trial.number.to_string())].into();
+    let run = tracker
+        .start_run(study, &format!("trial-{}", trial.number), &tags)
+        .await?;
+    let params = trial
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    tracker.log_params(&run, &params).await?;
+    let mut points: Vec<MetricPoint> = trial
+        .intermediate
+        .iter()
+        .filter(|r| r.1.is_finite())
+        .map(|&(s, v)| MetricPoint::now(metric, v, s))
+        .collect();
+    if let Some(v) = trial.value {
+        let step = trial.intermediate.last().map_or(0, |r| r.0 + 1);
+        points.push(MetricPoint::now(metric, v, step));
+    }
+    tracker.log_metrics(&run, &points).await?;
+    let status = match trial.state {
+        TrialState::Complete => RunStatus::Finished,
+        TrialState::Pruned => RunStatus::Killed,
+        TrialState::Failed => {
+            if let Some(e) = &trial.error {
+                let tags = [("error".to_string(), e.chars().take(500).collect())].into();
+                tracker.set_tags(&run, &tags).await?;
+            }
+            RunStatus::Failed
+        }
+    };
+    tracker.end_run(&run, status).await?;
+    Ok(run)
 }

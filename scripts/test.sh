@@ -44,13 +44,16 @@ cargo fmt --all -- --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings (and with the mlflow feature)"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p mlops-train --all-targets --features mlflow -- -D warnings
+# The same package selection as above, so only mlops-train and the HTTP client are checked again.
+cargo clippy --workspace --all-targets --features mlops-train/mlflow -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
 
 step "MLflow tracking backend against a real mlflow server (feature mlflow)"
-MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" cargo test -p mlops-train --features mlflow --test tracking
+# The whole workspace selected (as above) so that dependencies are not rebuilt with other
+# features; only the `tracking` test runs.
+MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" cargo test --workspace --features mlops-train/mlflow --test tracking
 
 step "pytest tests/python"
 .venv/bin/python -m pytest -q tests/python

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Path of a built example; the examples are (re)built once per test run, since
-/// `cargo test --test examples_cli` alone does not rebuild them.
+/// Path of a built example. `cargo test --workspace` builds the examples before any test
+/// runs; `cargo test --test examples_cli` alone does not, so they are (re)built once per test
+/// run with the same package selection as `cargo test --workspace` (a different selection
+/// would resolve dependency features differently and rebuild every dependency).
 fn example(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
@@ -13,15 +15,14 @@ fn example(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args([
-            "build",
-            "--examples",
+            "test",
+            "--workspace",
+            "--no-run",
             "--manifest-path",
             concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
         ]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
-        } else {
-            cmd.args(["--profile", "test"]);
         }
         assert!(cmd.status().unwrap().success(), "building the examples");
     });

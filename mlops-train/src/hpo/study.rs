@@ -532,9 +532,6 @@ impl Study {
                 self.trials.push(t);
             }
             self.trials.sort_by_key(|t| t.number);
-            if (wave_end - wave_start) < p && wave_end < max {
-                return Ok(StopReason::GridExhausted);
-            }
         }
     }
 

@@ -19,7 +19,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_keys, check_name, now_ms, ExperimentTracker, MetricPoint, RunId, RunRecord, RunStatus,
+    check_keys, check_name, check_start, now_ms, ExperimentTracker, MetricPoint, RunId, RunRecord,
+    RunStatus,
 };
 use crate::error::{Error, Result};
 
@@ -224,9 +225,7 @@ impl ExperimentTracker for ObjectStoreTracker {
         name: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<RunId> {
-        check_name("experiment", experiment)?;
-        check_name("run name", name)?;
-        check_keys("tags", tags.keys())?;
+        check_start(experiment, name, tags)?;
         let run_id = RunId(format!("{:032x}", rand::random::<u128>()));
         self.write(
             &self.child(&["_runs", &run_id.0]),

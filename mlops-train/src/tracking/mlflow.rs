@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    check_keys, check_metric_value, check_name, now_ms, ExperimentTracker, MetricPoint, RunId,
-    RunRecord, RunStatus,
+    check_keys, check_metric_value, check_name, check_start, now_ms, ExperimentTracker,
+    MetricPoint, RunId, RunRecord, RunStatus,
 };
 use crate::error::{Error, Result};
 
@@ -379,9 +379,7 @@ impl ExperimentTracker for MlflowTracker {
         name: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<RunId> {
-        check_name("experiment", experiment)?;
-        check_name("run name", name)?;
-        check_keys("tags", tags.keys())?;
+        check_start(experiment, name, tags)?;
         let id = self.experiment_id(experiment, true).await?.ok_or_else(|| {
             tracking_err(format!("experiment {experiment:?} could not be created"))
         })?;

@@ -218,6 +218,17 @@ pub(crate) fn check_metric_value(m: &MetricPoint) -> Result<()> {
     }
 }
 
+/// Checks what `start_run` receives: the experiment and run names, and the tag keys.
+pub(crate) fn check_start(
+    experiment: &str,
+    name: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<()> {
+    check_name("experiment", experiment)?;
+    check_name("run name", name)?;
+    check_keys("tags", tags.keys())
+}
+
 /// Checks every key of a map, naming `field[key]`.
 pub(crate) fn check_keys<'a>(field: &str, keys: impl Iterator<Item = &'a String>) -> Result<()> {
     for k in keys {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One epoch of the seed's MLP through mlops (candle) and through PyTorch, same data, same
+"""One epoch of the seed's MLP through mlops (its CPU engine) and through PyTorch, same data, same
 threads, in one run; prints medians and the ratio.
 
     .venv-bench/bin/python benches/train_vs_pytorch.py [--rows 200000] [--cols 30] [--batch 512] [--threads 1]
@@ -96,7 +96,7 @@ def main():
     import torch
     m, t = float(np.median(ours["epoch_seconds"])), float(np.median(theirs))
     print(f"{args.rows} rows x {args.cols} features, batch {args.batch}, {args.threads} thread(s); torch {torch.__version__}")
-    print(f"mlops (candle) epoch: median {m:.3f} s  {ours['epoch_seconds']}")
+    print(f"mlops epoch:         median {m:.3f} s  {ours['epoch_seconds']}")
     print(f"PyTorch epoch:        median {t:.3f} s  {[round(v, 3) for v in theirs]}")
     print(f"mlops / PyTorch time: {m / t:.2f}")
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::callbacks::EpochLog;
+use crate::engine::HostParams;
 use crate::error::{Error, Result};
-use crate::network::HostParams;
 use crate::optim::AdamW;
 
 /// The checkpoint file inside a checkpoint directory.

@@ -226,7 +226,9 @@ pub struct TrainConfig {
     pub use_sample_weights: bool,
     /// Seeds weight initialization, shuffling, dropout and the validation split.
     pub seed: u64,
-    /// Worker threads for the tensor kernels. Results do not depend on it.
+    /// Worker threads of the trainer's pool (candle's kernels on the candle engine). The CPU
+    /// engine computes each training step on one thread, so its order of operations never
+    /// changes; results do not depend on this setting.
     pub threads: usize,
     /// Where to train.
     pub device: DeviceConfig,

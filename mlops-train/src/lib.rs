@@ -1,7 +1,10 @@
 //! # mlops-train
 //!
-//! Training for the mlops loop: a Candle MLP trainer (CPU by default, CUDA behind the `cuda`
-//! feature) that exports `mlops_core::model` artifacts.
+//! Training for the mlops loop: an MLP trainer that exports `mlops_core::model` artifacts. On
+//! CPU (the default) each step is one fused forward and backward pass over buffers allocated
+//! once, with ndarray's `matrixmultiply` kernels for the products (its gradients are tested
+//! against candle's autograd); on a GPU (the `cuda` feature) the network runs on candle's
+//! CUDA backend.
 //!
 //! - [`MlpConfig`] and [`TrainConfig`]: serde hyperparameters whose defaults are the seed's
 //!   Keras model (Dense 128-64-32, dropout 0.3, Adam 1e-3, binary cross-entropy, early
@@ -32,9 +35,9 @@ mod checkpoint;
 mod config;
 mod curves;
 mod data;
+mod engine;
 mod error;
 pub mod hpo;
-mod network;
 mod optim;
 pub mod tracking;
 mod trainer;

@@ -2,11 +2,9 @@
 //! checkpoint holds everything needed to resume bit-identically. candle's own `AdamW` keeps
 //! its moments private.
 
-use candle_core::backprop::GradStore;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::network::{HostParams, Network};
+use crate::engine::HostParams;
 
 /// Optimizer state: step count and first/second moments per parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,8 +55,8 @@ impl AdamW {
             .collect()
     }
 
-    /// One update from `grads`, written back into `net`.
-    pub(crate) fn step(&mut self, net: &Network, grads: &GradStore) -> Result<()> {
+    /// One update of the parameters from `grads` (same layout as `params`).
+    pub(crate) fn apply(&mut self, grads: &[Vec<f32>]) {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
@@ -69,17 +67,19 @@ impl AdamW {
         let inv_sqrt_c2 = (1.0 / c2.sqrt()) as f32;
         let eps = self.epsilon as f32;
         let decay = 1.0 - lr * self.weight_decay as f32;
-        for (k, var) in net.vars().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
-            let g = g.flatten_all()?.to_vec1::<f32>()?;
+        for (k, g) in grads.iter().enumerate() {
             let (p, m, v) = (&mut self.params[k], &mut self.m[k], &mut self.v[k]);
-            for i in 0..g.len() {
-                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                let denom = v[i].sqrt() * inv_sqrt_c2 + eps;
-                p[i] = p[i] * decay - step_size * m[i] / denom;
+            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let denom = v.sqrt() * inv_sqrt_c2 + eps;
+                *p = *p * decay - step_size * *m / denom;
             }
         }
-        net.set_from_host(&self.host_params())
+    }
+
+    /// Zeroed buffers shaped like the parameters, for gradients.
+    pub(crate) fn zeros_like_params(&self) -> Vec<Vec<f32>> {
+        self.params.iter().map(|p| vec![0.0; p.len()]).collect()
     }
 }

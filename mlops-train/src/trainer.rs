@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use mlops_core::metrics::ScoredSamples;
 use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec};
 use mlops_core::{Dataset, SplitFractions};
@@ -18,8 +18,10 @@ use crate::callbacks::{Callback, Control, EpochLog};
 use crate::checkpoint::{Checkpoint, Watchers};
 use crate::config::{DeviceConfig, MlpConfig, Monitor, TrainConfig};
 use crate::data::{fingerprint, fit_standardization, loss_coefficients, prepare, Prepared};
+use crate::engine::device::CandleEngine;
+use crate::engine::host::HostEngine;
+use crate::engine::{glorot_init, layer_shapes, Engine};
 use crate::error::{Error, Result};
-use crate::network::{vector, weighted_bce, Network};
 use crate::optim::AdamW;
 
 /// Rows per forward pass when scoring the validation split.
@@ -187,19 +189,21 @@ impl Trainer {
             }
         }
         let (c1, c2) = loss_coefficients(&tr, &self.config);
-        let device = device(self.config.device)?;
         let cfg = &self.config;
+        let shapes = layer_shapes(tr.cols, &self.mlp.hidden);
+        let (activation, dropout) = (self.mlp.activation, self.mlp.dropout);
+        let mut engine: Box<dyn Engine> = match cfg.device {
+            DeviceConfig::Cpu => Box::new(HostEngine::new(shapes.clone(), activation, dropout)),
+            DeviceConfig::Cuda(_) => Box::new(CandleEngine::new(
+                shapes.clone(),
+                activation,
+                dropout,
+                &device(cfg.device)?,
+            )?),
+        };
         let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let net = Network::init(
-            tr.cols,
-            &self.mlp.hidden,
-            self.mlp.activation,
-            self.mlp.dropout,
-            &mut init_rng,
-            &device,
-        )?;
         let mut opt = AdamW::new(
-            &net.to_host()?,
+            &glorot_init(&shapes, &mut init_rng),
             cfg.learning_rate,
             (cfg.beta1, cfg.beta2),
             cfg.epsilon,
@@ -213,7 +217,6 @@ impl Trainer {
             if let Some(c) = Checkpoint::load(dir, &key)? {
                 tracing::info!(epochs_done = c.epochs_done, dir = %dir.display(), "resuming from checkpoint");
                 opt = c.optimizer;
-                net.set_from_host(&opt.host_params())?;
                 watchers = c.watchers;
                 history = c.history;
                 first_epoch = c.epochs_done + 1;
@@ -227,8 +230,8 @@ impl Trainer {
         while !stop && epoch <= cfg.epochs {
             let started = Instant::now();
             let lr = opt.lr;
-            let loss = self.train_epoch(epoch, &net, &mut opt, &tr, &c1, &c2, &device)?;
-            let mut log = evaluate(&net, &va, &device)?;
+            let loss = self.train_epoch(epoch, engine.as_mut(), &mut opt, &tr, &c1, &c2)?;
+            let mut log = evaluate(engine.as_mut(), &opt.params, &va)?;
             log.epoch = epoch;
             log.learning_rate = lr;
             log.loss = loss;
@@ -283,8 +286,7 @@ impl Trainer {
         spec.metadata
             .insert("epoch".into(), exported_epoch.to_string());
         spec.metadata.insert("seed".into(), cfg.seed.to_string());
-        let layers = net
-            .shapes
+        let layers = shapes
             .iter()
             .zip(params)
             .map(|(&(out, inp), (w, b))| {
@@ -322,12 +324,11 @@ impl Trainer {
     fn train_epoch(
         &self,
         epoch: usize,
-        net: &Network,
+        engine: &mut dyn Engine,
         opt: &mut AdamW,
         tr: &Prepared,
         c1: &[f32],
         c2: &[f32],
-        device: &Device,
     ) -> Result<f64> {
         // Each epoch has its own stream of the seed: shuffling and dropout do not depend on
         // earlier epochs, so a resumed run draws what an uninterrupted one would.
@@ -336,28 +337,32 @@ impl Trainer {
         let mut order: Vec<usize> = (0..tr.rows).collect();
         order.shuffle(&mut rng);
         let mut total = 0.0f64;
-        let mut xb = Vec::with_capacity(self.config.batch_size * tr.cols);
-        for (batch, rows) in order.chunks(self.config.batch_size).enumerate() {
+        let batch_size = self.config.batch_size;
+        let mut xb = Vec::with_capacity(batch_size * tr.cols);
+        let (mut a, mut b) = (
+            Vec::with_capacity(batch_size),
+            Vec::with_capacity(batch_size),
+        );
+        let mut grads = opt.zeros_like_params();
+        for (batch, rows) in order.chunks(batch_size).enumerate() {
             xb.clear();
+            a.clear();
+            b.clear();
             for &i in rows {
                 xb.extend_from_slice(&tr.x[i * tr.cols..(i + 1) * tr.cols]);
+                a.push(c1[i]);
+                b.push(c2[i]);
             }
-            let x = Tensor::from_slice(&xb, (rows.len(), tr.cols), device)?;
-            let a = vector(rows.iter().map(|&i| c1[i]).collect(), device)?;
-            let b = vector(rows.iter().map(|&i| c2[i]).collect(), device)?;
-            let logits = net.forward(&x, Some(&mut rng))?;
-            let loss = weighted_bce(&logits, &a, &b)?;
-            let value = loss.to_scalar::<f32>()?;
-            if !value.is_finite() {
+            let value = engine.loss_and_grads(&opt.params, &xb, &a, &b, &mut rng, &mut grads)?;
+            if !value.is_finite() || grads.iter().flatten().any(|g| !g.is_finite()) {
                 return Err(Error::Diverged {
                     epoch,
                     batch,
-                    loss: value,
+                    loss: value as f32,
                 });
             }
-            let grads = loss.backward()?;
-            opt.step(net, &grads)?;
-            total += f64::from(value) * rows.len() as f64;
+            opt.apply(&grads);
+            total += value * rows.len() as f64;
         }
         Ok(total / tr.rows as f64)
     }
@@ -417,17 +422,12 @@ impl Trainer {
     }
 }
 
-/// Validation metrics of the current weights (no dropout).
-fn evaluate(net: &Network, va: &Prepared, device: &Device) -> Result<EpochLog> {
+/// Validation metrics of `params` (no dropout).
+fn evaluate(engine: &mut dyn Engine, params: &[Vec<f32>], va: &Prepared) -> Result<EpochLog> {
     let mut probs = Vec::with_capacity(va.rows);
     for start in (0..va.rows).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(va.rows);
-        let x = Tensor::from_slice(
-            &va.x[start * va.cols..end * va.cols],
-            (end - start, va.cols),
-            device,
-        )?;
-        let logits = net.forward(&x, None)?.to_vec1::<f32>()?;
+        let logits = engine.logits(params, &va.x[start * va.cols..end * va.cols], end - start)?;
         probs.extend(logits.iter().map(|&z| {
             let z = f64::from(z);
             if z >= 0.0 {

@@ -1,5 +1,6 @@
-//! Samplers: random, grid and TPE (Optuna's defaults: 10 random startup trials, a
-//! multivariate Parzen estimator, the constant liar for trials still running).
+//! Samplers: random, grid and TPE (Optuna's defaults: 10 startup trials, a multivariate
+//! Parzen estimator, 24 candidates, the constant liar for trials still running; the startup
+//! trials follow a shifted Halton design where Optuna draws them independently).
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -29,7 +30,7 @@ pub enum SamplerConfig {
     },
     /// Tree-structured Parzen estimator.
     Tpe {
-        /// Random trials before the model is used (Optuna: 10).
+        /// Startup trials (a shifted Halton design) before the model is used (Optuna: 10).
         #[serde(default = "default_startup")]
         n_startup_trials: usize,
         /// Candidates drawn from l(x) per trial, the best l/g kept (Optuna: 24).
@@ -66,6 +67,45 @@ pub(crate) fn random_assignment(space: &SearchSpace, rng: &mut ChaCha8Rng) -> As
                 p.name.clone(),
                 from_unit(&p.distribution, rng.random::<f64>()),
             );
+        }
+    }
+    a
+}
+
+/// The first primes: the Halton bases of the first parameters.
+const PRIMES: [u64; 24] = [
+    2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+];
+
+/// The radical inverse of `i` in base `b`: the `i`-th Halton coordinate.
+fn radical_inverse(mut i: u64, b: u64) -> f64 {
+    let (mut inv, mut f) = (0.0, 1.0 / b as f64);
+    while i > 0 {
+        inv += (i % b) as f64 * f;
+        i /= b;
+        f /= b as f64;
+    }
+    inv
+}
+
+/// A startup point: the `index`-th point (from 1) of a Halton sequence over the parameters,
+/// shifted modulo 1 by `shift` (one uniform per parameter, drawn once per study: a randomized
+/// quasi-Monte Carlo design that covers the space more evenly than independent draws).
+/// Parameters past the 24th take `rng`'s uniform draws.
+pub(crate) fn halton_assignment(
+    space: &SearchSpace,
+    index: u64,
+    shift: &[f64],
+    rng: &mut ChaCha8Rng,
+) -> Assignment {
+    let mut a = Assignment::new();
+    for (k, p) in space.params().iter().enumerate() {
+        if SearchSpace::is_active(p, &a) {
+            let u = match (PRIMES.get(k), shift.get(k)) {
+                (Some(&b), Some(&s)) => (radical_inverse(index, b) + s).fract(),
+                _ => rng.random::<f64>(),
+            };
+            a.insert(p.name.clone(), from_unit(&p.distribution, u));
         }
     }
     a

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::pruner::{should_prune, PrunerConfig};
-use super::sampler::{grid_assignment, random_assignment, tpe_assignment, SamplerConfig};
+use super::sampler::{
+    grid_assignment, halton_assignment, random_assignment, tpe_assignment, SamplerConfig,
+};
 use super::space::{Assignment, ParamValue, SearchSpace};
 use crate::error::{Error, Result};
 
@@ -412,6 +414,24 @@ impl Study {
     ) -> Option<Assignment> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
         rng.set_stream(number);
+        // TPE starts from a shifted Halton design (trial `number` is its point `number + 1`;
+        // the shift is drawn once from the study's seed). Over 50-trial studies it did better
+        // than independent draws on Branin (20 seeds; a tie at 100) and Hartmann6 (20 and 100
+        // seeds). GP-BO keeps independent draws, which did better with it on Hartmann6.
+        let startup =
+            |observations: &[(Assignment, f64)], n_startup: usize, rng: &mut ChaCha8Rng| {
+                (observations.len() < n_startup).then(|| {
+                    let mut shift_rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+                    shift_rng.set_stream(u64::MAX);
+                    let shift: Vec<f64> = self
+                        .space
+                        .params()
+                        .iter()
+                        .map(|_| shift_rng.random::<f64>())
+                        .collect();
+                    halton_assignment(&self.space, number + 1, &shift, rng)
+                })
+            };
         match &self.config.sampler {
             SamplerConfig::Random => Some(random_assignment(&self.space, &mut rng)),
             SamplerConfig::Grid { points } => grid_assignment(&self.space, *points, number),
@@ -430,6 +450,9 @@ impl Study {
                 n_ei_candidates,
             } => {
                 let observations = self.observations(wave_start);
+                if let Some(a) = startup(&observations, *n_startup_trials, &mut rng) {
+                    return Some(a);
+                }
                 Some(tpe_assignment(
                     &self.space,
                     &observations,

@@ -7,8 +7,11 @@
 //! picked on validation → both evaluated on test with bootstrap intervals → the seed's metric
 //! gate plus a champion comparison → a drift reference profile of the training split stored
 //! beside the candidate, and new data checked against it (the held-out test split, which
-//! should not drift, and a copy of it whose tumours read 30% larger, which should). Later steps
-//! (registering, serving) extend this file.
+//! should not drift, and a copy of it whose tumours read 30% larger, which should) → the
+//! candidate registered in a local registry (`WORKDIR/registry`) with its drift reference
+//! profile, metrics, parameters and lineage (tracking run, training-data fingerprint, parent
+//! version), and, when it passed the gate, moved to `production` by compare-and-swap. Later
+//! steps (serving) extend this file.
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- --workdir .mlops --seed 42]
@@ -32,6 +35,9 @@ use mlops::core::model::{
 use mlops::core::validation::{ValidationConfig, ValidationReport, ValidationSuite};
 use mlops::core::{CsvOptions, Dataset, Schema, SplitFractions};
 use mlops::drift::{DriftConfig, DriftReport, ProfileConfig, ReferenceProfile};
+use mlops::registry::{
+    sha256_hex, DatasetFingerprint, Lineage, NewVersion, Registry, RegistryConfig,
+};
 use mlops::train::tracking::{log_training, ObjectStoreTracker, RunId};
 use mlops::train::{
     training_curves_svg, MlpConfig, ProgressBar, TrainConfig, TrainedModel, Trainer,
@@ -281,6 +287,87 @@ fn drift_check(
     Ok(report)
 }
 
+/// sha256 and row count of a dataset's features and labels (little-endian f32, row-major).
+fn fingerprint(data: &Dataset) -> DatasetFingerprint {
+    let mut bytes = Vec::with_capacity((data.n_rows() * (data.n_features() + 1)) * 4);
+    for v in data.features().iter() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in data.labels().into_iter().flatten() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    DatasetFingerprint {
+        sha256: sha256_hex(&bytes),
+        rows: data.n_rows() as u64,
+    }
+}
+
+fn register(
+    args: &Args,
+    train: &Dataset,
+    candidate: &ModelArtifact,
+    profile: &ReferenceProfile,
+    values: &MetricValues,
+    run: &RunId,
+    passed: bool,
+) -> anyhow::Result<()> {
+    let dir = args.workdir.join("registry");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let url = format!("file://{}", std::fs::canonicalize(&dir)?.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let registry = Registry::open(&url, &RegistryConfig::default()).await?;
+        let production = registry
+            .alias("wdbc-mlp", "production")
+            .await?
+            .and_then(|e| e.target);
+        let mut new = NewVersion::new()
+            .artifact(candidate)?
+            .reference_profile(profile.to_json()?)
+            .param("hidden", "128,64,32")
+            .param("seed", args.seed.to_string())
+            .tag("gate", if passed { "passed" } else { "failed" })
+            .tag("dataset", "wdbc")
+            .lineage(Lineage {
+                run_id: Some(run.0.clone()),
+                dataset: Some(fingerprint(train)),
+                code_version: Some(format!("mlops {}", env!("CARGO_PKG_VERSION"))),
+                parent_version: production,
+            })
+            .description("the main job's MLP candidate");
+        for (metric, value) in &values.values {
+            new = new.metric(metric.name(), *value);
+        }
+        let record = registry.register("wdbc-mlp", new).await?;
+        println!(
+            "[registry]  registered wdbc-mlp v{} ({} files, {} bytes) in {}",
+            record.version,
+            record.files.len(),
+            record.total_size(),
+            dir.display()
+        );
+        if passed {
+            registry
+                .set_alias(
+                    "wdbc-mlp",
+                    "production",
+                    record.version,
+                    production,
+                    "passed the gate",
+                )
+                .await?;
+            println!(
+                "[registry]  production: {} -> v{}",
+                production.map_or("(unset)".to_string(), |v| format!("v{v}")),
+                record.version
+            );
+        }
+        anyhow::Ok(())
+    })
+}
+
 fn run(args: &Args) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&args.workdir)
         .with_context(|| format!("creating {}", args.workdir.display()))?;
@@ -412,6 +499,18 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         !same.dataset.drifted && shifted.dataset.drifted,
         "the drift check should pass the held-out split and flag the shifted copy"
     );
+    // 7. Register the candidate with its reference profile and lineage; when it passed the
+    //    gate it becomes `production` (compare-and-swap against the production it was compared
+    //    with, so a concurrent promotion is never overwritten).
+    register(
+        args,
+        &split.train,
+        &candidate,
+        &profile,
+        &values,
+        &run,
+        decision.passed,
+    )?;
     println!(
         "[done]      gate {}; outputs in {}",
         if decision.passed { "passed" } else { "failed" },

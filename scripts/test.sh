@@ -3,9 +3,11 @@
 #   1. sets up what the tests need (a Python venv in .venv with the pinned packages of
 #      scripts/requirements-test.txt; promtool from Debian's prometheus package),
 #   2. cargo fmt --check, cargo clippy -D warnings,
-#   3. every Rust test (unit, integration, property, doc, examples), then the MLflow tracking
-#      backend (feature `mlflow`) against a real `mlflow server` from .venv that the test
-#      starts on a port it picks and stops by PID (process group),
+#   3. every Rust test (unit, integration, property, doc, examples), then the tests against
+#      real servers that each test starts on a port it picks and stops by PID (process group):
+#      the MLflow tracking backend (feature `mlflow`) against `mlflow server` from .venv, and
+#      the registry conformance suite on S3 (feature `aws`, `moto_server` from .venv) and on
+#      Azure Blob (feature `azure`, Azurite from npm, installed into .tools),
 #   4. the Python tests (the committed fixtures are what the committed generators write),
 # and stops whatever it started (by PID) on the way out.
 set -euo pipefail
@@ -30,6 +32,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 
+step "Azurite (npm) in .tools for the Azure registry tests"
+if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+  mkdir -p .tools
+  npm install --silent --no-audit --no-fund --prefix .tools azurite@3.37.0
+fi
+.tools/node_modules/.bin/azurite-blob --version
+
 step "promtool (Debian's prometheus package) for the metrics tests"
 if ! command -v promtool >/dev/null 2>&1; then
   # The package's service is not started: policy-rc.d forbids it in containers, and the tests
@@ -42,18 +51,24 @@ promtool --version | head -n 1
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --workspace --all-targets -- -D warnings (and with the mlflow feature)"
+# Features of the tests against real servers (and gcp, which has no local server: compiled and
+# linted only).
+server_features=mlops-train/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
+
+step "cargo clippy --workspace --all-targets -- -D warnings (and with the server features)"
 cargo clippy --workspace --all-targets -- -D warnings
-# The same package selection as above, so only mlops-train and the HTTP client are checked again.
-cargo clippy --workspace --all-targets --features mlops-train/mlflow -- -D warnings
+# The same package selection as above, so only the crates these features touch are checked again.
+cargo clippy --workspace --all-targets --features "$server_features" -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
 
-step "MLflow tracking backend against a real mlflow server (feature mlflow)"
+step "Against real servers: mlflow server (tracking), moto S3 and Azurite (registry)"
 # The whole workspace selected (as above) so that dependencies are not rebuilt with other
-# features; only the `tracking` test runs.
-MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" cargo test --workspace --features mlops-train/mlflow --test tracking
+# features; only the `tracking` and `conformance` tests run.
+MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
+  MLOPS_AZURITE="$PWD/.tools/node_modules/.bin/azurite-blob" MLOPS_PYTHON="$PWD/.venv/bin/python" \
+  cargo test --workspace --features "$server_features" --test tracking --test conformance
 
 step "pytest tests/python"
 .venv/bin/python -m pytest -q tests/python

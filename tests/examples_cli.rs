@@ -485,3 +485,124 @@ fn hpo_reports_sampler_quality_and_runs_a_resumable_mlp_study() {
     assert!(!stdout.contains("trial  0"), "{stdout}");
     assert!(stdout.contains("stopped: MaxTrials"), "{stdout}");
 }
+
+#[test]
+fn registry_cli_registers_aliases_downloads_and_races_across_processes() {
+    let reg = tempfile::tempdir().unwrap();
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(model.path().join("model.bin"), [7u8; 64]).unwrap();
+    std::fs::create_dir_all(model.path().join("extra")).unwrap();
+    std::fs::write(model.path().join("extra/notes.txt"), "hello").unwrap();
+    let r = reg.path().to_str().unwrap();
+    let m = model.path().to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--registry", r];
+        all.extend_from_slice(args);
+        run("registry", &all)
+    };
+    let ok = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+
+    for _ in 0..6 {
+        ok(&cli(&["register", "fraud", m, "--tag", "team=risk"]));
+    }
+    // Several processes registering the same model at once get distinct consecutive versions.
+    let exe = example("registry");
+    let spawned: Vec<_> = (0..6)
+        .map(|i| {
+            Command::new(&exe)
+                .args([
+                    "--registry",
+                    r,
+                    "--json",
+                    "register",
+                    "race",
+                    m,
+                    "--metric",
+                    &format!("roc_auc=0.9{i}"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut versions: Vec<u64> = spawned
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+            v["version"].as_u64().unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+
+    // list (table and JSON), alias with and without --expect, show by alias, download.
+    let table = ok(&cli(&["list", "fraud"]));
+    assert!(
+        table.contains("team=risk") && table.lines().count() == 7,
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&cli(&[
+        "--json",
+        "list",
+        "race",
+        "--metric",
+        "roc_auc>=0.93",
+    ])))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
+    ok(&cli(&["alias", "fraud", "production", "2"]));
+    let stale = cli(&["alias", "fraud", "production", "3", "--expect", "1"]);
+    assert_eq!(stale.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&stale.stderr);
+    assert!(err.contains("points to version 2, not version 1"), "{err}");
+    ok(&cli(&[
+        "alias",
+        "fraud",
+        "production",
+        "3",
+        "--expect",
+        "2",
+        "--why",
+        "better",
+    ]));
+    let shown = ok(&cli(&["show", "fraud", "@production"]));
+    assert!(
+        shown.contains("extra/notes.txt") && shown.contains("production"),
+        "{shown}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("serving");
+    ok(&cli(&[
+        "download",
+        "fraud",
+        "@production",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(std::fs::read(target.join("model.bin")).unwrap(), [7u8; 64]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("extra/notes.txt")).unwrap(),
+        "hello"
+    );
+    let history = ok(&cli(&["history", "fraud", "production"]));
+    assert!(history.contains("better"), "{history}");
+    let gc: serde_json::Value = serde_json::from_str(&ok(&cli(&["--json", "gc"]))).unwrap();
+    assert_eq!(gc["deleted"], 0);
+
+    // Bad input: exit 1 with the field named; a bad flag: exit 2.
+    let bad = cli(&["show", "fraud", "latest!"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("version"));
+    let bad = cli(&["register", "../escape", m]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("model name"));
+    assert_eq!(cli(&["list"]).status.code(), Some(2));
+}

@@ -1,7 +1,41 @@
 //! # mlops-registry
 //!
-//! The model registry of the mlops loop. This crate is empty today; it will own a registry on
-//! `object_store` (memory, local disk, S3, GCS, Azure) with race-free version numbers
-//! (`PutMode::Create`), compare-and-swap aliases (`production`, `canary`, ...), lineage,
-//! content-addressed blobs checked by sha256 on every load, tombstones, garbage collection and
-//! an audit log. Models are stored in the artifact format of `mlops_core::model`.
+//! The model registry of the mlops loop, kept entirely in object storage (`object_store`:
+//! memory and local disk always; S3, GCS and Azure behind the `aws`, `gcp`, `azure`
+//! features), so any number of trainers and servers on any number of machines share one
+//! registry with no database, and it stays correct under concurrency:
+//!
+//! - version numbers are claimed by creating the version record with `PutMode::Create` (the
+//!   one conditional write every backend supports): no gaps, no duplicates, whatever the
+//!   number of writers;
+//! - files are content-addressed blobs (sha256 computed while reading them for upload),
+//!   written before the record, so a crash never leaves a half version visible; every load
+//!   checks each blob's sha256 and size;
+//! - aliases (`production`, `canary`, ...) are append-only logs whose entries are created
+//!   with `PutMode::Create`: [`Registry::set_alias`] is a real compare-and-swap, with history
+//!   and rollback;
+//! - delete is a tombstone; [`Registry::gc`] removes unreferenced blobs after a grace period;
+//!   every change writes an [`AuditEvent`];
+//! - opening a registry checks that the store enforces conditional creates, and refuses one
+//!   that does not.
+
+mod blobs;
+mod config;
+mod error;
+pub mod names;
+mod new_version;
+mod query;
+mod records;
+mod registry;
+mod store;
+
+pub use blobs::{sha256_hex, FileSource};
+pub use config::RegistryConfig;
+pub use error::{Error, Result};
+pub use new_version::{NewVersion, REFERENCE_PROFILE_FILE};
+pub use query::{Comparison, MetricFilter, Query};
+pub use records::{
+    AliasEntry, AuditAction, AuditEvent, DatasetFingerprint, FileEntry, Lineage, Tombstone,
+    VersionInfo, VersionRecord, VersionRef,
+};
+pub use registry::{GcReport, Registry};

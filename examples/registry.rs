@@ -1,0 +1,455 @@
+//! A small CLI over the model registry, usable against any store URL.
+//!
+//! ```text
+//! cargo run --example registry -- --registry /tmp/reg register fraud ./model --tag team=risk --metric roc_auc=0.97
+//! cargo run --example registry -- --registry /tmp/reg list fraud
+//! cargo run --example registry -- --registry /tmp/reg show fraud @production
+//! cargo run --example registry -- --registry /tmp/reg alias fraud production 3 --expect 2
+//! cargo run --example registry -- --registry /tmp/reg download fraud @production ./serving
+//! cargo run --example registry -- --registry s3://bucket/models --option aws_region=eu-west-1 gc
+//! ```
+//!
+//! `--registry` (or `MLOPS_REGISTRY`) is a directory or a URL (`file:///dir`, `memory://`,
+//! `s3://`, `gs://`, `az://` with the facade's `aws`, `gcp`, `azure` features); cloud
+//! credentials come from the environment as object_store's builders read them, and
+//! `--option key=value` adds builder options. Output is a table, or JSON with `--json`.
+//! Exit status: 0 on success, 1 on an error (printed to stderr), 2 on bad usage.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use mlops::registry::{
+    Lineage, NewVersion, Query, Registry, RegistryConfig, VersionInfo, VersionRef,
+};
+
+/// Model registry CLI.
+#[derive(Parser)]
+struct Cli {
+    /// Registry location: a directory or a URL (file://, memory://, s3://, gs://, az://).
+    #[arg(long, env = "MLOPS_REGISTRY")]
+    registry: String,
+    /// Store builder option KEY=VALUE (repeatable), e.g. aws_endpoint=http://127.0.0.1:9000.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// Deadline of every store call, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Local cache of verified blobs.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Who is acting (default: $MLOPS_ACTOR, else $USER).
+    #[arg(long)]
+    actor: Option<String>,
+    /// JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register every file under DIR as the next version of NAME.
+    Register {
+        name: String,
+        dir: PathBuf,
+        /// Tag KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Metric NAME=NUMBER (repeatable).
+        #[arg(long = "metric", value_name = "NAME=NUMBER")]
+        metrics: Vec<String>,
+        /// Parameter NAME=VALUE (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Description (also the audit reason).
+        #[arg(long)]
+        description: Option<String>,
+        /// Tracking run id.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Code version (a commit).
+        #[arg(long)]
+        code_version: Option<String>,
+        /// Version this one derives from.
+        #[arg(long)]
+        parent: Option<u64>,
+    },
+    /// List versions of NAME (filters: --tag, --metric 'roc_auc>=0.9', --latest, --deleted).
+    List {
+        name: String,
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        #[arg(long = "metric", value_name = "EXPR")]
+        metrics: Vec<String>,
+        /// Only the highest matching version.
+        #[arg(long)]
+        latest: bool,
+        /// Include deleted versions.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Show one version (a number or @ALIAS).
+    Show { name: String, version: String },
+    /// Point ALIAS of NAME at VERSION; with --expect, only if it points at that now
+    /// (`none`: unset).
+    Alias {
+        name: String,
+        alias: String,
+        version: u64,
+        #[arg(long)]
+        expect: Option<String>,
+        /// Reason, for the audit log.
+        #[arg(long, default_value = "moved from the registry CLI")]
+        why: String,
+    },
+    /// The history of ALIAS.
+    History { name: String, alias: String },
+    /// Point ALIAS back at its previous version.
+    Rollback {
+        name: String,
+        alias: String,
+        #[arg(long, default_value = "rolled back from the registry CLI")]
+        why: String,
+    },
+    /// Download a version's files (checked against their sha256) into DIR.
+    Download {
+        name: String,
+        version: String,
+        dir: PathBuf,
+    },
+    /// Delete a version (a tombstone; its number is never reused).
+    Delete {
+        name: String,
+        version: u64,
+        #[arg(long)]
+        why: String,
+    },
+    /// Models in the registry.
+    Models,
+    /// Audit events (of NAME when given).
+    Audit { name: Option<String> },
+    /// Delete blobs no live version references, older than --grace-hours.
+    Gc {
+        #[arg(long, default_value_t = 24.0)]
+        grace_hours: f64,
+    },
+}
+
+fn key_value(text: &str, what: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{what} {text:?}: expected KEY=VALUE"),
+    }
+}
+
+/// A directory path becomes a file:// URL; URLs pass through.
+fn location(text: &str) -> anyhow::Result<String> {
+    if text.contains("://") {
+        return Ok(text.to_string());
+    }
+    let path = PathBuf::from(text);
+    std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+    let abs = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+fn print_versions(versions: &[VersionInfo]) {
+    println!(
+        "{:>7}  {:<24}  {:<12}  {:>10}  {:<22}  metrics / tags",
+        "version", "created", "by", "bytes", "aliases"
+    );
+    for v in versions {
+        let r = &v.record;
+        let metrics: Vec<String> = r.metrics.iter().map(|(k, m)| format!("{k}={m}")).collect();
+        let tags: Vec<String> = r.tags.iter().map(|(k, t)| format!("{k}={t}")).collect();
+        let mut aliases = v.aliases.join(",");
+        if v.deleted.is_some() {
+            aliases = "(deleted)".into();
+        }
+        println!(
+            "{:>7}  {:<24}  {:<12}  {:>10}  {:<22}  {} {}",
+            r.version,
+            r.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            r.created_by,
+            r.total_size(),
+            aliases,
+            metrics.join(" "),
+            tags.join(" ")
+        );
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = RegistryConfig {
+        timeout_seconds: cli.timeout,
+        actor: cli.actor.clone(),
+        cache_dir: cli.cache.clone(),
+        ..RegistryConfig::default()
+    };
+    for o in &cli.options {
+        let (k, v) = key_value(o, "--option")?;
+        config.options.insert(k, v);
+    }
+    let registry = Registry::open(&location(&cli.registry)?, &config).await?;
+    match cli.command {
+        Command::Register {
+            name,
+            dir,
+            tags,
+            metrics,
+            params,
+            description,
+            run_id,
+            code_version,
+            parent,
+        } => {
+            let mut new = NewVersion::new().dir(&dir)?.lineage(Lineage {
+                run_id,
+                dataset: None,
+                code_version,
+                parent_version: parent,
+            });
+            for t in &tags {
+                let (k, v) = key_value(t, "--tag")?;
+                new = new.tag(k, v);
+            }
+            for m in &metrics {
+                let (k, v) = key_value(m, "--metric")?;
+                let value: f64 = v
+                    .parse()
+                    .with_context(|| format!("--metric {m:?}: expected NAME=NUMBER"))?;
+                new = new.metric(k, value);
+            }
+            for p in &params {
+                let (k, v) = key_value(p, "--param")?;
+                new = new.param(k, v);
+            }
+            if let Some(d) = description {
+                new = new.description(d);
+            }
+            let record = registry.register(&name, new).await?;
+            if cli.json {
+                print_json(&record)?;
+            } else {
+                println!(
+                    "registered {} version {} ({} files, {} bytes)",
+                    record.model,
+                    record.version,
+                    record.files.len(),
+                    record.total_size()
+                );
+            }
+        }
+        Command::List {
+            name,
+            tags,
+            metrics,
+            latest,
+            deleted,
+        } => {
+            let mut query = Query {
+                include_deleted: deleted,
+                latest_only: latest,
+                ..Query::default()
+            };
+            for t in &tags {
+                let (k, v) = key_value(t, "--tag")?;
+                query = query.tag(k, v);
+            }
+            for m in &metrics {
+                query = query.metric(m)?;
+            }
+            let versions = registry.search(&name, &query).await?;
+            if cli.json {
+                print_json(&versions)?;
+            } else {
+                print_versions(&versions);
+            }
+        }
+        Command::Show { name, version } => {
+            let info = registry.version(&name, &version.parse()?).await?;
+            if cli.json {
+                print_json(&info)?;
+            } else {
+                print_versions(std::slice::from_ref(&info));
+                let r = &info.record;
+                println!("\nfiles:");
+                for f in &r.files {
+                    println!("  {:<32} {:>10}  sha256:{}", f.name, f.size, f.sha256);
+                }
+                if !r.params.is_empty() {
+                    println!("params: {:?}", r.params);
+                }
+                println!("lineage: {:?}", r.lineage);
+                if let Some(d) = &r.description {
+                    println!("description: {d}");
+                }
+                if let Some(t) = &info.deleted {
+                    println!("deleted at {} by {}: {}", t.at, t.by, t.why);
+                }
+            }
+        }
+        Command::Alias {
+            name,
+            alias,
+            version,
+            expect,
+            why,
+        } => {
+            let expected = match expect.as_deref() {
+                None => registry.alias(&name, &alias).await?.and_then(|e| e.target),
+                Some("none") => None,
+                Some(v) => Some(
+                    v.parse::<u64>()
+                        .with_context(|| format!("--expect {v:?}: expected a version or none"))?,
+                ),
+            };
+            let entry = registry
+                .set_alias(&name, &alias, version, expected, &why)
+                .await?;
+            if cli.json {
+                print_json(&entry)?;
+            } else {
+                println!(
+                    "{name}@{alias}: {} -> {version}",
+                    entry
+                        .previous
+                        .map_or("(unset)".to_string(), |p| p.to_string())
+                );
+            }
+        }
+        Command::History { name, alias } => {
+            let history = registry.alias_history(&name, &alias).await?;
+            if cli.json {
+                print_json(&history)?;
+            } else {
+                println!(
+                    "{:>4}  {:<24}  {:<12}  {:>6}  why",
+                    "seq", "at", "by", "target"
+                );
+                for e in &history {
+                    println!(
+                        "{:>4}  {:<24}  {:<12}  {:>6}  {}",
+                        e.seq,
+                        e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        e.by,
+                        e.target.map_or("-".to_string(), |t| t.to_string()),
+                        e.why
+                    );
+                }
+            }
+        }
+        Command::Rollback { name, alias, why } => {
+            let entry = registry.rollback_alias(&name, &alias, &why).await?;
+            if cli.json {
+                print_json(&entry)?;
+            } else {
+                println!(
+                    "{name}@{alias}: rolled back to {}",
+                    entry.target.map_or("-".to_string(), |t| t.to_string())
+                );
+            }
+        }
+        Command::Download { name, version, dir } => {
+            let reference: VersionRef = version.parse()?;
+            let record = registry.download(&name, &reference, &dir).await?;
+            if cli.json {
+                print_json(&record)?;
+            } else {
+                println!(
+                    "downloaded {name} version {} ({} files, sha256 checked) to {}",
+                    record.version,
+                    record.files.len(),
+                    dir.display()
+                );
+            }
+        }
+        Command::Delete { name, version, why } => {
+            let t = registry.delete_version(&name, version, &why).await?;
+            if cli.json {
+                print_json(&t)?;
+            } else {
+                println!("deleted {name} version {version}");
+            }
+        }
+        Command::Models => {
+            let models = registry.list_models().await?;
+            if cli.json {
+                print_json(&models)?;
+            } else {
+                models.iter().for_each(|m| println!("{m}"));
+            }
+        }
+        Command::Audit { name } => {
+            let events = registry.audit_events(name.as_deref()).await?;
+            if cli.json {
+                print_json(&events)?;
+            } else {
+                for e in &events {
+                    println!(
+                        "{}  {:<12}  {:<16}  {} v{} {}  {}",
+                        e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        e.actor,
+                        format!("{:?}", e.action),
+                        e.model.as_deref().unwrap_or("-"),
+                        e.version.map_or("-".to_string(), |v| v.to_string()),
+                        e.alias
+                            .as_deref()
+                            .map(|a| format!("@{a}"))
+                            .unwrap_or_default(),
+                        e.why
+                    );
+                }
+            }
+        }
+        Command::Gc { grace_hours } => {
+            if !(grace_hours.is_finite() && grace_hours >= 0.0) {
+                bail!("--grace-hours {grace_hours}: expected a number of hours >= 0");
+            }
+            let report = registry
+                .gc(
+                    Duration::from_secs_f64(grace_hours * 3600.0),
+                    "gc from the registry CLI",
+                )
+                .await?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} blobs: {} referenced, {} kept (younger than {grace_hours} h), {} deleted ({} bytes)",
+                    report.blobs, report.referenced, report.kept_recent, report.deleted, report.bytes_deleted
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,172 @@
+//! Content-addressed blobs: `blobs/sha256/<first two hex>/<sha256>`. The digest is computed
+//! while a file is read for upload; an identical blob already in the store is not uploaded
+//! again. Every read is checked against the recorded digest and size; a local cache keyed by
+//! digest avoids downloading the same bytes twice.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use object_store::PutPayload;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::error::{Error, Result};
+use crate::records::FileEntry;
+use crate::store::Store;
+
+/// Read size when hashing files.
+const CHUNK: usize = 1 << 20;
+
+/// Where a file of a new version comes from.
+#[derive(Debug, Clone)]
+pub enum FileSource {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A local file, read in chunks.
+    Path(PathBuf),
+}
+
+/// The store key of a blob.
+pub(crate) fn blob_key(sha256: &str) -> String {
+    format!("blobs/sha256/{}/{sha256}", &sha256[..2.min(sha256.len())])
+}
+
+/// The sha256 of `key`'s name when it is a blob key.
+pub(crate) fn blob_digest(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("blobs/sha256/")?;
+    let (_, digest) = rest.split_once('/')?;
+    (digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit())).then_some(digest)
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Reads `source` (hashing as it goes) and uploads it unless the store already holds the same
+/// blob; the entry records `name`, digest and size.
+pub(crate) async fn upload(store: &Store, name: &str, source: &FileSource) -> Result<FileEntry> {
+    let mut hasher = Sha256::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0u64;
+    match source {
+        FileSource::Bytes(b) => {
+            hasher.update(b);
+            size = b.len() as u64;
+            chunks.push(b.clone());
+        }
+        FileSource::Path(path) => {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::io("opening", path, e))?;
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Error::io("reading", path, e))?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                hasher.update(&buf);
+                size += n as u64;
+                chunks.push(Bytes::from(buf));
+            }
+        }
+    }
+    let sha256 = hex(&hasher.finalize());
+    let key = blob_key(&sha256);
+    match store.head(&key).await? {
+        Some(meta) if meta.size == size => {
+            tracing::debug!(file = name, sha256, "blob already stored");
+        }
+        _ => {
+            store.put(&key, PutPayload::from_iter(chunks)).await?;
+            tracing::debug!(file = name, sha256, size, "blob uploaded");
+        }
+    }
+    Ok(FileEntry {
+        name: name.to_string(),
+        sha256,
+        size,
+    })
+}
+
+/// Where a verified blob is cached.
+fn cache_path(cache: &Path, sha256: &str) -> PathBuf {
+    cache.join("sha256").join(sha256)
+}
+
+/// Checks `bytes` against `entry`.
+fn verify(bytes: &[u8], entry: &FileEntry, model: &str, version: u64) -> Result<()> {
+    let actual = sha256_hex(bytes);
+    if actual == entry.sha256 && bytes.len() as u64 == entry.size {
+        Ok(())
+    } else {
+        Err(Error::Checksum {
+            model: model.to_string(),
+            version,
+            file: entry.name.clone(),
+            expected_sha256: entry.sha256.clone(),
+            expected_size: entry.size,
+            actual_sha256: actual,
+            actual_size: bytes.len() as u64,
+        })
+    }
+}
+
+/// The bytes of `entry`, checked against its digest and size: from the cache when it holds
+/// them intact, else from the store (then cached).
+pub(crate) async fn fetch(
+    store: &Store,
+    cache: Option<&Path>,
+    model: &str,
+    version: u64,
+    entry: &FileEntry,
+) -> Result<Bytes> {
+    if let Some(cache) = cache {
+        let path = cache_path(cache, &entry.sha256);
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            if verify(&bytes, entry, model, version).is_ok() {
+                tracing::debug!(file = entry.name, "blob from cache");
+                return Ok(Bytes::from(bytes));
+            }
+            tracing::warn!(path = %path.display(), "cached blob is corrupt; fetching it again");
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+    let key = blob_key(&entry.sha256);
+    let bytes = store.get(&key).await?.ok_or_else(|| Error::NotFound {
+        what: format!("blob {key} (file `{}` of {model} v{version})", entry.name),
+    })?;
+    verify(&bytes, entry, model, version)?;
+    if let Some(cache) = cache {
+        let path = cache_path(cache, &entry.sha256);
+        write_atomically(&path, &bytes).await?;
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Error::io("creating", dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.{:016x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        rand::random::<u64>()
+    ));
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(|e| Error::io("writing", &tmp, e))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(|e| Error::io("renaming into", path, e))
+}

@@ -1,0 +1,141 @@
+//! What a caller hands to [`crate::Registry::register`]: files and metadata of a new version.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use mlops_core::model::{ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
+
+use crate::blobs::FileSource;
+use crate::error::{Error, Result};
+use crate::records::Lineage;
+
+/// The conventional name of a drift reference profile inside a version.
+pub const REFERENCE_PROFILE_FILE: &str = "reference_profile.json";
+
+/// A version to register: files (by name) and metadata.
+///
+/// ```
+/// use mlops_registry::NewVersion;
+///
+/// let v = NewVersion::new()
+///     .bytes("notes.txt", "trained on November data")
+///     .metric("roc_auc", 0.97)
+///     .param("learning_rate", "0.001")
+///     .tag("team", "fraud")
+///     .description("weekly retrain");
+/// assert_eq!(v.files.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NewVersion {
+    /// Files by name (relative paths with `/`).
+    pub files: BTreeMap<String, FileSource>,
+    /// Metrics.
+    pub metrics: BTreeMap<String, f64>,
+    /// Hyperparameters and settings.
+    pub params: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Where it came from.
+    pub lineage: Lineage,
+    /// A human description (also the audit event's reason).
+    pub description: Option<String>,
+}
+
+impl NewVersion {
+    /// An empty version.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file from memory.
+    pub fn bytes(mut self, name: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+        self.files
+            .insert(name.into(), FileSource::Bytes(bytes.into()));
+        self
+    }
+
+    /// Adds a local file (read in chunks while uploading).
+    pub fn file(mut self, name: impl Into<String>, path: impl AsRef<Path>) -> Self {
+        self.files
+            .insert(name.into(), FileSource::Path(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Adds every file under `dir` (recursively; names relative to `dir`, `/`-separated).
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let entries = std::fs::read_dir(&d).map_err(|e| Error::io("listing", &d, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("listing", &d, e))?;
+                let path = entry.path();
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| Error::io("inspecting", &path, e))?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() {
+                    let rel = path.strip_prefix(dir).unwrap_or(&path);
+                    let name = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    self.files.insert(name, FileSource::Path(path));
+                }
+            }
+        }
+        if self.files.is_empty() {
+            return Err(Error::invalid(
+                "model directory",
+                dir.display(),
+                "a directory with at least one file",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Adds an mlops-core model (`model.json` and `model.safetensors`).
+    pub fn artifact(self, artifact: &ModelArtifact) -> Result<Self> {
+        Ok(self
+            .bytes(SPEC_FILE, artifact.spec_json()?)
+            .bytes(WEIGHTS_FILE, artifact.weights_to_safetensors()?))
+    }
+
+    /// Adds a drift reference profile (any serialized form) as `reference_profile.json`.
+    pub fn reference_profile(self, json: impl Into<Bytes>) -> Self {
+        self.bytes(REFERENCE_PROFILE_FILE, json)
+    }
+
+    /// Sets a metric.
+    pub fn metric(mut self, name: impl Into<String>, value: f64) -> Self {
+        self.metrics.insert(name.into(), value);
+        self
+    }
+
+    /// Sets a parameter.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets a tag.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the lineage.
+    pub fn lineage(mut self, lineage: Lineage) -> Self {
+        self.lineage = lineage;
+        self
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+}

@@ -1,0 +1,220 @@
+//! What the registry writes: version records, alias log entries, tombstones and audit
+//! events, as JSON objects in the store. Records are written once and never changed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::names::check_name;
+
+/// One file of a version: its name in the version and its content's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path inside the version (`model.json`, `reference_profile.json`, ...).
+    pub name: String,
+    /// Lower-case hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The data a version was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetFingerprint {
+    /// Lower-case hex sha256 of the training data (as the host computes it).
+    pub sha256: String,
+    /// Rows.
+    pub rows: u64,
+}
+
+/// Where a version came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lineage {
+    /// The tracking run that produced it.
+    pub run_id: Option<String>,
+    /// The training data.
+    pub dataset: Option<DatasetFingerprint>,
+    /// The code that trained it (a git commit, a package version).
+    pub code_version: Option<String>,
+    /// The version it was derived from (retrained or fine-tuned from).
+    pub parent_version: Option<u64>,
+}
+
+/// A registered version, as stored (immutable once written).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// The model's name.
+    pub model: String,
+    /// The version number: 1, 2, ... with no gaps.
+    pub version: u64,
+    /// Every file, in name order.
+    pub files: Vec<FileEntry>,
+    /// Metrics (test ROC AUC, ...).
+    pub metrics: BTreeMap<String, f64>,
+    /// Hyperparameters and settings.
+    pub params: BTreeMap<String, String>,
+    /// Free-form tags.
+    pub tags: BTreeMap<String, String>,
+    /// Where it came from.
+    pub lineage: Lineage,
+    /// A human description.
+    pub description: Option<String>,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// Who registered it.
+    pub created_by: String,
+}
+
+impl VersionRecord {
+    /// The entry of file `name`.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Total bytes of the version's files.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// A version together with its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The record.
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    /// The tombstone, when the version was deleted.
+    pub deleted: Option<Tombstone>,
+    /// Aliases pointing at it now.
+    pub aliases: Vec<String>,
+}
+
+/// Marks a version deleted (its number is never reused; its blobs become garbage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub by: String,
+    /// Why.
+    pub why: String,
+}
+
+/// One move of an alias: entry `seq` of the alias's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasEntry {
+    /// Position in the alias's log, from 1.
+    pub seq: u64,
+    /// The alias.
+    pub alias: String,
+    /// The version it points to from now on (`None`: cleared).
+    pub target: Option<u64>,
+    /// The version it pointed to before.
+    pub previous: Option<u64>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub by: String,
+    /// Why.
+    pub why: String,
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// A version was registered.
+    Register,
+    /// An alias moved (or was cleared).
+    SetAlias,
+    /// A version was deleted.
+    Delete,
+    /// Garbage collection removed blobs.
+    GarbageCollect,
+}
+
+/// One change to the registry: who, when, what, why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What kind of change.
+    pub action: AuditAction,
+    /// The model, when one is concerned.
+    pub model: Option<String>,
+    /// The version, when one is concerned.
+    pub version: Option<u64>,
+    /// The alias, for alias moves.
+    pub alias: Option<String>,
+    /// The alias's previous target, for alias moves.
+    pub from: Option<u64>,
+    /// Why (the caller's reason).
+    pub why: String,
+    /// Details (blob counts for garbage collection, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+/// A version by number or through an alias: `3` or `@production`.
+///
+/// ```
+/// use mlops_registry::VersionRef;
+///
+/// assert_eq!("7".parse::<VersionRef>()?, VersionRef::Number(7));
+/// assert_eq!("@production".parse::<VersionRef>()?, VersionRef::Alias("production".into()));
+/// assert!("latest!".parse::<VersionRef>().is_err());
+/// # Ok::<(), mlops_registry::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VersionRef {
+    /// A version number.
+    Number(u64),
+    /// The version an alias points to.
+    Alias(String),
+}
+
+impl FromStr for VersionRef {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(alias) = s.strip_prefix('@') {
+            check_name("alias", alias)?;
+            return Ok(VersionRef::Alias(alias.to_string()));
+        }
+        match s.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(VersionRef::Number(n)),
+            _ => Err(Error::invalid(
+                "version",
+                s.escape_debug(),
+                "a version number from 1, or @ALIAS",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionRef::Number(n) => write!(f, "{n}"),
+            VersionRef::Alias(a) => write!(f, "@{a}"),
+        }
+    }
+}
+
+impl From<u64> for VersionRef {
+    fn from(n: u64) -> Self {
+        VersionRef::Number(n)
+    }
+}
+
+/// Renders an alias target for messages.
+pub(crate) fn target_text(target: Option<u64>) -> String {
+    target.map_or_else(|| "nothing".to_string(), |v| format!("version {v}"))
+}

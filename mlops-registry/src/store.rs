@@ -1,0 +1,344 @@
+//! The registry's view of an object store: opening one from a URL (credentials from the
+//! environment the way object_store's builders read them), a root prefix, a deadline on every
+//! operation, and the few operations the registry needs.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions, PutPayload,
+};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// An object store under a root prefix, with a deadline on every call.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    inner: Arc<dyn ObjectStore>,
+    root: Path,
+    timeout: Duration,
+    name: String,
+}
+
+/// Environment variable prefixes each cloud builder reads in its `from_env`.
+fn env_prefix(scheme: &ObjectStoreScheme) -> Option<&'static str> {
+    match scheme {
+        ObjectStoreScheme::AmazonS3 => Some("AWS_"),
+        ObjectStoreScheme::GoogleCloudStorage => Some("GOOGLE_"),
+        ObjectStoreScheme::MicrosoftAzure => Some("AZURE_"),
+        _ => None,
+    }
+}
+
+/// Refuses an option key the scheme's builder does not know (object_store would ignore it).
+fn check_option_key(scheme: &ObjectStoreScheme, key: &str) -> Result<()> {
+    #[allow(unused_variables)]
+    let lower = key.to_ascii_lowercase();
+    let known = match scheme {
+        #[cfg(feature = "aws")]
+        ObjectStoreScheme::AmazonS3 => lower
+            .parse::<object_store::aws::AmazonS3ConfigKey>()
+            .is_ok(),
+        #[cfg(feature = "gcp")]
+        ObjectStoreScheme::GoogleCloudStorage => {
+            lower.parse::<object_store::gcp::GoogleConfigKey>().is_ok()
+        }
+        #[cfg(feature = "azure")]
+        ObjectStoreScheme::MicrosoftAzure => {
+            lower.parse::<object_store::azure::AzureConfigKey>().is_ok()
+        }
+        _ => false,
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "store option",
+            key,
+            format!("an option of the {scheme:?} builder (see object_store's config keys)"),
+        ))
+    }
+}
+
+/// The cargo feature a scheme needs, when it is not compiled in.
+fn missing_feature(scheme: &ObjectStoreScheme) -> Option<&'static str> {
+    match scheme {
+        ObjectStoreScheme::AmazonS3 if !cfg!(feature = "aws") => Some("aws"),
+        ObjectStoreScheme::GoogleCloudStorage if !cfg!(feature = "gcp") => Some("gcp"),
+        ObjectStoreScheme::MicrosoftAzure if !cfg!(feature = "azure") => Some("azure"),
+        _ => None,
+    }
+}
+
+/// Opens the store behind `location`: `file:///abs/dir` (created if missing), `memory://`,
+/// `s3://bucket/prefix`, `gs://...`, `az://...` (behind the `aws`, `gcp`, `azure` features).
+/// Cloud credentials and settings come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`,
+/// as each builder's `from_env` reads them), overridden by `options`.
+pub(crate) fn open(
+    location: &str,
+    options: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<Store> {
+    let url = Url::parse(location).map_err(|e| {
+        Error::invalid(
+            "registry URL",
+            location,
+            format!("file:///dir, memory://, s3://bucket/prefix, gs://... or az://... ({e})"),
+        )
+    })?;
+    let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| {
+        Error::invalid(
+            "registry URL",
+            location,
+            format!("a URL object_store knows ({e})"),
+        )
+    })?;
+    if let Some(feature) = missing_feature(&scheme) {
+        return Err(Error::invalid(
+            "registry URL",
+            location,
+            format!(
+                "a scheme this build supports (build mlops-registry with the `{feature}` feature)"
+            ),
+        ));
+    }
+    let name = url_without_secrets(&url);
+    match scheme {
+        ObjectStoreScheme::Memory => {
+            if !options.is_empty() {
+                return Err(Error::invalid(
+                    "store option",
+                    options.keys().cloned().collect::<Vec<_>>().join(", "),
+                    "no options for memory://",
+                ));
+            }
+            Ok(Store::new(Arc::new(InMemory::new()), path, timeout, name))
+        }
+        ObjectStoreScheme::Local => {
+            if !options.is_empty() {
+                return Err(Error::invalid(
+                    "store option",
+                    options.keys().cloned().collect::<Vec<_>>().join(", "),
+                    "no options for file://",
+                ));
+            }
+            let dir = url.to_file_path().map_err(|()| {
+                Error::invalid("registry URL", location, "file:// with an absolute path")
+            })?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+            let store =
+                object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+                    Error::Store {
+                        op: "opening",
+                        path: dir.display().to_string(),
+                        store: name.clone(),
+                        source: Box::new(e),
+                    }
+                })?;
+            Ok(Store::new(Arc::new(store), "", timeout, name))
+        }
+        _ => {
+            for key in options.keys() {
+                check_option_key(&scheme, key)?;
+            }
+            let mut merged: BTreeMap<String, String> = BTreeMap::new();
+            if let Some(prefix) = env_prefix(&scheme) {
+                for (k, v) in std::env::vars() {
+                    if k.starts_with(prefix) {
+                        merged.insert(k.to_ascii_lowercase(), v);
+                    }
+                }
+            }
+            for (k, v) in options {
+                merged.insert(k.to_ascii_lowercase(), v.clone());
+            }
+            let (store, path) =
+                object_store::parse_url_opts(&url, merged).map_err(|e| Error::Store {
+                    op: "opening",
+                    path: location.to_string(),
+                    store: name.clone(),
+                    source: Box::new(e),
+                })?;
+            Ok(Store::new(Arc::from(store), path, timeout, name))
+        }
+    }
+}
+
+/// The URL as it may be shown: without user info or query (which may hold credentials).
+fn url_without_secrets(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+impl Store {
+    pub(crate) fn new(
+        inner: Arc<dyn ObjectStore>,
+        root: impl Into<Path>,
+        timeout: Duration,
+        name: String,
+    ) -> Self {
+        Store {
+            inner,
+            root: root.into(),
+            timeout,
+            name,
+        }
+    }
+
+    /// The store as it may be shown (no secrets).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `key` (a `/`-separated path relative to the registry root) as a store path.
+    pub(crate) fn path(&self, key: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in key.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// `path` relative to the registry root.
+    pub(crate) fn key_of(&self, path: &Path) -> String {
+        match path.prefix_match(&self.root) {
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => path.to_string(),
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        fut: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(Error::Store {
+                op,
+                path: key.to_string(),
+                store: self.name.clone(),
+                source: Box::new(source),
+            }),
+            Err(_) => Err(Error::Timeout {
+                op,
+                path: key.to_string(),
+                store: self.name.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// Writes `bytes` at `key` only if nothing is there; `false` when something was.
+    pub(crate) async fn create(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let path = self.path(key);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .timed(
+                "creating",
+                key,
+                self.inner.put_opts(&path, PutPayload::from(bytes), opts),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Store { source, .. })
+                if matches!(*source, object_store::Error::AlreadyExists { .. }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes (or overwrites) `key` atomically.
+    pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<()> {
+        let path = self.path(key);
+        self.timed("writing", key, self.inner.put(&path, payload))
+            .await
+            .map(|_| ())
+    }
+
+    /// The bytes at `key`, `None` when absent.
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let path = self.path(key);
+        let fut = async {
+            match self.inner.get(&path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.timed("reading", key, fut).await
+    }
+
+    /// The metadata of `key`, `None` when absent.
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(key);
+        let fut = async {
+            match self.inner.head(&path).await {
+                Ok(m) => Ok(Some(m)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.timed("reading metadata of", key, fut).await
+    }
+
+    /// Every object under `prefix` (recursively), after `offset` when given.
+    pub(crate) async fn list(&self, prefix: &str, offset: Option<&str>) -> Result<Vec<ObjectMeta>> {
+        let path = self.path(prefix);
+        let stream = match offset {
+            Some(o) => self.inner.list_with_offset(Some(&path), &self.path(o)),
+            None => self.inner.list(Some(&path)),
+        };
+        self.timed("listing", prefix, stream.try_collect()).await
+    }
+
+    /// The immediate "directories" under `prefix`, as names.
+    pub(crate) async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let path = self.path(prefix);
+        let result = self
+            .timed(
+                "listing",
+                prefix,
+                self.inner.list_with_delimiter(Some(&path)),
+            )
+            .await?;
+        Ok(result
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Deletes `key` (absent is fine).
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        let fut = async {
+            match self.inner.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        self.timed("deleting", key, fut).await
+    }
+}

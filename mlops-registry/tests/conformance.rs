@@ -1,0 +1,257 @@
+//! The registry's conformance suite against every backend this build has: memory and local
+//! disk always; S3 on a real moto server (feature `aws`; `moto_server` from the test venv,
+//! or `MLOPS_MOTO`); Azure Blob on Azurite (feature `azure`; `MLOPS_AZURITE`).
+
+mod support;
+
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use support::{suite, Backend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_backend_conforms() {
+    suite::run(&Backend::new("memory", Arc::new(InMemory::new()))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_disk_backend_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    suite::run(&Backend::new("local", Arc::new(store))).await;
+}
+
+/// A raw HTTP/1.1 request to 127.0.0.1:`port`; the status code.
+#[cfg(any(feature = "aws", feature = "azure"))]
+fn http_status(port: u16, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+#[cfg(feature = "aws")]
+mod s3 {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use mlops_registry::{Error, NewVersion, Registry, RegistryConfig};
+    use object_store::aws::AmazonS3Builder;
+
+    use super::support::{free_port, suite, wait_for_port, Backend, Server};
+
+    const BUCKET: &str = "mlops-registry";
+
+    /// `moto_server` on 127.0.0.1 on a port picked here, with the bucket created.
+    fn start_moto() -> Server {
+        let bin = std::env::var_os("MLOPS_MOTO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+            });
+        assert!(
+            bin.exists(),
+            "moto_server not found at {}: run scripts/test.sh (it installs moto[server] into \
+             .venv) or set MLOPS_MOTO",
+            bin.display()
+        );
+        let port = free_port();
+        let server = Server::start(
+            &bin,
+            &[
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ],
+            port,
+        );
+        wait_for_port(port, 60, "moto_server");
+        let status = super::http_status(
+            port,
+            &format!(
+                "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(status, 200, "creating the bucket: {}", server.log());
+        server
+    }
+
+    fn options(port: u16) -> BTreeMap<String, String> {
+        [
+            ("aws_endpoint", format!("http://127.0.0.1:{port}")),
+            ("aws_allow_http", "true".into()),
+            ("aws_access_key_id", "testing".into()),
+            ("aws_secret_access_key", "testing".into()),
+            ("aws_region", "us-east-1".into()),
+            ("aws_virtual_hosted_style_request", "false".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn s3_on_moto_conforms() {
+        let moto = start_moto();
+        let store = AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(format!("http://127.0.0.1:{}", moto.port))
+            .with_allow_http(true)
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .with_region("us-east-1")
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap();
+        suite::run(&Backend::new("s3", Arc::new(store))).await;
+
+        // The same store through a URL and options, as a user opens it.
+        let config = RegistryConfig {
+            options: options(moto.port),
+            ..RegistryConfig::default()
+        };
+        let r = Registry::open(&format!("s3://{BUCKET}/by-url"), &config)
+            .await
+            .unwrap();
+        let v = r
+            .register("fraud", NewVersion::new().bytes("m.bin", vec![1u8; 10]))
+            .await
+            .unwrap();
+        assert_eq!(v.version, 1);
+        assert!(!r.store_name().contains("testing"), "{}", r.store_name());
+        // An unknown option is an error naming it, not silently ignored.
+        let mut bad = config.clone();
+        bad.options.insert("aws_endpiont".into(), "x".into());
+        match Registry::open(&format!("s3://{BUCKET}/x"), &bad).await {
+            Err(Error::Invalid { value, .. }) => assert_eq!(value, "aws_endpiont"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A server that accepts connections and never answers: the registry gives up at its
+    /// deadline with an error naming the operation, instead of hanging.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_store_is_a_clear_error_not_a_hang() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for stream in listener.incoming().take(64) {
+                open.push(stream);
+            }
+        });
+        let config = RegistryConfig {
+            options: options(port),
+            timeout_seconds: 1.5,
+            ..RegistryConfig::default()
+        };
+        let started = Instant::now();
+        let e = Registry::open(&format!("s3://{BUCKET}/p"), &config)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        match &e {
+            Error::Timeout { op, timeout, .. } => {
+                assert_eq!(*op, "creating");
+                assert_eq!(*timeout, Duration::from_secs_f64(1.5));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("is the store reachable"), "{e}");
+        // Generous: the point is that it returns at all (no timing assertion beyond that).
+        assert!(took < Duration::from_secs(60), "{took:?}");
+        drop(held);
+    }
+}
+
+#[cfg(feature = "azure")]
+mod azure {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use object_store::azure::MicrosoftAzureBuilder;
+
+    use super::support::{free_port, suite, wait_for_port, Backend, Server};
+
+    /// Azurite's well-known development account and key.
+    const ACCOUNT: &str = "devstoreaccount1";
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    const CONTAINER: &str = "mlops-registry";
+
+    fn tool(env: &str, default: &str) -> PathBuf {
+        std::env::var_os(env)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn azure_blob_on_azurite_conforms() {
+        let azurite = tool("MLOPS_AZURITE", "../.tools/node_modules/.bin/azurite-blob");
+        assert!(
+            azurite.exists(),
+            "azurite-blob not found at {}: run scripts/test.sh (it installs azurite from npm \
+             into .tools) or set MLOPS_AZURITE",
+            azurite.display()
+        );
+        let port = free_port();
+        let server = Server::start(
+            &azurite,
+            &[
+                "--blobHost".into(),
+                "127.0.0.1".into(),
+                "--blobPort".into(),
+                port.to_string(),
+                "--location".into(),
+                ".".into(),
+                "--skipApiVersionCheck".into(),
+                "--silent".into(),
+            ],
+            port,
+        );
+        wait_for_port(port, 60, "azurite-blob");
+        let endpoint = format!("http://127.0.0.1:{port}/{ACCOUNT}");
+        // The container, through Microsoft's own client (the test venv's azure-storage-blob).
+        let python = tool("MLOPS_PYTHON", "../.venv/bin/python");
+        let connection = format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={endpoint};"
+        );
+        let created = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import sys; from azure.storage.blob import BlobServiceClient; \
+                 BlobServiceClient.from_connection_string(sys.argv[1]).create_container(sys.argv[2])",
+                &connection,
+                CONTAINER,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "creating the container: {}\n{}",
+            String::from_utf8_lossy(&created.stderr),
+            server.log()
+        );
+        let store = MicrosoftAzureBuilder::new()
+            .with_account(ACCOUNT)
+            .with_access_key(KEY)
+            .with_container_name(CONTAINER)
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        suite::run(&Backend::new("azure", Arc::new(store))).await;
+        drop(server);
+    }
+}

@@ -1,0 +1,112 @@
+//! An object store wrapper that injects faults: uploads failing after a number of blob
+//! writes, or conditional creates silently turned into overwrites (a store that ignores the
+//! header).
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    /// Blob writes allowed before every further one fails (usize::MAX: never).
+    blob_puts_left: AtomicUsize,
+    /// Whether `PutMode::Create` is ignored.
+    ignore_create: bool,
+}
+
+impl FaultyStore {
+    /// Fails every blob write after the first `n`.
+    pub fn failing_blob_puts_after(inner: Arc<dyn ObjectStore>, n: usize) -> Self {
+        FaultyStore {
+            inner,
+            blob_puts_left: AtomicUsize::new(n),
+            ignore_create: false,
+        }
+    }
+
+    /// Overwrites where a conditional create was asked for.
+    pub fn ignoring_create(inner: Arc<dyn ObjectStore>) -> Self {
+        FaultyStore {
+            inner,
+            blob_puts_left: AtomicUsize::new(usize::MAX),
+            ignore_create: true,
+        }
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        mut opts: PutOptions,
+    ) -> Result<PutResult> {
+        if location.as_ref().contains("blobs/sha256/") {
+            let allowed = self
+                .blob_puts_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                    0 => None,
+                    usize::MAX => Some(n),
+                    n => Some(n - 1),
+                })
+                .is_ok();
+            if !allowed {
+                return Err(object_store::Error::Generic {
+                    store: "faulty",
+                    source: "connection reset while uploading (injected)".into(),
+                });
+            }
+        }
+        if self.ignore_create && opts.mode == PutMode::Create {
+            opts.mode = PutMode::Overwrite;
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}

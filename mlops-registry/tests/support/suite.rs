@@ -1,0 +1,649 @@
+//! The conformance suite: every backend runs every case.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mlops_core::clock::ManualClock;
+use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+use mlops_registry::{
+    sha256_hex, AuditAction, DatasetFingerprint, Error, Lineage, NewVersion, Query, Registry,
+    RegistryConfig, VersionRef,
+};
+use ndarray::{Array1, Array2};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::faulty::FaultyStore;
+use super::Backend;
+
+/// Runs every case against `backend`.
+pub async fn run(backend: &Backend) {
+    register_list_show(backend).await;
+    bad_input_is_refused_before_any_write(backend).await;
+    aliases_compare_and_swap_history_rollback(backend).await;
+    downloads_are_verified_and_cached(backend).await;
+    artifacts_round_trip(backend).await;
+    search_by_tag_metric_latest(backend).await;
+    delete_is_a_tombstone_and_gc_collects(backend).await;
+    audit_records_who_what_why(backend).await;
+    concurrent_registrations_get_1_to_16(backend).await;
+    concurrent_alias_moves_one_wins(backend).await;
+    failed_upload_leaves_no_version(backend).await;
+    store_ignoring_conditional_creates_is_refused(backend).await;
+}
+
+fn model_files(seed: u8) -> NewVersion {
+    NewVersion::new()
+        .bytes("model.bin", vec![seed; 1000])
+        .bytes("extra/notes.txt", format!("model {seed}"))
+}
+
+async fn register_list_show(b: &Backend) {
+    let (r, _) = b.registry("register").await;
+    assert!(
+        r.list_versions("fraud").await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    let lineage = Lineage {
+        run_id: Some("run-42".into()),
+        dataset: Some(DatasetFingerprint {
+            sha256: sha256_hex(b"training data"),
+            rows: 1000,
+        }),
+        code_version: Some("abc123".into()),
+        parent_version: None,
+    };
+    let v1 = r
+        .register(
+            "fraud",
+            model_files(1)
+                .metric("roc_auc", 0.95)
+                .param("lr", "0.001")
+                .tag("team", "risk")
+                .lineage(lineage.clone())
+                .description("first"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1, "{}", b.name);
+    let v2 = r
+        .register(
+            "fraud",
+            model_files(2).lineage(Lineage {
+                parent_version: Some(1),
+                ..lineage.clone()
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2, "{}", b.name);
+    let listed = r.list_versions("fraud").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.record.version).collect::<Vec<_>>(),
+        [1, 2],
+        "{}",
+        b.name
+    );
+    assert_eq!(listed[0].record, v1, "{}: stored record differs", b.name);
+    let shown = r.version("fraud", &VersionRef::Number(1)).await.unwrap();
+    assert_eq!(shown.record.metrics["roc_auc"], 0.95);
+    assert_eq!(shown.record.lineage, lineage);
+    assert_eq!(shown.record.created_by, "conformance");
+    assert_eq!(
+        shown.record.file("model.bin").unwrap().sha256,
+        sha256_hex(&[1u8; 1000])
+    );
+    assert_eq!(r.latest("fraud").await.unwrap().unwrap().record.version, 2);
+    assert_eq!(r.list_models().await.unwrap(), ["fraud"], "{}", b.name);
+    // Identical content is stored once.
+    let v3 = r.register("fraud", model_files(1)).await.unwrap();
+    assert_eq!(v3.files, v1.files);
+    match r.version("fraud", &VersionRef::Number(9)).await {
+        Err(Error::NotFound { what }) => assert!(what.contains("version 9"), "{what}"),
+        other => panic!("{}: {other:?}", b.name),
+    }
+    match r
+        .register(
+            "fraud",
+            model_files(5).lineage(Lineage {
+                parent_version: Some(77),
+                ..Lineage::default()
+            }),
+        )
+        .await
+    {
+        Err(Error::Invalid { field, .. }) => assert_eq!(field, "lineage.parent_version"),
+        other => panic!("{}: {other:?}", b.name),
+    }
+}
+
+async fn bad_input_is_refused_before_any_write(b: &Backend) {
+    let (r, prefix) = b.registry("bad-input").await;
+    for bad in [
+        "",
+        "../etc",
+        "a/b",
+        "nul\0",
+        ".hidden",
+        "x".repeat(129).as_str(),
+    ] {
+        let e = r.register(bad, model_files(1)).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Invalid { .. }),
+            "{}: {bad:?}: {e}",
+            b.name
+        );
+        assert!(e.to_string().contains("model name"), "{e}");
+    }
+    let cases: Vec<(NewVersion, &str)> = vec![
+        (NewVersion::new(), "version files"),
+        (NewVersion::new().bytes("../escape", vec![1u8]), "file name"),
+        (NewVersion::new().bytes("/abs", vec![1u8]), "file name"),
+        (model_files(1).metric("auc", f64::NAN), "metric `auc`"),
+        (model_files(1).tag("bad\nkey", "v"), "tag key"),
+    ];
+    for (new, field) in cases {
+        let e = r.register("fraud", new).await.unwrap_err();
+        assert!(e.to_string().contains(field), "{}: {e}", b.name);
+    }
+    for bad in ["", "pro/duction", "..", "a b"] {
+        let e = r
+            .set_alias("fraud", bad, 1, None, "test")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("alias"), "{}: {e}", b.name);
+    }
+    // Nothing reached the store (the self-test probe is deleted).
+    let left: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(
+        b.store.list(Some(&Path::from(prefix.as_str()))),
+    )
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "{}: {left:?}", b.name);
+}
+
+async fn aliases_compare_and_swap_history_rollback(b: &Backend) {
+    let (r, _) = b.registry("aliases").await;
+    for i in 1..=3 {
+        r.register("fraud", model_files(i)).await.unwrap();
+    }
+    assert!(r.alias("fraud", "production").await.unwrap().is_none());
+    let e1 = r
+        .set_alias("fraud", "production", 1, None, "first")
+        .await
+        .unwrap();
+    assert_eq!((e1.seq, e1.target, e1.previous), (1, Some(1), None));
+    // A stale expectation fails and names both sides.
+    match r.set_alias("fraud", "production", 2, None, "stale").await {
+        Err(Error::AliasMoved {
+            expected, actual, ..
+        }) => {
+            assert_eq!(
+                (expected.as_str(), actual.as_str()),
+                ("nothing", "version 1")
+            );
+        }
+        other => panic!("{}: {other:?}", b.name),
+    }
+    r.set_alias("fraud", "production", 2, Some(1), "better auc")
+        .await
+        .unwrap();
+    r.set_alias("fraud", "canary", 3, None, "try 3")
+        .await
+        .unwrap();
+    let aliases = r.aliases("fraud").await.unwrap();
+    assert_eq!(aliases.get("production"), Some(&2), "{}", b.name);
+    assert_eq!(aliases.get("canary"), Some(&3));
+    let prod = r
+        .version("fraud", &"@production".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(prod.record.version, 2);
+    assert_eq!(prod.aliases, ["production"]);
+    // Rollback goes to the previous target, as a compare-and-swap.
+    let back = r
+        .rollback_alias("fraud", "production", "2 regressed")
+        .await
+        .unwrap();
+    assert_eq!((back.target, back.previous), (Some(1), Some(2)));
+    let history = r.alias_history("fraud", "production").await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.target).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(1)],
+        "{}",
+        b.name
+    );
+    assert_eq!(history[1].why, "better auc");
+    // Clearing, then an alias to a missing version.
+    r.clear_alias("fraud", "canary", Some(3), "done")
+        .await
+        .unwrap();
+    assert!(!r.aliases("fraud").await.unwrap().contains_key("canary"));
+    assert!(matches!(
+        r.version("fraud", &"@canary".parse().unwrap()).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.set_alias("fraud", "canary", 99, None, "x").await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Overwrites the blob of `sha256` with one byte flipped.
+async fn corrupt_blob(b: &Backend, prefix: &str, sha256: &str) {
+    let path = Path::from(format!("{prefix}/blobs/sha256/{}/{sha256}", &sha256[..2]));
+    let mut bytes = b
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    b.store.put(&path, PutPayload::from(bytes)).await.unwrap();
+}
+
+async fn downloads_are_verified_and_cached(b: &Backend) {
+    let (r, prefix) = b.registry("download").await;
+    let v = r.register("fraud", model_files(7)).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    r.download("fraud", &VersionRef::Number(1), out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.path().join("model.bin")).unwrap(),
+        [7u8; 1000]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("extra/notes.txt")).unwrap(),
+        "model 7"
+    );
+    // A flipped byte in any blob is caught, naming the file.
+    for file in &v.files {
+        let (r2, prefix2) = b.registry("flip").await;
+        r2.register("fraud", model_files(7)).await.unwrap();
+        corrupt_blob(b, &prefix2, &file.sha256).await;
+        match r2
+            .download("fraud", &VersionRef::Number(1), out.path())
+            .await
+        {
+            Err(Error::Checksum {
+                file: named,
+                expected_sha256,
+                actual_sha256,
+                ..
+            }) => {
+                assert_eq!(named, file.name, "{}", b.name);
+                assert_ne!(expected_sha256, actual_sha256);
+            }
+            other => panic!(
+                "{}: flipped byte in {} not caught: {other:?}",
+                b.name, file.name
+            ),
+        }
+    }
+    // The cache serves verified blobs without the store, and a corrupt cache entry is
+    // replaced from the store.
+    let cache = tempfile::tempdir().unwrap();
+    let config = RegistryConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RegistryConfig::default()
+    };
+    let cached = Registry::with_store(b.store.clone(), &prefix, &config)
+        .await
+        .unwrap();
+    let one = VersionRef::Number(1);
+    assert_eq!(
+        cached
+            .read_file("fraud", &one, "model.bin")
+            .await
+            .unwrap()
+            .len(),
+        1000
+    );
+    let digest = &v.file("model.bin").unwrap().sha256;
+    let cache_file = cache.path().join("sha256").join(digest);
+    assert!(cache_file.exists(), "{}", b.name);
+    corrupt_blob(b, &prefix, digest).await;
+    assert_eq!(
+        cached
+            .read_file("fraud", &one, "model.bin")
+            .await
+            .unwrap()
+            .as_ref(),
+        [7u8; 1000],
+        "{}: a cached blob is used before the store",
+        b.name
+    );
+    std::fs::write(&cache_file, b"garbage").unwrap();
+    assert!(matches!(
+        cached.read_file("fraud", &one, "model.bin").await,
+        Err(Error::Checksum { .. })
+    ));
+}
+
+fn tiny_artifact() -> ModelArtifact {
+    let spec = ModelSpec::new(
+        vec!["a".into(), "b".into()],
+        vec![
+            LayerSpec::new(3, Activation::Relu),
+            LayerSpec::new(1, Activation::Sigmoid),
+        ],
+    );
+    ModelArtifact::new(
+        spec,
+        vec![
+            (
+                Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32 * 0.1),
+                Array1::from(vec![0.1, 0.0, -0.1]),
+            ),
+            (Array2::from_elem((1, 3), 0.5), Array1::from(vec![0.2])),
+        ],
+    )
+    .unwrap()
+}
+
+async fn artifacts_round_trip(b: &Backend) {
+    let (r, _) = b.registry("artifact").await;
+    let artifact = tiny_artifact();
+    let v = r
+        .register(
+            "fraud",
+            NewVersion::new()
+                .artifact(&artifact)
+                .unwrap()
+                .reference_profile("{\"columns\": []}"),
+        )
+        .await
+        .unwrap();
+    let (record, loaded) = r
+        .load_artifact("fraud", &VersionRef::Number(v.version))
+        .await
+        .unwrap();
+    assert_eq!(record.files.len(), 3);
+    assert_eq!(loaded.spec(), artifact.spec(), "{}", b.name);
+    assert_eq!(loaded.layers(), artifact.layers());
+    let profile = r
+        .read_file("fraud", &VersionRef::Number(1), "reference_profile.json")
+        .await
+        .unwrap();
+    assert_eq!(profile.as_ref(), b"{\"columns\": []}");
+}
+
+async fn search_by_tag_metric_latest(b: &Backend) {
+    let (r, _) = b.registry("search").await;
+    for (i, (auc, team)) in [
+        (0.91, "risk"),
+        (0.96, "risk"),
+        (0.97, "growth"),
+        (0.93, "risk"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        r.register(
+            "fraud",
+            model_files(i as u8)
+                .metric("roc_auc", auc)
+                .tag("team", team),
+        )
+        .await
+        .unwrap();
+    }
+    let versions = |q: Query| {
+        let r = r.clone();
+        async move {
+            r.search("fraud", &q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|v| v.record.version)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        versions(Query::default().tag("team", "risk")).await,
+        [1, 2, 4]
+    );
+    assert_eq!(
+        versions(Query::default().metric("roc_auc>=0.95").unwrap()).await,
+        [2, 3],
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        versions(
+            Query::default()
+                .tag("team", "risk")
+                .metric("roc_auc>0.92")
+                .unwrap()
+                .latest()
+        )
+        .await,
+        [4]
+    );
+    assert!(versions(Query::default().metric("f1>0").unwrap())
+        .await
+        .is_empty());
+    r.delete_version("fraud", 4, "bad data").await.unwrap();
+    assert_eq!(versions(Query::default().tag("team", "risk")).await, [1, 2]);
+    let with_deleted = Query {
+        include_deleted: true,
+        ..Query::default().tag("team", "risk")
+    };
+    assert_eq!(versions(with_deleted).await, [1, 2, 4]);
+}
+
+async fn delete_is_a_tombstone_and_gc_collects(b: &Backend) {
+    let (r, prefix) = b.registry("delete").await;
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let r = r.with_clock(clock.clone());
+    let v1 = r.register("fraud", model_files(11)).await.unwrap();
+    r.register("fraud", model_files(12)).await.unwrap();
+    r.set_alias("fraud", "production", 1, None, "x")
+        .await
+        .unwrap();
+    // Refused while aliased.
+    match r.delete_version("fraud", 1, "no").await {
+        Err(Error::Conflict { reason, .. }) => assert!(reason.contains("production"), "{reason}"),
+        other => panic!("{}: {other:?}", b.name),
+    }
+    r.set_alias("fraud", "production", 2, Some(1), "move")
+        .await
+        .unwrap();
+    let t = r.delete_version("fraud", 1, "leaked labels").await.unwrap();
+    assert_eq!(t.why, "leaked labels");
+    assert!(matches!(
+        r.delete_version("fraud", 1, "again").await,
+        Err(Error::Conflict { .. })
+    ));
+    let info = r.version("fraud", &VersionRef::Number(1)).await.unwrap();
+    assert!(info.deleted.is_some());
+    assert!(matches!(
+        r.download(
+            "fraud",
+            &VersionRef::Number(1),
+            tempfile::tempdir().unwrap().path()
+        )
+        .await,
+        Err(Error::Conflict { .. })
+    ));
+    assert!(matches!(
+        r.set_alias("fraud", "canary", 1, None, "x").await,
+        Err(Error::Conflict { .. })
+    ));
+    // Numbers are never reused.
+    assert_eq!(
+        r.register("fraud", model_files(13)).await.unwrap().version,
+        3
+    );
+    // Within the grace period nothing goes; after it, exactly the deleted version's blobs.
+    let grace = Duration::from_secs(3600);
+    let early = r.gc(grace, "nightly").await.unwrap();
+    assert_eq!(early.deleted, 0, "{}", b.name);
+    assert_eq!(early.kept_recent, 2, "{}: {early:?}", b.name);
+    clock.advance(Duration::from_secs(7200));
+    let report = r.gc(grace, "nightly").await.unwrap();
+    assert_eq!(report.deleted, 2, "{}: {report:?}", b.name);
+    assert_eq!(report.bytes_deleted, v1.total_size());
+    for f in &v1.files {
+        let path = Path::from(format!(
+            "{prefix}/blobs/sha256/{}/{}",
+            &f.sha256[..2],
+            f.sha256
+        ));
+        assert!(
+            b.store.head(&path).await.is_err(),
+            "{}: {} survived",
+            b.name,
+            f.name
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    r.download("fraud", &VersionRef::Number(2), out.path())
+        .await
+        .unwrap();
+    r.download("fraud", &VersionRef::Number(3), out.path())
+        .await
+        .unwrap();
+}
+
+async fn audit_records_who_what_why(b: &Backend) {
+    let (r, _) = b.registry("audit").await;
+    r.register("fraud", model_files(1).description("weekly retrain"))
+        .await
+        .unwrap();
+    r.register("other", model_files(2)).await.unwrap();
+    r.set_alias("fraud", "production", 1, None, "passed the gate")
+        .await
+        .unwrap();
+    let events = r.audit_events(Some("fraud")).await.unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.action, e.version, e.alias.clone(), e.why.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (AuditAction::Register, Some(1), None, "weekly retrain"),
+            (
+                AuditAction::SetAlias,
+                Some(1),
+                Some("production".to_string()),
+                "passed the gate"
+            ),
+        ],
+        "{}",
+        b.name
+    );
+    assert!(events.iter().all(|e| e.actor == "conformance"));
+    assert_eq!(r.audit_events(None).await.unwrap().len(), 3);
+}
+
+async fn concurrent_registrations_get_1_to_16(b: &Backend) {
+    let (r, prefix) = b.registry("race-register").await;
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        // Separate registry handles: nothing shared but the store.
+        let store = b.store.clone();
+        let prefix = prefix.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = Registry::with_store(store, &prefix, &RegistryConfig::default())
+                .await
+                .unwrap();
+            r.register("fraud", model_files(i)).await.unwrap().version
+        }));
+    }
+    let mut got = BTreeSet::new();
+    for t in tasks {
+        assert!(
+            got.insert(t.await.unwrap()),
+            "{}: duplicate version",
+            b.name
+        );
+    }
+    assert_eq!(got, (1..=16).collect(), "{}", b.name);
+    assert_eq!(r.list_versions("fraud").await.unwrap().len(), 16);
+}
+
+async fn concurrent_alias_moves_one_wins(b: &Backend) {
+    let (r, prefix) = b.registry("race-alias").await;
+    for i in 0..9 {
+        r.register("fraud", model_files(i)).await.unwrap();
+    }
+    r.set_alias("fraud", "production", 1, None, "start")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for target in 2..=9u64 {
+        let store = b.store.clone();
+        let prefix = prefix.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = Registry::with_store(store, &prefix, &RegistryConfig::default())
+                .await
+                .unwrap();
+            r.set_alias("fraud", "production", target, Some(1), "race")
+                .await
+                .map(|e| e.target)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(target) => winners.push(target),
+            Err(Error::AliasMoved { .. }) => {}
+            Err(e) => panic!("{}: {e}", b.name),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{}: winners {winners:?}", b.name);
+    let now = r.alias("fraud", "production").await.unwrap().unwrap();
+    assert_eq!(now.target, winners[0]);
+    assert_eq!(now.seq, 2, "{}: one entry after the first", b.name);
+}
+
+async fn failed_upload_leaves_no_version(b: &Backend) {
+    let prefix = b.fresh_prefix("fault");
+    let faulty = Arc::new(FaultyStore::failing_blob_puts_after(b.store.clone(), 1));
+    let r = Registry::with_store(faulty, &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    let e = r.register("fraud", model_files(3)).await.unwrap_err();
+    assert!(e.to_string().contains("injected"), "{}: {e}", b.name);
+    let healthy = Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    assert!(
+        healthy.list_versions("fraud").await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    assert!(healthy.list_models().await.unwrap().is_empty());
+    // The next registration gets version 1: no gap.
+    assert_eq!(
+        healthy
+            .register("fraud", model_files(3))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+}
+
+async fn store_ignoring_conditional_creates_is_refused(b: &Backend) {
+    let faulty = Arc::new(FaultyStore::ignoring_create(b.store.clone()));
+    match Registry::with_store(
+        faulty,
+        &b.fresh_prefix("unsafe"),
+        &RegistryConfig::default(),
+    )
+    .await
+    {
+        Err(Error::UnsafeStore { .. }) => {}
+        other => panic!("{}: {other:?}", b.name),
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Today it runs: load data → split → infer schema and validate every split → the champion: a
 //! baseline (diagonal linear discriminant) exported in the mlops model format → the candidate:
-//! the seed's MLP trained with candle (early stopping, learning-rate reduction, best weights),
+//! the seed's MLP trained on the CPU engine (early stopping, learning-rate reduction, best weights),
 //! exported and loaded back as a `Predictor`, with its training curves → decision thresholds
 //! picked on validation → both evaluated on test with bootstrap intervals → the seed's metric
 //! gate plus a champion comparison → a drift reference profile of the training split stored
@@ -411,7 +411,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     )?;
 
     // 3. The candidate: the seed's MLP (Dense 128-64-32, dropout 0.3, Adam 1e-3, early stopping
-    //    on validation loss with the best weights restored), trained with candle.
+    //    on validation loss with the best weights restored), trained on the CPU engine.
     let model_dir = args.workdir.join("models").join("candidate");
     let trainer = Trainer::new(
         MlpConfig::default(),

@@ -1,7 +1,8 @@
 //! Times epochs of the seed's MLP for `benches/train_vs_pytorch.py` (same data, same
 //! threads): reads raw little-endian f32 rows (`rows * cols` features, then `rows` labels),
 //! trains `--epochs` epochs at `--batch` with early stopping off, validating on the first
-//! 1,000 rows, and prints one JSON object with each epoch's seconds.
+//! 1,000 rows, and prints one JSON object with each epoch's seconds. `--device cuda:0` (in a
+//! build with the `cuda` feature) runs the same epochs on a GPU through candle.
 //!
 //! ```text
 //! cargo run --release --example train_bench -- --data /tmp/train.f32 --rows 200000 --cols 30
@@ -10,7 +11,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mlops::core::Dataset;
-use mlops::train::{MlpConfig, TrainConfig, Trainer};
+use mlops::train::{DeviceConfig, MlpConfig, TrainConfig, Trainer};
 use ndarray::{Array1, Array2};
 
 /// Time MLP training epochs on a raw f32 file.
@@ -34,6 +35,19 @@ struct Args {
     /// Threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// `cpu`, or `cuda:N` (a build with the facade's `cuda` feature and a GPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn device(text: &str) -> anyhow::Result<DeviceConfig> {
+    if text == "cpu" {
+        return Ok(DeviceConfig::Cpu);
+    }
+    match text.strip_prefix("cuda:").map(str::parse::<usize>) {
+        Some(Ok(n)) => Ok(DeviceConfig::Cuda(n)),
+        _ => anyhow::bail!("--device {text:?}: expected cpu or cuda:N"),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             epochs: a.epochs,
             batch_size: a.batch,
             threads: a.threads,
+            device: device(&a.device)?,
             early_stopping: None,
             reduce_lr: None,
             ..TrainConfig::default()

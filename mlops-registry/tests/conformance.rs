@@ -44,8 +44,10 @@ mod s3 {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
+    use futures::TryStreamExt;
     use mlops_registry::{Error, NewVersion, Registry, RegistryConfig};
     use object_store::aws::AmazonS3Builder;
+    use object_store::{ObjectStore, ObjectStoreExt};
 
     use super::support::{free_port, suite, wait_for_port, Backend, Server};
 
@@ -129,7 +131,34 @@ mod s3 {
             .await
             .unwrap();
         assert_eq!(v.version, 1);
+        r.set_alias("fraud", "production", 1, None, "first")
+            .await
+            .unwrap();
+        // No credential reaches a name or a record.
         assert!(!r.store_name().contains("testing"), "{}", r.store_name());
+        let raw = AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(format!("http://127.0.0.1:{}", moto.port))
+            .with_allow_http(true)
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .with_region("us-east-1")
+            .build()
+            .unwrap();
+        let objects: Vec<_> = raw
+            .list(Some(&object_store::path::Path::from("by-url")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(objects.len() >= 4, "{objects:?}");
+        for o in objects {
+            let bytes = raw.get(&o.location).await.unwrap().bytes().await.unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("testing"),
+                "{} holds a credential",
+                o.location
+            );
+        }
         // An unknown option is an error naming it, not silently ignored.
         let mut bad = config.clone();
         bad.options.insert("aws_endpiont".into(), "x".into());

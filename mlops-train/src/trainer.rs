@@ -80,13 +80,32 @@ pub fn device(config: DeviceConfig) -> Result<Device> {
     match config {
         DeviceConfig::Cpu => Ok(Device::Cpu),
         #[cfg(feature = "cuda")]
-        DeviceConfig::Cuda(ordinal) => Device::new_cuda(ordinal).map_err(|e| {
-            Error::invalid(
-                "TrainConfig.device",
-                format!("cuda({ordinal})"),
-                format!("a CUDA device that exists ({e})"),
-            )
-        }),
+        DeviceConfig::Cuda(ordinal) => {
+            // cudarc loads the driver library on first use and panics when it is missing (a
+            // machine without a GPU): that becomes an error here too.
+            match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
+                Ok(Ok(device)) => Ok(device),
+                Ok(Err(e)) => Err(Error::invalid(
+                    "TrainConfig.device",
+                    format!("cuda({ordinal})"),
+                    format!("a CUDA device that exists ({e})"),
+                )),
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown failure".into());
+                    Err(Error::invalid(
+                        "TrainConfig.device",
+                        format!("cuda({ordinal})"),
+                        format!(
+                            "a machine with a CUDA driver and GPU (loading CUDA failed: {why})"
+                        ),
+                    ))
+                }
+            }
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceConfig::Cuda(ordinal) => Err(Error::invalid(
             "TrainConfig.device",

@@ -394,3 +394,42 @@ fn bad_inputs_get_clear_errors() {
         .to_string();
     assert!(e.contains("validation feature columns"), "{e}");
 }
+
+/// With the `cuda` feature: on a machine without a GPU, asking for one is an error (not a
+/// panic); with a GPU, the same training runs there and reaches the CPU's quality.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_trains_on_a_gpu_or_fails_clearly_without_one() {
+    let data = wdbc();
+    let make = |device| {
+        Trainer::new(
+            MlpConfig::default(),
+            TrainConfig {
+                epochs: 30,
+                device,
+                ..TrainConfig::default()
+            },
+        )
+        .unwrap()
+    };
+    match mlops_train::device(DeviceConfig::Cuda(0)) {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("cuda(0)") && text.contains("CUDA"), "{text}");
+            assert!(make(DeviceConfig::Cuda(0))
+                .fit(&data, None, &mut [])
+                .is_err());
+        }
+        Ok(_) => {
+            let gpu = make(DeviceConfig::Cuda(0))
+                .fit(&data, None, &mut [])
+                .unwrap();
+            let cpu = make(DeviceConfig::Cpu).fit(&data, None, &mut []).unwrap();
+            let (g, c) = (gpu.history.last().unwrap(), cpu.history.last().unwrap());
+            assert!(
+                g.val_auc > 0.98 && (g.val_auc - c.val_auc).abs() < 0.02,
+                "{g:?} vs {c:?}"
+            );
+        }
+    }
+}

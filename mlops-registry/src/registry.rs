@@ -7,11 +7,12 @@
 //! models/NAME/versions/0000000001.json        version records (written once, last)
 //! models/NAME/deleted/0000000001.json         tombstones
 //! models/NAME/aliases/ALIAS/0000000001.json   alias logs, one entry per move
-//! audit/<unix ms>-<random>.json               audit events
+//! audit/<unix ns>-<seq>-<random>.json         audit events
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,6 +103,8 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     /// The highest version number seen per model (a listing starts after it).
     seen: Arc<Mutex<HashMap<String, u64>>>,
+    /// Orders this handle's audit events within one clock tick.
+    audit_seq: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -142,6 +145,7 @@ impl Registry {
             cache: config.cache_dir.clone(),
             clock: Arc::new(SystemClock),
             seen: Arc::new(Mutex::new(HashMap::new())),
+            audit_seq: Arc::new(AtomicU64::new(0)),
         };
         registry.self_test().await?;
         tracing::debug!(store = registry.store.name(), "registry opened");
@@ -203,9 +207,12 @@ impl Registry {
     }
 
     async fn audit(&self, event: AuditEvent) {
+        // Ordered by time, then by this handle's sequence (events in the same clock tick), then
+        // a random part (other writers).
         let key = format!(
-            "audit/{:013}-{:016x}.json",
-            event.at.timestamp_millis().max(0),
+            "audit/{:020}-{:010}-{:016x}.json",
+            event.at.timestamp_nanos_opt().unwrap_or(i64::MAX).max(0),
+            self.audit_seq.fetch_add(1, Ordering::SeqCst),
             rand::random::<u64>()
         );
         let result = match Self::to_json(&event) {

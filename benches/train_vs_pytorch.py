@@ -96,7 +96,7 @@ def main():
     import torch
     m, t = float(np.median(ours["epoch_seconds"])), float(np.median(theirs))
     print(f"{args.rows} rows x {args.cols} features, batch {args.batch}, {args.threads} thread(s); torch {torch.__version__}")
-    print(f"mlops epoch:         median {m:.3f} s  {ours['epoch_seconds']}")
+    print(f"mlops epoch:          median {m:.3f} s  {ours['epoch_seconds']}")
     print(f"PyTorch epoch:        median {t:.3f} s  {[round(v, 3) for v in theirs]}")
     print(f"mlops / PyTorch time: {m / t:.2f}")
 

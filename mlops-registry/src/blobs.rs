@@ -1,7 +1,10 @@
 //! Content-addressed blobs: `blobs/sha256/<first two hex>/<sha256>`. The digest is computed
-//! while a file is read for upload; an identical blob already in the store is not uploaded
-//! again. Every read is checked against the recorded digest and size; a local cache keyed by
-//! digest avoids downloading the same bytes twice.
+//! while a file is read for upload; identical content is stored once. A registration always
+//! writes its blobs (an atomic overwrite with the same bytes), even when the blob exists: that
+//! refreshes its modification time, so garbage collection's grace period also covers a blob
+//! an in-flight registration reuses from a deleted version. Every read is checked against the
+//! recorded digest and size; a local cache keyed by digest avoids downloading the same bytes
+//! twice.
 
 use std::path::{Path, PathBuf};
 
@@ -47,8 +50,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// Reads `source` (hashing as it goes) and uploads it unless the store already holds the same
-/// blob; the entry records `name`, digest and size.
+/// Reads `source` (hashing as it goes) and writes it to its content address; the entry
+/// records `name`, digest and size.
 pub(crate) async fn upload(store: &Store, name: &str, source: &FileSource) -> Result<FileEntry> {
     let mut hasher = Sha256::new();
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -81,15 +84,8 @@ pub(crate) async fn upload(store: &Store, name: &str, source: &FileSource) -> Re
     }
     let sha256 = hex(&hasher.finalize());
     let key = blob_key(&sha256);
-    match store.head(&key).await? {
-        Some(meta) if meta.size == size => {
-            tracing::debug!(file = name, sha256, "blob already stored");
-        }
-        _ => {
-            store.put(&key, PutPayload::from_iter(chunks)).await?;
-            tracing::debug!(file = name, sha256, size, "blob uploaded");
-        }
-    }
+    store.put(&key, PutPayload::from_iter(chunks)).await?;
+    tracing::debug!(file = name, sha256, size, "blob written");
     Ok(FileEntry {
         name: name.to_string(),
         sha256,

@@ -62,18 +62,28 @@ impl NewVersion {
         self
     }
 
-    /// Adds every file under `dir` (recursively; names relative to `dir`, `/`-separated).
+    /// Adds every file under `dir` (recursively, following symbolic links; names relative to
+    /// `dir`, `/`-separated).
     pub fn dir(mut self, dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let mut stack = vec![dir.to_path_buf()];
+        // Canonical directories already walked: a link back up the tree is not walked twice.
+        let mut seen = std::collections::HashSet::new();
         while let Some(d) = stack.pop() {
+            let canonical = d
+                .canonicalize()
+                .map_err(|e| Error::io("resolving", &d, e))?;
+            if !seen.insert(canonical) {
+                continue;
+            }
             let entries = std::fs::read_dir(&d).map_err(|e| Error::io("listing", &d, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io("listing", &d, e))?;
                 let path = entry.path();
-                let kind = entry
-                    .file_type()
-                    .map_err(|e| Error::io("inspecting", &path, e))?;
+                // Symbolic links are followed.
+                let kind = std::fs::metadata(&path)
+                    .map_err(|e| Error::io("inspecting", &path, e))?
+                    .file_type();
                 if kind.is_dir() {
                     stack.push(path);
                 } else if kind.is_file() {
@@ -137,5 +147,32 @@ impl NewVersion {
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = Some(text.into());
         self
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_collects_nested_files_follows_links_and_survives_loops() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("model.json"), "{}").unwrap();
+        std::fs::create_dir_all(d.path().join("extra/deep")).unwrap();
+        std::fs::write(d.path().join("extra/deep/notes.txt"), "x").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("linked.bin"), "y").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("linked.bin"),
+            d.path().join("linked.bin"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(d.path(), d.path().join("extra/loop")).unwrap();
+        let v = NewVersion::new().dir(d.path()).unwrap();
+        let names: Vec<&str> = v.files.keys().map(String::as_str).collect();
+        assert_eq!(names, ["extra/deep/notes.txt", "linked.bin", "model.json"]);
+        let empty = tempfile::tempdir().unwrap();
+        let e = NewVersion::new().dir(empty.path()).unwrap_err().to_string();
+        assert!(e.contains("model directory"), "{e}");
     }
 }

@@ -290,19 +290,6 @@ impl Store {
         self.timed("reading", key, fut).await
     }
 
-    /// The metadata of `key`, `None` when absent.
-    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let path = self.path(key);
-        let fut = async {
-            match self.inner.head(&path).await {
-                Ok(m) => Ok(Some(m)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        self.timed("reading metadata of", key, fut).await
-    }
-
     /// Every object under `prefix` (recursively), after `offset` when given.
     pub(crate) async fn list(&self, prefix: &str, offset: Option<&str>) -> Result<Vec<ObjectMeta>> {
         let path = self.path(prefix);

@@ -3,11 +3,12 @@
 #   1. sets up what the tests need (a Python venv in .venv with the pinned packages of
 #      scripts/requirements-test.txt; promtool from Debian's prometheus package),
 #   2. cargo fmt --check, cargo clippy -D warnings,
-#   3. every Rust test (unit, integration, property, doc, examples), then the tests against
-#      real servers that each test starts on a port it picks and stops by PID (process group):
-#      the MLflow tracking backend (feature `mlflow`) against `mlflow server` from .venv, and
-#      the registry conformance suite on S3 (feature `aws`, `moto_server` from .venv) and on
-#      Azure Blob (feature `azure`, Azurite from npm, installed into .tools),
+#   3. every Rust test (unit, integration, property, doc, examples) in one build with the
+#      server features, including the tests against real servers that each test starts on a
+#      port it picks and stops by PID (process group): the MLflow tracking backend (feature
+#      `mlflow`) against `mlflow server` from .venv, and the registry conformance suite on S3
+#      (feature `aws`, `moto_server` from .venv) and on Azure Blob (feature `azure`, Azurite
+#      from npm, installed into .tools),
 #   4. the Python tests (the committed fixtures are what the committed generators write),
 # and stops whatever it started (by PID) on the way out.
 set -euo pipefail
@@ -51,24 +52,22 @@ promtool --version | head -n 1
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-# Features of the tests against real servers (and gcp, which has no local server: compiled and
-# linted only).
-server_features=mlops-train/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
+# One feature selection for lint and tests, so the workspace is built once: the backends
+# tested against real servers (mlflow, aws, azure) and gcp, which has no local server (compiled
+# and linted only). Features only add code; nothing is compiled only without them but the
+# `cuda` fallbacks, which stay compiled (cuda is never on here).
+features=mlops-train/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
 
-step "cargo clippy --workspace --all-targets -- -D warnings (and with the server features)"
-cargo clippy --workspace --all-targets -- -D warnings
-# The same package selection as above, so only the crates these features touch are checked again.
-cargo clippy --workspace --all-targets --features "$server_features" -- -D warnings
+step "cargo clippy --workspace --all-targets --features $features -- -D warnings"
+cargo clippy --workspace --all-targets --features "$features" -- -D warnings
 
-step "cargo test --workspace"
-cargo test --workspace
-
-step "Against real servers: mlflow server (tracking), moto S3 and Azurite (registry)"
-# The whole workspace selected (as above) so that dependencies are not rebuilt with other
-# features; only the `tracking` and `conformance` tests run.
+step "cargo test --workspace --features $features (with mlflow server, moto S3, Azurite)"
+# The tracking suite runs against a real mlflow server, the registry suite against a real moto
+# S3 server and Azurite; each test starts its server on a port it picks and stops it by PID.
 MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
   MLOPS_AZURITE="$PWD/.tools/node_modules/.bin/azurite-blob" MLOPS_PYTHON="$PWD/.venv/bin/python" \
-  cargo test --workspace --features "$server_features" --test tracking --test conformance
+  MLOPS_TEST_FEATURES="$features" \
+  cargo test --workspace --features "$features"
 
 step "pytest tests/python"
 .venv/bin/python -m pytest -q tests/python

@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 /// Path of a built example. `cargo test --workspace` builds the examples before any test
 /// runs; `cargo test --test examples_cli` alone does not, so they are (re)built once per test
 /// run with the same package selection as `cargo test --workspace` (a different selection
-/// would resolve dependency features differently and rebuild every dependency).
+/// would resolve dependency features differently and rebuild every dependency), plus the
+/// features in `MLOPS_TEST_FEATURES` when the caller built with some.
 fn example(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
@@ -23,6 +24,11 @@ fn example(name: &str) -> PathBuf {
         ]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
+        }
+        // The test command builds the workspace with extra features; the same selection here
+        // finds everything built.
+        if let Ok(features) = std::env::var("MLOPS_TEST_FEATURES") {
+            cmd.args(["--features", &features]);
         }
         assert!(cmd.status().unwrap().success(), "building the examples");
     });

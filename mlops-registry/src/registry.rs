@@ -597,8 +597,17 @@ impl Registry {
     ) -> Result<AliasEntry> {
         check_name("model name", model)?;
         check_name("alias", alias)?;
-        let info = self.version(model, &VersionRef::Number(version)).await?;
-        if info.deleted.is_some() {
+        if self.read_record(model, version).await?.is_none() {
+            return Err(Error::NotFound {
+                what: format!("version {version} of model `{model}`"),
+            });
+        }
+        if self
+            .store
+            .get(&tombstone_key(model, version))
+            .await?
+            .is_some()
+        {
             return Err(Error::Conflict {
                 model: model.to_string(),
                 version,

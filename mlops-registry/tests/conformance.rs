@@ -89,6 +89,20 @@ mod s3 {
         server
     }
 
+    /// The bucket on moto, path-style, with dummy credentials.
+    fn s3_store(port: u16) -> object_store::aws::AmazonS3 {
+        AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_allow_http(true)
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .with_region("us-east-1")
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap()
+    }
+
     fn options(port: u16) -> BTreeMap<String, String> {
         [
             ("aws_endpoint", format!("http://127.0.0.1:{port}")),
@@ -106,16 +120,7 @@ mod s3 {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn s3_on_moto_conforms() {
         let moto = start_moto();
-        let store = AmazonS3Builder::new()
-            .with_bucket_name(BUCKET)
-            .with_endpoint(format!("http://127.0.0.1:{}", moto.port))
-            .with_allow_http(true)
-            .with_access_key_id("testing")
-            .with_secret_access_key("testing")
-            .with_region("us-east-1")
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap();
+        let store = s3_store(moto.port);
         suite::run(&Backend::new("s3", Arc::new(store))).await;
 
         // The same store through a URL and options, as a user opens it.
@@ -136,15 +141,7 @@ mod s3 {
             .unwrap();
         // No credential reaches a name or a record.
         assert!(!r.store_name().contains("testing"), "{}", r.store_name());
-        let raw = AmazonS3Builder::new()
-            .with_bucket_name(BUCKET)
-            .with_endpoint(format!("http://127.0.0.1:{}", moto.port))
-            .with_allow_http(true)
-            .with_access_key_id("testing")
-            .with_secret_access_key("testing")
-            .with_region("us-east-1")
-            .build()
-            .unwrap();
+        let raw = s3_store(moto.port);
         let objects: Vec<_> = raw
             .list(Some(&object_store::path::Path::from("by-url")))
             .try_collect()

@@ -55,6 +55,13 @@ fn alias_dir(model: &str, alias: &str) -> String {
 fn alias_key(model: &str, alias: &str, seq: u64) -> String {
     format!("{}/{seq:010}.json", alias_dir(model, alias))
 }
+/// The error for a version with no record.
+fn missing_version(model: &str, version: u64) -> Error {
+    Error::NotFound {
+        what: format!("version {version} of model `{model}`"),
+    }
+}
+
 /// The number in a `.../0000000042.json` key.
 fn number_of(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
@@ -422,9 +429,7 @@ impl Registry {
         let record = self
             .read_record(model, version)
             .await?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("version {version} of model `{model}`"),
-            })?;
+            .ok_or_else(|| missing_version(model, version))?;
         let deleted = self.read_json(&tombstone_key(model, version)).await?;
         let aliases = self
             .aliases(model)
@@ -500,9 +505,7 @@ impl Registry {
     pub async fn delete_version(&self, model: &str, version: u64, why: &str) -> Result<Tombstone> {
         check_name("model name", model)?;
         if self.read_record(model, version).await?.is_none() {
-            return Err(Error::NotFound {
-                what: format!("version {version} of model `{model}`"),
-            });
+            return Err(missing_version(model, version));
         }
         let pointing: Vec<String> = self
             .aliases(model)
@@ -598,9 +601,7 @@ impl Registry {
         check_name("model name", model)?;
         check_name("alias", alias)?;
         if self.read_record(model, version).await?.is_none() {
-            return Err(Error::NotFound {
-                what: format!("version {version} of model `{model}`"),
-            });
+            return Err(missing_version(model, version));
         }
         if self
             .store

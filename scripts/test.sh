@@ -14,6 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# A test run is one build, not an edit loop: incremental caches would only take disk (CI's
+# disk is small; see the dev profile in Cargo.toml).
+export CARGO_INCREMENTAL=0
 
 started_pids=()
 cleanup() {
@@ -25,6 +28,9 @@ trap cleanup EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
+
+step "disk free here (the clippy + test build takes several GiB in target/)"
+df -h . | tail -n 1
 
 step "Python venv (.venv) with scripts/requirements-test.txt"
 python=${PYTHON:-python3}
@@ -72,4 +78,5 @@ MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
 step "pytest tests/python"
 .venv/bin/python -m pytest -q tests/python
 
-printf '\nall checks passed in %ss\n' "$(( $(date +%s) - start ))"
+printf '\nall checks passed in %ss; target/ holds %s\n' "$(( $(date +%s) - start ))" \
+  "$(du -sh target 2>/dev/null | cut -f1)"

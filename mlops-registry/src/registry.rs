@@ -431,13 +431,7 @@ impl Registry {
             .await?
             .ok_or_else(|| missing_version(model, version))?;
         let deleted = self.read_json(&tombstone_key(model, version)).await?;
-        let aliases = self
-            .aliases(model)
-            .await?
-            .into_iter()
-            .filter(|(_, v)| *v == version)
-            .map(|(a, _)| a)
-            .collect();
+        let aliases = self.aliases_to(model, version).await?;
         Ok(VersionInfo {
             record,
             deleted,
@@ -507,13 +501,7 @@ impl Registry {
         if self.read_record(model, version).await?.is_none() {
             return Err(missing_version(model, version));
         }
-        let pointing: Vec<String> = self
-            .aliases(model)
-            .await?
-            .into_iter()
-            .filter(|(_, v)| *v == version)
-            .map(|(a, _)| a)
-            .collect();
+        let pointing = self.aliases_to(model, version).await?;
         if !pointing.is_empty() {
             return Err(Error::Conflict {
                 model: model.to_string(),
@@ -586,6 +574,17 @@ impl Registry {
             }
         }
         Ok(out)
+    }
+
+    /// The aliases of `model` whose current target is `version`, in name order.
+    async fn aliases_to(&self, model: &str, version: u64) -> Result<Vec<String>> {
+        Ok(self
+            .aliases(model)
+            .await?
+            .into_iter()
+            .filter(|(_, v)| *v == version)
+            .map(|(a, _)| a)
+            .collect())
     }
 
     /// Points `alias` at `version` if it points at `expected` now (`None`: unset): a

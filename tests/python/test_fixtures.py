@@ -17,3 +17,24 @@ def test_fixtures_are_reproducible():
     for script in GENERATORS:
         result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
         assert result.returncode == 0, f"{script.name}: {result.stdout}{result.stderr}"
+
+
+sys.path.insert(0, str(ROOT / "scripts" / "fixtures"))
+from _fixture_io import differences  # noqa: E402
+
+
+def test_last_bit_float_differences_are_tolerated():
+    # The values seen on an AVX-512 machine against the committed (AVX2) file.
+    assert differences({"sf": 0.022891810311717498}, {"sf": 0.022891810311718164}) == []
+
+
+def test_real_differences_are_reported_with_their_path():
+    old = {"kstwo_sf": [{"n": 3, "sf": 0.5}], "name": "ks"}
+    assert differences(old, {"kstwo_sf": [{"n": 3, "sf": 0.5000001}], "name": "ks"}) == [
+        "$.kstwo_sf[0].sf: 0.5 != 0.5000001 (relative difference 2e-07 > 1e-12)"
+    ]
+    assert differences(old, {"kstwo_sf": [], "name": "ks"}) == ["$.kstwo_sf: length 1 != 0"]
+    assert differences(old, {"kstwo_sf": [{"n": 4, "sf": 0.5}], "name": "ks"}) == ["$.kstwo_sf[0].n: 3 != 4"]
+    assert differences({"p": None}, {"p": 0.0}) != []
+    assert differences({"a": 1}, {"b": 1}) != []
+    assert differences({"x": True}, {"x": 1}) != []

@@ -111,9 +111,9 @@ fn sketched_profile(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("sketch_merge_to_profile", |b| {
         b.iter(|| {
-            let mut acc = ProfileSketch::from_dataset(&parts[0], 0.002, 1300).unwrap();
+            let mut acc = ProfileSketch::from_dataset(&parts[0], 400).unwrap();
             for p in &parts[1..] {
-                acc.merge(&ProfileSketch::from_dataset(p, 0.002, 1300).unwrap())
+                acc.merge(&ProfileSketch::from_dataset(p, 400).unwrap())
                     .unwrap();
             }
             acc.to_profile(&ProfileConfig::default(), 20_000).unwrap()

@@ -10,8 +10,12 @@
 //!
 //! Without `--tests` each column gets Evidently's preset (KS up to 1,000 reference rows,
 //! normalized Wasserstein above; chi-square / Z, then Jensen–Shannon, for categorical codes).
-//! The first test listed decides; the others are reported beside it. Exit code 1 when the
-//! dataset drifted.
+//! The first test listed decides; the others are reported beside it. A column that cannot be
+//! tested (absent from the current data, all missing, fewer than `--min-samples` values) is
+//! reported as such and the verdict is `incomplete`, never `no drift`.
+//!
+//! Exit codes: 0 no drift, 1 drift, 2 incomplete (some columns not tested, none drifted),
+//! 3 bad input or usage.
 
 use std::process::ExitCode;
 
@@ -20,12 +24,16 @@ use clap::Parser;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::drift::stats::KsMethod;
 use mlops::drift::{
-    html_report, DriftConfig, DriftReport, DriftTest, ProfileConfig, ReferenceProfile,
+    html_report, DriftConfig, DriftReport, DriftTest, ProfileConfig, ReferenceProfile, Verdict,
 };
 
-/// Compare two datasets column by column.
+/// Compares a current CSV with a reference CSV column by column (two-sample tests or
+/// distances, multiple-testing correction) and decides whether the dataset drifted.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 no drift, 1 drift, 2 incomplete (some columns could not be tested and none drifted), 3 bad input or usage."
+)]
 struct Args {
     /// Reference CSV (the training data).
     #[arg(long)]
@@ -60,6 +68,9 @@ struct Args {
     /// Write an HTML page (summary table, per-column ECDFs) here.
     #[arg(long)]
     html: Option<String>,
+    /// Fewest non-missing values per side for a column to be tested.
+    #[arg(long, default_value_t = DriftConfig::default().min_samples)]
+    min_samples: usize,
 }
 
 fn load(path: &str, rows: Option<&str>, options: &CsvOptions) -> anyhow::Result<Dataset> {
@@ -92,8 +103,10 @@ fn print_table(report: &DriftReport) {
     );
     for c in &report.columns {
         if let Some(e) = &c.error {
-            println!("{:<28} error: {e}", c.column);
-            continue;
+            println!("{:<28} not tested: {e}", c.column);
+            if c.missing.is_none() {
+                continue;
+            }
         }
         for (k, t) in c.tests.iter().enumerate() {
             println!(
@@ -131,11 +144,22 @@ fn print_table(report: &DriftReport) {
             "{:.4} (rule > {})",
             r.observed, r.threshold
         )),
-        if d.drifted { "DRIFT" } else { "no drift" }
+        match d.verdict {
+            Verdict::Drift => "DRIFT",
+            Verdict::Incomplete => "INCOMPLETE",
+            Verdict::NoDrift => "no drift",
+        }
     );
+    if !d.columns_not_tested.is_empty() {
+        println!(
+            "not tested ({}): {}",
+            d.columns_not_tested.len(),
+            d.columns_not_tested.join(", ")
+        );
+    }
 }
 
-fn run(args: &Args) -> anyhow::Result<bool> {
+fn run(args: &Args) -> anyhow::Result<Verdict> {
     let options = CsvOptions {
         ignore: args.ignore.clone(),
         categorical: args.categorical.clone(),
@@ -158,6 +182,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         tests,
         columns: args.columns.clone(),
         ks_method,
+        min_samples: args.min_samples,
         ..DriftConfig::default()
     };
     let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
@@ -187,17 +212,28 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         Some(path) => std::fs::write(path, json).with_context(|| format!("writing {path}"))?,
         None => println!("{json}"),
     }
-    Ok(report.dataset.drifted)
+    Ok(report.dataset.verdict)
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(&args) {
-        Ok(false) => ExitCode::SUCCESS,
-        Ok(true) => ExitCode::from(1),
+        Ok(Verdict::NoDrift) => ExitCode::SUCCESS,
+        Ok(Verdict::Drift) => ExitCode::from(1),
+        Ok(Verdict::Incomplete) => ExitCode::from(2),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(3)
         }
     }
 }

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::profile::{ColumnProfile, ReferenceProfile};
-use crate::report::{ColumnDrift, DriftReport};
+use crate::report::{ColumnDrift, DriftReport, Verdict};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -127,9 +127,21 @@ pub fn html_report(
     let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>Drift report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}.drift{color:#b00;font-weight:bold}</style></head><body>");
     let _ = write!(
         html,
-        "<h1>Drift report: <span class=\"{}\">{}</span></h1><p>{} of {} columns drifted (share {:.2}, rule &ge; {}); mean effect {}; correction {:?}.</p>",
-        if d.drifted { "drift" } else { "" },
-        if d.drifted { "DRIFT" } else { "no drift" },
+        "<h1>Drift report: <span class=\"{}\">{}</span></h1>{}<p>{} of {} columns drifted (share {:.2}, rule &ge; {}); mean effect {}; correction {:?}.</p>",
+        if d.verdict == Verdict::NoDrift { "" } else { "drift" },
+        match d.verdict {
+            Verdict::Drift => "DRIFT",
+            Verdict::Incomplete => "INCOMPLETE",
+            Verdict::NoDrift => "no drift",
+        },
+        if d.columns_not_tested.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p class=\"drift\">Not tested (nothing is known about them): {}.</p>",
+                escape(&d.columns_not_tested.join(", "))
+            )
+        },
         d.columns_drifted,
         d.columns_tested,
         d.share_rule.observed,
@@ -149,7 +161,11 @@ pub fn html_report(
             first.and_then(|t| t.adjusted_p_value.or(t.p_value)).map_or("-".into(), |p| format!("{p:.3e}")),
             c.effect_size.map_or("-".into(), |e| format!("{e:.4}")),
             if c.drifted { "drift" } else { "" },
-            c.error.as_deref().map_or_else(|| if c.drifted { "yes".to_string() } else { "no".to_string() }, |e| format!("error: {}", escape(e)))
+            match (&c.error, c.drifted) {
+                (_, true) => "yes".to_string(),
+                (Some(e), false) => format!("not tested: {}", escape(e)),
+                (None, false) => "no".to_string(),
+            }
         );
     }
     html.push_str("</table>");

@@ -11,9 +11,11 @@
 //! - [`DriftPolicy`]: report → action (none, warn, retrain) with minimum samples and a
 //!   cooldown on an injected clock, a host [`RetrainTrigger`], and Prometheus [`DriftMetrics`];
 //! - [`html_report`]: the report as an HTML page with a summary table and per-column ECDFs;
-//! - [`QuantileSketch`]: a mergeable, order-independent sketch (< 16 KB per column) whose KS
-//!   statistics come with a guaranteed error bound, and [`ProfileSketch`]: per-partition
-//!   sketches of a whole reference, merged in any order into a [`ReferenceProfile`];
+//! - [`QuantileSketch`]: Apache DataSketches' KLL sketch (about 12 KB per column at the
+//!   default `k`, the format the Java, C++ and Python DataSketches read), whose rank error
+//!   holds wherever the data sit and whose KS statistics come with an error bound, and
+//!   [`ProfileSketch`]: per-partition sketches of a whole reference, merged in any order into
+//!   a [`ReferenceProfile`];
 //! - [`stream`]: windowed detection, an ERT-calibrated online detector, ADWIN, Page–Hinkley, DDM, and seeded SEA / hyperplane
 //!   streams.
 //!
@@ -49,8 +51,8 @@ pub use policy::{
 };
 pub use profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
 pub use report::{
-    ColumnDrift, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift, RuleOutcome,
-    TestOutcome,
+    ColumnDrift, ColumnStatus, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift,
+    RuleOutcome, TestOutcome, Verdict,
 };
-pub use sketch::{QuantileSketch, SketchKs};
+pub use sketch::{QuantileSketch, SketchKs, DEFAULT_K as DEFAULT_SKETCH_K};
 pub use sketch_profile::{ColumnSketch, ProfileSketch};

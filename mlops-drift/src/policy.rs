@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::report::DriftReport;
+use crate::report::{ColumnStatus, DriftReport, Verdict};
 
 /// What to do about a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EncodeLabelValue)]
@@ -23,7 +23,8 @@ use crate::report::DriftReport;
 pub enum DriftAction {
     /// Nothing drifted (or too few samples to say).
     None,
-    /// Some columns drifted, or the dataset drifted during the cooldown: tell a person.
+    /// Some columns drifted, some could not be tested (an incomplete report), or the dataset
+    /// drifted during the cooldown: tell a person.
     Warn,
     /// The dataset drifted: retrain.
     Retrain,
@@ -216,7 +217,7 @@ impl DriftPolicy {
         let samples = report
             .columns
             .iter()
-            .filter(|c| c.error.is_none())
+            .filter(|c| c.status == ColumnStatus::Tested)
             .map(|c| c.current_values)
             .min()
             .unwrap_or(0);
@@ -255,6 +256,17 @@ impl DriftPolicy {
                 reason: format!(
                     "columns drifted without dataset drift: {}",
                     names.join(", ")
+                ),
+            };
+        }
+        if d.verdict == Verdict::Incomplete {
+            return PolicyDecision {
+                action: DriftAction::Warn,
+                reason: format!(
+                    "incomplete: no drift among {} tested columns, but {} could not be tested: {}",
+                    d.columns_tested,
+                    d.columns_not_tested.len(),
+                    d.columns_not_tested.join(", ")
                 ),
             };
         }

@@ -177,6 +177,10 @@ pub struct DriftConfig {
     pub mean_effect_threshold: Option<f64>,
     /// Size above which the preset switches from tests to distances (Evidently's 1000).
     pub preset_size: usize,
+    /// Fewest non-missing values on each side (and rows, for the missing-value test) for a
+    /// column to be tested (default 30); below it the column is
+    /// [`ColumnStatus::InsufficientData`], never "no drift" and never "drift".
+    pub min_samples: usize,
 }
 
 impl Default for DriftConfig {
@@ -193,6 +197,7 @@ impl Default for DriftConfig {
             drift_share: 0.5,
             mean_effect_threshold: Some(0.3),
             preset_size: 1000,
+            min_samples: 30,
         }
     }
 }
@@ -236,6 +241,13 @@ impl DriftConfig {
                     ));
                 }
             }
+        }
+        if self.min_samples == 0 {
+            return Err(Error::invalid(
+                "DriftConfig.min_samples",
+                self.min_samples,
+                "at least 1 value per side",
+            ));
         }
         Ok(())
     }
@@ -295,6 +307,52 @@ pub struct MissingDrift {
     pub outcome: TestOutcome,
 }
 
+/// Whether a column's values could be tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnStatus {
+    /// Its tests ran.
+    Tested,
+    /// Fewer than [`DriftConfig::min_samples`] non-missing values on a side (a 0-row batch, a
+    /// column all missing): its values say nothing yet. A rising share of missing values is
+    /// still tested and can flag the column.
+    InsufficientData,
+    /// It cannot be tested at all (absent from the current data, another kind, a test that
+    /// does not apply); `error` says why.
+    Untestable,
+}
+
+/// The dataset verdict. A report never concludes [`Verdict::NoDrift`] from columns it could
+/// not test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every selected column was tested and the dataset rules did not fire.
+    NoDrift,
+    /// The dataset rules fired on the columns that could be decided.
+    Drift,
+    /// No drift among the columns tested, but some columns could not be tested (listed in
+    /// [`DatasetDrift::columns_not_tested`]): nothing is known about them.
+    Incomplete,
+}
+
+impl Verdict {
+    /// `no_drift`, `drift` or `incomplete`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::NoDrift => "no_drift",
+            Verdict::Drift => "drift",
+            Verdict::Incomplete => "incomplete",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The drift of one column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDrift {
@@ -314,9 +372,14 @@ pub struct ColumnDrift {
     pub missing: Option<MissingDrift>,
     /// Whether the column drifted (its deciding test, or a rising share of missing values).
     pub drifted: bool,
-    /// Why the column could not be tested (all missing, constant reference, wrong type); the
-    /// rest of the report is still produced.
+    /// Whether its values were tested.
+    pub status: ColumnStatus,
+    /// Why the column's values were not tested (too few values, absent, wrong kind); the rest
+    /// of the report is still produced. `None` exactly when `status` is `Tested`.
     pub error: Option<String>,
+    /// What the report did differently for this column (a fallback test, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A rule of the dataset decision.
@@ -333,10 +396,14 @@ pub struct RuleOutcome {
 /// The dataset-level decision, with every rule reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetDrift {
-    /// True when the share rule or the mean-effect rule fires.
+    /// Drift, no drift, or incomplete (some columns could not be tested and nothing drifted).
+    pub verdict: Verdict,
+    /// True when the share rule or the mean-effect rule fires (`verdict == Drift`).
     pub drifted: bool,
-    /// Columns tested without error.
+    /// Columns whose drift was decided: tested, or flagged by their missing values.
     pub columns_tested: usize,
+    /// Columns that could not be decided, by name (their entries say why).
+    pub columns_not_tested: Vec<String>,
     /// Columns that drifted.
     pub columns_drifted: usize,
     /// Share of drifted columns against `drift_share`.
@@ -366,6 +433,7 @@ impl DriftReport {
 }
 
 fn column_error(c: &ColumnProfile, current_values: usize, message: String) -> ColumnDrift {
+    tracing::debug!(column = %c.name, %message, "column not tested");
     ColumnDrift {
         column: c.name.clone(),
         kind: c.kind,
@@ -375,7 +443,9 @@ fn column_error(c: &ColumnProfile, current_values: usize, message: String) -> Co
         effect_size: None,
         missing: None,
         drifted: false,
+        status: ColumnStatus::Untestable,
         error: Some(message),
+        notes: Vec::new(),
     }
 }
 
@@ -580,6 +650,42 @@ fn binned_only(c: &ColumnProfile, tests: &[DriftTest], config: &DriftConfig) -> 
         })
 }
 
+/// The null-rate test of column `c` against a batch of `rows` rows, when either side has
+/// missing values and both sides have at least `min_samples` rows.
+fn missing_drift(
+    c: &ColumnProfile,
+    present: usize,
+    rows: usize,
+    config: &DriftConfig,
+) -> Option<MissingDrift> {
+    let current_missing = rows - present;
+    if (c.missing == 0 && current_missing == 0)
+        || c.rows < config.min_samples
+        || rows < config.min_samples
+    {
+        return None;
+    }
+    let t = null_rate_test(
+        c.missing as f64,
+        c.rows as f64,
+        current_missing as f64,
+        rows as f64,
+    )
+    .ok()?;
+    Some(MissingDrift {
+        reference_share: c.missing as f64 / c.rows as f64,
+        current_share: current_missing as f64 / rows as f64,
+        outcome: TestOutcome {
+            test: DriftTest::Z,
+            statistic: t.statistic,
+            p_value: Some(t.pvalue),
+            adjusted_p_value: None,
+            threshold: None,
+            drifted: false,
+        },
+    })
+}
+
 /// Compares one column. The current values are sorted when [`needs_sorted`] says so (the
 /// effect size is `None` otherwise).
 fn compare_column(
@@ -592,36 +698,63 @@ fn compare_column(
 ) -> ColumnDrift {
     let cur = current.values;
     let present = current.present;
-    if c.present() == 0 {
-        return column_error(
-            c,
-            present,
-            format!("every reference value of `{}` is missing", c.name),
+    let missing = missing_drift(c, present, rows, config);
+    let (reference_present, min) = (c.present(), config.min_samples);
+    if reference_present < min || present < min {
+        let why = |side: &str, n: usize, total: usize| match (n, total) {
+            (_, 0) => format!("the {side} data has no rows"),
+            (0, _) => format!("every {side} value of `{}` is missing", c.name),
+            _ => format!("{n} {side} values of `{}`", c.name),
+        };
+        let short: Vec<String> = [
+            ("reference", reference_present, c.rows),
+            ("current", present, rows),
+        ]
+        .into_iter()
+        .filter(|(_, n, _)| *n < min)
+        .map(|(side, n, total)| why(side, n, total))
+        .collect();
+        let message = format!(
+            "insufficient data: {}; expected at least min_samples = {min} non-missing values on each side",
+            short.join(" and ")
         );
+        tracing::debug!(column = %c.name, %message, "column not tested");
+        return ColumnDrift {
+            column: c.name.clone(),
+            kind: c.kind,
+            reference_values: reference_present,
+            current_values: present,
+            tests: Vec::new(),
+            effect_size: None,
+            missing,
+            drifted: false,
+            status: ColumnStatus::InsufficientData,
+            error: Some(message),
+            notes: Vec::new(),
+        };
     }
-    if present == 0 {
-        return column_error(
-            c,
-            0,
-            format!("every current value of `{}` is missing", c.name),
-        );
-    }
-    let first = c.sorted[0];
-    if c.kind != ColumnKind::Categorical && c.sorted.last() == Some(&first) {
-        return column_error(
-            c,
-            present,
-            format!(
-                "the reference column `{}` is constant ({first}); drift tests are undefined",
-                c.name
-            ),
-        );
-    }
+    let constant = c.kind != ColumnKind::Categorical && c.sorted.first() == c.sorted.last();
+    let mut notes = Vec::new();
     let mut outcomes = Vec::with_capacity(tests.len());
     for &t in tests {
+        // The normalized distances divide by the reference spread, undefined for a constant
+        // reference (a feature stuck at a default): KS decides there instead.
+        let t = if constant && matches!(t, DriftTest::Wasserstein | DriftTest::Energy) {
+            notes.push(format!(
+                "the reference `{}` is constant ({}): normalized {t} is undefined, ks decides instead",
+                c.name, c.sorted[0]
+            ));
+            DriftTest::Ks
+        } else {
+            t
+        };
         match run_test(t, c, current, config) {
             Ok(o) => outcomes.push(o),
-            Err(e) => return column_error(c, present, e.to_string()),
+            Err(e) => {
+                let mut entry = column_error(c, present, e.to_string());
+                entry.missing = missing;
+                return entry;
+            }
         }
     }
     let effect_size = if c.kind == ColumnKind::Categorical {
@@ -638,40 +771,18 @@ fn compare_column(
             }
         }
     };
-    let current_missing = rows - present;
-    let missing = (c.missing > 0 || current_missing > 0)
-        .then(|| {
-            null_rate_test(
-                c.missing as f64,
-                c.rows as f64,
-                current_missing as f64,
-                rows as f64,
-            )
-            .ok()
-        })
-        .flatten()
-        .map(|t| MissingDrift {
-            reference_share: c.missing as f64 / c.rows.max(1) as f64,
-            current_share: current_missing as f64 / rows.max(1) as f64,
-            outcome: TestOutcome {
-                test: DriftTest::Z,
-                statistic: t.statistic,
-                p_value: Some(t.pvalue),
-                adjusted_p_value: None,
-                threshold: None,
-                drifted: false,
-            },
-        });
     ColumnDrift {
         column: c.name.clone(),
         kind: c.kind,
-        reference_values: c.present(),
+        reference_values: reference_present,
         current_values: present,
         tests: outcomes,
         effect_size,
         missing,
         drifted: false,
+        status: ColumnStatus::Tested,
         error: None,
+        notes,
     }
 }
 
@@ -684,11 +795,13 @@ impl ReferenceProfile {
         let selected: Vec<&ColumnProfile> = if config.columns.is_empty() {
             self.columns.iter().collect()
         } else {
+            let by_name: std::collections::HashMap<&str, &ColumnProfile> =
+                self.columns.iter().map(|c| (c.name.as_str(), c)).collect();
             config
                 .columns
                 .iter()
                 .map(|n| {
-                    self.column(n).ok_or_else(|| {
+                    by_name.get(n.as_str()).copied().ok_or_else(|| {
                         Error::invalid(
                             "DriftConfig.columns",
                             n,
@@ -708,10 +821,18 @@ impl ReferenceProfile {
         // One plan per column: where it is in the current data, its tests, and whether binned
         // distances alone test it. Binned-only columns are counted in one pass over the rows;
         // the others get their non-missing values (sorted when needed).
+        // Column lookups by name through one map (linear in the column count: a wide file of
+        // a million columns must not take a million scans).
+        let index: std::collections::HashMap<&str, usize> = current
+            .feature_names()
+            .enumerate()
+            .map(|(j, n)| (n, j))
+            .collect();
+        let kinds: Vec<ColumnKind> = current.feature_kinds().collect();
         let plans: Vec<Option<(usize, Vec<DriftTest>, bool)>> = selected
             .iter()
             .map(|c| {
-                current.feature_index(&c.name).ok().map(|j| {
+                index.get(c.name.as_str()).copied().map(|j| {
                     let tests = column_tests(c, config);
                     let binned = binned_only(c, &tests, config);
                     (j, tests, binned)
@@ -752,10 +873,7 @@ impl ReferenceProfile {
                         format!("column `{}` is not in the current data", c.name),
                     );
                 };
-                let kind = current
-                    .feature_kinds()
-                    .nth(*j)
-                    .unwrap_or(ColumnKind::Numeric);
+                let kind = kinds[*j];
                 if kind != c.kind {
                     return column_error(
                         c,
@@ -850,7 +968,17 @@ fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
         c.drifted = c.tests.first().is_some_and(|t| t.drifted)
             || c.missing.as_ref().is_some_and(|m| m.outcome.drifted);
     }
-    let tested: Vec<&ColumnDrift> = columns.iter().filter(|c| c.error.is_none()).collect();
+    // A column is decided when its values were tested or its missing values flagged it; the
+    // rules look at decided columns only, and undecided ones make the verdict incomplete.
+    let tested: Vec<&ColumnDrift> = columns
+        .iter()
+        .filter(|c| c.status == ColumnStatus::Tested || c.drifted)
+        .collect();
+    let columns_not_tested: Vec<String> = columns
+        .iter()
+        .filter(|c| c.status != ColumnStatus::Tested && !c.drifted)
+        .map(|c| c.column.clone())
+        .collect();
     let n_drifted = tested.iter().filter(|c| c.drifted).count();
     let share = if tested.is_empty() {
         0.0
@@ -875,7 +1003,15 @@ fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
             }
         });
     let drifted = share_rule.fired || mean_effect_rule.as_ref().is_some_and(|r| r.fired);
+    let verdict = if drifted {
+        Verdict::Drift
+    } else if !columns_not_tested.is_empty() || columns.is_empty() {
+        Verdict::Incomplete
+    } else {
+        Verdict::NoDrift
+    };
     tracing::debug!(
+        %verdict,
         drifted,
         columns = columns.len(),
         n_drifted,
@@ -883,8 +1019,10 @@ fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
     );
     DriftReport {
         dataset: DatasetDrift {
+            verdict,
             drifted,
             columns_tested: tested.len(),
+            columns_not_tested,
             columns_drifted: n_drifted,
             share_rule,
             mean_effect_rule,

@@ -1,197 +1,117 @@
 //! A mergeable quantile sketch for building drift profiles over partitions (a Spark,
-//! DataFusion or Flink job sketches each partition, then merges).
+//! DataFusion or Flink job sketches each partition, then merges): Apache DataSketches' KLL
+//! sketch (the `datasketches` crate), whose rank error does not depend on where the data sit.
 //!
-//! Values are counted in logarithmic buckets of relative width α (DDSketch's mapping: bucket
-//! `k` holds magnitudes in `(γ^(k-1), γ^k]`, `γ = (1+α)/(1-α)`), one store per sign, plus a
-//! bucket for zero. The sketch is a function of the multiset of values alone, so merging is
-//! adding counts: exact, deterministic and independent of order and grouping. To stay under
-//! `max_buckets` (default 1,300 buckets of 12 bytes: under 16 KB), the smallest magnitudes
-//! are folded into the zero bucket below a floor that only rises; merged floors are the
-//! maximum of the parts', so merge order still does not matter.
+//! **Why KLL.** A sketch that buckets by relative magnitude (DDSketch's mapping) has a rank
+//! error that depends on the data's location: Unix times, years or temperatures in kelvin fall
+//! into a handful of buckets and a real shift sketches as none. KLL's error is stated in rank
+//! space, for any distribution: the sketched ECDF is within [`QuantileSketch::rank_error`] of
+//! the exact one (DataSketches' normalized rank error for the sketch's `k`, at 99% confidence;
+//! exact, error 0, while the sketch still holds every value).
 //!
-//! **KS error bound.** Within a bucket, a sample's true ECDF rises by at most that bucket's
-//! share of the sample, and the sketch places the whole share at one point inside the bucket.
-//! So the sketched ECDF is within `max_share` of the true one everywhere, and a KS statistic
-//! computed from two sketches is within `max_share(a) + max_share(b)` of the exact one.
-//! [`QuantileSketch::ks_statistic`] returns that bound with the statistic.
+//! **Interchange.** [`QuantileSketch::to_bytes`] writes DataSketches' compact KLL image of
+//! doubles, the format the Java, C++ and Python libraries read and write
+//! (`datasketches.kll_doubles_sketch.deserialize` in Python), so sketches made by a Spark or
+//! Python job merge with ours. Missing values are counted beside the KLL image.
+//!
+//! **KS error bound.** A KS statistic computed from two sketches is within
+//! `rank_error(a) + rank_error(b)` (plus `2 / GRID`, the resolution of the comparison) of the
+//! exact statistic of the underlying samples. [`QuantileSketch::ks_statistic`] returns that
+//! bound with the statistic.
+//!
+//! KLL is randomized (its compactions keep odd or even items by a coin flip): two sketches of
+//! the same data, or two merge orders, may differ, each within the bound.
 
-use std::collections::BTreeMap;
-
+use base64::Engine as _;
+use datasketches::common::SearchCriteria;
+use datasketches::kll::{KllFloat, KllSketch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Smallest magnitude with its own bucket; smaller values count as zero.
-const MIN_MAGNITUDE: f64 = 1e-300;
+/// The default `k`: a normalized rank error of about 0.8% and under 12 KB serialized.
+pub const DEFAULT_K: u16 = 400;
 
-/// A mergeable, deterministic quantile sketch of one column.
+/// Rank points per sketch at which [`QuantileSketch::ks_statistic`] compares two sketches.
+const GRID: usize = 4096;
+
+/// A mergeable quantile sketch of one column (KLL over `f64`, plus a missing-value count).
 ///
 /// ```
 /// use mlops_drift::QuantileSketch;
 ///
-/// let values: Vec<f64> = (0..10_000).map(|i| (i as f64 * 0.7).sin() * 3.0).collect();
-/// let mut left = QuantileSketch::new(0.01, 1300)?;
-/// let mut right = QuantileSketch::new(0.01, 1300)?;
-/// values[..4000].iter().for_each(|v| left.insert(*v));
-/// values[4000..].iter().for_each(|v| right.insert(*v));
-/// let mut merged = right.clone();
-/// merged.merge(&left)?;
-/// let mut other_order = left.clone();
-/// other_order.merge(&right)?;
-/// assert_eq!(merged, other_order);
-/// assert_eq!(merged.count(), 10_000);
-/// assert!(merged.size_bytes() <= 16 * 1024);
-/// let whole = QuantileSketch::from_values(&values, 0.01, 1300)?;
-/// let ks = merged.ks_statistic(&whole);
+/// let values: Vec<f64> = (0..100_000).map(|i| 1.7e9 + (i as f64 * 0.7).sin() * 1e5).collect();
+/// let mut left = QuantileSketch::new(400)?;
+/// let mut right = QuantileSketch::new(400)?;
+/// values[..40_000].iter().for_each(|v| left.insert(*v));
+/// values[40_000..].iter().for_each(|v| right.insert(*v));
+/// left.merge(&right)?;
+/// assert_eq!(left.count(), 100_000);
+/// assert!(left.to_bytes().len() < 12 * 1024);
+/// let whole = QuantileSketch::from_values(&values, 400)?;
+/// let ks = left.ks_statistic(&whole);
 /// assert!(ks.statistic <= ks.error_bound);
+/// // The bytes are DataSketches' own KLL image.
+/// let again = QuantileSketch::from_bytes(&left.to_bytes(), left.missing())?;
+/// assert_eq!(again.count(), 100_000);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuantileSketch {
-    alpha: f64,
-    max_buckets: usize,
-    /// Magnitude buckets with keys below this are folded into `zero`.
-    floor: i32,
-    positive: BTreeMap<i32, u64>,
-    negative: BTreeMap<i32, u64>,
-    zero: u64,
+    kll: KllSketch<KllFloat<f64>>,
     missing: u64,
 }
 
-/// A KS statistic between two sketches, with its guaranteed error bound.
+/// A KS statistic between two sketches, with its error bound.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SketchKs {
     /// The KS statistic of the two sketched distributions.
     pub statistic: f64,
-    /// `|statistic - exact KS| <= error_bound`.
+    /// `|statistic - exact KS| <= error_bound` (with the sketches' 99% confidence).
     pub error_bound: f64,
 }
 
+fn sketch_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::invalid(what, e, "a valid DataSketches KLL sketch of doubles")
+}
+
 impl QuantileSketch {
-    /// An empty sketch with relative accuracy `alpha` in (0, 0.5) and at most `max_buckets`
-    /// buckets (at least 16).
-    pub fn new(alpha: f64, max_buckets: usize) -> Result<Self> {
-        if !(alpha > 0.0 && alpha < 0.5) {
-            return Err(Error::invalid(
-                "QuantileSketch.alpha",
-                alpha,
-                "a number in (0, 0.5)",
-            ));
-        }
-        if max_buckets < 16 {
-            return Err(Error::invalid(
-                "QuantileSketch.max_buckets",
-                max_buckets,
-                "at least 16",
-            ));
-        }
-        Ok(QuantileSketch {
-            alpha,
-            max_buckets,
-            floor: i32::MIN,
-            positive: BTreeMap::new(),
-            negative: BTreeMap::new(),
-            zero: 0,
-            missing: 0,
-        })
+    /// An empty sketch with accuracy parameter `k` (8 to 65,535; DataSketches' default is 200,
+    /// ours [`DEFAULT_K`]); a larger `k` is more accurate and larger (see
+    /// [`QuantileSketch::rank_error`] and [`QuantileSketch::size_bytes`]).
+    pub fn new(k: u16) -> Result<Self> {
+        let kll = KllSketch::new(k)
+            .map_err(|e| Error::invalid("QuantileSketch k", k, format!("8 to 65535 ({e})")))?;
+        Ok(QuantileSketch { kll, missing: 0 })
     }
 
     /// A sketch of `values` (NaN counted as missing).
-    pub fn from_values(values: &[f64], alpha: f64, max_buckets: usize) -> Result<Self> {
-        let mut s = Self::new(alpha, max_buckets)?;
+    pub fn from_values(values: &[f64], k: u16) -> Result<Self> {
+        let mut s = Self::new(k)?;
         values.iter().for_each(|v| s.insert(*v));
         Ok(s)
     }
 
-    fn gamma(&self) -> f64 {
-        (1.0 + self.alpha) / (1.0 - self.alpha)
-    }
-
-    fn key(&self, magnitude: f64) -> i32 {
-        (magnitude.ln() / self.gamma().ln()).ceil() as i32
-    }
-
-    /// The value a bucket stands for: within relative α of every value in it.
-    fn representative(&self, key: i32) -> f64 {
-        let g = self.gamma();
-        2.0 * g.powi(key) / (g + 1.0)
-    }
-
-    /// Adds one value (NaN counts as missing; ±∞ go to the extreme buckets).
+    /// Adds one value (NaN counts as missing; ±∞ are values like any other).
     pub fn insert(&mut self, value: f64) {
-        if value.is_nan() {
-            self.missing += 1;
-            return;
+        match KllFloat::<f64>::new(value) {
+            Ok(v) => self.kll.update(v),
+            Err(_) => self.missing += 1,
         }
-        let magnitude = value.abs().min(f64::MAX);
-        if magnitude < MIN_MAGNITUDE {
-            self.zero += 1;
-            return;
-        }
-        let key = self.key(magnitude);
-        if key < self.floor {
-            self.zero += 1;
-            return;
-        }
-        let store = if value > 0.0 {
-            &mut self.positive
-        } else {
-            &mut self.negative
-        };
-        *store.entry(key).or_insert(0) += 1;
-        self.enforce_budget();
     }
 
-    /// Adds `other`'s counts. Both must have the same α and bucket budget.
+    /// Adds `other`'s values (sketches of any `k` merge; the result has the larger error).
     pub fn merge(&mut self, other: &QuantileSketch) -> Result<()> {
-        if self.alpha != other.alpha || self.max_buckets != other.max_buckets {
-            return Err(Error::invalid(
-                "QuantileSketch::merge other (alpha, max_buckets)",
-                format!("({}, {})", other.alpha, other.max_buckets),
-                format!("({}, {}) as this sketch", self.alpha, self.max_buckets),
-            ));
-        }
-        self.zero += other.zero;
+        self.kll
+            .merge(&other.kll)
+            .map_err(|e| sketch_error("QuantileSketch::merge other", e))?;
         self.missing += other.missing;
-        for (k, c) in &other.positive {
-            *self.positive.entry(*k).or_insert(0) += c;
-        }
-        for (k, c) in &other.negative {
-            *self.negative.entry(*k).or_insert(0) += c;
-        }
-        self.raise_floor(self.floor.max(other.floor));
-        self.enforce_budget();
         Ok(())
-    }
-
-    /// Folds every bucket below `floor` into the zero bucket.
-    fn raise_floor(&mut self, floor: i32) {
-        if floor <= self.floor {
-            return;
-        }
-        self.floor = floor;
-        for store in [&mut self.positive, &mut self.negative] {
-            let keep = store.split_off(&floor);
-            self.zero += store.values().sum::<u64>();
-            *store = keep;
-        }
-    }
-
-    fn enforce_budget(&mut self) {
-        while self.positive.len() + self.negative.len() > self.max_buckets {
-            let lowest = match (self.positive.keys().next(), self.negative.keys().next()) {
-                (Some(&a), Some(&b)) => a.min(b),
-                (Some(&a), None) => a,
-                (None, Some(&b)) => b,
-                (None, None) => return,
-            };
-            self.raise_floor(lowest + 1);
-        }
     }
 
     /// Values counted (missing excluded).
     pub fn count(&self) -> u64 {
-        self.zero + self.positive.values().sum::<u64>() + self.negative.values().sum::<u64>()
+        self.kll.n()
     }
 
     /// Missing values seen.
@@ -199,81 +119,148 @@ impl QuantileSketch {
         self.missing
     }
 
-    /// Approximate serialized size: 12 bytes per bucket plus a fixed header.
+    /// The accuracy parameter.
+    pub fn k(&self) -> u16 {
+        self.kll.k()
+    }
+
+    /// Whether the sketch still holds every value (then its ranks are exact).
+    pub fn is_exact(&self) -> bool {
+        !self.kll.is_estimation_mode()
+    }
+
+    /// The bound on `|sketched rank - exact rank|` of any value: 0 while the sketch is exact,
+    /// else DataSketches' normalized rank error for this sketch (99% confidence).
+    pub fn rank_error(&self) -> f64 {
+        if self.is_exact() {
+            0.0
+        } else {
+            self.kll.normalized_rank_error()
+        }
+    }
+
+    /// DataSketches' compact KLL image of the values (what `kll_doubles_sketch.serialize()`
+    /// writes in Python); the missing count is not part of it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.kll.serialize()
+    }
+
+    /// A sketch from a DataSketches KLL image of doubles (written by any DataSketches
+    /// library) and a count of missing values.
+    pub fn from_bytes(bytes: &[u8], missing: u64) -> Result<Self> {
+        let kll =
+            KllSketch::deserialize(bytes).map_err(|e| sketch_error("QuantileSketch bytes", e))?;
+        Ok(QuantileSketch { kll, missing })
+    }
+
+    /// Serialized size in bytes (the KLL image).
     pub fn size_bytes(&self) -> usize {
-        64 + 12 * (self.positive.len() + self.negative.len())
+        self.to_bytes().len()
     }
 
-    /// The sketched distribution as (value, count) in increasing value order.
-    pub(crate) fn atoms(&self) -> Vec<(f64, u64)> {
-        let mut out = Vec::with_capacity(self.positive.len() + self.negative.len() + 1);
-        for (k, c) in self.negative.iter().rev() {
-            out.push((-self.representative(*k), *c));
-        }
-        if self.zero > 0 {
-            out.push((0.0, self.zero));
-        }
-        for (k, c) in &self.positive {
-            out.push((self.representative(*k), *c));
-        }
-        out
-    }
-
-    /// Largest share of the values held by one bucket (the zero bucket included).
-    pub fn max_bucket_share(&self) -> f64 {
-        let n = self.count();
-        if n == 0 {
-            return 0.0;
-        }
-        self.atoms().iter().map(|(_, c)| *c).max().unwrap_or(0) as f64 / n as f64
-    }
-
-    /// The `q`-quantile (0 ≤ q ≤ 1), within relative α of a true sample quantile unless it
-    /// falls in the folded zero bucket; `None` for an empty sketch.
+    /// The `q`-quantile (0 ≤ q ≤ 1; `None` for an empty sketch or a `q` outside).
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.count();
-        if n == 0 || !(0.0..=1.0).contains(&q) {
-            return None;
-        }
-        let rank = (q * (n - 1) as f64).floor() as u64;
-        let mut seen = 0;
-        for (v, c) in self.atoms() {
-            seen += c;
-            if seen > rank {
-                return Some(v);
-            }
-        }
-        None
+        self.kll
+            .quantile(q, SearchCriteria::Inclusive)
+            .ok()
+            .flatten()
+            .map(KllFloat::into_inner)
+    }
+
+    /// `m` values at the evenly spaced ranks `(i + ½) / m` of the sketched distribution, in
+    /// increasing order (empty for an empty sketch).
+    pub fn quantiles_at(&self, m: usize) -> Vec<f64> {
+        let ranks: Vec<f64> = (0..m).map(|i| (i as f64 + 0.5) / m as f64).collect();
+        self.kll
+            .sorted_view()
+            .quantiles(&ranks, SearchCriteria::Inclusive)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .map(KllFloat::into_inner)
+            .collect()
+    }
+
+    /// The sketched ECDF at `x`: the share of values `<= x` (0 for an empty sketch).
+    pub fn cdf(&self, x: f64) -> f64 {
+        KllFloat::<f64>::new(x)
+            .ok()
+            .and_then(|x| self.kll.rank(&x, SearchCriteria::Inclusive))
+            .unwrap_or(0.0)
     }
 
     /// Two-sided KS statistic between the two sketched distributions, with the bound on its
     /// distance from the exact statistic of the underlying samples.
     pub fn ks_statistic(&self, other: &QuantileSketch) -> SketchKs {
-        let (a, b) = (self.atoms(), other.atoms());
-        let (na, nb) = (self.count().max(1) as f64, other.count().max(1) as f64);
-        let (mut i, mut j) = (0, 0);
-        let (mut ca, mut cb) = (0u64, 0u64);
+        let (va, vb) = (self.kll.sorted_view(), other.kll.sorted_view());
+        let exact = self.is_exact() && other.is_exact();
+        // Exact sketches: every value is a comparison point. Else the quantiles of both on a
+        // fine rank grid (a retained item missed moves its CDF by under 1/GRID).
+        let mut points: Vec<f64> = if exact {
+            let (na, nb) = (self.count() as usize, other.count() as usize);
+            let mut p = self.quantiles_at(na);
+            p.extend(other.quantiles_at(nb));
+            p
+        } else {
+            let mut p = self.quantiles_at(GRID);
+            p.extend(other.quantiles_at(GRID));
+            p
+        };
+        points.sort_by(f64::total_cmp);
+        points.dedup();
         let mut d: f64 = 0.0;
-        while i < a.len() || j < b.len() {
-            let v = match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) => x.0.min(y.0),
-                (Some(x), None) => x.0,
-                (None, Some(y)) => y.0,
-                (None, None) => break,
-            };
-            while i < a.len() && a[i].0 <= v {
-                ca += a[i].1;
-                i += 1;
-            }
-            while j < b.len() && b[j].0 <= v {
-                cb += b[j].1;
-                j += 1;
-            }
-            d = d.max((ca as f64 / na - cb as f64 / nb).abs());
+        for x in points
+            .into_iter()
+            .filter_map(|x| KllFloat::<f64>::new(x).ok())
+        {
+            let a = va.rank(&x, SearchCriteria::Inclusive).unwrap_or(0.0);
+            let b = vb.rank(&x, SearchCriteria::Inclusive).unwrap_or(0.0);
+            d = d.max((a - b).abs());
         }
+        let grid = if exact { 0.0 } else { 2.0 / GRID as f64 };
         SketchKs {
             statistic: d,
-            error_bound: self.max_bucket_share() + other.max_bucket_share(),
+            error_bound: self.rank_error() + other.rank_error() + grid,
         }
+    }
+}
+
+/// The serde form: `k`, the missing count and the DataSketches image in base64.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SketchForm {
+    format: String,
+    missing: u64,
+    kll_base64: String,
+}
+
+const FORMAT: &str = "datasketches-kll-doubles";
+
+impl Serialize for QuantileSketch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        SketchForm {
+            format: FORMAT.to_string(),
+            missing: self.missing,
+            kll_base64: base64::engine::general_purpose::STANDARD.encode(self.to_bytes()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for QuantileSketch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let form = SketchForm::deserialize(d)?;
+        if form.format != FORMAT {
+            return Err(D::Error::custom(format!(
+                "sketch format `{}`: expected `{FORMAT}`",
+                form.format
+            )));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&form.kll_base64)
+            .map_err(|e| D::Error::custom(format!("sketch kll_base64: {e}")))?;
+        QuantileSketch::from_bytes(&bytes, form.missing).map_err(D::Error::custom)
     }
 }

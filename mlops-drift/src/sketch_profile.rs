@@ -4,10 +4,11 @@
 //! policy uses unchanged.
 //!
 //! **What is exact and what is not.** Row counts, missing counts and category counts are exact
-//! (merging adds integers). Numeric columns keep a [`QuantileSketch`] (< 16 KB); the profile
-//! stands each numeric column for `representatives` values at evenly spaced ranks of the
-//! sketched distribution. So the reference ECDF a test sees is within
-//! `max_bucket_share + 1 / representatives` of the true one everywhere, and a KS statistic
+//! (merging adds integers). Numeric columns keep a KLL [`QuantileSketch`] (DataSketches'
+//! format; about 12 KB at the default `k`); the profile stands each numeric column for
+//! `representatives` values at evenly spaced ranks of the sketched distribution. So the
+//! reference ECDF a test sees is within `rank_error + 1 / representatives` of the true one
+//! everywhere, wherever the data sit (offsets, point masses, heavy tails), and a KS statistic
 //! against it is within that much of the exact one ([`ProfileSketch::ks_error_bound`]).
 //! Tests see `representatives` reference values, so p-values are those of a reference of
 //! that size: conservative when the true reference is larger.
@@ -48,8 +49,8 @@ pub struct ColumnSketch {
 ///     )
 /// };
 /// // Two workers sketch their partitions; the driver merges, in any order.
-/// let mut merged = ProfileSketch::from_dataset(&part(0, 0.0)?, 0.01, 1300)?;
-/// merged.merge(&ProfileSketch::from_dataset(&part(2000, 0.0)?, 0.01, 1300)?)?;
+/// let mut merged = ProfileSketch::from_dataset(&part(0, 0.0)?, 400)?;
+/// merged.merge(&ProfileSketch::from_dataset(&part(2000, 0.0)?, 400)?)?;
 /// let profile = merged.to_profile(&ProfileConfig::default(), 10_000)?;
 /// assert_eq!(profile.columns[0].rows, 4000);
 /// assert!(profile.compare(&part(0, 40.0)?, &DriftConfig::default())?.dataset.drifted);
@@ -63,10 +64,10 @@ pub struct ProfileSketch {
 }
 
 impl ProfileSketch {
-    /// Sketches every feature column of `data` (one partition) with relative accuracy `alpha`
-    /// and at most `max_buckets` buckets per column (see [`QuantileSketch::new`]).
-    pub fn from_dataset(data: &Dataset, alpha: f64, max_buckets: usize) -> Result<Self> {
-        let empty = QuantileSketch::new(alpha, max_buckets)?;
+    /// Sketches every feature column of `data` (one partition) with KLL accuracy parameter
+    /// `k` (see [`QuantileSketch::new`]; [`crate::DEFAULT_SKETCH_K`] is a good start).
+    pub fn from_dataset(data: &Dataset, k: u16) -> Result<Self> {
+        let empty = QuantileSketch::new(k)?;
         let mut columns: Vec<ColumnSketch> = data
             .feature_names()
             .zip(data.feature_kinds())
@@ -89,8 +90,9 @@ impl ProfileSketch {
         Ok(ProfileSketch { columns })
     }
 
-    /// Adds `other`'s counts (another partition of the same columns). The result does not
-    /// depend on the order or grouping of merges.
+    /// Adds `other`'s values (another partition of the same columns). Counts are exact in any
+    /// order; the numeric sketches are within their rank error whatever the order or grouping
+    /// of merges.
     pub fn merge(&mut self, other: &ProfileSketch) -> Result<()> {
         let names = |p: &ProfileSketch| -> Vec<(String, ColumnKind)> {
             p.columns.iter().map(|c| (c.name.clone(), c.kind)).collect()
@@ -121,7 +123,7 @@ impl ProfileSketch {
         self.columns
             .iter()
             .filter(|c| c.kind != ColumnKind::Categorical)
-            .map(|c| c.sketch.max_bucket_share() + 1.0 / representatives.max(1) as f64)
+            .map(|c| c.sketch.rank_error() + 1.0 / representatives.max(1) as f64)
             .fold(0.0, f64::max)
     }
 
@@ -151,15 +153,24 @@ impl ProfileSketch {
             .columns
             .iter()
             .map(|c| {
-                let atoms: Vec<(f64, u64)> = if c.kind == ColumnKind::Categorical {
-                    c.categories.iter().map(|(k, n)| (*k as f64, *n)).collect()
+                let (values, present) = if c.kind == ColumnKind::Categorical {
+                    let atoms: Vec<(f64, u64)> =
+                        c.categories.iter().map(|(k, n)| (*k as f64, *n)).collect();
+                    let present = atoms.iter().map(|a| a.1).sum::<u64>() as usize;
+                    (spread(&atoms, representatives), present)
                 } else {
-                    c.sketch.atoms()
+                    // Every value while the sketch is exact and small, else `representatives`
+                    // values at evenly spaced ranks.
+                    let n = c.sketch.count() as usize;
+                    let m = if c.sketch.is_exact() && n <= representatives {
+                        n
+                    } else {
+                        representatives
+                    };
+                    (c.sketch.quantiles_at(m), n)
                 };
-                let values = spread(&atoms, representatives);
                 let mut profile =
                     ColumnProfile::fit(&c.name, c.kind, values.into_iter(), config.bins)?;
-                let present = atoms.iter().map(|a| a.1).sum::<u64>() as usize;
                 profile.missing = c.sketch.missing() as usize;
                 profile.rows = present + profile.missing;
                 if c.kind == ColumnKind::Categorical {

@@ -2,7 +2,9 @@
 //! dataset rules, serialization.
 
 use mlops_core::Dataset;
-use mlops_drift::{Correction, DriftConfig, DriftTest, ProfileConfig, ReferenceProfile};
+use mlops_drift::{
+    ColumnStatus, Correction, DriftConfig, DriftTest, ProfileConfig, ReferenceProfile, Verdict,
+};
 use ndarray::Array2;
 
 /// Columns: `ok` (cycles 0..50), `all_nan`, `constant`, `cat` (codes 0..3), `shifting`.
@@ -32,16 +34,21 @@ fn bad_columns_get_error_entries_and_the_rest_is_reported() {
         .compare(&data(600, 20.0), &DriftConfig::default())
         .unwrap();
     let by = |name: &str| report.columns.iter().find(|c| c.column == name).unwrap();
+    // A reference column with no values is insufficient data, not "no drift".
+    assert_eq!(by("all_nan").status, ColumnStatus::InsufficientData);
     assert!(
-        by("all_nan").error.as_deref().unwrap().contains("missing"),
+        by("all_nan")
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("every reference value of `all_nan` is missing"),
         "{:?}",
         by("all_nan")
     );
-    assert!(by("constant")
-        .error
-        .as_deref()
-        .unwrap()
-        .contains("constant"));
+    // A constant reference that stays constant is tested (and did not drift).
+    assert_eq!(by("constant").status, ColumnStatus::Tested);
+    assert!(!by("constant").drifted);
+    assert_eq!(by("constant").tests[0].statistic, 0.0);
     assert!(by("ok").error.is_none() && !by("ok").drifted);
     assert!(by("shifting").drifted);
     assert_eq!(
@@ -54,12 +61,17 @@ fn bad_columns_get_error_entries_and_the_rest_is_reported() {
         DriftTest::Chi2,
         "preset for 3 categories"
     );
-    assert_eq!(report.dataset.columns_tested, 3);
+    assert_eq!(report.dataset.columns_tested, 4);
+    assert_eq!(
+        report.dataset.columns_not_tested,
+        vec!["all_nan".to_string()]
+    );
     // A column missing from the current data, or of another kind, is an error entry too.
     let other = Dataset::new(Array2::zeros((10, 1)), vec!["cat".into()]).unwrap();
     let report = profile.compare(&other, &DriftConfig::default()).unwrap();
     let cat = report.columns.iter().find(|c| c.column == "cat").unwrap();
     assert!(cat.error.as_deref().unwrap().contains("Numeric"), "{cat:?}");
+    assert_eq!(cat.status, ColumnStatus::Untestable);
     assert!(report
         .columns
         .iter()
@@ -69,6 +81,129 @@ fn bad_columns_get_error_entries_and_the_rest_is_reported() {
         .as_deref()
         .unwrap()
         .contains("not in the current data"));
+    assert_eq!(report.dataset.verdict, Verdict::Incomplete);
+    assert!(!report.dataset.drifted);
+}
+
+/// One numeric column `x` of `rows` values from `f`.
+fn one_column(rows: usize, f: impl Fn(usize) -> f32) -> Dataset {
+    Dataset::new(
+        Array2::from_shape_fn((rows, 1), |(i, _)| f(i)),
+        vec!["x".into()],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_constant_reference_that_changes_is_drift_at_every_size() {
+    // scipy: ks_2samp([3]*n, [4]*n) has statistic 1 and a tiny p-value; a stuck feature that
+    // starts moving is the classic upstream bug.
+    for rows in [40, 600, 5000] {
+        let profile =
+            ReferenceProfile::fit(&one_column(rows, |_| 3.0), &ProfileConfig::default()).unwrap();
+        // (current, its exact KS statistic against the constant 3: all of it moved, or the
+        // 4 of 7 values above 3 with 3 itself tying)
+        for (what, current, statistic) in [
+            ("another constant", one_column(rows, |_| 4.0), 1.0),
+            ("varying", one_column(rows, |i| (i % 7) as f32), 0.45),
+        ] {
+            let report = profile.compare(&current, &DriftConfig::default()).unwrap();
+            let c = &report.columns[0];
+            assert_eq!(c.status, ColumnStatus::Tested, "{rows} rows, {what}: {c:?}");
+            assert!(c.drifted, "{rows} rows, {what}: {c:?}");
+            assert_eq!(
+                report.dataset.verdict,
+                Verdict::Drift,
+                "{rows} rows, {what}"
+            );
+            assert!(
+                (c.tests[0].statistic - statistic).abs() < 0.03,
+                "{rows} rows, {what}: {c:?}"
+            );
+            if rows > 1000 {
+                // The preset's normalized Wasserstein divides by the reference spread (0): KS
+                // decides instead, and the report says so.
+                assert_eq!(c.tests[0].test, DriftTest::Ks);
+                assert!(c.notes[0].contains("constant"), "{:?}", c.notes);
+            }
+        }
+        // The same constant is no drift.
+        let same = profile
+            .compare(&one_column(rows, |_| 3.0), &DriftConfig::default())
+            .unwrap();
+        assert_eq!(same.dataset.verdict, Verdict::NoDrift, "{rows} rows");
+        assert!(!same.columns[0].drifted);
+    }
+}
+
+#[test]
+fn a_column_entirely_missing_in_current_is_flagged_never_fine() {
+    let profile = ReferenceProfile::fit(&data(600, 0.0), &ProfileConfig::default()).unwrap();
+    let mut current = data(600, 0.0);
+    let mut x = current.features().to_owned();
+    x.column_mut(0).fill(f32::NAN);
+    current = Dataset::new(x, current.feature_names().map(String::from).collect())
+        .unwrap()
+        .with_categorical(&["cat"])
+        .unwrap();
+    let report = profile.compare(&current, &DriftConfig::default()).unwrap();
+    let ok = report.columns.iter().find(|c| c.column == "ok").unwrap();
+    assert_eq!(ok.status, ColumnStatus::InsufficientData, "{ok:?}");
+    assert!(ok.drifted, "100% missing must flag the column: {ok:?}");
+    assert_eq!(ok.missing.as_ref().unwrap().current_share, 1.0);
+    assert!(ok
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("every current value of `ok` is missing"));
+    // all_nan is untestable on both sides: the verdict cannot be "no drift".
+    assert_ne!(report.dataset.verdict, Verdict::NoDrift);
+}
+
+#[test]
+fn absent_columns_empty_and_tiny_batches_are_incomplete_not_fine() {
+    let reference = one_column(500, |i| (i % 50) as f32);
+    let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default()).unwrap();
+    // A column absent from current.
+    let other = Dataset::new(Array2::zeros((500, 1)), vec!["y".into()]).unwrap();
+    let report = profile.compare(&other, &DriftConfig::default()).unwrap();
+    assert_eq!(report.dataset.verdict, Verdict::Incomplete);
+    assert_eq!(report.dataset.columns_not_tested, vec!["x".to_string()]);
+    assert_eq!(report.columns[0].status, ColumnStatus::Untestable);
+    // A header-only (0-row) current.
+    let empty = one_column(0, |_| 0.0);
+    let report = profile.compare(&empty, &DriftConfig::default()).unwrap();
+    assert_eq!(report.dataset.verdict, Verdict::Incomplete);
+    assert!(!report.dataset.drifted);
+    assert!(
+        report.columns[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no rows"),
+        "{:?}",
+        report.columns[0]
+    );
+    // One row: too few values to say anything (it used to flag every column as drifted).
+    let report = profile
+        .compare(&one_column(1, |_| 1e6), &DriftConfig::default())
+        .unwrap();
+    assert_eq!(report.columns[0].status, ColumnStatus::InsufficientData);
+    assert!(!report.columns[0].drifted);
+    assert_eq!(report.dataset.verdict, Verdict::Incomplete);
+    // At min_samples it is tested.
+    let config = DriftConfig {
+        min_samples: 1,
+        ..DriftConfig::default()
+    };
+    let report = profile.compare(&one_column(1, |_| 1e6), &config).unwrap();
+    assert_eq!(report.columns[0].status, ColumnStatus::Tested);
+    assert!(DriftConfig {
+        min_samples: 0,
+        ..DriftConfig::default()
+    }
+    .validate()
+    .is_err());
 }
 
 #[test]

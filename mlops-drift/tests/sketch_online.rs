@@ -20,16 +20,100 @@ fn normal_like(rng: &mut ChaCha8Rng, n: usize, shift: f64, scale: f64) -> Vec<f6
         .collect()
 }
 
+/// The exact ECDF of sorted `values` at `x` (share `<= x`).
+fn ecdf(sorted: &[f64], x: f64) -> f64 {
+    sorted.partition_point(|v| *v <= x) as f64 / sorted.len() as f64
+}
+
+/// The largest gap between the sketch's ECDF and the exact one, over every sample value.
+fn max_rank_gap(sketch: &QuantileSketch, values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mut distinct = sorted.clone();
+    distinct.dedup();
+    distinct
+        .iter()
+        .map(|&x| (sketch.cdf(x) - ecdf(&sorted, x)).abs())
+        .fold(0.0, f64::max)
+}
+
+/// KLL's stated error is the 99th percentile of its largest rank error: a test that checks
+/// many sketches allows 1.5× that, so it fails on a real regression (a bucketed sketch was off
+/// by 0.4 to 2.0 on the adversarial data below) and not on the 1-in-100 sketch at the edge.
+const SLACK: f64 = 1.5;
+
+/// Adversarial columns (name, reference, current shifted by 0.05 of the spread): data far
+/// from zero, point masses, heavy tails, values on power-of-two edges.
+fn adversarial(rng: &mut ChaCha8Rng, n: usize) -> Vec<(&'static str, Vec<f64>, Vec<f64>)> {
+    let bell = |rng: &mut ChaCha8Rng, shift: f64, scale: f64| normal_like(rng, n, shift, scale);
+    let cauchy = |rng: &mut ChaCha8Rng, shift: f64| -> Vec<f64> {
+        (0..n)
+            .map(|_| (std::f64::consts::PI * (rng.random::<f64>() - 0.5)).tan() + shift)
+            .collect()
+    };
+    let mass = |rng: &mut ChaCha8Rng, shift: f64| -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                if rng.random::<f64>() < 0.9 {
+                    42.0
+                } else {
+                    42.0 + rng.random::<f64>() + shift
+                }
+            })
+            .collect()
+    };
+    let edges = |rng: &mut ChaCha8Rng, shift: usize| -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let e = rng.random_range(0..8) + shift;
+                let p = f64::powi(2.0, e as i32);
+                match rng.random_range(0..3) {
+                    0 => p,
+                    1 => p.next_up(),
+                    _ => p.next_down(),
+                }
+            })
+            .collect()
+    };
+    let years = |rng: &mut ChaCha8Rng, shift: f64| -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                (2015 + rng.random_range(0..4)) as f64
+                    + if rng.random::<f64>() < shift {
+                        1.0
+                    } else {
+                        0.0
+                    }
+            })
+            .collect()
+    };
+    vec![
+        (
+            "unix_times",
+            bell(rng, 1.7e9, 1e5),
+            bell(rng, 1.7e9 + 0.05 * 1e5, 1e5),
+        ),
+        ("kelvin", bell(rng, 290.0, 5.0), bell(rng, 290.25, 5.0)),
+        ("years", years(rng, 0.0), years(rng, 0.1)),
+        ("point_mass", mass(rng, 0.0), mass(rng, 0.3)),
+        ("cauchy", cauchy(rng, 0.0), cauchy(rng, 0.1)),
+        ("power_of_two_edges", edges(rng, 0), edges(rng, 1)),
+        ("standard", bell(rng, 0.0, 1.0), bell(rng, 0.05, 1.0)),
+    ]
+}
+
 #[test]
-fn merging_partitions_in_any_order_gives_the_same_sketch() {
+fn merged_partitions_keep_exact_counts_and_the_rank_error_bound() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let values = normal_like(&mut rng, 50_000, 0.0, 10.0);
+    let mut values = normal_like(&mut rng, 200_000, 1.7e9, 1e5);
+    values[17] = f64::NAN;
+    values[99_999] = f64::NAN;
     let parts: Vec<QuantileSketch> = values
         .chunks(7_000)
-        .map(|c| QuantileSketch::from_values(c, 0.01, 1300).unwrap())
+        .map(|c| QuantileSketch::from_values(c, 400).unwrap())
         .collect();
     let fold = |order: &[usize]| {
-        let mut acc = QuantileSketch::new(0.01, 1300).unwrap();
+        let mut acc = QuantileSketch::new(400).unwrap();
         for &i in order {
             acc.merge(&parts[i]).unwrap();
         }
@@ -37,82 +121,79 @@ fn merging_partitions_in_any_order_gives_the_same_sketch() {
     };
     let forward = fold(&(0..parts.len()).collect::<Vec<_>>());
     let backward = fold(&(0..parts.len()).rev().collect::<Vec<_>>());
-    // A tree: pairs first.
-    let mut pairs: Vec<QuantileSketch> = parts
-        .chunks(2)
-        .map(|p| {
-            let mut s = p[0].clone();
-            if let Some(q) = p.get(1) {
-                s.merge(q).unwrap();
-            }
-            s
-        })
-        .collect();
-    let mut tree = pairs.pop().unwrap();
-    for p in pairs.iter().rev() {
-        tree.merge(p).unwrap();
-    }
-    assert_eq!(forward, backward);
-    assert_eq!(forward, tree);
-    assert_eq!(forward.count(), 50_000);
-    assert!(
-        forward.size_bytes() <= 16 * 1024,
-        "{} bytes",
-        forward.size_bytes()
-    );
-    let whole = QuantileSketch::from_values(&values, 0.01, 1300).unwrap();
-    assert_eq!(whole.count(), forward.count());
-    // Quantiles within relative alpha of the exact ones (away from zero).
-    let mut sorted = values.clone();
-    sorted.sort_by(f64::total_cmp);
-    for q in [0.05, 0.25, 0.75, 0.95] {
-        let exact = sorted[(q * (sorted.len() - 1) as f64).floor() as usize];
-        let approx = forward.quantile(q).unwrap();
+    let whole = QuantileSketch::from_values(&values, 400).unwrap();
+    for (what, s) in [
+        ("forward", &forward),
+        ("backward", &backward),
+        ("one pass", &whole),
+    ] {
+        assert_eq!((s.count(), s.missing()), (199_998, 2), "{what}");
+        let gap = max_rank_gap(s, &values);
         assert!(
-            (approx - exact).abs() <= 0.011 * exact.abs() + 1e-9,
-            "q{q}: {approx} vs {exact}"
+            gap <= SLACK * s.rank_error(),
+            "{what}: rank gap {gap} > {SLACK} x {}",
+            s.rank_error()
+        );
+        assert!(
+            s.size_bytes() < 12 * 1024,
+            "{what}: {} bytes",
+            s.size_bytes()
         );
     }
-    let err = forward
-        .clone()
-        .merge(&QuantileSketch::new(0.02, 1300).unwrap())
-        .unwrap_err();
-    assert!(err.to_string().contains("alpha"), "{err}");
+    assert!(
+        (0.005..0.012).contains(&whole.rank_error()),
+        "{}",
+        whole.rank_error()
+    );
+    // A sketch holding every value is exact.
+    let small = QuantileSketch::from_values(&values[..100], 400).unwrap();
+    assert!(small.is_exact() && small.rank_error() == 0.0);
+    assert_eq!(max_rank_gap(&small, &values[..100]), 0.0);
+    // Other k merge (the result has the larger error); a bad image is an error.
+    let mut coarse = QuantileSketch::from_values(&values[..50_000], 100).unwrap();
+    coarse.merge(&forward).unwrap();
+    assert!(coarse.rank_error() > forward.rank_error());
+    assert!(QuantileSketch::from_bytes(&[1, 2, 3], 0).is_err());
+    assert!(QuantileSketch::new(4).is_err());
 }
 
 #[test]
-fn sketched_ks_is_within_its_bound_of_the_exact_ks() {
+fn sketched_ks_stays_within_its_bound_wherever_the_data_sit() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    for (shift, scale) in [(0.0, 1.0), (0.05, 1.0), (0.3, 1.2), (2.0, 1.0), (0.0, 3.0)] {
-        let a = normal_like(&mut rng, 20_000, 0.0, 1.0);
-        let b = normal_like(&mut rng, 15_000, shift, scale);
+    for (name, a, b) in adversarial(&mut rng, 200_000) {
         let exact = ks_2samp(&a, &b, Alternative::TwoSided, KsMethod::Asymp)
             .unwrap()
             .statistic;
-        let sa = QuantileSketch::from_values(&a, 0.01, 1300).unwrap();
-        let sb = QuantileSketch::from_values(&b, 0.01, 1300).unwrap();
+        let sa = QuantileSketch::from_values(&a, 400).unwrap();
+        let sb = QuantileSketch::from_values(&b, 400).unwrap();
         let ks = sa.ks_statistic(&sb);
         assert!(
             (ks.statistic - exact).abs() <= ks.error_bound,
-            "shift {shift}: {} vs {exact} (bound {})",
+            "{name}: sketched KS {} vs exact {exact} (bound {})",
             ks.statistic,
             ks.error_bound
         );
-        // The bound is about 2α·|x|·density at the densest bucket: a few percent at α = 1%.
-        assert!(ks.error_bound < 0.05, "bound {}", ks.error_bound);
+        assert!(ks.error_bound < 0.02, "{name}: bound {}", ks.error_bound);
+        // The pointwise ECDF bound, on each side.
+        for (side, s, v) in [("reference", &sa, &a), ("current", &sb, &b)] {
+            let gap = max_rank_gap(s, v);
+            assert!(gap <= SLACK * s.rank_error(), "{name} {side}: gap {gap}");
+        }
+        // A shift the exact test sees is not made invisible.
+        if exact > 2.0 * ks.error_bound {
+            assert!(
+                ks.statistic > 0.5 * exact,
+                "{name}: {} vs {exact}",
+                ks.statistic
+            );
+        }
+        // Worst-case size, measured on the serialized image.
+        assert!(
+            sa.size_bytes() < 12 * 1024,
+            "{name}: {} bytes",
+            sa.size_bytes()
+        );
     }
-    // A tight budget folds small magnitudes into the zero bucket: still within the bound.
-    let a = normal_like(&mut rng, 5000, 0.0, 1.0);
-    let b = normal_like(&mut rng, 5000, 0.1, 1.0);
-    let (sa, sb) = (
-        QuantileSketch::from_values(&a, 0.01, 64).unwrap(),
-        QuantileSketch::from_values(&b, 0.01, 64).unwrap(),
-    );
-    let exact = ks_2samp(&a, &b, Alternative::TwoSided, KsMethod::Asymp)
-        .unwrap()
-        .statistic;
-    let ks = sa.ks_statistic(&sb);
-    assert!((ks.statistic - exact).abs() <= ks.error_bound);
 }
 
 #[test]
@@ -200,8 +281,7 @@ fn profile_from_merged_partition_sketches_agrees_with_the_exact_profile() {
         .windows(2)
         .map(|w| {
             let rows: Vec<usize> = (w[0]..w[1]).collect();
-            ProfileSketch::from_dataset(&reference.select_rows(&rows).unwrap(), 0.002, 1300)
-                .unwrap()
+            ProfileSketch::from_dataset(&reference.select_rows(&rows).unwrap(), 400).unwrap()
         })
         .collect();
     let merge = |order: Vec<usize>| {
@@ -212,17 +292,33 @@ fn profile_from_merged_partition_sketches_agrees_with_the_exact_profile() {
         acc
     };
     let forward = merge((0..7).collect());
-    assert_eq!(forward, merge((0..7).rev().collect()));
-    let whole = ProfileSketch::from_dataset(&reference, 0.002, 1300).unwrap();
-    assert_eq!(forward, whole, "partitioned = one pass");
-    for c in &forward.columns {
-        assert!(c.sketch.size_bytes() <= 16 * 1024, "{}", c.name);
+    let backward = merge((0..7).rev().collect());
+    let whole = ProfileSketch::from_dataset(&reference, 400).unwrap();
+    for (f, (b, w)) in forward
+        .columns
+        .iter()
+        .zip(backward.columns.iter().zip(&whole.columns))
+    {
+        // Counts are exact in any order; the sketches agree within their bounds.
+        assert_eq!(f.categories, w.categories, "{}", f.name);
+        assert_eq!(
+            (f.sketch.count(), f.sketch.missing()),
+            (w.sketch.count(), w.sketch.missing())
+        );
+        assert_eq!(
+            (b.sketch.count(), b.sketch.missing()),
+            (w.sketch.count(), w.sketch.missing())
+        );
+        let ks = f.sketch.ks_statistic(&w.sketch);
+        assert!(ks.statistic <= ks.error_bound, "{}: {ks:?}", f.name);
+        assert!(f.sketch.size_bytes() < 12 * 1024, "{}", f.name);
     }
     let text = serde_json::to_string(&forward).unwrap();
-    assert_eq!(
-        serde_json::from_str::<ProfileSketch>(&text).unwrap(),
-        forward
-    );
+    let back = serde_json::from_str::<ProfileSketch>(&text).unwrap();
+    for (a, b) in back.columns.iter().zip(&forward.columns) {
+        assert_eq!(a.sketch.to_bytes(), b.sketch.to_bytes(), "{}", a.name);
+        assert_eq!(a.sketch.missing(), b.sketch.missing());
+    }
 
     let config = ProfileConfig::default();
     let sketched = forward.to_profile(&config, 20_000).unwrap();
@@ -280,8 +376,8 @@ fn profile_from_merged_partition_sketches_agrees_with_the_exact_profile() {
             assert!((s - e).abs() <= bound, "{s} vs {e} (bound {bound})");
         }
     }
-    let other = ProfileSketch::from_dataset(&reference.drop_features(&["b"]).unwrap(), 0.002, 1300)
-        .unwrap();
+    let other =
+        ProfileSketch::from_dataset(&reference.drop_features(&["b"]).unwrap(), 400).unwrap();
     assert!(forward.clone().merge(&other).is_err());
     assert!(forward.to_profile(&config, 1).is_err());
 }

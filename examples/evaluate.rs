@@ -13,10 +13,14 @@ use clap::Parser;
 use mlops::core::metrics::ScoredSamples;
 use mlops::core::{read_csv_columns_path, CsvOptions};
 
-/// Print ROC AUC, average precision, log loss, Brier score and the confusion-matrix rates of a
-/// scores file as JSON.
+/// Prints ROC AUC, average precision, log loss, Brier score and the confusion-matrix rates of
+/// a scores file as JSON (scikit-learn's definitions; an undefined metric is null with its
+/// reason under "undefined").
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 metrics printed, 2 bad input or usage."
+)]
 struct Args {
     /// CSV file with a header row.
     #[arg(long)]

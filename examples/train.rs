@@ -29,9 +29,13 @@ use mlops::train::{
 };
 use serde::Deserialize;
 
-/// Train the MLP on a CSV.
+/// Trains the MLP on a CSV, evaluates it on a held-out split (or the rows after
+/// --train-until), applies the seed's gate and writes model, metrics and curves under --out.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 the model passed the gate, 3 it failed the gate, 2 bad input, a training error or usage."
+)]
 struct Args {
     /// The CSV file.
     #[arg(long)]
@@ -44,7 +48,7 @@ struct Args {
     order_col: Option<String>,
     /// Rows with `order < V` train, the rest test.
     #[arg(long, requires = "order_col")]
-    train_until: Option<f32>,
+    train_until: Option<f64>,
     /// TOML with `[mlp]` and `[train]` tables.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -83,11 +87,17 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         }
         None => FileConfig::default(),
     };
-    let data = Dataset::from_csv_path(&args.data, &CsvOptions::with_label(&args.label_col))?;
+    // The order column is read in full f64 precision beside the features (never a feature):
+    // Unix times in f32 would fall on a 128 s grid and move rows across the split.
+    let options = CsvOptions {
+        order: args.order_col.clone(),
+        ..CsvOptions::with_label(&args.label_col)
+    };
+    let data = Dataset::from_csv_path(&args.data, &options)
+        .with_context(|| format!("loading {}", args.data.display()))?;
     let (train, validation, test) = match (&args.order_col, args.train_until) {
         (Some(col), Some(until)) => {
             let (past, future) = data.split_at_value(col, until)?;
-            let (past, future) = (past.drop_features(&[col])?, future.drop_features(&[col])?);
             let f = config.train.validation_fraction;
             let split = past.stratified_split(
                 SplitFractions {
@@ -104,6 +114,18 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             (split.train, split.validation, split.test)
         }
     };
+    // Every split is checked before training: a test row the model cannot score (NaN in, NaN
+    // out) must not be counted in the test metrics, nor found only after the training.
+    for (role, part) in [
+        ("train", &train),
+        ("validation", &validation),
+        ("test", &test),
+    ] {
+        part.check_finite(
+            &format!("{role} split of {}", args.data.display()),
+            "a finite number (impute missing values first: the model scores a row with a missing value as NaN)",
+        )?;
+    }
     println!(
         "data: {} train, {} validation, {} test rows; {} features",
         train.n_rows(),

@@ -12,12 +12,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mlops::core::validation::{ValidationConfig, ValidationSuite};
+use mlops::core::validation::{Severity, ValidationConfig, ValidationSuite};
 use mlops::core::{CsvOptions, Dataset, Schema};
 
-/// Infer a schema from one CSV and validate another against it.
+/// Infers a schema from one CSV (or reads one) and validates another against it; prints every
+/// finding as a table and as JSON.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 no error-severity finding, 1 an error-severity finding, 2 bad input or usage."
+)]
 struct Args {
     /// CSV the schema is inferred from (ignored when --schema is given).
     #[arg(long, required_unless_present = "schema")]
@@ -92,6 +96,17 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         .with_context(|| format!("loading {}", args.current))?;
     let report = ValidationSuite::from_config(&config)?.run(&current, Some(&schema));
     println!("{report}");
+    if report
+        .findings
+        .iter()
+        .any(|f| f.check == "min_rows" && f.severity == Severity::Error)
+    {
+        eprintln!(
+            "hint: {} has fewer rows than min_rows = {} (the production default is 10,000); \
+             pass --min-rows N to validate a smaller file",
+            args.current, config.min_rows
+        );
+    }
     let json = serde_json::to_string_pretty(&report)?;
     match &args.json {
         Some(path) => std::fs::write(path, json).with_context(|| format!("writing {path}"))?,

@@ -46,6 +46,9 @@ pub struct CsvOptions {
     pub ignore: Vec<String>,
     /// Feature columns that hold integer category codes.
     pub categorical: Vec<String>,
+    /// An ordering column (a time, a sequence number) read in full `f64` precision and kept
+    /// beside the features, not as one ([`Dataset::with_order`]).
+    pub order: Option<String>,
     /// Field delimiter (default `,`).
     pub delimiter: char,
     /// Cell texts read as missing (default: empty, `NA`, `N/A`, `null`, `NULL`, `None`).
@@ -59,6 +62,7 @@ impl Default for CsvOptions {
             weight: None,
             ignore: Vec::new(),
             categorical: Vec::new(),
+            order: None,
             delimiter: ',',
             missing_values: ["", "NA", "N/A", "null", "NULL", "None"]
                 .map(String::from)
@@ -253,7 +257,49 @@ fn csv_error(e: csv::Error, header: &[String]) -> Error {
     }
 }
 
+/// Largest integer every smaller one of which an `f32` holds exactly.
+const F32_EXACT_INT: f64 = 16_777_216.0;
+
+/// A feature cell as `f32`, refusing a value `f32` cannot hold: beyond its range (it would
+/// become infinite) or an integer written as one (an id, a Unix time) that it would round.
+/// Decimals round to the nearest `f32` as floating point always does.
+fn to_feature(v: f64, text: &str, line: u64, column: &str) -> Result<f32> {
+    let narrow = v as f32;
+    let location = || format!("line {line}, column `{column}`");
+    if v.is_finite() && narrow.is_infinite() {
+        return Err(Error::Csv {
+            location: location(),
+            message: format!(
+                "`{text}` is outside the range of a 32-bit float feature (about ±3.4e38); \
+                 expected a smaller value (rescale the column)"
+            ),
+        });
+    }
+    let integer_text = {
+        let digits = text.trim().trim_start_matches(['+', '-']);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if integer_text && v.abs() > F32_EXACT_INT && f64::from(narrow) != v {
+        return Err(Error::Csv {
+            location: location(),
+            message: format!(
+                "`{text}` cannot be held exactly by a 32-bit float feature (it would read {narrow}); \
+                 expected an integer within ±16,777,216: read a time or sequence column as the \
+                 order column (CsvOptions.order, `--order-col`) and ignore id columns"
+            ),
+        });
+    }
+    Ok(narrow)
+}
+
 fn open_file(path: &Path) -> Result<File> {
+    if path.is_dir() {
+        return Err(Error::invalid(
+            "CSV path",
+            path.display(),
+            "a CSV file, not a directory",
+        ));
+    }
     File::open(path).map_err(|e| Error::io("reading", path, e))
 }
 
@@ -279,16 +325,29 @@ impl Dataset {
             .as_deref()
             .map(|n| table.index_of(n))
             .transpose()?;
+        let order = options
+            .order
+            .as_deref()
+            .map(|n| table.index_of(n))
+            .transpose()?;
         for name in &options.ignore {
             table.index_of(name)?;
         }
+        let ignored: std::collections::HashSet<&str> =
+            options.ignore.iter().map(String::as_str).collect();
+        let categorical: std::collections::HashSet<&str> =
+            options.categorical.iter().map(String::as_str).collect();
         let mut columns = Vec::new();
         let mut feature_idx = Vec::new();
         for (j, name) in table.header().iter().enumerate() {
-            if Some(j) == label || Some(j) == weight || options.ignore.contains(name) {
+            if Some(j) == label
+                || Some(j) == weight
+                || Some(j) == order
+                || ignored.contains(name.as_str())
+            {
                 continue;
             }
-            let kind = if options.categorical.contains(name) {
+            let kind = if categorical.contains(name.as_str()) {
                 ColumnKind::Categorical
             } else {
                 ColumnKind::Numeric
@@ -296,8 +355,10 @@ impl Dataset {
             columns.push(ColumnSchema::new(name.clone(), kind));
             feature_idx.push(j);
         }
+        let feature_names: std::collections::HashSet<&str> =
+            columns.iter().map(|c| c.name.as_str()).collect();
         for name in &options.categorical {
-            if !columns.iter().any(|c| &c.name == name) {
+            if !feature_names.contains(name.as_str()) {
                 return Err(Error::invalid(
                     "CsvOptions.categorical",
                     name,
@@ -316,9 +377,16 @@ impl Dataset {
         let mut values: Vec<f32> = Vec::new();
         let mut labels: Vec<f32> = Vec::new();
         let mut weights: Vec<f32> = Vec::new();
+        let mut order_values: Vec<f64> = Vec::new();
         let rows = table.for_each_record(|cells, rec, line| {
             for (&j, kind) in feature_idx.iter().zip(&kinds) {
-                let v: f32 = cells.parse(&rec[j], line, j, "a number")?;
+                let what = if *kind == ColumnKind::Categorical {
+                    "an integer category code (categorical columns hold integer codes: encode text categories as 0, 1, 2, ... first)"
+                } else {
+                    "a number"
+                };
+                let wide: f64 = cells.parse(&rec[j], line, j, what)?;
+                let v = to_feature(wide, &rec[j], line, &cells.header[j])?;
                 if *kind == ColumnKind::Categorical && v.is_finite() && v.fract() != 0.0 {
                     return Err(Error::Csv {
                         location: format!("line {line}, column `{}`", cells.header[j]),
@@ -332,6 +400,9 @@ impl Dataset {
             }
             if let Some(j) = weight {
                 weights.push(cells.parse(&rec[j], line, j, "a number (weight)")?);
+            }
+            if let Some(j) = order {
+                order_values.push(cells.parse(&rec[j], line, j, "a number (order)")?);
             }
             Ok(())
         })?;
@@ -350,6 +421,9 @@ impl Dataset {
         }
         if weight.is_some() {
             data = data.with_weights(Array1::from(weights))?;
+        }
+        if let (Some(name), Some(_)) = (&options.order, order) {
+            data = data.with_order(Array1::from(order_values), name.clone())?;
         }
         Ok(data)
     }
@@ -398,7 +472,7 @@ impl Schema {
     pub fn from_json(text: &str) -> Result<Schema> {
         serde_json::from_str(text).map_err(|source| Error::Json {
             what: "schema".into(),
-            source,
+            cause: source,
         })
     }
 }

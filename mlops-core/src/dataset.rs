@@ -31,6 +31,9 @@ pub struct Dataset {
     labels: Option<Array1<f32>>,
     weights: Option<Array1<f32>>,
     schema: Schema,
+    /// An ordering column (time, sequence number) kept in full `f64` precision beside the
+    /// features, never a feature itself.
+    order: Option<(String, Array1<f64>)>,
 }
 
 fn check_unique_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
@@ -75,6 +78,7 @@ impl Dataset {
             labels: None,
             weights: None,
             schema: Schema { columns },
+            order: None,
         })
     }
 
@@ -114,8 +118,19 @@ impl Dataset {
 
     /// Marks the named feature columns as categorical codes.
     pub fn with_categorical(mut self, names: &[&str]) -> Result<Self> {
+        if names.is_empty() {
+            return Ok(self);
+        }
+        let index: std::collections::HashMap<String, usize> = self
+            .feature_names()
+            .enumerate()
+            .map(|(j, n)| (n.to_string(), j))
+            .collect();
         for name in names {
-            let j = self.feature_index(name)?;
+            let j = match index.get(*name) {
+                Some(&j) => j,
+                None => self.feature_index(name)?,
+            };
             self.schema.columns[j].kind = ColumnKind::Categorical;
         }
         Ok(self)
@@ -215,6 +230,128 @@ impl Dataset {
         Ok(self.features.column(self.feature_index(name)?))
     }
 
+    /// The dataset's fingerprint: lower-case hex sha256 of its shape, column names, features,
+    /// labels and weights (little-endian f32 bits, row-major). The one fingerprint trainers,
+    /// trackers, studies and the registry's lineage record, so the same data gives the same
+    /// string everywhere.
+    ///
+    /// ```
+    /// use mlops_core::Dataset;
+    /// use ndarray::array;
+    ///
+    /// let a = Dataset::new(array![[1.0_f32, 2.0]], vec!["x".into(), "y".into()])?;
+    /// let b = Dataset::new(array![[1.0_f32, 2.5]], vec!["x".into(), "y".into()])?;
+    /// assert_eq!(a.fingerprint().len(), 64);
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.n_rows() as u64).to_le_bytes());
+        h.update((self.n_features() as u64).to_le_bytes());
+        for c in &self.schema.columns {
+            h.update((c.name.len() as u64).to_le_bytes());
+            h.update(c.name.as_bytes());
+        }
+        let mut buf = Vec::with_capacity(4 * self.n_features().max(1));
+        for row in self.features.rows() {
+            buf.clear();
+            row.iter()
+                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+            h.update(&buf);
+        }
+        for (tag, values) in [(b'y', &self.labels), (b'w', &self.weights)] {
+            if let Some(values) = values {
+                h.update([tag]);
+                values.iter().for_each(|v| h.update(v.to_le_bytes()));
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Attaches an ordering column (a time or sequence number) named `name`, kept in full
+    /// `f64` precision and never used as a feature: Unix times and large ids do not survive
+    /// `f32` (Unix seconds fall on a 128 s grid). [`Dataset::split_at_value`] and
+    /// [`Dataset::ordered_split`] use it by name.
+    ///
+    /// ```
+    /// use mlops_core::Dataset;
+    /// use ndarray::array;
+    ///
+    /// let data = Dataset::new(array![[1.0_f32], [2.0]], vec!["x".into()])?
+    ///     .with_order(array![1_700_000_099.0, 1_700_000_101.0], "time")?;
+    /// let (past, future) = data.split_at_value("time", 1_700_000_100.0)?;
+    /// assert_eq!((past.n_rows(), future.n_rows()), (1, 1));
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn with_order(mut self, values: Array1<f64>, name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if values.len() != self.n_rows() {
+            return Err(Error::LengthMismatch {
+                left: "order column",
+                left_len: values.len(),
+                right: "rows",
+                right_len: self.n_rows(),
+            });
+        }
+        if self.feature_names().any(|n| n == name) || self.label_name() == Some(name.as_str()) {
+            return Err(Error::invalid(
+                "order column name",
+                &name,
+                "a name no feature or label column has",
+            ));
+        }
+        self.order = Some((name, values));
+        Ok(self)
+    }
+
+    /// The ordering column, when there is one: its name and values.
+    pub fn order_column(&self) -> Option<(&str, &Array1<f64>)> {
+        self.order.as_ref().map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// The first non-finite feature value (NaN for a missing cell, or ±inf), as
+    /// `(row, column name, value)`, scanning row by row.
+    pub fn first_non_finite(&self) -> Option<(usize, &str, f32)> {
+        self.features
+            .rows()
+            .into_iter()
+            .enumerate()
+            .find_map(|(i, row)| {
+                row.iter()
+                    .position(|v| !v.is_finite())
+                    .map(|j| (i, self.schema.columns[j].name.as_str(), row[j]))
+            })
+    }
+
+    /// Refuses a dataset with a non-finite feature, naming `role` (say `test`), the column, the
+    /// row, the value and `expected` (what the caller needs, with the remedy).
+    ///
+    /// ```
+    /// use mlops_core::Dataset;
+    /// use ndarray::array;
+    ///
+    /// let d = Dataset::new(array![[1.0_f32, f32::NAN]], vec!["a".into(), "b".into()])?;
+    /// let err = d.check_finite("test", "a finite number (impute before scoring)").unwrap_err();
+    /// assert!(err.to_string().contains("test feature `b` at row 0 = missing"));
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn check_finite(&self, role: &str, expected: &str) -> Result<()> {
+        match self.first_non_finite() {
+            None => Ok(()),
+            Some((i, name, v)) => Err(Error::invalid(
+                format!("{role} feature `{name}` at row {i}"),
+                if v.is_nan() {
+                    "missing (an empty or NA cell)".to_string()
+                } else {
+                    v.to_string()
+                },
+                expected,
+            )),
+        }
+    }
+
     /// Weighted count of rows labelled 1 (`None` without labels).
     pub fn positive_weight(&self) -> Option<f64> {
         let labels = self.labels.as_ref()?;
@@ -242,6 +379,10 @@ impl Dataset {
             labels: self.labels.as_ref().map(|l| l.select(Axis(0), indices)),
             weights: self.weights.as_ref().map(|w| w.select(Axis(0), indices)),
             schema: self.schema.clone(),
+            order: self
+                .order
+                .as_ref()
+                .map(|(n, v)| (n.clone(), v.select(Axis(0), indices))),
         })
     }
 
@@ -265,6 +406,7 @@ impl Dataset {
             labels: self.labels.clone(),
             weights: self.weights.clone(),
             schema: Schema { columns },
+            order: self.order.clone(),
         })
     }
 }

@@ -17,15 +17,15 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("reading", "writing", "creating directory").
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, not repeated as `source()`, so an error
+        /// chain prints it once).
+        cause: std::io::Error,
     },
     /// A CSV input could not be parsed.
     #[error("CSV {location}: {message}")]
@@ -82,13 +82,13 @@ pub enum Error {
         message: String,
     },
     /// JSON could not be read or written.
-    #[error("JSON {what}: {source}")]
+    #[error("JSON {what}: {cause}")]
     Json {
         /// What was being (de)serialized.
         what: String,
-        /// The underlying error.
-        #[source]
-        source: serde_json::Error,
+        /// The underlying error (in the message, not repeated as `source()`, so an error
+        /// chain prints it once).
+        cause: serde_json::Error,
     },
 }
 
@@ -117,7 +117,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

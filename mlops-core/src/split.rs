@@ -139,7 +139,8 @@ impl Dataset {
     }
 
     /// Rows whose `column` is `< boundary`, and the rest, each in the original order: a time
-    /// split (train on the past, test on the future).
+    /// split (train on the past, test on the future). `column` is the ordering column
+    /// ([`Dataset::with_order`], compared in full `f64` precision) or a feature column.
     ///
     /// ```
     /// use mlops_core::Dataset;
@@ -151,7 +152,7 @@ impl Dataset {
     /// assert_eq!(future.column("time")?.to_vec(), vec![3.0, 2.0]);
     /// # Ok::<(), mlops_core::Error>(())
     /// ```
-    pub fn split_at_value(&self, column: &str, boundary: f32) -> Result<(Dataset, Dataset)> {
+    pub fn split_at_value(&self, column: &str, boundary: f64) -> Result<(Dataset, Dataset)> {
         let col = self.ordering_column(column)?;
         let (before, after): (Vec<usize>, Vec<usize>) =
             (0..self.n_rows()).partition(|&i| col[i] < boundary);
@@ -173,8 +174,13 @@ impl Dataset {
         })
     }
 
-    fn ordering_column(&self, column: &str) -> Result<ndarray::ArrayView1<'_, f32>> {
-        let col = self.column(column)?;
+    /// The values of the ordering column `column` (full precision), or of the feature column
+    /// of that name; NaN refused.
+    fn ordering_column(&self, column: &str) -> Result<Vec<f64>> {
+        let col: Vec<f64> = match self.order_column() {
+            Some((name, values)) if name == column => values.to_vec(),
+            _ => self.column(column)?.iter().map(|v| f64::from(*v)).collect(),
+        };
         if let Some(i) = col.iter().position(|v| v.is_nan()) {
             return Err(Error::invalid(
                 format!("{column}[{i}]"),

@@ -313,3 +313,44 @@ fn real_wdbc_copy_loads_and_validates() {
         .run(&data, Some(&Schema::infer(&data)));
     assert!(report.passed(), "{report}");
 }
+
+#[test]
+fn one_class_labels_all_out_of_range_and_all_unseen_categories_are_errors() {
+    let opts = CsvOptions::with_label("label").categorical(["c"]);
+    let reference =
+        Dataset::from_csv_reader("a,c,label\n1,0,0\n2,1,1\n3,0,0\n4,1,1\n".as_bytes(), &opts)
+            .unwrap();
+    let schema = Schema::infer(&reference);
+    let suite = ValidationSuite::from_config(&config()).unwrap();
+    // Every label 1: no classifier can be trained or evaluated.
+    let one_class =
+        Dataset::from_csv_reader("a,c,label\n1,0,1\n2,1,1\n3,0,1\n".as_bytes(), &opts).unwrap();
+    let report = suite.run(&one_class, Some(&schema));
+    let f = report
+        .errors()
+        .find(|f| f.check == "label_classes")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        f.message.contains("every one of 3 labels is 1"),
+        "{}",
+        f.message
+    );
+    // Some values out of range: the configured severity (a warning by default); all of them:
+    // an error.
+    let some =
+        Dataset::from_csv_reader("a,c,label\n1,0,0\n9,1,1\n3,0,0\n".as_bytes(), &opts).unwrap();
+    let report = suite.run(&some, Some(&schema));
+    assert!(
+        !report.errors().any(|f| f.check == "value_range"),
+        "{report}"
+    );
+    let all =
+        Dataset::from_csv_reader("a,c,label\n90,7,0\n91,8,1\n92,7,0\n".as_bytes(), &opts).unwrap();
+    let report = suite.run(&all, Some(&schema));
+    let columns: Vec<Option<&str>> = report
+        .errors()
+        .filter(|f| f.check == "value_range")
+        .map(|f| f.column.as_deref())
+        .collect();
+    assert_eq!(columns, [Some("a"), Some("c")], "{report}");
+}

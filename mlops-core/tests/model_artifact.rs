@@ -227,3 +227,51 @@ fn constructor_checks_shapes() {
         "{err}"
     );
 }
+
+#[test]
+fn non_finite_features_give_nan_for_every_activation() {
+    for act in [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::Identity,
+    ] {
+        assert!(
+            act.apply(f32::NAN).is_nan(),
+            "{act:?} turned NaN into a number"
+        );
+        let mut s = spec();
+        s.layers[0] = LayerSpec::new(2, act);
+        let artifact = ModelArtifact::new(
+            s,
+            vec![
+                // Weights that send any input to a large negative pre-activation, where ReLU's
+                // `max(0)` used to turn NaN into a confident 0.
+                (
+                    array![[1.0_f32, -1.0, 0.5], [0.25, 0.5, -0.75]],
+                    array![0.1_f32, -0.2],
+                ),
+                (array![[1.5_f32, -2.0]], array![0.3_f32]),
+            ],
+        )
+        .unwrap();
+        let model = MlpModel::new(&artifact).unwrap();
+        let x = array![
+            [1.0_f32, 2.0, 3.0],
+            [f32::NAN, 2.0, 3.0],
+            [1.0, f32::INFINITY, 3.0],
+            [1.0, 2.0, f32::NEG_INFINITY],
+            [0.5, -1.0, 0.0],
+        ];
+        let p = model.predict_proba(x.view()).unwrap();
+        assert!(p[0].is_finite() && p[4].is_finite(), "{act:?}: {p}");
+        for i in 1..4 {
+            assert!(
+                p[i].is_nan(),
+                "{act:?}: row {i} has a non-finite feature but scored {}",
+                p[i]
+            );
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Seeded stratified and ordered splits.
 
-use mlops_core::{Dataset, SplitFractions};
+use mlops_core::{CsvOptions, Dataset, SplitFractions};
 use ndarray::{Array1, Array2};
 
 fn data(n: usize, positive_every: usize) -> Dataset {
@@ -133,4 +133,56 @@ fn ordered_splits_follow_the_column() {
     );
     let dropped = d.drop_features(&["t"]).unwrap();
     assert_eq!(dropped.n_features(), 0);
+}
+
+#[test]
+fn unix_times_split_exactly_through_the_f64_order_column() {
+    // 100 rows one second apart around 1_700_000_100: as f32 they fall on a 128 s grid, so a
+    // split at ...100 used to move rows across it.
+    let mut text = String::from("time,x,label\n");
+    for i in 0..100 {
+        text += &format!("{},{},{}\n", 1_700_000_050 + i, i % 7, i % 2);
+    }
+    let options = CsvOptions {
+        order: Some("time".into()),
+        ..CsvOptions::with_label("label")
+    };
+    let data = Dataset::from_csv_reader(text.as_bytes(), &options).unwrap();
+    assert_eq!(
+        data.feature_names().collect::<Vec<_>>(),
+        ["x"],
+        "the order column is no feature"
+    );
+    let (past, future) = data.split_at_value("time", 1_700_000_100.0).unwrap();
+    assert_eq!((past.n_rows(), future.n_rows()), (50, 50));
+    let (_, t) = past.order_column().unwrap();
+    assert_eq!(t[49], 1_700_000_099.0);
+    // The same file with time as a feature refuses the values f32 would round.
+    let err = Dataset::from_csv_reader(text.as_bytes(), &CsvOptions::with_label("label"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2, column `time`")
+            && err.contains("`1700000050` cannot be held exactly")
+            && err.contains("order column"),
+        "{err}"
+    );
+}
+
+#[test]
+fn values_beyond_f32_and_large_ids_are_errors_not_silent_changes() {
+    let load = |text: &str| Dataset::from_csv_reader(text.as_bytes(), &CsvOptions::default());
+    let err = load("x\n1\n1e39\n").unwrap_err().to_string();
+    assert!(
+        err.contains("line 3") && err.contains("`1e39` is outside the range"),
+        "{err}"
+    );
+    let err = load("id\n16777217\n").unwrap_err().to_string();
+    assert!(err.contains("it would read 16777216"), "{err}");
+    // Representable values load unchanged: 2^24, large even integers, decimals, inf.
+    let d = load("x\n16777216\n33554432\n0.1\ninf\n-3.4e38\n").unwrap();
+    assert_eq!(
+        d.column("x").unwrap().to_vec(),
+        vec![16_777_216.0, 33_554_432.0, 0.1, f32::INFINITY, -3.4e38]
+    );
 }

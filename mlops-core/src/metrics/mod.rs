@@ -327,6 +327,15 @@ impl ScoredSamples {
         }
         let sweep = self.sweep();
         let cm = self.confusion(threshold);
+        let mut undefined = std::collections::BTreeMap::new();
+        let log_loss = self
+            .log_loss()
+            .map_err(|e| undefined.insert("log_loss".to_string(), e.to_string()))
+            .ok();
+        let brier = self
+            .brier()
+            .map_err(|e| undefined.insert("brier".to_string(), e.to_string()))
+            .ok();
         Ok(MetricReport {
             rows: self.len(),
             positive_weight: sweep.positives(),
@@ -334,14 +343,15 @@ impl ScoredSamples {
             threshold,
             roc_auc: sweep.roc_auc()?,
             average_precision: sweep.average_precision()?,
-            log_loss: self.log_loss().ok(),
-            brier: self.brier().ok(),
+            log_loss,
+            brier,
             accuracy: cm.accuracy(),
             precision: cm.precision(),
             recall: cm.recall(),
             f1: cm.f1(),
             specificity: cm.specificity(),
             confusion: cm,
+            undefined,
         })
     }
 }
@@ -472,6 +482,9 @@ pub struct MetricReport {
     pub specificity: f64,
     /// The confusion matrix at the threshold.
     pub confusion: ConfusionMatrix,
+    /// Why each `None` metric is undefined (`log_loss`: "scores[3] = 1.7 ..."), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub undefined: std::collections::BTreeMap<String, String>,
 }
 
 impl MetricReport {

@@ -84,7 +84,7 @@ impl ModelArtifact {
     pub fn spec_json(&self) -> Result<Vec<u8>> {
         serde_json::to_vec_pretty(&self.spec).map_err(|source| Error::Json {
             what: SPEC_FILE.into(),
-            source,
+            cause: source,
         })
     }
 
@@ -115,7 +115,7 @@ impl ModelArtifact {
     pub fn from_parts(spec_json: &[u8], weights: &[u8]) -> Result<Self> {
         let spec: ModelSpec = serde_json::from_slice(spec_json).map_err(|source| Error::Json {
             what: SPEC_FILE.into(),
-            source,
+            cause: source,
         })?;
         spec.validate()?;
         let tensors = SafeTensors::deserialize(weights)

@@ -9,7 +9,8 @@ use crate::model::spec::{Activation, ModelSpec};
 
 /// A loaded multilayer perceptron: standardization, dense layers, sigmoid output.
 ///
-/// Built from a checked [`ModelArtifact`], so it cannot be inconsistent.
+/// Built from a checked [`ModelArtifact`], so it cannot be inconsistent. A row with a NaN or
+/// infinite feature gets a NaN probability (see [`Predictor`]).
 #[derive(Debug, Clone)]
 pub struct MlpModel {
     spec: ModelSpec,
@@ -65,8 +66,14 @@ impl Predictor for MlpModel {
             z.mapv_inplace(|v| act.apply(v));
             h = z;
         }
-        for (o, v) in out.iter_mut().zip(h.column(0)) {
-            *o = *v;
+        // A non-finite feature makes the row's probability NaN, whatever the layers did with it
+        // (an infinite input can saturate the sigmoid into a confident 0 or 1).
+        for ((o, v), row) in out.iter_mut().zip(h.column(0)).zip(x.rows()) {
+            *o = if row.iter().all(|f| f.is_finite()) {
+                *v
+            } else {
+                f32::NAN
+            };
         }
         Ok(())
     }

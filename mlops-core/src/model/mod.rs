@@ -40,8 +40,11 @@ use crate::error::{Error, Result};
 
 /// A binary classifier: probabilities of the positive class for a batch of rows.
 ///
-/// Implementations check the batch's width and never panic on any input values (NaN in, NaN
-/// out is allowed).
+/// Implementations check the batch's width and never panic on any input values.
+///
+/// Non-finite input policy: a row with a NaN or infinite feature gets a NaN probability (never
+/// a confident-looking number); every other row is scored as usual. A caller that must not see
+/// NaN checks its batch first ([`crate::Dataset::check_finite`]) or filters the NaN outputs.
 pub trait Predictor: Send + Sync {
     /// The input features, in column order.
     fn feature_names(&self) -> &[String];

@@ -26,11 +26,18 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Applies the activation to one value.
+    /// Applies the activation to one value. NaN in, NaN out for every activation (`f32::max`
+    /// would turn a NaN into 0 under ReLU).
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Activation::Relu => x.max(0.0),
+            Activation::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => sigmoid(x),
             Activation::Silu => x * sigmoid(x),

@@ -175,6 +175,21 @@ impl Validator for LabelCheck {
             ));
         }
         let positives = present.iter().filter(|&&v| v == 1.0).count();
+        let negatives = present.iter().filter(|&&v| v == 0.0).count();
+        if !present.is_empty() && (positives == 0 || negatives == 0) && invalid.is_empty() {
+            let only = if positives == 0 { 0 } else { 1 };
+            out.push(finding(
+                "label_classes",
+                Some(name),
+                Severity::Error,
+                json!({ "only_class": only, "rows": present.len() }),
+                json!("both classes, 0 and 1"),
+                format!(
+                    "every one of {} labels is {only}: a binary classifier cannot be trained or evaluated on one class",
+                    present.len()
+                ),
+            ));
+        }
         if positives < self.min_positives {
             out.push(finding(
                 "min_positives",
@@ -307,10 +322,13 @@ impl Validator for ValueRange {
                     if !unknown.is_empty() {
                         let examples: BTreeSet<i64> =
                             unknown.iter().map(|&v| v as i64).take(5).collect();
+                        // Every value unseen is an error whatever the configured severity: the
+                        // column no longer means what it meant.
+                        let all = unknown.len() == values.iter().filter(|v| v.is_finite()).count();
                         out.push(finding(
                             self.name(),
                             Some(name),
-                            self.severity,
+                            if all { Severity::Error } else { self.severity },
                             json!({ "unknown": unknown.len(), "examples": examples }),
                             json!({ "categories": allowed }),
                             format!(
@@ -329,6 +347,8 @@ impl Validator for ValueRange {
                         .max
                         .map_or(0, |m| finite.clone().filter(|&v| v > m as f32).count());
                     if below + above > 0 {
+                        // Every value out of range is an error whatever the configured severity.
+                        let all = below + above == finite.clone().count();
                         let (lo, hi) = finite
                             .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
                                 (a.min(v), b.max(v))
@@ -336,7 +356,7 @@ impl Validator for ValueRange {
                         out.push(finding(
                             self.name(),
                             Some(name),
-                            self.severity,
+                            if all { Severity::Error } else { self.severity },
                             json!({ "below": below, "above": above, "min": lo, "max": hi }),
                             json!({ "min": col.min, "max": col.max }),
                             format!(

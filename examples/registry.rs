@@ -24,8 +24,13 @@ use mlops::registry::{
     Lineage, NewVersion, Query, Registry, RegistryConfig, VersionInfo, VersionRef,
 };
 
-/// Model registry CLI.
+/// The model registry from the shell: register, list, show, alias (compare-and-swap), history,
+/// rollback, download, delete, audit and gc, on a folder or any object-store URL.
 #[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 done, 1 an error (not found, a moved alias, a refused write), 2 usage."
+)]
 struct Cli {
     /// Registry location: a directory or a URL (file://, memory://, s3://, gs://, az://).
     #[arg(long, env = "MLOPS_REGISTRY")]
@@ -269,7 +274,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for m in &metrics {
                 query = query.metric(m)?;
             }
-            let versions = registry.search(&name, &query).await?;
+            let (all, unreadable) = registry.list_versions_checked(&name).await?;
+            if all.is_empty() && unreadable.is_empty() {
+                let models = registry.list_models().await?;
+                bail!(
+                    "model `{name}` not found in {}; models there: {}",
+                    registry.store_name(),
+                    if models.is_empty() {
+                        "none".to_string()
+                    } else {
+                        models.join(", ")
+                    }
+                );
+            }
+            let mut versions: Vec<VersionInfo> =
+                all.into_iter().filter(|v| query.matches(v)).collect();
+            if query.latest_only && versions.len() > 1 {
+                versions = versions.split_off(versions.len() - 1);
+            }
+            for u in &unreadable {
+                eprintln!("warning: unreadable version record {}: {}", u.key, u.reason);
+            }
             if cli.json {
                 print_json(&versions)?;
             } else {
@@ -290,7 +315,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !r.params.is_empty() {
                     println!("params: {:?}", r.params);
                 }
-                println!("lineage: {:?}", r.lineage);
+                let l = &r.lineage;
+                println!("lineage:");
+                println!("  run id:         {}", l.run_id.as_deref().unwrap_or("-"));
+                match &l.dataset {
+                    Some(d) => println!("  dataset:        sha256:{} ({} rows)", d.sha256, d.rows),
+                    None => println!("  dataset:        -"),
+                }
+                println!(
+                    "  code version:   {}",
+                    l.code_version.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "  parent version: {}",
+                    l.parent_version.map_or("-".to_string(), |v| v.to_string())
+                );
                 if let Some(d) = &r.description {
                     println!("description: {d}");
                 }

@@ -50,9 +50,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// Reads `source` (hashing as it goes) and writes it to its content address; the entry
-/// records `name`, digest and size.
-pub(crate) async fn upload(store: &Store, name: &str, source: &FileSource) -> Result<FileEntry> {
+/// Reads `source`, hashing as it goes: its entry (`name`, digest, size) and its bytes.
+pub(crate) async fn read_source(
+    name: &str,
+    source: &FileSource,
+) -> Result<(FileEntry, Vec<Bytes>)> {
     let mut hasher = Sha256::new();
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut size = 0u64;
@@ -82,15 +84,21 @@ pub(crate) async fn upload(store: &Store, name: &str, source: &FileSource) -> Re
             }
         }
     }
-    let sha256 = hex(&hasher.finalize());
-    let key = blob_key(&sha256);
-    store.put(&key, PutPayload::from_iter(chunks)).await?;
-    tracing::debug!(file = name, sha256, size, "blob written");
-    Ok(FileEntry {
+    let entry = FileEntry {
         name: name.to_string(),
-        sha256,
+        sha256: hex(&hasher.finalize()),
         size,
-    })
+    };
+    Ok((entry, chunks))
+}
+
+/// Writes a file read by [`read_source`] to its content address.
+pub(crate) async fn put_blob(store: &Store, entry: &FileEntry, chunks: Vec<Bytes>) -> Result<()> {
+    store
+        .put(&blob_key(&entry.sha256), PutPayload::from_iter(chunks))
+        .await?;
+    tracing::debug!(file = %entry.name, sha256 = %entry.sha256, size = entry.size, "blob written");
+    Ok(())
 }
 
 /// Where a verified blob is cached.
@@ -149,7 +157,7 @@ pub(crate) async fn fetch(
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(dir)
         .await

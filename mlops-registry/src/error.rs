@@ -25,8 +25,8 @@ pub enum Error {
     },
     /// An alias was moved by someone else since the caller read it (compare-and-swap failed).
     #[error(
-        "alias `{alias}` of model `{model}` points to {actual}, not {expected}: someone moved it \
-         first (read it again and retry)"
+        "alias `{alias}` of model `{model}` points to {actual}, not {expected}{}",
+        if actual == "nothing" { ": it is unset (pass no expected version to set it)" } else { ": someone moved it first (read it again and retry)" }
     )]
     AliasMoved {
         /// The model.
@@ -94,7 +94,7 @@ pub enum Error {
         timeout: Duration,
     },
     /// The store refused or failed an operation.
-    #[error("{op} {path} on {store}: {source}")]
+    #[error("{op} {path} on {store}: {cause}")]
     Store {
         /// The operation.
         op: &'static str,
@@ -102,9 +102,8 @@ pub enum Error {
         path: String,
         /// The store.
         store: String,
-        /// The store's error.
-        #[source]
-        source: Box<object_store::Error>,
+        /// The store's error (in the message, not repeated as `source()`).
+        cause: Box<object_store::Error>,
     },
     /// A record in the store could not be read.
     #[error("record {path} is not valid: {reason}")]
@@ -123,15 +122,14 @@ pub enum Error {
         attempts: u32,
     },
     /// A local file could not be read or written.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// The operation.
         op: &'static str,
         /// The file.
         path: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
+        /// The error (in the message, not repeated as `source()`).
+        cause: std::io::Error,
     },
     /// The model files did not form an mlops-core artifact.
     #[error(transparent)]
@@ -155,7 +153,7 @@ impl Error {
         Error::Io {
             op,
             path: path.display().to_string(),
-            source,
+            cause: source,
         }
     }
 }

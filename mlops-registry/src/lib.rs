@@ -21,6 +21,7 @@
 
 mod blobs;
 mod config;
+mod download;
 mod error;
 pub mod names;
 mod new_version;
@@ -31,6 +32,7 @@ mod store;
 
 pub use blobs::{sha256_hex, FileSource};
 pub use config::RegistryConfig;
+pub use download::{DownloadMarker, DOWNLOAD_MARKER};
 pub use error::{Error, Result};
 pub use new_version::{NewVersion, REFERENCE_PROFILE_FILE};
 pub use query::{Comparison, MetricFilter, Query};
@@ -38,4 +40,4 @@ pub use records::{
     AliasEntry, AuditAction, AuditEvent, DatasetFingerprint, FileEntry, Lineage, Tombstone,
     VersionInfo, VersionRecord, VersionRef,
 };
-pub use registry::{GcReport, Registry};
+pub use registry::{GcReport, Registry, UnreadableRecord, LATEST};

@@ -29,6 +29,7 @@ pub enum Comparison {
 /// let f: MetricFilter = "roc_auc>=0.95".parse()?;
 /// assert!(f.accepts(0.97) && !f.accepts(0.9));
 /// assert!("roc_auc~0.9".parse::<MetricFilter>().is_err());
+/// assert!("roc_auc=>0.5".parse::<MetricFilter>().is_err(), "`=>` is not `>=`");
 /// # Ok::<(), mlops_registry::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +73,7 @@ impl FromStr for MetricFilter {
                     .parse()
                     .map_err(|_| Error::invalid("metric filter", s, expected))?;
                 let metric = metric.trim();
-                if metric.is_empty() || !value.is_finite() {
+                if !value.is_finite() || crate::names::check_key("metric", metric).is_err() {
                     return Err(Error::invalid("metric filter", s, expected));
                 }
                 return Ok(MetricFilter {

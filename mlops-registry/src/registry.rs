@@ -8,7 +8,11 @@
 //! models/NAME/deleted/0000000001.json         tombstones
 //! models/NAME/aliases/ALIAS/0000000001.json   alias logs, one entry per move
 //! audit/<unix ns>-<seq>-<random>.json         audit events
+//! pending/<random>.json                       blobs of a registration in flight (gc keeps them)
 //! ```
+//!
+//! Reads never write: the conditional-create probe runs before a handle's first write, so a
+//! read-only mount or read-only credentials serve `list`, `show` and `download`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -26,8 +30,9 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::blobs::{blob_digest, fetch, upload, write_atomically};
+use crate::blobs::{blob_digest, fetch, put_blob, read_source};
 use crate::config::RegistryConfig;
+use crate::download::{install, DownloadMarker};
 use crate::error::{Error, Result};
 use crate::names::{check_file_name, check_key, check_name};
 use crate::new_version::NewVersion;
@@ -38,10 +43,16 @@ use crate::records::{
 };
 use crate::store::{self, Store};
 
+/// `@latest`: the highest live version; no alias may take this name.
+pub const LATEST: &str = "latest";
+
 /// Attempts at claiming a version number before giving up.
 const MAX_CLAIMS: u32 = 200;
 /// Records fetched at once when listing.
 const CONCURRENT_READS: usize = 64;
+/// A registration's pending-blobs note older than this is stale (its writer died): gc removes
+/// it and stops protecting its blobs.
+const PENDING_STALE: Duration = Duration::from_secs(24 * 3600);
 
 fn version_key(model: &str, version: u64) -> String {
     format!("models/{model}/versions/{version:010}.json")
@@ -67,6 +78,32 @@ fn number_of(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
 }
 
+/// The blobs of a registration in flight (`pending/<random>.json`), written before its first
+/// blob and removed after its record.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PendingNote {
+    at: DateTime<Utc>,
+    model: String,
+    blobs: Vec<String>,
+}
+
+/// Every 64-hex-digit run in `bytes`: the digests an unreadable record may name.
+fn hex_digests(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+    bytes
+        .split(|b| !b.is_ascii_hexdigit())
+        .filter(|w| w.len() == 64)
+        .map(|w| String::from_utf8_lossy(w).to_ascii_lowercase())
+}
+
+/// A version record that could not be read or parsed (listed beside the readable ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableRecord {
+    /// Its key in the store.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// What [`Registry::gc`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
@@ -80,6 +117,14 @@ pub struct GcReport {
     pub deleted: usize,
     /// Bytes deleted.
     pub bytes_deleted: u64,
+    /// Unreferenced blobs kept because a registration in flight names them.
+    pub kept_pending: usize,
+    /// Upload temporaries (`…#N` files of a killed write on local disk) removed.
+    pub temporaries_deleted: usize,
+    /// Stale pending notes (their registration died over a day ago) removed.
+    pub stale_pending_deleted: usize,
+    /// Version records that could not be parsed: every digest they mention is kept.
+    pub unreadable_records: Vec<UnreadableRecord>,
 }
 
 /// A model registry on an object store. Cheap to clone; share it between tasks.
@@ -112,6 +157,8 @@ pub struct Registry {
     seen: Arc<Mutex<HashMap<String, u64>>>,
     /// Orders this handle's audit events within one clock tick.
     audit_seq: Arc<AtomicU64>,
+    /// Set once the store passed the conditional-create probe (before the first write).
+    probed: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -126,15 +173,16 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Opens the registry at `url` (`file:///dir`, `memory://`, `s3://bucket/prefix`,
-    /// `gs://bucket/prefix`, `az://container/prefix`) and checks that the store enforces
-    /// conditional creates.
+    /// `gs://bucket/prefix`, `az://container/prefix`). Opening writes nothing: the check that
+    /// the store enforces conditional creates runs before this handle's first write
+    /// ([`Error::UnsafeStore`] then), so a read-only store can be read.
     pub async fn open(url: &str, config: &RegistryConfig) -> Result<Self> {
         config.validate()?;
         let store = store::open(url, &config.options, config.timeout())?;
         Self::start(store, config).await
     }
 
-    /// A registry under `prefix` of an existing store (checked like [`Registry::open`]).
+    /// A registry under `prefix` of an existing store (probed like [`Registry::open`]).
     pub async fn with_store(
         store: Arc<dyn ObjectStore>,
         prefix: &str,
@@ -153,8 +201,8 @@ impl Registry {
             clock: Arc::new(SystemClock),
             seen: Arc::new(Mutex::new(HashMap::new())),
             audit_seq: Arc::new(AtomicU64::new(0)),
+            probed: Arc::new(tokio::sync::OnceCell::new()),
         };
-        registry.self_test().await?;
         tracing::debug!(store = registry.store.name(), "registry opened");
         Ok(registry)
     }
@@ -177,6 +225,14 @@ impl Registry {
 
     fn now(&self) -> DateTime<Utc> {
         DateTime::<Utc>::from(self.clock.now())
+    }
+
+    /// Runs the conditional-create probe once per handle, before its first write.
+    async fn writable(&self) -> Result<()> {
+        self.probed
+            .get_or_try_init(|| self.self_test())
+            .await
+            .map(|_| ())
     }
 
     /// Refuses a store on which a second conditional create of the same object succeeds.
@@ -341,22 +397,60 @@ impl Registry {
                 ));
             }
         }
-        let mut files = Vec::with_capacity(new.files.len());
+        self.writable().await?;
+        let mut read = Vec::with_capacity(new.files.len());
         for (name, source) in &new.files {
-            files.push(upload(&self.store, name, source).await?);
+            read.push(read_source(name, source).await?);
         }
-        let mut record = VersionRecord {
+        // The pending note names this registration's blobs before any is written, so a
+        // concurrent gc keeps them until the record (which names them too) exists.
+        let pending = format!(
+            "pending/{:016x}{:016x}.json",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let note = PendingNote {
+            at: self.now(),
             model: model.to_string(),
-            version: 0,
-            files,
-            metrics: new.metrics,
-            params: new.params,
-            tags: new.tags,
-            lineage: new.lineage,
-            description: new.description,
-            created_at: self.now(),
-            created_by: self.actor.clone(),
+            blobs: read.iter().map(|(e, _)| e.sha256.clone()).collect(),
         };
+        self.store.create(&pending, Self::to_json(&note)?).await?;
+        let mut files = Vec::with_capacity(read.len());
+        let mut uploaded = Ok(());
+        for (entry, chunks) in read {
+            if let Err(e) = put_blob(&self.store, &entry, chunks).await {
+                uploaded = Err(e);
+                break;
+            }
+            files.push(entry);
+        }
+        let result = match uploaded {
+            Ok(()) => {
+                let record = VersionRecord {
+                    model: model.to_string(),
+                    version: 0,
+                    files,
+                    metrics: new.metrics,
+                    params: new.params,
+                    tags: new.tags,
+                    lineage: new.lineage,
+                    description: new.description,
+                    created_at: self.now(),
+                    created_by: self.actor.clone(),
+                };
+                self.claim(model, record).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = self.store.delete(&pending).await {
+            tracing::warn!(key = %pending, error = %e, "could not remove the pending note (gc removes it after a day)");
+        }
+        result
+    }
+
+    /// Claims the next version number for `record` (its blobs are written): creates the
+    /// record at max + 1 with `PutMode::Create`, retrying with jitter on conflict.
+    async fn claim(&self, model: &str, mut record: VersionRecord) -> Result<VersionRecord> {
         for attempt in 1..=MAX_CLAIMS {
             record.version = self.max_version(model).await? + 1;
             let key = version_key(model, record.version);
@@ -411,6 +505,14 @@ impl Registry {
         check_name("model name", model)?;
         match reference {
             VersionRef::Number(n) => Ok(*n),
+            VersionRef::Alias(alias) if alias == LATEST => {
+                let latest = self.latest(model).await?;
+                latest
+                    .map(|v| v.record.version)
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("a live version of model `{model}` (for @latest)"),
+                    })
+            }
             VersionRef::Alias(alias) => {
                 check_name("alias", alias)?;
                 self.alias(model, alias)
@@ -440,8 +542,23 @@ impl Registry {
     }
 
     /// Every version of `model` (deleted ones flagged), ascending. Records are read
-    /// concurrently.
+    /// concurrently; one that cannot be parsed is logged and left out (see
+    /// [`Registry::list_versions_checked`] to get it named). A model with no version has an
+    /// empty list.
     pub async fn list_versions(&self, model: &str) -> Result<Vec<VersionInfo>> {
+        let (versions, unreadable) = self.list_versions_checked(model).await?;
+        for u in &unreadable {
+            tracing::warn!(key = %u.key, reason = %u.reason, "unreadable version record left out");
+        }
+        Ok(versions)
+    }
+
+    /// Every readable version of `model`, ascending, and every record that could not be read
+    /// or parsed (with the reason): one bad record does not hide the others.
+    pub async fn list_versions_checked(
+        &self,
+        model: &str,
+    ) -> Result<(Vec<VersionInfo>, Vec<UnreadableRecord>)> {
         check_name("model name", model)?;
         let keys = self
             .numbered_keys(&format!("models/{model}/versions/"))
@@ -449,22 +566,42 @@ impl Registry {
         if let Some(&(max, _)) = keys.last() {
             self.note_seen(model, max);
         }
-        let records: Vec<VersionRecord> = self
-            .read_all(keys.into_iter().map(|(_, key)| key).collect())
-            .await?;
+        let read: Vec<(String, Result<Option<VersionRecord>>)> =
+            futures::stream::iter(keys.into_iter().map(|(_, key)| key))
+                .map(|key| async move {
+                    let r = self.read_json::<VersionRecord>(&key).await;
+                    (key, r)
+                })
+                .buffered(CONCURRENT_READS)
+                .collect()
+                .await;
+        let mut records = Vec::with_capacity(read.len());
+        let mut unreadable = Vec::new();
+        for (key, r) in read {
+            match r {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                Err(e @ Error::Record { .. }) => unreadable.push(UnreadableRecord {
+                    key,
+                    reason: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
         let tombstones = self.tombstones(model).await?;
         let mut by_version: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for (alias, v) in self.aliases(model).await? {
             by_version.entry(v).or_default().push(alias);
         }
-        Ok(records
+        let versions = records
             .into_iter()
             .map(|record| VersionInfo {
                 deleted: tombstones.get(&record.version).cloned(),
                 aliases: by_version.remove(&record.version).unwrap_or_default(),
                 record,
             })
-            .collect())
+            .collect();
+        Ok((versions, unreadable))
     }
 
     /// The versions of `model` matching `query`, ascending (only the highest with
@@ -501,6 +638,7 @@ impl Registry {
         if self.read_record(model, version).await?.is_none() {
             return Err(missing_version(model, version));
         }
+        self.writable().await?;
         let pointing = self.aliases_to(model, version).await?;
         if !pointing.is_empty() {
             return Err(Error::Conflict {
@@ -660,6 +798,14 @@ impl Registry {
     ) -> Result<AliasEntry> {
         check_name("model name", model)?;
         check_name("alias", alias)?;
+        if alias == LATEST {
+            return Err(Error::invalid(
+                "alias",
+                alias,
+                "a name other than `latest` (`@latest` always means the highest live version)",
+            ));
+        }
+        self.writable().await?;
         let current = self.alias(model, alias).await?;
         let (seq, actual) = current.as_ref().map_or((0, None), |e| (e.seq, e.target));
         let moved = |actual: Option<u64>| Error::AliasMoved {
@@ -697,17 +843,37 @@ impl Registry {
         Ok(entry)
     }
 
-    /// The record of a live version, refused when deleted.
+    /// The record of a live version, refused when deleted: the reference is resolved once,
+    /// the record and tombstone read concurrently (no alias listing).
     async fn live_record(&self, model: &str, reference: &VersionRef) -> Result<VersionRecord> {
-        let info = self.version(model, reference).await?;
-        if info.deleted.is_some() {
+        let version = self.resolve(model, reference).await?;
+        let tombstone = tombstone_key(model, version);
+        let (record, deleted) =
+            futures::try_join!(self.read_record(model, version), self.store.get(&tombstone))?;
+        let record = record.ok_or_else(|| missing_version(model, version))?;
+        if deleted.is_some() {
             return Err(Error::Conflict {
                 model: model.to_string(),
-                version: info.record.version,
+                version,
                 reason: "deleted".into(),
             });
         }
-        Ok(info.record)
+        Ok(record)
+    }
+
+    /// The checked bytes of file `name` of `record`.
+    async fn file_of(&self, record: &VersionRecord, name: &str) -> Result<Bytes> {
+        let entry = record.file(name).ok_or_else(|| Error::NotFound {
+            what: format!("file `{name}` of {} v{}", record.model, record.version),
+        })?;
+        fetch(
+            &self.store,
+            self.cache.as_deref(),
+            &record.model,
+            record.version,
+            entry,
+        )
+        .await
     }
 
     /// The bytes of file `name` of a version, checked against its sha256 and size.
@@ -718,21 +884,14 @@ impl Registry {
         name: &str,
     ) -> Result<Bytes> {
         let record = self.live_record(model, reference).await?;
-        let entry = record.file(name).ok_or_else(|| Error::NotFound {
-            what: format!("file `{name}` of {model} v{}", record.version),
-        })?;
-        fetch(
-            &self.store,
-            self.cache.as_deref(),
-            model,
-            record.version,
-            entry,
-        )
-        .await
+        self.file_of(&record, name).await
     }
 
-    /// Writes every file of a version into `dir`, each checked against its sha256 and size
-    /// (a mismatch is an error naming the file); the record is returned.
+    /// Installs every file of a version into `dir` as a whole: the files are fetched
+    /// concurrently and checked against their sha256 and size (a mismatch is an error naming
+    /// the file), written into a staging folder beside `dir`, and swapped in with renames. A
+    /// failure, or a kill, leaves `dir` as it was. `dir` must be new, empty, or an earlier
+    /// download (it holds [`crate::DOWNLOAD_MARKER`]): it is replaced as a whole.
     pub async fn download(
         &self,
         model: &str,
@@ -740,51 +899,103 @@ impl Registry {
         dir: impl AsRef<Path>,
     ) -> Result<VersionRecord> {
         let record = self.live_record(model, reference).await?;
-        let dir = dir.as_ref();
         for entry in &record.files {
             check_file_name(&entry.name)?;
-            let bytes = fetch(
-                &self.store,
-                self.cache.as_deref(),
-                model,
-                record.version,
-                entry,
-            )
-            .await?;
-            write_atomically(&dir.join(&entry.name), &bytes).await?;
         }
+        let files: Vec<(String, Bytes)> = futures::stream::iter(&record.files)
+            .map(|entry| async {
+                let bytes = fetch(
+                    &self.store,
+                    self.cache.as_deref(),
+                    model,
+                    record.version,
+                    entry,
+                )
+                .await?;
+                Ok::<_, Error>((entry.name.clone(), bytes))
+            })
+            .buffered(CONCURRENT_READS)
+            .try_collect()
+            .await?;
+        let marker = DownloadMarker {
+            model: model.to_string(),
+            version: record.version,
+            files: record
+                .files
+                .iter()
+                .map(|f| (f.name.clone(), f.sha256.clone()))
+                .collect(),
+        };
+        install(dir.as_ref(), &files, &marker).await?;
         Ok(record)
     }
 
-    /// The mlops-core model of a version (`model.json` and `model.safetensors`, checked).
+    /// The mlops-core model of a version (`model.json` and `model.safetensors`, checked):
+    /// the reference is resolved and the record read once, both blobs fetched concurrently.
     pub async fn load_artifact(
         &self,
         model: &str,
         reference: &VersionRef,
     ) -> Result<(VersionRecord, ModelArtifact)> {
         let record = self.live_record(model, reference).await?;
-        let number = VersionRef::Number(record.version);
-        let spec = self.read_file(model, &number, SPEC_FILE).await?;
-        let weights = self.read_file(model, &number, WEIGHTS_FILE).await?;
-        Ok((record, ModelArtifact::from_parts(&spec, &weights)?))
+        let (spec, weights) = futures::try_join!(
+            self.file_of(&record, SPEC_FILE),
+            self.file_of(&record, WEIGHTS_FILE)
+        )?;
+        let artifact = ModelArtifact::from_parts(&spec, &weights)?;
+        Ok((record, artifact))
     }
 
-    /// Deletes blobs no live version references and older than `grace` (a registration in
-    /// flight uploads its blobs before its record: keep `grace` longer than any
-    /// registration takes).
+    /// Deletes blobs no live version references and older than `grace`, and the upload
+    /// temporaries of killed writes (local disk) older than `grace`.
+    ///
+    /// Safe beside registrations in flight, whatever `grace`: the blobs are listed first, then
+    /// the pending notes (a registration writes its note before its first blob and removes it
+    /// after its record), then the records; a blob is deleted only when none of them names it
+    /// and, re-checked just before, it was not rewritten since the listing. Digests mentioned
+    /// by a record that cannot be parsed are kept (and the record reported).
     pub async fn gc(&self, grace: Duration, why: &str) -> Result<GcReport> {
+        self.writable().await?;
+        let cutoff =
+            self.now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let mut report = GcReport::default();
+        let blobs = self.store.list("blobs/sha256/", None).await?;
+        let mut protected: BTreeSet<String> = BTreeSet::new();
+        let stale =
+            self.now() - chrono::Duration::from_std(PENDING_STALE).unwrap_or(chrono::Duration::MAX);
+        for meta in self.store.list("pending/", None).await? {
+            let key = self.store.key_of(&meta.location);
+            match self.read_json::<PendingNote>(&key).await {
+                Ok(Some(note)) if note.at < stale && meta.last_modified < stale => {
+                    self.store.delete(&key).await?;
+                    report.stale_pending_deleted += 1;
+                }
+                Ok(Some(note)) => protected.extend(note.blobs),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "unreadable pending note: keeping what it names");
+                    if let Some(bytes) = self.store.get(&key).await? {
+                        protected.extend(hex_digests(&bytes));
+                    }
+                }
+            }
+        }
         let mut referenced: BTreeSet<String> = BTreeSet::new();
         for model in self.list_models().await? {
-            for v in self.list_versions(&model).await? {
+            let (versions, unreadable) = self.list_versions_checked(&model).await?;
+            for v in versions {
                 if v.deleted.is_none() {
                     referenced.extend(v.record.files.iter().map(|f| f.sha256.clone()));
                 }
             }
+            for u in unreadable {
+                if let Some(bytes) = self.store.get(&u.key).await? {
+                    referenced.extend(hex_digests(&bytes));
+                }
+                report.unreadable_records.push(u);
+            }
         }
-        let cutoff =
-            self.now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-        let mut report = GcReport::default();
-        for meta in self.store.list("blobs/sha256/", None).await? {
+        for meta in blobs {
             let key = self.store.key_of(&meta.location);
             let Some(digest) = blob_digest(&key) else {
                 continue;
@@ -792,17 +1003,30 @@ impl Registry {
             report.blobs += 1;
             if referenced.contains(digest) {
                 report.referenced += 1;
+            } else if protected.contains(digest) {
+                report.kept_pending += 1;
             } else if meta.last_modified > cutoff {
                 report.kept_recent += 1;
             } else {
+                // Rewritten since the listing (a registration reusing the content)? Keep it.
+                match self.store.head(&key).await? {
+                    Some(now) if now.last_modified != meta.last_modified => {
+                        report.kept_recent += 1;
+                        continue;
+                    }
+                    None => continue,
+                    Some(_) => {}
+                }
                 self.store.delete(&key).await?;
                 report.deleted += 1;
                 report.bytes_deleted += meta.size;
             }
         }
+        report.temporaries_deleted = self.delete_temporaries(cutoff).await;
         tracing::info!(
             deleted = report.deleted,
             bytes = report.bytes_deleted,
+            temporaries = report.temporaries_deleted,
             "garbage collected"
         );
         let mut event = self.event(AuditAction::GarbageCollect, None, why);
@@ -817,6 +1041,39 @@ impl Registry {
             .insert("kept_recent".into(), report.kept_recent.to_string());
         self.audit(event).await;
         Ok(report)
+    }
+
+    /// Removes the `…#N` upload temporaries under `blobs/` of a local store (object_store's
+    /// listing hides them) modified before `cutoff`; returns how many.
+    async fn delete_temporaries(&self, cutoff: DateTime<Utc>) -> usize {
+        let Some(root) = self.store.local_path("blobs/sha256") else {
+            return 0;
+        };
+        let mut deleted = 0;
+        let Ok(mut shards) = tokio::fs::read_dir(&root).await else {
+            return 0;
+        };
+        while let Ok(Some(shard)) = shards.next_entry().await {
+            let Ok(mut files) = tokio::fs::read_dir(shard.path()).await else {
+                continue;
+            };
+            while let Ok(Some(file)) = files.next_entry().await {
+                let name = file.file_name();
+                if !name.to_string_lossy().contains('#') {
+                    continue;
+                }
+                let old = file
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .map(|t| DateTime::<Utc>::from(t) < cutoff)
+                    .unwrap_or(false);
+                if old && tokio::fs::remove_file(file.path()).await.is_ok() {
+                    deleted += 1;
+                }
+            }
+        }
+        deleted
     }
 
     /// Audit events, oldest first; only those about `model` when given.

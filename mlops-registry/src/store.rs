@@ -25,6 +25,9 @@ pub(crate) struct Store {
     root: Path,
     timeout: Duration,
     name: String,
+    /// The folder of a `file://` store (for the upload temporaries object_store's listing
+    /// hides).
+    local_dir: Option<std::path::PathBuf>,
 }
 
 /// Environment variable prefixes each cloud builder reads in its `from_env`.
@@ -139,10 +142,12 @@ pub(crate) fn open(
                         op: "opening",
                         path: dir.display().to_string(),
                         store: name.clone(),
-                        source: Box::new(e),
+                        cause: Box::new(e),
                     }
                 })?;
-            Ok(Store::new(Arc::new(store), "", timeout, name))
+            let mut store = Store::new(Arc::new(store), "", timeout, name);
+            store.local_dir = Some(dir);
+            Ok(store)
         }
         _ => {
             for key in options.keys() {
@@ -164,7 +169,7 @@ pub(crate) fn open(
                     op: "opening",
                     path: location.to_string(),
                     store: name.clone(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 })?;
             Ok(Store::new(Arc::from(store), path, timeout, name))
         }
@@ -193,7 +198,31 @@ impl Store {
             root: root.into(),
             timeout,
             name,
+            local_dir: None,
         }
+    }
+
+    /// The local folder behind `key`, for a `file://` store.
+    pub(crate) fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        let dir = self.local_dir.as_ref()?;
+        let mut path = dir.clone();
+        for part in self.root.parts().chain(Path::from(key).parts()) {
+            path.push(part.as_ref());
+        }
+        Some(path)
+    }
+
+    /// The metadata of `key`, `None` when absent.
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(key);
+        let fut = async {
+            match self.inner.head(&path).await {
+                Ok(m) => Ok(Some(m)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.timed("reading", key, fut).await
     }
 
     /// The store as it may be shown (no secrets).
@@ -233,7 +262,7 @@ impl Store {
                 op,
                 path: key.to_string(),
                 store: self.name.clone(),
-                source: Box::new(source),
+                cause: Box::new(source),
             }),
             Err(_) => Err(Error::Timeout {
                 op,
@@ -260,8 +289,8 @@ impl Store {
             .await
         {
             Ok(_) => Ok(true),
-            Err(Error::Store { source, .. })
-                if matches!(*source, object_store::Error::AlreadyExists { .. }) =>
+            Err(Error::Store { cause, .. })
+                if matches!(*cause, object_store::Error::AlreadyExists { .. }) =>
             {
                 Ok(false)
             }

@@ -182,19 +182,30 @@ mod s3 {
             timeout_seconds: 1.5,
             ..RegistryConfig::default()
         };
-        let started = Instant::now();
-        let e = Registry::open(&format!("s3://{BUCKET}/p"), &config)
+        // Opening writes and reads nothing; the first read and the first write each give up
+        // at the deadline.
+        let registry = Registry::open(&format!("s3://{BUCKET}/p"), &config)
             .await
-            .unwrap_err();
-        let took = started.elapsed();
+            .unwrap();
+        let started = Instant::now();
+        let e = registry.list_models().await.unwrap_err();
         match &e {
             Error::Timeout { op, timeout, .. } => {
-                assert_eq!(*op, "creating");
+                assert_eq!(*op, "listing");
                 assert_eq!(*timeout, Duration::from_secs_f64(1.5));
             }
             other => panic!("{other:?}"),
         }
         assert!(e.to_string().contains("is the store reachable"), "{e}");
+        let e = registry
+            .register("m", NewVersion::new().bytes("f", vec![1u8]))
+            .await
+            .unwrap_err();
+        match &e {
+            Error::Timeout { op, .. } => assert_eq!(*op, "creating", "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
         // Generous: the point is that it returns at all (no timing assertion beyond that).
         assert!(took < Duration::from_secs(60), "{took:?}");
         drop(held);

@@ -21,6 +21,10 @@ pub struct FaultyStore {
     blob_puts_left: AtomicUsize,
     /// Whether `PutMode::Create` is ignored.
     ignore_create: bool,
+    /// Whether every write and delete is refused (read-only credentials).
+    read_only: bool,
+    /// After the first blob write: signal `.0`, then wait for `.1`.
+    pause_after_blob: Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
 }
 
 impl FaultyStore {
@@ -30,15 +34,36 @@ impl FaultyStore {
             inner,
             blob_puts_left: AtomicUsize::new(n),
             ignore_create: false,
+            read_only: false,
+            pause_after_blob: None,
+        }
+    }
+
+    /// Refuses every write and delete, as read-only credentials or a read-only mount do.
+    pub fn read_only(inner: Arc<dyn ObjectStore>) -> Self {
+        FaultyStore {
+            read_only: true,
+            ..Self::failing_blob_puts_after(inner, usize::MAX)
+        }
+    }
+
+    /// After its first blob write, notifies `reached` and waits for `resume`.
+    pub fn pausing_after_first_blob(
+        inner: Arc<dyn ObjectStore>,
+        reached: Arc<tokio::sync::Notify>,
+        resume: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        FaultyStore {
+            pause_after_blob: Some((reached, resume)),
+            ..Self::failing_blob_puts_after(inner, usize::MAX)
         }
     }
 
     /// Overwrites where a conditional create was asked for.
     pub fn ignoring_create(inner: Arc<dyn ObjectStore>) -> Self {
         FaultyStore {
-            inner,
-            blob_puts_left: AtomicUsize::new(usize::MAX),
             ignore_create: true,
+            ..Self::failing_blob_puts_after(inner, usize::MAX)
         }
     }
 }
@@ -73,10 +98,22 @@ impl ObjectStore for FaultyStore {
                 });
             }
         }
+        if self.read_only {
+            return Err(object_store::Error::PermissionDenied {
+                path: location.to_string(),
+                source: "read-only credentials (injected)".into(),
+            });
+        }
         if self.ignore_create && opts.mode == PutMode::Create {
             opts.mode = PutMode::Overwrite;
         }
-        self.inner.put_opts(location, payload, opts).await
+        let is_blob = location.as_ref().contains("blobs/sha256/");
+        let result = self.inner.put_opts(location, payload, opts).await;
+        if let (true, Some((reached, resume))) = (is_blob, &self.pause_after_blob) {
+            reached.notify_one();
+            resume.notified().await;
+        }
+        result
     }
 
     async fn put_multipart_opts(
@@ -95,6 +132,17 @@ impl ObjectStore for FaultyStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
+        if self.read_only {
+            use futures::StreamExt;
+            return locations
+                .map(|p| {
+                    Err(object_store::Error::PermissionDenied {
+                        path: p.map(|p| p.to_string()).unwrap_or_default(),
+                        source: "read-only credentials (injected)".into(),
+                    })
+                })
+                .boxed();
+        }
         self.inner.delete_stream(locations)
     }
 

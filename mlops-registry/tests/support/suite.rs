@@ -31,6 +31,11 @@ pub async fn run(backend: &Backend) {
     concurrent_alias_moves_one_wins(backend).await;
     failed_upload_leaves_no_version(backend).await;
     store_ignoring_conditional_creates_is_refused(backend).await;
+    download_replaces_a_folder_whole_or_not_at_all(backend).await;
+    read_only_store_serves_reads(backend).await;
+    gc_with_no_grace_during_a_registration_keeps_its_blobs(backend).await;
+    one_unreadable_record_does_not_hide_the_others(backend).await;
+    latest_and_alias_messages(backend).await;
 }
 
 fn model_files(seed: u8) -> NewVersion {
@@ -232,17 +237,21 @@ async fn aliases_compare_and_swap_history_rollback(b: &Backend) {
 }
 
 /// Overwrites the blob of `sha256` with one byte flipped.
-async fn corrupt_blob(b: &Backend, prefix: &str, sha256: &str) {
-    let path = Path::from(format!("{prefix}/blobs/sha256/{}/{sha256}", &sha256[..2]));
-    let mut bytes = b
-        .store
-        .get(&path)
+/// The bytes of the object at `path`.
+async fn read_object(b: &Backend, path: &Path) -> Vec<u8> {
+    b.store
+        .get(path)
         .await
         .unwrap()
         .bytes()
         .await
         .unwrap()
-        .to_vec();
+        .to_vec()
+}
+
+async fn corrupt_blob(b: &Backend, prefix: &str, sha256: &str) {
+    let path = Path::from(format!("{prefix}/blobs/sha256/{}/{sha256}", &sha256[..2]));
+    let mut bytes = read_object(b, &path).await;
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     b.store.put(&path, PutPayload::from(bytes)).await.unwrap();
@@ -636,14 +645,234 @@ async fn failed_upload_leaves_no_version(b: &Backend) {
 
 async fn store_ignoring_conditional_creates_is_refused(b: &Backend) {
     let faulty = Arc::new(FaultyStore::ignoring_create(b.store.clone()));
-    match Registry::with_store(
+    // Opening writes nothing; the probe runs before the first write and refuses the store.
+    let r = Registry::with_store(
         faulty,
         &b.fresh_prefix("unsafe"),
         &RegistryConfig::default(),
     )
     .await
-    {
+    .unwrap();
+    assert!(r.list_models().await.unwrap().is_empty());
+    match r.register("fraud", model_files(1)).await {
         Err(Error::UnsafeStore { .. }) => {}
         other => panic!("{}: {other:?}", b.name),
     }
+    assert!(matches!(
+        r.set_alias("fraud", "production", 1, None, "x").await,
+        Err(Error::UnsafeStore { .. }) | Err(Error::NotFound { .. })
+    ));
+}
+
+/// Every entry of `dir` whose name starts with `.NAME.` (staging or moved-aside folders).
+fn siblings_of(dir: &std::path::Path) -> Vec<String> {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(&format!(".{name}.")))
+        .collect()
+}
+
+async fn download_replaces_a_folder_whole_or_not_at_all(b: &Backend) {
+    let (r, prefix) = b.registry("swap").await;
+    r.register("fraud", model_files(1)).await.unwrap();
+    let v2 = r
+        .register(
+            "fraud",
+            NewVersion::new()
+                .bytes("model.bin", vec![2u8; 1000])
+                .bytes("weights.bin", vec![22u8; 500]),
+        )
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("serving");
+    r.download("fraud", &VersionRef::Number(1), &dir)
+        .await
+        .unwrap();
+    let v1_files = |dir: &std::path::Path| {
+        assert_eq!(
+            std::fs::read(dir.join("model.bin")).unwrap(),
+            [1u8; 1000],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("extra/notes.txt")).unwrap(),
+            "model 1"
+        );
+        assert!(
+            !dir.join("weights.bin").exists(),
+            "{}: a v2 file beside v1's",
+            b.name
+        );
+    };
+    v1_files(&dir);
+    // v2's second blob is corrupt: the download fails and the folder still holds v1, whole.
+    corrupt_blob(b, &prefix, &v2.file("weights.bin").unwrap().sha256).await;
+    let e = r
+        .download("fraud", &VersionRef::Number(2), &dir)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Checksum { .. }), "{}: {e}", b.name);
+    v1_files(&dir);
+    assert!(
+        siblings_of(&dir).is_empty(),
+        "{}: {:?}",
+        b.name,
+        siblings_of(&dir)
+    );
+    // A good download replaces the folder as a whole: no file of the old version is left.
+    let (r3, _) = b.registry("swap-next").await;
+    r3.register("fraud", model_files(3)).await.unwrap();
+    r3.download("fraud", &VersionRef::Number(1), &dir)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.join("model.bin")).unwrap(), [3u8; 1000]);
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(mlops_registry::DOWNLOAD_MARKER)).unwrap())
+            .unwrap();
+    assert_eq!(marker["version"], 1);
+    assert!(siblings_of(&dir).is_empty(), "{}", b.name);
+    // A folder with other files is never replaced.
+    let other = root.path().join("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
+    let e = r
+        .download("fraud", &VersionRef::Number(1), &other)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("download folder"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+async fn read_only_store_serves_reads(b: &Backend) {
+    let (r, prefix) = b.registry("readonly").await;
+    r.register("fraud", model_files(5)).await.unwrap();
+    r.set_alias("fraud", "production", 1, None, "first")
+        .await
+        .unwrap();
+    let ro = Registry::with_store(
+        Arc::new(FaultyStore::read_only(b.store.clone())),
+        &prefix,
+        &RegistryConfig::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: opening read-only: {e}", b.name));
+    assert_eq!(ro.list_versions("fraud").await.unwrap().len(), 1);
+    let prod = VersionRef::Alias("production".into());
+    assert_eq!(ro.version("fraud", &prod).await.unwrap().record.version, 1);
+    let out = tempfile::tempdir().unwrap();
+    ro.download("fraud", &prod, out.path().join("m"))
+        .await
+        .unwrap();
+    // A write is refused with the store's own reason.
+    let e = ro.register("fraud", model_files(6)).await.unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{}: {e}", b.name);
+}
+
+async fn gc_with_no_grace_during_a_registration_keeps_its_blobs(b: &Backend) {
+    let prefix = b.fresh_prefix("gcrace");
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let resume = Arc::new(tokio::sync::Notify::new());
+    let paused = Registry::with_store(
+        Arc::new(FaultyStore::pausing_after_first_blob(
+            b.store.clone(),
+            reached.clone(),
+            resume.clone(),
+        )),
+        &prefix,
+        &RegistryConfig::default(),
+    )
+    .await
+    .unwrap();
+    let healthy = Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    let registering = tokio::spawn(async move {
+        paused
+            .register(
+                "fraud",
+                NewVersion::new().bytes("model.bin", vec![9u8; 100]),
+            )
+            .await
+    });
+    reached.notified().await;
+    // The blob is written, the record is not: gc with no grace must keep the blob.
+    let report = healthy.gc(Duration::ZERO, "race").await.unwrap();
+    assert_eq!(report.deleted, 0, "{}: {report:?}", b.name);
+    assert_eq!(report.kept_pending, 1, "{}: {report:?}", b.name);
+    resume.notify_one();
+    let v = registering.await.unwrap().unwrap();
+    let bytes = healthy
+        .read_file("fraud", &VersionRef::Number(v.version), "model.bin")
+        .await
+        .unwrap_or_else(|e| panic!("{}: registered but unreadable: {e}", b.name));
+    assert_eq!(bytes.as_ref(), [9u8; 100]);
+    // Once registered, the pending note is gone and the record protects the blob.
+    let report = healthy.gc(Duration::ZERO, "after").await.unwrap();
+    assert_eq!(
+        (report.deleted, report.referenced, report.kept_pending),
+        (0, 1, 0),
+        "{}",
+        b.name
+    );
+}
+
+async fn one_unreadable_record_does_not_hide_the_others(b: &Backend) {
+    let (r, prefix) = b.registry("unreadable").await;
+    for seed in 1..=3 {
+        r.register("fraud", model_files(seed)).await.unwrap();
+    }
+    let v2 = r.version("fraud", &VersionRef::Number(2)).await.unwrap();
+    // Truncate v2's record: still names its blob digests, no longer parses.
+    let path = Path::from(format!("{prefix}/models/fraud/versions/0000000002.json"));
+    let text = String::from_utf8(read_object(b, &path).await).unwrap();
+    let broken = &text[..text.len() - 20];
+    b.store
+        .put(&path, PutPayload::from(broken.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let (versions, unreadable) = r.list_versions_checked("fraud").await.unwrap();
+    let numbers: Vec<u64> = versions.iter().map(|v| v.record.version).collect();
+    assert_eq!(numbers, [1, 3], "{}", b.name);
+    assert_eq!(unreadable.len(), 1);
+    assert!(
+        unreadable[0].key.ends_with("0000000002.json"),
+        "{unreadable:?}"
+    );
+    assert_eq!(r.list_versions("fraud").await.unwrap().len(), 2);
+    // gc goes on, and keeps every blob the broken record mentions.
+    let report = r.gc(Duration::ZERO, "with a broken record").await.unwrap();
+    assert_eq!(report.unreadable_records.len(), 1, "{}", b.name);
+    for f in &v2.record.files {
+        assert!(broken.contains(&f.sha256) || !text.contains(&f.sha256));
+    }
+    assert_eq!(report.deleted, 0, "{}: {report:?}", b.name);
+}
+
+async fn latest_and_alias_messages(b: &Backend) {
+    let (r, _) = b.registry("latest").await;
+    let latest = VersionRef::Alias(mlops_registry::LATEST.into());
+    assert!(matches!(
+        r.resolve("fraud", &latest).await,
+        Err(Error::NotFound { .. })
+    ));
+    for seed in 1..=3 {
+        r.register("fraud", model_files(seed)).await.unwrap();
+    }
+    r.delete_version("fraud", 3, "bad").await.unwrap();
+    assert_eq!(r.resolve("fraud", &latest).await.unwrap(), 2, "{}", b.name);
+    assert!(r.set_alias("fraud", "latest", 1, None, "x").await.is_err());
+    // An alias that was never set: the error says it is unset, not that someone moved it.
+    let e = r
+        .set_alias("fraud", "production", 1, Some(2), "x")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unset"), "{e}");
+    assert!(!e.to_string().contains("someone moved"), "{e}");
 }

@@ -20,13 +20,18 @@ use clap::Parser;
 use mlops::core::{CsvOptions, Dataset, SplitFractions};
 use mlops::train::hpo::{
     Condition, Direction, Distribution, ObjectiveConfig, Param, PrunerConfig, SamplerConfig,
-    SearchSpace, Study, StudyConfig, TrialRecord,
+    SearchSpace, Study, StudyConfig, TrialRecord, TrialState,
 };
 use mlops::train::tracking::{log_trial, ObjectStoreTracker};
 use mlops::train::{Callback, Control, EpochLog, MlpConfig, TrainConfig, Trainer};
 
-/// Run a hyperparameter study.
+/// Runs a hyperparameter study: sampler checks on Branin / Hartmann6 (median best over seeds,
+/// as JSON), or a resumable Katib-shaped study of the MLP with a journal and a tracker.
 #[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 the study finished, 1 an error (a journal of another study, bad data), 2 usage."
+)]
 struct Args {
     /// `branin`, `hartmann6` (minimize; sampler checks) or `mlp` (train the MLP).
     #[arg(long, default_value = "branin")]
@@ -35,14 +40,14 @@ struct Args {
     #[arg(long, default_value = "tpe")]
     sampler: String,
     /// Trials per study.
-    #[arg(long, default_value_t = 50)]
-    trials: usize,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    trials: u64,
     /// Studies (seeds 0..N) for the test functions.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// Parallel trials.
-    #[arg(long, default_value_t = 1)]
-    parallel: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    parallel: u64,
     /// CSV for `mlp` (default: the built-in WDBC table).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -115,8 +120,8 @@ fn config(args: &Args, name: &str, direction: Direction, seed: u64) -> anyhow::R
             goal: None,
             objective_metric_name: "value".into(),
         },
-        parallel_trial_count: args.parallel,
-        max_trial_count: args.trials,
+        parallel_trial_count: args.parallel as usize,
+        max_trial_count: args.trials as usize,
         max_failed_trial_count: 3,
         seed,
         sampler: sampler(&args.sampler)?,
@@ -169,7 +174,7 @@ fn test_function(args: &Args) -> anyhow::Result<()> {
     } else {
         0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
     };
-    let trials = (args.seeds as usize * args.trials) as f64;
+    let trials = (args.seeds * args.trials) as f64;
     println!(
         "{}",
         serde_json::json!({
@@ -270,7 +275,16 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
-    let mut study = Study::new(config, space)?.with_journal(out.join("study.jsonl"))?;
+    let data_id = format!(
+        "objective mlp (val_auc), data {} sha256:{}",
+        args.data
+            .as_ref()
+            .map_or("built-in WDBC".to_string(), |p| p.display().to_string()),
+        data.fingerprint()
+    );
+    let mut study = Study::new(config, space)?
+        .with_identity(data_id)
+        .with_journal(out.join("study.jsonl"))?;
     let tracker =
         ObjectStoreTracker::from_url(&format!("file://{}", out.join("mlruns").display()), &[])?;
     std::fs::create_dir_all(out.join("mlruns"))?;
@@ -333,6 +347,21 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
         },
         &mut log_trial,
     )?;
+    let failed: Vec<&TrialRecord> = study
+        .trials()
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .collect();
+    if !failed.is_empty() {
+        println!("failed trials ({}, not counted in --trials):", failed.len());
+        for t in &failed {
+            println!(
+                "  trial {}: {}",
+                t.number,
+                t.error.as_deref().unwrap_or("(no message)")
+            );
+        }
+    }
     let best = study.best_trial().context("no trial completed")?;
     println!(
         "stopped: {why:?}; best trial {} val_auc {:.4}",

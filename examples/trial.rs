@@ -61,8 +61,24 @@ fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
         .map_err(|_| format!("--{name}={v}: not a number of the expected kind"))
 }
 
+const HELP: &str = "\
+One Katib trial: trains the MLP with --name=value hyperparameters and prints each epoch's
+metrics as name=value lines (Katib's StdOut collector), the exported epoch's last.
+
+Usage: trial [--name=value ...]
+
+Hyperparameters (all optional): --lr, --dropout, --hidden=128,64,32, --batch_size, --epochs,
+--weight_decay, --pos_weight, --seed; data: --data=FILE.csv (default: the built-in WDBC
+table) and --label_col=NAME.
+
+Exit codes: 0 trained, 2 bad input, a training error or usage.";
+
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return Ok(());
+    }
     let mut mlp = MlpConfig::default();
     let mut train = TrainConfig::default();
     let mut data_path = None;

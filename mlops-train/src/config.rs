@@ -61,8 +61,19 @@ impl MlpConfig {
     }
 }
 
-/// Where the tensors live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Where the tensors live. Written `"cpu"`, `"cuda"` (GPU 0), `"cuda:N"` or `{"cuda": N}`.
+///
+/// ```
+/// use mlops_train::DeviceConfig;
+///
+/// assert_eq!("cuda:1".parse::<DeviceConfig>()?, DeviceConfig::Cuda(1));
+/// let d: DeviceConfig = serde_json::from_str("\"cuda\"").unwrap();
+/// assert_eq!(d, DeviceConfig::Cuda(0));
+/// let e = serde_json::from_str::<DeviceConfig>("\"gpu\"").unwrap_err();
+/// assert!(e.to_string().contains("\"cpu\", \"cuda\" or \"cuda:N\""), "{e}");
+/// # Ok::<(), mlops_train::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceConfig {
     /// The CPU (always available).
@@ -70,6 +81,49 @@ pub enum DeviceConfig {
     Cpu,
     /// A CUDA GPU by ordinal; needs the `cuda` cargo feature and a GPU.
     Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceConfig {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "cpu" => return Ok(DeviceConfig::Cpu),
+            "cuda" => return Ok(DeviceConfig::Cuda(0)),
+            _ => {}
+        }
+        t.strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceConfig::Cuda)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "device",
+                    format!("{s:?}"),
+                    "\"cpu\", \"cuda\" or \"cuda:N\" (N the GPU ordinal), or {\"cuda\": N}",
+                )
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Map { cuda: usize },
+        }
+        match Form::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "invalid device: expected \"cpu\", \"cuda\" or \"cuda:N\" (N the GPU ordinal), or {\"cuda\": N}",
+            )
+        })? {
+            Form::Text(s) => s.parse().map_err(D::Error::custom),
+            Form::Map { cuda } => Ok(DeviceConfig::Cuda(cuda)),
+        }
+    }
 }
 
 /// A validation metric to watch for early stopping and learning-rate reduction, named as

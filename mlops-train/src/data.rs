@@ -40,17 +40,10 @@ fn labels(data: &Dataset, role: &str) -> Result<Vec<f32>> {
 
 /// Refuses non-finite features, naming the column and row.
 fn check_finite(data: &Dataset, role: &str) -> Result<()> {
-    let names: Vec<&str> = data.feature_names().collect();
-    for (i, row) in data.features().rows().into_iter().enumerate() {
-        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(
-                format!("{role} feature `{}` at row {i}", names[j]),
-                row[j],
-                "a finite number (impute missing values before training)",
-            ));
-        }
-    }
-    Ok(())
+    Ok(data.check_finite(
+        role,
+        "a finite number (impute missing values before training)",
+    )?)
 }
 
 /// Per-feature mean and standard deviation (ddof 0) of the training split; a constant

@@ -42,6 +42,25 @@ pub enum Error {
         /// The step of the report that pruned it.
         step: i64,
     },
+    /// The training loss exploded without becoming infinite (a learning rate far too high):
+    /// stopped instead of training on.
+    #[error(
+        "training diverged at epoch {epoch}: mean loss {loss:.3e} is {per_weight:.3e} per unit \
+         of sample weight (above {limit}, a logit of about {limit} on the wrong side for the \
+         average row); lower the learning rate (it is {learning_rate})"
+    )]
+    LossExploded {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// The epoch's mean training loss.
+        loss: f64,
+        /// The loss divided by the mean loss coefficient (sample and class weights).
+        per_weight: f64,
+        /// The limit on `per_weight`.
+        limit: f64,
+        /// The learning rate of the epoch.
+        learning_rate: f64,
+    },
     /// Training diverged (a non-finite loss).
     #[error("training diverged at epoch {epoch}, batch {batch}: loss is {loss}")]
     Diverged {

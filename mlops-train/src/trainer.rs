@@ -24,6 +24,10 @@ use crate::engine::{glorot_init, layer_shapes, Engine};
 use crate::error::{Error, Result};
 use crate::optim::AdamW;
 
+/// Mean training loss per unit of loss weight above which training has diverged (a logit of
+/// about this size on the wrong side for the average row).
+const LOSS_LIMIT: f64 = 1e3;
+
 /// Rows per forward pass when scoring the validation split.
 const EVAL_CHUNK: usize = 8192;
 
@@ -244,12 +248,37 @@ impl Trainer {
         for cb in callbacks.iter_mut() {
             cb.on_train_begin(first_epoch, cfg.epochs);
         }
+        // The mean loss coefficient: the loss of an untrained model is about ln 2 times it.
+        let weight_scale = (c1.iter().map(|&v| f64::from(v)).sum::<f64>() / c1.len().max(1) as f64)
+            .max(f64::MIN_POSITIVE);
         let mut stop = watchers.stopped_early;
         let mut epoch = first_epoch;
         while !stop && epoch <= cfg.epochs {
             let started = Instant::now();
             let lr = opt.lr;
             let loss = self.train_epoch(epoch, engine.as_mut(), &mut opt, &tr, &c1, &c2)?;
+            // A finite loss can still have exploded: per unit of weight, the binary
+            // cross-entropy of a row is about |logit| when it is wrong, so a mean above
+            // LOSS_LIMIT means the model is confidently wrong everywhere.
+            let per_weight = loss / weight_scale;
+            if per_weight > LOSS_LIMIT {
+                return Err(Error::LossExploded {
+                    epoch,
+                    loss,
+                    per_weight,
+                    limit: LOSS_LIMIT,
+                    learning_rate: lr,
+                });
+            }
+            let first_loss = history.first().map_or(loss, |l: &EpochLog| l.loss);
+            if first_loss > 0.0 && loss > 10.0 * first_loss {
+                tracing::warn!(
+                    epoch,
+                    loss,
+                    first_loss,
+                    "training loss is 10x its first epoch's: the learning rate may be too high"
+                );
+            }
             let mut log = evaluate(engine.as_mut(), &opt.params, &va)?;
             log.epoch = epoch;
             log.learning_rate = lr;

@@ -159,7 +159,8 @@ fn a_study_resumes_from_its_journal_after_a_crash() {
         &mut |_| {},
     );
     assert!(crash.is_err());
-    let saved = std::fs::read_to_string(&journal).unwrap().lines().count();
+    // The first line is the study's header, then one line per finished trial.
+    let saved = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
     assert!((12..20).contains(&saved), "{saved} trials in the journal");
 
     let mut resumed = Study::new(config(SamplerConfig::default(), 20, 2, 5), branin_space())
@@ -184,6 +185,89 @@ fn a_study_resumes_from_its_journal_after_a_crash() {
             .collect::<Vec<_>>()
     };
     assert_eq!(key(&resumed), key(&whole));
+}
+
+#[test]
+fn a_journal_is_resumed_only_by_the_same_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("study.jsonl");
+    let objective =
+        |t: &mut mlops_train::hpo::Trial<'_>| Ok(branin(t.float("x1")?, t.float("x2")?));
+    let study = |identity: &str, trials: usize| {
+        Study::new(
+            config(SamplerConfig::default(), trials, 1, 5),
+            branin_space(),
+        )
+        .unwrap()
+        .with_identity(identity)
+    };
+    let mut first = study("branin on data sha256:aaaa", 4)
+        .with_journal(&journal)
+        .unwrap();
+    first.optimize(objective, &mut |_| {}).unwrap();
+    // Other data: refused, naming both identities; the journal is left as it was.
+    let before = std::fs::read_to_string(&journal).unwrap();
+    let e = study("branin on data sha256:bbbb", 4)
+        .with_journal(&journal)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sha256:aaaa") && e.contains("sha256:bbbb"),
+        "{e}"
+    );
+    assert!(e.contains("another study"), "{e}");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), before);
+    // Another search space: refused too.
+    let other_space =
+        SearchSpace::new(vec![uniform("x1", -5.0, 10.0), uniform("x2", 0.0, 16.0)]).unwrap();
+    let e = Study::new(config(SamplerConfig::default(), 4, 1, 5), other_space)
+        .unwrap()
+        .with_identity("branin on data sha256:aaaa")
+        .with_journal(&journal)
+        .unwrap_err();
+    assert!(e.to_string().contains("another study"), "{e}");
+    // The same study with a larger budget resumes and runs only the new trials.
+    let mut more = study("branin on data sha256:aaaa", 6)
+        .with_journal(&journal)
+        .unwrap();
+    assert_eq!(more.trials().len(), 4);
+    more.optimize(objective, &mut |_| {}).unwrap();
+    assert_eq!(more.trials().len(), 6);
+    // A journal without a header (another file) is refused, not mixed in.
+    let stray = dir.path().join("stray.jsonl");
+    std::fs::write(&stray, "{\"number\": 0}\n").unwrap();
+    assert!(study("x", 4).with_journal(&stray).is_err());
+}
+
+#[test]
+fn failed_trials_do_not_use_up_the_trial_budget() {
+    let mut c = config(SamplerConfig::default(), 6, 1, 3);
+    c.max_failed_trial_count = 2;
+    let mut study = Study::new(c, branin_space()).unwrap();
+    let why = study
+        .optimize(
+            |t| {
+                if t.number() == 1 || t.number() == 4 {
+                    // A non-finite objective fails the trial.
+                    return Ok(f64::NAN);
+                }
+                Ok(branin(t.float("x1")?, t.float("x2")?))
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(why, StopReason::MaxTrials);
+    let failed = study
+        .trials()
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .count();
+    let completed = study
+        .trials()
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .count();
+    assert_eq!((failed, completed), (2, 6), "{:?}", study.trials());
 }
 
 /// A learning curve: the objective at step s approaches `quality` (bad trials stay bad).

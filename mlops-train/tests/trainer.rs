@@ -433,3 +433,54 @@ fn cuda_trains_on_a_gpu_or_fails_clearly_without_one() {
         }
     }
 }
+
+#[test]
+fn an_exploding_loss_stops_training_with_a_clear_error() {
+    let data = wdbc();
+    let trainer = Trainer::new(
+        MlpConfig::default(),
+        TrainConfig {
+            learning_rate: 50.0,
+            epochs: 30,
+            early_stopping: None,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    let e = trainer.fit(&data, None, &mut []).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e,
+            mlops_train::Error::LossExploded { .. } | mlops_train::Error::Diverged { .. }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("diverged"), "{text}");
+    // A sane learning rate trains the same data without a word.
+    let ok = Trainer::new(
+        MlpConfig::default(),
+        TrainConfig {
+            epochs: 3,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(ok.fit(&data, None, &mut []).is_ok());
+}
+
+#[test]
+fn device_names_are_parsed_with_a_clear_error() {
+    use mlops_train::DeviceConfig;
+    let parse = |s: &str| serde_json::from_str::<DeviceConfig>(s);
+    assert_eq!(parse("\"cpu\"").unwrap(), DeviceConfig::Cpu);
+    assert_eq!(parse("\"cuda\"").unwrap(), DeviceConfig::Cuda(0));
+    assert_eq!(parse("\"cuda:2\"").unwrap(), DeviceConfig::Cuda(2));
+    assert_eq!(parse("{\"cuda\": 1}").unwrap(), DeviceConfig::Cuda(1));
+    let e = parse("\"gpu\"").unwrap_err().to_string();
+    assert!(e.contains("\"gpu\"") && e.contains("\"cuda:N\""), "{e}");
+    let e = serde_json::from_str::<TrainConfig>(r#"{"device": "tpu"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"cpu\", \"cuda\" or \"cuda:N\""), "{e}");
+}

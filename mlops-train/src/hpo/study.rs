@@ -291,6 +291,13 @@ pub enum StopReason {
     GridExhausted,
 }
 
+fn write_header(path: &std::path::Path, header: &JournalHeader) -> std::io::Result<()> {
+    let line = serde_json::to_string(header).map_err(std::io::Error::other)?;
+    let mut f = std::fs::File::create(path)?;
+    writeln!(f, "{line}")?;
+    f.sync_data()
+}
+
 /// A study: config, space, finished trials, and an optional journal.
 #[derive(Debug)]
 pub struct Study {
@@ -298,6 +305,18 @@ pub struct Study {
     space: SearchSpace,
     trials: Vec<TrialRecord>,
     journal: Option<PathBuf>,
+    identity: String,
+}
+
+/// The first line of a journal: what the study is, so that a journal is resumed only by the
+/// same study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalHeader {
+    /// sha256 of the search space, the config (but its trial budgets) and the identity.
+    study_fingerprint: String,
+    /// The identity as given (objective and data), for the error message.
+    identity: String,
 }
 
 impl Study {
@@ -309,7 +328,32 @@ impl Study {
             space,
             trials: Vec::new(),
             journal: None,
+            identity: String::new(),
         })
+    }
+
+    /// Names what the search space and config do not say: the objective and the data it
+    /// reads (say `"mlp on wdbc.csv sha256:…"`, with [`mlops_core::Dataset::fingerprint`]).
+    /// A journal written by a study with another identity is refused on resume. Call before
+    /// [`Study::with_journal`].
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = identity.into();
+        self
+    }
+
+    /// The study's fingerprint: sha256 of the search space, the config (its trial budgets,
+    /// `maxTrialCount` and `maxFailedTrialCount`, may change between runs) and the identity.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut config = self.config.clone();
+        config.max_trial_count = 0;
+        config.max_failed_trial_count = 0;
+        let text =
+            serde_json::to_string(&(&self.space, &config, &self.identity)).unwrap_or_default();
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Appends every finished trial to `path` (JSON lines) and first loads the trials already
@@ -321,13 +365,30 @@ impl Study {
             path: path.display().to_string(),
             message: e.to_string(),
         };
+        let header = JournalHeader {
+            study_fingerprint: self.fingerprint(),
+            identity: self.identity.clone(),
+        };
         match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                for (i, line) in text
+            Ok(text) if !text.trim().is_empty() => {
+                let mut lines = text
                     .lines()
                     .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                {
+                    .filter(|(_, l)| !l.trim().is_empty());
+                let found: JournalHeader = lines
+                    .next()
+                    .and_then(|(_, l)| serde_json::from_str(l).ok())
+                    .ok_or_else(|| {
+                        err(&"line 1 is not a study header (a journal of an older version, or another file): move it away to start a new study")
+                    })?;
+                if found != header {
+                    return Err(err(&format!(
+                        "the journal belongs to another study (fingerprint {}, identity `{}`), not this one (fingerprint {}, identity `{}`): \
+                         the search space, config, objective or data differ; use another journal to start a new study",
+                        found.study_fingerprint, found.identity, header.study_fingerprint, header.identity
+                    )));
+                }
+                for (i, line) in lines {
                     let t: TrialRecord = serde_json::from_str(line)
                         .map_err(|e| err(&format!("line {}: {e}", i + 1)))?;
                     if !self.trials.iter().any(|x| x.number == t.number) {
@@ -337,7 +398,10 @@ impl Study {
                 self.trials.sort_by_key(|t| t.number);
                 tracing::info!(trials = self.trials.len(), path = %path.display(), "study resumed from its journal");
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(_) => write_header(&path, &header).map_err(|e| err(&e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_header(&path, &header).map_err(|e| err(&e))?
+            }
             Err(e) => return Err(err(&e)),
         }
         self.journal = Some(path);
@@ -489,13 +553,15 @@ impl Study {
             if self.goal_reached() {
                 return Ok(StopReason::GoalReached);
             }
-            // The first wave with a missing trial.
-            let Some(missing) = (0..max).find(|n| !self.trials.iter().any(|t| t.number == *n))
+            // The first wave with a missing trial. Failed trials do not use up the budget:
+            // `maxTrialCount` counts trials that completed or were pruned.
+            let budget = max + failed as u64;
+            let Some(missing) = (0..budget).find(|n| !self.trials.iter().any(|t| t.number == *n))
             else {
                 return Ok(StopReason::MaxTrials);
             };
             let wave_start = missing / p * p;
-            let wave_end = (wave_start + p).min(max);
+            let wave_end = (wave_start + p).min(budget);
             let mut members: Vec<(u64, Assignment)> = Vec::new();
             for n in wave_start..wave_end {
                 let pending: Vec<Assignment> = members.iter().map(|m| m.1.clone()).collect();

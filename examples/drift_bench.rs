@@ -17,8 +17,9 @@ use mlops::drift::stream::{WindowConfig, WindowedDetector};
 use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, ReferenceProfile};
 use ndarray::Array2;
 
-/// Time drift computations on a raw f64 file.
+/// Times drift computations on a raw f64 file (the Rust side of benches/drift_vs_python.py).
 #[derive(Parser)]
+#[command(after_help = "Exit codes: 0 timings printed, 1 an error, 2 usage.")]
 struct Args {
     /// Raw little-endian f64 values: reference columns then current columns.
     #[arg(long)]

@@ -14,8 +14,9 @@ use mlops::core::Dataset;
 use mlops::train::{DeviceConfig, MlpConfig, TrainConfig, Trainer};
 use ndarray::{Array1, Array2};
 
-/// Time MLP training epochs on a raw f32 file.
+/// Times MLP training epochs on a raw f32 file (the Rust side of benches/train_vs_pytorch.py).
 #[derive(Parser)]
+#[command(after_help = "Exit codes: 0 timings printed, 1 an error, 2 usage.")]
 struct Args {
     /// Raw little-endian f32: features row-major, then labels.
     #[arg(long)]

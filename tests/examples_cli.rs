@@ -268,6 +268,23 @@ fn pipeline_runs_the_loop_and_writes_its_outputs() {
 }
 
 #[test]
+fn pipeline_does_not_fail_on_the_seeds_whose_drift_demo_used_to_fail() {
+    for seed in ["4", "17"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            "pipeline",
+            &["--workdir", dir.path().to_str().unwrap(), "--seed", seed],
+        );
+        assert!(
+            out.status.success(),
+            "seed {seed}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn train_writes_model_metrics_and_curves_and_applies_the_gate() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("train.toml");
@@ -415,8 +432,102 @@ fn drift_report_flags_a_shift_and_writes_json() {
         "drift_report",
         &["--reference", p, "--current", p, "--tests", "kss"],
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kss"));
+    let help = run("drift_report", &["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit codes: 0 no drift, 1 drift, 2 incomplete"),
+        "{help}"
+    );
+}
+
+#[test]
+fn every_example_help_says_what_it_does_and_lists_exit_codes() {
+    let crate_description = "The production machine-learning loop as embeddable Rust libraries";
+    for (name, says) in [
+        ("pipeline", "Runs the mlops loop"),
+        ("evaluate", "Prints ROC AUC"),
+        ("validate", "Infers a schema"),
+        ("train", "Trains the MLP"),
+        ("trial", "One Katib trial"),
+        ("hpo", "Runs a hyperparameter study"),
+        ("registry", "The model registry from the shell"),
+        ("drift_report", "Compares a current CSV"),
+    ] {
+        let out = run(name, &["--help"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name} --help: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(says), "{name} --help: {text}");
+        assert!(
+            text.contains("Exit codes: 0"),
+            "{name} --help lists no exit codes: {text}"
+        );
+        assert!(
+            !text.contains(crate_description),
+            "{name} --help shows the crate description"
+        );
+    }
+}
+
+#[test]
+fn drift_report_catches_a_stuck_column_and_never_calls_a_missing_one_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, header: &str, row: &dyn Fn(usize) -> String| {
+        let path = dir.path().join(name);
+        let mut text = format!("{header}\n");
+        for i in 0..2000 {
+            text += &format!("{}\n", row(i));
+        }
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // `flag` is stuck at 0 in the reference (a default upstream), then takes another value.
+    let reference = write("ref.csv", "x,flag", &|i| format!("{},0", i % 50));
+    let moved = write("cur.csv", "x,flag", &|i| format!("{},1", i % 50));
+    let out = run(
+        "drift_report",
+        &["--reference", &reference, "--current", &moved],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let flag = stdout.lines().find(|l| l.starts_with("flag")).unwrap();
+    assert!(flag.ends_with("yes"), "{flag}");
+    // `flag` absent from current: incomplete (exit 2), with the column named.
+    let absent = write("absent.csv", "x", &|i| format!("{}", i % 50));
+    let out = run(
+        "drift_report",
+        &["--reference", &reference, "--current", &absent],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("INCOMPLETE") && stdout.contains("not tested (1): flag"),
+        "{stdout}"
+    );
+    // A header-only current: incomplete, never "no drift".
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "x,flag\n").unwrap();
+    let out = run(
+        "drift_report",
+        &[
+            "--reference",
+            &reference,
+            "--current",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -502,7 +613,8 @@ fn hpo_reports_sampler_quality_and_runs_a_resumable_mlp_study() {
             .unwrap()
             .lines()
             .count(),
-        4
+        5,
+        "a header and 4 trials"
     );
     assert!(dir.path().join("mlruns/mlp-wdbc").is_dir());
     // Run again: the journal already holds every trial, so nothing new runs.
@@ -510,6 +622,26 @@ fn hpo_reports_sampler_quality_and_runs_a_resumable_mlp_study() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(!stdout.contains("trial  0"), "{stdout}");
     assert!(stdout.contains("stopped: MaxTrials"), "{stdout}");
+    // The same --out with other data: refused, naming both.
+    let other = dir.path().join("other.csv");
+    let mut text = String::from("a,b,target\n");
+    for i in 0..200 {
+        text += &format!("{},{},{}\n", i % 7, i % 11, i % 2);
+    }
+    std::fs::write(&other, text).unwrap();
+    let mut other_args = args.to_vec();
+    other_args.extend(["--data", other.to_str().unwrap(), "--label-col", "target"]);
+    let refused = run("hpo", &other_args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another study") && stderr.contains("other.csv"),
+        "{stderr}"
+    );
+    // --seeds 0 is a usage error, not a panic.
+    let zero = run("hpo", &["--objective", "branin", "--seeds", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&zero.stderr).contains("panicked"));
 }
 
 #[test]

@@ -11,7 +11,10 @@
 //! - [`gate`]: metric gates with absolute and champion-relative rules;
 //! - [`clock`]: injected time for every time-dependent decision;
 //! - [`model`]: the [`model::Predictor`] trait and the artifact format (JSON spec +
-//!   safetensors) shared by training and serving.
+//!   safetensors) shared by training and serving;
+//! - `store_url` (feature `object-store`): the one way object stores are opened from URLs
+//!   (credentials from the environment, unknown options refused, secrets never shown),
+//!   shared by the registry and the tracker.
 //!
 //! Library code never panics on user input and never prints: it returns [`Error`] and logs
 //! with `tracing`.
@@ -38,6 +41,8 @@ pub mod metrics;
 pub mod model;
 mod schema;
 mod split;
+#[cfg(feature = "object-store")]
+pub mod store_url;
 pub mod validation;
 
 pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};

@@ -9,12 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions, PutPayload,
-};
-use url::Url;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
 
@@ -30,160 +26,31 @@ pub(crate) struct Store {
     local_dir: Option<std::path::PathBuf>,
 }
 
-/// Environment variable prefixes each cloud builder reads in its `from_env`.
-fn env_prefix(scheme: &ObjectStoreScheme) -> Option<&'static str> {
-    match scheme {
-        ObjectStoreScheme::AmazonS3 => Some("AWS_"),
-        ObjectStoreScheme::GoogleCloudStorage => Some("GOOGLE_"),
-        ObjectStoreScheme::MicrosoftAzure => Some("AZURE_"),
-        _ => None,
-    }
-}
-
-/// Refuses an option key the scheme's builder does not know (object_store would ignore it).
-fn check_option_key(scheme: &ObjectStoreScheme, key: &str) -> Result<()> {
-    #[allow(unused_variables)]
-    let lower = key.to_ascii_lowercase();
-    let known = match scheme {
-        #[cfg(feature = "aws")]
-        ObjectStoreScheme::AmazonS3 => lower
-            .parse::<object_store::aws::AmazonS3ConfigKey>()
-            .is_ok(),
-        #[cfg(feature = "gcp")]
-        ObjectStoreScheme::GoogleCloudStorage => {
-            lower.parse::<object_store::gcp::GoogleConfigKey>().is_ok()
-        }
-        #[cfg(feature = "azure")]
-        ObjectStoreScheme::MicrosoftAzure => {
-            lower.parse::<object_store::azure::AzureConfigKey>().is_ok()
-        }
-        _ => false,
-    };
-    if known {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "store option",
-            key,
-            format!("an option of the {scheme:?} builder (see object_store's config keys)"),
-        ))
-    }
-}
-
-/// The cargo feature a scheme needs, when it is not compiled in.
-fn missing_feature(scheme: &ObjectStoreScheme) -> Option<&'static str> {
-    match scheme {
-        ObjectStoreScheme::AmazonS3 if !cfg!(feature = "aws") => Some("aws"),
-        ObjectStoreScheme::GoogleCloudStorage if !cfg!(feature = "gcp") => Some("gcp"),
-        ObjectStoreScheme::MicrosoftAzure if !cfg!(feature = "azure") => Some("azure"),
-        _ => None,
-    }
-}
-
-/// Opens the store behind `location`: `file:///abs/dir` (created if missing), `memory://`,
-/// `s3://bucket/prefix`, `gs://...`, `az://...` (behind the `aws`, `gcp`, `azure` features).
-/// Cloud credentials and settings come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`,
-/// as each builder's `from_env` reads them), overridden by `options`.
+/// Opens the store behind `location` through [`mlops_core::store_url::open_url`] (the one
+/// opener of every crate: credentials from the environment, unknown options refused, no
+/// secret in the shown name), with a deadline of `timeout` on every call.
 pub(crate) fn open(
     location: &str,
     options: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<Store> {
-    let url = Url::parse(location).map_err(|e| {
-        Error::invalid(
-            "registry URL",
-            location,
-            format!("file:///dir, memory://, s3://bucket/prefix, gs://... or az://... ({e})"),
-        )
-    })?;
-    let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| {
-        Error::invalid(
-            "registry URL",
-            location,
-            format!("a URL object_store knows ({e})"),
-        )
-    })?;
-    if let Some(feature) = missing_feature(&scheme) {
-        return Err(Error::invalid(
-            "registry URL",
-            location,
-            format!(
-                "a scheme this build supports (build mlops-registry with the `{feature}` feature)"
-            ),
-        ));
-    }
-    let name = url_without_secrets(&url);
-    match scheme {
-        ObjectStoreScheme::Memory => {
-            if !options.is_empty() {
-                return Err(Error::invalid(
-                    "store option",
-                    options.keys().cloned().collect::<Vec<_>>().join(", "),
-                    "no options for memory://",
-                ));
-            }
-            Ok(Store::new(Arc::new(InMemory::new()), path, timeout, name))
-        }
-        ObjectStoreScheme::Local => {
-            if !options.is_empty() {
-                return Err(Error::invalid(
-                    "store option",
-                    options.keys().cloned().collect::<Vec<_>>().join(", "),
-                    "no options for file://",
-                ));
-            }
-            let dir = url.to_file_path().map_err(|()| {
-                Error::invalid("registry URL", location, "file:// with an absolute path")
-            })?;
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-            let store =
-                object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-                    Error::Store {
-                        op: "opening",
-                        path: dir.display().to_string(),
-                        store: name.clone(),
-                        cause: Box::new(e),
-                    }
-                })?;
-            let mut store = Store::new(Arc::new(store), "", timeout, name);
-            store.local_dir = Some(dir);
-            Ok(store)
-        }
-        _ => {
-            for key in options.keys() {
-                check_option_key(&scheme, key)?;
-            }
-            let mut merged: BTreeMap<String, String> = BTreeMap::new();
-            if let Some(prefix) = env_prefix(&scheme) {
-                for (k, v) in std::env::vars() {
-                    if k.starts_with(prefix) {
-                        merged.insert(k.to_ascii_lowercase(), v);
-                    }
-                }
-            }
-            for (k, v) in options {
-                merged.insert(k.to_ascii_lowercase(), v.clone());
-            }
-            let (store, path) =
-                object_store::parse_url_opts(&url, merged).map_err(|e| Error::Store {
-                    op: "opening",
-                    path: location.to_string(),
-                    store: name.clone(),
-                    cause: Box::new(e),
-                })?;
-            Ok(Store::new(Arc::from(store), path, timeout, name))
-        }
-    }
-}
-
-/// The URL as it may be shown: without user info or query (which may hold credentials).
-fn url_without_secrets(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
+    let opened = mlops_core::store_url::open_url("registry URL", location, options).map_err(
+        |e| match e {
+            mlops_core::Error::InvalidValue {
+                field,
+                value,
+                expected,
+            } => Error::Invalid {
+                field,
+                value,
+                expected,
+            },
+            other => Error::Core(other),
+        },
+    )?;
+    let mut store = Store::new(opened.store, opened.prefix, timeout, opened.name);
+    store.local_dir = opened.local_dir;
+    Ok(store)
 }
 
 impl Store {

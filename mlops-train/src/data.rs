@@ -133,24 +133,3 @@ pub(crate) fn loss_coefficients(data: &Prepared, config: &TrainConfig) -> (Vec<f
     }
     (c1, c2)
 }
-
-/// FNV-1a over the bits of a split (features, labels, weights): a checkpoint belongs to the
-/// data it was trained on.
-pub(crate) fn fingerprint(parts: &[&Prepared]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bits: u32| {
-        for b in bits.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for p in parts {
-        eat(p.rows as u32);
-        eat(p.cols as u32);
-        p.x.iter().chain(&p.y).for_each(|v| eat(v.to_bits()));
-        if let Some(w) = &p.weights {
-            w.iter().for_each(|v| eat(v.to_bits()));
-        }
-    }
-    h
-}

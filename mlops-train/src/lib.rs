@@ -49,4 +49,4 @@ pub use config::{
 };
 pub use curves::training_curves_svg;
 pub use error::{Error, Result};
-pub use trainer::{device, TrainedModel, Trainer};
+pub use trainer::{device, DataFingerprints, TrainedModel, Trainer};

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::callbacks::{Callback, Control, EpochLog};
 use crate::checkpoint::{Checkpoint, Watchers};
 use crate::config::{DeviceConfig, MlpConfig, Monitor, TrainConfig};
-use crate::data::{fingerprint, fit_standardization, loss_coefficients, prepare, Prepared};
+use crate::data::{fit_standardization, loss_coefficients, prepare, Prepared};
 use crate::engine::device::CandleEngine;
 use crate::engine::host::HostEngine;
 use crate::engine::{glorot_init, layer_shapes, Engine};
@@ -70,6 +70,18 @@ pub struct TrainedModel {
     pub exported_epoch: usize,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// sha256 fingerprints ([`Dataset::fingerprint`]) of the training and validation splits:
+    /// the same strings the tracker logs and the registry's lineage records.
+    pub data_sha256: DataFingerprints,
+}
+
+/// The sha256 fingerprints of the data a model was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataFingerprints {
+    /// The training split.
+    pub train: String,
+    /// The validation split.
+    pub validation: String,
 }
 
 impl TrainedModel {
@@ -232,7 +244,11 @@ impl Trainer {
             cfg.epsilon,
             cfg.weight_decay,
         );
-        let key = self.run_key(&tr, &va)?;
+        let data_sha256 = DataFingerprints {
+            train: train.fingerprint(),
+            validation: validation.fingerprint(),
+        };
+        let key = self.run_key(&data_sha256)?;
         let mut watchers = Watchers::default();
         let mut history = Vec::new();
         let mut first_epoch = 1;
@@ -351,18 +367,20 @@ impl Trainer {
             history,
             exported_epoch,
             stopped_early: watchers.stopped_early,
+            data_sha256,
         })
     }
 
-    /// Identifies a run for its checkpoints: the configs without `epochs` and `threads`
-    /// (neither changes the path of the weights), and the data.
-    fn run_key(&self, tr: &Prepared, va: &Prepared) -> Result<String> {
+    /// The checkpoint key: both configs (epochs and threads blanked) and the sha256
+    /// fingerprints of the two splits ([`Dataset::fingerprint`], the one the registry's
+    /// lineage records).
+    fn run_key(&self, data: &DataFingerprints) -> Result<String> {
         let config = TrainConfig {
             epochs: 0,
             threads: 0,
             ..self.config.clone()
         };
-        let text = serde_json::to_string(&(&self.mlp, &config, fingerprint(&[tr, va])))
+        let text = serde_json::to_string(&(&self.mlp, &config, data))
             .map_err(|e| Error::invalid("configs", e, "serializable configs"))?;
         Ok(text)
     }

@@ -165,6 +165,9 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
     let r = t.get_run(&run).await.unwrap();
     assert_eq!(r.status, RunStatus::Finished);
     assert_eq!(r.params["mlp.hidden"], "[8]");
+    // The data's sha256, the same fingerprint the registry's lineage records.
+    assert_eq!(r.params["data.train_sha256"], trained.data_sha256.train);
+    assert_eq!(r.params["data.train_sha256"].len(), 64);
     assert!(
         !r.params.contains_key("train.early_stopping"),
         "{:?}",
@@ -371,4 +374,37 @@ async fn mlflow_tracker_against_a_real_server() {
         "{shown}"
     );
     assert!(MlflowTracker::new(MlflowConfig::new("ftp://x")).is_err());
+}
+
+#[tokio::test]
+async fn the_tracker_opens_stores_like_the_registry_and_reads_the_injected_clock() {
+    use mlops_core::clock::ManualClock;
+    use std::time::{Duration, UNIX_EPOCH};
+    // The shared opener: unknown options and unbuilt schemes are refused by name.
+    let e = ObjectStoreTracker::from_url("memory:///", &[("token", "x")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no options for memory://"), "{e}");
+    // Credentials in the URL never show: in the error of a build without S3, or in the
+    // tracker's Debug of a build with it (features unify across the workspace's tests).
+    let shown = match ObjectStoreTracker::from_url("s3://key:hunter2@bucket/runs", &[]) {
+        Ok(t) => format!("{t:?}"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("`aws` feature"), "{e}");
+            e
+        }
+    };
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // Run times come from the clock the host injects.
+    let clock = std::sync::Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000)));
+    let t = ObjectStoreTracker::from_url("memory:///", &[])
+        .unwrap()
+        .with_clock(clock.clone());
+    let run = t.start_run("e", "r", &BTreeMap::new()).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    t.end_run(&run, RunStatus::Finished).await.unwrap();
+    let record = t.get_run(&run).await.unwrap();
+    assert_eq!(record.start_time_ms, 1_000_000);
+    assert_eq!(record.end_time_ms, Some(1_005_000));
 }

@@ -42,10 +42,20 @@ use crate::error::{Error, Result};
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ObjectStoreTracker {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    clock: Arc<dyn mlops_core::clock::Clock>,
+}
+
+impl std::fmt::Debug for ObjectStoreTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStoreTracker")
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// `run.json`.
@@ -74,28 +84,32 @@ impl ObjectStoreTracker {
         ObjectStoreTracker {
             store,
             prefix: Path::from(prefix),
+            clock: Arc::new(mlops_core::clock::SystemClock),
         }
+    }
+
+    /// Uses `clock` for run start and end times.
+    pub fn with_clock(mut self, clock: Arc<dyn mlops_core::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// A tracker from a URL (`file:///abs/dir`, `memory:///`, and the cloud schemes the
     /// `object_store` build supports) with backend options (credentials, region); the URL's
     /// path is the prefix. Options are passed to the store's builder and never logged.
     pub fn from_url(url: &str, options: &[(&str, &str)]) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| {
-            Error::invalid("tracking URL", format!("{url:?}"), format!("a URL ({e})"))
-        })?;
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options.iter().copied())
-            .map_err(|e| {
-                Error::invalid(
-                    "tracking URL",
-                    format!("{url:?}"),
-                    format!("a store this build supports (file://, memory://, ...): {e}"),
-                )
-            })?;
-        tracing::debug!(scheme = parsed.scheme(), "object-store tracker");
+        let options: BTreeMap<String, String> = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // The one opener of every crate: credentials from the environment, unknown options
+        // refused, no secret in what is shown.
+        let opened = mlops_core::store_url::open_url("tracking URL", url, &options)?;
+        tracing::debug!(store = %opened.name, "object-store tracker");
         Ok(ObjectStoreTracker {
-            store: Arc::from(store),
-            prefix,
+            store: opened.store,
+            prefix: opened.prefix,
+            clock: Arc::new(mlops_core::clock::SystemClock),
         })
     }
 
@@ -237,7 +251,7 @@ impl ExperimentTracker for ObjectStoreTracker {
             experiment: experiment.to_string(),
             name: name.to_string(),
             status: RunStatus::Running,
-            start_time_ms: now_ms(),
+            start_time_ms: now_ms(self.clock.as_ref()),
             end_time_ms: None,
             params: BTreeMap::new(),
             tags: tags.clone(),
@@ -310,7 +324,7 @@ impl ExperimentTracker for ObjectStoreTracker {
     async fn end_run(&self, run: &RunId, status: RunStatus) -> Result<()> {
         let mut stored = self.load(run).await?;
         stored.status = status;
-        stored.end_time_ms = Some(now_ms());
+        stored.end_time_ms = Some(now_ms(self.clock.as_ref()));
         self.save(&stored).await
     }
 

@@ -93,13 +93,14 @@ impl MlflowConfig {
 /// let tracker = MlflowTracker::new(MlflowConfig::from_env()?)?;
 /// # Ok::<(), mlops_train::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct MlflowTracker {
     config: MlflowConfig,
     base: url::Url,
     client: reqwest::Client,
     /// Experiment name → id, and run id → (experiment id, artifact URL path).
     experiments: Mutex<HashMap<String, String>>,
+    /// Run start and end times.
+    clock: std::sync::Arc<dyn mlops_core::clock::Clock>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +134,17 @@ fn parse_status(s: &str) -> RunStatus {
     }
 }
 
+impl std::fmt::Debug for MlflowTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlflowTracker")
+            .field(
+                "base",
+                &mlops_core::store_url::url_without_secrets(&self.base),
+            )
+            .finish()
+    }
+}
+
 impl MlflowTracker {
     /// A client for the server in `config` (no request is made yet).
     pub fn new(config: MlflowConfig) -> Result<Self> {
@@ -155,7 +167,14 @@ impl MlflowTracker {
             base,
             client,
             experiments: Mutex::new(HashMap::new()),
+            clock: std::sync::Arc::new(mlops_core::clock::SystemClock),
         })
+    }
+
+    /// Uses `clock` for run start and end times.
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn mlops_core::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn url(&self, path: &str) -> Result<url::Url> {
@@ -386,7 +405,7 @@ impl ExperimentTracker for MlflowTracker {
         let v = self
             .post_json(
                 "runs/create",
-                &json!({ "experiment_id": id, "run_name": name, "start_time": now_ms(), "tags": pairs(tags) }),
+                &json!({ "experiment_id": id, "run_name": name, "start_time": now_ms(self.clock.as_ref()), "tags": pairs(tags) }),
             )
             .await?;
         let run_id = v["run"]["info"]["run_id"]
@@ -431,7 +450,7 @@ impl ExperimentTracker for MlflowTracker {
         check_name("run id", &run.0)?;
         self.post_json(
             "runs/update",
-            &json!({ "run_id": run.0, "status": status_name(status), "end_time": now_ms() }),
+            &json!({ "run_id": run.0, "status": status_name(status), "end_time": now_ms(self.clock.as_ref()) }),
         )
         .await?;
         Ok(())

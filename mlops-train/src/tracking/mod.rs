@@ -59,20 +59,31 @@ pub struct MetricPoint {
 }
 
 impl MetricPoint {
-    /// A point stamped with the current time.
+    /// A point stamped with the current time of the system clock.
     pub fn now(key: impl Into<String>, value: f64, step: i64) -> Self {
+        Self::at(key, value, step, &mlops_core::clock::SystemClock)
+    }
+
+    /// A point stamped with the current time of `clock` (a test's manual clock, say).
+    pub fn at(
+        key: impl Into<String>,
+        value: f64,
+        step: i64,
+        clock: &dyn mlops_core::clock::Clock,
+    ) -> Self {
         MetricPoint {
             key: key.into(),
             value,
             step,
-            timestamp_ms: now_ms(),
+            timestamp_ms: now_ms(clock),
         }
     }
 }
 
-/// Milliseconds since the Unix epoch, from the system clock.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
+/// Milliseconds since the Unix epoch on `clock` (trackers read their injected clock).
+pub(crate) fn now_ms(clock: &dyn mlops_core::clock::Clock) -> i64 {
+    clock
+        .now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }

@@ -39,7 +39,8 @@ pub(crate) fn params_of(trainer: &Trainer) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Logs a finished training as one run of `experiment`: the configs as parameters, every
+/// Logs a finished training as one run of `experiment`: the configs and the data's sha256
+/// fingerprints (`data.train_sha256`, `data.validation_sha256`) as parameters, every
 /// epoch's metrics at step = epoch, the exported model (`model/model.json`,
 /// `model/model.safetensors`) and `history.json` as artifacts, then ends it `FINISHED`.
 pub async fn log_training(
@@ -52,7 +53,16 @@ pub async fn log_training(
 ) -> Result<RunId> {
     let run = tracker.start_run(experiment, run_name, tags).await?;
     let result = async {
-        tracker.log_params(&run, &params_of(trainer)?).await?;
+        let mut params = params_of(trainer)?;
+        params.insert(
+            "data.train_sha256".into(),
+            trained.data_sha256.train.clone(),
+        );
+        params.insert(
+            "data.validation_sha256".into(),
+            trained.data_sha256.validation.clone(),
+        );
+        tracker.log_params(&run, &params).await?;
         let points: Vec<MetricPoint> = trained
             .history
             .iter()

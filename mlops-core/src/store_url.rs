@@ -1,0 +1,193 @@
+//! Opening an object store from a URL, the one way every crate does it (feature
+//! `object-store`): `file:///abs/dir` (created if missing), `memory://`, `s3://bucket/prefix`,
+//! `gs://…`, `az://…` (behind the `aws`, `gcp`, `azure` features). Cloud credentials and
+//! settings come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as each builder's
+//! `from_env` reads them), overridden by explicit options; an option key the builder does not
+//! know is refused (object_store would ignore it); the store's shown name is the URL without
+//! user info or query, so no credential reaches a log or a record.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("file://{}/runs", dir.path().display());
+//! let opened = mlops_core::store_url::open_url("tracking URL", &url, &BTreeMap::new())?;
+//! assert!(opened.local_dir.as_ref().unwrap().ends_with("runs"));
+//! let shown = url::Url::parse("s3://key:hunter2@bucket/p?token=x")?;
+//! assert_eq!(mlops_core::store_url::url_without_secrets(&shown), "s3://bucket/p");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreScheme};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A store opened from a URL.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The URL's path inside the store (the root everything lives under).
+    pub prefix: Path,
+    /// The URL as it may be shown: no user info, no query.
+    pub name: String,
+    /// The folder of a `file://` store.
+    pub local_dir: Option<PathBuf>,
+}
+
+/// Environment variable prefixes each cloud builder reads in its `from_env`.
+fn env_prefix(scheme: &ObjectStoreScheme) -> Option<&'static str> {
+    match scheme {
+        ObjectStoreScheme::AmazonS3 => Some("AWS_"),
+        ObjectStoreScheme::GoogleCloudStorage => Some("GOOGLE_"),
+        ObjectStoreScheme::MicrosoftAzure => Some("AZURE_"),
+        _ => None,
+    }
+}
+
+/// Refuses an option key the scheme's builder does not know (object_store would ignore it).
+fn check_option_key(scheme: &ObjectStoreScheme, key: &str) -> Result<()> {
+    #[allow(unused_variables)]
+    let lower = key.to_ascii_lowercase();
+    let known = match scheme {
+        #[cfg(feature = "aws")]
+        ObjectStoreScheme::AmazonS3 => lower
+            .parse::<object_store::aws::AmazonS3ConfigKey>()
+            .is_ok(),
+        #[cfg(feature = "gcp")]
+        ObjectStoreScheme::GoogleCloudStorage => {
+            lower.parse::<object_store::gcp::GoogleConfigKey>().is_ok()
+        }
+        #[cfg(feature = "azure")]
+        ObjectStoreScheme::MicrosoftAzure => {
+            lower.parse::<object_store::azure::AzureConfigKey>().is_ok()
+        }
+        _ => false,
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "store option",
+            key,
+            format!("an option of the {scheme:?} builder (see object_store's config keys)"),
+        ))
+    }
+}
+
+/// The cargo feature a scheme needs, when it is not compiled in.
+fn missing_feature(scheme: &ObjectStoreScheme) -> Option<&'static str> {
+    match scheme {
+        ObjectStoreScheme::AmazonS3 if !cfg!(feature = "aws") => Some("aws"),
+        ObjectStoreScheme::GoogleCloudStorage if !cfg!(feature = "gcp") => Some("gcp"),
+        ObjectStoreScheme::MicrosoftAzure if !cfg!(feature = "azure") => Some("azure"),
+        _ => None,
+    }
+}
+
+/// The URL as it may be shown: without user info or query (which may hold credentials).
+pub fn url_without_secrets(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+fn no_options(options: &BTreeMap<String, String>, scheme: &str) -> Result<()> {
+    if options.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "store option",
+            options.keys().cloned().collect::<Vec<_>>().join(", "),
+            format!("no options for {scheme}"),
+        ))
+    }
+}
+
+/// Opens the store behind `location` (see the module docs); `field` names the setting in
+/// errors (`registry URL`, `tracking URL`). Nothing is read or written.
+pub fn open_url(
+    field: &str,
+    location: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<OpenedStore> {
+    let url = Url::parse(location).map_err(|e| {
+        Error::invalid(
+            field,
+            location,
+            format!("file:///dir, memory://, s3://bucket/prefix, gs://... or az://... ({e})"),
+        )
+    })?;
+    let name = url_without_secrets(&url);
+    let shown = || name.clone();
+    let (scheme, prefix) = ObjectStoreScheme::parse(&url)
+        .map_err(|e| Error::invalid(field, shown(), format!("a URL object_store knows ({e})")))?;
+    if let Some(feature) = missing_feature(&scheme) {
+        return Err(Error::invalid(
+            field,
+            shown(),
+            format!("a scheme this build supports (build with the `{feature}` feature)"),
+        ));
+    }
+    match scheme {
+        ObjectStoreScheme::Memory => {
+            no_options(options, "memory://")?;
+            Ok(OpenedStore {
+                store: Arc::new(InMemory::new()),
+                prefix,
+                name,
+                local_dir: None,
+            })
+        }
+        ObjectStoreScheme::Local => {
+            no_options(options, "file://")?;
+            let dir = url
+                .to_file_path()
+                .map_err(|()| Error::invalid(field, shown(), "file:// with an absolute path"))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| Error::invalid(field, shown(), format!("an openable folder ({e})")))?;
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                prefix: Path::default(),
+                name,
+                local_dir: Some(dir),
+            })
+        }
+        _ => {
+            for key in options.keys() {
+                check_option_key(&scheme, key)?;
+            }
+            let mut merged: BTreeMap<String, String> = BTreeMap::new();
+            if let Some(prefix) = env_prefix(&scheme) {
+                for (k, v) in std::env::vars() {
+                    if k.starts_with(prefix) {
+                        merged.insert(k.to_ascii_lowercase(), v);
+                    }
+                }
+            }
+            for (k, v) in options {
+                merged.insert(k.to_ascii_lowercase(), v.clone());
+            }
+            let (store, prefix) = object_store::parse_url_opts(&url, merged).map_err(|e| {
+                Error::invalid(field, shown(), format!("a store its builder accepts ({e})"))
+            })?;
+            Ok(OpenedStore {
+                store: Arc::from(store),
+                prefix,
+                name,
+                local_dir: None,
+            })
+        }
+    }
+}

@@ -63,7 +63,7 @@ impl RegistryConfig {
             if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
                 return Err(Error::invalid(
                     "RegistryConfig.actor",
-                    actor.escape_debug(),
+                    format!("{actor:?}"),
                     "1 to 256 printable characters",
                 ));
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// A name, option or argument was refused before any I/O.
-    #[error("invalid {field}: {value:?}; expected {expected}")]
+    #[error("invalid {field} = {value}: expected {expected}")]
     Invalid {
         /// What was checked.
         field: String,

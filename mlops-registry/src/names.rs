@@ -30,7 +30,7 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(field, name.escape_debug(), expected))
+        Err(Error::invalid(field, format!("{name:?}"), expected))
     }
 }
 
@@ -47,7 +47,7 @@ pub fn check_key(field: &str, key: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             field,
-            key.escape_debug(),
+            format!("{key:?}"),
             "1 to 250 characters from A-Z a-z 0-9 . _ - / : and space",
         ))
     }
@@ -67,7 +67,7 @@ pub fn check_file_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             "file name",
-            name.escape_debug(),
+            format!("{name:?}"),
             "a relative path of `/`-separated segments, none empty, `.` or `..`, without NUL \
              or `\\`",
         ))

@@ -192,7 +192,7 @@ impl FromStr for VersionRef {
             Ok(n) if n > 0 => Ok(VersionRef::Number(n)),
             _ => Err(Error::invalid(
                 "version",
-                s.escape_debug(),
+                format!("{s:?}"),
                 "a version number from 1, or @ALIAS",
             )),
         }

@@ -5,7 +5,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// A value the caller passed (a config field, a dataset, an argument) is unusable.
-    #[error("invalid {field}: found {value}, expected {expected}")]
+    #[error("invalid {field} = {value}: expected {expected}")]
     Invalid {
         /// What was wrong (a config field, an argument).
         field: String,

@@ -356,6 +356,80 @@ fn train_writes_model_metrics_and_curves_and_applies_the_gate() {
 }
 
 #[test]
+fn errors_name_the_file_once_and_the_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let train = |data: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--data",
+            data,
+            "--label-col",
+            "y",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run("train", &args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // A missing file: named, and the OS reason said once.
+    let missing = dir.path().join("nope.csv");
+    let (code, err) = train(missing.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("nope.csv"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    // A directory: refused by name.
+    let (code, err) = train(dir.path().to_str().unwrap(), &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("a CSV file, not a directory"), "{err}");
+    // An empty cell in the test rows: the split, column and row named, and no metric
+    // computed over rows the model cannot score.
+    let csv = dir.path().join("gap.csv");
+    let mut text = String::from("t,x,y\n");
+    for i in 0..200 {
+        let x = if i == 150 {
+            String::new()
+        } else {
+            (i % 13).to_string()
+        };
+        text += &format!("{i},{x},{}\n", i % 2);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let (code, err) = train(
+        csv.to_str().unwrap(),
+        &["--order-col", "t", "--train-until", "120"],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("test split of") && err.contains("feature `x` at row 30 = missing"),
+        "{err}"
+    );
+    // Scores that are not probabilities: log_loss is null with the reason.
+    let scores = dir.path().join("scores.csv");
+    std::fs::write(&scores, "y,p\n0,0.2\n1,1.7\n0,-0.1\n1,0.9\n").unwrap();
+    let out = run(
+        "evaluate",
+        &[
+            "--input",
+            scores.to_str().unwrap(),
+            "--label-col",
+            "y",
+            "--score-col",
+            "p",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["log_loss"].is_null());
+    assert!(
+        v["undefined"]["log_loss"].as_str().unwrap().contains("1.7"),
+        "{v}"
+    );
+}
+
+#[test]
 fn drift_report_flags_a_shift_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.csv");
@@ -763,4 +837,40 @@ fn registry_cli_registers_aliases_downloads_and_races_across_processes() {
     let bad = cli(&["register", "../escape", m]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("model name"));
     assert_eq!(cli(&["list"]).status.code(), Some(2));
+
+    // An alias never set: the error says so (not "someone moved it").
+    let unset = cli(&["alias", "fraud", "staging", "1", "--expect", "2"]);
+    assert_eq!(unset.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unset.stderr);
+    assert!(
+        err.contains("unset") && !err.contains("someone moved"),
+        "{err}"
+    );
+    // A malformed filter is refused, not an empty table; so is a missing model.
+    let bad = cli(&["list", "fraud", "--metric", "roc_auc=>0.5"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("metric filter"));
+    let missing = cli(&["list", "frauds"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("`frauds` not found") && err.contains("fraud"),
+        "{err}"
+    );
+    // @latest, and lineage printed field by field.
+    let latest = ok(&cli(&["show", "fraud", "@latest"]));
+    assert!(
+        latest.contains("parent version:") && !latest.contains("Lineage {"),
+        "{latest}"
+    );
+    // Downloading over a folder of other files is refused and keeps them.
+    let mine = out.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("keep.txt"), "mine").unwrap();
+    let refused = cli(&["download", "fraud", "@production", mine.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(mine.join("keep.txt")).unwrap(),
+        "mine"
+    );
 }

@@ -354,3 +354,25 @@ fn one_class_labels_all_out_of_range_and_all_unseen_categories_are_errors() {
         .collect();
     assert_eq!(columns, [Some("a"), Some("c")], "{report}");
 }
+
+#[test]
+fn text_in_a_categorical_column_says_codes_are_expected() {
+    let opts = CsvOptions::with_label("label").categorical(["color"]);
+    let err = Dataset::from_csv_reader("color,label\nred,1\n".as_bytes(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2, column `color`") && err.contains("integer category code"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directory_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Dataset::from_csv_path(dir.path(), &CsvOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a CSV file, not a directory"), "{err}");
+    assert!(!err.contains("line 0"), "{err}");
+}

@@ -292,3 +292,40 @@ mod azure {
         drop(server);
     }
 }
+
+/// A `kill -9` during an upload to a local registry leaves object_store's `…#N` temporary
+/// beside the blob (its listing hides it); gc removes it once it is older than the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_the_temporaries_of_killed_uploads_on_local_disk() {
+    use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let r = Registry::open(&url, &RegistryConfig::default())
+        .await
+        .unwrap();
+    r.register("m", NewVersion::new().bytes("f", vec![1u8; 10]))
+        .await
+        .unwrap();
+    let shard = dir.path().join("blobs/sha256/ab");
+    std::fs::create_dir_all(&shard).unwrap();
+    let temp = shard.join(format!("{}#1", "ab".repeat(32)));
+    std::fs::write(&temp, b"half an upload").unwrap();
+    // Younger than the grace: kept (it may be an upload in flight).
+    let report = r
+        .gc(std::time::Duration::from_secs(3600), "keep")
+        .await
+        .unwrap();
+    assert_eq!(report.temporaries_deleted, 0);
+    assert!(temp.exists());
+    let report = r.gc(std::time::Duration::ZERO, "clean").await.unwrap();
+    assert_eq!(report.temporaries_deleted, 1, "{report:?}");
+    assert!(!temp.exists());
+    // The registered version is untouched.
+    assert_eq!(
+        r.read_file("m", &mlops_registry::VersionRef::Number(1), "f")
+            .await
+            .unwrap()
+            .as_ref(),
+        [1u8; 10]
+    );
+}

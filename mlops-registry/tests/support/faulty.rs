@@ -25,6 +25,8 @@ pub struct FaultyStore {
     read_only: bool,
     /// After the first blob write: signal `.0`, then wait for `.1`.
     pause_after_blob: Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
+    /// Every call made through this store (reads, writes, lists, deletes).
+    pub calls: AtomicUsize,
 }
 
 impl FaultyStore {
@@ -36,6 +38,7 @@ impl FaultyStore {
             ignore_create: false,
             read_only: false,
             pause_after_blob: None,
+            calls: AtomicUsize::new(0),
         }
     }
 
@@ -82,6 +85,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         mut opts: PutOptions,
     ) -> Result<PutResult> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if location.as_ref().contains("blobs/sha256/") {
             let allowed = self
                 .blob_puts_left
@@ -121,10 +125,12 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.get_opts(location, options).await
     }
 
@@ -132,6 +138,7 @@ impl ObjectStore for FaultyStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.read_only {
             use futures::StreamExt;
             return locations
@@ -147,10 +154,12 @@ impl ObjectStore for FaultyStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.list_with_delimiter(prefix).await
     }
 

@@ -36,6 +36,7 @@ pub async fn run(backend: &Backend) {
     gc_with_no_grace_during_a_registration_keeps_its_blobs(backend).await;
     one_unreadable_record_does_not_hide_the_others(backend).await;
     latest_and_alias_messages(backend).await;
+    loading_production_takes_few_store_calls(backend).await;
 }
 
 fn model_files(seed: u8) -> NewVersion {
@@ -875,4 +876,37 @@ async fn latest_and_alias_messages(b: &Backend) {
         .unwrap_err();
     assert!(e.to_string().contains("unset"), "{e}");
     assert!(!e.to_string().contains("someone moved"), "{e}");
+}
+
+async fn loading_production_takes_few_store_calls(b: &Backend) {
+    let (r, prefix) = b.registry("calls").await;
+    r.register(
+        "fraud",
+        NewVersion::new().artifact(&tiny_artifact()).unwrap(),
+    )
+    .await
+    .unwrap();
+    for extra in ["staging", "shadow", "canary"] {
+        r.set_alias("fraud", extra, 1, None, "x").await.unwrap();
+    }
+    r.set_alias("fraud", "production", 1, None, "x")
+        .await
+        .unwrap();
+    let counting = Arc::new(FaultyStore::failing_blob_puts_after(
+        b.store.clone(),
+        usize::MAX,
+    ));
+    let reader = Registry::with_store(counting.clone(), &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    let before = counting.calls.load(std::sync::atomic::Ordering::SeqCst);
+    let (record, _) = reader
+        .load_artifact("fraud", &VersionRef::Alias("production".into()))
+        .await
+        .unwrap();
+    let calls = counting.calls.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(record.version, 1);
+    // The alias log listed and its last entry read, the record and the tombstone, two blobs:
+    // six, however many other aliases there are (it was about 30).
+    assert!(calls <= 6, "{}: {calls} store calls", b.name);
 }

@@ -121,6 +121,9 @@ fn print_table(report: &DriftReport) {
                 if t.drifted { "yes" } else { "no" }
             );
         }
+        for note in &c.notes {
+            println!("{:<28} note: {note}", "");
+        }
         if let Some(m) = &c.missing {
             println!(
                 "{:<28} {:<12} {:>12.6} {:>12.4e} {:>10}  {}",

@@ -43,7 +43,7 @@ fn run(args: &Args) -> anyhow::Result<String> {
     let mut names = vec![args.label_col.as_str(), args.score_col.as_str()];
     names.extend(args.weight_col.as_deref());
     let cols = read_csv_columns_path(&args.input, &names, &CsvOptions::default())
-        .with_context(|| format!("reading {}", args.input))?;
+        .with_context(|| format!("loading {}", args.input))?;
     let samples = ScoredSamples::new(&cols[0], &cols[1], cols.get(2).map(Vec::as_slice))
         .context("checking labels, scores and weights (index i is data row i, file line i + 2)")?;
     let report = samples.report(args.threshold)?;

@@ -207,7 +207,8 @@ impl Callback for Report<'_, '_> {
 
 fn mlp_study(args: &Args) -> anyhow::Result<()> {
     let data = match &args.data {
-        Some(p) => Dataset::from_csv_path(p, &CsvOptions::with_label(&args.label_col))?,
+        Some(p) => Dataset::from_csv_path(p, &CsvOptions::with_label(&args.label_col))
+            .with_context(|| format!("loading {}", p.display()))?,
         None => Dataset::from_csv_reader(
             include_str!("../data/breast_cancer_wdbc.csv").as_bytes(),
             &CsvOptions::with_label("target"),
@@ -376,11 +377,18 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.objective == "mlp" {
+    let result = if args.objective == "mlp" {
         mlp_study(&args)
     } else {
         test_function(&args)
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
     }
 }

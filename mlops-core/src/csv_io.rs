@@ -266,7 +266,14 @@ const F32_EXACT_INT: f64 = 16_777_216.0;
 fn to_feature(v: f64, text: &str, line: u64, column: &str) -> Result<f32> {
     let narrow = v as f32;
     let location = || format!("line {line}, column `{column}`");
-    if v.is_finite() && narrow.is_infinite() {
+    let spelled_infinite = {
+        let t = text
+            .trim()
+            .trim_start_matches(['+', '-'])
+            .to_ascii_lowercase();
+        t == "inf" || t == "infinity"
+    };
+    if narrow.is_infinite() && !spelled_infinite {
         return Err(Error::Csv {
             location: location(),
             message: format!(

@@ -84,13 +84,46 @@ def evidently_time(ref, cur, repeat):
     return median_time(repeat, run), f"evidently {evidently.__version__}"
 
 
+def datasketches_time(ref, repeat):
+    """Apache DataSketches' KLL (k = 400) over every reference column, and its bytes."""
+    try:
+        import datasketches
+    except Exception as e:
+        return None, None, f"datasketches unavailable: {e}"
+    size = [0]
+
+    def run():
+        size[0] = 0
+        for j in range(ref.shape[0]):
+            s = datasketches.kll_doubles_sketch(400)
+            s.update(ref[j])
+            size[0] += len(s.serialize())
+
+    t = median_time(repeat, run)
+    from importlib.metadata import version
+    return t, size[0] // ref.shape[0], f"datasketches {version('datasketches')}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--cols", type=int, default=30)
     ap.add_argument("--evidently-rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sketch-only", action="store_true",
+                    help="only the KLL sketch against Apache DataSketches (Python)")
     args = ap.parse_args()
+    if args.sketch_only:
+        ref, _ = make_data(args.rows, args.cols)
+        ours = rust_times(ref, ref, args.repeat)
+        t, size, note = datasketches_time(ref, args.repeat)
+        print(f"{args.cols} columns x {args.rows} rows; {note}")
+        print(f"{'work':<58} {'python s':>10} {'mlops s':>10} {'ratio':>8}")
+        if t is not None:
+            r = ours["kll_sketch_all_columns"]
+            print(f"{'KLL k=400, every column (datasketches.kll_doubles_sketch)':<58} {t:>10.4f} {r:>10.4f} {t / r:>7.1f}x")
+            print(f"serialized bytes per column: datasketches {size}, mlops {int(ours['kll_bytes_per_column'])}")
+        return 0
 
     ref, cur = make_data(args.rows, args.cols)
     ours = rust_times(ref, cur, args.repeat)

@@ -14,7 +14,7 @@ use clap::Parser;
 use mlops::core::Dataset;
 use mlops::drift::stats::{ks_2samp, psi_samples, wasserstein_distance, Alternative, KsMethod};
 use mlops::drift::stream::{WindowConfig, WindowedDetector};
-use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, ReferenceProfile};
+use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, QuantileSketch, ReferenceProfile};
 use ndarray::Array2;
 
 /// Times drift computations on a raw f64 file (the Rust side of benches/drift_vs_python.py).
@@ -125,6 +125,18 @@ fn main() -> anyhow::Result<()> {
         p.compare(&current, &DriftConfig::default())?;
         Ok(())
     })?;
+    // Mergeable sketches: every reference column into a KLL sketch (k = 400), the work of
+    // Apache DataSketches' kll_doubles_sketch in the Python script.
+    let mut bytes = 0usize;
+    timed("kll_sketch_all_columns", &mut || {
+        bytes = 0;
+        for j in 0..k {
+            let mut s = QuantileSketch::new(400)?;
+            col(0, j).iter().for_each(|v| s.insert(*v));
+            bytes += s.size_bytes();
+        }
+        Ok(())
+    })?;
     // Streaming: one column's values through a sliding window (1,000 values), tested against
     // the profile every 1,000 (tumbling) or every 100 values. Recorded as seconds; the rows
     // per second are added below.
@@ -141,6 +153,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         })?;
+    }
+    if bytes > 0 {
+        out.insert("kll_bytes_per_column".into(), ((bytes / k) as f64).into());
     }
     for step in ["1000", "100"] {
         if let Some(secs) = out

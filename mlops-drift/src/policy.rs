@@ -85,11 +85,14 @@ struct AlertLabels {
 
 /// Prometheus metrics of drift checks, registered into the host's registry:
 /// `mlops_drift_score{model,feature}` (the deciding test's statistic),
-/// `mlops_drift_pvalue{model,feature}`, `mlops_drift_dataset_share{model}` and
+/// `mlops_drift_pvalue{model,feature}`, `mlops_drift_feature_tested{model,feature}` (1 when
+/// the last check tested the feature's values, 0 when it could not: its score and p-value are
+/// then NaN, never a stale "fine"), `mlops_drift_dataset_share{model}` and
 /// `mlops_drift_alerts_total{model,action}`.
 #[derive(Debug, Clone, Default)]
 pub struct DriftMetrics {
     score: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    tested: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     pvalue: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     share: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     alerts: Family<AlertLabels, Counter>,
@@ -110,6 +113,11 @@ impl DriftMetrics {
             m.pvalue.clone(),
         );
         registry.register(
+            "mlops_drift_feature_tested",
+            "1 when the last check tested the feature's values, 0 when it could not",
+            m.tested.clone(),
+        );
+        registry.register(
             "mlops_drift_dataset_share",
             "Share of features that drifted in the last check",
             m.share.clone(),
@@ -125,14 +133,26 @@ impl DriftMetrics {
     /// Records a report and its decision.
     pub fn observe(&self, model: &str, report: &DriftReport, decision: &PolicyDecision) {
         for c in &report.columns {
-            let Some(t) = c.tests.first() else { continue };
             let labels = FeatureLabels {
                 model: model.to_string(),
                 feature: c.column.clone(),
             };
-            self.score.get_or_create(&labels).set(t.statistic);
-            if let Some(p) = t.adjusted_p_value.or(t.p_value) {
-                self.pvalue.get_or_create(&labels).set(p);
+            let tested = c.status == ColumnStatus::Tested;
+            self.tested
+                .get_or_create(&labels)
+                .set(if tested { 1.0 } else { 0.0 });
+            match c.tests.first() {
+                Some(t) if tested => {
+                    self.score.get_or_create(&labels).set(t.statistic);
+                    self.pvalue
+                        .get_or_create(&labels)
+                        .set(t.adjusted_p_value.or(t.p_value).unwrap_or(f64::NAN));
+                }
+                // Unknown, not the last check's value.
+                _ => {
+                    self.score.get_or_create(&labels).set(f64::NAN);
+                    self.pvalue.get_or_create(&labels).set(f64::NAN);
+                }
             }
         }
         self.share
@@ -214,6 +234,24 @@ impl DriftPolicy {
 
     /// The action for `report`, without side effects.
     pub fn decide(&self, report: &DriftReport) -> PolicyDecision {
+        // Columns that cannot be tested at all (absent, another kind) are a problem to report
+        // whatever the batch size: the monitor is blind there, which is not "no drift".
+        let blind: Vec<&str> = report
+            .columns
+            .iter()
+            .filter(|c| c.status == ColumnStatus::Untestable && !c.drifted)
+            .map(|c| c.column.as_str())
+            .collect();
+        if !blind.is_empty() && !report.dataset.drifted {
+            return PolicyDecision {
+                action: DriftAction::Warn,
+                reason: format!(
+                    "incomplete: {} column(s) cannot be tested: {}",
+                    blind.len(),
+                    blind.join(", ")
+                ),
+            };
+        }
         let samples = report
             .columns
             .iter()

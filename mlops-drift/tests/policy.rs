@@ -114,6 +114,20 @@ async fn too_few_samples_and_no_drift_do_nothing_and_failing_triggers_are_errors
     );
 }
 
+#[test]
+fn a_column_the_monitor_cannot_test_is_a_warning_not_silence() {
+    let policy = DriftPolicy::with_system_clock(DriftPolicyConfig::default());
+    let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
+    // Column `c` is gone from the live data: whatever the batch size, say so.
+    for rows in [10, 1000] {
+        let current = data(rows, 0.0).drop_features(&["c"]).unwrap();
+        let report = profile.compare(&current, &DriftConfig::default()).unwrap();
+        let d = policy.decide(&report);
+        assert_eq!(d.action, DriftAction::Warn, "{rows} rows: {}", d.reason);
+        assert!(d.reason.contains("cannot be tested: c"), "{}", d.reason);
+    }
+}
+
 #[tokio::test]
 async fn metrics_pass_promtool() {
     let mut registry = Registry::default();
@@ -127,6 +141,18 @@ async fn metrics_pass_promtool() {
         .apply("fraud", &report(1000, 0.0), &CountingTrigger::default())
         .await
         .unwrap();
+    // Then `c` goes missing from the live data: its score is unknown (NaN), not the last one.
+    let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
+    let without_c = profile
+        .compare(
+            &data(1000, 0.0).drop_features(&["c"]).unwrap(),
+            &DriftConfig::default(),
+        )
+        .unwrap();
+    policy
+        .apply("fraud", &without_c, &CountingTrigger::default())
+        .await
+        .unwrap();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
@@ -135,6 +161,12 @@ async fn metrics_pass_promtool() {
     );
     assert!(
         text.contains(r#"mlops_drift_alerts_total{model="fraud",action="Retrain"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mlops_drift_score{model="fraud",feature="c"} NaN"#)
+            && text.contains(r#"mlops_drift_feature_tested{model="fraud",feature="c"} 0"#)
+            && text.contains(r#"mlops_drift_feature_tested{model="fraud",feature="a"} 1"#),
         "{text}"
     );
     // prometheus-client writes OpenMetrics (counter family `x`, sample `x_total`, `# EOF`),

@@ -1009,8 +1009,9 @@ impl Registry {
                 report.kept_recent += 1;
             } else {
                 // Rewritten since the listing (a registration reusing the content)? Keep it.
+                // Compared in whole seconds: HEAD and LIST report times at other precisions.
                 match self.store.head(&key).await? {
-                    Some(now) if now.last_modified != meta.last_modified => {
+                    Some(now) if now.last_modified.timestamp() > meta.last_modified.timestamp() => {
                         report.kept_recent += 1;
                         continue;
                     }

@@ -37,6 +37,16 @@ fn seed_gate_passes_and_fails_with_a_reason_per_rule() {
         "{}",
         failure.reason
     );
+    // Exactly at the boundary: the seed's rule is "accuracy >= 0.85", so 0.85 passes, and the
+    // largest float below it fails.
+    let at = MetricValues::new()
+        .with(Metric::Accuracy, 0.85)
+        .with(Metric::RocAuc, 0.90);
+    assert!(gate.evaluate(&at, None).passed);
+    let below = MetricValues::new()
+        .with(Metric::Accuracy, f64::from_bits(0.85_f64.to_bits() - 1))
+        .with(Metric::RocAuc, 0.90);
+    assert!(!gate.evaluate(&below, None).passed);
 }
 
 #[test]

@@ -125,7 +125,12 @@ fn every_metric_matches_scikit_learn() {
         ] {
             close(n, m.name(), m.compute(&s, c.threshold).unwrap(), theirs);
         }
-        check_optional(n, "Metric::RocAuc", Metric::RocAuc.compute(&s, c.threshold), e.roc_auc);
+        check_optional(
+            n,
+            "Metric::RocAuc",
+            Metric::RocAuc.compute(&s, c.threshold),
+            e.roc_auc,
+        );
         match (
             &e.best_f1,
             s.best_threshold(ThresholdCriterion::FBeta { beta: 1.0 }),
@@ -141,7 +146,10 @@ fn every_metric_matches_scikit_learn() {
                 b.as_ref().map(|b| b.value)
             ),
         }
-        match (&e.best_youden, s.best_threshold(ThresholdCriterion::YoudenJ)) {
+        match (
+            &e.best_youden,
+            s.best_threshold(ThresholdCriterion::YoudenJ),
+        ) {
             (Some(b), Ok(ours)) => {
                 close(n, "best Youden J", ours.value, b.value);
                 // The threshold too: scikit-learn's roc_curve point with the first maximum J.

@@ -285,7 +285,8 @@ fn corrections_effect_gate_and_dataset_rules() {
     // The adjusted p-value is reported beside the raw one.
     let t = &report.columns[0].tests[0];
     assert!(t.adjusted_p_value.unwrap() >= t.p_value.unwrap());
-    // Effect gating: the KS statistic of the shift is ~0.15; a gate of 0.2 silences it.
+    // Effect gating: the KS statistic of the shift is 0.15 (scipy.stats.ks_2samp on the same
+    // columns); a gate of 0.2 silences it, a gate of exactly 0.15 does not.
     let gated = profile
         .compare(
             &current,
@@ -297,7 +298,18 @@ fn corrections_effect_gate_and_dataset_rules() {
         )
         .unwrap();
     assert!(!gated.columns[0].drifted);
-    assert!(gated.columns[0].effect_size.unwrap() < 0.2);
+    assert!((gated.columns[0].effect_size.unwrap() - 0.15).abs() < 1e-12);
+    let at_the_gate = profile
+        .compare(
+            &current,
+            &DriftConfig {
+                min_effect: Some(0.15),
+                correction: Correction::None,
+                ..DriftConfig::default()
+            },
+        )
+        .unwrap();
+    assert!(at_the_gate.columns[0].drifted, "effect >= min_effect flags");
     // The share rule fires with a low enough share.
     let strict = profile
         .compare(

@@ -11,8 +11,14 @@ use std::process::Command;
 
 use mlops_drift::QuantileSketch;
 
+/// `MLOPS_PYTHON`, else the test venv `scripts/test.sh` makes (`.venv` at the workspace root).
 fn python() -> Option<PathBuf> {
-    std::env::var_os("MLOPS_PYTHON").map(PathBuf::from)
+    std::env::var_os("MLOPS_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
+            venv.exists().then_some(venv)
+        })
 }
 
 const SCRIPT: &str = r#"
@@ -35,9 +41,9 @@ print(json.dumps({
 fn sketches_round_trip_through_apache_datasketches_python() {
     let Some(python) = python() else {
         eprintln!(
-            "sketch_interop: MLOPS_PYTHON is not set, so the DataSketches (Python) interchange \
-             was NOT checked; run scripts/test.sh (or set MLOPS_PYTHON to a Python with the \
-             `datasketches` package)"
+            "sketch_interop: no MLOPS_PYTHON and no .venv, so the DataSketches (Python) \
+             interchange was NOT checked; run scripts/test.sh (or set MLOPS_PYTHON to a Python \
+             with the `datasketches` package)"
         );
         return;
     };

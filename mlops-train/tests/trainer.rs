@@ -484,3 +484,8 @@ fn device_names_are_parsed_with_a_clear_error() {
         .to_string();
     assert!(e.contains("\"cpu\", \"cuda\" or \"cuda:N\""), "{e}");
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+#[ignore = "left out: training on a GPU; run with --features cuda on a machine with one (scripts/gpu_check.sh)"]
+fn cuda_trains_on_a_gpu_or_fails_clearly_without_one() {}

@@ -440,3 +440,53 @@ fn binned_fast_path_matches_the_value_path() {
     }
     assert!(a.columns[1].drifted && !a.columns[0].drifted);
 }
+
+#[test]
+fn reports_and_profiles_are_byte_identical_at_1_3_and_8_threads() {
+    // compare() tests columns in parallel and fit() builds columns in parallel: the bytes must
+    // not depend on how many threads do it or in which order they finish.
+    let columns = 40;
+    let make = |rows: usize, shift: f32| {
+        let x = Array2::from_shape_fn((rows, columns), |(i, j)| {
+            (((i * (13 + 2 * j) + 7 * j) % 211) as f32) * 0.37
+                + if j % 3 == 0 { shift } else { 0.0 }
+        });
+        Dataset::new(x, (0..columns).map(|j| format!("c{j}")).collect()).unwrap()
+    };
+    let (reference, current) = (make(5000, 0.0), make(3000, 4.0));
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default()).unwrap();
+                let mixed = DriftConfig {
+                    tests: vec![DriftTest::Ks, DriftTest::Psi, DriftTest::Wasserstein],
+                    ..DriftConfig::default()
+                };
+                (
+                    profile.to_json().unwrap(),
+                    serde_json::to_string(
+                        &profile.compare(&current, &DriftConfig::default()).unwrap(),
+                    )
+                    .unwrap(),
+                    serde_json::to_string(&profile.compare(&current, &mixed).unwrap()).unwrap(),
+                )
+            })
+    };
+    let one = run(1);
+    assert!(one.1.contains("\"drifted\":true"), "the shift is seen");
+    for threads in [3, 8] {
+        let other = run(threads);
+        assert!(one.0 == other.0, "profile differs at {threads} threads");
+        assert!(
+            one.1 == other.1,
+            "default report differs at {threads} threads"
+        );
+        assert!(
+            one.2 == other.2,
+            "mixed report differs at {threads} threads"
+        );
+    }
+}

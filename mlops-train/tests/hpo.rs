@@ -483,3 +483,39 @@ fn failures_goal_grid_and_conditions() {
     .to_string();
     assert!(e.contains("`lr` bounds"), "{e}");
 }
+
+#[test]
+fn parallel_trials_give_the_same_study_whatever_the_thread_timing() {
+    // 8 trials at a time on 8 threads, each sleeping a different, unseeded time, so they
+    // finish in a different order on every run: the study (params, values, states) must be
+    // the same bytes. (The wave size, parallelTrialCount, is part of the study's definition;
+    // what must not matter is which thread finishes first.)
+    let run = || {
+        let mut study =
+            Study::new(config(SamplerConfig::default(), 24, 8, 5), branin_space()).unwrap();
+        study
+            .optimize(
+                |t| {
+                    let jitter = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .subsec_nanos()
+                        % 4;
+                    std::thread::sleep(std::time::Duration::from_millis(u64::from(jitter)));
+                    Ok(branin(t.float("x1")?, t.float("x2")?))
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        study
+            .trials()
+            .iter()
+            .map(|t| serde_json::to_string(&(t.number, &t.params, t.value, t.state)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    assert_eq!(first.len(), 24);
+    for _ in 0..3 {
+        assert_eq!(run(), first);
+    }
+}

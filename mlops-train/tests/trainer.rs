@@ -1,5 +1,5 @@
 //! The trainer on real data (WDBC; the credit-card fraud sample from `$MLOPS_DATA_DIR`),
-//! reproducibility across thread counts, checkpoint resume, export, callbacks and errors.
+//! reproducibility, checkpoint resume, export, callbacks and errors.
 
 use std::path::PathBuf;
 
@@ -115,14 +115,16 @@ fn creditcard_time_split_reaches_auc_095() {
     assert!(auc >= 0.95, "test ROC AUC {auc} (AP {ap})");
 }
 
+/// The same seed and data give the same bytes. (The CPU engine computes each step on one
+/// thread, so `threads` cannot change its arithmetic; where threads do change the work, the
+/// drift report and the study, `mlops-drift/tests/report.rs` and `tests/hpo.rs` check bytes
+/// at 1, 3 and 8 threads.)
 #[test]
-fn same_seed_gives_bit_identical_weights_at_any_thread_count() {
+fn same_seed_gives_bit_identical_weights() {
     let data = wdbc();
     let one = small(4, 1).fit(&data, None, &mut []).unwrap();
     let again = small(4, 1).fit(&data, None, &mut []).unwrap();
-    let two = small(4, 2).fit(&data, None, &mut []).unwrap();
     assert_eq!(weights(&one), weights(&again));
-    assert_eq!(weights(&one), weights(&two));
     let other_seed = Trainer::new(
         MlpConfig {
             hidden: vec![32, 16],

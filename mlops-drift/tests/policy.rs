@@ -163,6 +163,28 @@ async fn metrics_pass_promtool() {
         text.contains(r#"mlops_drift_alerts_total{model="fraud",action="Retrain"} 1"#),
         "{text}"
     );
+    // The values are the last report's: each tested feature's statistic and adjusted p-value,
+    // and the dataset share.
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+    };
+    for c in without_c.columns.iter().filter(|c| c.column != "c") {
+        let t = &c.tests[0];
+        let labels = format!(r#"{{model="fraud",feature="{}"}}"#, c.column);
+        assert_eq!(value(&format!("mlops_drift_score{labels}")), t.statistic);
+        // A distance test has no p-value: the gauge says NaN (unknown), not 0 or 1.
+        let p = value(&format!("mlops_drift_pvalue{labels}"));
+        match t.adjusted_p_value.or(t.p_value) {
+            Some(expected) => assert_eq!(p, expected),
+            None => assert!(p.is_nan(), "{labels}: {p}"),
+        }
+    }
+    assert_eq!(
+        value(r#"mlops_drift_dataset_share{model="fraud"}"#),
+        without_c.dataset.share_rule.observed
+    );
     assert!(
         text.contains(r#"mlops_drift_score{model="fraud",feature="c"} NaN"#)
             && text.contains(r#"mlops_drift_feature_tested{model="fraud",feature="c"} 0"#)

@@ -27,6 +27,12 @@ pub struct FaultyStore {
     pause_after_blob: Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
     /// Every call made through this store (reads, writes, lists, deletes).
     pub calls: AtomicUsize,
+    /// Up to this many microseconds of delay before each call (0: none), drawn per call.
+    max_delay_us: u64,
+    /// Conditional creates refused because the object existed (the races that happened).
+    pub conflicts: AtomicUsize,
+    /// Version-record creates that fail (after the blobs were written) before any succeeds.
+    record_creates_failing: AtomicUsize,
 }
 
 impl FaultyStore {
@@ -39,6 +45,34 @@ impl FaultyStore {
             read_only: false,
             pause_after_blob: None,
             calls: AtomicUsize::new(0),
+            max_delay_us: 0,
+            conflicts: AtomicUsize::new(0),
+            record_creates_failing: AtomicUsize::new(0),
+        }
+    }
+
+    /// Delays every call by up to `max_us` microseconds (drawn per call), so concurrent
+    /// writers interleave differently on every run; counts conditional-create conflicts.
+    pub fn delaying(inner: Arc<dyn ObjectStore>, max_us: u64) -> Self {
+        FaultyStore {
+            max_delay_us: max_us,
+            ..Self::failing_blob_puts_after(inner, usize::MAX)
+        }
+    }
+
+    /// Fails the first `n` version-record creates, after the blobs are written: the fault
+    /// between a registration's blobs and its record.
+    pub fn failing_record_creates(inner: Arc<dyn ObjectStore>, n: usize) -> Self {
+        FaultyStore {
+            record_creates_failing: AtomicUsize::new(n),
+            ..Self::failing_blob_puts_after(inner, usize::MAX)
+        }
+    }
+
+    async fn delay(&self) {
+        if self.max_delay_us > 0 {
+            let us = rand::random::<u64>() % (self.max_delay_us + 1);
+            tokio::time::sleep(std::time::Duration::from_micros(us)).await;
         }
     }
 
@@ -111,8 +145,25 @@ impl ObjectStore for FaultyStore {
         if self.ignore_create && opts.mode == PutMode::Create {
             opts.mode = PutMode::Overwrite;
         }
+        self.delay().await;
+        if opts.mode == PutMode::Create
+            && location.as_ref().contains("/versions/")
+            && self
+                .record_creates_failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: "connection reset while writing the version record (injected)".into(),
+            });
+        }
         let is_blob = location.as_ref().contains("blobs/sha256/");
+        let is_create = opts.mode == PutMode::Create;
         let result = self.inner.put_opts(location, payload, opts).await;
+        if is_create && matches!(result, Err(object_store::Error::AlreadyExists { .. })) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
         if let (true, Some((reached, resume))) = (is_blob, &self.pause_after_blob) {
             reached.notify_one();
             resume.notified().await;
@@ -131,6 +182,7 @@ impl ObjectStore for FaultyStore {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.delay().await;
         self.inner.get_opts(location, options).await
     }
 
@@ -160,6 +212,7 @@ impl ObjectStore for FaultyStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.delay().await;
         self.inner.list_with_delimiter(prefix).await
     }
 

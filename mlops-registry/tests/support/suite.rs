@@ -37,6 +37,15 @@ pub async fn run(backend: &Backend) {
     one_unreadable_record_does_not_hide_the_others(backend).await;
     latest_and_alias_messages(backend).await;
     loading_production_takes_few_store_calls(backend).await;
+    a_fault_between_blobs_and_record_leaves_nothing_half_visible(backend).await;
+    // Many rounds of many writers where the store is fast; fewer where each call is an HTTP
+    // round trip to a local emulator.
+    let rounds = match backend.name {
+        "memory" => 50,
+        "local" => 10,
+        _ => 3,
+    };
+    many_rounds_of_racing_writers_give_no_gap_and_one_alias_winner(backend, rounds, 32).await;
 }
 
 fn model_files(seed: u8) -> NewVersion {
@@ -909,4 +918,126 @@ async fn loading_production_takes_few_store_calls(b: &Backend) {
     // The alias log listed and its last entry read, the record and the tombstone, two blobs:
     // six, however many other aliases there are (it was about 30).
     assert!(calls <= 6, "{}: {calls} store calls", b.name);
+}
+
+async fn a_fault_between_blobs_and_record_leaves_nothing_half_visible(b: &Backend) {
+    let prefix = b.fresh_prefix("record-fault");
+    let faulty = Arc::new(FaultyStore::failing_record_creates(b.store.clone(), 1));
+    let r = Registry::with_store(faulty, &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    let e = r.register("fraud", model_files(4)).await.unwrap_err();
+    assert!(
+        e.to_string().contains("version record (injected)"),
+        "{}: {e}",
+        b.name
+    );
+    let healthy = Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    // Nothing visible: no version, no model; the blobs are garbage (after the grace).
+    assert!(
+        healthy.list_versions("fraud").await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    assert!(
+        healthy.list_models().await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    let report = healthy.gc(Duration::ZERO, "after the fault").await.unwrap();
+    assert_eq!(
+        (report.kept_pending, report.referenced),
+        (0, 0),
+        "{}: {report:?}",
+        b.name
+    );
+    assert_eq!(
+        report.deleted, 2,
+        "{}: both blobs collected: {report:?}",
+        b.name
+    );
+    // The same handle registers next: version 1, no gap.
+    assert_eq!(
+        r.register("fraud", model_files(4)).await.unwrap().version,
+        1
+    );
+}
+
+async fn many_rounds_of_racing_writers_give_no_gap_and_one_alias_winner(
+    b: &Backend,
+    rounds: usize,
+    writers: u64,
+) {
+    let prefix = b.fresh_prefix("stress");
+    // Every writer has its own handle on a store that delays each call by up to 300 µs, so
+    // the interleaving differs from round to round.
+    let store = Arc::new(FaultyStore::delaying(b.store.clone(), 300));
+    let handle = |store: Arc<FaultyStore>, prefix: String| async move {
+        Registry::with_store(store, &prefix, &RegistryConfig::default())
+            .await
+            .unwrap()
+    };
+    let setup = handle(store.clone(), prefix.clone()).await;
+    for round in 0..rounds {
+        let model = format!("m{round}");
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, prefix, model) = (store.clone(), prefix.clone(), model.clone());
+                tokio::spawn(async move {
+                    let r = handle(store, prefix).await;
+                    r.register(
+                        &model,
+                        NewVersion::new().bytes("w", w.to_le_bytes().to_vec()),
+                    )
+                    .await
+                    .map(|v| v.version)
+                })
+            })
+            .collect();
+        let mut got = BTreeSet::new();
+        for t in tasks {
+            let v = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            assert!(
+                got.insert(v),
+                "{}: round {round}: version {v} twice",
+                b.name
+            );
+        }
+        assert_eq!(got, (1..=writers).collect(), "{}: round {round}", b.name);
+        // Every writer moves the alias from the same (unset) state: exactly one wins.
+        let tasks: Vec<_> = (1..=writers)
+            .map(|target| {
+                let (store, prefix, model) = (store.clone(), prefix.clone(), model.clone());
+                tokio::spawn(async move {
+                    let r = handle(store, prefix).await;
+                    r.set_alias(&model, "production", target, None, "race")
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => winners += 1,
+                Err(Error::AliasMoved { .. }) => {}
+                Err(e) => panic!("{}: {e}", b.name),
+            }
+        }
+        assert_eq!(winners, 1, "{}: round {round}", b.name);
+        let entry = setup.alias(&model, "production").await.unwrap().unwrap();
+        assert_eq!(entry.seq, 1, "{}: round {round}: one log entry", b.name);
+    }
+    // The races really happened: conditional creates were refused and retried.
+    let conflicts = store.conflicts.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{}: {rounds} rounds x {writers} writers, {conflicts} create conflicts", b.name);
+    assert!(
+        conflicts >= rounds,
+        "{}: only {conflicts} conflicts in {rounds} rounds of {writers} writers",
+        b.name
+    );
 }

@@ -664,7 +664,9 @@ fn hpo_reports_sampler_quality_and_runs_a_resumable_mlp_study() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["best_per_seed"].as_array().unwrap().len(), 5);
-    assert!(v["median_best"].as_f64().unwrap() < 2.0, "{v}");
+    // These 5 seeds at 30 trials give a median best of 0.8203 (random search: far worse).
+    let median = v["median_best"].as_f64().unwrap();
+    assert!((median - 0.8203).abs() <= 0.01, "{v}");
 
     let dir = tempfile::tempdir().unwrap();
     let args = [

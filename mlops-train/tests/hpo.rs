@@ -89,11 +89,22 @@ fn tpe_beats_random_search_on_branin() {
     );
     println!("Branin, 50 trials, median best over 20 seeds: TPE {tpe:.4}, TPE x4 workers {parallel:.4}, random {random:.4}");
     assert!(tpe < random, "TPE {tpe} vs random {random}");
-    assert!(tpe < 0.7, "TPE median best {tpe}");
     assert!(
         parallel < random,
         "parallel TPE {parallel} vs random {random}"
     );
+    // What these fixed seeds give (README quotes 0.4956; Optuna 5's median at the same budget
+    // is 0.5074), with a margin for libm differences between machines only: a regression of
+    // the estimator moves these by far more.
+    let near = |what: &str, got: f64, want: f64| {
+        assert!(
+            (got - want).abs() <= 0.01,
+            "{what}: median best {got}, these seeds give {want}"
+        );
+    };
+    near("TPE", tpe, 0.4956);
+    near("TPE with 4 workers", parallel, 0.6319);
+    near("random search", random, 1.0474);
 }
 
 /// Gaussian-process BO: the bar is a median best <= 0.40 on Branin (optimum 0.397887).
@@ -105,10 +116,14 @@ fn gp_bayesian_optimization_finds_the_branin_optimum() {
     let bests: Vec<f64> = (0..7).map(|s| best_branin(gp.clone(), s, 1)).collect();
     let m = median(bests.clone());
     println!("Branin, 50 trials, GP-BO best per seed {bests:?}, median {m:.4}");
-    assert!(m <= 0.40, "GP-BO median best {m} ({bests:?})");
+    // These seeds reach within 3e-5 of the optimum 0.397887 (median 0.39794).
+    assert!(
+        (m - 0.397887).abs() < 1e-4,
+        "GP-BO median best {m} ({bests:?})"
+    );
     // With two workers (constant liar at the mean) it still converges.
     let parallel = best_branin(gp, 0, 2);
-    assert!(parallel < 0.45, "{parallel}");
+    assert!((parallel - 0.397887).abs() < 0.01, "{parallel}");
 }
 
 #[test]

@@ -1034,7 +1034,10 @@ async fn many_rounds_of_racing_writers_give_no_gap_and_one_alias_winner(
     }
     // The races really happened: conditional creates were refused and retried.
     let conflicts = store.conflicts.load(std::sync::atomic::Ordering::SeqCst);
-    eprintln!("{}: {rounds} rounds x {writers} writers, {conflicts} create conflicts", b.name);
+    eprintln!(
+        "{}: {rounds} rounds x {writers} writers, {conflicts} create conflicts",
+        b.name
+    );
     assert!(
         conflicts >= rounds,
         "{}: only {conflicts} conflicts in {rounds} rounds of {writers} writers",

@@ -166,24 +166,28 @@ fn fit(x: Vec<Vec<f64>>, y: &DVector<f64>, start: Hyper) -> Option<Fitted> {
         h.log_noise = h.log_noise.clamp((1e-8f64).ln(), 0.0);
         h.log_signal = h.log_signal.clamp(-6.0, 4.0);
     }
-    let h = best.1;
-    let n = x.len();
-    let ls: Vec<f64> = h.log_ls.iter().map(|v| v.exp()).collect();
-    let signal = h.log_signal.exp();
-    let k = DMatrix::from_fn(n, n, |i, j| {
-        signal * matern(scaled_r2(&x[i], &x[j], &ls)).0
-            + if i == j {
-                h.log_noise.exp() + 1e-9
-            } else {
-                0.0
-            }
-    });
-    let chol = Cholesky::new(k)?;
-    let alpha = chol.solve(y);
-    Some(Fitted { x, chol, alpha, h })
+    Fitted::with(x, y, best.1)
 }
 
 impl Fitted {
+    /// The posterior for hyperparameters `h` (no fitting): Cholesky of K + noise + 1e-9.
+    fn with(x: Vec<Vec<f64>>, y: &DVector<f64>, h: Hyper) -> Option<Fitted> {
+        let n = x.len();
+        let ls: Vec<f64> = h.log_ls.iter().map(|v| v.exp()).collect();
+        let signal = h.log_signal.exp();
+        let k = DMatrix::from_fn(n, n, |i, j| {
+            signal * matern(scaled_r2(&x[i], &x[j], &ls)).0
+                + if i == j {
+                    h.log_noise.exp() + 1e-9
+                } else {
+                    0.0
+                }
+        });
+        let chol = Cholesky::new(k)?;
+        let alpha = chol.solve(y);
+        Some(Fitted { x, chol, alpha, h })
+    }
+
     /// Posterior mean and standard deviation at `z`.
     fn predict(&self, z: &[f64]) -> (f64, f64) {
         let ls: Vec<f64> = self.h.log_ls.iter().map(|v| v.exp()).collect();
@@ -308,4 +312,126 @@ pub(crate) fn gp_assignment(
         }
     }
     decode(space, &winner.1)
+}
+
+#[cfg(test)]
+mod sklearn_reference {
+    //! The GP model against scikit-learn's GaussianProcessRegressor (Matérn 5/2 at fixed
+    //! hyperparameters) on `tests/fixtures/sklearn_gp.json` (written by
+    //! `scripts/fixtures/sklearn_gp.py`): posterior mean and standard deviation, expected
+    //! improvement, log marginal likelihood; and the likelihood's gradient against finite
+    //! differences.
+
+    use super::*;
+
+    fn floats(v: &serde_json::Value) -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    }
+
+    fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {
+        v.as_array().unwrap().iter().map(floats).collect()
+    }
+
+    /// Training inputs, targets, hyperparameters and the case's expected values.
+    type Case = (Vec<Vec<f64>>, DVector<f64>, Hyper, serde_json::Value);
+
+    fn cases() -> Vec<Case> {
+        let fx: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/sklearn_gp.json")).unwrap();
+        fx["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let h = Hyper {
+                    log_ls: floats(&c["length_scales"]).iter().map(|v| v.ln()).collect(),
+                    log_signal: c["signal"].as_f64().unwrap().ln(),
+                    log_noise: c["noise"].as_f64().unwrap().ln(),
+                };
+                (
+                    rows(&c["x"]),
+                    DVector::from_vec(floats(&c["y"])),
+                    h,
+                    c.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn posterior_ei_and_likelihood_match_scikit_learn() {
+        for (k, (x, y, h, c)) in cases().into_iter().enumerate() {
+            let n = x.len();
+            let fitted = Fitted::with(x, &y, h).unwrap();
+            let best = c["best"].as_f64().unwrap();
+            for (i, ((z, mean), (std, ei))) in rows(&c["z"])
+                .iter()
+                .zip(floats(&c["mean"]))
+                .zip(floats(&c["std"]).into_iter().zip(floats(&c["ei"])))
+                .enumerate()
+            {
+                let (mu, sigma) = fitted.predict(z);
+                assert!(
+                    (mu - mean).abs() <= 1e-9 * mean.abs().max(1.0),
+                    "case {k} z{i}: mean {mu} vs {mean}"
+                );
+                assert!(
+                    (sigma - std).abs() <= 1e-6 * std.max(1e-3),
+                    "case {k} z{i}: std {sigma} vs {std}"
+                );
+                if ei > 1e-200 {
+                    let ours = fitted.log_ei(z, best);
+                    assert!(
+                        (ours - ei.ln()).abs() <= 1e-5,
+                        "case {k} z{i}: log EI {ours} vs {}",
+                        ei.ln()
+                    );
+                }
+            }
+            // log p(y) = -½ yᵀα - Σ log L_ii - n/2 log 2π.
+            let lml = -0.5 * y.dot(&fitted.alpha)
+                - fitted
+                    .chol
+                    .l()
+                    .diagonal()
+                    .iter()
+                    .map(|v| v.ln())
+                    .sum::<f64>()
+                - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+            let theirs = c["log_marginal_likelihood"].as_f64().unwrap();
+            assert!(
+                (lml - theirs).abs() <= 1e-8 * theirs.abs().max(1.0),
+                "case {k}: {lml} vs {theirs}"
+            );
+        }
+    }
+
+    #[test]
+    fn likelihood_gradient_matches_finite_differences() {
+        for (k, (x, y, h, _)) in cases().into_iter().enumerate() {
+            let (_, grad) = objective(&x, &y, &h).unwrap();
+            let d = h.log_ls.len();
+            for (i, analytic) in grad.iter().enumerate() {
+                let at = |delta: f64| {
+                    let mut g = h.clone();
+                    match i {
+                        i if i < d => g.log_ls[i] += delta,
+                        i if i == d => g.log_signal += delta,
+                        _ => g.log_noise += delta,
+                    }
+                    objective(&x, &y, &g).unwrap().0
+                };
+                let eps = 1e-5;
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+                assert!(
+                    (analytic - numeric).abs() <= 1e-4 * numeric.abs().max(1.0),
+                    "case {k} parameter {i}: gradient {analytic} vs finite difference {numeric}"
+                );
+            }
+        }
+    }
 }

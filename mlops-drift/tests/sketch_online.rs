@@ -206,7 +206,8 @@ fn online_detector_run_length_matches_the_ert_without_drift() {
         ert: 150.0,
         window: 40,
         n_bootstraps: 3000,
-        calibrated_steps: 120,
+        // 3 × ERT: with 120 (0.8 × ERT) the held last threshold made runs 16% too long.
+        calibrated_steps: 450,
         seed: 5,
     };
     let detector = OnlineDetector::calibrate(&profile, config).unwrap();
@@ -216,7 +217,9 @@ fn online_detector_run_length_matches_the_ert_without_drift() {
         .all(|w| w[0] > 0.0 && w[1] > 0.0));
     // Run lengths (steps after the window fills) on fresh no-drift streams.
     let mut lengths = Vec::new();
-    for s in 0..300u64 {
+    // Run lengths are about geometric (sd ≈ mean), so 1,000 streams put the mean within
+    // about 5 standard errors when it is within 15% of the target.
+    for s in 0..1000u64 {
         let mut d = detector.clone();
         let mut srng = ChaCha8Rng::seed_from_u64(1000 + s);
         let mut t = 0u64;
@@ -232,8 +235,12 @@ fn online_detector_run_length_matches_the_ert_without_drift() {
         lengths.push(t as f64);
     }
     let mean = lengths.iter().sum::<f64>() / lengths.len() as f64;
+    eprintln!(
+        "mean run length {mean} for ERT 150 over {} streams",
+        lengths.len()
+    );
     assert!(
-        (100.0..230.0).contains(&mean),
+        (mean - 150.0).abs() <= 0.15 * 150.0,
         "mean run length {mean} for ERT 150"
     );
     // With drift the alarm comes fast.

@@ -478,8 +478,11 @@ fn drift_report_flags_a_shift_and_writes_json() {
     assert_eq!(x["tests"][0]["test"], "ks");
     // scipy.stats.ks_2samp on the same rows: statistic 0.375 exactly, p 6.540866008411473e-13.
     assert_eq!(x["tests"][0]["statistic"].as_f64().unwrap(), 0.375);
-    let p = x["tests"][0]["p_value"].as_f64().unwrap();
-    assert!((p - 6.540866008411473e-13).abs() <= 1e-6 * 6.54e-13, "{p}");
+    let pvalue = x["tests"][0]["p_value"].as_f64().unwrap();
+    assert!(
+        (pvalue - 6.540866008411473e-13).abs() <= 1e-6 * 6.54e-13,
+        "{pvalue}"
+    );
     assert_eq!(report["columns"][1]["drifted"], false);
     // The same rows on both sides: no drift, exit 0.
     let out = run(

@@ -127,30 +127,6 @@ fn gp_bayesian_optimization_finds_the_branin_optimum() {
 }
 
 #[test]
-fn same_seed_same_trials_with_parallel_workers() {
-    let run = || {
-        let mut study =
-            Study::new(config(SamplerConfig::default(), 24, 4, 9), branin_space()).unwrap();
-        study
-            .optimize(
-                |t| {
-                    // Finish in a scrambled order.
-                    std::thread::sleep(std::time::Duration::from_millis((t.number() * 7 % 5) * 3));
-                    Ok(branin(t.float("x1")?, t.float("x2")?))
-                },
-                &mut |_| {},
-            )
-            .unwrap();
-        study
-            .trials()
-            .iter()
-            .map(|t| (t.number, t.params.clone(), t.value))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(run(), run());
-}
-
-#[test]
 fn a_study_resumes_from_its_journal_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("study.jsonl");

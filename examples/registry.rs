@@ -287,11 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 );
             }
-            let mut versions: Vec<VersionInfo> =
-                all.into_iter().filter(|v| query.matches(v)).collect();
-            if query.latest_only && versions.len() > 1 {
-                versions = versions.split_off(versions.len() - 1);
-            }
+            let versions = query.select(all);
             for u in &unreadable {
                 eprintln!("warning: unreadable version record {}: {}", u.key, u.reason);
             }

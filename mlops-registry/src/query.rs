@@ -127,6 +127,16 @@ impl Query {
         self
     }
 
+    /// The versions of `versions` (ascending) that match, only the highest with `latest_only`.
+    pub fn select(&self, versions: Vec<VersionInfo>) -> Vec<VersionInfo> {
+        let mut found: Vec<VersionInfo> =
+            versions.into_iter().filter(|v| self.matches(v)).collect();
+        if self.latest_only && found.len() > 1 {
+            found = found.split_off(found.len() - 1);
+        }
+        found
+    }
+
     /// Whether `v` matches (ignoring `latest_only`).
     pub fn matches(&self, v: &VersionInfo) -> bool {
         (self.include_deleted || v.deleted.is_none())

@@ -415,33 +415,27 @@ impl Registry {
             blobs: read.iter().map(|(e, _)| e.sha256.clone()).collect(),
         };
         self.store.create(&pending, Self::to_json(&note)?).await?;
-        let mut files = Vec::with_capacity(read.len());
-        let mut uploaded = Ok(());
-        for (entry, chunks) in read {
-            if let Err(e) = put_blob(&self.store, &entry, chunks).await {
-                uploaded = Err(e);
-                break;
+        let result = async {
+            let mut files = Vec::with_capacity(read.len());
+            for (entry, chunks) in read {
+                put_blob(&self.store, &entry, chunks).await?;
+                files.push(entry);
             }
-            files.push(entry);
+            let record = VersionRecord {
+                model: model.to_string(),
+                version: 0,
+                files,
+                metrics: new.metrics,
+                params: new.params,
+                tags: new.tags,
+                lineage: new.lineage,
+                description: new.description,
+                created_at: self.now(),
+                created_by: self.actor.clone(),
+            };
+            self.claim(model, record).await
         }
-        let result = match uploaded {
-            Ok(()) => {
-                let record = VersionRecord {
-                    model: model.to_string(),
-                    version: 0,
-                    files,
-                    metrics: new.metrics,
-                    params: new.params,
-                    tags: new.tags,
-                    lineage: new.lineage,
-                    description: new.description,
-                    created_at: self.now(),
-                    created_by: self.actor.clone(),
-                };
-                self.claim(model, record).await
-            }
-            Err(e) => Err(e),
-        };
+        .await;
         if let Err(e) = self.store.delete(&pending).await {
             tracing::warn!(key = %pending, error = %e, "could not remove the pending note (gc removes it after a day)");
         }
@@ -607,16 +601,7 @@ impl Registry {
     /// The versions of `model` matching `query`, ascending (only the highest with
     /// `latest_only`).
     pub async fn search(&self, model: &str, query: &Query) -> Result<Vec<VersionInfo>> {
-        let mut found: Vec<VersionInfo> = self
-            .list_versions(model)
-            .await?
-            .into_iter()
-            .filter(|v| query.matches(v))
-            .collect();
-        if query.latest_only && found.len() > 1 {
-            found = found.split_off(found.len() - 1);
-        }
-        Ok(found)
+        Ok(query.select(self.list_versions(model).await?))
     }
 
     /// The highest live version of `model`.
@@ -965,18 +950,19 @@ impl Registry {
             self.now() - chrono::Duration::from_std(PENDING_STALE).unwrap_or(chrono::Duration::MAX);
         for meta in self.store.list("pending/", None).await? {
             let key = self.store.key_of(&meta.location);
-            match self.read_json::<PendingNote>(&key).await {
-                Ok(Some(note)) if note.at < stale && meta.last_modified < stale => {
+            // One read: the bytes are parsed, or scanned for digests when they do not parse.
+            let Some(bytes) = self.store.get(&key).await? else {
+                continue;
+            };
+            match serde_json::from_slice::<PendingNote>(&bytes) {
+                Ok(note) if note.at < stale && meta.last_modified < stale => {
                     self.store.delete(&key).await?;
                     report.stale_pending_deleted += 1;
                 }
-                Ok(Some(note)) => protected.extend(note.blobs),
-                Ok(None) => {}
+                Ok(note) => protected.extend(note.blobs),
                 Err(e) => {
                     tracing::warn!(key, error = %e, "unreadable pending note: keeping what it names");
-                    if let Some(bytes) = self.store.get(&key).await? {
-                        protected.extend(hex_digests(&bytes));
-                    }
+                    protected.extend(hex_digests(&bytes));
                 }
             }
         }

@@ -146,15 +146,15 @@ fn run_test(
             } else {
                 std::f64::consts::SQRT_2 * crate::stats::cdf_distance_sorted(r, cur, 2).sqrt()
             };
-            let std = c.std.unwrap_or(0.0);
-            let d = if std > 0.0 {
-                raw / std
-            } else if raw == 0.0 {
-                0.0
-            } else {
-                f64::INFINITY
-            };
-            outcome(test, d, None, th)
+            // compare_column sends a zero-spread reference to KS instead.
+            let std = c.std.filter(|s| *s > 0.0).ok_or_else(|| {
+                Error::invalid(
+                    format!("test {test} on column `{}`", c.name),
+                    "a reference with zero spread",
+                    "a reference that varies (normalized distances divide by its std)",
+                )
+            })?;
+            outcome(test, raw / std, None, th)
         }
         DriftTest::Psi | DriftTest::Js | DriftTest::Hellinger | DriftTest::Tv | DriftTest::Kl => {
             let (p, q) = binned();
@@ -321,7 +321,10 @@ fn compare_column(
             notes: Vec::new(),
         };
     }
-    let constant = c.kind != ColumnKind::Categorical && c.sorted.first() == c.sorted.last();
+    // Zero spread (every value equal, or a std that is not positive): the normalized
+    // distances, divided by the std, are undefined.
+    let constant = c.kind != ColumnKind::Categorical
+        && (c.sorted.first() == c.sorted.last() || !c.std.is_some_and(|s| s > 0.0));
     let mut notes = Vec::new();
     let mut outcomes = Vec::with_capacity(tests.len());
     for &t in tests {

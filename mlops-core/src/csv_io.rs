@@ -265,14 +265,14 @@ const F32_EXACT_INT: f64 = 16_777_216.0;
 /// Decimals round to the nearest `f32` as floating point always does.
 fn to_feature(v: f64, text: &str, line: u64, column: &str) -> Result<f32> {
     let narrow = v as f32;
+    if (v.is_finite() && f64::from(narrow) == v) || v.is_nan() {
+        return Ok(narrow);
+    }
+    // Only an infinity or a value f32 changed is looked at again (this runs on every cell).
     let location = || format!("line {line}, column `{column}`");
-    let spelled_infinite = {
-        let t = text
-            .trim()
-            .trim_start_matches(['+', '-'])
-            .to_ascii_lowercase();
-        t == "inf" || t == "infinity"
-    };
+    let digits = text.trim().trim_start_matches(['+', '-']);
+    let spelled_infinite =
+        digits.eq_ignore_ascii_case("inf") || digits.eq_ignore_ascii_case("infinity");
     if narrow.is_infinite() && !spelled_infinite {
         return Err(Error::Csv {
             location: location(),
@@ -282,11 +282,8 @@ fn to_feature(v: f64, text: &str, line: u64, column: &str) -> Result<f32> {
             ),
         });
     }
-    let integer_text = {
-        let digits = text.trim().trim_start_matches(['+', '-']);
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    if integer_text && v.abs() > F32_EXACT_INT && f64::from(narrow) != v {
+    let integer_text = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if integer_text && v.abs() > F32_EXACT_INT {
         return Err(Error::Csv {
             location: location(),
             message: format!(

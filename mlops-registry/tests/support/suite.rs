@@ -625,15 +625,21 @@ async fn concurrent_alias_moves_one_wins(b: &Backend) {
     assert_eq!(now.seq, 2, "{}: one entry after the first", b.name);
 }
 
-async fn failed_upload_leaves_no_version(b: &Backend) {
-    let prefix = b.fresh_prefix("fault");
-    let faulty = Arc::new(FaultyStore::failing_blob_puts_after(b.store.clone(), 1));
-    let r = Registry::with_store(faulty, &prefix, &RegistryConfig::default())
+/// Registers `model_files(seed)` through `faulty`, which must fail it with `message`; a
+/// healthy handle on the same prefix then sees no version and no model. Returns both handles.
+async fn failed_registration_is_invisible(
+    b: &Backend,
+    faulty: FaultyStore,
+    prefix: &str,
+    seed: u8,
+    message: &str,
+) -> (Registry, Registry) {
+    let r = Registry::with_store(Arc::new(faulty), prefix, &RegistryConfig::default())
         .await
         .unwrap();
-    let e = r.register("fraud", model_files(3)).await.unwrap_err();
-    assert!(e.to_string().contains("injected"), "{}: {e}", b.name);
-    let healthy = Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
+    let e = r.register("fraud", model_files(seed)).await.unwrap_err();
+    assert!(e.to_string().contains(message), "{}: {e}", b.name);
+    let healthy = Registry::with_store(b.store.clone(), prefix, &RegistryConfig::default())
         .await
         .unwrap();
     assert!(
@@ -641,7 +647,18 @@ async fn failed_upload_leaves_no_version(b: &Backend) {
         "{}",
         b.name
     );
-    assert!(healthy.list_models().await.unwrap().is_empty());
+    assert!(
+        healthy.list_models().await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    (r, healthy)
+}
+
+async fn failed_upload_leaves_no_version(b: &Backend) {
+    let prefix = b.fresh_prefix("fault");
+    let faulty = FaultyStore::failing_blob_puts_after(b.store.clone(), 1);
+    let (_, healthy) = failed_registration_is_invisible(b, faulty, &prefix, 3, "injected").await;
     // The next registration gets version 1: no gap.
     assert_eq!(
         healthy
@@ -922,30 +939,10 @@ async fn loading_production_takes_few_store_calls(b: &Backend) {
 
 async fn a_fault_between_blobs_and_record_leaves_nothing_half_visible(b: &Backend) {
     let prefix = b.fresh_prefix("record-fault");
-    let faulty = Arc::new(FaultyStore::failing_record_creates(b.store.clone(), 1));
-    let r = Registry::with_store(faulty, &prefix, &RegistryConfig::default())
-        .await
-        .unwrap();
-    let e = r.register("fraud", model_files(4)).await.unwrap_err();
-    assert!(
-        e.to_string().contains("version record (injected)"),
-        "{}: {e}",
-        b.name
-    );
-    let healthy = Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
-        .await
-        .unwrap();
-    // Nothing visible: no version, no model; the blobs are garbage (after the grace).
-    assert!(
-        healthy.list_versions("fraud").await.unwrap().is_empty(),
-        "{}",
-        b.name
-    );
-    assert!(
-        healthy.list_models().await.unwrap().is_empty(),
-        "{}",
-        b.name
-    );
+    let faulty = FaultyStore::failing_record_creates(b.store.clone(), 1);
+    let (r, healthy) =
+        failed_registration_is_invisible(b, faulty, &prefix, 4, "version record (injected)").await;
+    // Nothing visible; the blobs are garbage (after the grace).
     let report = healthy.gc(Duration::ZERO, "after the fault").await.unwrap();
     assert_eq!(
         (report.kept_pending, report.referenced),

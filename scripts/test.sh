@@ -76,7 +76,7 @@ MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
   cargo test --workspace --features "$features"
 
 step "pytest tests/python"
-.venv/bin/python -m pytest -q tests/python
+.venv/bin/python -m pytest -q -rs tests/python
 
 printf '\nall checks passed in %ss; target/ holds %s\n' "$(( $(date +%s) - start ))" \
   "$(du -sh target 2>/dev/null | cut -f1)"

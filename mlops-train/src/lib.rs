@@ -39,6 +39,8 @@ mod engine;
 mod error;
 pub mod hpo;
 mod optim;
+#[cfg(test)]
+mod torch_parity;
 pub mod tracking;
 mod trainer;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use mlops_core::clock::ManualClock;
 use mlops_core::Dataset;
 use mlops_drift::{
-    DriftAction, DriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig, DriftReport,
+    DriftAction, DriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig, DriftReport, DriftTest,
     ProfileConfig, ReferenceProfile, RetrainTrigger,
 };
 use ndarray::Array2;
@@ -142,11 +142,26 @@ async fn metrics_pass_promtool() {
         .await
         .unwrap();
     // Then `c` goes missing from the live data: its score is unknown (NaN), not the last one.
-    let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
+    // A shift of the rest small enough that Holm's adjusted p-values differ from the raw ones
+    // and the gauges must show the adjusted.
+    // A fourth column `d`, so that two p-values make Holm's family.
+    let with_d = |rows: usize, shift: f32| {
+        Dataset::new(
+            Array2::from_shape_fn((rows, 4), |(i, j)| ((i * (3 + j)) % 97) as f32 + shift),
+            vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        )
+        .unwrap()
+    };
+    let profile = ReferenceProfile::fit(&with_d(2000, 0.0), &ProfileConfig::default()).unwrap();
     let without_c = profile
         .compare(
-            &data(1000, 0.0).drop_features(&["c"]).unwrap(),
-            &DriftConfig::default(),
+            &with_d(500, 6.0).drop_features(&["c"]).unwrap(),
+            &DriftConfig {
+                tests: vec![DriftTest::Ks],
+                // `b` decided by a distance: no p-value, so its gauge must say NaN.
+                column_tests: [("b".to_string(), vec![DriftTest::Wasserstein])].into(),
+                ..DriftConfig::default()
+            },
         )
         .unwrap();
     policy
@@ -170,6 +185,17 @@ async fn metrics_pass_promtool() {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
     };
+    let adjusted_differs = without_c.columns.iter().any(|c| {
+        c.tests.first().is_some_and(|t| {
+            t.adjusted_p_value
+                .is_some_and(|a| t.p_value.is_some_and(|p| a != p && a < 1.0))
+        })
+    });
+    let distance_only = without_c
+        .columns
+        .iter()
+        .any(|c| c.tests.first().is_some_and(|t| t.p_value.is_none()));
+    assert!(adjusted_differs && distance_only, "{without_c:#?}");
     for c in without_c.columns.iter().filter(|c| c.column != "c") {
         let t = &c.tests[0];
         let labels = format!(r#"{{model="fraud",feature="{}"}}"#, c.column);

@@ -252,17 +252,19 @@ fn preset_switches_to_distances_above_1000_rows_and_overrides_apply() {
     );
 }
 
+/// 800 rows of 20 columns; `shift` added to column 0 only.
+fn twenty_columns(shift: f32) -> Dataset {
+    let x = Array2::from_shape_fn((800, 20), |(i, j)| {
+        ((i * (7 + j)) % 101) as f32 + if j == 0 { shift } else { 0.0 }
+    });
+    Dataset::new(x, (0..20).map(|j| format!("c{j}")).collect()).unwrap()
+}
+
 #[test]
 fn corrections_effect_gate_and_dataset_rules() {
     // 20 columns; a tiny shift in column 0 only.
-    let make = |shift: f32| {
-        let x = Array2::from_shape_fn((800, 20), |(i, j)| {
-            ((i * (7 + j)) % 101) as f32 + if j == 0 { shift } else { 0.0 }
-        });
-        Dataset::new(x, (0..20).map(|j| format!("c{j}")).collect()).unwrap()
-    };
-    let profile = ReferenceProfile::fit(&make(0.0), &ProfileConfig::default()).unwrap();
-    let current = make(15.0);
+    let profile = ReferenceProfile::fit(&twenty_columns(0.0), &ProfileConfig::default()).unwrap();
+    let current = twenty_columns(15.0);
     let report = profile
         .compare(
             &current,
@@ -322,6 +324,75 @@ fn corrections_effect_gate_and_dataset_rules() {
         )
         .unwrap();
     assert!(strict.dataset.drifted);
+}
+
+/// The rules at their exact boundaries: a p-value equal to alpha is not significant (`p <
+/// alpha`), and the seed's mean-effect rule fires strictly above its threshold (`mean KS >
+/// 0.3`); one float either side flips each.
+#[test]
+fn the_alpha_and_mean_effect_boundaries_are_exact() {
+    let profile = ReferenceProfile::fit(&twenty_columns(0.0), &ProfileConfig::default()).unwrap();
+    let current = twenty_columns(15.0);
+    let base = DriftConfig {
+        correction: Correction::None,
+        ..DriftConfig::default()
+    };
+    let report = profile.compare(&current, &base).unwrap();
+    let pvalues: Vec<f64> = report
+        .columns
+        .iter()
+        .filter_map(|c| c.tests[0].p_value)
+        .collect();
+    assert_eq!(pvalues.len(), 20);
+    let p = report.columns[0].tests[0].p_value.unwrap();
+    let below = |alpha: f64| pvalues.iter().filter(|q| **q < alpha).count();
+    let at_alpha = |alpha: f64| {
+        profile
+            .compare(
+                &current,
+                &DriftConfig {
+                    alpha,
+                    ..base.clone()
+                },
+            )
+            .unwrap()
+    };
+    let at = at_alpha(p);
+    assert!(!at.columns[0].drifted, "p = alpha = {p} is not significant");
+    assert_eq!(
+        at.dataset.drifted_by_correction[&Correction::None],
+        below(p)
+    );
+    let above = at_alpha(p.next_up());
+    assert!(above.columns[0].drifted);
+    assert_eq!(
+        above.dataset.drifted_by_correction[&Correction::None],
+        below(p.next_up())
+    );
+    assert!(below(p.next_up()) > below(p));
+
+    let mean = report.dataset.mean_effect_rule.as_ref().unwrap().observed;
+    let with_threshold = |t: f64| {
+        profile
+            .compare(
+                &current,
+                &DriftConfig {
+                    mean_effect_threshold: Some(t),
+                    drift_share: 1.0,
+                    ..base.clone()
+                },
+            )
+            .unwrap()
+    };
+    let at = with_threshold(mean);
+    assert!(
+        !at.dataset.mean_effect_rule.unwrap().fired,
+        "mean = threshold"
+    );
+    assert!(!at.dataset.drifted);
+    let just_below = with_threshold(mean.next_down());
+    assert!(just_below.dataset.mean_effect_rule.unwrap().fired);
+    assert!(just_below.dataset.drifted);
 }
 
 #[test]

@@ -121,6 +121,13 @@ fn binned_divergences_on_a_hand_worked_case() {
         psi(&[1.0, 0.0], &[0.5, 0.5], 1e-4).unwrap(),
         -0.5 * 0.5f64.ln() + (0.5 - 1e-4) * (0.5f64 / 1e-4).ln(),
     );
+    // and so is an empty bin of the current batch:
+    // PSI((1/2, 1/2), (1, 0)) = (1 - 1/2) ln(1 / (1/2)) + (1e-4 - 1/2) ln(1e-4 / (1/2)).
+    exact(
+        "psi with an empty current bin",
+        psi(&[0.5, 0.5], &[1.0, 0.0], 1e-4).unwrap(),
+        0.5 * 2f64.ln() + (1e-4 - 0.5) * (1e-4f64 / 0.5).ln(),
+    );
 }
 
 #[test]

@@ -89,7 +89,7 @@ def datasketches_time(ref, repeat):
     try:
         import datasketches
     except Exception as e:
-        return None, None, f"datasketches unavailable: {e}"
+        return None, None, None, f"datasketches unavailable: {e}"
     size = [0]
 
     def run():
@@ -100,8 +100,16 @@ def datasketches_time(ref, repeat):
             size[0] += len(s.serialize())
 
     t = median_time(repeat, run)
+    # Observed rank error of column 0's sketch at every 1/1000 quantile (as drift_bench does).
+    s = datasketches.kll_doubles_sketch(400)
+    s.update(ref[0])
+    xs = np.sort(ref[0])
+    points = xs[(np.arange(1001) * (len(xs) - 1)) // 1000]
+    exact = np.searchsorted(xs, points, side="right") / len(xs)
+    worst = max(abs(s.get_rank(float(x), True) - e) for x, e in zip(points, exact))
     from importlib.metadata import version
-    return t, size[0] // ref.shape[0], f"datasketches {version('datasketches')}"
+    bound = s.normalized_rank_error(False)
+    return t, size[0] // ref.shape[0], (worst, bound), f"datasketches {version('datasketches')}"
 
 
 def main():
@@ -116,13 +124,16 @@ def main():
     if args.sketch_only:
         ref, _ = make_data(args.rows, args.cols)
         ours = rust_times(ref, ref, args.repeat)
-        t, size, note = datasketches_time(ref, args.repeat)
+        t, size, worst, note = datasketches_time(ref, args.repeat)
         print(f"{args.cols} columns x {args.rows} rows; {note}")
         print(f"{'work':<58} {'python s':>10} {'mlops s':>10} {'ratio':>8}")
         if t is not None:
             r = ours["kll_sketch_all_columns"]
             print(f"{'KLL k=400, every column (datasketches.kll_doubles_sketch)':<58} {t:>10.4f} {r:>10.4f} {t / r:>7.1f}x")
             print(f"serialized bytes per column: datasketches {size}, mlops {int(ours['kll_bytes_per_column'])}")
+            ours_err, (theirs, bound) = ours["kll_rank_error_column0"], worst
+            print(f"observed rank error, column 0: datasketches {theirs:.5f}, mlops {ours_err:.5f} "
+                  f"(ratio {ours_err / theirs:.2f}; a-priori bound {bound:.5f} at k = 400)")
         return 0
 
     ref, cur = make_data(args.rows, args.cols)

@@ -156,6 +156,20 @@ fn main() -> anyhow::Result<()> {
     }
     if bytes > 0 {
         out.insert("kll_bytes_per_column".into(), ((bytes / k) as f64).into());
+        // Observed rank error of column 0's sketch: the largest gap between its ECDF and the
+        // exact one, at every 1/1000 quantile of the data (the Python script does the same).
+        let mut s = QuantileSketch::new(400)?;
+        col(0, 0).iter().for_each(|v| s.insert(*v));
+        let mut sorted = col(0, 0).to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let worst = (0..=1000)
+            .map(|i| sorted[(i * (n - 1)) / 1000])
+            .map(|x| {
+                let exact = sorted.partition_point(|v| *v <= x) as f64 / n as f64;
+                (s.cdf(x) - exact).abs()
+            })
+            .fold(0.0, f64::max);
+        out.insert("kll_rank_error_column0".into(), worst.into());
     }
     for step in ["1000", "100"] {
         if let Some(secs) = out

@@ -73,6 +73,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The library's own I/O runtime (see `runtime`) could not start or run a task.
+    #[error("runtime: {cause}")]
+    Runtime {
+        /// What failed.
+        cause: String,
+    },
     /// A model artifact is malformed or does not match its spec.
     #[error("model artifact {item}: {message}")]
     Artifact {

@@ -12,6 +12,10 @@
 //! - [`clock`]: injected time for every time-dependent decision;
 //! - [`model`]: the [`model::Predictor`] trait and the artifact format (JSON spec +
 //!   safetensors) shared by training and serving;
+//! - `runtime` (feature `object-store`): the library's own I/O runtime, on which the registry
+//!   and the tracker run every store call, request and timer, so their async APIs work on any
+//!   executor (any tokio flavor, with or without drivers, or none) and never panic on a host's
+//!   setup.
 //! - `store_url` (feature `object-store`): the one way object stores are opened from URLs
 //!   (credentials from the environment, unknown options refused, secrets never shown),
 //!   shared by the registry and the tracker.
@@ -39,6 +43,8 @@ mod error;
 pub mod gate;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "object-store")]
+pub mod runtime;
 mod schema;
 mod split;
 #[cfg(feature = "object-store")]

@@ -1,5 +1,6 @@
 //! Opening an object store from a URL, the one way every crate does it (feature
-//! `object-store`): `file:///abs/dir` (created if missing), `memory://`, `s3://bucket/prefix`,
+//! `object-store`): a folder path, relative or absolute, or `file:///abs/dir` (created if
+//! missing), `memory://`, `s3://bucket/prefix`,
 //! `gs://…`, `az://…` (behind the `aws`, `gcp`, `azure` features). Cloud credentials and
 //! settings come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as each builder's
 //! `from_env` reads them), overridden by explicit options; an option key the builder does not
@@ -13,6 +14,10 @@
 //! let url = format!("file://{}/runs", dir.path().display());
 //! let opened = mlops_core::store_url::open_url("tracking URL", &url, &BTreeMap::new())?;
 //! assert!(opened.local_dir.as_ref().unwrap().ends_with("runs"));
+//! // A plain path works too (relative ones against the working directory).
+//! let path = dir.path().join("registry");
+//! let opened = mlops_core::store_url::open_url("registry URL", path.to_str().unwrap(), &BTreeMap::new())?;
+//! assert_eq!(opened.local_dir.as_deref(), Some(path.as_path()));
 //! let shown = url::Url::parse("s3://key:hunter2@bucket/p?token=x")?;
 //! assert_eq!(mlops_core::store_url::url_without_secrets(&shown), "s3://bucket/p");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -114,6 +119,32 @@ fn no_options(options: &BTreeMap<String, String>, scheme: &str) -> Result<()> {
     }
 }
 
+/// `location` as a local folder when it is a path rather than a URL: no `scheme:` before
+/// the first `/` (`runs`, `./runs`, `../x/runs`, `/abs/runs`), or a Windows drive path.
+fn local_path(location: &str) -> Option<PathBuf> {
+    let before_slash = location.split(['/', '\\']).next().unwrap_or("");
+    let scheme_like = before_slash.find(':').is_some_and(|i| i > 1);
+    (!location.is_empty() && !scheme_like).then(|| PathBuf::from(location))
+}
+
+/// The `file://` URL of folder `path` (made absolute against the working directory).
+fn folder_url(field: &str, location: &str, path: &std::path::Path) -> Result<Url> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("reading the working directory for", path, e))?
+            .join(path)
+    };
+    Url::from_directory_path(&absolute).map_err(|()| {
+        Error::invalid(
+            field,
+            location,
+            "a folder path that can be made absolute, or a URL (file:///dir, s3://bucket/prefix, ...)",
+        )
+    })
+}
+
 /// Opens the store behind `location` (see the module docs); `field` names the setting in
 /// errors (`registry URL`, `tracking URL`). Nothing is read or written.
 pub fn open_url(
@@ -121,13 +152,19 @@ pub fn open_url(
     location: &str,
     options: &BTreeMap<String, String>,
 ) -> Result<OpenedStore> {
-    let url = Url::parse(location).map_err(|e| {
-        Error::invalid(
-            field,
-            location,
-            format!("file:///dir, memory://, s3://bucket/prefix, gs://... or az://... ({e})"),
-        )
-    })?;
+    let url = match local_path(location) {
+        Some(path) => folder_url(field, location, &path)?,
+        None => Url::parse(location).map_err(|e| {
+            Error::invalid(
+                field,
+                location,
+                format!(
+                    "a folder path (relative or absolute), file:///dir, memory://, \
+                     s3://bucket/prefix, gs://... or az://... ({e})"
+                ),
+            )
+        })?,
+    };
     let name = url_without_secrets(&url);
     let shown = || name.clone();
     let (scheme, prefix) = ObjectStoreScheme::parse(&url)

@@ -55,35 +55,40 @@ pub(crate) async fn read_source(
     name: &str,
     source: &FileSource,
 ) -> Result<(FileEntry, Vec<Bytes>)> {
-    let mut hasher = Sha256::new();
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut size = 0u64;
-    match source {
+    let (hasher, chunks, size) = match source {
         FileSource::Bytes(b) => {
+            let mut hasher = Sha256::new();
             hasher.update(b);
-            size = b.len() as u64;
-            chunks.push(b.clone());
+            (hasher, vec![b.clone()], b.len() as u64)
         }
         FileSource::Path(path) => {
-            let mut file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| Error::io("opening", path, e))?;
-            loop {
-                let mut buf = vec![0u8; CHUNK];
-                let n = file
-                    .read(&mut buf)
+            // On the library's I/O runtime: any executor may await this.
+            let path = path.clone();
+            let read = mlops_core::runtime::spawn(async move {
+                let mut hasher = Sha256::new();
+                let (mut chunks, mut size) = (Vec::new(), 0u64);
+                let mut file = tokio::fs::File::open(&path)
                     .await
-                    .map_err(|e| Error::io("reading", path, e))?;
-                if n == 0 {
-                    break;
+                    .map_err(|e| Error::io("opening", &path, e))?;
+                loop {
+                    let mut buf = vec![0u8; CHUNK];
+                    let n = file
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| Error::io("reading", &path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    hasher.update(&buf);
+                    size += n as u64;
+                    chunks.push(Bytes::from(buf));
                 }
-                buf.truncate(n);
-                hasher.update(&buf);
-                size += n as u64;
-                chunks.push(Bytes::from(buf));
-            }
+                Ok::<_, Error>((hasher, chunks, size))
+            });
+            read.await??
         }
-    }
+    };
     let entry = FileEntry {
         name: name.to_string(),
         sha256: hex(&hasher.finalize()),
@@ -135,13 +140,17 @@ pub(crate) async fn fetch(
 ) -> Result<Bytes> {
     if let Some(cache) = cache {
         let path = cache_path(cache, &entry.sha256);
-        if let Ok(bytes) = tokio::fs::read(&path).await {
+        let read = {
+            let path = path.clone();
+            mlops_core::runtime::spawn_blocking(move || std::fs::read(path)).await?
+        };
+        if let Ok(bytes) = read {
             if verify(&bytes, entry, model, version).is_ok() {
                 tracing::debug!(file = entry.name, "blob from cache");
                 return Ok(Bytes::from(bytes));
             }
             tracing::warn!(path = %path.display(), "cached blob is corrupt; fetching it again");
-            let _ = tokio::fs::remove_file(&path).await;
+            let _ = mlops_core::runtime::spawn_blocking(move || std::fs::remove_file(path)).await;
         }
     }
     let key = blob_key(&entry.sha256);
@@ -156,21 +165,20 @@ pub(crate) async fn fetch(
     Ok(bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Error::io("creating", dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.{:016x}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        rand::random::<u64>()
-    ));
-    tokio::fs::write(&tmp, bytes)
-        .await
-        .map_err(|e| Error::io("writing", &tmp, e))?;
-    tokio::fs::rename(&tmp, path)
-        .await
-        .map_err(|e| Error::io("renaming into", path, e))
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename (on
+/// the library's I/O runtime's blocking pool).
+async fn write_atomically(path: &Path, bytes: &Bytes) -> Result<()> {
+    let (path, bytes) = (path.to_path_buf(), bytes.clone());
+    mlops_core::runtime::spawn_blocking(move || {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        let tmp = dir.join(format!(
+            ".{}.{:016x}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+            rand::random::<u64>()
+        ));
+        std::fs::write(&tmp, &bytes).map_err(|e| Error::io("writing", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into", &path, e))
+    })
+    .await?
 }

@@ -60,7 +60,19 @@ async fn replaceable(dir: &Path) -> Result<bool> {
 /// Writes `files` (already verified) and the marker into a staging sibling of `dir`, then
 /// swaps it in: `dir` → `.dir.old-*`, staging → `dir`, old removed. Any failure before the
 /// swap removes the staging folder and leaves `dir` untouched.
+///
+/// The file work runs on the library's I/O runtime ([`mlops_core::runtime`]), whatever
+/// executor awaits it.
 pub(crate) async fn install(
+    dir: &Path,
+    files: &[(String, Bytes)],
+    marker: &DownloadMarker,
+) -> Result<()> {
+    let (dir, files, marker) = (dir.to_path_buf(), files.to_vec(), marker.clone());
+    mlops_core::runtime::spawn(async move { install_here(&dir, &files, &marker).await }).await?
+}
+
+async fn install_here(
     dir: &Path,
     files: &[(String, Bytes)],
     marker: &DownloadMarker,

@@ -20,6 +20,7 @@
 //!   that does not.
 
 mod blobs;
+pub mod blocking;
 mod config;
 mod download;
 mod error;

@@ -147,6 +147,12 @@ pub struct GcReport {
 /// # })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// **Runtimes.** Every store call, file operation and timer runs on the library's own I/O
+/// runtime ([`mlops_core::runtime`]); the futures these methods return only wait for it. So
+/// they work under any executor — a tokio runtime of either flavor, with or without its time
+/// and I/O drivers, or another executor — and never panic on a host's setup. Synchronous
+/// hosts use [`crate::blocking::Registry`].
 #[derive(Clone)]
 pub struct Registry {
     store: Store,
@@ -469,7 +475,7 @@ impl Registry {
                 attempt,
                 "version taken; retrying"
             );
-            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            mlops_core::runtime::sleep(Duration::from_millis(jitter)).await?;
         }
         Err(Error::Contention {
             model: model.to_string(),
@@ -1036,6 +1042,12 @@ impl Registry {
         let Some(root) = self.store.local_path("blobs/sha256") else {
             return 0;
         };
+        mlops_core::runtime::spawn(Self::delete_temporaries_under(root, cutoff))
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn delete_temporaries_under(root: std::path::PathBuf, cutoff: DateTime<Utc>) -> usize {
         let mut deleted = 0;
         let Ok(mut shards) = tokio::fs::read_dir(&root).await else {
             return 0;

@@ -81,9 +81,9 @@ impl Store {
 
     /// The metadata of `key`, `None` when absent.
     pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let path = self.path(key);
-        let fut = async {
-            match self.inner.head(&path).await {
+        let (path, inner) = (self.path(key), self.inner.clone());
+        let fut = async move {
+            match inner.head(&path).await {
                 Ok(m) => Ok(Some(m)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -117,21 +117,24 @@ impl Store {
         }
     }
 
-    async fn timed<T>(
+    /// Runs `fut` on the library's I/O runtime ([`mlops_core::runtime`]) with the deadline:
+    /// the caller's executor only waits, so any executor works (no timer or reactor of the
+    /// host's is used).
+    async fn timed<T: Send + 'static>(
         &self,
         op: &'static str,
         key: &str,
-        fut: impl Future<Output = object_store::Result<T>>,
+        fut: impl Future<Output = object_store::Result<T>> + Send + 'static,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(Error::Store {
+        match mlops_core::runtime::with_timeout(self.timeout, fut).await? {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(source)) => Err(Error::Store {
                 op,
                 path: key.to_string(),
                 store: self.name.clone(),
                 cause: Box::new(source),
             }),
-            Err(_) => Err(Error::Timeout {
+            None => Err(Error::Timeout {
                 op,
                 path: key.to_string(),
                 store: self.name.clone(),
@@ -147,14 +150,9 @@ impl Store {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self
-            .timed(
-                "creating",
-                key,
-                self.inner.put_opts(&path, PutPayload::from(bytes), opts),
-            )
-            .await
-        {
+        let inner = self.inner.clone();
+        let fut = async move { inner.put_opts(&path, PutPayload::from(bytes), opts).await };
+        match self.timed("creating", key, fut).await {
             Ok(_) => Ok(true),
             Err(Error::Store { cause, .. })
                 if matches!(*cause, object_store::Error::AlreadyExists { .. }) =>
@@ -167,17 +165,16 @@ impl Store {
 
     /// Writes (or overwrites) `key` atomically.
     pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<()> {
-        let path = self.path(key);
-        self.timed("writing", key, self.inner.put(&path, payload))
-            .await
-            .map(|_| ())
+        let (path, inner) = (self.path(key), self.inner.clone());
+        let fut = async move { inner.put(&path, payload).await };
+        self.timed("writing", key, fut).await.map(|_| ())
     }
 
     /// The bytes at `key`, `None` when absent.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let path = self.path(key);
-        let fut = async {
-            match self.inner.get(&path).await {
+        let (path, inner) = (self.path(key), self.inner.clone());
+        let fut = async move {
+            match inner.get(&path).await {
                 Ok(r) => r.bytes().await.map(Some),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -188,24 +185,23 @@ impl Store {
 
     /// Every object under `prefix` (recursively), after `offset` when given.
     pub(crate) async fn list(&self, prefix: &str, offset: Option<&str>) -> Result<Vec<ObjectMeta>> {
-        let path = self.path(prefix);
-        let stream = match offset {
-            Some(o) => self.inner.list_with_offset(Some(&path), &self.path(o)),
-            None => self.inner.list(Some(&path)),
+        let (path, inner) = (self.path(prefix), self.inner.clone());
+        let offset = offset.map(|o| self.path(o));
+        let fut = async move {
+            let stream = match &offset {
+                Some(o) => inner.list_with_offset(Some(&path), o),
+                None => inner.list(Some(&path)),
+            };
+            stream.try_collect().await
         };
-        self.timed("listing", prefix, stream.try_collect()).await
+        self.timed("listing", prefix, fut).await
     }
 
     /// The immediate "directories" under `prefix`, as names.
     pub(crate) async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-        let path = self.path(prefix);
-        let result = self
-            .timed(
-                "listing",
-                prefix,
-                self.inner.list_with_delimiter(Some(&path)),
-            )
-            .await?;
+        let (path, inner) = (self.path(prefix), self.inner.clone());
+        let fut = async move { inner.list_with_delimiter(Some(&path)).await };
+        let result = self.timed("listing", prefix, fut).await?;
         Ok(result
             .common_prefixes
             .iter()
@@ -215,9 +211,9 @@ impl Store {
 
     /// Deletes `key` (absent is fine).
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
-        let fut = async {
-            match self.inner.delete(&path).await {
+        let (path, inner) = (self.path(key), self.inner.clone());
+        let fut = async move {
+            match inner.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
             }

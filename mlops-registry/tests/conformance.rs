@@ -156,6 +156,27 @@ mod s3 {
                 o.location
             );
         }
+        // From a host whose runtime has no drivers, and through the blocking API on a plain
+        // thread: the HTTP client and its timers run on the library's runtime.
+        let (url, bare_config) = (format!("s3://{BUCKET}/bare"), config.clone());
+        std::thread::spawn(move || {
+            let bare = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            bare.block_on(async {
+                let r = Registry::open(&url, &bare_config).await.unwrap();
+                r.register("fraud", NewVersion::new().bytes("m.bin", vec![2u8; 10]))
+                    .await
+                    .unwrap();
+            });
+            let r = mlops_registry::blocking::Registry::open(&url, &bare_config).unwrap();
+            let v = r
+                .register("fraud", NewVersion::new().bytes("m.bin", vec![3u8; 10]))
+                .unwrap();
+            assert_eq!(v.version, 2);
+        })
+        .join()
+        .unwrap();
         // An unknown option is an error naming it, not silently ignored.
         let mut bad = config.clone();
         bad.options.insert("aws_endpiont".into(), "x".into());

@@ -374,6 +374,28 @@ async fn mlflow_tracker_against_a_real_server() {
         "{shown}"
     );
     assert!(MlflowTracker::new(MlflowConfig::new("ftp://x")).is_err());
+    // From a host whose runtime has no drivers, and through the blocking API on a plain
+    // thread: the HTTP client and its timers run on the library's runtime.
+    let uri = server.uri.clone();
+    std::thread::spawn(move || {
+        let bare = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let t = MlflowTracker::new(MlflowConfig::new(uri.clone())).unwrap();
+        let run = bare
+            .block_on(t.start_run("bare", "r", &BTreeMap::new()))
+            .unwrap();
+        let blocking = mlops_train::tracking::blocking::Tracker::new(
+            MlflowTracker::new(MlflowConfig::new(uri)).unwrap(),
+        );
+        blocking
+            .log_metrics(&run, &[MetricPoint::now("m", 1.5, 0)])
+            .unwrap();
+        blocking.end_run(&run, RunStatus::Finished).unwrap();
+        assert_eq!(blocking.get_run(&run).unwrap().metrics["m"], 1.5);
+    })
+    .join()
+    .unwrap();
 }
 
 #[tokio::test]

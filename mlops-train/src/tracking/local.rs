@@ -127,24 +127,35 @@ impl ObjectStoreTracker {
         vec![experiment.to_string(), run.0.clone()]
     }
 
+    // Every store call runs on the library's I/O runtime (`mlops_core::runtime`), so the
+    // tracker works under any executor, with or without a tokio timer or reactor.
+
     async fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        match self.store.get(path).await {
-            Ok(r) => Ok(Some(
-                r.bytes()
-                    .await
-                    .map_err(|e| store_err(&format!("reading {path}"), e))?
-                    .to_vec(),
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_err(&format!("reading {path}"), e)),
-        }
+        let (store, path) = (self.store.clone(), path.clone());
+        mlops_core::runtime::spawn(async move {
+            match store.get(&path).await {
+                Ok(r) => Ok(Some(
+                    r.bytes()
+                        .await
+                        .map_err(|e| store_err(&format!("reading {path}"), e))?
+                        .to_vec(),
+                )),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(store_err(&format!("reading {path}"), e)),
+            }
+        })
+        .await?
     }
 
     async fn write(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
-        self.store
-            .put(path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| store_err(&format!("writing {path}"), e))?;
+        let (store, path) = (self.store.clone(), path.clone());
+        mlops_core::runtime::spawn(async move {
+            store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| store_err(&format!("writing {path}"), e))
+        })
+        .await??;
         Ok(())
     }
 
@@ -188,12 +199,15 @@ impl ObjectStoreTracker {
     async fn record(&self, stored: StoredRun) -> Result<RunRecord> {
         use futures::TryStreamExt;
         let dir = self.child(&[&stored.experiment, &stored.run_id.0, "metrics"]);
-        let files: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_err("listing metrics", e))?;
+        let store = self.store.clone();
+        let files: Vec<object_store::ObjectMeta> = mlops_core::runtime::spawn(async move {
+            store
+                .list(Some(&dir))
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| store_err("listing metrics", e))
+        })
+        .await??;
         let mut metrics = BTreeMap::new();
         for f in files {
             let Some(key) = f.location.filename().and_then(|n| n.strip_suffix(".json")) else {
@@ -335,11 +349,14 @@ impl ExperimentTracker for ObjectStoreTracker {
 
     async fn list_runs(&self, experiment: &str) -> Result<Vec<RunRecord>> {
         check_name("experiment", experiment)?;
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&self.child(&[experiment])))
-            .await
-            .map_err(|e| store_err("listing runs", e))?;
+        let (store, dir) = (self.store.clone(), self.child(&[experiment]));
+        let listing = mlops_core::runtime::spawn(async move {
+            store
+                .list_with_delimiter(Some(&dir))
+                .await
+                .map_err(|e| store_err("listing runs", e))
+        })
+        .await??;
         let mut runs = Vec::new();
         for dir in listing.common_prefixes {
             let Some(id) = dir.filename() else { continue };

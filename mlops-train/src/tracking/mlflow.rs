@@ -191,49 +191,55 @@ impl MlflowTracker {
         }
     }
 
-    /// Sends a request; a non-2xx answer becomes an error naming the endpoint and MLflow's
-    /// `error_code` and `message`.
-    async fn send(&self, what: &str, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    /// Sends a request and reads the whole answer, on the library's I/O runtime
+    /// (`mlops_core::runtime`: any executor may await this); a non-2xx answer becomes an
+    /// error naming the endpoint and MLflow's `error_code` and `message`.
+    async fn send(&self, what: &str, r: reqwest::RequestBuilder) -> Result<bytes::Bytes> {
         tracing::debug!(endpoint = what, "mlflow request");
-        let resp = self
-            .authorize(r)
-            .send()
-            .await
-            .map_err(|e| tracking_err(format!("{what}: {e}")))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<Value>(&body) {
-            Ok(v) => (
-                v["error_code"].as_str().unwrap_or("").to_string(),
-                v["message"].as_str().unwrap_or(&body).to_string(),
-            ),
-            Err(_) => (String::new(), body.chars().take(300).collect()),
-        };
-        Err(tracking_err(format!(
-            "{what}: HTTP {status} {code}: {message}"
-        )))
+        let request = self.authorize(r);
+        let what = what.to_string();
+        mlops_core::runtime::spawn(async move {
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| tracking_err(format!("{what}: {e}")))?;
+            let status = resp.status();
+            if status.is_success() {
+                return resp
+                    .bytes()
+                    .await
+                    .map_err(|e| tracking_err(format!("{what}: reading the answer: {e}")));
+            }
+            let body = resp.text().await.unwrap_or_default();
+            let (code, message) = match serde_json::from_str::<Value>(&body) {
+                Ok(v) => (
+                    v["error_code"].as_str().unwrap_or("").to_string(),
+                    v["message"].as_str().unwrap_or(&body).to_string(),
+                ),
+                Err(_) => (String::new(), body.chars().take(300).collect()),
+            };
+            Err(tracking_err(format!(
+                "{what}: HTTP {status} {code}: {message}"
+            )))
+        })
+        .await?
     }
 
     async fn get_json(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
         let url = self.url(&format!("api/2.0/mlflow/{endpoint}"))?;
-        let resp = self
+        let body = self
             .send(endpoint, self.client.get(url).query(query))
             .await?;
-        resp.json()
-            .await
+        serde_json::from_slice(&body)
             .map_err(|e| tracking_err(format!("{endpoint}: reading the answer: {e}")))
     }
 
     async fn post_json(&self, endpoint: &str, body: &Value) -> Result<Value> {
         let url = self.url(&format!("api/2.0/mlflow/{endpoint}"))?;
-        let resp = self
+        let answer = self
             .send(endpoint, self.client.post(url).json(body))
             .await?;
-        resp.json()
-            .await
+        serde_json::from_slice(&answer)
             .map_err(|e| tracking_err(format!("{endpoint}: reading the answer: {e}")))
     }
 
@@ -557,13 +563,9 @@ impl ExperimentTracker for MlflowTracker {
     async fn get_artifact(&self, run: &RunId, path: &str) -> Result<Vec<u8>> {
         check_name("artifact path", path)?;
         let url = self.artifact_url(run, path).await?;
-        let resp = self
+        Ok(self
             .send("mlflow-artifacts GET", self.client.get(url))
-            .await?;
-        Ok(resp
-            .bytes()
-            .await
-            .map_err(|e| tracking_err(format!("mlflow-artifacts GET: {e}")))?
+            .await?
             .to_vec())
     }
 }

@@ -4,6 +4,7 @@
 //! [`MlflowTracker`] (an MLflow 3.x tracking server over its REST API). Both pass the same
 //! conformance suite.
 
+pub mod blocking;
 mod local;
 #[cfg(feature = "mlflow")]
 mod mlflow;
@@ -113,6 +114,10 @@ pub struct RunRecord {
 
 /// A tracking backend. Every method checks names (experiment, run, keys, artifact paths)
 /// before any I/O and fails with a clear error; nothing logs secrets.
+///
+/// Both backends run their store calls and HTTP requests on the library's own I/O runtime
+/// ([`mlops_core::runtime`]), so their futures work under any executor (any tokio flavor,
+/// with or without drivers, or none); synchronous hosts use [`blocking::Tracker`].
 #[async_trait]
 pub trait ExperimentTracker: Send + Sync {
     /// Starts a run in `experiment` (created if missing) with a name and tags.

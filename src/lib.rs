@@ -20,9 +20,23 @@
 //! # Ok::<(), mlops::core::Error>(())
 //! ```
 
+/// The `async_trait` macro, for implementing the crates' async traits (a tracker, a retrain
+/// trigger, an objective).
+pub use async_trait::async_trait;
 pub use mlops_core as core;
+/// The `ndarray` (0.17) of every matrix in the API: name its types through this, whatever
+/// `ndarray` the host depends on itself.
+pub use mlops_core::ndarray;
+/// The `object_store` stores are opened with (`Registry::with_store`,
+/// `ObjectStoreTracker::new`).
+#[cfg(any(feature = "registry", feature = "train"))]
+pub use mlops_core::object_store;
 #[cfg(feature = "drift")]
 pub use mlops_drift as drift;
+/// `prometheus-client` (0.24): its `registry::Registry` collects the drift (and serving)
+/// metrics. Not the model registry, which is [`registry::Registry`].
+#[cfg(feature = "drift")]
+pub use mlops_drift::prometheus_client;
 #[cfg(feature = "registry")]
 pub use mlops_registry as registry;
 #[cfg(feature = "serve")]

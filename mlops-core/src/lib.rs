@@ -54,5 +54,11 @@ pub mod validation;
 pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};
 pub use dataset::Dataset;
 pub use error::{Error, Result};
+/// The `ndarray` this crate's API uses (0.17): a host on another version names these types
+/// through this re-export (`mlops::ndarray` in the facade).
+pub use ndarray;
+/// The `object_store` the stores are opened with (feature `object-store`).
+#[cfg(feature = "object-store")]
+pub use object_store;
 pub use schema::{ColumnKind, ColumnSchema, Schema};
 pub use split::{Split, SplitFractions};

@@ -43,6 +43,8 @@ mod sketch_profile;
 pub mod stats;
 pub mod stream;
 
+/// The `async_trait` macro, for implementing [`RetrainTrigger`].
+pub use async_trait::async_trait;
 pub use correction::Correction;
 pub use error::{Error, Result};
 pub use html::html_report;
@@ -50,6 +52,9 @@ pub use policy::{
     DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
 };
 pub use profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
+/// The `prometheus-client` (0.24) whose `registry::Registry` [`DriftMetrics::register`]
+/// takes — a metrics registry, not the model registry.
+pub use prometheus_client;
 pub use report::{
     ColumnDrift, ColumnStatus, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift,
     RuleOutcome, TestOutcome, Verdict,

@@ -32,10 +32,16 @@ mod registry;
 mod store;
 
 pub use blobs::{sha256_hex, FileSource};
+/// The `bytes::Bytes` file contents come back as.
+pub use bytes::Bytes;
+/// The `chrono` of the records' timestamps.
+pub use chrono;
 pub use config::RegistryConfig;
 pub use download::{DownloadMarker, DOWNLOAD_MARKER};
 pub use error::{Error, Result};
 pub use new_version::{NewVersion, REFERENCE_PROFILE_FILE};
+/// The `object_store` of [`Registry::with_store`].
+pub use object_store;
 pub use query::{Comparison, MetricFilter, Query};
 pub use records::{
     AliasEntry, AuditAction, AuditEvent, DatasetFingerprint, FileEntry, Lineage, Tombstone,

@@ -83,6 +83,23 @@ pub enum DeviceConfig {
     Cuda(usize),
 }
 
+impl DeviceConfig {
+    /// Whether this device can be used here: `Ok` for the CPU, and for a CUDA GPU that exists
+    /// in a build with the `cuda` feature; otherwise an error that says why (no CUDA support
+    /// in this build, no driver, no such GPU).
+    ///
+    /// ```
+    /// use mlops_train::DeviceConfig;
+    ///
+    /// assert!(DeviceConfig::Cpu.check().is_ok());
+    /// # #[cfg(not(feature = "cuda"))]
+    /// assert!(DeviceConfig::Cuda(0).check().unwrap_err().to_string().contains("`cuda` feature"));
+    /// ```
+    pub fn check(self) -> Result<()> {
+        crate::trainer::candle_device(self).map(|_| ())
+    }
+}
+
 impl std::str::FromStr for DeviceConfig {
     type Err = Error;
 

@@ -17,9 +17,12 @@ pub enum Error {
     /// An error from mlops-core (dataset, metrics, model artifact).
     #[error(transparent)]
     Core(#[from] mlops_core::Error),
-    /// An error inside candle (tensor shapes, device).
-    #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
+    /// The compute backend failed (a GPU out of memory, a driver error): candle's message.
+    #[error("compute: {message}")]
+    Compute {
+        /// What the backend said.
+        message: String,
+    },
     /// Reading or writing a checkpoint.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

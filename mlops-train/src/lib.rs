@@ -44,6 +44,9 @@ mod torch_parity;
 pub mod tracking;
 mod trainer;
 
+/// The `async_trait` macro, for implementing [`tracking::ExperimentTracker`] or an HPO
+/// objective.
+pub use async_trait::async_trait;
 pub use callbacks::{Callback, Control, EpochLog, ProgressBar};
 pub use checkpoint::CHECKPOINT_FILE;
 pub use config::{
@@ -51,4 +54,4 @@ pub use config::{
 };
 pub use curves::training_curves_svg;
 pub use error::{Error, Result};
-pub use trainer::{device, DataFingerprints, TrainedModel, Trainer};
+pub use trainer::{DataFingerprints, TrainedModel, Trainer};

@@ -91,8 +91,9 @@ impl TrainedModel {
     }
 }
 
-/// The candle device for a config; a clear error where it cannot exist.
-pub fn device(config: DeviceConfig) -> Result<Device> {
+/// The candle device for a config; a clear error where it cannot exist (see
+/// [`DeviceConfig::check`], the public face of this).
+pub(crate) fn candle_device(config: DeviceConfig) -> Result<Device> {
     match config {
         DeviceConfig::Cpu => Ok(Device::Cpu),
         #[cfg(feature = "cuda")]
@@ -233,7 +234,7 @@ impl Trainer {
                 shapes.clone(),
                 activation,
                 dropout,
-                &device(cfg.device)?,
+                &candle_device(cfg.device)?,
             )?),
         };
         let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);

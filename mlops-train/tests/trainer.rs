@@ -414,7 +414,7 @@ fn cuda_trains_on_a_gpu_or_fails_clearly_without_one() {
         )
         .unwrap()
     };
-    match mlops_train::device(DeviceConfig::Cuda(0)) {
+    match DeviceConfig::Cuda(0).check() {
         Err(e) => {
             let text = e.to_string();
             assert!(text.contains("cuda(0)") && text.contains("CUDA"), "{text}");

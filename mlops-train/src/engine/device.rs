@@ -7,7 +7,17 @@ use mlops_core::model::Activation;
 use rand_chacha::ChaCha8Rng;
 
 use super::{draw_dropout_mask, Engine};
-use crate::error::Result;
+use crate::error::Error;
+
+/// candle's results inside this module; they leave it as [`Error::Compute`], a message, so
+/// candle stays out of the crate's public API.
+type Result<T> = candle_core::Result<T>;
+
+fn compute(e: candle_core::Error) -> Error {
+    Error::Compute {
+        message: e.to_string(),
+    }
+}
 
 /// Dense layers `inputs -> hidden... -> 1` on a candle device.
 pub(crate) struct CandleEngine {
@@ -23,6 +33,15 @@ pub(crate) struct CandleEngine {
 impl CandleEngine {
     /// Zero parameters of `shapes` (`(out, in)` per layer) on `device`.
     pub(crate) fn new(
+        shapes: Vec<(usize, usize)>,
+        activation: Activation,
+        dropout: f64,
+        device: &Device,
+    ) -> crate::error::Result<Self> {
+        Self::build(shapes, activation, dropout, device).map_err(compute)
+    }
+
+    fn build(
         shapes: Vec<(usize, usize)>,
         activation: Activation,
         dropout: f64,
@@ -84,7 +103,7 @@ impl CandleEngine {
                 h = (h * mask)?;
             }
         }
-        Ok(h.squeeze(1)?)
+        h.squeeze(1)
     }
 }
 
@@ -93,7 +112,7 @@ impl CandleEngine {
 fn weighted_bce(logits: &Tensor, c1: &Tensor, c2: &Tensor) -> Result<Tensor> {
     let softplus = (logits.relu()? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
     let per_row = ((softplus * c1)? - (logits * c2)?)?;
-    Ok(per_row.mean_all()?)
+    per_row.mean_all()
 }
 
 impl Engine for CandleEngine {
@@ -105,29 +124,40 @@ impl Engine for CandleEngine {
         c2: &[f32],
         rng: &mut ChaCha8Rng,
         grads: &mut [Vec<f32>],
-    ) -> Result<f64> {
-        self.load(params)?;
-        let rows = c1.len();
-        let cols = self.shapes[0].1;
-        let x = Tensor::from_slice(&x[..rows * cols], (rows, cols), &self.device)?;
-        let a = Tensor::from_slice(c1, rows, &self.device)?;
-        let b = Tensor::from_slice(c2, rows, &self.device)?;
-        let logits = self.forward(&x, Some(rng))?;
-        let loss = weighted_bce(&logits, &a, &b)?;
-        let store = loss.backward()?;
-        for (k, var) in self.layers.iter().flat_map(|(w, b)| [w, b]).enumerate() {
-            match store.get(var) {
-                Some(g) => grads[k].copy_from_slice(&g.flatten_all()?.to_vec1::<f32>()?),
-                None => grads[k].iter_mut().for_each(|g| *g = 0.0),
+    ) -> crate::error::Result<f64> {
+        let mut pass = || -> Result<f64> {
+            self.load(params)?;
+            let rows = c1.len();
+            let cols = self.shapes[0].1;
+            let x = Tensor::from_slice(&x[..rows * cols], (rows, cols), &self.device)?;
+            let a = Tensor::from_slice(c1, rows, &self.device)?;
+            let b = Tensor::from_slice(c2, rows, &self.device)?;
+            let logits = self.forward(&x, Some(rng))?;
+            let loss = weighted_bce(&logits, &a, &b)?;
+            let store = loss.backward()?;
+            for (k, var) in self.layers.iter().flat_map(|(w, b)| [w, b]).enumerate() {
+                match store.get(var) {
+                    Some(g) => grads[k].copy_from_slice(&g.flatten_all()?.to_vec1::<f32>()?),
+                    None => grads[k].iter_mut().for_each(|g| *g = 0.0),
+                }
             }
-        }
-        Ok(f64::from(loss.to_scalar::<f32>()?))
+            Ok(f64::from(loss.to_scalar::<f32>()?))
+        };
+        pass().map_err(compute)
     }
 
-    fn logits(&mut self, params: &[Vec<f32>], x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        self.load(params)?;
-        let cols = self.shapes[0].1;
-        let x = Tensor::from_slice(&x[..rows * cols], (rows, cols), &self.device)?;
-        Ok(self.forward(&x, None)?.to_vec1::<f32>()?)
+    fn logits(
+        &mut self,
+        params: &[Vec<f32>],
+        x: &[f32],
+        rows: usize,
+    ) -> crate::error::Result<Vec<f32>> {
+        let mut score = || -> Result<Vec<f32>> {
+            self.load(params)?;
+            let cols = self.shapes[0].1;
+            let x = Tensor::from_slice(&x[..rows * cols], (rows, cols), &self.device)?;
+            self.forward(&x, None)?.to_vec1::<f32>()
+        };
+        score().map_err(compute)
     }
 }

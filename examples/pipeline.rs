@@ -183,17 +183,11 @@ fn with_threshold(
 ) -> anyhow::Result<ModelArtifact> {
     let best = scores(&MlpModel::new(&artifact)?, validation)?
         .best_threshold(ThresholdCriterion::FBeta { beta: 1.0 })?;
-    let mut spec = artifact.spec().clone();
-    spec.threshold = best.threshold as f32;
+    let mut artifact = artifact.with_threshold(best.threshold as f32)?;
     for (k, v) in metadata {
-        spec.metadata.insert(k.to_string(), v.to_string());
+        artifact = artifact.with_metadata(*k, *v);
     }
-    let layers = artifact
-        .layers()
-        .iter()
-        .map(|l| (l.weight.clone(), l.bias.clone()))
-        .collect();
-    Ok(ModelArtifact::new(spec, layers)?)
+    Ok(artifact)
 }
 
 /// Test metrics of `model` (at its threshold) and a bootstrap interval on ROC AUC, printed and

@@ -275,3 +275,56 @@ fn non_finite_features_give_nan_for_every_activation() {
         }
     }
 }
+
+#[test]
+fn labels_use_the_models_threshold_and_refuse_rows_without_a_probability() {
+    let artifact = ModelArtifact::new(
+        spec(),
+        vec![
+            (
+                array![[1.0_f32, -1.0, 0.5], [0.25, 0.5, -0.75]],
+                array![0.1_f32, -0.2],
+            ),
+            (array![[1.5_f32, -2.0]], array![0.3_f32]),
+        ],
+    )
+    .unwrap();
+    let x = array![[1.0_f32, 2.0, 3.0], [0.5, -1.0, 0.0], [-2.0, 1.0, 4.0]];
+    let p = MlpModel::new(&artifact)
+        .unwrap()
+        .predict_proba(x.view())
+        .unwrap();
+    // Thresholds at each probability: `>=` is positive, exactly as the spec says.
+    for &t in p.iter() {
+        let model: Box<dyn Predictor> =
+            Box::new(MlpModel::new(&artifact.clone().with_threshold(t).unwrap()).unwrap());
+        assert_eq!(model.threshold(), t);
+        let labels = model.predict_labels(x.view()).unwrap();
+        let expected: Vec<u8> = p.iter().map(|v| u8::from(*v >= t)).collect();
+        assert_eq!(labels.to_vec(), expected, "threshold {t}, p {p}");
+    }
+    // The threshold survives the artifact's files.
+    let saved = artifact.clone().with_threshold(0.25).unwrap();
+    let back = ModelArtifact::from_parts(
+        &saved.spec_json().unwrap(),
+        &saved.weights_to_safetensors().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(MlpModel::new(&back).unwrap().threshold(), 0.25);
+    // Out of [0, 1] or NaN: refused, naming the value.
+    for bad in [-0.1_f32, 1.5, f32::NAN] {
+        let e = artifact
+            .clone()
+            .with_threshold(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("threshold") && e.contains("[0, 1]"), "{e}");
+    }
+    // A row with a missing feature has no label: an error naming the row, not a guess.
+    let model = MlpModel::new(&artifact).unwrap();
+    let e = model
+        .predict_labels(array![[1.0_f32, 2.0, 3.0], [1.0, f32::NAN, 3.0]].view())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 1"), "{e}");
+}

@@ -181,6 +181,15 @@ impl Registry {
         block_on(self.inner.load_artifact(model, reference))
     }
 
+    /// [`crate::Registry::load_predictor`].
+    pub fn load_predictor(
+        &self,
+        model: &str,
+        reference: &VersionRef,
+    ) -> Result<(VersionRecord, Box<dyn mlops_core::model::Predictor>)> {
+        block_on(self.inner.load_predictor(model, reference))
+    }
+
     /// [`crate::Registry::gc`].
     pub fn gc(&self, grace: Duration, why: &str) -> Result<GcReport> {
         block_on(self.inner.gc(grace, why))

@@ -937,6 +937,19 @@ impl Registry {
         Ok((record, artifact))
     }
 
+    /// A version as a ready [`Predictor`](mlops_core::model::Predictor) (the reference
+    /// implementation, [`MlpModel`](mlops_core::model::MlpModel)), with its decision threshold:
+    /// `predict_labels` on the box uses the threshold the model was registered with.
+    pub async fn load_predictor(
+        &self,
+        model: &str,
+        reference: &VersionRef,
+    ) -> Result<(VersionRecord, Box<dyn mlops_core::model::Predictor>)> {
+        let (record, artifact) = self.load_artifact(model, reference).await?;
+        let predictor = mlops_core::model::MlpModel::new(&artifact)?;
+        Ok((record, Box::new(predictor)))
+    }
+
     /// Deletes blobs no live version references and older than `grace`, and the upload
     /// temporaries of killed writes (local disk) older than `grace`.
     ///

@@ -89,6 +89,14 @@ impl TrainedModel {
     pub fn predictor(&self) -> Result<MlpModel> {
         Ok(MlpModel::new(&self.artifact)?)
     }
+
+    /// The same model with decision threshold `threshold` (in [0, 1]), stored in its
+    /// artifact so that it travels into the registry and every predictor loaded from it (see
+    /// [`mlops_core::model::ModelArtifact::with_threshold`]).
+    pub fn with_threshold(mut self, threshold: f32) -> Result<Self> {
+        self.artifact = self.artifact.with_threshold(threshold)?;
+        Ok(self)
+    }
 }
 
 /// The candle device for a config; a clear error where it cannot exist (see

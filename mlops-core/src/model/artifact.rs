@@ -75,6 +75,43 @@ impl ModelArtifact {
         &self.spec
     }
 
+    /// The same model with decision threshold `threshold` (a probability in [0, 1]): it is
+    /// stored in the spec, so it travels with the artifact into the registry and every
+    /// predictor loaded from it.
+    ///
+    /// ```
+    /// use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+    /// use ndarray::array;
+    ///
+    /// let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+    /// let a = ModelArtifact::new(spec, vec![(array![[1.0_f32]], array![0.0_f32])])?;
+    /// assert_eq!(a.clone().with_threshold(0.3)?.threshold(), 0.3);
+    /// assert!(a.with_threshold(1.5).is_err());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn with_threshold(mut self, threshold: f32) -> Result<Self> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(Error::invalid(
+                "threshold",
+                threshold,
+                "a probability in [0, 1]",
+            ));
+        }
+        self.spec.threshold = threshold;
+        Ok(self)
+    }
+
+    /// The same model with `key = value` in its spec's free-form metadata (lineage, a note).
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The decision threshold (predict positive when the probability is `>=` it).
+    pub fn threshold(&self) -> f32 {
+        self.spec.threshold
+    }
+
     /// The weights of each layer, input to output.
     pub fn layers(&self) -> &[DenseWeights] {
         &self.layers

@@ -54,6 +54,10 @@ impl Predictor for MlpModel {
         &self.spec.input_features
     }
 
+    fn threshold(&self) -> f32 {
+        self.spec.threshold
+    }
+
     fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
         check_batch(self.n_features(), x, out)?;
         let mut h = match &self.scale {

@@ -23,6 +23,10 @@
 //! let p = model.predict_proba(array![[1.0_f32, 2.0], [1.0, 0.0]].view())?;
 //! assert_eq!(p[0], 0.5);
 //! assert!((p[1] - 0.880_797).abs() < 1e-6);
+//! // The decision threshold travels with the artifact, and a `dyn Predictor` keeps it.
+//! let strict: Box<dyn Predictor> = Box::new(MlpModel::new(&back.with_threshold(0.9)?)?);
+//! assert_eq!(strict.threshold(), 0.9);
+//! assert_eq!(strict.predict_labels(array![[1.0_f32, 2.0], [3.0, 0.0]].view())?.to_vec(), [0, 1]);
 //! # Ok::<(), mlops_core::Error>(())
 //! ```
 
@@ -62,6 +66,29 @@ pub trait Predictor: Send + Sync {
         let mut out = vec![0.0; x.nrows()];
         self.predict_proba_into(x, &mut out)?;
         Ok(Array1::from(out))
+    }
+
+    /// The decision threshold on the probability: a row is predicted positive when its
+    /// probability is `>= threshold`. The model's own (a [`ModelSpec`]'s `threshold`, which
+    /// travels with the artifact); 0.5 for a predictor that has none.
+    fn threshold(&self) -> f32 {
+        0.5
+    }
+
+    /// Class labels, 1 (positive) or 0, per row of `x` at [`Predictor::threshold`]. A row
+    /// whose probability is NaN (a non-finite feature) has no label: the call fails naming
+    /// the first such row, never guessing one.
+    fn predict_labels(&self, x: ArrayView2<'_, f32>) -> Result<Array1<u8>> {
+        let p = self.predict_proba(x)?;
+        let threshold = self.threshold();
+        if let Some(row) = p.iter().position(|v| v.is_nan()) {
+            return Err(Error::invalid(
+                format!("features of row {row}"),
+                "a NaN or infinite value",
+                "finite features (a row with a missing value has no label; impute it first)",
+            ));
+        }
+        Ok(p.mapv(|v| u8::from(v >= threshold)))
     }
 }
 

@@ -392,6 +392,25 @@ async fn artifacts_round_trip(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(profile.as_ref(), b"{\"columns\": []}");
+    // The decision threshold travels with the model: a `Box<dyn Predictor>` loaded back
+    // labels rows with it, not with 0.5.
+    let strict = artifact.clone().with_threshold(0.99).unwrap();
+    let v = r
+        .register("fraud", NewVersion::new().artifact(&strict).unwrap())
+        .await
+        .unwrap();
+    let (_, predictor) = r
+        .load_predictor("fraud", &VersionRef::Number(v.version))
+        .await
+        .unwrap();
+    assert_eq!(predictor.threshold(), 0.99, "{}", b.name);
+    let rows = Array2::from_shape_fn((4, 2), |(i, j)| (i as f32 - 1.5) * (j as f32 + 1.0));
+    let p = predictor.predict_proba(rows.view()).unwrap();
+    let labels = predictor.predict_labels(rows.view()).unwrap();
+    assert!(p.iter().any(|p| (0.5..0.99).contains(p)), "{p:?}");
+    for (p, l) in p.iter().zip(&labels) {
+        assert_eq!(*l, u8::from(*p >= 0.99), "{}: p = {p}", b.name);
+    }
 }
 
 async fn search_by_tag_metric_latest(b: &Backend) {

@@ -24,7 +24,8 @@ use clap::Parser;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::drift::stats::KsMethod;
 use mlops::drift::{
-    html_report, DriftConfig, DriftReport, DriftTest, ProfileConfig, ReferenceProfile, Verdict,
+    html_report, DriftConfig, DriftReport, DriftTest, ProfileConfig, ProfileStorage,
+    ReferenceProfile, Verdict,
 };
 
 /// Compares a current CSV with a reference CSV column by column (two-sample tests or
@@ -153,6 +154,12 @@ fn print_table(report: &DriftReport) {
             Verdict::NoDrift => "no drift",
         }
     );
+    if d.ks_error_bound > 0.0 {
+        println!(
+            "compact reference: KS statistics within {:.2e} of the full reference's",
+            d.ks_error_bound
+        );
+    }
     if !d.columns_not_tested.is_empty() {
         println!(
             "not tested ({}): {}",
@@ -188,7 +195,13 @@ fn run(args: &Args) -> anyhow::Result<Verdict> {
         min_samples: args.min_samples,
         ..DriftConfig::default()
     };
-    let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
+    // Fitted, compared and dropped: nothing is stored, so keep every reference value (the
+    // compact default is for profiles stored beside a model).
+    let exact = ProfileConfig {
+        storage: ProfileStorage::Exact,
+        ..ProfileConfig::default()
+    };
+    let profile = ReferenceProfile::fit(&reference, &exact)?;
     let report = profile.compare(&current, &config)?;
     print_table(&report);
     if let Some(path) = &args.html {

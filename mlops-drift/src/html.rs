@@ -149,6 +149,13 @@ pub fn html_report(
         d.mean_effect_rule.as_ref().map_or("-".into(), |r| format!("{:.4} (rule &gt; {})", r.observed, r.threshold)),
         d.correction
     );
+    if d.ks_error_bound > 0.0 {
+        let _ = write!(
+            html,
+            "<p>Compact reference profile: every KS statistic is within {:.2e} of the full reference's.</p>",
+            d.ks_error_bound
+        );
+    }
     html.push_str("<table><tr><th>column</th><th>test</th><th>statistic</th><th>p-value</th><th>effect</th><th>drifted</th></tr>");
     for c in &report.columns {
         let first = c.tests.first();

@@ -51,7 +51,7 @@ pub use html::html_report;
 pub use policy::{
     DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
 };
-pub use profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
+pub use profile::{ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile};
 /// The `prometheus-client` (0.24) whose `registry::Registry` [`DriftMetrics::register`]
 /// takes — a metrics registry, not the model registry.
 pub use prometheus_client;

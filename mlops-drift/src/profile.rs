@@ -14,11 +14,79 @@ use crate::stats::{bin_shares, quantile_edges_sorted};
 pub struct ProfileConfig {
     /// Number of reference-quantile bins for PSI, JS, Hellinger, TV and KL (default 10).
     pub bins: usize,
+    /// What a profile keeps of each column's values (default: compact).
+    pub storage: ProfileStorage,
 }
 
 impl Default for ProfileConfig {
     fn default() -> Self {
-        ProfileConfig { bins: 10 }
+        ProfileConfig {
+            bins: 10,
+            storage: ProfileStorage::default(),
+        }
+    }
+}
+
+/// What a [`ReferenceProfile`] keeps of each column's values.
+///
+/// A profile is stored beside every registered model, so by default it is **compact**: a
+/// column with more than `max_values` non-missing values keeps `max_values` of them at evenly
+/// spaced ranks (a quantile summary), not the training data. Counts, missing counts, category
+/// counts, mean, std and the bin shares stay exact (computed from every value at fit time). The
+/// summary's ECDF is within [`ColumnProfile::ecdf_error`] of the true one (measured at fit
+/// time, at most `1 / max_values`), so every KS statistic against the profile is within that of
+/// the exact one, and reports state the bound; KS p-values use the true reference count.
+/// Tests that read the reference sample itself (Cramér–von Mises, Anderson–Darling,
+/// Mann–Whitney, energy) see the summary: a reference of `max_values` values, conservative.
+/// `Exact` keeps every value (a copy of the training column: large, and the data itself).
+///
+/// ```
+/// use mlops_drift::{ProfileConfig, ProfileStorage};
+///
+/// let c: ProfileConfig = serde_json::from_str(r#"{"storage": "exact"}"#)?;
+/// assert_eq!(c.storage, ProfileStorage::Exact);
+/// assert_eq!(ProfileConfig::default().storage, ProfileStorage::Compact { max_values: 8192 });
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileStorage {
+    /// Every non-missing value of every column.
+    Exact,
+    /// At most `max_values` values per column (at least 2): all of them when there are that
+    /// few, else a quantile summary.
+    Compact {
+        /// Values kept per column (default 8192: about 44 KB a column, ECDF error ≤ 1/8192).
+        max_values: usize,
+    },
+}
+
+impl Default for ProfileStorage {
+    fn default() -> Self {
+        ProfileStorage::Compact { max_values: 8192 }
+    }
+}
+
+impl ProfileConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.bins < 2 {
+            return Err(Error::invalid(
+                "ProfileConfig.bins",
+                self.bins,
+                "at least 2",
+            ));
+        }
+        if let ProfileStorage::Compact { max_values } = self.storage {
+            if max_values < 2 {
+                return Err(Error::invalid(
+                    "ProfileConfig.storage.max_values",
+                    max_values,
+                    "at least 2",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -33,8 +101,20 @@ pub struct ColumnProfile {
     pub rows: usize,
     /// Missing (NaN) values in the reference.
     pub missing: usize,
-    /// The non-missing values, sorted ascending (numeric columns).
+    /// The non-missing values, sorted ascending: every one, or a quantile summary of them
+    /// when the profile is compact (see [`ProfileStorage`]). Stored as base64 of little-endian
+    /// `f64`s when long (a JSON array still reads).
+    #[serde(with = "values_codec")]
     pub sorted: Vec<f64>,
+    /// The largest gap between the ECDF of `sorted` and that of every reference value: 0 when
+    /// `sorted` holds them all. A KS statistic against this profile is within this of the
+    /// exact one.
+    #[serde(default)]
+    pub ecdf_error: f64,
+    /// The Wasserstein-1 distance between `sorted` and every reference value (raw units): a
+    /// Wasserstein distance against this profile is within this of the exact one.
+    #[serde(default)]
+    pub wasserstein_error: f64,
     /// Mean of the non-missing values (`None` when all are missing).
     pub mean: Option<f64>,
     /// Standard deviation (ddof 0) of the non-missing values (`None` when all are missing).
@@ -92,6 +172,8 @@ impl ColumnProfile {
             rows,
             missing: rows - n,
             sorted,
+            ecdf_error: 0.0,
+            wasserstein_error: 0.0,
             mean,
             std,
             edges,
@@ -104,6 +186,102 @@ impl ColumnProfile {
     /// Non-missing reference values.
     pub fn present(&self) -> usize {
         self.rows - self.missing
+    }
+
+    /// Keeps at most `max_values` (≥ 2) of the values: the value at rank
+    /// `⌊(2k + 1) n / (2 max_values)⌋` for each `k`, with the ECDF and Wasserstein gaps to the
+    /// full column measured and recorded. Everything else stays as fitted.
+    pub fn compacted(mut self, max_values: usize) -> Self {
+        let n = self.sorted.len();
+        if max_values < 2 || n <= max_values {
+            return self;
+        }
+        let summary: Vec<f64> = (0..max_values as u128)
+            .map(|k| self.sorted[((2 * k + 1) * n as u128 / (2 * max_values as u128)) as usize])
+            .collect();
+        let (dplus, dminus) = crate::stats::ks_statistics_sorted(&summary, &self.sorted);
+        self.ecdf_error = dplus.max(dminus);
+        self.wasserstein_error = crate::stats::cdf_distance_sorted(&summary, &self.sorted, 1);
+        self.sorted = summary;
+        self
+    }
+
+    /// Whether `sorted` holds every non-missing reference value.
+    pub fn is_exact(&self) -> bool {
+        self.sorted.len() == self.present() && self.ecdf_error == 0.0
+    }
+}
+
+/// serde for a column's values: a JSON array when short, else base64 of the little-endian
+/// bytes after a tag — `"f32le:"` when every value is an `f32` (a `Dataset`'s always are:
+/// exact, 4 bytes a value), else `"f64le:"`. Either form, and an array, reads.
+mod values_codec {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const F32: &str = "f32le:";
+    const F64: &str = "f64le:";
+    const ARRAY_UP_TO: usize = 64;
+
+    pub(super) fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        if values.len() <= ARRAY_UP_TO {
+            return s.collect_seq(values);
+        }
+        let all_f32 = values.iter().all(|v| f64::from(*v as f32) == *v);
+        let (tag, bytes): (&str, Vec<u8>) = if all_f32 {
+            (
+                F32,
+                values
+                    .iter()
+                    .flat_map(|v| (*v as f32).to_le_bytes())
+                    .collect(),
+            )
+        } else {
+            (F64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        };
+        s.serialize_str(&format!("{tag}{}", STANDARD.encode(bytes)))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Array(Vec<f64>),
+        Packed(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        use serde::de::Error;
+        let text = match Form::deserialize(d)? {
+            Form::Array(v) => return Ok(v),
+            Form::Packed(text) => text,
+        };
+        let (width, packed) = match (text.strip_prefix(F32), text.strip_prefix(F64)) {
+            (Some(p), _) => (4, p),
+            (_, Some(p)) => (8, p),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "values: expected an array, \"{F32}<base64>\" or \"{F64}<base64>\""
+                )))
+            }
+        };
+        let bytes = STANDARD
+            .decode(packed)
+            .map_err(|e| D::Error::custom(format!("values: bad base64 ({e})")))?;
+        if bytes.len() % width != 0 {
+            return Err(D::Error::custom(format!(
+                "values: {} bytes is not a whole number of {width}-byte floats",
+                bytes.len()
+            )));
+        }
+        Ok(bytes
+            .chunks_exact(width)
+            .map(|c| match *c {
+                [a, b, c, d] => f64::from(f32::from_le_bytes([a, b, c, d])),
+                [a, b, c, d, e, f, g, h] => f64::from_le_bytes([a, b, c, d, e, f, g, h]),
+                _ => f64::NAN, // unreachable: chunks are `width` long
+            })
+            .collect())
     }
 }
 
@@ -248,16 +426,21 @@ pub struct ReferenceProfile {
 }
 
 impl ReferenceProfile {
-    /// Fits every feature column of `reference` (in parallel across columns).
+    /// The largest [`ColumnProfile::ecdf_error`] of its columns: every KS statistic against
+    /// this profile is within this of the exact one (0 for an exact profile).
+    pub fn ks_error_bound(&self) -> f64 {
+        self.columns
+            .iter()
+            .map(|c| c.ecdf_error)
+            .fold(0.0, f64::max)
+    }
+
+    /// Fits every feature column of `reference` (in parallel across columns), keeping what
+    /// `config.storage` says of each column's values (compact by default: see
+    /// [`ProfileStorage`]).
     pub fn fit(reference: &Dataset, config: &ProfileConfig) -> Result<Self> {
         use rayon::prelude::*;
-        if config.bins < 2 {
-            return Err(Error::invalid(
-                "ProfileConfig.bins",
-                config.bins,
-                "at least 2",
-            ));
-        }
+        config.validate()?;
         let names: Vec<&str> = reference.feature_names().collect();
         let kinds: Vec<ColumnKind> = reference.feature_kinds().collect();
         let values = non_missing_columns(reference, &vec![true; reference.n_features()]);
@@ -272,7 +455,11 @@ impl ReferenceProfile {
                     .iter()
                     .copied()
                     .chain(std::iter::repeat_n(f64::NAN, missing));
-                ColumnProfile::fit(names[j], kinds[j], column, config.bins)
+                let fitted = ColumnProfile::fit(names[j], kinds[j], column, config.bins)?;
+                Ok(match config.storage {
+                    ProfileStorage::Exact => fitted,
+                    ProfileStorage::Compact { max_values } => fitted.compacted(max_values),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         tracing::debug!(

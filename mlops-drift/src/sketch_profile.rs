@@ -10,8 +10,9 @@
 //! reference ECDF a test sees is within `rank_error + 1 / representatives` of the true one
 //! everywhere, wherever the data sit (offsets, point masses, heavy tails), and a KS statistic
 //! against it is within that much of the exact one ([`ProfileSketch::ks_error_bound`]).
-//! Tests see `representatives` reference values, so p-values are those of a reference of
-//! that size: conservative when the true reference is larger.
+//! KS p-values take the true reference count; tests that read the reference sample itself
+//! (Cramér–von Mises, Anderson–Darling, Mann–Whitney, energy) see `representatives` values, so
+//! their p-values are those of a reference of that size: conservative.
 
 use std::collections::BTreeMap;
 
@@ -173,6 +174,17 @@ impl ProfileSketch {
                     ColumnProfile::fit(&c.name, c.kind, values.into_iter(), config.bins)?;
                 profile.missing = c.sketch.missing() as usize;
                 profile.rows = present + profile.missing;
+                if c.kind != ColumnKind::Categorical && profile.sorted.len() < present {
+                    // The stated bound on the representatives' ECDF, and the Wasserstein gap
+                    // it implies over the sketch's exact range.
+                    profile.ecdf_error =
+                        c.sketch.rank_error() + 1.0 / representatives.max(1) as f64;
+                    let range = match (c.sketch.quantile(0.0), c.sketch.quantile(1.0)) {
+                        (Some(lo), Some(hi)) => hi - lo,
+                        _ => 0.0,
+                    };
+                    profile.wasserstein_error = profile.ecdf_error * range;
+                }
                 if c.kind == ColumnKind::Categorical {
                     profile.categories = c.categories.keys().copied().collect();
                     profile.counts = c.categories.values().copied().collect();

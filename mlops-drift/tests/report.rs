@@ -3,7 +3,8 @@
 
 use mlops_core::Dataset;
 use mlops_drift::{
-    ColumnStatus, Correction, DriftConfig, DriftTest, ProfileConfig, ReferenceProfile, Verdict,
+    ColumnStatus, Correction, DriftConfig, DriftTest, ProfileConfig, ProfileStorage,
+    ReferenceProfile, Verdict,
 };
 use ndarray::Array2;
 
@@ -456,7 +457,17 @@ fn profiles_round_trip_through_json_and_bad_configs_are_named() {
     assert!(err.to_string().contains("nope"), "{err}");
     let err = serde_json::from_str::<DriftConfig>(r#"{"tests": ["kss"]}"#).unwrap_err();
     assert!(err.to_string().contains("kss"), "{err}");
-    assert!(ReferenceProfile::fit(&data(10, 0.0), &ProfileConfig { bins: 1 }).is_err());
+    let bad_bins = ProfileConfig {
+        bins: 1,
+        ..ProfileConfig::default()
+    };
+    assert!(ReferenceProfile::fit(&data(10, 0.0), &bad_bins).is_err());
+    let bad_cap = ProfileConfig {
+        storage: ProfileStorage::Compact { max_values: 1 },
+        ..ProfileConfig::default()
+    };
+    let e = ReferenceProfile::fit(&data(10, 0.0), &bad_cap).unwrap_err();
+    assert!(e.to_string().contains("max_values = 1"), "{e}");
 }
 
 #[test]

@@ -34,6 +34,7 @@ fn column_error(c: &ColumnProfile, current_values: usize, message: String) -> Co
         status: ColumnStatus::Untestable,
         error: Some(message),
         notes: Vec::new(),
+        reference_ecdf_error: reference_ecdf_error(c),
     }
 }
 
@@ -123,10 +124,22 @@ fn run_test(
     };
     Ok(match test {
         DriftTest::Ks => {
-            // The reference was checked when fitted; `cur` is sorted and NaN-free here.
-            let t =
-                crate::stats::ks_sorted_unchecked(r, cur, Alternative::TwoSided, config.ks_method);
-            outcome(test, t.statistic, Some(t.pvalue), None)
+            // The reference was checked when fitted; `cur` is sorted and NaN-free here. The
+            // p-value takes the true reference count: a compact profile's summary stands for
+            // all of it (its ECDF within `ecdf_error`, reported).
+            let (dplus, dminus) = crate::stats::ks_statistics_sorted(r, cur);
+            let d = dplus.max(dminus);
+            let t = crate::stats::ks_pvalue(
+                d,
+                c.present() as u64,
+                cur.len() as u64,
+                Alternative::TwoSided,
+                config.ks_method,
+            );
+            // scipy reports the statistic on the lattice of the two sizes; a summary's
+            // statistic is not on the true sizes' lattice, so it is reported as computed.
+            let statistic = if c.is_exact() { t.statistic } else { d };
+            outcome(test, statistic, Some(t.pvalue), None)
         }
         DriftTest::Cvm => {
             let t = cramervonmises_2samp(r, cur, CvmMethod::Auto)?;
@@ -319,12 +332,16 @@ fn compare_column(
             status: ColumnStatus::InsufficientData,
             error: Some(message),
             notes: Vec::new(),
+            reference_ecdf_error: reference_ecdf_error(c),
         };
     }
     // Zero spread (every value equal, or a std that is not positive): the normalized
     // distances, divided by the std, are undefined.
+    // (A compact profile's summary may be all one value where the column is not: its exact
+    // std decides then.)
     let constant = c.kind != ColumnKind::Categorical
-        && (c.sorted.first() == c.sorted.last() || !c.std.is_some_and(|s| s > 0.0));
+        && ((c.is_exact() && c.sorted.first() == c.sorted.last())
+            || !c.std.is_some_and(|s| s > 0.0));
     let mut notes = Vec::new();
     let mut outcomes = Vec::with_capacity(tests.len());
     for &t in tests {
@@ -374,6 +391,17 @@ fn compare_column(
         status: ColumnStatus::Tested,
         error: None,
         notes,
+        reference_ecdf_error: reference_ecdf_error(c),
+    }
+}
+
+/// How far a KS statistic against `c` may be from the exact one: its summary's ECDF gap
+/// (numeric columns of a compact profile); 0 for categorical columns (exact counts).
+fn reference_ecdf_error(c: &ColumnProfile) -> f64 {
+    if c.kind == ColumnKind::Categorical {
+        0.0
+    } else {
+        c.ecdf_error
     }
 }
 
@@ -619,6 +647,10 @@ fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
             mean_effect_rule,
             correction: config.correction,
             drifted_by_correction,
+            ks_error_bound: columns
+                .iter()
+                .map(|c| c.reference_ecdf_error)
+                .fold(0.0, f64::max),
         },
         columns: columns.to_vec(),
     }

@@ -111,6 +111,11 @@ pub struct ColumnDrift {
     /// What the report did differently for this column (a fallback test, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The KS error bound of the reference: a compact profile keeps a summary of the column
+    /// whose ECDF is within this of the full column's, so the KS statistic (the effect size)
+    /// is within this of the exact one. 0 for an exact profile.
+    #[serde(default)]
+    pub reference_ecdf_error: f64,
 }
 
 /// A rule of the dataset decision.
@@ -145,6 +150,11 @@ pub struct DatasetDrift {
     pub correction: Correction,
     /// How many p-value tests flag drift under each correction, for comparison.
     pub drifted_by_correction: BTreeMap<Correction, usize>,
+    /// The largest [`ColumnDrift::reference_ecdf_error`]: every KS statistic (effect size) of
+    /// the report is within this of what the full reference would give. 0 for an exact
+    /// profile.
+    #[serde(default)]
+    pub ks_error_bound: f64,
 }
 
 /// A drift report: every column, and the dataset decision.

@@ -38,7 +38,7 @@ pub use divergence::{
 };
 pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
 pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
-pub(crate) use ks::{ks_pvalue, ks_sorted_unchecked, ks_statistics_sorted};
+pub(crate) use ks::{ks_pvalue, ks_statistics_sorted};
 pub use mmd::mmd_rbf;
 pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod};
 

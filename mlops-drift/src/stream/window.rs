@@ -75,6 +75,9 @@ const FENCE_STRIDE: usize = 64;
 #[derive(Debug, Clone)]
 pub struct WindowedDetector {
     reference: Vec<f64>,
+    /// The reference's true count (a compact profile's `reference` is a summary of it), for
+    /// the p-value.
+    reference_count: u64,
     /// Every `FENCE_STRIDE`-th reference value.
     fence: Vec<f64>,
     config: WindowConfig,
@@ -118,6 +121,7 @@ impl WindowedDetector {
         }
         Ok(WindowedDetector {
             reference: reference.sorted.clone(),
+            reference_count: reference.present() as u64,
             fence: reference
                 .sorted
                 .iter()
@@ -160,14 +164,17 @@ impl WindowedDetector {
         let d = self.statistic();
         let r = crate::stats::ks_pvalue(
             d,
-            self.reference.len() as u64,
+            self.reference_count,
             self.sorted.len() as u64,
             crate::stats::Alternative::TwoSided,
             self.config.ks_method,
         );
+        // On a compact profile's summary the statistic is not on the true sizes' lattice:
+        // reported as computed.
+        let summarized = self.reference_count != self.reference.len() as u64;
         Some(WindowResult {
             position: self.seen,
-            statistic: r.statistic,
+            statistic: if summarized { d } else { r.statistic },
             pvalue: r.pvalue,
             drifted: r.pvalue < self.config.alpha,
         })

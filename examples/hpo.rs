@@ -286,8 +286,10 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
     let mut study = Study::new(config, space)?
         .with_identity(data_id)
         .with_journal(out.join("study.jsonl"))?;
-    let tracker =
-        ObjectStoreTracker::from_url(&format!("file://{}", out.join("mlruns").display()), &[])?;
+    let tracker = ObjectStoreTracker::open(
+        &format!("file://{}", out.join("mlruns").display()),
+        &Default::default(),
+    )?;
     std::fs::create_dir_all(out.join("mlruns"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let mut log_trial = |t: &TrialRecord| {

@@ -156,7 +156,8 @@ fn fit_baseline(train: &Dataset) -> anyhow::Result<ModelArtifact> {
 fn track(workdir: &Path, trainer: &Trainer, trained: &TrainedModel) -> anyhow::Result<RunId> {
     let root = std::fs::canonicalize(workdir)?.join("mlruns");
     std::fs::create_dir_all(&root)?;
-    let tracker = ObjectStoreTracker::from_url(&format!("file://{}", root.display()), &[])?;
+    let tracker =
+        ObjectStoreTracker::open(&format!("file://{}", root.display()), &Default::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let tags = [("dataset".to_string(), "wdbc".to_string())].into();
     let run = runtime.block_on(log_training(

@@ -54,7 +54,7 @@ async fn registry_round_trip(dir: std::path::PathBuf) {
 /// The tracker round trip, async, on a local folder.
 async fn tracker_round_trip(dir: std::path::PathBuf) {
     let url = format!("file://{}", dir.display());
-    let tracker = ObjectStoreTracker::from_url(&url, &[]).unwrap();
+    let tracker = ObjectStoreTracker::open(&url, &Default::default()).unwrap();
     let run = tracker
         .start_run("fraud", "baseline", &BTreeMap::new())
         .await
@@ -141,7 +141,7 @@ fn the_blocking_apis_with_no_runtime() {
         1
     );
     let url = format!("file://{}", dir.path().join("runs").display());
-    let tracker = Tracker::new(ObjectStoreTracker::from_url(&url, &[]).unwrap());
+    let tracker = Tracker::new(ObjectStoreTracker::open(&url, &Default::default()).unwrap());
     let run = tracker
         .start_run("fraud", "baseline", &BTreeMap::new())
         .unwrap();

@@ -129,13 +129,24 @@ fn local_path(location: &str) -> Option<PathBuf> {
 
 /// The `file://` URL of folder `path` (made absolute against the working directory).
 fn folder_url(field: &str, location: &str, path: &std::path::Path) -> Result<Url> {
-    let absolute = if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir()
             .map_err(|e| Error::io("reading the working directory for", path, e))?
             .join(path)
     };
+    // `.` and `..` resolved by name (object_store paths refuse them), as a shell does.
+    let mut absolute = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                absolute.pop();
+            }
+            other => absolute.push(other),
+        }
+    }
     Url::from_directory_path(&absolute).map_err(|()| {
         Error::invalid(
             field,
@@ -226,5 +237,57 @@ pub fn open_url(
                 local_dir: None,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{local_path, open_url};
+
+    #[test]
+    fn folder_paths_relative_absolute_and_with_dot_dot_open_the_same_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("store");
+        // `target` relative to the working directory, climbing with `..` to the root.
+        let cwd = std::env::current_dir().unwrap();
+        let ups = cwd.components().count() - 1;
+        let relative = format!(
+            "{}{}",
+            "../".repeat(ups),
+            target.strip_prefix("/").unwrap().display()
+        );
+        for location in [
+            target.display().to_string(),
+            relative,
+            format!("{}/./sub/../", target.display()),
+        ] {
+            let opened = open_url("registry URL", &location, &BTreeMap::new()).unwrap();
+            assert_eq!(
+                opened.local_dir.as_deref(),
+                Some(target.as_path()),
+                "{location}"
+            );
+            assert!(opened.name.starts_with("file:///"), "{}", opened.name);
+        }
+        assert!(target.is_dir());
+        // URLs stay URLs; a one-letter scheme is a Windows drive.
+        for url in ["memory:///", "s3://b/p", "file:///x"] {
+            assert!(local_path(url).is_none(), "{url}");
+        }
+        for path in [
+            "runs",
+            "./runs",
+            "../runs",
+            "/abs/runs",
+            "C:\\runs",
+            "a:b/c",
+        ] {
+            assert!(local_path(path).is_some(), "{path}");
+        }
+        // Nothing at all is neither.
+        let e = open_url("tracking URL", "", &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("tracking URL"), "{e}");
     }
 }

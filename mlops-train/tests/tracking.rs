@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use mlops_train::hpo::{TrialRecord, TrialState};
 use mlops_train::tracking::{
     compare_runs, log_training, log_trial, ExperimentTracker, MetricPoint, ObjectStoreTracker,
-    RunStatus,
+    RunStatus, TrackerConfig,
 };
 use mlops_train::{MlpConfig, TrainConfig, Trainer};
 
@@ -215,7 +215,7 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
 
 #[tokio::test]
 async fn object_store_tracker_in_memory() {
-    let t = ObjectStoreTracker::from_url("memory:///", &[]).unwrap();
+    let t = ObjectStoreTracker::open("memory:///", &Default::default()).unwrap();
     conformance(&t, "fraud-detection").await;
 }
 
@@ -224,7 +224,7 @@ async fn object_store_tracker_on_local_disk_is_browsable() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/mlruns", dir.path().display());
     std::fs::create_dir_all(dir.path().join("mlruns")).unwrap();
-    let t = ObjectStoreTracker::from_url(&url, &[]).unwrap();
+    let t = ObjectStoreTracker::open(&url, &Default::default()).unwrap();
     conformance(&t, "fraud/detection v2").await;
     // The layout a person can browse.
     let runs = t.list_runs("fraud/detection v2").await.unwrap();
@@ -233,7 +233,7 @@ async fn object_store_tracker_on_local_disk_is_browsable() {
     assert!(base.join("run.json").exists(), "{}", base.display());
     assert!(base.join("metrics/val_auc.json").exists());
     assert!(base.join("artifacts/model/model.json").exists());
-    assert!(ObjectStoreTracker::from_url("nope://x", &[]).is_err());
+    assert!(ObjectStoreTracker::open("nope://x", &Default::default()).is_err());
 }
 
 /// A real `mlflow server` (sqlite backend, artifacts served from a temp folder) on a port
@@ -403,13 +403,35 @@ async fn the_tracker_opens_stores_like_the_registry_and_reads_the_injected_clock
     use mlops_core::clock::ManualClock;
     use std::time::{Duration, UNIX_EPOCH};
     // The shared opener: unknown options and unbuilt schemes are refused by name.
-    let e = ObjectStoreTracker::from_url("memory:///", &[("token", "x")])
+    let with_token = TrackerConfig {
+        options: [("token".to_string(), "x".to_string())].into(),
+        ..TrackerConfig::default()
+    };
+    let e = ObjectStoreTracker::open("memory:///", &with_token)
         .unwrap_err()
         .to_string();
     assert!(e.contains("no options for memory://"), "{e}");
+    // A relative folder path works as a user types it (against the working directory), and
+    // a bad deadline is refused by name.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let relative = pathdiff(dir.path(), &cwd);
+    let t =
+        ObjectStoreTracker::open(relative.to_str().unwrap(), &TrackerConfig::default()).unwrap();
+    let run = t.start_run("e", "r", &BTreeMap::new()).await.unwrap();
+    assert!(dir.path().join("e").join(&run.0).join("run.json").exists());
+    let bad = TrackerConfig {
+        timeout_seconds: 0.0,
+        ..TrackerConfig::default()
+    };
+    let e = ObjectStoreTracker::open("memory:///", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("TrackerConfig.timeout_seconds = 0"), "{e}");
     // Credentials in the URL never show: in the error of a build without S3, or in the
     // tracker's Debug of a build with it (features unify across the workspace's tests).
-    let shown = match ObjectStoreTracker::from_url("s3://key:hunter2@bucket/runs", &[]) {
+    let shown = match ObjectStoreTracker::open("s3://key:hunter2@bucket/runs", &Default::default())
+    {
         Ok(t) => format!("{t:?}"),
         Err(e) => {
             let e = e.to_string();
@@ -420,7 +442,7 @@ async fn the_tracker_opens_stores_like_the_registry_and_reads_the_injected_clock
     assert!(!shown.contains("hunter2"), "{shown}");
     // Run times come from the clock the host injects.
     let clock = std::sync::Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000)));
-    let t = ObjectStoreTracker::from_url("memory:///", &[])
+    let t = ObjectStoreTracker::open("memory:///", &Default::default())
         .unwrap()
         .with_clock(clock.clone());
     let run = t.start_run("e", "r", &BTreeMap::new()).await.unwrap();
@@ -436,3 +458,42 @@ async fn the_tracker_opens_stores_like_the_registry_and_reads_the_injected_clock
 #[test]
 #[ignore = "left out: the conformance suite against a real `mlflow server`; run with --features mlflow (scripts/test.sh does)"]
 fn mlflow_tracker_against_a_real_server() {}
+
+/// `path` relative to `base` (through `..` where needed).
+fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBuf {
+    let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_is_an_error_at_the_deadline_not_a_hang() {
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let slow = ThrottledStore::new(
+        object_store::memory::InMemory::new(),
+        ThrottleConfig {
+            wait_put_per_call: std::time::Duration::from_secs(3600),
+            ..ThrottleConfig::default()
+        },
+    );
+    let t = ObjectStoreTracker::new(std::sync::Arc::new(slow), "runs")
+        .with_timeout(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let e = t
+        .start_run("e", "r", &BTreeMap::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(
+        e.contains("no answer within") && e.contains("writing"),
+        "{e}"
+    );
+}

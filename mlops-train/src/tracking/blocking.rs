@@ -11,7 +11,7 @@
 //! use mlops_train::tracking::blocking::Tracker;
 //! use mlops_train::tracking::{MetricPoint, ObjectStoreTracker, RunStatus};
 //!
-//! let tracker = Tracker::new(ObjectStoreTracker::from_url("memory:///", &[])?);
+//! let tracker = Tracker::new(ObjectStoreTracker::open("memory:///", &Default::default())?);
 //! let run = tracker.start_run("fraud", "baseline", &BTreeMap::new())?;
 //! tracker.log_metrics(&run, &[MetricPoint::now("roc_auc", 0.97, 0)])?;
 //! tracker.end_run(&run, RunStatus::Finished)?;

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 /// use mlops_train::tracking::{ExperimentTracker, MetricPoint, ObjectStoreTracker, RunStatus};
 ///
 /// # tokio_test_block(async {
-/// let tracker = ObjectStoreTracker::from_url("memory:///", &[])?;
+/// let tracker = ObjectStoreTracker::open("memory:///", &Default::default())?;
 /// let run = tracker.start_run("fraud", "baseline", &BTreeMap::new()).await?;
 /// tracker.log_metrics(&run, &[MetricPoint::now("val_auc", 0.97, 1)]).await?;
 /// tracker.end_run(&run, RunStatus::Finished).await?;
@@ -47,6 +47,54 @@ pub struct ObjectStoreTracker {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     clock: Arc<dyn mlops_core::clock::Clock>,
+    timeout: std::time::Duration,
+}
+
+/// How to open an [`ObjectStoreTracker`]: the same shape as the registry's
+/// `RegistryConfig` (store options over the environment's, a deadline on every store call).
+/// Plain data (serde), checked before any I/O.
+///
+/// ```
+/// use mlops_train::tracking::TrackerConfig;
+///
+/// let config: TrackerConfig = serde_json::from_str(
+///     r#"{"timeout_seconds": 5, "options": {"aws_region": "eu-west-1"}}"#,
+/// )?;
+/// config.validate()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// Options of the store's builder (object_store config keys such as `aws_endpoint`), over
+    /// those read from the environment. Never logged.
+    pub options: BTreeMap<String, String>,
+    /// Deadline of every store call (default 30 s): an unreachable store is an error, not a
+    /// hang.
+    pub timeout_seconds: f64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            options: BTreeMap::new(),
+            timeout_seconds: 30.0,
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.timeout_seconds.is_finite() && self.timeout_seconds > 0.0) {
+            return Err(Error::invalid(
+                "TrackerConfig.timeout_seconds",
+                self.timeout_seconds,
+                "a positive number of seconds",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for ObjectStoreTracker {
@@ -79,13 +127,20 @@ fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl ObjectStoreTracker {
-    /// A tracker on `store`, under `prefix` (may be empty).
+    /// A tracker on `store`, under `prefix` (may be empty), with the default deadline.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
         ObjectStoreTracker {
             store,
             prefix: Path::from(prefix),
             clock: Arc::new(mlops_core::clock::SystemClock),
+            timeout: std::time::Duration::from_secs_f64(TrackerConfig::default().timeout_seconds),
         }
+    }
+
+    /// Uses `timeout` as the deadline of every store call (default 30 s).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Uses `clock` for run start and end times.
@@ -94,22 +149,23 @@ impl ObjectStoreTracker {
         self
     }
 
-    /// A tracker from a URL (`file:///abs/dir`, `memory:///`, and the cloud schemes the
-    /// `object_store` build supports) with backend options (credentials, region); the URL's
-    /// path is the prefix. Options are passed to the store's builder and never logged.
-    pub fn from_url(url: &str, options: &[(&str, &str)]) -> Result<Self> {
-        let options: BTreeMap<String, String> = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    /// A tracker at `location`: a folder path (relative or absolute), `file:///abs/dir`,
+    /// `memory:///`, or a cloud URL the build supports (`s3://bucket/prefix`, ...), opened by
+    /// the same opener as the registry (credentials from the environment, overridden by
+    /// `config.options`; unknown options refused; nothing secret logged). Opening does no I/O,
+    /// so it is not async; every later call runs on the library's I/O runtime with the
+    /// config's deadline.
+    pub fn open(location: &str, config: &TrackerConfig) -> Result<Self> {
+        config.validate()?;
         // The one opener of every crate: credentials from the environment, unknown options
         // refused, no secret in what is shown.
-        let opened = mlops_core::store_url::open_url("tracking URL", url, &options)?;
+        let opened = mlops_core::store_url::open_url("tracking URL", location, &config.options)?;
         tracing::debug!(store = %opened.name, "object-store tracker");
         Ok(ObjectStoreTracker {
             store: opened.store,
             prefix: opened.prefix,
             clock: Arc::new(mlops_core::clock::SystemClock),
+            timeout: std::time::Duration::from_secs_f64(config.timeout_seconds),
         })
     }
 
@@ -130,9 +186,27 @@ impl ObjectStoreTracker {
     // Every store call runs on the library's I/O runtime (`mlops_core::runtime`), so the
     // tracker works under any executor, with or without a tokio timer or reactor.
 
+    /// Runs `fut` on the library's I/O runtime with the deadline.
+    async fn timed<T: Send + 'static>(
+        &self,
+        what: String,
+        fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match mlops_core::runtime::with_timeout(self.timeout, fut).await? {
+            Some(result) => result,
+            None => Err(store_err(
+                &what,
+                format!(
+                    "no answer within {:?} (TrackerConfig.timeout_seconds)",
+                    self.timeout
+                ),
+            )),
+        }
+    }
+
     async fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         let (store, path) = (self.store.clone(), path.clone());
-        mlops_core::runtime::spawn(async move {
+        self.timed(format!("reading {path}"), async move {
             match store.get(&path).await {
                 Ok(r) => Ok(Some(
                     r.bytes()
@@ -144,18 +218,18 @@ impl ObjectStoreTracker {
                 Err(e) => Err(store_err(&format!("reading {path}"), e)),
             }
         })
-        .await?
+        .await
     }
 
     async fn write(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
         let (store, path) = (self.store.clone(), path.clone());
-        mlops_core::runtime::spawn(async move {
+        self.timed(format!("writing {path}"), async move {
             store
                 .put(&path, PutPayload::from(bytes))
                 .await
                 .map_err(|e| store_err(&format!("writing {path}"), e))
         })
-        .await??;
+        .await?;
         Ok(())
     }
 
@@ -200,14 +274,15 @@ impl ObjectStoreTracker {
         use futures::TryStreamExt;
         let dir = self.child(&[&stored.experiment, &stored.run_id.0, "metrics"]);
         let store = self.store.clone();
-        let files: Vec<object_store::ObjectMeta> = mlops_core::runtime::spawn(async move {
-            store
-                .list(Some(&dir))
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| store_err("listing metrics", e))
-        })
-        .await??;
+        let files: Vec<object_store::ObjectMeta> = self
+            .timed("listing metrics".into(), async move {
+                store
+                    .list(Some(&dir))
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| store_err("listing metrics", e))
+            })
+            .await?;
         let mut metrics = BTreeMap::new();
         for f in files {
             let Some(key) = f.location.filename().and_then(|n| n.strip_suffix(".json")) else {
@@ -350,13 +425,14 @@ impl ExperimentTracker for ObjectStoreTracker {
     async fn list_runs(&self, experiment: &str) -> Result<Vec<RunRecord>> {
         check_name("experiment", experiment)?;
         let (store, dir) = (self.store.clone(), self.child(&[experiment]));
-        let listing = mlops_core::runtime::spawn(async move {
-            store
-                .list_with_delimiter(Some(&dir))
-                .await
-                .map_err(|e| store_err("listing runs", e))
-        })
-        .await??;
+        let listing = self
+            .timed("listing runs".into(), async move {
+                store
+                    .list_with_delimiter(Some(&dir))
+                    .await
+                    .map_err(|e| store_err("listing runs", e))
+            })
+            .await?;
         let mut runs = Vec::new();
         for dir in listing.common_prefixes {
             let Some(id) = dir.filename() else { continue };

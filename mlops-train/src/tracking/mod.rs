@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use local::ObjectStoreTracker;
+pub use local::{ObjectStoreTracker, TrackerConfig};
 #[cfg(feature = "mlflow")]
 pub use mlflow::{MlflowConfig, MlflowTracker};
 pub use training::{log_training, log_trial};

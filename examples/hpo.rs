@@ -195,7 +195,7 @@ struct Report<'a, 'b> {
 
 impl Callback for Report<'_, '_> {
     fn on_epoch_end(&mut self, log: &EpochLog) -> Control {
-        match self.trial.report(log.epoch as i64, log.val_auc) {
+        match self.trial.report(log.epoch as i64, log.val_roc_auc) {
             Ok(()) => Control::Continue,
             Err(_) => {
                 self.pruned = true;
@@ -268,7 +268,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
         },
     ])?;
     let mut config = config(args, "mlp-wdbc", Direction::Maximize, 0)?;
-    config.objective.objective_metric_name = "val_auc".into();
+    config.objective.objective_metric_name = "val_roc_auc".into();
     config.pruner = PrunerConfig::Asha {
         min_resource: 3,
         reduction_factor: 3.0,
@@ -277,7 +277,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
     let data_id = format!(
-        "objective mlp (val_auc), data {} sha256:{}",
+        "objective mlp (val_roc_auc), data {} sha256:{}",
         args.data
             .as_ref()
             .map_or("built-in WDBC".to_string(), |p| p.display().to_string()),
@@ -294,7 +294,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let mut log_trial = |t: &TrialRecord| {
         println!(
-            "trial {:>2} {:?} val_auc {} {}",
+            "trial {:>2} {:?} val_roc_auc {} {}",
             t.number,
             t.state,
             t.value.map_or("-".into(), |v| format!("{v:.4}")),
@@ -304,7 +304,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let logged = runtime.block_on(log_trial(&tracker, "mlp-wdbc", "val_auc", t));
+        let logged = runtime.block_on(log_trial(&tracker, "mlp-wdbc", "val_roc_auc", t));
         if let Err(e) = logged {
             eprintln!("tracking trial {}: {e}", t.number);
         }
@@ -344,7 +344,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
             let best = trained
                 .history
                 .iter()
-                .map(|l| l.val_auc)
+                .map(|l| l.val_roc_auc)
                 .fold(f64::MIN, f64::max);
             Ok(best)
         },
@@ -367,7 +367,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
     }
     let best = study.best_trial().context("no trial completed")?;
     println!(
-        "stopped: {why:?}; best trial {} val_auc {:.4}",
+        "stopped: {why:?}; best trial {} val_roc_auc {:.4}",
         best.number,
         best.value.unwrap_or(f64::NAN)
     );

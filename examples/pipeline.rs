@@ -316,7 +316,7 @@ fn register(
             .alias("wdbc-mlp", "production")
             .await?
             .and_then(|e| e.target);
-        let mut new = NewVersion::new()
+        let new = NewVersion::new()
             .artifact(candidate)?
             .reference_profile(profile.to_json()?)
             .param("hidden", "128,64,32")
@@ -329,10 +329,8 @@ fn register(
                 code_version: Some(format!("mlops {}", env!("CARGO_PKG_VERSION"))),
                 parent_version: production,
             })
-            .description("the main job's MLP candidate");
-        for (metric, value) in &values.values {
-            new = new.metric(metric.name(), *value);
-        }
+            .description("the main job's MLP candidate")
+            .metrics(values);
         let record = registry.register("wdbc-mlp", new).await?;
         println!(
             "[registry]  registered wdbc-mlp v{} ({} files, {} bytes) in {}",
@@ -420,12 +418,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     )?;
     let last = trained.history.last().context("no epoch ran")?;
     println!(
-        "[train]     MLP 128-64-32: {} epochs{}, exported epoch {}; last val_loss {:.4}, val_auc {:.4} ({:.1}s)",
+        "[train]     MLP 128-64-32: {} epochs{}, exported epoch {}; last val_loss {:.4}, val_roc_auc {:.4} ({:.1}s)",
         trained.history.len(),
         if trained.stopped_early { " (early stopping)" } else { "" },
         trained.exported_epoch,
         last.val_loss,
-        last.val_auc,
+        last.val_roc_auc,
         trained.history.iter().map(|l| l.seconds).sum::<f64>(),
     );
     let run = track(&args.workdir, &trainer, &trained)?;

@@ -71,8 +71,8 @@ struct PrintEpochs;
 impl Callback for PrintEpochs {
     fn on_epoch_end(&mut self, l: &EpochLog) -> Control {
         println!(
-            "epoch {:>3}  loss {:.4}  val_loss {:.4}  val_auc {:.4}  val_ap {:.4}  val_accuracy {:.4}  lr {:.0e}  {:.2}s",
-            l.epoch, l.loss, l.val_loss, l.val_auc, l.val_average_precision, l.val_accuracy, l.learning_rate, l.seconds
+            "epoch {:>3}  loss {:.4}  val_loss {:.4}  val_roc_auc {:.4}  val_ap {:.4}  val_accuracy {:.4}  lr {:.0e}  {:.2}s",
+            l.epoch, l.loss, l.val_loss, l.val_roc_auc, l.val_average_precision, l.val_accuracy, l.learning_rate, l.seconds
         );
         Control::Continue
     }

@@ -10,10 +10,10 @@
 //! Flags (all optional): `lr`, `dropout`, `hidden` (comma-separated widths), `batch_size`,
 //! `epochs`, `weight_decay`, `pos_weight`, `seed`, `data` (CSV; default the built-in WDBC
 //! table), `label_col`. Each epoch prints `epoch=N` then one line per metric (`loss`,
-//! `val_loss`, `val_auc`, `val_average_precision`, `val_accuracy`, `val_precision`,
+//! `val_loss`, `val_roc_auc`, `val_average_precision`, `val_accuracy`, `val_precision`,
 //! `val_recall`, `learning_rate`); the last lines are the exported epoch's metrics. In the
 //! Katib Experiment: `metricsCollectorSpec: {collector: {kind: StdOut}}`,
-//! `objectiveMetricName: val_auc`, and the trial template's command
+//! `objectiveMetricName: val_roc_auc`, and the trial template's command
 //! `trial --lr=${trialParameters.lr} ...`.
 
 use std::process::ExitCode;

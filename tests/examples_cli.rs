@@ -644,7 +644,7 @@ fn trial_prints_katib_stdout_metrics_and_refuses_unknown_flags() {
     let auc: f64 = lines
         .iter()
         .rev()
-        .find_map(|l| l.strip_prefix("val_auc="))
+        .find_map(|l| l.strip_prefix("val_roc_auc="))
         .unwrap()
         .parse()
         .unwrap();

@@ -122,6 +122,38 @@ impl MetricValues {
         self
     }
 
+    /// From `name → value` pairs, such as a registry record's or a tracked run's metrics: the
+    /// pairs whose name is a [`Metric`] name (`roc_auc`, `log_loss`, ...); other names (a
+    /// custom score, `val_loss`) are not gate metrics and are left out.
+    ///
+    /// ```
+    /// use mlops_core::gate::MetricValues;
+    /// use mlops_core::metrics::Metric;
+    ///
+    /// let recorded = [("roc_auc", 0.97), ("latency_ms", 3.0)];
+    /// let v = MetricValues::from_named(recorded);
+    /// assert_eq!(v.values[&Metric::RocAuc], 0.97);
+    /// assert_eq!(v.values.len(), 1);
+    /// assert_eq!(v.to_named()["roc_auc"], 0.97);
+    /// ```
+    pub fn from_named<N: AsRef<str>>(pairs: impl IntoIterator<Item = (N, f64)>) -> Self {
+        let mut out = MetricValues::new();
+        for (name, value) in pairs {
+            if let Ok(metric) = name.as_ref().parse::<Metric>() {
+                out.values.insert(metric, value);
+            }
+        }
+        out
+    }
+
+    /// The point estimates as `name → value` (what a registry record or a tracker stores).
+    pub fn to_named(&self) -> BTreeMap<String, f64> {
+        self.values
+            .iter()
+            .map(|(m, v)| (m.name().to_string(), *v))
+            .collect()
+    }
+
     /// Adds a bootstrap interval (and its estimate as the point value).
     pub fn with_interval(mut self, metric: Metric, ci: ConfidenceInterval) -> Self {
         self.values.insert(metric, ci.estimate);

@@ -125,6 +125,13 @@ impl NewVersion {
         self
     }
 
+    /// Records every point estimate of `values` under its metric name (`roc_auc`, ...), the
+    /// names [`VersionRecord::metric_values`](crate::VersionRecord::metric_values) reads back.
+    pub fn metrics(mut self, values: &mlops_core::gate::MetricValues) -> Self {
+        self.metrics.extend(values.to_named());
+        self
+    }
+
     /// Sets a parameter.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.insert(name.into(), value.into());

@@ -71,6 +71,37 @@ pub struct VersionRecord {
 }
 
 impl VersionRecord {
+    /// The recorded metrics that are gate metrics, typed: what
+    /// [`MetricGate::evaluate`](mlops_core::gate::MetricGate::evaluate) takes for a champion.
+    ///
+    /// ```
+    /// # use mlops_registry::{NewVersion, Registry, RegistryConfig, VersionRef};
+    /// # use mlops_core::gate::{GateRule, MetricGate, MetricValues};
+    /// # use mlops_core::metrics::Metric;
+    /// # futures::executor::block_on(async {
+    /// let registry = Registry::open("memory:///", &RegistryConfig::default()).await?;
+    /// let scores = MetricValues::new().with(Metric::RocAuc, 0.95).with(Metric::Accuracy, 0.9);
+    /// registry.register("fraud", NewVersion::new().bytes("m", vec![1]).metrics(&scores)).await?;
+    /// let champion = registry.version("fraud", &VersionRef::Number(1)).await?.record;
+    /// // A candidate against the champion: one call.
+    /// let candidate = MetricValues::new().with(Metric::RocAuc, 0.96).with(Metric::Accuracy, 0.91);
+    /// let gate = MetricGate {
+    ///     rules: vec![GateRule::Champion { metric: Metric::RocAuc, tolerance: 0.0, use_confidence_bound: false }],
+    ///     ..MetricGate::default()
+    /// };
+    /// assert!(gate.evaluate(&candidate, Some(&champion.metric_values())).passed);
+    /// let worse = MetricValues::new().with(Metric::RocAuc, 0.94);
+    /// assert!(!gate.evaluate(&worse, Some(&champion.metric_values())).passed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metric_values(&self) -> mlops_core::gate::MetricValues {
+        mlops_core::gate::MetricValues::from_named(
+            self.metrics.iter().map(|(k, v)| (k.as_str(), *v)),
+        )
+    }
+
     /// The entry of file `name`.
     pub fn file(&self, name: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.name == name)

@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 
 use serde::{Deserialize, Serialize};
 
-/// Metrics of one epoch, named as Keras logs them.
+/// Metrics of one epoch: `loss` and `val_loss` as Keras logs them, the other validation
+/// metrics `val_` + their [`Metric`](mlops_core::metrics::Metric) name (`val_roc_auc`), the
+/// one naming scheme of every crate (`val_auc`, the earlier name, still reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochLog {
     /// Epoch number, from 1.
@@ -18,7 +20,8 @@ pub struct EpochLog {
     /// Validation log loss (scikit-learn's `log_loss`, sample weights if any).
     pub val_loss: f64,
     /// Validation ROC AUC.
-    pub val_auc: f64,
+    #[serde(alias = "val_auc")]
+    pub val_roc_auc: f64,
     /// Validation average precision.
     pub val_average_precision: f64,
     /// Validation accuracy at threshold 0.5.
@@ -32,13 +35,27 @@ pub struct EpochLog {
 }
 
 impl EpochLog {
+    /// The validation metrics as [`MetricValues`](mlops_core::gate::MetricValues) (what a
+    /// gate reads): ROC AUC, average precision, log loss (`val_loss`), and accuracy,
+    /// precision and recall at 0.5.
+    pub fn validation_metrics(&self) -> mlops_core::gate::MetricValues {
+        use mlops_core::metrics::Metric;
+        mlops_core::gate::MetricValues::new()
+            .with(Metric::RocAuc, self.val_roc_auc)
+            .with(Metric::AveragePrecision, self.val_average_precision)
+            .with(Metric::LogLoss, self.val_loss)
+            .with(Metric::Accuracy, self.val_accuracy)
+            .with(Metric::Precision, self.val_precision)
+            .with(Metric::Recall, self.val_recall)
+    }
+
     /// The value of a monitored metric.
     pub fn get(&self, monitor: crate::Monitor) -> f64 {
         use crate::Monitor::*;
         match monitor {
             Loss => self.loss,
             ValLoss => self.val_loss,
-            ValAuc => self.val_auc,
+            ValRocAuc => self.val_roc_auc,
             ValAveragePrecision => self.val_average_precision,
             ValAccuracy => self.val_accuracy,
             ValPrecision => self.val_precision,
@@ -51,7 +68,7 @@ impl EpochLog {
         [
             ("loss", self.loss),
             ("val_loss", self.val_loss),
-            ("val_auc", self.val_auc),
+            ("val_roc_auc", self.val_roc_auc),
             ("val_average_precision", self.val_average_precision),
             ("val_accuracy", self.val_accuracy),
             ("val_precision", self.val_precision),
@@ -79,7 +96,7 @@ pub enum Control {
 /// struct Goal(f64);
 /// impl Callback for Goal {
 ///     fn on_epoch_end(&mut self, log: &EpochLog) -> Control {
-///         if log.val_auc >= self.0 { Control::Stop } else { Control::Continue }
+///         if log.val_roc_auc >= self.0 { Control::Stop } else { Control::Continue }
 ///     }
 /// }
 /// ```
@@ -135,8 +152,8 @@ impl Callback for ProgressBar {
         if let Some(bar) = &self.bar {
             bar.set_position(log.epoch as u64);
             bar.set_message(format!(
-                "loss {:.4} val_loss {:.4} val_auc {:.4}",
-                log.loss, log.val_loss, log.val_auc
+                "loss {:.4} val_loss {:.4} val_roc_auc {:.4}",
+                log.loss, log.val_loss, log.val_roc_auc
             ));
         }
         Control::Continue

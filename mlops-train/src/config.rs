@@ -143,8 +143,9 @@ impl<'de> Deserialize<'de> for DeviceConfig {
     }
 }
 
-/// A validation metric to watch for early stopping and learning-rate reduction, named as
-/// Keras logs them.
+/// A validation metric to watch for early stopping and learning-rate reduction: `loss`,
+/// `val_loss`, and `val_` + a [`Metric`](mlops_core::metrics::Metric) name (`val_roc_auc`;
+/// `val_auc` still reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Monitor {
@@ -153,7 +154,8 @@ pub enum Monitor {
     /// Validation log loss (lower is better).
     ValLoss,
     /// Validation ROC AUC (higher is better).
-    ValAuc,
+    #[serde(alias = "val_auc")]
+    ValRocAuc,
     /// Validation average precision (higher is better).
     ValAveragePrecision,
     /// Validation accuracy at 0.5 (higher is better).
@@ -170,12 +172,12 @@ impl Monitor {
         !matches!(self, Monitor::Loss | Monitor::ValLoss)
     }
 
-    /// The name in logs (`val_auc`, ...).
+    /// The name in logs (`val_roc_auc`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Monitor::Loss => "loss",
             Monitor::ValLoss => "val_loss",
-            Monitor::ValAuc => "val_auc",
+            Monitor::ValRocAuc => "val_roc_auc",
             Monitor::ValAveragePrecision => "val_average_precision",
             Monitor::ValAccuracy => "val_accuracy",
             Monitor::ValPrecision => "val_precision",

@@ -16,7 +16,7 @@ type Series = (&'static str, fn(&EpochLog) -> f64, RGBColor);
 /// use mlops_train::{training_curves_svg, EpochLog};
 ///
 /// let log = |epoch: usize, loss: f64| EpochLog {
-///     epoch, learning_rate: 1e-3, loss, val_loss: loss + 0.05, val_auc: 0.9, val_average_precision: 0.8,
+///     epoch, learning_rate: 1e-3, loss, val_loss: loss + 0.05, val_roc_auc: 0.9, val_average_precision: 0.8,
 ///     val_accuracy: 0.9, val_precision: 0.9, val_recall: 0.9, seconds: 0.1,
 /// };
 /// let svg = training_curves_svg(&[log(1, 0.6), log(2, 0.4)])?;
@@ -58,7 +58,7 @@ pub fn training_curves_svg(history: &[EpochLog]) -> Result<String> {
                 "validation ranking",
                 1.0,
                 vec![
-                    ("val_auc", |l| l.val_auc, BLUE),
+                    ("val_roc_auc", |l| l.val_roc_auc, BLUE),
                     ("val_average_precision", |l| l.val_average_precision, RED),
                 ],
             ),

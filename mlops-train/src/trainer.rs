@@ -47,7 +47,7 @@ const EVAL_CHUNK: usize = 8192;
 ///     TrainConfig { epochs: 40, batch_size: 32, learning_rate: 0.05, ..TrainConfig::default() },
 /// )?;
 /// let trained = trainer.fit(&data, None, &mut [])?;
-/// assert!(trained.history.last().unwrap().val_auc > 0.95);
+/// assert!(trained.history.last().unwrap().val_roc_auc > 0.95);
 /// let model = trained.predictor()?; // mlops-core's reference forward pass
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -313,7 +313,7 @@ impl Trainer {
                 epoch,
                 loss,
                 val_loss = log.val_loss,
-                val_auc = log.val_auc,
+                val_roc_auc = log.val_roc_auc,
                 "epoch"
             );
             for cb in callbacks.iter_mut() {
@@ -524,7 +524,7 @@ fn evaluate(engine: &mut dyn Engine, params: &[Vec<f32>], va: &Prepared) -> Resu
         learning_rate: 0.0,
         loss: 0.0,
         val_loss: s.log_loss()?,
-        val_auc: s.roc_auc()?,
+        val_roc_auc: s.roc_auc()?,
         val_average_precision: s.average_precision()?,
         val_accuracy: confusion.accuracy(),
         val_precision: confusion.precision(),

@@ -48,7 +48,7 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
     // Metrics with steps: history in step order, the record shows the last step's value.
     let points: Vec<MetricPoint> = (1..=5)
         .map(|s| MetricPoint {
-            key: "val_auc".into(),
+            key: "val_roc_auc".into(),
             value: 0.8 + 0.03 * s as f64,
             step: s,
             timestamp_ms: 1_700_000_000_000 + s,
@@ -56,10 +56,10 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
         .collect();
     t.log_metrics(&a, &points[2..]).await.unwrap();
     t.log_metrics(&a, &points[..2]).await.unwrap();
-    t.log_metrics(&b, &[MetricPoint::now("val_auc", 0.99, 1)])
+    t.log_metrics(&b, &[MetricPoint::now("val_roc_auc", 0.99, 1)])
         .await
         .unwrap();
-    let history = t.metric_history(&a, "val_auc").await.unwrap();
+    let history = t.metric_history(&a, "val_roc_auc").await.unwrap();
     assert_eq!(
         history.iter().map(|p| p.step).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
@@ -91,12 +91,12 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
     assert_eq!(ra.params["hidden"], "[128, 64, 32]");
     assert_eq!(ra.tags["team"], "fraud");
     assert_eq!(ra.tags["stage"], "candidate");
-    assert!((ra.metrics["val_auc"] - 0.95).abs() < 1e-12);
+    assert!((ra.metrics["val_roc_auc"] - 0.95).abs() < 1e-12);
 
     // List and compare.
     let runs = t.list_runs(experiment).await.unwrap();
     assert_eq!(runs.len(), 2, "{runs:?}");
-    let ranked = compare_runs(runs, "val_auc", true);
+    let ranked = compare_runs(runs, "val_roc_auc", true);
     assert_eq!(ranked[0].run_id, b);
     assert_eq!(ranked[0].status, RunStatus::Killed);
     assert!(t.list_runs("no-such-experiment").await.unwrap().is_empty());
@@ -175,7 +175,10 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
     );
     assert_eq!(r.params["train.reduce_lr.patience"], "3");
     assert_eq!(r.params["train.device"], "cpu");
-    assert_eq!(t.metric_history(&run, "val_auc").await.unwrap().len(), 3);
+    assert_eq!(
+        t.metric_history(&run, "val_roc_auc").await.unwrap().len(),
+        3
+    );
     assert_eq!(
         t.get_artifact(&run, "model/model.safetensors")
             .await
@@ -193,11 +196,16 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
         error: None,
         seconds: 0.5,
     };
-    let run = log_trial(t, "study-x", "val_auc", &pruned).await.unwrap();
+    let run = log_trial(t, "study-x", "val_roc_auc", &pruned)
+        .await
+        .unwrap();
     let r = t.get_run(&run).await.unwrap();
     assert_eq!((r.name.as_str(), r.status), ("trial-3", RunStatus::Killed));
     assert_eq!(r.params["lr"], "0.01");
-    assert_eq!(t.metric_history(&run, "val_auc").await.unwrap().len(), 2);
+    assert_eq!(
+        t.metric_history(&run, "val_roc_auc").await.unwrap().len(),
+        2
+    );
     let failed = TrialRecord {
         number: 4,
         state: TrialState::Failed,
@@ -205,7 +213,9 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
         intermediate: vec![],
         ..pruned
     };
-    let run = log_trial(t, "study-x", "val_auc", &failed).await.unwrap();
+    let run = log_trial(t, "study-x", "val_roc_auc", &failed)
+        .await
+        .unwrap();
     let r = t.get_run(&run).await.unwrap();
     assert_eq!(
         (r.status, r.tags["error"].as_str()),
@@ -231,7 +241,7 @@ async fn object_store_tracker_on_local_disk_is_browsable() {
     let run = &runs.iter().find(|r| r.name == "run-a").unwrap().run_id.0;
     let base = dir.path().join("mlruns/fraud/detection v2").join(run);
     assert!(base.join("run.json").exists(), "{}", base.display());
-    assert!(base.join("metrics/val_auc.json").exists());
+    assert!(base.join("metrics/val_roc_auc.json").exists());
     assert!(base.join("artifacts/model/model.json").exists());
     assert!(ObjectStoreTracker::open("nope://x", &Default::default()).is_err());
 }

@@ -220,10 +220,10 @@ fn exported_model_loads_back_and_predicts_like_the_trainer() {
     // The exported weights score the validation split as the trainer's last log says.
     let last = trained.history.last().unwrap();
     assert!(
-        (s.roc_auc().unwrap() - last.val_auc).abs() < 1e-9,
+        (s.roc_auc().unwrap() - last.val_roc_auc).abs() < 1e-9,
         "{} vs {}",
         s.roc_auc().unwrap(),
-        last.val_auc
+        last.val_roc_auc
     );
     assert!((s.log_loss().unwrap() - last.val_loss).abs() < 1e-5);
 }
@@ -286,7 +286,7 @@ fn monitored_auc_and_class_weights_train() {
             class_weight: Some(ClassWeight::Balanced),
             pos_weight: Some(2.0),
             early_stopping: Some(EarlyStoppingConfig {
-                monitor: Monitor::ValAuc,
+                monitor: Monitor::ValRocAuc,
                 patience: 3,
                 ..EarlyStoppingConfig::default()
             }),
@@ -298,17 +298,17 @@ fn monitored_auc_and_class_weights_train() {
     let best = trained
         .history
         .iter()
-        .map(|l| l.val_auc)
+        .map(|l| l.val_roc_auc)
         .fold(f64::MIN, f64::max);
     let exported = &trained.history[trained.exported_epoch - 1];
-    assert_eq!(exported.val_auc, best);
+    assert_eq!(exported.val_roc_auc, best);
     assert!(
         best > 0.98,
         "{:?}",
         trained
             .history
             .iter()
-            .map(|l| (l.val_auc, l.learning_rate))
+            .map(|l| (l.val_roc_auc, l.learning_rate))
             .collect::<Vec<_>>()
     );
 }
@@ -429,7 +429,7 @@ fn cuda_trains_on_a_gpu_or_fails_clearly_without_one() {
             let cpu = make(DeviceConfig::Cpu).fit(&data, None, &mut []).unwrap();
             let (g, c) = (gpu.history.last().unwrap(), cpu.history.last().unwrap());
             assert!(
-                g.val_auc > 0.98 && (g.val_auc - c.val_auc).abs() < 0.02,
+                g.val_roc_auc > 0.98 && (g.val_roc_auc - c.val_roc_auc).abs() < 0.02,
                 "{g:?} vs {c:?}"
             );
         }
@@ -491,3 +491,36 @@ fn device_names_are_parsed_with_a_clear_error() {
 #[test]
 #[ignore = "left out: training on a GPU; run with --features cuda on a machine with one (scripts/gpu_check.sh)"]
 fn cuda_trains_on_a_gpu_or_fails_clearly_without_one() {}
+
+#[test]
+fn one_naming_scheme_val_plus_the_metric_name_and_the_old_name_still_reads() {
+    use mlops_core::metrics::Metric;
+    use mlops_train::{EpochLog, Monitor};
+    assert_eq!(Monitor::ValRocAuc.name(), "val_roc_auc");
+    assert_eq!(
+        serde_json::from_str::<Monitor>("\"val_auc\"").unwrap(),
+        Monitor::ValRocAuc
+    );
+    let log: EpochLog = serde_json::from_str(
+        r#"{"epoch": 1, "learning_rate": 0.001, "loss": 0.3, "val_loss": 0.25, "val_auc": 0.97,
+            "val_average_precision": 0.8, "val_accuracy": 0.9, "val_precision": 0.7,
+            "val_recall": 0.6, "seconds": 1.0}"#,
+    )
+    .unwrap();
+    assert_eq!(log.val_roc_auc, 0.97);
+    let m = log.validation_metrics();
+    assert_eq!(m.values[&Metric::RocAuc], 0.97);
+    assert_eq!(m.values[&Metric::LogLoss], 0.25);
+    assert_eq!(m.values[&Metric::Recall], 0.6);
+    // Every validation metric's name is `val_` + the metric's name (loss aside, Keras' own).
+    for (metric, monitor) in [
+        (Metric::RocAuc, Monitor::ValRocAuc),
+        (Metric::AveragePrecision, Monitor::ValAveragePrecision),
+        (Metric::Accuracy, Monitor::ValAccuracy),
+        (Metric::Precision, Monitor::ValPrecision),
+        (Metric::Recall, Monitor::ValRecall),
+    ] {
+        assert_eq!(monitor.name(), format!("val_{}", metric.name()));
+        assert_eq!(log.get(monitor), m.values[&metric]);
+    }
+}

@@ -38,7 +38,7 @@ pub struct ObjectiveConfig {
     /// The study stops once a trial reaches it.
     #[serde(default)]
     pub goal: Option<f64>,
-    /// The metric's name (`val_auc`).
+    /// The metric's name (`val_roc_auc`).
     pub objective_metric_name: String,
 }
 
@@ -49,7 +49,7 @@ pub struct ObjectiveConfig {
 ///
 /// let c: StudyConfig = serde_json::from_str(r#"{
 ///     "name": "fraud-mlp",
-///     "objective": {"type": "maximize", "goal": 0.95, "objectiveMetricName": "val_auc"},
+///     "objective": {"type": "maximize", "goal": 0.95, "objectiveMetricName": "val_roc_auc"},
 ///     "parallelTrialCount": 4, "maxTrialCount": 20, "maxFailedTrialCount": 3
 /// }"#).unwrap();
 /// assert!(c.validate().is_ok());

@@ -33,9 +33,9 @@ use crate::error::{Error, Result};
 /// # tokio_test_block(async {
 /// let tracker = ObjectStoreTracker::open("memory:///", &Default::default())?;
 /// let run = tracker.start_run("fraud", "baseline", &BTreeMap::new()).await?;
-/// tracker.log_metrics(&run, &[MetricPoint::now("val_auc", 0.97, 1)]).await?;
+/// tracker.log_metrics(&run, &[MetricPoint::now("val_roc_auc", 0.97, 1)]).await?;
 /// tracker.end_run(&run, RunStatus::Finished).await?;
-/// assert_eq!(tracker.get_run(&run).await?.metrics["val_auc"], 0.97);
+/// assert_eq!(tracker.get_run(&run).await?.metrics["val_roc_auc"], 0.97);
 /// # Ok::<(), mlops_train::Error>(())
 /// # }).unwrap();
 /// # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {

@@ -157,9 +157,9 @@ pub trait ExperimentTracker: Send + Sync {
 /// let run = |id: &str, auc: Option<f64>| RunRecord {
 ///     run_id: RunId(id.into()), experiment: "e".into(), name: id.into(), status: RunStatus::Finished,
 ///     start_time_ms: 0, end_time_ms: Some(1), params: BTreeMap::new(), tags: BTreeMap::new(),
-///     metrics: auc.map(|a| ("val_auc".to_string(), a)).into_iter().collect(),
+///     metrics: auc.map(|a| ("val_roc_auc".to_string(), a)).into_iter().collect(),
 /// };
-/// let ranked = compare_runs(vec![run("a", Some(0.91)), run("b", None), run("c", Some(0.97))], "val_auc", true);
+/// let ranked = compare_runs(vec![run("a", Some(0.91)), run("b", None), run("c", Some(0.97))], "val_roc_auc", true);
 /// let ids: Vec<&str> = ranked.iter().map(|r| r.run_id.0.as_str()).collect();
 /// assert_eq!(ids, ["c", "a", "b"]);
 /// ```

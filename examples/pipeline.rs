@@ -324,7 +324,7 @@ fn register(
             .tag("gate", if passed { "passed" } else { "failed" })
             .tag("dataset", "wdbc")
             .lineage(Lineage {
-                run_id: Some(run.0.clone()),
+                run_id: Some(run.clone()),
                 dataset: Some(fingerprint(train)),
                 code_version: Some(format!("mlops {}", env!("CARGO_PKG_VERSION"))),
                 parent_version: production,

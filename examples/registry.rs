@@ -219,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             parent,
         } => {
             let mut new = NewVersion::new().dir(&dir)?.lineage(Lineage {
-                run_id,
+                run_id: run_id.map(mlops::core::RunId::from),
                 dataset: None,
                 code_version,
                 parent_version: parent,
@@ -313,7 +313,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let l = &r.lineage;
                 println!("lineage:");
-                println!("  run id:         {}", l.run_id.as_deref().unwrap_or("-"));
+                println!(
+                    "  run id:         {}",
+                    l.run_id.as_ref().map_or("-", |r| r.0.as_str())
+                );
                 match &l.dataset {
                     Some(d) => println!("  dataset:        sha256:{} ({} rows)", d.sha256, d.rows),
                     None => println!("  dataset:        -"),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnKind, ColumnSchema, Schema};
+use crate::schema::{ColumnKind, ColumnSchema};
 
 /// How to read a CSV file into a [`Dataset`]. serde with defaults, so it can come from a
 /// config file.
@@ -469,14 +469,4 @@ pub fn read_csv_columns_path(
     options: &CsvOptions,
 ) -> Result<Vec<Vec<f64>>> {
     read_csv_columns(open_file(path.as_ref())?, names, options)
-}
-
-impl Schema {
-    /// Reads a schema from JSON text.
-    pub fn from_json(text: &str) -> Result<Schema> {
-        serde_json::from_str(text).map_err(|source| Error::Json {
-            what: "schema".into(),
-            cause: source,
-        })
-    }
 }

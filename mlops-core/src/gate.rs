@@ -202,6 +202,27 @@ impl GateDecision {
     }
 }
 
+impl std::fmt::Display for GateDecision {
+    /// `PASSED` or `FAILED`, then one line per rule with its reason.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let failed = self.failures().count();
+        if self.passed {
+            write!(f, "gate PASSED ({} rules)", self.results.len())?;
+        } else {
+            write!(f, "gate FAILED ({failed} of {} rules)", self.results.len())?;
+        }
+        for r in &self.results {
+            write!(
+                f,
+                "\n  {} {}",
+                if r.passed { "pass" } else { "FAIL" },
+                r.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl MetricGate {
     /// Checks the rules: finite bounds, tolerances `>= 0`, bounds of rate metrics in [0, 1].
     pub fn validate(&self) -> Result<()> {

@@ -41,8 +41,10 @@ mod csv_io;
 mod dataset;
 mod error;
 pub mod gate;
+pub mod json;
 pub mod metrics;
 pub mod model;
+mod run_id;
 #[cfg(feature = "object-store")]
 pub mod runtime;
 mod schema;
@@ -60,5 +62,17 @@ pub use ndarray;
 /// The `object_store` the stores are opened with (feature `object-store`).
 #[cfg(feature = "object-store")]
 pub use object_store;
+pub use run_id::RunId;
 pub use schema::{ColumnKind, ColumnSchema, Schema};
 pub use split::{Split, SplitFractions};
+
+crate::json_methods!(
+    Schema => "schema",
+    model::ModelSpec => "model spec",
+    metrics::MetricReport => "metric report",
+    gate::MetricValues => "metric values",
+    gate::MetricGate => "metric gate",
+    gate::GateDecision => "gate decision",
+    validation::ValidationReport => "validation report",
+    validation::ValidationConfig => "validation config",
+);

@@ -1,6 +1,6 @@
 //! Metric gates: absolute rules, champion-relative rules, confidence bounds, bad configs.
 
-use mlops_core::gate::{GateRule, MetricGate, MetricValues};
+use mlops_core::gate::{GateDecision, GateRule, MetricGate, MetricValues};
 use mlops_core::metrics::{ConfidenceInterval, Metric};
 
 fn ci(estimate: f64, lower: f64, upper: f64) -> ConfidenceInterval {
@@ -169,4 +169,33 @@ fn gate_config_round_trips_and_bad_values_are_named() {
         .unwrap_err()
         .to_string()
         .contains("tolerance"));
+}
+
+#[test]
+fn decisions_and_metric_reports_print_readably_and_round_trip_through_json() {
+    use mlops_core::metrics::{MetricReport, ScoredSamples};
+    let gate = MetricGate::default();
+    let bad = MetricValues::new()
+        .with(Metric::Accuracy, 0.84)
+        .with(Metric::RocAuc, 0.95);
+    let d = gate.evaluate(&bad, None);
+    let text = d.to_string();
+    assert!(text.starts_with("gate FAILED (1 of 2 rules)"), "{text}");
+    assert!(text.contains("FAIL") && text.contains("0.85"), "{text}");
+    assert_eq!(GateDecision::from_json(&d.to_json().unwrap()).unwrap(), d);
+    assert_eq!(
+        MetricGate::from_json(&gate.to_json().unwrap()).unwrap(),
+        gate
+    );
+    let samples = ScoredSamples::new(&[0.0, 1.0, 1.0, 0.0], &[0.2, 0.9, 0.4, 0.6], None).unwrap();
+    let report = samples.report(0.5).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("roc_auc") && text.contains("confusion"),
+        "{text}"
+    );
+    assert_eq!(
+        MetricReport::from_json(&report.to_json().unwrap()).unwrap(),
+        report
+    );
 }

@@ -115,7 +115,7 @@ fn tensors_with(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>, Dtype)
 
 fn load_err(weights: &[u8]) -> String {
     let spec_json = artifact().spec_json().unwrap();
-    ModelArtifact::from_parts(&spec_json, weights)
+    ModelArtifact::from_parts(spec_json.as_bytes(), weights)
         .unwrap_err()
         .to_string()
 }
@@ -176,7 +176,7 @@ fn garbage_weights_and_bad_specs_are_clear_errors() {
     let good_weights = artifact().weights_to_safetensors().unwrap();
     let edit = |f: fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value =
-            serde_json::from_slice(&artifact().spec_json().unwrap()).unwrap();
+            serde_json::from_str(&artifact().spec_json().unwrap()).unwrap();
         f(&mut v);
         ModelArtifact::from_parts(&serde_json::to_vec(&v).unwrap(), &good_weights)
             .unwrap_err()
@@ -306,7 +306,7 @@ fn labels_use_the_models_threshold_and_refuse_rows_without_a_probability() {
     // The threshold survives the artifact's files.
     let saved = artifact.clone().with_threshold(0.25).unwrap();
     let back = ModelArtifact::from_parts(
-        &saved.spec_json().unwrap(),
+        saved.spec_json().unwrap().as_bytes(),
         &saved.weights_to_safetensors().unwrap(),
     )
     .unwrap();

@@ -28,7 +28,7 @@
 //! let reference: Vec<f64> = (0..200).map(|i| (i as f64 * 0.37).sin()).collect();
 //! let current: Vec<f64> = reference.iter().map(|v| v + 0.5).collect();
 //! let r = ks_2samp(&reference, &current, Alternative::TwoSided, KsMethod::Auto)?;
-//! assert!(r.pvalue < 1e-6);
+//! assert!(r.p_value < 1e-6);
 //! # Ok::<(), mlops_drift::Error>(())
 //! ```
 
@@ -56,8 +56,16 @@ pub use profile::{ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile
 /// takes — a metrics registry, not the model registry.
 pub use prometheus_client;
 pub use report::{
-    ColumnDrift, ColumnStatus, DatasetDrift, DriftConfig, DriftReport, DriftTest, MissingDrift,
-    RuleOutcome, TestOutcome, Verdict,
+    ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftConfig, DriftReport, DriftTest,
+    MissingDrift, TestOutcome, Verdict,
 };
 pub use sketch::{QuantileSketch, SketchKs, DEFAULT_K as DEFAULT_SKETCH_K};
 pub use sketch_profile::{ColumnSketch, ProfileSketch};
+
+mlops_core::json_methods!(
+    ReferenceProfile => "reference profile",
+    ProfileSketch => "profile sketch",
+    DriftConfig => "drift config",
+    DriftReport => "drift report",
+    DriftPolicyConfig => "drift policy config",
+);

@@ -93,7 +93,7 @@ struct AlertLabels {
 pub struct DriftMetrics {
     score: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     tested: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
-    pvalue: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    p_value: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     share: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     alerts: Family<AlertLabels, Counter>,
 }
@@ -110,7 +110,7 @@ impl DriftMetrics {
         registry.register(
             "mlops_drift_pvalue",
             "Adjusted p-value of the deciding drift test per feature, where it has one",
-            m.pvalue.clone(),
+            m.p_value.clone(),
         );
         registry.register(
             "mlops_drift_feature_tested",
@@ -144,14 +144,14 @@ impl DriftMetrics {
             match c.tests.first() {
                 Some(t) if tested => {
                     self.score.get_or_create(&labels).set(t.statistic);
-                    self.pvalue
+                    self.p_value
                         .get_or_create(&labels)
                         .set(t.adjusted_p_value.or(t.p_value).unwrap_or(f64::NAN));
                 }
                 // Unknown, not the last check's value.
                 _ => {
                     self.score.get_or_create(&labels).set(f64::NAN);
-                    self.pvalue.get_or_create(&labels).set(f64::NAN);
+                    self.p_value.get_or_create(&labels).set(f64::NAN);
                 }
             }
         }

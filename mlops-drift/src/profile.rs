@@ -477,16 +477,4 @@ impl ReferenceProfile {
     pub fn column(&self, name: &str) -> Option<&ColumnProfile> {
         self.columns.iter().find(|c| c.name == name)
     }
-
-    /// Serializes to JSON.
-    pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string(self)
-            .map_err(|e| Error::invalid("profile", e, "a serializable profile"))
-    }
-
-    /// Reads a profile written by [`ReferenceProfile::to_json`].
-    pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text)
-            .map_err(|e| Error::invalid("profile JSON", e, "a ReferenceProfile"))
-    }
 }

@@ -210,7 +210,7 @@ fn a_windowed_detector_on_a_compact_profile_uses_the_true_reference_count() {
             assert_eq!(
                 x.drifted, y.drifted,
                 "at {}: p {} vs {}",
-                x.position, x.pvalue, y.pvalue
+                x.position, x.p_value, y.p_value
             );
             compared += 1;
         }

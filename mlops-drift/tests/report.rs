@@ -3,7 +3,7 @@
 
 use mlops_core::Dataset;
 use mlops_drift::{
-    ColumnStatus, Correction, DriftConfig, DriftTest, ProfileConfig, ProfileStorage,
+    ColumnStatus, Correction, DriftConfig, DriftReport, DriftTest, ProfileConfig, ProfileStorage,
     ReferenceProfile, Verdict,
 };
 use ndarray::Array2;
@@ -571,4 +571,35 @@ fn reports_and_profiles_are_byte_identical_at_1_3_and_8_threads() {
             "mixed report differs at {threads} threads"
         );
     }
+}
+
+#[test]
+fn reports_print_readably_and_round_trip_through_json() {
+    let profile = ReferenceProfile::fit(&data(600, 0.0), &ProfileConfig::default()).unwrap();
+    let report = profile
+        .compare(&data(600, 20.0), &DriftConfig::default())
+        .unwrap();
+    let text = report.to_string();
+    assert!(
+        text.starts_with("drift report: incomplete (1 of 4 columns drifted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shifting") && text.contains("DRIFT"),
+        "{text}"
+    );
+    assert!(
+        text.contains("all_nan") && text.contains("not tested"),
+        "{text}"
+    );
+    assert_eq!(
+        DriftReport::from_json(&report.to_json().unwrap()).unwrap(),
+        report
+    );
+    let config = DriftConfig::from_json(r#"{"alpha": 0.01}"#).unwrap();
+    assert_eq!(config.alpha, 0.01);
+    let e = DriftConfig::from_json(r#"{"alpah": 0.01}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("drift config") && e.contains("alpah"), "{e}");
 }

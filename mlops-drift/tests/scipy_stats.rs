@@ -86,7 +86,7 @@ fn ks_2samp_matches_scipy() {
             1e-9,
         );
         match c["pvalue"].as_f64() {
-            Some(p) => close(&format!("{what} pvalue"), r.pvalue, p, 1e-6),
+            Some(p) => close(&format!("{what} pvalue"), r.p_value, p, 1e-6),
             // scipy's asymptotic two-sided p-value is NaN when round(n1 n2 / (n1 + n2)) is 0
             // (n1 = n2 = 1); ours uses an effective size of 1 there.
             None => {
@@ -95,7 +95,7 @@ fn ks_2samp_matches_scipy() {
                     (1, 1, KsMethod::Asymp),
                     "{what}: scipy NaN"
                 );
-                assert_eq!(r.pvalue, kstwo_sf(1, r.statistic), "{what}");
+                assert_eq!(r.p_value, kstwo_sf(1, r.statistic), "{what}");
             }
         }
     }
@@ -155,7 +155,7 @@ fn mannwhitneyu_matches_scipy() {
             b.len()
         );
         close(&format!("{what} U"), r.statistic, f(&c["statistic"]), 1e-9);
-        close(&format!("{what} p"), r.pvalue, f(&c["pvalue"]), 1e-6);
+        close(&format!("{what} p"), r.p_value, f(&c["pvalue"]), 1e-6);
     }
 }
 
@@ -183,12 +183,12 @@ fn cramervonmises_matches_scipy() {
         let want = f(&c["pvalue"]);
         if want < 1e-8 {
             assert!(
-                (r.pvalue - want).abs() < 1e-14,
+                (r.p_value - want).abs() < 1e-14,
                 "{what} p: ours {:e}, scipy {want:e}",
-                r.pvalue
+                r.p_value
             );
         } else {
-            close(&format!("{what} p"), r.pvalue, want, 1e-6);
+            close(&format!("{what} p"), r.p_value, want, 1e-6);
         }
     }
 }
@@ -217,9 +217,11 @@ fn anderson_ksamp_matches_scipy() {
             f(&c["statistic"]),
             1e-9,
         );
-        close(&format!("ad case {k} p"), r.pvalue, f(&c["pvalue"]), 1e-6);
+        close(&format!("ad case {k} p"), r.p_value, f(&c["pvalue"]), 1e-6);
         assert!(
-            (r.pvalue - r.pvalue_unclamped).abs() < 1e-12 || r.pvalue == 0.25 || r.pvalue == 0.001
+            (r.p_value - r.p_value_unclamped).abs() < 1e-12
+                || r.p_value == 0.25
+                || r.p_value == 0.001
         );
     }
 }
@@ -289,7 +291,7 @@ fn contingency_tests_match_scipy() {
         );
         close(
             &format!("contingency case {k} p"),
-            r.pvalue,
+            r.p_value,
             f(&c["pvalue"]),
             1e-6,
         );
@@ -366,7 +368,7 @@ fn mmd_statistic_matches_numpy_and_permutation_pvalue_is_seeded() {
             mmd_rbf(&x, &y, 100, 3).unwrap(),
             "same seed, same p-value"
         );
-        assert!(r.pvalue > 0.0 && r.pvalue <= 1.0);
+        assert!(r.p_value > 0.0 && r.p_value <= 1.0);
     }
 }
 

@@ -68,7 +68,7 @@ fn proportion_tests_match_statsmodels_proportions_ztest() {
             g("statistic"),
             1e-12,
         );
-        close(&format!("case {k} p"), r.pvalue, g("pvalue"), 1e-9);
+        close(&format!("case {k} p"), r.p_value, g("pvalue"), 1e-9);
         // The null-rate test: reference a, current b, one-sided "current larger".
         let nr = null_rate_test(sa, na, sb, nb).unwrap();
         close(
@@ -79,7 +79,7 @@ fn proportion_tests_match_statsmodels_proportions_ztest() {
         );
         close(
             &format!("case {k} larger p"),
-            nr.pvalue,
+            nr.p_value,
             g("larger_pvalue"),
             1e-9,
         );
@@ -87,7 +87,7 @@ fn proportion_tests_match_statsmodels_proportions_ztest() {
     // A convention statsmodels leaves undefined (0/0): both proportions 1 are equal, so the
     // statistic is 0 and the p-value 1.
     let r = proportions_ztest(7.0, 7.0, 3.0, 3.0).unwrap();
-    assert_eq!((r.statistic, r.pvalue), (0.0, 1.0));
+    assert_eq!((r.statistic, r.p_value), (0.0, 1.0));
 }
 
 #[test]
@@ -139,8 +139,8 @@ fn mmd_permutation_p_value_converges_to_the_exact_one() {
     let y = vec![vec![10.0], vec![11.0]];
     let r = mmd_rbf(&x, &y, 60_000, 11).unwrap();
     // 60,000 relabellings: standard error sqrt(1/3 * 2/3 / 60000) = 0.0019.
-    assert!((r.pvalue - 1.0 / 3.0).abs() < 0.01, "p = {}", r.pvalue);
+    assert!((r.p_value - 1.0 / 3.0).abs() < 0.01, "p = {}", r.p_value);
     // Identical samples: every split is at least as extreme, p = 1.
     let same = mmd_rbf(&x, &x, 2_000, 11).unwrap();
-    assert_eq!(same.pvalue, 1.0);
+    assert_eq!(same.p_value, 1.0);
 }

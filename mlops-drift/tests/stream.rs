@@ -161,7 +161,7 @@ fn windowed_statistic_equals_ks_2samp_on_the_window() {
                 want.statistic
             );
             assert!(
-                (r.pvalue - want.pvalue).abs() <= 1e-9 * want.pvalue.max(1e-300),
+                (r.p_value - want.p_value).abs() <= 1e-9 * want.p_value.max(1e-300),
                 "at {t}"
             );
             checked += 1;

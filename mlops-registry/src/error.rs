@@ -9,7 +9,7 @@ use std::time::Duration;
 pub enum Error {
     /// A name, option or argument was refused before any I/O.
     #[error("invalid {field} = {value}: expected {expected}")]
-    Invalid {
+    InvalidValue {
         /// What was checked.
         field: String,
         /// The value seen.
@@ -142,7 +142,7 @@ impl Error {
         value: impl std::fmt::Display,
         expected: impl Into<String>,
     ) -> Self {
-        Error::Invalid {
+        Error::InvalidValue {
             field: field.into(),
             value: value.to_string(),
             expected: expected.into(),

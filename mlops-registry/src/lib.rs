@@ -48,3 +48,8 @@ pub use records::{
     VersionInfo, VersionRecord, VersionRef,
 };
 pub use registry::{GcReport, Registry, UnreadableRecord, LATEST};
+
+mlops_core::json_methods!(
+    RegistryConfig => "registry config",
+    VersionRecord => "version record",
+);

@@ -110,7 +110,7 @@ impl NewVersion {
     /// Adds an mlops-core model (`model.json` and `model.safetensors`).
     pub fn artifact(self, artifact: &ModelArtifact) -> Result<Self> {
         Ok(self
-            .bytes(SPEC_FILE, artifact.spec_json()?)
+            .bytes(SPEC_FILE, artifact.spec_json()?.into_bytes())
             .bytes(WEIGHTS_FILE, artifact.weights_to_safetensors()?))
     }
 

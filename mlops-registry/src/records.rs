@@ -36,7 +36,7 @@ pub struct DatasetFingerprint {
 #[serde(default)]
 pub struct Lineage {
     /// The tracking run that produced it.
-    pub run_id: Option<String>,
+    pub run_id: Option<mlops_core::RunId>,
     /// The training data.
     pub dataset: Option<DatasetFingerprint>,
     /// The code that trained it (a git commit, a package version).

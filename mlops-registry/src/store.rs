@@ -40,7 +40,7 @@ pub(crate) fn open(
                 field,
                 value,
                 expected,
-            } => Error::Invalid {
+            } => Error::InvalidValue {
                 field,
                 value,
                 expected,

@@ -6,7 +6,7 @@
 pub enum Error {
     /// A value the caller passed (a config field, a dataset, an argument) is unusable.
     #[error("invalid {field} = {value}: expected {expected}")]
-    Invalid {
+    InvalidValue {
         /// What was wrong (a config field, an argument).
         field: String,
         /// The value seen.
@@ -85,7 +85,7 @@ impl Error {
         value: impl std::fmt::Display,
         expected: impl Into<String>,
     ) -> Self {
-        Error::Invalid {
+        Error::InvalidValue {
             field: field.into(),
             value: value.to_string(),
             expected: expected.into(),

@@ -55,3 +55,10 @@ pub use config::{
 pub use curves::training_curves_svg;
 pub use error::{Error, Result};
 pub use trainer::{DataFingerprints, TrainedModel, Trainer};
+
+mlops_core::json_methods!(
+    MlpConfig => "MLP config",
+    TrainConfig => "training config",
+    EpochLog => "epoch log",
+    hpo::StudyConfig => "study config",
+);

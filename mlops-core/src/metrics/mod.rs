@@ -511,3 +511,31 @@ impl MetricReport {
             .collect()
     }
 }
+
+impl fmt::Display for MetricReport {
+    /// One line per metric (an undefined one says why), then the confusion matrix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} rows (positive weight {}, negative weight {}), threshold {}",
+            self.rows, self.positive_weight, self.negative_weight, self.threshold
+        )?;
+        for m in Metric::ALL {
+            match self.get(m) {
+                Some(v) => writeln!(f, "  {:<18} {v:.6}", m.name())?,
+                None => writeln!(
+                    f,
+                    "  {:<18} undefined: {}",
+                    m.name(),
+                    self.undefined.get(m.name()).map_or("-", String::as_str)
+                )?,
+            }
+        }
+        let c = &self.confusion;
+        write!(
+            f,
+            "  confusion          tp {} fp {} tn {} fn {}",
+            c.tp, c.fp, c.tn, c.fn_
+        )
+    }
+}

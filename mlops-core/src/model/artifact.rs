@@ -117,12 +117,9 @@ impl ModelArtifact {
         &self.layers
     }
 
-    /// The spec as pretty JSON bytes (the content of `model.json`).
-    pub fn spec_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(&self.spec).map_err(|source| Error::Json {
-            what: SPEC_FILE.into(),
-            cause: source,
-        })
+    /// The spec as pretty JSON (the content of `model.json`; [`ModelSpec::to_json`]).
+    pub fn spec_json(&self) -> Result<String> {
+        self.spec.to_json()
     }
 
     /// The weights as safetensors bytes (the content of `model.safetensors`).
@@ -210,7 +207,7 @@ impl ModelArtifact {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
         for (file, bytes) in [
-            (SPEC_FILE, self.spec_json()?),
+            (SPEC_FILE, self.spec_json()?.into_bytes()),
             (WEIGHTS_FILE, self.weights_to_safetensors()?),
         ] {
             let path = dir.join(file);

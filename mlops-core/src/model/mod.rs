@@ -18,7 +18,7 @@
 //! // One dense layer: logit = 2x - y.
 //! let artifact = ModelArtifact::new(spec, vec![(array![[2.0_f32, -1.0]], array![0.0_f32])])?;
 //! let bytes = artifact.weights_to_safetensors()?;
-//! let back = ModelArtifact::from_parts(&artifact.spec_json()?, &bytes)?;
+//! let back = ModelArtifact::from_parts(artifact.spec_json()?.as_bytes(), &bytes)?;
 //! let model = MlpModel::new(&back)?;
 //! let p = model.predict_proba(array![[1.0_f32, 2.0], [1.0, 0.0]].view())?;
 //! assert_eq!(p[0], 0.5);

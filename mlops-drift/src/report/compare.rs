@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::config::{DriftConfig, DriftTest};
 use super::result::{
-    ColumnDrift, ColumnStatus, DatasetDrift, DriftReport, MissingDrift, RuleOutcome, TestOutcome,
+    ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftReport, MissingDrift, TestOutcome,
     Verdict,
 };
 use crate::correction::Correction;
@@ -139,19 +139,19 @@ fn run_test(
             // scipy reports the statistic on the lattice of the two sizes; a summary's
             // statistic is not on the true sizes' lattice, so it is reported as computed.
             let statistic = if c.is_exact() { t.statistic } else { d };
-            outcome(test, statistic, Some(t.pvalue), None)
+            outcome(test, statistic, Some(t.p_value), None)
         }
         DriftTest::Cvm => {
             let t = cramervonmises_2samp(r, cur, CvmMethod::Auto)?;
-            outcome(test, t.statistic, Some(t.pvalue), None)
+            outcome(test, t.statistic, Some(t.p_value), None)
         }
         DriftTest::Ad => {
             let t = anderson_ksamp(&[r, cur])?;
-            outcome(test, t.statistic, Some(t.pvalue), None)
+            outcome(test, t.statistic, Some(t.p_value), None)
         }
         DriftTest::Mwu => {
             let t = mannwhitneyu(r, cur, true, Alternative::TwoSided, MwuMethod::Auto)?;
-            outcome(test, t.statistic, Some(t.pvalue), None)
+            outcome(test, t.statistic, Some(t.p_value), None)
         }
         DriftTest::Wasserstein | DriftTest::Energy => {
             let raw = if test == DriftTest::Wasserstein {
@@ -188,7 +188,7 @@ fn run_test(
                 ContingencyStatistic::LogLikelihood
             };
             let t = contingency_test(&p, &q, true, stat)?;
-            outcome(test, t.statistic, Some(t.pvalue), None)
+            outcome(test, t.statistic, Some(t.p_value), None)
         }
         DriftTest::Z => {
             let (p, q) = aligned_counts(c, cur);
@@ -205,7 +205,7 @@ fn run_test(
                 q.last().copied().unwrap_or(0.0),
             );
             let t = proportions_ztest(cs, cn, rs, rn)?;
-            outcome(test, t.statistic, Some(t.pvalue), None)
+            outcome(test, t.statistic, Some(t.p_value), None)
         }
     })
 }
@@ -279,7 +279,7 @@ fn missing_drift(
         outcome: TestOutcome {
             test: DriftTest::Z,
             statistic: t.statistic,
-            p_value: Some(t.pvalue),
+            p_value: Some(t.p_value),
             adjusted_p_value: None,
             threshold: None,
             drifted: false,
@@ -604,7 +604,7 @@ fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
     } else {
         n_drifted as f64 / tested.len() as f64
     };
-    let share_rule = RuleOutcome {
+    let share_rule = DatasetRule {
         observed: share,
         threshold: config.drift_share,
         fired: !tested.is_empty() && share >= config.drift_share,
@@ -615,7 +615,7 @@ fn decide(columns: &mut [ColumnDrift], config: &DriftConfig) -> DriftReport {
         .filter(|_| !effects.is_empty())
         .map(|t| {
             let mean = effects.iter().sum::<f64>() / effects.len() as f64;
-            RuleOutcome {
+            DatasetRule {
                 observed: mean,
                 threshold: t,
                 fired: mean > t,

@@ -13,6 +13,6 @@ mod result;
 
 pub use config::{DriftConfig, DriftTest};
 pub use result::{
-    ColumnDrift, ColumnStatus, DatasetDrift, DriftReport, MissingDrift, RuleOutcome, TestOutcome,
+    ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftReport, MissingDrift, TestOutcome,
     Verdict,
 };

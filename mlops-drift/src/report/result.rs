@@ -120,7 +120,7 @@ pub struct ColumnDrift {
 
 /// A rule of the dataset decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleOutcome {
+pub struct DatasetRule {
     /// The observed value (share of drifted columns, mean effect).
     pub observed: f64,
     /// The threshold.
@@ -143,9 +143,9 @@ pub struct DatasetDrift {
     /// Columns that drifted.
     pub columns_drifted: usize,
     /// Share of drifted columns against `drift_share`.
-    pub share_rule: RuleOutcome,
+    pub share_rule: DatasetRule,
     /// The seed's mean-statistic rule, when configured.
-    pub mean_effect_rule: Option<RuleOutcome>,
+    pub mean_effect_rule: Option<DatasetRule>,
     /// The correction applied.
     pub correction: Correction,
     /// How many p-value tests flag drift under each correction, for comparison.
@@ -170,5 +170,60 @@ impl DriftReport {
     /// The drifted columns.
     pub fn drifted_columns(&self) -> impl Iterator<Item = &ColumnDrift> {
         self.columns.iter().filter(|c| c.drifted)
+    }
+}
+
+impl fmt::Display for DriftReport {
+    /// The verdict and the rules, then one line per column: its deciding test, statistic,
+    /// p-value (adjusted), effect and whether it drifted, or why it was not tested.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.dataset;
+        write!(
+            f,
+            "drift report: {} ({} of {} columns drifted, share {:.2} against {}",
+            d.verdict,
+            d.columns_drifted,
+            d.columns_tested,
+            d.share_rule.observed,
+            d.share_rule.threshold
+        )?;
+        if let Some(r) = &d.mean_effect_rule {
+            write!(f, "; mean effect {:.4} against {}", r.observed, r.threshold)?;
+        }
+        write!(f, "; correction {:?})", d.correction)?;
+        if !d.columns_not_tested.is_empty() {
+            write!(f, "\nnot tested: {}", d.columns_not_tested.join(", "))?;
+        }
+        if d.ks_error_bound > 0.0 {
+            write!(
+                f,
+                "\nKS statistics within {:.2e} of the full reference's",
+                d.ks_error_bound
+            )?;
+        }
+        for c in &self.columns {
+            match (c.tests.first(), &c.error) {
+                (Some(t), _) => write!(
+                    f,
+                    "\n  {:<24} {:<12} {:>10.6} p {:>10} effect {:>8} {}",
+                    c.column,
+                    t.test.to_string(),
+                    t.statistic,
+                    t.adjusted_p_value
+                        .or(t.p_value)
+                        .map_or("-".into(), |p| format!("{p:.3e}")),
+                    c.effect_size.map_or("-".into(), |e| format!("{e:.4}")),
+                    if c.drifted { "DRIFT" } else { "" }
+                )?,
+                (None, Some(why)) if c.drifted => write!(
+                    f,
+                    "\n  {:<24} DRIFT (its share of missing values rose); values not tested: {why}",
+                    c.column
+                )?,
+                (None, Some(why)) => write!(f, "\n  {:<24} not tested: {why}", c.column)?,
+                (None, None) => write!(f, "\n  {:<24} -", c.column)?,
+            }
+        }
+        Ok(())
     }
 }

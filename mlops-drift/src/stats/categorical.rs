@@ -71,7 +71,7 @@ pub fn contingency_test(
     if cols.len() < 2 {
         return Ok(TestResult {
             statistic: 0.0,
-            pvalue: 1.0,
+            p_value: 1.0,
         });
     }
     let (r0, r1) = (
@@ -106,7 +106,7 @@ pub fn contingency_test(
     let pvalue = ChiSquared::new(dof).map_or(f64::NAN, |d| d.sf(stat));
     Ok(TestResult {
         statistic: stat,
-        pvalue: pvalue.clamp(0.0, 1.0),
+        p_value: pvalue.clamp(0.0, 1.0),
     })
 }
 
@@ -130,7 +130,7 @@ pub fn proportions_ztest(
     let z = two_proportion_z(successes_a, n_a, successes_b, n_b)?;
     Ok(TestResult {
         statistic: z,
-        pvalue: (2.0 * Normal::standard().sf(z.abs())).clamp(0.0, 1.0),
+        p_value: (2.0 * Normal::standard().sf(z.abs())).clamp(0.0, 1.0),
     })
 }
 
@@ -164,9 +164,9 @@ fn two_proportion_z(sa: f64, na: f64, sb: f64, nb: f64) -> Result<f64> {
 /// use mlops_drift::stats::null_rate_test;
 ///
 /// let rising = null_rate_test(10.0, 1000.0, 60.0, 1000.0)?;
-/// assert!(rising.pvalue < 1e-6);
+/// assert!(rising.p_value < 1e-6);
 /// let falling = null_rate_test(60.0, 1000.0, 10.0, 1000.0)?;
-/// assert!(falling.pvalue > 0.99);
+/// assert!(falling.p_value > 0.99);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn null_rate_test(
@@ -178,6 +178,6 @@ pub fn null_rate_test(
     let z = two_proportion_z(cur_missing, cur_n, ref_missing, ref_n)?;
     Ok(TestResult {
         statistic: z,
-        pvalue: Normal::standard().sf(z).clamp(0.0, 1.0),
+        p_value: Normal::standard().sf(z).clamp(0.0, 1.0),
     })
 }

@@ -109,7 +109,7 @@ fn pval_exact(u: f64, m: usize, n: usize) -> f64 {
 ///
 /// let r = cramervonmises_2samp(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0], CvmMethod::Auto)?;
 /// assert!((r.statistic - 0.5277777777777778).abs() < 1e-12); // scipy 1.17.1
-/// assert!((r.pvalue - 0.1).abs() < 1e-12);
+/// assert!((r.p_value - 0.1).abs() < 1e-12);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn cramervonmises_2samp(x: &[f64], y: &[f64], method: CvmMethod) -> Result<TestResult> {
@@ -161,6 +161,6 @@ pub fn cramervonmises_2samp(x: &[f64], y: &[f64], method: CvmMethod) -> Result<T
     };
     Ok(TestResult {
         statistic: t,
-        pvalue: p.clamp(0.0, 1.0),
+        p_value: p.clamp(0.0, 1.0),
     })
 }

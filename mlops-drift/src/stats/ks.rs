@@ -102,7 +102,7 @@ pub(crate) fn ks_sorted_unchecked(
 /// let b = [0.9, 1.2, 1.6, 2.0, 2.4, 2.5];
 /// let r = ks_2samp(&a, &b, Alternative::TwoSided, KsMethod::Auto)?;
 /// assert!((r.statistic - 0.6666666666666666).abs() < 1e-12);
-/// assert!((r.pvalue - 0.10822510822510821).abs() < 1e-9); // scipy 1.17.1
+/// assert!((r.p_value - 0.10822510822510821).abs() < 1e-9); // scipy 1.17.1
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn ks_2samp(
@@ -146,7 +146,7 @@ pub(crate) fn ks_pvalue(
             Some((d_exact, p)) => {
                 return TestResult {
                     statistic: d_exact,
-                    pvalue: p.clamp(0.0, 1.0),
+                    p_value: p.clamp(0.0, 1.0),
                 }
             }
             None => {
@@ -178,7 +178,7 @@ pub(crate) fn ks_pvalue(
     };
     TestResult {
         statistic: d,
-        pvalue: p.clamp(0.0, 1.0),
+        p_value: p.clamp(0.0, 1.0),
     }
 }
 

@@ -48,7 +48,7 @@ fn mmd2_unbiased(k: &[f64], n: usize, idx: &[usize], m: usize) -> f64 {
 /// let y: Vec<Vec<f64>> = x.iter().map(|r| vec![r[0] + 4.0, r[1]]).collect();
 /// let same = mmd_rbf(&x, &x, 200, 1)?;
 /// let shifted = mmd_rbf(&x, &y, 200, 1)?;
-/// assert!(same.pvalue > 0.5 && shifted.pvalue < 0.01);
+/// assert!(same.p_value > 0.5 && shifted.p_value < 0.01);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn mmd_rbf(
@@ -108,6 +108,6 @@ pub fn mmd_rbf(
     }
     Ok(TestResult {
         statistic: observed,
-        pvalue: at_least as f64 / (permutations + 1) as f64,
+        p_value: at_least as f64 / (permutations + 1) as f64,
     })
 }

@@ -62,8 +62,9 @@ pub enum Alternative {
 pub struct TestResult {
     /// The statistic, as scipy reports it.
     pub statistic: f64,
-    /// The p-value, in [0, 1].
-    pub pvalue: f64,
+    /// The p-value, in [0, 1] (scipy's `pvalue`; that name still reads).
+    #[serde(alias = "pvalue")]
+    pub p_value: f64,
 }
 
 /// Sorts NaN-free values ascending (LSD radix sort: about twice as fast as a comparison sort

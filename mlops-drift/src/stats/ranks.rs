@@ -70,7 +70,7 @@ fn mwu_counts(n1: usize, n2: usize) -> Vec<f64> {
 ///
 /// let r = mannwhitneyu(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0, 7.0], true, Alternative::TwoSided, MwuMethod::Auto)?;
 /// assert_eq!(r.statistic, 0.0);
-/// assert!((r.pvalue - 2.0 / 35.0).abs() < 1e-12);
+/// assert!((r.p_value - 2.0 / 35.0).abs() < 1e-12);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn mannwhitneyu(
@@ -123,7 +123,7 @@ pub fn mannwhitneyu(
     };
     Ok(TestResult {
         statistic: u1,
-        pvalue: (p * factor).clamp(0.0, 1.0),
+        p_value: (p * factor).clamp(0.0, 1.0),
     })
 }
 
@@ -133,9 +133,10 @@ pub struct AndersonKsampResult {
     /// The normalized statistic (scipy's `statistic`).
     pub statistic: f64,
     /// scipy's p-value: the interpolated significance level, clamped to [0.001, 0.25].
-    pub pvalue: f64,
+    #[serde(alias = "pvalue")]
+    pub p_value: f64,
     /// The same interpolation without the clamp (an extrapolation outside [0.001, 0.25]).
-    pub pvalue_unclamped: f64,
+    pub p_value_unclamped: f64,
 }
 
 /// Anderson–Darling k-sample test (Scholz & Stephens 1987), scipy's
@@ -148,7 +149,7 @@ pub struct AndersonKsampResult {
 /// let a: Vec<f64> = (0..50).map(|i| i as f64).collect();
 /// let b: Vec<f64> = (0..50).map(|i| i as f64 + 25.0).collect();
 /// let r = anderson_ksamp(&[&a, &b])?;
-/// assert!(r.statistic > 5.0 && r.pvalue == 0.001 && r.pvalue_unclamped < 0.001);
+/// assert!(r.statistic > 5.0 && r.p_value == 0.001 && r.p_value_unclamped < 0.001);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 pub fn anderson_ksamp(samples: &[&[f64]]) -> Result<AndersonKsampResult> {
@@ -258,8 +259,8 @@ pub fn anderson_ksamp(samples: &[&[f64]]) -> Result<AndersonKsampResult> {
     };
     Ok(AndersonKsampResult {
         statistic,
-        pvalue,
-        pvalue_unclamped: unclamped,
+        p_value: pvalue,
+        p_value_unclamped: unclamped,
     })
 }
 

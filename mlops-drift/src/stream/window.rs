@@ -39,7 +39,8 @@ pub struct WindowResult {
     /// KS statistic of the window against the reference.
     pub statistic: f64,
     /// Its p-value.
-    pub pvalue: f64,
+    #[serde(alias = "pvalue")]
+    pub p_value: f64,
     /// `pvalue < alpha`.
     pub drifted: bool,
 }
@@ -175,8 +176,8 @@ impl WindowedDetector {
         Some(WindowResult {
             position: self.seen,
             statistic: if summarized { d } else { r.statistic },
-            pvalue: r.pvalue,
-            drifted: r.pvalue < self.config.alpha,
+            p_value: r.p_value,
+            drifted: r.p_value < self.config.alpha,
         })
     }
 

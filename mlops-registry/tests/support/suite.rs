@@ -129,7 +129,7 @@ async fn register_list_show(b: &Backend) {
         )
         .await
     {
-        Err(Error::Invalid { field, .. }) => assert_eq!(field, "lineage.parent_version"),
+        Err(Error::InvalidValue { field, .. }) => assert_eq!(field, "lineage.parent_version"),
         other => panic!("{}: {other:?}", b.name),
     }
 }
@@ -146,7 +146,7 @@ async fn bad_input_is_refused_before_any_write(b: &Backend) {
     ] {
         let e = r.register(bad, model_files(1)).await.unwrap_err();
         assert!(
-            matches!(e, Error::Invalid { .. }),
+            matches!(e, Error::InvalidValue { .. }),
             "{}: {bad:?}: {e}",
             b.name
         );

@@ -22,15 +22,9 @@ pub use local::{ObjectStoreTracker, TrackerConfig};
 pub use mlflow::{MlflowConfig, MlflowTracker};
 pub use training::{log_training, log_trial};
 
-/// A run's identifier, as the backend issued it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RunId(pub String);
-
-impl std::fmt::Display for RunId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A run's identifier (defined in mlops-core, so a registry version's lineage names a run
+/// with the same type).
+pub use mlops_core::RunId;
 
 /// A run's lifecycle status (MLflow's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

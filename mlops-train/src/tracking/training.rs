@@ -74,7 +74,11 @@ pub async fn log_training(
             .collect();
         tracker.log_metrics(&run, &points).await?;
         tracker
-            .log_artifact(&run, "model/model.json", trained.artifact.spec_json()?)
+            .log_artifact(
+                &run,
+                "model/model.json",
+                trained.artifact.spec_json()?.into_bytes(),
+            )
             .await?;
         tracker
             .log_artifact(

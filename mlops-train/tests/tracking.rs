@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use mlops_train::hpo::{TrialRecord, TrialState};
 use mlops_train::tracking::{
-    compare_runs, log_training, log_trial, ExperimentTracker, MetricPoint, ObjectStoreTracker,
-    RunStatus, TrackerConfig,
+    compare_runs, log_training, log_training_to, log_trial, ExperimentTracker, MetricPoint,
+    ObjectStoreTracker, Run, RunStatus, TrackerConfig,
 };
 use mlops_train::{MlpConfig, TrainConfig, Trainer};
 
@@ -185,6 +185,47 @@ async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
             .unwrap(),
         trained.artifact.weights_to_safetensors().unwrap()
     );
+
+    // A run that stays open: training, then test metrics computed afterwards, in one run,
+    // ended once (as `with mlflow.start_run():`).
+    let open = Run::start(t, experiment, "mlp-open", &BTreeMap::new())
+        .await
+        .unwrap();
+    log_training_to(&open, &trainer, &trained).await.unwrap();
+    assert_eq!(
+        t.get_run(open.id()).await.unwrap().status,
+        RunStatus::Running
+    );
+    open.log_metric("test_roc_auc", 0.93, 0).await.unwrap();
+    let id = open.end(RunStatus::Finished).await.unwrap();
+    let r = t.get_run(&id).await.unwrap();
+    assert_eq!(r.status, RunStatus::Finished);
+    assert_eq!(r.metrics["test_roc_auc"], 0.93);
+    assert_eq!(r.params["mlp.hidden"], "[8]");
+    assert_eq!(t.metric_history(&id, "val_roc_auc").await.unwrap().len(), 3);
+    // After the end, a late metric still lands in the run on every backend (MLflow's rule),
+    // and the status stays as ended.
+    t.log_metrics(&id, &[MetricPoint::now("late", 1.0, 0)])
+        .await
+        .unwrap();
+    let r = t.get_run(&id).await.unwrap();
+    assert_eq!((r.metrics["late"], r.status), (1.0, RunStatus::Finished));
+    // A failed logging ends the run FAILED with the error as a tag.
+    let failing = Run::start(t, experiment, "mlp-failing", &BTreeMap::new())
+        .await
+        .unwrap();
+    let id = failing.id().clone();
+    let e = failing
+        .finish_with(Err(mlops_train::Error::Tracking {
+            backend: "test".into(),
+            message: "disk full".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("disk full"));
+    let r = t.get_run(&id).await.unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(r.tags["error"].contains("disk full"), "{:?}", r.tags);
 
     // Study trials: a pruned one is KILLED with its reports; a failed one keeps its error.
     let pruned = TrialRecord {

@@ -8,6 +8,7 @@ pub mod blocking;
 mod local;
 #[cfg(feature = "mlflow")]
 mod mlflow;
+mod run;
 mod training;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,8 @@ use crate::error::{Error, Result};
 pub use local::{ObjectStoreTracker, TrackerConfig};
 #[cfg(feature = "mlflow")]
 pub use mlflow::{MlflowConfig, MlflowTracker};
-pub use training::{log_training, log_trial};
+pub use run::Run;
+pub use training::{log_training, log_training_to, log_trial};
 
 /// A run's identifier (defined in mlops-core, so a registry version's lineage names a run
 /// with the same type).

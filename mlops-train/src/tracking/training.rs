@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ExperimentTracker, MetricPoint, RunId, RunStatus};
+use super::{ExperimentTracker, MetricPoint, Run, RunId, RunStatus};
 use crate::error::{Error, Result};
 use crate::hpo::{TrialRecord, TrialState};
 use crate::trainer::{TrainedModel, Trainer};
@@ -39,10 +39,54 @@ pub(crate) fn params_of(trainer: &Trainer) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Logs a finished training as one run of `experiment`: the configs and the data's sha256
-/// fingerprints (`data.train_sha256`, `data.validation_sha256`) as parameters, every
-/// epoch's metrics at step = epoch, the exported model (`model/model.json`,
-/// `model/model.safetensors`) and `history.json` as artifacts, then ends it `FINISHED`.
+/// Logs a finished training into an open run (which stays open: log the test metrics into it,
+/// then end it): the configs and the data's sha256 fingerprints (`data.train_sha256`,
+/// `data.validation_sha256`) as parameters, every epoch's metrics at step = epoch, the exported
+/// model (`model/model.json`, `model/model.safetensors`) and `history.json` as artifacts.
+pub async fn log_training_to(
+    run: &Run<'_>,
+    trainer: &Trainer,
+    trained: &TrainedModel,
+) -> Result<()> {
+    let mut params = params_of(trainer)?;
+    params.insert(
+        "data.train_sha256".into(),
+        trained.data_sha256.train.clone(),
+    );
+    params.insert(
+        "data.validation_sha256".into(),
+        trained.data_sha256.validation.clone(),
+    );
+    run.log_params(&params).await?;
+    let points: Vec<MetricPoint> = trained
+        .history
+        .iter()
+        .flat_map(|log| {
+            log.metrics()
+                .into_iter()
+                .map(move |(k, v)| MetricPoint::now(k, v, log.epoch as i64))
+        })
+        .collect();
+    run.log_metrics(&points).await?;
+    run.log_artifact(
+        "model/model.json",
+        trained.artifact.spec_json()?.into_bytes(),
+    )
+    .await?;
+    run.log_artifact(
+        "model/model.safetensors",
+        trained.artifact.weights_to_safetensors()?,
+    )
+    .await?;
+    let history = serde_json::to_vec_pretty(&trained.history)
+        .map_err(|e| Error::invalid("history", e, "serializable logs"))?;
+    run.log_artifact("history.json", history).await
+}
+
+/// Logs a finished training as one run of `experiment` ([`log_training_to`]) and **ends it**
+/// `FINISHED` (`FAILED` when logging fails). To add metrics computed afterwards (a test
+/// split) to the same run, start a [`Run`] yourself, call [`log_training_to`], log, then
+/// [`Run::end`].
 pub async fn log_training(
     tracker: &dyn ExperimentTracker,
     experiment: &str,
@@ -51,61 +95,9 @@ pub async fn log_training(
     trainer: &Trainer,
     trained: &TrainedModel,
 ) -> Result<RunId> {
-    let run = tracker.start_run(experiment, run_name, tags).await?;
-    let result = async {
-        let mut params = params_of(trainer)?;
-        params.insert(
-            "data.train_sha256".into(),
-            trained.data_sha256.train.clone(),
-        );
-        params.insert(
-            "data.validation_sha256".into(),
-            trained.data_sha256.validation.clone(),
-        );
-        tracker.log_params(&run, &params).await?;
-        let points: Vec<MetricPoint> = trained
-            .history
-            .iter()
-            .flat_map(|log| {
-                log.metrics()
-                    .into_iter()
-                    .map(move |(k, v)| MetricPoint::now(k, v, log.epoch as i64))
-            })
-            .collect();
-        tracker.log_metrics(&run, &points).await?;
-        tracker
-            .log_artifact(
-                &run,
-                "model/model.json",
-                trained.artifact.spec_json()?.into_bytes(),
-            )
-            .await?;
-        tracker
-            .log_artifact(
-                &run,
-                "model/model.safetensors",
-                trained.artifact.weights_to_safetensors()?,
-            )
-            .await?;
-        let history = serde_json::to_vec_pretty(&trained.history)
-            .map_err(|e| Error::invalid("history", e, "serializable logs"))?;
-        tracker.log_artifact(&run, "history.json", history).await?;
-        Ok::<(), Error>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            tracker.end_run(&run, RunStatus::Finished).await?;
-            Ok(run)
-        }
-        Err(e) => {
-            // Best effort: the run should not stay RUNNING; the original error is returned.
-            if let Err(end) = tracker.end_run(&run, RunStatus::Failed).await {
-                tracing::warn!(%run, error = %end, "could not mark the run failed");
-            }
-            Err(e)
-        }
-    }
+    let run = Run::start(tracker, experiment, run_name, tags).await?;
+    let logged = log_training_to(&run, trainer, trained).await;
+    run.finish_with(logged).await
 }
 
 /// Logs one finished trial of a study as a run of experiment `study`, named `trial-N`: its

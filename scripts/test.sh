@@ -75,6 +75,15 @@ MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
   MLOPS_TEST_FEATURES="$features" \
   cargo test --workspace --features "$features"
 
+step "a crate outside the workspace, depending only on mlops by path, runs the host program"
+# tests/host-crate builds examples/host.rs against the facade alone: a type the program needs
+# that mlops does not re-export fails here. Same dependency versions as the workspace (its
+# Cargo.lock copied), same target folder (shared artifacts), a scratch work folder.
+cp Cargo.lock tests/host-crate/Cargo.lock
+host_dir="$(mktemp -d)"
+CARGO_TARGET_DIR="$PWD/target" cargo run --quiet --manifest-path tests/host-crate/Cargo.toml -- "$host_dir"
+rm -rf "$host_dir"
+
 step "pytest tests/python"
 .venv/bin/python -m pytest -q -rs tests/python
 

@@ -1,6 +1,13 @@
 //! # mlops
 //!
-//! The production machine-learning loop as embeddable Rust libraries:
+//! The production machine-learning loop as embeddable Rust libraries. A complete host
+//! program — validate → train → track → evaluate → gate → profile → register → alias → load
+//! → score — through this facade and tokio alone (it is `examples/host.rs`, and runs as this
+//! crate's doc test):
+//!
+#![doc = concat!("```rust\n", include_str!("../examples/host.rs"), "```")]
+//!
+//! The loop it is one pass of:
 //!
 //! ```text
 //! validate data -> train (tracked, tuned) -> gate on metrics -> register -> canary -> promote

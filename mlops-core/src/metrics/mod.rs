@@ -88,6 +88,46 @@ impl ScoredSamples {
         )
     }
 
+    /// `predictor`'s probabilities on `data`, with `data`'s labels and sample weights: what a
+    /// model's evaluation on a split starts from. A dataset without labels, or a row the
+    /// predictor cannot score (a missing feature gives NaN), is an error naming it.
+    ///
+    /// ```
+    /// use mlops_core::metrics::ScoredSamples;
+    /// use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec};
+    /// use mlops_core::Dataset;
+    /// use ndarray::{array, Array2};
+    ///
+    /// let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+    /// let model = MlpModel::new(&ModelArtifact::new(spec, vec![(array![[4.0_f32]], array![-2.0_f32])])?)?;
+    /// let data = Dataset::new(Array2::from_shape_vec((4, 1), vec![0.0, 0.2, 0.8, 1.0]).unwrap(), vec!["x".into()])?
+    ///     .with_labels(array![0.0, 0.0, 1.0, 1.0], "y")?;
+    /// assert_eq!(ScoredSamples::of(&model, &data)?.roc_auc()?, 1.0);
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn of(predictor: &dyn crate::model::Predictor, data: &crate::Dataset) -> Result<Self> {
+        let labels = data.labels().ok_or_else(|| {
+            Error::invalid(
+                "labels",
+                "none",
+                "a labelled dataset to evaluate a model on",
+            )
+        })?;
+        let scores = predictor.predict_proba(data.features())?;
+        if let Some(row) = scores.iter().position(|p| p.is_nan()) {
+            return Err(Error::invalid(
+                format!("features of row {row}"),
+                "a NaN or infinite value",
+                "finite features (the model cannot score the row; impute it first)",
+            ));
+        }
+        Self::from_iters(
+            labels.iter().map(|&v| f64::from(v)),
+            scores.iter().map(|&v| f64::from(v)),
+            data.weights().map(|w| w.iter().map(|&v| f64::from(v))),
+        )
+    }
+
     fn from_iters(
         labels: impl ExactSizeIterator<Item = f64>,
         scores: impl ExactSizeIterator<Item = f64>,

@@ -1,0 +1,16 @@
+"""The README shows the host program as it is: examples/host.rs, verbatim (the program is
+compiled and run by the facade's doc test and by tests/host-crate)."""
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_readme_shows_examples_host_rs_verbatim():
+    host = (ROOT / "examples" / "host.rs").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "```rust\n" + host + "```" in readme, "README.md's host program differs from examples/host.rs"
+
+
+def test_the_host_program_is_at_most_120_lines():
+    lines = (ROOT / "examples" / "host.rs").read_text().splitlines()
+    assert len(lines) <= 120, len(lines)

@@ -178,10 +178,16 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens the registry at `url` (`file:///dir`, `memory://`, `s3://bucket/prefix`,
-    /// `gs://bucket/prefix`, `az://container/prefix`). Opening writes nothing: the check that
-    /// the store enforces conditional creates runs before this handle's first write
-    /// ([`Error::UnsafeStore`] then), so a read-only store can be read.
+    /// Opens the registry at `url`: a folder path (relative or absolute) or `file:///dir`,
+    /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`.
+    /// Opening writes nothing: the check that the store enforces conditional creates runs
+    /// before this handle's first write ([`Error::UnsafeStore`] then), so a read-only store
+    /// can be read.
+    ///
+    /// Needs no particular runtime: await it (and every method) on any executor — a tokio
+    /// runtime of either flavor with or without drivers, or none (`futures::executor`); the
+    /// I/O runs on the library's own runtime. Without async, use
+    /// [`crate::blocking::Registry::open`].
     pub async fn open(url: &str, config: &RegistryConfig) -> Result<Self> {
         config.validate()?;
         let store = store::open(url, &config.options, config.timeout())?;

@@ -146,7 +146,9 @@ impl std::fmt::Debug for MlflowTracker {
 }
 
 impl MlflowTracker {
-    /// A client for the server in `config` (no request is made yet).
+    /// A client for the server in `config` (no request is made yet). Its requests run on the
+    /// library's own I/O runtime: await them on any executor, or wrap the tracker in
+    /// [`super::blocking::Tracker`].
     pub fn new(config: MlflowConfig) -> Result<Self> {
         let base = url::Url::parse(&config.tracking_uri)
             .ok()

@@ -102,8 +102,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Shorthand for [`Error::InvalidValue`].
-    pub(crate) fn invalid(
+    /// Shorthand for [`Error::InvalidValue`] (for crates built on this one, such as
+    /// mlops-serve, whose errors are these).
+    ///
+    /// ```
+    /// let e = mlops_core::Error::invalid("threshold", 1.5, "a probability in [0, 1]");
+    /// assert_eq!(e.to_string(), "invalid threshold = 1.5: expected a probability in [0, 1]");
+    /// ```
+    pub fn invalid(
         field: impl Into<String>,
         value: impl std::fmt::Display,
         expected: impl Into<String>,

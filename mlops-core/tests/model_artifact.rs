@@ -230,13 +230,7 @@ fn constructor_checks_shapes() {
 
 #[test]
 fn non_finite_features_give_nan_for_every_activation() {
-    for act in [
-        Activation::Relu,
-        Activation::Tanh,
-        Activation::Sigmoid,
-        Activation::Silu,
-        Activation::Identity,
-    ] {
+    for act in Activation::ALL {
         assert!(
             act.apply(f32::NAN).is_nan(),
             "{act:?} turned NaN into a number"

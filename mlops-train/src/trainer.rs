@@ -354,6 +354,8 @@ impl Trainer {
                 .chain(std::iter::once(LayerSpec::new(1, Activation::Sigmoid)))
                 .collect(),
         );
+        // A missing feature imputed with its training mean (0 once standardized).
+        spec.impute = Some(standardization.mean.clone());
         spec.standardization = Some(standardization);
         spec.metadata.insert("trainer".into(), "mlops-train".into());
         spec.metadata

@@ -26,6 +26,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 5] = [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::Identity,
+    ];
+
     /// Applies the activation to one value. NaN in, NaN out for every activation (`f32::max`
     /// would turn a NaN into 0 under ReLU).
     #[inline]
@@ -104,6 +113,11 @@ pub struct ModelSpec {
     pub standardization: Option<Standardization>,
     /// Decision threshold on the probability (predict positive when `>=`).
     pub threshold: f32,
+    /// Per-feature values to put in place of a missing (NaN or infinite) feature, for
+    /// servers whose policy is to impute (the trainer stores the training means). Optional:
+    /// files without it (format 1 as first written) still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impute: Option<Vec<f32>>,
     /// Free-form facts (trainer, version of the code, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -118,6 +132,7 @@ impl ModelSpec {
             layers,
             standardization: None,
             threshold: 0.5,
+            impute: None,
             metadata: BTreeMap::new(),
         }
     }
@@ -188,6 +203,23 @@ impl ModelSpec {
                     format!("standardization.std[{i}]"),
                     s.std[i].to_string(),
                     "a finite number > 0",
+                );
+            }
+        }
+        if let Some(values) = &self.impute {
+            let n = self.input_features.len();
+            if values.len() != n {
+                return bad(
+                    "impute".into(),
+                    format!("{} values", values.len()),
+                    &format!("{n}, one per input feature"),
+                );
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return bad(
+                    format!("impute[{i}]"),
+                    values[i].to_string(),
+                    "a finite number",
                 );
             }
         }

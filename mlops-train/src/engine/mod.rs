@@ -133,13 +133,7 @@ mod tests {
         let c2: Vec<f32> = (0..rows)
             .map(|i| if i % 4 == 0 { c1[i] * 0.8 } else { 0.0 })
             .collect();
-        for activation in [
-            Activation::Relu,
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Silu,
-            Activation::Identity,
-        ] {
+        for activation in Activation::ALL {
             for dropout in [0.0, 0.3] {
                 let mut host = HostEngine::new(shapes.clone(), activation, dropout);
                 let mut candle =

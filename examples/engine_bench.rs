@@ -1,0 +1,104 @@
+//! Times the serving engine (`mlops::serve::CompiledModel`) and the reference `MlpModel` on the
+//! seed's network (30 → 128 → 64 → 32 → 1, ReLU, standardized inputs; seeded weights), and
+//! writes the model where `benches/engine_vs_onnxruntime.py` reads the same weights for
+//! onnxruntime. One thread. Prints one JSON object: batch-1 p50 latency (ns) and batch-1,024
+//! throughput (rows/s) of each.
+//!
+//! ```text
+//! cargo run --release --example engine_bench -- --out DIR [--seconds 2]
+//! ```
+//!
+//! Exit codes: 0 done; 2 an error.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mlops::core::model::{MlpModel, Predictor};
+use mlops::serve::{CompiledModel, NonFinitePolicy};
+use ndarray::Array2;
+
+#[path = "../benches/support/seed_network.rs"]
+mod seed_network;
+
+/// Times the serving engine against the reference forward pass on the seed's network.
+#[derive(Parser)]
+#[command(after_help = "Exit codes: 0 done; 2 an error.")]
+struct Args {
+    /// Folder to write the model to (model.json, model.safetensors).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
+/// Median nanoseconds of one call, over rounds of `per_round` calls for `seconds`.
+fn p50_ns(seconds: f64, per_round: usize, mut f: impl FnMut()) -> f64 {
+    let mut rounds = Vec::new();
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    while Instant::now() < end || rounds.len() < 5 {
+        let t = Instant::now();
+        for _ in 0..per_round {
+            f();
+        }
+        rounds.push(t.elapsed().as_nanos() as f64 / per_round as f64);
+    }
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let artifact = seed_network::seed_network()?;
+    artifact.save(&args.out)?;
+    let engine = CompiledModel::compile(&artifact, NonFinitePolicy::Nan)?;
+    let reference = MlpModel::new(&artifact)?;
+    let x = Array2::from_shape_fn((1024, 30), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0);
+    let one = x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1));
+    let mut out1 = [0.0f32; 1];
+    let mut out = vec![0.0f32; 1024];
+    let mut result = serde_json::Map::new();
+    for (name, p) in [
+        ("engine", &engine as &dyn Predictor),
+        ("mlp_model", &reference),
+    ] {
+        let b1 = p50_ns(args.seconds, 1000, || {
+            p.predict_proba_into(one, &mut out1).expect("a valid batch");
+            std::hint::black_box(&out1);
+        });
+        let b1024 = p50_ns(args.seconds, 10, || {
+            p.predict_proba_into(x.view(), &mut out)
+                .expect("a valid batch");
+            std::hint::black_box(&out);
+        });
+        result.insert(format!("{name}_batch1_p50_ns"), b1.into());
+        result.insert(
+            format!("{name}_batch1024_rows_per_s"),
+            (1024.0 / (b1024 * 1e-9)).into(),
+        );
+    }
+    // The engine's answers are the reference's.
+    let (a, b) = (
+        engine.predict_proba(x.view())?,
+        reference.predict_proba(x.view())?,
+    );
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    result.insert("max_abs_difference".into(), f64::from(worst).into());
+    println!("{}", serde_json::Value::Object(result));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("engine_bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

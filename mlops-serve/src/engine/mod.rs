@@ -1,0 +1,264 @@
+//! The inference engine: a [`Predictor`] compiled from a [`ModelArtifact`].
+//!
+//! Compiling packs every layer's weights once, transposed to `[inputs, units]` row-major, with
+//! the standardization's scale folded into the first layer (`W · diag(1/std)`; the mean is
+//! subtracted while the batch is copied in, which keeps the f32 rounding of the reference
+//! [`MlpModel`](mlops_core::model::MlpModel)). A call copies the batch (any strides) into a
+//! per-thread scratch buffer, applying the [`NonFinitePolicy`], then runs each layer as one
+//! product (the `gemm` crate: SIMD micro-kernels chosen at run time, one thread) with the
+//! bias and the activation fused into one pass over each output row.
+//! After the first call of a size on a thread, no call allocates.
+//!
+//! ```
+//! use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor};
+//! use mlops_serve::{CompiledModel, NonFinitePolicy};
+//! use ndarray::array;
+//!
+//! let spec = ModelSpec::new(
+//!     vec!["x".into(), "y".into()],
+//!     vec![LayerSpec::new(3, Activation::Relu), LayerSpec::new(1, Activation::Sigmoid)],
+//! );
+//! let artifact = ModelArtifact::new(spec, vec![
+//!     (array![[1.0_f32, -1.0], [0.5, 0.25], [-2.0, 1.0]], array![0.1_f32, 0.0, -0.1]),
+//!     (array![[1.0_f32, -0.5, 0.25]], array![0.2_f32]),
+//! ])?;
+//! let engine = CompiledModel::compile(&artifact, NonFinitePolicy::Nan)?;
+//! let reference = MlpModel::new(&artifact)?;
+//! let x = array![[0.3_f32, -1.2], [2.0, 0.5]];
+//! let (a, b) = (engine.predict_proba(x.view())?, reference.predict_proba(x.view())?);
+//! assert!((a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod kernel;
+
+use std::cell::RefCell;
+
+use mlops_core::model::{check_batch, Activation, ModelArtifact, ModelSpec, Predictor};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// What the engine does with a row that has a NaN or infinite feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonFinitePolicy {
+    /// The row's probability is NaN (the [`Predictor`] contract): never a confident-looking
+    /// number; the other rows are scored.
+    #[default]
+    Nan,
+    /// The call fails, naming the first such row and its feature.
+    Reject,
+    /// The feature is replaced by the value the model stores for it (`ModelSpec::impute`, the
+    /// training mean for models from mlops-train); compiling fails if the model has none.
+    Impute,
+}
+
+/// One dense layer, packed.
+#[derive(Debug, Clone)]
+struct Layer {
+    inputs: usize,
+    units: usize,
+    /// `[inputs, units]` row-major: row `i` holds input `i`'s weight for every unit.
+    weight_t: Vec<f32>,
+    bias: Vec<f32>,
+    activation: Activation,
+}
+
+/// A [`Predictor`] compiled from a [`ModelArtifact`] for fast scoring (see the module docs).
+/// Outputs equal the reference [`MlpModel`](mlops_core::model::MlpModel)'s to 1e-5.
+#[derive(Debug, Clone)]
+pub struct CompiledModel {
+    spec: ModelSpec,
+    policy: NonFinitePolicy,
+    /// The standardization mean, subtracted on the way in (zeros without standardization).
+    mean: Vec<f32>,
+    /// Raw-space replacement values under [`NonFinitePolicy::Impute`].
+    impute: Vec<f32>,
+    layers: Vec<Layer>,
+    widest: usize,
+}
+
+/// Per-thread buffers: the batch copied in, then two ping-pong activations.
+#[derive(Default)]
+struct Scratch {
+    input: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    flagged: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl CompiledModel {
+    /// Compiles `artifact` (already checked: names, shapes, finite weights) with `policy`.
+    pub fn compile(artifact: &ModelArtifact, policy: NonFinitePolicy) -> Result<Self> {
+        let spec = artifact.spec().clone();
+        let n = spec.input_features.len();
+        let (mean, inv_std): (Vec<f32>, Vec<f32>) = match &spec.standardization {
+            Some(s) => (s.mean.clone(), s.std.iter().map(|v| 1.0 / v).collect()),
+            None => (vec![0.0; n], vec![1.0; n]),
+        };
+        let impute = match (policy, &spec.impute) {
+            (NonFinitePolicy::Impute, Some(values)) => values.clone(),
+            (NonFinitePolicy::Impute, None) => {
+                return Err(Error::invalid(
+                    "NonFinitePolicy",
+                    "impute",
+                    "a model that stores imputation values (ModelSpec.impute; mlops-train writes the training means), or the nan / reject policy",
+                ))
+            }
+            _ => Vec::new(),
+        };
+        let mut layers = Vec::with_capacity(spec.layers.len());
+        for (l, (w, s)) in artifact.layers().iter().zip(&spec.layers).enumerate() {
+            let (units, inputs) = w.weight.dim();
+            let mut weight_t = vec![0.0f32; inputs * units];
+            for ((j, i), v) in w.weight.indexed_iter() {
+                // The first layer reads centred inputs: fold in the 1/std scale.
+                let scale = if l == 0 { inv_std[i] } else { 1.0 };
+                weight_t[i * units + j] = v * scale;
+            }
+            layers.push(Layer {
+                inputs,
+                units,
+                weight_t,
+                bias: w.bias.to_vec(),
+                activation: s.activation,
+            });
+        }
+        let widest = layers
+            .iter()
+            .map(|l| l.units.max(l.inputs))
+            .max()
+            .unwrap_or(n);
+        Ok(CompiledModel {
+            spec,
+            policy,
+            mean,
+            impute,
+            layers,
+            widest,
+        })
+    }
+
+    /// The policy for non-finite features.
+    pub fn policy(&self) -> NonFinitePolicy {
+        self.policy
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Copies `x` into `input` (contiguous, centred), applying the policy; rows scored as NaN
+    /// are listed in `flagged`.
+    fn load(
+        &self,
+        x: ArrayView2<'_, f32>,
+        input: &mut Vec<f32>,
+        flagged: &mut Vec<usize>,
+    ) -> Result<()> {
+        let n = x.ncols();
+        input.clear();
+        input.reserve(x.nrows() * self.widest);
+        flagged.clear();
+        for (r, row) in x.rows().into_iter().enumerate() {
+            let mut bad = false;
+            for (i, &v) in row.iter().enumerate() {
+                let v = if v.is_finite() {
+                    v
+                } else {
+                    match self.policy {
+                        NonFinitePolicy::Nan => {
+                            bad = true;
+                            0.0
+                        }
+                        NonFinitePolicy::Reject => {
+                            return Err(Error::invalid(
+                                format!("feature `{}` of row {r}", self.spec.input_features[i]),
+                                v,
+                                "a finite number (this server's policy rejects missing values)",
+                            ))
+                        }
+                        NonFinitePolicy::Impute => self.impute[i],
+                    }
+                };
+                input.push(v - self.mean[i]);
+            }
+            if bad {
+                flagged.push(r);
+            }
+            debug_assert_eq!(input.len(), (r + 1) * n);
+        }
+        Ok(())
+    }
+
+    fn run(&self, x: ArrayView2<'_, f32>, out: &mut [f32], s: &mut Scratch) -> Result<()> {
+        let rows = x.nrows();
+        let Scratch {
+            input,
+            a,
+            b,
+            flagged,
+        } = s;
+        self.load(x, input, flagged)?;
+        let need = rows * self.widest;
+        if a.len() < need {
+            a.resize(need, 0.0);
+        }
+        if b.len() < need {
+            b.resize(need, 0.0);
+        }
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            // Layer 0 reads the batch; then the activations ping-pong between `a` and `b`.
+            let (src, dst): (&[f32], &mut [f32]) = match l {
+                0 => (&input[..], &mut a[..]),
+                l if l % 2 == 1 => (&a[..], &mut b[..]),
+                _ => (&b[..], &mut a[..]),
+            };
+            let dst = &mut dst[..rows * layer.units];
+            kernel::dense(&src[..rows * layer.inputs], rows, layer, dst)?;
+            if l == last {
+                out.copy_from_slice(dst);
+            }
+        }
+        for &r in flagged.iter() {
+            out[r] = f32::NAN;
+        }
+        Ok(())
+    }
+}
+
+impl Predictor for CompiledModel {
+    fn feature_names(&self) -> &[String] {
+        &self.spec.input_features
+    }
+
+    fn threshold(&self) -> f32 {
+        self.spec.threshold
+    }
+
+    fn predict_proba_into(
+        &self,
+        x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> mlops_core::Result<()> {
+        check_batch(self.n_features(), x, out)?;
+        if x.nrows() == 0 {
+            return Ok(());
+        }
+        let result = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.run(x, out, &mut scratch),
+            // Re-entered on this thread (a predictor called from inside another's call):
+            // fresh buffers rather than a panic.
+            Err(_) => self.run(x, out, &mut Scratch::default()),
+        });
+        result
+    }
+}

@@ -1,0 +1,240 @@
+//! One `Predictor` conformance suite, run on the reference `MlpModel` and on the compiled
+//! engine: outputs against the reference to 1e-5 for every activation, with and without
+//! standardization, at batch sizes on both sides of the engine's kernel switch; any strides;
+//! wrong width and wrong output length refused; the empty batch; the NaN policy.
+
+use mlops_core::model::{
+    Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor, Standardization,
+};
+use mlops_serve::{CompiledModel, NonFinitePolicy};
+use ndarray::{Array1, Array2, Axis, Slice};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const FEATURES: usize = 30;
+
+/// A seeded `30 -> 16 -> 8 -> 1` network with `activation` in the hidden layers.
+fn artifact(activation: Activation, standardized: bool, seed: u64) -> ModelArtifact {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut spec = ModelSpec::new(
+        (0..FEATURES).map(|i| format!("f{i}")).collect(),
+        vec![
+            LayerSpec::new(16, activation),
+            LayerSpec::new(8, activation),
+            LayerSpec::new(1, Activation::Sigmoid),
+        ],
+    );
+    if standardized {
+        spec.standardization = Some(Standardization {
+            // Means far from 0 and spreads far from 1, as raw transaction amounts have.
+            mean: (0..FEATURES).map(|i| i as f32 * 37.5 - 200.0).collect(),
+            std: (0..FEATURES).map(|i| 0.05 + i as f32 * 3.0).collect(),
+        });
+    }
+    spec.impute = Some((0..FEATURES).map(|i| i as f32 * 0.5).collect());
+    let mut fan_in = FEATURES;
+    let layers = [16, 8, 1]
+        .iter()
+        .map(|&units| {
+            let limit = (6.0 / (fan_in + units) as f32).sqrt();
+            let w = Array2::from_shape_fn((units, fan_in), |_| rng.random_range(-limit..limit));
+            let b = Array1::from_shape_fn(units, |_| rng.random_range(-0.2..0.2));
+            fan_in = units;
+            (w, b)
+        })
+        .collect();
+    ModelArtifact::new(spec, layers).unwrap()
+}
+
+/// Rows around each feature's standardization (or around 0), seeded.
+fn batch(rows: usize, a: &ModelArtifact, seed: u64) -> Array2<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mean, std) = match &a.spec().standardization {
+        Some(s) => (s.mean.clone(), s.std.clone()),
+        None => (vec![0.0; FEATURES], vec![1.0; FEATURES]),
+    };
+    Array2::from_shape_fn((rows, FEATURES), |(_, j)| {
+        mean[j] + std[j] * rng.random_range(-3.0f32..3.0)
+    })
+}
+
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() {
+            assert!(g.is_nan(), "{what}: row {i} is {g}, expected NaN");
+        } else {
+            assert!(
+                (g - w).abs() <= 1e-5,
+                "{what}: row {i} is {g}, expected {w}"
+            );
+        }
+    }
+}
+
+/// The suite, on predictors made by `make`.
+fn conformance(name: &str, make: &dyn Fn(&ModelArtifact) -> Box<dyn Predictor>) {
+    for activation in Activation::ALL {
+        for standardized in [false, true] {
+            let a = artifact(activation, standardized, 7);
+            let (p, reference) = (make(&a), MlpModel::new(&a).unwrap());
+            let what = format!("{name}, {activation:?}, standardized {standardized}");
+            assert_eq!(p.n_features(), FEATURES);
+            assert_eq!(p.threshold(), a.threshold());
+            for rows in [1, 2, 7, 8, 9, 64, 300] {
+                let x = batch(rows, &a, rows as u64);
+                let want = reference.predict_proba(x.view()).unwrap();
+                let got = p.predict_proba(x.view()).unwrap();
+                close(
+                    &format!("{what}, {rows} rows"),
+                    got.as_slice().unwrap(),
+                    want.as_slice().unwrap(),
+                );
+            }
+            // Any strides: a transposed (column-major) batch, every other row, a reversed one.
+            let x = batch(40, &a, 99);
+            let want = reference.predict_proba(x.view()).unwrap();
+            let column_major = x.t().to_owned().reversed_axes();
+            let got = p.predict_proba(column_major.view()).unwrap();
+            close(
+                &format!("{what}, column-major"),
+                got.as_slice().unwrap(),
+                want.as_slice().unwrap(),
+            );
+            let every_other = x.slice_axis(Axis(0), Slice::new(0, None, 2));
+            let got = p.predict_proba(every_other).unwrap();
+            let want_other: Vec<f32> = want.iter().step_by(2).copied().collect();
+            close(
+                &format!("{what}, every other row"),
+                got.as_slice().unwrap(),
+                &want_other,
+            );
+            let reversed = x.slice_axis(Axis(0), Slice::new(0, None, -1));
+            let got = p.predict_proba(reversed).unwrap();
+            let want_rev: Vec<f32> = want.iter().rev().copied().collect();
+            close(
+                &format!("{what}, reversed"),
+                got.as_slice().unwrap(),
+                &want_rev,
+            );
+        }
+    }
+    let a = artifact(Activation::Relu, true, 3);
+    let p = make(&a);
+    // Wrong width, wrong output length: refused, naming what.
+    let e = p
+        .predict_proba(Array2::<f32>::zeros((2, FEATURES - 1)).view())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("batch columns") && e.contains("29"),
+        "{name}: {e}"
+    );
+    let mut out = vec![0.0; 3];
+    let e = p
+        .predict_proba_into(batch(2, &a, 1).view(), &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output buffer"), "{name}: {e}");
+    // The empty batch.
+    assert_eq!(
+        p.predict_proba(Array2::<f32>::zeros((0, FEATURES)).view())
+            .unwrap()
+            .len(),
+        0
+    );
+    // The NaN policy of the contract: a row with a NaN or ±inf feature is NaN; the rest as usual.
+    let mut x = batch(6, &a, 5);
+    let want = MlpModel::new(&a).unwrap().predict_proba(x.view()).unwrap();
+    x[[1, 0]] = f32::NAN;
+    x[[3, 29]] = f32::INFINITY;
+    x[[4, 7]] = f32::NEG_INFINITY;
+    let got = p.predict_proba(x.view()).unwrap();
+    for r in 0..6 {
+        if [1, 3, 4].contains(&r) {
+            assert!(got[r].is_nan(), "{name}: row {r} = {}", got[r]);
+        } else {
+            assert!((got[r] - want[r]).abs() <= 1e-5, "{name}: row {r}");
+        }
+    }
+}
+
+#[test]
+fn the_reference_model_conforms() {
+    conformance("MlpModel", &|a| Box::new(MlpModel::new(a).unwrap()));
+}
+
+#[test]
+fn the_compiled_engine_conforms() {
+    conformance("CompiledModel", &|a| {
+        Box::new(CompiledModel::compile(a, NonFinitePolicy::Nan).unwrap())
+    });
+}
+
+#[test]
+fn reject_names_the_row_and_feature_and_impute_uses_the_stored_values() {
+    let a = artifact(Activation::Tanh, true, 11);
+    let mut x = batch(4, &a, 2);
+    x[[2, 5]] = f32::NAN;
+    let reject = CompiledModel::compile(&a, NonFinitePolicy::Reject).unwrap();
+    let e = reject.predict_proba(x.view()).unwrap_err().to_string();
+    assert!(
+        e.contains("feature `f5` of row 2") && e.contains("NaN"),
+        "{e}"
+    );
+    // Impute: the same as the reference on the row with the stored value put in.
+    let impute = CompiledModel::compile(&a, NonFinitePolicy::Impute).unwrap();
+    let got = impute.predict_proba(x.view()).unwrap();
+    let mut filled = x.clone();
+    filled[[2, 5]] = a.spec().impute.as_ref().unwrap()[5];
+    let want = MlpModel::new(&a)
+        .unwrap()
+        .predict_proba(filled.view())
+        .unwrap();
+    close("impute", got.as_slice().unwrap(), want.as_slice().unwrap());
+    // A model without imputation values cannot be compiled to impute.
+    let mut bare = a.spec().clone();
+    bare.impute = None;
+    let layers = a
+        .layers()
+        .iter()
+        .map(|l| (l.weight.clone(), l.bias.clone()))
+        .collect();
+    let bare = ModelArtifact::new(bare, layers).unwrap();
+    let e = CompiledModel::compile(&bare, NonFinitePolicy::Impute)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("impute") && e.contains("ModelSpec.impute"),
+        "{e}"
+    );
+    // The policy is plain config (serde).
+    let p: NonFinitePolicy = serde_json::from_str("\"reject\"").unwrap();
+    assert_eq!(p, NonFinitePolicy::Reject);
+}
+
+#[test]
+fn threads_share_one_engine_and_get_the_same_answers() {
+    let a = artifact(Activation::Silu, true, 13);
+    let engine = CompiledModel::compile(&a, NonFinitePolicy::Nan).unwrap();
+    let x = batch(257, &a, 3);
+    let want = MlpModel::new(&a).unwrap().predict_proba(x.view()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (engine, x, want) = (&engine, &x, &want);
+            s.spawn(move || {
+                for round in 0..50 {
+                    // Alternate sizes so each thread's scratch grows and shrinks in use.
+                    let rows = [1, 257, 9, 64][(t + round) % 4];
+                    let part = x.slice_axis(Axis(0), Slice::from(0..rows));
+                    let got = engine.predict_proba(part).unwrap();
+                    close(
+                        "threads",
+                        got.as_slice().unwrap(),
+                        &want.as_slice().unwrap()[..rows],
+                    );
+                }
+            });
+        }
+    });
+}

@@ -238,3 +238,23 @@ fn threads_share_one_engine_and_get_the_same_answers() {
         }
     });
 }
+
+#[test]
+fn batches_larger_than_a_block_keep_row_numbers_and_answers() {
+    let a = artifact(Activation::Relu, true, 17);
+    let mut x = batch(2500, &a, 8);
+    let want = MlpModel::new(&a).unwrap().predict_proba(x.view()).unwrap();
+    x[[2100, 3]] = f32::NAN;
+    let engine = CompiledModel::compile(&a, NonFinitePolicy::Nan).unwrap();
+    let got = engine.predict_proba(x.view()).unwrap();
+    for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+        if r == 2100 {
+            assert!(g.is_nan(), "row 2100 = {g}");
+        } else {
+            assert!((g - w).abs() <= 1e-5, "row {r}: {g} vs {w}");
+        }
+    }
+    let reject = CompiledModel::compile(&a, NonFinitePolicy::Reject).unwrap();
+    let e = reject.predict_proba(x.view()).unwrap_err().to_string();
+    assert!(e.contains("feature `f3` of row 2100"), "{e}");
+}

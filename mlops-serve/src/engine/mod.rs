@@ -35,7 +35,7 @@ mod kernel;
 use std::cell::RefCell;
 
 use mlops_core::model::{check_batch, Activation, ModelArtifact, ModelSpec, Predictor};
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, Axis, Slice};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -79,6 +79,9 @@ pub struct CompiledModel {
     layers: Vec<Layer>,
     widest: usize,
 }
+
+/// Rows scored per block (see `predict_proba_into`).
+const CHUNK: usize = 1024;
 
 /// Per-thread buffers: the batch copied in, then two ping-pong activations.
 #[derive(Default)]
@@ -160,6 +163,7 @@ impl CompiledModel {
     fn load(
         &self,
         x: ArrayView2<'_, f32>,
+        offset: usize,
         input: &mut Vec<f32>,
         flagged: &mut Vec<usize>,
     ) -> Result<()> {
@@ -180,7 +184,11 @@ impl CompiledModel {
                         }
                         NonFinitePolicy::Reject => {
                             return Err(Error::invalid(
-                                format!("feature `{}` of row {r}", self.spec.input_features[i]),
+                                format!(
+                                    "feature `{}` of row {}",
+                                    self.spec.input_features[i],
+                                    offset + r
+                                ),
                                 v,
                                 "a finite number (this server's policy rejects missing values)",
                             ))
@@ -198,7 +206,14 @@ impl CompiledModel {
         Ok(())
     }
 
-    fn run(&self, x: ArrayView2<'_, f32>, out: &mut [f32], s: &mut Scratch) -> Result<()> {
+    /// Scores one block of rows; `offset` is its first row's number in the caller's batch.
+    fn run(
+        &self,
+        x: ArrayView2<'_, f32>,
+        offset: usize,
+        out: &mut [f32],
+        s: &mut Scratch,
+    ) -> Result<()> {
         let rows = x.nrows();
         let Scratch {
             input,
@@ -206,7 +221,7 @@ impl CompiledModel {
             b,
             flagged,
         } = s;
-        self.load(x, input, flagged)?;
+        self.load(x, offset, input, flagged)?;
         let need = rows * self.widest;
         if a.len() < need {
             a.resize(need, 0.0);
@@ -253,12 +268,29 @@ impl Predictor for CompiledModel {
         if x.nrows() == 0 {
             return Ok(());
         }
-        let result = SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.run(x, out, &mut scratch),
-            // Re-entered on this thread (a predictor called from inside another's call):
-            // fresh buffers rather than a panic.
-            Err(_) => self.run(x, out, &mut Scratch::default()),
-        });
-        result
+        // Blocks of at most CHUNK rows: the scratch a thread keeps stays small (a one-off
+        // huge batch does not pin gigabytes in a thread-local), and a block's activations stay
+        // in cache.
+        SCRATCH.with(|cell| {
+            let (mut borrowed, mut owned);
+            let scratch: &mut Scratch = match cell.try_borrow_mut() {
+                Ok(b) => {
+                    borrowed = b;
+                    &mut borrowed
+                }
+                // Re-entered on this thread (a predictor called from inside another's call):
+                // fresh buffers rather than a panic.
+                Err(_) => {
+                    owned = Scratch::default();
+                    &mut owned
+                }
+            };
+            for start in (0..x.nrows()).step_by(CHUNK) {
+                let end = (start + CHUNK).min(x.nrows());
+                let block = x.slice_axis(Axis(0), Slice::from(start..end));
+                self.run(block, start, &mut out[start..end], scratch)?;
+            }
+            Ok(())
+        })
     }
 }

@@ -73,6 +73,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A model source (a registry serving models) failed; its message.
+    #[error("model source: {message}")]
+    Source {
+        /// What the source said.
+        message: String,
+    },
     /// The library's own I/O runtime (see `runtime`) could not start or run a task.
     #[error("runtime: {cause}")]
     Runtime {

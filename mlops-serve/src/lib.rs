@@ -9,6 +9,7 @@
 //! (KServe V2) HTTP server.
 
 mod engine;
+pub mod source;
 
 pub use engine::{CompiledModel, NonFinitePolicy};
 /// Errors are mlops-core's (what the `Predictor` trait returns): every message names the

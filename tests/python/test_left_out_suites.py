@@ -13,6 +13,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 GATED = re.compile(
     r'#\[cfg\(feature = "([a-z0-9_-]+)"\)\]\s*(?:#\[[^\]]*\]\s*)*(?:#\[(?:tokio::)?test\b|mod \w+\s*\{)'
 )
+# In library sources a feature-gated module is code, not a suite: only gated tests and test
+# modules count there.
+GATED_IN_SRC = re.compile(
+    r'#\[cfg\(feature = "([a-z0-9_-]+)"\)\]\s*(?:#\[[^\]]*\]\s*)*(?:#\[(?:tokio::)?test\b|mod \w*tests?\w*\s*\{)'
+)
 STUB = re.compile(
     r'#\[cfg\(not\(feature = "([a-z0-9_-]+)"\)\)\]\s*#\[test\]\s*#\[ignore = "left out: ([^"]*)"\]\s*fn \w+\(\)'
 )
@@ -24,8 +29,8 @@ def rust_test_files():
         yield from sorted((crate / "src").rglob("*.rs")) if crate != ROOT else ()
 
 
-def gated_and_stubbed(text):
-    gated = set(GATED.findall(text))
+def gated_and_stubbed(text, in_src=False):
+    gated = set((GATED_IN_SRC if in_src else GATED).findall(text))
     stubs = {feature: why for feature, why in STUB.findall(text)}
     return gated, stubs
 
@@ -34,7 +39,7 @@ def test_every_gated_suite_has_a_left_out_stub_naming_its_command():
     missing = []
     checked = 0
     for path in rust_test_files():
-        gated, stubs = gated_and_stubbed(path.read_text())
+        gated, stubs = gated_and_stubbed(path.read_text(), in_src="src" in path.relative_to(ROOT).parts)
         for feature in sorted(gated):
             checked += 1
             why = stubs.get(feature)
@@ -56,3 +61,6 @@ def test_the_pattern_catches_a_gated_suite_without_a_stub():
     assert gated_and_stubbed(text) == ({"aws"}, {"aws": "the suite on moto; run with --features aws"})
     gated_fn = '#[cfg(feature = "mlflow")]\n#[tokio::test(flavor = "multi_thread")]\nasync fn t() {}\n'
     assert gated_and_stubbed(gated_fn)[0] == {"mlflow"}
+    # A gated library module is code; a gated test module in a library is a suite.
+    assert gated_and_stubbed('#[cfg(feature = "registry")]\nmod registry {\n}\n', in_src=True)[0] == set()
+    assert gated_and_stubbed('#[cfg(feature = "gpu")]\nmod tests {\n}\n', in_src=True)[0] == {"gpu"}

@@ -1,0 +1,276 @@
+//! Where serving gets its models and how it moves aliases: the small async trait
+//! [`ModelSource`], an in-memory [`MemorySource`] for tests and embedded use, and (feature
+//! `registry`) the implementation on `mlops_registry::Registry`.
+//!
+//! References are written as the registry writes them: a version number (`"3"`), or `@` and
+//! an alias (`"@production"`, `"@canary"`, `"@latest"` — the highest version).
+//!
+//! ```
+//! use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+//! use mlops_serve::source::{MemorySource, ModelSource};
+//! use ndarray::array;
+//!
+//! # futures::executor::block_on(async {
+//! let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+//! let artifact = ModelArtifact::new(spec, vec![(array![[1.0_f32]], array![0.0_f32])])?;
+//! let source = MemorySource::new();
+//! let v = source.add("fraud", artifact);
+//! assert!(source.move_alias("fraud", "production", Some(v), None, "first").await?);
+//! // A compare-and-swap from a stale expectation does nothing and says so.
+//! assert!(!source.move_alias("fraud", "production", None, Some(7), "stale").await?);
+//! assert_eq!(source.resolve("fraud", "@production").await?, v);
+//! # Ok::<(), mlops_core::Error>(())
+//! # })?;
+//! # Ok::<(), mlops_core::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use mlops_core::model::ModelArtifact;
+
+use crate::{Error, Result};
+
+/// What serving needs from a model store: resolve a reference, load a version, and move an
+/// alias by compare-and-swap (promotion and rollback). Implementations never block the
+/// executor on I/O.
+#[async_trait]
+pub trait ModelSource: Send + Sync {
+    /// The version `reference` names now: `"3"`, `"@production"`, `"@latest"`.
+    async fn resolve(&self, model: &str, reference: &str) -> Result<u64>;
+
+    /// The artifact of `version`.
+    async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact>;
+
+    /// Points `alias` at `to` (`None` clears it) if it points at `expected` now (`None`:
+    /// unset). `Ok(false)` when it does not — another controller moved it first — and nothing
+    /// changed.
+    async fn move_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        to: Option<u64>,
+        expected: Option<u64>,
+        why: &str,
+    ) -> Result<bool>;
+}
+
+/// A reference parsed: a number or an alias.
+pub(crate) fn parse_reference(reference: &str) -> Result<std::result::Result<u64, &str>> {
+    if let Some(alias) = reference.strip_prefix('@') {
+        if alias.is_empty() {
+            return Err(Error::invalid("alias", "\"\"", "a name after @"));
+        }
+        return Ok(Err(alias));
+    }
+    match reference.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Ok(n)),
+        _ => Err(Error::invalid(
+            "model reference",
+            format!("{reference:?}"),
+            "a version number from 1, or @ALIAS",
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Model {
+    versions: Vec<ModelArtifact>,
+    aliases: BTreeMap<String, u64>,
+}
+
+/// Models held in memory: versions numbered from 1 in the order added, aliases with
+/// compare-and-swap. For tests, replays and hosts that build models in process.
+#[derive(Default)]
+pub struct MemorySource {
+    models: Mutex<BTreeMap<String, Model>>,
+}
+
+impl std::fmt::Debug for MemorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySource").finish_non_exhaustive()
+    }
+}
+
+impl MemorySource {
+    /// No models.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `artifact` as the next version of `model`; its number.
+    pub fn add(&self, model: &str, artifact: ModelArtifact) -> u64 {
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let m = models.entry(model.to_string()).or_default();
+        m.versions.push(artifact);
+        m.versions.len() as u64
+    }
+
+    fn with_model<T>(&self, model: &str, f: impl FnOnce(&mut Model) -> Result<T>) -> Result<T> {
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        match models.get_mut(model) {
+            Some(m) => f(m),
+            None => Err(Error::invalid(
+                "model",
+                format!("{model:?}"),
+                "a model this source holds",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl ModelSource for MemorySource {
+    async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
+        let parsed = parse_reference(reference)?;
+        self.with_model(model, |m| match parsed {
+            Ok(n) if n as usize <= m.versions.len() => Ok(n),
+            Ok(n) => Err(Error::invalid(
+                format!("version of {model:?}"),
+                n,
+                format!("1 to {}", m.versions.len()),
+            )),
+            Err("latest") if !m.versions.is_empty() => Ok(m.versions.len() as u64),
+            Err(alias) => m.aliases.get(alias).copied().ok_or_else(|| {
+                Error::invalid(
+                    format!("alias of {model:?}"),
+                    format!("@{alias}"),
+                    "an alias that is set",
+                )
+            }),
+        })
+    }
+
+    async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {
+        self.with_model(model, |m| {
+            version
+                .checked_sub(1)
+                .and_then(|i| m.versions.get(i as usize))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("version of {model:?}"),
+                        version,
+                        format!("1 to {}", m.versions.len()),
+                    )
+                })
+        })
+    }
+
+    async fn move_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        to: Option<u64>,
+        expected: Option<u64>,
+        _why: &str,
+    ) -> Result<bool> {
+        if alias.is_empty() || alias == "latest" {
+            return Err(Error::invalid(
+                "alias",
+                format!("{alias:?}"),
+                "a name other than `latest`",
+            ));
+        }
+        self.with_model(model, |m| {
+            if let Some(v) = to {
+                if v == 0 || v as usize > m.versions.len() {
+                    return Err(Error::invalid(
+                        format!("version of {model:?}"),
+                        v,
+                        format!("1 to {}", m.versions.len()),
+                    ));
+                }
+            }
+            if m.aliases.get(alias).copied() != expected {
+                return Ok(false);
+            }
+            match to {
+                Some(v) => m.aliases.insert(alias.to_string(), v),
+                None => m.aliases.remove(alias),
+            };
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(feature = "registry")]
+mod registry {
+    use async_trait::async_trait;
+    use mlops_core::model::ModelArtifact;
+    use mlops_registry::{Registry, VersionRef};
+
+    use super::ModelSource;
+    use crate::{Error, Result};
+
+    /// The registry's errors as mlops-core's: bad input stays `InvalidValue` (same field,
+    /// value and expectation), anything else is a `Source` error with the registry's message.
+    fn core(e: mlops_registry::Error) -> Error {
+        match e {
+            mlops_registry::Error::Core(e) => e,
+            mlops_registry::Error::InvalidValue {
+                field,
+                value,
+                expected,
+            } => Error::InvalidValue {
+                field,
+                value,
+                expected,
+            },
+            other => Error::Source {
+                message: other.to_string(),
+            },
+        }
+    }
+
+    #[async_trait]
+    impl ModelSource for Registry {
+        async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
+            let reference: VersionRef = reference.parse().map_err(core)?;
+            let version = Registry::resolve(self, model, &reference)
+                .await
+                .map_err(core)?;
+            // A number resolves to itself in the registry; here it must name a live version.
+            let info = self
+                .version(model, &VersionRef::Number(version))
+                .await
+                .map_err(core)?;
+            match info.deleted {
+                None => Ok(version),
+                Some(t) => Err(Error::invalid(
+                    format!("version {version} of {model:?}"),
+                    "deleted",
+                    format!("a live version (deleted: {})", t.why),
+                )),
+            }
+        }
+
+        async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {
+            let (_, artifact) = self
+                .load_artifact(model, &VersionRef::Number(version))
+                .await
+                .map_err(core)?;
+            Ok(artifact)
+        }
+
+        async fn move_alias(
+            &self,
+            model: &str,
+            alias: &str,
+            to: Option<u64>,
+            expected: Option<u64>,
+            why: &str,
+        ) -> Result<bool> {
+            let moved = match to {
+                Some(v) => self.set_alias(model, alias, v, expected, why).await,
+                None => self.clear_alias(model, alias, expected, why).await,
+            };
+            match moved {
+                Ok(_) => Ok(true),
+                Err(mlops_registry::Error::AliasMoved { .. }) => Ok(false),
+                Err(e) => Err(core(e)),
+            }
+        }
+    }
+}

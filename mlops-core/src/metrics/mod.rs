@@ -114,13 +114,7 @@ impl ScoredSamples {
             )
         })?;
         let scores = predictor.predict_proba(data.features())?;
-        if let Some(row) = scores.iter().position(|p| p.is_nan()) {
-            return Err(Error::invalid(
-                format!("features of row {row}"),
-                "a NaN or infinite value",
-                "finite features (the model cannot score the row; impute it first)",
-            ));
-        }
+        crate::model::check_scored(scores.iter().copied())?;
         Self::from_iters(
             labels.iter().map(|&v| f64::from(v)),
             scores.iter().map(|&v| f64::from(v)),

@@ -80,15 +80,22 @@ pub trait Predictor: Send + Sync {
     /// the first such row, never guessing one.
     fn predict_labels(&self, x: ArrayView2<'_, f32>) -> Result<Array1<u8>> {
         let p = self.predict_proba(x)?;
+        check_scored(p.iter().copied())?;
         let threshold = self.threshold();
-        if let Some(row) = p.iter().position(|v| v.is_nan()) {
-            return Err(Error::invalid(
-                format!("features of row {row}"),
-                "a NaN or infinite value",
-                "finite features (a row with a missing value has no label; impute it first)",
-            ));
-        }
         Ok(p.mapv(|v| u8::from(v >= threshold)))
+    }
+}
+
+/// Refuses probabilities with a NaN (the [`Predictor`] contract's mark of a row with a
+/// non-finite feature), naming the first such row: a label or a metric needs every row scored.
+pub fn check_scored(probabilities: impl IntoIterator<Item = f32>) -> Result<()> {
+    match probabilities.into_iter().position(|v| v.is_nan()) {
+        Some(row) => Err(Error::invalid(
+            format!("features of row {row}"),
+            "a NaN or infinite value",
+            "finite features (the model cannot score a row with a missing value; impute it first)",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -119,6 +119,31 @@ fn no_options(options: &BTreeMap<String, String>, scheme: &str) -> Result<()> {
     }
 }
 
+/// The deadline of every store call from a setting in seconds (`field` names it in the
+/// error): a positive finite number, or an error — the one check of the registry's and the
+/// tracker's `timeout_seconds`.
+///
+/// ```
+/// use std::time::Duration;
+/// use mlops_core::store_url::deadline;
+///
+/// assert_eq!(deadline("RegistryConfig.timeout_seconds", 1.5)?, Duration::from_millis(1500));
+/// let e = deadline("TrackerConfig.timeout_seconds", 0.0).unwrap_err();
+/// assert!(e.to_string().contains("TrackerConfig.timeout_seconds = 0"));
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn deadline(field: &str, seconds: f64) -> Result<std::time::Duration> {
+    if seconds.is_finite() && seconds > 0.0 {
+        Ok(std::time::Duration::from_secs_f64(seconds))
+    } else {
+        Err(Error::invalid(
+            field,
+            seconds,
+            "a positive number of seconds",
+        ))
+    }
+}
+
 /// `location` as a local folder when it is a path rather than a URL: no `scheme:` before
 /// the first `/` (`runs`, `./runs`, `../x/runs`, `/abs/runs`), or a Windows drive path.
 fn local_path(location: &str) -> Option<PathBuf> {

@@ -52,13 +52,7 @@ impl Default for RegistryConfig {
 impl RegistryConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.timeout_seconds.is_finite() && self.timeout_seconds > 0.0) {
-            return Err(Error::invalid(
-                "RegistryConfig.timeout_seconds",
-                self.timeout_seconds,
-                "a positive number of seconds",
-            ));
-        }
+        mlops_core::store_url::deadline("RegistryConfig.timeout_seconds", self.timeout_seconds)?;
         if let Some(actor) = &self.actor {
             if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
                 return Err(Error::invalid(

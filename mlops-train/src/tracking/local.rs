@@ -86,13 +86,7 @@ impl Default for TrackerConfig {
 impl TrackerConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.timeout_seconds.is_finite() && self.timeout_seconds > 0.0) {
-            return Err(Error::invalid(
-                "TrackerConfig.timeout_seconds",
-                self.timeout_seconds,
-                "a positive number of seconds",
-            ));
-        }
+        mlops_core::store_url::deadline("TrackerConfig.timeout_seconds", self.timeout_seconds)?;
         Ok(())
     }
 }
@@ -156,7 +150,10 @@ impl ObjectStoreTracker {
     /// so it is not async; every later call runs on the library's I/O runtime with the
     /// config's deadline.
     pub fn open(location: &str, config: &TrackerConfig) -> Result<Self> {
-        config.validate()?;
+        let timeout = mlops_core::store_url::deadline(
+            "TrackerConfig.timeout_seconds",
+            config.timeout_seconds,
+        )?;
         // The one opener of every crate: credentials from the environment, unknown options
         // refused, no secret in what is shown.
         let opened = mlops_core::store_url::open_url("tracking URL", location, &config.options)?;
@@ -165,7 +162,7 @@ impl ObjectStoreTracker {
             store: opened.store,
             prefix: opened.prefix,
             clock: Arc::new(mlops_core::clock::SystemClock),
-            timeout: std::time::Duration::from_secs_f64(config.timeout_seconds),
+            timeout,
         })
     }
 

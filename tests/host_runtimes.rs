@@ -120,11 +120,17 @@ fn the_blocking_apis_with_no_runtime() {
     use mlops::registry::blocking::Registry;
     use mlops::train::tracking::blocking::Tracker;
     let dir = tempfile::tempdir().unwrap();
-    // A relative path, as a user types it.
-    let cwd = std::env::current_dir().unwrap();
-    let relative = dir.path().strip_prefix(&cwd).map(|p| p.to_path_buf());
-    let path = relative.unwrap_or_else(|_| dir.path().join("registry"));
-    let registry = Registry::open(path.to_str().unwrap(), &RegistryConfig::default()).unwrap();
+    // A relative path, as a user types it: up from the working directory to the root, then
+    // down to the temporary folder.
+    let target = dir.path().join("registry");
+    let ups = std::env::current_dir().unwrap().components().count() - 1;
+    let path = format!(
+        "{}{}",
+        "../".repeat(ups),
+        target.strip_prefix("/").unwrap().display()
+    );
+    assert!(std::path::Path::new(&path).is_relative());
+    let registry = Registry::open(&path, &RegistryConfig::default()).unwrap();
     let v = registry
         .register(
             "fraud",
@@ -139,6 +145,10 @@ fn the_blocking_apis_with_no_runtime() {
             .resolve("fraud", &VersionRef::Alias("production".into()))
             .unwrap(),
         1
+    );
+    assert!(
+        target.join("models").is_dir(),
+        "the registry is where the path points"
     );
     let url = format!("file://{}", dir.path().join("runs").display());
     let tracker = Tracker::new(ObjectStoreTracker::open(&url, &Default::default()).unwrap());

@@ -9,6 +9,8 @@
 //! - [`metrics`]: binary-classification metrics with sample weights that agree with
 //!   scikit-learn, threshold search and bootstrap intervals;
 //! - [`gate`]: metric gates with absolute and champion-relative rules;
+//! - [`exposition`]: a `prometheus-client` registry as the classic Prometheus text
+//!   (`promtool check metrics` clean);
 //! - [`clock`]: injected time for every time-dependent decision;
 //! - [`model`]: the [`model::Predictor`] trait and the artifact format (JSON spec +
 //!   safetensors) shared by training and serving;
@@ -40,6 +42,7 @@ pub mod clock;
 mod csv_io;
 mod dataset;
 mod error;
+pub mod exposition;
 pub mod gate;
 pub mod json;
 pub mod metrics;
@@ -62,6 +65,8 @@ pub use ndarray;
 /// The `object_store` the stores are opened with (feature `object-store`).
 #[cfg(feature = "object-store")]
 pub use object_store;
+/// The `prometheus-client` (0.24) whose `Registry` every crate's metrics register into.
+pub use prometheus_client;
 pub use run_id::RunId;
 pub use schema::{ColumnKind, ColumnSchema, Schema};
 pub use split::{Split, SplitFractions};

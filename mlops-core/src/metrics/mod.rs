@@ -6,6 +6,7 @@
 //! | metric | scikit-learn |
 //! |---|---|
 //! | [`ScoredSamples::roc_auc`] | `roc_auc_score` (ties count half) |
+//! | [`ScoredSamples::roc_auc_delong`] | the same AUC with DeLong's variance (no scikit-learn peer; checked against the pairwise definition) |
 //! | [`ScoredSamples::average_precision`] | `average_precision_score` |
 //! | [`ScoredSamples::log_loss`] | `log_loss` (probabilities clipped to `[eps, 1 - eps]`, eps = `f64::EPSILON`) |
 //! | [`ScoredSamples::brier`] | `brier_score_loss` |
@@ -27,6 +28,7 @@
 mod bootstrap;
 mod confusion;
 mod curves;
+mod delong;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,6 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use bootstrap::{bootstrap_ci, BootstrapConfig, ConfidenceInterval};
 pub use confusion::ConfusionMatrix;
 pub use curves::{BestThreshold, RocCurve, ThresholdCriterion, ThresholdSweep};
+pub use delong::AucWithVariance;
 
 use crate::error::{Error, Result};
 

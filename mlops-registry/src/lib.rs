@@ -44,8 +44,8 @@ pub use new_version::{NewVersion, REFERENCE_PROFILE_FILE};
 pub use object_store;
 pub use query::{Comparison, MetricFilter, Query};
 pub use records::{
-    AliasEntry, AuditAction, AuditEvent, DatasetFingerprint, FileEntry, Lineage, Tombstone,
-    VersionInfo, VersionRecord, VersionRef,
+    AliasEntry, AuditAction, AuditEvent, DatasetFingerprint, FileEntry, Lineage, StateEntry,
+    Tombstone, VersionInfo, VersionRecord, VersionRef,
 };
 pub use registry::{GcReport, Registry, UnreadableRecord, LATEST};
 

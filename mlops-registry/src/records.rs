@@ -155,6 +155,25 @@ pub struct AliasEntry {
     pub why: String,
 }
 
+/// One write of a named state document of a model (a rollout's state, for serving): entry
+/// `seq` of the document's log, claimed with a conditional create like an alias move, so two
+/// writers from the same `seq` cannot both succeed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// Position in the document's log, from 1.
+    pub seq: u64,
+    /// The document's name.
+    pub name: String,
+    /// Its value from now on.
+    pub value: serde_json::Value,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub by: String,
+    /// Why.
+    pub why: String,
+}
+
 /// What an audit event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

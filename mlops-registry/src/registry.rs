@@ -7,6 +7,7 @@
 //! models/NAME/versions/0000000001.json        version records (written once, last)
 //! models/NAME/deleted/0000000001.json         tombstones
 //! models/NAME/aliases/ALIAS/0000000001.json   alias logs, one entry per move
+//! models/NAME/state/DOC/0000000001.json       state logs (a rollout's state), one entry per write
 //! audit/<unix ns>-<seq>-<random>.json         audit events
 //! pending/<random>.json                       blobs of a registration in flight (gc keeps them)
 //! ```
@@ -38,8 +39,8 @@ use crate::names::{check_file_name, check_key, check_name};
 use crate::new_version::NewVersion;
 use crate::query::Query;
 use crate::records::{
-    target_text, AliasEntry, AuditAction, AuditEvent, Tombstone, VersionInfo, VersionRecord,
-    VersionRef,
+    target_text, AliasEntry, AuditAction, AuditEvent, StateEntry, Tombstone, VersionInfo,
+    VersionRecord, VersionRef,
 };
 use crate::store::{self, Store};
 
@@ -65,6 +66,9 @@ fn alias_dir(model: &str, alias: &str) -> String {
 }
 fn alias_key(model: &str, alias: &str, seq: u64) -> String {
     format!("{}/{seq:010}.json", alias_dir(model, alias))
+}
+fn state_dir(model: &str, name: &str) -> String {
+    format!("models/{model}/state/{name}")
 }
 /// The error for a version with no record.
 fn missing_version(model: &str, version: u64) -> Error {
@@ -838,6 +842,61 @@ impl Registry {
         event.from = actual;
         self.audit(event).await;
         Ok(entry)
+    }
+
+    /// The current entry of state document `name` of `model` (`None` when never written).
+    pub async fn state(&self, model: &str, name: &str) -> Result<Option<StateEntry>> {
+        check_name("model name", model)?;
+        check_name("state name", name)?;
+        let last = self
+            .numbered_keys(&format!("{}/", state_dir(model, name)))
+            .await?
+            .pop();
+        match last {
+            None => Ok(None),
+            Some((_, key)) => self.read_json(&key).await,
+        }
+    }
+
+    /// Writes state document `name` of `model` as entry `expected_seq + 1` of its log, with
+    /// the conditional create that makes alias moves safe: `Ok(None)` when the log is no
+    /// longer at `expected_seq` (0: never written) because another writer got there first,
+    /// and nothing was written.
+    pub async fn put_state(
+        &self,
+        model: &str,
+        name: &str,
+        expected_seq: u64,
+        value: serde_json::Value,
+        why: &str,
+    ) -> Result<Option<StateEntry>> {
+        check_name("model name", model)?;
+        check_name("state name", name)?;
+        self.writable().await?;
+        let entry = StateEntry {
+            seq: expected_seq.checked_add(1).ok_or_else(|| {
+                Error::invalid(
+                    "expected_seq",
+                    expected_seq,
+                    "a sequence number below u64::MAX",
+                )
+            })?,
+            name: name.to_string(),
+            value,
+            at: self.now(),
+            by: self.actor.clone(),
+            why: why.to_string(),
+        };
+        let current = self.state(model, name).await?.map_or(0, |e| e.seq);
+        if current != expected_seq {
+            return Ok(None);
+        }
+        let key = format!("{}/{:010}.json", state_dir(model, name), entry.seq);
+        if !self.store.create(&key, Self::to_json(&entry)?).await? {
+            return Ok(None);
+        }
+        tracing::debug!(model, name, seq = entry.seq, "state written");
+        Ok(Some(entry))
     }
 
     /// The record of a live version, refused when deleted: the reference is resolved once,

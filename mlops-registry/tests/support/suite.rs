@@ -29,6 +29,7 @@ pub async fn run(backend: &Backend) {
     audit_records_who_what_why(backend).await;
     concurrent_registrations_get_1_to_16(backend).await;
     concurrent_alias_moves_one_wins(backend).await;
+    concurrent_state_writes_one_wins(backend).await;
     failed_upload_leaves_no_version(backend).await;
     store_ignoring_conditional_creates_is_refused(backend).await;
     download_replaces_a_folder_whole_or_not_at_all(backend).await;
@@ -642,6 +643,72 @@ async fn concurrent_alias_moves_one_wins(b: &Backend) {
     let now = r.alias("fraud", "production").await.unwrap().unwrap();
     assert_eq!(now.target, winners[0]);
     assert_eq!(now.seq, 2, "{}: one entry after the first", b.name);
+}
+
+/// State documents (a rollout's state) take the alias logs' conditional create: eight writers
+/// from the same `seq`, one wins; the loser's value is nowhere; the log reads back in order.
+async fn concurrent_state_writes_one_wins(b: &Backend) {
+    let (r, prefix) = b.registry("race-state").await;
+    assert_eq!(r.state("fraud", "rollout").await.unwrap(), None);
+    let first = r
+        .put_state(
+            "fraud",
+            "rollout",
+            0,
+            serde_json::json!({"step": 0}),
+            "start",
+        )
+        .await
+        .unwrap()
+        .expect("the first write of a new log");
+    assert_eq!(first.seq, 1);
+    // A writer still at 0 after the first write loses and writes nothing.
+    let stale = r
+        .put_state(
+            "fraud",
+            "rollout",
+            0,
+            serde_json::json!({"step": 9}),
+            "stale",
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, None, "{}", b.name);
+    let mut tasks = Vec::new();
+    for writer in 0..8u64 {
+        let store = b.store.clone();
+        let prefix = prefix.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = Registry::with_store(store, &prefix, &RegistryConfig::default())
+                .await
+                .unwrap();
+            r.put_state(
+                "fraud",
+                "rollout",
+                1,
+                serde_json::json!({"step": 1, "by": writer}),
+                "race",
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Some(entry) = t.await.unwrap() {
+            winners.push(entry);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{}: winners {winners:?}", b.name);
+    let now = r.state("fraud", "rollout").await.unwrap().unwrap();
+    assert_eq!(now, winners[0], "{}", b.name);
+    assert_eq!(now.seq, 2);
+    let e = r
+        .put_state("fraud", "../x", 0, serde_json::json!(null), "bad")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("state name"), "{}: {e}", b.name);
 }
 
 /// Registers `model_files(seed)` through `faulty`, which must fail it with `message`; a

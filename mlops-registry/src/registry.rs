@@ -689,10 +689,12 @@ impl Registry {
     pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<AliasEntry>> {
         check_name("model name", model)?;
         check_name("alias", alias)?;
-        let last = self
-            .numbered_keys(&format!("{}/", alias_dir(model, alias)))
-            .await?
-            .pop();
+        self.last_in_log(&alias_dir(model, alias)).await
+    }
+
+    /// The last entry of the numbered log under `dir` (`None` when empty).
+    async fn last_in_log<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<T>> {
+        let last = self.numbered_keys(&format!("{dir}/")).await?.pop();
         match last {
             None => Ok(None),
             Some((_, key)) => self.read_json(&key).await,
@@ -848,14 +850,7 @@ impl Registry {
     pub async fn state(&self, model: &str, name: &str) -> Result<Option<StateEntry>> {
         check_name("model name", model)?;
         check_name("state name", name)?;
-        let last = self
-            .numbered_keys(&format!("{}/", state_dir(model, name)))
-            .await?
-            .pop();
-        match last {
-            None => Ok(None),
-            Some((_, key)) => self.read_json(&key).await,
-        }
+        self.last_in_log(&state_dir(model, name)).await
     }
 
     /// Writes state document `name` of `model` as entry `expected_seq + 1` of its log, with

@@ -1,15 +1,34 @@
 //! # mlops-serve
 //!
-//! Serving for the mlops loop. Today: the inference engine — [`CompiledModel`], a
-//! [`Predictor`](mlops_core::model::Predictor) compiled from a model artifact (weights packed
-//! once, standardization folded in, no allocation per call, a configurable
-//! [`NonFinitePolicy`]), equal to the reference `MlpModel` to 1e-5. To come (the serving
-//! issues): the traffic router (stable, canary, shadow, A/B), per-variant statistics, canary
-//! analysis and the promotion policy, Prometheus metrics, and an Open Inference Protocol
-//! (KServe V2) HTTP server.
+//! Serving for the mlops loop:
+//!
+//! - the inference engine — [`CompiledModel`], a [`Predictor`](mlops_core::model::Predictor)
+//!   compiled from a model artifact (weights packed once, standardization folded in, no
+//!   allocation per call, a configurable [`NonFinitePolicy`]), equal to the reference
+//!   `MlpModel` to 1e-5;
+//! - [`router`]: stable, canary, N-way A/B and shadow variants with sticky buckets, atomic
+//!   weight switches and per-variant statistics over the current step, with delayed labels
+//!   joined by request id;
+//! - [`analysis`] and [`policy`]: canary checks with statistics (Pass, Fail or
+//!   Inconclusive) and a Flagger-shaped promotion config;
+//! - [`rollout`]: the rollout state machine on an injected clock, every decision an audit
+//!   record, and [`rollout::Controller`], which keeps the state in a shared store
+//!   ([`rollout::RolloutStore`], conditional writes) and moves the `production` and `canary`
+//!   aliases by compare-and-swap through a [`source::ModelSource`];
+//! - [`metrics`]: Prometheus families in the host's `prometheus-client` registry.
+//!
+//! The Open Inference Protocol (KServe V2) HTTP server is the next serving issue.
 
+pub mod analysis;
 mod engine;
+pub mod metrics;
+pub mod policy;
+pub mod replay;
+pub mod rollout;
+pub mod router;
 pub mod source;
+pub mod stats;
+pub mod ticker;
 
 pub use engine::{CompiledModel, NonFinitePolicy};
 /// Errors are mlops-core's (what the `Predictor` trait returns): every message names the

@@ -40,6 +40,9 @@ pub trait ModelSource: Send + Sync {
     /// The version `reference` names now: `"3"`, `"@production"`, `"@latest"`.
     async fn resolve(&self, model: &str, reference: &str) -> Result<u64>;
 
+    /// The version `alias` points at now; `None` when it is not set (never set, or cleared).
+    async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>>;
+
     /// The artifact of `version`.
     async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact>;
 
@@ -142,6 +145,10 @@ impl ModelSource for MemorySource {
         })
     }
 
+    async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
+        self.with_model(model, |m| Ok(m.aliases.get(alias).copied()))
+    }
+
     async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {
         self.with_model(model, |m| {
             version
@@ -196,6 +203,9 @@ impl ModelSource for MemorySource {
 }
 
 #[cfg(feature = "registry")]
+pub(crate) use registry::core as core_error;
+
+#[cfg(feature = "registry")]
 mod registry {
     use async_trait::async_trait;
     use mlops_core::model::ModelArtifact;
@@ -206,7 +216,7 @@ mod registry {
 
     /// The registry's errors as mlops-core's: bad input stays `InvalidValue` (same field,
     /// value and expectation), anything else is a `Source` error with the registry's message.
-    fn core(e: mlops_registry::Error) -> Error {
+    pub(crate) fn core(e: mlops_registry::Error) -> Error {
         match e {
             mlops_registry::Error::Core(e) => e,
             mlops_registry::Error::InvalidValue {
@@ -244,6 +254,13 @@ mod registry {
                     format!("a live version (deleted: {})", t.why),
                 )),
             }
+        }
+
+        async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
+            Ok(Registry::alias(self, model, alias)
+                .await
+                .map_err(core)?
+                .and_then(|e| e.target))
         }
 
         async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {

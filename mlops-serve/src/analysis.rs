@@ -1,0 +1,579 @@
+//! Canary checks: each compares the candidate with the stable variant measured over the same
+//! step and says [`Outcome::Pass`], [`Outcome::Fail`] or [`Outcome::Inconclusive`], with its
+//! statistic, p-value where there is one, sample sizes and a reason in words.
+//!
+//! | check | statistic | Pass | Fail |
+//! |---|---|---|---|
+//! | `error_rate` | one-sided pooled two-proportion z (statsmodels' `proportions_ztest`) that the candidate errs more | otherwise | p < 1 − confidence and the increase > `max_increase` |
+//! | `latency_p99` | candidate p99 / stable p99 | p99 ≤ factor × stable + slack | otherwise |
+//! | `roc_auc` | AUC difference, DeLong's variance (independent samples) | lower bound ≥ −δ | upper bound < −δ |
+//! | `accuracy` | accuracy difference, Wald interval | lower bound ≥ −δ | upper bound < −δ |
+//! | `prediction_drift` | two-sample KS on the predicted probabilities | otherwise | statistic > max and p < 1 − confidence |
+//! | `shadow_agreement` | share of rows where the shadow's label equals the primary's | lower bound ≥ min | upper bound < min |
+//!
+//! Bounds are one-sided at `confidence`. A check without enough data (requests, labels, both
+//! classes) is Inconclusive and says what it lacks: never Pass on no evidence.
+
+use mlops_core::metrics::ScoredSamples;
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::stats::VariantSnapshot;
+use crate::{Error, Result};
+
+fn default_confidence() -> f64 {
+    0.95
+}
+fn default_factor() -> f64 {
+    1.1
+}
+fn default_delta() -> f64 {
+    0.01
+}
+fn default_min_labeled() -> usize {
+    200
+}
+fn default_max_ks() -> f64 {
+    0.2
+}
+fn default_min_agreement() -> f64 {
+    0.9
+}
+
+/// One check of a canary analysis (serde: `{"kind": "error_rate", ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// The candidate's error rate is not higher than stable's.
+    ErrorRate {
+        /// An increase (absolute, in [0, 1)) tolerated even when significant.
+        #[serde(default)]
+        max_increase: f64,
+        /// Confidence of the one-sided test, in (0.5, 1).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+    },
+    /// The candidate's p99 latency is at most `factor` × stable's + `slack_ms`.
+    LatencyP99 {
+        /// Allowed ratio, ≥ 1.
+        #[serde(default = "default_factor")]
+        factor: f64,
+        /// Allowed absolute excess in milliseconds, ≥ 0.
+        #[serde(default)]
+        slack_ms: f64,
+    },
+    /// The candidate's ROC AUC on labeled feedback is not worse than stable's by more than
+    /// `max_decrease`.
+    RocAuc {
+        /// δ, the tolerated decrease, ≥ 0.
+        #[serde(default = "default_delta")]
+        max_decrease: f64,
+        /// Confidence of the one-sided bounds, in (0.5, 1).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+        /// Labeled rows needed from each variant (and 2 of each class), ≥ 4.
+        #[serde(default = "default_min_labeled")]
+        min_labeled: usize,
+    },
+    /// The candidate's accuracy (at its own threshold) on labeled feedback is not worse than
+    /// stable's by more than `max_decrease`.
+    Accuracy {
+        /// δ, the tolerated decrease, ≥ 0.
+        #[serde(default = "default_delta")]
+        max_decrease: f64,
+        /// Confidence of the one-sided bounds, in (0.5, 1).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+        /// Labeled rows needed from each variant, ≥ 4.
+        #[serde(default = "default_min_labeled")]
+        min_labeled: usize,
+    },
+    /// The candidate's predicted probabilities are not distributed far from stable's.
+    PredictionDrift {
+        /// The largest KS statistic tolerated, in (0, 1].
+        #[serde(default = "default_max_ks")]
+        max_statistic: f64,
+        /// Confidence of the test, in (0.5, 1).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+    },
+    /// The shadow's labels agree with the primary's on at least `min_agreement` of rows
+    /// (shadow phase).
+    ShadowAgreement {
+        /// Required share, in (0, 1].
+        #[serde(default = "default_min_agreement")]
+        min_agreement: f64,
+        /// Confidence of the one-sided bounds, in (0.5, 1).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+    },
+}
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The candidate is shown to be good enough.
+    Pass,
+    /// The candidate is shown to be worse.
+    Fail,
+    /// Not enough evidence either way.
+    Inconclusive,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's name (`error_rate`, `latency_p99`, ...).
+    pub check: String,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// The test statistic (see the module docs), when computed.
+    pub statistic: Option<f64>,
+    /// The p-value, for checks with a test.
+    pub p_value: Option<f64>,
+    /// The candidate's value of the measured quantity (error rate, p99 ms, AUC, ...).
+    pub candidate: Option<f64>,
+    /// Stable's value of it.
+    pub stable: Option<f64>,
+    /// Candidate samples used (requests, labeled rows or compared rows).
+    pub n_candidate: u64,
+    /// Stable samples used.
+    pub n_stable: u64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+const CONFIDENCE: &str = "a confidence strictly between 0.5 and 1";
+
+fn confidence_ok(c: f64) -> bool {
+    c > 0.5 && c < 1.0
+}
+
+fn z_of(confidence: f64) -> f64 {
+    Normal::standard().inverse_cdf(confidence)
+}
+
+fn sf(z: f64) -> f64 {
+    Normal::standard().sf(z)
+}
+
+impl Check {
+    /// The check's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::ErrorRate { .. } => "error_rate",
+            Check::LatencyP99 { .. } => "latency_p99",
+            Check::RocAuc { .. } => "roc_auc",
+            Check::Accuracy { .. } => "accuracy",
+            Check::PredictionDrift { .. } => "prediction_drift",
+            Check::ShadowAgreement { .. } => "shadow_agreement",
+        }
+    }
+
+    /// Whether the check needs labels (it cannot run in a shadow phase, where the candidate's
+    /// predictions are never served).
+    pub fn needs_labels(&self) -> bool {
+        matches!(self, Check::RocAuc { .. } | Check::Accuracy { .. })
+    }
+
+    /// Checks every field; `field` prefixes the names in errors (`checks[2]`).
+    pub fn validate(&self, field: &str) -> Result<()> {
+        // (name, value, whether it is allowed, what is expected)
+        let rules: Vec<(&str, f64, bool, &str)> = match *self {
+            Check::ErrorRate {
+                max_increase,
+                confidence,
+            } => vec![
+                (
+                    "max_increase",
+                    max_increase,
+                    (0.0..1.0).contains(&max_increase),
+                    "a rate in [0, 1)",
+                ),
+                (
+                    "confidence",
+                    confidence,
+                    confidence_ok(confidence),
+                    CONFIDENCE,
+                ),
+            ],
+            Check::LatencyP99 { factor, slack_ms } => vec![
+                (
+                    "factor",
+                    factor,
+                    factor.is_finite() && factor >= 1.0,
+                    "a ratio >= 1",
+                ),
+                (
+                    "slack_ms",
+                    slack_ms,
+                    slack_ms.is_finite() && slack_ms >= 0.0,
+                    "milliseconds >= 0",
+                ),
+            ],
+            Check::RocAuc {
+                max_decrease,
+                confidence,
+                min_labeled,
+            }
+            | Check::Accuracy {
+                max_decrease,
+                confidence,
+                min_labeled,
+            } => vec![
+                (
+                    "max_decrease",
+                    max_decrease,
+                    (0.0..1.0).contains(&max_decrease),
+                    "a number in [0, 1)",
+                ),
+                (
+                    "confidence",
+                    confidence,
+                    confidence_ok(confidence),
+                    CONFIDENCE,
+                ),
+                (
+                    "min_labeled",
+                    min_labeled as f64,
+                    min_labeled >= 4,
+                    "at least 4",
+                ),
+            ],
+            Check::PredictionDrift {
+                max_statistic,
+                confidence,
+            } => vec![
+                (
+                    "max_statistic",
+                    max_statistic,
+                    max_statistic > 0.0 && max_statistic <= 1.0,
+                    "a KS statistic in (0, 1]",
+                ),
+                (
+                    "confidence",
+                    confidence,
+                    confidence_ok(confidence),
+                    CONFIDENCE,
+                ),
+            ],
+            Check::ShadowAgreement {
+                min_agreement,
+                confidence,
+            } => vec![
+                (
+                    "min_agreement",
+                    min_agreement,
+                    min_agreement > 0.0 && min_agreement <= 1.0,
+                    "a share in (0, 1]",
+                ),
+                (
+                    "confidence",
+                    confidence,
+                    confidence_ok(confidence),
+                    CONFIDENCE,
+                ),
+            ],
+        };
+        match rules.into_iter().find(|(_, _, ok, _)| !ok) {
+            Some((name, value, _, expected)) => {
+                Err(Error::invalid(format!("{field}.{name}"), value, expected))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Compares `candidate` with `stable` (same step). `min_requests`: requests each variant
+    /// needs before request-based checks say anything.
+    pub fn evaluate(
+        &self,
+        candidate: &VariantSnapshot,
+        stable: &VariantSnapshot,
+        min_requests: u64,
+    ) -> CheckResult {
+        let mut r = CheckResult {
+            check: self.name().to_string(),
+            outcome: Outcome::Inconclusive,
+            statistic: None,
+            p_value: None,
+            candidate: None,
+            stable: None,
+            n_candidate: candidate.requests,
+            n_stable: stable.requests,
+            reason: String::new(),
+        };
+        let too_few_requests = |r: &mut CheckResult| {
+            r.reason = format!(
+                "too few requests: candidate {}, stable {}; {min_requests} each needed",
+                candidate.requests, stable.requests
+            );
+        };
+        match *self {
+            Check::ErrorRate {
+                max_increase,
+                confidence,
+            } => {
+                if candidate.requests < min_requests.max(1) || stable.requests < min_requests.max(1)
+                {
+                    too_few_requests(&mut r);
+                    return r;
+                }
+                let (ec, nc) = (candidate.errors as f64, candidate.requests as f64);
+                let (es, ns) = (stable.errors as f64, stable.requests as f64);
+                let (pc, ps) = (ec / nc, es / ns);
+                r.candidate = Some(pc);
+                r.stable = Some(ps);
+                let z = match mlops_drift::stats::proportions_ztest(ec, nc, es, ns) {
+                    Ok(t) => t.statistic,
+                    Err(e) => {
+                        r.reason = format!("cannot test: {e}");
+                        return r;
+                    }
+                };
+                let p = sf(z);
+                r.statistic = Some(z);
+                r.p_value = Some(p);
+                let significant = p < 1.0 - confidence;
+                if significant && pc - ps > max_increase {
+                    r.outcome = Outcome::Fail;
+                    r.reason = format!(
+                        "error rate {:.3}% vs stable {:.3}%: higher (one-sided p = {p:.2e} < {:.3})",
+                        100.0 * pc,
+                        100.0 * ps,
+                        1.0 - confidence
+                    );
+                } else {
+                    r.outcome = Outcome::Pass;
+                    r.reason = format!(
+                        "error rate {:.3}% vs stable {:.3}% (one-sided p = {p:.3})",
+                        100.0 * pc,
+                        100.0 * ps
+                    );
+                }
+            }
+            Check::LatencyP99 { factor, slack_ms } => {
+                let (Some(c), Some(s)) = (candidate.latency_p99_ms, stable.latency_p99_ms) else {
+                    too_few_requests(&mut r);
+                    return r;
+                };
+                if candidate.requests < min_requests.max(1) || stable.requests < min_requests.max(1)
+                {
+                    too_few_requests(&mut r);
+                    return r;
+                }
+                r.candidate = Some(c);
+                r.stable = Some(s);
+                r.statistic = Some(if s > 0.0 { c / s } else { f64::INFINITY });
+                let limit = factor * s + slack_ms;
+                if c <= limit {
+                    r.outcome = Outcome::Pass;
+                    r.reason =
+                        format!("p99 {c:.3} ms <= {factor} x stable {s:.3} ms + {slack_ms} ms");
+                } else {
+                    r.outcome = Outcome::Fail;
+                    r.reason = format!("p99 {c:.3} ms > {factor} x stable {s:.3} ms + {slack_ms} ms = {limit:.3} ms");
+                }
+            }
+            Check::RocAuc {
+                max_decrease,
+                confidence,
+                min_labeled,
+            } => {
+                r.n_candidate = candidate.labeled() as u64;
+                r.n_stable = stable.labeled() as u64;
+                let auc = |v: &VariantSnapshot| -> std::result::Result<(f64, f64), String> {
+                    if v.labeled() < min_labeled {
+                        return Err(format!(
+                            "{} has {} labeled rows; {min_labeled} needed",
+                            v.variant,
+                            v.labeled()
+                        ));
+                    }
+                    let labels: Vec<f64> =
+                        v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();
+                    let s = ScoredSamples::new(&labels, &v.label_scores, None)
+                        .map_err(|e| e.to_string())?;
+                    let a = s
+                        .roc_auc_delong()
+                        .map_err(|e| format!("{}: {e}", v.variant))?;
+                    Ok((a.auc, a.variance))
+                };
+                let ((ac, vc), (as_, vs)) = match (auc(candidate), auc(stable)) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    (Err(e), _) | (_, Err(e)) => {
+                        r.reason = format!("not enough labels: {e}");
+                        return r;
+                    }
+                };
+                r.candidate = Some(ac);
+                r.stable = Some(as_);
+                non_inferiority(
+                    &mut r,
+                    "ROC AUC",
+                    ac,
+                    as_,
+                    (vc + vs).sqrt(),
+                    max_decrease,
+                    confidence,
+                );
+            }
+            Check::Accuracy {
+                max_decrease,
+                confidence,
+                min_labeled,
+            } => {
+                r.n_candidate = candidate.labeled() as u64;
+                r.n_stable = stable.labeled() as u64;
+                if candidate.labeled() < min_labeled || stable.labeled() < min_labeled {
+                    r.reason = format!(
+                        "not enough labels: candidate {}, stable {}; {min_labeled} each needed",
+                        candidate.labeled(),
+                        stable.labeled()
+                    );
+                    return r;
+                }
+                let acc = |v: &VariantSnapshot| {
+                    let t = f64::from(v.threshold);
+                    let correct = v
+                        .labels
+                        .iter()
+                        .zip(&v.label_scores)
+                        .filter(|(&l, &s)| (s >= t) == l)
+                        .count();
+                    let n = v.labeled() as f64;
+                    let p = correct as f64 / n;
+                    (p, p * (1.0 - p) / n)
+                };
+                let ((pc, vc), (ps, vs)) = (acc(candidate), acc(stable));
+                r.candidate = Some(pc);
+                r.stable = Some(ps);
+                non_inferiority(
+                    &mut r,
+                    "accuracy",
+                    pc,
+                    ps,
+                    (vc + vs).sqrt(),
+                    max_decrease,
+                    confidence,
+                );
+            }
+            Check::PredictionDrift {
+                max_statistic,
+                confidence,
+            } => {
+                if candidate.requests < min_requests.max(1) || stable.requests < min_requests.max(1)
+                {
+                    too_few_requests(&mut r);
+                    return r;
+                }
+                r.n_candidate = candidate.scores.len() as u64;
+                r.n_stable = stable.scores.len() as u64;
+                let t = match mlops_drift::stats::ks_2samp(
+                    &candidate.scores,
+                    &stable.scores,
+                    mlops_drift::stats::Alternative::TwoSided,
+                    mlops_drift::stats::KsMethod::Auto,
+                ) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        r.reason = format!("cannot test: {e}");
+                        return r;
+                    }
+                };
+                r.statistic = Some(t.statistic);
+                r.p_value = Some(t.p_value);
+                if t.statistic > max_statistic && t.p_value < 1.0 - confidence {
+                    r.outcome = Outcome::Fail;
+                    r.reason = format!(
+                        "predictions drifted from stable's: KS {:.3} > {max_statistic} (p = {:.2e})",
+                        t.statistic, t.p_value
+                    );
+                } else {
+                    r.outcome = Outcome::Pass;
+                    r.reason = format!(
+                        "KS {:.3} (p = {:.3}); at most {max_statistic} tolerated",
+                        t.statistic, t.p_value
+                    );
+                }
+            }
+            Check::ShadowAgreement {
+                min_agreement,
+                confidence,
+            } => {
+                let n = candidate.shadow_compared;
+                r.n_candidate = n;
+                r.n_stable = stable.requests;
+                if n < min_requests.max(1) {
+                    r.reason = format!("too few shadow rows compared: {n}; {min_requests} needed");
+                    return r;
+                }
+                let p = candidate.shadow_agreed as f64 / n as f64;
+                let half = z_of(confidence) * (p * (1.0 - p) / n as f64).sqrt();
+                r.candidate = Some(p);
+                r.statistic = Some(p);
+                let (lower, upper) = (p - half, p + half);
+                if lower >= min_agreement {
+                    r.outcome = Outcome::Pass;
+                    r.reason = format!(
+                        "agreement {:.2}% (lower bound {:.2}%) >= {:.2}%",
+                        100.0 * p,
+                        100.0 * lower,
+                        100.0 * min_agreement
+                    );
+                } else if upper < min_agreement {
+                    r.outcome = Outcome::Fail;
+                    r.reason = format!(
+                        "agreement {:.2}% (upper bound {:.2}%) < {:.2}%",
+                        100.0 * p,
+                        100.0 * upper,
+                        100.0 * min_agreement
+                    );
+                } else {
+                    r.reason = format!(
+                        "agreement {:.2}% in [{:.2}%, {:.2}%], which straddles {:.2}%",
+                        100.0 * p,
+                        100.0 * lower,
+                        100.0 * upper,
+                        100.0 * min_agreement
+                    );
+                }
+            }
+        }
+        r
+    }
+}
+
+/// The non-inferiority decision on `candidate - stable` with standard error `se`.
+fn non_inferiority(
+    r: &mut CheckResult,
+    what: &str,
+    candidate: f64,
+    stable: f64,
+    se: f64,
+    delta: f64,
+    confidence: f64,
+) {
+    let diff = candidate - stable;
+    let half = z_of(confidence) * se;
+    let (lower, upper) = (diff - half, diff + half);
+    r.statistic = Some(diff);
+    // H0: the candidate is worse by delta or more.
+    r.p_value = Some(if se > 0.0 {
+        sf((diff + delta) / se)
+    } else if diff + delta > 0.0 {
+        0.0
+    } else {
+        1.0
+    });
+    if lower >= -delta {
+        r.outcome = Outcome::Pass;
+        r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: difference {diff:+.4}, lower bound {lower:+.4} >= -{delta}");
+    } else if upper < -delta {
+        r.outcome = Outcome::Fail;
+        r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: worse by {:.4}, upper bound {upper:+.4} < -{delta}", -diff);
+    } else {
+        r.outcome = Outcome::Inconclusive;
+        r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: difference {diff:+.4} in [{lower:+.4}, {upper:+.4}], which straddles -{delta}");
+    }
+}

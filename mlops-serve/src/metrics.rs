@@ -1,0 +1,291 @@
+//! Serving's Prometheus metrics, registered in the host's `prometheus-client` registry beside
+//! drift's (`mlops_core::exposition::classic_text` writes them all for a scrape).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `mlops_serve_requests_total` | counter | model, version, variant |
+//! | `mlops_serve_predictions_total` (rows scored) | counter | model, version, variant |
+//! | `mlops_serve_errors_total` | counter | model, version, variant |
+//! | `mlops_serve_latency_seconds` | histogram | model, variant |
+//! | `mlops_serve_traffic_weight` (percent of live traffic) | gauge | model, variant |
+//! | `mlops_serve_shadow_fraction` (percent of requests mirrored) | gauge | model, variant |
+//! | `mlops_serve_rollout_step` (index into the steps; -1 none, -2 shadow phase) | gauge | model |
+//! | `mlops_serve_promotions_total` | counter | model |
+//! | `mlops_serve_rollbacks_total` | counter | model |
+//! | `mlops_serve_shadow_dropped_total` (queue_full, error, panic) | counter | model, reason |
+//! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full) | counter | model, reason |
+//! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    model: String,
+    version: String,
+    variant: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VariantLabels {
+    model: String,
+    variant: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    model: String,
+    reason: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 3.3 s, doubling.
+    Histogram::new(exponential_buckets(50e-6, 2.0, 17))
+}
+
+/// Serving's metric families (see the module docs). Cloning shares them.
+///
+/// ```
+/// use mlops_serve::metrics::ServeMetrics;
+/// use prometheus_client::registry::Registry;
+///
+/// let mut registry = Registry::default();
+/// let metrics = ServeMetrics::register(&mut registry);
+/// metrics.record_promotion("fraud");
+/// let text = mlops_core::exposition::classic_text(&registry)?;
+/// assert!(text.contains("mlops_serve_promotions_total{model=\"fraud\"} 1"));
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServeMetrics {
+    requests: Family<VersionLabels, Counter>,
+    predictions: Family<VersionLabels, Counter>,
+    errors: Family<VersionLabels, Counter>,
+    latency: Family<VariantLabels, Histogram, fn() -> Histogram>,
+    weight: Family<VariantLabels, FloatGauge>,
+    shadow_fraction: Family<VariantLabels, FloatGauge>,
+    rollout_step: Family<ModelLabels, Gauge>,
+    promotions: Family<ModelLabels, Counter>,
+    rollbacks: Family<ModelLabels, Counter>,
+    shadow_dropped: Family<ReasonLabels, Counter>,
+    label_dropped: Family<ReasonLabels, Counter>,
+    live_accuracy: Family<VariantLabels, FloatGauge>,
+    live_auc: Family<VariantLabels, FloatGauge>,
+}
+
+impl Default for ServeMetrics {
+    fn default() -> Self {
+        ServeMetrics {
+            requests: Family::default(),
+            predictions: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            weight: Family::default(),
+            shadow_fraction: Family::default(),
+            rollout_step: Family::default(),
+            promotions: Family::default(),
+            rollbacks: Family::default(),
+            shadow_dropped: Family::default(),
+            label_dropped: Family::default(),
+            live_accuracy: Family::default(),
+            live_auc: Family::default(),
+        }
+    }
+}
+
+/// One variant's request-path handles, resolved once per route table (no label lookup per
+/// request).
+#[derive(Debug, Clone)]
+pub(crate) struct VariantHandles {
+    pub(crate) requests: Counter,
+    pub(crate) predictions: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) latency: Histogram,
+}
+
+impl ServeMetrics {
+    /// Families not registered anywhere (the router counts; nothing is exported).
+    pub fn unregistered() -> Self {
+        Self::default()
+    }
+
+    /// Creates the families and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "mlops_serve_requests",
+            "Requests answered or failed, per model version and variant",
+            m.requests.clone(),
+        );
+        registry.register(
+            "mlops_serve_predictions",
+            "Rows scored, per model version and variant",
+            m.predictions.clone(),
+        );
+        registry.register(
+            "mlops_serve_errors",
+            "Requests that failed, per model version and variant",
+            m.errors.clone(),
+        );
+        registry.register(
+            "mlops_serve_latency_seconds",
+            "Request latency in the model, per variant",
+            m.latency.clone(),
+        );
+        registry.register(
+            "mlops_serve_traffic_weight",
+            "Percent of live traffic routed to a variant",
+            m.weight.clone(),
+        );
+        registry.register(
+            "mlops_serve_shadow_fraction",
+            "Percent of requests mirrored to a shadow variant",
+            m.shadow_fraction.clone(),
+        );
+        registry.register(
+            "mlops_serve_rollout_step",
+            "Index of the rollout's current step (-1 no rollout, -2 shadow phase)",
+            m.rollout_step.clone(),
+        );
+        registry.register(
+            "mlops_serve_promotions",
+            "Rollouts that promoted their candidate",
+            m.promotions.clone(),
+        );
+        registry.register(
+            "mlops_serve_rollbacks",
+            "Rollouts that rolled their candidate back",
+            m.rollbacks.clone(),
+        );
+        registry.register(
+            "mlops_serve_shadow_dropped",
+            "Shadow requests not completed (queue_full, error, panic); the primary was unaffected",
+            m.shadow_dropped.clone(),
+        );
+        registry.register(
+            "mlops_serve_label_join_dropped",
+            "Label feedback not joined (expired, evicted, duplicate, unknown, full)",
+            m.label_dropped.clone(),
+        );
+        registry.register(
+            "mlops_serve_live_accuracy",
+            "Accuracy on the current step's labeled feedback (NaN: unknown)",
+            m.live_accuracy.clone(),
+        );
+        registry.register(
+            "mlops_serve_live_roc_auc",
+            "ROC AUC on the current step's labeled feedback (NaN: unknown)",
+            m.live_auc.clone(),
+        );
+        m
+    }
+
+    pub(crate) fn variant_handles(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        variant: &str,
+    ) -> VariantHandles {
+        let labels = VersionLabels {
+            model: model.to_string(),
+            version: version.map_or_else(|| "unknown".to_string(), |v| v.to_string()),
+            variant: variant.to_string(),
+        };
+        VariantHandles {
+            requests: self.requests.get_or_create(&labels).clone(),
+            predictions: self.predictions.get_or_create(&labels).clone(),
+            errors: self.errors.get_or_create(&labels).clone(),
+            latency: self
+                .latency
+                .get_or_create(&VariantLabels {
+                    model: model.to_string(),
+                    variant: variant.to_string(),
+                })
+                .clone(),
+        }
+    }
+
+    fn variant(model: &str, variant: &str) -> VariantLabels {
+        VariantLabels {
+            model: model.to_string(),
+            variant: variant.to_string(),
+        }
+    }
+
+    fn reason(model: &str, reason: &str) -> ReasonLabels {
+        ReasonLabels {
+            model: model.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn set_weight(&self, model: &str, variant: &str, percent: f64) {
+        self.weight
+            .get_or_create(&Self::variant(model, variant))
+            .set(percent);
+    }
+
+    pub(crate) fn set_shadow_fraction(&self, model: &str, variant: &str, percent: f64) {
+        self.shadow_fraction
+            .get_or_create(&Self::variant(model, variant))
+            .set(percent);
+    }
+
+    pub(crate) fn shadow_dropped(&self, model: &str, reason: &str) -> Counter {
+        self.shadow_dropped
+            .get_or_create(&Self::reason(model, reason))
+            .clone()
+    }
+
+    pub(crate) fn label_dropped(&self, model: &str, reason: &str) -> Counter {
+        self.label_dropped
+            .get_or_create(&Self::reason(model, reason))
+            .clone()
+    }
+
+    pub(crate) fn set_live(&self, model: &str, variant: &str, accuracy: f64, auc: f64) {
+        let labels = Self::variant(model, variant);
+        self.live_accuracy.get_or_create(&labels).set(accuracy);
+        self.live_auc.get_or_create(&labels).set(auc);
+    }
+
+    /// Sets the rollout-step gauge of `model` (-1: no rollout; -2: the shadow phase).
+    pub fn set_rollout_step(&self, model: &str, step: i64) {
+        self.rollout_step
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .set(step);
+    }
+
+    /// Counts a promotion of `model`'s candidate.
+    pub fn record_promotion(&self, model: &str) {
+        self.promotions
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a rollback of `model`'s candidate.
+    pub fn record_rollback(&self, model: &str) {
+        self.rollbacks
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .inc();
+    }
+}

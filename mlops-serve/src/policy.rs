@@ -1,0 +1,253 @@
+//! The promotion policy: a canary analysis shaped like Flagger's and Argo Rollouts' (steps,
+//! bake time, minimum samples, checks, failure and inconclusive limits, a no-data policy, a
+//! rollback mode, an optional shadow phase), read from TOML or JSON and checked before use.
+//!
+//! ```
+//! use mlops_serve::policy::{NoData, PromotionConfig};
+//!
+//! let config = PromotionConfig::from_toml_str(r#"
+//!     steps = [10, 25, 50, 75, 100]
+//!     bake_time_seconds = 600
+//!     min_requests = 200
+//!     failure_limit = 1
+//!
+//!     [[checks]]
+//!     kind = "error_rate"
+//!     [[checks]]
+//!     kind = "latency_p99"
+//!     factor = 1.1
+//!     [[checks]]
+//!     kind = "roc_auc"
+//!     max_decrease = 0.01
+//! "#)?;
+//! assert_eq!(config.no_data, NoData::Extend); // never promote on no evidence by default
+//! let err = PromotionConfig::from_toml_str("steps = [10, 5, 100]").unwrap_err();
+//! assert!(err.to_string().contains("steps[1]"), "{err}");
+//! # Ok::<(), mlops_core::Error>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::Check;
+use crate::router::routes_percent_check;
+use crate::{Error, Result};
+
+/// What a step without enough requests (either variant below `min_requests`) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoData {
+    /// Bake another period; counts toward `inconclusive_limit`, after which the candidate is
+    /// rolled back ("no evidence").
+    #[default]
+    Extend,
+    /// Count it as a failed analysis.
+    Fail,
+    /// Advance anyway (an explicit opt-in to promote without evidence).
+    Pass,
+}
+
+/// How a failed rollout returns traffic to stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackMode {
+    /// All traffic to stable at once.
+    #[default]
+    Immediate,
+    /// Down through the steps already taken, one per bake time (no checks on the way).
+    Gradual,
+}
+
+/// An optional shadow phase before live traffic: the candidate scores a share of requests
+/// off the request path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowPhase {
+    /// Percent of requests mirrored, in (0, 100], whole buckets (multiples of 0.01).
+    pub percent: f64,
+    /// Seconds the phase lasts before it is analyzed, > 0.
+    pub bake_time_seconds: f64,
+    /// Checks of the phase; checks that need labels are refused (a shadow's predictions are
+    /// never served, so no label joins to them).
+    pub checks: Vec<Check>,
+}
+
+/// The promotion policy (see the module docs). [`PromotionConfig::validate`] runs on every
+/// constructor here; call it on a value built in code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromotionConfig {
+    /// Canary traffic percent at each step, strictly increasing, whole buckets, the last 100
+    /// (reaching it is the promotion). The seed's: 10, 25, 50, 75, 100.
+    pub steps: Vec<f64>,
+    /// Seconds each step bakes before it is analyzed, > 0.
+    pub bake_time_seconds: f64,
+    /// Requests each variant needs in a step before the step is analyzed; below it the step
+    /// has no data and [`PromotionConfig::no_data`] decides.
+    pub min_requests: u64,
+    /// The checks run at the end of each step.
+    pub checks: Vec<Check>,
+    /// Failed analyses tolerated before the rollback (Flagger's `threshold`); ≥ 1.
+    pub failure_limit: u32,
+    /// Inconclusive analyses (and no-data extensions) tolerated in one step before the
+    /// rollback; ≥ 1.
+    pub inconclusive_limit: u32,
+    /// What a step without data does.
+    pub no_data: NoData,
+    /// How a rollback returns traffic.
+    pub rollback: RollbackMode,
+    /// An optional shadow phase first.
+    pub shadow: Option<ShadowPhase>,
+}
+
+impl Default for PromotionConfig {
+    fn default() -> Self {
+        PromotionConfig {
+            steps: vec![10.0, 25.0, 50.0, 75.0, 100.0],
+            bake_time_seconds: 600.0,
+            min_requests: 100,
+            checks: vec![
+                Check::ErrorRate {
+                    max_increase: 0.0,
+                    confidence: 0.95,
+                },
+                Check::LatencyP99 {
+                    factor: 1.1,
+                    slack_ms: 0.0,
+                },
+                Check::RocAuc {
+                    max_decrease: 0.01,
+                    confidence: 0.95,
+                    min_labeled: 200,
+                },
+            ],
+            failure_limit: 1,
+            inconclusive_limit: 3,
+            no_data: NoData::Extend,
+            rollback: RollbackMode::Immediate,
+            shadow: None,
+        }
+    }
+}
+
+fn check_seconds(field: &str, s: f64) -> Result<()> {
+    if !(s.is_finite() && s > 0.0) {
+        return Err(Error::invalid(field, s, "a number of seconds > 0"));
+    }
+    Ok(())
+}
+
+impl PromotionConfig {
+    /// Parses TOML and checks the result.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            Error::invalid(
+                "promotion config (TOML)",
+                e.message().to_string(),
+                format!(
+                    "a valid config{}",
+                    e.span()
+                        .map(|s| format!(" (at bytes {}..{})", s.start, s.end))
+                        .unwrap_or_default()
+                ),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses JSON and checks the result.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(text).map_err(|e| {
+            Error::invalid("promotion config (JSON)", e.to_string(), "a valid config")
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a `.toml` or `.json` file (by extension).
+    pub fn from_path(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Self::from_toml_str(&text),
+            Some("json") => Self::from_json_str(&text),
+            _ => Err(Error::invalid(
+                "promotion config path",
+                path.display(),
+                "a file ending in .toml or .json",
+            )),
+        }
+    }
+
+    /// Checks every field; errors name it (`steps[1]`, `checks[2].confidence`).
+    pub fn validate(&self) -> Result<()> {
+        if self.steps.is_empty() {
+            return Err(Error::invalid(
+                "steps",
+                "[]",
+                "at least one step, the last 100",
+            ));
+        }
+        let mut previous = 0.0;
+        for (i, &s) in self.steps.iter().enumerate() {
+            routes_percent_check(&format!("steps[{i}]"), s)?;
+            if s <= previous {
+                return Err(Error::invalid(
+                    format!("steps[{i}]"),
+                    s,
+                    format!("a percent above the previous step's ({previous}), up to 100"),
+                ));
+            }
+            previous = s;
+        }
+        if previous != 100.0 {
+            return Err(Error::invalid(
+                format!("steps[{}]", self.steps.len() - 1),
+                previous,
+                "100 (the last step is the promotion)",
+            ));
+        }
+        check_seconds("bake_time_seconds", self.bake_time_seconds)?;
+        if self.checks.is_empty() && self.no_data != NoData::Pass {
+            return Err(Error::invalid(
+                "checks",
+                "[]",
+                "at least one check (an analysis with no checks would promote on no evidence)",
+            ));
+        }
+        for (i, c) in self.checks.iter().enumerate() {
+            c.validate(&format!("checks[{i}]"))?;
+        }
+        if self.failure_limit == 0 {
+            return Err(Error::invalid("failure_limit", 0, "at least 1"));
+        }
+        if self.inconclusive_limit == 0 {
+            return Err(Error::invalid("inconclusive_limit", 0, "at least 1"));
+        }
+        if let Some(shadow) = &self.shadow {
+            routes_percent_check("shadow.percent", shadow.percent)?;
+            if shadow.percent == 0.0 {
+                return Err(Error::invalid("shadow.percent", 0, "a percent in (0, 100]"));
+            }
+            check_seconds("shadow.bake_time_seconds", shadow.bake_time_seconds)?;
+            if shadow.checks.is_empty() {
+                return Err(Error::invalid("shadow.checks", "[]", "at least one check"));
+            }
+            for (i, c) in shadow.checks.iter().enumerate() {
+                let field = format!("shadow.checks[{i}]");
+                c.validate(&field)?;
+                if c.needs_labels() {
+                    return Err(Error::invalid(
+                        field,
+                        c.name(),
+                        "a check without labels (error_rate, latency_p99, prediction_drift, shadow_agreement): a shadow's predictions are never served",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

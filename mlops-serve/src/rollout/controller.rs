@@ -1,0 +1,369 @@
+//! The rollout controller: reads the shared rollout state, makes the router follow it,
+//! analyzes the step when it is due, writes the decision with a conditional write, and moves
+//! the `production` and `canary` aliases by compare-and-swap.
+//!
+//! A rollout starts when the `canary` alias points at a version other than `production`'s,
+//! restarts when `canary` moves mid-rollout, and is aborted (rolled back) when `canary` is
+//! cleared. Every replica runs a controller on its own router: all of them follow the stored
+//! state; when a step is due each analyzes and tries to write, and exactly one write wins
+//! (the others get [`Tick::Lost`] and follow the winner's state).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mlops_core::clock::Clock;
+use mlops_core::model::{ModelArtifact, Predictor};
+
+use super::state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
+use super::store::{RolloutStore, Stored};
+use crate::engine::{CompiledModel, NonFinitePolicy};
+use crate::metrics::ServeMetrics;
+use crate::policy::PromotionConfig;
+use crate::router::{Router, Routes, ShadowRoute, Variant};
+use crate::source::ModelSource;
+use crate::stats::lock;
+use crate::{Error, Result};
+
+/// The alias production traffic is served from.
+pub const PRODUCTION_ALIAS: &str = "production";
+/// The alias a candidate is rolled out from.
+pub const CANARY_ALIAS: &str = "canary";
+
+/// What one [`Controller::tick`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tick {
+    /// No rollout: the router serves `production`.
+    Idle {
+        /// The production version.
+        production: u64,
+    },
+    /// The router was switched to the stored state's routes (a new step began here).
+    Followed,
+    /// The step bakes until `due_unix`.
+    Waiting {
+        /// When the step will be analyzed (Unix seconds).
+        due_unix: f64,
+    },
+    /// This controller decided and its write won.
+    Acted(Box<Decision>),
+    /// Another controller wrote first; this one now follows that state.
+    Lost,
+}
+
+/// What a controller is built from.
+pub struct ControllerParts {
+    /// The model rolled out.
+    pub model: String,
+    /// The policy (validated by [`Controller::new`]).
+    pub config: PromotionConfig,
+    /// Where the rollout state is shared.
+    pub store: Arc<dyn RolloutStore>,
+    /// Where models and aliases are.
+    pub source: Arc<dyn ModelSource>,
+    /// Decision time.
+    pub clock: Arc<dyn Clock>,
+    /// Promotions, rollbacks and the step gauge.
+    pub metrics: ServeMetrics,
+    /// How a loaded artifact becomes a predictor: [`compiling`] (the engine) unless a host
+    /// wraps or replaces it (a replay's simulated service times, another engine).
+    pub loader: Loader,
+}
+
+/// Turns version `u64`'s artifact into the predictor the router serves.
+pub type Loader = Arc<dyn Fn(u64, &ModelArtifact) -> Result<Arc<dyn Predictor>> + Send + Sync>;
+
+/// The default loader: [`CompiledModel::compile`] with `policy`.
+pub fn compiling(policy: NonFinitePolicy) -> Loader {
+    Arc::new(move |_, artifact| {
+        Ok(Arc::new(CompiledModel::compile(artifact, policy)?) as Arc<dyn Predictor>)
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Following {
+    Production(u64),
+    Rollout(u64),
+}
+
+/// The rollout controller (see the module docs).
+pub struct Controller {
+    parts: ControllerParts,
+    models: Mutex<HashMap<u64, Arc<dyn Predictor>>>,
+    following: Mutex<Option<Following>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("model", &self.parts.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller; the config is checked first.
+    pub fn new(parts: ControllerParts) -> Result<Self> {
+        parts.config.validate()?;
+        Ok(Controller {
+            parts,
+            models: Mutex::new(HashMap::new()),
+            following: Mutex::new(None),
+        })
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &PromotionConfig {
+        &self.parts.config
+    }
+
+    /// The stored rollout, if any.
+    pub async fn state(&self) -> Result<Option<Stored>> {
+        self.parts.store.load(&self.parts.model).await
+    }
+
+    async fn model(&self, version: u64) -> Result<Arc<dyn Predictor>> {
+        if let Some(m) = lock(&self.models).get(&version) {
+            return Ok(m.clone());
+        }
+        let artifact = self.parts.source.load(&self.parts.model, version).await?;
+        let compiled = (self.parts.loader)(version, &artifact)?;
+        lock(&self.models).insert(version, compiled.clone());
+        Ok(compiled)
+    }
+
+    async fn routes_for(&self, state: &RolloutState) -> Result<Routes> {
+        let stable = Variant::new(STABLE, Some(state.stable), self.model(state.stable).await?);
+        let canary = || async {
+            Ok::<_, Error>(Variant::new(
+                CANARY,
+                Some(state.candidate),
+                self.model(state.candidate).await?,
+            ))
+        };
+        Ok(match state.phase {
+            Phase::Promoted => Routes::single(Variant::new(
+                STABLE,
+                Some(state.candidate),
+                self.model(state.candidate).await?,
+            )),
+            Phase::RolledBack => Routes::single(stable),
+            Phase::Shadow => {
+                let percent = self.parts.config.shadow.as_ref().map_or(0.0, |s| s.percent);
+                Routes {
+                    variants: vec![stable, canary().await?],
+                    weights: vec![(STABLE.into(), 100.0)],
+                    shadow: Some(ShadowRoute {
+                        variant: CANARY.into(),
+                        percent,
+                    }),
+                }
+            }
+            Phase::Canary | Phase::RollingBack => Routes {
+                variants: vec![canary().await?, stable],
+                weights: vec![
+                    (CANARY.into(), state.canary_percent),
+                    (STABLE.into(), 100.0 - state.canary_percent),
+                ],
+                shadow: None,
+            },
+        })
+    }
+
+    fn step_gauge(&self, state: Option<&RolloutState>) {
+        let step = match state {
+            None => -1,
+            Some(s) => match s.phase {
+                Phase::Shadow => -2,
+                Phase::Canary | Phase::RollingBack => s.step as i64,
+                Phase::Promoted | Phase::RolledBack => -1,
+            },
+        };
+        self.parts.metrics.set_rollout_step(&self.parts.model, step);
+    }
+
+    async fn follow(&self, router: &Router, stored: &Stored) -> Result<()> {
+        if *lock(&self.following) == Some(Following::Rollout(stored.seq)) {
+            return Ok(());
+        }
+        router.install(self.routes_for(&stored.state).await?)?;
+        *lock(&self.following) = Some(Following::Rollout(stored.seq));
+        self.step_gauge(Some(&stored.state));
+        Ok(())
+    }
+
+    async fn follow_production(&self, router: &Router, production: u64) -> Result<()> {
+        if *lock(&self.following) == Some(Following::Production(production)) {
+            return Ok(());
+        }
+        router.install(Routes::single(Variant::new(
+            STABLE,
+            Some(production),
+            self.model(production).await?,
+        )))?;
+        *lock(&self.following) = Some(Following::Production(production));
+        self.step_gauge(None);
+        Ok(())
+    }
+
+    /// Moves the aliases a terminal state calls for, by compare-and-swap (a swap that loses
+    /// because the alias is already where it should be, or was moved by someone else, is
+    /// logged and left alone).
+    async fn settle_aliases(&self, state: &RolloutState) -> Result<()> {
+        let (model, source) = (&self.parts.model, &self.parts.source);
+        let why = state
+            .last_decision()
+            .map_or_else(String::new, |d| d.reason.clone());
+        if state.phase == Phase::Promoted
+            && !source
+                .move_alias(
+                    model,
+                    PRODUCTION_ALIAS,
+                    Some(state.candidate),
+                    Some(state.stable),
+                    &why,
+                )
+                .await?
+        {
+            tracing::warn!(
+                model,
+                candidate = state.candidate,
+                "production alias had moved; left as it is"
+            );
+        }
+        if !source
+            .move_alias(model, CANARY_ALIAS, None, Some(state.candidate), &why)
+            .await?
+        {
+            tracing::debug!(
+                model,
+                "canary alias no longer on the candidate; left as it is"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes `state` after `seq`; on a win, counts, settles aliases of a terminal state and
+    /// follows it.
+    async fn commit(
+        &self,
+        router: &Router,
+        seq: u64,
+        mut state: RolloutState,
+        decision: Decision,
+    ) -> Result<Tick> {
+        if !self
+            .parts
+            .store
+            .save(&self.parts.model, seq, &state, &decision.reason)
+            .await?
+        {
+            tracing::debug!(model = %self.parts.model, "another controller wrote first");
+            if let Some(now) = self.state().await? {
+                self.follow(router, &now).await?;
+            }
+            return Ok(Tick::Lost);
+        }
+        tracing::info!(model = %self.parts.model, kind = ?decision.kind, reason = %decision.reason, "rollout decision");
+        match decision.kind {
+            DecisionKind::Promote => self.parts.metrics.record_promotion(&self.parts.model),
+            DecisionKind::Rollback => self.parts.metrics.record_rollback(&self.parts.model),
+            _ => {}
+        }
+        let mut seq = seq + 1;
+        if state.phase.is_terminal() {
+            self.settle_aliases(&state).await?;
+            state.aliases_settled = true;
+            if self
+                .parts
+                .store
+                .save(&self.parts.model, seq, &state, "aliases moved")
+                .await?
+            {
+                seq += 1;
+            }
+        }
+        self.follow(router, &Stored { seq, state }).await?;
+        Ok(Tick::Acted(Box::new(decision)))
+    }
+
+    /// One round: follow the stored rollout, start, restart or abort one from the aliases,
+    /// or analyze a due step (see the module docs).
+    pub async fn tick(&self, router: &Router) -> Result<Tick> {
+        let (model, source, config) = (&self.parts.model, &self.parts.source, &self.parts.config);
+        let now = self.parts.clock.now();
+        let production = source
+            .alias(model, PRODUCTION_ALIAS)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("alias {PRODUCTION_ALIAS:?} of {model:?}"),
+                    "unset",
+                    "a production version to serve (point the alias at one)",
+                )
+            })?;
+        let canary = source.alias(model, CANARY_ALIAS).await?;
+        let stored = self.state().await?;
+        match stored {
+            Some(st) if !st.state.phase.is_terminal() => {
+                let mut next = st.state.clone();
+                match canary {
+                    Some(c) if c != next.candidate && c != production => {
+                        let d = next.restart(c, config, now);
+                        return self.commit(router, st.seq, next, d).await;
+                    }
+                    None => {
+                        let d = next.abort("the canary alias was cleared", now);
+                        return self.commit(router, st.seq, next, d).await;
+                    }
+                    _ => {}
+                }
+                if *lock(&self.following) != Some(Following::Rollout(st.seq)) {
+                    self.follow(router, &st).await?;
+                    return Ok(Tick::Followed);
+                }
+                let snapshot = router.snapshot();
+                match next.advance(config, &snapshot, now) {
+                    None => Ok(Tick::Waiting {
+                        due_unix: next.step_due_unix(config),
+                    }),
+                    Some(d) => self.commit(router, st.seq, next, d).await,
+                }
+            }
+            Some(st) if !st.state.aliases_settled => {
+                self.settle_aliases(&st.state).await?;
+                let mut settled = st.state.clone();
+                settled.aliases_settled = true;
+                let seq = if self
+                    .parts
+                    .store
+                    .save(model, st.seq, &settled, "aliases moved")
+                    .await?
+                {
+                    st.seq + 1
+                } else {
+                    return Ok(Tick::Lost);
+                };
+                self.follow(
+                    router,
+                    &Stored {
+                        seq,
+                        state: settled,
+                    },
+                )
+                .await?;
+                Ok(Tick::Followed)
+            }
+            other => {
+                if let Some(c) = canary.filter(|&c| c != production) {
+                    let state = RolloutState::start(model, production, c, config, now);
+                    let d = state.decisions[0].clone();
+                    return self
+                        .commit(router, other.map_or(0, |s| s.seq), state, d)
+                        .await;
+                }
+                self.follow_production(router, production).await?;
+                Ok(Tick::Idle { production })
+            }
+        }
+    }
+}

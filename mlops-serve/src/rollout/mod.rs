@@ -1,0 +1,34 @@
+//! Rollouts: the state machine ([`RolloutState`], decisions as audit records), where its state
+//! is shared ([`RolloutStore`]), and the [`Controller`] that drives a [`Router`](crate::router::Router)
+//! through it.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use mlops_serve::policy::PromotionConfig;
+//! use mlops_serve::rollout::{DecisionKind, Phase, RolloutState};
+//! use mlops_serve::stats::StepSnapshot;
+//!
+//! let config = PromotionConfig::default();
+//! let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+//! let mut state = RolloutState::start("fraud", 1, 2, &config, t0);
+//! assert_eq!((state.phase, state.canary_percent), (Phase::Canary, 10.0));
+//! // Before the bake time nothing is decided.
+//! let empty = StepSnapshot { variants: vec![] };
+//! assert!(state.advance(&config, &empty, t0 + Duration::from_secs(60)).is_none());
+//! // After it, a step with no traffic is extended, never promoted.
+//! let d = state.advance(&config, &empty, t0 + Duration::from_secs(600)).unwrap();
+//! assert_eq!(d.kind, DecisionKind::Extend);
+//! assert!(d.reason.contains("no data"), "{}", d.reason);
+//! ```
+
+mod controller;
+mod state;
+mod store;
+
+pub use controller::{
+    compiling, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS, PRODUCTION_ALIAS,
+};
+pub use state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
+#[cfg(feature = "registry")]
+pub use store::ROLLOUT_DOCUMENT;
+pub use store::{MemoryRolloutStore, RolloutStore, Stored};

@@ -1,0 +1,411 @@
+//! The rollout state machine: pure transitions on a [`RolloutState`], driven by the time the
+//! caller passes in (the controller reads an injected [`Clock`](mlops_core::clock::Clock)),
+//! so a whole 10 → 100 rollout and every rollback path run in tests in milliseconds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{CheckResult, Outcome};
+use crate::policy::{NoData, PromotionConfig, RollbackMode};
+use crate::stats::{StepSnapshot, VariantSnapshot};
+
+/// The variant name of the version in production during a rollout.
+pub const STABLE: &str = "stable";
+/// The variant name of the candidate (live arm, or shadow in the shadow phase).
+pub const CANARY: &str = "canary";
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The candidate scores mirrored requests; no live traffic.
+    Shadow,
+    /// The candidate takes `steps[step]` percent of live traffic.
+    Canary,
+    /// A gradual rollback: `steps[step]` percent, going down.
+    RollingBack,
+    /// Done: the candidate is production.
+    Promoted,
+    /// Done: the candidate was rolled back.
+    RolledBack,
+}
+
+impl Phase {
+    /// Whether the rollout is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Promoted | Phase::RolledBack)
+    }
+}
+
+/// What a decision did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// A rollout began.
+    Start,
+    /// A new candidate arrived mid-rollout: the analysis began again.
+    Restart,
+    /// Every check passed: on to the next step (or out of the shadow phase).
+    Advance,
+    /// The last step reached: the candidate is production.
+    Promote,
+    /// A check failed, under the failure limit: the step bakes again.
+    Hold,
+    /// Inconclusive or no data, under the limit: the step bakes again.
+    Extend,
+    /// The rollback began (or, immediate, happened).
+    Rollback,
+    /// One step down of a gradual rollback.
+    RollbackStep,
+    /// A gradual rollback reached 0 percent.
+    RolledBack,
+}
+
+/// One decision, as recorded in the rollout's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// When (Unix seconds of the injected clock).
+    pub at_unix: f64,
+    /// What was decided.
+    pub kind: DecisionKind,
+    /// The phase it was decided in.
+    pub phase: Phase,
+    /// Canary percent before.
+    pub from_percent: f64,
+    /// Canary percent after.
+    pub to_percent: f64,
+    /// Why, in words (the failed check's name and finding first).
+    pub reason: String,
+    /// Each check's finding (empty for time-driven decisions).
+    pub checks: Vec<CheckResult>,
+    /// The candidate's step statistics (counts, p50/p99; no raw samples).
+    pub candidate: Option<VariantSnapshot>,
+    /// Stable's step statistics.
+    pub stable: Option<VariantSnapshot>,
+}
+
+/// A rollout: what is being rolled out, where it stands, and every decision so far. This is
+/// what the [`RolloutStore`](super::RolloutStore) keeps, so replicas follow one rollout and a
+/// restarted controller resumes at its step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The model.
+    pub model: String,
+    /// The production version the rollout started from.
+    pub stable: u64,
+    /// The candidate version.
+    pub candidate: u64,
+    /// Where it is.
+    pub phase: Phase,
+    /// Index into the steps (canary and rolling-back phases).
+    pub step: usize,
+    /// Percent of live traffic on the candidate now.
+    pub canary_percent: f64,
+    /// When the current step began (Unix seconds).
+    pub step_started_unix: f64,
+    /// Failed analyses so far (whole rollout).
+    pub failures: u32,
+    /// Inconclusive analyses and no-data extensions in the current step.
+    pub inconclusive: u32,
+    /// Whether the aliases were moved after the terminal decision (a controller that died
+    /// between the state write and the alias moves leaves `false`; the next tick finishes).
+    #[serde(default)]
+    pub aliases_settled: bool,
+    /// Every decision, oldest first.
+    pub decisions: Vec<Decision>,
+}
+
+fn unix(now: std::time::SystemTime) -> f64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What a decision is taken from: when, in which phase, from which percent, and (for an
+/// analysis) the checks and both variants' statistics.
+struct Basis {
+    now: std::time::SystemTime,
+    phase: Phase,
+    from: f64,
+    checks: Vec<CheckResult>,
+    variants: Option<(VariantSnapshot, VariantSnapshot)>,
+}
+
+impl Basis {
+    fn at(now: std::time::SystemTime, state: &RolloutState) -> Self {
+        Basis {
+            now,
+            phase: state.phase,
+            from: state.canary_percent,
+            checks: Vec::new(),
+            variants: None,
+        }
+    }
+}
+
+impl RolloutState {
+    /// A new rollout of `candidate` over `stable`: the shadow phase if the config has one,
+    /// otherwise the first step.
+    pub fn start(
+        model: &str,
+        stable: u64,
+        candidate: u64,
+        config: &PromotionConfig,
+        now: std::time::SystemTime,
+    ) -> Self {
+        let mut s = RolloutState {
+            model: model.to_string(),
+            stable,
+            candidate,
+            phase: Phase::Canary,
+            step: 0,
+            canary_percent: 0.0,
+            step_started_unix: unix(now),
+            failures: 0,
+            inconclusive: 0,
+            aliases_settled: false,
+            decisions: Vec::new(),
+        };
+        let basis = Basis::at(now, &s);
+        s.begin(config);
+        let reason = format!("rolling out v{candidate} over v{stable}");
+        s.record(basis, DecisionKind::Start, reason);
+        s
+    }
+
+    /// A new candidate mid-rollout: the analysis starts again from the beginning.
+    pub fn restart(
+        &mut self,
+        candidate: u64,
+        config: &PromotionConfig,
+        now: std::time::SystemTime,
+    ) -> Decision {
+        let basis = Basis::at(now, self);
+        let old = self.candidate;
+        self.candidate = candidate;
+        self.failures = 0;
+        self.aliases_settled = false;
+        self.begin(config);
+        self.step_started_unix = unix(now);
+        let reason =
+            format!("new candidate v{candidate} replaced v{old}: the analysis starts again");
+        self.record(basis, DecisionKind::Restart, reason)
+    }
+
+    /// Ends the rollout now, whatever the config's rollback mode (the candidate was withdrawn).
+    pub fn abort(&mut self, why: &str, now: std::time::SystemTime) -> Decision {
+        let basis = Basis::at(now, self);
+        self.end(Phase::RolledBack, 0.0);
+        let reason = format!("rolled back v{}: {why}", self.candidate);
+        self.record(basis, DecisionKind::Rollback, reason)
+    }
+
+    fn begin(&mut self, config: &PromotionConfig) {
+        self.inconclusive = 0;
+        self.step = 0;
+        if config.shadow.is_some() {
+            self.phase = Phase::Shadow;
+            self.canary_percent = 0.0;
+        } else {
+            self.phase = Phase::Canary;
+            self.canary_percent = config.steps[0];
+        }
+    }
+
+    /// Enters a terminal phase at `percent`; the aliases are still to be moved.
+    fn end(&mut self, phase: Phase, percent: f64) {
+        self.phase = phase;
+        self.canary_percent = percent;
+        self.inconclusive = 0;
+        self.aliases_settled = false;
+    }
+
+    fn record(&mut self, basis: Basis, kind: DecisionKind, reason: String) -> Decision {
+        let (candidate, stable) = match basis.variants {
+            Some((c, s)) => (Some(c), Some(s)),
+            None => (None, None),
+        };
+        let d = Decision {
+            at_unix: unix(basis.now),
+            kind,
+            phase: basis.phase,
+            from_percent: basis.from,
+            to_percent: self.canary_percent,
+            reason,
+            checks: basis.checks,
+            candidate,
+            stable,
+        };
+        self.decisions.push(d.clone());
+        d
+    }
+
+    /// The moment the current step's bake time is over.
+    pub fn step_due_unix(&self, config: &PromotionConfig) -> f64 {
+        let bake = match (self.phase, &config.shadow) {
+            (Phase::Shadow, Some(s)) => s.bake_time_seconds,
+            _ => config.bake_time_seconds,
+        };
+        self.step_started_unix + bake
+    }
+
+    /// The next decision, if one is due at `now`: nothing while the step bakes or after the
+    /// end; otherwise the step's analysis on `snapshot` (the step's statistics, variants
+    /// [`STABLE`] and [`CANARY`]) or the next step of a gradual rollback. The decision is
+    /// applied to `self` and appended to its trail.
+    pub fn advance(
+        &mut self,
+        config: &PromotionConfig,
+        snapshot: &StepSnapshot,
+        now: std::time::SystemTime,
+    ) -> Option<Decision> {
+        if self.phase.is_terminal() || unix(now) < self.step_due_unix(config) {
+            return None;
+        }
+        let mut basis = Basis::at(now, self);
+        self.step_started_unix = unix(now);
+        if basis.phase == Phase::RollingBack {
+            return Some(if self.step == 0 {
+                self.end(Phase::RolledBack, 0.0);
+                let reason = "gradual rollback complete: all traffic on stable".to_string();
+                self.record(basis, DecisionKind::RolledBack, reason)
+            } else {
+                self.step -= 1;
+                self.canary_percent = config.steps[self.step];
+                let reason = format!(
+                    "gradual rollback: {}% -> {}%",
+                    basis.from, self.canary_percent
+                );
+                self.record(basis, DecisionKind::RollbackStep, reason)
+            });
+        }
+        let variant = |name: &str| {
+            snapshot
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| VariantSnapshot::empty(name))
+        };
+        let (candidate, stable) = (variant(CANARY), variant(STABLE));
+        let checks = match (basis.phase, &config.shadow) {
+            (Phase::Shadow, Some(s)) => &s.checks,
+            _ => &config.checks,
+        };
+        let min = config.min_requests.max(1);
+        let at = if basis.phase == Phase::Shadow {
+            "shadow phase".to_string()
+        } else {
+            format!("step {}%", basis.from)
+        };
+        if candidate.requests < min || stable.requests < min {
+            let what = format!(
+                "no data at {at}: candidate {} and stable {} requests, {min} each needed",
+                candidate.requests, stable.requests
+            );
+            basis.variants = Some((candidate, stable));
+            return Some(match config.no_data {
+                NoData::Pass => self.pass(
+                    config,
+                    basis,
+                    format!("{what}; passed because no_data = pass"),
+                ),
+                NoData::Fail => self.fail(config, basis, what),
+                NoData::Extend => self.extend(config, basis, format!("no evidence: {what}")),
+            });
+        }
+        basis.checks = checks
+            .iter()
+            .map(|c| c.evaluate(&candidate, &stable, min))
+            .collect();
+        basis.variants = Some((candidate, stable));
+        let summary = |outcome: Outcome| -> String {
+            basis
+                .checks
+                .iter()
+                .filter(|r| r.outcome == outcome)
+                .map(|r| format!("{}: {}", r.check, r.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let (failed, inconclusive) = (summary(Outcome::Fail), summary(Outcome::Inconclusive));
+        Some(if !failed.is_empty() {
+            self.fail(config, basis, format!("failed at {at}: {failed}"))
+        } else if !inconclusive.is_empty() {
+            self.extend(
+                config,
+                basis,
+                format!("inconclusive at {at}: {inconclusive}"),
+            )
+        } else {
+            let passed = summary(Outcome::Pass);
+            self.pass(config, basis, format!("passed at {at}: {passed}"))
+        })
+    }
+
+    /// An inconclusive step (or one without data): bake again, or roll back at the limit.
+    fn extend(&mut self, config: &PromotionConfig, basis: Basis, what: String) -> Decision {
+        self.inconclusive += 1;
+        let (n, limit) = (self.inconclusive, config.inconclusive_limit);
+        if n >= limit {
+            let reason = format!("{what} ({n} times, inconclusive_limit {limit})");
+            self.rollback(config, basis, reason)
+        } else {
+            self.record(
+                basis,
+                DecisionKind::Extend,
+                format!("{what} (extended, {n} of {limit})"),
+            )
+        }
+    }
+
+    fn pass(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
+        self.inconclusive = 0;
+        let next = if basis.phase == Phase::Shadow {
+            0
+        } else {
+            self.step + 1
+        };
+        let next = next.min(config.steps.len() - 1);
+        self.phase = Phase::Canary;
+        self.step = next;
+        self.canary_percent = config.steps[next];
+        if self.canary_percent >= 100.0 {
+            self.end(Phase::Promoted, 100.0);
+            let reason = format!("promoted v{}: {reason}", self.candidate);
+            self.record(basis, DecisionKind::Promote, reason)
+        } else {
+            self.record(basis, DecisionKind::Advance, reason)
+        }
+    }
+
+    fn fail(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
+        self.failures += 1;
+        let (n, limit) = (self.failures, config.failure_limit);
+        if n >= limit {
+            self.rollback(
+                config,
+                basis,
+                format!("{reason} (failure {n} of failure_limit {limit})"),
+            )
+        } else {
+            let reason = format!("{reason} (failure {n} of {limit}: the step bakes again)");
+            self.record(basis, DecisionKind::Hold, reason)
+        }
+    }
+
+    fn rollback(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
+        self.inconclusive = 0;
+        if config.rollback == RollbackMode::Gradual && basis.phase == Phase::Canary && self.step > 0
+        {
+            self.phase = Phase::RollingBack;
+            self.step -= 1;
+            self.canary_percent = config.steps[self.step];
+        } else {
+            self.end(Phase::RolledBack, 0.0);
+        }
+        let reason = format!("rolled back v{}: {reason}", self.candidate);
+        self.record(basis, DecisionKind::Rollback, reason)
+    }
+
+    /// The last decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.decisions.last()
+    }
+}

@@ -1,0 +1,455 @@
+//! The traffic router: stable, canary, N-way A/B arms and a shadow, each a model with a
+//! weight.
+//!
+//! - **Sticky**: a request with a key goes to the arm owning `xxh3(key) mod 10,000`; arms own
+//!   consecutive bucket ranges in the order listed ([`Routes::weights`]), the canary first, so
+//!   ramping the canary up never moves a user back to stable and a rollback returns users in
+//!   the reverse order. Requests without a key are spread by weight.
+//! - **Forced**: [`Request::force`] names a variant (a header or tag override).
+//! - **Shadow**: a share of requests is also scored by the shadow model on a background
+//!   thread through a bounded queue; full queue, errors and panics are counted and never touch
+//!   the primary response.
+//! - **Atomic switches**: [`Router::install`] swaps the whole table; a request reads one table
+//!   from start to end, so no request is lost or served by two variants during a switch.
+//! - **Statistics**: each table carries its own per-variant statistics, so the current step's
+//!   numbers ([`Router::snapshot`]) were all measured at the step's weights; labels posted
+//!   with [`Router::feedback`] join by request id.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+//! use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
+//! use mlops_serve::{CompiledModel, NonFinitePolicy};
+//! use ndarray::array;
+//!
+//! let model = |w: f32| -> Result<Arc<CompiledModel>, mlops_core::Error> {
+//!     let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+//!     let a = ModelArtifact::new(spec, vec![(array![[w]], array![0.0_f32])])?;
+//!     Ok(Arc::new(CompiledModel::compile(&a, NonFinitePolicy::Reject)?))
+//! };
+//! let routes = Routes {
+//!     variants: vec![Variant::new("canary", Some(2), model(2.0)?), Variant::new("stable", Some(1), model(1.0)?)],
+//!     weights: vec![("canary".into(), 10.0), ("stable".into(), 90.0)],
+//!     shadow: None,
+//! };
+//! let router = Router::new("fraud", routes, RouterOptions::default())?;
+//! let mut p = [0.0_f32];
+//! let first = router.route(&Request::keyed("user-42"), array![[0.5_f32]].view(), &mut p)?;
+//! let again = router.route(&Request::keyed("user-42"), array![[0.5_f32]].view(), &mut p)?;
+//! assert_eq!(first.variant, again.variant); // sticky
+//! let forced = router.route(&Request { force: Some("canary"), ..Request::default() }, array![[0.5_f32]].view(), &mut p)?;
+//! assert_eq!(&*forced.variant, "canary");
+//! # Ok::<(), mlops_core::Error>(())
+//! ```
+
+mod routes;
+mod shadow;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use mlops_core::clock::{Clock, SystemClock};
+use mlops_core::metrics::ScoredSamples;
+use mlops_core::model::Predictor;
+use ndarray::ArrayView2;
+use xxhash_rust::xxh3::xxh3_64;
+
+pub(crate) use routes::buckets_of as routes_percent_check;
+pub use routes::{Routes, ShadowRoute, Variant, BUCKETS};
+
+use crate::metrics::{ServeMetrics, VariantHandles};
+use crate::stats::{JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats};
+use crate::ticker::{InstantTicker, Ticker};
+use crate::{Error, Result};
+
+/// One request's routing inputs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// The sticky key (a user or session id): the same key goes to the same arm while the
+    /// weights do not move it.
+    pub key: Option<&'a str>,
+    /// A variant to use whatever the weights (a header or tag override).
+    pub force: Option<&'a str>,
+    /// The id labels will be posted back under ([`Router::feedback`]).
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with a sticky key.
+    pub fn keyed(key: &'a str) -> Self {
+        Request {
+            key: Some(key),
+            ..Request::default()
+        }
+    }
+}
+
+/// Where a request went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    /// The variant that answered.
+    pub variant: Arc<str>,
+    /// Its model version, when known.
+    pub version: Option<u64>,
+    /// Its decision threshold (a row is positive when its probability is `>=` it).
+    pub threshold: f32,
+}
+
+/// The router's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterConfig {
+    /// Memory bounds of the statistics and the label join.
+    pub stats: StatsConfig,
+    /// Mirrored requests waiting for the shadow model; more are dropped and counted.
+    pub shadow_queue: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            stats: StatsConfig::default(),
+            shadow_queue: 1024,
+        }
+    }
+}
+
+/// What a router is built with besides its routes.
+#[derive(Clone)]
+pub struct RouterOptions {
+    /// Settings.
+    pub config: RouterConfig,
+    /// Metric families (registered in the host's registry, or unregistered).
+    pub metrics: ServeMetrics,
+    /// Wall time, for the label join's time-to-live.
+    pub clock: Arc<dyn Clock>,
+    /// Latency time.
+    pub ticker: Arc<dyn Ticker>,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            config: RouterConfig::default(),
+            metrics: ServeMetrics::unregistered(),
+            clock: Arc::new(SystemClock),
+            ticker: Arc::new(InstantTicker::default()),
+        }
+    }
+}
+
+/// A variant in a table.
+pub(crate) struct Slot {
+    pub(crate) name: Arc<str>,
+    pub(crate) version: Option<u64>,
+    pub(crate) predictor: Arc<dyn Predictor>,
+    pub(crate) threshold: f32,
+    pub(crate) stats: VariantStats,
+    pub(crate) handles: VariantHandles,
+}
+
+/// A route table: what one step routes by, and its statistics.
+pub(crate) struct Table {
+    pub(crate) slots: Vec<Slot>,
+    arm_variant: Vec<usize>,
+    arm_upper: Vec<u32>,
+    pub(crate) shadow: Option<(usize, u32)>,
+    pub(crate) n_features: usize,
+    routes: Routes,
+    generation: u64,
+}
+
+impl Table {
+    fn arm(&self, bucket: u32) -> usize {
+        let i = self.arm_upper.partition_point(|&upper| upper <= bucket);
+        self.arm_variant[i.min(self.arm_variant.len() - 1)]
+    }
+}
+
+/// The router (see the module docs).
+pub struct Router {
+    model: Arc<str>,
+    table: ArcSwap<Table>,
+    join: LabelJoin,
+    shadow: shadow::Shadow,
+    options: RouterOptions,
+    spread: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("model", &self.model)
+            .field("routes", &self.table.load().routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sticky bucket of `key`.
+pub fn bucket_of(key: &str) -> u32 {
+    (xxh3_64(key.as_bytes()) % u64::from(BUCKETS)) as u32
+}
+
+impl Router {
+    /// A router for `model` with `routes` (checked: unique names, shared features, percents
+    /// of whole buckets summing to 100, a shadow without live traffic).
+    pub fn new(model: &str, routes: Routes, options: RouterOptions) -> Result<Self> {
+        options.config.stats.validate()?;
+        if options.config.shadow_queue == 0 {
+            return Err(Error::invalid("RouterConfig.shadow_queue", 0, "at least 1"));
+        }
+        let metrics = &options.metrics;
+        let join_drops = JoinDrop::ALL.map(|d| metrics.label_dropped(model, d.as_str()));
+        let join = LabelJoin::new(&options.config.stats, options.clock.clone(), join_drops);
+        let shadow = shadow::Shadow::start(
+            options.config.shadow_queue,
+            options.ticker.clone(),
+            shadow::Drops {
+                queue_full: metrics.shadow_dropped(model, "queue_full"),
+                error: metrics.shadow_dropped(model, "error"),
+                panic: metrics.shadow_dropped(model, "panic"),
+            },
+        )
+        .map_err(|cause| Error::Io {
+            action: "starting thread",
+            path: "mlops-shadow".into(),
+            cause,
+        })?;
+        let table = Self::build(model, routes, &options, 1)?;
+        Ok(Router {
+            model: model.into(),
+            table: ArcSwap::from_pointee(table),
+            join,
+            shadow,
+            options,
+            spread: AtomicU64::new(0),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    fn build(
+        model: &str,
+        routes: Routes,
+        options: &RouterOptions,
+        generation: u64,
+    ) -> Result<Table> {
+        let checked = routes::check(&routes)?;
+        let metrics = &options.metrics;
+        let slots = routes
+            .variants
+            .iter()
+            .map(|v| Slot {
+                name: v.name.as_str().into(),
+                version: v.version,
+                threshold: v.predictor.threshold(),
+                predictor: v.predictor.clone(),
+                stats: VariantStats::new(&options.config.stats),
+                handles: metrics.variant_handles(model, v.version, &v.name),
+            })
+            .collect::<Vec<_>>();
+        for v in &routes.variants {
+            let weight = routes
+                .weights
+                .iter()
+                .find(|(n, _)| *n == v.name)
+                .map_or(0.0, |(_, p)| *p);
+            metrics.set_weight(model, &v.name, weight);
+            let mirrored = routes
+                .shadow
+                .as_ref()
+                .filter(|s| s.variant == v.name)
+                .map_or(0.0, |s| s.percent);
+            metrics.set_shadow_fraction(model, &v.name, mirrored);
+        }
+        Ok(Table {
+            n_features: routes.variants[0].predictor.n_features(),
+            slots,
+            arm_variant: checked.arm_variant,
+            arm_upper: checked.arm_upper,
+            shadow: checked.shadow,
+            routes,
+            generation,
+        })
+    }
+
+    /// The model this router serves.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Installs new routes atomically and starts a new step: requests in flight finish on
+    /// the table they started on; later ones see only the new one, with empty statistics.
+    pub fn install(&self, routes: Routes) -> Result<()> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let table = Self::build(&self.model, routes, &self.options, generation)?;
+        self.table.store(Arc::new(table));
+        tracing::debug!(model = %self.model, generation, "routes installed");
+        Ok(())
+    }
+
+    /// The routes in force.
+    pub fn routes(&self) -> Routes {
+        self.table.load().routes.clone()
+    }
+
+    /// How many tables were installed (1 for the first); changes on every [`Router::install`].
+    pub fn generation(&self) -> u64 {
+        self.table.load().generation
+    }
+
+    /// Scores `x` with the variant the request is routed to, into `out` (one probability per
+    /// row). Errors before routing (wrong width, wrong `out` length, an unknown forced
+    /// variant) are the caller's and count against no variant; an error of the model counts
+    /// against its variant and is returned.
+    pub fn route(
+        &self,
+        request: &Request<'_>,
+        x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> Result<Routed> {
+        let table = self.table.load();
+        mlops_core::model::check_batch(table.n_features, x, out)?;
+        let index = match request.force {
+            Some(name) => table
+                .slots
+                .iter()
+                .position(|s| &*s.name == name)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "forced variant",
+                        format!("{name:?}"),
+                        format!(
+                            "one of {:?}",
+                            table.slots.iter().map(|s| &*s.name).collect::<Vec<_>>()
+                        ),
+                    )
+                })?,
+            None => {
+                let bucket = match request.key {
+                    Some(key) => bucket_of(key),
+                    None => {
+                        let n = self.spread.fetch_add(1, Ordering::Relaxed);
+                        (xxh3_64(&n.to_le_bytes()) % u64::from(BUCKETS)) as u32
+                    }
+                };
+                table.arm(bucket)
+            }
+        };
+        let slot = &table.slots[index];
+        let ticker = &self.options.ticker;
+        let start = ticker.now_ns();
+        let result = slot.predictor.predict_proba_into(x, out);
+        let elapsed = ticker.now_ns().saturating_sub(start);
+        slot.handles.requests.inc();
+        slot.handles.latency.observe(elapsed as f64 / 1e9);
+        if let Err(e) = result {
+            slot.stats.record(elapsed, None);
+            slot.handles.errors.inc();
+            return Err(e);
+        }
+        slot.stats.record(elapsed, Some(out));
+        slot.handles.predictions.inc_by(out.len() as u64);
+        if let Some(id) = request.request_id {
+            self.join.insert(id, slot.name.clone(), out.to_vec());
+        }
+        let routed = Routed {
+            variant: slot.name.clone(),
+            version: slot.version,
+            threshold: slot.threshold,
+        };
+        if let Some((_, share)) = table.shadow {
+            let n = self.spread.fetch_add(1, Ordering::Relaxed);
+            let mirrored = request.force.is_none()
+                && ((xxh3_64(&n.to_le_bytes()) >> 17) % u64::from(BUCKETS)) < u64::from(share);
+            if mirrored {
+                let primary = out.iter().map(|&p| p >= routed.threshold).collect();
+                self.shadow.offer(shadow::Job {
+                    table: arc_swap::Guard::into_inner(table),
+                    rows: x.nrows(),
+                    x: x.iter().copied().collect(),
+                    primary,
+                });
+            }
+        }
+        Ok(routed)
+    }
+
+    /// Posts the labels (0 or 1, one per row) of request `request_id`. `Ok(true)` when they
+    /// joined its predictions; `Ok(false)` (counted) when nothing waits under that id: never
+    /// seen, expired, evicted, or already labeled.
+    pub fn feedback(&self, request_id: &str, labels: &[f64]) -> Result<bool> {
+        let parsed = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| match l {
+                0.0 => Ok(false),
+                1.0 => Ok(true),
+                other => Err(Error::invalid(
+                    format!("labels[{i}] of request {request_id:?}"),
+                    other,
+                    "0 or 1",
+                )),
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        let Some(pending) = self.join.take(request_id) else {
+            return Ok(false);
+        };
+        if pending.scores.len() != parsed.len() {
+            return Err(Error::invalid(
+                format!("labels of request {request_id:?}"),
+                format!("{} labels", parsed.len()),
+                format!(
+                    "{} labels, one per row it was scored on",
+                    pending.scores.len()
+                ),
+            ));
+        }
+        let table = self.table.load();
+        match table.slots.iter().find(|s| s.name == pending.variant) {
+            Some(slot) => {
+                if !slot.stats.record_labels(&parsed, &pending.scores) {
+                    self.join.count(JoinDrop::Full, parsed.len() as u64);
+                }
+            }
+            // The variant left the table before its labels came: nothing to compare with.
+            None => self.join.count(JoinDrop::Unknown, 1),
+        }
+        Ok(true)
+    }
+
+    /// Mirrored requests queued for the shadow or being scored by it (0 when idle).
+    pub fn shadow_backlog(&self) -> u64 {
+        self.shadow.backlog()
+    }
+
+    /// Requests waiting for labels.
+    pub fn awaiting_labels(&self) -> usize {
+        self.join.waiting()
+    }
+
+    /// Every variant's statistics over the current step; also sets the live accuracy and
+    /// ROC AUC gauges (NaN while unknown).
+    pub fn snapshot(&self) -> StepSnapshot {
+        let table = self.table.load();
+        let variants: Vec<_> = table
+            .slots
+            .iter()
+            .map(|s| s.stats.snapshot(&s.name, s.version, s.threshold))
+            .collect();
+        for v in &variants {
+            let labels: Vec<f64> = v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();
+            let (accuracy, auc) = match ScoredSamples::new(&labels, &v.label_scores, None) {
+                Ok(s) => (
+                    s.confusion(f64::from(v.threshold)).accuracy(),
+                    s.roc_auc().unwrap_or(f64::NAN),
+                ),
+                Err(_) => (f64::NAN, f64::NAN),
+            };
+            self.options
+                .metrics
+                .set_live(&self.model, &v.variant, accuracy, auc);
+        }
+        StepSnapshot { variants }
+    }
+}

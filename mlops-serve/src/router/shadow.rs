@@ -1,0 +1,138 @@
+//! The shadow worker: mirrored requests wait in a bounded queue and are scored on one
+//! background thread. A full queue, an error or a panic of the shadow model is counted and
+//! never reaches the primary response (fail-open). A shadow that stalls holds only its own
+//! thread: the queue fills and further mirrors are dropped and counted.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use ndarray::ArrayView2;
+use prometheus_client::metrics::counter::Counter;
+
+use super::Table;
+use crate::ticker::Ticker;
+
+/// A mirrored request.
+pub(crate) struct Job {
+    pub(crate) table: Arc<Table>,
+    pub(crate) rows: usize,
+    pub(crate) x: Vec<f32>,
+    /// The primary's labels, to measure agreement.
+    pub(crate) primary: Vec<bool>,
+}
+
+pub(crate) struct Shadow {
+    tx: SyncSender<Job>,
+    queue_full: Counter,
+    /// Jobs queued or being scored.
+    backlog: Arc<AtomicU64>,
+}
+
+pub(crate) struct Drops {
+    pub(crate) queue_full: Counter,
+    pub(crate) error: Counter,
+    pub(crate) panic: Counter,
+}
+
+impl Shadow {
+    /// Starts the worker thread; it ends when the router (the sender) is dropped.
+    pub(crate) fn start(
+        capacity: usize,
+        ticker: Arc<dyn Ticker>,
+        drops: Drops,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        let Drops {
+            queue_full,
+            error,
+            panic,
+        } = drops;
+        let backlog = Arc::new(AtomicU64::new(0));
+        let left = backlog.clone();
+        std::thread::Builder::new()
+            .name("mlops-shadow".into())
+            .spawn(move || work(rx, ticker, error, panic, left))?;
+        Ok(Shadow {
+            tx,
+            queue_full,
+            backlog,
+        })
+    }
+
+    /// Queues `job`, or counts it dropped when the queue is full (or the worker is gone).
+    pub(crate) fn offer(&self, job: Job) {
+        self.backlog.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.backlog.fetch_sub(1, Ordering::SeqCst);
+                self.queue_full.inc();
+            }
+        }
+    }
+
+    /// Mirrored requests queued or being scored.
+    pub(crate) fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::SeqCst)
+    }
+}
+
+fn work(
+    rx: Receiver<Job>,
+    ticker: Arc<dyn Ticker>,
+    error: Counter,
+    panic: Counter,
+    backlog: Arc<AtomicU64>,
+) {
+    let mut out: Vec<f32> = Vec::new();
+    while let Ok(job) = rx.recv() {
+        score(&job, &mut out, &*ticker, &error, &panic);
+        backlog.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, panic: &Counter) {
+    let Some((index, _)) = job.table.shadow else {
+        return;
+    };
+    let slot = &job.table.slots[index];
+    let cols = job.table.n_features;
+    let Ok(x) = ArrayView2::from_shape((job.rows, cols), &job.x[..]) else {
+        return;
+    };
+    out.clear();
+    out.resize(job.rows, 0.0);
+    let start = ticker.now_ns();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        slot.predictor.predict_proba_into(x, out)
+    }));
+    let elapsed = ticker.now_ns().saturating_sub(start);
+    slot.handles.requests.inc();
+    slot.handles.latency.observe(elapsed as f64 / 1e9);
+    match result {
+        Ok(Ok(())) => {
+            slot.stats.record(elapsed, Some(out));
+            slot.handles.predictions.inc_by(job.rows as u64);
+            let agreed = out
+                .iter()
+                .zip(&job.primary)
+                .filter(|(&p, &primary)| (p >= slot.threshold) == primary)
+                .count();
+            slot.stats.record_agreement(job.rows as u64, agreed as u64);
+        }
+        Ok(Err(e)) => {
+            slot.stats.record(elapsed, None);
+            slot.handles.errors.inc();
+            error.inc();
+            tracing::debug!(variant = %slot.name, error = %e, "shadow request failed");
+        }
+        Err(_) => {
+            slot.stats.record(elapsed, None);
+            slot.handles.errors.inc();
+            panic.inc();
+            tracing::warn!(variant = %slot.name, "shadow model panicked; the primary was unaffected");
+        }
+    }
+}

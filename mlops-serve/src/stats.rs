@@ -1,0 +1,448 @@
+//! Per-variant statistics over the current rollout step — counts, errors, latency (an HDR
+//! histogram), the prediction distribution (a bounded reservoir) and labeled outcomes joined
+//! from delayed feedback — and the label join itself (bounded by capacity and time-to-live,
+//! every drop counted).
+//!
+//! A step's statistics live in the route table of that step: a weight change installs a new
+//! table with empty statistics, so every number a check reads was measured at the step's own
+//! weights.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use mlops_core::clock::Clock;
+use prometheus_client::metrics::counter::Counter;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Bounds of the statistics' memory. Checked by [`StatsConfig::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Predictions kept per variant and step for the prediction-distribution check (a uniform
+    /// reservoir sample of the step's predictions).
+    pub score_reservoir: usize,
+    /// Labeled outcomes kept per variant and step; later ones are dropped and counted.
+    pub labeled_capacity: usize,
+    /// Requests awaiting their labels; the oldest is dropped (and counted) past this.
+    pub label_join_capacity: usize,
+    /// Seconds a request waits for its labels before it is dropped (and counted).
+    pub label_ttl_seconds: f64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            score_reservoir: 10_000,
+            labeled_capacity: 100_000,
+            label_join_capacity: 100_000,
+            label_ttl_seconds: 3600.0,
+        }
+    }
+}
+
+impl StatsConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("StatsConfig.score_reservoir", self.score_reservoir),
+            ("StatsConfig.labeled_capacity", self.labeled_capacity),
+            ("StatsConfig.label_join_capacity", self.label_join_capacity),
+        ] {
+            if v == 0 {
+                return Err(Error::invalid(field, v, "at least 1"));
+            }
+        }
+        if !(self.label_ttl_seconds.is_finite() && self.label_ttl_seconds > 0.0) {
+            return Err(Error::invalid(
+                "StatsConfig.label_ttl_seconds",
+                self.label_ttl_seconds,
+                "a number of seconds > 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A uniform sample of at most `capacity` values (Algorithm R), with a deterministic index
+/// stream so a replay gives the same sample.
+#[derive(Debug)]
+struct Reservoir {
+    capacity: usize,
+    seen: u64,
+    values: Vec<f32>,
+}
+
+impl Reservoir {
+    fn push(&mut self, v: f32) {
+        self.seen += 1;
+        if self.values.len() < self.capacity {
+            self.values.push(v);
+        } else {
+            let j = xxhash_rust::xxh3::xxh3_64(&self.seen.to_le_bytes()) % self.seen;
+            if let Some(slot) = self.values.get_mut(j as usize) {
+                *slot = v;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Labeled {
+    labels: Vec<bool>,
+    scores: Vec<f64>,
+}
+
+/// One variant's statistics over one step.
+#[derive(Debug)]
+pub(crate) struct VariantStats {
+    requests: AtomicU64,
+    rows: AtomicU64,
+    errors: AtomicU64,
+    /// Nanoseconds, 1 ns to 1 hour, 3 significant digits.
+    latency: Mutex<Histogram<u64>>,
+    scores: Mutex<Reservoir>,
+    labeled: Mutex<Labeled>,
+    labeled_capacity: usize,
+    labeled_dropped: AtomicU64,
+    shadow_compared: AtomicU64,
+    shadow_agreed: AtomicU64,
+}
+
+const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+
+impl VariantStats {
+    pub(crate) fn new(config: &StatsConfig) -> Self {
+        VariantStats {
+            requests: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+                    .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+            ),
+            scores: Mutex::new(Reservoir {
+                capacity: config.score_reservoir,
+                seen: 0,
+                values: Vec::new(),
+            }),
+            labeled: Mutex::new(Labeled::default()),
+            labeled_capacity: config.labeled_capacity,
+            labeled_dropped: AtomicU64::new(0),
+            shadow_compared: AtomicU64::new(0),
+            shadow_agreed: AtomicU64::new(0),
+        }
+    }
+
+    /// A request answered: its latency, and its predictions (`None` when it failed).
+    pub(crate) fn record(&self, latency_ns: u64, scores: Option<&[f32]>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let _ = lock(&self.latency).record(latency_ns.clamp(1, MAX_LATENCY_NS));
+        match scores {
+            None => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(scores) => {
+                self.rows.fetch_add(scores.len() as u64, Ordering::Relaxed);
+                let mut r = lock(&self.scores);
+                for &s in scores {
+                    r.push(s);
+                }
+            }
+        }
+    }
+
+    /// Labels joined to a request's predictions; `false` when the step's buffer is full (the
+    /// rows are dropped and counted).
+    pub(crate) fn record_labels(&self, labels: &[bool], scores: &[f32]) -> bool {
+        let mut l = lock(&self.labeled);
+        if l.labels.len() + labels.len() > self.labeled_capacity {
+            self.labeled_dropped
+                .fetch_add(labels.len() as u64, Ordering::Relaxed);
+            return false;
+        }
+        l.labels.extend_from_slice(labels);
+        l.scores.extend(scores.iter().map(|&s| f64::from(s)));
+        true
+    }
+
+    /// A shadowed request compared: whether the shadow's labels agreed with the primary's.
+    pub(crate) fn record_agreement(&self, compared: u64, agreed: u64) {
+        self.shadow_compared.fetch_add(compared, Ordering::Relaxed);
+        self.shadow_agreed.fetch_add(agreed, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        variant: &str,
+        version: Option<u64>,
+        threshold: f32,
+    ) -> VariantSnapshot {
+        let latency = lock(&self.latency);
+        let ms = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q) as f64 / 1e6);
+        let (p50, p99) = (ms(0.5), ms(0.99));
+        drop(latency);
+        let scores = lock(&self.scores)
+            .values
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let labeled = lock(&self.labeled);
+        VariantSnapshot {
+            variant: variant.to_string(),
+            version,
+            requests: self.requests.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            latency_p50_ms: p50,
+            latency_p99_ms: p99,
+            threshold,
+            scores,
+            labels: labeled.labels.clone(),
+            label_scores: labeled.scores.clone(),
+            labeled_dropped: self.labeled_dropped.load(Ordering::Relaxed),
+            shadow_compared: self.shadow_compared.load(Ordering::Relaxed),
+            shadow_agreed: self.shadow_agreed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What one variant did during the current step (a copy; the router goes on counting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantSnapshot {
+    /// The variant's name (`stable`, `canary`, an A/B arm, `shadow`).
+    pub variant: String,
+    /// The model version it serves, when known.
+    pub version: Option<u64>,
+    /// Requests answered or failed.
+    pub requests: u64,
+    /// Rows scored.
+    pub rows: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Median latency in milliseconds (`None` before the first request).
+    pub latency_p50_ms: Option<f64>,
+    /// 99th-percentile latency in milliseconds (`None` before the first request).
+    pub latency_p99_ms: Option<f64>,
+    /// The model's decision threshold.
+    pub threshold: f32,
+    /// A uniform sample of the step's predicted probabilities.
+    #[serde(skip)]
+    pub scores: Vec<f64>,
+    /// Labels joined from feedback, one per labeled row.
+    #[serde(skip)]
+    pub labels: Vec<bool>,
+    /// The probabilities those rows were given.
+    #[serde(skip)]
+    pub label_scores: Vec<f64>,
+    /// Labeled rows dropped because the step's buffer was full.
+    pub labeled_dropped: u64,
+    /// Rows a shadow scored beside the primary (shadow variants only).
+    pub shadow_compared: u64,
+    /// Of those, rows where the shadow's label equalled the primary's.
+    pub shadow_agreed: u64,
+}
+
+impl VariantSnapshot {
+    /// A variant that saw nothing (threshold 0.5 until known).
+    pub fn empty(variant: &str) -> Self {
+        VariantSnapshot {
+            variant: variant.to_string(),
+            version: None,
+            requests: 0,
+            rows: 0,
+            errors: 0,
+            latency_p50_ms: None,
+            latency_p99_ms: None,
+            threshold: 0.5,
+            scores: Vec::new(),
+            labels: Vec::new(),
+            label_scores: Vec::new(),
+            labeled_dropped: 0,
+            shadow_compared: 0,
+            shadow_agreed: 0,
+        }
+    }
+
+    /// Labeled rows joined so far.
+    pub fn labeled(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+/// Every variant's statistics over the current step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSnapshot {
+    /// One entry per variant of the route table (shadow included).
+    pub variants: Vec<VariantSnapshot>,
+}
+
+impl StepSnapshot {
+    /// The variant named `name`.
+    pub fn get(&self, name: &str) -> Option<&VariantSnapshot> {
+        self.variants.iter().find(|v| v.variant == name)
+    }
+}
+
+/// Why a request's labels could not be joined, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum JoinDrop {
+    /// Waited past the time-to-live.
+    Expired,
+    /// Pushed out by newer requests past the capacity.
+    Evicted,
+    /// A second request with the same id replaced the first.
+    Duplicate,
+    /// Labels for an id that is not waiting (never seen, or already dropped).
+    Unknown,
+    /// Joined, but the variant's labeled buffer for the step was full.
+    Full,
+}
+
+impl JoinDrop {
+    pub(crate) const ALL: [JoinDrop; 5] = [
+        JoinDrop::Expired,
+        JoinDrop::Evicted,
+        JoinDrop::Duplicate,
+        JoinDrop::Unknown,
+        JoinDrop::Full,
+    ];
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            JoinDrop::Expired => "expired",
+            JoinDrop::Evicted => "evicted",
+            JoinDrop::Duplicate => "duplicate",
+            JoinDrop::Unknown => "unknown",
+            JoinDrop::Full => "full",
+        }
+    }
+}
+
+/// A request waiting for its labels.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) variant: Arc<str>,
+    pub(crate) scores: Vec<f32>,
+    at: std::time::SystemTime,
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct JoinInner {
+    waiting: HashMap<String, Pending>,
+    /// Insertion order (id, seq); entries whose seq no longer matches are stale.
+    order: VecDeque<(String, u64)>,
+    seq: u64,
+}
+
+/// Requests waiting for delayed labels, bounded by capacity and time-to-live.
+pub(crate) struct LabelJoin {
+    inner: Mutex<JoinInner>,
+    capacity: usize,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+    drops: [Counter; 5],
+}
+
+impl std::fmt::Debug for LabelJoin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabelJoin")
+            .field("capacity", &self.capacity)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LabelJoin {
+    pub(crate) fn new(config: &StatsConfig, clock: Arc<dyn Clock>, drops: [Counter; 5]) -> Self {
+        LabelJoin {
+            inner: Mutex::new(JoinInner::default()),
+            capacity: config.label_join_capacity,
+            ttl: Duration::from_secs_f64(config.label_ttl_seconds),
+            clock,
+            drops,
+        }
+    }
+
+    pub(crate) fn count(&self, why: JoinDrop, n: u64) {
+        if let Some(i) = JoinDrop::ALL.iter().position(|d| *d == why) {
+            self.drops[i].inc_by(n);
+        }
+    }
+
+    /// Drops entries older than the time-to-live from the front.
+    fn expire(&self, inner: &mut JoinInner) {
+        let now = self.clock.now();
+        while let Some((id, seq)) = inner.order.front() {
+            let Some(p) = inner.waiting.get(id) else {
+                inner.order.pop_front();
+                continue;
+            };
+            if p.seq != *seq {
+                inner.order.pop_front();
+                continue;
+            }
+            if now.duration_since(p.at).unwrap_or_default() < self.ttl {
+                break;
+            }
+            let (id, _) = inner.order.pop_front().unwrap_or_default();
+            inner.waiting.remove(&id);
+            self.count(JoinDrop::Expired, 1);
+        }
+    }
+
+    pub(crate) fn insert(&self, id: &str, variant: Arc<str>, scores: Vec<f32>) {
+        let mut inner = lock(&self.inner);
+        self.expire(&mut inner);
+        inner.seq += 1;
+        let seq = inner.seq;
+        let pending = Pending {
+            variant,
+            scores,
+            at: self.clock.now(),
+            seq,
+        };
+        if inner.waiting.insert(id.to_string(), pending).is_some() {
+            self.count(JoinDrop::Duplicate, 1);
+        }
+        inner.order.push_back((id.to_string(), seq));
+        while inner.waiting.len() > self.capacity {
+            let Some((old, seq)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.waiting.get(&old).is_some_and(|p| p.seq == seq) {
+                inner.waiting.remove(&old);
+                self.count(JoinDrop::Evicted, 1);
+            }
+        }
+        // Stale order entries (replaced or taken ids) are dropped as they reach the front;
+        // bound them too so a stream of duplicates cannot grow the queue.
+        if inner.order.len() > 2 * self.capacity + 16 {
+            let JoinInner { waiting, order, .. } = &mut *inner;
+            order.retain(|(id, seq)| waiting.get(id).is_some_and(|p| p.seq == *seq));
+        }
+    }
+
+    /// The request waiting under `id`, removed; `None` (counted) when nothing waits.
+    pub(crate) fn take(&self, id: &str) -> Option<Pending> {
+        let mut inner = lock(&self.inner);
+        self.expire(&mut inner);
+        let found = inner.waiting.remove(id);
+        if found.is_none() {
+            self.count(JoinDrop::Unknown, 1);
+        }
+        found
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        lock(&self.inner).waiting.len()
+    }
+}

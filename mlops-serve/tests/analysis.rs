@@ -1,0 +1,305 @@
+//! Canary checks on hand-built step statistics (each verdict and its boundary), and the
+//! promotion config read from TOML and JSON with every bad field named.
+
+use mlops_serve::analysis::{Check, Outcome};
+use mlops_serve::policy::{NoData, PromotionConfig, RollbackMode};
+use mlops_serve::stats::VariantSnapshot;
+
+fn variant(name: &str, requests: u64, errors: u64, p99: f64) -> VariantSnapshot {
+    VariantSnapshot {
+        requests,
+        rows: requests,
+        errors,
+        latency_p50_ms: Some(p99 / 2.0),
+        latency_p99_ms: Some(p99),
+        ..VariantSnapshot::empty(name)
+    }
+}
+
+/// `n` labeled rows whose scores separate the classes by `signal` (0: none), deterministic.
+fn labeled(mut v: VariantSnapshot, n: usize, signal: f64) -> VariantSnapshot {
+    for i in 0..n {
+        let label = i % 3 == 0;
+        let noise = ((i * 7919) % 1000) as f64 / 1000.0;
+        let score = (0.5 * noise + if label { signal / 2.0 } else { 0.0 }).min(1.0);
+        v.labels.push(label);
+        v.label_scores.push(score);
+    }
+    v
+}
+
+#[test]
+fn error_rate_is_a_one_sided_test_that_fails_only_a_higher_rate() {
+    let check = Check::ErrorRate {
+        max_increase: 0.0,
+        confidence: 0.95,
+    };
+    let stable = variant("stable", 10_000, 20, 2.0);
+    let worse = check.evaluate(&variant("canary", 1000, 20, 2.0), &stable, 100);
+    assert_eq!(worse.outcome, Outcome::Fail, "{}", worse.reason);
+    // One-sided p is half statsmodels' two-sided p for a positive z.
+    let two = mlops_drift::stats::proportions_ztest(20.0, 1000.0, 20.0, 10_000.0).unwrap();
+    assert!((worse.p_value.unwrap() - two.p_value / 2.0).abs() < 1e-12);
+    assert_eq!(worse.statistic, Some(two.statistic));
+    // Fewer errors is never a failure, however significant.
+    let better = check.evaluate(
+        &variant("canary", 1000, 0, 2.0),
+        &variant("stable", 10_000, 200, 2.0),
+        100,
+    );
+    assert_eq!(better.outcome, Outcome::Pass, "{}", better.reason);
+    // A tolerated increase passes even when significant.
+    let tolerant = Check::ErrorRate {
+        max_increase: 0.02,
+        confidence: 0.95,
+    };
+    assert_eq!(
+        tolerant
+            .evaluate(&variant("canary", 1000, 20, 2.0), &stable, 100)
+            .outcome,
+        Outcome::Pass
+    );
+    // Too few requests: inconclusive, saying so.
+    let few = check.evaluate(&variant("canary", 50, 5, 2.0), &stable, 100);
+    assert_eq!(few.outcome, Outcome::Inconclusive);
+    assert!(few.reason.contains("too few requests"), "{}", few.reason);
+}
+
+#[test]
+fn latency_compares_p99_with_factor_and_slack() {
+    let check = Check::LatencyP99 {
+        factor: 1.1,
+        slack_ms: 0.5,
+    };
+    let stable = variant("stable", 1000, 0, 10.0);
+    assert_eq!(
+        check
+            .evaluate(&variant("canary", 1000, 0, 11.5), &stable, 100)
+            .outcome,
+        Outcome::Pass
+    );
+    let slow = check.evaluate(&variant("canary", 1000, 0, 11.6), &stable, 100);
+    assert_eq!(slow.outcome, Outcome::Fail);
+    assert!(
+        (slow.statistic.unwrap() - 1.16).abs() < 1e-12 && slow.reason.contains("11.600 ms"),
+        "{}",
+        slow.reason
+    );
+    let mut none = variant("canary", 0, 0, 1.0);
+    none.latency_p99_ms = None;
+    assert_eq!(
+        check.evaluate(&none, &stable, 100).outcome,
+        Outcome::Inconclusive
+    );
+}
+
+#[test]
+fn roc_auc_is_non_inferiority_with_delongs_variance() {
+    let check = Check::RocAuc {
+        max_decrease: 0.01,
+        confidence: 0.95,
+        min_labeled: 200,
+    };
+    let stable = labeled(variant("stable", 5000, 0, 1.0), 3000, 0.6);
+    let same = check.evaluate(
+        &labeled(variant("canary", 5000, 0, 1.0), 3000, 0.6),
+        &stable,
+        100,
+    );
+    // Identical scores: difference 0, never a failure.
+    assert_eq!(same.statistic, Some(0.0));
+    assert_ne!(same.outcome, Outcome::Fail, "{}", same.reason);
+    let worse = check.evaluate(
+        &labeled(variant("canary", 5000, 0, 1.0), 3000, 0.2),
+        &stable,
+        100,
+    );
+    assert_eq!(worse.outcome, Outcome::Fail, "{}", worse.reason);
+    assert!(worse.p_value.unwrap() > 0.5 && worse.candidate < worse.stable);
+    let better = check.evaluate(
+        &labeled(variant("canary", 5000, 0, 1.0), 3000, 0.9),
+        &stable,
+        100,
+    );
+    assert_eq!(better.outcome, Outcome::Pass, "{}", better.reason);
+    assert!(better.p_value.unwrap() < 0.05);
+    // Few labels: inconclusive, naming what is missing; one class: the same.
+    let few = check.evaluate(
+        &labeled(variant("canary", 5000, 0, 1.0), 50, 0.9),
+        &stable,
+        100,
+    );
+    assert_eq!(few.outcome, Outcome::Inconclusive);
+    assert!(few.reason.contains("labeled rows"), "{}", few.reason);
+    let mut one_class = variant("canary", 5000, 0, 1.0);
+    one_class.labels = vec![false; 300];
+    one_class.label_scores = vec![0.1; 300];
+    let r = check.evaluate(&one_class, &stable, 100);
+    assert_eq!(r.outcome, Outcome::Inconclusive);
+    assert!(r.reason.contains("positive"), "{}", r.reason);
+    // Near the margin with few rows: neither shown good nor shown bad.
+    let close = Check::RocAuc {
+        max_decrease: 0.01,
+        confidence: 0.95,
+        min_labeled: 20,
+    };
+    let r = close.evaluate(
+        &labeled(variant("canary", 5000, 0, 1.0), 60, 0.55),
+        &labeled(variant("stable", 5000, 0, 1.0), 60, 0.6),
+        100,
+    );
+    assert_eq!(r.outcome, Outcome::Inconclusive, "{}", r.reason);
+}
+
+#[test]
+fn accuracy_prediction_drift_and_shadow_agreement() {
+    let acc = Check::Accuracy {
+        max_decrease: 0.01,
+        confidence: 0.95,
+        min_labeled: 200,
+    };
+    let stable = labeled(variant("stable", 5000, 0, 1.0), 3000, 0.6);
+    assert_eq!(
+        acc.evaluate(
+            &labeled(variant("canary", 5000, 0, 1.0), 3000, 0.0),
+            &stable,
+            100
+        )
+        .outcome,
+        Outcome::Fail
+    );
+    assert_eq!(
+        acc.evaluate(
+            &labeled(variant("canary", 5000, 0, 1.0), 3000, 1.0),
+            &stable,
+            100
+        )
+        .outcome,
+        Outcome::Pass
+    );
+
+    let drift = Check::PredictionDrift {
+        max_statistic: 0.2,
+        confidence: 0.95,
+    };
+    let mut a = variant("canary", 2000, 0, 1.0);
+    let mut b = variant("stable", 2000, 0, 1.0);
+    a.scores = (0..2000).map(|i| i as f64 / 2000.0).collect();
+    b.scores = (0..2000)
+        .map(|i| (i as f64 / 2000.0 + 0.01).min(1.0))
+        .collect();
+    assert_eq!(drift.evaluate(&a, &b, 100).outcome, Outcome::Pass);
+    b.scores = (0..2000).map(|i| i as f64 / 4000.0).collect();
+    let r = drift.evaluate(&a, &b, 100);
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.reason);
+    assert!((r.statistic.unwrap() - 0.5).abs() < 1e-3);
+
+    let agree = Check::ShadowAgreement {
+        min_agreement: 0.9,
+        confidence: 0.95,
+    };
+    let shadow = |compared: u64, agreed: u64| VariantSnapshot {
+        shadow_compared: compared,
+        shadow_agreed: agreed,
+        ..variant("canary", compared, 0, 1.0)
+    };
+    let s = variant("stable", 5000, 0, 1.0);
+    assert_eq!(
+        agree.evaluate(&shadow(2000, 1960), &s, 100).outcome,
+        Outcome::Pass
+    );
+    assert_eq!(
+        agree.evaluate(&shadow(2000, 1600), &s, 100).outcome,
+        Outcome::Fail
+    );
+    assert_eq!(
+        agree.evaluate(&shadow(200, 180), &s, 100).outcome,
+        Outcome::Inconclusive
+    );
+    assert_eq!(
+        agree.evaluate(&shadow(10, 10), &s, 100).outcome,
+        Outcome::Inconclusive
+    );
+}
+
+#[test]
+fn the_config_reads_toml_and_json_and_names_bad_fields() {
+    let toml = r#"
+        steps = [10, 25, 50, 75, 100]
+        bake_time_seconds = 600
+        min_requests = 200
+        failure_limit = 2
+        inconclusive_limit = 4
+        no_data = "fail"
+        rollback = "gradual"
+
+        [[checks]]
+        kind = "error_rate"
+        confidence = 0.99
+
+        [[checks]]
+        kind = "roc_auc"
+        max_decrease = 0.005
+
+        [shadow]
+        percent = 20
+        bake_time_seconds = 300
+        checks = [{ kind = "shadow_agreement", min_agreement = 0.95 }]
+    "#;
+    let c = PromotionConfig::from_toml_str(toml).unwrap();
+    assert_eq!(
+        (c.no_data, c.rollback, c.failure_limit),
+        (NoData::Fail, RollbackMode::Gradual, 2)
+    );
+    assert_eq!(
+        c.checks[1],
+        Check::RocAuc {
+            max_decrease: 0.005,
+            confidence: 0.95,
+            min_labeled: 200
+        }
+    );
+    let json = serde_json::to_string(&c).unwrap();
+    assert_eq!(PromotionConfig::from_json_str(&json).unwrap(), c);
+
+    let bad = |text: &str, field: &str| {
+        let e = PromotionConfig::from_toml_str(text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{field}: {e}");
+    };
+    bad("steps = [10, 5, 100]", "steps[1]");
+    bad("steps = [10, 50]", "steps[1]");
+    bad("steps = [10.005, 100]", "steps[0]");
+    bad("steps = []", "steps");
+    bad("bake_time_seconds = -1", "bake_time_seconds");
+    bad("checks = []", "checks");
+    bad("failure_limit = 0", "failure_limit");
+    bad("inconclusive_limit = 0", "inconclusive_limit");
+    bad(
+        "[[checks]]\nkind = \"error_rate\"\nconfidence = 1.5",
+        "checks[0].confidence",
+    );
+    bad(
+        "[[checks]]\nkind = \"latency_p99\"\nfactor = 0.9",
+        "checks[0].factor",
+    );
+    bad(
+        "[[checks]]\nkind = \"roc_auc\"\nmin_labeled = 2",
+        "checks[0].min_labeled",
+    );
+    bad("[[checks]]\nkind = \"nope\"", "nope");
+    bad("stepz = [100]", "stepz");
+    bad(
+        "[shadow]\npercent = 10\nbake_time_seconds = 60\nchecks = [{ kind = \"roc_auc\" }]",
+        "shadow.checks[0]",
+    );
+    bad(
+        "[shadow]\npercent = 0\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]",
+        "shadow.percent",
+    );
+    let e = PromotionConfig::from_json_str("{\"steps\": [50, 40, 100]}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("steps[1]"), "{e}");
+}

@@ -1,0 +1,289 @@
+//! Shared rollout state: two replicas (router + controller each) on one store follow one
+//! rollout and exactly one controller acts at each step; a controller restarted mid-rollout
+//! resumes at its step; a new candidate mid-rollout restarts the analysis; clearing the
+//! canary alias aborts it; a shadow phase comes first when configured.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mlops_serve::analysis::Check;
+use mlops_serve::policy::{PromotionConfig, ShadowPhase};
+use mlops_serve::rollout::{
+    Controller, DecisionKind, Phase, RolloutState, RolloutStore, Stored, Tick,
+};
+use mlops_serve::router::{Request, Router};
+use mlops_serve::source::ModelSource;
+use mlops_serve::Result;
+use support::{world, World, MODEL};
+
+/// A store whose writes wait one scheduler turn first, so two controllers polled together
+/// both read the same state before either writes: a real race on the conditional write.
+struct Yielding(Arc<dyn RolloutStore>);
+
+#[async_trait]
+impl RolloutStore for Yielding {
+    async fn load(&self, model: &str) -> Result<Option<Stored>> {
+        self.0.load(model).await
+    }
+    async fn save(&self, model: &str, seq: u64, state: &RolloutState, why: &str) -> Result<bool> {
+        tokio::task::yield_now().await;
+        self.0.save(model, seq, state, why).await
+    }
+}
+
+/// Sends `n` labeled requests to each router (labels 200 requests late), one simulated
+/// 20 ms apart.
+fn traffic(w: &World, routers: &[&Router], n: usize, offset: &mut usize) {
+    let data = w.traffic(4096);
+    let labels = data.labels().unwrap().clone();
+    let mut waiting = std::collections::VecDeque::new();
+    let mut out = [0.0_f32];
+    for _ in 0..n {
+        for (r, router) in routers.iter().enumerate() {
+            let i = *offset;
+            *offset += 1;
+            let row = i % data.n_rows();
+            let id = format!("{r}-{i}");
+            let key = format!("user-{}", i % 3000);
+            let request = Request {
+                key: Some(&key),
+                force: None,
+                request_id: Some(&id),
+            };
+            if router
+                .route(
+                    &request,
+                    data.features().slice(ndarray::s![row..row + 1, ..]),
+                    &mut out,
+                )
+                .is_ok()
+            {
+                waiting.push_back((r, id, f64::from(labels[row])));
+            }
+            if waiting.len() > 200 {
+                let (r, id, label) = waiting.pop_front().unwrap();
+                routers[r].feedback(&id, &[label]).unwrap();
+            }
+        }
+        w.clock.advance(Duration::from_millis(20));
+    }
+}
+
+fn state(c: &Controller) -> RolloutState {
+    futures::executor::block_on(c.state())
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+#[tokio::test]
+async fn two_replicas_follow_one_rollout_and_one_controller_acts_each_step() {
+    let mut w = world(0.5, 1.0);
+    w.store = Arc::new(Yielding(w.store.clone()));
+    let (ra, rb) = (w.router(), w.router());
+    let (ca, cb) = (
+        w.controller(PromotionConfig::default()),
+        w.controller(PromotionConfig::default()),
+    );
+    w.start_canary(2);
+    let mut offset = 0;
+    let (mut acted, mut lost) = ([0; 2], 0);
+    for _ in 0..200 {
+        let (ta, tb) = tokio::join!(ca.tick(&ra), cb.tick(&rb));
+        for (i, t) in [ta.unwrap(), tb.unwrap()].into_iter().enumerate() {
+            match t {
+                Tick::Acted(_) => acted[i] += 1,
+                Tick::Lost => lost += 1,
+                _ => {}
+            }
+        }
+        // Both replicas route by the stored state's weights after every round.
+        assert_eq!(ra.routes().weights, rb.routes().weights);
+        if state(&ca).phase.is_terminal() && state(&ca).aliases_settled {
+            break;
+        }
+        traffic(&w, &[&ra, &rb], 1500, &mut offset);
+    }
+    let s = state(&ca);
+    assert_eq!(s.phase, Phase::Promoted, "{:#?}", s.decisions);
+    // One decision per step, no duplicates from the losing controller.
+    let kinds: Vec<_> = s.decisions.iter().map(|d| (d.kind, d.to_percent)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (DecisionKind::Start, 10.0),
+            (DecisionKind::Advance, 25.0),
+            (DecisionKind::Advance, 50.0),
+            (DecisionKind::Advance, 75.0),
+            (DecisionKind::Promote, 100.0)
+        ]
+    );
+    assert_eq!(acted[0] + acted[1], 5, "acted {acted:?}");
+    assert!(
+        lost >= 4,
+        "the controllers raced on every step: lost {lost}"
+    );
+    assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(2));
+    assert_eq!(ra.routes().weights, vec![("stable".to_string(), 100.0)]);
+    assert_eq!(ra.routes().variants[0].version, Some(2));
+}
+
+#[tokio::test]
+async fn a_controller_restarted_mid_rollout_resumes_at_its_step() {
+    let w = world(0.5, 1.0);
+    w.start_canary(2);
+    let mut offset = 0;
+    {
+        let (router, controller) = (w.router(), w.controller(PromotionConfig::default()));
+        while state_or_none(&controller)
+            .await
+            .is_none_or(|s| s.canary_percent < 50.0)
+        {
+            controller.tick(&router).await.unwrap();
+            traffic(&w, &[&router], 1500, &mut offset);
+        }
+    } // the process "dies" here
+    let (router, controller) = (w.router(), w.controller(PromotionConfig::default()));
+    assert_eq!(controller.tick(&router).await.unwrap(), Tick::Followed);
+    assert_eq!(
+        router.routes().weights,
+        vec![("canary".to_string(), 50.0), ("stable".to_string(), 50.0)]
+    );
+    for _ in 0..200 {
+        if matches!(controller.tick(&router).await.unwrap(), Tick::Idle { .. }) {
+            break;
+        }
+        traffic(&w, &[&router], 1500, &mut offset);
+    }
+    let s = state(&controller);
+    assert_eq!(s.phase, Phase::Promoted);
+    assert_eq!(
+        s.decisions
+            .iter()
+            .filter(|d| d.kind == DecisionKind::Start)
+            .count(),
+        1
+    );
+    assert_eq!(
+        s.decisions
+            .iter()
+            .filter(|d| d.kind == DecisionKind::Restart)
+            .count(),
+        0
+    );
+}
+
+async fn state_or_none(c: &Controller) -> Option<RolloutState> {
+    c.state().await.unwrap().map(|s| s.state)
+}
+
+#[tokio::test]
+async fn a_new_candidate_restarts_the_analysis_and_a_cleared_canary_aborts() {
+    let w = world(0.5, 1.0);
+    let v3 = w.source.add(MODEL, w.truth.model(0.9, 3).unwrap());
+    let (router, controller) = (w.router(), w.controller(PromotionConfig::default()));
+    w.start_canary(2);
+    let mut offset = 0;
+    while state_or_none(&controller)
+        .await
+        .is_none_or(|s| s.canary_percent < 25.0)
+    {
+        controller.tick(&router).await.unwrap();
+        traffic(&w, &[&router], 1500, &mut offset);
+    }
+    w.source
+        .move_alias(MODEL, "canary", Some(v3), Some(2), "a better one")
+        .await
+        .unwrap();
+    let Tick::Acted(d) = controller.tick(&router).await.unwrap() else {
+        panic!("restart expected")
+    };
+    assert_eq!(
+        (d.kind, d.from_percent, d.to_percent),
+        (DecisionKind::Restart, 25.0, 10.0),
+        "{}",
+        d.reason
+    );
+    let s = state(&controller);
+    assert_eq!((s.candidate, s.step, s.failures), (v3, 0, 0));
+    assert_eq!(router.routes().variants[0].version, Some(v3));
+    // Withdrawn: the rollout ends now, production untouched.
+    w.source
+        .move_alias(MODEL, "canary", None, Some(v3), "withdrawn")
+        .await
+        .unwrap();
+    let Tick::Acted(d) = controller.tick(&router).await.unwrap() else {
+        panic!("abort expected")
+    };
+    assert_eq!(d.kind, DecisionKind::Rollback);
+    assert!(
+        d.reason.contains("canary alias was cleared"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(1));
+    assert_eq!(router.routes().weights, vec![("stable".to_string(), 100.0)]);
+}
+
+#[tokio::test]
+async fn a_shadow_phase_comes_first_and_its_agreement_is_checked() {
+    let w = world(0.9, 1.0);
+    let config = PromotionConfig {
+        shadow: Some(ShadowPhase {
+            percent: 50.0,
+            bake_time_seconds: 300.0,
+            checks: vec![
+                Check::ShadowAgreement {
+                    min_agreement: 0.8,
+                    confidence: 0.95,
+                },
+                Check::ErrorRate {
+                    max_increase: 0.0,
+                    confidence: 0.95,
+                },
+            ],
+        }),
+        ..PromotionConfig::default()
+    };
+    let (router, controller) = (w.router(), w.controller(config));
+    w.start_canary(2);
+    let mut offset = 0;
+    controller.tick(&router).await.unwrap();
+    let s = state(&controller);
+    assert_eq!((s.phase, s.canary_percent), (Phase::Shadow, 0.0));
+    let routes = router.routes();
+    assert_eq!(routes.weights, vec![("stable".to_string(), 100.0)]);
+    assert_eq!(routes.shadow.as_ref().map(|s| s.percent), Some(50.0));
+    for _ in 0..100 {
+        traffic(&w, &[&router], 1500, &mut offset);
+        // The shadow works off the request path: let its thread drain the queue.
+        while router.shadow_backlog() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Tick::Acted(d) = controller.tick(&router).await.unwrap() {
+            assert_eq!(
+                (d.kind, d.phase, d.to_percent),
+                (DecisionKind::Advance, Phase::Shadow, 10.0),
+                "{}",
+                d.reason
+            );
+            let agreement = d
+                .checks
+                .iter()
+                .find(|c| c.check == "shadow_agreement")
+                .unwrap();
+            assert!(
+                agreement.candidate.unwrap() > 0.8 && agreement.n_candidate > 100,
+                "{agreement:?}"
+            );
+            return;
+        }
+    }
+    panic!(
+        "the shadow phase never ended: {:#?}",
+        state(&controller).decisions
+    );
+}

@@ -1,0 +1,129 @@
+//! A simulated serving world for the rollout tests: a memory model source with stable (v1)
+//! and candidate (v2) versions of a synthetic logistic truth, a shared memory rollout store,
+//! a manual clock and ticker, and per-version simulated service profiles.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mlops_core::clock::ManualClock;
+use mlops_core::model::Predictor;
+use mlops_core::Dataset;
+use mlops_serve::metrics::ServeMetrics;
+use mlops_serve::policy::PromotionConfig;
+use mlops_serve::replay::{ServiceProfile, SimulatedService, Synthetic};
+use mlops_serve::rollout::{
+    compiling, Controller, ControllerParts, MemoryRolloutStore, RolloutStore,
+};
+use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
+use mlops_serve::source::{MemorySource, ModelSource};
+use mlops_serve::ticker::ManualTicker;
+use mlops_serve::NonFinitePolicy;
+
+pub const MODEL: &str = "fraud";
+
+pub struct World {
+    pub truth: Synthetic,
+    pub source: Arc<MemorySource>,
+    pub store: Arc<dyn RolloutStore>,
+    pub clock: Arc<ManualClock>,
+    pub ticker: Arc<ManualTicker>,
+    pub metrics: ServeMetrics,
+    pub registry: prometheus_client::registry::Registry,
+    pub profiles: HashMap<u64, ServiceProfile>,
+}
+
+/// Stable v1 of `stable_quality`, candidate v2 of `canary_quality`; production → 1.
+pub fn world(stable_quality: f32, canary_quality: f32) -> World {
+    let truth = Synthetic::new(6, 11);
+    let source = Arc::new(MemorySource::new());
+    let v1 = source.add(MODEL, truth.model(stable_quality, 1).unwrap());
+    let v2 = source.add(MODEL, truth.model(canary_quality, 2).unwrap());
+    assert_eq!((v1, v2), (1, 2));
+    futures::executor::block_on(source.move_alias(MODEL, "production", Some(1), None, "first"))
+        .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ServeMetrics::register(&mut registry);
+    World {
+        truth,
+        source,
+        store: Arc::new(MemoryRolloutStore::new()),
+        clock: Arc::new(ManualClock::new(
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+        )),
+        ticker: Arc::new(ManualTicker::default()),
+        metrics,
+        registry,
+        profiles: HashMap::new(),
+    }
+}
+
+impl World {
+    pub fn traffic(&self, rows: usize) -> Dataset {
+        self.truth.traffic(rows, 99).unwrap()
+    }
+
+    pub fn start_canary(&self, version: u64) {
+        futures::executor::block_on(self.source.move_alias(
+            MODEL,
+            "canary",
+            Some(version),
+            None,
+            "candidate",
+        ))
+        .unwrap();
+    }
+
+    pub fn router(&self) -> Router {
+        let stable: Arc<dyn Predictor> = Arc::new(
+            mlops_serve::CompiledModel::compile(
+                &futures::executor::block_on(self.source.load(MODEL, 1)).unwrap(),
+                NonFinitePolicy::Reject,
+            )
+            .unwrap(),
+        );
+        Router::new(
+            MODEL,
+            Routes::single(Variant::new("stable", Some(1), stable)),
+            RouterOptions {
+                metrics: self.metrics.clone(),
+                clock: self.clock.clone(),
+                ticker: self.ticker.clone(),
+                ..RouterOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    pub fn controller(&self, config: PromotionConfig) -> Controller {
+        let compile = compiling(NonFinitePolicy::Reject);
+        let ticker = self.ticker.clone();
+        let profiles = self.profiles.clone();
+        Controller::new(ControllerParts {
+            model: MODEL.into(),
+            config,
+            store: self.store.clone(),
+            source: self.source.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            loader: Arc::new(move |version, artifact| {
+                let inner = compile(version, artifact)?;
+                let profile = profiles.get(&version).copied().unwrap_or(ServiceProfile {
+                    seed: version,
+                    ..ServiceProfile::default()
+                });
+                Ok(
+                    Arc::new(SimulatedService::new(inner, ticker.clone(), profile)?)
+                        as Arc<dyn Predictor>,
+                )
+            }),
+        })
+        .unwrap()
+    }
+
+    pub fn exposition(&self) -> String {
+        mlops_core::exposition::classic_text(&self.registry).unwrap()
+    }
+}

@@ -262,6 +262,17 @@ impl ServeMetrics {
         self.live_auc.get_or_create(&labels).set(auc);
     }
 
+    /// Creates `model`'s rollout series at zero (promotions, rollbacks; step -1), so rules
+    /// and dashboards see them before the first event.
+    pub fn init_model(&self, model: &str) {
+        let labels = ModelLabels {
+            model: model.to_string(),
+        };
+        self.promotions.get_or_create(&labels);
+        self.rollbacks.get_or_create(&labels);
+        self.rollout_step.get_or_create(&labels).set(-1);
+    }
+
     /// Sets the rollout-step gauge of `model` (-1: no rollout; -2: the shadow phase).
     pub fn set_rollout_step(&self, model: &str, step: i64) {
         self.rollout_step

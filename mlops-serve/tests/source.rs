@@ -33,6 +33,11 @@ async fn conformance(name: &str, s: &dyn ModelSource) {
     }
     assert!(s.resolve("nope", "1").await.is_err(), "{name}");
     assert!(s.load("fraud", 9).await.is_err(), "{name}");
+    assert_eq!(
+        s.alias("fraud", "production").await.unwrap(),
+        None,
+        "{name}"
+    );
     // Compare-and-swap: from unset to 1 wins; a stale expectation loses and changes nothing.
     assert!(s
         .move_alias("fraud", "production", Some(1), None, "first")
@@ -70,6 +75,12 @@ async fn conformance(name: &str, s: &dyn ModelSource) {
         .await
         .unwrap());
     assert!(s.resolve("fraud", "@canary").await.is_err(), "{name}");
+    assert_eq!(s.alias("fraud", "canary").await.unwrap(), None, "{name}");
+    assert_eq!(
+        s.alias("fraud", "production").await.unwrap(),
+        Some(2),
+        "{name}"
+    );
     // `latest` is not an alias one moves.
     assert!(
         s.move_alias("fraud", "latest", Some(1), None, "x")

@@ -104,6 +104,7 @@ impl Controller {
     /// A controller; the config is checked first.
     pub fn new(parts: ControllerParts) -> Result<Self> {
         parts.config.validate()?;
+        parts.metrics.init_model(&parts.model);
         Ok(Controller {
             parts,
             models: Mutex::new(HashMap::new()),

@@ -98,14 +98,25 @@ impl World {
     }
 
     pub fn controller(&self, config: PromotionConfig) -> Controller {
+        self.controller_on(config, self.source.clone(), self.store.clone())
+    }
+
+    /// A controller on another source and store (a registry), with this world's clock,
+    /// ticker, metrics and service profiles.
+    pub fn controller_on(
+        &self,
+        config: PromotionConfig,
+        source: Arc<dyn ModelSource>,
+        store: Arc<dyn RolloutStore>,
+    ) -> Controller {
         let compile = compiling(NonFinitePolicy::Reject);
         let ticker = self.ticker.clone();
         let profiles = self.profiles.clone();
         Controller::new(ControllerParts {
             model: MODEL.into(),
             config,
-            store: self.store.clone(),
-            source: self.source.clone(),
+            store,
+            source,
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             loader: Arc::new(move |version, artifact| {

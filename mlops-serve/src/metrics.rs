@@ -268,8 +268,8 @@ impl ServeMetrics {
         let labels = ModelLabels {
             model: model.to_string(),
         };
-        self.promotions.get_or_create(&labels);
-        self.rollbacks.get_or_create(&labels);
+        self.promotions.get_or_create(&labels).inc_by(0);
+        self.rollbacks.get_or_create(&labels).inc_by(0);
         self.rollout_step.get_or_create(&labels).set(-1);
     }
 

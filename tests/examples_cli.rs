@@ -533,6 +533,10 @@ fn every_example_help_says_what_it_does_and_lists_exit_codes() {
         ("hpo", "Runs a hyperparameter study"),
         ("registry", "The model registry from the shell"),
         ("drift_report", "Compares a current CSV"),
+        (
+            "canary",
+            "Replays labeled traffic through a stable and a canary",
+        ),
     ] {
         let out = run(name, &["--help"]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -880,4 +884,88 @@ fn registry_cli_registers_aliases_downloads_and_races_across_processes() {
         std::fs::read_to_string(mine.join("keep.txt")).unwrap(),
         "mine"
     );
+}
+
+#[test]
+fn canary_decides_every_scenario_as_the_policy_says_and_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    for (scenario, decision, code, check) in [
+        ("better", "promoted", 0, ""),
+        ("worse", "rolled_back", 3, "roc_auc"),
+        ("slower", "rolled_back", 3, "latency_p99"),
+        ("erroring", "rolled_back", 3, "error_rate"),
+        ("no-traffic", "rolled_back", 3, "no evidence"),
+    ] {
+        let json = dir.path().join(format!("{scenario}.json"));
+        let out = run(
+            "canary",
+            &[
+                "--scenario",
+                scenario,
+                "--seed",
+                "7",
+                "--json",
+                json.to_str().unwrap(),
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{scenario}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(summary["decision"], decision, "{scenario}: {text}");
+        let reason = summary["reason"].as_str().unwrap();
+        assert!(reason.contains(check), "{scenario}: {reason}");
+        let steps = summary["steps"].as_array().unwrap();
+        let to: Vec<f64> = steps
+            .iter()
+            .map(|s| s["to_percent"].as_f64().unwrap())
+            .collect();
+        match scenario {
+            // Through every step of the seed's policy.
+            "better" => {
+                assert_eq!(to, [10.0, 25.0, 50.0, 75.0, 100.0], "{text}");
+                assert_eq!(summary["production_version"], 2);
+            }
+            // Never promoted without evidence.
+            "no-traffic" => {
+                assert!(
+                    steps
+                        .iter()
+                        .all(|s| s["kind"] != "promote" && s["kind"] != "advance"),
+                    "{text}"
+                );
+                assert_eq!(summary["production_version"], 1);
+            }
+            _ => assert_eq!(summary["production_version"], 1, "{scenario}"),
+        }
+        // The failed check's statistic, p-value and sample sizes are in the timeline.
+        if matches!(scenario, "worse" | "erroring") {
+            let last = steps.last().unwrap();
+            let c = last["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == check)
+                .unwrap();
+            assert_eq!(c["outcome"], "fail", "{c}");
+            assert!(
+                c["statistic"].is_number()
+                    && c["p_value"].is_number()
+                    && c["n_candidate"].as_u64().unwrap() > 100,
+                "{c}"
+            );
+            assert!(text.contains(&format!("{check:<17} FAIL")), "{text}");
+        }
+        // Deterministic for a seed: the same run prints the same timeline.
+        let again = run("canary", &["--scenario", scenario, "--seed", "7"]);
+        assert_eq!(String::from_utf8_lossy(&again.stdout), text, "{scenario}");
+    }
+    let bad = run("canary", &["--rps", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("requests_per_second"));
 }

@@ -1,0 +1,354 @@
+//! A canary rollout replayed on simulated time: a stable and a canary model, labeled traffic
+//! through the router, the promotion policy deciding step by step, and the timeline printed
+//! (each step's weights, each check's statistic, p-value, sample sizes and outcome, the final
+//! decision and its reason).
+//!
+//! ```text
+//! cargo run --release --example canary -- --scenario better|worse|slower|erroring|no-traffic
+//!     [--seed N] [--json OUT] [--config promotion.toml]
+//! cargo run --release --example canary -- --data creditcard_fraud_sample.csv --label-col Class
+//! ```
+//!
+//! Built-in data: a seeded logistic world (8 features, about 20% positives); stable knows 60%
+//! of the truth, the canary all of it (`better`, and the canary of `slower`, `erroring` and
+//! `no-traffic`) or 25% (`worse`). `slower` gives the canary 1.5× stable's service time,
+//! `erroring` makes 2% of its calls fail, `no-traffic` sends no request at all. With `--data`,
+//! the first 40% of the rows (in file order) train the models (stable on the first tenth of
+//! them for 3 epochs, the canary on all of them for 15, or, `worse`, on shuffled labels) and
+//! the rest are replayed. Labels come back 500 requests late; bake time and checks are the
+//! policy's (the seed's 10, 25, 50, 75, 100 by default; `--config` for another); time is a
+//! manual clock, so hours of traffic take seconds. Same seed, same output.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use mlops::core::clock::ManualClock;
+use mlops::core::model::{ModelArtifact, Predictor};
+use mlops::core::{CsvOptions, Dataset};
+use mlops::serve::analysis::Outcome;
+use mlops::serve::policy::PromotionConfig;
+use mlops::serve::replay::{replay, ReplayOptions, ServiceProfile, SimulatedService, Synthetic};
+use mlops::serve::rollout::{
+    compiling, Controller, ControllerParts, Decision, MemoryRolloutStore, Phase, RolloutState,
+};
+use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
+use mlops::serve::source::{MemorySource, ModelSource};
+use mlops::serve::ticker::ManualTicker;
+use mlops::serve::{metrics::ServeMetrics, NonFinitePolicy};
+use mlops::train::{MlpConfig, TrainConfig, Trainer};
+use serde::Serialize;
+
+/// Replays labeled traffic through a stable and a canary model with the promotion policy on
+/// simulated time, and prints the rollout timeline and its decision.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 the canary was promoted, 3 it was rolled back, 4 no decision within --max-hours, 2 bad input, an error or usage."
+)]
+struct Args {
+    /// What the canary is like.
+    #[arg(long, value_enum, default_value = "better")]
+    scenario: Scenario,
+    /// Seed of the data, the models and the simulated service times.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A labeled CSV to replay instead of the built-in data.
+    #[arg(long, requires = "label_col")]
+    data: Option<PathBuf>,
+    /// The label column (0/1) of --data.
+    #[arg(long, requires = "data")]
+    label_col: Option<String>,
+    /// The promotion policy, TOML or JSON (the seed's by default).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Writes {"decision", "reason", "steps": [...]} here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Requests per simulated second.
+    #[arg(long, default_value_t = 50.0)]
+    rps: f64,
+    /// Simulated hours before giving up on a decision.
+    #[arg(long, default_value_t = 12.0)]
+    max_hours: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Scenario {
+    Better,
+    Worse,
+    Slower,
+    Erroring,
+    NoTraffic,
+}
+
+const MODEL: &str = "fraud";
+
+/// Stable and canary artifacts, and the traffic to replay.
+fn built_in(
+    scenario: Scenario,
+    seed: u64,
+) -> anyhow::Result<(ModelArtifact, ModelArtifact, Dataset)> {
+    let world = Synthetic::new(8, seed);
+    let stable = world.model(0.6, seed.wrapping_add(1))?;
+    let quality = if scenario == Scenario::Worse {
+        0.25
+    } else {
+        1.0
+    };
+    let canary = world.model(quality, seed.wrapping_add(2))?;
+    Ok((stable, canary, world.traffic(50_000, seed.wrapping_add(3))?))
+}
+
+fn from_csv(
+    path: &std::path::Path,
+    label: &str,
+    scenario: Scenario,
+    seed: u64,
+) -> anyhow::Result<(ModelArtifact, ModelArtifact, Dataset)> {
+    let data = Dataset::from_csv_path(path, &CsvOptions::with_label(label))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let n = data.n_rows();
+    if n < 1000 {
+        bail!("{}: {n} rows; the replay needs at least 1000 (40% train the models, the rest is traffic)", path.display());
+    }
+    data.check_finite("--data", "finite features (impute missing values first)")?;
+    let window = n * 2 / 5;
+    let rows = |r: std::ops::Range<usize>| data.select_rows(&r.collect::<Vec<_>>());
+    let train = |set: &Dataset, epochs: usize| -> anyhow::Result<ModelArtifact> {
+        let config = TrainConfig {
+            epochs,
+            seed,
+            early_stopping: None,
+            reduce_lr: None,
+            ..TrainConfig::default()
+        };
+        Ok(Trainer::new(MlpConfig::default(), config)?
+            .fit(set, None, &mut [])?
+            .artifact)
+    };
+    let stable = train(&rows(0..window / 10)?, 3)?;
+    let mut canary_rows = rows(0..window)?;
+    if scenario == Scenario::Worse {
+        // Labels shuffled: a canary that learned nothing.
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut labels = canary_rows.labels().context("labels")?.to_vec();
+        labels.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        canary_rows = canary_rows.with_labels(labels.into(), label)?;
+    }
+    let canary = train(&canary_rows, 15)?;
+    Ok((stable, canary, rows(window..n)?))
+}
+
+/// The service profiles of stable (v1) and the canary (v2).
+fn profiles(scenario: Scenario, seed: u64) -> [ServiceProfile; 2] {
+    let stable = ServiceProfile {
+        median_ms: 2.0,
+        sigma: 0.25,
+        error_rate: 0.0,
+        seed: seed.wrapping_mul(31),
+    };
+    let mut canary = ServiceProfile {
+        seed: seed.wrapping_mul(31).wrapping_add(1),
+        ..stable
+    };
+    match scenario {
+        Scenario::Slower => canary.median_ms *= 1.5,
+        Scenario::Erroring => canary.error_rate = 0.02,
+        _ => {}
+    }
+    [stable, canary]
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    decision: &'a str,
+    reason: String,
+    scenario: Scenario,
+    seed: u64,
+    production_version: Option<u64>,
+    requests: u64,
+    failed_requests: u64,
+    simulated_hours: f64,
+    steps: &'a [Decision],
+}
+
+fn print_timeline(state: &RolloutState, start: f64) {
+    for d in &state.decisions {
+        let minutes = ((d.at_unix - start) / 60.0).round() as u64;
+        println!(
+            "[{:>2}:{:02}] {:<13} {:>5}% -> {:>3}%  {}",
+            minutes / 60,
+            minutes % 60,
+            format!("{:?}", d.kind).to_lowercase(),
+            d.from_percent,
+            d.to_percent,
+            d.reason
+        );
+        for c in &d.checks {
+            let outcome = match c.outcome {
+                Outcome::Pass => "pass",
+                Outcome::Fail => "FAIL",
+                Outcome::Inconclusive => "inconclusive",
+            };
+            let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+            println!(
+                "          {:<17} {:<12} statistic {:>9}  p {:>9}  n canary {:>6}  n stable {:>6}",
+                c.check,
+                outcome,
+                num(c.statistic),
+                c.p_value
+                    .map_or_else(|| "-".to_string(), |p| format!("{p:.2e}")),
+                c.n_candidate,
+                c.n_stable
+            );
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => PromotionConfig::from_path(path)?,
+        None => PromotionConfig::default(),
+    };
+    if !(args.max_hours.is_finite() && args.max_hours > 0.0) {
+        bail!(
+            "invalid --max-hours = {}: expected hours > 0",
+            args.max_hours
+        );
+    }
+    let (stable, canary, traffic) = match (&args.data, &args.label_col) {
+        (Some(path), Some(label)) => from_csv(path, label, args.scenario, args.seed)?,
+        _ => built_in(args.scenario, args.seed)?,
+    };
+    let source = Arc::new(MemorySource::new());
+    source.add(MODEL, stable);
+    source.add(MODEL, canary);
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01
+    let clock = Arc::new(ManualClock::new(start));
+    let ticker = Arc::new(ManualTicker::default());
+    let metrics = ServeMetrics::unregistered();
+    let [p1, p2] = profiles(args.scenario, args.seed);
+    let compile = compiling(NonFinitePolicy::Reject);
+    let simulated = {
+        let ticker = ticker.clone();
+        move |version: u64, artifact: &ModelArtifact| -> mlops::core::Result<Arc<dyn Predictor>> {
+            let profile = if version == 1 { p1 } else { p2 };
+            Ok(Arc::new(SimulatedService::new(
+                compile(version, artifact)?,
+                ticker.clone(),
+                profile,
+            )?))
+        }
+    };
+    let stable_model = simulated(1, &futures::executor::block_on(source.load(MODEL, 1))?)?;
+    let router = Router::new(
+        MODEL,
+        Routes::single(Variant::new("stable", Some(1), stable_model)),
+        RouterOptions {
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            ticker: ticker.clone(),
+            ..RouterOptions::default()
+        },
+    )?;
+    let controller = Controller::new(ControllerParts {
+        model: MODEL.into(),
+        config,
+        store: Arc::new(MemoryRolloutStore::new()),
+        source: source.clone(),
+        clock: clock.clone(),
+        metrics,
+        loader: Arc::new(simulated),
+    })?;
+    futures::executor::block_on(async {
+        source
+            .move_alias(MODEL, "production", Some(1), None, "stable")
+            .await?;
+        source
+            .move_alias(MODEL, "canary", Some(2), None, "the candidate")
+            .await
+    })?;
+    println!(
+        "scenario {}, seed {}: stable v1, canary v2, {} rows of traffic at {} requests per simulated second",
+        args.scenario.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
+        args.seed,
+        traffic.n_rows(),
+        args.rps
+    );
+    let options = ReplayOptions {
+        requests_per_second: args.rps,
+        max_seconds: args.max_hours * 3600.0,
+        ..ReplayOptions::default()
+    };
+    let (requests, failed, seconds) = if args.scenario == Scenario::NoTraffic {
+        // Nothing reaches the router: the controller ticks on an idle clock.
+        let mut seconds = 0.0;
+        while seconds < options.max_seconds {
+            futures::executor::block_on(controller.tick(&router))?;
+            let done = futures::executor::block_on(controller.state())?
+                .is_some_and(|s| s.state.phase.is_terminal() && s.state.aliases_settled);
+            if done {
+                break;
+            }
+            clock.advance(Duration::from_secs_f64(options.tick_seconds));
+            seconds += options.tick_seconds;
+        }
+        (0, 0, seconds)
+    } else {
+        let report =
+            futures::executor::block_on(replay(&router, &controller, &clock, &traffic, &options))?;
+        (report.requests, report.failed, report.simulated_seconds)
+    };
+    let state = futures::executor::block_on(controller.state())?
+        .context("no rollout was started")?
+        .state;
+    let start_unix = start.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
+    print_timeline(&state, start_unix);
+    let (decision, code) = match state.phase {
+        Phase::Promoted => ("promoted", ExitCode::SUCCESS),
+        Phase::RolledBack => ("rolled_back", ExitCode::from(3)),
+        _ => ("undecided", ExitCode::from(4)),
+    };
+    let reason = state
+        .last_decision()
+        .map_or_else(String::new, |d| d.reason.clone());
+    let production = futures::executor::block_on(source.alias(MODEL, "production"))?;
+    println!(
+        "decision: {decision} after {:.1} simulated hours, {requests} requests ({failed} failed); production is v{}\nreason: {reason}",
+        seconds / 3600.0,
+        production.unwrap_or(0)
+    );
+    if let Some(path) = &args.json {
+        let summary = Summary {
+            decision,
+            reason,
+            scenario: args.scenario,
+            seed: args.seed,
+            production_version: production,
+            requests,
+            failed_requests: failed,
+            simulated_hours: seconds / 3600.0,
+            steps: &state.decisions,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(code)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

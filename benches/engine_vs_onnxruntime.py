@@ -128,6 +128,11 @@ def main():
           f"{ours['engine_batch1024_rows_per_s'] / 1e6:>14.3f} {ours['mlp_model_batch1024_rows_per_s'] / 1e6:>15.3f} "
           f"{ours['engine_batch1024_rows_per_s'] / ort_rows:>6.2f}x")
     print(f"engine vs reference: max |difference| {ours['max_abs_difference']:.2e}")
+    engine = ours["engine_batch1_p50_ns"]
+    for name, what in [("router", "keyed"), ("router_labeled", "keyed, with a request id for labels")]:
+        routed = ours[f"{name}_batch1_p50_ns"]
+        print(f"router ({what}) batch 1 p50 {routed / 1e3:.3f} us: {(routed - engine) / 1e3:+.3f} us over the engine, "
+              f"{b1 / routed:.2f}x onnxruntime's latency")
 
 
 if __name__ == "__main__":

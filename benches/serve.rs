@@ -6,8 +6,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mlops::core::model::{MlpModel, Predictor};
+use mlops::serve::metrics::ServeMetrics;
+use mlops::serve::router::{Request, Router, RouterOptions, Routes, Variant};
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 use ndarray::{Array2, Axis, Slice};
+use std::sync::Arc;
 
 #[path = "support/seed_network.rs"]
 mod seed_network;
@@ -34,5 +37,56 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine);
+/// The router (90/10 sticky split, metrics registered, per-step statistics) in front of the
+/// same engine: the difference from `engine/compiled/1` is the router's overhead a request.
+fn router(c: &mut Criterion) {
+    let artifact = seed_network::seed_network().expect("a valid network");
+    let engine: Arc<dyn Predictor> =
+        Arc::new(CompiledModel::compile(&artifact, NonFinitePolicy::Nan).expect("compiles"));
+    let mut registry = mlops::prometheus_client::registry::Registry::default();
+    let metrics = ServeMetrics::register(&mut registry);
+    let routes = Routes {
+        variants: vec![
+            Variant::new("canary", Some(2), engine.clone()),
+            Variant::new("stable", Some(1), engine.clone()),
+        ],
+        weights: vec![("canary".into(), 10.0), ("stable".into(), 90.0)],
+        shadow: None,
+    };
+    let options = RouterOptions {
+        metrics,
+        ..RouterOptions::default()
+    };
+    let router = Router::new("bench", routes, options).expect("valid routes");
+    let x = Array2::from_shape_fn((1, 30), |(_, j)| (j * 17 % 97) as f32 / 97.0);
+    let keys: Vec<String> = (0..4096).map(|i| format!("user-{i}")).collect();
+    let mut out = [0.0f32];
+    let mut group = c.benchmark_group("router");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("engine_direct/1", |b| {
+        b.iter(|| {
+            engine
+                .predict_proba_into(x.view(), &mut out)
+                .expect("scores")
+        })
+    });
+    for (name, with_id) in [("routed/1", false), ("routed_with_request_id/1", true)] {
+        let mut i = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let key = &keys[i % keys.len()];
+                i += 1;
+                let request = Request {
+                    key: Some(key),
+                    force: None,
+                    request_id: with_id.then_some(key.as_str()),
+                };
+                router.route(&request, x.view(), &mut out).expect("routes")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine, router);
 criterion_main!(benches);

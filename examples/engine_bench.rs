@@ -2,7 +2,9 @@
 //! seed's network (30 → 128 → 64 → 32 → 1, ReLU, standardized inputs; seeded weights), and
 //! writes the model where `benches/engine_vs_onnxruntime.py` reads the same weights for
 //! onnxruntime. One thread. Prints one JSON object: batch-1 p50 latency (ns) and batch-1,024
-//! throughput (rows/s) of each.
+//! throughput (rows/s) of each, and the batch-1 p50 through the router (90/10 sticky split,
+//! Prometheus metrics registered, per-step statistics; with and without a request id for the
+//! label join), whose difference from the engine's is the router's overhead.
 //!
 //! ```text
 //! cargo run --release --example engine_bench -- --out DIR [--seconds 2]
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mlops::core::model::{MlpModel, Predictor};
+use mlops::serve::router::{Request, Router, RouterOptions, Routes, Variant};
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 use ndarray::Array2;
 
@@ -76,6 +79,44 @@ fn run(args: &Args) -> anyhow::Result<()> {
             format!("{name}_batch1024_rows_per_s"),
             (1024.0 / (b1024 * 1e-9)).into(),
         );
+    }
+    // The router in front of the same engine: keyed requests, metrics in a registry.
+    let mut registry = mlops::prometheus_client::registry::Registry::default();
+    let metrics = mlops::serve::metrics::ServeMetrics::register(&mut registry);
+    let shared: std::sync::Arc<dyn Predictor> = std::sync::Arc::new(engine.clone());
+    let routes = Routes {
+        variants: vec![
+            Variant::new("canary", Some(2), shared.clone()),
+            Variant::new("stable", Some(1), shared),
+        ],
+        weights: vec![("canary".into(), 10.0), ("stable".into(), 90.0)],
+        shadow: None,
+    };
+    let router = Router::new(
+        "bench",
+        routes,
+        RouterOptions {
+            metrics,
+            ..RouterOptions::default()
+        },
+    )?;
+    let keys: Vec<String> = (0..4096).map(|i| format!("user-{i}")).collect();
+    for (name, with_id) in [("router", false), ("router_labeled", true)] {
+        let mut i = 0usize;
+        let b1 = p50_ns(args.seconds, 1000, || {
+            let key = &keys[i % keys.len()];
+            let request = Request {
+                key: Some(key),
+                force: None,
+                request_id: with_id.then_some(key.as_str()),
+            };
+            router
+                .route(&request, one, &mut out1)
+                .expect("a valid batch");
+            std::hint::black_box(&out1);
+            i += 1;
+        });
+        result.insert(format!("{name}_batch1_p50_ns"), b1.into());
     }
     // The engine's answers are the reference's.
     let (a, b) = (

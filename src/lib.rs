@@ -38,12 +38,12 @@ pub use mlops_core::ndarray;
 /// `ObjectStoreTracker::new`).
 #[cfg(any(feature = "registry", feature = "train"))]
 pub use mlops_core::object_store;
+/// `prometheus-client` (0.24): its `registry::Registry` collects the drift and serving
+/// metrics (`core::exposition::classic_text` writes them for a scrape). Not the model
+/// registry, which is [`registry::Registry`].
+pub use mlops_core::prometheus_client;
 #[cfg(feature = "drift")]
 pub use mlops_drift as drift;
-/// `prometheus-client` (0.24): its `registry::Registry` collects the drift (and serving)
-/// metrics. Not the model registry, which is [`registry::Registry`].
-#[cfg(feature = "drift")]
-pub use mlops_drift::prometheus_client;
 #[cfg(feature = "registry")]
 pub use mlops_registry as registry;
 #[cfg(feature = "serve")]

@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `mlops_serve_requests_total` | counter | model, version, variant |
 //! | `mlops_serve_predictions_total` (rows scored) | counter | model, version, variant |
-//! | `mlops_serve_errors_total` | counter | model, version, variant |
+//! | `mlops_serve_errors_total` (the model failed) | counter | model, version, variant |
+//! | `mlops_serve_rejected_total` (the model refused the input as invalid) | counter | model, version, variant |
 //! | `mlops_serve_latency_seconds` | histogram | model, variant |
 //! | `mlops_serve_traffic_weight` (percent of live traffic) | gauge | model, variant |
 //! | `mlops_serve_shadow_fraction` (percent of requests mirrored) | gauge | model, variant |
@@ -13,7 +14,7 @@
 //! | `mlops_serve_promotions_total` | counter | model |
 //! | `mlops_serve_rollbacks_total` | counter | model |
 //! | `mlops_serve_shadow_dropped_total` (queue_full, error, panic) | counter | model, reason |
-//! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full) | counter | model, reason |
+//! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full, unscored) | counter | model, reason |
 //! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
 
 use std::sync::atomic::AtomicU64;
@@ -74,6 +75,7 @@ pub struct ServeMetrics {
     requests: Family<VersionLabels, Counter>,
     predictions: Family<VersionLabels, Counter>,
     errors: Family<VersionLabels, Counter>,
+    rejected: Family<VersionLabels, Counter>,
     latency: Family<VariantLabels, Histogram, fn() -> Histogram>,
     weight: Family<VariantLabels, FloatGauge>,
     shadow_fraction: Family<VariantLabels, FloatGauge>,
@@ -92,6 +94,7 @@ impl Default for ServeMetrics {
             requests: Family::default(),
             predictions: Family::default(),
             errors: Family::default(),
+            rejected: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             weight: Family::default(),
             shadow_fraction: Family::default(),
@@ -113,6 +116,7 @@ pub(crate) struct VariantHandles {
     pub(crate) requests: Counter,
     pub(crate) predictions: Counter,
     pub(crate) errors: Counter,
+    pub(crate) rejected: Counter,
     pub(crate) latency: Histogram,
 }
 
@@ -139,6 +143,11 @@ impl ServeMetrics {
             "mlops_serve_errors",
             "Requests that failed, per model version and variant",
             m.errors.clone(),
+        );
+        registry.register(
+            "mlops_serve_rejected",
+            "Requests the model refused as invalid input, per model version and variant",
+            m.rejected.clone(),
         );
         registry.register(
             "mlops_serve_latency_seconds",
@@ -177,7 +186,7 @@ impl ServeMetrics {
         );
         registry.register(
             "mlops_serve_label_join_dropped",
-            "Label feedback not joined (expired, evicted, duplicate, unknown, full)",
+            "Label feedback not joined (expired, evicted, duplicate, unknown, full, unscored)",
             m.label_dropped.clone(),
         );
         registry.register(
@@ -208,6 +217,7 @@ impl ServeMetrics {
             requests: self.requests.get_or_create(&labels).clone(),
             predictions: self.predictions.get_or_create(&labels).clone(),
             errors: self.errors.get_or_create(&labels).clone(),
+            rejected: self.rejected.get_or_create(&labels).clone(),
             latency: self
                 .latency
                 .get_or_create(&VariantLabels {

@@ -101,12 +101,26 @@ struct Labeled {
     scores: Vec<f64>,
 }
 
+/// How a request ended, for the statistics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer<'a> {
+    /// Scored: the probabilities (NaN for rows the model could not score).
+    Scored(&'a [f32]),
+    /// The model refused the input (invalid values): the caller's problem, not an error of
+    /// the model.
+    Rejected,
+    /// The model failed.
+    Failed,
+}
+
 /// One variant's statistics over one step.
 #[derive(Debug)]
 pub(crate) struct VariantStats {
     requests: AtomicU64,
     rows: AtomicU64,
     errors: AtomicU64,
+    rejected: AtomicU64,
+    unscored: AtomicU64,
     /// Nanoseconds, 1 ns to 1 hour, 3 significant digits.
     latency: Mutex<Histogram<u64>>,
     scores: Mutex<Reservoir>,
@@ -125,6 +139,8 @@ impl VariantStats {
             requests: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            unscored: AtomicU64::new(0),
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
                     .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
@@ -142,36 +158,57 @@ impl VariantStats {
         }
     }
 
-    /// A request answered: its latency, and its predictions (`None` when it failed).
-    pub(crate) fn record(&self, latency_ns: u64, scores: Option<&[f32]>) {
+    /// A request answered: its latency and how it ended. Rows the model answered NaN (its
+    /// non-finite-input policy) are counted as unscored and kept out of the prediction sample.
+    pub(crate) fn record(&self, latency_ns: u64, answer: Answer<'_>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let _ = lock(&self.latency).record(latency_ns.clamp(1, MAX_LATENCY_NS));
-        match scores {
-            None => {
+        match answer {
+            Answer::Failed => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
             }
-            Some(scores) => {
+            Answer::Rejected => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Answer::Scored(scores) => {
                 self.rows.fetch_add(scores.len() as u64, Ordering::Relaxed);
                 let mut r = lock(&self.scores);
+                let mut unscored = 0;
                 for &s in scores {
-                    r.push(s);
+                    if s.is_finite() {
+                        r.push(s);
+                    } else {
+                        unscored += 1;
+                    }
+                }
+                if unscored > 0 {
+                    self.unscored.fetch_add(unscored, Ordering::Relaxed);
                 }
             }
         }
     }
 
-    /// Labels joined to a request's predictions; `false` when the step's buffer is full (the
-    /// rows are dropped and counted).
-    pub(crate) fn record_labels(&self, labels: &[bool], scores: &[f32]) -> bool {
+    /// Labels joined to a request's predictions: how many rows were kept, and how many were
+    /// dropped because their prediction was NaN (no score to judge). When the step's buffer
+    /// is full, every row is dropped and counted (`None`).
+    pub(crate) fn record_labels(&self, labels: &[bool], scores: &[f32]) -> Option<(u64, u64)> {
         let mut l = lock(&self.labeled);
         if l.labels.len() + labels.len() > self.labeled_capacity {
             self.labeled_dropped
                 .fetch_add(labels.len() as u64, Ordering::Relaxed);
-            return false;
+            return None;
         }
-        l.labels.extend_from_slice(labels);
-        l.scores.extend(scores.iter().map(|&s| f64::from(s)));
-        true
+        let (mut kept, mut unscored) = (0, 0);
+        for (&label, &score) in labels.iter().zip(scores) {
+            if score.is_finite() {
+                l.labels.push(label);
+                l.scores.push(f64::from(score));
+                kept += 1;
+            } else {
+                unscored += 1;
+            }
+        }
+        Some((kept, unscored))
     }
 
     /// A shadowed request compared: whether the shadow's labels agreed with the primary's.
@@ -202,6 +239,8 @@ impl VariantStats {
             requests: self.requests.load(Ordering::Relaxed),
             rows: self.rows.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            unscored_rows: self.unscored.load(Ordering::Relaxed),
             latency_p50_ms: p50,
             latency_p99_ms: p99,
             threshold,
@@ -226,8 +265,14 @@ pub struct VariantSnapshot {
     pub requests: u64,
     /// Rows scored.
     pub rows: u64,
-    /// Requests that failed.
+    /// Requests the model failed on (what the error-rate check counts).
     pub errors: u64,
+    /// Requests the model refused as invalid input (its non-finite policy `reject`, a wrong
+    /// value): the caller's, not counted as errors.
+    pub rejected: u64,
+    /// Rows the model answered NaN (non-finite input under the `nan` policy): out of the
+    /// prediction sample and the labeled rows.
+    pub unscored_rows: u64,
     /// Median latency in milliseconds (`None` before the first request).
     pub latency_p50_ms: Option<f64>,
     /// 99th-percentile latency in milliseconds (`None` before the first request).
@@ -260,6 +305,8 @@ impl VariantSnapshot {
             requests: 0,
             rows: 0,
             errors: 0,
+            rejected: 0,
+            unscored_rows: 0,
             latency_p50_ms: None,
             latency_p99_ms: None,
             threshold: 0.5,
@@ -305,15 +352,18 @@ pub(crate) enum JoinDrop {
     Unknown,
     /// Joined, but the variant's labeled buffer for the step was full.
     Full,
+    /// Labeled rows whose prediction was NaN (unscored input): nothing to judge.
+    Unscored,
 }
 
 impl JoinDrop {
-    pub(crate) const ALL: [JoinDrop; 5] = [
+    pub(crate) const ALL: [JoinDrop; 6] = [
         JoinDrop::Expired,
         JoinDrop::Evicted,
         JoinDrop::Duplicate,
         JoinDrop::Unknown,
         JoinDrop::Full,
+        JoinDrop::Unscored,
     ];
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -322,6 +372,7 @@ impl JoinDrop {
             JoinDrop::Duplicate => "duplicate",
             JoinDrop::Unknown => "unknown",
             JoinDrop::Full => "full",
+            JoinDrop::Unscored => "unscored",
         }
     }
 }
@@ -349,7 +400,7 @@ pub(crate) struct LabelJoin {
     capacity: usize,
     ttl: Duration,
     clock: Arc<dyn Clock>,
-    drops: [Counter; 5],
+    drops: [Counter; 6],
 }
 
 impl std::fmt::Debug for LabelJoin {
@@ -362,7 +413,7 @@ impl std::fmt::Debug for LabelJoin {
 }
 
 impl LabelJoin {
-    pub(crate) fn new(config: &StatsConfig, clock: Arc<dyn Clock>, drops: [Counter; 5]) -> Self {
+    pub(crate) fn new(config: &StatsConfig, clock: Arc<dyn Clock>, drops: [Counter; 6]) -> Self {
         LabelJoin {
             inner: Mutex::new(JoinInner::default()),
             capacity: config.label_join_capacity,

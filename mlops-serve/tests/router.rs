@@ -478,3 +478,77 @@ fn routes_are_checked_with_the_field_named() {
         .to_string();
     assert!(e.contains("shadow_queue"), "{e}");
 }
+
+#[test]
+fn nan_input_neither_counts_as_a_model_error_nor_poisons_the_step() {
+    let compile = |policy| -> Arc<dyn Predictor> {
+        let spec = ModelSpec::new(
+            vec!["x".into()],
+            vec![LayerSpec::new(1, Activation::Sigmoid)],
+        );
+        let a = ModelArtifact::new(spec, vec![(array![[1.0_f32]], array![0.0_f32])]).unwrap();
+        Arc::new(CompiledModel::compile(&a, policy).unwrap())
+    };
+    let routes = Routes {
+        variants: vec![
+            Variant::new("stable", Some(1), compile(NonFinitePolicy::Nan)),
+            Variant::new("strict", Some(2), compile(NonFinitePolicy::Reject)),
+        ],
+        weights: vec![("stable".into(), 100.0)],
+        shadow: None,
+    };
+    let router = Router::new("fraud", routes, RouterOptions::default()).unwrap();
+    let mut out = [0.0_f32; 2];
+    let with_nan = array![[f32::NAN], [2.0]];
+    router
+        .route(
+            &Request {
+                request_id: Some("a"),
+                ..Request::default()
+            },
+            with_nan.view(),
+            &mut out,
+        )
+        .unwrap();
+    assert!(out[0].is_nan() && out[1] > 0.5, "{out:?}");
+    assert!(router.feedback("a", &[1.0, 1.0]).unwrap());
+    for i in 0..20 {
+        let x = array![[i as f32 / 5.0 - 2.0], [0.0]];
+        let id = format!("r{i}");
+        router
+            .route(
+                &Request {
+                    request_id: Some(&id),
+                    ..Request::default()
+                },
+                x.view(),
+                &mut out,
+            )
+            .unwrap();
+        router
+            .feedback(&id, &[f64::from(u8::from(i >= 10)), 0.0])
+            .unwrap();
+    }
+    // The model refusing the input is the caller's problem, not the variant's error.
+    let forced = Request {
+        force: Some("strict"),
+        ..Request::default()
+    };
+    let e = router
+        .route(&forced, with_nan.view(), &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 0"), "{e}");
+    let snapshot = router.snapshot();
+    let stable = snapshot.get("stable").unwrap();
+    assert_eq!(
+        (stable.requests, stable.errors, stable.unscored_rows),
+        (21, 0, 1)
+    );
+    assert!(stable.scores.iter().all(|s| s.is_finite()) && stable.scores.len() == 41);
+    // The unscored row's label was dropped; the rest make a defined AUC.
+    assert_eq!(stable.labeled(), 41);
+    assert!(stable.label_scores.iter().all(|s| s.is_finite()));
+    let strict = snapshot.get("strict").unwrap();
+    assert_eq!((strict.requests, strict.errors, strict.rejected), (1, 0, 1));
+}

@@ -59,7 +59,7 @@ pub(crate) use routes::buckets_of as routes_percent_check;
 pub use routes::{Routes, ShadowRoute, Variant, BUCKETS};
 
 use crate::metrics::{ServeMetrics, VariantHandles};
-use crate::stats::{JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats};
+use crate::stats::{Answer, JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats};
 use crate::ticker::{InstantTicker, Ticker};
 use crate::{Error, Result};
 
@@ -300,8 +300,10 @@ impl Router {
 
     /// Scores `x` with the variant the request is routed to, into `out` (one probability per
     /// row). Errors before routing (wrong width, wrong `out` length, an unknown forced
-    /// variant) are the caller's and count against no variant; an error of the model counts
-    /// against its variant and is returned.
+    /// variant) are the caller's and count against no variant. The model refusing the input
+    /// (an `InvalidValue`: its non-finite policy `reject`) is counted as rejected, not as an
+    /// error of the variant; any other error of the model counts against its variant. Both are
+    /// returned.
     pub fn route(
         &self,
         request: &Request<'_>,
@@ -344,11 +346,16 @@ impl Router {
         slot.handles.requests.inc();
         slot.handles.latency.observe(elapsed as f64 / 1e9);
         if let Err(e) = result {
-            slot.stats.record(elapsed, None);
-            slot.handles.errors.inc();
+            if matches!(e, Error::InvalidValue { .. }) {
+                slot.stats.record(elapsed, Answer::Rejected);
+                slot.handles.rejected.inc();
+            } else {
+                slot.stats.record(elapsed, Answer::Failed);
+                slot.handles.errors.inc();
+            }
             return Err(e);
         }
-        slot.stats.record(elapsed, Some(out));
+        slot.stats.record(elapsed, Answer::Scored(out));
         slot.handles.predictions.inc_by(out.len() as u64);
         if let Some(id) = request.request_id {
             self.join.insert(id, slot.name.clone(), out.to_vec());
@@ -407,11 +414,10 @@ impl Router {
         }
         let table = self.table.load();
         match table.slots.iter().find(|s| s.name == pending.variant) {
-            Some(slot) => {
-                if !slot.stats.record_labels(&parsed, &pending.scores) {
-                    self.join.count(JoinDrop::Full, parsed.len() as u64);
-                }
-            }
+            Some(slot) => match slot.stats.record_labels(&parsed, &pending.scores) {
+                None => self.join.count(JoinDrop::Full, parsed.len() as u64),
+                Some((_, unscored)) => self.join.count(JoinDrop::Unscored, unscored),
+            },
             // The variant left the table before its labels came: nothing to compare with.
             None => self.join.count(JoinDrop::Unknown, 1),
         }

@@ -12,6 +12,7 @@ use ndarray::ArrayView2;
 use prometheus_client::metrics::counter::Counter;
 
 use super::Table;
+use crate::stats::Answer;
 use crate::ticker::Ticker;
 
 /// A mirrored request.
@@ -113,7 +114,7 @@ fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, pa
     slot.handles.latency.observe(elapsed as f64 / 1e9);
     match result {
         Ok(Ok(())) => {
-            slot.stats.record(elapsed, Some(out));
+            slot.stats.record(elapsed, Answer::Scored(out));
             slot.handles.predictions.inc_by(job.rows as u64);
             let agreed = out
                 .iter()
@@ -123,13 +124,13 @@ fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, pa
             slot.stats.record_agreement(job.rows as u64, agreed as u64);
         }
         Ok(Err(e)) => {
-            slot.stats.record(elapsed, None);
+            slot.stats.record(elapsed, Answer::Failed);
             slot.handles.errors.inc();
             error.inc();
             tracing::debug!(variant = %slot.name, error = %e, "shadow request failed");
         }
         Err(_) => {
-            slot.stats.record(elapsed, None);
+            slot.stats.record(elapsed, Answer::Failed);
             slot.handles.errors.inc();
             panic.inc();
             tracing::warn!(variant = %slot.name, "shadow model panicked; the primary was unaffected");

@@ -381,6 +381,8 @@ impl JoinDrop {
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) variant: Arc<str>,
+    /// The version that answered: labels join only to that version's statistics.
+    pub(crate) version: Option<u64>,
     pub(crate) scores: Vec<f32>,
     at: std::time::SystemTime,
     seq: u64,
@@ -450,13 +452,20 @@ impl LabelJoin {
         }
     }
 
-    pub(crate) fn insert(&self, id: &str, variant: Arc<str>, scores: Vec<f32>) {
+    pub(crate) fn insert(
+        &self,
+        id: &str,
+        variant: Arc<str>,
+        version: Option<u64>,
+        scores: Vec<f32>,
+    ) {
         let mut inner = lock(&self.inner);
         self.expire(&mut inner);
         inner.seq += 1;
         let seq = inner.seq;
         let pending = Pending {
             variant,
+            version,
             scores,
             at: self.clock.now(),
             seq,

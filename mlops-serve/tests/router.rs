@@ -552,3 +552,48 @@ fn nan_input_neither_counts_as_a_model_error_nor_poisons_the_step() {
     let strict = snapshot.get("strict").unwrap();
     assert_eq!((strict.requests, strict.errors, strict.rejected), (1, 0, 1));
 }
+
+#[test]
+fn labels_of_a_replaced_version_never_judge_its_successor() {
+    let router = Router::new("fraud", canary_routes(100.0), RouterOptions::default()).unwrap();
+    let mut out = [0.0_f32];
+    router
+        .route(
+            &Request {
+                request_id: Some("old"),
+                ..Request::default()
+            },
+            one_row().view(),
+            &mut out,
+        )
+        .unwrap();
+    // A new candidate under the same variant name.
+    let mut next = canary_routes(100.0);
+    next.variants[0].version = Some(3);
+    router.install(next).unwrap();
+    assert!(
+        router.feedback("old", &[1.0]).unwrap(),
+        "the request was waiting"
+    );
+    assert_eq!(router.snapshot().get("canary").unwrap().labeled(), 0);
+    // The same version in a new step keeps its labels.
+    router
+        .route(
+            &Request {
+                request_id: Some("new"),
+                ..Request::default()
+            },
+            one_row().view(),
+            &mut out,
+        )
+        .unwrap();
+    router
+        .install({
+            let mut r = canary_routes(100.0);
+            r.variants[0].version = Some(3);
+            r
+        })
+        .unwrap();
+    assert!(router.feedback("new", &[1.0]).unwrap());
+    assert_eq!(router.snapshot().get("canary").unwrap().labeled(), 1);
+}

@@ -358,7 +358,8 @@ impl Router {
         slot.stats.record(elapsed, Answer::Scored(out));
         slot.handles.predictions.inc_by(out.len() as u64);
         if let Some(id) = request.request_id {
-            self.join.insert(id, slot.name.clone(), out.to_vec());
+            self.join
+                .insert(id, slot.name.clone(), slot.version, out.to_vec());
         }
         let routed = Routed {
             variant: slot.name.clone(),
@@ -413,12 +414,17 @@ impl Router {
             ));
         }
         let table = self.table.load();
-        match table.slots.iter().find(|s| s.name == pending.variant) {
+        match table
+            .slots
+            .iter()
+            .find(|s| s.name == pending.variant && s.version == pending.version)
+        {
             Some(slot) => match slot.stats.record_labels(&parsed, &pending.scores) {
                 None => self.join.count(JoinDrop::Full, parsed.len() as u64),
                 Some((_, unscored)) => self.join.count(JoinDrop::Unscored, unscored),
             },
-            // The variant left the table before its labels came: nothing to compare with.
+            // The variant (or its version) left the table before its labels came: they would
+            // judge another model.
             None => self.join.count(JoinDrop::Unknown, 1),
         }
         Ok(true)

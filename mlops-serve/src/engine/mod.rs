@@ -172,6 +172,19 @@ impl CompiledModel {
         input.reserve(x.nrows() * self.widest);
         flagged.clear();
         for (r, row) in x.rows().into_iter().enumerate() {
+            // The common case, all finite: one vectorizable pass (a contiguous row is read as
+            // a slice).
+            let all_finite = match row.as_slice() {
+                Some(values) => values.iter().all(|v| v.is_finite()),
+                None => row.iter().all(|v| v.is_finite()),
+            };
+            if all_finite {
+                match row.as_slice() {
+                    Some(values) => input.extend(values.iter().zip(&self.mean).map(|(v, m)| v - m)),
+                    None => input.extend(row.iter().zip(&self.mean).map(|(v, m)| v - m)),
+                }
+                continue;
+            }
             let mut bad = false;
             for (i, &v) in row.iter().enumerate() {
                 let v = if v.is_finite() {

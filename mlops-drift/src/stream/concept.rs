@@ -201,7 +201,7 @@ impl ConceptDriftDetector for Adwin {
     fn update(&mut self, value: f64) -> DriftSignal {
         self.insert(value);
         self.seen += 1;
-        if self.seen % self.clock != 0 {
+        if !self.seen.is_multiple_of(self.clock) {
             return DriftSignal::Stable;
         }
         let mut drift = false;

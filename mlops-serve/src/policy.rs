@@ -210,6 +210,13 @@ impl PromotionConfig {
                 "100 (the last step is the promotion)",
             ));
         }
+        if self.steps[0] >= 100.0 && self.shadow.is_none() {
+            return Err(Error::invalid(
+                "steps[0]",
+                self.steps[0],
+                "a first step below 100 (a first step of 100 would promote with no analysis; add a shadow phase to analyze before it)",
+            ));
+        }
         check_seconds("bake_time_seconds", self.bake_time_seconds)?;
         if self.checks.is_empty() && self.no_data != NoData::Pass {
             return Err(Error::invalid(

@@ -272,6 +272,10 @@ fn the_config_reads_toml_and_json_and_names_bad_fields() {
     bad("steps = [10, 50]", "steps[1]");
     bad("steps = [10.005, 100]", "steps[0]");
     bad("steps = []", "steps");
+    // Straight to 100% would promote with no analysis; with a shadow phase it is analyzed.
+    bad("steps = [100]", "steps[0]");
+    let shadow_only = "steps = [100]\n[shadow]\npercent = 10\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]";
+    assert!(PromotionConfig::from_toml_str(shadow_only).is_ok());
     bad("bake_time_seconds = -1", "bake_time_seconds");
     bad("checks = []", "checks");
     bad("failure_limit = 0", "failure_limit");

@@ -311,3 +311,30 @@ fn failures_under_the_limit_hold_and_inconclusive_steps_extend_to_their_limit() 
     );
     assert_eq!(s.phase, Phase::RolledBack);
 }
+
+#[test]
+fn a_shadow_only_policy_promotes_after_the_shadow_phase_passes() {
+    let config = PromotionConfig::from_toml_str(
+        "steps = [100]\n[shadow]\npercent = 10\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]",
+    )
+    .unwrap();
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut s = RolloutState::start(MODEL, 1, 2, &config, t0);
+    assert_eq!((s.phase, s.canary_percent), (Phase::Shadow, 0.0));
+    // A failing shadow never reaches live traffic.
+    let mut failing = s.clone();
+    let d = failing
+        .advance(&config, &snapshot(1000, 50), t0 + Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        (d.kind, failing.phase, d.to_percent),
+        (DecisionKind::Rollback, Phase::RolledBack, 0.0)
+    );
+    let d = s
+        .advance(&config, &snapshot(1000, 0), t0 + Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        (d.kind, d.phase, s.phase, d.to_percent),
+        (DecisionKind::Promote, Phase::Shadow, Phase::Promoted, 100.0)
+    );
+}

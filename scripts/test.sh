@@ -61,8 +61,9 @@ cargo fmt --all -- --check
 # One feature selection for lint and tests, so the workspace is built once: the backends
 # tested against real servers (mlflow, aws, azure) and gcp, which has no local server (compiled
 # and linted only). Features only add code; nothing is compiled only without them but the
-# `cuda` fallbacks, which stay compiled (cuda is never on here).
-features=mlops-train/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
+# `cuda` fallbacks, which stay compiled (cuda is never on here). `mlops/http` builds the KServe V2
+# server and its example, which the tritonclient test (pytest) runs.
+features=mlops/http,mlops-train/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
 
 step "cargo clippy --workspace --all-targets --features $features -- -D warnings"
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings

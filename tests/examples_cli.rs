@@ -47,9 +47,18 @@ fn example(name: &str) -> PathBuf {
         }
         // The test command builds the workspace with extra features; the same selection here
         // finds everything built.
-        if let Ok(features) = std::env::var("MLOPS_TEST_FEATURES") {
-            cmd.args(["--features", &features]);
+        // The server example needs the facade's `http` feature; the test command's selection
+        // has it, a bare `cargo test --test examples_cli` gets it added here.
+        let mut features = std::env::var("MLOPS_TEST_FEATURES").unwrap_or_default();
+        if !features.split(',').any(|f| f == "mlops/http") {
+            features = [features.as_str(), "mlops/http"]
+                .iter()
+                .filter(|f| !f.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(",");
         }
+        cmd.args(["--features", &features]);
         assert!(cmd.status().unwrap().success(), "building the examples");
     });
     path

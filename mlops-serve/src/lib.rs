@@ -17,10 +17,12 @@
 //!   aliases by compare-and-swap through a [`source::ModelSource`];
 //! - [`metrics`]: Prometheus families in the host's `prometheus-client` registry.
 //!
-//! The Open Inference Protocol (KServe V2) HTTP server is the next serving issue.
+//! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum.
 
 pub mod analysis;
 mod engine;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 pub mod policy;
 pub mod replay;

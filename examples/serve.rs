@@ -1,0 +1,197 @@
+//! Serves a model from a registry over the Open Inference Protocol (KServe V2 REST): the
+//! version under `production`, with a candidate under `canary` rolled out by the promotion
+//! policy (shared rollout state in the registry), reloading when an alias moves.
+//!
+//! ```text
+//! cargo run --release --features http --example serve -- --registry /tmp/reg --model fraud \
+//!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5]
+//! curl localhost:8080/v2/models/fraud
+//! ```
+//!
+//! Every `--poll-seconds` the rollout controller reads the aliases and the rollout state:
+//! a moved `production` is loaded and swapped in atomically (no request fails during a
+//! reload), a `canary` starts a rollout, a due step is analyzed. With read-only credentials
+//! the server still serves and follows; only the controller's writes fail, and are logged.
+//! Bearer tokens come from `--tokens-file` (one per line) or `MLOPS_TOKENS`
+//! (comma-separated); health endpoints stay open. TLS is left to the proxy in front.
+//! Headers: `mlops-request-key` (sticky routing), `mlops-variant` (force `stable` or
+//! `canary`). Labels go back with `POST /v2/models/{model}/labels` `{"id", "labels"}`;
+//! `/metrics` is the Prometheus exposition. SIGINT or SIGTERM stops it after the requests in
+//! flight.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use mlops::registry::{Registry, RegistryConfig};
+use mlops::serve::http::{app, serve, ServerConfig};
+use mlops::serve::metrics::ServeMetrics;
+use mlops::serve::policy::PromotionConfig;
+use mlops::serve::rollout::{compiling, Controller, ControllerParts, Tick};
+use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
+use mlops::serve::source::ModelSource;
+use mlops::serve::NonFinitePolicy;
+
+/// Serves a registry model over the KServe V2 protocol, with canary rollouts by the promotion
+/// policy and reloads when an alias moves.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 2 bad input, an error at start (no production version, a port in use) or usage."
+)]
+struct Args {
+    /// Registry location: a folder or a URL (read-only credentials suffice to serve).
+    #[arg(long, env = "MLOPS_REGISTRY")]
+    registry: String,
+    /// The model to serve.
+    #[arg(long)]
+    model: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Promotion policy, TOML or JSON (the seed's by default).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A file of bearer tokens, one per line (or MLOPS_TOKENS, comma-separated).
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// Seconds between reads of the aliases and the rollout state.
+    #[arg(long, default_value_t = 5.0)]
+    poll_seconds: f64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    body_limit: usize,
+}
+
+fn tokens(args: &Args) -> anyhow::Result<Vec<String>> {
+    let text = match &args.tokens_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --tokens-file {}", path.display()))?,
+        None => std::env::var("MLOPS_TOKENS")
+            .unwrap_or_default()
+            .replace(',', "\n"),
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.poll_seconds.is_finite() && args.poll_seconds > 0.0) {
+        bail!(
+            "invalid --poll-seconds = {}: expected seconds > 0",
+            args.poll_seconds
+        );
+    }
+    let config = match &args.policy {
+        Some(path) => PromotionConfig::from_path(path)?,
+        None => PromotionConfig::default(),
+    };
+    let registry = Arc::new(Registry::open(&args.registry, &RegistryConfig::default()).await?);
+    let production = ModelSource::alias(&*registry, &args.model, "production")
+        .await?
+        .with_context(|| {
+            format!(
+                "model {:?} has no `production` alias in {}",
+                args.model, args.registry
+            )
+        })?;
+    let mut metrics_registry = mlops::prometheus_client::registry::Registry::default();
+    let metrics = ServeMetrics::register(&mut metrics_registry);
+    let loader = compiling(NonFinitePolicy::Reject);
+    let first = loader(
+        production,
+        &ModelSource::load(&*registry, &args.model, production).await?,
+    )?;
+    let router = Arc::new(Router::new(
+        &args.model,
+        Routes::single(Variant::new("stable", Some(production), first)),
+        RouterOptions {
+            metrics: metrics.clone(),
+            ..RouterOptions::default()
+        },
+    )?);
+    let controller = Controller::new(ControllerParts {
+        model: args.model.clone(),
+        config,
+        store: registry.clone(),
+        source: registry.clone(),
+        clock: Arc::new(mlops::core::clock::SystemClock),
+        metrics,
+        loader,
+    })?;
+    let server_config = ServerConfig {
+        tokens: tokens(&args)?,
+        body_limit_bytes: args.body_limit,
+        ..ServerConfig::default()
+    };
+    let application = app(
+        &args.model,
+        router.clone(),
+        Some(Arc::new(metrics_registry)),
+        server_config,
+    )?;
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    println!(
+        "serving {} v{production} on http://{}",
+        args.model,
+        listener.local_addr()?
+    );
+    let poll = Duration::from_secs_f64(args.poll_seconds);
+    let following = router.clone();
+    tokio::spawn(async move {
+        loop {
+            match controller.tick(&following).await {
+                Ok(Tick::Acted(d)) => println!(
+                    "rollout: {:?} {}% -> {}%: {}",
+                    d.kind, d.from_percent, d.to_percent, d.reason
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("rollout controller: {e}"),
+            }
+            tokio::time::sleep(poll).await;
+        }
+    });
+    serve(listener, application, shutdown()).await?;
+    println!("stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The Open Inference Protocol (KServe V2) over HTTP (feature `http`): [`protocol`] decodes
+//! and encodes the messages (JSON and the binary tensor data extension), [`server`] serves a
+//! [`Router`](crate::router::Router) with them on axum.
+//!
+//! TLS is left to the proxy in front (a load balancer, an ingress, a sidecar): the server
+//! speaks plain HTTP/1.1 and listens where it is told.
+
+pub mod protocol;
+pub mod server;
+
+pub use server::{app, serve, ServerConfig, INPUT, LABEL, PROBABILITY};

@@ -1,0 +1,131 @@
+"""Triton's Python client (`tritonclient[http]`) against the running server.
+
+`examples/serve.rs` serves the seed's network (written by `examples/engine_bench`) from a
+registry folder made with `examples/registry`, on a port this test picks on 127.0.0.1; the
+server is stopped by its PID (SIGTERM, graceful). The examples come from the test command's
+build (`scripts/test.sh` builds them with the `http` feature)."""
+import json
+import pathlib
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "target" / "debug" / "examples"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    for name in ["serve", "registry", "engine_bench"]:
+        if not (EXAMPLES / name).exists():
+            pytest.fail(f"{EXAMPLES / name} is missing: run scripts/test.sh, or `cargo build --examples --features http`")
+    d = tmp_path_factory.mktemp("triton")
+    run = lambda *args: subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
+    run(EXAMPLES / "engine_bench", "--out", d / "model", "--seconds", "0.01")
+    run(EXAMPLES / "registry", "--registry", d / "reg", "register", "fraud", d / "model")
+    run(EXAMPLES / "registry", "--registry", d / "reg", "alias", "fraud", "production", "1")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{url}/v2/health/live", timeout=1)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                out, err = proc.communicate(timeout=5)
+                pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out.decode()
+    assert b"stopped" in out
+
+
+def rows(n):
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(n, 30)).astype(np.float32)
+
+
+def infer(client, x, binary, request_id=""):
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ["probability", "label"]]
+    return client.infer("fraud", [tensor], outputs=outputs, request_id=request_id)
+
+
+def test_health_and_metadata(server):
+    client = httpclient.InferenceServerClient(url=server)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("fraud")
+    assert client.is_model_ready("fraud", model_version="1")
+    meta = client.get_server_metadata()
+    assert "binary_tensor_data" in meta["extensions"]
+    model = client.get_model_metadata("fraud")
+    assert model["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 30]}]
+    assert [o["name"] for o in model["outputs"]] == ["probability", "label"]
+    assert model["versions"] == ["1"]
+
+
+def test_json_and_binary_inference_agree_on_a_batch_of_4(server):
+    client = httpclient.InferenceServerClient(url=server)
+    x = rows(4)
+    as_json = infer(client, x, binary=False, request_id="req-7")
+    as_binary = infer(client, x, binary=True)
+    p_json, p_bin = as_json.as_numpy("probability"), as_binary.as_numpy("probability")
+    assert p_json.shape == (4,) and p_json.dtype == np.float32
+    np.testing.assert_allclose(p_json, p_bin, rtol=0, atol=1e-7)
+    assert ((p_bin > 0) & (p_bin < 1)).all()
+    labels = as_binary.as_numpy("label")
+    assert labels.dtype == np.int64 and (labels == (p_bin >= 0.5)).all()
+    response = as_json.get_response()
+    assert response["id"] == "req-7" and response["model_name"] == "fraud" and response["model_version"] == "1"
+    assert "id" not in as_binary.get_response()
+    # All outputs, binary by default (no outputs named).
+    tensor = httpclient.InferInput("input", [4, 30], "FP32")
+    tensor.set_data_from_numpy(x)
+    everything = client.infer("fraud", [tensor])
+    np.testing.assert_allclose(everything.as_numpy("probability"), p_bin, rtol=0, atol=0)
+
+
+def test_errors_are_4xx_with_an_error_message(server):
+    client = httpclient.InferenceServerClient(url=server)
+    with pytest.raises(InferenceServerException) as e:
+        client.get_model_metadata("nope")
+    assert e.value.status() == "404" and "nope" in e.value.message()
+    x = rows(2)
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("nope", [tensor])
+    assert e.value.status() == "404"
+    wrong = httpclient.InferInput("input", [2, 29], "FP32")
+    wrong.set_data_from_numpy(x[:, :29].copy())
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("fraud", [wrong])
+    assert e.value.status() == "400" and "[batch, 30]" in e.value.message()
+    for body in [b"{not json", b'{"inputs": 5}', b"\x00\xff" * 50]:
+        request = urllib.request.Request(f"http://{server}/v2/models/fraud/infer", data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(request, timeout=5)
+        assert e.value.code == 400
+        assert "error" in json.loads(e.value.read())

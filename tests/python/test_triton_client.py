@@ -129,3 +129,30 @@ def test_errors_are_4xx_with_an_error_message(server):
             urllib.request.urlopen(request, timeout=5)
         assert e.value.code == 400
         assert "error" in json.loads(e.value.read())
+
+
+def test_random_and_truncated_bodies_never_get_a_5xx_and_the_server_stays_healthy(server):
+    rng = np.random.default_rng(11)
+    good = json.dumps({"id": "x", "inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": rows(2).tolist()}]}).encode()
+    bodies = [rng.bytes(int(rng.integers(0, 400))) for _ in range(100)]
+    bodies += [good[: int(rng.integers(0, len(good)))] for _ in range(100)]
+    for _ in range(100):
+        mutated = bytearray(good)
+        for _ in range(3):
+            mutated[int(rng.integers(0, len(mutated)))] = int(rng.integers(0, 256))
+        bodies.append(bytes(mutated))
+    statuses = []
+    for i, body in enumerate(bodies):
+        headers = {"Inference-Header-Content-Length": str(int(rng.integers(0, 600)))} if i % 7 == 0 else {}
+        request = urllib.request.Request(f"http://{server}/v2/models/fraud/infer", data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                statuses.append(r.status)
+        except urllib.error.HTTPError as e:
+            statuses.append(e.code)
+            assert "error" in json.loads(e.read()), body
+    assert all(s < 500 for s in statuses), sorted(set(statuses))
+    assert statuses.count(400) > 250
+    client = httpclient.InferenceServerClient(url=server)
+    assert client.is_server_live() and client.is_model_ready("fraud")
+    assert infer(client, rows(1), binary=True).as_numpy("probability").shape == (1,)

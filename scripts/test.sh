@@ -46,14 +46,15 @@ if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
 fi
 .tools/node_modules/.bin/azurite-blob --version
 
-step "promtool (Debian's prometheus package) for the metrics tests"
-if ! command -v promtool >/dev/null 2>&1; then
+step "promtool and prometheus (Debian's prometheus package) for the metrics and rollout tests"
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   # The package's service is not started: policy-rc.d forbids it in containers, and the tests
-  # only run the promtool binary.
+  # start their own prometheus on a port they pick, stopped by PID.
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 promtool --version | head -n 1
+prometheus --version 2>&1 | head -n 1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

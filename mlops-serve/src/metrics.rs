@@ -8,6 +8,8 @@
 //! | `mlops_serve_errors_total` (the model failed) | counter | model, version, variant |
 //! | `mlops_serve_rejected_total` (the model refused the input as invalid) | counter | model, version, variant |
 //! | `mlops_serve_latency_seconds` | histogram | model, variant |
+//! | `mlops_serve_labeled_score` (probability of labeled rows, 0.02 buckets) | histogram | model, variant, label |
+//! | `mlops_serve_shadow_compared_total`, `mlops_serve_shadow_agreed_total` | counter | model, variant |
 //! | `mlops_serve_traffic_weight` (percent of live traffic) | gauge | model, variant |
 //! | `mlops_serve_shadow_fraction` (percent of requests mirrored) | gauge | model, variant |
 //! | `mlops_serve_rollout_step` (index into the steps; -1 none, -2 shadow phase) | gauge | model |
@@ -40,6 +42,13 @@ struct VariantLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LabeledLabels {
+    model: String,
+    variant: String,
+    label: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
 }
@@ -51,6 +60,16 @@ struct ReasonLabels {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Buckets of a labeled row's predicted probability: 0.02 wide, so the step's ROC AUC and
+/// accuracy can be recomputed from Prometheus across replicas (to about a bucket's width).
+pub const LABELED_SCORE_BUCKETS: u16 = 50;
+
+fn score_histogram() -> Histogram {
+    Histogram::new(
+        (1..=LABELED_SCORE_BUCKETS).map(|i| f64::from(i) / f64::from(LABELED_SCORE_BUCKETS)),
+    )
+}
 
 fn latency_histogram() -> Histogram {
     // 50 µs to about 3.3 s, doubling.
@@ -77,6 +96,9 @@ pub struct ServeMetrics {
     errors: Family<VersionLabels, Counter>,
     rejected: Family<VersionLabels, Counter>,
     latency: Family<VariantLabels, Histogram, fn() -> Histogram>,
+    labeled_score: Family<LabeledLabels, Histogram, fn() -> Histogram>,
+    shadow_compared: Family<VariantLabels, Counter>,
+    shadow_agreed: Family<VariantLabels, Counter>,
     weight: Family<VariantLabels, FloatGauge>,
     shadow_fraction: Family<VariantLabels, FloatGauge>,
     rollout_step: Family<ModelLabels, Gauge>,
@@ -96,6 +118,9 @@ impl Default for ServeMetrics {
             errors: Family::default(),
             rejected: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            labeled_score: Family::new_with_constructor(score_histogram),
+            shadow_compared: Family::default(),
+            shadow_agreed: Family::default(),
             weight: Family::default(),
             shadow_fraction: Family::default(),
             rollout_step: Family::default(),
@@ -118,6 +143,10 @@ pub(crate) struct VariantHandles {
     pub(crate) errors: Counter,
     pub(crate) rejected: Counter,
     pub(crate) latency: Histogram,
+    /// Probabilities of labeled rows, by label (0, 1).
+    pub(crate) labeled: [Histogram; 2],
+    pub(crate) shadow_compared: Counter,
+    pub(crate) shadow_agreed: Counter,
 }
 
 impl ServeMetrics {
@@ -153,6 +182,21 @@ impl ServeMetrics {
             "mlops_serve_latency_seconds",
             "Request latency in the model, per variant",
             m.latency.clone(),
+        );
+        registry.register(
+            "mlops_serve_labeled_score",
+            "Predicted probability of rows whose labels came back, per variant and label",
+            m.labeled_score.clone(),
+        );
+        registry.register(
+            "mlops_serve_shadow_compared",
+            "Rows a shadow scored beside the primary",
+            m.shadow_compared.clone(),
+        );
+        registry.register(
+            "mlops_serve_shadow_agreed",
+            "Rows where the shadow's label equalled the primary's",
+            m.shadow_agreed.clone(),
         );
         registry.register(
             "mlops_serve_traffic_weight",
@@ -224,6 +268,23 @@ impl ServeMetrics {
                     model: model.to_string(),
                     variant: variant.to_string(),
                 })
+                .clone(),
+            labeled: ["0", "1"].map(|label| {
+                self.labeled_score
+                    .get_or_create(&LabeledLabels {
+                        model: model.to_string(),
+                        variant: variant.to_string(),
+                        label: label.to_string(),
+                    })
+                    .clone()
+            }),
+            shadow_compared: self
+                .shadow_compared
+                .get_or_create(&Self::variant(model, variant))
+                .clone(),
+            shadow_agreed: self
+                .shadow_agreed
+                .get_or_create(&Self::variant(model, variant))
                 .clone(),
         }
     }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use mlops_core::clock::Clock;
 use mlops_core::model::{ModelArtifact, Predictor};
 
+use super::metrics_source::{InProcess, MetricsSource};
 use super::state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 use super::store::{RolloutStore, Stored};
 use crate::engine::{CompiledModel, NonFinitePolicy};
@@ -88,6 +89,7 @@ enum Following {
 /// The rollout controller (see the module docs).
 pub struct Controller {
     parts: ControllerParts,
+    observed: Arc<dyn MetricsSource>,
     models: Mutex<HashMap<u64, Arc<dyn Predictor>>>,
     following: Mutex<Option<Following>>,
 }
@@ -107,9 +109,17 @@ impl Controller {
         parts.metrics.init_model(&parts.model);
         Ok(Controller {
             parts,
+            observed: Arc::new(InProcess),
             models: Mutex::new(HashMap::new()),
             following: Mutex::new(None),
         })
+    }
+
+    /// Reads step statistics from `source` instead of this replica's router ([`InProcess`]):
+    /// a [`PrometheusSource`](super::PrometheusSource) aggregates every replica.
+    pub fn with_metrics_source(mut self, source: Arc<dyn MetricsSource>) -> Self {
+        self.observed = source;
+        self
     }
 
     /// The policy.
@@ -322,7 +332,13 @@ impl Controller {
                     self.follow(router, &st).await?;
                     return Ok(Tick::Followed);
                 }
-                let snapshot = router.snapshot();
+                let now_unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let snapshot = self
+                    .observed
+                    .snapshot(model, router, next.step_started_unix, now_unix)
+                    .await?;
                 match next.advance(config, &snapshot, now) {
                     None => Ok(Tick::Waiting {
                         due_unix: next.step_due_unix(config),

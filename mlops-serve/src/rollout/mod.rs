@@ -22,12 +22,16 @@
 //! ```
 
 mod controller;
+mod metrics_source;
 mod state;
 mod store;
 
 pub use controller::{
     compiling, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS, PRODUCTION_ALIAS,
 };
+#[cfg(feature = "http")]
+pub use metrics_source::PrometheusSource;
+pub use metrics_source::{InProcess, MetricsSource};
 pub use state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 #[cfg(feature = "registry")]
 pub use store::ROLLOUT_DOCUMENT;

@@ -419,10 +419,17 @@ impl Router {
             .iter()
             .find(|s| s.name == pending.variant && s.version == pending.version)
         {
-            Some(slot) => match slot.stats.record_labels(&parsed, &pending.scores) {
-                None => self.join.count(JoinDrop::Full, parsed.len() as u64),
-                Some((_, unscored)) => self.join.count(JoinDrop::Unscored, unscored),
-            },
+            Some(slot) => {
+                match slot.stats.record_labels(&parsed, &pending.scores) {
+                    None => self.join.count(JoinDrop::Full, parsed.len() as u64),
+                    Some((_, unscored)) => self.join.count(JoinDrop::Unscored, unscored),
+                }
+                for (&label, &score) in parsed.iter().zip(&pending.scores) {
+                    if score.is_finite() {
+                        slot.handles.labeled[usize::from(label)].observe(f64::from(score));
+                    }
+                }
+            }
             // The variant (or its version) left the table before its labels came: they would
             // judge another model.
             None => self.join.count(JoinDrop::Unknown, 1),

@@ -122,6 +122,8 @@ fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, pa
                 .filter(|(&p, &primary)| (p >= slot.threshold) == primary)
                 .count();
             slot.stats.record_agreement(job.rows as u64, agreed as u64);
+            slot.handles.shadow_compared.inc_by(job.rows as u64);
+            slot.handles.shadow_agreed.inc_by(agreed as u64);
         }
         Ok(Err(e)) => {
             slot.stats.record(elapsed, Answer::Failed);

@@ -39,7 +39,8 @@ def server(tmp_path_factory):
     run(EXAMPLES / "registry", "--registry", d / "reg", "alias", "fraud", "production", "1")
     port = free_port()
     proc = subprocess.Popen(
-        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}"],
+        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}",
+         "--poll-seconds", "0.2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -54,7 +55,7 @@ def server(tmp_path_factory):
                 out, err = proc.communicate(timeout=5)
                 pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
             time.sleep(0.1)
-    yield url
+    yield url, d
     proc.terminate()
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out.decode()
@@ -74,6 +75,7 @@ def infer(client, x, binary, request_id=""):
 
 
 def test_health_and_metadata(server):
+    server, _ = server
     client = httpclient.InferenceServerClient(url=server)
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("fraud")
@@ -87,6 +89,7 @@ def test_health_and_metadata(server):
 
 
 def test_json_and_binary_inference_agree_on_a_batch_of_4(server):
+    server, _ = server
     client = httpclient.InferenceServerClient(url=server)
     x = rows(4)
     as_json = infer(client, x, binary=False, request_id="req-7")
@@ -108,6 +111,7 @@ def test_json_and_binary_inference_agree_on_a_batch_of_4(server):
 
 
 def test_errors_are_4xx_with_an_error_message(server):
+    server, _ = server
     client = httpclient.InferenceServerClient(url=server)
     with pytest.raises(InferenceServerException) as e:
         client.get_model_metadata("nope")
@@ -132,6 +136,7 @@ def test_errors_are_4xx_with_an_error_message(server):
 
 
 def test_random_and_truncated_bodies_never_get_a_5xx_and_the_server_stays_healthy(server):
+    server, _ = server
     rng = np.random.default_rng(11)
     good = json.dumps({"id": "x", "inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": rows(2).tolist()}]}).encode()
     bodies = [rng.bytes(int(rng.integers(0, 400))) for _ in range(100)]
@@ -156,3 +161,40 @@ def test_random_and_truncated_bodies_never_get_a_5xx_and_the_server_stays_health
     client = httpclient.InferenceServerClient(url=server)
     assert client.is_server_live() and client.is_model_ready("fraud")
     assert infer(client, rows(1), binary=True).as_numpy("probability").shape == (1,)
+
+
+def test_moving_production_reloads_without_a_failed_request(server):
+    import threading
+
+    url, d = server
+    client = httpclient.InferenceServerClient(url=url, concurrency=1)
+    run = lambda *args: subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
+    run(EXAMPLES / "registry", "--registry", d / "reg", "register", "fraud", d / "model")
+    versions, failures, stop = [], [], threading.Event()
+
+    def hammer():
+        c = httpclient.InferenceServerClient(url=url)
+        while not stop.is_set():
+            try:
+                versions.append(infer(c, rows(1), binary=True).get_response()["model_version"])
+            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+                failures.append(repr(e))
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        run(EXAMPLES / "registry", "--registry", d / "reg", "alias", "fraud", "production", "2", "--expect", "1")
+        deadline = time.time() + 30
+        while "2" not in versions[-20:] and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures, failures[:3]
+    assert versions[0] == "1" and versions[-1] == "2", (versions[:3], versions[-3:])
+    # Once switched, never back.
+    first_two = versions.index("2")
+    assert set(versions[first_two:]) == {"2"}
+    assert client.get_model_metadata("fraud")["versions"] == ["2"]

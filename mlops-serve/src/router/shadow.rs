@@ -5,7 +5,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 
 use ndarray::ArrayView2;
@@ -88,11 +88,23 @@ fn work(
     backlog: Arc<AtomicU64>,
 ) {
     let mut out: Vec<f32> = Vec::new();
-    while let Ok(job) = rx.recv() {
-        score(&job, &mut out, &*ticker, &error, &panic);
-        backlog.fetch_sub(1, Ordering::SeqCst);
+    // Drain what is queued, then sleep a millisecond: the request path's `try_send` never has
+    // to wake a blocked receiver (a futex call and a context switch per mirrored request),
+    // and a shadow answers at most a millisecond later, off the request path anyway.
+    loop {
+        match rx.try_recv() {
+            Ok(job) => {
+                score(&job, &mut out, &*ticker, &error, &panic);
+                backlog.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(TryRecvError::Empty) => std::thread::sleep(IDLE),
+            Err(TryRecvError::Disconnected) => return,
+        }
     }
 }
+
+/// How long the worker sleeps when the queue is empty.
+const IDLE: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, panic: &Counter) {
     let Some((index, _)) = job.table.shadow else {

@@ -1,6 +1,7 @@
 //! Serves a model from a registry over the Open Inference Protocol (KServe V2 REST): the
-//! version under `production`, with a candidate under `canary` rolled out by the promotion
-//! policy (shared rollout state in the registry), reloading when an alias moves.
+//! version under `--alias` (`production`), with a candidate under `--canary-alias` (`canary`)
+//! rolled out by the promotion policy (shared rollout state in the registry), reloading when
+//! an alias moves.
 //!
 //! ```text
 //! cargo run --release --features http --example serve -- --registry /tmp/reg --model fraud \
@@ -49,6 +50,12 @@ struct Args {
     /// The model to serve.
     #[arg(long)]
     model: String,
+    /// The alias whose version is served.
+    #[arg(long, default_value = "production")]
+    alias: String,
+    /// The alias a candidate is rolled out from.
+    #[arg(long, default_value = "canary")]
+    canary_alias: String,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
@@ -125,7 +132,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         clock: Arc::new(mlops::core::clock::SystemClock),
         metrics,
         loader,
-    })?;
+    })?
+    .with_aliases(&args.alias, &args.canary_alias)?;
     let server_config = ServerConfig {
         tokens: tokens(&args)?,
         body_limit_bytes: args.body_limit,

@@ -361,3 +361,39 @@ async fn aliases_left_unmoved_by_a_crash_are_moved_by_the_next_tick() {
     assert_eq!(w.source.alias(MODEL, "canary").await.unwrap(), None);
     assert_eq!(router.routes().variants[0].version, Some(2));
 }
+
+#[tokio::test]
+async fn other_alias_names_serve_and_roll_out_the_same_way() {
+    let w = world(0.5, 1.0);
+    w.source
+        .move_alias(MODEL, "eu-prod", Some(1), None, "first")
+        .await
+        .unwrap();
+    w.source
+        .move_alias(MODEL, "eu-canary", Some(2), None, "candidate")
+        .await
+        .unwrap();
+    let router = w.router();
+    let controller = w
+        .controller(PromotionConfig::default())
+        .with_aliases("eu-prod", "eu-canary")
+        .unwrap();
+    assert!(w
+        .controller(PromotionConfig::default())
+        .with_aliases("x", "x")
+        .is_err());
+    let mut offset = 0;
+    for _ in 0..200 {
+        if matches!(controller.tick(&router).await.unwrap(), Tick::Idle { .. })
+            && state_or_none(&controller).await.is_some()
+        {
+            break;
+        }
+        traffic(&w, &[&router], 1500, &mut offset);
+    }
+    assert_eq!(state(&controller).phase, Phase::Promoted);
+    assert_eq!(w.source.alias(MODEL, "eu-prod").await.unwrap(), Some(2));
+    assert_eq!(w.source.alias(MODEL, "eu-canary").await.unwrap(), None);
+    // The default names were never touched.
+    assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(1));
+}

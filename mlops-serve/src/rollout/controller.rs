@@ -90,6 +90,9 @@ enum Following {
 pub struct Controller {
     parts: ControllerParts,
     observed: Arc<dyn MetricsSource>,
+    /// The aliases served and rolled out from: [`PRODUCTION_ALIAS`] and [`CANARY_ALIAS`]
+    /// unless [`Controller::with_aliases`] names others.
+    aliases: (String, String),
     models: Mutex<HashMap<u64, Arc<dyn Predictor>>>,
     following: Mutex<Option<Following>>,
 }
@@ -110,6 +113,7 @@ impl Controller {
         Ok(Controller {
             parts,
             observed: Arc::new(InProcess),
+            aliases: (PRODUCTION_ALIAS.to_string(), CANARY_ALIAS.to_string()),
             models: Mutex::new(HashMap::new()),
             following: Mutex::new(None),
         })
@@ -120,6 +124,20 @@ impl Controller {
     pub fn with_metrics_source(mut self, source: Arc<dyn MetricsSource>) -> Self {
         self.observed = source;
         self
+    }
+
+    /// Serves the version under `production` and rolls out the one under `canary` (for
+    /// example `eu-production` and `eu-canary`); refused when they are the same or empty.
+    pub fn with_aliases(mut self, production: &str, canary: &str) -> Result<Self> {
+        if production.is_empty() || canary.is_empty() || production == canary {
+            return Err(Error::invalid(
+                "aliases",
+                format!("{production:?}, {canary:?}"),
+                "two different, non-empty alias names",
+            ));
+        }
+        self.aliases = (production.to_string(), canary.to_string());
+        Ok(self)
     }
 
     /// The policy.
@@ -228,7 +246,7 @@ impl Controller {
             && !source
                 .move_alias(
                     model,
-                    PRODUCTION_ALIAS,
+                    &self.aliases.0,
                     Some(state.candidate),
                     Some(state.stable),
                     &why,
@@ -242,7 +260,7 @@ impl Controller {
             );
         }
         if !source
-            .move_alias(model, CANARY_ALIAS, None, Some(state.candidate), &why)
+            .move_alias(model, &self.aliases.1, None, Some(state.candidate), &why)
             .await?
         {
             tracing::debug!(
@@ -302,17 +320,14 @@ impl Controller {
     pub async fn tick(&self, router: &Router) -> Result<Tick> {
         let (model, source, config) = (&self.parts.model, &self.parts.source, &self.parts.config);
         let now = self.parts.clock.now();
-        let production = source
-            .alias(model, PRODUCTION_ALIAS)
-            .await?
-            .ok_or_else(|| {
-                Error::invalid(
-                    format!("alias {PRODUCTION_ALIAS:?} of {model:?}"),
-                    "unset",
-                    "a production version to serve (point the alias at one)",
-                )
-            })?;
-        let canary = source.alias(model, CANARY_ALIAS).await?;
+        let production = source.alias(model, &self.aliases.0).await?.ok_or_else(|| {
+            Error::invalid(
+                format!("alias {:?} of {model:?}", self.aliases.0),
+                "unset",
+                "a production version to serve (point the alias at one)",
+            )
+        })?;
+        let canary = source.alias(model, &self.aliases.1).await?;
         let stored = self.state().await?;
         match stored {
             Some(st) if !st.state.phase.is_terminal() => {

@@ -566,6 +566,42 @@ mod server {
         );
     }
 
+    /// A request still being uploaded when shutdown starts is answered; then the server stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_lets_the_request_in_flight_finish() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (app, _) = server(vec![]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(mlops_serve::http::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        let body = json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).to_string();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"probability\""), "{response}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        // Stopped: no new connection is accepted.
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 

@@ -5,6 +5,7 @@ registry folder made with `examples/registry`, on a port this test picks on 127.
 server is stopped by its PID (SIGTERM, graceful). The examples come from the test command's
 build (`scripts/test.sh` builds them with the `http` feature)."""
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -198,3 +199,39 @@ def test_moving_production_reloads_without_a_failed_request(server):
     first_two = versions.index("2")
     assert set(versions[first_two:]) == {"2"}
     assert client.get_model_metadata("fraud")["versions"] == ["2"]
+
+
+def test_tokens_from_the_environment_guard_everything_but_health(server, tmp_path):
+    _, d = server
+    port = free_port()
+    token = "env-token-0123456789abcdef"
+    env = dict(os.environ, MLOPS_TOKENS=f"other-token-0123456789,{token}")
+    proc = subprocess.Popen(
+        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        url = f"127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.1)
+        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {token[:-1]}"}, {"Authorization": token}]:
+            client = httpclient.InferenceServerClient(url=url)
+            with pytest.raises(InferenceServerException) as e:
+                client.get_model_metadata("fraud", headers=headers)
+            assert e.value.status() == "401" and e.value.message() == "unauthorized"
+        client = httpclient.InferenceServerClient(url=url)
+        assert client.is_server_live() and client.is_server_ready()
+        good = {"Authorization": f"Bearer {token}"}
+        assert client.get_model_metadata("fraud", headers=good)["name"] == "fraud"
+        tensor = httpclient.InferInput("input", [1, 30], "FP32")
+        tensor.set_data_from_numpy(rows(1))
+        assert client.infer("fraud", [tensor], headers=good).as_numpy("probability").shape == (1,)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

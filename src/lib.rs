@@ -16,7 +16,8 @@
 //! ```
 //!
 //! This facade re-exports the workspace crates, each behind a cargo feature of the same name
-//! (all on by default): [`core`] always, `drift`, `train`, `registry` and `serve`.
+//! (all on by default): [`core`] always, `drift`, `train`, `registry` and `serve`; `http`
+//! (not default) adds the KServe V2 server (`serve::http`).
 //! A host that needs only one step depends on that crate alone.
 //!
 //! ```

@@ -29,7 +29,7 @@ trap cleanup EXIT
 step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
 
-step "disk free here (the clippy, test and outside-crate builds leave about 3.7 GiB in target/)"
+step "disk free here (the clippy, test and outside-crate builds leave about 4.3 GiB in target/)"
 df -h . | tail -n 1
 
 step "Python venv (.venv) with scripts/requirements-test.txt"

@@ -1,6 +1,6 @@
 //! JSON for the types users store (profiles, reports, configs, specs, schemas): every one has
 //! `to_json` (a `String`, pretty-printed) and `from_json` (`&str`), with errors naming what was
-//! being read. The crates give their types these methods with [`json_methods!`].
+//! being read. The crates give their types these methods with `json_methods!`.
 //!
 //! ```
 //! use mlops_core::{ColumnKind, Schema};

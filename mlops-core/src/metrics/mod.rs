@@ -519,7 +519,7 @@ pub struct MetricReport {
     pub specificity: f64,
     /// The confusion matrix at the threshold.
     pub confusion: ConfusionMatrix,
-    /// Why each `None` metric is undefined (`log_loss`: "scores[3] = 1.7 ..."), by name.
+    /// Why each `None` metric is undefined (`log_loss`: `"scores[3] = 1.7 ..."`), by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub undefined: std::collections::BTreeMap<String, String>,
 }

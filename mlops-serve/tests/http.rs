@@ -378,6 +378,10 @@ mod server {
                 json!({"inputs": [ok_input.clone()], "outputs": [{"name": "logits"}]}),
                 "logits",
             ),
+            (
+                json!({"inputs": [ok_input.clone()], "outputs": [{"name": "label"}, {"name": "label"}]}),
+                "twice",
+            ),
             (json!({"inputs": [ok_input.clone()], "extra": 1}), "extra"),
             (json!({"id": 5, "inputs": [ok_input.clone()]}), "id"),
             (json!([1, 2]), "object"),

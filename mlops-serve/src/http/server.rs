@@ -442,6 +442,16 @@ fn run_infer(
     };
     let requested: Vec<RequestedOutput> = match &request.outputs {
         Some(outputs) => {
+            if let Some((k, o)) = outputs
+                .iter()
+                .enumerate()
+                .find(|(k, o)| outputs[..*k].iter().any(|p| p.name == o.name))
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("outputs[{k}]: {:?} is asked for twice", o.name),
+                );
+            }
             if let Some(o) = outputs
                 .iter()
                 .find(|o| o.name != PROBABILITY && o.name != LABEL)
@@ -485,6 +495,19 @@ fn run_infer(
             )
         }
     };
+    // The labels first (from the probabilities), then the probabilities themselves are
+    // moved into their output: no copy of the batch on the way out.
+    let labels: Vec<i64> = probabilities
+        .iter()
+        .map(|&p| {
+            if p.is_nan() {
+                -1
+            } else {
+                i64::from(p >= routed.threshold)
+            }
+        })
+        .collect();
+    let (mut probabilities, mut labels) = (Some(probabilities), Some(labels));
     let outputs: Vec<Output> = requested
         .iter()
         .map(|o| Output {
@@ -492,20 +515,9 @@ fn run_infer(
             shape: vec![x.nrows()],
             binary: o.binary,
             data: if o.name == PROBABILITY {
-                OutputData::Fp32(probabilities.clone())
+                OutputData::Fp32(probabilities.take().unwrap_or_default())
             } else {
-                OutputData::Int64(
-                    probabilities
-                        .iter()
-                        .map(|&p| {
-                            if p.is_nan() {
-                                -1
-                            } else {
-                                i64::from(p >= routed.threshold)
-                            }
-                        })
-                        .collect(),
-                )
+                OutputData::Int64(labels.take().unwrap_or_default())
             },
         })
         .collect();

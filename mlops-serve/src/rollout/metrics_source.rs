@@ -189,6 +189,9 @@ mod prometheus {
             let requests = self
                 .per_variant("mlops_serve_requests_total", model, &window, now)
                 .await?;
+            let predictions = self
+                .per_variant("mlops_serve_predictions_total", model, &window, now)
+                .await?;
             let errors = self
                 .per_variant("mlops_serve_errors_total", model, &window, now)
                 .await?;
@@ -248,7 +251,7 @@ mod prometheus {
                     s.requests = count(&requests, name);
                     s.errors = count(&errors, name);
                     s.rejected = count(&rejected, name);
-                    s.rows = s.requests.saturating_sub(s.errors + s.rejected);
+                    s.rows = count(&predictions, name);
                     s.shadow_compared = count(&compared, name);
                     s.shadow_agreed = count(&agreed, name);
                     s.latency_p50_ms = quantiles

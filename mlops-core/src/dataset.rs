@@ -386,6 +386,79 @@ impl Dataset {
         })
     }
 
+    /// The rows of `parts`, in order, as one dataset (a window of batches). Every part must
+    /// have the first one's schema (names, kinds, label), and labels, weights and the order
+    /// column in all parts or in none.
+    ///
+    /// ```
+    /// use mlops_core::Dataset;
+    /// use ndarray::array;
+    ///
+    /// let a = Dataset::new(array![[1.0_f32]], vec!["x".into()])?.with_labels(array![0.0], "y")?;
+    /// let b = Dataset::new(array![[2.0_f32], [3.0]], vec!["x".into()])?.with_labels(array![1.0, 0.0], "y")?;
+    /// let both = Dataset::concat(&[&a, &b])?;
+    /// assert_eq!(both.column("x")?.to_vec(), vec![1.0, 2.0, 3.0]);
+    /// assert!(Dataset::concat(&[]).is_err());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn concat(parts: &[&Dataset]) -> Result<Dataset> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("datasets to concatenate", "none", "at least one"))?;
+        for (i, p) in parts.iter().enumerate().skip(1) {
+            if p.schema != first.schema {
+                return Err(Error::invalid(
+                    format!("schema of dataset #{i}"),
+                    p.schema
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    "the first dataset's schema (same columns, kinds and label)",
+                ));
+            }
+            let shape = |d: &Dataset| {
+                (
+                    d.labels.is_some(),
+                    d.weights.is_some(),
+                    d.order.as_ref().map(|(n, _)| n.clone()),
+                )
+            };
+            if shape(p) != shape(first) {
+                return Err(Error::invalid(
+                    format!("dataset #{i}"),
+                    format!("{:?} (labels, weights, order column)", shape(p)),
+                    format!("the first dataset's {:?}", shape(first)),
+                ));
+            }
+        }
+        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.features.view()).collect();
+        let features = ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| Error::invalid("datasets to concatenate", e, "equal widths"))?;
+        let cat1 = |get: &dyn Fn(&Dataset) -> Option<ArrayView1<'_, f32>>| -> Option<Array1<f32>> {
+            let views: Option<Vec<ArrayView1<'_, f32>>> = parts.iter().map(|p| get(p)).collect();
+            views.map(|v| ndarray::concatenate(Axis(0), &v).expect("1-d arrays concatenate"))
+        };
+        let order = first.order.as_ref().map(|(name, _)| {
+            let v: Vec<ArrayView1<'_, f64>> = parts
+                .iter()
+                .filter_map(|p| p.order.as_ref().map(|(_, v)| v.view()))
+                .collect();
+            (
+                name.clone(),
+                ndarray::concatenate(Axis(0), &v).expect("1-d arrays concatenate"),
+            )
+        });
+        Ok(Dataset {
+            features,
+            labels: cat1(&|d| d.labels.as_ref().map(|l| l.view())),
+            weights: cat1(&|d| d.weights.as_ref().map(|w| w.view())),
+            schema: first.schema.clone(),
+            order,
+        })
+    }
+
     /// A new dataset without the named feature columns (for example an ordering column that
     /// must not be a feature).
     pub fn drop_features(&self, names: &[&str]) -> Result<Dataset> {

@@ -54,6 +54,7 @@ mod schema;
 mod split;
 #[cfg(feature = "object-store")]
 pub mod store_url;
+pub mod synthetic;
 pub mod validation;
 
 pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};

@@ -10,6 +10,8 @@
 //!   gating, the share-of-drifted-columns rule and the seed's mean-statistic rule;
 //! - [`DriftPolicy`]: report → action (none, warn, retrain) with minimum samples and a
 //!   cooldown on an injected clock, a host [`RetrainTrigger`], and Prometheus [`DriftMetrics`];
+//! - [`DriftMonitor`]: a whole table monitored in windows of rows across batches, every
+//!   check through the policy (the served model's drift detector);
 //! - [`html_report`]: the report as an HTML page with a summary table and per-column ECDFs;
 //! - [`QuantileSketch`]: Apache DataSketches' KLL sketch (about 12 KB per column at the
 //!   default `k`, the format the Java, C++ and Python DataSketches read), whose rank error
@@ -35,6 +37,7 @@
 mod correction;
 mod error;
 mod html;
+mod monitor;
 mod policy;
 mod profile;
 mod report;
@@ -48,6 +51,7 @@ pub use async_trait::async_trait;
 pub use correction::Correction;
 pub use error::{Error, Result};
 pub use html::html_report;
+pub use monitor::{DriftMonitor, MonitorCheck, MonitorConfig};
 pub use policy::{
     DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
 };
@@ -68,4 +72,5 @@ mlops_core::json_methods!(
     DriftConfig => "drift config",
     DriftReport => "drift report",
     DriftPolicyConfig => "drift policy config",
+    MonitorConfig => "monitor config",
 );

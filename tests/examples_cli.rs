@@ -228,69 +228,363 @@ fn validate_exits_1_on_errors_and_0_on_clean_data() {
     );
 }
 
-#[test]
-fn pipeline_runs_the_loop_and_writes_its_outputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        "pipeline",
-        &["--workdir", dir.path().to_str().unwrap(), "--seed", "7"],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// A promotion policy short enough for a short stream: shadow one batch, then 50% and 100%,
+/// two batches each (labels come one batch late).
+const SHORT_POLICY: &str = r#"
+steps = [50, 100]
+bake_time_seconds = 7200
+min_requests = 200
+[[checks]]
+kind = "error_rate"
+[[checks]]
+kind = "latency_p99"
+factor = 1.5
+slack_ms = 5.0
+[[checks]]
+kind = "roc_auc"
+max_decrease = 0.01
+min_labeled = 200
+[shadow]
+percent = 100
+bake_time_seconds = 3600
+checks = [{ kind = "error_rate" }]
+"#;
+
+/// The closed loop on a short built-in stream (14 batches of 2,000; the change at 6).
+fn short_loop(dir: &std::path::Path, extra: &[&str]) -> (serde_json::Value, String) {
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, SHORT_POLICY).unwrap();
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let mut args = vec![
+        "--workdir".to_string(),
+        d("work"),
+        "--batches".into(),
+        "14".into(),
+        "--batch-size".into(),
+        "2000".into(),
+        "--shift-batch".into(),
+        "6".into(),
+        "--train-batches".into(),
+        "3".into(),
+        "--retrain-batches".into(),
+        "2".into(),
+        "--trials".into(),
+        "2".into(),
+        "--policy".into(),
+        d("policy.toml"),
+        "--summary".into(),
+        d("summary.json"),
+        "--metrics".into(),
+        d("metrics.prom"),
+        "--seed".into(),
+        "3".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run("pipeline", &refs);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for file in [
-        "schema.json",
-        "test_metrics.json",
-        "gate.json",
-        "test_metrics_baseline.json",
-        "models/baseline/model.json",
-        "models/baseline/model.safetensors",
-        "models/candidate/model.json",
-        "models/candidate/model.safetensors",
-        "models/candidate/history.json",
-        "models/candidate/training_curves.svg",
-        "models/candidate/drift_profile.json",
-    ] {
-        assert!(
-            dir.path().join(file).exists(),
-            "{file} missing; output:\n{stdout}"
-        );
-    }
-    let gate: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("gate.json")).unwrap()).unwrap();
-    assert_eq!(gate["passed"], true);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("test_metrics.json")).unwrap())
-            .unwrap();
-    assert!(metrics["roc_auc"].as_f64().unwrap() > 0.9, "{metrics}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    (summary, stdout)
+}
+
+fn decisions_of(summary: &serde_json::Value) -> Vec<(u64, String, String)> {
+    summary["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["batch"].as_u64().unwrap(),
+                d["kind"].as_str().unwrap().to_string(),
+                d["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pipeline_closes_the_loop_detect_retrain_gate_canary_promote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, stdout) = short_loop(dir.path(), &[]);
+    assert_eq!(s["shift_batch"], 6, "{s}");
+    assert_eq!(s["detected_batch"], 6, "{stdout}");
+    assert_eq!(s["false_alarms_before_shift"], 0, "{stdout}");
+    assert_eq!(s["checks_before_shift"], 3, "{stdout}");
+    assert_eq!(s["outcome"], "promoted", "{stdout}");
+    assert_eq!(s["production_version"], 2, "{stdout}");
+    let auc = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k}: {s}"));
+    assert!(auc("auc_before_shift") > 0.9, "{s}");
     assert!(
-        stdout.contains("[train]") && stdout.contains("no worse than champion"),
+        auc("auc_after_retrain") > auc("auc_after_shift_old_model") + 0.1,
         "{stdout}"
     );
     assert!(
-        stdout.contains("[track]") && dir.path().join("mlruns/pipeline").is_dir(),
+        (auc("auc_oracle") - auc("auc_after_retrain")).abs() < 0.02,
+        "{stdout}"
+    );
+    let decisions = decisions_of(&s);
+    let kinds: Vec<(u64, &str)> = decisions.iter().map(|(b, k, _)| (*b, k.as_str())).collect();
+    assert!(kinds.contains(&(6, "drift_retrain")), "{kinds:?}");
+    assert!(kinds.contains(&(8, "gate_passed")), "{kinds:?}");
+    let promote = decisions
+        .iter()
+        .position(|(_, k, _)| k == "rollout_promote")
+        .unwrap_or_else(|| panic!("{kinds:?}"));
+    let start = decisions
+        .iter()
+        .position(|(_, k, _)| k == "rollout_start")
+        .unwrap();
+    let advance = decisions
+        .iter()
+        .position(|(_, k, r)| k == "rollout_advance" && r.contains("shadow"))
+        .unwrap();
+    assert!(start < advance && advance < promote, "{kinds:?}");
+    // The timeline: traffic moved to the candidate, then the reference profile was rebased and
+    // the alarms stopped.
+    let timeline = s["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|r| r["canary_percent"] == 50.0),
+        "{stdout}"
+    );
+    let last = timeline.last().unwrap();
+    assert_eq!(last["production"], 2);
+    assert_eq!(last["alarm"], false, "{stdout}");
+    // The outputs.
+    let work = dir.path().join("work");
+    let html = std::fs::read_to_string(work.join("report.html")).unwrap();
+    assert!(
+        html.matches("<svg").count() >= 4,
+        "three charts and the feature bars"
+    );
+    assert!(html.contains("Per-feature drift at the alarm (batch 6)"));
+    assert!(work.join("drift_at_alarm.html").exists());
+    assert!(work.join("registry/models/fraud").is_dir());
+    assert!(work.join("mlruns/pipeline").is_dir());
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.prom")).unwrap();
+    for name in [
+        "mlops_serve_promotions_total",
+        "mlops_drift_alerts_total",
+        "mlops_serve_requests_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(dir.path().join("metrics.prom")).unwrap())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{promtool}: {e} (the test command installs Debian's prometheus)")
+        });
+    assert!(
+        check.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[cfg(feature = "mlflow")]
+#[path = "../mlops-train/tests/support/mlflow_server.rs"]
+mod mlflow_server;
+
+/// `--tracking` a real `mlflow server`: the first model's run, each retrain's run and the
+/// loop's per-batch metrics land there (read back with MLflow's own Python client).
+#[cfg(feature = "mlflow")]
+#[test]
+fn pipeline_tracks_to_a_real_mlflow_server() {
+    let server = mlflow_server::MlflowServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, stdout) = short_loop(dir.path(), &["--tracking", &server.uri]);
+    assert_eq!(s["outcome"], "promoted", "{stdout}");
+    assert!(!dir.path().join("work/mlruns").exists());
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let script = [
+        "import sys, mlflow",
+        "c = mlflow.tracking.MlflowClient(sys.argv[1])",
+        "e = c.get_experiment_by_name('pipeline')",
+        "for r in c.search_runs([e.experiment_id]):",
+        "    h = c.get_metric_history(r.info.run_id, 'live_auc') if r.info.run_name == 'closed-loop' else []",
+        "    print(r.info.run_name, r.info.status, len(h))",
+    ]
+    .join("\n");
+    let out = Command::new(python)
+        .args(["-c", &script, &server.uri])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut runs: Vec<&str> = text.lines().collect();
+    runs.sort_unstable();
+    // 11 served batches (3..13), each with the live ROC AUC of the batch before; the last
+    // batch's arrives after the stream, in the summary.
+    assert_eq!(
+        runs,
+        [
+            "closed-loop FINISHED 10",
+            "initial FINISHED 0",
+            "retrain-batch-8 FINISHED 0"
+        ],
+        "{stdout}"
+    );
+}
+
+#[cfg(not(feature = "mlflow"))]
+#[test]
+#[ignore = "left out: the main job tracking to a real `mlflow server`; run with --features mlflow (scripts/test.sh does, as mlops/mlflow)"]
+fn pipeline_tracks_to_a_real_mlflow_server() {}
+
+#[test]
+fn pipeline_rolls_back_a_retrain_on_corrupt_labels_and_production_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, stdout) = short_loop(dir.path(), &["--corrupt-retrain-labels"]);
+    assert_eq!(s["outcome"], "rolled_back", "{stdout}");
+    assert_eq!(s["production_version"], 1, "{stdout}");
+    assert_eq!(s["corrupt_retrain_labels"], true);
+    let decisions = decisions_of(&s);
+    // The gate, scored on the same broken labels, let it through; the canary's ROC AUC check
+    // on the true labels failed it.
+    assert!(
+        decisions.iter().any(|(_, k, _)| k == "gate_passed"),
+        "{stdout}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|(_, k, r)| k == "rollout_rollback" && r.contains("roc_auc")),
+        "{stdout}"
+    );
+    assert!(
+        s["auc_after_retrain"].as_f64().unwrap() < s["auc_after_shift_old_model"].as_f64().unwrap(),
         "{stdout}"
     );
 }
 
 #[test]
-fn pipeline_does_not_fail_on_the_seeds_whose_drift_demo_used_to_fail() {
-    for seed in ["4", "17"] {
-        let dir = tempfile::tempdir().unwrap();
-        let out = run(
-            "pipeline",
-            &["--workdir", dir.path().to_str().unwrap(), "--seed", seed],
-        );
-        assert!(
-            out.status.success(),
-            "seed {seed}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+fn pipeline_replays_the_nebraska_weather_stream() {
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/nebraska_weather.csv"
+    );
+    assert!(
+        std::path::Path::new(data).exists(),
+        "{data} missing: the shared data folder sits beside the project"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("s.json");
+    let out = run(
+        "pipeline",
+        &[
+            "--workdir",
+            dir.path().join("w").to_str().unwrap(),
+            "--data",
+            data,
+            "--label-col",
+            "rain",
+            "--order-col",
+            "day",
+            "--shift-at",
+            "12000",
+            "--batch-size",
+            "365",
+            "--train-batches",
+            "10",
+            "--distance-threshold",
+            "0.2",
+            "--min-auc",
+            "0.7",
+            "--trials",
+            "2",
+            "--policy",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/pipeline/low_traffic.toml"
+            ),
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    // Batch 32 holds days 11680..12044; the first alarm must be on a batch that starts after
+    // day 12000 and none may come in the 22 stable years before.
+    assert_eq!(s["shift_batch"], 32, "{s}");
+    assert!(s["detected_batch"].as_u64().unwrap() >= 33, "{stdout}");
+    assert_eq!(s["false_alarms_before_shift"], 0, "{stdout}");
+    assert_eq!(s["checks_before_shift"], 22, "{stdout}");
+    assert!(
+        s["auc_after_retrain"].as_f64().unwrap()
+            > s["auc_after_shift_old_model"].as_f64().unwrap() + 0.1,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn pipeline_refuses_bad_input_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("d.csv");
+    let mut text = String::from("t,a,b,y\n");
+    for i in 0..3000 {
+        let a = if i == 1234 {
+            String::new()
+        } else {
+            format!("{}", i % 17)
+        };
+        text.push_str(&format!("{i},{a},{},{}\n", i % 5, i % 2));
     }
+    std::fs::write(&csv, &text).unwrap();
+    let base = |extra: &[&str]| {
+        let mut args = vec![
+            "--workdir",
+            dir.path().to_str().unwrap(),
+            "--data",
+            csv.to_str().unwrap(),
+            "--label-col",
+            "y",
+            "--order-col",
+            "t",
+        ];
+        args.extend_from_slice(extra);
+        let out = run("pipeline", &args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = base(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`a` at row 1234") && err.contains("impute"),
+        "{err}"
+    );
+    std::fs::write(&csv, text.replace(",,", ",1,")).unwrap();
+    let (code, err) = base(&["--shift-at", "99999"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--shift-at = 99999"), "{err}");
+    let (code, err) = base(&["--train-batches", "5"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--train-batches = 5"), "{err}");
+    let (code, err) = base(&["--batch-size", "1000"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("at least 4"), "{err}");
+    let (code, err) = base(&["--drift-share", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--drift-share = 0"), "{err}");
 }
 
 #[test]
@@ -534,7 +828,7 @@ fn drift_report_flags_a_shift_and_writes_json() {
 fn every_example_help_says_what_it_does_and_lists_exit_codes() {
     let crate_description = "The production machine-learning loop as embeddable Rust libraries";
     for (name, says) in [
-        ("pipeline", "Runs the mlops loop"),
+        ("pipeline", "Runs the closed loop"),
         ("evaluate", "Prints ROC AUC"),
         ("validate", "Infers a schema"),
         ("train", "Trains the MLP"),

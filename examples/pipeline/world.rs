@@ -1,0 +1,140 @@
+//! Where the loop's data comes from: the library's synthetic transaction stream (built in), or
+//! any time-ordered labeled CSV cut into batches.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use mlops::core::synthetic::{Shift, TransactionConfig, TransactionStream};
+use mlops::core::{CsvOptions, Dataset};
+
+/// The stream the loop replays, cut into batches.
+pub struct World {
+    /// What it is, for the timeline.
+    pub name: String,
+    /// Every batch, in time order.
+    pub batches: Vec<Dataset>,
+    /// The first batch with rows from after the change (`None`: no known change).
+    pub shift_batch: Option<usize>,
+    /// The built-in stream, for fresh rows of the new world (the oracle's training data).
+    pub synthetic: Option<TransactionStream>,
+    /// Human-readable position of each batch's first and last row (`rows 0..499`, `day 0..364`).
+    pub spans: Vec<String>,
+}
+
+/// Settings of the built-in stream.
+pub struct SyntheticSettings {
+    pub batches: usize,
+    pub batch_size: usize,
+    pub shift_batch: usize,
+    pub gradual: usize,
+    pub seed: u64,
+}
+
+pub fn synthetic(s: &SyntheticSettings) -> anyhow::Result<World> {
+    if s.shift_batch >= s.batches {
+        bail!(
+            "invalid --shift-batch = {}: expected a batch below --batches ({})",
+            s.shift_batch,
+            s.batches
+        );
+    }
+    let shift = if s.gradual > 1 {
+        Shift::gradual(s.shift_batch, s.gradual)
+    } else {
+        Shift::abrupt(s.shift_batch)
+    };
+    let stream = TransactionStream::new(TransactionConfig {
+        batch_size: s.batch_size,
+        shift: Some(shift),
+        seed: s.seed,
+        ..TransactionConfig::default()
+    })?;
+    let batches = (0..s.batches)
+        .map(|i| stream.batch(i))
+        .collect::<mlops::core::Result<Vec<_>>>()?;
+    let spans = (0..s.batches)
+        .map(|i| format!("hour {i}"))
+        .collect::<Vec<_>>();
+    Ok(World {
+        name: format!(
+            "synthetic card transactions ({} batches x {} rows, {} shift at batch {})",
+            s.batches,
+            s.batch_size,
+            if s.gradual > 1 {
+                format!("gradual ({} batches)", s.gradual)
+            } else {
+                "abrupt".to_string()
+            },
+            s.shift_batch
+        ),
+        batches,
+        shift_batch: Some(s.shift_batch),
+        synthetic: Some(stream),
+        spans,
+    })
+}
+
+/// A labeled CSV ordered by `order_col`, cut into batches of `batch_size` rows (a last batch
+/// of fewer than half as many rows is dropped).
+pub fn csv(
+    path: &Path,
+    label: &str,
+    order_col: &str,
+    shift_at: Option<f64>,
+    batch_size: usize,
+) -> anyhow::Result<World> {
+    let options = CsvOptions {
+        order: Some(order_col.to_string()),
+        ..CsvOptions::with_label(label)
+    };
+    let data = Dataset::from_csv_path(path, &options)
+        .with_context(|| format!("reading {}", path.display()))?;
+    data.check_finite(
+        "--data",
+        "a finite number on every row (impute missing values first)",
+    )?;
+    let (_, order) = data
+        .order_column()
+        .context("the order column was not read")?;
+    if let Some(i) = order.iter().position(|v| !v.is_finite()) {
+        bail!("invalid --order-col {order_col:?} at row {i} = {}: expected a finite value on every row", order[i]);
+    }
+    let mut rows: Vec<usize> = (0..data.n_rows()).collect();
+    rows.sort_by(|&a, &b| order[a].total_cmp(&order[b]));
+    let n_batches = (rows.len() + batch_size / 2) / batch_size;
+    if n_batches < 4 {
+        bail!(
+            "{}: {} rows make {n_batches} batches of --batch-size {batch_size}; the loop needs at least 4",
+            path.display(),
+            rows.len()
+        );
+    }
+    let mut batches = Vec::with_capacity(n_batches);
+    let mut spans = Vec::with_capacity(n_batches);
+    let mut shift_batch = None;
+    for b in 0..n_batches {
+        let end = ((b + 1) * batch_size).min(rows.len());
+        let idx = &rows[b * batch_size..end];
+        let first = order[idx[0]];
+        let last = order[idx[idx.len() - 1]];
+        if shift_batch.is_none() && shift_at.is_some_and(|s| last >= s) {
+            shift_batch = Some(b);
+        }
+        spans.push(format!("{order_col} {first}..{last}"));
+        batches.push(data.select_rows(idx)?);
+    }
+    if let (Some(s), None) = (shift_at, shift_batch) {
+        bail!("invalid --shift-at = {s}: expected a value within the {order_col:?} column's range");
+    }
+    Ok(World {
+        name: format!(
+            "{} ({n_batches} batches x {batch_size} rows by {order_col:?}{})",
+            path.display(),
+            shift_at.map_or(String::new(), |s| format!(", change at {order_col} = {s}"))
+        ),
+        batches,
+        shift_batch,
+        synthetic: None,
+        spans,
+    })
+}

@@ -50,7 +50,7 @@ use mlops::serve::analysis::Check;
 use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::{PromotionConfig, ShadowPhase};
 use mlops::serve::rollout::{
-    compiling, Controller, ControllerParts, DecisionKind, Phase, RolloutStore, Tick,
+    compiling, Controller, ControllerParts, DecisionKind, RolloutStore, Tick,
 };
 use mlops::serve::router::{Request, Router, RouterConfig, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
@@ -879,13 +879,9 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         {
             alarm_at = Some(b);
         }
-        if let Some(state) = controller.state().await? {
-            if !state.state.phase.is_terminal() || state.state.phase == Phase::Promoted {
-                row.canary_percent = if state.state.phase.is_terminal() {
-                    0.0
-                } else {
-                    state.state.canary_percent
-                };
+        if let Some(stored) = controller.state().await? {
+            if !stored.state.phase.is_terminal() {
+                row.canary_percent = stored.state.canary_percent;
             }
         }
         out.line(format!(

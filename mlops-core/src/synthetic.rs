@@ -507,11 +507,11 @@ mod tests {
         assert!(mean(&before, "card_present") - mean(&after, "card_present") > 0.15);
         assert!(mean(&after, "txn_count_24h") - mean(&before, "txn_count_24h") > 0.7);
         let (auc_before, auc_after) = (old_rule_auc(&before), old_rule_auc(&after));
-        assert!(auc_before > 0.9, "{auc_before}");
+        assert!(auc_before > 0.85, "{auc_before}");
         assert!(auc_after < 0.7, "{auc_after}");
         // No shift: the same pattern holds in a late batch.
         let still = stream(None);
-        assert!(old_rule_auc(&still.batch(30).unwrap()) > 0.9);
+        assert!(old_rule_auc(&still.batch(30).unwrap()) > 0.85);
     }
 
     #[test]
@@ -522,7 +522,7 @@ mod tests {
         }));
         let d = covariate.batch(1).unwrap();
         assert!(mean(&d, "amount_log") > 3.75);
-        assert!(old_rule_auc(&d) > 0.85, "{}", old_rule_auc(&d));
+        assert!(old_rule_auc(&d) > 0.8, "{}", old_rule_auc(&d));
         let concept = stream(Some(Shift {
             covariate: false,
             ..Shift::abrupt(0)
@@ -549,7 +549,7 @@ mod tests {
         let s = stream(Some(Shift::abrupt(5)));
         let new = s.sample(20_000, true, 1).unwrap();
         assert!(old_rule_auc(&new) < 0.7);
-        assert!(old_rule_auc(&s.sample(20_000, false, 1).unwrap()) > 0.9);
+        assert!(old_rule_auc(&s.sample(20_000, false, 1).unwrap()) > 0.85);
         assert!(s.sample(0, true, 1).is_err());
         for (config, field) in [
             (

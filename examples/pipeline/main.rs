@@ -664,8 +664,19 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         &[("tracking_run_id", run_id.0.clone())],
                     )?;
                     let new_model = Arc::new(MlpModel::new(&artifact)?);
-                    let cand_values = metric_values(new_model.as_ref(), &w.holdout)?;
-                    let champ_values = metric_values(champion.as_ref(), &w.holdout)?;
+                    // A holdout that cannot score the models (one class, say) gives the gate
+                    // no values, and it fails: no candidate on no evidence.
+                    let scored = metric_values(new_model.as_ref(), &w.holdout)
+                        .and_then(|c| Ok((c, metric_values(champion.as_ref(), &w.holdout)?)));
+                    let (cand_values, champ_values) = match scored {
+                        Ok(v) => v,
+                        Err(e) => {
+                            out.line(format!(
+                                "[retrain]   batch {b}: the holdout cannot score the models: {e:#}"
+                            ));
+                            (MetricValues::default(), MetricValues::default())
+                        }
+                    };
                     let gated = the_gate.evaluate(&cand_values, Some(&champ_values));
                     let why = gated
                         .results
@@ -867,17 +878,17 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 });
             }
         }
-        if !requests
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect::<Vec<_>>()
-            .is_empty()
-            && alarm_at.is_none()
-            && candidate.is_none()
-        {
-            alarm_at = Some(b);
+        let asked = std::mem::take(&mut *requests.0.lock().unwrap_or_else(|e| e.into_inner()));
+        if !asked.is_empty() {
+            if let Some(c) = &candidate {
+                decisions.push(DecisionRow {
+                    batch: b,
+                    kind: "retrain_deferred".into(),
+                    reason: format!("v{} is still rolling out", c.version),
+                });
+            } else if alarm_at.is_none() {
+                alarm_at = Some(b);
+            }
         }
         if let Some(stored) = controller.state().await? {
             if !stored.state.phase.is_terminal() {
@@ -949,14 +960,23 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         model::auc(first_model.as_ref(), &concat(&pre_rows)?)?
     };
-    let eval_start = match (&first_retrain, shift) {
-        (Some((_, _, at)), _) => Some(*at),
-        (None, Some(s)) => Some((s + retrain_batches).max(train_batches)),
-        (None, None) => None,
-    }
-    .map(|e| e.max(shift.unwrap_or(0)));
+    // Post-change rows nobody trained on: from the first retrain (or a retraining window after
+    // the change when there was none) to the end. A CSV's oracle trains on the rows between
+    // the change and there, so they start a retraining window after the change at least.
+    let eval_start = shift.map(|s| {
+        let floor = if world.synthetic.is_some() {
+            s
+        } else {
+            s + retrain_batches
+        };
+        first_retrain
+            .as_ref()
+            .map_or(s + retrain_batches, |(_, _, at)| *at)
+            .max(floor)
+            .max(train_batches)
+    });
     let eval = match eval_start {
-        Some(e) if e < n_batches && shift.is_some() => Some((e, concat(&world.batches[e..])?)),
+        Some(e) if e < n_batches => Some((e, concat(&world.batches[e..])?)),
         _ => None,
     };
     let (mut auc_old, mut auc_retrained, mut auc_oracle) = (None, None, None);
@@ -969,20 +989,25 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // retraining window — fresh rows of it for the built-in stream, the rows between the
         // change and the evaluation for a CSV. What it gains over the loop's model is what the
         // loop costs: detection delay and old-world rows in the window.
-        let oracle_data = match &world.synthetic {
-            Some(stream) => {
-                stream.sample(retrain_batches * batch_rows, true, args.seed ^ 0x0AC1E)?
-            }
-            None if *e > s => concat(&world.batches[s..*e])?,
-            None => concat(&world.batches[s..(s + 1).min(n_batches)])?,
+        let oracle = || -> anyhow::Result<Option<f64>> {
+            let data = match &world.synthetic {
+                Some(stream) => {
+                    stream.sample(retrain_batches * batch_rows, true, args.seed ^ 0x0AC1E)?
+                }
+                None => concat(&world.batches[s..*e])?,
+            };
+            let w = model::cut(&data, &order_name)?;
+            let trained = hyper.trainer(args.seed.wrapping_add(7))?.fit(
+                &w.train,
+                Some(&w.validation),
+                &mut [],
+            )?;
+            model::auc(&MlpModel::new(&trained.artifact)?, rows)
         };
-        let w = model::cut(&oracle_data, &order_name)?;
-        let oracle = hyper.trainer(args.seed.wrapping_add(7))?.fit(
-            &w.train,
-            Some(&w.validation),
-            &mut [],
-        )?;
-        auc_oracle = model::auc(&MlpModel::new(&oracle.artifact)?, rows)?;
+        match oracle() {
+            Ok(v) => auc_oracle = v,
+            Err(e) => println!("[summary]   no oracle: {e:#}"),
+        }
     }
     let production_version = registry
         .alias(name, "production")

@@ -204,29 +204,27 @@ fn feature_bars(report: &mlops::drift::DriftReport) -> anyhow::Result<String> {
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(170)
-            .build_cartesian_2d(0.0..top, 0.0..n as f64)
+            .build_cartesian_2d(0.0..top, (0..n).into_segmented())
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n.max(1))
-            .y_label_formatter(&|y| {
-                let i = (*y - 0.5).round();
-                if i >= 0.0 && (i as usize) < names.len() && (y - 0.5 - i).abs() < 1e-6 {
-                    names[i as usize].clone()
-                } else {
-                    String::new()
-                }
+            .y_label_formatter(&|y| match y {
+                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
             })
             .draw()
             .map_err(draw_err)?;
         for (i, (_, stat, threshold, drifted)) in rows.iter().enumerate() {
-            let y = i as f64;
             let color = if *drifted { RED } else { BLUE };
             if stat.is_finite() {
                 chart
                     .draw_series([Rectangle::new(
-                        [(0.0, y + 0.15), (*stat, y + 0.85)],
+                        [
+                            (0.0, SegmentValue::Exact(i)),
+                            (*stat, SegmentValue::Exact(i + 1)),
+                        ],
                         color.mix(0.7).filled(),
                     )])
                     .map_err(draw_err)?;
@@ -234,7 +232,10 @@ fn feature_bars(report: &mlops::drift::DriftReport) -> anyhow::Result<String> {
             if let Some(t) = threshold {
                 chart
                     .draw_series(LineSeries::new(
-                        [(*t, y + 0.05), (*t, y + 0.95)],
+                        [
+                            (*t, SegmentValue::Exact(i)),
+                            (*t, SegmentValue::Exact(i + 1)),
+                        ],
                         BLACK.stroke_width(2),
                     ))
                     .map_err(draw_err)?;

@@ -167,9 +167,10 @@ pub(crate) fn ks_pvalue(
     };
     let en = m * n / (m + n);
     let p = match alternative {
-        // scipy rounds the effective size and gets NaN when it rounds to 0 (n1 = n2 = 1);
-        // an effective size of at least 1 keeps the p-value defined.
-        Alternative::TwoSided => kstwo_sf((en.round_ties_even() as u64).max(1), d),
+        // scipy rounds the effective size; when it rounds to 0 (n1 = n2 = 1) the asymptotic
+        // p-value is undefined: NaN, as scipy's, never a number that reads as an answer (the
+        // exact p-value of `Auto` or `Exact` is defined there).
+        Alternative::TwoSided => kstwo_sf(en.round_ties_even() as u64, d),
         _ => {
             let z = en.sqrt() * d;
             let expt = -2.0 * z * z - 2.0 * z * (m + 2.0 * n) / (m * n * (m + n)).sqrt() / 3.0;

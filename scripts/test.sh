@@ -9,7 +9,9 @@
 #      `mlflow`) against `mlflow server` from .venv, and the registry conformance suite on S3
 #      (feature `aws`, `moto_server` from .venv) and on Azure Blob (feature `azure`, Azurite
 #      from npm, installed into .tools),
-#   4. the Python tests (the committed fixtures are what the committed generators write),
+#   4. builds the `mlops` Python wheel (bindings/python, maturin) into .venv,
+#   5. the Python tests (the committed fixtures are what the committed generators write; the
+#      wheel against scipy and scikit-learn),
 # and stops whatever it started (by PID) on the way out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +87,15 @@ cp Cargo.lock tests/host-crate/Cargo.lock
 host_dir="$(mktemp -d)"
 CARGO_TARGET_DIR="$PWD/target" cargo run --quiet --manifest-path tests/host-crate/Cargo.toml -- "$host_dir"
 rm -rf "$host_dir"
+
+step "the mlops wheel: bindings/python built by maturin (abi3, release) into .venv"
+# pyo3 is only compiled here: the bindings crate is empty without its `python` feature, so
+# the workspace build and tests above never touch it.
+cargo clippy -p mlops-python --features python -- -D warnings
+rm -f target/wheels/mlops-*.whl
+.venv/bin/maturin build --release --quiet -m bindings/python/Cargo.toml -o target/wheels
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+  target/wheels/mlops-*-cp39-abi3-*.whl
 
 step "pytest tests/python"
 .venv/bin/python -m pytest -q -rs tests/python

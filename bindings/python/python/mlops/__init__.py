@@ -1,0 +1,18 @@
+"""mlops: the production machine-learning loop's statistics on numpy arrays.
+
+- :mod:`mlops.drift`: two-sample drift statistics with scipy's names, arguments and result
+  objects (``ks_2samp``, ``cramervonmises_2samp``, ``anderson_ksamp``, ``mannwhitneyu``,
+  ``wasserstein_distance``, ``energy_distance``, ``chi2_contingency``), plus ``psi`` and
+  ``jensenshannon``;
+- :mod:`mlops.metrics`: binary-classification metrics with scikit-learn's names and
+  arguments.
+
+Computations run in Rust with the GIL released. Contiguous float64 (and, for the metrics,
+float32) arrays are read in place; other layouts are copied; other dtypes are converted when
+they are numeric and refused with ``TypeError`` when they are not.
+"""
+
+from . import drift, metrics
+from ._native import __version__
+
+__all__ = ["drift", "metrics", "__version__"]

@@ -11,6 +11,7 @@
 mod arrays;
 mod drift;
 mod metrics;
+mod profile;
 
 use pyo3::prelude::*;
 
@@ -21,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::buffer_address, m)?)?;
     drift::register(m)?;
     metrics::register(m)?;
+    profile::register(m)?;
     Ok(())
 }

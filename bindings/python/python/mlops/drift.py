@@ -30,7 +30,13 @@ __all__ = [
     "Anderson_ksampResult",
     "MannwhitneyuResult",
     "Chi2ContingencyResult",
+    "ReferenceProfile",
+    "ProfileSketch",
+    "DEFAULT_SKETCH_K",
+    "profile_dask",
 ]
+
+DEFAULT_SKETCH_K = _native.DEFAULT_SKETCH_K
 
 
 class KstestResult(NamedTuple):
@@ -290,3 +296,199 @@ def jensenshannon(p, q, base: Optional[float] = None):
             raise ValueError(f"base: expected a logarithm base > 0 and != 1, got {base}")
         d /= np.sqrt(np.log(base))
     return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference profiles, sketches, Dask.
+
+
+def _table(data, columns=None):
+    """``data`` (a 2-d array, a pandas DataFrame, or a dict of equal-length columns) as a
+    float64 or float32 2-d array and its column names."""
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
+        names = [str(c) for c in data.columns]
+        x = data.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif isinstance(data, dict):
+        names = [str(c) for c in data]
+        x = np.column_stack([as_1d(f"data[{c!r}]", v) for c, v in data.items()]) if data else np.empty((0, 0))
+    else:
+        x = np.asarray(data)
+        if x.dtype.kind in "iub":
+            x = x.astype(np.float64)
+        elif x.dtype.kind != "f":
+            raise TypeError(f"data: expected numeric values, got dtype {x.dtype}")
+        elif x.dtype not in (np.float64, np.float32):
+            x = x.astype(np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"data: expected a 2-d array (rows x columns), got {x.ndim} dimensions")
+        names = [f"x{j}" for j in range(x.shape[1])]
+    if columns is not None:
+        names = [str(c) for c in columns]
+    return x, names
+
+
+def _json(config):
+    import json
+
+    return None if config is None else json.dumps(config)
+
+
+class ReferenceProfile:
+    """Reference statistics of a table, fitted once and compared with current data, as
+    mlops-drift's ``ReferenceProfile`` (the profile the registry stores beside a model).
+
+    >>> import numpy as np
+    >>> from mlops.drift import ReferenceProfile
+    >>> rng = np.random.default_rng(0)
+    >>> profile = ReferenceProfile.fit(rng.normal(size=(5000, 3)), columns=["a", "b", "c"])
+    >>> report = profile.compare(rng.normal(size=(2000, 3)) + [0.0, 0.0, 1.0], columns=["a", "b", "c"])
+    >>> [c["column"] for c in report["columns"] if c["drifted"]]
+    ['c']
+    """
+
+    def __init__(self, native):
+        self._p = native
+
+    @classmethod
+    def fit(cls, data, columns=None, categorical=(), config=None):
+        """Fits a profile of ``data`` (rows x columns: a 2-d array, a DataFrame or a dict of
+        columns); ``categorical`` names the columns holding integer category codes;
+        ``config`` is a ``ProfileConfig`` as a dict (``{"bins": 10, "storage": "exact"}``)."""
+        x, names = _table(data, columns)
+        return cls(_native.Profile.fit(x, names, [str(c) for c in categorical], _json(config)))
+
+    def compare(self, current, columns=None, config=None):
+        """The drift report of ``current`` against the profile, as a dict (per-column tests,
+        statistics, p-values, the dataset decision); ``config`` is a ``DriftConfig`` as a dict
+        (``{"tests": ["ks"], "drift_share": 0.3}``)."""
+        import json
+
+        x, names = _table(current, columns)
+        return json.loads(self._p.compare(x, names, _json(config)))
+
+    def html(self, current, columns=None, config=None):
+        """The drift report of ``current`` as an HTML page (summary table, per-column ECDFs)."""
+        x, names = _table(current, columns)
+        return self._p.html(x, names, _json(config))
+
+    @property
+    def columns(self):
+        """Column names, in order."""
+        return self._p.columns()
+
+    @property
+    def rows(self):
+        """Rows of the reference."""
+        return self._p.rows()
+
+    @property
+    def ks_error_bound(self):
+        """A KS statistic against this profile is within this of the exact one (0 for an
+        exact profile)."""
+        return self._p.ks_error_bound()
+
+    def to_json(self):
+        """The profile as JSON."""
+        return self._p.to_json()
+
+    @classmethod
+    def from_json(cls, text):
+        """A profile from its JSON."""
+        return cls(_native.Profile.from_json(text))
+
+    def __getstate__(self):
+        return self.to_json()
+
+    def __setstate__(self, state):
+        self._p = _native.Profile.from_json(state)
+
+    def __repr__(self):
+        return f"ReferenceProfile(columns={self.columns}, rows={self.rows})"
+
+
+class ProfileSketch:
+    """A mergeable sketch of one partition of a reference (Apache DataSketches' KLL sketch per
+    numeric column, exact counts per categorical one): sketch partitions anywhere, merge them
+    in any order, turn the result into a :class:`ReferenceProfile`. Pickles (as JSON bytes)."""
+
+    def __init__(self, native):
+        self._s = native
+
+    @classmethod
+    def from_data(cls, data, columns=None, categorical=(), k=None):
+        """Sketches ``data`` (rows x columns) with KLL accuracy ``k`` (default
+        ``DEFAULT_SKETCH_K``)."""
+        x, names = _table(data, columns)
+        k = DEFAULT_SKETCH_K if k is None else int(k)
+        return cls(_native.Sketch.from_array(x, names, [str(c) for c in categorical], k))
+
+    def merge(self, other):
+        """Adds ``other`` (a sketch of another partition of the same columns); returns self."""
+        self._s.merge(other._s)
+        return self
+
+    def to_profile(self, config=None, representatives=10_000):
+        """The reference profile the merged partitions make (each numeric column stood for by
+        ``representatives`` values at evenly spaced ranks)."""
+        return ReferenceProfile(self._s.to_profile(int(representatives), _json(config)))
+
+    def ks_error_bound(self, representatives=10_000):
+        """KS statistics against ``to_profile(representatives)`` are within this of the exact
+        ones."""
+        return self._s.ks_error_bound(int(representatives))
+
+    @property
+    def rows(self):
+        """Rows sketched."""
+        return self._s.rows()
+
+    def to_bytes(self):
+        """The sketch as bytes (JSON)."""
+        return self._s.to_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data):
+        """A sketch from :meth:`to_bytes`."""
+        return cls(_native.Sketch.from_json(bytes(data).decode()))
+
+    def __getstate__(self):
+        return self.to_bytes()
+
+    def __setstate__(self, state):
+        self._s = _native.Sketch.from_json(bytes(state).decode())
+
+
+def _sketch_partition(frame, columns, categorical, k):
+    return ProfileSketch.from_data(frame[columns], columns, categorical, k).to_bytes()
+
+
+def _merge_sketches(*parts):
+    merged = ProfileSketch.from_bytes(parts[0])
+    for p in parts[1:]:
+        merged.merge(ProfileSketch.from_bytes(p))
+    return merged.to_bytes()
+
+
+def profile_dask(frame, categorical=(), k=None, config=None, representatives=10_000, split_every=8):
+    """A :class:`ReferenceProfile` of a ``dask.dataframe`` built on the cluster: each partition
+    is sketched on the worker that holds it, the sketches are merged in a tree
+    (``split_every`` at a time) on the workers, and only the final sketch comes back. Counts
+    are exact; KS statistics against the result are within ``ProfileSketch.ks_error_bound``
+    of a one-machine exact profile's.
+
+    >>> import dask.dataframe as dd  # doctest: +SKIP
+    >>> profile = profile_dask(dd.read_parquet("reference/*.parquet"))  # doctest: +SKIP
+    """
+    from dask import delayed
+
+    if split_every < 2:
+        raise ValueError(f"split_every: expected at least 2, got {split_every}")
+    columns = [str(c) for c in frame.columns]
+    k = DEFAULT_SKETCH_K if k is None else int(k)
+    level = [delayed(_sketch_partition)(part, columns, list(categorical), k) for part in frame.to_delayed()]
+    if not level:
+        raise ValueError("frame: expected at least one partition")
+    while len(level) > 1:
+        level = [delayed(_merge_sketches)(*level[i : i + split_every]) for i in range(0, len(level), split_every)]
+    sketch = ProfileSketch.from_bytes(level[0].compute())
+    return sketch.to_profile(config, representatives)

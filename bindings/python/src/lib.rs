@@ -12,6 +12,7 @@ mod arrays;
 mod drift;
 mod metrics;
 mod profile;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -23,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     drift::register(m)?;
     metrics::register(m)?;
     profile::register(m)?;
+    train::register(m)?;
     Ok(())
 }

@@ -3,64 +3,15 @@
 //! pandas, Dask).
 
 use mlops_core::{ColumnKind, Dataset};
+
+use crate::arrays::dataset;
 use mlops_drift::{DriftConfig, ProfileConfig, ProfileSketch, ReferenceProfile};
-use ndarray::Array2;
-use numpy::{PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::arrays::value_error;
 
-/// A table (rows × `columns`) as a `Dataset` of f32 features, `categorical` columns marked.
-/// float64 values that float32 cannot hold are refused, naming the cell (never an infinity).
-fn dataset(
-    data: &Bound<'_, PyAny>,
-    columns: Vec<String>,
-    categorical: &[String],
-) -> PyResult<Dataset> {
-    let x: Array2<f32> = if let Ok(a) = data.extract::<PyReadonlyArray2<'_, f64>>() {
-        let view = a.as_array();
-        if let Some(((i, j), v)) = view
-            .indexed_iter()
-            .find(|(_, v)| v.is_finite() && !((**v as f32).is_finite()))
-        {
-            return Err(PyValueError::new_err(format!(
-                "data[{i}, {j}] = {v:e}: expected a value float32 can hold (|v| < 3.4e38)"
-            )));
-        }
-        view.mapv(|v| v as f32)
-    } else if let Ok(a) = data.extract::<PyReadonlyArray2<'_, f32>>() {
-        a.as_array().as_standard_layout().into_owned()
-    } else {
-        return Err(match data.cast::<PyUntypedArray>() {
-            Ok(a) if a.ndim() != 2 => PyValueError::new_err(format!(
-                "data: expected a 2-d array (rows x columns), got {} dimensions",
-                a.ndim()
-            )),
-            Ok(a) => PyTypeError::new_err(format!(
-                "data: expected float64 or float32 values, got dtype {}",
-                a.dtype()
-            )),
-            Err(_) => PyTypeError::new_err(format!(
-                "data: expected a numpy array, got {}",
-                data.get_type().name()?
-            )),
-        });
-    };
-    if x.ncols() != columns.len() {
-        return Err(PyValueError::new_err(format!(
-            "columns: expected {} names (one per column of data), got {}",
-            x.ncols(),
-            columns.len()
-        )));
-    }
-    let names: Vec<&str> = categorical.iter().map(String::as_str).collect();
-    Dataset::new(x, columns)
-        .and_then(|d| d.with_categorical(&names))
-        .map_err(value_error)
-}
-
-fn from_json<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn from_json<T: serde::de::DeserializeOwned + Default>(
     what: &str,
     json: Option<&str>,
 ) -> PyResult<T> {

@@ -5,14 +5,17 @@
   ``wasserstein_distance``, ``energy_distance``, ``chi2_contingency``), plus ``psi`` and
   ``jensenshannon``;
 - :mod:`mlops.metrics`: binary-classification metrics with scikit-learn's names and
-  arguments.
+  arguments;
+- :mod:`mlops.validation`: schema inference and validation reports;
+- :mod:`mlops.train`: the MLP trained on numpy arrays, the compiled model (``predict_proba``),
+  and hyperparameter studies with a Python objective.
 
 Computations run in Rust with the GIL released. Contiguous float64 (and, for the metrics,
 float32) arrays are read in place; other layouts are copied; other dtypes are converted when
 they are numeric and refused with ``TypeError`` when they are not.
 """
 
-from . import drift, metrics
+from . import drift, metrics, train, validation
 from ._native import __version__
 
-__all__ = ["drift", "metrics", "__version__"]
+__all__ = ["drift", "metrics", "train", "validation", "__version__"]

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from . import _native
-from ._arrays import as_1d
+from ._arrays import as_1d, as_2d
 
 __all__ = [
     "ks_2samp",
@@ -303,28 +303,7 @@ def jensenshannon(p, q, base: Optional[float] = None):
 
 
 def _table(data, columns=None):
-    """``data`` (a 2-d array, a pandas DataFrame, or a dict of equal-length columns) as a
-    float64 or float32 2-d array and its column names."""
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
-        names = [str(c) for c in data.columns]
-        x = data.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif isinstance(data, dict):
-        names = [str(c) for c in data]
-        x = np.column_stack([as_1d(f"data[{c!r}]", v) for c, v in data.items()]) if data else np.empty((0, 0))
-    else:
-        x = np.asarray(data)
-        if x.dtype.kind in "iub":
-            x = x.astype(np.float64)
-        elif x.dtype.kind != "f":
-            raise TypeError(f"data: expected numeric values, got dtype {x.dtype}")
-        elif x.dtype not in (np.float64, np.float32):
-            x = x.astype(np.float64)
-        if x.ndim != 2:
-            raise ValueError(f"data: expected a 2-d array (rows x columns), got {x.ndim} dimensions")
-        names = [f"x{j}" for j in range(x.shape[1])]
-    if columns is not None:
-        names = [str(c) for c in columns]
-    return x, names
+    return as_2d("data", data, columns)
 
 
 def _json(config):

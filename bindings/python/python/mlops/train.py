@@ -1,0 +1,165 @@
+"""Training the MLP on numpy arrays, the compiled model, and hyperparameter search with a
+Python objective.
+
+>>> import numpy as np
+>>> from mlops.train import fit
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(2000, 4)); y = (x[:, 0] + x[:, 1] > 0).astype(int)
+>>> model = fit(x, y, hidden=(16,), epochs=20, seed=1)
+>>> float((model.predict(x) == y).mean()) > 0.9
+True
+"""
+
+import json
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_1d, as_2d
+
+__all__ = ["Model", "fit", "Study"]
+
+
+def _features(x, columns):
+    return as_2d("x", x, columns)
+
+
+class Model:
+    """A trained model: its artifact (spec and weights, mlops' model format) and the inference
+    engine compiled from it. Pickles; ``save`` / ``load`` a folder the registry and the
+    Rust crates read."""
+
+    def __init__(self, native, history=None):
+        self._m = native
+        self.history = history or []
+
+    def predict_proba(self, x):
+        """Probabilities of class 1, one per row of ``x`` (rows x features, any layout: a
+        Fortran-ordered or strided array is copied, a C-ordered float32 one too, into the
+        engine's layout). A row with a missing (NaN) feature scores NaN unless the model was
+        loaded with ``non_finite="reject"`` (``ValueError`` naming row and feature) or
+        ``"impute"``."""
+        a, _ = _features(x, None)
+        return self._m.predict_proba(a)
+
+    def predict(self, x):
+        """Labels (0/1) at the model's threshold; NaN scores raise ``ValueError``."""
+        p = self.predict_proba(x)
+        if np.isnan(p).any():
+            raise ValueError(f"x: row {int(np.argmax(np.isnan(p)))} scored NaN (a missing feature): no label")
+        return (p >= self.threshold).astype(np.int64)
+
+    @property
+    def feature_names(self):
+        return self._m.feature_names()
+
+    @property
+    def threshold(self):
+        return self._m.threshold()
+
+    def save(self, directory):
+        """Writes ``model.json`` and ``model.safetensors`` into ``directory``."""
+        self._m.save(str(directory))
+
+    @classmethod
+    def load(cls, directory, non_finite="nan"):
+        """A model saved by :meth:`save` (or by the Rust crates); ``non_finite`` is what a
+        missing feature does: ``"nan"``, ``"reject"`` or ``"impute"``."""
+        return cls(_native.Model.load(str(directory), non_finite))
+
+    def __getstate__(self):
+        spec, weights = self._m.to_parts()
+        return {"spec": spec, "weights": weights, "history": self.history}
+
+    def __setstate__(self, state):
+        self._m = _native.Model.from_parts(state["spec"], state["weights"])
+        self.history = state["history"]
+
+    def __repr__(self):
+        return f"Model(features={len(self.feature_names)}, threshold={self.threshold:.3f})"
+
+
+def fit(
+    x,
+    y,
+    *,
+    columns=None,
+    categorical=(),
+    hidden=(128, 64, 32),
+    activation="relu",
+    dropout=0.3,
+    validation=None,
+    **train,
+):
+    """Trains mlops' MLP (standardization, weighted binary cross-entropy, Adam, early stopping
+    on validation loss with the best weights restored) on ``x`` (rows x features) and 0/1
+    labels ``y``; returns a :class:`Model` whose ``history`` lists each epoch's metrics.
+
+    ``validation`` is ``(x_val, y_val)`` (default: the trainer holds out
+    ``validation_fraction`` of ``x``); the other keyword arguments are ``TrainConfig`` fields:
+    ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``, ``seed``, ``pos_weight``,
+    ``validation_fraction``, ``early_stopping``, ... (an unknown one is a ``ValueError``)."""
+    a, names = _features(x, columns)
+    labels = as_1d("y", y)
+    if len(labels) != a.shape[0]:
+        raise ValueError(f"y: expected {a.shape[0]} labels (one per row of x), got {len(labels)}")
+    val = None
+    if validation is not None:
+        vx, vy = validation
+        va, _ = _features(vx, columns)
+        val = (va, as_1d("validation y", vy))
+    mlp = {"hidden": [int(h) for h in hidden], "activation": activation, "dropout": float(dropout)}
+    native, history = _native.fit(a, labels, names, [str(c) for c in categorical], json.dumps(mlp), json.dumps(train), val)
+    return Model(native, json.loads(history))
+
+
+class Study:
+    """A hyperparameter study (Katib's Experiment, Optuna's study) with a Python objective.
+
+    ``params`` maps each name to its distribution: ``{"type": "uniform", "low": 0, "high": 1}``,
+    ``"log_uniform"``, ``"int"`` (``low``, ``high``), ``"categorical"`` (``choices``).
+    ``optimize(objective)`` calls ``objective(trial)`` (``trial.number``, ``trial.params``)
+    for each trial, ``parallel`` at a time on threads (the GIL is taken only to call the
+    objective, so objectives that call mlops overlap); an exception fails its trial and is
+    kept in its record; more than ``max_failed`` failures stop the study.
+
+    >>> from mlops.train import Study
+    >>> study = Study("quadratic", {"x": {"type": "uniform", "low": -3, "high": 3}}, direction="minimize", max_trials=30, seed=1)
+    >>> best = study.optimize(lambda t: (t.params["x"] - 1.0) ** 2).best_trial
+    >>> abs(best["params"]["x"] - 1.0) < 0.5
+    True
+    """
+
+    def __init__(self, name, params, *, direction="maximize", max_trials=20, parallel=1, max_failed=3, seed=0, sampler="tpe", goal=None):
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction: expected 'maximize' or 'minimize', got {direction!r}")
+        self.config = {
+            "name": name,
+            "objective": {"type": direction, "goal": goal, "objectiveMetricName": "value"},
+            "parallelTrialCount": int(parallel),
+            "maxTrialCount": int(max_trials),
+            "maxFailedTrialCount": int(max_failed),
+            "seed": int(seed),
+            "sampler": sampler if isinstance(sampler, dict) else {"type": sampler},
+        }
+        self.space = [{"name": k, "distribution": v} for k, v in params.items()]
+        self.direction = direction
+        self.trials = []
+        self.stop_reason = None
+
+    def optimize(self, objective):
+        """Runs the study; returns self (``trials``: every trial's record as a dict;
+        ``best_trial``; ``stop_reason``)."""
+        why, trials = _native.optimize(json.dumps(self.config), json.dumps(self.space), objective)
+        self.stop_reason = json.loads(why)
+        self.trials = json.loads(trials)
+        return self
+
+    @property
+    def best_trial(self):
+        """The completed trial with the best value (``None`` when none completed)."""
+        done = [t for t in self.trials if t.get("state") == "complete" and t.get("value") is not None]
+        if not done:
+            return None
+        pick = max if self.direction == "maximize" else min
+        return pick(done, key=lambda t: t["value"])

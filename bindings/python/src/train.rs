@@ -1,0 +1,277 @@
+//! Training, the compiled model, tuning with a Python objective, and validation.
+
+use std::sync::Arc;
+
+use mlops_core::model::{ModelArtifact, Predictor};
+use mlops_core::validation::{ValidationConfig, ValidationSuite};
+use mlops_core::{Dataset, Schema};
+use mlops_serve::{CompiledModel, NonFinitePolicy};
+use mlops_train::hpo::{ParamValue, SearchSpace, Study, StudyConfig};
+use mlops_train::{MlpConfig, TrainConfig, Trainer};
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::arrays::{dataset, matrix, value_error, values};
+use crate::profile::from_json;
+
+/// `data` with labels `y` (0/1).
+fn labeled(
+    data: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    columns: Vec<String>,
+    categorical: &[String],
+) -> PyResult<Dataset> {
+    let d = dataset(data, columns, categorical)?;
+    let labels = values("y", y)?;
+    let labels: Vec<f32> = labels.f64().iter().map(|&v| v as f32).collect();
+    d.with_labels(labels.into(), "label").map_err(value_error)
+}
+
+fn policy(name: &str) -> PyResult<NonFinitePolicy> {
+    match name {
+        "nan" => Ok(NonFinitePolicy::Nan),
+        "reject" => Ok(NonFinitePolicy::Reject),
+        "impute" => Ok(NonFinitePolicy::Impute),
+        other => Err(PyValueError::new_err(format!(
+            "non_finite: expected 'nan', 'reject' or 'impute', got {other:?}"
+        ))),
+    }
+}
+
+/// A model: the artifact (spec + weights) and the inference engine compiled from it.
+#[pyclass(module = "mlops._native", name = "Model", frozen)]
+pub struct Model {
+    artifact: ModelArtifact,
+    engine: Arc<CompiledModel>,
+}
+
+impl Model {
+    fn new(artifact: ModelArtifact, non_finite: &str) -> PyResult<Self> {
+        let engine = CompiledModel::compile(&artifact, policy(non_finite)?).map_err(value_error)?;
+        Ok(Model {
+            artifact,
+            engine: Arc::new(engine),
+        })
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// A model from its spec JSON and safetensors weights.
+    #[staticmethod]
+    #[pyo3(signature = (spec_json, weights, non_finite="nan"))]
+    fn from_parts(spec_json: &[u8], weights: &[u8], non_finite: &str) -> PyResult<Self> {
+        Self::new(
+            ModelArtifact::from_parts(spec_json, weights).map_err(value_error)?,
+            non_finite,
+        )
+    }
+
+    /// The spec JSON and the safetensors weights.
+    fn to_parts(&self) -> PyResult<(Vec<u8>, Vec<u8>)> {
+        Ok((
+            self.artifact.spec_json().map_err(value_error)?.into_bytes(),
+            self.artifact
+                .weights_to_safetensors()
+                .map_err(value_error)?,
+        ))
+    }
+
+    /// A model saved in `directory` (`model.json` + `model.safetensors`).
+    #[staticmethod]
+    #[pyo3(signature = (directory, non_finite="nan"))]
+    fn load(directory: &str, non_finite: &str) -> PyResult<Self> {
+        Self::new(
+            ModelArtifact::load(directory).map_err(value_error)?,
+            non_finite,
+        )
+    }
+
+    /// Saves the model into `directory`.
+    fn save(&self, directory: &str) -> PyResult<()> {
+        self.artifact.save(directory).map_err(value_error)
+    }
+
+    /// Probabilities of class 1, one per row of `x` (rows × features, any layout).
+    fn predict_proba<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let x = matrix(x)?;
+        let engine = self.engine.clone();
+        let p = py
+            .detach(|| engine.predict_proba(x.view()))
+            .map_err(value_error)?;
+        Ok(p.into_pyarray(py))
+    }
+
+    /// The feature names, in order.
+    fn feature_names(&self) -> Vec<String> {
+        self.engine.feature_names().to_vec()
+    }
+
+    /// The decision threshold.
+    fn threshold(&self) -> f32 {
+        self.engine.threshold()
+    }
+}
+
+/// Trains the MLP on `x`, `y` (and an optional validation set); returns the model and the
+/// per-epoch history as JSON.
+#[pyfunction]
+#[pyo3(signature = (x, y, columns, categorical, mlp_json=None, train_json=None, validation=None))]
+#[allow(clippy::too_many_arguments)]
+fn fit(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    columns: Vec<String>,
+    categorical: Vec<String>,
+    mlp_json: Option<&str>,
+    train_json: Option<&str>,
+    validation: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+) -> PyResult<(Model, String)> {
+    let train = labeled(x, y, columns.clone(), &categorical)?;
+    let validation = validation
+        .map(|(vx, vy)| labeled(&vx, &vy, columns, &categorical))
+        .transpose()?;
+    let mlp: MlpConfig = from_json("mlp", mlp_json)?;
+    let config: TrainConfig = from_json("train", train_json)?;
+    let trainer = Trainer::new(mlp, config).map_err(value_error)?;
+    let trained = py
+        .detach(|| trainer.fit(&train, validation.as_ref(), &mut []))
+        .map_err(value_error)?;
+    let history = serde_json::to_string(&trained.history).map_err(value_error)?;
+    Ok((Model::new(trained.artifact, "nan")?, history))
+}
+
+/// What the Python objective sees of a trial: its number and its parameters.
+#[pyclass(module = "mlops._native", name = "Trial", frozen)]
+struct PyTrial {
+    #[pyo3(get)]
+    number: u64,
+    params: Vec<(String, ParamValue)>,
+}
+
+#[pymethods]
+impl PyTrial {
+    /// The parameters as a dict.
+    #[getter]
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in &self.params {
+            match v {
+                ParamValue::Int(i) => d.set_item(k, i)?,
+                ParamValue::Float(f) => d.set_item(k, f)?,
+                ParamValue::Choice(c) => d.set_item(k, c)?,
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// Runs a study (Katib's spec as JSON, the search space as JSON) with a Python objective
+/// `objective(trial) -> float`; trials run `parallelTrialCount` at a time on threads, each
+/// taking the GIL only to call the objective. An exception fails its trial (its message kept
+/// in the record). Returns the stop reason and the trials as JSON.
+#[pyfunction]
+fn optimize(
+    py: Python<'_>,
+    config_json: &str,
+    space_json: &str,
+    objective: Py<PyAny>,
+) -> PyResult<(String, String)> {
+    let config: StudyConfig = serde_json::from_str(config_json)
+        .map_err(|e| PyValueError::new_err(format!("config: {e}")))?;
+    let params = serde_json::from_str(space_json)
+        .map_err(|e| PyValueError::new_err(format!("space: {e}")))?;
+    let space = SearchSpace::new(params).map_err(value_error)?;
+    let mut study = Study::new(config, space).map_err(value_error)?;
+    let why = py
+        .detach(|| {
+            study.optimize(
+                |trial| {
+                    let t = PyTrial {
+                        number: trial.number(),
+                        params: trial
+                            .params()
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    };
+                    Python::attach(|py| {
+                        objective
+                            .call1(py, (t,))
+                            .and_then(|v| v.extract::<f64>(py))
+                            .map_err(|e| mlops_train::Error::InvalidValue {
+                                field: format!("objective of trial {}", trial.number()),
+                                value: format!("an exception: {e}"),
+                                expected: "a float".into(),
+                            })
+                    })
+                },
+                &mut |_| {},
+            )
+        })
+        .map_err(value_error)?;
+    Ok((
+        serde_json::to_string(&why).map_err(value_error)?,
+        serde_json::to_string(study.trials()).map_err(value_error)?,
+    ))
+}
+
+/// The schema inferred from `data` (and labels `y`, if given), as JSON.
+#[pyfunction]
+#[pyo3(signature = (data, columns, categorical, y=None))]
+fn infer_schema(
+    data: &Bound<'_, PyAny>,
+    columns: Vec<String>,
+    categorical: Vec<String>,
+    y: Option<&Bound<'_, PyAny>>,
+) -> PyResult<String> {
+    let d = match y {
+        Some(y) => labeled(data, y, columns, &categorical)?,
+        None => dataset(data, columns, &categorical)?,
+    };
+    Schema::infer(&d).to_json().map_err(value_error)
+}
+
+/// The validation report of `data` (against `schema_json` if given) as JSON.
+#[pyfunction]
+#[pyo3(signature = (data, columns, categorical, y=None, schema_json=None, config_json=None))]
+fn validate(
+    data: &Bound<'_, PyAny>,
+    columns: Vec<String>,
+    categorical: Vec<String>,
+    y: Option<&Bound<'_, PyAny>>,
+    schema_json: Option<&str>,
+    config_json: Option<&str>,
+) -> PyResult<String> {
+    let d = match y {
+        Some(y) => labeled(data, y, columns, &categorical)?,
+        None => dataset(data, columns, &categorical)?,
+    };
+    let schema = schema_json
+        .map(Schema::from_json)
+        .transpose()
+        .map_err(value_error)?;
+    let config: ValidationConfig = from_json("config", config_json)?;
+    let suite = ValidationSuite::from_config(&config).map_err(value_error)?;
+    suite
+        .run(&d, schema.as_ref())
+        .to_json()
+        .map_err(value_error)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add_class::<PyTrial>()?;
+    m.add_function(wrap_pyfunction!(fit, m)?)?;
+    m.add_function(wrap_pyfunction!(optimize, m)?)?;
+    m.add_function(wrap_pyfunction!(infer_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    Ok(())
+}

@@ -21,24 +21,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use mlops::core::clock::ManualClock;
-use mlops::core::model::{ModelArtifact, Predictor};
+use mlops::core::model::ModelArtifact;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::serve::analysis::Outcome;
+use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::PromotionConfig;
-use mlops::serve::replay::{replay, ReplayOptions, ServiceProfile, SimulatedService, Synthetic};
-use mlops::serve::rollout::{
-    compiling, Controller, ControllerParts, Decision, MemoryRolloutStore, Phase, RolloutState,
-};
-use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
-use mlops::serve::source::{MemorySource, ModelSource};
-use mlops::serve::ticker::ManualTicker;
-use mlops::serve::{metrics::ServeMetrics, NonFinitePolicy};
+use mlops::serve::replay::{ReplayOptions, ServiceProfile, Simulation, Synthetic, SIMULATED_MODEL};
+use mlops::serve::rollout::{Decision, Phase, RolloutState};
+use mlops::serve::source::ModelSource;
 use mlops::train::{MlpConfig, TrainConfig, Trainer};
 use serde::Serialize;
 
@@ -85,8 +79,6 @@ enum Scenario {
     Erroring,
     NoTraffic,
 }
-
-const MODEL: &str = "fraud";
 
 /// Stable and canary artifacts, and the traffic to replay.
 fn built_in(
@@ -226,54 +218,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (Some(path), Some(label)) => from_csv(path, label, args.scenario, args.seed)?,
         _ => built_in(args.scenario, args.seed)?,
     };
-    let source = Arc::new(MemorySource::new());
-    source.add(MODEL, stable);
-    source.add(MODEL, canary);
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01
-    let clock = Arc::new(ManualClock::new(start));
-    let ticker = Arc::new(ManualTicker::default());
-    let metrics = ServeMetrics::unregistered();
-    let [p1, p2] = profiles(args.scenario, args.seed);
-    let compile = compiling(NonFinitePolicy::Reject);
-    let simulated = {
-        let ticker = ticker.clone();
-        move |version: u64, artifact: &ModelArtifact| -> mlops::core::Result<Arc<dyn Predictor>> {
-            let profile = if version == 1 { p1 } else { p2 };
-            Ok(Arc::new(SimulatedService::new(
-                compile(version, artifact)?,
-                ticker.clone(),
-                profile,
-            )?))
-        }
-    };
-    let stable_model = simulated(1, &futures::executor::block_on(source.load(MODEL, 1))?)?;
-    let router = Router::new(
-        MODEL,
-        Routes::single(Variant::new("stable", Some(1), stable_model)),
-        RouterOptions {
-            metrics: metrics.clone(),
-            clock: clock.clone(),
-            ticker: ticker.clone(),
-            ..RouterOptions::default()
-        },
-    )?;
-    let controller = Controller::new(ControllerParts {
-        model: MODEL.into(),
+    let sim = futures::executor::block_on(Simulation::new(
+        stable,
+        canary,
+        profiles(args.scenario, args.seed),
         config,
-        store: Arc::new(MemoryRolloutStore::new()),
-        source: source.clone(),
-        clock: clock.clone(),
-        metrics,
-        loader: Arc::new(simulated),
-    })?;
-    futures::executor::block_on(async {
-        source
-            .move_alias(MODEL, "production", Some(1), None, "stable")
-            .await?;
-        source
-            .move_alias(MODEL, "canary", Some(2), None, "the candidate")
-            .await
-    })?;
+        ServeMetrics::unregistered(),
+    ))?;
     println!(
         "scenario {}, seed {}: stable v1, canary v2, {} rows of traffic at {} requests per simulated second",
         args.scenario.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
@@ -286,28 +237,15 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         max_seconds: args.max_hours * 3600.0,
         ..ReplayOptions::default()
     };
-    let (requests, failed, seconds) = if args.scenario == Scenario::NoTraffic {
+    let report = futures::executor::block_on(if args.scenario == Scenario::NoTraffic {
         // Nothing reaches the router: the controller ticks on an idle clock.
-        let mut seconds = 0.0;
-        while seconds < options.max_seconds {
-            futures::executor::block_on(controller.tick(&router))?;
-            let done = futures::executor::block_on(controller.state())?
-                .is_some_and(|s| s.state.phase.is_terminal() && s.state.aliases_settled);
-            if done {
-                break;
-            }
-            clock.advance(Duration::from_secs_f64(options.tick_seconds));
-            seconds += options.tick_seconds;
-        }
-        (0, 0, seconds)
+        futures::future::Either::Left(sim.idle(options.tick_seconds, options.max_seconds))
     } else {
-        let report =
-            futures::executor::block_on(replay(&router, &controller, &clock, &traffic, &options))?;
-        (report.requests, report.failed, report.simulated_seconds)
-    };
-    let state = futures::executor::block_on(controller.state())?
-        .context("no rollout was started")?
-        .state;
+        futures::future::Either::Right(sim.replay(&traffic, &options))
+    })?;
+    let (requests, failed, seconds) = (report.requests, report.failed, report.simulated_seconds);
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // the simulation's
+    let state = report.rollout.context("no rollout was started")?;
     let start_unix = start.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
     print_timeline(&state, start_unix);
     let (decision, code) = match state.phase {
@@ -318,7 +256,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let reason = state
         .last_decision()
         .map_or_else(String::new, |d| d.reason.clone());
-    let production = futures::executor::block_on(source.alias(MODEL, "production"))?;
+    let production = futures::executor::block_on(sim.source.alias(SIMULATED_MODEL, "production"))?;
     println!(
         "decision: {decision} after {:.1} simulated hours, {requests} requests ({failed} failed); production is v{}\nreason: {reason}",
         seconds / 3600.0,

@@ -290,6 +290,149 @@ pub async fn replay(
     }
 }
 
+/// A stable and a candidate model behind a router, the rollout controller moving the candidate
+/// through a promotion policy, all on simulated time: what `examples/canary.rs`, the Python
+/// bindings' `simulate_rollout` and a host trying a policy on its own data build.
+///
+/// ```
+/// use mlops_serve::metrics::ServeMetrics;
+/// use mlops_serve::policy::PromotionConfig;
+/// use mlops_serve::replay::{ReplayOptions, ServiceProfile, Simulation, Synthetic};
+/// use mlops_serve::rollout::Phase;
+///
+/// let world = Synthetic::new(4, 1);
+/// let sim = futures::executor::block_on(Simulation::new(
+///     world.model(0.5, 2)?,
+///     world.model(1.0, 3)?,
+///     [ServiceProfile::default(), ServiceProfile { seed: 1, ..ServiceProfile::default() }],
+///     PromotionConfig::default(),
+///     ServeMetrics::unregistered(),
+/// ))?;
+/// let report = futures::executor::block_on(sim.replay(&world.traffic(30_000, 4)?, &ReplayOptions::default()))?;
+/// assert_eq!(report.rollout.unwrap().phase, Phase::Promoted);
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub struct Simulation {
+    /// The two versions (1 stable, 2 the candidate) and their aliases.
+    pub source: Arc<crate::source::MemorySource>,
+    /// The router, serving version 1 until the controller installs the rollout's routes.
+    pub router: Router,
+    /// The rollout controller.
+    pub controller: Controller,
+    /// Simulated wall time.
+    pub clock: Arc<ManualClock>,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation").finish_non_exhaustive()
+    }
+}
+
+/// The model name a [`Simulation`] registers its versions under.
+pub const SIMULATED_MODEL: &str = "model";
+
+impl Simulation {
+    /// `stable` (version 1, `production`) and `candidate` (version 2, `canary`), each taking
+    /// its [`ServiceProfile`]'s simulated time, under `config`; the clock starts at
+    /// 2026-01-01T00:00:00Z.
+    pub async fn new(
+        stable: mlops_core::model::ModelArtifact,
+        candidate: mlops_core::model::ModelArtifact,
+        profiles: [ServiceProfile; 2],
+        config: crate::policy::PromotionConfig,
+        metrics: crate::metrics::ServeMetrics,
+    ) -> Result<Self> {
+        use crate::source::ModelSource;
+        for p in &profiles {
+            p.validate()?;
+        }
+        let source = Arc::new(crate::source::MemorySource::new());
+        source.add(SIMULATED_MODEL, stable);
+        source.add(SIMULATED_MODEL, candidate);
+        let clock = Arc::new(ManualClock::new(
+            std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+        ));
+        let ticker = Arc::new(ManualTicker::default());
+        let compile = crate::rollout::compiling(crate::NonFinitePolicy::Reject);
+        let simulated = {
+            let ticker = ticker.clone();
+            move |version: u64,
+                  artifact: &mlops_core::model::ModelArtifact|
+                  -> Result<Arc<dyn Predictor>> {
+                let profile = profiles[usize::from(version != 1)];
+                Ok(Arc::new(SimulatedService::new(
+                    compile(version, artifact)?,
+                    ticker.clone(),
+                    profile,
+                )?))
+            }
+        };
+        let first = simulated(1, &source.load(SIMULATED_MODEL, 1).await?)?;
+        let router = Router::new(
+            SIMULATED_MODEL,
+            crate::router::Routes::single(crate::router::Variant::new("stable", Some(1), first)),
+            crate::router::RouterOptions {
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                ticker,
+                ..crate::router::RouterOptions::default()
+            },
+        )?;
+        let controller = Controller::new(crate::rollout::ControllerParts {
+            model: SIMULATED_MODEL.into(),
+            config,
+            store: Arc::new(crate::rollout::MemoryRolloutStore::new()),
+            source: source.clone(),
+            clock: clock.clone(),
+            metrics,
+            loader: Arc::new(simulated),
+        })?;
+        source
+            .move_alias(SIMULATED_MODEL, "production", Some(1), None, "stable")
+            .await?;
+        source
+            .move_alias(SIMULATED_MODEL, "canary", Some(2), None, "the candidate")
+            .await?;
+        Ok(Simulation {
+            source,
+            router,
+            controller,
+            clock,
+        })
+    }
+
+    /// Replays `data` (see [`replay`]).
+    pub async fn replay(&self, data: &Dataset, options: &ReplayOptions) -> Result<ReplayReport> {
+        replay(&self.router, &self.controller, &self.clock, data, options).await
+    }
+
+    /// No traffic at all: the controller ticks every `tick_seconds` until the rollout ends or
+    /// `max_seconds` pass (what a policy does on no evidence).
+    pub async fn idle(&self, tick_seconds: f64, max_seconds: f64) -> Result<ReplayReport> {
+        if !(tick_seconds.is_finite() && tick_seconds > 0.0) {
+            return Err(Error::invalid("tick_seconds", tick_seconds, "seconds > 0"));
+        }
+        let mut seconds = 0.0;
+        while seconds < max_seconds {
+            self.controller.tick(&self.router).await?;
+            if let Some(s) = self.controller.state().await? {
+                if s.state.phase.is_terminal() && s.state.aliases_settled {
+                    break;
+                }
+            }
+            self.clock.advance(Duration::from_secs_f64(tick_seconds));
+            seconds += tick_seconds;
+        }
+        Ok(ReplayReport {
+            requests: 0,
+            failed: 0,
+            simulated_seconds: seconds,
+            rollout: self.controller.state().await?.map(|s| s.state),
+        })
+    }
+}
+
 /// Labeled traffic from a known logistic truth, and models of a chosen quality: the built-in
 /// data of `examples/canary.rs` and the tests.
 ///

@@ -12,6 +12,8 @@ mod arrays;
 mod drift;
 mod metrics;
 mod profile;
+mod registry;
+mod serve;
 mod train;
 
 use pyo3::prelude::*;
@@ -25,5 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     profile::register(m)?;
     train::register(m)?;
+    registry::register(m)?;
+    serve::register(m)?;
     Ok(())
 }

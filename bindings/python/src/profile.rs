@@ -26,7 +26,7 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned + Default>(
 /// A fitted reference profile.
 #[pyclass(module = "mlops._native", name = "Profile", frozen)]
 pub struct Profile {
-    inner: ReferenceProfile,
+    pub(crate) inner: ReferenceProfile,
 }
 
 impl Profile {

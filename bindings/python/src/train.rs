@@ -43,12 +43,12 @@ fn policy(name: &str) -> PyResult<NonFinitePolicy> {
 /// A model: the artifact (spec + weights) and the inference engine compiled from it.
 #[pyclass(module = "mlops._native", name = "Model", frozen)]
 pub struct Model {
-    artifact: ModelArtifact,
+    pub(crate) artifact: ModelArtifact,
     engine: Arc<CompiledModel>,
 }
 
 impl Model {
-    fn new(artifact: ModelArtifact, non_finite: &str) -> PyResult<Self> {
+    pub(crate) fn new(artifact: ModelArtifact, non_finite: &str) -> PyResult<Self> {
         let engine = CompiledModel::compile(&artifact, policy(non_finite)?).map_err(value_error)?;
         Ok(Model {
             artifact,

@@ -8,14 +8,16 @@
   arguments;
 - :mod:`mlops.validation`: schema inference and validation reports;
 - :mod:`mlops.train`: the MLP trained on numpy arrays, the compiled model (``predict_proba``),
-  and hyperparameter studies with a Python objective.
+  and hyperparameter studies with a Python objective;
+- :mod:`mlops.registry`: the model registry at any URL;
+- :mod:`mlops.serve`: a promotion policy tried on labeled data (simulated rollout).
 
 Computations run in Rust with the GIL released. Contiguous float64 (and, for the metrics,
 float32) arrays are read in place; other layouts are copied; other dtypes are converted when
 they are numeric and refused with ``TypeError`` when they are not.
 """
 
-from . import drift, metrics, train, validation
+from . import drift, metrics, registry, serve, train, validation
 from ._native import __version__
 
-__all__ = ["drift", "metrics", "train", "validation", "__version__"]
+__all__ = ["drift", "metrics", "registry", "serve", "train", "validation", "__version__"]

@@ -1,0 +1,37 @@
+"""Serving from Python: the compiled engine is :class:`mlops.train.Model`
+(``predict_proba`` on numpy); :func:`simulate_rollout` tries a promotion policy on labeled
+data before it meets traffic."""
+
+import json
+
+from . import _native
+from ._arrays import as_1d, as_2d
+
+__all__ = ["simulate_rollout"]
+
+
+def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_second=50.0, max_hours=12.0, label_delay=500, users=5000):
+    """Replays ``x``, ``y`` (rows cycled, one request each, sticky by one of ``users`` keys)
+    through the router serving ``stable`` while the rollout controller moves ``candidate``
+    through ``policy`` (a ``PromotionConfig`` as a dict: steps, bake time, checks...; default
+    the seed's 10/25/50/75/100 with error rate, p99 latency and ROC AUC checks), on simulated
+    time, labels arriving ``label_delay`` requests late. Returns a dict: ``requests``,
+    ``failed``, ``simulated_seconds`` and ``rollout`` (``phase``: ``promoted`` or
+    ``rolled_back`` or where it stopped, and every decision with its checks)."""
+    a, _ = as_2d("x", x)
+    labels = as_1d("y", y)
+    if len(labels) != a.shape[0]:
+        raise ValueError(f"y: expected {a.shape[0]} labels (one per row of x), got {len(labels)}")
+    return json.loads(
+        _native.simulate_rollout(
+            stable._m,
+            candidate._m,
+            a,
+            labels,
+            None if policy is None else json.dumps(policy),
+            float(requests_per_second),
+            float(max_hours),
+            int(label_delay),
+            int(users),
+        )
+    )

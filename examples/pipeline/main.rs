@@ -14,7 +14,8 @@
 //! cargo run --release --example pipeline [-- --summary out.json --metrics out.prom]
 //! cargo run --release --example pipeline -- --corrupt-retrain-labels
 //! cargo run --release --example pipeline -- --data ../shared/data/nebraska_weather.csv \
-//!     --label-col rain --order-col day --shift-at 12000 --batch-size 365 --min-auc 0.7
+//!     --label-col rain --order-col day --shift-at 12000 --batch-size 365 --train-batches 10 \
+//!     --distance-threshold 0.2 --min-auc 0.7 --policy examples/pipeline/low_traffic.toml
 //! ```
 //!
 //! Every step goes through the library crates: data and validation, metrics and the gate

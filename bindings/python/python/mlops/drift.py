@@ -54,12 +54,14 @@ class CramerVonMisesResult(NamedTuple):
 
 
 class Anderson_ksampResult(NamedTuple):  # noqa: N801 (scipy's name)
-    """Result of :func:`anderson_ksamp`: the normalized statistic, scipy's p-value (clamped to
-    [0.001, 0.25]) and the same interpolation unclamped."""
+    """Result of :func:`anderson_ksamp`, in scipy's order so that ``statistic,
+    critical_values, pvalue = anderson_ksamp(...)`` reads the same: the normalized statistic,
+    ``critical_values`` (``None``: not computed here) and scipy's p-value (the interpolated
+    significance level, clamped to [0.001, 0.25])."""
 
     statistic: float
+    critical_values: None
     pvalue: float
-    pvalue_unclamped: float
 
 
 class MannwhitneyuResult(NamedTuple):
@@ -172,13 +174,14 @@ def anderson_ksamp(samples: Sequence, midrank: bool = True):
     Returns
     -------
     Anderson_ksampResult
-        ``statistic``, ``pvalue`` (scipy's interpolation, clamped to [0.001, 0.25]) and
-        ``pvalue_unclamped``. scipy's ``critical_values`` are not reported.
+        ``statistic``, ``critical_values`` (``None``: not computed here) and ``pvalue``
+        (scipy's interpolation, clamped to [0.001, 0.25]), unpacking in scipy's order.
     """
     if not midrank:
         raise ValueError("midrank: only the midrank variant (midrank=True) is implemented")
     arrays = [as_1d(f"samples[{i}]", s) for i, s in enumerate(samples)]
-    return Anderson_ksampResult(*_native.anderson_ksamp(arrays))
+    statistic, pvalue, _unclamped = _native.anderson_ksamp(arrays)
+    return Anderson_ksampResult(statistic, None, pvalue)
 
 
 def mannwhitneyu(x, y, use_continuity=True, alternative="two-sided", method="auto", *, nan_policy="propagate"):

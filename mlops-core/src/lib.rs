@@ -41,6 +41,7 @@
 pub mod clock;
 mod csv_io;
 mod dataset;
+pub mod duration;
 mod error;
 pub mod exposition;
 pub mod gate;

@@ -30,10 +30,14 @@ fn arch() -> Arch {
 pub(super) fn dense(x: &[f32], rows: usize, layer: &Layer, out: &mut [f32]) -> Result<()> {
     let (inputs, units) = (layer.inputs, layer.units);
     for (what, len, want) in [
-        ("input", x.len(), rows * inputs),
-        ("weights", layer.weight_t.len(), inputs * units),
+        ("input", x.len(), size("input", rows, inputs)?),
+        (
+            "weights",
+            layer.weight_t.len(),
+            size("weights", inputs, units)?,
+        ),
         ("bias", layer.bias.len(), units),
-        ("output", out.len(), rows * units),
+        ("output", out.len(), size("output", rows, units)?),
     ] {
         if len != want {
             return Err(Error::invalid(
@@ -46,10 +50,22 @@ pub(super) fn dense(x: &[f32], rows: usize, layer: &Layer, out: &mut [f32]) -> R
     if rows <= SMALL_BATCH {
         arch().dispatch(Tiled { x, layer, out });
     } else {
-        product(x, &layer.weight_t, out, rows, inputs, units);
+        product(x, &layer.weight_t, out, rows, inputs, units)?;
         arch().dispatch(BiasActivate { out, layer });
     }
     Ok(())
+}
+
+/// `a × b`, or an error naming `what` where it overflows `usize` (no buffer that large can
+/// exist, so no length can match it).
+fn size(what: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| {
+        Error::invalid(
+            format!("engine buffer size for the {what}"),
+            format!("{a} × {b}"),
+            "a product that fits in memory",
+        )
+    })
 }
 
 /// The small-batch path as a `pulp` operation.
@@ -160,18 +176,51 @@ impl WithSimd for BiasActivate<'_> {
 }
 
 /// `out = x · w` for row-major `x` (`rows × inputs`), `w` (`inputs × units`) and `out`
-/// (`rows × units`; lengths checked by the caller), by the `gemm` crate (SIMD micro-kernels
-/// picked at run time, one thread).
+/// (`rows × units`), by the `gemm` crate (SIMD micro-kernels picked at run time, one thread).
+///
+/// Checks its own preconditions, whatever the caller checked: a length that is not its
+/// dimensions' product (or a product that overflows) is an error, never a read or write
+/// outside a slice.
 #[allow(unsafe_code)]
-fn product(x: &[f32], w: &[f32], out: &mut [f32], rows: usize, inputs: usize, units: usize) {
-    debug_assert!(
-        x.len() == rows * inputs && w.len() == inputs * units && out.len() == rows * units
-    );
-    // SAFETY: the three slices hold exactly rows×inputs, inputs×units and rows×units `f32`s
-    // (checked by `dense`), each row-major with the strides passed (column stride 1, row
-    // stride = its width), so every element gemm reads or writes is inside its slice; `out`
-    // is a unique borrow and cannot alias `x` or `w`; `read_dst = false`, so `out`'s old
-    // values are never read; `Parallelism::None` runs on this thread only.
+fn product(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    rows: usize,
+    inputs: usize,
+    units: usize,
+) -> Result<()> {
+    for (what, len, want) in [
+        ("input", x.len(), size("input", rows, inputs)?),
+        ("weights", w.len(), size("weights", inputs, units)?),
+        ("output", out.len(), size("output", rows, units)?),
+    ] {
+        if len != want {
+            return Err(Error::invalid(
+                format!("engine product's {what} length"),
+                len,
+                format!("{want} values ({rows} rows, {inputs} inputs, {units} units)"),
+            ));
+        }
+    }
+    if rows == 0 || units == 0 {
+        // Nothing to write.
+        return Ok(());
+    }
+    if inputs == 0 {
+        // An empty sum.
+        out.fill(0.0);
+        return Ok(());
+    }
+    // Every dimension is now at most the length of a slice it indexes (each is a factor of a
+    // nonzero product equal to that length), so at most `isize::MAX`: the `as isize` strides
+    // below are exact.
+    //
+    // SAFETY: checked above on every call: the three slices hold exactly rows×inputs,
+    // inputs×units and rows×units `f32`s, each row-major with the strides passed (column
+    // stride 1, row stride = its width), so every element gemm reads or writes is inside its
+    // slice; `out` is a unique borrow and cannot alias `x` or `w`; `read_dst = false`, so
+    // `out`'s old values are never read; `Parallelism::None` runs on this thread only.
     unsafe {
         gemm::gemm(
             rows,
@@ -195,6 +244,7 @@ fn product(x: &[f32], w: &[f32], out: &mut [f32], rows: usize, inputs: usize, un
             gemm::Parallelism::None,
         );
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,6 +310,69 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The `unsafe` call's preconditions are checked by the function itself, in every build:
+    /// any length that is not the product of the dimensions, or dimensions whose product
+    /// overflows, is an error (with `debug_assert!` only, a release build read and wrote out
+    /// of bounds).
+    #[test]
+    fn product_refuses_lengths_that_do_not_match_its_dimensions() {
+        let (rows, inputs, units) = (20, 3, 5);
+        let x = vec![1.0f32; rows * inputs];
+        let w = vec![1.0f32; inputs * units];
+        let mut out = vec![0.0f32; rows * units];
+        product(&x, &w, &mut out, rows, inputs, units).unwrap();
+        assert!(out.iter().all(|&v| v == 3.0));
+        let short = |e: Error| e.to_string();
+        for (what, result) in [
+            (
+                "weights",
+                product(&x, &w[..2], &mut out, rows, inputs, units),
+            ),
+            ("input", product(&x[1..], &w, &mut out, rows, inputs, units)),
+            (
+                "output",
+                product(&x, &w, &mut [0.0; 3], rows, inputs, units),
+            ),
+            // More rows than the input holds.
+            ("input", product(&x, &w, &mut out, rows + 1, inputs, units)),
+            // Dimensions whose products overflow.
+            ("input", product(&x, &w, &mut out, usize::MAX, 2, units)),
+            (
+                "weights",
+                product(&x, &w, &mut out, rows, inputs, usize::MAX),
+            ),
+        ] {
+            let message = short(result.unwrap_err());
+            assert!(message.contains(what), "{what}: {message}");
+        }
+        // Empty dimensions: nothing read, the empty sum written.
+        product(&[], &[], &mut [], 0, 0, usize::MAX).unwrap();
+        let mut zeros = vec![7.0f32; 4];
+        product(&[], &[], &mut zeros, 2, 0, 2).unwrap();
+        assert_eq!(zeros, [0.0; 4]);
+    }
+
+    /// `dense`, the crate-visible entry, refuses mismatched buffers too.
+    #[test]
+    fn dense_refuses_mismatched_buffers() {
+        let layer = Layer {
+            inputs: 3,
+            units: 2,
+            weight_t: vec![0.5; 6],
+            bias: vec![0.0; 2],
+            activation: Activation::Identity,
+        };
+        for rows in [1, SMALL_BATCH + 4] {
+            let x = vec![1.0f32; rows * 3];
+            assert!(dense(&x[1..], rows, &layer, &mut vec![0.0; rows * 2]).is_err());
+            assert!(dense(&x, rows, &layer, &mut vec![0.0; rows * 2 + 1]).is_err());
+            assert!(dense(&x, usize::MAX, &layer, &mut vec![0.0; rows * 2]).is_err());
+            let mut out = vec![0.0; rows * 2];
+            dense(&x, rows, &layer, &mut out).unwrap();
+            assert!(out.iter().all(|&v| (v - 1.5).abs() < 1e-6));
         }
     }
 }

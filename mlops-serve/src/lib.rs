@@ -3,9 +3,9 @@
 //! Serving for the mlops loop:
 //!
 //! - the inference engine — [`CompiledModel`], a [`Predictor`](mlops_core::model::Predictor)
-//!   compiled from a model artifact (weights packed once, standardization folded in, no
-//!   allocation per call, a configurable [`NonFinitePolicy`]), equal to the reference
-//!   `MlpModel` to 1e-5;
+//!   compiled from a model artifact (weights packed once, standardization folded in,
+//!   per-thread scratch sized to a block of rows, a configurable [`NonFinitePolicy`]), equal
+//!   to the reference `MlpModel` to 1e-5 and to numpy's forward pass for every activation;
 //! - [`router`]: stable, canary, N-way A/B and shadow variants with sticky buckets, atomic
 //!   weight switches and per-variant statistics over the current step, with delayed labels
 //!   joined by request id;

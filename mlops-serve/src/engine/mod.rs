@@ -7,7 +7,11 @@
 //! per-thread scratch buffer, applying the [`NonFinitePolicy`], then runs each layer as one
 //! product (the `gemm` crate: SIMD micro-kernels chosen at run time, one thread) with the
 //! bias and the activation fused into one pass over each output row.
-//! After the first call of a size on a thread, no call allocates.
+//! The scratch buffers are per thread and sized to a block of rows, never to the batch: after
+//! the first call on a thread, a call of up to 8 rows allocates nothing, and a larger one only
+//! the `gemm` crate's two small bookkeeping buffers per block (tests/engine_alloc.rs counts
+//! both). A call made while the thread's scratch is in use (a predictor scoring inside
+//! another's call) takes fresh buffers rather than panicking.
 //!
 //! ```
 //! use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor};
@@ -305,5 +309,61 @@ impl Predictor for CompiledModel {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mlops_core::model::{LayerSpec, MlpModel};
+    use ndarray::Array2;
+
+    use super::*;
+
+    fn artifact(inputs: usize, hidden: usize) -> ModelArtifact {
+        let spec = ModelSpec::new(
+            (0..inputs).map(|i| format!("f{i}")).collect(),
+            vec![
+                LayerSpec::new(hidden, Activation::Tanh),
+                LayerSpec::new(1, Activation::Sigmoid),
+            ],
+        );
+        let w0 = Array2::from_shape_fn((hidden, inputs), |(u, i)| {
+            ((u * 7 + i * 3) % 11) as f32 / 11.0 - 0.5
+        });
+        let w1 = Array2::from_shape_fn((1, hidden), |(_, u)| (u % 5) as f32 / 5.0 - 0.4);
+        ModelArtifact::new(
+            spec,
+            vec![
+                (w0, ndarray::Array1::from_elem(hidden, 0.1)),
+                (w1, ndarray::Array1::from_elem(1, -0.2)),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A call made while this thread's scratch is in use (a predictor called from inside
+    /// another's call: a host's callback, a nested rayon task run by a waiting thread) scores
+    /// with fresh buffers, correctly, rather than panicking on the borrowed `RefCell`.
+    #[test]
+    fn a_call_while_this_threads_scratch_is_in_use_scores_correctly() {
+        let a = artifact(6, 20);
+        let engine = CompiledModel::compile(&a, NonFinitePolicy::Nan).unwrap();
+        let reference = MlpModel::new(&a).unwrap();
+        for rows in [1, 3, 40] {
+            let x = Array2::from_shape_fn((rows, 6), |(r, i)| (r as f32 - i as f32) / 4.0);
+            let want = reference.predict_proba(x.view()).unwrap();
+            let got = SCRATCH.with(|cell| {
+                let _outer_call = cell.borrow_mut();
+                engine.predict_proba(x.view()).unwrap()
+            });
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5, "{rows} rows: {g} vs {w}");
+            }
+            // And the thread's own buffers still work after.
+            let again = engine.predict_proba(x.view()).unwrap();
+            for (g, w) in again.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5, "{rows} rows: {g} vs {w}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use candle_core::Device;
 use mlops_core::metrics::ScoredSamples;
 use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec};
 use mlops_core::{Dataset, SplitFractions};
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -36,7 +36,7 @@ const EVAL_CHUNK: usize = 8192;
 /// ```
 /// use mlops_core::Dataset;
 /// use mlops_train::{MlpConfig, TrainConfig, Trainer};
-/// use ndarray::{Array1, Array2};
+/// use ndarray::{Array1, Array2, ArrayView2};
 ///
 /// // y = 1 when x0 + x1 > 1.
 /// let x = Array2::from_shape_fn((400, 2), |(i, j)| ((i * (7 + 4 * j)) % 101) as f32 / 100.0);
@@ -88,6 +88,78 @@ impl TrainedModel {
     /// The exported model as a [`mlops_core::model::Predictor`].
     pub fn predictor(&self) -> Result<MlpModel> {
         Ok(MlpModel::new(&self.artifact)?)
+    }
+
+    /// The exported model's probabilities for the rows of `x`, computed by the trainer's own
+    /// candle forward pass on the CPU: the standardization as training applies it
+    /// (`(x - mean) / std`), candle's products and activations (`Tensor::silu`, `tanh`, ...)
+    /// over the exported weights, and the logistic of the logit as the trainer's validation
+    /// metrics take it. An implementation independent of mlops-core's `Activation::apply`
+    /// (which the reference [`MlpModel`] and the serving engine share), for checking that what
+    /// is served scores what was trained. A row with a NaN or infinite feature gets NaN (the
+    /// [`Predictor`](mlops_core::model::Predictor) contract).
+    pub fn candle_predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
+        let spec = self.artifact.spec();
+        let n = spec.input_features.len();
+        if x.ncols() != n {
+            return Err(Error::invalid(
+                "batch columns",
+                x.ncols(),
+                format!("{n} features, as the model was trained on"),
+            ));
+        }
+        let hidden = &spec.layers[..spec.layers.len().saturating_sub(1)];
+        let activation = hidden
+            .first()
+            .map_or(Activation::Identity, |l| l.activation);
+        if let Some(other) = hidden.iter().find(|l| l.activation != activation) {
+            return Err(Error::invalid(
+                "hidden activations",
+                format!("{:?} and {:?}", activation, other.activation),
+                "one activation in every hidden layer, as mlops-train trains them",
+            ));
+        }
+        let rows = x.nrows();
+        if rows == 0 {
+            return Ok(Array1::zeros(0));
+        }
+        let shapes: Vec<(usize, usize)> = self
+            .artifact
+            .layers()
+            .iter()
+            .map(|l| l.weight.dim())
+            .collect();
+        let params: Vec<Vec<f32>> = self
+            .artifact
+            .layers()
+            .iter()
+            .flat_map(|l| [l.weight.iter().copied().collect(), l.bias.to_vec()])
+            .collect();
+        let mut engine = CandleEngine::new(shapes, activation, 0.0, &Device::Cpu)?;
+        let mut standardized = Vec::with_capacity(rows * n);
+        let mut finite = Vec::with_capacity(rows);
+        for row in x.rows() {
+            finite.push(row.iter().all(|v| v.is_finite()));
+            for (j, &v) in row.iter().enumerate() {
+                let v = if v.is_finite() { v } else { 0.0 };
+                standardized.push(match &spec.standardization {
+                    Some(s) => (v - s.mean[j]) / s.std[j],
+                    None => v,
+                });
+            }
+        }
+        let mut probs = Vec::with_capacity(rows);
+        for start in (0..rows).step_by(EVAL_CHUNK) {
+            let end = (start + EVAL_CHUNK).min(rows);
+            let logits = engine.logits(&params, &standardized[start * n..end * n], end - start)?;
+            probs.extend(logits.iter().map(|&z| logistic(f64::from(z)) as f32));
+        }
+        for (p, ok) in probs.iter_mut().zip(finite) {
+            if !ok {
+                *p = f32::NAN;
+            }
+        }
+        Ok(Array1::from(probs))
     }
 
     /// The same model with decision threshold `threshold` (in [0, 1]), stored in its
@@ -499,20 +571,22 @@ impl Trainer {
     }
 }
 
+/// The logistic function, in its stable form on either side of 0.
+fn logistic(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        z.exp() / (1.0 + z.exp())
+    }
+}
+
 /// Validation metrics of `params` (no dropout).
 fn evaluate(engine: &mut dyn Engine, params: &[Vec<f32>], va: &Prepared) -> Result<EpochLog> {
     let mut probs = Vec::with_capacity(va.rows);
     for start in (0..va.rows).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(va.rows);
         let logits = engine.logits(params, &va.x[start * va.cols..end * va.cols], end - start)?;
-        probs.extend(logits.iter().map(|&z| {
-            let z = f64::from(z);
-            if z >= 0.0 {
-                1.0 / (1.0 + (-z).exp())
-            } else {
-                z.exp() / (1.0 + z.exp())
-            }
-        }));
+        probs.extend(logits.iter().map(|&z| logistic(f64::from(z))));
     }
     let labels: Vec<f64> = va.y.iter().map(|&v| f64::from(v)).collect();
     let weights: Option<Vec<f64>> = va

@@ -32,6 +32,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
 
+use crate::duration::SecondsRange;
 use crate::error::{Error, Result};
 
 /// A store opened from a URL.
@@ -120,8 +121,8 @@ fn no_options(options: &BTreeMap<String, String>, scheme: &str) -> Result<()> {
 }
 
 /// The deadline of every store call from a setting in seconds (`field` names it in the
-/// error): a positive finite number, or an error — the one check of the registry's and the
-/// tracker's `timeout_seconds`.
+/// error): a millisecond to a week ([`SecondsRange::positive`]), or an error — the one check
+/// of the registry's and the tracker's `timeout_seconds`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -130,18 +131,11 @@ fn no_options(options: &BTreeMap<String, String>, scheme: &str) -> Result<()> {
 /// assert_eq!(deadline("RegistryConfig.timeout_seconds", 1.5)?, Duration::from_millis(1500));
 /// let e = deadline("TrackerConfig.timeout_seconds", 0.0).unwrap_err();
 /// assert!(e.to_string().contains("TrackerConfig.timeout_seconds = 0"));
+/// assert!(deadline("RegistryConfig.timeout_seconds", 1e300).is_err());
 /// # Ok::<(), mlops_core::Error>(())
 /// ```
 pub fn deadline(field: &str, seconds: f64) -> Result<std::time::Duration> {
-    if seconds.is_finite() && seconds > 0.0 {
-        Ok(std::time::Duration::from_secs_f64(seconds))
-    } else {
-        Err(Error::invalid(
-            field,
-            seconds,
-            "a positive number of seconds",
-        ))
-    }
+    crate::duration::seconds(field, seconds, SecondsRange::positive())
 }
 
 /// `location` as a local folder when it is a path rather than a URL: no `scheme:` before
@@ -269,7 +263,33 @@ pub fn open_url(
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{local_path, open_url};
+    use super::{deadline, local_path, open_url};
+
+    #[test]
+    fn a_deadline_is_a_millisecond_to_a_week_and_never_panics() {
+        for bad in [
+            1e300,
+            1e20,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            0.0,
+            -1.0,
+            1e-20,
+        ] {
+            let e = deadline("RegistryConfig.timeout_seconds", bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("invalid RegistryConfig.timeout_seconds = "),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            deadline("f", 604_800.0).unwrap(),
+            std::time::Duration::from_secs(604_800)
+        );
+        assert!(deadline("f", 604_801.0).is_err());
+    }
 
     #[test]
     fn folder_paths_relative_absolute_and_with_dot_dot_open_the_same_folder() {

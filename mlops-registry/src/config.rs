@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The default deadline of a store call, in seconds.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+
 /// Registry settings.
 ///
 /// ```
@@ -28,8 +31,8 @@ pub struct RegistryConfig {
     /// `aws_allow_http`, `azure_storage_account_name`), over those read from the environment.
     /// Never logged or written into a record.
     pub options: BTreeMap<String, String>,
-    /// Deadline of every store call, retries included (default 30 s): an unreachable store is
-    /// an error, not a hang.
+    /// Deadline of every store call, retries included (default 30 s; a millisecond to a
+    /// week): an unreachable store is an error, not a hang.
     pub timeout_seconds: f64,
     /// Who is acting, recorded in versions, alias moves and audit events (default:
     /// `$MLOPS_ACTOR`, else `$USER`, else `unknown`).
@@ -42,7 +45,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             options: BTreeMap::new(),
-            timeout_seconds: 30.0,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS as f64,
             actor: None,
             cache_dir: None,
         }
@@ -52,7 +55,7 @@ impl Default for RegistryConfig {
 impl RegistryConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        mlops_core::store_url::deadline("RegistryConfig.timeout_seconds", self.timeout_seconds)?;
+        self.checked_timeout()?;
         if let Some(actor) = &self.actor {
             if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
                 return Err(Error::invalid(
@@ -65,9 +68,18 @@ impl RegistryConfig {
         Ok(())
     }
 
-    /// The deadline of a store call.
+    /// The deadline of a store call (the default 30 s when `timeout_seconds` is out of range:
+    /// [`RegistryConfig::validate`], which every opener calls first, refuses it).
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout_seconds)
+        self.checked_timeout()
+            .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_SECONDS))
+    }
+
+    fn checked_timeout(&self) -> Result<Duration> {
+        Ok(mlops_core::store_url::deadline(
+            "RegistryConfig.timeout_seconds",
+            self.timeout_seconds,
+        )?)
     }
 
     /// Who is acting.
@@ -77,5 +89,32 @@ impl RegistryConfig {
             .or_else(|| std::env::var("MLOPS_ACTOR").ok().filter(|s| !s.is_empty()))
             .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "unknown".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_out_of_range_is_a_named_error_never_a_panic() {
+        for bad in [1e300, 1e20, f64::INFINITY, f64::NAN, 0.0, -5.0] {
+            let config = RegistryConfig {
+                timeout_seconds: bad,
+                ..RegistryConfig::default()
+            };
+            let e = config.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("invalid RegistryConfig.timeout_seconds = "),
+                "{bad}: {e}"
+            );
+            assert_eq!(config.timeout(), Duration::from_secs(30));
+        }
+        let config = RegistryConfig {
+            timeout_seconds: 2.5,
+            ..RegistryConfig::default()
+        };
+        config.validate().unwrap();
+        assert_eq!(config.timeout(), Duration::from_millis(2500));
     }
 }

@@ -1020,8 +1020,11 @@ impl Registry {
     /// by a record that cannot be parsed are kept (and the record reported).
     pub async fn gc(&self, grace: Duration, why: &str) -> Result<GcReport> {
         self.writable().await?;
-        let cutoff =
-            self.now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        // A grace longer than the calendar holds keeps every blob (never an overflow panic).
+        let cutoff = chrono::Duration::from_std(grace)
+            .ok()
+            .and_then(|g| self.now().checked_sub_signed(g))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let mut report = GcReport::default();
         let blobs = self.store.list("blobs/sha256/", None).await?;
         let mut protected: BTreeSet<String> = BTreeSet::new();

@@ -362,3 +362,29 @@ fn s3_on_moto_conforms() {}
 #[test]
 #[ignore = "left out: the suite on Azure Blob (Azurite); run with --features azure (scripts/test.sh does)"]
 fn azure_blob_on_azurite_conforms() {}
+
+/// A grace longer than the calendar holds (`Duration::MAX`, or `registry gc --grace-hours`
+/// near the flag's bound) keeps every blob: never an overflow panic in the cutoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_with_a_grace_beyond_the_calendar_keeps_everything() {
+    use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let r = Registry::open(&url, &RegistryConfig::default())
+        .await
+        .unwrap();
+    r.register("m", NewVersion::new().bytes("f", vec![1u8; 10]))
+        .await
+        .unwrap();
+    let orphan = dir.path().join("blobs/sha256/cd");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("cd".repeat(32)), b"no version names me").unwrap();
+    for grace in [
+        std::time::Duration::MAX,
+        std::time::Duration::from_secs(u64::MAX / 2),
+    ] {
+        let report = r.gc(grace, "keep everything").await.unwrap();
+        assert_eq!(report.deleted, 0, "{report:?}");
+    }
+    assert!(orphan.join("cd".repeat(32)).exists());
+}

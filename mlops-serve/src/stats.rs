@@ -30,7 +30,8 @@ pub struct StatsConfig {
     pub labeled_capacity: usize,
     /// Requests awaiting their labels; the oldest is dropped (and counted) past this.
     pub label_join_capacity: usize,
-    /// Seconds a request waits for its labels before it is dropped (and counted).
+    /// Seconds a request waits for its labels before it is dropped (and counted): a
+    /// millisecond to a week.
     pub label_ttl_seconds: f64,
 }
 
@@ -57,13 +58,11 @@ impl StatsConfig {
                 return Err(Error::invalid(field, v, "at least 1"));
             }
         }
-        if !(self.label_ttl_seconds.is_finite() && self.label_ttl_seconds > 0.0) {
-            return Err(Error::invalid(
-                "StatsConfig.label_ttl_seconds",
-                self.label_ttl_seconds,
-                "a number of seconds > 0",
-            ));
-        }
+        mlops_core::duration::seconds(
+            "StatsConfig.label_ttl_seconds",
+            self.label_ttl_seconds,
+            mlops_core::duration::SecondsRange::positive(),
+        )?;
         Ok(())
     }
 }

@@ -62,10 +62,11 @@ struct Args {
     /// Writes {"decision", "reason", "steps": [...]} here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Requests per simulated second.
+    /// Requests per simulated second (1/3600 to 1,000,000; at most 50 million requests in
+    /// all, --rps × --max-hours × 3600).
     #[arg(long, default_value_t = 50.0)]
     rps: f64,
-    /// Simulated hours before giving up on a decision.
+    /// Simulated hours before giving up on a decision (at most a year).
     #[arg(long, default_value_t = 12.0)]
     max_hours: f64,
 }
@@ -214,6 +215,21 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             args.max_hours
         );
     }
+    let options = ReplayOptions {
+        requests_per_second: args.rps,
+        max_seconds: args.max_hours * 3600.0,
+        ..ReplayOptions::default()
+    };
+    // Checked before anything is built: the replay's own check, with the flag that set it.
+    if let Err(e) = options.validate() {
+        let flag = match &e {
+            mlops::core::Error::InvalidValue { field, .. } if field.ends_with("max_seconds") => {
+                format!("--max-hours {} at --rps {}", args.max_hours, args.rps)
+            }
+            _ => format!("--rps {}", args.rps),
+        };
+        return Err(anyhow::Error::new(e).context(flag));
+    }
     let (stable, canary, traffic) = match (&args.data, &args.label_col) {
         (Some(path), Some(label)) => from_csv(path, label, args.scenario, args.seed)?,
         _ => built_in(args.scenario, args.seed)?,
@@ -232,11 +248,6 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         traffic.n_rows(),
         args.rps
     );
-    let options = ReplayOptions {
-        requests_per_second: args.rps,
-        max_seconds: args.max_hours * 3600.0,
-        ..ReplayOptions::default()
-    };
     let report = futures::executor::block_on(if args.scenario == Scenario::NoTraffic {
         // Nothing reaches the router: the controller ticks on an idle clock.
         futures::future::Either::Left(sim.idle(options.tick_seconds, options.max_seconds))

@@ -38,8 +38,8 @@ struct Cli {
     /// Store builder option KEY=VALUE (repeatable), e.g. aws_endpoint=http://127.0.0.1:9000.
     #[arg(long = "option", value_name = "KEY=VALUE")]
     options: Vec<String>,
-    /// Deadline of every store call, in seconds.
-    #[arg(long, default_value_t = 30.0)]
+    /// Deadline of every store call, in seconds (a millisecond to a week).
+    #[arg(long, default_value_t = 30.0, value_parser = timeout_seconds)]
     timeout: f64,
     /// Local cache of verified blobs.
     #[arg(long)]
@@ -138,9 +138,47 @@ enum Command {
     Audit { name: Option<String> },
     /// Delete blobs no live version references, older than --grace-hours.
     Gc {
-        #[arg(long, default_value_t = 24.0)]
+        /// Hours an unreferenced blob is kept (0 to 1,000,000).
+        #[arg(long, default_value_t = 24.0, value_parser = grace_hours)]
         grace_hours: f64,
     },
+}
+
+/// The longest `gc --grace-hours`: about 114 years.
+const MAX_GRACE_HOURS: f64 = 1e6;
+
+/// `--timeout`: seconds a store call may take, checked where the registry checks it.
+fn timeout_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    mlops::core::store_url::deadline("--timeout", seconds).map_err(|e| e.to_string())?;
+    Ok(seconds)
+}
+
+/// `--grace-hours`: 0 (every unreferenced blob) to [`MAX_GRACE_HOURS`].
+fn grace_hours(text: &str) -> Result<f64, String> {
+    let hours: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    grace(hours).map_err(|e| e.to_string())?;
+    Ok(hours)
+}
+
+/// The grace of `hours`, a named error outside 0..=[`MAX_GRACE_HOURS`].
+fn grace(hours: f64) -> mlops::core::Result<Duration> {
+    use mlops::core::duration::{seconds, SecondsRange};
+    if hours == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    if !(0.0..=MAX_GRACE_HOURS).contains(&hours) {
+        return Err(mlops::core::Error::invalid(
+            "--grace-hours",
+            hours,
+            format!("a number of hours from 0 to {MAX_GRACE_HOURS}"),
+        ));
+    }
+    seconds(
+        "--grace-hours",
+        hours * 3600.0,
+        SecondsRange::new(0.0, MAX_GRACE_HOURS * 3600.0),
+    )
 }
 
 fn key_value(text: &str, what: &str) -> anyhow::Result<(String, String)> {
@@ -451,14 +489,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Gc { grace_hours } => {
-            if !(grace_hours.is_finite() && grace_hours >= 0.0) {
-                bail!("--grace-hours {grace_hours}: expected a number of hours >= 0");
-            }
             let report = registry
-                .gc(
-                    Duration::from_secs_f64(grace_hours * 3600.0),
-                    "gc from the registry CLI",
-                )
+                .gc(grace(grace_hours)?, "gc from the registry CLI")
                 .await?;
             if cli.json {
                 print_json(&report)?;

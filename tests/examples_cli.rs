@@ -1272,3 +1272,107 @@ fn canary_decides_every_scenario_as_the_policy_says_and_deterministically() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("requests_per_second"));
 }
+
+/// Runs `name` with `args`, killing it and failing if it has not returned after `limit`
+/// seconds: a guard against a hang (a simulation whose time does not advance), not a
+/// performance threshold — every run here returns at once or in a few seconds.
+fn run_or_hang(name: &str, args: &[&str], limit: u64) -> Output {
+    let mut child = Command::new(example(name))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(limit) {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{name} {args:?} hung for {limit} s: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Every duration a user gives the examples is bounded, with an error naming the flag and the
+/// documented exit code: never `Duration::from_secs_f64`'s panic, never a replay whose
+/// simulated time stops advancing.
+#[test]
+fn durations_out_of_range_are_named_errors_never_a_panic_or_a_hang() {
+    let stderr_of = |out: &Output| String::from_utf8_lossy(&out.stderr).to_string();
+    // canary: exit 2 (bad input), the flag and the replay's field named.
+    for (args, flag) in [
+        (vec!["--rps", "1e-20"], "--rps"),
+        (vec!["--rps", "1e10", "--max-hours", "1"], "--rps"),
+        (vec!["--rps", "1e6", "--max-hours", "1"], "--max-hours"),
+        (vec!["--max-hours", "1e300"], "--max-hours"),
+    ] {
+        let out = run_or_hang("canary", &args, 300);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("invalid ReplayOptions."),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // The highest rate the replay accepts, for as long as it allows: a result, promptly.
+    let out = run_or_hang("canary", &["--rps", "1e6", "--max-hours", "0.0002"], 300);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3 | 4)),
+        "{}",
+        stderr_of(&out)
+    );
+    // registry: bad flag values are usage errors (exit 2) naming the flag.
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    let reg = reg.to_str().unwrap();
+    for (args, flag) in [
+        (
+            vec!["--registry", reg, "--timeout", "1e300", "models"],
+            "--timeout",
+        ),
+        (
+            vec!["--registry", reg, "--timeout", "0", "models"],
+            "--timeout",
+        ),
+        (
+            vec!["--registry", reg, "gc", "--grace-hours", "1e300"],
+            "--grace-hours",
+        ),
+        (
+            vec!["--registry", reg, "gc", "--grace-hours=-1"],
+            "--grace-hours",
+        ),
+    ] {
+        let out = run_or_hang("registry", &args, 300);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid {flag} = ")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // In range: a grace of a million hours keeps everything, 0 keeps nothing unreferenced.
+    for hours in ["1000000", "0"] {
+        let out = run_or_hang(
+            "registry",
+            &[
+                "--registry",
+                reg,
+                "--timeout",
+                "604800",
+                "gc",
+                "--grace-hours",
+                hours,
+            ],
+            300,
+        );
+        assert!(out.status.success(), "{hours}: {}", stderr_of(&out));
+    }
+}

@@ -1376,3 +1376,235 @@ fn durations_out_of_range_are_named_errors_never_a_panic_or_a_hang() {
         assert!(out.status.success(), "{hours}: {}", stderr_of(&out));
     }
 }
+
+/// The main job on the built-in stream with `args` (plus `--summary` and `--metrics` in
+/// `dir`): its exit status, stdout and stderr, and the summary when it wrote one.
+fn pipeline_run(
+    dir: &std::path::Path,
+    tag: &str,
+    args: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    let summary = dir.join(format!("{tag}.json"));
+    let metrics = dir.join(format!("{tag}.prom"));
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend([
+        "--summary",
+        summary.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    let out = run("pipeline", &all);
+    let s = std::fs::read(&summary)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap());
+    (out, s)
+}
+
+fn texts(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `mlops_serve_requests_total` per version in a metrics file.
+fn requests_by_version(metrics: &str) -> std::collections::BTreeMap<u64, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("mlops_serve_requests_total{") else {
+            continue;
+        };
+        let version = rest
+            .split("version=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *by.entry(version).or_insert(0.0) += value;
+    }
+    by
+}
+
+/// A rollout left unfinished by an interrupted run (the stream ends at the canary's 50%
+/// step) is rolled back before the next run serves a request, and recorded as such: the next
+/// run serves only its own production and records no rollback of its own.
+#[test]
+fn pipeline_clears_a_rollout_an_interrupted_run_left_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, SHORT_POLICY).unwrap();
+    let work = dir.path().join("work");
+    let base = |batches: &'static str| {
+        vec![
+            "--workdir".to_string(),
+            work.to_str().unwrap().to_string(),
+            "--batches".into(),
+            batches.into(),
+            "--batch-size".into(),
+            "2000".into(),
+            "--shift-batch".into(),
+            "6".into(),
+            "--train-batches".into(),
+            "3".into(),
+            "--retrain-batches".into(),
+            "2".into(),
+            "--trials".into(),
+            "2".into(),
+            "--seed".into(),
+            "3".into(),
+            "--policy".into(),
+            policy.to_str().unwrap().to_string(),
+        ]
+    };
+    // The first run ends in the middle of its rollout.
+    let first = base("10");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (out, s) = pipeline_run(dir.path(), "first", &first);
+    assert!(out.status.success(), "{}", texts(&out));
+    let s = s.unwrap();
+    assert_eq!(s["outcome"], "in_progress", "{}", texts(&out));
+    assert_eq!(
+        s["timeline"].as_array().unwrap().last().unwrap()["canary_percent"],
+        50.0
+    );
+    // The next run on the same workdir (its first model is v3).
+    let second = base("8");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let (out, s) = pipeline_run(dir.path(), "second", &second);
+    let text = texts(&out);
+    assert!(out.status.success(), "{text}");
+    let s = s.unwrap();
+    assert_eq!(s["initial_version"], 3, "{text}");
+    let decisions = decisions_of(&s);
+    let (batch, _, reason) = decisions
+        .iter()
+        .find(|(_, k, _)| k == "stale_rollout_cleared")
+        .unwrap_or_else(|| panic!("{decisions:?}"));
+    assert_eq!(*batch, 3, "before the first served batch");
+    assert!(
+        reason.contains("v2 over v1") && reason.contains("canary at 50%"),
+        "{reason}"
+    );
+    assert!(
+        !decisions.iter().any(|(_, k, _)| k.starts_with("rollout_")),
+        "no rollout of its own, and no rollback on its traffic: {decisions:?}"
+    );
+    // Every request went to this run's production.
+    let metrics = std::fs::read_to_string(dir.path().join("second.prom")).unwrap();
+    let served = requests_by_version(&metrics);
+    assert!(
+        served.iter().all(|(&v, &n)| v == 3 || n == 0.0) && served.get(&3) > Some(&0.0),
+        "{served:?}"
+    );
+}
+
+/// Two runs on one workdir would roll out each other's candidates: while the workdir's lock
+/// is held (here by the test), a run is refused at once with exit code 4, naming the holder.
+#[test]
+fn pipeline_refuses_a_workdir_another_run_holds() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut lock = std::fs::File::create(work.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    writeln!(lock, "12345").unwrap();
+    let out = run(
+        "pipeline",
+        &[
+            "--workdir",
+            work.to_str().unwrap(),
+            "--batches",
+            "8",
+            "--batch-size",
+            "500",
+            "--shift-batch",
+            "6",
+            "--train-batches",
+            "3",
+            "--trials",
+            "1",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{}", texts(&out));
+    assert!(
+        err.contains("in use by another pipeline run") && err.contains("pid 12345"),
+        "{err}"
+    );
+    assert!(!work.join("registry").exists(), "nothing was written");
+    drop(lock);
+}
+
+/// Sizes the job cannot hold and data it cannot learn from are named errors (exit 2), each
+/// saying what to change.
+#[test]
+fn pipeline_names_sizes_it_cannot_hold_and_data_it_cannot_learn_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let w = work.to_str().unwrap();
+    // The built-in stream is generated in memory: 40 batches of ten million rows are refused
+    // before any is generated.
+    let out = run("pipeline", &["--workdir", w, "--batch-size", "10000000"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid --batch-size = 10000000") && err.contains("at most 250000"),
+        "{err}"
+    );
+    // A CSV with no feature columns: only the order and the label.
+    let csv = dir.path().join("bare.csv");
+    let mut text = String::from("t,y\n");
+    for i in 0..3000 {
+        text.push_str(&format!("{i},{}\n", i % 2));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let data = |csv: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "--workdir",
+            w,
+            "--label-col",
+            "y",
+            "--order-col",
+            "t",
+            "--trials",
+            "1",
+        ];
+        let csv = csv.to_str().unwrap().to_string();
+        let mut owned = vec!["--data".to_string(), csv];
+        owned.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(owned.iter().map(String::as_str));
+        let out = run("pipeline", &args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = data(&csv, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no feature columns"), "{err}");
+    // Too few positives in the history (3 in its 2,000 rows): the error says which flags
+    // give it enough.
+    let rare = dir.path().join("rare.csv");
+    let mut text = String::from("t,a,b,y\n");
+    for i in 0..6000 {
+        text.push_str(&format!(
+            "{i},{},{},{}\n",
+            i % 17,
+            i % 5,
+            u8::from(i % 700 == 0)
+        ));
+    }
+    std::fs::write(&rare, &text).unwrap();
+    let (code, err) = data(&rare, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("min_positives")
+            && err.contains("holds 3 positive labels")
+            && err.contains("--batch-size 1667 with --train-batches 4")
+            && err.contains("--train-batches 14 with --batch-size 500"),
+        "{err}"
+    );
+}

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 use clap::Parser;
 use mlops::core::clock::{Clock, ManualClock};
+use mlops::core::duration::{seconds, SecondsRange};
 use mlops::core::gate::{GateRule, MetricGate, MetricValues};
 use mlops::core::metrics::Metric;
 use mlops::core::model::{MlpModel, Predictor};
@@ -63,9 +64,63 @@ use mlops::train::tracking::{
 
 use report::{BatchRow, DecisionRow, Summary};
 
-const HELP_AFTER: &str = "Exit codes: 0 the loop ran to the end of the stream (whatever it decided: see the timeline and --summary); 2 an error (bad arguments or data, a registry or tracking failure); 3 the first model failed the gate, so there was nothing to serve.
+const HELP_AFTER: &str = "Exit codes: 0 the loop ran to the end of the stream (whatever it decided: see the timeline and --summary); 2 an error (bad arguments or data, a registry or tracking failure); 3 the first model failed the gate, so there was nothing to serve; 4 another run holds --workdir.
 
-Outputs in --workdir: registry/ (unless --registry), mlruns/ (unless --tracking), report.html, drift_at_alarm.html, schema.json, validation.json.";
+Outputs in --workdir: registry/ (unless --registry), mlruns/ (unless --tracking), report.html, drift_at_alarm.html, schema.json, validation.json. A run holds WORKDIR/.lock (an exclusive lock, with its pid) from start to end: a second run on the same --workdir is refused (exit 4). A rollout an earlier, interrupted run left in the registry is rolled back before the first request, recorded as `stale_rollout_cleared`.";
+
+/// The lock file of a run in its --workdir.
+const LOCK_FILE: &str = ".lock";
+
+/// Another run holds the workdir (exit code 4).
+#[derive(Debug)]
+struct Busy(String);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
+/// Takes the exclusive lock of `workdir` (held until the returned file is dropped, or the
+/// process ends) and writes this run's pid into it; another run holding it is a [`Busy`]
+/// error naming its pid.
+fn lock_workdir(workdir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = workdir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Busy(format!(
+                "--workdir {} is in use by another pipeline run ({}; lock {}): two runs on one workdir would roll out each other's candidates; wait for it to end or pass another --workdir",
+                workdir.display(),
+                if holder.is_empty() { "pid unknown".to_string() } else { format!("pid {holder}") },
+                path.display()
+            ))
+            .into());
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
+}
 
 /// Runs the closed loop — validate, search, train, gate, register, serve, monitor, detect
 /// drift, retrain, gate, shadow, canary, promote or roll back — over a stream that changes:
@@ -357,6 +412,8 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.workdir)
         .with_context(|| format!("creating {}", args.workdir.display()))?;
+    // Held to the end of the run: a second run on this workdir is refused, not interleaved.
+    let _lock = lock_workdir(&args.workdir)?;
     let world = match (&args.data, &args.label_col, &args.order_col) {
         (Some(path), Some(label), Some(order)) => world::csv(
             path,
@@ -421,7 +478,29 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         validation.warnings().count()
     ));
     if !validation.passed() {
-        bail!("the training history failed validation:\n{validation}");
+        let hint = validation
+            .errors()
+            .find(|f| f.check == "min_positives")
+            .map_or_else(String::new, |f| {
+                let positives = f.observed.as_u64().unwrap_or(0);
+                let needed = validation_config.min_positives;
+                let rows = history.n_rows();
+                let more = if positives == 0 {
+                    "more rows".to_string()
+                } else {
+                    // At this label rate: rows for `needed` positives.
+                    let want = (needed * rows).div_ceil(positives as usize);
+                    format!(
+                        "about {want} rows at this label rate, e.g. --batch-size {} with --train-batches {train_batches}, or --train-batches {} with --batch-size {batch_rows}",
+                        want.div_ceil(train_batches),
+                        want.div_ceil(batch_rows)
+                    )
+                };
+                format!(
+                    "\nthe history (--train-batches {train_batches} batches of --batch-size {batch_rows} rows, {rows} rows) holds {positives} positive labels and the first model needs at least {needed}: give it {more}"
+                )
+            });
+        bail!("the training history failed validation:\n{validation}{hint}");
     }
     let window = model::cut(&history, &order_name)?;
     let searched = model::search(&window, args.trials as usize, args.seed)?;
@@ -513,7 +592,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 name,
                 "canary",
                 Some(stale),
-                "a new loop starts from its own production",
+                "a new loop starts from its own production (a candidate left by an earlier run)",
             )
             .await?;
     }
@@ -601,12 +680,50 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut outcome = "no_retrain".to_string();
     let mut production = v1;
     let mut champion: Arc<MlpModel> = first_model.clone();
-    let tick_seconds = batch_seconds / 12.0;
+    let tick = seconds(
+        "the controller's tick (a twelfth of a batch)",
+        batch_seconds / 12.0,
+        SecondsRange::new(1e-9, batch_seconds),
+    )?;
     let mut next_tick = clock.now();
     let mut failed_requests = 0u64;
     let users = 20_000u64;
     let mut x1 = [0.0f32];
     let mut points: Vec<MetricPoint> = Vec::new();
+    // A rollout an earlier run left unfinished (interrupted mid-way, or between its decision
+    // and the alias moves) would otherwise be served, and rolled back, on this run's traffic:
+    // it is rolled back now, before the first request, and recorded. Then the router serves
+    // this run's production.
+    if let Some(stale) = controller.state().await? {
+        let s = &stale.state;
+        if !s.phase.is_terminal() || !s.aliases_settled {
+            let reason = format!(
+                "an earlier run left the rollout of v{} over v{} unfinished ({} at {}%): rolled back before serving; production is this run's v{v1}",
+                s.candidate,
+                s.stable,
+                serde_json::to_value(s.phase)?.as_str().unwrap_or("?"),
+                s.canary_percent
+            );
+            out.line(format!("[rollout]   {reason}"));
+            decisions.push(DecisionRow {
+                batch: train_batches,
+                kind: "stale_rollout_cleared".into(),
+                reason,
+            });
+        }
+    }
+    let mut serving = None;
+    for _ in 0..4 {
+        if let Tick::Idle { production } = controller.tick(&router).await? {
+            serving = Some(production);
+            break;
+        }
+    }
+    if serving != Some(v1) {
+        bail!(
+            "the registry's rollout state of {name:?} did not settle on production v{v1} before serving (the router follows {serving:?}); another process may be rolling {name:?} out in {registry_url}"
+        );
+    }
     for b in train_batches..n_batches {
         // Labels of the previous batch arrive.
         let live_auc_prev = if waiting.is_empty() {
@@ -757,7 +874,13 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // Serve the batch, one transaction a request, the controller ticking on the way.
         let batch = &world.batches[b];
         let rows = batch.n_rows();
-        let step = Duration::from_secs_f64(batch_seconds / rows as f64);
+        // A batch is an hour: a request every hour / rows (a nanosecond at least, so
+        // simulated time always advances).
+        let step = seconds(
+            "the simulated gap between two requests (an hour over the batch's rows)",
+            batch_seconds / rows.max(1) as f64,
+            SecondsRange::new(1e-9, batch_seconds),
+        )?;
         let x = batch.features();
         let labels = batch.labels().context("labeled batches")?;
         for i in 0..rows {
@@ -781,7 +904,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
             clock.advance(step);
             while clock.now() >= next_tick {
-                next_tick += Duration::from_secs_f64(tick_seconds);
+                next_tick += tick;
                 if let Tick::Acted(d) = controller.tick(&router).await? {
                     let kind = format!(
                         "rollout_{}",
@@ -1116,7 +1239,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            if e.is::<Busy>() {
+                ExitCode::from(4)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use mlops::core::metrics::{ScoredSamples, ThresholdCriterion};
 use mlops::core::model::{MlpModel, ModelArtifact, Predictor};
 use mlops::core::{Dataset, SplitFractions};
@@ -229,10 +229,15 @@ pub fn search(w: &Window, trials: usize, seed: u64) -> anyhow::Result<Searched> 
         },
         &mut |_| {},
     )?;
-    let best = study
-        .best_trial()
-        .context("no trial of the search completed")?
-        .number;
+    let Some(best) = study.best_trial().map(|t| t.number) else {
+        // Every trial failed: say why (the first failure's error), not only that they did.
+        let why = study
+            .trials()
+            .iter()
+            .find_map(|t| t.error.clone())
+            .unwrap_or_else(|| "no trial ran".into());
+        bail!("no trial of the search completed: {why}");
+    };
     let (hyper, trained) = models
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())

@@ -30,7 +30,19 @@ pub struct SyntheticSettings {
     pub seed: u64,
 }
 
+/// The most rows the built-in stream may hold (it is generated up front, in memory:
+/// about 50 bytes a row).
+pub const MAX_STREAM_ROWS: usize = 10_000_000;
+
 pub fn synthetic(s: &SyntheticSettings) -> anyhow::Result<World> {
+    if s.batches.saturating_mul(s.batch_size) > MAX_STREAM_ROWS {
+        bail!(
+            "invalid --batch-size = {}: expected at most {} rows a batch with --batches {} (the built-in stream is generated in memory, at most {MAX_STREAM_ROWS} rows in all)",
+            s.batch_size,
+            MAX_STREAM_ROWS / s.batches.max(1),
+            s.batches
+        );
+    }
     if s.shift_batch >= s.batches {
         bail!(
             "invalid --shift-batch = {}: expected a batch below --batches ({})",
@@ -89,6 +101,12 @@ pub fn csv(
     };
     let data = Dataset::from_csv_path(path, &options)
         .with_context(|| format!("reading {}", path.display()))?;
+    if data.n_features() == 0 {
+        bail!(
+            "invalid --data {}: no feature columns (every column but --label-col {label:?} and --order-col {order_col:?} is a feature; the file has only those)",
+            path.display()
+        );
+    }
     data.check_finite(
         "--data",
         "a finite number on every row (impute missing values first)",

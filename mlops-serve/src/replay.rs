@@ -276,12 +276,31 @@ fn check_ticks(field: &str, max_seconds: f64, tick_seconds: f64) -> Result<()> {
 
 /// Waits until the router's shadow worker has scored every mirrored request: the replay's
 /// statistics then do not depend on how fast that thread ran (the same seed gives the same
-/// shadow counts and decisions).
-fn settle_shadow(router: &Router) {
-    while router.shadow_backlog() > 0 {
+/// shadow counts and decisions). A worker that makes no progress for
+/// [`SHADOW_STALL`] (it died, or its model hangs) is an error, never an endless wait.
+fn settle_shadow(router: &Router) -> Result<()> {
+    let mut last = router.shadow_backlog();
+    let mut since = std::time::Instant::now();
+    while last > 0 {
         std::thread::sleep(Duration::from_micros(50));
+        let now = router.shadow_backlog();
+        if now < last {
+            since = std::time::Instant::now();
+        } else if since.elapsed() > SHADOW_STALL {
+            return Err(Error::Runtime {
+                cause: format!(
+                    "the shadow worker scored none of its {now} waiting mirrored requests in {} s",
+                    SHADOW_STALL.as_secs()
+                ),
+            });
+        }
+        last = now;
     }
+    Ok(())
 }
+
+/// How long the replay waits for a shadow worker that makes no progress.
+const SHADOW_STALL: Duration = Duration::from_secs(60);
 
 impl Default for ReplayOptions {
     fn default() -> Self {
@@ -345,7 +364,7 @@ pub async fn replay(
         if now >= next_tick || now >= options.max_seconds {
             next_tick = now + options.tick_seconds;
             // The step's statistics are complete before the controller reads them.
-            settle_shadow(router);
+            settle_shadow(router)?;
             let tick = controller.tick(router).await?;
             if matches!(
                 tick,
@@ -381,7 +400,7 @@ pub async fn replay(
         };
         let x = features.slice(ndarray::s![row..row + 1, ..]);
         if router.shadow_backlog() >= REPLAY_SHADOW_SLACK {
-            settle_shadow(router);
+            settle_shadow(router)?;
         }
         match router.route(&request, x, &mut out) {
             Ok(_) => waiting.push_back((id, f64::from(labels[row]))),

@@ -18,17 +18,18 @@
 //! Headers: `mlops-request-key` (sticky routing), `mlops-variant` (force `stable` or
 //! `canary`). Labels go back with `POST /v2/models/{model}/labels` `{"id", "labels"}`;
 //! `/metrics` is the Prometheus exposition. SIGINT or SIGTERM stops it after the requests in
-//! flight.
+//! flight. If the rollout controller's task dies (a panic), `/v2/health/ready` turns 503 and
+//! the server stops (exit 1) after the requests in flight.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
+use mlops::core::duration::{seconds, SecondsRange};
 use mlops::registry::{Registry, RegistryConfig};
-use mlops::serve::http::{app, serve, ServerConfig};
+use mlops::serve::http::{app_with, parse_tokens, serve_with, supervise, Readiness, ServerConfig};
 use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::PromotionConfig;
 use mlops::serve::rollout::{compiling, Controller, ControllerParts, Tick};
@@ -41,7 +42,7 @@ use mlops::serve::NonFinitePolicy;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 2 bad input, an error at start (no production version, a port in use) or usage."
+    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 1 stopped because the rollout controller died (readiness turned false first), 2 bad input, an error at start (no version under --alias, a registry folder that does not exist, an empty token list, a port in use) or usage."
 )]
 struct Args {
     /// Registry location: a folder or a URL (read-only credentials suffice to serve).
@@ -65,7 +66,7 @@ struct Args {
     /// A file of bearer tokens, one per line (or MLOPS_TOKENS, comma-separated).
     #[arg(long)]
     tokens_file: Option<PathBuf>,
-    /// Seconds between reads of the aliases and the rollout state.
+    /// Seconds between reads of the aliases and the rollout state (0.05 to 86,400).
     #[arg(long, default_value_t = 5.0)]
     poll_seconds: f64,
     /// Largest request body in bytes.
@@ -73,52 +74,55 @@ struct Args {
     body_limit: usize,
 }
 
+/// The bearer tokens: none without `--tokens-file` and `MLOPS_TOKENS`; an error when the one
+/// given holds none (never an open server by mistake).
 fn tokens(args: &Args) -> anyhow::Result<Vec<String>> {
-    let text = match &args.tokens_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading --tokens-file {}", path.display()))?,
-        None => std::env::var("MLOPS_TOKENS")
-            .unwrap_or_default()
-            .replace(',', "\n"),
-    };
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
+    Ok(match &args.tokens_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --tokens-file {}", path.display()))?;
+            parse_tokens(&format!("--tokens-file {}", path.display()), &text)?
+        }
+        None => match std::env::var("MLOPS_TOKENS") {
+            Ok(text) => parse_tokens("MLOPS_TOKENS", &text.replace(',', "\n"))?,
+            Err(std::env::VarError::NotPresent) => Vec::new(),
+            Err(e) => anyhow::bail!("MLOPS_TOKENS: {e}"),
+        },
+    })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    if !(args.poll_seconds.is_finite() && args.poll_seconds > 0.0) {
-        bail!(
-            "invalid --poll-seconds = {}: expected seconds > 0",
-            args.poll_seconds
-        );
-    }
+/// Seconds between two polls: at least 50 ms (no busy loop), at most a day.
+const POLL_RANGE: SecondsRange = SecondsRange::new(0.05, 86_400.0);
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let poll = seconds("--poll-seconds", args.poll_seconds, POLL_RANGE)?;
     let config = match &args.policy {
         Some(path) => PromotionConfig::from_path(path)?,
         None => PromotionConfig::default(),
     };
+    let tokens = tokens(&args)?;
+    // Serving only reads: a mistyped folder is refused, not created.
+    mlops::core::store_url::require_existing("--registry", &args.registry)?;
     let registry = Arc::new(Registry::open(&args.registry, &RegistryConfig::default()).await?);
-    let production = ModelSource::alias(&*registry, &args.model, "production")
-        .await?
+    let serving = ModelSource::alias(&*registry, &args.model, &args.alias)
+        .await
+        .with_context(|| format!("reading alias {:?} of {:?}", args.alias, args.model))?
         .with_context(|| {
             format!(
-                "model {:?} has no `production` alias in {}",
-                args.model, args.registry
+                "model {:?} has no {:?} alias in {}",
+                args.model, args.alias, args.registry
             )
         })?;
     let mut metrics_registry = mlops::prometheus_client::registry::Registry::default();
     let metrics = ServeMetrics::register(&mut metrics_registry);
     let loader = compiling(NonFinitePolicy::Reject);
     let first = loader(
-        production,
-        &ModelSource::load(&*registry, &args.model, production).await?,
+        serving,
+        &ModelSource::load(&*registry, &args.model, serving).await?,
     )?;
     let router = Arc::new(Router::new(
         &args.model,
-        Routes::single(Variant::new("stable", Some(production), first)),
+        Routes::single(Variant::new("stable", Some(serving), first)),
         RouterOptions {
             metrics: metrics.clone(),
             ..RouterOptions::default()
@@ -135,27 +139,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })?
     .with_aliases(&args.alias, &args.canary_alias)?;
     let server_config = ServerConfig {
-        tokens: tokens(&args)?,
+        tokens,
         body_limit_bytes: args.body_limit,
         ..ServerConfig::default()
     };
-    let application = app(
+    let readiness = Readiness::new();
+    let application = app_with(
         &args.model,
         router.clone(),
         Some(Arc::new(metrics_registry)),
-        server_config,
+        server_config.clone(),
+        readiness.clone(),
     )?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
     println!(
-        "serving {} v{production} on http://{}",
+        "serving {} v{serving} ({}) on http://{}",
         args.model,
+        args.alias,
         listener.local_addr()?
     );
-    let poll = Duration::from_secs_f64(args.poll_seconds);
     let following = router.clone();
-    tokio::spawn(async move {
+    let died = supervise(&readiness, "rollout controller", async move {
         loop {
             match controller.tick(&following).await {
                 Ok(Tick::Acted(d)) => println!(
@@ -168,9 +174,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tokio::time::sleep(poll).await;
         }
     });
-    serve(listener, application, shutdown()).await?;
+    // Stops on SIGINT/SIGTERM, or when the controller dies (readiness is already false then):
+    // the requests in flight are answered either way.
+    let stop = async move {
+        tokio::select! {
+            () = shutdown() => {}
+            _ = died => {}
+        }
+    };
+    serve_with(listener, application, &server_config, stop).await?;
+    if let Some(reason) = readiness.reason() {
+        eprintln!("error: {reason}");
+        return Ok(ExitCode::from(1));
+    }
     println!("stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGINT or SIGTERM.
@@ -196,7 +214,7 @@ async fn shutdown() {
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -257,10 +257,28 @@ mod registry {
         }
 
         async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
-            Ok(Registry::alias(self, model, alias)
+            let target = Registry::alias(self, model, alias)
                 .await
                 .map_err(core)?
-                .and_then(|e| e.target))
+                .and_then(|e| e.target);
+            // An alias that is not set is only "unset" in a registry that holds the model: a
+            // deleted (or mistyped) registry reads as empty, and is said so.
+            if target.is_none()
+                && !self
+                    .list_models()
+                    .await
+                    .map_err(core)?
+                    .iter()
+                    .any(|m| m == model)
+            {
+                return Err(Error::Source {
+                    message: format!(
+                        "model {model:?} not found in the registry at {} (deleted, moved, or never registered there)",
+                        self.store_name()
+                    ),
+                });
+            }
+            Ok(target)
         }
 
         async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {

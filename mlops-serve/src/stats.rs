@@ -30,6 +30,10 @@ pub struct StatsConfig {
     pub labeled_capacity: usize,
     /// Requests awaiting their labels; the oldest is dropped (and counted) past this.
     pub label_join_capacity: usize,
+    /// Bytes the requests awaiting their labels may hold (their ids, kept twice, their
+    /// scores and a fixed overhead per entry); the oldest are dropped (and counted as
+    /// `evicted`) past this, so long request ids cannot grow the join past a memory bound.
+    pub label_join_bytes: usize,
     /// Seconds a request waits for its labels before it is dropped (and counted): a
     /// millisecond to a week.
     pub label_ttl_seconds: f64,
@@ -41,6 +45,7 @@ impl Default for StatsConfig {
             score_reservoir: 10_000,
             labeled_capacity: 100_000,
             label_join_capacity: 100_000,
+            label_join_bytes: 64 << 20,
             label_ttl_seconds: 3600.0,
         }
     }
@@ -53,6 +58,7 @@ impl StatsConfig {
             ("StatsConfig.score_reservoir", self.score_reservoir),
             ("StatsConfig.labeled_capacity", self.labeled_capacity),
             ("StatsConfig.label_join_capacity", self.label_join_capacity),
+            ("StatsConfig.label_join_bytes", self.label_join_bytes),
         ] {
             if v == 0 {
                 return Err(Error::invalid(field, v, "at least 1"));
@@ -393,12 +399,29 @@ struct JoinInner {
     /// Insertion order (id, seq); entries whose seq no longer matches are stale.
     order: VecDeque<(String, u64)>,
     seq: u64,
+    /// What `waiting` and `order` hold, as [`entry_bytes`] and [`order_bytes`] count it.
+    bytes: usize,
+}
+
+/// Fixed bytes counted per entry besides its id and scores (map and queue slots, the
+/// `Pending` fields): a request with an empty id still costs memory.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// The bytes a waiting entry holds: its id (the map's key) and its scores.
+fn entry_bytes(id: &str, scores: usize) -> usize {
+    ENTRY_OVERHEAD + id.len() + scores * std::mem::size_of::<f32>()
+}
+
+/// The bytes an insertion-order entry holds: its own copy of the id.
+fn order_bytes(id: &str) -> usize {
+    32 + id.len()
 }
 
 /// Requests waiting for delayed labels, bounded by capacity and time-to-live.
 pub(crate) struct LabelJoin {
     inner: Mutex<JoinInner>,
     capacity: usize,
+    max_bytes: usize,
     ttl: Duration,
     clock: Arc<dyn Clock>,
     drops: [Counter; 6],
@@ -418,6 +441,7 @@ impl LabelJoin {
         LabelJoin {
             inner: Mutex::new(JoinInner::default()),
             capacity: config.label_join_capacity,
+            max_bytes: config.label_join_bytes,
             ttl: Duration::from_secs_f64(config.label_ttl_seconds),
             clock,
             drops,
@@ -434,20 +458,23 @@ impl LabelJoin {
     fn expire(&self, inner: &mut JoinInner) {
         let now = self.clock.now();
         while let Some((id, seq)) = inner.order.front() {
-            let Some(p) = inner.waiting.get(id) else {
-                inner.order.pop_front();
-                continue;
+            let live = match inner.waiting.get(id) {
+                Some(p) if p.seq == *seq => {
+                    if now.duration_since(p.at).unwrap_or_default() < self.ttl {
+                        break;
+                    }
+                    true
+                }
+                _ => false,
             };
-            if p.seq != *seq {
-                inner.order.pop_front();
-                continue;
-            }
-            if now.duration_since(p.at).unwrap_or_default() < self.ttl {
-                break;
-            }
             let (id, _) = inner.order.pop_front().unwrap_or_default();
-            inner.waiting.remove(&id);
-            self.count(JoinDrop::Expired, 1);
+            inner.bytes = inner.bytes.saturating_sub(order_bytes(&id));
+            if live {
+                if let Some(p) = inner.waiting.remove(&id) {
+                    inner.bytes = inner.bytes.saturating_sub(entry_bytes(&id, p.scores.len()));
+                }
+                self.count(JoinDrop::Expired, 1);
+            }
         }
     }
 
@@ -469,39 +496,77 @@ impl LabelJoin {
             at: self.clock.now(),
             seq,
         };
-        if inner.waiting.insert(id.to_string(), pending).is_some() {
+        inner.bytes += entry_bytes(id, pending.scores.len()) + order_bytes(id);
+        if let Some(old) = inner.waiting.insert(id.to_string(), pending) {
+            inner.bytes = inner
+                .bytes
+                .saturating_sub(entry_bytes(id, old.scores.len()));
             self.count(JoinDrop::Duplicate, 1);
         }
         inner.order.push_back((id.to_string(), seq));
-        while inner.waiting.len() > self.capacity {
+        while inner.waiting.len() > self.capacity || inner.bytes > self.max_bytes {
             let Some((old, seq)) = inner.order.pop_front() else {
                 break;
             };
+            inner.bytes = inner.bytes.saturating_sub(order_bytes(&old));
             if inner.waiting.get(&old).is_some_and(|p| p.seq == seq) {
-                inner.waiting.remove(&old);
+                if let Some(p) = inner.waiting.remove(&old) {
+                    inner.bytes = inner
+                        .bytes
+                        .saturating_sub(entry_bytes(&old, p.scores.len()));
+                }
                 self.count(JoinDrop::Evicted, 1);
             }
         }
         // Stale order entries (replaced or taken ids) are dropped as they reach the front;
         // bound them too so a stream of duplicates cannot grow the queue.
         if inner.order.len() > 2 * self.capacity + 16 {
-            let JoinInner { waiting, order, .. } = &mut *inner;
-            order.retain(|(id, seq)| waiting.get(id).is_some_and(|p| p.seq == *seq));
+            let JoinInner {
+                waiting,
+                order,
+                bytes,
+                ..
+            } = &mut *inner;
+            order.retain(|(id, seq)| {
+                let live = waiting.get(id).is_some_and(|p| p.seq == *seq);
+                if !live {
+                    *bytes = bytes.saturating_sub(order_bytes(id));
+                }
+                live
+            });
         }
     }
 
-    /// The request waiting under `id`, removed; `None` (counted) when nothing waits.
-    pub(crate) fn take(&self, id: &str) -> Option<Pending> {
+    /// The request waiting under `id`, removed, when it was scored on `rows` rows;
+    /// `Ok(None)` (counted) when nothing waits; `Err(rows it was scored on)` when the count
+    /// differs, and then it stays waiting (a corrected post can still join).
+    pub(crate) fn take(
+        &self,
+        id: &str,
+        rows: usize,
+    ) -> std::result::Result<Option<Pending>, usize> {
         let mut inner = lock(&self.inner);
         self.expire(&mut inner);
-        let found = inner.waiting.remove(id);
-        if found.is_none() {
-            self.count(JoinDrop::Unknown, 1);
+        match inner.waiting.get(id).map(|p| p.scores.len()) {
+            None => {
+                self.count(JoinDrop::Unknown, 1);
+                Ok(None)
+            }
+            Some(n) if n != rows => Err(n),
+            Some(n) => {
+                inner.bytes = inner.bytes.saturating_sub(entry_bytes(id, n));
+                Ok(inner.waiting.remove(id))
+            }
         }
-        found
     }
 
     pub(crate) fn waiting(&self) -> usize {
         lock(&self.inner).waiting.len()
+    }
+
+    /// The bytes the waiting requests hold, as counted against
+    /// [`StatsConfig::label_join_bytes`].
+    pub(crate) fn waiting_bytes(&self) -> usize {
+        lock(&self.inner).bytes
     }
 }

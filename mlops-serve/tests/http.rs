@@ -638,6 +638,794 @@ mod server {
         assert!(e.0.contains("more than"), "{e}");
         let _ = Array2::<f32>::zeros((0, 3));
     }
+
+    // ---- issue 22: the bounds of a door, readiness, labels, shapes, shutdown, threshold ----
+
+    /// The test model (3 features) served with `config`.
+    fn server_with(config: ServerConfig) -> (axum::Router, Arc<Router>) {
+        let (_, router) = server(vec![]);
+        (app("fraud", router.clone(), None, config).unwrap(), router)
+    }
+
+    fn ok_request(id: Option<&str>) -> Value {
+        let mut r = json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]});
+        if let Some(id) = id {
+            r["id"] = json!(id);
+        }
+        r
+    }
+
+    fn error_of(body: &[u8]) -> String {
+        json_of(body)["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error string: {}", String::from_utf8_lossy(body)))
+            .to_string()
+    }
+
+    /// Starts `app` on a local port with `config`'s connection bounds; the sender stops it.
+    async fn start(
+        app: axum::Router,
+        config: ServerConfig,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            mlops_serve::http::serve_with(listener, app, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        (addr, stop, server)
+    }
+
+    /// Sends `request` (raw HTTP/1.1) on a new connection and reads until the server closes
+    /// it, within a generous deadline (a panic past it).
+    async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_end(&mut out),
+        )
+        .await
+        .expect("no answer before the deadline")
+        .unwrap();
+        String::from_utf8_lossy(&out).to_string()
+    }
+
+    /// The JSON body of a raw response.
+    fn raw_body(response: &str) -> Value {
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        json_of(body.as_bytes())
+    }
+
+    /// Item 4: ids, headers and request targets past their bounds are refused, named, in JSON
+    /// — over a real connection, so the answer is the server's and not only the app's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn huge_ids_headers_and_targets_are_refused_with_json_errors() {
+        let (app, router) = server(vec![]);
+        let long = "i".repeat(ServerConfig::default().max_id_bytes + 1);
+        let (status, _, body) = call(
+            &app,
+            post_json("/v2/models/fraud/infer", &ok_request(Some(&long))),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            error_of(&body).contains("request id of 257 bytes"),
+            "{}",
+            error_of(&body)
+        );
+        assert_eq!(router.awaiting_labels(), 0, "a refused id is not kept");
+        let (status, _, body) = call(
+            &app,
+            post_json(
+                "/v2/models/fraud/labels",
+                &json!({"id": long, "labels": [1]}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("request id"));
+        // An id at the bound is fine.
+        let at = "i".repeat(ServerConfig::default().max_id_bytes);
+        let (status, _, _) = call(
+            &app,
+            post_json("/v2/models/fraud/infer", &ok_request(Some(&at))),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+
+        let config = ServerConfig::default();
+        let (addr, stop, _server) = start(server(vec![]).0, config.clone()).await;
+        let big = format!(
+            "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(config.max_header_bytes)
+        );
+        let r = raw(addr, big.as_bytes()).await;
+        assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+        assert!(
+            raw_body(&r)["error"]
+                .as_str()
+                .unwrap()
+                .contains("request headers"),
+            "{r}"
+        );
+        let long_target = format!(
+            "GET /v2/models/{}/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "m".repeat(config.max_uri_bytes)
+        );
+        let r = raw(addr, long_target.as_bytes()).await;
+        assert!(r.starts_with("HTTP/1.1 414"), "{r}");
+        assert!(
+            raw_body(&r)["error"]
+                .as_str()
+                .unwrap()
+                .contains("request target"),
+            "{r}"
+        );
+        stop.send(()).unwrap();
+    }
+
+    /// Item 4: the label join holds at most `label_join_bytes`, whatever the ids' length;
+    /// what it pushes out is counted as evicted.
+    #[test]
+    fn the_label_join_is_bounded_in_bytes_and_counts_what_it_drops() {
+        use mlops_serve::router::{Request as Routing, RouterConfig};
+        use mlops_serve::stats::StatsConfig;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ServeMetrics::register(&mut registry);
+        let bound = 64 << 10;
+        let router = Router::new(
+            "fraud",
+            Routes::single(Variant::new("stable", Some(1), model([1.0, 0.5, -0.5]))),
+            RouterOptions {
+                config: RouterConfig {
+                    stats: StatsConfig {
+                        label_join_bytes: bound,
+                        ..StatsConfig::default()
+                    },
+                    ..RouterConfig::default()
+                },
+                metrics,
+                ..RouterOptions::default()
+            },
+        )
+        .unwrap();
+        let x = array![[1.0_f32, 2.0, 3.0]];
+        let mut p = [0.0_f32];
+        for i in 0..200 {
+            let id = format!("{i:04}{}", "x".repeat(4 << 10));
+            router
+                .route(
+                    &Routing {
+                        request_id: Some(&id),
+                        ..Routing::default()
+                    },
+                    x.view(),
+                    &mut p,
+                )
+                .unwrap();
+            assert!(
+                router.awaiting_label_bytes() <= bound,
+                "{} bytes waiting after {i}",
+                router.awaiting_label_bytes()
+            );
+        }
+        let waiting = router.awaiting_labels();
+        assert!((1..200).contains(&waiting), "{waiting} waiting");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let evicted = format!(
+            "mlops_serve_label_join_dropped_total{{model=\"fraud\",reason=\"evicted\"}} {}",
+            200 - waiting
+        );
+        assert!(text.contains(&evicted), "{evicted} not in {text}");
+        // The newest still joins.
+        let newest = format!("{:04}{}", 199, "x".repeat(4 << 10));
+        assert!(router.feedback(&newest, &[1.0]).unwrap());
+        // A zero bound is refused.
+        let e = StatsConfig {
+            label_join_bytes: 0,
+            ..StatsConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("label_join_bytes"), "{e}");
+    }
+
+    /// Item 4: past `max_in_flight`, a request is answered 503 with `{"error"}` at once;
+    /// health checks are not counted and keep answering.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_past_the_in_flight_bound_get_503_json() {
+        let (app, _) = server_with(ServerConfig {
+            max_in_flight: 1,
+            ..ServerConfig::default()
+        });
+        // A request whose body never comes holds the one slot; its body being read says so.
+        let (polled, reading) = tokio::sync::oneshot::channel::<()>();
+        let mut polled = Some(polled);
+        let body = futures::stream::poll_fn(move |_| {
+            if let Some(p) = polled.take() {
+                let _ = p.send(());
+            }
+            std::task::Poll::<Option<Result<axum::body::Bytes, std::io::Error>>>::Pending
+        });
+        let stuck = Request::post("/v2/models/fraud/infer")
+            .body(Body::from_stream(body))
+            .unwrap();
+        let holder = tokio::spawn(app.clone().oneshot(stuck));
+        tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+            .await
+            .expect("the held request's body was never read")
+            .unwrap();
+        let (status, headers, body) =
+            call(&app, post_json("/v2/models/fraud/infer", &ok_request(None))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(error_of(&body).contains("busy"), "{}", error_of(&body));
+        assert_eq!(headers["retry-after"], "1");
+        assert_eq!(call(&app, get("/v2/health/live")).await.0, StatusCode::OK);
+        assert_eq!(call(&app, get("/v2/health/ready")).await.0, StatusCode::OK);
+        holder.abort();
+        let _ = holder.await;
+        // The slot is free again.
+        let (status, _, _) =
+            call(&app, post_json("/v2/models/fraud/infer", &ok_request(None))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Item 5: with the connection bound full of clients sending their headers slowly, a
+    /// health check still answers (the oldest idle connections are shed) and the shed ones
+    /// are closed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_header_flood_is_shed_and_health_still_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = ServerConfig {
+            max_connections: 4,
+            header_timeout_seconds: 600.0,
+            ..ServerConfig::default()
+        };
+        let (addr, stop, _server) = start(server(vec![]).0, config).await;
+        let mut slow = Vec::new();
+        for _ in 0..10 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+            slow.push(s);
+        }
+        let r = raw(
+            addr,
+            b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        // 11 connections for 4 places: at least the 7 oldest slow ones were closed.
+        for (i, s) in slow.iter_mut().take(7).enumerate() {
+            let mut buf = [0u8; 64];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("slow connection {i} still open"));
+            assert!(matches!(read, Ok(0) | Err(_)), "{i}: {read:?}");
+        }
+        stop.send(()).unwrap();
+    }
+
+    /// Item 5: a client that dribbles its headers a byte at a time is cut off after the
+    /// header timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_headers_are_cut_off_by_the_header_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = ServerConfig {
+            header_timeout_seconds: 1.0,
+            ..ServerConfig::default()
+        };
+        let (addr, stop, _server) = start(server(vec![]).0, config).await;
+        let mut readers = Vec::new();
+        let mut writers = Vec::new();
+        for _ in 0..5 {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (r, mut w) = s.into_split();
+            readers.push(r);
+            writers.push(tokio::spawn(async move {
+                let head = b"GET /v2/health/live HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+                for b in head {
+                    if w.write_all(&[*b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }));
+        }
+        for (i, r) in readers.iter_mut().enumerate() {
+            let mut out = Vec::new();
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(20), r.read_to_end(&mut out))
+                    .await
+                    .unwrap_or_else(|_| panic!("slow connection {i} still open after 20 s"));
+            let _ = read;
+        }
+        for w in writers {
+            w.abort();
+        }
+        stop.send(()).unwrap();
+    }
+
+    /// Item 6: an empty token set is refused (named), and the scheme is case-insensitive.
+    #[tokio::test]
+    async fn empty_token_sets_are_refused_and_the_bearer_scheme_is_case_insensitive() {
+        use mlops_serve::http::parse_tokens;
+        for (source, text) in [
+            ("--tokens-file /etc/t", ""),
+            ("--tokens-file /etc/t", "\n  \n"),
+            ("MLOPS_TOKENS", &",".replace(',', "\n")),
+        ] {
+            let e = parse_tokens(source, text).unwrap_err().to_string();
+            assert!(e.contains(&format!("invalid {source}")), "{e}");
+            assert!(e.contains("at least one bearer token"), "{e}");
+        }
+        assert_eq!(
+            parse_tokens("MLOPS_TOKENS", &format!("{TOKEN}\n")).unwrap(),
+            [TOKEN]
+        );
+        let (app, _) = server(vec![TOKEN.to_string()]);
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let r = Request::post("/v2/models/fraud/infer")
+                .header("authorization", format!("{scheme} {TOKEN}"))
+                .body(Body::from(ok_request(None).to_string()))
+                .unwrap();
+            assert_eq!(call(&app, r).await.0, StatusCode::OK, "{scheme}");
+        }
+        for wrong in [format!("Bearer{TOKEN}"), format!("Basic {TOKEN}")] {
+            let r = Request::get("/v2/models/fraud")
+                .header("authorization", wrong.clone())
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(call(&app, r).await.0, StatusCode::UNAUTHORIZED, "{wrong}");
+        }
+    }
+
+    /// Item 1: a background task that panics turns readiness false (server and model), with
+    /// the reason; liveness stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_background_task_turns_readiness_false() {
+        use mlops_serve::http::{app_with, supervise, Readiness};
+        let (_, router) = server(vec![]);
+        let readiness = Readiness::new();
+        let app = app_with(
+            "fraud",
+            router,
+            None,
+            ServerConfig::default(),
+            readiness.clone(),
+        )
+        .unwrap();
+        assert_eq!(call(&app, get("/v2/health/ready")).await.0, StatusCode::OK);
+        let died = supervise(&readiness, "rollout controller", async {
+            let steps = [50.0_f64, 100.0];
+            let i = steps.len() + 1;
+            let _ = steps[std::hint::black_box(i)];
+            Ok(())
+        });
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(30), died)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            reason.contains("rollout controller panicked")
+                && reason.contains("index out of bounds"),
+            "{reason}"
+        );
+        for path in [
+            "/v2/health/ready",
+            "/v2/models/fraud/ready",
+            "/v2/models/fraud/versions/1/ready",
+        ] {
+            let (status, _, body) = call(&app, get(path)).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert!(
+                error_of(&body).contains("not ready: rollout controller panicked"),
+                "{path}"
+            );
+        }
+        assert_eq!(call(&app, get("/v2/health/live")).await.0, StatusCode::OK);
+        // A task that returns an error, or ends, is as fatal as a panic.
+        let other = Readiness::new();
+        let ended = supervise(&other, "alias follower", async {
+            Err(mlops_core::Error::invalid("alias", "\"../prod\"", "a name"))
+        })
+        .await
+        .unwrap();
+        assert!(ended.contains("alias follower failed"), "{ended}");
+        assert!(!other.is_ready());
+    }
+
+    /// Item 10: a refused labels post (a wrong count, `[]`) leaves the predictions waiting;
+    /// the corrected post joins.
+    #[tokio::test]
+    async fn a_refused_labels_post_does_not_consume_the_predictions() {
+        let (app, router) = server(vec![]);
+        let request = json!({"id": "two-rows", "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]});
+        assert_eq!(
+            call(&app, post_json("/v2/models/fraud/infer", &request))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        for wrong in [json!([1]), json!([]), json!([1, 0, 1])] {
+            let (status, _, body) = call(
+                &app,
+                post_json(
+                    "/v2/models/fraud/labels",
+                    &json!({"id": "two-rows", "labels": wrong}),
+                ),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{wrong}");
+            assert!(
+                error_of(&body).contains("2 labels, one per row"),
+                "{}",
+                error_of(&body)
+            );
+            assert_eq!(router.awaiting_labels(), 1, "{wrong}");
+        }
+        let (status, _, body) = call(
+            &app,
+            post_json(
+                "/v2/models/fraud/labels",
+                &json!({"id": "two-rows", "labels": [1, 0]}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json_of(&body)["joined"], true);
+        assert_eq!(
+            router.snapshot().get("stable").unwrap().labels,
+            [true, false]
+        );
+    }
+
+    /// Item 11: nested data must follow the shape; ragged rows are a 400 naming the input.
+    #[tokio::test]
+    async fn ragged_nested_data_is_refused() {
+        let (app, _) = server(vec![]);
+        let cases = [
+            (json!([[1, 2], [3, 4, 5, 6]]), "data[0] has 2 elements"),
+            (json!([[1, 2, 3, 4], [5, 6]]), "data[0] has 4 elements"),
+            (json!([[1, 2, 3], 4, 5, 6]), "shape [2, 3]"),
+            (json!([[[1], [2], [3]], [[4], [5], [6]]]), "nested deeper"),
+            (json!([[1, 2, 3]]), "data has 1 elements"),
+        ];
+        for (data, needle) in cases {
+            let request = json!({"inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": data}]});
+            let (status, _, body) = call(&app, post_json("/v2/models/fraud/infer", &request)).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{data}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            let e = error_of(&body);
+            assert!(
+                e.contains("input \"input\"") && e.contains(needle),
+                "{data}: {e}"
+            );
+        }
+        // The issue's case: [[9 values], [11 values]] for [2, 10].
+        let e = mlops_serve::http::protocol::decode_request(
+            json!({"inputs": [{"name": "x", "shape": [2, 10], "datatype": "FP32", "data": [vec![0.5; 9], vec![0.5; 11]]}]})
+                .to_string()
+                .as_bytes(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("input \"x\": data[0] has 9 elements but shape [2, 10] expects 10"),
+            "{e}"
+        );
+        // Well-nested and flat data still decode alike.
+        for data in [json!([[1, 2, 3], [4, 5, 6]]), json!([1, 2, 3, 4, 5, 6])] {
+            let request = json!({"inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": data}]});
+            assert_eq!(
+                call(&app, post_json("/v2/models/fraud/infer", &request))
+                    .await
+                    .0,
+                StatusCode::OK
+            );
+        }
+    }
+
+    /// Item 17: `serve` does not return while a request is in flight after shutdown starts;
+    /// the request is answered, then `serve` returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_returns_only_after_the_request_in_flight_is_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, stop, mut server) = start(server(vec![]).0, ServerConfig::default()).await;
+        let body = ok_request(None).to_string();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        stop.send(()).unwrap();
+        // The upload is unfinished: serve must still be running (it cannot finish first).
+        let early = tokio::time::timeout(std::time::Duration::from_secs(2), &mut server).await;
+        assert!(
+            early.is_err(),
+            "serve returned with a request in flight: {early:?}"
+        );
+        stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        tokio::time::timeout(std::time::Duration::from_secs(30), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Item 17 and the JSON errors: an upload that stalls gets 408 `{"error"}` after the
+    /// configured request timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_upload_gets_408_json_after_the_request_timeout() {
+        let config = ServerConfig {
+            timeout_seconds: 0.5,
+            ..ServerConfig::default()
+        };
+        let (app, _) = server_with(config.clone());
+        let (addr, stop, _server) = start(app, config).await;
+        let r = raw(
+            addr,
+            b"POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"inputs\"",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+        let e = raw_body(&r)["error"].as_str().unwrap().to_string();
+        assert!(e.contains("request timeout") && e.contains("0.5 s"), "{e}");
+        stop.send(()).unwrap();
+    }
+
+    /// The JSON errors: 405, a bad path encoding (400), and the 404 fallback are JSON.
+    #[tokio::test]
+    async fn every_error_answer_is_json() {
+        let (app, _) = server(vec![]);
+        let (status, _, body) = call(&app, get("/v2/models/fraud/infer")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(
+            error_of(&body).contains("GET not allowed"),
+            "{}",
+            error_of(&body)
+        );
+        let (status, headers, body) = call(&app, get("/v2/models/%FF/ready")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(!error_of(&body).is_empty());
+        let (status, headers, body) = call(
+            &app,
+            Request::delete("/v2/health/live")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(!error_of(&body).is_empty());
+    }
+
+    /// Item 18: a model whose threshold is 0.99, end to end: the engine reports it, the
+    /// server's labels use it, and the live accuracy is measured at it.
+    #[tokio::test]
+    async fn a_model_with_threshold_0_99_is_served_at_its_threshold() {
+        let spec = ModelSpec::new(
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![LayerSpec::new(1, Activation::Sigmoid)],
+        );
+        let artifact =
+            ModelArtifact::new(spec, vec![(array![[1.0_f32, 0.0, 0.0]], array![0.0_f32])])
+                .unwrap()
+                .with_threshold(0.99)
+                .unwrap();
+        let compiled: Arc<dyn Predictor> =
+            Arc::new(CompiledModel::compile(&artifact, NonFinitePolicy::Reject).unwrap());
+        assert!((compiled.threshold() - 0.99).abs() < 1e-6);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ServeMetrics::register(&mut registry);
+        let router = Arc::new(
+            Router::new(
+                "fraud",
+                Routes::single(Variant::new("stable", Some(1), compiled)),
+                RouterOptions {
+                    metrics,
+                    ..RouterOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let app = app(
+            "fraud",
+            router.clone(),
+            Some(Arc::new(registry)),
+            ServerConfig::default(),
+        )
+        .unwrap();
+        // sigmoid(3) = 0.953 (below 0.99, above 0.5), sigmoid(6) = 0.9975.
+        let request = json!({"id": "t", "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": [3, 0, 0, 6, 0, 0]}]});
+        let (status, _, body) = call(&app, post_json("/v2/models/fraud/infer", &request)).await;
+        assert_eq!(status, StatusCode::OK);
+        let r = json_of(&body);
+        assert_eq!(r["outputs"][1]["name"], "label");
+        assert_eq!(r["outputs"][1]["data"], json!([0, 1]));
+        // The truth agrees with the 0.99 cut: accuracy 1 there (0.5 at a 0.5 cut).
+        let (status, _, _) = call(
+            &app,
+            post_json(
+                "/v2/models/fraud/labels",
+                &json!({"id": "t", "labels": [0, 1]}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let snapshot = router.snapshot();
+        let stable = snapshot.get("stable").unwrap();
+        assert!((stable.threshold - 0.99).abs() < 1e-6);
+        let text = String::from_utf8(call(&app, get("/metrics")).await.2).unwrap();
+        let accuracy: f64 = text
+            .lines()
+            .find(|l| {
+                l.starts_with("mlops_serve_live_accuracy{model=\"fraud\",variant=\"stable\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no live accuracy in {text}"));
+        assert!((accuracy - 1.0).abs() < 1e-9, "{accuracy}");
+    }
+
+    /// Item 24: binary FP16 and integer tensors decode to known values (little-endian, as
+    /// the extension says): a byte-order swap changes every one of them.
+    #[test]
+    fn binary_fp16_and_integers_decode_to_known_values() {
+        use mlops_serve::http::protocol::{decode_request, TensorData};
+        let decode = |datatype: &str, count: usize, raw: &[u8]| -> TensorData {
+            let header = json!({"inputs": [{"name": "x", "shape": [count], "datatype": datatype, "parameters": {"binary_data_size": raw.len()}}]}).to_string();
+            let mut body = header.clone().into_bytes();
+            body.extend_from_slice(raw);
+            decode_request(&body, Some(header.len()))
+                .unwrap_or_else(|e| panic!("{datatype}: {e}"))
+                .inputs
+                .remove(0)
+                .data
+        };
+        // FP16: 0x3C00 = 1.0, 0xC000 = -2.0, 0x3555 = 0.333251953125, 0x7BFF = 65504.
+        let TensorData::Float(v) =
+            decode("FP16", 4, &[0x00, 0x3C, 0x00, 0xC0, 0x55, 0x35, 0xFF, 0x7B])
+        else {
+            panic!("FP16 not floats")
+        };
+        let expected = [1.0, -2.0, 0.333251953125, 65504.0];
+        for (a, b) in v.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-12, "{v:?}");
+        }
+        let TensorData::Float(v) = decode("FP32", 1, &[0x00, 0x00, 0x80, 0x3F]) else {
+            panic!()
+        };
+        assert!((v[0] - 1.0).abs() < 1e-12, "{v:?}");
+        let TensorData::Float(v) = decode("FP64", 1, &[0, 0, 0, 0, 0, 0, 0xF0, 0x3F]) else {
+            panic!()
+        };
+        assert!((v[0] - 1.0).abs() < 1e-12, "{v:?}");
+        let ints: [(&str, usize, Vec<u8>, Vec<i128>); 8] = [
+            ("INT8", 2, vec![0xFF, 0x7F], vec![-1, 127]),
+            ("UINT8", 2, vec![0xFF, 0x01], vec![255, 1]),
+            (
+                "INT16",
+                2,
+                vec![0x01, 0x80, 0x34, 0x12],
+                vec![-32767, 0x1234],
+            ),
+            ("UINT16", 1, vec![0x01, 0x80], vec![32769]),
+            (
+                "INT32",
+                2,
+                vec![0x78, 0x56, 0x34, 0x12, 0xFE, 0xFF, 0xFF, 0xFF],
+                vec![0x1234_5678, -2],
+            ),
+            ("UINT32", 1, vec![0x01, 0x00, 0x00, 0x80], vec![0x8000_0001]),
+            (
+                "INT64",
+                1,
+                vec![0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+                vec![-2],
+            ),
+            (
+                "UINT64",
+                1,
+                vec![0x01, 0, 0, 0, 0, 0, 0, 0x80],
+                vec![(1i128 << 63) + 1],
+            ),
+        ];
+        for (datatype, count, raw, expected) in ints {
+            assert_eq!(
+                decode(datatype, count, &raw),
+                TensorData::Int(expected),
+                "{datatype}"
+            );
+        }
+    }
+
+    /// Item 2: every seconds setting of the server is bounded: a named error, never a panic
+    /// (1e20 s) or a zero wait (1e-9 s).
+    #[test]
+    fn server_seconds_settings_are_bounded() {
+        let (_, router) = server(vec![]);
+        for (field, config) in [
+            (
+                "ServerConfig.timeout_seconds",
+                ServerConfig {
+                    timeout_seconds: 1e20,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "ServerConfig.timeout_seconds",
+                ServerConfig {
+                    timeout_seconds: 1e-9,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "ServerConfig.header_timeout_seconds",
+                ServerConfig {
+                    header_timeout_seconds: 1e300,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "ServerConfig.header_timeout_seconds",
+                ServerConfig {
+                    header_timeout_seconds: 0.0,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "ServerConfig.max_in_flight",
+                ServerConfig {
+                    max_in_flight: 0,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "ServerConfig.max_connections",
+                ServerConfig {
+                    max_connections: 1,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "ServerConfig.max_id_bytes",
+                ServerConfig {
+                    max_id_bytes: 1 << 30,
+                    ..ServerConfig::default()
+                },
+            ),
+        ] {
+            let e = app("fraud", router.clone(), None, config)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("invalid {field}")), "{e}");
+        }
+        ServerConfig::default().validate().unwrap();
+    }
 }
 
 // What a plain `cargo test -p mlops-serve` leaves out, said in its output.

@@ -110,3 +110,54 @@ async fn a_rollout_shared_through_a_registry_folder() {
 #[test]
 #[ignore = "left out: the rollout shared through a registry folder; run with --features registry (the workspace test does)"]
 fn a_rollout_shared_through_a_registry_folder() {}
+
+/// A registry deleted (or moved) under a running server is not an unset alias: the source
+/// says the model is not found there, with the location (issue 22).
+#[cfg(feature = "registry")]
+#[tokio::test]
+async fn a_deleted_registry_is_not_reported_as_an_unset_alias() {
+    use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    use mlops_serve::source::ModelSource;
+
+    let w = support::world(0.5, 1.0);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("served-registry");
+    let registry = Registry::open(root.to_str().unwrap(), &RegistryConfig::default())
+        .await
+        .unwrap();
+    registry
+        .register(
+            support::MODEL,
+            NewVersion::new()
+                .artifact(&w.truth.model(0.5, 1).unwrap())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    registry
+        .set_alias(support::MODEL, "production", 1, None, "first")
+        .await
+        .unwrap();
+    assert_eq!(
+        ModelSource::alias(&registry, support::MODEL, "production")
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    // Unset in a registry that holds the model: None, as before.
+    assert_eq!(
+        ModelSource::alias(&registry, support::MODEL, "canary")
+            .await
+            .unwrap(),
+        None
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+    let e = ModelSource::alias(&registry, support::MODEL, "production")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not found in the registry at") && e.contains("served-registry"),
+        "{e}"
+    );
+}

@@ -400,7 +400,9 @@ fn labels_join_by_request_id_within_capacity_and_time_to_live() {
     assert!(e.contains("labels[0]") && e.contains("0.5"), "{e}");
     let e = router.feedback("b", &[1.0]).unwrap_err().to_string();
     assert!(e.contains("2 labels"), "{e}");
-    // Capacity 3: the oldest waiting request is evicted by the fourth.
+    // The refused post left b waiting (a corrected one could still join): it is the oldest.
+    assert_eq!(router.awaiting_labels(), 1);
+    // Capacity 3: the oldest waiting requests (b, then d) are evicted by the fourth.
     for id in ["d", "e", "f", "g"] {
         send(id, &mut out);
     }
@@ -414,7 +416,7 @@ fn labels_join_by_request_id_within_capacity_and_time_to_live() {
     let stable = snapshot.get("stable").unwrap();
     assert_eq!(stable.labels, vec![true, false]);
     let text = mlops_core::exposition::classic_text(&registry).unwrap();
-    for (reason, n) in [("expired", 3), ("evicted", 1), ("unknown", 4)] {
+    for (reason, n) in [("expired", 3), ("evicted", 2), ("unknown", 4)] {
         let line = format!(
             "mlops_serve_label_join_dropped_total{{model=\"fraud\",reason=\"{reason}\"}} {n}"
         );

@@ -8,4 +8,7 @@
 pub mod protocol;
 pub mod server;
 
-pub use server::{app, serve, ServerConfig, INPUT, LABEL, PROBABILITY};
+pub use server::{
+    app, app_with, parse_tokens, serve, serve_with, supervise, Readiness, ServerConfig, INPUT,
+    LABEL, PROBABILITY,
+};

@@ -213,29 +213,78 @@ fn flag(parameters: Option<&Value>, key: &str, what: &str) -> Result<bool, Proto
     }
 }
 
-/// Flattens nested JSON arrays (row-major) into `out`, refusing anything deeper than the shape.
+/// Flattens JSON `data` (row-major) into `out`. Flat data (an array of scalars) is taken as
+/// it is (its count is checked against the shape by the caller); nested data must follow the
+/// shape exactly — `shape[d]` items at depth `d`, scalars at the last — so ragged rows
+/// (`[[9 values], [11 values]]` for `[2, 10]`) are refused, never re-cut across rows.
 fn flatten<'a>(
     v: &'a Value,
-    depth: usize,
+    shape: &[usize],
     out: &mut Vec<&'a Value>,
     name: &str,
 ) -> Result<(), ProtocolError> {
     match v {
+        Value::Array(items) if items.iter().any(Value::is_array) => {
+            nested(v, shape, &mut Vec::new(), out, name)
+        }
         Value::Array(items) => {
-            if depth > 64 {
-                return Err(bad(format!(
-                    "input {name:?}: data nested deeper than 64 levels"
-                )));
-            }
-            for item in items {
-                flatten(item, depth + 1, out, name)?;
-            }
+            out.extend(items);
             Ok(())
         }
         scalar => {
             out.push(scalar);
             Ok(())
         }
+    }
+}
+
+/// `data[i][j]...` for the indices in `path`.
+fn path_text(path: &[usize]) -> String {
+    let mut text = String::from("data");
+    for i in path {
+        text.push_str(&format!("[{i}]"));
+    }
+    text
+}
+
+/// Nested `data` at the depth of `path` (the indices that led to `v`), checked against `shape`.
+fn nested<'a>(
+    v: &'a Value,
+    shape: &[usize],
+    path: &mut Vec<usize>,
+    out: &mut Vec<&'a Value>,
+    name: &str,
+) -> Result<(), ProtocolError> {
+    let depth = path.len();
+    match (v, shape.get(depth)) {
+        (Value::Array(items), Some(&expected)) => {
+            if items.len() != expected {
+                return Err(bad(format!(
+                    "input {name:?}: {} has {} elements but shape {shape:?} expects {expected} at depth {depth} (nested data must follow the shape)",
+                    path_text(path),
+                    items.len()
+                )));
+            }
+            for (i, item) in items.iter().enumerate() {
+                path.push(i);
+                nested(item, shape, path, out, name)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        (Value::Array(_), None) => Err(bad(format!(
+            "input {name:?}: {} is nested deeper than shape {shape:?}",
+            path_text(path)
+        ))),
+        (scalar, None) => {
+            out.push(scalar);
+            Ok(())
+        }
+        (scalar, Some(_)) => Err(bad(format!(
+            "input {name:?}: {} is {} where shape {shape:?} expects an array at depth {depth}",
+            path_text(path),
+            kind(scalar)
+        ))),
     }
 }
 
@@ -257,10 +306,11 @@ fn json_data(
     name: &str,
     datatype: DataType,
     data: &Value,
+    shape: &[usize],
     count: usize,
 ) -> Result<TensorData, ProtocolError> {
     let mut flat = Vec::new();
-    flatten(data, 0, &mut flat, name)?;
+    flatten(data, shape, &mut flat, name)?;
     if flat.len() != count {
         return Err(bad(format!(
             "input {name:?}: data has {} elements but its shape holds {count}",
@@ -555,7 +605,7 @@ pub fn decode_request(
                 binary = rest;
                 binary_data(&name, datatype, bytes, count)?
             }
-            (None, Some(data)) => json_data(&name, datatype, data, count)?,
+            (None, Some(data)) => json_data(&name, datatype, data, &shape, count)?,
             (None, None) => {
                 return Err(bad(format!(
                     "input {name:?}: no \"data\" and no binary_data_size"

@@ -1,7 +1,13 @@
 //! The HTTP server: the KServe V2 REST endpoints on axum, the [`Router`] in the request path,
-//! delayed labels, `/metrics`, a body limit, a timeout, and optional bearer-token auth.
+//! delayed labels, `/metrics`, and the bounds of a door: a body limit, a request timeout, a
+//! header-read timeout, limits on the request id, the headers and the URI, on requests in
+//! flight (503) and on open connections (the oldest idle one is shed), optional bearer-token
+//! auth, readiness that turns false when a background task dies ([`supervise`]), and every
+//! error as `{"error": ...}` JSON.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -11,10 +17,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use mlops_core::duration::{seconds, SecondsRange};
 use ndarray::Array2;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use super::protocol::{
     decode_request, encode_response, DataType, Output, OutputData, RequestedOutput, TensorData,
@@ -30,12 +38,19 @@ pub const PROBABILITY: &str = "probability";
 /// threshold, 0 below it, -1 for a row the model could not score).
 pub const LABEL: &str = "label";
 
-/// The server's settings.
+/// The range of [`ServerConfig::timeout_seconds`]: 50 ms to an hour.
+pub const TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.05, 3600.0);
+/// The range of [`ServerConfig::header_timeout_seconds`]: 50 ms to ten minutes.
+pub const HEADER_TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.05, 600.0);
+
+/// The server's settings. Every size, count and time a client controls is bounded here;
+/// [`ServerConfig::validate`] checks each against its own range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    /// Largest request body in bytes; larger ones get 413.
+    /// Largest request body in bytes (1 KiB to 1 GiB); larger ones get 413.
     pub body_limit_bytes: usize,
-    /// Longest a request may take, in seconds; slower ones get 408.
+    /// Longest a request may take, body upload included, in seconds ([`TIMEOUT_RANGE`]);
+    /// slower ones get 408.
     pub timeout_seconds: f64,
     /// The header carrying the sticky routing key.
     pub key_header: String,
@@ -43,6 +58,23 @@ pub struct ServerConfig {
     pub variant_header: String,
     /// Bearer tokens accepted (empty: no authentication). Health endpoints stay open.
     pub tokens: Vec<String>,
+    /// Longest request id in bytes (1 to 64 KiB), in an inference request or a labels post;
+    /// longer ones get 400 (each id waiting for labels is kept in memory).
+    pub max_id_bytes: usize,
+    /// Most bytes of request headers (names and values, 1 KiB to 256 KiB); more get 431.
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query) in bytes (64 to 32 KiB); longer ones get 414.
+    pub max_uri_bytes: usize,
+    /// Most requests handled at once, health checks aside (1 to 65,536); more get 503 at
+    /// once (each holds its body and its decoded tensors).
+    pub max_in_flight: usize,
+    /// Most connections open at once (2 to 1,000,000; keep it under the process's file
+    /// limit): a new one past it sheds the oldest connection with no request being handled
+    /// (idle, or still sending its headers), and gets a 503 when every one is busy.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers ([`HEADER_TIMEOUT_RANGE`]); the
+    /// connection is closed after (slow-header clients cannot hold connections).
+    pub header_timeout_seconds: f64,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +85,12 @@ impl Default for ServerConfig {
             key_header: "mlops-request-key".into(),
             variant_header: "mlops-variant".into(),
             tokens: Vec::new(),
+            max_id_bytes: 256,
+            max_header_bytes: 16 << 10,
+            max_uri_bytes: 4096,
+            max_in_flight: 64,
+            max_connections: 512,
+            header_timeout_seconds: 10.0,
         }
     }
 }
@@ -60,20 +98,48 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        if self.body_limit_bytes < 1024 {
-            return Err(Error::invalid(
+        for (field, value, lo, hi) in [
+            (
                 "ServerConfig.body_limit_bytes",
                 self.body_limit_bytes,
-                "at least 1024 bytes",
-            ));
+                1024,
+                1 << 30,
+            ),
+            ("ServerConfig.max_id_bytes", self.max_id_bytes, 1, 64 << 10),
+            (
+                "ServerConfig.max_header_bytes",
+                self.max_header_bytes,
+                1024,
+                256 << 10,
+            ),
+            (
+                "ServerConfig.max_uri_bytes",
+                self.max_uri_bytes,
+                64,
+                32 << 10,
+            ),
+            ("ServerConfig.max_in_flight", self.max_in_flight, 1, 65_536),
+            (
+                "ServerConfig.max_connections",
+                self.max_connections,
+                2,
+                1_000_000,
+            ),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                return Err(Error::invalid(field, value, format!("from {lo} to {hi}")));
+            }
         }
-        if !(self.timeout_seconds.is_finite() && self.timeout_seconds > 0.0) {
-            return Err(Error::invalid(
-                "ServerConfig.timeout_seconds",
-                self.timeout_seconds,
-                "seconds > 0",
-            ));
-        }
+        seconds(
+            "ServerConfig.timeout_seconds",
+            self.timeout_seconds,
+            TIMEOUT_RANGE,
+        )?;
+        seconds(
+            "ServerConfig.header_timeout_seconds",
+            self.header_timeout_seconds,
+            HEADER_TIMEOUT_RANGE,
+        )?;
         for (field, name) in [
             ("ServerConfig.key_header", &self.key_header),
             ("ServerConfig.variant_header", &self.variant_header),
@@ -101,6 +167,98 @@ impl ServerConfig {
     }
 }
 
+/// The bearer tokens in `text`, one per line (blank lines and surrounding spaces ignored).
+/// `source` names where they came from (`--tokens-file /etc/tokens`, `MLOPS_TOKENS`). A
+/// source that holds no token is an error, never a server without authentication: leave the
+/// setting out to serve without tokens.
+///
+/// ```
+/// use mlops_serve::http::server::parse_tokens;
+/// assert_eq!(parse_tokens("MLOPS_TOKENS", " a\n\nb ")?, ["a", "b"]);
+/// let e = parse_tokens("MLOPS_TOKENS", "\n \n").unwrap_err().to_string();
+/// assert!(e.contains("invalid MLOPS_TOKENS"), "{e}");
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn parse_tokens(source: &str, text: &str) -> Result<Vec<String>> {
+    let tokens: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if tokens.is_empty() {
+        return Err(Error::invalid(
+            source,
+            "no token",
+            "at least one bearer token (an empty token list would leave the server open; \
+             leave the setting out to serve without authentication)",
+        ));
+    }
+    Ok(tokens)
+}
+
+/// Whether the server is ready: shared by the readiness endpoints and whoever watches the
+/// background tasks ([`supervise`]). Ready until [`Readiness::fail`] is called; not ready for
+/// good after.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<Mutex<Option<String>>>);
+
+impl Readiness {
+    /// A ready state.
+    pub fn new() -> Self {
+        Readiness::default()
+    }
+
+    /// Marks the server not ready, for `reason` (the first reason is kept).
+    pub fn fail(&self, reason: impl Into<String>) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_none() {
+            *state = Some(reason.into());
+        }
+    }
+
+    /// Why the server is not ready; `None` while it is.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the server is ready.
+    pub fn is_ready(&self) -> bool {
+        self.reason().is_none()
+    }
+}
+
+/// Runs `task` (a background task meant to run as long as the server: the rollout
+/// controller, an alias follower) on the tokio runtime. When it stops — a panic, an error, or
+/// an end — `readiness` fails with the reason, logged, so the server never looks healthy
+/// without it; the returned handle completes with that reason (a host exits on it).
+pub fn supervise<F>(readiness: &Readiness, name: &str, task: F) -> tokio::task::JoinHandle<String>
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let (readiness, name) = (readiness.clone(), name.to_string());
+    let running = tokio::spawn(task);
+    tokio::spawn(async move {
+        let reason = match running.await {
+            Ok(Ok(())) => format!("{name} ended"),
+            Ok(Err(e)) => format!("{name} failed: {e}"),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-text panic".into());
+                format!("{name} panicked: {message}")
+            }
+            Err(_) => format!("{name} was cancelled"),
+        };
+        tracing::error!(task = %name, %reason, "background task stopped: not ready");
+        readiness.fail(reason.clone());
+        reason
+    })
+}
+
 /// What the handlers share.
 struct Shared {
     model: String,
@@ -109,6 +267,8 @@ struct Shared {
     config: ServerConfig,
     /// SHA-256 of each accepted token (compared in constant time).
     tokens: Vec<[u8; 32]>,
+    readiness: Readiness,
+    in_flight: Arc<Semaphore>,
 }
 
 /// An error answer: a status and `{"error": "..."}`.
@@ -118,11 +278,24 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The axum application serving `model` through `router`. `metrics`, when given, is what
 /// `/metrics` exposes (the registry the router's and the drift monitor's families live in).
+/// Always ready: see [`app_with`] for a readiness a background task can fail.
 pub fn app(
     model: &str,
     router: Arc<Router>,
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
     config: ServerConfig,
+) -> Result<axum::Router> {
+    app_with(model, router, metrics, config, Readiness::new())
+}
+
+/// [`app`] with its readiness: `/v2/health/ready` and the model's ready endpoints answer 503
+/// (`{"error"}` with the reason) once `readiness` fails; `/v2/health/live` stays 200.
+pub fn app_with(
+    model: &str,
+    router: Arc<Router>,
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
+    config: ServerConfig,
+    readiness: Readiness,
 ) -> Result<axum::Router> {
     config.validate()?;
     let tokens = config
@@ -130,14 +303,20 @@ pub fn app(
         .iter()
         .map(|t| Sha256::digest(t.as_bytes()).into())
         .collect();
-    let timeout = Duration::from_secs_f64(config.timeout_seconds);
+    let timeout = seconds(
+        "ServerConfig.timeout_seconds",
+        config.timeout_seconds,
+        TIMEOUT_RANGE,
+    )?;
     let limit = config.body_limit_bytes;
     let shared = Arc::new(Shared {
         model: model.to_string(),
         router,
         metrics,
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         config,
         tokens,
+        readiness,
     });
     let v2 = axum::Router::new()
         .route("/v2", get(server_metadata))
@@ -158,18 +337,146 @@ pub fn app(
         )
         .route("/v2/models/{model}/labels", post(labels))
         .route("/metrics", get(metrics_text))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            limit_in_flight,
+        ));
     Ok(axum::Router::new()
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
-        .route("/v2/health/ready", get(|| async { StatusCode::OK }))
+        .route("/v2/health/ready", get(server_ready))
         .merge(v2)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|request: HttpRequest| async move {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "method {} not allowed on {}",
+                    request.method(),
+                    request.uri().path()
+                ),
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(middleware::from_fn_with_state(shared.clone(), limit_head))
+        .layer(middleware::map_response_with_state(
+            shared.clone(),
+            json_errors,
+        ))
         .with_state(shared))
+}
+
+/// Refuses a request target longer than [`ServerConfig::max_uri_bytes`] (414) and headers
+/// larger than [`ServerConfig::max_header_bytes`] (431), before any other work.
+async fn limit_head(State(s): State<Arc<Shared>>, request: HttpRequest, next: Next) -> Response {
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri > s.config.max_uri_bytes {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "request target of {uri} bytes; expected at most {} bytes",
+                s.config.max_uri_bytes
+            ),
+        );
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers > s.config.max_header_bytes {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request headers of {headers} bytes; expected at most {} bytes",
+                s.config.max_header_bytes
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+/// At most [`ServerConfig::max_in_flight`] requests at once; more are answered 503 at once.
+async fn limit_in_flight(
+    State(s): State<Arc<Shared>>,
+    request: HttpRequest,
+    next: Next,
+) -> Response {
+    let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "server busy: {} requests in flight; retry later",
+                s.config.max_in_flight
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let response = next.run(request).await;
+    drop(permit);
+    response
+}
+
+/// Every error answer as `{"error": ...}` JSON: those of axum, of the timeout and of the body
+/// limit come with an empty or a text body, which becomes the message (headers kept).
+async fn json_errors(State(s): State<Arc<Shared>>, response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::REQUEST_TIMEOUT {
+        format!(
+            "request timeout: not completed within {} s",
+            s.config.timeout_seconds
+        )
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let mut r = error(status, message);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            r.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    r
+}
+
+/// `/v2/health/ready`: 200 while ready, 503 with the reason after.
+async fn server_ready(State(s): State<Arc<Shared>>) -> Response {
+    match s.readiness.reason() {
+        None => StatusCode::OK.into_response(),
+        Some(reason) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}"),
+        ),
+    }
 }
 
 /// Bearer-token authentication: a 401 that does not say which part was wrong.
@@ -181,7 +488,9 @@ async fn authenticate(State(s): State<Arc<Shared>>, request: HttpRequest, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start())
         .map(|t| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() });
     let ok = presented.is_some_and(|p| {
         s.tokens
@@ -292,7 +601,7 @@ async fn model_ready(State(s): State<Arc<Shared>>, Path(model): Path<String>) ->
     if model != s.model {
         return unknown_model(&s, &model);
     }
-    StatusCode::OK.into_response()
+    server_ready(State(s)).await
 }
 
 async fn model_ready_version(
@@ -303,7 +612,7 @@ async fn model_ready_version(
         return unknown_model(&s, &model);
     }
     match variant_for(&s, &version) {
-        Some(_) => StatusCode::OK.into_response(),
+        Some(_) => server_ready(State(s.clone())).await,
         None => error(
             StatusCode::NOT_FOUND,
             format!("unknown version {version:?} of model {model:?}"),
@@ -436,6 +745,9 @@ fn run_infer(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
     };
+    if let Some(e) = request.id.as_deref().and_then(|id| id_too_long(s, id)) {
+        return e;
+    }
     let x = match features(s, &request.inputs) {
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -548,6 +860,20 @@ fn run_infer(
     response
 }
 
+/// The 400 for a request id longer than [`ServerConfig::max_id_bytes`].
+fn id_too_long(s: &Shared, id: &str) -> Option<Response> {
+    (id.len() > s.config.max_id_bytes).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request id of {} bytes; expected at most {} bytes",
+                id.len(),
+                s.config.max_id_bytes
+            ),
+        )
+    })
+}
+
 /// `{"id": "...", "labels": [0, 1, ...]}`: the labels of an earlier request.
 async fn labels(
     State(s): State<Arc<Shared>>,
@@ -576,6 +902,9 @@ async fn labels(
             "labels body: missing string \"id\"",
         );
     };
+    if let Some(e) = id_too_long(&s, id) {
+        return e;
+    }
     let Some(values) = parsed.get("labels").and_then(Value::as_array) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -620,12 +949,170 @@ async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; requests in flight then finish.
+/// The connection bounds are [`ServerConfig::default`]'s: see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, app, &ServerConfig::default(), shutdown).await
+}
+
+/// One open connection, as the accept loop sees it.
+struct Connection {
+    /// Requests of this connection being handled now (0: idle, or still sending headers).
+    busy: Arc<AtomicUsize>,
+    /// Closes the connection at once.
+    shed: Arc<tokio::sync::Notify>,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<BTreeMap<u64, Connection>>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Connection>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the oldest connection with no request being handled; `false` when every one is
+    /// busy.
+    fn shed_oldest_idle(&self) -> bool {
+        let mut open = self.lock();
+        let Some(id) = open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        if let Some(c) = open.remove(&id) {
+            c.shed.notify_one();
+        }
+        true
+    }
+}
+
+/// Counts a request of a connection as being handled while alive.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(busy: &Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::SeqCst);
+        Busy(busy.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The answer to a connection past [`ServerConfig::max_connections`] while every open one is
+/// busy.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 50\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"server busy: too many open connections\"}";
+
+/// Serves `app` on `listener` until `shutdown` completes, with `config`'s connection bounds:
+/// a client has [`ServerConfig::header_timeout_seconds`] to send each request's headers; at
+/// most [`ServerConfig::max_connections`] stay open — past it, or when the process is out of
+/// file descriptors, the oldest connection with no request being handled is shed, so a flood
+/// of slow or idle connections cannot keep a health check (or anyone) out. On `shutdown` the
+/// listener closes, idle connections close, and the requests in flight are answered before
+/// this returns.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    config: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let invalid = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+    config.validate().map_err(invalid)?;
+    let header_timeout = seconds(
+        "ServerConfig.header_timeout_seconds",
+        config.header_timeout_seconds,
+        HEADER_TIMEOUT_RANGE,
+    )
+    .map_err(invalid)?;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        // Above the configured header bound, so that bound answers (431 JSON) first.
+        .max_buf_size((4 * config.max_header_bytes).max(64 << 10));
+    let connections = Arc::new(Connections::default());
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_id = 0u64;
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors (or a connection reset before it was accepted):
+                // free one by shedding an idle connection, then try again.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                connections.shed_oldest_idle();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if connections.lock().len() >= config.max_connections && !connections.shed_oldest_idle() {
+            tracing::warn!(
+                max = config.max_connections,
+                "connection refused: every one busy"
+            );
+            let _ = stream.try_write(BUSY_RESPONSE);
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        let busy = Arc::new(AtomicUsize::new(0));
+        let shed = Arc::new(tokio::sync::Notify::new());
+        connections.lock().insert(
+            id,
+            Connection {
+                busy: busy.clone(),
+                shed: shed.clone(),
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(move |request| {
+            let counted = Busy::new(&busy);
+            let call = hyper::service::Service::call(&service, request);
+            async move {
+                let response = call.await;
+                drop(counted);
+                response
+            }
+        });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let (mut draining, connections) = (draining.clone(), connections.clone());
+        tasks.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let done = tokio::select! {
+                r = connection.as_mut() => Some(r),
+                () = shed.notified() => None,
+                () = async { drop(draining.wait_for(|d| *d).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    Some(connection.as_mut().await)
+                }
+            };
+            if let Some(Err(e)) = done {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            connections.lock().remove(&id);
+        });
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
 }

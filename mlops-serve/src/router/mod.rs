@@ -385,7 +385,8 @@ impl Router {
 
     /// Posts the labels (0 or 1, one per row) of request `request_id`. `Ok(true)` when they
     /// joined its predictions; `Ok(false)` (counted) when nothing waits under that id: never
-    /// seen, expired, evicted, or already labeled.
+    /// seen, expired, evicted, or already labeled. Labels that are not 0 or 1, or whose count
+    /// is not the request's row count, are an error and leave the request waiting.
     pub fn feedback(&self, request_id: &str, labels: &[f64]) -> Result<bool> {
         let parsed = labels
             .iter()
@@ -400,19 +401,19 @@ impl Router {
                 )),
             })
             .collect::<Result<Vec<bool>>>()?;
-        let Some(pending) = self.join.take(request_id) else {
-            return Ok(false);
+        // Checked against the waiting request before it is taken: a rejected post (a wrong
+        // count, `[]`) leaves the predictions waiting for the corrected one.
+        let pending = match self.join.take(request_id, parsed.len()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(false),
+            Err(rows) => {
+                return Err(Error::invalid(
+                    format!("labels of request {request_id:?}"),
+                    format!("{} labels", parsed.len()),
+                    format!("{rows} labels, one per row it was scored on"),
+                ))
+            }
         };
-        if pending.scores.len() != parsed.len() {
-            return Err(Error::invalid(
-                format!("labels of request {request_id:?}"),
-                format!("{} labels", parsed.len()),
-                format!(
-                    "{} labels, one per row it was scored on",
-                    pending.scores.len()
-                ),
-            ));
-        }
         let table = self.table.load();
         match table
             .slots
@@ -445,6 +446,12 @@ impl Router {
     /// Requests waiting for labels.
     pub fn awaiting_labels(&self) -> usize {
         self.join.waiting()
+    }
+
+    /// Bytes the requests waiting for labels hold (ids, scores and a fixed overhead per
+    /// request), bounded by [`StatsConfig::label_join_bytes`](crate::stats::StatsConfig).
+    pub fn awaiting_label_bytes(&self) -> usize {
+        self.join.waiting_bytes()
     }
 
     /// Every variant's statistics over the current step; also sets the live accuracy and

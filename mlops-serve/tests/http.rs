@@ -935,8 +935,10 @@ mod server {
             let (r, mut w) = s.into_split();
             readers.push(r);
             writers.push(tokio::spawn(async move {
-                let head = b"GET /v2/health/live HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-                for b in head {
+                // The head's start, then one more byte of a header value every 100 ms,
+                // for as long as the connection takes it.
+                let head = b"GET /v2/health/live HTTP/1.1\r\nX-Slow: ";
+                for b in head.iter().chain(std::iter::repeat(&b'a')) {
                     if w.write_all(&[*b]).await.is_err() {
                         return;
                     }

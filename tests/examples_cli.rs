@@ -1784,3 +1784,136 @@ fn pipeline_defers_a_retrain_whose_alarm_falls_inside_a_rollout() {
     let last = s["timeline"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["canary_percent"], 50.0, "{text}");
 }
+
+/// Runs `serve` with `args` and `env`, expecting it to stop by itself (a refusal at start);
+/// killed and failed if it still runs after a generous deadline.
+fn serve_refusal(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(example("serve"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("MLOPS_REGISTRY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve {args:?} {env:?} started instead of refusing: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `serve` (issue 22): `--alias X` serves X's version and says which; what would serve the
+/// wrong thing or serve it open is refused at start, named, exit 2: a registry folder that does
+/// not exist (nothing created), `--poll-seconds` out of range, an empty token list, an
+/// alias name that is not one, an alias that is not set.
+#[test]
+fn serve_loads_its_alias_and_refuses_bad_starts_by_name() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let (reg, model) = (d.path().join("reg"), d.path().join("model"));
+    let (reg, model) = (reg.to_str().unwrap(), model.to_str().unwrap());
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(run("engine_bench", &["--out", model, "--seconds", "0.01"]));
+    for _ in 0..2 {
+        ok(run(
+            "registry",
+            &["--registry", reg, "register", "fraud", model],
+        ));
+    }
+    ok(run(
+        "registry",
+        &["--registry", reg, "alias", "fraud", "eu-production", "2"],
+    ));
+    let empty = d.path().join("tokens.txt");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let missing = d.path().join("typo").join("reg");
+    let base = ["--model", "fraud", "--addr", "127.0.0.1:0"];
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--registry", missing.to_str().unwrap()],
+            vec![],
+            "invalid --registry",
+        ),
+        (
+            vec!["--registry", reg, "--poll-seconds", "1e20"],
+            vec![],
+            "invalid --poll-seconds",
+        ),
+        (
+            vec!["--registry", reg, "--poll-seconds", "1e-9"],
+            vec![],
+            "invalid --poll-seconds",
+        ),
+        (
+            vec!["--registry", reg, "--tokens-file", empty.to_str().unwrap()],
+            vec![],
+            "at least one bearer token",
+        ),
+        (
+            vec!["--registry", reg],
+            vec![("MLOPS_TOKENS", ",")],
+            "invalid MLOPS_TOKENS",
+        ),
+        (
+            vec!["--registry", reg, "--alias", "../prod"],
+            vec![],
+            "../prod",
+        ),
+        (
+            vec!["--registry", reg],
+            vec![],
+            "has no \"production\" alias",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let mut all = args.clone();
+        all.extend_from_slice(&base);
+        let out = serve_refusal(&all, &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?} {env:?}: {needle} not in {err}"
+        );
+    }
+    assert!(
+        !d.path().join("typo").exists(),
+        "a mistyped registry folder was created"
+    );
+    // Only `eu-production` is set: `--alias eu-production` starts and serves its version.
+    let mut child = Command::new(example("serve"))
+        .args(["--registry", reg, "--alias", "eu-production"])
+        .args(base)
+        .env_remove("MLOPS_TOKENS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        first.starts_with("serving fraud v2 (eu-production) on http://127.0.0.1:"),
+        "{first}"
+    );
+}

@@ -259,6 +259,37 @@ pub fn open_url(
     }
 }
 
+/// Refuses a local `location` (a folder path or `file:///dir`) whose folder does not exist;
+/// any other store passes. For a reader (a server, a report): [`open_url`] creates a local
+/// folder, so a mistyped path would otherwise become an empty store, silently.
+///
+/// ```
+/// use mlops_core::store_url::require_existing;
+/// let dir = std::env::temp_dir();
+/// require_existing("--registry", dir.to_str().unwrap())?;
+/// let e = require_existing("--registry", "/no/such/registry/here").unwrap_err().to_string();
+/// assert!(e.contains("invalid --registry = /no/such/registry/here"), "{e}");
+/// require_existing("--registry", "memory://")?;
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn require_existing(field: &str, location: &str) -> Result<()> {
+    let folder = match local_path(location) {
+        Some(path) => Some(path),
+        None => Url::parse(location)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok()),
+    };
+    match folder {
+        Some(dir) if !dir.is_dir() => Err(Error::invalid(
+            field,
+            location,
+            "an existing folder (nothing is created when only reading: check the path)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -334,36 +365,5 @@ mod tests {
         // Nothing at all is neither.
         let e = open_url("tracking URL", "", &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("tracking URL"), "{e}");
-    }
-}
-
-/// Refuses a local `location` (a folder path or `file:///dir`) whose folder does not exist;
-/// any other store passes. For a reader (a server, a report): [`open_url`] creates a local
-/// folder, so a mistyped path would otherwise become an empty store, silently.
-///
-/// ```
-/// use mlops_core::store_url::require_existing;
-/// let dir = std::env::temp_dir();
-/// require_existing("--registry", dir.to_str().unwrap())?;
-/// let e = require_existing("--registry", "/no/such/registry/here").unwrap_err().to_string();
-/// assert!(e.contains("invalid --registry = /no/such/registry/here"), "{e}");
-/// require_existing("--registry", "memory://")?;
-/// # Ok::<(), mlops_core::Error>(())
-/// ```
-pub fn require_existing(field: &str, location: &str) -> Result<()> {
-    let folder = match local_path(location) {
-        Some(path) => Some(path),
-        None => Url::parse(location)
-            .ok()
-            .filter(|u| u.scheme() == "file")
-            .and_then(|u| u.to_file_path().ok()),
-    };
-    match folder {
-        Some(dir) if !dir.is_dir() => Err(Error::invalid(
-            field,
-            location,
-            "an existing folder (nothing is created when only reading: check the path)",
-        )),
-        _ => Ok(()),
     }
 }

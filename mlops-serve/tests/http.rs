@@ -615,6 +615,16 @@ mod server {
             let _ = mlops_serve::http::protocol::decode_request(&body, header);
         }
 
+        /// Nested rows of any lengths: decoded only when every row has the shape's width (the
+        /// total alone is not enough: ragged rows would be re-cut across rows).
+        #[test]
+        fn nested_rows_decode_only_when_every_row_fits_the_shape(lengths in proptest::collection::vec(0usize..6, 1..6)) {
+            let data: Vec<Vec<f32>> = lengths.iter().map(|&n| vec![0.5; n]).collect();
+            let body = json!({"inputs": [{"name": "input", "shape": [lengths.len(), 3], "datatype": "FP32", "data": data}]}).to_string();
+            let decoded = mlops_serve::http::protocol::decode_request(body.as_bytes(), None);
+            prop_assert_eq!(decoded.is_ok(), lengths.iter().all(|&n| n == 3), "{:?}", lengths);
+        }
+
         /// Bodies that look like requests, mutated: never a 5xx.
         #[test]
         fn mutated_requests_never_get_a_5xx(cut in 0usize..200, flip in 0usize..200, byte in any::<u8>(), rows in 0usize..4, datatype in prop::sample::select(vec!["FP32", "FP64", "FP16", "INT64", "BOOL", "BYTES", "UINT8"])) {
@@ -831,7 +841,7 @@ mod server {
         // The newest still joins.
         let newest = format!("{:04}{}", 199, "x".repeat(4 << 10));
         assert!(router.feedback(&newest, &[1.0]).unwrap());
-        // A zero bound is refused.
+        // A zero bound is refused; so is a time-to-live no `Duration` holds (a panic before).
         let e = StatsConfig {
             label_join_bytes: 0,
             ..StatsConfig::default()
@@ -839,6 +849,26 @@ mod server {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("label_join_bytes"), "{e}");
+        let e = Router::new(
+            "fraud",
+            Routes::single(Variant::new("stable", Some(1), model([1.0, 0.5, -0.5]))),
+            RouterOptions {
+                config: RouterConfig {
+                    stats: StatsConfig {
+                        label_ttl_seconds: 1e20,
+                        ..StatsConfig::default()
+                    },
+                    ..RouterConfig::default()
+                },
+                ..RouterOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("invalid StatsConfig.label_ttl_seconds = 100000000000000000000"),
+            "{e}"
+        );
     }
 
     /// Item 4: past `max_in_flight`, a request is answered 503 with `{"error"}` at once;

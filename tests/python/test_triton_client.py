@@ -235,3 +235,36 @@ def test_tokens_from_the_environment_guard_everything_but_health(server, tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_an_empty_token_list_is_refused_and_the_bearer_scheme_is_case_insensitive(server, tmp_path):
+    _, d = server
+    base = [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", "127.0.0.1:0"]
+    empty = tmp_path / "tokens.txt"
+    empty.write_text("\n \n")
+    for extra, env in [(["--tokens-file", str(empty)], {}), ([], {"MLOPS_TOKENS": ","})]:
+        done = subprocess.run(base + extra, capture_output=True, timeout=60, env=dict(os.environ, **env))
+        assert done.returncode == 2, done.stderr.decode()
+        assert b"at least one bearer token" in done.stderr, done.stderr.decode()
+    port = free_port()
+    token = "env-token-0123456789abcdef"
+    proc = subprocess.Popen(
+        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, MLOPS_TOKENS=token),
+    )
+    try:
+        url = f"127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.1)
+        client = httpclient.InferenceServerClient(url=url)
+        for scheme in ["Bearer", "bearer", "BEARER"]:
+            assert client.get_model_metadata("fraud", headers={"Authorization": f"{scheme} {token}"})["name"] == "fraud"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

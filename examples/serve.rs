@@ -72,6 +72,13 @@ struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     body_limit: usize,
+    /// Seconds a client has to send a request's headers (0.05 to 600).
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_seconds: f64,
+    /// Most connections open at once; past it (or out of file descriptors) the oldest idle
+    /// one is shed.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
 }
 
 /// The bearer tokens: none without `--tokens-file` and `MLOPS_TOKENS`; an error when the one
@@ -141,6 +148,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server_config = ServerConfig {
         tokens,
         body_limit_bytes: args.body_limit,
+        header_timeout_seconds: args.header_timeout_seconds,
+        max_connections: args.max_connections,
         ..ServerConfig::default()
     };
     let readiness = Readiness::new();

@@ -1917,3 +1917,86 @@ fn serve_loads_its_alias_and_refuses_bad_starts_by_name() {
         "{first}"
     );
 }
+
+/// `serve` with its file descriptors exhausted by clients that send their headers slowly (the
+/// issue's 150 connections against a limit of 64 here, and a header timeout too long to
+/// help): a health check still answers, because the oldest idle connection is shed to accept
+/// it (issue 22).
+#[cfg(unix)]
+#[test]
+fn serve_answers_health_while_slow_clients_exhaust_its_file_descriptors() {
+    use std::io::{BufRead, Read, Write};
+    let d = tempfile::tempdir().unwrap();
+    let (reg, model) = (d.path().join("reg"), d.path().join("model"));
+    let (reg, model) = (reg.to_str().unwrap(), model.to_str().unwrap());
+    for args in [
+        vec!["engine_bench", "--out", model, "--seconds", "0.01"],
+        vec!["registry", "--registry", reg, "register", "fraud", model],
+        vec![
+            "registry",
+            "--registry",
+            reg,
+            "alias",
+            "fraud",
+            "production",
+            "1",
+        ],
+    ] {
+        let out = run(args[0], &args[1..]);
+        assert!(out.status.success(), "{args:?}");
+    }
+    let serve = example("serve");
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$@\"", "sh"])
+        .arg(&serve)
+        .args([
+            "--registry",
+            reg,
+            "--model",
+            "fraud",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--header-timeout-seconds", "600"])
+        .env_remove("MLOPS_TOKENS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(first.starts_with("serving fraud v1"), "{first}");
+    let slow: Vec<std::net::TcpStream> = (0..150)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).ok()?;
+            s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHo").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(slow.len() > 64, "only {} connections opened", slow.len());
+    let mut health = std::net::TcpStream::connect(&addr).unwrap();
+    health
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    health
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = health.read_to_end(&mut answer);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{read:?}: {answer:?} with {} slow connections",
+        slow.len()
+    );
+}

@@ -15,6 +15,7 @@
 //! | `mlops_serve_rollout_step` (index into the steps; -1 none, -2 shadow phase) | gauge | model |
 //! | `mlops_serve_promotions_total` | counter | model |
 //! | `mlops_serve_rollbacks_total` | counter | model |
+//! | `mlops_serve_controller_errors_total` (failed controller ticks: source, store, metrics, model, routes, state) | counter | model, kind |
 //! | `mlops_serve_shadow_dropped_total` (queue_full, error, panic) | counter | model, reason |
 //! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full, unscored) | counter | model, reason |
 //! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
@@ -51,6 +52,54 @@ struct LabeledLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    model: String,
+    kind: String,
+}
+
+/// What failed in a rollout controller's tick (the `kind` label of
+/// `mlops_serve_controller_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControllerErrorKind {
+    /// The model source: reading an alias, loading a version, moving an alias.
+    Source,
+    /// The rollout store: loading or writing the state.
+    Store,
+    /// The metrics source (Prometheus) the step's statistics come from.
+    Metrics,
+    /// Turning a loaded version into a predictor (the loader, the engine).
+    Model,
+    /// Installing routes in the router.
+    Routes,
+    /// A stored rollout state that cannot be used (another model's).
+    State,
+}
+
+impl ControllerErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [ControllerErrorKind; 6] = [
+        ControllerErrorKind::Source,
+        ControllerErrorKind::Store,
+        ControllerErrorKind::Metrics,
+        ControllerErrorKind::Model,
+        ControllerErrorKind::Routes,
+        ControllerErrorKind::State,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControllerErrorKind::Source => "source",
+            ControllerErrorKind::Store => "store",
+            ControllerErrorKind::Metrics => "metrics",
+            ControllerErrorKind::Model => "model",
+            ControllerErrorKind::Routes => "routes",
+            ControllerErrorKind::State => "state",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +153,7 @@ pub struct ServeMetrics {
     rollout_step: Family<ModelLabels, Gauge>,
     promotions: Family<ModelLabels, Counter>,
     rollbacks: Family<ModelLabels, Counter>,
+    controller_errors: Family<KindLabels, Counter>,
     shadow_dropped: Family<ReasonLabels, Counter>,
     label_dropped: Family<ReasonLabels, Counter>,
     live_accuracy: Family<VariantLabels, FloatGauge>,
@@ -126,6 +176,7 @@ impl Default for ServeMetrics {
             rollout_step: Family::default(),
             promotions: Family::default(),
             rollbacks: Family::default(),
+            controller_errors: Family::default(),
             shadow_dropped: Family::default(),
             label_dropped: Family::default(),
             live_accuracy: Family::default(),
@@ -222,6 +273,11 @@ impl ServeMetrics {
             "mlops_serve_rollbacks",
             "Rollouts that rolled their candidate back",
             m.rollbacks.clone(),
+        );
+        registry.register(
+            "mlops_serve_controller_errors",
+            "Rollout controller ticks that failed, by what failed (source, store, metrics, model, routes, state)",
+            m.controller_errors.clone(),
         );
         registry.register(
             "mlops_serve_shadow_dropped",
@@ -333,8 +389,8 @@ impl ServeMetrics {
         self.live_auc.get_or_create(&labels).set(auc);
     }
 
-    /// Creates `model`'s rollout series at zero (promotions, rollbacks; step -1), so rules
-    /// and dashboards see them before the first event.
+    /// Creates `model`'s rollout series at zero (promotions, rollbacks, controller errors of
+    /// every kind; step -1), so rules and dashboards see them before the first event.
     pub fn init_model(&self, model: &str) {
         let labels = ModelLabels {
             model: model.to_string(),
@@ -342,6 +398,25 @@ impl ServeMetrics {
         self.promotions.get_or_create(&labels).inc_by(0);
         self.rollbacks.get_or_create(&labels).inc_by(0);
         self.rollout_step.get_or_create(&labels).set(-1);
+        for kind in ControllerErrorKind::ALL {
+            self.controller_errors
+                .get_or_create(&Self::kind(model, kind))
+                .inc_by(0);
+        }
+    }
+
+    fn kind(model: &str, kind: ControllerErrorKind) -> KindLabels {
+        KindLabels {
+            model: model.to_string(),
+            kind: kind.as_str().to_string(),
+        }
+    }
+
+    /// Counts a failed controller tick of `model` by what failed.
+    pub fn record_controller_error(&self, model: &str, kind: ControllerErrorKind) {
+        self.controller_errors
+            .get_or_create(&Self::kind(model, kind))
+            .inc();
     }
 
     /// Sets the rollout-step gauge of `model` (-1: no rollout; -2: the shadow phase).

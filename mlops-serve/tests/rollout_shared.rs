@@ -25,12 +25,19 @@ struct Yielding(Arc<dyn RolloutStore>);
 
 #[async_trait]
 impl RolloutStore for Yielding {
-    async fn load(&self, model: &str) -> Result<Option<Stored>> {
-        self.0.load(model).await
+    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
+        self.0.load(model, document).await
     }
-    async fn save(&self, model: &str, seq: u64, state: &RolloutState, why: &str) -> Result<bool> {
+    async fn save(
+        &self,
+        model: &str,
+        document: &str,
+        seq: u64,
+        state: &RolloutState,
+        why: &str,
+    ) -> Result<bool> {
         tokio::task::yield_now().await;
-        self.0.save(model, seq, state, why).await
+        self.0.save(model, document, seq, state, why).await
     }
 }
 

@@ -2,6 +2,14 @@
 //! analyzes the step when it is due, writes the decision with a conditional write, and moves
 //! the `production` and `canary` aliases by compare-and-swap.
 //!
+//! The state is kept per alias pair ([`rollout_document`](super::rollout_document)): a
+//! controller on `eu-production`/`eu-canary` and one on `production`/`canary` of the same
+//! model run separate rollouts. A stored state that does not fit the policy in force (the
+//! policy changed mid-rollout) is reconciled ([`RolloutState::reconcile`]) and the
+//! reconciliation recorded; a state of another model is an error, never a panic. Every
+//! failed tick is counted in `mlops_serve_controller_errors_total` by
+//! [`ControllerErrorKind`].
+//!
 //! A rollout starts when the `canary` alias points at a version other than `production`'s,
 //! restarts when `canary` moves mid-rollout, and is aborted (rolled back) when `canary` is
 //! cleared. Every replica runs a controller on its own router: all of them follow the stored
@@ -16,9 +24,9 @@ use mlops_core::model::{ModelArtifact, Predictor};
 
 use super::metrics_source::{InProcess, MetricsSource};
 use super::state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
-use super::store::{RolloutStore, Stored};
+use super::store::{rollout_document, RolloutStore, Stored};
 use crate::engine::{CompiledModel, NonFinitePolicy};
-use crate::metrics::ServeMetrics;
+use crate::metrics::{ControllerErrorKind, ServeMetrics};
 use crate::policy::PromotionConfig;
 use crate::router::{Router, Routes, ShadowRoute, Variant};
 use crate::source::ModelSource;
@@ -80,6 +88,25 @@ pub fn compiling(policy: NonFinitePolicy) -> Loader {
     })
 }
 
+/// A failed step of a tick, with what failed (counted by kind).
+struct Failed {
+    kind: ControllerErrorKind,
+    error: Error,
+}
+
+type Step<T> = std::result::Result<T, Failed>;
+
+/// Tags an error with the part of the tick that failed.
+trait Tagged<T> {
+    fn tagged(self, kind: ControllerErrorKind) -> Step<T>;
+}
+
+impl<T> Tagged<T> for Result<T> {
+    fn tagged(self, kind: ControllerErrorKind) -> Step<T> {
+        self.map_err(|error| Failed { kind, error })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Following {
     Production(u64),
@@ -93,6 +120,8 @@ pub struct Controller {
     /// The aliases served and rolled out from: [`PRODUCTION_ALIAS`] and [`CANARY_ALIAS`]
     /// unless [`Controller::with_aliases`] names others.
     aliases: (String, String),
+    /// The store document of the alias pair ([`rollout_document`]).
+    document: String,
     models: Mutex<HashMap<u64, Arc<dyn Predictor>>>,
     following: Mutex<Option<Following>>,
 }
@@ -114,6 +143,7 @@ impl Controller {
             parts,
             observed: Arc::new(InProcess),
             aliases: (PRODUCTION_ALIAS.to_string(), CANARY_ALIAS.to_string()),
+            document: rollout_document(PRODUCTION_ALIAS, CANARY_ALIAS),
             models: Mutex::new(HashMap::new()),
             following: Mutex::new(None),
         })
@@ -127,7 +157,8 @@ impl Controller {
     }
 
     /// Serves the version under `production` and rolls out the one under `canary` (for
-    /// example `eu-production` and `eu-canary`); refused when they are the same or empty.
+    /// example `eu-production` and `eu-canary`), with the pair's own rollout state
+    /// ([`rollout_document`]); refused when they are the same or empty.
     pub fn with_aliases(mut self, production: &str, canary: &str) -> Result<Self> {
         if production.is_empty() || canary.is_empty() || production == canary {
             return Err(Error::invalid(
@@ -137,6 +168,7 @@ impl Controller {
             ));
         }
         self.aliases = (production.to_string(), canary.to_string());
+        self.document = rollout_document(production, canary);
         Ok(self)
     }
 
@@ -145,25 +177,68 @@ impl Controller {
         &self.parts.config
     }
 
-    /// The stored rollout, if any.
-    pub async fn state(&self) -> Result<Option<Stored>> {
-        self.parts.store.load(&self.parts.model).await
+    /// The store document of this controller's alias pair ([`rollout_document`]).
+    pub fn document(&self) -> &str {
+        &self.document
     }
 
-    async fn model(&self, version: u64) -> Result<Arc<dyn Predictor>> {
+    /// The stored rollout of this controller's alias pair, if any.
+    pub async fn state(&self) -> Result<Option<Stored>> {
+        self.parts
+            .store
+            .load(&self.parts.model, &self.document)
+            .await
+    }
+
+    /// The stored rollout, checked to be this model's.
+    async fn stored(&self) -> Step<Option<Stored>> {
+        let stored = self.state().await.tagged(ControllerErrorKind::Store)?;
+        if let Some(st) = &stored {
+            if st.state.model != self.parts.model {
+                return Err(Failed {
+                    kind: ControllerErrorKind::State,
+                    error: Error::invalid(
+                        format!(
+                            "rollout state {:?} of {:?} (write {})",
+                            self.document, self.parts.model, st.seq
+                        ),
+                        format!("a state of model {:?}", st.state.model),
+                        format!("a state of model {:?}", self.parts.model),
+                    ),
+                });
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn save(&self, seq: u64, state: &RolloutState, why: &str) -> Step<bool> {
+        self.parts
+            .store
+            .save(&self.parts.model, &self.document, seq, state, why)
+            .await
+            .tagged(ControllerErrorKind::Store)
+    }
+
+    async fn model(&self, version: u64) -> Step<Arc<dyn Predictor>> {
         if let Some(m) = lock(&self.models).get(&version) {
             return Ok(m.clone());
         }
-        let artifact = self.parts.source.load(&self.parts.model, version).await?;
-        let compiled = (self.parts.loader)(version, &artifact)?;
+        let artifact = self
+            .parts
+            .source
+            .load(&self.parts.model, version)
+            .await
+            .tagged(ControllerErrorKind::Source)?;
+        let compiled =
+            (self.parts.loader)(version, &artifact).tagged(ControllerErrorKind::Model)?;
         lock(&self.models).insert(version, compiled.clone());
         Ok(compiled)
     }
 
-    async fn routes_for(&self, state: &RolloutState) -> Result<Routes> {
+    async fn routes_for(&self, state: &RolloutState) -> Step<Routes> {
         let stable = Variant::new(STABLE, Some(state.stable), self.model(state.stable).await?);
         let canary = || async {
-            Ok::<_, Error>(Variant::new(
+            Ok::<_, Failed>(Variant::new(
                 CANARY,
                 Some(state.candidate),
                 self.model(state.candidate).await?,
@@ -210,25 +285,29 @@ impl Controller {
         self.parts.metrics.set_rollout_step(&self.parts.model, step);
     }
 
-    async fn follow(&self, router: &Router, stored: &Stored) -> Result<()> {
+    async fn follow(&self, router: &Router, stored: &Stored) -> Step<()> {
         if *lock(&self.following) == Some(Following::Rollout(stored.seq)) {
             return Ok(());
         }
-        router.install(self.routes_for(&stored.state).await?)?;
+        router
+            .install(self.routes_for(&stored.state).await?)
+            .tagged(ControllerErrorKind::Routes)?;
         *lock(&self.following) = Some(Following::Rollout(stored.seq));
         self.step_gauge(Some(&stored.state));
         Ok(())
     }
 
-    async fn follow_production(&self, router: &Router, production: u64) -> Result<()> {
+    async fn follow_production(&self, router: &Router, production: u64) -> Step<()> {
         if *lock(&self.following) == Some(Following::Production(production)) {
             return Ok(());
         }
-        router.install(Routes::single(Variant::new(
-            STABLE,
-            Some(production),
-            self.model(production).await?,
-        )))?;
+        router
+            .install(Routes::single(Variant::new(
+                STABLE,
+                Some(production),
+                self.model(production).await?,
+            )))
+            .tagged(ControllerErrorKind::Routes)?;
         *lock(&self.following) = Some(Following::Production(production));
         self.step_gauge(None);
         Ok(())
@@ -237,7 +316,7 @@ impl Controller {
     /// Moves the aliases a terminal state calls for, by compare-and-swap (a swap that loses
     /// because the alias is already where it should be, or was moved by someone else, is
     /// logged and left alone).
-    async fn settle_aliases(&self, state: &RolloutState) -> Result<()> {
+    async fn settle_aliases(&self, state: &RolloutState) -> Step<()> {
         let (model, source) = (&self.parts.model, &self.parts.source);
         let why = state
             .last_decision()
@@ -251,7 +330,8 @@ impl Controller {
                     Some(state.stable),
                     &why,
                 )
-                .await?
+                .await
+                .tagged(ControllerErrorKind::Source)?
         {
             tracing::warn!(
                 model,
@@ -261,7 +341,8 @@ impl Controller {
         }
         if !source
             .move_alias(model, &self.aliases.1, None, Some(state.candidate), &why)
-            .await?
+            .await
+            .tagged(ControllerErrorKind::Source)?
         {
             tracing::debug!(
                 model,
@@ -279,15 +360,10 @@ impl Controller {
         seq: u64,
         mut state: RolloutState,
         decision: Decision,
-    ) -> Result<Tick> {
-        if !self
-            .parts
-            .store
-            .save(&self.parts.model, seq, &state, &decision.reason)
-            .await?
-        {
+    ) -> Step<Tick> {
+        if !self.save(seq, &state, &decision.reason).await? {
             tracing::debug!(model = %self.parts.model, "another controller wrote first");
-            if let Some(now) = self.state().await? {
+            if let Some(now) = self.stored().await? {
                 self.follow(router, &now).await?;
             }
             return Ok(Tick::Lost);
@@ -302,12 +378,7 @@ impl Controller {
         if state.phase.is_terminal() {
             self.settle_aliases(&state).await?;
             state.aliases_settled = true;
-            if self
-                .parts
-                .store
-                .save(&self.parts.model, seq, &state, "aliases moved")
-                .await?
-            {
+            if self.save(seq, &state, "aliases moved").await? {
                 seq += 1;
             }
         }
@@ -316,19 +387,42 @@ impl Controller {
     }
 
     /// One round: follow the stored rollout, start, restart or abort one from the aliases,
-    /// or analyze a due step (see the module docs).
+    /// reconcile a stored state with a changed policy, or analyze a due step (see the module
+    /// docs). A failure is logged, counted by kind in `mlops_serve_controller_errors_total`
+    /// and returned; the next tick tries again.
     pub async fn tick(&self, router: &Router) -> Result<Tick> {
+        match self.try_tick(router).await {
+            Ok(t) => Ok(t),
+            Err(Failed { kind, error }) => {
+                tracing::warn!(model = %self.parts.model, kind = kind.as_str(), error = %error, "rollout controller tick failed");
+                self.parts
+                    .metrics
+                    .record_controller_error(&self.parts.model, kind);
+                Err(error)
+            }
+        }
+    }
+
+    async fn try_tick(&self, router: &Router) -> Step<Tick> {
         let (model, source, config) = (&self.parts.model, &self.parts.source, &self.parts.config);
         let now = self.parts.clock.now();
-        let production = source.alias(model, &self.aliases.0).await?.ok_or_else(|| {
-            Error::invalid(
-                format!("alias {:?} of {model:?}", self.aliases.0),
-                "unset",
-                "a production version to serve (point the alias at one)",
-            )
-        })?;
-        let canary = source.alias(model, &self.aliases.1).await?;
-        let stored = self.state().await?;
+        let production = source
+            .alias(model, &self.aliases.0)
+            .await
+            .tagged(ControllerErrorKind::Source)?
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("alias {:?} of {model:?}", self.aliases.0),
+                    "unset",
+                    "a production version to serve (point the alias at one)",
+                )
+            })
+            .tagged(ControllerErrorKind::Source)?;
+        let canary = source
+            .alias(model, &self.aliases.1)
+            .await
+            .tagged(ControllerErrorKind::Source)?;
+        let stored = self.stored().await?;
         match stored {
             Some(st) if !st.state.phase.is_terminal() => {
                 let mut next = st.state.clone();
@@ -343,6 +437,10 @@ impl Controller {
                     }
                     _ => {}
                 }
+                if let Some(d) = next.reconcile(config, now) {
+                    tracing::warn!(model = %model, reason = %d.reason, "stored rollout reconciled with the policy in force");
+                    return self.commit(router, st.seq, next, d).await;
+                }
                 if *lock(&self.following) != Some(Following::Rollout(st.seq)) {
                     self.follow(router, &st).await?;
                     return Ok(Tick::Followed);
@@ -353,7 +451,8 @@ impl Controller {
                 let snapshot = self
                     .observed
                     .snapshot(model, router, next.step_started_unix, now_unix)
-                    .await?;
+                    .await
+                    .tagged(ControllerErrorKind::Metrics)?;
                 match next.advance(config, &snapshot, now) {
                     None => Ok(Tick::Waiting {
                         due_unix: next.step_due_unix(config),
@@ -365,12 +464,7 @@ impl Controller {
                 self.settle_aliases(&st.state).await?;
                 let mut settled = st.state.clone();
                 settled.aliases_settled = true;
-                let seq = if self
-                    .parts
-                    .store
-                    .save(model, st.seq, &settled, "aliases moved")
-                    .await?
-                {
+                let seq = if self.save(st.seq, &settled, "aliases moved").await? {
                     st.seq + 1
                 } else {
                     return Ok(Tick::Lost);
@@ -388,7 +482,13 @@ impl Controller {
             other => {
                 if let Some(c) = canary.filter(|&c| c != production) {
                     let state = RolloutState::start(model, production, c, config, now);
-                    let d = state.decisions[0].clone();
+                    let d = state
+                        .last_decision()
+                        .cloned()
+                        .ok_or_else(|| {
+                            Error::invalid("new rollout state", "no decision", "its start decision")
+                        })
+                        .tagged(ControllerErrorKind::State)?;
                     return self
                         .commit(router, other.map_or(0, |s| s.seq), state, d)
                         .await;

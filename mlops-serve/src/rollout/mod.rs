@@ -33,6 +33,4 @@ pub use controller::{
 pub use metrics_source::PrometheusSource;
 pub use metrics_source::{InProcess, MetricsSource};
 pub use state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
-#[cfg(feature = "registry")]
-pub use store::ROLLOUT_DOCUMENT;
-pub use store::{MemoryRolloutStore, RolloutStore, Stored};
+pub use store::{rollout_document, MemoryRolloutStore, RolloutStore, Stored, ROLLOUT_DOCUMENT};

@@ -58,6 +58,10 @@ pub enum DecisionKind {
     RollbackStep,
     /// A gradual rollback reached 0 percent.
     RolledBack,
+    /// The stored state did not fit the policy in force (the policy changed mid-rollout: a
+    /// step index past its steps, a percent that is not one of them, a shadow phase it no
+    /// longer has): the rollout was mapped onto the policy's steps and the step bakes again.
+    Reconcile,
 }
 
 /// One decision, as recorded in the rollout's audit trail.
@@ -112,6 +116,17 @@ pub struct RolloutState {
     pub aliases_settled: bool,
     /// Every decision, oldest first.
     pub decisions: Vec<Decision>,
+}
+
+/// Percent of `config`'s step `i`; 0 (nothing on the candidate) past its steps, which
+/// [`RolloutState::reconcile`] never lets a state reach.
+fn step_percent(config: &PromotionConfig, i: usize) -> f64 {
+    config.steps.get(i).copied().unwrap_or(0.0)
+}
+
+/// Whether two percents route the same buckets (one bucket is 0.01 percent).
+fn same_buckets(a: f64, b: f64) -> bool {
+    (a - b).abs() < 0.005
 }
 
 fn unix(now: std::time::SystemTime) -> f64 {
@@ -206,7 +221,9 @@ impl RolloutState {
             self.canary_percent = 0.0;
         } else {
             self.phase = Phase::Canary;
-            self.canary_percent = config.steps[0];
+            // A validated policy has a first step; an empty one routes nothing to the
+            // candidate, and the next `advance` ends the rollout (see `reconcile`).
+            self.canary_percent = config.steps.first().copied().unwrap_or(0.0);
         }
     }
 
@@ -238,6 +255,124 @@ impl RolloutState {
         d
     }
 
+    /// Fits a stored state to the policy in force, recorded as a decision; `None` when it
+    /// already fits. A state fits when its phase exists in the policy and, in the canary and
+    /// rolling-back phases, its step is one of the policy's steps below the last with the
+    /// state's percent. A state written under another policy (the steps changed while the
+    /// rollout ran, or the shadow phase was removed) is mapped onto the new steps:
+    ///
+    /// - canary: the highest step below 100 at or under the current percent (never more
+    ///   candidate traffic than the analysis has seen), else the first step; with no step
+    ///   below 100 (a shadow-only policy) the analysis starts again from the shadow phase;
+    /// - rolling back: the highest step below 100 at or under the current percent, else the
+    ///   rollback is complete (all traffic on stable);
+    /// - a shadow phase the policy no longer has: its first step.
+    ///
+    /// A percent that is not a number in [0, 100] (a corrupt state) restarts the analysis (or,
+    /// rolling back, completes the rollback); an invalid policy (only possible when
+    /// [`PromotionConfig::validate`] was skipped) ends the rollout on stable. The step bakes
+    /// again from `now`: its routes, and so its statistics, are new.
+    pub fn reconcile(
+        &mut self,
+        config: &PromotionConfig,
+        now: std::time::SystemTime,
+    ) -> Option<Decision> {
+        if self.phase.is_terminal() {
+            return None;
+        }
+        let basis = Basis::at(now, self);
+        if let Err(e) = config.validate() {
+            self.end(Phase::RolledBack, 0.0);
+            let reason = format!(
+                "rolled back v{}: the policy in force is invalid ({e})",
+                self.candidate
+            );
+            return Some(self.record(basis, DecisionKind::Rollback, reason));
+        }
+        let steps = &config.steps;
+        // The steps a live canary can stand at (the last, 100, is the promotion).
+        let below_last = steps.split_last().map_or(&[][..], |(_, rest)| rest);
+        let percent = self.canary_percent;
+        let valid = percent.is_finite() && (0.0..=100.0).contains(&percent);
+        let was = match self.phase {
+            Phase::Shadow => "the shadow phase".to_string(),
+            _ => format!("step {} at {percent}%", self.step),
+        };
+        let fits = match self.phase {
+            Phase::Shadow => config.shadow.is_some(),
+            Phase::Canary | Phase::RollingBack => {
+                valid
+                    && below_last
+                        .get(self.step)
+                        .is_some_and(|&s| same_buckets(s, percent))
+            }
+            Phase::Promoted | Phase::RolledBack => true,
+        };
+        if fits {
+            return None;
+        }
+        // The highest step at or under the current percent, and the first step.
+        let at_or_under = below_last
+            .iter()
+            .copied()
+            .enumerate()
+            .rev()
+            .find(|&(_, s)| valid && (s <= percent || same_buckets(s, percent)));
+        let first = below_last.first().copied().filter(|_| valid);
+        self.inconclusive = 0;
+        self.step_started_unix = unix(now);
+        let policy = format!("the policy's steps are now {steps:?}");
+        let (kind, what) = match (self.phase, at_or_under.or(first.map(|s| (0, s)))) {
+            (Phase::RollingBack, Some((i, s))) if at_or_under.is_some() => {
+                self.step = i;
+                self.canary_percent = s;
+                (
+                    DecisionKind::Reconcile,
+                    format!("the gradual rollback goes on from step {i} at {s}%"),
+                )
+            }
+            (Phase::RollingBack, _) => {
+                self.end(Phase::RolledBack, 0.0);
+                (
+                    DecisionKind::RolledBack,
+                    "gradual rollback complete: all traffic on stable".to_string(),
+                )
+            }
+            (Phase::Canary, Some((i, s))) => {
+                self.step = i;
+                self.canary_percent = s;
+                (
+                    DecisionKind::Reconcile,
+                    format!("the canary goes on at step {i} ({s}%)"),
+                )
+            }
+            (Phase::Shadow, Some(_)) => {
+                let s = below_last.first().copied().unwrap_or(0.0);
+                self.phase = Phase::Canary;
+                self.step = 0;
+                self.canary_percent = s;
+                (
+                    DecisionKind::Reconcile,
+                    format!(
+                        "the policy has no shadow phase now: the canary starts at step 0 ({s}%)"
+                    ),
+                )
+            }
+            _ => {
+                self.begin(config);
+                (
+                    DecisionKind::Reconcile,
+                    "the analysis starts again from the beginning".to_string(),
+                )
+            }
+        };
+        let reason = format!(
+            "policy changed mid-rollout of v{}: the stored state was at {was}, but {policy}; {what}",
+            self.candidate
+        );
+        Some(self.record(basis, kind, reason))
+    }
+
     /// The moment the current step's bake time is over.
     pub fn step_due_unix(&self, config: &PromotionConfig) -> f64 {
         let bake = match (self.phase, &config.shadow) {
@@ -257,7 +392,13 @@ impl RolloutState {
         snapshot: &StepSnapshot,
         now: std::time::SystemTime,
     ) -> Option<Decision> {
-        if self.phase.is_terminal() || unix(now) < self.step_due_unix(config) {
+        if self.phase.is_terminal() {
+            return None;
+        }
+        if let Some(d) = self.reconcile(config, now) {
+            return Some(d);
+        }
+        if unix(now) < self.step_due_unix(config) {
             return None;
         }
         let mut basis = Basis::at(now, self);
@@ -269,7 +410,7 @@ impl RolloutState {
                 self.record(basis, DecisionKind::RolledBack, reason)
             } else {
                 self.step -= 1;
-                self.canary_percent = config.steps[self.step];
+                self.canary_percent = step_percent(config, self.step);
                 let reason = format!(
                     "gradual rollback: {}% -> {}%",
                     basis.from, self.canary_percent
@@ -362,10 +503,10 @@ impl RolloutState {
         } else {
             self.step + 1
         };
-        let next = next.min(config.steps.len() - 1);
+        let next = next.min(config.steps.len().saturating_sub(1));
         self.phase = Phase::Canary;
         self.step = next;
-        self.canary_percent = config.steps[next];
+        self.canary_percent = step_percent(config, next);
         if self.canary_percent >= 100.0 {
             self.end(Phase::Promoted, 100.0);
             let reason = format!("promoted v{}: {reason}", self.candidate);
@@ -396,7 +537,7 @@ impl RolloutState {
         {
             self.phase = Phase::RollingBack;
             self.step -= 1;
-            self.canary_percent = config.steps[self.step];
+            self.canary_percent = step_percent(config, self.step);
         } else {
             self.end(Phase::RolledBack, 0.0);
         }

@@ -1,8 +1,13 @@
 //! Where rollout state lives: [`RolloutStore`], a small async trait with a conditional write,
 //! [`MemoryRolloutStore`] for one process and tests, and (feature `registry`) the registry's
-//! state documents (`models/NAME/state/rollout/`), written with the conditional create that
+//! state documents (`models/NAME/state/DOCUMENT/`), written with the conditional create that
 //! makes alias moves safe, so replicas share one rollout and racing controllers cannot both
 //! act.
+//!
+//! A model has one rollout per alias pair (the alias served, the alias rolled out from):
+//! [`rollout_document`] names the pair's document, `rollout` for `production`/`canary` (where
+//! it always was), so controllers on `eu-production`/`eu-canary` and on
+//! `production`/`canary` of one model never see each other's rollout.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,17 +27,60 @@ pub struct Stored {
     pub state: RolloutState,
 }
 
-/// Shared, conditional storage of one rollout per model.
+/// The document name of the default pair's rollout (`production`/`canary`).
+pub const ROLLOUT_DOCUMENT: &str = "rollout";
+
+/// The longest document name (the registry's limit on a name).
+const MAX_DOCUMENT: usize = 128;
+
+/// The name of the rollout document of the alias pair `production`/`canary` (the alias served,
+/// the alias rolled out from): [`ROLLOUT_DOCUMENT`] for the default pair, so its state stays
+/// where it always was; otherwise `rollout_{len}_{production}_{canary}`, the length making the
+/// split unambiguous (`a_b`/`c` and `a`/`b_c` differ), or, past 128 characters,
+/// `rollout_x` and a 128-bit hash of the pair. Every name is a valid registry name when both
+/// aliases are.
+///
+/// ```
+/// use mlops_serve::rollout::rollout_document;
+/// assert_eq!(rollout_document("production", "canary"), "rollout");
+/// assert_eq!(rollout_document("eu-production", "eu-canary"), "rollout_13_eu-production_eu-canary");
+/// assert_ne!(rollout_document("a_b", "c"), rollout_document("a", "b_c"));
+/// ```
+pub fn rollout_document(production: &str, canary: &str) -> String {
+    if production == super::PRODUCTION_ALIAS && canary == super::CANARY_ALIAS {
+        return ROLLOUT_DOCUMENT.to_string();
+    }
+    let readable = format!(
+        "{ROLLOUT_DOCUMENT}_{}_{production}_{canary}",
+        production.len()
+    );
+    if readable.len() <= MAX_DOCUMENT {
+        return readable;
+    }
+    let mut pair = Vec::with_capacity(production.len() + canary.len() + 9);
+    pair.extend_from_slice(&(production.len() as u64).to_le_bytes());
+    pair.extend_from_slice(production.as_bytes());
+    pair.extend_from_slice(canary.as_bytes());
+    format!(
+        "{ROLLOUT_DOCUMENT}_x{:032x}",
+        xxhash_rust::xxh3::xxh3_128(&pair)
+    )
+}
+
+/// Shared, conditional storage of rollouts: one per model and document (one document per
+/// alias pair, [`rollout_document`]).
 #[async_trait]
 pub trait RolloutStore: Send + Sync {
-    /// The current rollout of `model`, if any was ever written.
-    async fn load(&self, model: &str) -> Result<Option<Stored>>;
+    /// The current rollout of `model` under `document`, if any was ever written.
+    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>>;
 
-    /// Writes `state` as write `expected_seq + 1` if the stored one is still `expected_seq`
-    /// (0: none yet). `Ok(false)` when another writer got there first; nothing changed.
+    /// Writes `state` as `model`'s `document` write `expected_seq + 1` if the stored one is
+    /// still `expected_seq` (0: none yet). `Ok(false)` when another writer got there first;
+    /// nothing changed.
     async fn save(
         &self,
         model: &str,
+        document: &str,
         expected_seq: u64,
         state: &RolloutState,
         why: &str,
@@ -42,7 +90,7 @@ pub trait RolloutStore: Send + Sync {
 /// Rollouts kept in memory (one process; tests).
 #[derive(Debug, Default)]
 pub struct MemoryRolloutStore {
-    rollouts: Mutex<HashMap<String, Stored>>,
+    rollouts: Mutex<HashMap<(String, String), Stored>>,
 }
 
 impl MemoryRolloutStore {
@@ -54,24 +102,27 @@ impl MemoryRolloutStore {
 
 #[async_trait]
 impl RolloutStore for MemoryRolloutStore {
-    async fn load(&self, model: &str) -> Result<Option<Stored>> {
-        Ok(lock(&self.rollouts).get(model).cloned())
+    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
+        let key = (model.to_string(), document.to_string());
+        Ok(lock(&self.rollouts).get(&key).cloned())
     }
 
     async fn save(
         &self,
         model: &str,
+        document: &str,
         expected_seq: u64,
         state: &RolloutState,
         _why: &str,
     ) -> Result<bool> {
+        let key = (model.to_string(), document.to_string());
         let mut rollouts = lock(&self.rollouts);
-        let current = rollouts.get(model).map_or(0, |s| s.seq);
+        let current = rollouts.get(&key).map_or(0, |s| s.seq);
         if current != expected_seq {
             return Ok(false);
         }
         rollouts.insert(
-            model.to_string(),
+            key,
             Stored {
                 seq: expected_seq + 1,
                 state: state.clone(),
@@ -81,16 +132,12 @@ impl RolloutStore for MemoryRolloutStore {
     }
 }
 
-/// The state document's name in the registry.
-#[cfg(feature = "registry")]
-pub const ROLLOUT_DOCUMENT: &str = "rollout";
-
 #[cfg(feature = "registry")]
 #[async_trait]
 impl RolloutStore for mlops_registry::Registry {
-    async fn load(&self, model: &str) -> Result<Option<Stored>> {
+    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
         let entry = self
-            .state(model, ROLLOUT_DOCUMENT)
+            .state(model, document)
             .await
             .map_err(crate::source::core_error)?;
         match entry {
@@ -98,7 +145,7 @@ impl RolloutStore for mlops_registry::Registry {
             Some(e) => {
                 let state = serde_json::from_value(e.value).map_err(|err| {
                     crate::Error::invalid(
-                        format!("rollout state of {model:?} (entry {})", e.seq),
+                        format!("rollout state {document:?} of {model:?} (entry {})", e.seq),
                         err.to_string(),
                         "a rollout state written by this version of mlops",
                     )
@@ -111,6 +158,7 @@ impl RolloutStore for mlops_registry::Registry {
     async fn save(
         &self,
         model: &str,
+        document: &str,
         expected_seq: u64,
         state: &RolloutState,
         why: &str,
@@ -119,7 +167,7 @@ impl RolloutStore for mlops_registry::Registry {
             crate::Error::invalid("rollout state", e.to_string(), "a state that serializes")
         })?;
         Ok(self
-            .put_state(model, ROLLOUT_DOCUMENT, expected_seq, value, why)
+            .put_state(model, document, expected_seq, value, why)
             .await
             .map_err(crate::source::core_error)?
             .is_some())

@@ -1,0 +1,498 @@
+//! A controller never panics on what it reads, and keeps to its own rollout: a stored state
+//! written under another policy is reconciled with the policy in force (and the
+//! reconciliation recorded), two alias pairs of one model run separate rollouts on one store,
+//! a state of another model is an error, and every failed tick is counted by kind.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mlops_core::clock::Clock;
+use mlops_serve::analysis::Check;
+use mlops_serve::policy::{PromotionConfig, RollbackMode, ShadowPhase};
+use mlops_serve::rollout::{
+    rollout_document, Controller, DecisionKind, Phase, RolloutState, RolloutStore, Stored, Tick,
+    CANARY, STABLE,
+};
+use mlops_serve::router::{Request, Router};
+use mlops_serve::source::ModelSource;
+use mlops_serve::stats::{StepSnapshot, VariantSnapshot};
+use mlops_serve::Result;
+use support::{world, World, MODEL};
+
+/// Sends `n` requests to each router, one simulated 20 ms apart.
+fn traffic(w: &World, routers: &[&Router], n: usize, offset: &mut usize) {
+    let data = w.traffic(4096);
+    let mut out = [0.0_f32];
+    for _ in 0..n {
+        for router in routers {
+            let i = *offset;
+            *offset += 1;
+            let row = i % data.n_rows();
+            let key = format!("user-{}", i % 3000);
+            let _ = router.route(
+                &Request::keyed(&key),
+                data.features().slice(ndarray::s![row..row + 1, ..]),
+                &mut out,
+            );
+        }
+        w.clock.advance(Duration::from_millis(20));
+    }
+}
+
+/// A policy of `steps` that bakes a minute and checks the error rate only (requests, no
+/// labels: every step is decided on the traffic of one minute).
+fn policy(steps: &[f64]) -> PromotionConfig {
+    PromotionConfig {
+        steps: steps.to_vec(),
+        bake_time_seconds: 60.0,
+        min_requests: 50,
+        checks: vec![Check::ErrorRate {
+            max_increase: 0.0,
+            confidence: 0.95,
+        }],
+        ..PromotionConfig::default()
+    }
+}
+
+async fn state_of(c: &Controller) -> Option<RolloutState> {
+    c.state().await.unwrap().map(|s| s.state)
+}
+
+const TEN_STEPS: [f64; 10] = [5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0];
+
+/// Issue 22 item 1: `serve --policy` with ten steps until the stored state reached step 4,
+/// restarted with `steps = [50, 100]`, panicked ("index out of bounds: the len is 2") and
+/// never followed an alias again. Now the first tick reconciles the state with the new steps,
+/// records it, and the rollout goes on to the promotion.
+#[tokio::test]
+async fn a_policy_changed_mid_rollout_is_reconciled_and_the_rollout_goes_on() {
+    let w = world(0.5, 1.0);
+    w.start_canary(2);
+    let mut offset = 0;
+    {
+        let (router, controller) = (w.router(), w.controller(policy(&TEN_STEPS)));
+        for _ in 0..100 {
+            if state_of(&controller).await.is_some_and(|s| s.step == 4) {
+                break;
+            }
+            controller.tick(&router).await.unwrap();
+            traffic(&w, &[&router], 1500, &mut offset);
+        }
+    } // the server stops here, and starts again with another policy
+    let before = state_of(&w.controller(policy(&TEN_STEPS))).await.unwrap();
+    assert_eq!(
+        (before.phase, before.step, before.canary_percent),
+        (Phase::Canary, 4, 30.0),
+        "{:#?}",
+        before.decisions
+    );
+    let (router, controller) = (w.router(), w.controller(policy(&[50.0, 100.0])));
+    let Tick::Acted(d) = controller.tick(&router).await.unwrap() else {
+        panic!("a reconciliation expected")
+    };
+    assert_eq!(
+        (d.kind, d.phase, d.from_percent, d.to_percent),
+        (DecisionKind::Reconcile, Phase::Canary, 30.0, 50.0),
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.reason.contains("policy changed") && d.reason.contains("[50.0, 100.0]"),
+        "{}",
+        d.reason
+    );
+    let s = state_of(&controller).await.unwrap();
+    assert_eq!((s.step, s.canary_percent, s.inconclusive), (0, 50.0, 0));
+    assert_eq!(s.decisions.last(), Some(&*d), "recorded in the trail");
+    assert_eq!(
+        router.routes().weights,
+        vec![(CANARY.to_string(), 50.0), (STABLE.to_string(), 50.0)]
+    );
+    // The rollout goes on under the new steps: one analysis at 50%, then the promotion.
+    for _ in 0..100 {
+        if state_of(&controller)
+            .await
+            .is_some_and(|s| s.phase.is_terminal() && s.aliases_settled)
+        {
+            break;
+        }
+        controller.tick(&router).await.unwrap();
+        traffic(&w, &[&router], 1500, &mut offset);
+    }
+    let s = state_of(&controller).await.unwrap();
+    assert_eq!(s.phase, Phase::Promoted, "{:#?}", s.decisions);
+    let after: Vec<_> = s
+        .decisions
+        .iter()
+        .skip(before.decisions.len())
+        .map(|d| (d.kind, d.to_percent))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            (DecisionKind::Reconcile, 50.0),
+            (DecisionKind::Promote, 100.0)
+        ],
+        "{:#?}",
+        s.decisions
+    );
+    assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(2));
+}
+
+fn clean_step(requests: u64) -> StepSnapshot {
+    let v = |name: &str| VariantSnapshot {
+        requests,
+        rows: requests,
+        latency_p50_ms: Some(1.0),
+        latency_p99_ms: Some(2.0),
+        ..VariantSnapshot::empty(name)
+    };
+    StepSnapshot {
+        variants: vec![v(CANARY), v(STABLE)],
+    }
+}
+
+/// The state machine on its own: every stored state, whatever policy wrote it, is mapped
+/// onto the policy in force without an index past its steps.
+#[test]
+fn every_stored_state_is_mapped_onto_the_policy_in_force() {
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let ten = policy(&TEN_STEPS);
+    let two = policy(&[50.0, 100.0]);
+    let at = |config: &PromotionConfig, step: usize, percent: f64, phase: Phase| {
+        let mut s = RolloutState::start(MODEL, 1, 2, config, t0);
+        s.phase = phase;
+        s.step = step;
+        s.canary_percent = percent;
+        s
+    };
+    let later = t0 + Duration::from_secs(1);
+    // A state that fits is left alone, and waits for its bake time.
+    let mut s = at(&ten, 4, 30.0, Phase::Canary);
+    assert!(s.reconcile(&ten, later).is_none());
+    assert!(s.advance(&ten, &clean_step(1000), later).is_none());
+    // Canary past the new steps: the highest step at or under its percent (never more
+    // candidate traffic than analyzed), else the first step.
+    for (step, percent, to_step, to_percent) in
+        [(8, 80.0, 0, 50.0), (6, 50.0, 0, 50.0), (1, 10.0, 0, 50.0)]
+    {
+        let mut s = at(&ten, step, percent, Phase::Canary);
+        let d = s.advance(&two, &clean_step(1000), later).unwrap();
+        assert_eq!(d.kind, DecisionKind::Reconcile, "{}", d.reason);
+        assert_eq!(
+            (s.phase, s.step, s.canary_percent),
+            (Phase::Canary, to_step, to_percent)
+        );
+        // The step bakes again from the reconciliation.
+        assert_eq!(s.step_started_unix, 1_000_001.0);
+        // Then the analysis goes on: the clean step promotes.
+        let d = s
+            .advance(&two, &clean_step(1000), later + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(d.kind, DecisionKind::Promote, "{}", d.reason);
+    }
+    // A step index within the new steps but at another percent is moved too.
+    let mut s = at(&ten, 0, 5.0, Phase::Canary);
+    let d = s.reconcile(&two, later).unwrap();
+    assert_eq!(
+        (d.kind, s.step, s.canary_percent),
+        (DecisionKind::Reconcile, 0, 50.0)
+    );
+    // Rolling back: down to the highest step at or under the percent, or done.
+    let gradual = PromotionConfig {
+        rollback: RollbackMode::Gradual,
+        ..policy(&[20.0, 60.0, 100.0])
+    };
+    let mut s = at(&ten, 7, 60.0, Phase::RollingBack);
+    let d = s.reconcile(&gradual, later).unwrap();
+    assert_eq!(
+        (d.kind, s.phase, s.step, s.canary_percent),
+        (DecisionKind::Reconcile, Phase::RollingBack, 1, 60.0)
+    );
+    let mut s = at(&ten, 3, 15.0, Phase::RollingBack);
+    let d = s.reconcile(&gradual, later).unwrap();
+    assert_eq!(
+        (d.kind, s.phase, s.canary_percent),
+        (DecisionKind::RolledBack, Phase::RolledBack, 0.0)
+    );
+    // A shadow phase the policy no longer has: its first step.
+    let shadowed = PromotionConfig {
+        shadow: Some(ShadowPhase {
+            percent: 10.0,
+            bake_time_seconds: 60.0,
+            checks: vec![Check::ErrorRate {
+                max_increase: 0.0,
+                confidence: 0.95,
+            }],
+        }),
+        ..policy(&[100.0])
+    };
+    let mut s = RolloutState::start(MODEL, 1, 2, &shadowed, t0);
+    assert_eq!(s.phase, Phase::Shadow);
+    let d = s.reconcile(&two, later).unwrap();
+    assert_eq!(
+        (d.kind, s.phase, s.step, s.canary_percent),
+        (DecisionKind::Reconcile, Phase::Canary, 0, 50.0)
+    );
+    // A canary under a shadow-only policy: the analysis starts again in the shadow phase.
+    let mut s = at(&ten, 4, 30.0, Phase::Canary);
+    let d = s.reconcile(&shadowed, later).unwrap();
+    assert_eq!(
+        (d.kind, s.phase, s.canary_percent),
+        (DecisionKind::Reconcile, Phase::Shadow, 0.0)
+    );
+    // Corrupt percents and steps: the analysis starts again, never an index or a panic.
+    for (step, percent) in [
+        (usize::MAX, 30.0),
+        (2, f64::NAN),
+        (2, f64::INFINITY),
+        (2, -5.0),
+        (2, 150.0),
+    ] {
+        let mut s = at(&ten, step, percent, Phase::Canary);
+        let d = s.advance(&two, &clean_step(1000), later).unwrap();
+        assert_eq!(d.kind, DecisionKind::Reconcile, "{}", d.reason);
+        assert_eq!(
+            (s.phase, s.step, s.canary_percent),
+            (Phase::Canary, 0, 50.0)
+        );
+    }
+    // An invalid policy (validation skipped) ends the rollout on stable, named.
+    let empty = PromotionConfig {
+        steps: vec![],
+        ..policy(&[50.0, 100.0])
+    };
+    let mut s = at(&ten, 4, 30.0, Phase::Canary);
+    let d = s.advance(&empty, &clean_step(1000), later).unwrap();
+    assert_eq!(
+        (d.kind, s.phase),
+        (DecisionKind::Rollback, Phase::RolledBack)
+    );
+    assert!(d.reason.contains("steps"), "{}", d.reason);
+    let mut fresh = RolloutState::start(MODEL, 1, 2, &empty, t0);
+    assert_eq!(fresh.canary_percent, 0.0);
+    assert!(fresh.advance(&empty, &clean_step(1000), later).is_some());
+    assert_eq!(fresh.phase, Phase::RolledBack);
+}
+
+/// Issue 22 item 8: a server on `eu-production`/`eu-canary` beside one on
+/// `production`/`canary` of the same model shared one rollout state, rolled the other's
+/// rollout back and cleared its `canary` alias. Each pair now has its own state.
+#[tokio::test]
+async fn two_alias_pairs_of_one_model_run_separate_rollouts_on_one_store() {
+    let w = world(0.5, 1.0);
+    let v3 = w.source.add(MODEL, w.truth.model(1.0, 3).unwrap());
+    for (alias, version) in [("eu-production", 1), ("eu-canary", v3)] {
+        w.source
+            .move_alias(MODEL, alias, Some(version), None, "setup")
+            .await
+            .unwrap();
+    }
+    w.start_canary(2);
+    let (ra, rb) = (w.router(), w.router());
+    let ca = w.controller(policy(&[10.0, 50.0, 100.0]));
+    let cb = w
+        .controller(policy(&[10.0, 50.0, 100.0]))
+        .with_aliases("eu-production", "eu-canary")
+        .unwrap();
+    assert_eq!(ca.document(), "rollout");
+    assert_eq!(
+        cb.document(),
+        rollout_document("eu-production", "eu-canary")
+    );
+    let mut offset = 0;
+    let done = |s: &Option<RolloutState>| {
+        s.as_ref()
+            .is_some_and(|s| s.phase.is_terminal() && s.aliases_settled)
+    };
+    for _ in 0..100 {
+        if done(&state_of(&ca).await) && done(&state_of(&cb).await) {
+            break;
+        }
+        let (ta, tb) = tokio::join!(ca.tick(&ra), cb.tick(&rb));
+        ta.unwrap();
+        tb.unwrap();
+        traffic(&w, &[&ra, &rb], 1500, &mut offset);
+    }
+    for (c, candidate) in [(&ca, 2), (&cb, v3)] {
+        let s = state_of(c).await.unwrap();
+        let kinds: Vec<_> = s.decisions.iter().map(|d| (d.kind, d.to_percent)).collect();
+        assert_eq!(
+            (s.phase, s.candidate, s.stable),
+            (Phase::Promoted, candidate, 1),
+            "{:#?}",
+            s.decisions
+        );
+        assert_eq!(
+            kinds,
+            [
+                (DecisionKind::Start, 10.0),
+                (DecisionKind::Advance, 50.0),
+                (DecisionKind::Promote, 100.0)
+            ],
+            "neither restarted nor rolled back the other's rollout"
+        );
+    }
+    for (alias, version) in [
+        ("production", Some(2)),
+        ("canary", None),
+        ("eu-production", Some(v3)),
+        ("eu-canary", None),
+    ] {
+        assert_eq!(
+            w.source.alias(MODEL, alias).await.unwrap(),
+            version,
+            "{alias}"
+        );
+    }
+    assert_eq!(ra.routes().variants[0].version, Some(2));
+    assert_eq!(rb.routes().variants[0].version, Some(v3));
+}
+
+/// A pair's document is a valid registry name, never shared by two pairs.
+#[test]
+fn each_alias_pair_has_its_own_document_name() {
+    let long = "a".repeat(128);
+    let pairs = [
+        ("production", "canary"),
+        ("eu-production", "eu-canary"),
+        ("a_b", "c"),
+        ("a", "b_c"),
+        ("production", "eu-canary"),
+        (long.as_str(), "canary"),
+        (long.as_str(), "canary2"),
+        ("canary", "production"),
+    ];
+    let names: Vec<String> = pairs.iter().map(|(p, c)| rollout_document(p, c)).collect();
+    assert_eq!(
+        names[0], "rollout",
+        "the default pair's state stays where it was"
+    );
+    for (i, n) in names.iter().enumerate() {
+        mlops_registry::names::check_name("state name", n).unwrap();
+        assert!(!names[..i].contains(n), "{n} shared by two pairs");
+    }
+}
+
+/// Issue 22 item 8 with a registry: the default pair keeps the `rollout` document, another
+/// pair writes its own.
+#[cfg(feature = "registry")]
+#[tokio::test]
+async fn a_registry_keeps_one_state_document_per_alias_pair() {
+    use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    use mlops_serve::rollout::ROLLOUT_DOCUMENT;
+
+    let w = world(0.5, 1.0);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        Registry::open(dir.path().to_str().unwrap(), &RegistryConfig::default())
+            .await
+            .unwrap(),
+    );
+    for q in [(0.5, 1), (1.0, 2)] {
+        let artifact = w.truth.model(q.0, q.1).unwrap();
+        registry
+            .register(MODEL, NewVersion::new().artifact(&artifact).unwrap())
+            .await
+            .unwrap();
+    }
+    for (alias, version) in [("production", 1), ("eu-production", 1), ("eu-canary", 2)] {
+        registry
+            .set_alias(MODEL, alias, version, None, "setup")
+            .await
+            .unwrap();
+    }
+    let eu = w
+        .controller_on(policy(&[10.0, 100.0]), registry.clone(), registry.clone())
+        .with_aliases("eu-production", "eu-canary")
+        .unwrap();
+    let router = w.router();
+    assert!(
+        matches!(eu.tick(&router).await.unwrap(), Tick::Acted(d) if d.kind == DecisionKind::Start)
+    );
+    let document = rollout_document("eu-production", "eu-canary");
+    let doc = registry.state(MODEL, &document).await.unwrap().unwrap();
+    assert_eq!(doc.value["candidate"], 2);
+    assert!(registry
+        .state(MODEL, ROLLOUT_DOCUMENT)
+        .await
+        .unwrap()
+        .is_none());
+    // The default pair sees no rollout: production is served, nothing started.
+    let default = w.controller_on(policy(&[10.0, 100.0]), registry.clone(), registry.clone());
+    assert_eq!(
+        default.tick(&w.router()).await.unwrap(),
+        Tick::Idle { production: 1 }
+    );
+}
+
+/// A store that fails every call.
+struct Broken;
+
+#[async_trait]
+impl RolloutStore for Broken {
+    async fn load(&self, _: &str, _: &str) -> Result<Option<Stored>> {
+        Err(mlops_core::Error::Source {
+            message: "store unreachable".into(),
+        })
+    }
+    async fn save(&self, _: &str, _: &str, _: u64, _: &RolloutState, _: &str) -> Result<bool> {
+        Err(mlops_core::Error::Source {
+            message: "store unreachable".into(),
+        })
+    }
+}
+
+fn errors(w: &World, kind: &str) -> u64 {
+    let text = w.exposition();
+    let prefix =
+        format!("mlops_serve_controller_errors_total{{model=\"{MODEL}\",kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Controller failures are counted by kind (they were only logged): the store, the model
+/// source, and a stored state of another model (an error, never a panic).
+#[tokio::test]
+async fn failed_ticks_are_counted_by_what_failed() {
+    let w = world(0.5, 1.0);
+    let router = w.router();
+    let controller = w.controller_on(policy(&[10.0, 100.0]), w.source.clone(), Arc::new(Broken));
+    for kind in ["source", "store", "metrics", "model", "routes", "state"] {
+        assert_eq!(errors(&w, kind), 0, "{kind} exported at zero");
+    }
+    for _ in 0..2 {
+        let e = controller.tick(&router).await.unwrap_err().to_string();
+        assert!(e.contains("store unreachable"), "{e}");
+    }
+    assert_eq!(errors(&w, "store"), 2);
+    // A production alias that is not set: the source's.
+    let other = w.controller(policy(&[10.0, 100.0]));
+    w.source
+        .move_alias(MODEL, "production", None, Some(1), "removed")
+        .await
+        .unwrap();
+    assert!(other.tick(&router).await.is_err());
+    assert_eq!(errors(&w, "source"), 1);
+    w.source
+        .move_alias(MODEL, "production", Some(1), None, "back")
+        .await
+        .unwrap();
+    // A state of another model under this model's document.
+    let foreign = RolloutState::start("other", 1, 2, &policy(&[10.0, 100.0]), w.clock.now());
+    assert!(w
+        .store
+        .save(MODEL, "rollout", 0, &foreign, "misplaced")
+        .await
+        .unwrap());
+    let e = other.tick(&router).await.unwrap_err().to_string();
+    assert!(e.contains("\"other\"") && e.contains("\"fraud\""), "{e}");
+    assert_eq!(errors(&w, "state"), 1);
+    assert_eq!(errors(&w, "store"), 2);
+}

@@ -192,16 +192,34 @@ impl PromotionConfig {
             ));
         }
         let mut previous = 0.0;
+        let mut previous_buckets = 0;
         for (i, &s) in self.steps.iter().enumerate() {
-            routes_percent_check(&format!("steps[{i}]"), s)?;
+            let field = format!("steps[{i}]");
+            let buckets = routes_percent_check(&field, s)?;
             if s <= previous {
                 return Err(Error::invalid(
-                    format!("steps[{i}]"),
+                    field,
                     s,
                     format!("a percent above the previous step's ({previous}), up to 100"),
                 ));
             }
+            // The router routes whole buckets of 0.01%: a step must move at least one, or it
+            // would route the same traffic as the one before (or, first, none at all).
+            if buckets <= previous_buckets {
+                return Err(Error::invalid(
+                    field,
+                    s,
+                    if i == 0 {
+                        "a percent of at least 0.01 (one of 10,000 routing buckets): this step routes no traffic".to_string()
+                    } else {
+                        format!(
+                            "a percent at least 0.01 above the previous step's ({previous}): steps closer than one routing bucket route the same traffic"
+                        )
+                    },
+                ));
+            }
             previous = s;
+            previous_buckets = buckets;
         }
         if previous != 100.0 {
             return Err(Error::invalid(
@@ -210,10 +228,11 @@ impl PromotionConfig {
                 "100 (the last step is the promotion)",
             ));
         }
-        if self.steps[0] >= 100.0 && self.shadow.is_none() {
+        let first = self.steps.first().copied().unwrap_or(100.0);
+        if first >= 100.0 && self.shadow.is_none() {
             return Err(Error::invalid(
                 "steps[0]",
-                self.steps[0],
+                first,
                 "a first step below 100 (a first step of 100 would promote with no analysis; add a shadow phase to analyze before it)",
             ));
         }
@@ -235,9 +254,12 @@ impl PromotionConfig {
             return Err(Error::invalid("inconclusive_limit", 0, "at least 1"));
         }
         if let Some(shadow) = &self.shadow {
-            routes_percent_check("shadow.percent", shadow.percent)?;
-            if shadow.percent == 0.0 {
-                return Err(Error::invalid("shadow.percent", 0, "a percent in (0, 100]"));
+            if routes_percent_check("shadow.percent", shadow.percent)? == 0 {
+                return Err(Error::invalid(
+                    "shadow.percent",
+                    shadow.percent,
+                    "a percent in (0, 100] of at least 0.01 (one of 10,000 routing buckets)",
+                ));
             }
             check_seconds("shadow.bake_time_seconds", shadow.bake_time_seconds)?;
             if shadow.checks.is_empty() {

@@ -307,3 +307,69 @@ fn the_config_reads_toml_and_json_and_names_bad_fields() {
         .to_string();
     assert!(e.contains("steps[1]"), "{e}");
 }
+
+/// Issue 22 item 15: the error-rate check's significance boundary. Every failing case above
+/// has p ≈ 0, so `p < 1 - confidence` could become `p < 1` unnoticed. Canary 3 errors in
+/// 1,000 requests against stable 20 in 10,000: statsmodels'
+/// `proportions_ztest([3, 20], [1000, 10000], alternative="larger")` gives
+/// z = 0.6600709086257114 and one-sided p = 0.25460416319237456 (by hand: pooled rate
+/// 23/11,000, standard error sqrt(p(1-p)(1/1,000 + 1/10,000)) = 0.0015150, z = 0.001/0.0015150,
+/// p = 1 - Φ(z)). So it passes at confidence 0.95 (p > 0.05) and fails at 0.7 (p < 0.3).
+#[test]
+fn error_rate_fails_exactly_when_p_is_below_one_minus_confidence() {
+    const Z: f64 = 0.660_070_908_625_711_4;
+    const P: f64 = 0.254_604_163_192_374_56;
+    let (canary, stable) = (
+        variant("canary", 1000, 3, 2.0),
+        variant("stable", 10_000, 20, 2.0),
+    );
+    let at = |confidence: f64| {
+        Check::ErrorRate {
+            max_increase: 0.0,
+            confidence,
+        }
+        .evaluate(&canary, &stable, 100)
+    };
+    let default = at(0.95);
+    assert!((default.statistic.unwrap() - Z).abs() < 1e-9, "{default:?}");
+    assert!((default.p_value.unwrap() - P).abs() < 1e-9, "{default:?}");
+    assert_eq!(default.outcome, Outcome::Pass, "{}", default.reason);
+    let strict = at(0.7);
+    assert!((strict.p_value.unwrap() - P).abs() < 1e-9);
+    assert_eq!(strict.outcome, Outcome::Fail, "{}", strict.reason);
+    assert!(strict.reason.contains("higher"), "{}", strict.reason);
+    // Either side of p: 1 - confidence = 0.26 fails, 0.25 passes.
+    assert_eq!(at(0.74).outcome, Outcome::Fail);
+    assert_eq!(at(0.75).outcome, Outcome::Pass);
+}
+
+/// Steps the router cannot tell apart are refused by name: a first step of no bucket at all
+/// (1e-300 % rounds to 0 of 10,000 buckets) and two steps in one bucket.
+#[test]
+fn steps_finer_than_one_routing_bucket_are_refused() {
+    for (steps, field, says) in [
+        ("[1e-300, 100]", "steps[0]", "routes no traffic"),
+        (
+            "[10, 10.000000001, 100]",
+            "steps[1]",
+            "closer than one routing bucket",
+        ),
+        (
+            "[10, 99.999999999, 100]",
+            "steps[2]",
+            "closer than one routing bucket",
+        ),
+    ] {
+        let e = PromotionConfig::from_toml_str(&format!("steps = {steps}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field) && e.contains(says), "{steps}: {e}");
+    }
+    assert!(PromotionConfig::from_toml_str("steps = [0.01, 0.02, 100]").is_ok());
+    let e = PromotionConfig::from_toml_str(
+        "steps = [100]\n[shadow]\npercent = 1e-300\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("shadow.percent"), "{e}");
+}

@@ -599,3 +599,301 @@ fn labels_of_a_replaced_version_never_judge_its_successor() {
     assert!(router.feedback("new", &[1.0]).unwrap());
     assert_eq!(router.snapshot().get("canary").unwrap().labeled(), 1);
 }
+
+/// Issue 22 item 24: the sticky hash's buckets are part of the contract (a change of the
+/// hash or its seed would move every user silently). The buckets are `xxh3_64(key) mod
+/// 10,000` as the reference C implementation computes them (Python's `xxhash` 3.x,
+/// `xxhash.xxh3_64_intdigest(key.encode()) % 10000`).
+#[test]
+fn sticky_buckets_are_the_reference_xxh3_buckets() {
+    for (key, bucket) in [
+        ("user-42", 2621),
+        ("user-0", 9328),
+        ("user-9999", 6532),
+        ("alice", 8080),
+        ("", 3138),
+        ("customer:918273", 762),
+        ("ü-unicode", 6097),
+    ] {
+        assert_eq!(bucket_of(key), bucket, "{key:?}");
+    }
+    // And a request goes to the arm owning its bucket: "user-42" (2621) is on the canary at
+    // 26.22% and on stable at 26.21%.
+    let router = Router::new("fraud", canary_routes(26.22), RouterOptions::default()).unwrap();
+    let mut out = [0.0_f32];
+    let on = |router: &Router, out: &mut [f32]| {
+        router
+            .route(&Request::keyed("user-42"), one_row().view(), out)
+            .unwrap()
+            .variant
+    };
+    assert_eq!(&*on(&router, &mut out), "canary");
+    router.install(canary_routes(26.21)).unwrap();
+    assert_eq!(&*on(&router, &mut out), "stable");
+}
+
+/// A route table as the test knows it: each variant's name, version and weight `w` (it
+/// answers `sigmoid(w x)`), and the arms in bucket order with their percents.
+struct Table {
+    variants: Vec<(&'static str, u64, f32)>,
+    arms: Vec<(&'static str, f64)>,
+}
+
+impl Table {
+    fn routes(&self) -> Routes {
+        Routes {
+            variants: self
+                .variants
+                .iter()
+                .map(|&(name, version, w)| Variant::new(name, Some(version), model(w)))
+                .collect(),
+            weights: self.arms.iter().map(|&(n, p)| (n.to_string(), p)).collect(),
+            shadow: None,
+        }
+    }
+
+    /// Whether this table would have answered `key`'s request with `variant`, `version` and
+    /// `out` for input `x`.
+    fn answers(&self, key: &str, x: f32, variant: &str, version: Option<u64>, out: f32) -> bool {
+        let bucket = f64::from(bucket_of(key));
+        let mut upper = 0.0;
+        let arm = self
+            .arms
+            .iter()
+            .find(|(_, p)| {
+                upper += p * 100.0;
+                bucket < upper
+            })
+            .map(|(n, _)| *n);
+        let Some(&(name, v, w)) = self.variants.iter().find(|(n, _, _)| Some(*n) == arm) else {
+            return false;
+        };
+        name == variant && Some(v) == version && (out - sigmoid(w * x)).abs() < 1e-6
+    }
+}
+
+/// Issue 22 item 16: the switch test above alternates tables with the same variants in the
+/// same order, so a router that re-loaded the table between choosing the arm and scoring
+/// passed it. Here the tables differ in names, versions, models and order, and each answer
+/// must be wholly one table's: the arm its key's bucket owns there, that arm's version, and
+/// that arm's model's output.
+#[test]
+fn each_answer_during_switches_between_different_tables_is_one_tables() {
+    let tables = Arc::new([
+        Table {
+            variants: vec![("p", 11, 1.0), ("q", 12, 2.0)],
+            arms: vec![("p", 50.0), ("q", 50.0)],
+        },
+        Table {
+            variants: vec![("r", 21, -1.0), ("q", 22, 3.0), ("p", 23, 0.5)],
+            arms: vec![("q", 30.0), ("r", 30.0), ("p", 40.0)],
+        },
+        Table {
+            variants: vec![("s", 31, -2.0)],
+            arms: vec![("s", 100.0)],
+        },
+    ]);
+    let routes: Vec<Routes> = tables.iter().map(Table::routes).collect();
+    let router =
+        Arc::new(Router::new("fraud", routes[0].clone(), RouterOptions::default()).unwrap());
+    let threads = 4;
+    let per_thread = 20_000;
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let done = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (router, barrier, done, tables) = (
+                router.clone(),
+                barrier.clone(),
+                done.clone(),
+                tables.clone(),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut out = [0.0_f32];
+                let mut seen = std::collections::BTreeSet::new();
+                for i in 0..per_thread {
+                    let x = 0.25 + (i % 7) as f32 / 8.0;
+                    let key = format!("{t}-{i}");
+                    let r = router
+                        .route(&Request::keyed(&key), array![[x]].view(), &mut out)
+                        .unwrap();
+                    assert!(
+                        tables
+                            .iter()
+                            .any(|table| table.answers(&key, x, &r.variant, r.version, out[0])),
+                        "{key}: {} v{:?} answered {} for x = {x}: no table answers that",
+                        r.variant,
+                        r.version,
+                        out[0]
+                    );
+                    seen.insert(r.version);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                seen
+            })
+        })
+        .collect();
+    barrier.wait();
+    let mut switches = 0;
+    while done.load(Ordering::SeqCst) < threads as u64 {
+        router
+            .install(routes[switches % routes.len()].clone())
+            .unwrap();
+        switches += 1;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for w in workers {
+        seen.extend(w.join().unwrap());
+    }
+    assert!(switches > 10, "switches {switches}");
+    // Every table served.
+    for version in [11, 12, 21, 22, 23, 31] {
+        assert!(
+            seen.contains(&Some(version)),
+            "v{version} never answered: {seen:?}"
+        );
+    }
+}
+
+/// A model that answers its input as the probability (`x` in [0, 1]).
+struct Echo(Vec<String>);
+
+impl Predictor for Echo {
+    fn feature_names(&self) -> &[String] {
+        &self.0
+    }
+    fn predict_proba_into(
+        &self,
+        x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> mlops_core::Result<()> {
+        for (o, v) in out.iter_mut().zip(x.column(0)) {
+            *o = *v;
+        }
+        Ok(())
+    }
+}
+
+fn echo_router(stats: StatsConfig, metrics: ServeMetrics) -> Router {
+    let echo: Arc<dyn Predictor> = Arc::new(Echo(vec!["x".into()]));
+    Router::new(
+        "fraud",
+        Routes::single(Variant::new("stable", Some(1), echo)),
+        RouterOptions {
+            config: RouterConfig {
+                stats,
+                ..RouterConfig::default()
+            },
+            metrics,
+            ..RouterOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Issue 22 item 21: the prediction sample a drift check reads is a uniform sample of the
+/// whole step, not its latest (or first) predictions. 50,000 predictions, the i-th equal to
+/// (i + 0.5) / 50,000, into a reservoir of 1,000: the sample's values fall evenly in ten
+/// deciles (Pearson's chi-square, 9 degrees of freedom, below 27.88, its 0.1% critical value;
+/// the sample is deterministic, so this never flakes). A reservoir keeping the latest 1,000
+/// puts them all in the last decile (chi-square 9,000).
+#[test]
+fn the_prediction_sample_is_uniform_over_the_step() {
+    let n = 50_000;
+    let capacity = 1000;
+    let router = echo_router(
+        StatsConfig {
+            score_reservoir: capacity,
+            ..StatsConfig::default()
+        },
+        ServeMetrics::unregistered(),
+    );
+    let mut out = [0.0_f32];
+    for i in 0..n {
+        let x = (i as f32 + 0.5) / n as f32;
+        router
+            .route(&Request::default(), array![[x]].view(), &mut out)
+            .unwrap();
+    }
+    let stable = router.snapshot().get("stable").unwrap().clone();
+    assert_eq!((stable.requests, stable.rows), (n as u64, n as u64));
+    assert_eq!(stable.scores.len(), capacity, "bounded at its capacity");
+    let mut deciles = [0usize; 10];
+    for &s in &stable.scores {
+        deciles[((s * 10.0) as usize).min(9)] += 1;
+    }
+    let expected = capacity as f64 / 10.0;
+    let chi2: f64 = deciles
+        .iter()
+        .map(|&o| (o as f64 - expected).powi(2) / expected)
+        .sum();
+    assert!(
+        chi2 < 27.88,
+        "chi-square {chi2:.1} over deciles {deciles:?}"
+    );
+    // And no value twice: a sample of distinct predictions, not repeats of one.
+    let mut values = stable.scores.clone();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    assert_eq!(values.len(), capacity);
+}
+
+fn exported(registry: &prometheus_client::registry::Registry, line: &str) -> f64 {
+    let text = mlops_core::exposition::classic_text(registry).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line))
+        .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Issue 22 item 21: the labeled rows a step keeps are bounded (`labeled_capacity`); the
+/// rest are dropped and counted, in the step's snapshot and in Prometheus; the label join
+/// waits for at most `label_join_capacity` requests, the oldest evicted and counted.
+#[test]
+fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ServeMetrics::register(&mut registry);
+    let router = echo_router(
+        StatsConfig {
+            labeled_capacity: 10,
+            label_join_capacity: 8,
+            ..StatsConfig::default()
+        },
+        metrics,
+    );
+    let mut out = [0.0_f32; 2];
+    let batch = array![[0.9_f32], [0.1]];
+    // 20 requests of 2 rows: 8 wait, the 12 oldest are evicted.
+    for i in 0..20 {
+        let id = format!("r{i}");
+        router
+            .route(
+                &Request {
+                    request_id: Some(&id),
+                    ..Request::default()
+                },
+                batch.view(),
+                &mut out,
+            )
+            .unwrap();
+        assert!(router.awaiting_labels() <= 8);
+    }
+    assert_eq!(router.awaiting_labels(), 8);
+    let reason = |r: &str| {
+        format!("mlops_serve_label_join_dropped_total{{model=\"fraud\",reason=\"{r}\"}} ")
+    };
+    assert_eq!(exported(&registry, &reason("evicted")), 12.0);
+    // The 8 waiting get their labels: 16 rows, of which the step keeps 10 (5 requests).
+    for i in 12..20 {
+        assert!(router.feedback(&format!("r{i}"), &[1.0, 0.0]).unwrap());
+    }
+    let stable = router.snapshot().get("stable").unwrap().clone();
+    assert_eq!(stable.labeled(), 10, "bounded at labeled_capacity");
+    assert_eq!(stable.label_scores.len(), 10);
+    assert_eq!(stable.labeled_dropped, 6);
+    assert_eq!(exported(&registry, &reason("full")), 6.0);
+    assert_eq!(router.awaiting_labels(), 0);
+}

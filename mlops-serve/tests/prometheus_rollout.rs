@@ -241,17 +241,31 @@ mod at_scale {
         }
         let s = replicas[0].controller.state().await.unwrap().unwrap().state;
         assert_eq!(s.phase, Phase::Promoted, "{:#?}", s.decisions);
+        // Start at 50%, then the promotion; Prometheus's scrapes run on the wall clock, so a
+        // step analyzed before enough samples were scraped may be extended first (never held
+        // or rolled back: the candidate is better).
         let kinds: Vec<_> = s.decisions.iter().map(|d| (d.kind, d.to_percent)).collect();
+        let (first, rest) = kinds.split_first().unwrap();
+        let (last, middle) = rest.split_last().unwrap();
         assert_eq!(
-            kinds,
-            [(DecisionKind::Start, 50.0), (DecisionKind::Promote, 100.0)],
+            (*first, *last),
+            ((DecisionKind::Start, 50.0), (DecisionKind::Promote, 100.0)),
             "{:#?}",
             s.decisions
         );
-        assert_eq!(acted[0] + acted[1], 2, "one act per decision: {acted:?}");
+        assert!(
+            middle.iter().all(|&k| k == (DecisionKind::Extend, 50.0)),
+            "{:#?}",
+            s.decisions
+        );
+        assert_eq!(
+            acted[0] + acted[1],
+            s.decisions.len(),
+            "one act per decision: {acted:?}"
+        );
         assert!(lost >= 1, "the controllers raced: lost {lost}");
         // The decision read both replicas' requests, not one replica's.
-        let promote = &s.decisions[1];
+        let promote = s.decisions.last().unwrap();
         let n = promote.candidate.as_ref().unwrap().requests as usize;
         let most = *canary_answers.iter().max().unwrap();
         assert!(

@@ -260,6 +260,20 @@ fn every_stored_state_is_mapped_onto_the_policy_in_force() {
             (Phase::Canary, 0, 50.0)
         );
     }
+    // Counters at their limits saturate: the failure limit rolls back, no overflow.
+    let mut s = at(&two, 0, 50.0, Phase::Canary);
+    s.failures = u32::MAX;
+    s.inconclusive = u32::MAX;
+    let mut failing = clean_step(1000);
+    failing.variants[0].errors = 100;
+    let d = s
+        .advance(&two, &failing, t0 + Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        (d.kind, s.phase),
+        (DecisionKind::Rollback, Phase::RolledBack)
+    );
+    assert_eq!(s.failures, u32::MAX);
     // An invalid policy (validation skipped) ends the rollout on stable, named.
     let empty = PromotionConfig {
         steps: vec![],
@@ -495,4 +509,44 @@ async fn failed_ticks_are_counted_by_what_failed() {
     assert!(e.contains("\"other\"") && e.contains("\"fraud\""), "{e}");
     assert_eq!(errors(&w, "state"), 1);
     assert_eq!(errors(&w, "store"), 2);
+}
+
+/// A corrupt stored state (a step far past any policy's, a percent that is not one, counters
+/// at their limits, another policy's bake start) is reconciled by the tick, never a panic.
+#[tokio::test]
+async fn a_corrupt_stored_state_is_reconciled_by_the_tick() {
+    let w = world(0.5, 1.0);
+    w.start_canary(2);
+    let config = policy(&[10.0, 100.0]);
+    let mut corrupt = RolloutState::start(MODEL, 1, 2, &config, w.clock.now());
+    corrupt.step = usize::MAX;
+    corrupt.canary_percent = f64::NAN;
+    corrupt.failures = u32::MAX;
+    corrupt.inconclusive = u32::MAX;
+    corrupt.step_started_unix = f64::NAN;
+    assert!(w
+        .store
+        .save(MODEL, "rollout", 0, &corrupt, "corrupt")
+        .await
+        .unwrap());
+    let (router, controller) = (w.router(), w.controller(config));
+    let Tick::Acted(d) = controller.tick(&router).await.unwrap() else {
+        panic!("a reconciliation expected")
+    };
+    assert_eq!(
+        (d.kind, d.to_percent),
+        (DecisionKind::Reconcile, 10.0),
+        "{}",
+        d.reason
+    );
+    assert!(d.reason.contains("starts again"), "{}", d.reason);
+    assert_eq!(
+        router.routes().weights,
+        vec![(CANARY.to_string(), 10.0), (STABLE.to_string(), 90.0)]
+    );
+    // Then it is an ordinary rollout: it waits for its bake time.
+    assert!(matches!(
+        controller.tick(&router).await.unwrap(),
+        Tick::Waiting { .. }
+    ));
 }

@@ -374,12 +374,12 @@ impl Controller {
             DecisionKind::Rollback => self.parts.metrics.record_rollback(&self.parts.model),
             _ => {}
         }
-        let mut seq = seq + 1;
+        let mut seq = seq.saturating_add(1);
         if state.phase.is_terminal() {
             self.settle_aliases(&state).await?;
             state.aliases_settled = true;
             if self.save(seq, &state, "aliases moved").await? {
-                seq += 1;
+                seq = seq.saturating_add(1);
             }
         }
         self.follow(router, &Stored { seq, state }).await?;
@@ -465,7 +465,7 @@ impl Controller {
                 let mut settled = st.state.clone();
                 settled.aliases_settled = true;
                 let seq = if self.save(st.seq, &settled, "aliases moved").await? {
-                    st.seq + 1
+                    st.seq.saturating_add(1)
                 } else {
                     return Ok(Tick::Lost);
                 };

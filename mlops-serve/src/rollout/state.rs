@@ -482,7 +482,7 @@ impl RolloutState {
 
     /// An inconclusive step (or one without data): bake again, or roll back at the limit.
     fn extend(&mut self, config: &PromotionConfig, basis: Basis, what: String) -> Decision {
-        self.inconclusive += 1;
+        self.inconclusive = self.inconclusive.saturating_add(1);
         let (n, limit) = (self.inconclusive, config.inconclusive_limit);
         if n >= limit {
             let reason = format!("{what} ({n} times, inconclusive_limit {limit})");
@@ -517,7 +517,7 @@ impl RolloutState {
     }
 
     fn fail(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         let (n, limit) = (self.failures, config.failure_limit);
         if n >= limit {
             self.rollback(

@@ -121,10 +121,17 @@ impl RolloutStore for MemoryRolloutStore {
         if current != expected_seq {
             return Ok(false);
         }
+        let Some(seq) = expected_seq.checked_add(1) else {
+            return Err(crate::Error::invalid(
+                "expected_seq",
+                expected_seq,
+                "a sequence number below u64::MAX",
+            ));
+        };
         rollouts.insert(
             key,
             Stored {
-                seq: expected_seq + 1,
+                seq,
                 state: state.clone(),
             },
         );

@@ -367,7 +367,7 @@ impl RolloutState {
             }
         };
         let reason = format!(
-            "policy changed mid-rollout of v{}: the stored state was at {was}, but {policy}; {what}",
+            "the stored rollout of v{} does not fit the policy in force (the policy changed mid-rollout, or the state is corrupt): it was at {was}, but {policy}; {what}",
             self.candidate
         );
         Some(self.record(basis, kind, reason))

@@ -371,6 +371,69 @@ mod fake_prometheus {
         }
     }
 
+    async fn canned(Query(params): Query<HashMap<String, String>>) -> Json<Value> {
+        let q = &params["query"];
+        let result = if q.contains("mlops_serve_labeled_score_bucket") {
+            // A step of 4e15 labeled rows (a wrong answer, or years of traffic): label 0 all
+            // in the bucket up to 0.5, label 1 all in the bucket up to 1.
+            let row = |label: &str, le: &str, v: &str| json!({"metric": {"variant": "stable", "label": label, "le": le}, "value": [0.0, v]});
+            vec![
+                row("0", "0.48", "0"),
+                row("0", "0.5", "1e15"),
+                row("0", "+Inf", "1e15"),
+                row("1", "0.98", "0"),
+                row("1", "1", "3e15"),
+                row("1", "+Inf", "3e15"),
+            ]
+        } else {
+            vec![]
+        };
+        Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
+    }
+
+    /// The labeled rows rebuilt from Prometheus are bounded (they were allocated one per row
+    /// counted: 4e15 rows aborted the process), in proportion, the rest counted as dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn labeled_rows_from_prometheus_are_bounded_in_proportion() {
+        use mlops_serve::rollout::MAX_LABELED_ROWS;
+        let w = Synthetic::new(6, 11);
+        let stable: Arc<dyn Predictor> = Arc::new(
+            CompiledModel::compile(&w.model(0.5, 1).unwrap(), NonFinitePolicy::Reject).unwrap(),
+        );
+        let router = Router::new(
+            MODEL,
+            Routes::single(Variant::new("stable", Some(1), stable)),
+            RouterOptions::default(),
+        )
+        .unwrap();
+        let app = axum::Router::new().route("/api/v1/query", axum::routing::get(canned));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let snapshot = PrometheusSource::new(&url)
+            .unwrap()
+            .snapshot(MODEL, &router, 0.0, 600.0)
+            .await
+            .unwrap();
+        let s = snapshot.get("stable").unwrap();
+        assert!(s.labeled() <= MAX_LABELED_ROWS && s.labeled() > MAX_LABELED_ROWS - 10);
+        assert_eq!(s.label_scores.len(), s.labeled());
+        let positives = s.labels.iter().filter(|&&l| l).count() as f64;
+        assert!(
+            (positives / s.labeled() as f64 - 0.75).abs() < 1e-3,
+            "{positives}"
+        );
+        assert!(s
+            .labels
+            .iter()
+            .zip(&s.label_scores)
+            .all(|(&l, &p)| (p - if l { 0.99 } else { 0.49 }).abs() < 1e-9));
+        assert_eq!(
+            s.labeled_dropped,
+            4_000_000_000_000_000 - s.labeled() as u64
+        );
+    }
+
     /// The fake's `histogram_quantile` is Prometheus's (its documented example: buckets 0.1,
     /// 0.2, 0.4, +Inf holding 10, 20, 40, 40; the median's rank 20 is the top of the 0.2
     /// bucket).

@@ -47,7 +47,7 @@ impl MetricsSource for InProcess {
 }
 
 #[cfg(feature = "http")]
-pub use prometheus::PrometheusSource;
+pub use prometheus::{PrometheusSource, MAX_LABELED_ROWS};
 
 #[cfg(feature = "http")]
 mod prometheus {
@@ -63,7 +63,13 @@ mod prometheus {
     use crate::stats::{StepSnapshot, VariantSnapshot};
     use crate::{Error, Result};
 
-    /// PromQL over a Prometheus server's HTTP API (`/api/v1/query`).
+    /// Labeled rows a snapshot rebuilds per variant from the labeled-score histogram; a step
+    /// with more keeps this many, every bucket in proportion, and counts the rest in
+    /// `labeled_dropped`.
+    pub const MAX_LABELED_ROWS: usize = 100_000;
+
+    /// PromQL over a Prometheus server's HTTP API (`/api/v1/query`). A snapshot holds at
+    /// most [`MAX_LABELED_ROWS`] labeled rows per variant.
     ///
     /// ```
     /// use mlops_serve::rollout::PrometheusSource;
@@ -260,6 +266,9 @@ mod prometheus {
                     s.latency_p99_ms = quantiles
                         .get(&(name.to_string(), 0.99f64.to_bits()))
                         .copied();
+                    // Per label and bucket, the step's rows; bounded, in proportion, so a
+                    // long step (or a wrong answer) cannot allocate without limit.
+                    let mut rows: Vec<(bool, f64, f64)> = Vec::new();
                     for label in ["0", "1"] {
                         let Some(cumulative) =
                             buckets.get_mut(&(name.to_string(), label.to_string()))
@@ -269,17 +278,36 @@ mod prometheus {
                         cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
                         let mut below = 0.0;
                         for &(le, c) in cumulative.iter() {
-                            let n = (c - below).max(0.0).round() as usize;
-                            below = below.max(c);
+                            let n = if c.is_finite() {
+                                (c - below).max(0.0)
+                            } else {
+                                0.0
+                            };
+                            if c.is_finite() {
+                                below = f64::max(below, c);
+                            }
                             let middle = if le.is_finite() {
                                 (le - width / 2.0).clamp(0.0, 1.0)
                             } else {
                                 1.0
                             };
-                            s.labels.extend(std::iter::repeat_n(label == "1", n));
-                            s.label_scores.extend(std::iter::repeat_n(middle, n));
+                            rows.push((label == "1", middle, n.round()));
                         }
                     }
+                    let total: f64 = rows.iter().map(|r| r.2).sum();
+                    let keep = if total > MAX_LABELED_ROWS as f64 {
+                        MAX_LABELED_ROWS as f64 / total
+                    } else {
+                        1.0
+                    };
+                    let mut kept = 0u64;
+                    for (label, middle, n) in rows {
+                        let n = (n * keep).floor() as usize;
+                        kept += n as u64;
+                        s.labels.extend(std::iter::repeat_n(label, n));
+                        s.label_scores.extend(std::iter::repeat_n(middle, n));
+                    }
+                    s.labeled_dropped = (total as u64).saturating_sub(kept);
                     s
                 })
                 .collect();

@@ -29,8 +29,8 @@ mod store;
 pub use controller::{
     compiling, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS, PRODUCTION_ALIAS,
 };
-#[cfg(feature = "http")]
-pub use metrics_source::PrometheusSource;
 pub use metrics_source::{InProcess, MetricsSource};
+#[cfg(feature = "http")]
+pub use metrics_source::{PrometheusSource, MAX_LABELED_ROWS};
 pub use state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 pub use store::{rollout_document, MemoryRolloutStore, RolloutStore, Stored, ROLLOUT_DOCUMENT};

@@ -34,8 +34,8 @@ pub struct StatsConfig {
     /// scores and a fixed overhead per entry); the oldest are dropped (and counted as
     /// `evicted`) past this, so long request ids cannot grow the join past a memory bound.
     pub label_join_bytes: usize,
-    /// Seconds a request waits for its labels before it is dropped (and counted): a
-    /// millisecond to a week.
+    /// Seconds a request waits for its labels before it is dropped (and counted), from a
+    /// millisecond to [`MAX_LABEL_TTL_SECONDS`].
     pub label_ttl_seconds: f64,
 }
 
@@ -51,6 +51,18 @@ impl Default for StatsConfig {
     }
 }
 
+/// The longest a request may wait for its labels: about 31.7 years (labels that come back
+/// months later, chargebacks, are served; a duration no clock arithmetic overflows).
+pub const MAX_LABEL_TTL_SECONDS: f64 = 1e9;
+
+fn label_ttl(seconds: f64) -> Result<Duration> {
+    mlops_core::duration::seconds(
+        "StatsConfig.label_ttl_seconds",
+        seconds,
+        mlops_core::duration::SecondsRange::new(1e-3, MAX_LABEL_TTL_SECONDS),
+    )
+}
+
 impl StatsConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
@@ -64,11 +76,7 @@ impl StatsConfig {
                 return Err(Error::invalid(field, v, "at least 1"));
             }
         }
-        mlops_core::duration::seconds(
-            "StatsConfig.label_ttl_seconds",
-            self.label_ttl_seconds,
-            mlops_core::duration::SecondsRange::positive(),
-        )?;
+        label_ttl(self.label_ttl_seconds)?;
         Ok(())
     }
 }
@@ -437,15 +445,19 @@ impl std::fmt::Debug for LabelJoin {
 }
 
 impl LabelJoin {
-    pub(crate) fn new(config: &StatsConfig, clock: Arc<dyn Clock>, drops: [Counter; 6]) -> Self {
-        LabelJoin {
+    pub(crate) fn new(
+        config: &StatsConfig,
+        clock: Arc<dyn Clock>,
+        drops: [Counter; 6],
+    ) -> Result<Self> {
+        Ok(LabelJoin {
             inner: Mutex::new(JoinInner::default()),
             capacity: config.label_join_capacity,
             max_bytes: config.label_join_bytes,
-            ttl: Duration::from_secs_f64(config.label_ttl_seconds),
+            ttl: label_ttl(config.label_ttl_seconds)?,
             clock,
             drops,
-        }
+        })
     }
 
     pub(crate) fn count(&self, why: JoinDrop, n: u64) {

@@ -884,3 +884,37 @@ fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
     assert_eq!(exported(&registry, &reason("full")), 6.0);
     assert_eq!(router.awaiting_labels(), 0);
 }
+
+/// The label join's time-to-live is bounded: a value `Duration` cannot hold (it panicked in
+/// `Duration::from_secs_f64`) or none at all is refused with the field named.
+#[test]
+fn a_label_ttl_out_of_range_is_refused_not_a_panic() {
+    for ttl in [1e300, 1e10, f64::INFINITY, f64::NAN, 0.0, -1.0, 1e-6] {
+        let options = RouterOptions {
+            config: RouterConfig {
+                stats: StatsConfig {
+                    label_ttl_seconds: ttl,
+                    ..StatsConfig::default()
+                },
+                ..RouterConfig::default()
+            },
+            ..RouterOptions::default()
+        };
+        let e = Router::new("fraud", canary_routes(0.0), options)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("StatsConfig.label_ttl_seconds"), "{ttl}: {e}");
+    }
+    // Ninety days (a chargeback's delay) is fine.
+    let options = RouterOptions {
+        config: RouterConfig {
+            stats: StatsConfig {
+                label_ttl_seconds: 90.0 * 86_400.0,
+                ..StatsConfig::default()
+            },
+            ..RouterConfig::default()
+        },
+        ..RouterOptions::default()
+    };
+    assert!(Router::new("fraud", canary_routes(0.0), options).is_ok());
+}

@@ -201,7 +201,7 @@ impl Router {
         }
         let metrics = &options.metrics;
         let join_drops = JoinDrop::ALL.map(|d| metrics.label_dropped(model, d.as_str()));
-        let join = LabelJoin::new(&options.config.stats, options.clock.clone(), join_drops);
+        let join = LabelJoin::new(&options.config.stats, options.clock.clone(), join_drops)?;
         let shadow = shadow::Shadow::start(
             options.config.shadow_queue,
             options.ticker.clone(),

@@ -128,9 +128,13 @@ fn many_threads_at_once_get_the_single_threaded_answers() {
     });
 }
 
-/// Calls from the workers of a rayon pool, and calls nested inside `rayon::join` while the
-/// same worker has another task waiting (a worker that waits runs other tasks on its own
-/// thread, so scoring is entered again on a thread whose outer task is mid-call elsewhere).
+/// Calls from the workers of a rayon pool, nested inside `rayon::join`: a worker that waits
+/// in a join runs other tasks on its own thread, so one thread interleaves many calls. Each
+/// call runs to its end before its worker takes another task, so none is made while another
+/// call on the same thread holds that thread's scratch: this checks interleaved calls on pool
+/// threads, not a re-entrant call (only the unit test
+/// `a_call_while_this_threads_scratch_is_in_use_scores_correctly` in `engine/mod.rs` guards
+/// that borrow; the public API offers no way inside a call).
 #[test]
 fn calls_from_a_rayon_pool_and_nested_joins_get_the_single_threaded_answers() {
     use rayon::prelude::*;
@@ -154,8 +158,13 @@ fn calls_from_a_rayon_pool_and_nested_joins_get_the_single_threaded_answers() {
     });
 }
 
-/// A predictor that scores with another one inside its own call (an ensemble, a shadow
-/// comparison), on the caller's thread: the inner calls get the right answers too.
+/// A predictor that scores with other models within its own call (an ensemble, a shadow
+/// comparison), on the caller's thread: every answer is right. The engine's call has
+/// returned (and released the thread's scratch) before the inner calls are made, so this is
+/// not a re-entrant call into the engine: a custom `Predictor` cannot get inside the engine's
+/// call through the public API. Only the unit test
+/// `a_call_while_this_threads_scratch_is_in_use_scores_correctly` in `engine/mod.rs` guards
+/// a call made while the thread's scratch is borrowed.
 #[test]
 fn a_predictor_calling_another_inside_its_call_gets_the_right_answers() {
     struct Nested<'a> {

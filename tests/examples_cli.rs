@@ -1626,13 +1626,45 @@ fn pipeline_names_sizes_it_cannot_hold_and_data_it_cannot_learn_from() {
     std::fs::write(&rare, &text).unwrap();
     let (code, err) = data(&rare, &[]);
     assert_eq!(code, Some(2), "{err}");
+    // 9 positives in the whole file: no flag helps, and the error says so.
     assert!(
         err.contains("min_positives")
             && err.contains("holds 3 positive labels")
-            && err.contains("--batch-size 1667 with --train-batches 4")
-            && err.contains("--train-batches 14 with --batch-size 500"),
+            && err.contains("holds 9 positive labels, fewer than 10")
+            && err.contains("no --batch-size or --train-batches"),
         "{err}"
     );
+    // 20 positives, the 10th at row 2,700: the error names flag values that pass every other
+    // check, and each of them gives the history enough.
+    let sparse = dir.path().join("sparse.csv");
+    let mut text = String::from("t,a,b,y\n");
+    for i in 0..6000 {
+        text.push_str(&format!(
+            "{i},{},{},{}\n",
+            i % 17,
+            i % 5,
+            u8::from(i % 300 == 0)
+        ));
+    }
+    std::fs::write(&sparse, &text).unwrap();
+    let (code, err) = data(&sparse, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("holds 7 positive labels")
+            && err.contains("--batch-size 676 with --train-batches 4")
+            && err.contains("--train-batches 6 with --batch-size 500"),
+        "{err}"
+    );
+    for flags in [
+        ["--batch-size", "676", "--train-batches", "4"],
+        ["--batch-size", "500", "--train-batches", "6"],
+    ] {
+        let (_, err) = data(&sparse, &flags);
+        assert!(
+            !err.contains("failed validation") && !err.contains("expected at most"),
+            "{flags:?}: {err}"
+        );
+    }
 }
 
 /// Checks one run of the built-in stream against the README's claims for every seed: the

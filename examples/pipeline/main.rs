@@ -138,7 +138,7 @@ struct Args {
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(6..=10_000))]
     batches: u64,
     /// Rows per batch (built-in default 5,000; --data default 500).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(world::MIN_BATCH_SIZE as u64..=world::MAX_BATCH_SIZE as u64))]
     batch_size: Option<u64>,
     /// The built-in stream's change: the first batch of the new world.
     #[arg(long, default_value_t = 15)]
@@ -147,7 +147,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     gradual: usize,
     /// Batches of history the first model is trained on before serving starts.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=world::MAX_TRAIN_BATCHES as u64))]
     train_batches: u64,
     /// Labeled batches after an alarm that a retrain waits for and trains on.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_000))]
@@ -485,19 +485,9 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 let positives = f.observed.as_u64().unwrap_or(0);
                 let needed = validation_config.min_positives;
                 let rows = history.n_rows();
-                let more = if positives == 0 {
-                    "more rows".to_string()
-                } else {
-                    // At this label rate: rows for `needed` positives.
-                    let want = (needed * rows).div_ceil(positives as usize);
-                    format!(
-                        "about {want} rows at this label rate, e.g. --batch-size {} with --train-batches {train_batches}, or --train-batches {} with --batch-size {batch_rows}",
-                        want.div_ceil(train_batches),
-                        want.div_ceil(batch_rows)
-                    )
-                };
                 format!(
-                    "\nthe history (--train-batches {train_batches} batches of --batch-size {batch_rows} rows, {rows} rows) holds {positives} positive labels and the first model needs at least {needed}: give it {more}"
+                    "\nthe history (--train-batches {train_batches} batches of --batch-size {batch_rows} rows, {rows} rows) holds {positives} positive labels and the first model needs at least {needed}: {}",
+                    world.history_hint(train_batches, batch_rows, needed)
                 )
             });
         bail!("the training history failed validation:\n{validation}{hint}");

@@ -19,7 +19,97 @@ pub struct World {
     pub synthetic: Option<TransactionStream>,
     /// Human-readable position of each batch's first and last row (`rows 0..499`, `day 0..364`).
     pub spans: Vec<String>,
+    /// Every row's label in time order, positive or not (a CSV's rows past its last batch
+    /// included): what a different `--batch-size` or `--train-batches` would put in the history.
+    pub positives: Vec<bool>,
 }
+
+impl World {
+    /// What to change when the history (`train_batches` batches of `batch_rows` rows) holds
+    /// fewer than `needed` positive labels: only flag values that pass every other check
+    /// (`--train-batches` at most 1,000 and two batches below the stream's count, `--batch-size`
+    /// at least 50, at least 4 batches), or plainly that no value helps.
+    pub fn history_hint(&self, train_batches: usize, batch_rows: usize, needed: usize) -> String {
+        let total = self.positives.iter().filter(|p| **p).count();
+        let rows = self.positives.len();
+        // Rows from the start that hold `needed` positives.
+        let Some(k) = self
+            .positives
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| **p)
+            .nth(needed.saturating_sub(1))
+            .map(|(i, _)| i + 1)
+        else {
+            return format!(
+                "the whole stream ({rows} rows) holds {total} positive labels, fewer than {needed}: no --batch-size or --train-batches gives the history enough; use data with more positives"
+            );
+        };
+        let max_train = |n: usize| n.saturating_sub(2).min(MAX_TRAIN_BATCHES);
+        if self.synthetic.is_some() {
+            // The built-in stream is regenerated for another --batch-size: only more batches of
+            // the same stream are exact.
+            let t = k.div_ceil(batch_rows);
+            return if t <= max_train(self.batches.len()) {
+                format!("--train-batches {t} with --batch-size {batch_rows}")
+            } else {
+                format!(
+                    "a larger --batch-size (the stream's first {k} rows hold {needed} positives; it has {} batches)",
+                    self.batches.len()
+                )
+            };
+        }
+        // A CSV cut into batches of `bs` rows: how many batches it makes.
+        let n = |bs: usize| (rows + bs / 2) / bs;
+        let fits = |bs: usize, t: usize| {
+            (MIN_BATCH_SIZE..=MAX_BATCH_SIZE).contains(&bs)
+                && n(bs) >= 4
+                && t >= 1
+                && t <= max_train(n(bs))
+                && t * bs >= k
+        };
+        let mut ways = Vec::new();
+        let bs = k.div_ceil(train_batches).max(MIN_BATCH_SIZE);
+        if fits(bs, train_batches) {
+            ways.push(format!(
+                "--batch-size {bs} with --train-batches {train_batches}"
+            ));
+        }
+        let t = k.div_ceil(batch_rows);
+        if fits(batch_rows, t) {
+            ways.push(format!(
+                "--train-batches {t} with --batch-size {batch_rows}"
+            ));
+        }
+        if ways.is_empty() {
+            if let Some(bs) =
+                (MIN_BATCH_SIZE..=rows.min(MAX_BATCH_SIZE)).find(|&bs| fits(bs, k.div_ceil(bs)))
+            {
+                ways.push(format!(
+                    "--batch-size {bs} with --train-batches {}",
+                    k.div_ceil(bs)
+                ));
+            }
+        }
+        if ways.is_empty() {
+            format!(
+                "the stream's first {k} rows hold {needed} positive labels, and no --batch-size and --train-batches put that many rows in the history while leaving two batches to serve"
+            )
+        } else {
+            format!(
+                "the stream's first {k} rows hold {needed}: e.g. {}",
+                ways.join(", or ")
+            )
+        }
+    }
+}
+
+/// `--batch-size`'s range and `--train-batches`' maximum (the command line's own bounds).
+pub const MIN_BATCH_SIZE: usize = 50;
+/// See [`MIN_BATCH_SIZE`].
+pub const MAX_BATCH_SIZE: usize = 10_000_000;
+/// See [`MIN_BATCH_SIZE`].
+pub const MAX_TRAIN_BATCHES: usize = 1_000;
 
 /// Settings of the built-in stream.
 pub struct SyntheticSettings {
@@ -67,6 +157,10 @@ pub fn synthetic(s: &SyntheticSettings) -> anyhow::Result<World> {
     let spans = (0..s.batches)
         .map(|i| format!("hour {i}"))
         .collect::<Vec<_>>();
+    let positives = batches
+        .iter()
+        .flat_map(|b| b.labels().into_iter().flatten().map(|y| *y > 0.5))
+        .collect();
     Ok(World {
         name: format!(
             "synthetic card transactions ({} batches x {} rows, {} shift at batch {})",
@@ -81,6 +175,7 @@ pub fn synthetic(s: &SyntheticSettings) -> anyhow::Result<World> {
         ),
         batches,
         shift_batch: Some(s.shift_batch),
+        positives,
         synthetic: Some(stream),
         spans,
     })
@@ -119,6 +214,8 @@ pub fn csv(
     }
     let mut rows: Vec<usize> = (0..data.n_rows()).collect();
     rows.sort_by(|&a, &b| order[a].total_cmp(&order[b]));
+    let labels = data.labels().context("the label column was not read")?;
+    let positives = rows.iter().map(|&r| labels[r] > 0.5).collect();
     let n_batches = (rows.len() + batch_size / 2) / batch_size;
     if n_batches < 4 {
         bail!(
@@ -154,5 +251,6 @@ pub fn csv(
         shift_batch,
         synthetic: None,
         spans,
+        positives,
     })
 }

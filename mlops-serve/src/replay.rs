@@ -26,6 +26,8 @@ use crate::{Error, Result};
 
 /// The longest median service time of a [`ServiceProfile`]: a minute.
 pub const MAX_MEDIAN_MS: f64 = 60_000.0;
+/// The longest simulated service time of one call: an hour (a draw beyond is cut to it).
+pub const MAX_SERVICE_MS: f64 = 3_600_000.0;
 /// The widest log-normal shape of a [`ServiceProfile`] (p99 = median × e^(2.326 σ): about
 /// 10^5 times the median at 5).
 pub const MAX_SIGMA: f64 = 5.0;
@@ -139,8 +141,15 @@ impl Predictor for SimulatedService {
     fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let z = Normal::standard().inverse_cdf(self.uniform(call, 1));
-        let ms = self.profile.median_ms * (self.profile.sigma * z).exp();
-        self.ticker.advance_ns((ms * 1e6) as u64);
+        // At most an hour a call: e^(5 z) of a minute overflows a u64 of nanoseconds.
+        let ms = (self.profile.median_ms * (self.profile.sigma * z).exp()).min(MAX_SERVICE_MS);
+        if !self.ticker.advance_ns((ms * 1e6) as u64) {
+            return Err(Error::Source {
+                message: format!(
+                    "simulated time ran out at call {call} (u64 nanoseconds): later latencies would read 0"
+                ),
+            });
+        }
         if self.uniform(call, 2) < self.profile.error_rate {
             return Err(Error::Source {
                 message: format!("simulated failure of call {call}"),
@@ -861,5 +870,47 @@ mod tests {
                 serde_json::to_string(&first).unwrap()
             );
         }
+    }
+
+    /// The widest profile in range (a minute's median, σ = 5): a draw with z > 3.9 is
+    /// e^19.5 minutes, past u64 nanoseconds. Each call's time is cut to an hour, so time
+    /// never saturates and every later call still measures its own time.
+    #[test]
+    fn the_widest_service_profile_never_stops_simulated_time() {
+        struct Zero(Vec<String>);
+        impl Predictor for Zero {
+            fn feature_names(&self) -> &[String] {
+                &self.0
+            }
+            fn predict_proba_into(&self, _: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
+                out.fill(0.0);
+                Ok(())
+            }
+        }
+        use crate::ticker::Ticker;
+        let ticker = Arc::new(ManualTicker::per_thread());
+        let service = SimulatedService::new(
+            Arc::new(Zero(vec!["x".into()])),
+            ticker.clone(),
+            ServiceProfile {
+                median_ms: MAX_MEDIAN_MS,
+                sigma: MAX_SIGMA,
+                error_rate: 0.0,
+                seed: 7,
+            },
+        )
+        .unwrap();
+        let x = ndarray::Array2::<f32>::zeros((1, 1));
+        let mut out = [0.0];
+        let (mut longest, mut last) = (0, 0);
+        for _ in 0..200_000 {
+            let before = ticker.now_ns();
+            service.predict_proba_into(x.view(), &mut out).unwrap();
+            last = ticker.now_ns() - before;
+            longest = longest.max(last);
+        }
+        // Some draw was cut to the hour, none took longer, and time still moves at the end.
+        assert_eq!(longest, (MAX_SERVICE_MS * 1e6) as u64);
+        assert!(last > 0, "simulated time stopped");
     }
 }

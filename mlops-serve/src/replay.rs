@@ -286,16 +286,17 @@ fn check_ticks(field: &str, max_seconds: f64, tick_seconds: f64) -> Result<()> {
 /// Waits until the router's shadow worker has scored every mirrored request: the replay's
 /// statistics then do not depend on how fast that thread ran (the same seed gives the same
 /// shadow counts and decisions). A worker that makes no progress for
-/// [`SHADOW_STALL`] (it died, or its model hangs) is an error, never an endless wait.
+/// [`SHADOW_STALL`] (it died, or its model hangs) is an error, never an endless wait. It blocks
+/// the calling thread (on a condition variable the worker signals, not a sleep loop): the
+/// replay is a simulation driven by one task, and the worker it waits for is its own thread,
+/// so it finishes on any executor, a current-thread runtime included.
 fn settle_shadow(router: &Router) -> Result<()> {
     let mut last = router.shadow_backlog();
-    let mut since = std::time::Instant::now();
     while last > 0 {
-        std::thread::sleep(Duration::from_micros(50));
-        let now = router.shadow_backlog();
-        if now < last {
-            since = std::time::Instant::now();
-        } else if since.elapsed() > SHADOW_STALL {
+        // Woken by the worker at each request it finishes; no progress in SHADOW_STALL is an
+        // error. The worker is its own thread, so this never waits on the replay's executor.
+        let now = router.wait_shadow_below(last, SHADOW_STALL);
+        if now >= last {
             return Err(Error::Runtime {
                 cause: format!(
                     "the shadow worker scored none of its {now} waiting mirrored requests in {} s",

@@ -443,6 +443,13 @@ impl Router {
         self.shadow.backlog()
     }
 
+    /// Blocks this thread until the shadow backlog is below `seen` or `timeout` passes, and
+    /// returns the backlog then: woken by the shadow worker as it finishes each request (it
+    /// runs on its own thread, so a caller on any executor is never waiting on itself).
+    pub fn wait_shadow_below(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        self.shadow.wait_below(seen, timeout)
+    }
+
     /// Requests waiting for labels.
     pub fn awaiting_labels(&self) -> usize {
         self.join.waiting()

@@ -6,7 +6,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use ndarray::ArrayView2;
 use prometheus_client::metrics::counter::Counter;
@@ -27,8 +28,32 @@ pub(crate) struct Job {
 pub(crate) struct Shadow {
     tx: SyncSender<Job>,
     queue_full: Counter,
-    /// Jobs queued or being scored.
-    backlog: Arc<AtomicU64>,
+    /// Jobs queued or being scored, and the signal the worker gives a waiter.
+    backlog: Arc<Backlog>,
+}
+
+/// Jobs queued or being scored, with a signal for each one done while someone waits.
+#[derive(Default)]
+struct Backlog {
+    count: AtomicU64,
+    /// Threads in [`Shadow::wait_below`]: the worker signals only when there is one, so the
+    /// scoring loop makes no wake-up call otherwise.
+    waiters: AtomicU64,
+    lock: Mutex<()>,
+    done: Condvar,
+}
+
+impl Backlog {
+    /// One job finished: the count goes down, and a waiter (if any) is woken.
+    fn finished(&self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            // Under the lock: a waiter is either waiting (and woken) or has not read the
+            // count yet (and reads the new one).
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.done.notify_all();
+        }
+    }
 }
 
 pub(crate) struct Drops {
@@ -50,7 +75,7 @@ impl Shadow {
             error,
             panic,
         } = drops;
-        let backlog = Arc::new(AtomicU64::new(0));
+        let backlog = Arc::new(Backlog::default());
         let left = backlog.clone();
         std::thread::Builder::new()
             .name("mlops-shadow".into())
@@ -64,11 +89,11 @@ impl Shadow {
 
     /// Queues `job`, or counts it dropped when the queue is full (or the worker is gone).
     pub(crate) fn offer(&self, job: Job) {
-        self.backlog.fetch_add(1, Ordering::SeqCst);
+        self.backlog.count.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.backlog.fetch_sub(1, Ordering::SeqCst);
+                self.backlog.count.fetch_sub(1, Ordering::SeqCst);
                 self.queue_full.inc();
             }
         }
@@ -76,7 +101,32 @@ impl Shadow {
 
     /// Mirrored requests queued or being scored.
     pub(crate) fn backlog(&self) -> u64 {
-        self.backlog.load(Ordering::SeqCst)
+        self.backlog.count.load(Ordering::SeqCst)
+    }
+
+    /// Blocks this thread until the backlog is below `seen` or `timeout` passes, woken by the
+    /// worker (its own thread, so this waits on no executor); returns the backlog then.
+    pub(crate) fn wait_below(&self, seen: u64, timeout: Duration) -> u64 {
+        let b = &*self.backlog;
+        // No deadline past what `Instant` holds: then `timeout` itself, each wait.
+        let deadline = Instant::now().checked_add(timeout);
+        b.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = b.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = loop {
+            let now = b.count.load(Ordering::SeqCst);
+            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+            if now < seen || left.is_zero() {
+                break now;
+            }
+            guard = b
+                .done
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        drop(guard);
+        b.waiters.fetch_sub(1, Ordering::SeqCst);
+        now
     }
 }
 
@@ -85,7 +135,7 @@ fn work(
     ticker: Arc<dyn Ticker>,
     error: Counter,
     panic: Counter,
-    backlog: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
 ) {
     let mut out: Vec<f32> = Vec::new();
     // Drain what is queued, then sleep a millisecond: the request path's `try_send` never has
@@ -95,7 +145,7 @@ fn work(
         match rx.try_recv() {
             Ok(job) => {
                 score(&job, &mut out, &*ticker, &error, &panic);
-                backlog.fetch_sub(1, Ordering::SeqCst);
+                backlog.finished();
             }
             Err(TryRecvError::Empty) => std::thread::sleep(IDLE),
             Err(TryRecvError::Disconnected) => return,

@@ -211,7 +211,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     if !(args.max_hours.is_finite() && args.max_hours > 0.0) {
         bail!(
-            "invalid --max-hours = {}: expected hours > 0",
+            "invalid --max-hours = {:?}: expected hours > 0",
             args.max_hours
         );
     }
@@ -224,9 +224,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = options.validate() {
         let flag = match &e {
             mlops::core::Error::InvalidValue { field, .. } if field.ends_with("max_seconds") => {
-                format!("--max-hours {} at --rps {}", args.max_hours, args.rps)
+                format!("--max-hours {:?} at --rps {:?}", args.max_hours, args.rps)
             }
-            _ => format!("--rps {}", args.rps),
+            _ => format!("--rps {:?}", args.rps),
         };
         return Err(anyhow::Error::new(e).context(flag));
     }

@@ -28,12 +28,17 @@ pub struct SecondsRange {
 pub const WEEK_SECONDS: f64 = 7.0 * 86_400.0;
 
 impl SecondsRange {
-    /// The range `[min, max]`; both ends are clamped into `[1e-9, 1e12]` seconds (a nanosecond
-    /// to about 31,700 years), so any range built here is one `Duration` can hold.
+    /// The range `[min, max]`. A `min` below a nanosecond (or NaN) becomes `1e-9`, and a `max`
+    /// above `1e12` seconds (about 31,700 years, or NaN) becomes `1e12`, so any range built here
+    /// is one `Duration` can hold. A `min` above `max` (after that) is an empty range: it
+    /// accepts nothing, and [`seconds`] says the range is empty.
     ///
     /// ```
-    /// use mlops_core::duration::SecondsRange;
+    /// use mlops_core::duration::{seconds, SecondsRange};
     /// assert_eq!(SecondsRange::new(0.0, f64::INFINITY).max(), 1e12);
+    /// let empty = SecondsRange::new(5.0, 1.0);
+    /// assert!(empty.is_empty() && !empty.contains(3.0));
+    /// assert!(seconds("f", 3.0, empty).unwrap_err().to_string().contains("empty range"));
     /// ```
     pub const fn new(min: f64, max: f64) -> Self {
         let min = if min.is_nan() || min < 1e-9 {
@@ -80,6 +85,16 @@ impl SecondsRange {
         self.max
     }
 
+    /// `true` when the range accepts nothing (`min` > `max`).
+    ///
+    /// ```
+    /// use mlops_core::duration::SecondsRange;
+    /// assert!(!SecondsRange::positive().is_empty());
+    /// ```
+    pub const fn is_empty(&self) -> bool {
+        self.min > self.max
+    }
+
     /// `true` when `seconds` is finite and inside the range.
     ///
     /// ```
@@ -100,17 +115,30 @@ impl SecondsRange {
 ///
 /// assert_eq!(seconds("--poll-seconds", 1.5, SecondsRange::positive())?, Duration::from_millis(1500));
 /// let e = seconds("--poll-seconds", 1e20, SecondsRange::positive()).unwrap_err();
-/// assert!(e.to_string().contains("invalid --poll-seconds = 100000000000000000000"));
+/// assert!(e.to_string().starts_with("invalid --poll-seconds = 1e20: expected a number of seconds from 0.001 to 604800"));
+/// // The value as Rust's shortest round-trip form: never hundreds of digits.
+/// let e = seconds("f", 1e-300, SecondsRange::positive()).unwrap_err();
+/// assert!(e.to_string().starts_with("invalid f = 1e-300: "));
 /// assert!(seconds("--rps gap", 1e-20, SecondsRange::positive()).is_err());
 /// # Ok::<(), mlops_core::Error>(())
 /// ```
 pub fn seconds(field: &str, seconds: f64, range: SecondsRange) -> Result<Duration> {
     if range.contains(seconds) {
         Ok(Duration::from_secs_f64(seconds))
+    } else if range.is_empty() {
+        Err(Error::invalid(
+            field,
+            format!("{seconds:?}"),
+            format!(
+                "a value in an empty range (from {} to {}: the caller's minimum is above its maximum)",
+                range.min(),
+                range.max()
+            ),
+        ))
     } else {
         Err(Error::invalid(
             field,
-            seconds,
+            format!("{seconds:?}"),
             format!(
                 "a number of seconds from {} to {}",
                 range.min(),
@@ -156,5 +184,21 @@ mod tests {
         assert_eq!((r.min(), r.max()), (1e-9, 1e12));
         assert!(seconds("f", 1e13, r).is_err());
         assert!(seconds("f", 1e12, r).is_ok());
+    }
+
+    /// The value prints in Rust's shortest round-trip form (`{:?}`), never as hundreds of
+    /// digits.
+    #[test]
+    fn an_error_prints_the_value_short() {
+        let r = SecondsRange::positive();
+        for (v, shown) in [
+            (1e-300, "1e-300"),
+            (1e300, "1e300"),
+            (f64::NAN, "NaN"),
+            (-1.5, "-1.5"),
+        ] {
+            let e = seconds("f", v, r).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid f = {shown}: ")), "{e}");
+        }
     }
 }

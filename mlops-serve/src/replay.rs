@@ -211,7 +211,7 @@ impl ReplayOptions {
     ///
     /// assert!(ReplayOptions::default().validate().is_ok());
     /// let slow = ReplayOptions { requests_per_second: 1e-20, ..ReplayOptions::default() };
-    /// assert!(slow.validate().unwrap_err().to_string().contains("ReplayOptions.requests_per_second = 0.00000000000000000001"));
+    /// assert!(slow.validate().unwrap_err().to_string().contains("ReplayOptions.requests_per_second = 1e-20"));
     /// let endless = ReplayOptions { requests_per_second: 1e6, max_seconds: 3600.0, ..ReplayOptions::default() };
     /// assert!(endless.validate().unwrap_err().to_string().contains("ReplayOptions.max_seconds = 3600"));
     /// ```
@@ -225,7 +225,7 @@ impl ReplayOptions {
         if !(MIN_REQUESTS_PER_SECOND..=MAX_REQUESTS_PER_SECOND).contains(&rps) {
             return Err(Error::invalid(
                 "ReplayOptions.requests_per_second",
-                rps,
+                format!("{rps:?}"),
                 format!(
                     "a rate from {MIN_REQUESTS_PER_SECOND} (one request a simulated hour) to \
                      {MAX_REQUESTS_PER_SECOND} (one a simulated microsecond) requests per \
@@ -241,7 +241,7 @@ impl ReplayOptions {
         if self.max_seconds > limit {
             return Err(Error::invalid(
                 "ReplayOptions.max_seconds",
-                self.max_seconds,
+                format!("{:?}", self.max_seconds),
                 format!(
                     "at most {limit} simulated seconds at {rps} requests per second \
                      (a replay sends at most {MAX_REPLAY_REQUESTS} requests)"
@@ -273,7 +273,7 @@ fn check_ticks(field: &str, max_seconds: f64, tick_seconds: f64) -> Result<()> {
     if max_seconds > most {
         return Err(Error::invalid(
             field,
-            max_seconds,
+            format!("{max_seconds:?}"),
             format!(
                 "at most {most} simulated seconds with a tick every {tick_seconds} s \
                  (at most {MAX_REPLAY_TICKS} controller ticks)"

@@ -66,7 +66,10 @@ struct Args {
     /// all, --rps × --max-hours × 3600).
     #[arg(long, default_value_t = 50.0)]
     rps: f64,
-    /// Simulated hours before giving up on a decision (at most a year).
+    /// Simulated hours before giving up on a decision, > 0. Bounded by the replay's request
+    /// cap (--rps × --max-hours × 3600 at most 50 million: about 277 hours at the default
+    /// --rps 50) and its tick cap (at most 1,000,000 controller ticks of 30 simulated seconds:
+    /// about 8,333 hours), whichever is lower.
     #[arg(long, default_value_t = 12.0)]
     max_hours: f64,
 }

@@ -161,24 +161,24 @@ fn grace_hours(text: &str) -> Result<f64, String> {
     Ok(hours)
 }
 
-/// The grace of `hours`, a named error outside 0..=[`MAX_GRACE_HOURS`].
+/// The grace of `hours`, a named error outside 0..=[`MAX_GRACE_HOURS`] (checked in hours, the
+/// flag's unit: any value in range, however small, is a duration).
 fn grace(hours: f64) -> mlops::core::Result<Duration> {
-    use mlops::core::duration::{seconds, SecondsRange};
-    if hours == 0.0 {
-        return Ok(Duration::ZERO);
-    }
     if !(0.0..=MAX_GRACE_HOURS).contains(&hours) {
         return Err(mlops::core::Error::invalid(
             "--grace-hours",
-            hours,
-            format!("a number of hours from 0 to {MAX_GRACE_HOURS}"),
+            format!("{hours:?}"),
+            "a number of hours from 0 to 1000000",
         ));
     }
-    seconds(
-        "--grace-hours",
-        hours * 3600.0,
-        SecondsRange::new(0.0, MAX_GRACE_HOURS * 3600.0),
-    )
+    // In range, `hours` × 3,600 is a finite number of seconds below 4e9: it always fits.
+    Duration::try_from_secs_f64(hours.max(0.0) * 3600.0).map_err(|_| {
+        mlops::core::Error::invalid(
+            "--grace-hours",
+            format!("{hours:?}"),
+            "a number of hours from 0 to 1000000",
+        )
+    })
 }
 
 fn key_value(text: &str, what: &str) -> anyhow::Result<(String, String)> {

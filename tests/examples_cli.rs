@@ -1384,8 +1384,20 @@ fn durations_out_of_range_are_named_errors_never_a_panic_or_a_hang() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
-    // In range: a grace of a million hours keeps everything, 0 keeps nothing unreferenced.
-    for hours in ["1000000", "0"] {
+    // The check is in hours, the flag's unit, and so is the message.
+    let out = run_or_hang(
+        "registry",
+        &["--registry", reg, "gc", "--grace-hours", "1e300"],
+        300,
+    );
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("invalid --grace-hours = 1e300: expected a number of hours from 0 to 1000000"),
+        "{err}"
+    );
+    // In range: a grace of a million hours keeps everything, 0 (or a femtohour) keeps nothing
+    // unreferenced.
+    for hours in ["1000000", "0", "1e-15"] {
         let out = run_or_hang(
             "registry",
             &[

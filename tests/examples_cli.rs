@@ -1303,25 +1303,19 @@ fn canary_decides_every_scenario_as_the_policy_says_and_deterministically() {
 /// seconds: a guard against a hang (a simulation whose time does not advance), not a
 /// performance threshold — every run here returns at once or in a few seconds.
 fn run_or_hang(name: &str, args: &[&str], limit: u64) -> Output {
-    let mut child = Command::new(example(name))
+    let child = Command::new(example(name))
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > std::time::Duration::from_secs(limit) {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{name} {args:?} hung for {limit} s: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    match wait_drained(child, std::time::Duration::from_secs(limit)) {
+        Ok(out) => out,
+        Err(out) => panic!(
+            "{name} {args:?} hung for {limit} s: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Every duration a user gives the examples is bounded, with an error naming the flag and the
@@ -1832,7 +1826,7 @@ fn pipeline_defers_a_retrain_whose_alarm_falls_inside_a_rollout() {
 /// Runs `serve` with `args` and `env`, expecting it to stop by itself (a refusal at start);
 /// killed and failed if it still runs after a generous deadline.
 fn serve_refusal(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(example("serve"))
+    let child = Command::new(example("serve"))
         .args(args)
         .envs(env.iter().copied())
         .env_remove("MLOPS_REGISTRY")
@@ -1840,19 +1834,13 @@ fn serve_refusal(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "serve {args:?} {env:?} started instead of refusing: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    match wait_drained(child, std::time::Duration::from_secs(120)) {
+        Ok(out) => out,
+        Err(out) => panic!(
+            "serve {args:?} {env:?} started instead of refusing: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// `serve` (issue 22): `--alias X` serves X's version and says which; what would serve the
@@ -2043,4 +2031,65 @@ fn serve_answers_health_while_slow_clients_exhaust_its_file_descriptors() {
         "{read:?}: {answer:?} with {} slow connections",
         slow.len()
     );
+}
+
+/// Waits for `child` (its stdout and stderr piped) for at most `limit`, reading both pipes on
+/// their own threads all along, so a child that writes more than a pipe holds (64 KiB) is
+/// never blocked on a full pipe and mistaken for a hang. `Err` (with what it wrote) when it
+/// was still running at `limit` and was killed.
+fn wait_drained(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> Result<Output, Output> {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut all);
+            }
+            all
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let start = std::time::Instant::now();
+    let (status, finished) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status, true);
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            break (child.wait().unwrap(), false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    if finished {
+        Ok(output)
+    } else {
+        Err(output)
+    }
+}
+
+/// A child that writes a megabyte to each pipe finishes: `run_or_hang` and `serve_refusal`
+/// read its pipes while they wait, so a full pipe is not taken for a hang.
+#[test]
+fn waiting_for_a_child_reads_its_pipes_as_it_goes() {
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 1000000 /dev/zero; head -c 1000000 /dev/zero >&2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_drained(child, std::time::Duration::from_secs(60))
+        .unwrap_or_else(|o| panic!("taken for a hang after {} bytes", o.stdout.len()));
+    assert!(out.status.success());
+    assert_eq!((out.stdout.len(), out.stderr.len()), (1_000_000, 1_000_000));
 }

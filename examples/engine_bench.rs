@@ -31,15 +31,15 @@ struct Args {
     /// Folder to write the model to (model.json, model.safetensors).
     #[arg(long)]
     out: std::path::PathBuf,
-    /// Seconds per measurement.
+    /// Seconds per measurement (a millisecond to an hour).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
 }
 
 /// Median nanoseconds of one call, over rounds of `per_round` calls for `seconds`.
-fn p50_ns(seconds: f64, per_round: usize, mut f: impl FnMut()) -> f64 {
+fn p50_ns(seconds: Duration, per_round: usize, mut f: impl FnMut()) -> f64 {
     let mut rounds = Vec::new();
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let end = Instant::now() + seconds;
     while Instant::now() < end || rounds.len() < 5 {
         let t = Instant::now();
         for _ in 0..per_round {
@@ -52,6 +52,8 @@ fn p50_ns(seconds: f64, per_round: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    use mlops::core::duration::{seconds, SecondsRange};
+    let seconds = seconds("--seconds", args.seconds, SecondsRange::new(1e-3, 3_600.0))?;
     let artifact = seed_network::seed_network()?;
     artifact.save(&args.out)?;
     let engine = CompiledModel::compile(&artifact, NonFinitePolicy::Nan)?;
@@ -65,11 +67,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         ("engine", &engine as &dyn Predictor),
         ("mlp_model", &reference),
     ] {
-        let b1 = p50_ns(args.seconds, 1000, || {
+        let b1 = p50_ns(seconds, 1000, || {
             p.predict_proba_into(one, &mut out1).expect("a valid batch");
             std::hint::black_box(&out1);
         });
-        let b1024 = p50_ns(args.seconds, 10, || {
+        let b1024 = p50_ns(seconds, 10, || {
             p.predict_proba_into(x.view(), &mut out)
                 .expect("a valid batch");
             std::hint::black_box(&out);
@@ -103,7 +105,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let keys: Vec<String> = (0..4096).map(|i| format!("user-{i}")).collect();
     for (name, with_id) in [("router", false), ("router_labeled", true)] {
         let mut i = 0usize;
-        let b1 = p50_ns(args.seconds, 1000, || {
+        let b1 = p50_ns(seconds, 1000, || {
             let key = &keys[i % keys.len()];
             let request = Request {
                 key: Some(key),

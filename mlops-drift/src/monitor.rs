@@ -118,7 +118,7 @@ impl std::fmt::Debug for DriftMonitor {
 }
 
 impl DriftMonitor {
-    /// A monitor of `model` against `profile` (configs checked).
+    /// A monitor of `model` against `profile` (configs checked, the policy's included).
     pub fn new(
         model: impl Into<String>,
         profile: ReferenceProfile,
@@ -128,6 +128,7 @@ impl DriftMonitor {
     ) -> Result<Self> {
         config.validate()?;
         drift.validate()?;
+        policy.config().validate()?;
         Ok(DriftMonitor {
             model: model.into(),
             profile,

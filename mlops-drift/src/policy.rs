@@ -40,6 +40,30 @@ pub struct DriftPolicyConfig {
     pub cooldown_secs: u64,
 }
 
+/// The longest `cooldown_secs`: 100 years (a longer one is a mistake, not a policy).
+pub const MAX_COOLDOWN_SECS: u64 = 100 * 366 * 86_400;
+
+impl DriftPolicyConfig {
+    /// Checks `cooldown_secs` (at most [`MAX_COOLDOWN_SECS`]);
+    /// [`DriftMonitor::new`](crate::DriftMonitor::new) calls it.
+    ///
+    /// ```
+    /// use mlops_drift::DriftPolicyConfig;
+    /// let forever = DriftPolicyConfig { cooldown_secs: u64::MAX, ..Default::default() };
+    /// assert!(forever.validate().unwrap_err().to_string().starts_with("invalid DriftPolicyConfig.cooldown_secs = "));
+    /// ```
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.cooldown_secs > MAX_COOLDOWN_SECS {
+            return Err(crate::Error::invalid(
+                "DriftPolicyConfig.cooldown_secs",
+                self.cooldown_secs,
+                format!("at most {MAX_COOLDOWN_SECS} seconds (100 years)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for DriftPolicyConfig {
     fn default() -> Self {
         DriftPolicyConfig {
@@ -212,6 +236,11 @@ impl DriftPolicy {
         }
     }
 
+    /// The policy's parameters.
+    pub fn config(&self) -> &DriftPolicyConfig {
+        &self.config
+    }
+
     /// A policy on the system clock.
     pub fn with_system_clock(config: DriftPolicyConfig) -> Self {
         Self::new(config, Arc::new(SystemClock))
@@ -225,7 +254,11 @@ impl DriftPolicy {
 
     fn cooldown_left(&self) -> Option<Duration> {
         let last = (*self.last_retrain.lock().unwrap_or_else(|e| e.into_inner()))?;
-        let until = last + Duration::from_secs(self.config.cooldown_secs);
+        let cooldown = Duration::from_secs(self.config.cooldown_secs);
+        // A cooldown past what `SystemTime` holds never ends: all of it is left.
+        let Some(until) = last.checked_add(cooldown) else {
+            return Some(cooldown);
+        };
         until
             .duration_since(self.clock.now())
             .ok()

@@ -244,3 +244,41 @@ async fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A cooldown past what `SystemTime` holds: the policy keeps warning (the cooldown never
+/// ends) instead of panicking on `SystemTime + Duration`, and a monitor refuses the config by
+/// name.
+#[tokio::test]
+async fn a_cooldown_longer_than_time_holds_is_an_error_never_a_panic() {
+    let config = DriftPolicyConfig {
+        min_samples: 500,
+        cooldown_secs: u64::MAX,
+    };
+    let e = config.validate().unwrap_err().to_string();
+    assert!(
+        e.starts_with("invalid DriftPolicyConfig.cooldown_secs = 18446744073709551615"),
+        "{e}"
+    );
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    ));
+    let policy = DriftPolicy::new(config, clock.clone());
+    let trigger = CountingTrigger::default();
+    let drifted = report(1000, 40.0);
+    let d = policy.apply("fraud", &drifted, &trigger).await.unwrap();
+    assert_eq!(d.action, DriftAction::Retrain);
+    let d = policy.apply("fraud", &drifted, &trigger).await.unwrap();
+    assert_eq!(d.action, DriftAction::Warn, "{}", d.reason);
+    assert_eq!(trigger.calls.load(Ordering::SeqCst), 1);
+    let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
+    let e = mlops_drift::DriftMonitor::new(
+        "fraud",
+        profile,
+        DriftConfig::default(),
+        policy,
+        mlops_drift::MonitorConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("DriftPolicyConfig.cooldown_secs"), "{e}");
+}

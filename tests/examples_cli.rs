@@ -1578,12 +1578,12 @@ fn pipeline_names_sizes_it_cannot_hold_and_data_it_cannot_learn_from() {
     let work = dir.path().join("work");
     let w = work.to_str().unwrap();
     // The built-in stream is generated in memory: 40 batches of ten million rows are refused
-    // before any is generated.
+    // (at most 5 million rows in all) before any is generated.
     let out = run("pipeline", &["--workdir", w, "--batch-size", "10000000"]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("invalid --batch-size = 10000000") && err.contains("at most 250000"),
+        err.contains("invalid --batch-size = 10000000") && err.contains("at most 125000"),
         "{err}"
     );
     // A CSV with no feature columns: only the order and the label.

@@ -22,6 +22,9 @@
 //! (mlops-core), the search and training and tracking (mlops-train), the registry
 //! (mlops-registry), the engine, router and rollout controller (mlops-serve), the monitor
 //! and policy (mlops-drift). Time is a `ManualClock`: a batch is one simulated hour.
+//!
+//! A run holds an exclusive lock on its --workdir; the lock does not protect a `--registry`
+//! shared by runs from different workdirs (they would roll out each other's candidates).
 
 mod model;
 mod report;
@@ -66,7 +69,7 @@ use report::{BatchRow, DecisionRow, Summary};
 
 const HELP_AFTER: &str = "Exit codes: 0 the loop ran to the end of the stream (whatever it decided: see the timeline and --summary); 2 an error (bad arguments or data, a registry or tracking failure); 3 the first model failed the gate, so there was nothing to serve; 4 another run holds --workdir.
 
-Outputs in --workdir: registry/ (unless --registry), mlruns/ (unless --tracking), report.html, drift_at_alarm.html, schema.json, validation.json. A run holds WORKDIR/.lock (an exclusive lock, with its pid) from start to end: a second run on the same --workdir is refused (exit 4). A rollout an earlier, interrupted run left in the registry is rolled back before the first request, recorded as `stale_rollout_cleared`.";
+Outputs in --workdir: registry/ (unless --registry), mlruns/ (unless --tracking), report.html, drift_at_alarm.html, schema.json, validation.json. A run holds WORKDIR/.lock (an exclusive lock, with its pid) from start to end: a second run on the same --workdir is refused (exit 4). The lock covers the workdir only: two runs on different workdirs that share one --registry are not kept apart, and would roll out each other's candidates; give each run its own registry (or run them one at a time). A rollout an earlier, interrupted run left in the registry is rolled back before the first request, recorded as `stale_rollout_cleared`.";
 
 /// The lock file of a run in its --workdir.
 const LOCK_FILE: &str = ".lock";
@@ -167,7 +170,8 @@ struct Args {
     /// Where --data's known change is, in --order-col units (for the summary's shift_batch).
     #[arg(long, requires = "data")]
     shift_at: Option<f64>,
-    /// Registry URL (file://, s3://, ...; default: WORKDIR/registry).
+    /// Registry URL (file://, s3://, ...; default: WORKDIR/registry). Not covered by the
+    /// workdir's lock: runs from different workdirs must not share one.
     #[arg(long)]
     registry: Option<String>,
     /// Tracking: an MLflow server URL (http://…, needs the `mlflow` feature) or an object-store

@@ -2093,3 +2093,21 @@ fn waiting_for_a_child_reads_its_pipes_as_it_goes() {
     assert!(out.status.success());
     assert_eq!((out.stdout.len(), out.stderr.len()), (1_000_000, 1_000_000));
 }
+
+/// `engine_bench --seconds` goes through the one duration check: a value `Duration` cannot
+/// hold is a named error (exit 2), not `Duration::from_secs_f64`'s panic.
+#[test]
+fn engine_bench_names_a_measurement_time_it_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let out = run(
+        "engine_bench",
+        &["--out", model.to_str().unwrap(), "--seconds", "1e20"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid --seconds = 1e20: expected a number of seconds from 0.001 to 3600"),
+        "{err}"
+    );
+}

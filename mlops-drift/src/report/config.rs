@@ -172,7 +172,7 @@ pub struct DriftConfig {
     pub preset_size: usize,
     /// Fewest non-missing values on each side (and rows, for the missing-value test) for a
     /// column to be tested (default 30); below it the column is
-    /// [`ColumnStatus::InsufficientData`], never "no drift" and never "drift".
+    /// [`ColumnStatus::InsufficientData`](super::ColumnStatus::InsufficientData), never "no drift" and never "drift".
     pub min_samples: usize,
 }
 

@@ -44,7 +44,7 @@ pub struct MissingDrift {
 pub enum ColumnStatus {
     /// Its tests ran.
     Tested,
-    /// Fewer than [`DriftConfig::min_samples`] non-missing values on a side (a 0-row batch, a
+    /// Fewer than [`DriftConfig::min_samples`](super::DriftConfig::min_samples) non-missing values on a side (a 0-row batch, a
     /// column all missing): its values say nothing yet. A rising share of missing values is
     /// still tested and can flag the column.
     InsufficientData,

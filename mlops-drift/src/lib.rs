@@ -65,7 +65,7 @@ pub use report::{
     MissingDrift, TestOutcome, Verdict,
 };
 pub use sketch::{QuantileSketch, SketchKs, DEFAULT_K as DEFAULT_SKETCH_K};
-pub use sketch_profile::{ColumnSketch, ProfileSketch};
+pub use sketch_profile::{ColumnSketch, ProfileSketch, MAX_REPRESENTATIVES};
 
 mlops_core::json_methods!(
     ReferenceProfile => "reference profile",

@@ -70,11 +70,11 @@ impl Default for ProfileStorage {
 impl ProfileConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        if self.bins < 2 {
+        if !(2..=crate::stats::MAX_BINS).contains(&self.bins) {
             return Err(Error::invalid(
                 "ProfileConfig.bins",
                 self.bins,
-                "at least 2",
+                format!("from 2 to {} bins", crate::stats::MAX_BINS),
             ));
         }
         if let ProfileStorage::Compact { max_values } = self.storage {

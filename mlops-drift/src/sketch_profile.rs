@@ -23,6 +23,11 @@ use crate::error::{Error, Result};
 use crate::profile::{ColumnProfile, ProfileConfig, ReferenceProfile};
 use crate::sketch::QuantileSketch;
 
+/// The most values [`ProfileSketch::to_profile`] stands a numeric column for by (its
+/// `representatives`): more is an error naming the value, checked before anything is
+/// allocated.
+pub const MAX_REPRESENTATIVES: usize = 1_000_000;
+
 /// The sketch of one column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnSketch {
@@ -129,27 +134,21 @@ impl ProfileSketch {
     }
 
     /// A reference profile: exact row, missing and category counts; each numeric column stood
-    /// for by `representatives` values (at least 2) at evenly spaced ranks of its sketch (all
+    /// for by `representatives` values (from 2 to [`MAX_REPRESENTATIVES`]) at evenly spaced ranks of its sketch (all
     /// of its values when it has fewer).
     pub fn to_profile(
         &self,
         config: &ProfileConfig,
         representatives: usize,
     ) -> Result<ReferenceProfile> {
-        if representatives < 2 {
+        if !(2..=MAX_REPRESENTATIVES).contains(&representatives) {
             return Err(Error::invalid(
                 "ProfileSketch::to_profile representatives",
                 representatives,
-                "at least 2",
+                format!("from 2 to {MAX_REPRESENTATIVES}"),
             ));
         }
-        if config.bins < 2 {
-            return Err(Error::invalid(
-                "ProfileConfig.bins",
-                config.bins,
-                "at least 2",
-            ));
-        }
+        config.validate()?;
         let columns = self
             .columns
             .iter()

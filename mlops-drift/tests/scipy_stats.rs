@@ -393,3 +393,88 @@ fn ks_2samp_sorted_refuses_unsorted_samples_and_agrees_with_ks_2samp() {
         ks_2samp(&a, &b, Alternative::Less, KsMethod::Auto).unwrap()
     );
 }
+
+#[test]
+fn mannwhitneyu_exact_p_values_of_large_samples_match_scipy_to_1e_9() {
+    // 200 x 300 distinct values: the counts of U reach C(500, 200) ~ 1e144 and cancel; counted
+    // in floating point the p-value was 1.6e-6 off scipy's.
+    let fx = fixture();
+    let cases = fx["mannwhitneyu_exact_large"].as_array().unwrap();
+    assert_eq!(cases.len(), 9);
+    for (k, c) in cases.iter().enumerate() {
+        let (a, b) = (sample(&c["a"]), sample(&c["b"]));
+        let alt = alternative(c["alternative"].as_str().unwrap());
+        let r = mannwhitneyu(&a, &b, true, alt, MwuMethod::Exact).unwrap();
+        let what = format!("mwu exact case {k} n=({}, {}) {alt:?}", a.len(), b.len());
+        close(&format!("{what} U"), r.statistic, f(&c["statistic"]), 1e-12);
+        close(&format!("{what} p"), r.p_value, f(&c["pvalue"]), 1e-9);
+    }
+}
+
+#[test]
+fn mannwhitneyu_exact_beyond_its_work_bound_is_a_named_error_not_an_allocation() {
+    let a: Vec<f64> = (0..3000).map(|i| i as f64).collect();
+    let b: Vec<f64> = (0..4000).map(|i| i as f64 + 0.5).collect();
+    let e = mannwhitneyu(&a, &b, true, Alternative::TwoSided, MwuMethod::Exact).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid mannwhitneyu method exact for sample sizes = (3000, 4000)"),
+        "{e}"
+    );
+    // Auto picks the exact distribution for a small sample against a long one: still exact.
+    let small = [0.25, 10.5, 20.25];
+    let r = mannwhitneyu(&small, &b, true, Alternative::TwoSided, MwuMethod::Auto).unwrap();
+    assert!(r.p_value > 0.0 && r.p_value <= 1.0, "{r:?}");
+}
+
+#[test]
+fn bin_counts_beyond_the_documented_maximum_are_named_errors_before_any_allocation() {
+    use mlops_drift::stats::{psi_samples, MAX_BINS};
+    let x: Vec<f64> = (0..100).map(f64::from).collect();
+    // 10^12 bins was a 24 TB allocation (an abort); 2^63 a capacity-overflow panic.
+    for n_bins in [MAX_BINS + 1, 1_000_000_000_000, 1 << 63, usize::MAX] {
+        let e = psi_samples(&x, &x, n_bins).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "invalid n_bins = {n_bins}: expected from 2 to {MAX_BINS}"
+            )),
+            "{e}"
+        );
+        let e = quantile_edges(&x, n_bins).unwrap_err().to_string();
+        assert!(e.starts_with("invalid n_bins"), "{e}");
+    }
+    assert!(psi_samples(&x, &x, MAX_BINS).is_ok());
+    let config = mlops_drift::ProfileConfig {
+        bins: 1 << 40,
+        ..Default::default()
+    };
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .starts_with("invalid ProfileConfig.bins = 1099511627776"));
+}
+
+#[test]
+fn a_sketch_profile_refuses_more_representatives_than_its_documented_maximum() {
+    use mlops_drift::{ProfileConfig, ProfileSketch, MAX_REPRESENTATIVES};
+    let data = mlops_core::Dataset::new(
+        ndarray::Array2::from_shape_fn((50, 1), |(i, _)| i as f32),
+        vec!["x".into()],
+    )
+    .unwrap();
+    let sketch = ProfileSketch::from_dataset(&data, 200).unwrap();
+    for r in [MAX_REPRESENTATIVES + 1, 1 << 40, usize::MAX] {
+        let e = sketch
+            .to_profile(&ProfileConfig::default(), r)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "invalid ProfileSketch::to_profile representatives = {r}"
+            )),
+            "{e}"
+        );
+    }
+    assert!(sketch.to_profile(&ProfileConfig::default(), 1000).is_ok());
+}

@@ -14,6 +14,33 @@ use crate::error::{Error, Result};
 /// Default share floor of PSI and KL.
 pub const DEFAULT_EPS: f64 = 1e-4;
 
+/// The most reference-quantile bins a binned distance takes (PSI, JS, Hellinger, TV, KL, and
+/// `ProfileConfig.bins`): more is an error naming the value, checked before anything is
+/// allocated.
+pub const MAX_BINS: usize = 100_000;
+
+/// `n_bins` when it is from 2 to [`MAX_BINS`], else an error naming it.
+///
+/// ```
+/// use mlops_drift::stats::{check_bins, MAX_BINS};
+///
+/// assert!(check_bins(10).is_ok());
+/// let e = check_bins(1 << 40).unwrap_err();
+/// assert!(e.to_string().starts_with("invalid n_bins = 1099511627776: expected from 2 to 100000"), "{e}");
+/// assert!(check_bins(MAX_BINS + 1).is_err() && check_bins(1).is_err());
+/// ```
+pub fn check_bins(n_bins: usize) -> Result<usize> {
+    if (2..=MAX_BINS).contains(&n_bins) {
+        Ok(n_bins)
+    } else {
+        Err(Error::invalid(
+            "n_bins",
+            n_bins,
+            format!("from 2 to {MAX_BINS} bins"),
+        ))
+    }
+}
+
 /// Linear-interpolated quantile of sorted data (numpy's default).
 pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
@@ -43,9 +70,7 @@ pub(crate) fn interpolate(a: f64, b: f64, frac: f64) -> f64 {
 /// reference.
 pub fn quantile_edges_sorted(reference_sorted: &[f64], n_bins: usize) -> Result<Vec<f64>> {
     check_sample("reference", reference_sorted)?;
-    if n_bins < 2 {
-        return Err(Error::invalid("n_bins", n_bins, "at least 2"));
-    }
+    check_bins(n_bins)?;
     let mut edges: Vec<f64> = (1..n_bins)
         .map(|k| quantile_sorted(reference_sorted, k as f64 / n_bins as f64))
         .collect();

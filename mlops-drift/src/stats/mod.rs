@@ -33,14 +33,14 @@ pub use cvm::{cramervonmises_2samp, CvmMethod};
 pub(crate) use distance::cdf_distance_sorted;
 pub use distance::{energy_distance, wasserstein_distance, wasserstein_normalized};
 pub use divergence::{
-    bin_shares, hellinger, jensen_shannon, kl_divergence, psi, psi_samples, quantile_edges,
-    quantile_edges_sorted, total_variation, DEFAULT_EPS,
+    bin_shares, check_bins, hellinger, jensen_shannon, kl_divergence, psi, psi_samples,
+    quantile_edges, quantile_edges_sorted, total_variation, DEFAULT_EPS, MAX_BINS,
 };
 pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
 pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
 pub(crate) use ks::{ks_pvalue, ks_statistics_sorted};
 pub use mmd::mmd_rbf;
-pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod};
+pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod, MWU_EXACT_MAX_WORK};
 
 use crate::error::{Error, Result};
 

@@ -3,7 +3,7 @@
 //! hold the wanted order statistics, and a selection inside those buckets. The reference
 //! bin counts come from the same bucket counts, so the sample is read twice in all.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Buckets of the first pass: the top 16 bits of the key (sign, exponent, 4 mantissa bits).
 const BUCKET_BITS: u32 = 16;
@@ -69,9 +69,7 @@ fn order_statistics(
 /// `v` = number of edges `<= v`). An empty sample or one with NaN is refused (checked in the
 /// counting pass).
 pub(crate) fn quantile_bins(x: &[f64], n_bins: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    if n_bins < 2 {
-        return Err(Error::invalid("n_bins", n_bins, "at least 2"));
-    }
+    super::check_bins(n_bins)?;
     let n = x.len();
     let (counts, nan) = parallel_passes(
         x,

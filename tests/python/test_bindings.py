@@ -3,6 +3,7 @@ scikit-learn: every drift function and metric on random inputs with ties and edg
 zero-copy for contiguous arrays, correct results for strided ones, TypeError / ValueError for
 wrong dtypes and shapes, and the GIL released while Rust computes."""
 
+import sys
 import threading
 
 import numpy as np
@@ -175,21 +176,40 @@ def test_undefined_metrics_and_bad_labels_raise_value_error_naming_them():
 
 
 def test_contiguous_arrays_are_read_in_place_and_strided_ones_give_the_same_numbers():
+    # What the real calls hand to mlops (recorded where the slices are passed, on the thread
+    # that computes), not a separate helper's view: a copy anywhere on the way is seen.
     rng = np.random.default_rng(2)
     x = rng.normal(size=10_001)
-    assert mlops._native.buffer_address(x) == x.ctypes.data
+    y = rng.normal(0.1, size=4000)
+    for call in (drift.ks_2samp, drift.cramervonmises_2samp, drift.mannwhitneyu, drift.wasserstein_distance, drift.energy_distance, drift.psi):
+        call(x, y)
+        assert mlops._native.last_input_addresses() == [x.ctypes.data, y.ctypes.data], call.__name__
+    drift.anderson_ksamp([x, y, x])
+    assert mlops._native.last_input_addresses() == [x.ctypes.data, y.ctypes.data, x.ctypes.data]
     f32 = x.astype(np.float32)
+    yl = (rng.random(10_001) < 0.3).astype(np.float32)
+    for call in (metrics.roc_auc_score, metrics.average_precision_score):
+        call(yl, f32)
+        assert mlops._native.last_input_addresses() == [yl.ctypes.data, f32.ctypes.data], call.__name__
+    yd = yl.astype(np.float64)
+    metrics.roc_auc_score(yd, x)
+    assert mlops._native.last_input_addresses() == [yd.ctypes.data, x.ctypes.data]
+    # The helper agrees with the real calls.
+    assert mlops._native.buffer_address(x) == x.ctypes.data
     assert mlops._native.buffer_address(f32) == f32.ctypes.data
+    # A strided view is copied (its address is not the one handed over), the other read in place.
     strided = x[::3]
     assert not strided.flags.c_contiguous
+    drift.ks_2samp(strided, y)
+    handed = mlops._native.last_input_addresses()
+    assert handed[0] != strided.ctypes.data and handed[1] == y.ctypes.data
     assert mlops._native.buffer_address(strided) != strided.ctypes.data
-    y = rng.normal(0.1, size=4000)
     assert drift.ks_2samp(strided, y) == drift.ks_2samp(strided.copy(), y)
     # A Fortran-ordered 2-d array's column is a strided view too.
     table = np.asfortranarray(rng.normal(size=(500, 3)))
     row = table[7]
     assert drift.wasserstein_distance(row, y) == pytest.approx(ss.wasserstein_distance(row, y), rel=1e-12)
-    yl = (rng.random(3334) < 0.3).astype(np.float32)
+    yl = yl[:3334]
     assert metrics.roc_auc_score(yl, f32[::3]) == pytest.approx(sm.roc_auc_score(yl, f32[::3]), rel=1e-7)
 
 
@@ -214,27 +234,50 @@ def test_wrong_dtypes_are_type_errors_and_wrong_shapes_value_errors():
 
 
 def test_the_gil_is_released_while_rust_computes():
+    # The worker thread's profile hook marks the real native call (mlops._native.ks_2samp, the
+    # one drift.ks_2samp makes) from just before it starts to just after it returns; this
+    # thread counts the Python loop iterations it runs while the mark is up. With the GIL held
+    # through the computation this thread could run only in the instant between the mark and
+    # the call: at most one switch interval, shortened here to 10 us so that is a few hundred
+    # iterations at most. Released, it runs for the whole computation (tens of milliseconds
+    # at least, sorting 6 million values): hundreds of thousands.
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=3_000_000), rng.normal(size=3_000_000)
-    started, done = threading.Event(), threading.Event()
+    inside, finished = threading.Event(), threading.Event()
+    state = {"in": False}
     result = {}
 
-    def work():
-        started.set()
-        result["r"] = drift.ks_2samp(a, b)
-        done.set()
+    def hook(frame, event, arg):
+        if arg is mlops._native.ks_2samp:
+            if event == "c_call":
+                state["in"] = True
+                inside.set()
+            elif event in ("c_return", "c_exception"):
+                state["in"] = False
 
-    t = threading.Thread(target=work)
-    t.start()
-    started.wait()
-    # Python bytecode runs in this thread while the other is inside ks_2samp: impossible if
-    # the call held the GIL (it would only switch at the call's end).
-    spins = 0
-    while not done.is_set():
-        spins += 1
-    t.join()
-    assert spins > 1000, spins
-    assert result["r"].pvalue > 1e-4
+    def work():
+        sys.setprofile(hook)
+        try:
+            result["r"] = drift.ks_2samp(a, b)
+        finally:
+            sys.setprofile(None)
+            state["in"] = False
+            finished.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        assert inside.wait(60)
+        spins = 0
+        while state["in"]:
+            spins += 1
+        t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert finished.is_set() and result["r"].pvalue > 1e-4
+    assert spins > 20_000, spins
 
 
 def test_help_reads_like_scipys():

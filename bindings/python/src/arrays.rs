@@ -89,6 +89,31 @@ pub fn buffer_address(x: &Bound<'_, PyAny>) -> PyResult<usize> {
     })
 }
 
+thread_local! {
+    /// The buffer addresses the last computation on this thread was handed.
+    static LAST_INPUTS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records the addresses of the buffers a computation is handed, where it is handed them (the
+/// slices passed to the mlops function, on the thread that runs it): what
+/// [`last_input_addresses`] reports.
+pub fn record_inputs(addresses: &[usize]) {
+    LAST_INPUTS.with(|l| {
+        let mut l = l.borrow_mut();
+        l.clear();
+        l.extend_from_slice(addresses);
+    });
+}
+
+/// The addresses of the buffers the last drift statistic or metric called on this thread
+/// handed to mlops (one per array argument, in order): equal to each argument's
+/// `ctypes.data` exactly when the call read it in place. For tests of the zero-copy promise on
+/// the real calls.
+#[pyfunction]
+pub fn last_input_addresses() -> Vec<usize> {
+    LAST_INPUTS.with(|l| l.borrow().clone())
+}
+
 /// A mlops error as a Python `ValueError` (every one the bindings can meet is about the
 /// input: its message names the argument, the value and what was expected).
 pub fn value_error(e: impl std::fmt::Display) -> PyErr {

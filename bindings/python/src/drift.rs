@@ -6,7 +6,7 @@ use mlops_drift::stats::{self, Alternative, ContingencyStatistic, CvmMethod, KsM
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::arrays::{value_error, values};
+use crate::arrays::{record_inputs, value_error, values};
 
 /// `s` as one of `options` (scipy's spelling, the value), or a `ValueError` listing them.
 fn choice<T: Copy>(field: &str, s: &str, options: &[(&str, T)]) -> PyResult<T> {
@@ -45,7 +45,11 @@ fn two_samples<R: Send>(
 ) -> PyResult<R> {
     let (a, b) = (values(name1, obj1)?, values(name2, obj2)?);
     let (a, b) = (a.f64(), b.f64());
-    py.detach(|| f(&a, &b)).map_err(value_error)
+    py.detach(|| {
+        record_inputs(&[a.as_ptr() as usize, b.as_ptr() as usize]);
+        f(&a, &b)
+    })
+    .map_err(value_error)
 }
 
 /// Two-sample Kolmogorov–Smirnov: (statistic, pvalue).
@@ -135,6 +139,12 @@ fn anderson_ksamp(py: Python<'_>, samples: Vec<Bound<'_, PyAny>>) -> PyResult<(f
     let r = py
         .detach(|| {
             let slices: Vec<&[f64]> = owned.iter().map(|c| c.as_ref()).collect();
+            record_inputs(
+                &slices
+                    .iter()
+                    .map(|s| s.as_ptr() as usize)
+                    .collect::<Vec<_>>(),
+            );
             stats::anderson_ksamp(&slices)
         })
         .map_err(value_error)?;
@@ -226,5 +236,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(chi2_two_rows, m)?)?;
     m.add_function(wrap_pyfunction!(psi_samples, m)?)?;
     m.add_function(wrap_pyfunction!(jensenshannon, m)?)?;
+    m.add("MAX_BINS", stats::MAX_BINS)?;
+    m.add("MAX_REPRESENTATIVES", mlops_drift::MAX_REPRESENTATIVES)?;
+    m.add("MWU_EXACT_MAX_WORK", stats::MWU_EXACT_MAX_WORK)?;
     Ok(())
 }

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(arrays::buffer_address, m)?)?;
+    m.add_function(wrap_pyfunction!(arrays::last_input_addresses, m)?)?;
     drift::register(m)?;
     metrics::register(m)?;
     profile::register(m)?;

@@ -5,7 +5,7 @@ use mlops_core::metrics::ScoredSamples;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::arrays::{value_error, values, Values};
+use crate::arrays::{record_inputs, value_error, values, Values};
 
 /// Labels, scores and optional weights checked into `ScoredSamples` (float32 inputs read as
 /// float32, the rest as float64).
@@ -40,11 +40,25 @@ fn scored(
         scores.f32(),
         weights.as_ref().map(Values::f32),
     ) {
-        (Some(l), Some(s), None) => ScoredSamples::from_f32(&l, &s, None),
-        (Some(l), Some(s), Some(Some(w))) => ScoredSamples::from_f32(&l, &s, Some(&w)),
+        (Some(l), Some(s), None) => {
+            record_inputs(&[l.as_ptr() as usize, s.as_ptr() as usize]);
+            ScoredSamples::from_f32(&l, &s, None)
+        }
+        (Some(l), Some(s), Some(Some(w))) => {
+            record_inputs(&[
+                l.as_ptr() as usize,
+                s.as_ptr() as usize,
+                w.as_ptr() as usize,
+            ]);
+            ScoredSamples::from_f32(&l, &s, Some(&w))
+        }
         _ => {
             let w = weights.as_ref().map(Values::f64);
-            ScoredSamples::new(&labels.f64(), &scores.f64(), w.as_deref())
+            let (l, s) = (labels.f64(), scores.f64());
+            let mut addresses = vec![l.as_ptr() as usize, s.as_ptr() as usize];
+            addresses.extend(w.as_deref().map(|w| w.as_ptr() as usize));
+            record_inputs(&addresses);
+            ScoredSamples::new(&l, &s, w.as_deref())
         }
     };
     result.map_err(value_error)

@@ -1,14 +1,90 @@
 //! Trying a promotion policy on labeled data before trusting it with traffic: the router and
 //! the rollout controller replayed on simulated time (mlops-serve's `replay`).
 
+use mlops_core::duration::{seconds, SecondsRange};
 use mlops_serve::metrics::ServeMetrics;
 use mlops_serve::policy::PromotionConfig;
 use mlops_serve::replay::{ReplayOptions, ServiceProfile, Simulation};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::arrays::{dataset, value_error, values};
 use crate::profile::from_json;
 use crate::train::Model;
+
+/// The request rates a simulated rollout takes, per second: one a day to 100,000.
+const REQUESTS_PER_SECOND: (f64, f64) = (1.0 / 86_400.0, 1e5);
+/// The most requests one replay may simulate: `requests_per_second` × the longer of
+/// `max_hours` and the controller's tick (the replay checks its end at ticks).
+const MAX_REQUESTS: f64 = 1e8;
+/// The longest simulated rollout, in hours (ten years).
+const MAX_HOURS: f64 = 87_600.0;
+/// The most requests a label may wait for.
+const MAX_LABEL_DELAY: usize = 10_000_000;
+/// The most distinct sticky keys (users) a replay cycles through.
+const MAX_USERS: usize = 1 << 32;
+
+/// The replay's options from the Python arguments, every one checked before the simulation
+/// builds a `Duration` from it (`Duration::from_secs_f64` panics on what it cannot hold, and a
+/// gap that rounds to 0 ns never advances simulated time): a `ValueError` naming the argument.
+fn replay_options(
+    requests_per_second: f64,
+    max_hours: f64,
+    label_delay: usize,
+    users: usize,
+) -> PyResult<ReplayOptions> {
+    let (low, high) = REQUESTS_PER_SECOND;
+    if !(requests_per_second.is_finite() && (low..=high).contains(&requests_per_second)) {
+        return Err(PyValueError::new_err(format!(
+            "invalid requests_per_second = {requests_per_second}: expected a rate from {low:e} \
+             (one a day) to {high:e} requests a second"
+        )));
+    }
+    // The gap between requests, as the replay builds it.
+    seconds(
+        "1 / requests_per_second",
+        1.0 / requests_per_second,
+        SecondsRange::new(1.0 / high, 1.0 / low),
+    )
+    .map_err(value_error)?;
+    if !(max_hours.is_finite() && max_hours > 0.0 && max_hours <= MAX_HOURS) {
+        return Err(PyValueError::new_err(format!(
+            "invalid max_hours = {max_hours}: expected a number of hours > 0 and at most {MAX_HOURS}"
+        )));
+    }
+    seconds(
+        "max_hours (as seconds)",
+        max_hours * 3600.0,
+        SecondsRange::new(0.0, MAX_HOURS * 3600.0),
+    )
+    .map_err(value_error)?;
+    let span = (max_hours * 3600.0).max(ReplayOptions::default().tick_seconds);
+    if requests_per_second * span > MAX_REQUESTS {
+        return Err(PyValueError::new_err(format!(
+            "invalid requests_per_second = {requests_per_second} for max_hours = {max_hours}: \
+             expected at most {MAX_REQUESTS:e} simulated requests (rate x the longer of \
+             max_hours and the controller's {}-second tick)",
+            ReplayOptions::default().tick_seconds
+        )));
+    }
+    if label_delay > MAX_LABEL_DELAY {
+        return Err(PyValueError::new_err(format!(
+            "invalid label_delay = {label_delay}: expected at most {MAX_LABEL_DELAY} requests"
+        )));
+    }
+    if !(1..=MAX_USERS).contains(&users) {
+        return Err(PyValueError::new_err(format!(
+            "invalid users = {users}: expected from 1 to {MAX_USERS}"
+        )));
+    }
+    Ok(ReplayOptions {
+        requests_per_second,
+        max_seconds: max_hours * 3600.0,
+        label_delay_requests: label_delay,
+        users,
+        ..ReplayOptions::default()
+    })
+}
 
 /// Replays `x`, `y` (rows cycled) through a router serving `stable` while the controller rolls
 /// `candidate` out under the policy (JSON; default the seed's), labels posted
@@ -29,6 +105,7 @@ fn simulate_rollout(
     label_delay: usize,
     users: usize,
 ) -> PyResult<String> {
+    let options = replay_options(requests_per_second, max_hours, label_delay, users)?;
     let columns: Vec<String> = stable.artifact.spec().input_features.clone();
     let labels = values("y", y)?;
     let labels: Vec<f32> = labels.f64().iter().map(|&v| v as f32).collect();
@@ -37,13 +114,6 @@ fn simulate_rollout(
         .map_err(value_error)?;
     let config: PromotionConfig = from_json("policy", policy_json)?;
     config.validate().map_err(value_error)?;
-    let options = ReplayOptions {
-        requests_per_second,
-        max_seconds: max_hours * 3600.0,
-        label_delay_requests: label_delay,
-        users,
-        ..ReplayOptions::default()
-    };
     let (a, b) = (stable.artifact.clone(), candidate.artifact.clone());
     let json = py.detach(move || -> mlops_core::Result<String> {
         // Both models take the same simulated service time: the checks see their predictions.

@@ -16,6 +16,35 @@ use pyo3::types::PyDict;
 use crate::arrays::{dataset, matrix, value_error, values};
 use crate::profile::from_json;
 
+/// The most units a hidden layer of a model trained from Python may have.
+const MAX_HIDDEN_UNITS: usize = 1 << 16;
+/// The most hidden layers.
+const MAX_HIDDEN_LAYERS: usize = 64;
+/// The most trials a study from Python may run, and the most at a time (threads).
+const MAX_TRIALS: usize = 1_000_000;
+const MAX_PARALLEL_TRIALS: usize = 1024;
+
+/// The network's sizes, checked before anything is allocated: a `ValueError` naming the layer.
+fn check_mlp(mlp: &MlpConfig) -> PyResult<()> {
+    if mlp.hidden.len() > MAX_HIDDEN_LAYERS {
+        return Err(PyValueError::new_err(format!(
+            "invalid hidden = {} layers: expected at most {MAX_HIDDEN_LAYERS}",
+            mlp.hidden.len()
+        )));
+    }
+    if let Some((i, u)) = mlp
+        .hidden
+        .iter()
+        .enumerate()
+        .find(|&(_, &u)| !(1..=MAX_HIDDEN_UNITS).contains(&u))
+    {
+        return Err(PyValueError::new_err(format!(
+            "invalid hidden[{i}] = {u}: expected from 1 to {MAX_HIDDEN_UNITS} units"
+        )));
+    }
+    Ok(())
+}
+
 /// `data` with labels `y` (0/1).
 fn labeled(
     data: &Bound<'_, PyAny>,
@@ -139,6 +168,7 @@ fn fit(
         .map(|(vx, vy)| labeled(&vx, &vy, columns, &categorical))
         .transpose()?;
     let mlp: MlpConfig = from_json("mlp", mlp_json)?;
+    check_mlp(&mlp)?;
     let config: TrainConfig = from_json("train", train_json)?;
     let trainer = Trainer::new(mlp, config).map_err(value_error)?;
     let trained = py
@@ -188,6 +218,18 @@ fn optimize(
         .map_err(|e| PyValueError::new_err(format!("config: {e}")))?;
     let params = serde_json::from_str(space_json)
         .map_err(|e| PyValueError::new_err(format!("space: {e}")))?;
+    if config.max_trial_count > MAX_TRIALS {
+        return Err(PyValueError::new_err(format!(
+            "invalid max_trials = {}: expected at most {MAX_TRIALS}",
+            config.max_trial_count
+        )));
+    }
+    if config.parallel_trial_count > MAX_PARALLEL_TRIALS {
+        return Err(PyValueError::new_err(format!(
+            "invalid parallel = {}: expected at most {MAX_PARALLEL_TRIALS} trials at a time",
+            config.parallel_trial_count
+        )));
+    }
     let space = SearchSpace::new(params).map_err(value_error)?;
     let mut study = Study::new(config, space).map_err(value_error)?;
     let why = py

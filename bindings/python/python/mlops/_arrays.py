@@ -1,7 +1,12 @@
 """Input normalization shared by the wrappers: what scipy and scikit-learn accept (lists,
 integer and boolean arrays), as the 1-d float arrays the native functions read."""
 
+import operator
+
 import numpy as np
+
+#: Integers float64 holds exactly: |v| <= 2**53.
+FLOAT_EXACT = 2**53
 
 
 def as_1d(name, x, keep_float32=False):
@@ -48,3 +53,96 @@ def as_2d(name, data, columns=None):
     if columns is not None:
         names = [str(c) for c in columns]
     return a, names
+
+
+def as_count(name, value, low, high):
+    """``value`` as a Python int from ``low`` to ``high``: a size or count argument, checked
+    before anything is allocated. ``TypeError`` for anything that is not an integer (``2.7``
+    and ``3.0`` alike: never truncated; a bool), ``ValueError`` outside the range; both name
+    ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}") from None
+    if not low <= v <= high:
+        raise ValueError(f"{name}: expected an integer from {low} to {high}, got {v}")
+    return v
+
+
+def _beyond_float(a):
+    """Whether integer array ``a`` holds a value float64 cannot (|v| > 2**53)."""
+    return a.dtype.kind in "iu" and a.size > 0 and (int(a.max()) > FLOAT_EXACT or int(a.min()) < -FLOAT_EXACT)
+
+
+def _pooled_integers(arrays):
+    """The integer arrays pooled without loss (int64 with uint64 as Python ints)."""
+    common = np.result_type(*arrays)
+    if common.kind in "iub":
+        return np.concatenate([a.astype(common) for a in arrays])
+    return np.concatenate([a.astype(object) for a in arrays])
+
+
+def exact_ranks(names, samples):
+    """Rank statistics (KS, Cramér–von Mises, Mann–Whitney, Anderson–Darling) on integer
+    samples holding values float64 cannot (|v| > 2**53, where a cast would merge neighbours):
+    each sample's values replaced by their dense rank in the pooled samples (the same order and
+    ties, exactly, so the same statistic as on the integers). Anything else is returned as it
+    is (and cast to float64 by ``as_1d``), as scipy does on mixed float and integer input."""
+    arrays = [np.asarray(s) for s in samples]
+    if not all(a.dtype.kind in "iub" and a.ndim == 1 for a in arrays) or not any(map(_beyond_float, arrays)):
+        return samples
+    _, inverse = np.unique(_pooled_integers(arrays), return_inverse=True)
+    ranks = inverse.reshape(-1).astype(np.float64)
+    out, start = [], 0
+    for a in arrays:
+        out.append(ranks[start : start + a.size])
+        start += a.size
+    return out
+
+
+def exact_shifted(names, samples):
+    """Distances (Wasserstein, energy, PSI) on integer samples holding values float64 cannot
+    (|v| > 2**53): every value less the pooled minimum, in exact integer arithmetic — the
+    distances do not change with a common shift, and the shifted values are exact in float64
+    when the pooled range is at most 2**53. A wider range is a ``ValueError`` naming the
+    samples (float64 cannot hold the differences). Anything else is returned as it is."""
+    arrays = [np.asarray(s) for s in samples]
+    if not all(a.dtype.kind in "iub" and a.ndim == 1 for a in arrays) or not any(map(_beyond_float, arrays)):
+        return samples
+    pooled = _pooled_integers(arrays).astype(object)
+    low, high = min(pooled), max(pooled)
+    if high - low > FLOAT_EXACT:
+        raise ValueError(
+            f"{', '.join(names)}: integer values from {low} to {high} span more than 2**53, "
+            "more than float64 holds exactly; pass floats to accept the rounding"
+        )
+    return [(a.astype(object) - low).astype(np.float64) for a in arrays]
+
+
+def by_name(name, data, wanted):
+    """``data`` with its columns in the order of ``wanted`` when it names them (a pandas
+    DataFrame, a dict): a ``ValueError`` naming a missing, unknown or repeated column. A plain
+    array is returned as it is (its columns are taken by position)."""
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):
+        keys = list(data.columns)
+    elif isinstance(data, dict):
+        keys = list(data)
+    else:
+        return data
+    wanted = [str(w) for w in wanted]
+    given = {}
+    for k in keys:
+        if str(k) in given:
+            raise ValueError(f"{name}: column {str(k)!r} appears more than once")
+        given[str(k)] = k
+    missing = [w for w in wanted if w not in given]
+    if missing:
+        raise ValueError(f"{name}: missing column {missing[0]!r} (the model's features are {wanted})")
+    unknown = [g for g in given if g not in set(wanted)]
+    if unknown:
+        raise ValueError(f"{name}: unknown column {unknown[0]!r} (the model's features are {wanted})")
+    if isinstance(data, dict):
+        return {w: data[given[w]] for w in wanted}
+    return data[[given[w] for w in wanted]]

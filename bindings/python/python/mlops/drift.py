@@ -4,16 +4,23 @@ Each function computes in Rust (mlops-drift's ``stats``, checked against scipy 1
 statistics to 1e-9, p-values to 1e-6) with the GIL released. Results unpack like scipy's:
 ``statistic, pvalue = ks_2samp(x, y)``.
 
+Integer samples holding values float64 cannot (beyond 2**53) are compared exactly: the rank
+statistics on their dense ranks in the pooled samples, the distances after subtracting the
+pooled minimum in integer arithmetic (a pooled range wider than 2**53 is a ``ValueError``).
+scipy's ``ks_2samp`` is exact on them too; its ``mannwhitneyu``, ``wasserstein_distance`` and
+``energy_distance`` cast to float64 first and merge neighbours.
+
 Where scipy offers more than is implemented here the difference is stated in the function's
 docstring and asking for it raises ``ValueError``; nothing is silently ignored.
 """
 
+import warnings
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from . import _native
-from ._arrays import as_1d, as_2d
+from ._arrays import as_1d, as_2d, as_count, exact_ranks, exact_shifted
 
 __all__ = [
     "ks_2samp",
@@ -33,10 +40,32 @@ __all__ = [
     "ReferenceProfile",
     "ProfileSketch",
     "DEFAULT_SKETCH_K",
+    "MAX_BINS",
+    "MAX_REPRESENTATIVES",
+    "SmallSampleWarning",
     "profile_dask",
 ]
 
 DEFAULT_SKETCH_K = _native.DEFAULT_SKETCH_K
+#: The most bins :func:`psi` (and a profile's ``bins``) takes.
+MAX_BINS = _native.MAX_BINS
+#: The most values a sketch's profile stands a numeric column for by.
+MAX_REPRESENTATIVES = _native.MAX_REPRESENTATIVES
+
+
+class SmallSampleWarning(RuntimeWarning):
+    """A sample too small for the statistic: the result is NaN (scipy's
+    ``SmallSampleWarning``, a ``RuntimeWarning``)."""
+
+
+def _too_small(omitted):
+    prefix = "After omitting NaNs, one or more" if omitted else "One or more"
+    warnings.warn(
+        f"{prefix} sample arguments is too small; all returned values will be NaN. "
+        "See documentation for sample size requirements.",
+        SmallSampleWarning,
+        stacklevel=3,
+    )
 
 
 class KstestResult(NamedTuple):
@@ -132,6 +161,7 @@ def ks_2samp(data1, data2, alternative="two-sided", method="auto", *, nan_policy
     >>> res.pvalue < 1e-6
     True
     """
+    data1, data2 = exact_ranks(("data1", "data2"), (data1, data2))
     s, nan = _nan_policy(nan_policy, data1=as_1d("data1", data1), data2=as_1d("data2", data2))
     if nan:
         return KstestResult(float("nan"), float("nan"))
@@ -152,10 +182,17 @@ def cramervonmises_2samp(x, y, method="auto", *, nan_policy="propagate"):
     Returns
     -------
     CramerVonMisesResult
-        ``statistic`` and ``pvalue``.
+        ``statistic`` and ``pvalue``; both NaN, with a :class:`SmallSampleWarning`, when a
+        sample has fewer than two values (after ``nan_policy='omit'``), as scipy.
     """
-    s, nan = _nan_policy(nan_policy, x=as_1d("x", x), y=as_1d("y", y))
+    x, y = exact_ranks(("x", "y"), (x, y))
+    x, y = as_1d("x", x), as_1d("y", y)
+    s, nan = _nan_policy(nan_policy, x=x, y=y)
     if nan:
+        return CramerVonMisesResult(float("nan"), float("nan"))
+    if len(s["x"]) < 2 or len(s["y"]) < 2:
+        # scipy: NaN, NaN with a SmallSampleWarning (the statistic needs two values a sample).
+        _too_small(omitted=len(x) >= 2 and len(y) >= 2)
         return CramerVonMisesResult(float("nan"), float("nan"))
     return CramerVonMisesResult(*_native.cramervonmises_2samp(s["x"], s["y"], method))
 
@@ -179,6 +216,7 @@ def anderson_ksamp(samples: Sequence, midrank: bool = True):
     """
     if not midrank:
         raise ValueError("midrank: only the midrank variant (midrank=True) is implemented")
+    samples = exact_ranks([f"samples[{i}]" for i in range(len(samples))], list(samples))
     arrays = [as_1d(f"samples[{i}]", s) for i, s in enumerate(samples)]
     statistic, pvalue, _unclamped = _native.anderson_ksamp(arrays)
     return Anderson_ksampResult(statistic, None, pvalue)
@@ -203,6 +241,7 @@ def mannwhitneyu(x, y, use_continuity=True, alternative="two-sided", method="aut
     MannwhitneyuResult
         ``statistic`` (U of ``x``) and ``pvalue``.
     """
+    x, y = exact_ranks(("x", "y"), (x, y))
     s, nan = _nan_policy(nan_policy, x=as_1d("x", x), y=as_1d("y", y))
     if nan:
         return MannwhitneyuResult(float("nan"), float("nan"))
@@ -220,6 +259,7 @@ def wasserstein_distance(u_values, v_values, u_weights=None, v_weights=None):
     """The first Wasserstein distance between two 1-D samples, as
     ``scipy.stats.wasserstein_distance`` (unweighted: weights raise ``ValueError``)."""
     _no_weights(u_weights, v_weights)
+    u_values, v_values = exact_shifted(("u_values", "v_values"), (u_values, v_values))
     return _native.wasserstein_distance(as_1d("u_values", u_values), as_1d("v_values", v_values))
 
 
@@ -227,6 +267,7 @@ def energy_distance(u_values, v_values, u_weights=None, v_weights=None):
     """The energy distance between two 1-D samples, as ``scipy.stats.energy_distance``
     (unweighted: weights raise ``ValueError``)."""
     _no_weights(u_weights, v_weights)
+    u_values, v_values = exact_shifted(("u_values", "v_values"), (u_values, v_values))
     return _native.energy_distance(as_1d("u_values", u_values), as_1d("v_values", v_values))
 
 
@@ -285,8 +326,11 @@ def chi2_contingency(observed, correction=True, lambda_=None):
 def psi(reference, current, n_bins: int = 10):
     """Population stability index of ``current`` against ``reference``: both binned on the
     reference's ``n_bins`` quantiles, ``sum((c - r) * ln(c / r))`` over bin shares (floored at
-    1e-4). Above 0.2 is the usual "significant shift"."""
-    return _native.psi_samples(as_1d("reference", reference), as_1d("current", current), int(n_bins))
+    1e-4). Above 0.2 is the usual "significant shift". ``n_bins`` is an integer from 2 to
+    :data:`MAX_BINS` (``TypeError`` for a float, ``ValueError`` outside)."""
+    n_bins = as_count("n_bins", n_bins, 2, MAX_BINS)
+    reference, current = exact_shifted(("reference", "current"), (reference, current))
+    return _native.psi_samples(as_1d("reference", reference), as_1d("current", current), n_bins)
 
 
 def jensenshannon(p, q, base: Optional[float] = None):
@@ -401,7 +445,7 @@ class ProfileSketch:
         """Sketches ``data`` (rows x columns) with KLL accuracy ``k`` (default
         ``DEFAULT_SKETCH_K``)."""
         x, names = _table(data, columns)
-        k = DEFAULT_SKETCH_K if k is None else int(k)
+        k = DEFAULT_SKETCH_K if k is None else as_count("k", k, 8, 65535)
         return cls(_native.Sketch.from_array(x, names, [str(c) for c in categorical], k))
 
     def merge(self, other):
@@ -412,12 +456,13 @@ class ProfileSketch:
     def to_profile(self, config=None, representatives=10_000):
         """The reference profile the merged partitions make (each numeric column stood for by
         ``representatives`` values at evenly spaced ranks)."""
-        return ReferenceProfile(self._s.to_profile(int(representatives), _json(config)))
+        representatives = as_count("representatives", representatives, 2, MAX_REPRESENTATIVES)
+        return ReferenceProfile(self._s.to_profile(representatives, _json(config)))
 
     def ks_error_bound(self, representatives=10_000):
         """KS statistics against ``to_profile(representatives)`` are within this of the exact
         ones."""
-        return self._s.ks_error_bound(int(representatives))
+        return self._s.ks_error_bound(as_count("representatives", representatives, 2, MAX_REPRESENTATIVES))
 
     @property
     def rows(self):
@@ -463,10 +508,10 @@ def profile_dask(frame, categorical=(), k=None, config=None, representatives=10_
     """
     from dask import delayed
 
-    if split_every < 2:
-        raise ValueError(f"split_every: expected at least 2, got {split_every}")
+    split_every = as_count("split_every", split_every, 2, 1 << 20)
+    representatives = as_count("representatives", representatives, 2, MAX_REPRESENTATIVES)
     columns = [str(c) for c in frame.columns]
-    k = DEFAULT_SKETCH_K if k is None else int(k)
+    k = DEFAULT_SKETCH_K if k is None else as_count("k", k, 8, 65535)
     level = [delayed(_sketch_partition)(part, columns, list(categorical), k) for part in frame.to_delayed()]
     if not level:
         raise ValueError("frame: expected at least one partition")

@@ -7,7 +7,7 @@ raises ``ValueError`` naming why, as scikit-learn does.
 """
 
 from . import _native
-from ._arrays import as_1d
+from ._arrays import as_1d, exact_ranks
 
 __all__ = [
     "roc_auc_score",
@@ -29,6 +29,13 @@ def _args(y_true, y_score, sample_weight, score_name):
     return y_true, y_score, sample_weight
 
 
+def _ordered(y_score):
+    """Integer scores beyond 2**53 as their dense ranks: the same order and ties, exactly
+    (ROC AUC and average precision depend on nothing else), where a float64 cast would merge
+    neighbours."""
+    return exact_ranks(("y_score",), (y_score,))[0]
+
+
 def roc_auc_score(y_true, y_score, *, sample_weight=None):
     """Area under the ROC curve of binary scores, as ``sklearn.metrics.roc_auc_score``.
 
@@ -44,13 +51,13 @@ def roc_auc_score(y_true, y_score, *, sample_weight=None):
     -------
     float
     """
-    return _native.roc_auc_score(*_args(y_true, y_score, sample_weight, "y_score"))
+    return _native.roc_auc_score(*_args(y_true, _ordered(y_score), sample_weight, "y_score"))
 
 
 def average_precision_score(y_true, y_score, *, sample_weight=None):
     """Average precision of binary scores, as ``sklearn.metrics.average_precision_score``
     (the step-wise sum over thresholds, no interpolation)."""
-    return _native.average_precision_score(*_args(y_true, y_score, sample_weight, "y_score"))
+    return _native.average_precision_score(*_args(y_true, _ordered(y_score), sample_weight, "y_score"))
 
 
 def log_loss(y_true, y_pred, *, sample_weight=None):

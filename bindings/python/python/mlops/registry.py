@@ -17,6 +17,7 @@ True
 import json
 
 from . import _native
+from ._arrays import as_count
 from .drift import ReferenceProfile
 from .train import Model
 
@@ -46,7 +47,7 @@ class Registry:
     def set_alias(self, name, alias, version, *, expected=None, why="set from Python"):
         """Points ``alias`` at ``version`` if it points at ``expected`` now (``None``: unset);
         ``ValueError`` when someone moved it first."""
-        self._r.set_alias(name, alias, int(version), expected, why)
+        self._r.set_alias(name, alias, as_count("version", version, 0, 2**64 - 1), expected, why)
 
     def alias(self, name, alias):
         """The version ``alias`` points at, or ``None``."""

@@ -5,7 +5,7 @@ data before it meets traffic."""
 import json
 
 from . import _native
-from ._arrays import as_1d, as_2d
+from ._arrays import as_1d, as_2d, as_count, by_name
 
 __all__ = ["simulate_rollout"]
 
@@ -17,8 +17,18 @@ def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_secon
     the seed's 10/25/50/75/100 with error rate, p99 latency and ROC AUC checks), on simulated
     time, labels arriving ``label_delay`` requests late. Returns a dict: ``requests``,
     ``failed``, ``simulated_seconds`` and ``rollout`` (``phase``: ``promoted`` or
-    ``rolled_back`` or where it stopped, and every decision with its checks)."""
-    a, _ = as_2d("x", x)
+    ``rolled_back`` or where it stopped, and every decision with its checks).
+
+    ``x``'s columns are matched to ``stable``'s features by name when it names them (a
+    DataFrame, a dict). ``requests_per_second`` is from 1/86,400 (one a day) to 1e5,
+    ``max_hours`` above 0 and at most 87,600 (ten years), with at most 1e8 simulated requests
+    (the rate times the longer of ``max_hours`` and the controller's 30-second tick);
+    ``label_delay`` is an integer from 0 to 10,000,000 and ``users`` from 1 to 2**32: anything
+    else is a ``ValueError`` (``TypeError`` for a non-integer count), never a panic or a
+    simulation that cannot advance."""
+    label_delay = as_count("label_delay", label_delay, 0, 10_000_000)
+    users = as_count("users", users, 1, 1 << 32)
+    a, _ = as_2d("x", by_name("x", x, stable.feature_names))
     labels = as_1d("y", y)
     if len(labels) != a.shape[0]:
         raise ValueError(f"y: expected {a.shape[0]} labels (one per row of x), got {len(labels)}")
@@ -31,7 +41,7 @@ def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_secon
             None if policy is None else json.dumps(policy),
             float(requests_per_second),
             float(max_hours),
-            int(label_delay),
-            int(users),
+            label_delay,
+            users,
         )
     )

@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from . import _native
-from ._arrays import as_1d, as_2d
+from ._arrays import as_1d, as_2d, as_count, by_name
 
 __all__ = ["Model", "fit", "Study"]
 
@@ -38,8 +38,12 @@ class Model:
         Fortran-ordered or strided array is copied, a C-ordered float32 one too, into the
         engine's layout). A row with a missing (NaN) feature scores NaN unless the model was
         loaded with ``non_finite="reject"`` (``ValueError`` naming row and feature) or
-        ``"impute"``."""
-        a, _ = _features(x, None)
+        ``"impute"``.
+
+        A pandas DataFrame's or a dict's columns are matched to :attr:`feature_names` by name
+        (reordered as the model's): a missing, unknown or repeated name is a ``ValueError``
+        naming it. A plain array's columns are taken by position."""
+        a, _ = _features(by_name("x", x, self.feature_names), None)
         return self._m.predict_proba(a)
 
     def predict(self, x):
@@ -79,6 +83,10 @@ class Model:
         return f"Model(features={len(self.feature_names)}, threshold={self.threshold:.3f})"
 
 
+#: The integer ``TrainConfig`` fields and their ranges, checked before training.
+_TRAIN_COUNTS = {"epochs": (1, 1_000_000), "batch_size": (1, 1 << 24), "threads": (1, 1024), "seed": (0, 2**64 - 1)}
+
+
 def fit(
     x,
     y,
@@ -99,6 +107,9 @@ def fit(
     ``validation_fraction`` of ``x``); the other keyword arguments are ``TrainConfig`` fields:
     ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``, ``seed``, ``pos_weight``,
     ``validation_fraction``, ``early_stopping``, ... (an unknown one is a ``ValueError``)."""
+    for key, (low, high) in _TRAIN_COUNTS.items():
+        if key in train:
+            train[key] = as_count(key, train[key], low, high)
     a, names = _features(x, columns)
     labels = as_1d("y", y)
     if len(labels) != a.shape[0]:
@@ -108,7 +119,10 @@ def fit(
         vx, vy = validation
         va, _ = _features(vx, columns)
         val = (va, as_1d("validation y", vy))
-    mlp = {"hidden": [int(h) for h in hidden], "activation": activation, "dropout": float(dropout)}
+    hidden = list(hidden)
+    if len(hidden) > 64:
+        raise ValueError(f"hidden: expected at most 64 layers, got {len(hidden)}")
+    mlp = {"hidden": [as_count(f"hidden[{i}]", h, 1, 1 << 16) for i, h in enumerate(hidden)], "activation": activation, "dropout": float(dropout)}
     native, history = _native.fit(a, labels, names, [str(c) for c in categorical], json.dumps(mlp), json.dumps(train), val)
     return Model(native, json.loads(history))
 
@@ -136,10 +150,10 @@ class Study:
         self.config = {
             "name": name,
             "objective": {"type": direction, "goal": goal, "objectiveMetricName": "value"},
-            "parallelTrialCount": int(parallel),
-            "maxTrialCount": int(max_trials),
-            "maxFailedTrialCount": int(max_failed),
-            "seed": int(seed),
+            "parallelTrialCount": as_count("parallel", parallel, 1, 1024),
+            "maxTrialCount": as_count("max_trials", max_trials, 1, 1_000_000),
+            "maxFailedTrialCount": as_count("max_failed", max_failed, 0, 1_000_000),
+            "seed": as_count("seed", seed, 0, 2**64 - 1),
             "sampler": sampler if isinstance(sampler, dict) else {"type": sampler},
         }
         self.space = [{"name": k, "distribution": v} for k, v in params.items()]

@@ -129,7 +129,7 @@ fn mwu_exact_sf(n1: usize, n2: usize, k: usize) -> Result<f64> {
         return Ok(0.0);
     }
     // sum_{u >= k} c[u] = sum_{u <= max - k} c[u] (symmetry), or total - sum_{u < k} c[u].
-    let (limit, complement) = if max - k <= k - 1 {
+    let (limit, complement) = if max - k < k {
         (max - k, false)
     } else {
         (k - 1, true)

@@ -437,6 +437,16 @@ impl Controller {
                     }
                     _ => {}
                 }
+                if let Some(why) = next.policy_conflict(config) {
+                    return Err(Failed {
+                        kind: ControllerErrorKind::State,
+                        error: Error::invalid(
+                            format!("rollout state {:?} of {model:?}", self.document),
+                            "a state another replica's policy reconciled from this one",
+                            why,
+                        ),
+                    });
+                }
                 if let Some(d) = next.reconcile(config, now) {
                     tracing::warn!(model = %model, reason = %d.reason, "stored rollout reconciled with the policy in force");
                     return self.commit(router, st.seq, next, d).await;

@@ -32,5 +32,5 @@ pub use controller::{
 pub use metrics_source::{InProcess, MetricsSource};
 #[cfg(feature = "http")]
 pub use metrics_source::{PrometheusSource, MAX_LABELED_ROWS};
-pub use state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
+pub use state::{policy_digest, Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 pub use store::{rollout_document, MemoryRolloutStore, RolloutStore, Stored, ROLLOUT_DOCUMENT};

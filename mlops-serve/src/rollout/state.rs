@@ -114,6 +114,15 @@ pub struct RolloutState {
     /// between the state write and the alias moves leaves `false`; the next tick finishes).
     #[serde(default)]
     pub aliases_settled: bool,
+    /// The digest ([`policy_digest`]) of the policy that last wrote the state (`None` in
+    /// states written before digests were kept).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The last reconciliation: the digest of the policy it reconciled from, and of the one
+    /// it reconciled to. Two replicas on different policies reconcile each other's state at
+    /// most once (see [`RolloutState::policy_conflict`]).
+    #[serde(default)]
+    pub reconciled: Option<(String, String)>,
     /// Every decision, oldest first.
     pub decisions: Vec<Decision>,
 }
@@ -122,6 +131,12 @@ pub struct RolloutState {
 /// [`RolloutState::reconcile`] never lets a state reach.
 fn step_percent(config: &PromotionConfig, i: usize) -> f64 {
     config.steps.get(i).copied().unwrap_or(0.0)
+}
+
+/// A digest of a policy (xxh3 of its JSON form): which policy last wrote a stored state.
+pub fn policy_digest(config: &PromotionConfig) -> String {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&json))
 }
 
 /// Whether two percents route the same buckets (one bucket is 0.01 percent).
@@ -177,6 +192,8 @@ impl RolloutState {
             failures: 0,
             inconclusive: 0,
             aliases_settled: false,
+            policy: Some(policy_digest(config)),
+            reconciled: None,
             decisions: Vec::new(),
         };
         let basis = Basis::at(now, &s);
@@ -200,6 +217,7 @@ impl RolloutState {
         self.aliases_settled = false;
         self.begin(config);
         self.step_started_unix = unix(now);
+        self.policy = Some(policy_digest(config));
         let reason =
             format!("new candidate v{candidate} replaced v{old}: the analysis starts again");
         self.record(basis, DecisionKind::Restart, reason)
@@ -298,19 +316,12 @@ impl RolloutState {
             Phase::Shadow => "the shadow phase".to_string(),
             _ => format!("step {} at {percent}%", self.step),
         };
-        let fits = match self.phase {
-            Phase::Shadow => config.shadow.is_some(),
-            Phase::Canary | Phase::RollingBack => {
-                valid
-                    && below_last
-                        .get(self.step)
-                        .is_some_and(|&s| same_buckets(s, percent))
-            }
-            Phase::Promoted | Phase::RolledBack => true,
-        };
-        if fits {
+        if self.fits(config) || self.policy_conflict(config).is_some() {
             return None;
         }
+        let ours = policy_digest(config);
+        self.reconciled = Some((self.policy.clone().unwrap_or_default(), ours.clone()));
+        self.policy = Some(ours);
         // The highest step at or under the current percent, and the first step.
         let at_or_under = below_last
             .iter()
@@ -373,6 +384,58 @@ impl RolloutState {
         Some(self.record(basis, kind, reason))
     }
 
+    /// Whether the state fits `config` (see [`RolloutState::reconcile`]). A canary or
+    /// rolling-back percent that is one of the policy's steps below the last fits whatever
+    /// the stored step index: the index is re-pointed at that step here, without a decision
+    /// and without restarting the bake time (only the index is local to a policy, so
+    /// replicas whose policies share the percent agree on the rollout).
+    fn fits(&mut self, config: &PromotionConfig) -> bool {
+        let steps = &config.steps;
+        let below_last = steps.split_last().map_or(&[][..], |(_, rest)| rest);
+        let percent = self.canary_percent;
+        let valid = percent.is_finite() && (0.0..=100.0).contains(&percent);
+        match self.phase {
+            Phase::Shadow => config.shadow.is_some(),
+            Phase::Canary | Phase::RollingBack => {
+                match below_last
+                    .iter()
+                    .position(|&s| valid && same_buckets(s, percent))
+                {
+                    Some(i) => {
+                        self.step = i;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Phase::Promoted | Phase::RolledBack => true,
+        }
+    }
+
+    /// Why `config` must not reconcile this state, if it must not: the state does not fit
+    /// `config`, was last written under another policy, and the last reconciliation was
+    /// between that policy and `config`'s (in either direction). Two replicas running
+    /// different policies would otherwise reconcile each other's writes for ever, each
+    /// restarting the bake time so that no analysis ever comes due. `None` when the state
+    /// fits or may be reconciled. The controller counts a refusal as a state error.
+    pub fn policy_conflict(&mut self, config: &PromotionConfig) -> Option<String> {
+        if self.phase.is_terminal() || config.validate().is_err() || self.fits(config) {
+            return None;
+        }
+        let ours = policy_digest(config);
+        let writer = self.policy.as_deref()?;
+        let (from, to) = self.reconciled.as_ref()?;
+        let pair = |a: &str, b: &str| (from == a && to == b) || (from == b && to == a);
+        if writer != ours && pair(writer, &ours) {
+            Some(format!(
+                "the stored rollout of v{} was written under policy {writer}, which already reconciled it from policy {ours} (the one in force here): replicas run different policies; not reconciled again (give every replica one policy)",
+                self.candidate
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The moment the current step's bake time is over.
     pub fn step_due_unix(&self, config: &PromotionConfig) -> f64 {
         let bake = match (self.phase, &config.shadow) {
@@ -392,12 +455,23 @@ impl RolloutState {
         snapshot: &StepSnapshot,
         now: std::time::SystemTime,
     ) -> Option<Decision> {
-        if self.phase.is_terminal() {
+        if self.phase.is_terminal() || self.policy_conflict(config).is_some() {
             return None;
         }
         if let Some(d) = self.reconcile(config, now) {
             return Some(d);
         }
+        let d = self.analyze(config, snapshot, now)?;
+        self.policy = Some(policy_digest(config));
+        Some(d)
+    }
+
+    fn analyze(
+        &mut self,
+        config: &PromotionConfig,
+        snapshot: &StepSnapshot,
+        now: std::time::SystemTime,
+    ) -> Option<Decision> {
         if unix(now) < self.step_due_unix(config) {
             return None;
         }

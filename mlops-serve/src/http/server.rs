@@ -65,8 +65,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Longest request target (path and query) in bytes (64 to 32 KiB); longer ones get 414.
     pub max_uri_bytes: usize,
-    /// Most requests handled at once, health checks aside (1 to 65,536); more get 503 at
-    /// once (each holds its body and its decoded tensors).
+    /// Most inference and labels requests worked on at once (1 to 65,536), counted from
+    /// when the request is authenticated and its body read; more get 503 at once (each holds
+    /// its body and its decoded tensors).
     pub max_in_flight: usize,
     /// Most connections open at once (2 to 1,000,000; keep it under the process's file
     /// limit): a new one past it sheds the oldest connection with no request being handled
@@ -337,11 +338,7 @@ pub fn app_with(
         )
         .route("/v2/models/{model}/labels", post(labels))
         .route("/metrics", get(metrics_text))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate))
-        .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            limit_in_flight,
-        ));
+        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     Ok(axum::Router::new()
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(server_ready))
@@ -403,12 +400,16 @@ async fn limit_head(State(s): State<Arc<Shared>>, request: HttpRequest, next: Ne
     next.run(request).await
 }
 
-/// At most [`ServerConfig::max_in_flight`] requests at once; more are answered 503 at once.
-async fn limit_in_flight(
-    State(s): State<Arc<Shared>>,
-    request: HttpRequest,
-    next: Next,
-) -> Response {
+/// Runs `work` (a request's decoding and scoring) on the blocking pool, so that it never
+/// holds up the runtime's workers (health checks and other connections keep answering),
+/// while holding one of the [`ServerConfig::max_in_flight`] permits: at most that many
+/// requests are worked on at once, and more are answered 503 at once. Handlers call it after
+/// authentication and after their body is read, so neither unauthenticated requests nor
+/// uploads still in progress hold a permit.
+async fn in_flight<F>(s: &Shared, work: F) -> Response
+where
+    F: FnOnce() -> Response + Send + 'static,
+{
     let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -421,9 +422,21 @@ async fn limit_in_flight(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let response = next.run(request).await;
-    drop(permit);
-    response
+    let task = tokio::task::spawn_blocking(move || {
+        let response = work();
+        drop(permit);
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a request's work failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request's work failed (see the server log)",
+            )
+        }
+    }
 }
 
 /// Every error answer as `{"error": ...}` JSON: those of axum, of the timeout and of the body
@@ -626,7 +639,7 @@ async fn infer(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    run_infer(&s, &model, None, &headers, body)
+    infer_off_runtime(s, model, None, headers, body).await
 }
 
 async fn infer_version(
@@ -635,7 +648,26 @@ async fn infer_version(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    run_infer(&s, &model, Some(&version), &headers, body)
+    infer_off_runtime(s, model, Some(version), headers, body).await
+}
+
+/// [`run_infer`] on the blocking pool under an in-flight permit ([`in_flight`]); a body
+/// that could not be read is answered here (no permit, no work).
+async fn infer_off_runtime(
+    s: Arc<Shared>,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    if body.is_err() {
+        return run_infer(&s, &model, version.as_deref(), &headers, body);
+    }
+    let shared = s.clone();
+    in_flight(&s, move || {
+        run_infer(&shared, &model, version.as_deref(), &headers, body)
+    })
+    .await
 }
 
 fn body_error(rejection: BytesRejection) -> Response {
@@ -880,8 +912,21 @@ async fn labels(
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
+    if body.is_err() {
+        return run_labels(&s, &model, body);
+    }
+    let shared = s.clone();
+    in_flight(&s, move || run_labels(&shared, &model, body)).await
+}
+
+/// The labels post's work ([`labels`]).
+fn run_labels(
+    s: &Shared,
+    model: &str,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
     if model != s.model {
-        return unknown_model(&s, &model);
+        return unknown_model(s, model);
     }
     let body = match body {
         Ok(b) => b,
@@ -902,7 +947,7 @@ async fn labels(
             "labels body: missing string \"id\"",
         );
     };
-    if let Some(e) = id_too_long(&s, id) {
+    if let Some(e) = id_too_long(s, id) {
         return e;
     }
     let Some(values) = parsed.get("labels").and_then(Value::as_array) else {

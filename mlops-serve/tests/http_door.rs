@@ -1,0 +1,238 @@
+//! The server's door under load, over real connections: a request's decoding and scoring
+//! never hold up the runtime (health keeps answering while a model is busy), in-flight
+//! permits are taken only by authenticated requests whose body is read, and shutdown does
+//! not wait for ever on a client that never reads its answer.
+
+#![cfg(feature = "http")]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use mlops_core::model::Predictor;
+use mlops_serve::http::{app, ServerConfig};
+use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
+use ndarray::ArrayView2;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "s3cret-token-0123456789";
+
+/// A model that, on its first call, says so and then waits until the test releases it (or
+/// a generous deadline passes, so a broken server fails the test instead of hanging it).
+struct Blocking {
+    names: Vec<String>,
+    entered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    release: Mutex<mpsc::Receiver<()>>,
+    done: AtomicBool,
+}
+
+impl Predictor for Blocking {
+    fn feature_names(&self) -> &[String] {
+        &self.names
+    }
+    fn predict_proba_into(
+        &self,
+        _x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> mlops_core::Result<()> {
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            let _ = entered.send(());
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(20));
+        }
+        self.done.store(true, Ordering::SeqCst);
+        out.fill(0.25);
+        Ok(())
+    }
+}
+
+fn router_of(model: Arc<dyn Predictor>) -> Arc<Router> {
+    let routes = Routes {
+        variants: vec![Variant::new("stable", Some(1), model)],
+        weights: vec![("stable".into(), 100.0)],
+        shadow: None,
+    };
+    Arc::new(Router::new("fraud", routes, RouterOptions::default()).unwrap())
+}
+
+fn plain_model() -> Arc<dyn Predictor> {
+    let (_tx, rx) = mpsc::channel();
+    Arc::new(Blocking {
+        names: vec!["a".into(), "b".into(), "c".into()],
+        entered: Mutex::new(None),
+        release: Mutex::new(rx),
+        done: AtomicBool::new(false),
+    })
+}
+
+/// Starts `app` on a local port; the sender stops it.
+async fn start(
+    app: axum::Router,
+    config: ServerConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        mlops_serve::http::serve_with(listener, app, &config, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (addr, stop, server)
+}
+
+/// Sends `request` on a new connection and reads until the server closes it.
+async fn raw(addr: std::net::SocketAddr, request: String) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("no answer before the deadline")
+    .unwrap();
+    String::from_utf8_lossy(&out).to_string()
+}
+
+const INFER_BODY: &str =
+    r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
+
+fn infer_request(token: Option<&str>) -> String {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{INFER_BODY}",
+        INFER_BODY.len()
+    )
+}
+
+const HEALTH: &str = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// Item 2: one runtime thread, a model blocked mid-request: `/v2/health/live` still answers
+/// while it is blocked (the request's work runs off the runtime), then the request completes.
+#[tokio::test(flavor = "current_thread")]
+async fn health_answers_while_a_model_is_blocked_on_a_one_thread_runtime() {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let model = Arc::new(Blocking {
+        names: vec!["a".into(), "b".into(), "c".into()],
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+        done: AtomicBool::new(false),
+    });
+    let config = ServerConfig::default();
+    let app = app("fraud", router_of(model.clone()), None, config.clone()).unwrap();
+    let (addr, stop, server) = start(app, config).await;
+    let infer = tokio::spawn(raw(addr, infer_request(None)));
+    entered_rx.await.unwrap();
+    let health = raw(addr, HEALTH.to_string()).await;
+    assert!(
+        !model.done.load(Ordering::SeqCst),
+        "health answered only after the model returned: the request blocked the runtime"
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    release_tx.send(()).unwrap();
+    let answer = infer.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Item 3: authenticated uploads whose body is still coming hold no in-flight permit (the
+/// permit is taken once the body is read), and unauthenticated requests are refused before
+/// any: a complete authenticated request still gets 200 with every permit's worth of slow
+/// uploads open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_and_unauthenticated_requests_hold_no_in_flight_permit() {
+    let config = ServerConfig {
+        max_in_flight: 4,
+        tokens: vec![TOKEN.to_string()],
+        ..ServerConfig::default()
+    };
+    let app = app("fraud", router_of(plain_model()), None, config.clone()).unwrap();
+    let (addr, stop, server) = start(app, config.clone()).await;
+    let mut slow = Vec::new();
+    for _ in 0..config.max_in_flight + 2 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            INFER_BODY.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The 100 Continue comes when the handler starts reading the body: the request is
+        // past authentication (and, before the fix, had taken its permit).
+        let mut buf = [0_u8; 25];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            stream.read_exact(&mut buf),
+        )
+        .await
+        .expect("no 100 Continue before the deadline")
+        .unwrap();
+        assert!(
+            buf.starts_with(b"HTTP/1.1 100 Continue"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        stream.write_all(&INFER_BODY.as_bytes()[..1]).await.unwrap();
+        slow.push(stream);
+    }
+    for _ in 0..config.max_in_flight + 2 {
+        let refused = raw(addr, infer_request(None)).await;
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    }
+    let answer = raw(addr, infer_request(Some(TOKEN))).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(slow);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Past `max_in_flight` requests being worked on, a request is answered 503 with `{"error"}`
+/// and `Retry-After` at once; health checks are not counted; the permit comes back when the
+/// work ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_bound_get_503_json() {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let model = Arc::new(Blocking {
+        names: vec!["a".into(), "b".into(), "c".into()],
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+        done: AtomicBool::new(false),
+    });
+    let config = ServerConfig {
+        max_in_flight: 1,
+        ..ServerConfig::default()
+    };
+    let app = app("fraud", router_of(model), None, config.clone()).unwrap();
+    let (addr, stop, server) = start(app, config).await;
+    let holder = tokio::spawn(raw(addr, infer_request(None)));
+    entered_rx.await.unwrap();
+    let busy = raw(addr, infer_request(None)).await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(
+        busy.to_ascii_lowercase().contains("retry-after: 1"),
+        "{busy}"
+    );
+    let body = busy.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("busy"), "{v}");
+    let health = raw(addr, HEALTH.to_string()).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    release_tx.send(()).unwrap();
+    let held = holder.await.unwrap();
+    assert!(held.starts_with("HTTP/1.1 200"), "{held}");
+    let again = raw(addr, infer_request(None)).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -882,6 +882,7 @@ mod server {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let config = ServerConfig {
             max_connections: 4,
+            max_in_flight: 2,
             header_timeout_seconds: 600.0,
             ..ServerConfig::default()
         };

@@ -236,3 +236,93 @@ async fn requests_past_the_in_flight_bound_get_503_json() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// `max_connections` must exceed `max_in_flight` (a connection stays free for health checks
+/// while every permit is taken): equal or fewer is a named error.
+#[test]
+fn max_connections_must_exceed_max_in_flight() {
+    for (connections, in_flight) in [(64, 64), (10, 64)] {
+        let config = ServerConfig {
+            max_connections: connections,
+            max_in_flight: in_flight,
+            ..ServerConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("invalid ServerConfig.max_connections")
+                && e.contains("ServerConfig.max_in_flight"),
+            "{e}"
+        );
+    }
+    ServerConfig {
+        max_connections: 65,
+        max_in_flight: 64,
+        ..ServerConfig::default()
+    }
+    .validate()
+    .unwrap();
+}
+
+/// A one-feature model that says when it is first called and answers a long-printing
+/// probability (so that a large batch has an answer far larger than the socket buffers).
+struct Wide {
+    names: Vec<String>,
+    called: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Predictor for Wide {
+    fn feature_names(&self) -> &[String] {
+        &self.names
+    }
+    fn predict_proba_into(
+        &self,
+        _x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> mlops_core::Result<()> {
+        if let Some(called) = self.called.lock().unwrap().take() {
+            let _ = called.send(());
+        }
+        out.fill(0.123_456_79);
+        Ok(())
+    }
+}
+
+/// Item 4 (drain): a client that asks for a large answer and never reads it does not hold
+/// the shutdown for ever: past the request timeout and `DRAIN_MARGIN` the connection is
+/// closed and `serve_with` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_ever_on_a_client_that_never_reads() {
+    let (called_tx, called_rx) = tokio::sync::oneshot::channel();
+    let model = Arc::new(Wide {
+        names: vec!["a".into()],
+        called: Mutex::new(Some(called_tx)),
+    });
+    let config = ServerConfig {
+        timeout_seconds: 0.5,
+        ..ServerConfig::default()
+    };
+    let app = app("fraud", router_of(model), None, config.clone()).unwrap();
+    let (addr, stop, server) = start(app, config).await;
+    let rows = 2_000_000;
+    let mut data = "1,".repeat(rows);
+    data.pop();
+    let body = format!(
+        r#"{{"inputs":[{{"name":"input","shape":[{rows},1],"datatype":"FP32","data":[{data}]}}]}}"#
+    );
+    let request = format!(
+        "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The answer (over 20 MB) is being made; the client never reads it.
+    called_rx.await.unwrap();
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), server).await;
+    assert!(
+        ended.is_ok(),
+        "serve_with still draining a connection whose client never reads"
+    );
+    ended.unwrap().unwrap().unwrap();
+    drop(stream);
+}

@@ -38,6 +38,11 @@ pub const PROBABILITY: &str = "probability";
 /// threshold, 0 below it, -1 for a row the model could not score).
 pub const LABEL: &str = "label";
 
+/// How long, past [`ServerConfig::timeout_seconds`], a shutting-down server waits for its
+/// connections to finish their answers (a client that never reads its answer would hold the
+/// shutdown for ever); the connections left are closed.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+
 /// The range of [`ServerConfig::timeout_seconds`]: 50 ms to an hour.
 pub const TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.05, 3600.0);
 /// The range of [`ServerConfig::header_timeout_seconds`]: 50 ms to ten minutes.
@@ -69,8 +74,8 @@ pub struct ServerConfig {
     /// when the request is authenticated and its body read; more get 503 at once (each holds
     /// its body and its decoded tensors).
     pub max_in_flight: usize,
-    /// Most connections open at once (2 to 1,000,000; keep it under the process's file
-    /// limit): a new one past it sheds the oldest connection with no request being handled
+    /// Most connections open at once (2 to 1,000,000, and more than `max_in_flight`; keep it
+    /// under the process's file limit): a new one past it sheds the oldest connection with no request being handled
     /// (idle, or still sending its headers), and gets a 503 when every one is busy.
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers ([`HEADER_TIMEOUT_RANGE`]); the
@@ -130,6 +135,16 @@ impl ServerConfig {
             if !(lo..=hi).contains(&value) {
                 return Err(Error::invalid(field, value, format!("from {lo} to {hi}")));
             }
+        }
+        if self.max_connections <= self.max_in_flight {
+            return Err(Error::invalid(
+                "ServerConfig.max_connections",
+                self.max_connections,
+                format!(
+                    "more than ServerConfig.max_in_flight = {} (a connection must stay free for health checks while every permit is taken)",
+                    self.max_in_flight
+                ),
+            ));
         }
         seconds(
             "ServerConfig.timeout_seconds",
@@ -1081,6 +1096,12 @@ pub async fn serve_with(
         HEADER_TIMEOUT_RANGE,
     )
     .map_err(invalid)?;
+    let request_timeout = seconds(
+        "ServerConfig.timeout_seconds",
+        config.timeout_seconds,
+        TIMEOUT_RANGE,
+    )
+    .map_err(invalid)?;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -1158,6 +1179,20 @@ pub async fn serve_with(
     }
     drop(listener);
     let _ = drain.send(true);
-    while tasks.join_next().await.is_some() {}
+    // A client that never reads its answer would hold its connection (and so the shutdown)
+    // for ever: past the request timeout and a margin, the connections left are closed.
+    let deadline = request_timeout + DRAIN_MARGIN;
+    let drained = tokio::time::timeout(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            seconds = deadline.as_secs_f64(),
+            "connections still open past the drain deadline: closed"
+        );
+        tasks.shutdown().await;
+    }
     Ok(())
 }

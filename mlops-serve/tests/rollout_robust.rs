@@ -606,3 +606,20 @@ fn replicas_on_different_policies_reconcile_a_state_at_most_once() {
         shared.decisions.len()
     );
 }
+
+/// A long pair's document is named by the SHA-256 of the pair (its length as 8 little-endian
+/// bytes, then both names; the value below is Python's `hashlib.sha256`), not by a
+/// non-cryptographic hash that pairs could be chosen to collide on.
+#[test]
+fn a_long_alias_pair_is_named_by_its_sha256() {
+    let long = "a".repeat(128);
+    assert_eq!(
+        rollout_document(&long, "canary"),
+        "rollout_s0a826c8e995078b6973e1ab67b03906efd931af5f378db921c0c83d64f0713f1"
+    );
+    // Short pairs keep their readable names (existing documents are still found).
+    assert_eq!(
+        rollout_document("eu-production", "eu-canary"),
+        "rollout_13_eu-production_eu-canary"
+    );
+}

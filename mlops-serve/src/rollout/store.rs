@@ -37,7 +37,8 @@ const MAX_DOCUMENT: usize = 128;
 /// the alias rolled out from): [`ROLLOUT_DOCUMENT`] for the default pair, so its state stays
 /// where it always was; otherwise `rollout_{len}_{production}_{canary}`, the length making the
 /// split unambiguous (`a_b`/`c` and `a`/`b_c` differ), or, past 128 characters,
-/// `rollout_x` and a 128-bit hash of the pair. Every name is a valid registry name when both
+/// `rollout_s` and the SHA-256 of the pair in hex (collision-resistant: two pairs never share a
+/// document, even pairs chosen to collide). Every name is a valid registry name when both
 /// aliases are.
 ///
 /// ```
@@ -61,10 +62,10 @@ pub fn rollout_document(production: &str, canary: &str) -> String {
     pair.extend_from_slice(&(production.len() as u64).to_le_bytes());
     pair.extend_from_slice(production.as_bytes());
     pair.extend_from_slice(canary.as_bytes());
-    format!(
-        "{ROLLOUT_DOCUMENT}_x{:032x}",
-        xxhash_rust::xxh3::xxh3_128(&pair)
-    )
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&pair);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{ROLLOUT_DOCUMENT}_s{hex}")
 }
 
 /// Shared, conditional storage of rollouts: one per model and document (one document per

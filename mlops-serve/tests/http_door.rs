@@ -34,7 +34,8 @@ impl Predictor for Blocking {
         _x: ArrayView2<'_, f32>,
         out: &mut [f32],
     ) -> mlops_core::Result<()> {
-        if let Some(entered) = self.entered.lock().unwrap().take() {
+        let entered = self.entered.lock().unwrap().take();
+        if let Some(entered) = entered {
             let _ = entered.send(());
             let _ = self
                 .release
@@ -325,4 +326,64 @@ async fn shutdown_does_not_wait_for_ever_on_a_client_that_never_reads() {
     );
     ended.unwrap().unwrap().unwrap();
     drop(stream);
+}
+
+fn padded_infer_request(pad: usize) -> String {
+    let body = format!("{INFER_BODY}{}", " ".repeat(pad));
+    format!(
+        "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Item 4 (memory): the bodies worked on at once are bounded in bytes: with a large body
+/// being scored, another that would pass `max_body_bytes_in_flight` gets 503 JSON at once,
+/// while a small one still fits; once the first ends, the large one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_the_byte_budget_get_503_json() {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let model = Arc::new(Blocking {
+        names: vec!["a".into(), "b".into(), "c".into()],
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+        done: AtomicBool::new(false),
+    });
+    let config = ServerConfig {
+        body_limit_bytes: 1024,
+        max_body_bytes_in_flight: 1024,
+        ..ServerConfig::default()
+    };
+    let app = app("fraud", router_of(model), None, config.clone()).unwrap();
+    let (addr, stop, server) = start(app, config).await;
+    let holder = tokio::spawn(raw(addr, padded_infer_request(600)));
+    entered_rx.await.unwrap();
+    let refused = raw(addr, padded_infer_request(600)).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("max_body_bytes_in_flight"), "{refused}");
+    let small = raw(addr, padded_infer_request(0)).await;
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    release_tx.send(()).unwrap();
+    let held = holder.await.unwrap();
+    assert!(held.starts_with("HTTP/1.1 200"), "{held}");
+    let again = raw(addr, padded_infer_request(600)).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// `max_body_bytes_in_flight` is bounded like every size.
+#[test]
+fn the_body_byte_budget_is_bounded() {
+    let e = ServerConfig {
+        max_body_bytes_in_flight: 10,
+        ..ServerConfig::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("invalid ServerConfig.max_body_bytes_in_flight = 10"),
+        "{e}"
+    );
 }

@@ -78,6 +78,11 @@ pub struct ServerConfig {
     /// under the process's file limit): a new one past it sheds the oldest connection with no request being handled
     /// (idle, or still sending its headers), and gets a 503 when every one is busy.
     pub max_connections: usize,
+    /// Most request-body bytes worked on at once, over every request being decoded and
+    /// scored (1 KiB to 1 TiB; at least `body_limit_bytes` in effect, so one largest body
+    /// always fits): decoding takes several times its body, so this bounds the memory of
+    /// `max_in_flight` large requests. A read body that does not fit gets 503 at once.
+    pub max_body_bytes_in_flight: usize,
     /// Seconds a client has to send a request's headers ([`HEADER_TIMEOUT_RANGE`]); the
     /// connection is closed after (slow-header clients cannot hold connections).
     pub header_timeout_seconds: f64,
@@ -96,6 +101,7 @@ impl Default for ServerConfig {
             max_uri_bytes: 4096,
             max_in_flight: 64,
             max_connections: 512,
+            max_body_bytes_in_flight: 128 << 20,
             header_timeout_seconds: 10.0,
         }
     }
@@ -125,6 +131,12 @@ impl ServerConfig {
                 32 << 10,
             ),
             ("ServerConfig.max_in_flight", self.max_in_flight, 1, 65_536),
+            (
+                "ServerConfig.max_body_bytes_in_flight",
+                self.max_body_bytes_in_flight,
+                1024,
+                1 << 40,
+            ),
             (
                 "ServerConfig.max_connections",
                 self.max_connections,
@@ -285,6 +297,10 @@ struct Shared {
     tokens: Vec<[u8; 32]>,
     readiness: Readiness,
     in_flight: Arc<Semaphore>,
+    /// One permit per body byte being worked on ([`ServerConfig::max_body_bytes_in_flight`]).
+    body_bytes: Arc<Semaphore>,
+    /// The permits of `body_bytes`.
+    body_budget: usize,
 }
 
 /// An error answer: a status and `{"error": "..."}`.
@@ -325,11 +341,17 @@ pub fn app_with(
         TIMEOUT_RANGE,
     )?;
     let limit = config.body_limit_bytes;
+    let body_budget = config
+        .max_body_bytes_in_flight
+        .max(limit)
+        .min(Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
         model: model.to_string(),
         router,
         metrics,
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        body_bytes: Arc::new(Semaphore::new(body_budget)),
+        body_budget,
         config,
         tokens,
         readiness,
@@ -421,10 +443,23 @@ async fn limit_head(State(s): State<Arc<Shared>>, request: HttpRequest, next: Ne
 /// requests are worked on at once, and more are answered 503 at once. Handlers call it after
 /// authentication and after their body is read, so neither unauthenticated requests nor
 /// uploads still in progress hold a permit.
-async fn in_flight<F>(s: &Shared, work: F) -> Response
+async fn in_flight<F>(s: &Shared, body_len: usize, work: F) -> Response
 where
     F: FnOnce() -> Response + Send + 'static,
 {
+    let want = u32::try_from(body_len.min(s.body_budget)).unwrap_or(u32::MAX);
+    let Ok(bytes) = s.body_bytes.clone().try_acquire_many_owned(want) else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "server busy: a body of {body_len} bytes does not fit in the {} body bytes worked on at once (ServerConfig.max_body_bytes_in_flight); retry later",
+                s.body_budget
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
     let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -439,7 +474,7 @@ where
     };
     let task = tokio::task::spawn_blocking(move || {
         let response = work();
-        drop(permit);
+        drop((permit, bytes));
         response
     });
     match task.await {
@@ -679,7 +714,8 @@ async fn infer_off_runtime(
         return run_infer(&s, &model, version.as_deref(), &headers, body);
     }
     let shared = s.clone();
-    in_flight(&s, move || {
+    let len = body.as_ref().map_or(0, Bytes::len);
+    in_flight(&s, len, move || {
         run_infer(&shared, &model, version.as_deref(), &headers, body)
     })
     .await
@@ -931,7 +967,8 @@ async fn labels(
         return run_labels(&s, &model, body);
     }
     let shared = s.clone();
-    in_flight(&s, move || run_labels(&shared, &model, body)).await
+    let len = body.as_ref().map_or(0, Bytes::len);
+    in_flight(&s, len, move || run_labels(&shared, &model, body)).await
 }
 
 /// The labels post's work ([`labels`]).

@@ -75,8 +75,8 @@ struct Args {
     /// Seconds a client has to send a request's headers (0.05 to 600).
     #[arg(long, default_value_t = 10.0)]
     header_timeout_seconds: f64,
-    /// Most connections open at once; past it (or out of file descriptors) the oldest idle
-    /// one is shed.
+    /// Most connections open at once (more than the 64 requests worked on at once); past it
+    /// (or out of file descriptors) the oldest idle one is shed.
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
 }

@@ -623,3 +623,40 @@ fn a_long_alias_pair_is_named_by_its_sha256() {
         "rollout_13_eu-production_eu-canary"
     );
 }
+
+/// Two controllers (replicas) on one store with different policies, ticking in turn with
+/// traffic: the stored rollout is reconciled at most once between them (a refusal is a
+/// counted state error, not another rewrite) and the rollout comes to an end.
+#[tokio::test]
+async fn two_controllers_on_different_policies_do_not_reconcile_each_other_for_ever() {
+    let w = world(0.5, 1.0);
+    w.start_canary(2);
+    let (ra, rb) = (w.router(), w.router());
+    let a = w.controller(policy(&[50.0, 100.0]));
+    let b = w.controller(policy(&[10.0, 25.0, 50.0, 75.0, 100.0]));
+    let mut offset = 0;
+    for _ in 0..200 {
+        if state_of(&a)
+            .await
+            .is_some_and(|s| s.phase.is_terminal() && s.aliases_settled)
+        {
+            break;
+        }
+        let _ = a.tick(&ra).await;
+        traffic(&w, &[&ra, &rb], 750, &mut offset);
+        let _ = b.tick(&rb).await;
+        traffic(&w, &[&ra, &rb], 750, &mut offset);
+    }
+    let s = state_of(&a).await.unwrap();
+    let reconciles = s
+        .decisions
+        .iter()
+        .filter(|d| d.kind == DecisionKind::Reconcile)
+        .count();
+    assert!(
+        reconciles <= 1,
+        "{reconciles} reconciliations: {:#?}",
+        s.decisions
+    );
+    assert!(s.phase.is_terminal(), "{:#?}", s.decisions);
+}

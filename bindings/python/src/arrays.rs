@@ -54,6 +54,7 @@ impl Values<'_> {
 /// `obj` as a 1-d float64 or float32 array, or a `TypeError` (another dtype, not an array)
 /// or `ValueError` (another number of dimensions) naming `name`.
 pub fn values<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Values<'py>> {
+    let obj = &aligned(obj)?;
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, f64>>() {
         return Ok(Values::F64(a));
     }
@@ -75,6 +76,19 @@ pub fn values<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Values<'py>>
             obj.get_type().name()?
         ))),
     }
+}
+
+/// `obj` itself, or a copy of it when it is a numpy array whose data are not aligned for its
+/// dtype (a buffer at an odd offset, as `np.frombuffer` with an offset or a pickle-5 buffer
+/// shipped between Dask workers can give): a slice or view of unaligned floats would be
+/// undefined behaviour (ndarray's debug builds panic on it).
+fn aligned<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(a) = obj.cast::<PyUntypedArray>() {
+        if !a.getattr("flags")?.getattr("aligned")?.extract::<bool>()? {
+            return a.call_method0("copy");
+        }
+    }
+    Ok(obj.clone())
 }
 
 /// The address of the buffer the functions read for `x` (as float64 when it is float64, as
@@ -144,6 +158,7 @@ pub fn dataset(
 /// A 2-d float64 or float32 array (any layout) as an f32 matrix in standard layout; float64
 /// values float32 cannot hold are refused, naming the cell.
 pub fn matrix(data: &Bound<'_, PyAny>) -> PyResult<Array2<f32>> {
+    let data = &aligned(data)?;
     let x: Array2<f32> = if let Ok(a) = data.extract::<PyReadonlyArray2<'_, f64>>() {
         let view = a.as_array();
         if let Some(((i, j), v)) = view

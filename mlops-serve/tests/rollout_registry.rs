@@ -161,3 +161,72 @@ async fn a_deleted_registry_is_not_reported_as_an_unset_alias() {
         "{e}"
     );
 }
+
+/// Issue 22 item 8 with a registry: the default pair keeps the `rollout` document, another
+/// pair writes its own.
+#[cfg(feature = "registry")]
+#[tokio::test]
+async fn a_registry_keeps_one_state_document_per_alias_pair() {
+    use std::sync::Arc;
+
+    use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    use mlops_serve::analysis::Check;
+    use mlops_serve::policy::PromotionConfig;
+    use mlops_serve::rollout::{rollout_document, DecisionKind, Tick, ROLLOUT_DOCUMENT};
+    use support::{world, MODEL};
+
+    // A policy of `steps` that bakes a minute and checks the error rate only.
+    let policy = |steps: &[f64]| PromotionConfig {
+        steps: steps.to_vec(),
+        bake_time_seconds: 60.0,
+        min_requests: 50,
+        checks: vec![Check::ErrorRate {
+            max_increase: 0.0,
+            confidence: 0.95,
+        }],
+        ..PromotionConfig::default()
+    };
+
+    let w = world(0.5, 1.0);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        Registry::open(dir.path().to_str().unwrap(), &RegistryConfig::default())
+            .await
+            .unwrap(),
+    );
+    for q in [(0.5, 1), (1.0, 2)] {
+        let artifact = w.truth.model(q.0, q.1).unwrap();
+        registry
+            .register(MODEL, NewVersion::new().artifact(&artifact).unwrap())
+            .await
+            .unwrap();
+    }
+    for (alias, version) in [("production", 1), ("eu-production", 1), ("eu-canary", 2)] {
+        registry
+            .set_alias(MODEL, alias, version, None, "setup")
+            .await
+            .unwrap();
+    }
+    let eu = w
+        .controller_on(policy(&[10.0, 100.0]), registry.clone(), registry.clone())
+        .with_aliases("eu-production", "eu-canary")
+        .unwrap();
+    let router = w.router();
+    assert!(
+        matches!(eu.tick(&router).await.unwrap(), Tick::Acted(d) if d.kind == DecisionKind::Start)
+    );
+    let document = rollout_document("eu-production", "eu-canary");
+    let doc = registry.state(MODEL, &document).await.unwrap().unwrap();
+    assert_eq!(doc.value["candidate"], 2);
+    assert!(registry
+        .state(MODEL, ROLLOUT_DOCUMENT)
+        .await
+        .unwrap()
+        .is_none());
+    // The default pair sees no rollout: production is served, nothing started.
+    let default = w.controller_on(policy(&[10.0, 100.0]), registry.clone(), registry.clone());
+    assert_eq!(
+        default.tick(&w.router()).await.unwrap(),
+        Tick::Idle { production: 1 }
+    );
+}

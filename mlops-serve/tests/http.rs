@@ -2,6 +2,8 @@
 //! endpoint, JSON and binary tensors, errors as 4xx with `{"error"}`, the body limit, auth,
 //! delayed labels, and arbitrary bodies that never cause a 5xx or a panic.
 
+mod support;
+
 #[cfg(feature = "http")]
 mod server {
     use std::sync::Arc;
@@ -672,26 +674,7 @@ mod server {
             .to_string()
     }
 
-    /// Starts `app` on a local port with `config`'s connection bounds; the sender stops it.
-    async fn start(
-        app: axum::Router,
-        config: ServerConfig,
-    ) -> (
-        std::net::SocketAddr,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<std::io::Result<()>>,
-    ) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            mlops_serve::http::serve_with(listener, app, &config, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        (addr, stop, server)
-    }
+    use super::support::start_server as start;
 
     /// Sends `request` (raw HTTP/1.1) on a new connection and reads until the server closes
     /// it, within a generous deadline (a panic past it).

@@ -5,6 +5,8 @@
 
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -68,26 +70,7 @@ fn plain_model() -> Arc<dyn Predictor> {
     })
 }
 
-/// Starts `app` on a local port; the sender stops it.
-async fn start(
-    app: axum::Router,
-    config: ServerConfig,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        mlops_serve::http::serve_with(listener, app, &config, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (addr, stop, server)
-}
+use support::start_server as start;
 
 /// Sends `request` on a new connection and reads until the server closes it.
 async fn raw(addr: std::net::SocketAddr, request: String) -> String {

@@ -138,3 +138,26 @@ impl World {
         mlops_core::exposition::classic_text(&self.registry).unwrap()
     }
 }
+
+/// Starts `app` through `serve_with` on a local port with `config`'s bounds (connections,
+/// header timeout, drain); the sender stops it, the handle returns what `serve_with` did.
+#[cfg(feature = "http")]
+pub async fn start_server(
+    app: axum::Router,
+    config: mlops_serve::http::ServerConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        mlops_serve::http::serve_with(listener, app, &config, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (addr, stop, server)
+}

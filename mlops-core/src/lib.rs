@@ -21,6 +21,8 @@
 //! - `store_url` (feature `object-store`): the one way object stores are opened from URLs
 //!   (credentials from the environment, unknown options refused, secrets never shown),
 //!   shared by the registry and the tracker.
+//! - `testing` (feature `testing`, off by default): the public conformance suite a host runs
+//!   on its own [`model::Predictor`].
 //!
 //! Library code never panics on user input and never prints: it returns [`Error`] and logs
 //! with `tracing`.
@@ -56,6 +58,8 @@ mod split;
 #[cfg(feature = "object-store")]
 pub mod store_url;
 pub mod synthetic;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validation;
 
 pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};

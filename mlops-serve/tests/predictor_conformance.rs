@@ -1,11 +1,14 @@
-//! One `Predictor` conformance suite, run on the reference `MlpModel` and on the compiled
-//! engine: outputs against the reference to 1e-5 for every activation, with and without
-//! standardization, at batch sizes on both sides of the engine's kernel switch; any strides;
-//! wrong width and wrong output length refused; the empty batch; the NaN policy.
+//! The public `Predictor` conformance suite (`mlops_core::testing::predictor`), run on the
+//! reference `MlpModel` and on the compiled engine: outputs against the reference to 1e-5 for
+//! every activation, with and without standardization, at batch sizes on both sides of the
+//! engine's kernel switch; any strides; wrong width and wrong output length refused; the
+//! empty batch; the NaN policy. Beside it, what only the engine has: its non-finite policies,
+//! threads sharing one engine, batches larger than a block.
 
 use mlops_core::model::{
     Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor, Standardization,
 };
+use mlops_core::testing;
 use mlops_serve::{CompiledModel, NonFinitePolicy};
 use ndarray::{Array1, Array2, Axis, Slice};
 use rand::{Rng, SeedableRng};
@@ -74,51 +77,21 @@ fn close(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-/// The suite, on predictors made by `make`.
+/// The public suite (`mlops_core::testing::predictor`) on predictors made by `make`, against
+/// the reference to 1e-5, for every activation, with and without standardization, at batch
+/// sizes on both sides of the engine's kernel switch (and one row at a time, in the suite);
+/// then what these two engines say beyond the contract.
 fn conformance(name: &str, make: &dyn Fn(&ModelArtifact) -> Box<dyn Predictor>) {
     for activation in Activation::ALL {
         for standardized in [false, true] {
             let a = artifact(activation, standardized, 7);
             let (p, reference) = (make(&a), MlpModel::new(&a).unwrap());
-            let what = format!("{name}, {activation:?}, standardized {standardized}");
             assert_eq!(p.n_features(), FEATURES);
             assert_eq!(p.threshold(), a.threshold());
-            for rows in [1, 2, 7, 8, 9, 64, 300] {
+            for rows in [2, 7, 8, 9, 64, 300] {
                 let x = batch(rows, &a, rows as u64);
-                let want = reference.predict_proba(x.view()).unwrap();
-                let got = p.predict_proba(x.view()).unwrap();
-                close(
-                    &format!("{what}, {rows} rows"),
-                    got.as_slice().unwrap(),
-                    want.as_slice().unwrap(),
-                );
+                testing::predictor(p.as_ref(), x.view(), 1e-5, Some(&reference));
             }
-            // Any strides: a transposed (column-major) batch, every other row, a reversed one.
-            let x = batch(40, &a, 99);
-            let want = reference.predict_proba(x.view()).unwrap();
-            let column_major = x.t().to_owned().reversed_axes();
-            let got = p.predict_proba(column_major.view()).unwrap();
-            close(
-                &format!("{what}, column-major"),
-                got.as_slice().unwrap(),
-                want.as_slice().unwrap(),
-            );
-            let every_other = x.slice_axis(Axis(0), Slice::new(0, None, 2));
-            let got = p.predict_proba(every_other).unwrap();
-            let want_other: Vec<f32> = want.iter().step_by(2).copied().collect();
-            close(
-                &format!("{what}, every other row"),
-                got.as_slice().unwrap(),
-                &want_other,
-            );
-            let reversed = x.slice_axis(Axis(0), Slice::new(0, None, -1));
-            let got = p.predict_proba(reversed).unwrap();
-            let want_rev: Vec<f32> = want.iter().rev().copied().collect();
-            close(
-                &format!("{what}, reversed"),
-                got.as_slice().unwrap(),
-                &want_rev,
-            );
         }
     }
     let a = artifact(Activation::Relu, true, 3);
@@ -138,14 +111,8 @@ fn conformance(name: &str, make: &dyn Fn(&ModelArtifact) -> Box<dyn Predictor>) 
         .unwrap_err()
         .to_string();
     assert!(e.contains("output buffer"), "{name}: {e}");
-    // The empty batch.
-    assert_eq!(
-        p.predict_proba(Array2::<f32>::zeros((0, FEATURES)).view())
-            .unwrap()
-            .len(),
-        0
-    );
-    // The NaN policy of the contract: a row with a NaN or ±inf feature is NaN; the rest as usual.
+    // The contract allows an error for a non-finite feature; these two answer NaN for exactly
+    // those rows and score the rest as usual.
     let mut x = batch(6, &a, 5);
     let want = MlpModel::new(&a).unwrap().predict_proba(x.view()).unwrap();
     x[[1, 0]] = f32::NAN;
@@ -171,6 +138,21 @@ fn the_compiled_engine_conforms() {
     conformance("CompiledModel", &|a| {
         Box::new(CompiledModel::compile(a, NonFinitePolicy::Nan).unwrap())
     });
+    // `reject` conforms too: a non-finite feature is an error, which the contract allows.
+    let a = artifact(Activation::Silu, true, 5);
+    let reject = CompiledModel::compile(&a, NonFinitePolicy::Reject).unwrap();
+    let reference = MlpModel::new(&a).unwrap();
+    testing::predictor(&reject, batch(33, &a, 4).view(), 1e-5, Some(&reference));
+}
+
+/// The suite fails a predictor that breaks the contract: the engine under `impute` gives a
+/// finite number for a row with a NaN feature (a documented opt-out of the NaN rule).
+#[test]
+#[should_panic(expected = "expected NaN (or an error)")]
+fn the_suite_fails_an_engine_that_imputes() {
+    let a = artifact(Activation::Relu, true, 9);
+    let impute = CompiledModel::compile(&a, NonFinitePolicy::Impute).unwrap();
+    testing::predictor(&impute, batch(8, &a, 6).view(), 1e-5, None);
 }
 
 #[test]

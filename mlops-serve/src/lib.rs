@@ -18,6 +18,8 @@
 //! - [`metrics`]: Prometheus families in the host's `prometheus-client` registry.
 //!
 //! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum.
+//! - `testing` (feature `testing`, off by default): the public conformance suites a host runs
+//!   on its own `ModelSource`, `RolloutStore`, `MetricsSource` (and `Predictor`).
 
 pub mod analysis;
 mod engine;
@@ -30,6 +32,8 @@ pub mod rollout;
 pub mod router;
 pub mod source;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod ticker;
 
 pub use engine::{CompiledModel, NonFinitePolicy};

@@ -617,11 +617,10 @@ mod fake_prometheus {
         }
     }
 
-    /// Issue 22 item 20: reading p50 for `latency_p99`, or counting requests as rows, passed
-    /// every test. Here the Prometheus source and the in-process statistics of one step of
-    /// one router must agree.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn prometheus_source_reads_the_same_step_as_in_process() {
+    /// A router of `routes` whose metrics the fake answers for, served on 127.0.0.1: traffic
+    /// before the step (in the counters, not in the step's increase), then the routes
+    /// installed again (the step begins). The router, the synthetic world and the fake's URL.
+    async fn router_beside_the_fake() -> (Router, Synthetic, String) {
         let w = Synthetic::new(6, 11);
         let ticker = Arc::new(ManualTicker::default());
         let mut registry = Registry::default();
@@ -636,11 +635,10 @@ mod fake_prometheus {
             },
         )
         .unwrap();
-        // Traffic before the step: in the counters, not in the step's increase.
         traffic(&router, &w, 600, 1);
         let baseline = parse(&mlops_core::exposition::classic_text(&registry).unwrap());
         router.install(routes(&w, &ticker)).unwrap();
-        traffic(&router, &w, 6000, 2);
+        // The fake reads the registry when asked: the step's traffic may come after it.
         let fake = Arc::new(Fake { registry, baseline });
         let app = axum::Router::new()
             .route("/api/v1/query", axum::routing::get(query))
@@ -648,6 +646,16 @@ mod fake_prometheus {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        (router, w, url)
+    }
+
+    /// Issue 22 item 20: reading p50 for `latency_p99`, or counting requests as rows, passed
+    /// every test. Here the Prometheus source and the in-process statistics of one step of
+    /// one router must agree.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prometheus_source_reads_the_same_step_as_in_process() {
+        let (router, w, url) = router_beside_the_fake().await;
+        traffic(&router, &w, 6000, 2);
         let source = PrometheusSource::new(&url).unwrap();
         let prom = source
             .snapshot(MODEL, &router, 1000.0, 1600.0)
@@ -663,6 +671,28 @@ mod fake_prometheus {
             assert_eq!((p.version, p.threshold), (e.version, e.threshold));
             compare(p, e);
         }
+    }
+
+    /// The public `MetricsSource` suite on `PrometheusSource`, through the fake (exact
+    /// increases; a real Prometheus extrapolates them): the step's traffic is the suite's,
+    /// sent after the baseline, read back within one 0.02 labeled-score bucket.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prometheus_source_conforms_through_the_fake() {
+        let (router, w, url) = router_beside_the_fake().await;
+        let data = w.traffic(64, 3).unwrap();
+        let step = mlops_serve::testing::MetricsStep {
+            rows: data.features(),
+            step_start_unix: 1000.0,
+            now_unix: 1600.0,
+            score_tolerance: 0.02 + 1e-9,
+        };
+        mlops_serve::testing::metrics_source(
+            &PrometheusSource::new(&url).unwrap(),
+            &router,
+            step,
+            std::future::ready(()),
+        )
+        .await;
     }
 
     async fn canned(Query(params): Query<HashMap<String, String>>) -> Json<Value> {

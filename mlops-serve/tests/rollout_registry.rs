@@ -105,10 +105,23 @@ async fn a_rollout_shared_through_a_registry_folder() {
     );
 }
 
+/// The public `RolloutStore` suite on the registry's state documents (conditional creates),
+/// on a local folder.
+#[cfg(feature = "registry")]
+#[tokio::test]
+async fn the_registry_store_conforms() {
+    use mlops_registry::{Registry, RegistryConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path().to_str().unwrap(), &RegistryConfig::default())
+        .await
+        .unwrap();
+    mlops_serve::testing::rollout_store(&registry, support::MODEL, "churn").await;
+}
+
 // What a plain `cargo test -p mlops-serve` leaves out, said in its output.
 #[cfg(not(feature = "registry"))]
 #[test]
-#[ignore = "left out: the rollout shared through a registry folder; run with --features registry (the workspace test does)"]
+#[ignore = "left out: the rollout shared through a registry folder, and the RolloutStore suite on a registry; run with --features registry (the workspace test does)"]
 fn a_rollout_shared_through_a_registry_folder() {}
 
 /// A registry deleted (or moved) under a running server is not an unset alias: the source

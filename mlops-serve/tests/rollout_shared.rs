@@ -1,7 +1,9 @@
 //! Shared rollout state: two replicas (router + controller each) on one store follow one
 //! rollout and exactly one controller acts at each step; a controller restarted mid-rollout
 //! resumes at its step; a new candidate mid-rollout restarts the analysis; clearing the
-//! canary alias aborts it; a shadow phase comes first when configured.
+//! canary alias aborts it; a shadow phase comes first when configured. The public
+//! `RolloutStore` and `MetricsSource` suites on the memory store and `InProcess`, and each
+//! failing a broken implementation.
 
 mod support;
 
@@ -9,14 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mlops_core::model::Predictor;
 use mlops_serve::analysis::Check;
 use mlops_serve::policy::{PromotionConfig, ShadowPhase};
 use mlops_serve::rollout::{
-    Controller, DecisionKind, Phase, RolloutState, RolloutStore, Stored, Tick,
+    Controller, DecisionKind, InProcess, MemoryRolloutStore, MetricsSource, Phase, RolloutState,
+    RolloutStore, Stored, Tick,
 };
-use mlops_serve::router::{Request, Router};
+use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
 use mlops_serve::source::ModelSource;
-use mlops_serve::Result;
+use mlops_serve::stats::StepSnapshot;
+use mlops_serve::testing::{self, MetricsStep};
+use mlops_serve::{CompiledModel, NonFinitePolicy, Result};
 use support::{world, World, MODEL};
 
 /// A store whose writes wait one scheduler turn first, so two controllers polled together
@@ -403,4 +409,105 @@ async fn other_alias_names_serve_and_roll_out_the_same_way() {
     assert_eq!(w.source.alias(MODEL, "eu-canary").await.unwrap(), None);
     // The default names were never touched.
     assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(1));
+}
+
+// The public suites on this crate's in-process implementations, and each failing a broken one.
+
+#[tokio::test]
+async fn the_memory_store_conforms() {
+    testing::rollout_store(&MemoryRolloutStore::new(), MODEL, "churn").await;
+}
+
+/// A store whose saves ignore the expected sequence number (last writer wins).
+#[derive(Default)]
+struct LastWriterWins(MemoryRolloutStore);
+
+#[async_trait]
+impl RolloutStore for LastWriterWins {
+    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
+        self.0.load(model, document).await
+    }
+    async fn save(
+        &self,
+        model: &str,
+        document: &str,
+        _seq: u64,
+        state: &RolloutState,
+        why: &str,
+    ) -> Result<bool> {
+        let now = self.0.load(model, document).await?.map_or(0, |s| s.seq);
+        self.0.save(model, document, now, state, why).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(
+    expected = "answered true, expected false (a save from a stale or future number never wins)"
+)]
+async fn the_suite_fails_a_store_whose_saves_ignore_the_sequence_number() {
+    testing::rollout_store(&LastWriterWins::default(), MODEL, "churn").await;
+}
+
+/// A router with a stable (v1) and a canary (v2) variant, both refusing non-finite input.
+fn two_variants(w: &World) -> Router {
+    let variant = |name: &str, version: u64| {
+        let artifact = futures::executor::block_on(w.source.load(MODEL, version)).unwrap();
+        let compiled = CompiledModel::compile(&artifact, NonFinitePolicy::Reject).unwrap();
+        Variant::new(
+            name,
+            Some(version),
+            Arc::new(compiled) as Arc<dyn Predictor>,
+        )
+    };
+    let routes = Routes {
+        variants: vec![variant("canary", 2), variant("stable", 1)],
+        weights: vec![("canary".into(), 30.0), ("stable".into(), 70.0)],
+        shadow: None,
+    };
+    Router::new(MODEL, routes, RouterOptions::default()).unwrap()
+}
+
+/// The public suite on `source` reading a fresh two-variant router of the world.
+async fn metrics_suite(source: &dyn MetricsSource) {
+    let w = world(0.5, 1.0);
+    let router = two_variants(&w);
+    let data = w.traffic(64);
+    let step = MetricsStep {
+        rows: data.features(),
+        step_start_unix: 1_700_000_000.0,
+        now_unix: 1_700_000_600.0,
+        score_tolerance: 0.0,
+    };
+    testing::metrics_source(source, &router, step, std::future::ready(())).await;
+}
+
+#[tokio::test]
+async fn the_in_process_metrics_source_conforms() {
+    metrics_suite(&InProcess).await;
+}
+
+/// A source that reports each variant's requests as its rows (issue 22 item 20's bug).
+struct RowsAreRequests;
+
+#[async_trait]
+impl MetricsSource for RowsAreRequests {
+    async fn snapshot(
+        &self,
+        model: &str,
+        router: &Router,
+        start: f64,
+        now: f64,
+    ) -> Result<StepSnapshot> {
+        let mut s = InProcess.snapshot(model, router, start, now).await?;
+        for v in &mut s.variants {
+            v.rows = v.requests;
+        }
+        Ok(s)
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "canary: rows read as")]
+async fn the_suite_fails_a_metrics_source_that_counts_requests_as_rows() {
+    metrics_suite(&RowsAreRequests).await;
 }

@@ -1,9 +1,11 @@
-//! The `ModelSource` contract, one suite run on the in-memory source and (feature `registry`)
-//! on a registry: references resolved, versions loaded, aliases moved only by a winning
-//! compare-and-swap, errors naming what is missing.
+//! The `ModelSource` contract: the public suite (`mlops_serve::testing::model_source`) run on
+//! the in-memory source and (feature `registry`) on a registry — versions loaded, aliases
+//! moved only by a winning compare-and-swap, missing versions and models errors — beside the
+//! references both resolve; and the suite failing a source that moves aliases blindly.
 
 use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
 use mlops_serve::source::{MemorySource, ModelSource};
+use mlops_serve::testing;
 use ndarray::array;
 
 fn artifact(weight: f32) -> ModelArtifact {
@@ -14,13 +16,11 @@ fn artifact(weight: f32) -> ModelArtifact {
     ModelArtifact::new(spec, vec![(array![[weight]], array![0.0_f32])]).unwrap()
 }
 
-/// The suite, on a source holding versions 1 and 2 of `fraud` (weights 1.0 and 2.0), no
-/// aliases.
-async fn conformance(name: &str, s: &dyn ModelSource) {
+/// References, on a source holding versions 1 and 2 of `fraud` and no aliases (before the
+/// public suite); then, after it, what the suite's moves left (`production` on 2).
+async fn references(name: &str, s: &dyn ModelSource) {
     assert_eq!(s.resolve("fraud", "2").await.unwrap(), 2, "{name}");
     assert_eq!(s.resolve("fraud", "@latest").await.unwrap(), 2, "{name}");
-    let loaded = s.load("fraud", 1).await.unwrap();
-    assert_eq!(loaded.layers()[0].weight[[0, 0]], 1.0, "{name}");
     // An unset alias, an unknown version or model, a malformed reference: errors naming them.
     for (reference, needle) in [
         ("@production", "production"),
@@ -32,62 +32,19 @@ async fn conformance(name: &str, s: &dyn ModelSource) {
         assert!(e.contains(needle), "{name}, {reference}: {e}");
     }
     assert!(s.resolve("nope", "1").await.is_err(), "{name}");
-    assert!(s.load("fraud", 9).await.is_err(), "{name}");
-    assert_eq!(
-        s.alias("fraud", "production").await.unwrap(),
-        None,
-        "{name}"
-    );
-    // Compare-and-swap: from unset to 1 wins; a stale expectation loses and changes nothing.
-    assert!(s
-        .move_alias("fraud", "production", Some(1), None, "first")
-        .await
-        .unwrap());
-    assert!(!s
-        .move_alias("fraud", "production", Some(2), None, "stale")
-        .await
-        .unwrap());
-    assert_eq!(
-        s.resolve("fraud", "@production").await.unwrap(),
-        1,
-        "{name}"
-    );
-    assert!(s
-        .move_alias("fraud", "production", Some(2), Some(1), "promote")
-        .await
-        .unwrap());
+}
+
+/// The public suite, between the reference checks.
+async fn conformance(name: &str, s: &dyn ModelSource) {
+    let (a, b) = (artifact(1.0), artifact(2.0));
+    references(name, s).await;
+    testing::model_source(s, "fraud", &[(1, &a), (2, &b)]).await;
     assert_eq!(
         s.resolve("fraud", "@production").await.unwrap(),
         2,
         "{name}"
     );
-    // Clearing, by compare-and-swap too.
-    assert!(s
-        .move_alias("fraud", "canary", Some(2), None, "canary")
-        .await
-        .unwrap());
-    assert!(!s
-        .move_alias("fraud", "canary", None, Some(1), "stale")
-        .await
-        .unwrap());
-    assert!(s
-        .move_alias("fraud", "canary", None, Some(2), "done")
-        .await
-        .unwrap());
     assert!(s.resolve("fraud", "@canary").await.is_err(), "{name}");
-    assert_eq!(s.alias("fraud", "canary").await.unwrap(), None, "{name}");
-    assert_eq!(
-        s.alias("fraud", "production").await.unwrap(),
-        Some(2),
-        "{name}"
-    );
-    // `latest` is not an alias one moves.
-    assert!(
-        s.move_alias("fraud", "latest", Some(1), None, "x")
-            .await
-            .is_err(),
-        "{name}"
-    );
 }
 
 #[tokio::test]
@@ -96,6 +53,43 @@ async fn the_memory_source_conforms() {
     assert_eq!(s.add("fraud", artifact(1.0)), 1);
     assert_eq!(s.add("fraud", artifact(2.0)), 2);
     conformance("memory", &s).await;
+}
+
+/// A source whose alias moves ignore the expectation (a blind write, not a compare-and-swap).
+struct IgnoresExpected(MemorySource);
+
+#[async_trait::async_trait]
+impl ModelSource for IgnoresExpected {
+    async fn resolve(&self, model: &str, reference: &str) -> mlops_serve::Result<u64> {
+        self.0.resolve(model, reference).await
+    }
+    async fn alias(&self, model: &str, alias: &str) -> mlops_serve::Result<Option<u64>> {
+        self.0.alias(model, alias).await
+    }
+    async fn load(&self, model: &str, version: u64) -> mlops_serve::Result<ModelArtifact> {
+        self.0.load(model, version).await
+    }
+    async fn move_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        to: Option<u64>,
+        _expected: Option<u64>,
+        why: &str,
+    ) -> mlops_serve::Result<bool> {
+        let now = self.0.alias(model, alias).await?;
+        self.0.move_alias(model, alias, to, now, why).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "expected false and Some(1) (a stale expectation moves nothing)")]
+async fn the_suite_fails_a_source_whose_moves_ignore_the_expectation() {
+    let s = IgnoresExpected(MemorySource::new());
+    let (a, b) = (artifact(1.0), artifact(2.0));
+    s.0.add("fraud", a.clone());
+    s.0.add("fraud", b.clone());
+    testing::model_source(&s, "fraud", &[(1, &a), (2, &b)]).await;
 }
 
 #[cfg(feature = "registry")]

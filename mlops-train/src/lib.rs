@@ -20,7 +20,9 @@
 //! - [`tracking`]: the [`tracking::ExperimentTracker`] trait, an object-store backend and
 //!   (feature `mlflow`) an MLflow REST backend, and [`tracking::log_training`];
 //! - [`hpo`]: search spaces, random / grid / TPE samplers, median / ASHA / Hyperband pruning,
-//!   and a Katib-shaped [`hpo::Study`].
+//!   and a Katib-shaped [`hpo::Study`];
+//! - `testing` (feature `testing`, off by default): the public conformance suite a host runs
+//!   on its own [`tracking::ExperimentTracker`].
 //!
 //! ```
 //! use mlops_train::{MlpConfig, TrainConfig};
@@ -39,6 +41,8 @@ mod engine;
 mod error;
 pub mod hpo;
 mod optim;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(test)]
 mod torch_parity;
 pub mod tracking;

@@ -1,273 +1,92 @@
-//! One conformance suite for every tracking backend: the object store (memory and local
-//! disk) always, and a real `mlflow server` on 127.0.0.1 with the `mlflow` feature (the test
-//! starts it from the test venv, on a port it picks, and stops it by PID).
+//! One conformance suite for every tracking backend, the public one
+//! (`mlops_train::testing::tracker`): the object store (memory and local disk) always, and a
+//! real `mlflow server` on 127.0.0.1 with the `mlflow` feature (the test starts it from the
+//! test venv, on a port it picks, and stops it by PID); and the suite failing a tracker that
+//! drops params.
 
 use std::collections::BTreeMap;
 
-use mlops_train::hpo::{TrialRecord, TrialState};
+use mlops_train::testing::tracker as conformance;
 use mlops_train::tracking::{
-    compare_runs, log_training, log_training_to, log_trial, ExperimentTracker, MetricPoint,
-    ObjectStoreTracker, Run, RunStatus, TrackerConfig,
+    ExperimentTracker, MetricPoint, ObjectStoreTracker, RunId, RunRecord, RunStatus, TrackerConfig,
 };
-use mlops_train::{MlpConfig, TrainConfig, Trainer};
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// What every backend must do.
-async fn conformance(t: &dyn ExperimentTracker, experiment: &str) {
-    // Runs, params, tags.
-    let a = t
-        .start_run(experiment, "run-a", &map(&[("team", "fraud")]))
-        .await
-        .unwrap();
-    let b = t
-        .start_run(experiment, "run-b", &BTreeMap::new())
-        .await
-        .unwrap();
-    assert_ne!(a, b);
-    t.log_params(&a, &map(&[("lr", "0.001"), ("hidden", "[128, 64, 32]")]))
-        .await
-        .unwrap();
-    // Logging the same value again is fine; changing it is refused.
-    t.log_params(&a, &map(&[("lr", "0.001")])).await.unwrap();
-    let e = t
-        .log_params(&a, &map(&[("lr", "0.1")]))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("lr"), "{e}");
-    t.set_tags(&a, &map(&[("stage", "candidate")]))
-        .await
-        .unwrap();
-
-    // Metrics with steps: history in step order, the record shows the last step's value.
-    let points: Vec<MetricPoint> = (1..=5)
-        .map(|s| MetricPoint {
-            key: "val_roc_auc".into(),
-            value: 0.8 + 0.03 * s as f64,
-            step: s,
-            timestamp_ms: 1_700_000_000_000 + s,
-        })
-        .collect();
-    t.log_metrics(&a, &points[2..]).await.unwrap();
-    t.log_metrics(&a, &points[..2]).await.unwrap();
-    t.log_metrics(&b, &[MetricPoint::now("val_roc_auc", 0.99, 1)])
-        .await
-        .unwrap();
-    let history = t.metric_history(&a, "val_roc_auc").await.unwrap();
-    assert_eq!(
-        history.iter().map(|p| p.step).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5]
-    );
-    assert!((history[4].value - 0.95).abs() < 1e-12);
-
-    // Artifacts round-trip, nested paths included.
-    t.log_artifact(&a, "model/model.json", b"{\"x\": 1}".to_vec())
-        .await
-        .unwrap();
-    t.log_artifact(&a, "notes.txt", b"hello".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(
-        t.get_artifact(&a, "model/model.json").await.unwrap(),
-        b"{\"x\": 1}"
-    );
-    assert_eq!(t.get_artifact(&a, "notes.txt").await.unwrap(), b"hello");
-
-    // End and read back.
-    t.end_run(&a, RunStatus::Finished).await.unwrap();
-    t.end_run(&b, RunStatus::Killed).await.unwrap();
-    let ra = t.get_run(&a).await.unwrap();
-    assert_eq!(ra.name, "run-a");
-    assert_eq!(ra.experiment, experiment);
-    assert_eq!(ra.status, RunStatus::Finished);
-    assert!(ra.end_time_ms.is_some());
-    assert_eq!(ra.params["lr"], "0.001");
-    assert_eq!(ra.params["hidden"], "[128, 64, 32]");
-    assert_eq!(ra.tags["team"], "fraud");
-    assert_eq!(ra.tags["stage"], "candidate");
-    assert!((ra.metrics["val_roc_auc"] - 0.95).abs() < 1e-12);
-
-    // List and compare.
-    let runs = t.list_runs(experiment).await.unwrap();
-    assert_eq!(runs.len(), 2, "{runs:?}");
-    let ranked = compare_runs(runs, "val_roc_auc", true);
-    assert_eq!(ranked[0].run_id, b);
-    assert_eq!(ranked[0].status, RunStatus::Killed);
-    assert!(t.list_runs("no-such-experiment").await.unwrap().is_empty());
-
-    // Bad names are refused before any I/O, naming the field.
-    for bad in ["", "../up", "/abs", "a\0b", "semi;colon"] {
-        let e = t
-            .start_run(bad, "x", &BTreeMap::new())
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("experiment"), "{bad:?}: {e}");
-    }
-    let e = t
-        .log_artifact(&a, "../escape", vec![])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("artifact path"), "{e}");
-    let e = t
-        .log_metrics(&a, &[MetricPoint::now("bad key!", 1.0, 0)])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("metric key"), "{e}");
-    let e = t
-        .log_metrics(&a, &[MetricPoint::now("loss", f64::NAN, 7)])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("metric `loss` at step 7"), "{e}");
-
-    // A whole training run.
-    let data = {
-        use ndarray::{Array1, Array2};
-        let x = Array2::from_shape_fn((300, 2), |(i, j)| ((i * (7 + 4 * j)) % 101) as f32 / 100.0);
-        let y = Array1::from_shape_fn(300, |i| f32::from(x[[i, 0]] + x[[i, 1]] > 1.0));
-        mlops_core::Dataset::new(x, vec!["x0".into(), "x1".into()])
-            .unwrap()
-            .with_labels(y, "y")
-            .unwrap()
-    };
-    let trainer = Trainer::new(
-        MlpConfig {
-            hidden: vec![8],
-            ..MlpConfig::default()
-        },
-        TrainConfig {
-            epochs: 3,
-            early_stopping: None,
-            ..TrainConfig::default()
-        },
-    )
-    .unwrap();
-    let trained = trainer.fit(&data, None, &mut []).unwrap();
-    let run = log_training(
-        t,
-        experiment,
-        "mlp",
-        &map(&[("kind", "mlp")]),
-        &trainer,
-        &trained,
-    )
-    .await
-    .unwrap();
-    let r = t.get_run(&run).await.unwrap();
-    assert_eq!(r.status, RunStatus::Finished);
-    assert_eq!(r.params["mlp.hidden"], "[8]");
-    // The data's sha256, the same fingerprint the registry's lineage records.
-    assert_eq!(r.params["data.train_sha256"], trained.data_sha256.train);
-    assert_eq!(r.params["data.train_sha256"].len(), 64);
-    assert!(
-        !r.params.contains_key("train.early_stopping"),
-        "{:?}",
-        r.params
-    );
-    assert_eq!(r.params["train.reduce_lr.patience"], "3");
-    assert_eq!(r.params["train.device"], "cpu");
-    assert_eq!(
-        t.metric_history(&run, "val_roc_auc").await.unwrap().len(),
-        3
-    );
-    assert_eq!(
-        t.get_artifact(&run, "model/model.safetensors")
-            .await
-            .unwrap(),
-        trained.artifact.weights_to_safetensors().unwrap()
-    );
-
-    // A run that stays open: training, then test metrics computed afterwards, in one run,
-    // ended once (as `with mlflow.start_run():`).
-    let open = Run::start(t, experiment, "mlp-open", &BTreeMap::new())
-        .await
-        .unwrap();
-    log_training_to(&open, &trainer, &trained).await.unwrap();
-    assert_eq!(
-        t.get_run(open.id()).await.unwrap().status,
-        RunStatus::Running
-    );
-    open.log_metric("test_roc_auc", 0.93, 0).await.unwrap();
-    let id = open.end(RunStatus::Finished).await.unwrap();
-    let r = t.get_run(&id).await.unwrap();
-    assert_eq!(r.status, RunStatus::Finished);
-    assert_eq!(r.metrics["test_roc_auc"], 0.93);
-    assert_eq!(r.params["mlp.hidden"], "[8]");
-    assert_eq!(t.metric_history(&id, "val_roc_auc").await.unwrap().len(), 3);
-    // After the end, a late metric still lands in the run on every backend (MLflow's rule),
-    // and the status stays as ended.
-    t.log_metrics(&id, &[MetricPoint::now("late", 1.0, 0)])
-        .await
-        .unwrap();
-    let r = t.get_run(&id).await.unwrap();
-    assert_eq!((r.metrics["late"], r.status), (1.0, RunStatus::Finished));
-    // A failed logging ends the run FAILED with the error as a tag.
-    let failing = Run::start(t, experiment, "mlp-failing", &BTreeMap::new())
-        .await
-        .unwrap();
-    let id = failing.id().clone();
-    let e = failing
-        .finish_with(Err(mlops_train::Error::Tracking {
-            backend: "test".into(),
-            message: "disk full".into(),
-        }))
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("disk full"));
-    let r = t.get_run(&id).await.unwrap();
-    assert_eq!(r.status, RunStatus::Failed);
-    assert!(r.tags["error"].contains("disk full"), "{:?}", r.tags);
-
-    // Study trials: a pruned one is KILLED with its reports; a failed one keeps its error.
-    let pruned = TrialRecord {
-        number: 3,
-        params: [("lr".to_string(), mlops_train::hpo::ParamValue::Float(0.01))].into(),
-        state: TrialState::Pruned,
-        value: None,
-        intermediate: vec![(1, 0.7), (3, 0.72)],
-        error: None,
-        seconds: 0.5,
-    };
-    let run = log_trial(t, "study-x", "val_roc_auc", &pruned)
-        .await
-        .unwrap();
-    let r = t.get_run(&run).await.unwrap();
-    assert_eq!((r.name.as_str(), r.status), ("trial-3", RunStatus::Killed));
-    assert_eq!(r.params["lr"], "0.01");
-    assert_eq!(
-        t.metric_history(&run, "val_roc_auc").await.unwrap().len(),
-        2
-    );
-    let failed = TrialRecord {
-        number: 4,
-        state: TrialState::Failed,
-        error: Some("diverged".into()),
-        intermediate: vec![],
-        ..pruned
-    };
-    let run = log_trial(t, "study-x", "val_roc_auc", &failed)
-        .await
-        .unwrap();
-    let r = t.get_run(&run).await.unwrap();
-    assert_eq!(
-        (r.status, r.tags["error"].as_str()),
-        (RunStatus::Failed, "diverged")
-    );
-}
 
 #[tokio::test]
 async fn object_store_tracker_in_memory() {
     let t = ObjectStoreTracker::open("memory:///", &Default::default()).unwrap();
     conformance(&t, "fraud-detection").await;
+}
+
+/// A tracker that drops every param after the first logged to a run (a backend that
+/// "succeeds" without writing).
+struct DropsParams(ObjectStoreTracker);
+
+#[async_trait::async_trait]
+impl ExperimentTracker for DropsParams {
+    async fn start_run(
+        &self,
+        experiment: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> mlops_train::Result<RunId> {
+        self.0.start_run(experiment, name, tags).await
+    }
+    async fn log_params(
+        &self,
+        run: &RunId,
+        params: &BTreeMap<String, String>,
+    ) -> mlops_train::Result<()> {
+        if self.0.get_run(run).await?.params.is_empty() {
+            return self.0.log_params(run, params).await;
+        }
+        Ok(())
+    }
+    async fn log_metrics(&self, run: &RunId, metrics: &[MetricPoint]) -> mlops_train::Result<()> {
+        self.0.log_metrics(run, metrics).await
+    }
+    async fn set_tags(
+        &self,
+        run: &RunId,
+        tags: &BTreeMap<String, String>,
+    ) -> mlops_train::Result<()> {
+        self.0.set_tags(run, tags).await
+    }
+    async fn log_artifact(
+        &self,
+        run: &RunId,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> mlops_train::Result<()> {
+        self.0.log_artifact(run, path, bytes).await
+    }
+    async fn end_run(&self, run: &RunId, status: RunStatus) -> mlops_train::Result<()> {
+        self.0.end_run(run, status).await
+    }
+    async fn get_run(&self, run: &RunId) -> mlops_train::Result<RunRecord> {
+        self.0.get_run(run).await
+    }
+    async fn list_runs(&self, experiment: &str) -> mlops_train::Result<Vec<RunRecord>> {
+        self.0.list_runs(experiment).await
+    }
+    async fn metric_history(
+        &self,
+        run: &RunId,
+        key: &str,
+    ) -> mlops_train::Result<Vec<MetricPoint>> {
+        self.0.metric_history(run, key).await
+    }
+    async fn get_artifact(&self, run: &RunId, path: &str) -> mlops_train::Result<Vec<u8>> {
+        self.0.get_artifact(run, path).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(
+    expected = "log_params changing lr from 0.001 to 0.1 answered (), expected an error"
+)]
+async fn the_suite_fails_a_tracker_that_drops_params() {
+    let t = ObjectStoreTracker::open("memory:///", &Default::default()).unwrap();
+    conformance(&DropsParams(t), "fraud-detection").await;
 }
 
 #[tokio::test]
@@ -316,7 +135,7 @@ async fn mlflow_tracker_against_a_real_server() {
     assert_eq!(t.get_run(&run).await.unwrap().params.len(), 250);
     // MLflow's own errors come back named.
     let e = t
-        .get_run(&mlops_train::tracking::RunId("0123456789abcdef".into()))
+        .get_run(&RunId("0123456789abcdef".into()))
         .await
         .unwrap_err()
         .to_string();

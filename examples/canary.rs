@@ -226,7 +226,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // Checked before anything is built: the replay's own check, with the flag that set it.
     if let Err(e) = options.validate() {
         let flag = match &e {
-            mlops::core::Error::InvalidValue { field, .. } if field.ends_with("max_seconds") => {
+            mlops::serve::Error::InvalidValue(v) if v.field.ends_with("max_seconds") => {
                 format!("--max-hours {:?} at --rps {:?}", args.max_hours, args.rps)
             }
             _ => format!("--rps {:?}", args.rps),

@@ -64,7 +64,7 @@ pub mod validation;
 
 pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};
 pub use dataset::Dataset;
-pub use error::{Error, Result};
+pub use error::{Error, InvalidValue, Result};
 /// The `ndarray` this crate's API uses (0.17): a host on another version names these types
 /// through this re-export (`mlops::ndarray` in the facade).
 pub use ndarray;

@@ -13,33 +13,14 @@
 #[non_exhaustive]
 pub enum Error {
     /// An input or configuration value is outside what is allowed.
-    #[error("invalid {field} = {value}: expected {expected}")]
-    InvalidValue {
-        /// The field or argument.
-        field: String,
-        /// The value seen.
-        value: String,
-        /// What was expected.
-        expected: String,
-    },
+    #[error(transparent)]
+    InvalidValue(#[from] mlops_core::InvalidValue),
     /// An error from mlops-core (data loading, schema).
     #[error(transparent)]
-    Core(#[from] mlops_core::Error),
+    Core(mlops_core::Error),
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl Error {
-    pub(crate) fn invalid(
-        field: impl Into<String>,
-        value: impl std::fmt::Display,
-        expected: impl Into<String>,
-    ) -> Self {
-        Error::InvalidValue {
-            field: field.into(),
-            value: value.to_string(),
-            expected: expected.into(),
-        }
-    }
-}
+mlops_core::crate_error!(pub(crate) Error);

@@ -8,15 +8,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// A name, option or argument was refused before any I/O.
-    #[error("invalid {field} = {value}: expected {expected}")]
-    InvalidValue {
-        /// What was checked.
-        field: String,
-        /// The value seen.
-        value: String,
-        /// What would have been accepted.
-        expected: String,
-    },
+    #[error(transparent)]
+    InvalidValue(#[from] mlops_core::InvalidValue),
     /// A model, version, alias or file does not exist.
     #[error("{what} not found")]
     NotFound {
@@ -133,22 +126,10 @@ pub enum Error {
     },
     /// The model files did not form an mlops-core artifact.
     #[error(transparent)]
-    Core(#[from] mlops_core::Error),
+    Core(mlops_core::Error),
 }
 
 impl Error {
-    pub(crate) fn invalid(
-        field: impl Into<String>,
-        value: impl std::fmt::Display,
-        expected: impl Into<String>,
-    ) -> Self {
-        Error::InvalidValue {
-            field: field.into(),
-            value: value.to_string(),
-            expected: expected.into(),
-        }
-    }
-
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
             op,
@@ -160,3 +141,5 @@ impl Error {
 
 /// The registry's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+mlops_core::crate_error!(pub(crate) Error);

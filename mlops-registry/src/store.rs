@@ -34,20 +34,7 @@ pub(crate) fn open(
     options: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<Store> {
-    let opened = mlops_core::store_url::open_url("registry URL", location, options).map_err(
-        |e| match e {
-            mlops_core::Error::InvalidValue {
-                field,
-                value,
-                expected,
-            } => Error::InvalidValue {
-                field,
-                value,
-                expected,
-            },
-            other => Error::Core(other),
-        },
-    )?;
+    let opened = mlops_core::store_url::open_url("registry URL", location, options)?;
     let mut store = Store::new(opened.store, opened.prefix, timeout, opened.name);
     store.local_dir = opened.local_dir;
     Ok(store)

@@ -181,7 +181,7 @@ mod s3 {
         let mut bad = config.clone();
         bad.options.insert("aws_endpiont".into(), "x".into());
         match Registry::open(&format!("s3://{BUCKET}/x"), &bad).await {
-            Err(Error::InvalidValue { value, .. }) => assert_eq!(value, "aws_endpiont"),
+            Err(Error::InvalidValue(v)) => assert_eq!(v.value, "aws_endpiont"),
             other => panic!("{other:?}"),
         }
     }

@@ -23,6 +23,7 @@
 
 pub mod analysis;
 mod engine;
+mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
@@ -37,6 +38,4 @@ pub mod testing;
 pub mod ticker;
 
 pub use engine::{CompiledModel, NonFinitePolicy};
-/// Errors are mlops-core's (what the `Predictor` trait returns): every message names the
-/// field, the value and what was expected.
-pub use mlops_core::{Error, Result};
+pub use error::{Cause, Error, ErrorKind, Result};

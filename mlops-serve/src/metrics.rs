@@ -136,7 +136,7 @@ fn latency_histogram() -> Histogram {
 /// metrics.record_promotion("fraud");
 /// let text = mlops_core::exposition::classic_text(&registry)?;
 /// assert!(text.contains("mlops_serve_promotions_total{model=\"fraud\"} 1"));
-/// # Ok::<(), mlops_core::Error>(())
+/// # Ok::<(), mlops_serve::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServeMetrics {

@@ -23,7 +23,7 @@
 //! assert_eq!(config.no_data, NoData::Extend); // never promote on no evidence by default
 //! let err = PromotionConfig::from_toml_str("steps = [10, 5, 100]").unwrap_err();
 //! assert!(err.to_string().contains("steps[1]"), "{err}");
-//! # Ok::<(), mlops_core::Error>(())
+//! # Ok::<(), mlops_serve::Error>(())
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -166,10 +166,12 @@ impl PromotionConfig {
 
     /// Reads a `.toml` or `.json` file (by extension).
     pub fn from_path(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
-            action: "reading",
-            path: path.to_path_buf(),
-            cause,
+        let text = std::fs::read_to_string(path).map_err(|cause| {
+            Error::Core(mlops_core::Error::Io {
+                action: "reading",
+                path: path.to_path_buf(),
+                cause,
+            })
         })?;
         match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => Self::from_toml_str(&text),

@@ -138,20 +138,24 @@ impl Predictor for SimulatedService {
         self.inner.threshold()
     }
 
-    fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
+    fn predict_proba_into(
+        &self,
+        x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> mlops_core::Result<()> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let z = Normal::standard().inverse_cdf(self.uniform(call, 1));
         // At most an hour a call: e^(5 z) of a minute overflows a u64 of nanoseconds.
         let ms = (self.profile.median_ms * (self.profile.sigma * z).exp()).min(MAX_SERVICE_MS);
         if !self.ticker.advance_ns((ms * 1e6) as u64) {
-            return Err(Error::Source {
+            return Err(mlops_core::Error::Predictor {
                 message: format!(
                     "simulated time ran out at call {call} (u64 nanoseconds): later latencies would read 0"
                 ),
             });
         }
         if self.uniform(call, 2) < self.profile.error_rate {
-            return Err(Error::Source {
+            return Err(mlops_core::Error::Predictor {
                 message: format!("simulated failure of call {call}"),
             });
         }
@@ -300,12 +304,12 @@ fn settle_shadow(router: &Router) -> Result<()> {
         // error. The worker is its own thread, so this never waits on the replay's executor.
         let now = router.wait_shadow_below(last, SHADOW_STALL);
         if now >= last {
-            return Err(Error::Runtime {
+            return Err(Error::Core(mlops_core::Error::Runtime {
                 cause: format!(
                     "the shadow worker scored none of its {now} waiting mirrored requests in {} s",
                     SHADOW_STALL.as_secs()
                 ),
-            });
+            }));
         }
         last = now;
     }
@@ -449,7 +453,7 @@ pub async fn replay(
 /// ))?;
 /// let report = futures::executor::block_on(sim.replay(&world.traffic(30_000, 4)?, &ReplayOptions::default()))?;
 /// assert_eq!(report.rollout.unwrap().phase, Phase::Promoted);
-/// # Ok::<(), mlops_core::Error>(())
+/// # Ok::<(), mlops_serve::Error>(())
 /// ```
 pub struct Simulation {
     /// The two versions (1 stable, 2 the candidate) and their aliases.
@@ -585,7 +589,7 @@ impl Simulation {
 /// assert_eq!((data.n_rows(), data.n_features()), (1_000, 6));
 /// let good = world.model(1.0, 2)?; // the truth itself
 /// let poor = world.model(0.3, 2)?; // mostly noise
-/// # Ok::<(), mlops_core::Error>(())
+/// # Ok::<(), mlops_serve::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Synthetic {
@@ -635,7 +639,8 @@ impl Synthetic {
             let p = 1.0 / (1.0 + (-logit).exp());
             f32::from(u8::from(rng.random::<f32>() < p))
         });
-        Dataset::new(x, (0..d).map(|i| format!("x{i}")).collect())?.with_labels(labels, "label")
+        Ok(Dataset::new(x, (0..d).map(|i| format!("x{i}")).collect())?
+            .with_labels(labels, "label")?)
     }
 
     /// A logistic model whose coefficients are `quality` × the truth + (1 − quality) × seeded
@@ -655,7 +660,10 @@ impl Synthetic {
             (0..d).map(|i| format!("x{i}")).collect(),
             vec![LayerSpec::new(1, Activation::Sigmoid)],
         );
-        ModelArtifact::new(spec, vec![(w, ndarray::array![self.bias])])
+        Ok(ModelArtifact::new(
+            spec,
+            vec![(w, ndarray::array![self.bias])],
+        )?)
     }
 }
 
@@ -886,7 +894,11 @@ mod tests {
             fn feature_names(&self) -> &[String] {
                 &self.0
             }
-            fn predict_proba_into(&self, _: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
+            fn predict_proba_into(
+                &self,
+                _: ArrayView2<'_, f32>,
+                out: &mut [f32],
+            ) -> mlops_core::Result<()> {
                 out.fill(0.0);
                 Ok(())
             }

@@ -19,9 +19,9 @@
 //! // A compare-and-swap from a stale expectation does nothing and says so.
 //! assert!(!source.move_alias("fraud", "production", None, Some(7), "stale").await?);
 //! assert_eq!(source.resolve("fraud", "@production").await?, v);
-//! # Ok::<(), mlops_core::Error>(())
+//! # Ok::<(), mlops_serve::Error>(())
 //! # })?;
-//! # Ok::<(), mlops_core::Error>(())
+//! # Ok::<(), mlops_serve::Error>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -114,13 +114,19 @@ impl MemorySource {
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         match models.get_mut(model) {
             Some(m) => f(m),
-            None => Err(Error::invalid(
-                "model",
-                format!("{model:?}"),
-                "a model this source holds",
-            )),
+            None => Err(Error::not_found(format!(
+                "model {model:?} (not in this source)"
+            ))),
         }
     }
+}
+
+/// A version `model` does not hold (it holds 1 to `m.versions.len()`).
+fn missing_version(model: &str, version: u64, m: &Model) -> Error {
+    Error::not_found(format!(
+        "version {version} of {model:?} (this source holds 1 to {})",
+        m.versions.len()
+    ))
 }
 
 #[async_trait]
@@ -129,19 +135,13 @@ impl ModelSource for MemorySource {
         let parsed = parse_reference(reference)?;
         self.with_model(model, |m| match parsed {
             Ok(n) if n as usize <= m.versions.len() => Ok(n),
-            Ok(n) => Err(Error::invalid(
-                format!("version of {model:?}"),
-                n,
-                format!("1 to {}", m.versions.len()),
-            )),
+            Ok(n) => Err(missing_version(model, n, m)),
             Err("latest") if !m.versions.is_empty() => Ok(m.versions.len() as u64),
-            Err(alias) => m.aliases.get(alias).copied().ok_or_else(|| {
-                Error::invalid(
-                    format!("alias of {model:?}"),
-                    format!("@{alias}"),
-                    "an alias that is set",
-                )
-            }),
+            Err(alias) => {
+                m.aliases.get(alias).copied().ok_or_else(|| {
+                    Error::not_found(format!("alias @{alias} of {model:?} (not set)"))
+                })
+            }
         })
     }
 
@@ -155,13 +155,7 @@ impl ModelSource for MemorySource {
                 .checked_sub(1)
                 .and_then(|i| m.versions.get(i as usize))
                 .cloned()
-                .ok_or_else(|| {
-                    Error::invalid(
-                        format!("version of {model:?}"),
-                        version,
-                        format!("1 to {}", m.versions.len()),
-                    )
-                })
+                .ok_or_else(|| missing_version(model, version, m))
         })
     }
 
@@ -203,49 +197,61 @@ impl ModelSource for MemorySource {
 }
 
 #[cfg(feature = "registry")]
-pub(crate) use registry::core as core_error;
-
-#[cfg(feature = "registry")]
 mod registry {
     use async_trait::async_trait;
     use mlops_core::model::ModelArtifact;
     use mlops_registry::{Registry, VersionRef};
 
     use super::ModelSource;
-    use crate::{Error, Result};
+    use crate::{Error, ErrorKind, Result};
 
-    /// The registry's errors as mlops-core's: bad input stays `InvalidValue` (same field,
-    /// value and expectation), anything else is a `Source` error with the registry's message.
-    pub(crate) fn core(e: mlops_registry::Error) -> Error {
+    /// The registry's errors with their kind: bad input stays `InvalidValue` (same field,
+    /// value and expectation) and mlops-core's errors stay theirs; a missing model, version,
+    /// alias or object is [`ErrorKind::NotFound`]; a timeout or a failing store (network,
+    /// 5xx) [`ErrorKind::Unavailable`]; a lost compare-and-swap or a state that forbids the
+    /// change [`ErrorKind::Conflict`]; a checksum or record that does not hold
+    /// [`ErrorKind::Corrupt`]; a store that cannot host a registry [`ErrorKind::InvalidInput`];
+    /// the rest [`ErrorKind::Internal`]. The registry's error is kept as the cause.
+    impl From<mlops_registry::Error> for Error {
+        fn from(e: mlops_registry::Error) -> Self {
+            match e {
+                mlops_registry::Error::Core(e) => e.into(),
+                mlops_registry::Error::InvalidValue(v) => v.into(),
+                e => Error::with_cause(kind_of(&e), e.to_string(), e),
+            }
+        }
+    }
+
+    /// The kind of a registry error other than bad input and core's (see the `From` impl).
+    fn kind_of(e: &mlops_registry::Error) -> ErrorKind {
+        use mlops_registry::object_store::Error as Store;
+        use mlops_registry::Error as R;
         match e {
-            mlops_registry::Error::Core(e) => e,
-            mlops_registry::Error::InvalidValue {
-                field,
-                value,
-                expected,
-            } => Error::InvalidValue {
-                field,
-                value,
-                expected,
+            R::NotFound { .. } => ErrorKind::NotFound,
+            R::Timeout { .. } => ErrorKind::Unavailable,
+            R::Store { cause, .. } => match cause.as_ref() {
+                Store::NotFound { .. } => ErrorKind::NotFound,
+                Store::AlreadyExists { .. } | Store::Precondition { .. } => ErrorKind::Conflict,
+                Store::Generic { .. } | Store::JoinError { .. } => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
             },
-            other => Error::Source {
-                message: other.to_string(),
-            },
+            R::AliasMoved { .. } | R::Conflict { .. } | R::Contention { .. } => ErrorKind::Conflict,
+            R::Checksum { .. } | R::Record { .. } => ErrorKind::Corrupt,
+            R::UnsafeStore { .. } | R::InvalidValue(_) => ErrorKind::InvalidInput,
+            R::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            _ => ErrorKind::Internal,
         }
     }
 
     #[async_trait]
     impl ModelSource for Registry {
         async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
-            let reference: VersionRef = reference.parse().map_err(core)?;
-            let version = Registry::resolve(self, model, &reference)
-                .await
-                .map_err(core)?;
+            let reference: VersionRef = reference.parse()?;
+            let version = Registry::resolve(self, model, &reference).await?;
             // A number resolves to itself in the registry; here it must name a live version.
-            let info = self
-                .version(model, &VersionRef::Number(version))
-                .await
-                .map_err(core)?;
+            let info = self.version(model, &VersionRef::Number(version)).await?;
             match info.deleted {
                 None => Ok(version),
                 Some(t) => Err(Error::invalid(
@@ -258,25 +264,15 @@ mod registry {
 
         async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
             let target = Registry::alias(self, model, alias)
-                .await
-                .map_err(core)?
+                .await?
                 .and_then(|e| e.target);
             // An alias that is not set is only "unset" in a registry that holds the model: a
             // deleted (or mistyped) registry reads as empty, and is said so.
-            if target.is_none()
-                && !self
-                    .list_models()
-                    .await
-                    .map_err(core)?
-                    .iter()
-                    .any(|m| m == model)
-            {
-                return Err(Error::Source {
-                    message: format!(
-                        "model {model:?} not found in the registry at {} (deleted, moved, or never registered there)",
-                        self.store_name()
-                    ),
-                });
+            if target.is_none() && !self.list_models().await?.iter().any(|m| m == model) {
+                return Err(Error::not_found(format!(
+                    "model {model:?} not found in the registry at {} (deleted, moved, or never registered there)",
+                    self.store_name()
+                )));
             }
             Ok(target)
         }
@@ -284,8 +280,7 @@ mod registry {
         async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {
             let (_, artifact) = self
                 .load_artifact(model, &VersionRef::Number(version))
-                .await
-                .map_err(core)?;
+                .await?;
             Ok(artifact)
         }
 
@@ -304,7 +299,7 @@ mod registry {
             match moved {
                 Ok(_) => Ok(true),
                 Err(mlops_registry::Error::AliasMoved { .. }) => Ok(false),
-                Err(e) => Err(core(e)),
+                Err(e) => Err(e.into()),
             }
         }
     }

@@ -61,6 +61,7 @@ fn label_ttl(seconds: f64) -> Result<Duration> {
         seconds,
         mlops_core::duration::SecondsRange::new(1e-3, MAX_LABEL_TTL_SECONDS),
     )
+    .map_err(Error::from)
 }
 
 impl StatsConfig {

@@ -1018,7 +1018,11 @@ mod server {
         // A task that returns an error, or ends, is as fatal as a panic.
         let other = Readiness::new();
         let ended = supervise(&other, "alias follower", async {
-            Err(mlops_core::Error::invalid("alias", "\"../prod\"", "a name"))
+            Err(mlops_serve::Error::invalid(
+                "alias",
+                "\"../prod\"",
+                "a name",
+            ))
         })
         .await
         .unwrap();

@@ -402,14 +402,10 @@ struct Broken;
 #[async_trait]
 impl RolloutStore for Broken {
     async fn load(&self, _: &str, _: &str) -> Result<Option<Stored>> {
-        Err(mlops_core::Error::Source {
-            message: "store unreachable".into(),
-        })
+        Err(mlops_serve::Error::unavailable("store unreachable"))
     }
     async fn save(&self, _: &str, _: &str, _: u64, _: &RolloutState, _: &str) -> Result<bool> {
-        Err(mlops_core::Error::Source {
-            message: "store unreachable".into(),
-        })
+        Err(mlops_serve::Error::unavailable("store unreachable"))
     }
 }
 

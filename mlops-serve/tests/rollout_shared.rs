@@ -23,7 +23,7 @@ use mlops_serve::source::ModelSource;
 use mlops_serve::stats::StepSnapshot;
 use mlops_serve::testing::{self, MetricsStep};
 use mlops_serve::{CompiledModel, NonFinitePolicy, Result};
-use support::{world, World, MODEL};
+use support::{world, FailingSource, SourceFailure, World, MODEL};
 
 /// A store whose writes wait one scheduler turn first, so two controllers polled together
 /// both read the same state before either writes: a real race on the conditional write.
@@ -301,48 +301,12 @@ async fn a_shadow_phase_comes_first_and_its_agreement_is_checked() {
     );
 }
 
-/// A source whose alias moves fail while `broken` is set: a controller "killed" between the
-/// state write and the alias moves.
-struct FlakyAliases {
-    inner: Arc<mlops_serve::source::MemorySource>,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl ModelSource for FlakyAliases {
-    async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
-        self.inner.resolve(model, reference).await
-    }
-    async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
-        self.inner.alias(model, alias).await
-    }
-    async fn load(&self, model: &str, version: u64) -> Result<mlops_core::model::ModelArtifact> {
-        self.inner.load(model, version).await
-    }
-    async fn move_alias(
-        &self,
-        model: &str,
-        alias: &str,
-        to: Option<u64>,
-        expected: Option<u64>,
-        why: &str,
-    ) -> Result<bool> {
-        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(mlops_core::Error::Source {
-                message: "store unreachable".into(),
-            });
-        }
-        self.inner.move_alias(model, alias, to, expected, why).await
-    }
-}
-
+/// Alias moves that fail (a source whose moves fail while set): a controller "killed" between
+/// the state write and the alias moves.
 #[tokio::test]
 async fn aliases_left_unmoved_by_a_crash_are_moved_by_the_next_tick() {
     let w = world(0.5, 1.0);
-    let flaky = Arc::new(FlakyAliases {
-        inner: w.source.clone(),
-        broken: false.into(),
-    });
+    let flaky = Arc::new(FailingSource::moves_only(w.source.clone()));
     let config = PromotionConfig {
         steps: vec![50.0, 100.0],
         ..PromotionConfig::default()
@@ -355,9 +319,7 @@ async fn aliases_left_unmoved_by_a_crash_are_moved_by_the_next_tick() {
     let mut offset = 0;
     controller.tick(&router).await.unwrap();
     traffic(&w, &[&router], 30_000, &mut offset);
-    flaky
-        .broken
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    flaky.set(SourceFailure::Unavailable);
     // The promotion is written, then the alias moves fail: an error, and the state says the
     // aliases are not settled.
     let e = controller.tick(&router).await.unwrap_err().to_string();
@@ -365,9 +327,7 @@ async fn aliases_left_unmoved_by_a_crash_are_moved_by_the_next_tick() {
     let s = state(&controller);
     assert_eq!((s.phase, s.aliases_settled), (Phase::Promoted, false));
     assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(1));
-    flaky
-        .broken
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky.set(SourceFailure::None);
     assert_eq!(controller.tick(&router).await.unwrap(), Tick::Followed);
     assert!(state(&controller).aliases_settled);
     assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(2));

@@ -195,7 +195,7 @@ impl Predictor for Misbehaving {
         out: &mut [f32],
     ) -> mlops_core::Result<()> {
         match self.mode {
-            "error" => Err(mlops_core::Error::Source {
+            "error" => Err(mlops_core::Error::Predictor {
                 message: "shadow broke".into(),
             }),
             "panic" => panic!("shadow panicked on purpose"),

@@ -5,18 +5,11 @@
 #[non_exhaustive]
 pub enum Error {
     /// A value the caller passed (a config field, a dataset, an argument) is unusable.
-    #[error("invalid {field} = {value}: expected {expected}")]
-    InvalidValue {
-        /// What was wrong (a config field, an argument).
-        field: String,
-        /// The value seen.
-        value: String,
-        /// What would have been accepted.
-        expected: String,
-    },
+    #[error(transparent)]
+    InvalidValue(#[from] mlops_core::InvalidValue),
     /// An error from mlops-core (dataset, metrics, model artifact).
     #[error(transparent)]
-    Core(#[from] mlops_core::Error),
+    Core(mlops_core::Error),
     /// The compute backend failed (a GPU out of memory, a driver error): candle's message.
     #[error("compute: {message}")]
     Compute {
@@ -79,16 +72,4 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl Error {
-    pub(crate) fn invalid(
-        field: impl Into<String>,
-        value: impl std::fmt::Display,
-        expected: impl Into<String>,
-    ) -> Self {
-        Error::InvalidValue {
-            field: field.into(),
-            value: value.to_string(),
-            expected: expected.into(),
-        }
-    }
-}
+mlops_core::crate_error!(pub(crate) Error);

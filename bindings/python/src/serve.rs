@@ -115,7 +115,7 @@ fn simulate_rollout(
     let config: PromotionConfig = from_json("policy", policy_json)?;
     config.validate().map_err(value_error)?;
     let (a, b) = (stable.artifact.clone(), candidate.artifact.clone());
-    let json = py.detach(move || -> mlops_core::Result<String> {
+    let json = py.detach(move || -> mlops_serve::Result<String> {
         // Both models take the same simulated service time: the checks see their predictions.
         let profiles = [
             ServiceProfile::default(),
@@ -128,11 +128,8 @@ fn simulate_rollout(
             let sim = Simulation::new(a, b, profiles, config, ServeMetrics::unregistered()).await?;
             sim.replay(&data, &options).await
         })?;
-        serde_json::to_string(&report).map_err(|e| mlops_core::Error::InvalidValue {
-            field: "replay report".into(),
-            value: e.to_string(),
-            expected: "JSON".into(),
-        })
+        serde_json::to_string(&report)
+            .map_err(|e| mlops_serve::Error::invalid("replay report", e, "JSON"))
     });
     json.map_err(value_error)
 }

@@ -248,10 +248,12 @@ fn optimize(
                         objective
                             .call1(py, (t,))
                             .and_then(|v| v.extract::<f64>(py))
-                            .map_err(|e| mlops_train::Error::InvalidValue {
-                                field: format!("objective of trial {}", trial.number()),
-                                value: format!("an exception: {e}"),
-                                expected: "a float".into(),
+                            .map_err(|e| {
+                                mlops_train::Error::from(mlops_core::InvalidValue::new(
+                                    format!("objective of trial {}", trial.number()),
+                                    format!("an exception: {e}"),
+                                    "a float",
+                                ))
                             })
                     })
                 },

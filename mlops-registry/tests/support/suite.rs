@@ -130,7 +130,7 @@ async fn register_list_show(b: &Backend) {
         )
         .await
     {
-        Err(Error::InvalidValue { field, .. }) => assert_eq!(field, "lineage.parent_version"),
+        Err(Error::InvalidValue(v)) => assert_eq!(v.field, "lineage.parent_version"),
         other => panic!("{}: {other:?}", b.name),
     }
 }
@@ -147,7 +147,7 @@ async fn bad_input_is_refused_before_any_write(b: &Backend) {
     ] {
         let e = r.register(bad, model_files(1)).await.unwrap_err();
         assert!(
-            matches!(e, Error::InvalidValue { .. }),
+            matches!(e, Error::InvalidValue(_)),
             "{}: {bad:?}: {e}",
             b.name
         );

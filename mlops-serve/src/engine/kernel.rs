@@ -12,8 +12,8 @@
 use pulp::{Arch, Simd, WithSimd};
 
 use super::Layer;
-use crate::{Error, Result};
 use mlops_core::model::Activation;
+use mlops_core::{Error, Result};
 
 /// Batches up to this many rows take the register-tiled path; larger ones the `gemm` crate
 /// (measured crossover on the seed's network: tiles win at 1–4 rows, `gemm` from about 16).

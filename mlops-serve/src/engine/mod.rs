@@ -42,7 +42,7 @@ use mlops_core::model::{check_batch, Activation, ModelArtifact, ModelSpec, Predi
 use ndarray::{ArrayView2, Axis, Slice};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use mlops_core::{Error, Result};
 
 /// What the engine does with a row that has a NaN or infinite feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use super::protocol::{
     decode_request, encode_response, DataType, Output, OutputData, RequestedOutput, TensorData,
 };
 use crate::router::{Request, Router};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The input tensor's name in the model metadata.
 pub const INPUT: &str = "input";
@@ -205,7 +205,7 @@ impl ServerConfig {
 /// assert_eq!(parse_tokens("MLOPS_TOKENS", " a\n\nb ")?, ["a", "b"]);
 /// let e = parse_tokens("MLOPS_TOKENS", "\n \n").unwrap_err().to_string();
 /// assert!(e.contains("invalid MLOPS_TOKENS"), "{e}");
-/// # Ok::<(), mlops_core::Error>(())
+/// # Ok::<(), mlops_serve::Error>(())
 /// ```
 pub fn parse_tokens(source: &str, text: &str) -> Result<Vec<String>> {
     let tokens: Vec<String> = text
@@ -880,7 +880,7 @@ fn run_infer(
     let mut probabilities = vec![0.0_f32; x.nrows()];
     let routed = match s.router.route(&route, x.view(), &mut probabilities) {
         Ok(r) => r,
-        Err(e @ (Error::InvalidValue { .. } | Error::LengthMismatch { .. })) => {
+        Err(e) if e.kind() == ErrorKind::InvalidInput => {
             return error(StatusCode::BAD_REQUEST, e.to_string())
         }
         Err(e) => {
@@ -1125,7 +1125,9 @@ pub async fn serve_with(
     config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let invalid = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+    fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    }
     config.validate().map_err(invalid)?;
     let header_timeout = seconds(
         "ServerConfig.header_timeout_seconds",

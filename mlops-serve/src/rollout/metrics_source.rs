@@ -61,7 +61,7 @@ mod prometheus {
     use crate::metrics::LABELED_SCORE_BUCKETS;
     use crate::router::Router;
     use crate::stats::{StepSnapshot, VariantSnapshot};
-    use crate::{Error, Result};
+    use crate::{Error, ErrorKind, Result};
 
     /// Labeled rows a snapshot rebuilds per variant from the labeled-score histogram; a step
     /// with more keeps this many, every bucket in proportion, and counts the rest in
@@ -74,7 +74,7 @@ mod prometheus {
     /// ```
     /// use mlops_serve::rollout::PrometheusSource;
     /// let source = PrometheusSource::new("http://127.0.0.1:9090")?;
-    /// # Ok::<(), mlops_core::Error>(())
+    /// # Ok::<(), mlops_serve::Error>(())
     /// ```
     #[derive(Debug, Clone)]
     pub struct PrometheusSource {
@@ -82,9 +82,35 @@ mod prometheus {
         client: reqwest::Client,
     }
 
-    fn source_error(what: &str, e: impl std::fmt::Display) -> Error {
-        Error::Source {
-            message: format!("Prometheus {what}: {e}"),
+    fn source_error(kind: ErrorKind, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::with_kind(kind, format!("Prometheus {what}: {e}"))
+    }
+
+    /// A failed request's kind: a URL reqwest cannot build is bad input; a connection refused
+    /// or reset, a timeout, a body cut short is [`ErrorKind::Unavailable`] (retryable).
+    fn send_kind(e: &reqwest::Error) -> ErrorKind {
+        if e.is_builder() {
+            ErrorKind::InvalidInput
+        } else {
+            ErrorKind::Unavailable
+        }
+    }
+
+    /// An answer's kind by its status: 5xx, 408 and 429 are [`ErrorKind::Unavailable`]
+    /// (Prometheus overloaded, restarting, or a query it timed out); another 4xx is a query
+    /// Prometheus rejects (bad PromQL, `bad_data`), [`ErrorKind::InvalidInput`], not
+    /// retryable; a success whose body is not Prometheus's is [`ErrorKind::Corrupt`].
+    fn status_kind(status: reqwest::StatusCode) -> ErrorKind {
+        use reqwest::StatusCode;
+        if status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
+            ErrorKind::Unavailable
+        } else if status.is_client_error() {
+            ErrorKind::InvalidInput
+        } else {
+            ErrorKind::Corrupt
         }
     }
 
@@ -108,7 +134,7 @@ mod prometheus {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .map_err(|e| source_error("client", e))?;
+                .map_err(|e| source_error(ErrorKind::Internal, "client", e))?;
             Ok(PrometheusSource { base, client })
         }
 
@@ -128,14 +154,19 @@ mod prometheus {
                 ])
                 .send()
                 .await
-                .map_err(|e| source_error(&format!("query {promql:?}"), e))?;
+                .map_err(|e| source_error(send_kind(&e), &format!("query {promql:?}"), e))?;
             let status = response.status();
-            let body: Value = response
-                .json()
-                .await
-                .map_err(|e| source_error("response", e))?;
+            let body: Value = response.json().await.map_err(|e| {
+                let kind = if e.is_decode() {
+                    status_kind(status)
+                } else {
+                    ErrorKind::Unavailable
+                };
+                source_error(kind, &format!("response ({status})"), e)
+            })?;
             if !status.is_success() || body["status"] != "success" {
                 return Err(source_error(
+                    status_kind(status),
                     &format!("query {promql:?}"),
                     format!("{status}: {}", body["error"]),
                 ));

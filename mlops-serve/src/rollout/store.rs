@@ -144,10 +144,7 @@ impl RolloutStore for MemoryRolloutStore {
 #[async_trait]
 impl RolloutStore for mlops_registry::Registry {
     async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
-        let entry = self
-            .state(model, document)
-            .await
-            .map_err(crate::source::core_error)?;
+        let entry = self.state(model, document).await?;
         match entry {
             None => Ok(None),
             Some(e) => {
@@ -176,8 +173,7 @@ impl RolloutStore for mlops_registry::Registry {
         })?;
         Ok(self
             .put_state(model, document, expected_seq, value, why)
-            .await
-            .map_err(crate::source::core_error)?
+            .await?
             .is_some())
     }
 }

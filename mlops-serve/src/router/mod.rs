@@ -39,7 +39,7 @@
 //! assert_eq!(first.variant, again.variant); // sticky
 //! let forced = router.route(&Request { force: Some("canary"), ..Request::default() }, array![[0.5_f32]].view(), &mut p)?;
 //! assert_eq!(&*forced.variant, "canary");
-//! # Ok::<(), mlops_core::Error>(())
+//! # Ok::<(), mlops_serve::Error>(())
 //! ```
 
 mod routes;
@@ -211,10 +211,12 @@ impl Router {
                 panic: metrics.shadow_dropped(model, "panic"),
             },
         )
-        .map_err(|cause| Error::Io {
-            action: "starting thread",
-            path: "mlops-shadow".into(),
-            cause,
+        .map_err(|cause| {
+            Error::Core(mlops_core::Error::Io {
+                action: "starting thread",
+                path: "mlops-shadow".into(),
+                cause,
+            })
         })?;
         let table = Self::build(model, routes, &options, 1)?;
         Ok(Router {
@@ -346,14 +348,14 @@ impl Router {
         slot.handles.requests.inc();
         slot.handles.latency.observe(elapsed as f64 / 1e9);
         if let Err(e) = result {
-            if matches!(e, Error::InvalidValue { .. }) {
+            if matches!(e, mlops_core::Error::InvalidValue(_)) {
                 slot.stats.record(elapsed, Answer::Rejected);
                 slot.handles.rejected.inc();
             } else {
                 slot.stats.record(elapsed, Answer::Failed);
                 slot.handles.errors.inc();
             }
-            return Err(e);
+            return Err(e.into());
         }
         slot.stats.record(elapsed, Answer::Scored(out));
         slot.handles.predictions.inc_by(out.len() as u64);

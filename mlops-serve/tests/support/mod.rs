@@ -5,11 +5,12 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use mlops_core::clock::ManualClock;
-use mlops_core::model::Predictor;
+use mlops_core::model::{ModelArtifact, Predictor};
 use mlops_core::Dataset;
 use mlops_serve::metrics::ServeMetrics;
 use mlops_serve::policy::PromotionConfig;
@@ -20,7 +21,7 @@ use mlops_serve::rollout::{
 use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
 use mlops_serve::source::{MemorySource, ModelSource};
 use mlops_serve::ticker::ManualTicker;
-use mlops_serve::NonFinitePolicy;
+use mlops_serve::{NonFinitePolicy, Result};
 
 pub const MODEL: &str = "fraud";
 
@@ -160,4 +161,87 @@ pub async fn start_server(
         .await
     });
     (addr, stop, server)
+}
+
+/// How a [`FailingSource`] fails while set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SourceFailure {
+    /// It answers (the memory source).
+    None,
+    /// It does not answer, as an unreachable registry (retryable).
+    Unavailable,
+    /// The model is gone, as from a registry it was deleted from (permanent).
+    NotFound,
+}
+
+/// A memory source that fails on demand: every call, or only alias moves.
+pub struct FailingSource {
+    pub inner: Arc<MemorySource>,
+    failure: Mutex<SourceFailure>,
+    moves_only: bool,
+}
+
+impl FailingSource {
+    /// Fails every call while a failure is set.
+    pub fn new(inner: Arc<MemorySource>) -> Self {
+        FailingSource {
+            inner,
+            failure: Mutex::new(SourceFailure::None),
+            moves_only: false,
+        }
+    }
+
+    /// Fails only `move_alias` while a failure is set.
+    pub fn moves_only(inner: Arc<MemorySource>) -> Self {
+        FailingSource {
+            moves_only: true,
+            ..FailingSource::new(inner)
+        }
+    }
+
+    pub fn set(&self, failure: SourceFailure) {
+        *self.failure.lock().unwrap() = failure;
+    }
+
+    fn check(&self, model: &str, moving: bool) -> Result<()> {
+        if self.moves_only && !moving {
+            return Ok(());
+        }
+        match *self.failure.lock().unwrap() {
+            SourceFailure::None => Ok(()),
+            SourceFailure::Unavailable => Err(mlops_serve::Error::unavailable(
+                "store unreachable: connection refused",
+            )),
+            SourceFailure::NotFound => Err(mlops_serve::Error::not_found(format!(
+                "model {model:?} (deleted from the registry)"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ModelSource for FailingSource {
+    async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
+        self.check(model, false)?;
+        self.inner.resolve(model, reference).await
+    }
+    async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
+        self.check(model, false)?;
+        self.inner.alias(model, alias).await
+    }
+    async fn load(&self, model: &str, version: u64) -> Result<ModelArtifact> {
+        self.check(model, false)?;
+        self.inner.load(model, version).await
+    }
+    async fn move_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        to: Option<u64>,
+        expected: Option<u64>,
+        why: &str,
+    ) -> Result<bool> {
+        self.check(model, true)?;
+        self.inner.move_alias(model, alias, to, expected, why).await
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mlops_core::clock::Clock;
 use mlops_serve::analysis::Check;
+use mlops_serve::metrics::ControllerErrorKind;
 use mlops_serve::policy::{PromotionConfig, RollbackMode, ShadowPhase};
 use mlops_serve::rollout::{
     rollout_document, Controller, DecisionKind, Phase, RolloutState, RolloutStore, Stored, Tick,
@@ -19,8 +20,8 @@ use mlops_serve::rollout::{
 use mlops_serve::router::{Request, Router};
 use mlops_serve::source::ModelSource;
 use mlops_serve::stats::{StepSnapshot, VariantSnapshot};
-use mlops_serve::Result;
-use support::{world, World, MODEL};
+use mlops_serve::{ErrorKind, Result};
+use support::{world, FailingSource, SourceFailure, World, MODEL};
 
 /// Sends `n` requests to each router, one simulated 20 ms apart.
 fn traffic(w: &World, routers: &[&Router], n: usize, offset: &mut usize) {
@@ -396,7 +397,7 @@ fn each_alias_pair_has_its_own_document_name() {
     }
 }
 
-/// A store that fails every call.
+/// A store that fails every call, as an unreachable store does (retryable).
 struct Broken;
 
 #[async_trait]
@@ -431,8 +432,17 @@ async fn failed_ticks_are_counted_by_what_failed() {
         assert_eq!(errors(&w, kind), 0, "{kind} exported at zero");
     }
     for _ in 0..2 {
-        let e = controller.tick(&router).await.unwrap_err().to_string();
-        assert!(e.contains("store unreachable"), "{e}");
+        // Retryable: the tick keeps the routes and says it will retry, not an error.
+        match controller.tick(&router).await.unwrap() {
+            Tick::Retrying { part, kind, error } => {
+                assert_eq!(
+                    (part, kind),
+                    (ControllerErrorKind::Store, ErrorKind::Unavailable)
+                );
+                assert!(error.contains("store unreachable"), "{error}");
+            }
+            other => panic!("a broken store gave {other:?}"),
+        }
     }
     assert_eq!(errors(&w, "store"), 2);
     // A production alias that is not set: the source's.
@@ -603,4 +613,91 @@ async fn two_controllers_on_different_policies_do_not_reconcile_each_other_for_e
         s.decisions
     );
     assert!(s.phase.is_terminal(), "{:#?}", s.decisions);
+}
+
+/// The routes a router serves: each variant's name, version and weight.
+fn served(router: &Router) -> Vec<(String, Option<u64>, f64)> {
+    let routes = router.routes();
+    routes
+        .variants
+        .iter()
+        .map(|v| {
+            let weight = routes
+                .weights
+                .iter()
+                .find(|(n, _)| *n == v.name)
+                .map_or(0.0, |w| w.1);
+            (v.name.clone(), v.version, weight)
+        })
+        .collect()
+}
+
+/// Issue 23: the controller tells a retryable source failure from a permanent one. While the
+/// source is unavailable (a step due, its traffic served) each tick keeps the routes, decides
+/// nothing, moves no alias, is counted and says it will retry; when the source answers again
+/// the due step is decided. A source whose model is gone is a `NotFound` error of the tick,
+/// for the operator — counted the same way, the routes kept.
+#[tokio::test]
+async fn a_retryable_source_failure_is_retried_and_a_permanent_one_reported() {
+    let w = world(0.5, 1.0);
+    let source = Arc::new(FailingSource::new(w.source.clone()));
+    let router = w.router();
+    let controller = w.controller_on(policy(&[10.0, 100.0]), source.clone(), w.store.clone());
+    w.start_canary(2);
+    let Tick::Acted(start) = controller.tick(&router).await.unwrap() else {
+        panic!("the rollout did not start")
+    };
+    assert_eq!(start.kind, DecisionKind::Start);
+    let serving = served(&router);
+    assert_eq!(serving.len(), 2, "{serving:?}");
+    let stored = controller.state().await.unwrap().unwrap();
+    // The step's minute of traffic: the step is due.
+    let mut offset = 0;
+    traffic(&w, &[&router], 3100, &mut offset);
+
+    source.set(SourceFailure::Unavailable);
+    for attempt in 1..=3 {
+        match controller.tick(&router).await.unwrap() {
+            Tick::Retrying { part, kind, error } => {
+                assert_eq!(part, ControllerErrorKind::Source);
+                assert_eq!(kind, ErrorKind::Unavailable);
+                assert!(kind.is_retryable());
+                assert!(error.contains("store unreachable"), "{error}");
+            }
+            other => panic!("an unavailable source gave {other:?}"),
+        }
+        assert_eq!(served(&router), serving, "the routes changed");
+        let now = controller.state().await.unwrap().unwrap();
+        assert_eq!(now.seq, stored.seq, "a decision was written");
+        assert_eq!(now.state.decisions, stored.state.decisions);
+        assert_eq!(errors(&w, "source"), attempt);
+    }
+    assert_eq!(w.source.alias(MODEL, "production").await.unwrap(), Some(1));
+    assert_eq!(w.source.alias(MODEL, "canary").await.unwrap(), Some(2));
+
+    // The source answers again: the due step is decided (the canary's error rate is no
+    // worse), the next step served.
+    source.set(SourceFailure::None);
+    let Tick::Acted(d) = controller.tick(&router).await.unwrap() else {
+        panic!("the due step was not decided once the source answered")
+    };
+    assert_eq!(
+        (d.from_percent, d.to_percent),
+        (10.0, 100.0),
+        "{}",
+        d.reason
+    );
+    let promoted = served(&router);
+    assert_eq!(errors(&w, "source"), 3);
+
+    // The model is gone: permanent, the tick's error, not a retry.
+    source.set(SourceFailure::NotFound);
+    for attempt in 1..=2 {
+        let e = controller.tick(&router).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(!e.kind().is_retryable());
+        assert!(e.to_string().contains("deleted from the registry"), "{e}");
+        assert_eq!(served(&router), promoted, "the routes changed");
+        assert_eq!(errors(&w, "source"), 3 + attempt);
+    }
 }

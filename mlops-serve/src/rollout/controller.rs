@@ -8,7 +8,11 @@
 //! policy changed mid-rollout) is reconciled ([`RolloutState::reconcile`]) and the
 //! reconciliation recorded; a state of another model is an error, never a panic. Every
 //! failed tick is counted in `mlops_serve_controller_errors_total` by
-//! [`ControllerErrorKind`].
+//! [`ControllerErrorKind`] (the part that failed), then handled by its
+//! [`ErrorKind`](crate::ErrorKind): a retryable failure (a source, store or metrics source that
+//! did not answer) keeps the current routes and is retried at the next tick
+//! ([`Tick::Retrying`]); a permanent one (the model or a version gone, corrupt data) is the
+//! tick's error.
 //!
 //! A rollout starts when the `canary` alias points at a version other than `production`'s,
 //! restarts when `canary` moves mid-rollout, and is aborted (rolled back) when `canary` is
@@ -31,7 +35,7 @@ use crate::policy::PromotionConfig;
 use crate::router::{Router, Routes, ShadowRoute, Variant};
 use crate::source::ModelSource;
 use crate::stats::lock;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The alias production traffic is served from.
 pub const PRODUCTION_ALIAS: &str = "production";
@@ -57,6 +61,18 @@ pub enum Tick {
     Acted(Box<Decision>),
     /// Another controller wrote first; this one now follows that state.
     Lost,
+    /// A retryable failure ([`ErrorKind::is_retryable`]: a source, store or metrics source
+    /// that did not answer): the router keeps serving its current routes, nothing was decided
+    /// or moved by this tick, the failure is counted in `mlops_serve_controller_errors_total`
+    /// and the next tick tries again. (A permanent failure is returned as the tick's error.)
+    Retrying {
+        /// The part of the tick that failed (the metric's `kind` label).
+        part: ControllerErrorKind,
+        /// The failure's kind.
+        kind: ErrorKind,
+        /// The failure's message.
+        error: String,
+    },
 }
 
 /// What a controller is built from.
@@ -388,17 +404,30 @@ impl Controller {
 
     /// One round: follow the stored rollout, start, restart or abort one from the aliases,
     /// reconcile a stored state with a changed policy, or analyze a due step (see the module
-    /// docs). A failure is logged, counted by kind in `mlops_serve_controller_errors_total`
-    /// and returned; the next tick tries again.
+    /// docs). A failure is logged and counted by the part that failed in
+    /// `mlops_serve_controller_errors_total`, then branches on its [`ErrorKind`]: a retryable
+    /// one ([`ErrorKind::Unavailable`]) is [`Tick::Retrying`] — the router keeps serving its
+    /// current routes and the next tick tries again; a permanent one (the model or a version
+    /// not found, corrupt data, bad input) is returned as the error, for the operator.
     pub async fn tick(&self, router: &Router) -> Result<Tick> {
         match self.try_tick(router).await {
             Ok(t) => Ok(t),
-            Err(Failed { kind, error }) => {
-                tracing::warn!(model = %self.parts.model, kind = kind.as_str(), error = %error, "rollout controller tick failed");
+            Err(Failed { kind: part, error }) => {
                 self.parts
                     .metrics
-                    .record_controller_error(&self.parts.model, kind);
-                Err(error)
+                    .record_controller_error(&self.parts.model, part);
+                let kind = error.kind();
+                if kind.is_retryable() {
+                    tracing::warn!(model = %self.parts.model, part = part.as_str(), kind = kind.as_str(), error = %error, "rollout controller tick failed; serving the current routes, retrying at the next tick");
+                    Ok(Tick::Retrying {
+                        part,
+                        kind,
+                        error: error.to_string(),
+                    })
+                } else {
+                    tracing::error!(model = %self.parts.model, part = part.as_str(), kind = kind.as_str(), error = %error, "rollout controller tick failed");
+                    Err(error)
+                }
             }
         }
     }

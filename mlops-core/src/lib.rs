@@ -14,6 +14,8 @@
 //! - [`clock`]: injected time for every time-dependent decision;
 //! - [`model`]: the [`model::Predictor`] trait and the artifact format (JSON spec +
 //!   safetensors) shared by training and serving;
+//! - [`version_ref`]: [`VersionRef`], the one grammar of a version reference (`3`,
+//!   `@production`, `@latest`);
 //! - `runtime` (feature `object-store`): the library's own I/O runtime, on which the registry
 //!   and the tracker run every store call, request and timer, so their async APIs work on any
 //!   executor (any tokio flavor, with or without drivers, or none) and never panic on a host's
@@ -61,6 +63,7 @@ pub mod synthetic;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod validation;
+pub mod version_ref;
 
 pub use csv_io::{read_csv_columns, read_csv_columns_path, CsvOptions};
 pub use dataset::Dataset;
@@ -76,6 +79,7 @@ pub use prometheus_client;
 pub use run_id::RunId;
 pub use schema::{ColumnKind, ColumnSchema, Schema};
 pub use split::{Split, SplitFractions};
+pub use version_ref::VersionRef;
 
 crate::json_methods!(
     Schema => "schema",

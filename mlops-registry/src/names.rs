@@ -1,13 +1,17 @@
 //! Name checks, done before any I/O: model and alias names become path segments, so they are
 //! refused unless they are short, plain and unambiguous.
 
+use mlops_core::version_ref::{is_plain_name, PLAIN_NAME};
+
 use crate::error::{Error, Result};
 
 /// Longest model or alias name.
-pub const MAX_NAME_LEN: usize = 128;
+pub use mlops_core::version_ref::MAX_NAME_LEN;
 
 /// Checks a model or alias name: 1 to 128 characters from `A-Z a-z 0-9 . _ -`, starting with
-/// a letter or digit, without `..`. (So no `/`, NUL, spaces or empty names.)
+/// a letter or digit, without `..`. (So no `/`, NUL, spaces or empty names.) The rule is
+/// mlops-core's [`is_plain_name`](mlops_core::version_ref::is_plain_name), the one an alias in
+/// a [`VersionRef`](crate::VersionRef) follows.
 ///
 /// ```
 /// use mlops_registry::names::check_name;
@@ -18,19 +22,10 @@ pub const MAX_NAME_LEN: usize = 128;
 /// }
 /// ```
 pub fn check_name(field: &str, name: &str) -> Result<()> {
-    let expected = "1 to 128 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit, \
-                    without `..`";
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !name.contains("..");
-    if ok {
+    if is_plain_name(name) {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{name:?}"), expected))
+        Err(Error::invalid(field, format!("{name:?}"), PLAIN_NAME))
     }
 }
 

@@ -1,15 +1,9 @@
 //! What the registry writes: version records, alias log entries, tombstones and audit
 //! events, as JSON objects in the store. Records are written once and never changed.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
-use crate::names::check_name;
+use std::collections::BTreeMap;
 
 /// One file of a version: its name in the version and its content's address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,57 +206,9 @@ pub struct AuditEvent {
     pub details: BTreeMap<String, String>,
 }
 
-/// A version by number or through an alias: `3` or `@production`.
-///
-/// ```
-/// use mlops_registry::VersionRef;
-///
-/// assert_eq!("7".parse::<VersionRef>()?, VersionRef::Number(7));
-/// assert_eq!("@production".parse::<VersionRef>()?, VersionRef::Alias("production".into()));
-/// assert!("latest!".parse::<VersionRef>().is_err());
-/// # Ok::<(), mlops_registry::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum VersionRef {
-    /// A version number.
-    Number(u64),
-    /// The version an alias points to.
-    Alias(String),
-}
-
-impl FromStr for VersionRef {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        if let Some(alias) = s.strip_prefix('@') {
-            check_name("alias", alias)?;
-            return Ok(VersionRef::Alias(alias.to_string()));
-        }
-        match s.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(VersionRef::Number(n)),
-            _ => Err(Error::invalid(
-                "version",
-                format!("{s:?}"),
-                "a version number from 1, or @ALIAS",
-            )),
-        }
-    }
-}
-
-impl fmt::Display for VersionRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VersionRef::Number(n) => write!(f, "{n}"),
-            VersionRef::Alias(a) => write!(f, "@{a}"),
-        }
-    }
-}
-
-impl From<u64> for VersionRef {
-    fn from(n: u64) -> Self {
-        VersionRef::Number(n)
-    }
-}
+/// A version by number or through an alias (`3`, `@production`, `@latest`): mlops-core's one
+/// grammar, re-exported (also as `mlops_registry::VersionRef`).
+pub use mlops_core::version_ref::VersionRef;
 
 /// Renders an alias target for messages.
 pub(crate) fn target_text(target: Option<u64>) -> String {

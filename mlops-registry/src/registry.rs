@@ -45,7 +45,7 @@ use crate::records::{
 use crate::store::{self, Store};
 
 /// `@latest`: the highest live version; no alias may take this name.
-pub const LATEST: &str = "latest";
+pub use mlops_core::version_ref::LATEST;
 
 /// Attempts at claiming a version number before giving up.
 const MAX_CLAIMS: u32 = 200;

@@ -111,6 +111,9 @@ mod server {
             "/v2/health/ready",
             "/v2/models/fraud/ready",
             "/v2/models/fraud/versions/1/ready",
+            // A URL version is a `VersionRef`: a number, or an alias bare or with its `@`.
+            "/v2/models/fraud/versions/canary/ready",
+            "/v2/models/fraud/versions/@production/ready",
         ] {
             assert_eq!(call(&app, get(path)).await.0, StatusCode::OK, "{path}");
         }
@@ -136,6 +139,9 @@ mod server {
             "/v2/models/nope",
             "/v2/models/fraud/versions/7",
             "/v2/models/fraud/versions/7/ready",
+            "/v2/models/fraud/versions/0",
+            "/v2/models/fraud/versions/@latest",
+            "/v2/models/fraud/versions/with%20space/ready",
             "/v2/nothing",
         ] {
             let (status, _, body) = call(&app, get(path)).await;

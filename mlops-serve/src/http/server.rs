@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mlops_core::duration::{seconds, SecondsRange};
+use mlops_core::VersionRef;
 use ndarray::Array2;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -580,28 +581,29 @@ async fn server_metadata() -> Response {
     .into_response()
 }
 
-/// The variant a version reference names: a number among the loaded versions, or an alias
-/// (`production` / `stable`, `canary`, or a variant's name).
-fn variant_for(s: &Shared, version: &str) -> Option<(String, Option<u64>)> {
-    let routes = s.router.routes();
-    let by_name = |name: &str| {
-        routes
-            .variants
-            .iter()
-            .find(|v| v.name == name)
-            .map(|v| (v.name.clone(), v.version))
+/// A URL's `{version}` as the [`VersionRef`] it writes: digits are a version number; anything
+/// else is an alias, bare as V2 URLs write it (`production`) or with its `@`. `None` when it is
+/// neither (`0`, a name that is not plain): no variant has it.
+fn url_version(version: &str) -> Option<VersionRef> {
+    let parsed = if version.starts_with('@') || version.bytes().all(|b| b.is_ascii_digit()) {
+        version.parse()
+    } else {
+        format!("@{version}").parse()
     };
-    match version.parse::<u64>() {
-        Ok(n) => routes
-            .variants
-            .iter()
-            .find(|v| v.version == Some(n))
-            .map(|v| (v.name.clone(), v.version)),
-        Err(_) => match version {
-            "production" => by_name("stable"),
-            other => by_name(other),
-        },
-    }
+    parsed.ok()
+}
+
+/// The variant a URL version names ([`url_version`]): a number among the loaded versions, or
+/// an alias (`production` / `stable`, `canary`, or a variant's name).
+fn variant_for(s: &Shared, version: &str) -> Option<(String, Option<u64>)> {
+    let reference = url_version(version)?;
+    let routes = s.router.routes();
+    let found = routes.variants.iter().find(|v| match &reference {
+        VersionRef::Number(n) => v.version == Some(*n),
+        VersionRef::Alias(alias) if alias == "production" => v.name == "stable",
+        VersionRef::Alias(alias) => v.name == *alias,
+    });
+    found.map(|v| (v.name.clone(), v.version))
 }
 
 fn unknown_model(s: &Shared, model: &str) -> Response {

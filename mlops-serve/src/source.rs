@@ -2,8 +2,9 @@
 //! [`ModelSource`], an in-memory [`MemorySource`] for tests and embedded use, and (feature
 //! `registry`) the implementation on `mlops_registry::Registry`.
 //!
-//! References are written as the registry writes them: a version number (`"3"`), or `@` and
-//! an alias (`"@production"`, `"@canary"`, `"@latest"` — the highest version).
+//! A source speaks in version numbers (from 1) and alias names (`"production"`, `"canary"`).
+//! A written reference (`"3"`, `"@production"`, `"@latest"`) is a [`mlops_core::VersionRef`],
+//! parsed once where it is read and resolved by the registry (`Registry::resolve`), not here.
 //!
 //! ```
 //! use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
@@ -18,7 +19,7 @@
 //! assert!(source.move_alias("fraud", "production", Some(v), None, "first").await?);
 //! // A compare-and-swap from a stale expectation does nothing and says so.
 //! assert!(!source.move_alias("fraud", "production", None, Some(7), "stale").await?);
-//! assert_eq!(source.resolve("fraud", "@production").await?, v);
+//! assert_eq!(source.alias("fraud", "production").await?, Some(v));
 //! # Ok::<(), mlops_serve::Error>(())
 //! # })?;
 //! # Ok::<(), mlops_serve::Error>(())
@@ -29,17 +30,15 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use mlops_core::model::ModelArtifact;
+use mlops_core::version_ref::LATEST;
 
 use crate::{Error, Result};
 
-/// What serving needs from a model store: resolve a reference, load a version, and move an
-/// alias by compare-and-swap (promotion and rollback). Implementations never block the
+/// What serving needs from a model store: read an alias, load a version, and move an alias
+/// by compare-and-swap (promotion and rollback). Implementations never block the
 /// executor on I/O.
 #[async_trait]
 pub trait ModelSource: Send + Sync {
-    /// The version `reference` names now: `"3"`, `"@production"`, `"@latest"`.
-    async fn resolve(&self, model: &str, reference: &str) -> Result<u64>;
-
     /// The version `alias` points at now; `None` when it is not set (never set, or cleared).
     async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>>;
 
@@ -57,24 +56,6 @@ pub trait ModelSource: Send + Sync {
         expected: Option<u64>,
         why: &str,
     ) -> Result<bool>;
-}
-
-/// A reference parsed: a number or an alias.
-pub(crate) fn parse_reference(reference: &str) -> Result<std::result::Result<u64, &str>> {
-    if let Some(alias) = reference.strip_prefix('@') {
-        if alias.is_empty() {
-            return Err(Error::invalid("alias", "\"\"", "a name after @"));
-        }
-        return Ok(Err(alias));
-    }
-    match reference.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(Ok(n)),
-        _ => Err(Error::invalid(
-            "model reference",
-            format!("{reference:?}"),
-            "a version number from 1, or @ALIAS",
-        )),
-    }
 }
 
 #[derive(Default)]
@@ -131,20 +112,6 @@ fn missing_version(model: &str, version: u64, m: &Model) -> Error {
 
 #[async_trait]
 impl ModelSource for MemorySource {
-    async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
-        let parsed = parse_reference(reference)?;
-        self.with_model(model, |m| match parsed {
-            Ok(n) if n as usize <= m.versions.len() => Ok(n),
-            Ok(n) => Err(missing_version(model, n, m)),
-            Err("latest") if !m.versions.is_empty() => Ok(m.versions.len() as u64),
-            Err(alias) => {
-                m.aliases.get(alias).copied().ok_or_else(|| {
-                    Error::not_found(format!("alias @{alias} of {model:?} (not set)"))
-                })
-            }
-        })
-    }
-
     async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
         self.with_model(model, |m| Ok(m.aliases.get(alias).copied()))
     }
@@ -167,7 +134,7 @@ impl ModelSource for MemorySource {
         expected: Option<u64>,
         _why: &str,
     ) -> Result<bool> {
-        if alias.is_empty() || alias == "latest" {
+        if alias.is_empty() || alias == LATEST {
             return Err(Error::invalid(
                 "alias",
                 format!("{alias:?}"),
@@ -247,21 +214,6 @@ mod registry {
 
     #[async_trait]
     impl ModelSource for Registry {
-        async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
-            let reference: VersionRef = reference.parse()?;
-            let version = Registry::resolve(self, model, &reference).await?;
-            // A number resolves to itself in the registry; here it must name a live version.
-            let info = self.version(model, &VersionRef::Number(version)).await?;
-            match info.deleted {
-                None => Ok(version),
-                Some(t) => Err(Error::invalid(
-                    format!("version {version} of {model:?}"),
-                    "deleted",
-                    format!("a live version (deleted: {})", t.why),
-                )),
-            }
-        }
-
         async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
             let target = Registry::alias(self, model, alias)
                 .await?

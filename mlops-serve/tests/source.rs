@@ -1,7 +1,8 @@
 //! The `ModelSource` contract: the public suite (`mlops_serve::testing::model_source`) run on
 //! the in-memory source and (feature `registry`) on a registry — versions loaded, aliases
-//! moved only by a winning compare-and-swap, missing versions and models errors — beside the
-//! references both resolve; and the suite failing a source that moves aliases blindly.
+//! moved only by a winning compare-and-swap, missing versions and models errors —; and the
+//! suite failing a source that moves aliases blindly. (A malformed reference never reaches a
+//! source: it is refused where it is parsed, as a `VersionRef`.)
 
 use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
 use mlops_serve::source::{MemorySource, ModelSource};
@@ -16,35 +17,17 @@ fn artifact(weight: f32) -> ModelArtifact {
     ModelArtifact::new(spec, vec![(array![[weight]], array![0.0_f32])]).unwrap()
 }
 
-/// References, on a source holding versions 1 and 2 of `fraud` and no aliases (before the
-/// public suite); then, after it, what the suite's moves left (`production` on 2).
-async fn references(name: &str, s: &dyn ModelSource) {
-    assert_eq!(s.resolve("fraud", "2").await.unwrap(), 2, "{name}");
-    assert_eq!(s.resolve("fraud", "@latest").await.unwrap(), 2, "{name}");
-    // An unset alias, an unknown version or model, a malformed reference: errors naming them.
-    for (reference, needle) in [
-        ("@production", "production"),
-        ("9", "9"),
-        ("v2", "v2"),
-        ("@", "alias"),
-    ] {
-        let e = s.resolve("fraud", reference).await.unwrap_err().to_string();
-        assert!(e.contains(needle), "{name}, {reference}: {e}");
-    }
-    assert!(s.resolve("nope", "1").await.is_err(), "{name}");
-}
-
-/// The public suite, between the reference checks.
+/// The public suite, on a source holding versions 1 and 2 of `fraud` and no aliases; then
+/// what the suite's moves left (`production` on 2, `canary` unset).
 async fn conformance(name: &str, s: &dyn ModelSource) {
     let (a, b) = (artifact(1.0), artifact(2.0));
-    references(name, s).await;
     testing::model_source(s, "fraud", &[(1, &a), (2, &b)]).await;
     assert_eq!(
-        s.resolve("fraud", "@production").await.unwrap(),
-        2,
+        s.alias("fraud", "production").await.unwrap(),
+        Some(2),
         "{name}"
     );
-    assert!(s.resolve("fraud", "@canary").await.is_err(), "{name}");
+    assert_eq!(s.alias("fraud", "canary").await.unwrap(), None, "{name}");
 }
 
 #[tokio::test]
@@ -60,9 +43,6 @@ struct IgnoresExpected(MemorySource);
 
 #[async_trait::async_trait]
 impl ModelSource for IgnoresExpected {
-    async fn resolve(&self, model: &str, reference: &str) -> mlops_serve::Result<u64> {
-        self.0.resolve(model, reference).await
-    }
     async fn alias(&self, model: &str, alias: &str) -> mlops_serve::Result<Option<u64>> {
         self.0.alias(model, alias).await
     }

@@ -221,10 +221,6 @@ impl FailingSource {
 
 #[async_trait]
 impl ModelSource for FailingSource {
-    async fn resolve(&self, model: &str, reference: &str) -> Result<u64> {
-        self.check(model, false)?;
-        self.inner.resolve(model, reference).await
-    }
     async fn alias(&self, model: &str, alias: &str) -> Result<Option<u64>> {
         self.check(model, false)?;
         self.inner.alias(model, alias).await

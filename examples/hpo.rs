@@ -311,11 +311,7 @@ fn mlp_study(args: &Args) -> anyhow::Result<()> {
     };
     let why = study.optimize(
         |trial| {
-            let hidden: Vec<usize> = trial
-                .choice("hidden")?
-                .split(',')
-                .filter_map(|s| s.parse().ok())
-                .collect();
+            let hidden = MlpConfig::parse_hidden_sizes(trial.choice("hidden")?)?;
             let trainer = Trainer::new(
                 MlpConfig {
                     hidden,

@@ -88,10 +88,8 @@ fn run() -> Result<(), String> {
             "lr" | "learning_rate" => train.learning_rate = number(&k, &v)?,
             "dropout" => mlp.dropout = number(&k, &v)?,
             "hidden" => {
-                mlp.hidden = v
-                    .split(',')
-                    .map(|w| number::<usize>(&k, w.trim()))
-                    .collect::<Result<_, _>>()?
+                mlp.hidden =
+                    MlpConfig::parse_hidden_sizes(&v).map_err(|e| format!("--{k}={v}: {e}"))?
             }
             "batch_size" => train.batch_size = number(&k, &v)?,
             "epochs" => train.epochs = number(&k, &v)?,

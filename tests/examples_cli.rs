@@ -985,6 +985,22 @@ fn trial_prints_katib_stdout_metrics_and_refuses_unknown_flags() {
     let bad = run("trial", &["--learning-speed=3"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_speed"));
+    // Hidden widths go through `MlpConfig::parse_hidden_sizes`: a bad entry is refused (exit 2,
+    // bad input) with the entry, its value and what was expected, not dropped.
+    for (hidden, named) in [
+        ("64,x,32", "MlpConfig.hidden[1] = \"x\""),
+        ("64,,32", "MlpConfig.hidden[1] = \"\""),
+        ("64,0", "MlpConfig.hidden[1] = 0"),
+    ] {
+        let bad = run("trial", &[&format!("--hidden={hidden}"), "--epochs=1"]);
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{hidden}: {stderr}");
+        assert!(
+            stderr.contains(named) && stderr.contains("expected"),
+            "{hidden}: {stderr}"
+        );
+        assert!(bad.stdout.is_empty(), "{hidden}: trained anyway");
+    }
 }
 
 #[test]

@@ -189,11 +189,7 @@ pub fn search(w: &Window, trials: usize, seed: u64) -> anyhow::Result<Searched> 
     study.optimize(
         |trial| {
             let hyper = Hyper {
-                hidden: trial
-                    .choice("hidden")?
-                    .split(',')
-                    .filter_map(|s| s.parse().ok())
-                    .collect(),
+                hidden: MlpConfig::parse_hidden_sizes(trial.choice("hidden")?)?,
                 learning_rate: trial.float("lr")?,
                 dropout: trial.float("dropout")?,
             };

@@ -41,15 +41,47 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// Most hidden layers a network may have.
+    pub const MAX_HIDDEN_LAYERS: usize = 64;
+
+    /// Parses hidden-layer widths written as one string, input side first: `"128,64,32"`
+    /// (spaces around entries allowed). The one parse of this format: an empty entry, a
+    /// non-number, a width of 0 or more than [`MAX_HIDDEN_LAYERS`](Self::MAX_HIDDEN_LAYERS)
+    /// layers is an error naming the entry, its value and what was expected.
+    ///
+    /// ```
+    /// use mlops_train::MlpConfig;
+    ///
+    /// assert_eq!(MlpConfig::parse_hidden_sizes("128, 64,32")?, vec![128, 64, 32]);
+    /// let e = MlpConfig::parse_hidden_sizes("64,x,32").unwrap_err().to_string();
+    /// assert!(e.contains("MlpConfig.hidden[1] = \"x\""), "{e}");
+    /// for bad in ["", "64,", "64,,32", "0", "-1", "1.5"] {
+    ///     assert!(MlpConfig::parse_hidden_sizes(bad).is_err(), "{bad:?}");
+    /// }
+    /// # Ok::<(), mlops_train::Error>(())
+    /// ```
+    pub fn parse_hidden_sizes(text: &str) -> Result<Vec<usize>> {
+        let hidden = text
+            .split(',')
+            .enumerate()
+            .map(|(i, entry)| {
+                let entry = entry.trim();
+                entry.parse::<usize>().map_err(|_| {
+                    Error::invalid(
+                        format!("MlpConfig.hidden[{i}]"),
+                        format!("{entry:?}"),
+                        "a layer width from 1 (widths comma-separated, e.g. 128,64,32)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        check_hidden(&hidden)?;
+        Ok(hidden)
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        if let Some(i) = self.hidden.iter().position(|&u| u == 0) {
-            return Err(Error::invalid(
-                format!("MlpConfig.hidden[{i}]"),
-                0,
-                "at least 1 unit",
-            ));
-        }
+        check_hidden(&self.hidden)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::invalid(
                 "MlpConfig.dropout",
@@ -59,6 +91,26 @@ impl MlpConfig {
         }
         Ok(())
     }
+}
+
+/// The widths' rule, for [`MlpConfig::validate`] and [`MlpConfig::parse_hidden_sizes`]: at
+/// most [`MlpConfig::MAX_HIDDEN_LAYERS`] layers, each at least 1 unit wide.
+fn check_hidden(hidden: &[usize]) -> Result<()> {
+    if hidden.len() > MlpConfig::MAX_HIDDEN_LAYERS {
+        return Err(Error::invalid(
+            "MlpConfig.hidden",
+            format!("{} layers", hidden.len()),
+            format!("at most {} layers", MlpConfig::MAX_HIDDEN_LAYERS),
+        ));
+    }
+    if let Some(i) = hidden.iter().position(|&u| u == 0) {
+        return Err(Error::invalid(
+            format!("MlpConfig.hidden[{i}]"),
+            0,
+            "at least 1 unit",
+        ));
+    }
+    Ok(())
 }
 
 /// Where the tensors live. Written `"cpu"`, `"cuda"` (GPU 0), `"cuda:N"` or `{"cuda": N}`.
@@ -421,5 +473,74 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_sizes_parse_once_and_bad_entries_name_field_value_and_expectation() {
+        assert_eq!(
+            MlpConfig::parse_hidden_sizes(" 128 ,64,32 ").unwrap(),
+            vec![128, 64, 32]
+        );
+        assert_eq!(MlpConfig::parse_hidden_sizes("7").unwrap(), vec![7]);
+        let widest = vec!["8"; MlpConfig::MAX_HIDDEN_LAYERS].join(",");
+        assert_eq!(
+            MlpConfig::parse_hidden_sizes(&widest).unwrap().len(),
+            MlpConfig::MAX_HIDDEN_LAYERS
+        );
+        for (text, field, value, expected) in [
+            ("", "MlpConfig.hidden[0]", "\"\"", "a layer width from 1"),
+            (
+                "64,,32",
+                "MlpConfig.hidden[1]",
+                "\"\"",
+                "a layer width from 1",
+            ),
+            (
+                "64,32,",
+                "MlpConfig.hidden[2]",
+                "\"\"",
+                "a layer width from 1",
+            ),
+            (
+                "64,x,32",
+                "MlpConfig.hidden[1]",
+                "\"x\"",
+                "a layer width from 1",
+            ),
+            (
+                "-3",
+                "MlpConfig.hidden[0]",
+                "\"-3\"",
+                "a layer width from 1",
+            ),
+            ("64,0", "MlpConfig.hidden[1]", "0", "at least 1 unit"),
+            (
+                &format!("{widest},8"),
+                "MlpConfig.hidden",
+                "65 layers",
+                "at most 64 layers",
+            ),
+        ] {
+            let e = MlpConfig::parse_hidden_sizes(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid {field} = {value}: expected {expected}")),
+                "{text:?}: {e}"
+            );
+        }
+        // The same rule as a config built in code.
+        let deep = MlpConfig {
+            hidden: vec![1; MlpConfig::MAX_HIDDEN_LAYERS + 1],
+            ..MlpConfig::default()
+        };
+        assert!(deep
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at most 64 layers"));
     }
 }

@@ -22,7 +22,6 @@ use anyhow::Context;
 use clap::Parser;
 use mlops::core::gate::{MetricGate, MetricValues};
 use mlops::core::metrics::{MetricReport, ScoredSamples};
-use mlops::core::model::Predictor;
 use mlops::core::{CsvOptions, Dataset, SplitFractions};
 use mlops::train::{
     training_curves_svg, Callback, Control, EpochLog, MlpConfig, ProgressBar, TrainConfig, Trainer,
@@ -154,13 +153,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let model_dir = args.out.join("model");
     trained.artifact.save(&model_dir)?;
     let model = trained.predictor()?;
-    let p = model.predict_proba(test.features())?;
-    let labels = test.labels().context("test labels")?;
-    let scores = ScoredSamples::from_f32(
-        labels.as_slice().context("contiguous labels")?,
-        p.as_slice().context("contiguous scores")?,
-        test.weights().and_then(|w| w.as_slice()),
-    )?;
+    let scores = ScoredSamples::of(&model, &test)?;
     let report: MetricReport = scores.report(f64::from(model.spec().threshold))?;
     println!(
         "test: roc_auc {:.4}  average_precision {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  f1 {:.4}",

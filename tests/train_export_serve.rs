@@ -39,7 +39,7 @@ fn data(rows: usize, seed: u64) -> (Dataset, Array1<f32>) {
 
 fn train_export_serve(activation: Activation) {
     let (train, _) = data(800, 1);
-    let (validation, val_y) = data(300, 2);
+    let (validation, _) = data(300, 2);
     let trainer = Trainer::new(
         MlpConfig {
             hidden: vec![24, 12],
@@ -99,14 +99,7 @@ fn train_export_serve(activation: Activation) {
     }
 
     // The CPU training engine's own validation loss for the exported weights.
-    let labels: Vec<f64> = val_y.iter().map(|&v| f64::from(v)).collect();
-    let probs: Vec<f64> = served
-        .predict_proba(validation.features().view())
-        .unwrap()
-        .iter()
-        .map(|&p| f64::from(p))
-        .collect();
-    let served_loss = ScoredSamples::new(&labels, &probs, None)
+    let served_loss = ScoredSamples::of(&served, &validation)
         .unwrap()
         .log_loss()
         .unwrap();

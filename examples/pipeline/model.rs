@@ -77,21 +77,24 @@ pub fn cut(window: &Dataset, order: &str) -> anyhow::Result<Window> {
     })
 }
 
-/// ROC AUC of `model` on `data`; `None` when it is undefined there (one class).
+/// ROC AUC of `model` on `data`; `None` when it is undefined there (no rows, one class).
 pub fn auc(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<Option<f64>> {
-    let p = model.predict_proba(data.features())?;
-    let y = data.labels().context("scoring needs labels")?;
-    scored_auc(
-        y.as_slice().context("contiguous labels")?,
-        p.as_slice().context("contiguous scores")?,
-    )
+    if data.n_rows() == 0 {
+        return Ok(None);
+    }
+    defined_auc(&scored(model, data)?)
 }
 
+/// ROC AUC of scores already taken (the served answers' `labels` and `scores`); `None` when it
+/// is undefined there (no rows, one class).
 pub fn scored_auc(labels: &[f32], scores: &[f32]) -> anyhow::Result<Option<f64>> {
     if labels.is_empty() {
         return Ok(None);
     }
-    let s = ScoredSamples::from_f32(labels, scores, None)?;
+    defined_auc(&ScoredSamples::from_f32(labels, scores, None)?)
+}
+
+fn defined_auc(s: &ScoredSamples) -> anyhow::Result<Option<f64>> {
     match s.roc_auc() {
         Ok(v) => Ok(Some(v)),
         Err(mlops::core::Error::UndefinedMetric { .. }) => Ok(None),
@@ -99,15 +102,10 @@ pub fn scored_auc(labels: &[f32], scores: &[f32]) -> anyhow::Result<Option<f64>>
     }
 }
 
-/// `model`'s scores of `data` with its labels.
+/// `model`'s scores of `data` with its labels ([`ScoredSamples::of`]: a row the model cannot
+/// score is an error naming it).
 pub fn scored(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<ScoredSamples> {
-    let p = model.predict_proba(data.features())?;
-    let y = data.labels().context("scoring needs labels")?;
-    Ok(ScoredSamples::from_f32(
-        y.as_slice().context("contiguous labels")?,
-        p.as_slice().context("contiguous scores")?,
-        None,
-    )?)
+    Ok(ScoredSamples::of(model, data)?)
 }
 
 /// The artifact with its threshold at the best F1 on `validation`, and metadata.
@@ -203,20 +201,7 @@ pub fn search(w: &Window, trials: usize, seed: u64) -> anyhow::Result<Searched> 
             )?;
             let trained = trainer.fit(&w.train, Some(&w.validation), &mut [])?;
             let model = MlpModel::new(&trained.artifact)?;
-            let p = model.predict_proba(w.validation.features())?;
-            let y = w
-                .validation
-                .labels()
-                .ok_or(mlops::core::Error::UndefinedMetric {
-                    metric: "val_roc_auc".into(),
-                    reason: "the validation rows have no labels".into(),
-                })?;
-            let value = ScoredSamples::from_f32(
-                &y.to_vec(),
-                &p.iter().copied().collect::<Vec<f32>>(),
-                None,
-            )?
-            .roc_auc()?;
+            let value = ScoredSamples::of(&model, &w.validation)?.roc_auc()?;
             models
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

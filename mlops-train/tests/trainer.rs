@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use mlops_core::metrics::ScoredSamples;
-use mlops_core::model::{ModelArtifact, Predictor};
+use mlops_core::model::ModelArtifact;
 use mlops_core::{CsvOptions, Dataset, SplitFractions};
 use mlops_train::{
     Callback, ClassWeight, Control, DeviceConfig, EarlyStoppingConfig, EpochLog, MlpConfig,
@@ -24,13 +24,7 @@ fn data_dir() -> PathBuf {
 
 fn test_auc(trained: &TrainedModel, test: &Dataset) -> (f64, f64) {
     let model = trained.predictor().unwrap();
-    let p = model.predict_proba(test.features()).unwrap();
-    let s = ScoredSamples::from_f32(
-        test.labels().unwrap().as_slice().unwrap(),
-        p.as_slice().unwrap(),
-        None,
-    )
-    .unwrap();
+    let s = ScoredSamples::of(&model, test).unwrap();
     (s.roc_auc().unwrap(), s.average_precision().unwrap())
 }
 
@@ -210,13 +204,7 @@ fn exported_model_loads_back_and_predicts_like_the_trainer() {
     let loaded = ModelArtifact::load(dir.path()).unwrap();
     assert_eq!(loaded, trained.artifact);
     let model = mlops_core::model::MlpModel::new(&loaded).unwrap();
-    let p = model.predict_proba(split.validation.features()).unwrap();
-    let s = ScoredSamples::from_f32(
-        split.validation.labels().unwrap().as_slice().unwrap(),
-        p.as_slice().unwrap(),
-        None,
-    )
-    .unwrap();
+    let s = ScoredSamples::of(&model, &split.validation).unwrap();
     // The exported weights score the validation split as the trainer's last log says.
     let last = trained.history.last().unwrap();
     assert!(

@@ -19,6 +19,8 @@
 //! | `mlops_serve_shadow_dropped_total` (queue_full, error, panic) | counter | model, reason |
 //! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full, unscored) | counter | model, reason |
 //! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
+//!
+//! The names are defined once, in [`names`].
 
 use std::sync::atomic::AtomicU64;
 
@@ -125,6 +127,84 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(50e-6, 2.0, 17))
 }
 
+/// Every metric's name, as registered: the one spelling the families, the Prometheus source's
+/// PromQL (`rollout::PrometheusSource`) and anything else that reads them use. A counter is
+/// exposed with `_total` appended (`mlops_serve_requests_total`), a histogram as its `_bucket`,
+/// `_sum` and `_count` series; the alert rules and dashboard under `deploy/` are checked
+/// against the exposition by `tests/deploy.rs`.
+///
+/// ```
+/// use mlops_serve::metrics::{names, ServeMetrics};
+/// use prometheus_client::registry::Registry;
+///
+/// let mut registry = Registry::default();
+/// ServeMetrics::register(&mut registry).record_promotion("fraud");
+/// let text = mlops_core::exposition::classic_text(&registry)?;
+/// assert!(text.contains(&format!("{}_total{{model=\"fraud\"}} 1", names::PROMOTIONS)));
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub mod names {
+    /// Requests answered or failed (counter: model, version, variant).
+    pub const REQUESTS: &str = "mlops_serve_requests";
+    /// Rows scored (counter: model, version, variant).
+    pub const PREDICTIONS: &str = "mlops_serve_predictions";
+    /// Requests the model failed (counter: model, version, variant).
+    pub const ERRORS: &str = "mlops_serve_errors";
+    /// Requests the model refused as invalid input (counter: model, version, variant).
+    pub const REJECTED: &str = "mlops_serve_rejected";
+    /// Request latency in the model (histogram: model, variant).
+    pub const LATENCY_SECONDS: &str = "mlops_serve_latency_seconds";
+    /// Probability of rows whose labels came back, 0.02 buckets (histogram: model, variant,
+    /// label).
+    pub const LABELED_SCORE: &str = "mlops_serve_labeled_score";
+    /// Rows a shadow scored beside the primary (counter: model, variant).
+    pub const SHADOW_COMPARED: &str = "mlops_serve_shadow_compared";
+    /// Rows where the shadow's label equalled the primary's (counter: model, variant).
+    pub const SHADOW_AGREED: &str = "mlops_serve_shadow_agreed";
+    /// Percent of live traffic routed to a variant (gauge: model, variant).
+    pub const TRAFFIC_WEIGHT: &str = "mlops_serve_traffic_weight";
+    /// Percent of requests mirrored to a shadow (gauge: model, variant).
+    pub const SHADOW_FRACTION: &str = "mlops_serve_shadow_fraction";
+    /// Index of the rollout's current step, -1 none, -2 shadow phase (gauge: model).
+    pub const ROLLOUT_STEP: &str = "mlops_serve_rollout_step";
+    /// Rollouts that promoted their candidate (counter: model).
+    pub const PROMOTIONS: &str = "mlops_serve_promotions";
+    /// Rollouts that rolled their candidate back (counter: model).
+    pub const ROLLBACKS: &str = "mlops_serve_rollbacks";
+    /// Failed controller ticks, by what failed (counter: model, kind).
+    pub const CONTROLLER_ERRORS: &str = "mlops_serve_controller_errors";
+    /// Shadow requests not completed (counter: model, reason).
+    pub const SHADOW_DROPPED: &str = "mlops_serve_shadow_dropped";
+    /// Label feedback not joined (counter: model, reason).
+    pub const LABEL_JOIN_DROPPED: &str = "mlops_serve_label_join_dropped";
+    /// Accuracy on the current step's labeled feedback, NaN unknown (gauge: model, variant).
+    pub const LIVE_ACCURACY: &str = "mlops_serve_live_accuracy";
+    /// ROC AUC on the current step's labeled feedback, NaN unknown (gauge: model, variant).
+    pub const LIVE_ROC_AUC: &str = "mlops_serve_live_roc_auc";
+
+    /// Every name above, in registration order.
+    pub const ALL: [&str; 18] = [
+        REQUESTS,
+        PREDICTIONS,
+        ERRORS,
+        REJECTED,
+        LATENCY_SECONDS,
+        LABELED_SCORE,
+        SHADOW_COMPARED,
+        SHADOW_AGREED,
+        TRAFFIC_WEIGHT,
+        SHADOW_FRACTION,
+        ROLLOUT_STEP,
+        PROMOTIONS,
+        ROLLBACKS,
+        CONTROLLER_ERRORS,
+        SHADOW_DROPPED,
+        LABEL_JOIN_DROPPED,
+        LIVE_ACCURACY,
+        LIVE_ROC_AUC,
+    ];
+}
+
 /// Serving's metric families (see the module docs). Cloning shares them.
 ///
 /// ```
@@ -210,92 +290,92 @@ impl ServeMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(
-            "mlops_serve_requests",
+            names::REQUESTS,
             "Requests answered or failed, per model version and variant",
             m.requests.clone(),
         );
         registry.register(
-            "mlops_serve_predictions",
+            names::PREDICTIONS,
             "Rows scored, per model version and variant",
             m.predictions.clone(),
         );
         registry.register(
-            "mlops_serve_errors",
+            names::ERRORS,
             "Requests that failed, per model version and variant",
             m.errors.clone(),
         );
         registry.register(
-            "mlops_serve_rejected",
+            names::REJECTED,
             "Requests the model refused as invalid input, per model version and variant",
             m.rejected.clone(),
         );
         registry.register(
-            "mlops_serve_latency_seconds",
+            names::LATENCY_SECONDS,
             "Request latency in the model, per variant",
             m.latency.clone(),
         );
         registry.register(
-            "mlops_serve_labeled_score",
+            names::LABELED_SCORE,
             "Predicted probability of rows whose labels came back, per variant and label",
             m.labeled_score.clone(),
         );
         registry.register(
-            "mlops_serve_shadow_compared",
+            names::SHADOW_COMPARED,
             "Rows a shadow scored beside the primary",
             m.shadow_compared.clone(),
         );
         registry.register(
-            "mlops_serve_shadow_agreed",
+            names::SHADOW_AGREED,
             "Rows where the shadow's label equalled the primary's",
             m.shadow_agreed.clone(),
         );
         registry.register(
-            "mlops_serve_traffic_weight",
+            names::TRAFFIC_WEIGHT,
             "Percent of live traffic routed to a variant",
             m.weight.clone(),
         );
         registry.register(
-            "mlops_serve_shadow_fraction",
+            names::SHADOW_FRACTION,
             "Percent of requests mirrored to a shadow variant",
             m.shadow_fraction.clone(),
         );
         registry.register(
-            "mlops_serve_rollout_step",
+            names::ROLLOUT_STEP,
             "Index of the rollout's current step (-1 no rollout, -2 shadow phase)",
             m.rollout_step.clone(),
         );
         registry.register(
-            "mlops_serve_promotions",
+            names::PROMOTIONS,
             "Rollouts that promoted their candidate",
             m.promotions.clone(),
         );
         registry.register(
-            "mlops_serve_rollbacks",
+            names::ROLLBACKS,
             "Rollouts that rolled their candidate back",
             m.rollbacks.clone(),
         );
         registry.register(
-            "mlops_serve_controller_errors",
+            names::CONTROLLER_ERRORS,
             "Rollout controller ticks that failed, by what failed (source, store, metrics, model, routes, state)",
             m.controller_errors.clone(),
         );
         registry.register(
-            "mlops_serve_shadow_dropped",
+            names::SHADOW_DROPPED,
             "Shadow requests not completed (queue_full, error, panic); the primary was unaffected",
             m.shadow_dropped.clone(),
         );
         registry.register(
-            "mlops_serve_label_join_dropped",
+            names::LABEL_JOIN_DROPPED,
             "Label feedback not joined (expired, evicted, duplicate, unknown, full, unscored)",
             m.label_dropped.clone(),
         );
         registry.register(
-            "mlops_serve_live_accuracy",
+            names::LIVE_ACCURACY,
             "Accuracy on the current step's labeled feedback (NaN: unknown)",
             m.live_accuracy.clone(),
         );
         registry.register(
-            "mlops_serve_live_roc_auc",
+            names::LIVE_ROC_AUC,
             "ROC AUC on the current step's labeled feedback (NaN: unknown)",
             m.live_auc.clone(),
         );
@@ -444,5 +524,32 @@ impl ServeMetrics {
                 model: model.to_string(),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_registered_under_a_name_from_names() {
+        let mut registry = Registry::default();
+        let m = ServeMetrics::register(&mut registry);
+        // One series in every family (an empty family is not exposed).
+        m.variant_handles("fraud", Some(1), "stable");
+        m.set_weight("fraud", "stable", 100.0);
+        m.set_shadow_fraction("fraud", "stable", 0.0);
+        m.shadow_dropped("fraud", "queue_full");
+        m.label_dropped("fraud", "expired");
+        m.set_live("fraud", "stable", 0.5, 0.5);
+        m.init_model("fraud");
+        // OpenMetrics types a family by its registered name (no `_total`).
+        let text = mlops_core::exposition::openmetrics_text(&registry).unwrap();
+        let registered: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(registered, names::ALL, "{text}");
     }
 }

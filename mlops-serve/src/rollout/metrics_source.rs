@@ -58,7 +58,7 @@ mod prometheus {
     use serde_json::Value;
 
     use super::MetricsSource;
-    use crate::metrics::LABELED_SCORE_BUCKETS;
+    use crate::metrics::{names, LABELED_SCORE_BUCKETS};
     use crate::router::Router;
     use crate::stats::{StepSnapshot, VariantSnapshot};
     use crate::{Error, ErrorKind, Result};
@@ -189,16 +189,17 @@ mod prometheus {
                 .collect())
         }
 
-        /// `sum by (variant) (increase(NAME{model=M}[W]))` as variant → count.
+        /// `sum by (variant) (increase(COUNTER_total{model=M}[W]))` as variant → count, for a
+        /// counter named in [`names`].
         async fn per_variant(
             &self,
-            name: &str,
+            counter: &str,
             model: &str,
             window: &str,
             at: f64,
         ) -> Result<BTreeMap<String, f64>> {
             let q = format!(
-                "sum by (variant) (increase({name}{{model={}}}[{window}]))",
+                "sum by (variant) (increase({counter}_total{{model={}}}[{window}]))",
                 quoted(model)
             );
             Ok(self
@@ -224,27 +225,26 @@ mod prometheus {
                 m.get(v).map_or(0, |x| x.max(0.0).round() as u64)
             };
             let requests = self
-                .per_variant("mlops_serve_requests_total", model, &window, now)
+                .per_variant(names::REQUESTS, model, &window, now)
                 .await?;
             let predictions = self
-                .per_variant("mlops_serve_predictions_total", model, &window, now)
+                .per_variant(names::PREDICTIONS, model, &window, now)
                 .await?;
-            let errors = self
-                .per_variant("mlops_serve_errors_total", model, &window, now)
-                .await?;
+            let errors = self.per_variant(names::ERRORS, model, &window, now).await?;
             let rejected = self
-                .per_variant("mlops_serve_rejected_total", model, &window, now)
+                .per_variant(names::REJECTED, model, &window, now)
                 .await?;
             let compared = self
-                .per_variant("mlops_serve_shadow_compared_total", model, &window, now)
+                .per_variant(names::SHADOW_COMPARED, model, &window, now)
                 .await?;
             let agreed = self
-                .per_variant("mlops_serve_shadow_agreed_total", model, &window, now)
+                .per_variant(names::SHADOW_AGREED, model, &window, now)
                 .await?;
             let mut quantiles = BTreeMap::new();
             for q in [0.5f64, 0.99] {
                 let promql = format!(
-                    "histogram_quantile({q}, sum by (variant, le) (increase(mlops_serve_latency_seconds_bucket{{model={}}}[{window}])))",
+                    "histogram_quantile({q}, sum by (variant, le) (increase({}_bucket{{model={}}}[{window}])))",
+                    names::LATENCY_SECONDS,
                     quoted(model)
                 );
                 for (labels, v) in self.query(&promql, now).await? {
@@ -255,7 +255,8 @@ mod prometheus {
             }
             // Labeled rows: per variant, label and bucket, the step's count.
             let promql = format!(
-                "sum by (variant, label, le) (increase(mlops_serve_labeled_score_bucket{{model={}}}[{window}]))",
+                "sum by (variant, label, le) (increase({}_bucket{{model={}}}[{window}]))",
+                names::LABELED_SCORE,
                 quoted(model)
             );
             let mut buckets: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();

@@ -29,7 +29,7 @@ use mlops::core::model::ModelArtifact;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::serve::analysis::Outcome;
 use mlops::serve::metrics::ServeMetrics;
-use mlops::serve::policy::PromotionConfig;
+use mlops::serve::policy::Promotion;
 use mlops::serve::replay::{ReplayOptions, ServiceProfile, Simulation, Synthetic, SIMULATED_MODEL};
 use mlops::serve::rollout::{Decision, Phase, RolloutState};
 use mlops::serve::source::ModelSource;
@@ -209,8 +209,8 @@ fn print_timeline(state: &RolloutState, start: f64) {
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
-        Some(path) => PromotionConfig::from_path(path)?,
-        None => PromotionConfig::default(),
+        Some(path) => Promotion::from_path(path)?,
+        None => Promotion::default(),
     };
     if !(args.max_hours.is_finite() && args.max_hours > 0.0) {
         bail!(

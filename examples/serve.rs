@@ -31,7 +31,7 @@ use mlops::core::duration::{seconds, SecondsRange};
 use mlops::registry::{Registry, RegistryConfig};
 use mlops::serve::http::{app_with, parse_tokens, serve_with, supervise, Readiness, ServerConfig};
 use mlops::serve::metrics::ServeMetrics;
-use mlops::serve::policy::PromotionConfig;
+use mlops::serve::policy::Promotion;
 use mlops::serve::rollout::{compiling, Controller, ControllerParts, Tick};
 use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
@@ -104,8 +104,8 @@ const POLL_RANGE: SecondsRange = SecondsRange::new(0.05, 86_400.0);
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let poll = seconds("--poll-seconds", args.poll_seconds, POLL_RANGE)?;
     let config = match &args.policy {
-        Some(path) => PromotionConfig::from_path(path)?,
-        None => PromotionConfig::default(),
+        Some(path) => Promotion::from_path(path)?,
+        None => Promotion::default(),
     };
     let tokens = tokens(&args)?;
     // Serving only reads: a mistyped folder is refused, not created.
@@ -151,7 +151,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         header_timeout_seconds: args.header_timeout_seconds,
         max_connections: args.max_connections,
         ..ServerConfig::default()
-    };
+    }
+    .check()?;
     let readiness = Readiness::new();
     let application = app_with(
         &args.model,

@@ -122,7 +122,9 @@ fn exposition() -> String {
             },
         ],
         ..PromotionConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let controller = Controller::new(ControllerParts {
         model: "fraud".into(),
         config,

@@ -53,7 +53,7 @@ use mlops::drift::{
 use mlops::registry::{DatasetFingerprint, Lineage, NewVersion, Registry, RegistryConfig};
 use mlops::serve::analysis::Check;
 use mlops::serve::metrics::ServeMetrics;
-use mlops::serve::policy::{PromotionConfig, ShadowPhase};
+use mlops::serve::policy::{Promotion, PromotionConfig, ShadowPhase};
 use mlops::serve::rollout::{
     compiling, Controller, ControllerParts, DecisionKind, RolloutStore, Tick,
 };
@@ -287,7 +287,7 @@ fn open_tracker(args: &Args) -> anyhow::Result<Box<dyn ExperimentTracker>> {
 }
 
 /// The loop's default promotion policy, in simulated seconds of `batch_seconds` per batch.
-fn default_policy(batch_seconds: f64) -> anyhow::Result<PromotionConfig> {
+fn default_policy(batch_seconds: f64) -> anyhow::Result<Promotion> {
     // Real engine latency (microseconds) on a shared machine: a millisecond of slack.
     let live_checks = vec![
         Check::ErrorRate {
@@ -319,8 +319,7 @@ fn default_policy(batch_seconds: f64) -> anyhow::Result<PromotionConfig> {
         }),
         ..PromotionConfig::default()
     };
-    config.validate()?;
-    Ok(config)
+    Ok(config.check()?)
 }
 
 fn metric_values(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<MetricValues> {
@@ -614,14 +613,15 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     ..StatsConfig::default()
                 },
                 shadow_queue: 4_096,
-            },
+            }
+            .check()?,
             metrics: serve_metrics.clone(),
             clock: clock.clone(),
             ..RouterOptions::default()
         },
     )?;
     let promotion = match &args.policy {
-        Some(p) => PromotionConfig::from_path(p)?,
+        Some(p) => Promotion::from_path(p)?,
         None => default_policy(batch_seconds)?,
     };
     let controller = Controller::new(ControllerParts {

@@ -3,9 +3,9 @@
 //! rollback mode, an optional shadow phase), read from TOML or JSON and checked before use.
 //!
 //! ```
-//! use mlops_serve::policy::{NoData, PromotionConfig};
+//! use mlops_serve::policy::{NoData, Promotion, PromotionConfig};
 //!
-//! let config = PromotionConfig::from_toml_str(r#"
+//! let policy = Promotion::from_toml_str(r#"
 //!     steps = [10, 25, 50, 75, 100]
 //!     bake_time_seconds = 600
 //!     min_requests = 200
@@ -20,9 +20,13 @@
 //!     kind = "roc_auc"
 //!     max_decrease = 0.01
 //! "#)?;
-//! assert_eq!(config.no_data, NoData::Extend); // never promote on no evidence by default
-//! let err = PromotionConfig::from_toml_str("steps = [10, 5, 100]").unwrap_err();
+//! assert_eq!(policy.no_data, NoData::Extend); // never promote on no evidence by default
+//! let err = Promotion::from_toml_str("steps = [10, 5, 100]").unwrap_err();
 //! assert!(err.to_string().contains("steps[1]"), "{err}");
+//!
+//! // A config built in code is checked before anything can use it.
+//! let empty = PromotionConfig { steps: vec![], ..PromotionConfig::default() };
+//! assert!(empty.check().unwrap_err().to_string().contains("steps"));
 //! # Ok::<(), mlops_serve::Error>(())
 //! ```
 
@@ -71,8 +75,8 @@ pub struct ShadowPhase {
     pub checks: Vec<Check>,
 }
 
-/// The promotion policy (see the module docs). [`PromotionConfig::validate`] runs on every
-/// constructor here; call it on a value built in code.
+/// The promotion policy as written (see the module docs): [`PromotionConfig::check`] turns it
+/// into the [`Promotion`] that rollouts, controllers and replays take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PromotionConfig {
@@ -137,55 +141,20 @@ fn check_seconds(field: &str, s: f64) -> Result<()> {
 }
 
 impl PromotionConfig {
-    /// Parses TOML and checks the result.
-    pub fn from_toml_str(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| {
-            Error::invalid(
-                "promotion config (TOML)",
-                e.message().to_string(),
-                format!(
-                    "a valid config{}",
-                    e.span()
-                        .map(|s| format!(" (at bytes {}..{})", s.start, s.end))
-                        .unwrap_or_default()
-                ),
-            )
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Parses JSON and checks the result.
-    pub fn from_json_str(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text).map_err(|e| {
-            Error::invalid("promotion config (JSON)", e.to_string(), "a valid config")
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Reads a `.toml` or `.json` file (by extension).
-    pub fn from_path(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|cause| {
-            Error::Core(mlops_core::Error::Io {
-                action: "reading",
-                path: path.to_path_buf(),
-                cause,
-            })
-        })?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => Self::from_toml_str(&text),
-            Some("json") => Self::from_json_str(&text),
-            _ => Err(Error::invalid(
-                "promotion config path",
-                path.display(),
-                "a file ending in .toml or .json",
-            )),
-        }
-    }
-
-    /// Checks every field; errors name it (`steps[1]`, `checks[2].confidence`).
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every field and returns the checked policy; errors name the field
+    /// (`steps[1]`, `checks[2].confidence`), its value and what was expected.
+    ///
+    /// ```
+    /// use mlops_serve::policy::PromotionConfig;
+    ///
+    /// let decreasing = PromotionConfig { steps: vec![50.0, 40.0, 100.0], ..PromotionConfig::default() };
+    /// let err = decreasing.check().unwrap_err().to_string();
+    /// assert!(err.contains("steps[1] = 40"), "{err}");
+    /// let policy = PromotionConfig::default().check()?;
+    /// assert_eq!(policy.steps.last(), Some(&100.0));
+    /// # Ok::<(), mlops_serve::Error>(())
+    /// ```
+    pub fn check(self) -> Result<Promotion> {
         if self.steps.is_empty() {
             return Err(Error::invalid(
                 "steps",
@@ -279,6 +248,98 @@ impl PromotionConfig {
                 }
             }
         }
-        Ok(())
+        Ok(Promotion { config: self })
+    }
+}
+
+mlops_core::checked_config! {
+    /// A checked promotion policy: the only form a rollout, a controller or a replay takes,
+    /// so a policy that [`PromotionConfig::check`] refuses (no steps, steps that do not
+    /// increase, a step above 100...) cannot reach them. Read its fields through `Deref`
+    /// (`policy.steps`); it serializes as its [`PromotionConfig`] and deserializes through
+    /// [`PromotionConfig::check`].
+    ///
+    /// ```
+    /// use mlops_serve::policy::{Promotion, PromotionConfig};
+    ///
+    /// let policy = Promotion::default();
+    /// assert_eq!(policy.steps, vec![10.0, 25.0, 50.0, 75.0, 100.0]);
+    /// let json = serde_json::to_string(&policy)?;
+    /// assert_eq!(serde_json::from_str::<Promotion>(&json)?, policy);
+    /// assert!(serde_json::from_str::<Promotion>(r#"{"steps": []}"#).is_err());
+    /// assert_eq!(policy.config(), &PromotionConfig::default());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Promotion(PromotionConfig);
+}
+
+impl Default for Promotion {
+    /// The default policy ([`PromotionConfig::default`], which passes the check: a test
+    /// below runs it).
+    fn default() -> Self {
+        Promotion {
+            config: PromotionConfig::default(),
+        }
+    }
+}
+
+impl Promotion {
+    /// Parses TOML and checks the result.
+    pub fn from_toml_str(text: &str) -> Result<Promotion> {
+        let config: PromotionConfig = toml::from_str(text).map_err(|e| {
+            Error::invalid(
+                "promotion config (TOML)",
+                e.message().to_string(),
+                format!(
+                    "a valid config{}",
+                    e.span()
+                        .map(|s| format!(" (at bytes {}..{})", s.start, s.end))
+                        .unwrap_or_default()
+                ),
+            )
+        })?;
+        config.check()
+    }
+
+    /// Parses JSON and checks the result.
+    pub fn from_json_str(text: &str) -> Result<Promotion> {
+        let config: PromotionConfig = serde_json::from_str(text).map_err(|e| {
+            Error::invalid("promotion config (JSON)", e.to_string(), "a valid config")
+        })?;
+        config.check()
+    }
+
+    /// Reads a `.toml` or `.json` file (by extension).
+    pub fn from_path(path: &std::path::Path) -> Result<Promotion> {
+        let text = std::fs::read_to_string(path).map_err(|cause| {
+            Error::Core(mlops_core::Error::Io {
+                action: "reading",
+                path: path.to_path_buf(),
+                cause,
+            })
+        })?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Self::from_toml_str(&text),
+            Some("json") => Self::from_json_str(&text),
+            _ => Err(Error::invalid(
+                "promotion config path",
+                path.display(),
+                "a file ending in .toml or .json",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_passes_its_check() {
+        assert_eq!(
+            PromotionConfig::default().check().unwrap(),
+            Promotion::default()
+        );
     }
 }

@@ -439,7 +439,7 @@ pub async fn replay(
 ///
 /// ```
 /// use mlops_serve::metrics::ServeMetrics;
-/// use mlops_serve::policy::PromotionConfig;
+/// use mlops_serve::policy::Promotion;
 /// use mlops_serve::replay::{ReplayOptions, ServiceProfile, Simulation, Synthetic};
 /// use mlops_serve::rollout::Phase;
 ///
@@ -448,7 +448,7 @@ pub async fn replay(
 ///     world.model(0.5, 2)?,
 ///     world.model(1.0, 3)?,
 ///     [ServiceProfile::default(), ServiceProfile { seed: 1, ..ServiceProfile::default() }],
-///     PromotionConfig::default(),
+///     Promotion::default(),
 ///     ServeMetrics::unregistered(),
 /// ))?;
 /// let report = futures::executor::block_on(sim.replay(&world.traffic(30_000, 4)?, &ReplayOptions::default()))?;
@@ -483,7 +483,7 @@ impl Simulation {
         stable: mlops_core::model::ModelArtifact,
         candidate: mlops_core::model::ModelArtifact,
         profiles: [ServiceProfile; 2],
-        config: crate::policy::PromotionConfig,
+        config: crate::policy::Promotion,
         metrics: crate::metrics::ServeMetrics,
     ) -> Result<Self> {
         use crate::source::ModelSource;
@@ -672,10 +672,10 @@ mod tests {
     use super::*;
     use crate::analysis::Check;
     use crate::metrics::ServeMetrics;
-    use crate::policy::{PromotionConfig, ShadowPhase};
+    use crate::policy::{Promotion, PromotionConfig, ShadowPhase};
     use futures::executor::block_on;
 
-    fn simulation(config: PromotionConfig, seed: u64) -> Simulation {
+    fn simulation(config: Promotion, seed: u64) -> Simulation {
         let world = Synthetic::new(6, seed);
         block_on(Simulation::new(
             world.model(0.6, seed + 1).unwrap(),
@@ -699,7 +699,7 @@ mod tests {
     fn rejected(options: ReplayOptions, field: &str) {
         let e = options.validate().unwrap_err().to_string();
         assert!(e.starts_with(&format!("invalid {field} = ")), "{e}");
-        let sim = simulation(PromotionConfig::default(), 1);
+        let sim = simulation(Promotion::default(), 1);
         let data = Synthetic::new(6, 1).traffic(100, 2).unwrap();
         let e = block_on(sim.replay(&data, &options))
             .unwrap_err()
@@ -772,7 +772,7 @@ mod tests {
             "ReplayOptions.label_delay_requests",
         );
         // The extremes in range run, and simulated time advances at the highest rate.
-        let sim = simulation(PromotionConfig::default(), 1);
+        let sim = simulation(Promotion::default(), 1);
         let data = Synthetic::new(6, 1).traffic(100, 2).unwrap();
         let fast = ReplayOptions {
             requests_per_second: MAX_REQUESTS_PER_SECOND,
@@ -848,7 +848,9 @@ mod tests {
                 ],
             }),
             ..PromotionConfig::default()
-        };
+        }
+        .check()
+        .unwrap();
         let data = Synthetic::new(6, 5).traffic(20_000, 6).unwrap();
         let options = ReplayOptions::default();
         let run = || block_on(simulation(config.clone(), 5).replay(&data, &options)).unwrap();

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Bounds of the statistics' memory. Checked by [`StatsConfig::validate`].
+/// Bounds of the statistics' memory: the router's [`RouterConfig::stats`](crate::router::RouterConfig::stats),
+/// checked by [`RouterConfig::check`](crate::router::RouterConfig::check).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StatsConfig {
@@ -65,8 +66,8 @@ fn label_ttl(seconds: f64) -> Result<Duration> {
 }
 
 impl StatsConfig {
-    /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every field (part of [`RouterConfig::check`](crate::router::RouterConfig::check)).
+    pub(crate) fn validate(&self) -> Result<()> {
         for (field, v) in [
             ("StatsConfig.score_reservoir", self.score_reservoir),
             ("StatsConfig.labeled_capacity", self.labeled_capacity),

@@ -2,7 +2,7 @@
 //! promotion config read from TOML and JSON with every bad field named.
 
 use mlops_serve::analysis::{Check, Outcome};
-use mlops_serve::policy::{NoData, PromotionConfig, RollbackMode};
+use mlops_serve::policy::{NoData, Promotion, RollbackMode};
 use mlops_serve::stats::VariantSnapshot;
 
 fn variant(name: &str, requests: u64, errors: u64, p99: f64) -> VariantSnapshot {
@@ -246,7 +246,7 @@ fn the_config_reads_toml_and_json_and_names_bad_fields() {
         bake_time_seconds = 300
         checks = [{ kind = "shadow_agreement", min_agreement = 0.95 }]
     "#;
-    let c = PromotionConfig::from_toml_str(toml).unwrap();
+    let c = Promotion::from_toml_str(toml).unwrap();
     assert_eq!(
         (c.no_data, c.rollback, c.failure_limit),
         (NoData::Fail, RollbackMode::Gradual, 2)
@@ -260,12 +260,10 @@ fn the_config_reads_toml_and_json_and_names_bad_fields() {
         }
     );
     let json = serde_json::to_string(&c).unwrap();
-    assert_eq!(PromotionConfig::from_json_str(&json).unwrap(), c);
+    assert_eq!(Promotion::from_json_str(&json).unwrap(), c);
 
     let bad = |text: &str, field: &str| {
-        let e = PromotionConfig::from_toml_str(text)
-            .unwrap_err()
-            .to_string();
+        let e = Promotion::from_toml_str(text).unwrap_err().to_string();
         assert!(e.contains(field), "{field}: {e}");
     };
     bad("steps = [10, 5, 100]", "steps[1]");
@@ -275,7 +273,7 @@ fn the_config_reads_toml_and_json_and_names_bad_fields() {
     // Straight to 100% would promote with no analysis; with a shadow phase it is analyzed.
     bad("steps = [100]", "steps[0]");
     let shadow_only = "steps = [100]\n[shadow]\npercent = 10\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]";
-    assert!(PromotionConfig::from_toml_str(shadow_only).is_ok());
+    assert!(Promotion::from_toml_str(shadow_only).is_ok());
     bad("bake_time_seconds = -1", "bake_time_seconds");
     bad("checks = []", "checks");
     bad("failure_limit = 0", "failure_limit");
@@ -302,10 +300,55 @@ fn the_config_reads_toml_and_json_and_names_bad_fields() {
         "[shadow]\npercent = 0\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]",
         "shadow.percent",
     );
-    let e = PromotionConfig::from_json_str("{\"steps\": [50, 40, 100]}")
+    let e = Promotion::from_json_str("{\"steps\": [50, 40, 100]}")
         .unwrap_err()
         .to_string();
     assert!(e.contains("steps[1]"), "{e}");
+}
+
+/// Issue 23: a policy built in code is checked before anything can use it. Rollouts,
+/// controllers and replays take only the checked `Promotion`, so an empty, decreasing or
+/// out-of-range list of steps is a named error from `PromotionConfig::check` (the field, its
+/// value and what was expected), never an index into `steps`.
+#[test]
+fn a_policy_built_in_code_with_bad_steps_is_a_named_error_from_check() {
+    use mlops_serve::policy::PromotionConfig;
+    let with = |steps: Vec<f64>| PromotionConfig {
+        steps,
+        ..PromotionConfig::default()
+    };
+    for (steps, error) in [
+        (
+            vec![],
+            "invalid steps = []: expected at least one step, the last 100",
+        ),
+        (
+            vec![50.0, 40.0, 100.0],
+            "invalid steps[1] = 40: expected a percent above the previous step's (50)",
+        ),
+        (vec![10.0, 150.0], "invalid steps[1] = 150: expected "),
+        (
+            vec![10.0, 50.0],
+            "invalid steps[1] = 50: expected 100 (the last step is the promotion)",
+        ),
+    ] {
+        let e = with(steps.clone()).check().unwrap_err();
+        assert!(e.to_string().starts_with(error), "{steps:?}: {e}");
+    }
+    // A checked policy reads as its config and is what a rollout starts from.
+    let ok = with(vec![20.0, 100.0]).check().unwrap();
+    assert_eq!(
+        (ok.steps.clone(), ok.config().steps.len()),
+        (vec![20.0, 100.0], 2)
+    );
+    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    let state = mlops_serve::rollout::RolloutState::start("fraud", 1, 2, &ok, t0);
+    assert_eq!(state.canary_percent, 20.0);
+    // Stored JSON is checked on the way in too.
+    let e = serde_json::from_str::<Promotion>(r#"{"steps": [10, 150]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid steps[1] = 150"), "{e}");
 }
 
 /// Issue 22 item 15: the error-rate check's significance boundary. Every failing case above
@@ -360,13 +403,13 @@ fn steps_finer_than_one_routing_bucket_are_refused() {
             "closer than one routing bucket",
         ),
     ] {
-        let e = PromotionConfig::from_toml_str(&format!("steps = {steps}"))
+        let e = Promotion::from_toml_str(&format!("steps = {steps}"))
             .unwrap_err()
             .to_string();
         assert!(e.contains(field) && e.contains(says), "{steps}: {e}");
     }
-    assert!(PromotionConfig::from_toml_str("steps = [0.01, 0.02, 100]").is_ok());
-    let e = PromotionConfig::from_toml_str(
+    assert!(Promotion::from_toml_str("steps = [0.01, 0.02, 100]").is_ok());
+    let e = Promotion::from_toml_str(
         "steps = [100]\n[shadow]\npercent = 1e-300\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]",
     )
     .unwrap_err()

@@ -61,7 +61,13 @@ mod server {
             ..ServerConfig::default()
         };
         (
-            app("fraud", router.clone(), Some(Arc::new(registry)), config).unwrap(),
+            app(
+                "fraud",
+                router.clone(),
+                Some(Arc::new(registry)),
+                config.check().unwrap(),
+            )
+            .unwrap(),
             router,
         )
     }
@@ -503,16 +509,11 @@ mod server {
     }
 
     fn app_error(tokens: Vec<String>) -> String {
-        let (_, router) = server(vec![]);
-        app(
-            "fraud",
-            router,
-            None,
-            ServerConfig {
-                tokens,
-                ..ServerConfig::default()
-            },
-        )
+        ServerConfig {
+            tokens,
+            ..ServerConfig::default()
+        }
+        .check()
         .unwrap_err()
         .to_string()
     }
@@ -662,7 +663,10 @@ mod server {
     /// The test model (3 features) served with `config`.
     fn server_with(config: ServerConfig) -> (axum::Router, Arc<Router>) {
         let (_, router) = server(vec![]);
-        (app("fraud", router.clone(), None, config).unwrap(), router)
+        (
+            app("fraud", router.clone(), None, config.check().unwrap()).unwrap(),
+            router,
+        )
     }
 
     fn ok_request(id: Option<&str>) -> Value {
@@ -792,7 +796,9 @@ mod server {
                         ..StatsConfig::default()
                     },
                     ..RouterConfig::default()
-                },
+                }
+                .check()
+                .unwrap(),
                 metrics,
                 ..RouterOptions::default()
             },
@@ -831,27 +837,24 @@ mod server {
         let newest = format!("{:04}{}", 199, "x".repeat(4 << 10));
         assert!(router.feedback(&newest, &[1.0]).unwrap());
         // A zero bound is refused; so is a time-to-live no `Duration` holds (a panic before).
-        let e = StatsConfig {
-            label_join_bytes: 0,
-            ..StatsConfig::default()
+        let e = RouterConfig {
+            stats: StatsConfig {
+                label_join_bytes: 0,
+                ..StatsConfig::default()
+            },
+            ..RouterConfig::default()
         }
-        .validate()
+        .check()
         .unwrap_err();
         assert!(e.to_string().contains("label_join_bytes"), "{e}");
-        let e = Router::new(
-            "fraud",
-            Routes::single(Variant::new("stable", Some(1), model([1.0, 0.5, -0.5]))),
-            RouterOptions {
-                config: RouterConfig {
-                    stats: StatsConfig {
-                        label_ttl_seconds: 1e20,
-                        ..StatsConfig::default()
-                    },
-                    ..RouterConfig::default()
-                },
-                ..RouterOptions::default()
+        let e = RouterConfig {
+            stats: StatsConfig {
+                label_ttl_seconds: 1e20,
+                ..StatsConfig::default()
             },
-        )
+            ..RouterConfig::default()
+        }
+        .check()
         .unwrap_err();
         assert!(
             e.to_string()
@@ -988,7 +991,7 @@ mod server {
             "fraud",
             router,
             None,
-            ServerConfig::default(),
+            ServerConfig::default().check().unwrap(),
             readiness.clone(),
         )
         .unwrap();
@@ -1245,7 +1248,7 @@ mod server {
             "fraud",
             router.clone(),
             Some(Arc::new(registry)),
-            ServerConfig::default(),
+            ServerConfig::default().check().unwrap(),
         )
         .unwrap();
         // sigmoid(3) = 0.953 (below 0.99, above 0.5), sigmoid(6) = 0.9975.
@@ -1356,7 +1359,6 @@ mod server {
     /// (1e20 s) or a zero wait (1e-9 s).
     #[test]
     fn server_seconds_settings_are_bounded() {
-        let (_, router) = server(vec![]);
         for (field, config) in [
             (
                 "ServerConfig.timeout_seconds",
@@ -1408,12 +1410,49 @@ mod server {
                 },
             ),
         ] {
-            let e = app("fraud", router.clone(), None, config)
-                .unwrap_err()
-                .to_string();
+            let e = config.check().unwrap_err().to_string();
             assert!(e.contains(&format!("invalid {field}")), "{e}");
         }
-        ServerConfig::default().validate().unwrap();
+        ServerConfig::default().check().unwrap();
+    }
+
+    /// Issue 23: the server's config has serde like every other config: a JSON round trip,
+    /// an unknown field refused, a stored config checked on the way in, and the default
+    /// passes its check.
+    #[test]
+    fn the_server_config_round_trips_through_json_and_refuses_unknown_fields() {
+        use mlops_serve::http::CheckedServerConfig;
+        let config = ServerConfig {
+            timeout_seconds: 2.5,
+            tokens: vec!["a-token-of-16-chars".into()],
+            max_in_flight: 8,
+            ..ServerConfig::default()
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<ServerConfig>(&json).unwrap(), config);
+        let checked = config.clone().check().unwrap();
+        assert_eq!(serde_json::to_string(&checked).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<CheckedServerConfig>(&json).unwrap(),
+            checked
+        );
+        let partial: ServerConfig = serde_json::from_str(r#"{"max_in_flight": 8}"#).unwrap();
+        assert_eq!(
+            partial.timeout_seconds,
+            ServerConfig::default().timeout_seconds
+        );
+        let e = serde_json::from_str::<ServerConfig>(r#"{"timeout": 5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `timeout`"), "{e}");
+        let e = serde_json::from_str::<CheckedServerConfig>(r#"{"max_in_flight": 0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid ServerConfig.max_in_flight = 0"), "{e}");
+        assert_eq!(
+            ServerConfig::default().check().unwrap(),
+            CheckedServerConfig::default()
+        );
     }
 }
 

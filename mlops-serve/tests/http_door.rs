@@ -113,7 +113,13 @@ async fn health_answers_while_a_model_is_blocked_on_a_one_thread_runtime() {
         done: AtomicBool::new(false),
     });
     let config = ServerConfig::default();
-    let app = app("fraud", router_of(model.clone()), None, config.clone()).unwrap();
+    let app = app(
+        "fraud",
+        router_of(model.clone()),
+        None,
+        config.clone().check().unwrap(),
+    )
+    .unwrap();
     let (addr, stop, server) = start(app, config).await;
     let infer = tokio::spawn(raw(addr, infer_request(None)));
     entered_rx.await.unwrap();
@@ -141,7 +147,13 @@ async fn slow_uploads_and_unauthenticated_requests_hold_no_in_flight_permit() {
         tokens: vec![TOKEN.to_string()],
         ..ServerConfig::default()
     };
-    let app = app("fraud", router_of(plain_model()), None, config.clone()).unwrap();
+    let app = app(
+        "fraud",
+        router_of(plain_model()),
+        None,
+        config.clone().check().unwrap(),
+    )
+    .unwrap();
     let (addr, stop, server) = start(app, config.clone()).await;
     let mut slow = Vec::new();
     for _ in 0..config.max_in_flight + 2 {
@@ -197,7 +209,13 @@ async fn requests_past_the_in_flight_bound_get_503_json() {
         max_in_flight: 1,
         ..ServerConfig::default()
     };
-    let app = app("fraud", router_of(model), None, config.clone()).unwrap();
+    let app = app(
+        "fraud",
+        router_of(model),
+        None,
+        config.clone().check().unwrap(),
+    )
+    .unwrap();
     let (addr, stop, server) = start(app, config).await;
     let holder = tokio::spawn(raw(addr, infer_request(None)));
     entered_rx.await.unwrap();
@@ -231,7 +249,7 @@ fn max_connections_must_exceed_max_in_flight() {
             max_in_flight: in_flight,
             ..ServerConfig::default()
         };
-        let e = config.validate().unwrap_err().to_string();
+        let e = config.check().unwrap_err().to_string();
         assert!(
             e.contains("invalid ServerConfig.max_connections")
                 && e.contains("ServerConfig.max_in_flight"),
@@ -243,7 +261,7 @@ fn max_connections_must_exceed_max_in_flight() {
         max_in_flight: 64,
         ..ServerConfig::default()
     }
-    .validate()
+    .check()
     .unwrap();
 }
 
@@ -285,7 +303,13 @@ async fn shutdown_does_not_wait_for_ever_on_a_client_that_never_reads() {
         timeout_seconds: 0.5,
         ..ServerConfig::default()
     };
-    let app = app("fraud", router_of(model), None, config.clone()).unwrap();
+    let app = app(
+        "fraud",
+        router_of(model),
+        None,
+        config.clone().check().unwrap(),
+    )
+    .unwrap();
     let (addr, stop, server) = start(app, config).await;
     let rows = 2_000_000;
     let mut data = "1,".repeat(rows);
@@ -337,7 +361,13 @@ async fn bodies_past_the_byte_budget_get_503_json() {
         max_body_bytes_in_flight: 1024,
         ..ServerConfig::default()
     };
-    let app = app("fraud", router_of(model), None, config.clone()).unwrap();
+    let app = app(
+        "fraud",
+        router_of(model),
+        None,
+        config.clone().check().unwrap(),
+    )
+    .unwrap();
     let (addr, stop, server) = start(app, config).await;
     let holder = tokio::spawn(raw(addr, padded_infer_request(600)));
     entered_rx.await.unwrap();
@@ -362,7 +392,7 @@ fn the_body_byte_budget_is_bounded() {
         max_body_bytes_in_flight: 10,
         ..ServerConfig::default()
     }
-    .validate()
+    .check()
     .unwrap_err()
     .to_string();
     assert!(

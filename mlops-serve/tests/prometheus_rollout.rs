@@ -95,7 +95,9 @@ mod at_scale {
                 },
             ],
             ..PromotionConfig::default()
-        };
+        }
+        .check()
+        .unwrap();
         let mut replicas = Vec::new();
         let mut ports = Vec::new();
         let (prometheus, prom_url) = {
@@ -139,7 +141,7 @@ mod at_scale {
                     MODEL,
                     router.clone(),
                     Some(Arc::new(registry)),
-                    ServerConfig::default(),
+                    ServerConfig::default().check().unwrap(),
                 )
                 .unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());

@@ -5,7 +5,7 @@
 mod support;
 
 use mlops_serve::analysis::Check;
-use mlops_serve::policy::{NoData, PromotionConfig, RollbackMode};
+use mlops_serve::policy::{NoData, Promotion, PromotionConfig, RollbackMode};
 use mlops_serve::replay::{replay, ReplayOptions, ServiceProfile};
 use mlops_serve::rollout::{DecisionKind, Phase};
 use mlops_serve::source::ModelSource;
@@ -222,7 +222,9 @@ fn gradual_rollback_goes_down_through_the_steps_taken() {
             confidence: 0.99,
         }],
         ..PromotionConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
     let bake = Duration::from_secs(600);
     let mut s = RolloutState::start(MODEL, 1, 2, &config, t0);
@@ -277,7 +279,9 @@ fn failures_under_the_limit_hold_and_inconclusive_steps_extend_to_their_limit() 
             },
         ],
         ..PromotionConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
     let bake = Duration::from_secs(600);
     let mut s = RolloutState::start(MODEL, 1, 2, &config, t0);
@@ -314,7 +318,7 @@ fn failures_under_the_limit_hold_and_inconclusive_steps_extend_to_their_limit() 
 
 #[test]
 fn a_shadow_only_policy_promotes_after_the_shadow_phase_passes() {
-    let config = PromotionConfig::from_toml_str(
+    let config = Promotion::from_toml_str(
         "steps = [100]\n[shadow]\npercent = 10\nbake_time_seconds = 60\nchecks = [{ kind = \"error_rate\" }]",
     )
     .unwrap();

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use mlops_core::clock::Clock;
 use mlops_serve::analysis::Check;
 use mlops_serve::metrics::ControllerErrorKind;
-use mlops_serve::policy::{PromotionConfig, RollbackMode, ShadowPhase};
+use mlops_serve::policy::{Promotion, PromotionConfig, RollbackMode, ShadowPhase};
 use mlops_serve::rollout::{
     rollout_document, Controller, DecisionKind, Phase, RolloutState, RolloutStore, Stored, Tick,
     CANARY, STABLE,
@@ -56,6 +56,11 @@ fn policy(steps: &[f64]) -> PromotionConfig {
         }],
         ..PromotionConfig::default()
     }
+}
+
+/// [`policy`], checked: what the state machine takes.
+fn checked(steps: &[f64]) -> Promotion {
+    policy(steps).check().unwrap()
 }
 
 async fn state_of(c: &Controller) -> Option<RolloutState> {
@@ -161,9 +166,9 @@ fn clean_step(requests: u64) -> StepSnapshot {
 #[test]
 fn every_stored_state_is_mapped_onto_the_policy_in_force() {
     let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let ten = policy(&TEN_STEPS);
-    let two = policy(&[50.0, 100.0]);
-    let at = |config: &PromotionConfig, step: usize, percent: f64, phase: Phase| {
+    let ten = checked(&TEN_STEPS);
+    let two = checked(&[50.0, 100.0]);
+    let at = |config: &Promotion, step: usize, percent: f64, phase: Phase| {
         let mut s = RolloutState::start(MODEL, 1, 2, config, t0);
         s.phase = phase;
         s.step = step;
@@ -204,7 +209,9 @@ fn every_stored_state_is_mapped_onto_the_policy_in_force() {
     let gradual = PromotionConfig {
         rollback: RollbackMode::Gradual,
         ..policy(&[20.0, 60.0, 100.0])
-    };
+    }
+    .check()
+    .unwrap();
     // (a percent that is one of the new steps only re-points the step index: no decision)
     let mut s = at(&ten, 7, 60.0, Phase::RollingBack);
     assert!(s.reconcile(&gradual, later).is_none());
@@ -235,7 +242,9 @@ fn every_stored_state_is_mapped_onto_the_policy_in_force() {
             }],
         }),
         ..policy(&[100.0])
-    };
+    }
+    .check()
+    .unwrap();
     let mut s = RolloutState::start(MODEL, 1, 2, &shadowed, t0);
     assert_eq!(s.phase, Phase::Shadow);
     let d = s.reconcile(&two, later).unwrap();
@@ -280,22 +289,16 @@ fn every_stored_state_is_mapped_onto_the_policy_in_force() {
         (DecisionKind::Rollback, Phase::RolledBack)
     );
     assert_eq!(s.failures, u32::MAX);
-    // An invalid policy (validation skipped) ends the rollout on stable, named.
-    let empty = PromotionConfig {
+    // An invalid policy never reaches a state (issue 23: the state machine takes only a
+    // checked `Promotion`, and the check refuses an empty one, named).
+    let e = PromotionConfig {
         steps: vec![],
         ..policy(&[50.0, 100.0])
-    };
-    let mut s = at(&ten, 4, 30.0, Phase::Canary);
-    let d = s.advance(&empty, &clean_step(1000), later).unwrap();
-    assert_eq!(
-        (d.kind, s.phase),
-        (DecisionKind::Rollback, Phase::RolledBack)
-    );
-    assert!(d.reason.contains("steps"), "{}", d.reason);
-    let mut fresh = RolloutState::start(MODEL, 1, 2, &empty, t0);
-    assert_eq!(fresh.canary_percent, 0.0);
-    assert!(fresh.advance(&empty, &clean_step(1000), later).is_some());
-    assert_eq!(fresh.phase, Phase::RolledBack);
+    }
+    .check()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("invalid steps = []"), "{e}");
 }
 
 /// Issue 22 item 8: a server on `eu-production`/`eu-canary` beside one on
@@ -458,7 +461,7 @@ async fn failed_ticks_are_counted_by_what_failed() {
         .await
         .unwrap();
     // A state of another model under this model's document.
-    let foreign = RolloutState::start("other", 1, 2, &policy(&[10.0, 100.0]), w.clock.now());
+    let foreign = RolloutState::start("other", 1, 2, &checked(&[10.0, 100.0]), w.clock.now());
     assert!(w
         .store
         .save(MODEL, "rollout", 0, &foreign, "misplaced")
@@ -477,7 +480,7 @@ async fn a_corrupt_stored_state_is_reconciled_by_the_tick() {
     let w = world(0.5, 1.0);
     w.start_canary(2);
     let config = policy(&[10.0, 100.0]);
-    let mut corrupt = RolloutState::start(MODEL, 1, 2, &config, w.clock.now());
+    let mut corrupt = RolloutState::start(MODEL, 1, 2, &checked(&[10.0, 100.0]), w.clock.now());
     corrupt.step = usize::MAX;
     corrupt.canary_percent = f64::NAN;
     corrupt.failures = u32::MAX;
@@ -516,8 +519,8 @@ async fn a_corrupt_stored_state_is_reconciled_by_the_tick() {
 #[test]
 fn replicas_on_different_policies_reconcile_a_state_at_most_once() {
     let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let a = policy(&[50.0, 100.0]);
-    let b = policy(&[10.0, 25.0, 50.0, 75.0, 100.0]);
+    let a = checked(&[50.0, 100.0]);
+    let b = checked(&[10.0, 25.0, 50.0, 75.0, 100.0]);
     // A shared percent re-indexes without a decision.
     let mut s = RolloutState::start(MODEL, 1, 2, &a, t0);
     let started = s.step_started_unix;

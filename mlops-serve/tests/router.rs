@@ -241,7 +241,9 @@ fn a_shadow_that_errors_panics_or_stalls_never_changes_a_primary_response() {
             config: RouterConfig {
                 shadow_queue: 8,
                 ..RouterConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
             metrics,
             ..RouterOptions::default()
         };
@@ -370,7 +372,9 @@ fn labels_join_by_request_id_within_capacity_and_time_to_live() {
                 ..StatsConfig::default()
             },
             ..RouterConfig::default()
-        },
+        }
+        .check()
+        .unwrap(),
         metrics,
         clock: clock.clone(),
         ..RouterOptions::default()
@@ -468,16 +472,14 @@ fn routes_are_checked_with_the_field_named() {
     r.variants[1].predictor =
         Arc::new(CompiledModel::compile(&other, NonFinitePolicy::Nan).unwrap());
     bad(r, "Routes.variants[1] (stable) features");
-    let options = RouterOptions {
-        config: RouterConfig {
-            shadow_queue: 0,
-            ..RouterConfig::default()
-        },
-        ..RouterOptions::default()
-    };
-    let e = Router::new("fraud", canary_routes(10.0), options)
-        .unwrap_err()
-        .to_string();
+    // A router is built from a checked config only: the check names the field.
+    let e = RouterConfig {
+        shadow_queue: 0,
+        ..RouterConfig::default()
+    }
+    .check()
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("shadow_queue"), "{e}");
 }
 
@@ -771,7 +773,9 @@ fn echo_router(stats: StatsConfig, metrics: ServeMetrics) -> Router {
             config: RouterConfig {
                 stats,
                 ..RouterConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
             metrics,
             ..RouterOptions::default()
         },
@@ -890,19 +894,16 @@ fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
 #[test]
 fn a_label_ttl_out_of_range_is_refused_not_a_panic() {
     for ttl in [1e300, 1e10, f64::INFINITY, f64::NAN, 0.0, -1.0, 1e-6] {
-        let options = RouterOptions {
-            config: RouterConfig {
-                stats: StatsConfig {
-                    label_ttl_seconds: ttl,
-                    ..StatsConfig::default()
-                },
-                ..RouterConfig::default()
+        let e = RouterConfig {
+            stats: StatsConfig {
+                label_ttl_seconds: ttl,
+                ..StatsConfig::default()
             },
-            ..RouterOptions::default()
-        };
-        let e = Router::new("fraud", canary_routes(0.0), options)
-            .unwrap_err()
-            .to_string();
+            ..RouterConfig::default()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("StatsConfig.label_ttl_seconds"), "{ttl}: {e}");
     }
     // Ninety days (a chargeback's delay) is fine.
@@ -913,8 +914,51 @@ fn a_label_ttl_out_of_range_is_refused_not_a_panic() {
                 ..StatsConfig::default()
             },
             ..RouterConfig::default()
-        },
+        }
+        .check()
+        .unwrap(),
         ..RouterOptions::default()
     };
     assert!(Router::new("fraud", canary_routes(0.0), options).is_ok());
+}
+
+/// Issue 23: the router's config has serde like every other config (a JSON round trip, an
+/// unknown field refused, a stored config checked on the way in) and its default passes
+/// its check.
+#[test]
+fn the_router_config_round_trips_through_json_and_refuses_unknown_fields() {
+    let config = RouterConfig {
+        stats: StatsConfig {
+            label_join_capacity: 7,
+            label_ttl_seconds: 90.0,
+            ..StatsConfig::default()
+        },
+        shadow_queue: 16,
+    };
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<RouterConfig>(&json).unwrap(), config);
+    let checked = config.clone().check().unwrap();
+    assert_eq!(serde_json::to_string(&checked).unwrap(), json);
+    assert_eq!(
+        serde_json::from_str::<mlops_serve::router::CheckedRouterConfig>(&json).unwrap(),
+        checked
+    );
+    for unknown in [
+        r#"{"shadow_queue": 16, "queue": 1}"#,
+        r#"{"stats": {"label_ttl": 5}}"#,
+    ] {
+        let e = serde_json::from_str::<RouterConfig>(unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{unknown}: {e}");
+    }
+    let e =
+        serde_json::from_str::<mlops_serve::router::CheckedRouterConfig>(r#"{"shadow_queue": 0}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("invalid RouterConfig.shadow_queue = 0"), "{e}");
+    assert_eq!(
+        RouterConfig::default().check().unwrap(),
+        mlops_serve::router::CheckedRouterConfig::default()
+    );
 }

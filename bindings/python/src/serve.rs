@@ -113,7 +113,7 @@ fn simulate_rollout(
         .with_labels(labels.into(), "label")
         .map_err(value_error)?;
     let config: PromotionConfig = from_json("policy", policy_json)?;
-    config.validate().map_err(value_error)?;
+    let config = config.check().map_err(value_error)?;
     let (a, b) = (stable.artifact.clone(), candidate.artifact.clone());
     let json = py.detach(move || -> mlops_serve::Result<String> {
         // Both models take the same simulated service time: the checks see their predictions.

@@ -9,6 +9,6 @@ pub mod protocol;
 pub mod server;
 
 pub use server::{
-    app, app_with, parse_tokens, serve, serve_with, supervise, Readiness, ServerConfig, INPUT,
-    LABEL, PROBABILITY,
+    app, app_with, parse_tokens, serve, serve_with, supervise, CheckedServerConfig, Readiness,
+    ServerConfig, INPUT, LABEL, PROBABILITY,
 };

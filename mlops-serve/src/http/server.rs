@@ -49,9 +49,22 @@ pub const TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.05, 3600.0);
 /// The range of [`ServerConfig::header_timeout_seconds`]: 50 ms to ten minutes.
 pub const HEADER_TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.05, 600.0);
 
-/// The server's settings. Every size, count and time a client controls is bounded here;
-/// [`ServerConfig::validate`] checks each against its own range.
-#[derive(Debug, Clone, PartialEq)]
+/// The server's settings as written (TOML or JSON, or in code). Every size, count and time a
+/// client controls is bounded here; [`ServerConfig::check`] checks each against its own range
+/// and returns the [`CheckedServerConfig`] that [`app`], [`app_with`] and [`serve_with`] take.
+///
+/// ```
+/// use mlops_serve::http::ServerConfig;
+///
+/// let config: ServerConfig = serde_json::from_str(r#"{"timeout_seconds": 5}"#)?;
+/// assert_eq!(config.max_in_flight, ServerConfig::default().max_in_flight);
+/// let checked = config.check()?;
+/// assert_eq!(checked.timeout_seconds, 5.0);
+/// assert!(serde_json::from_str::<ServerConfig>(r#"{"timeout": 5}"#).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Largest request body in bytes (1 KiB to 1 GiB); larger ones get 413.
     pub body_limit_bytes: usize,
@@ -108,9 +121,42 @@ impl Default for ServerConfig {
     }
 }
 
+mlops_core::checked_config! {
+    /// A checked [`ServerConfig`] (see [`ServerConfig::check`]): what the server is built
+    /// with. Read its fields through `Deref`.
+    ///
+    /// ```
+    /// use mlops_serve::http::{CheckedServerConfig, ServerConfig};
+    ///
+    /// let config = ServerConfig { max_in_flight: 8, ..ServerConfig::default() }.check()?;
+    /// assert_eq!(config.max_in_flight, 8);
+    /// assert_eq!(CheckedServerConfig::default().config(), &ServerConfig::default());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CheckedServerConfig(ServerConfig);
+}
+
+impl Default for CheckedServerConfig {
+    /// [`ServerConfig::default`], which passes its check (a test runs it).
+    fn default() -> Self {
+        CheckedServerConfig {
+            config: ServerConfig::default(),
+        }
+    }
+}
+
 impl ServerConfig {
-    /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every field against its range and returns the checked config; an error names
+    /// the field (`ServerConfig.max_in_flight`), its value and what was expected.
+    ///
+    /// ```
+    /// use mlops_serve::http::ServerConfig;
+    ///
+    /// let e = ServerConfig { max_in_flight: 0, ..ServerConfig::default() }.check().unwrap_err();
+    /// assert!(e.to_string().contains("ServerConfig.max_in_flight = 0"), "{e}");
+    /// ```
+    pub fn check(self) -> Result<CheckedServerConfig> {
         for (field, value, lo, hi) in [
             (
                 "ServerConfig.body_limit_bytes",
@@ -192,7 +238,7 @@ impl ServerConfig {
                 "a token of at least 16 characters without whitespace",
             ));
         }
-        Ok(())
+        Ok(CheckedServerConfig { config: self })
     }
 }
 
@@ -316,7 +362,7 @@ pub fn app(
     model: &str,
     router: Arc<Router>,
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
-    config: ServerConfig,
+    config: CheckedServerConfig,
 ) -> Result<axum::Router> {
     app_with(model, router, metrics, config, Readiness::new())
 }
@@ -327,10 +373,10 @@ pub fn app_with(
     model: &str,
     router: Arc<Router>,
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
-    config: ServerConfig,
+    config: CheckedServerConfig,
     readiness: Readiness,
 ) -> Result<axum::Router> {
-    config.validate()?;
+    let config = config.into_config();
     let tokens = config
         .tokens
         .iter()
@@ -1054,7 +1100,7 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, app, &ServerConfig::default(), shutdown).await
+    serve_with(listener, app, &CheckedServerConfig::default(), shutdown).await
 }
 
 /// One open connection, as the accept loop sees it.
@@ -1124,13 +1170,12 @@ const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type:
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    config: &ServerConfig,
+    config: &CheckedServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     fn invalid(e: impl std::fmt::Display) -> std::io::Error {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
     }
-    config.validate().map_err(invalid)?;
     let header_timeout = seconds(
         "ServerConfig.header_timeout_seconds",
         config.header_timeout_seconds,

@@ -31,7 +31,7 @@ use super::state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 use super::store::{rollout_document, RolloutStore, Stored};
 use crate::engine::{CompiledModel, NonFinitePolicy};
 use crate::metrics::{ControllerErrorKind, ServeMetrics};
-use crate::policy::PromotionConfig;
+use crate::policy::Promotion;
 use crate::router::{Router, Routes, ShadowRoute, Variant};
 use crate::source::ModelSource;
 use crate::stats::lock;
@@ -79,8 +79,8 @@ pub enum Tick {
 pub struct ControllerParts {
     /// The model rolled out.
     pub model: String,
-    /// The policy (validated by [`Controller::new`]).
-    pub config: PromotionConfig,
+    /// The policy, checked ([`PromotionConfig::check`](crate::policy::PromotionConfig::check)).
+    pub config: Promotion,
     /// Where the rollout state is shared.
     pub store: Arc<dyn RolloutStore>,
     /// Where models and aliases are.
@@ -151,9 +151,8 @@ impl std::fmt::Debug for Controller {
 }
 
 impl Controller {
-    /// A controller; the config is checked first.
+    /// A controller on a checked policy.
     pub fn new(parts: ControllerParts) -> Result<Self> {
-        parts.config.validate()?;
         parts.metrics.init_model(&parts.model);
         Ok(Controller {
             parts,
@@ -189,7 +188,7 @@ impl Controller {
     }
 
     /// The policy.
-    pub fn config(&self) -> &PromotionConfig {
+    pub fn config(&self) -> &Promotion {
         &self.parts.config
     }
 

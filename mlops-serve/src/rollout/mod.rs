@@ -4,11 +4,11 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use mlops_serve::policy::PromotionConfig;
+//! use mlops_serve::policy::Promotion;
 //! use mlops_serve::rollout::{DecisionKind, Phase, RolloutState};
 //! use mlops_serve::stats::StepSnapshot;
 //!
-//! let config = PromotionConfig::default();
+//! let config = Promotion::default();
 //! let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
 //! let mut state = RolloutState::start("fraud", 1, 2, &config, t0);
 //! assert_eq!((state.phase, state.canary_percent), (Phase::Canary, 10.0));

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{CheckResult, Outcome};
-use crate::policy::{NoData, PromotionConfig, RollbackMode};
+use crate::policy::{NoData, Promotion, RollbackMode};
 use crate::stats::{StepSnapshot, VariantSnapshot};
 
 /// The variant name of the version in production during a rollout.
@@ -129,12 +129,12 @@ pub struct RolloutState {
 
 /// Percent of `config`'s step `i`; 0 (nothing on the candidate) past its steps, which
 /// [`RolloutState::reconcile`] never lets a state reach.
-fn step_percent(config: &PromotionConfig, i: usize) -> f64 {
+fn step_percent(config: &Promotion, i: usize) -> f64 {
     config.steps.get(i).copied().unwrap_or(0.0)
 }
 
 /// A digest of a policy (xxh3 of its JSON form): which policy last wrote a stored state.
-pub fn policy_digest(config: &PromotionConfig) -> String {
+pub fn policy_digest(config: &Promotion) -> String {
     let json = serde_json::to_vec(config).unwrap_or_default();
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&json))
 }
@@ -178,7 +178,7 @@ impl RolloutState {
         model: &str,
         stable: u64,
         candidate: u64,
-        config: &PromotionConfig,
+        config: &Promotion,
         now: std::time::SystemTime,
     ) -> Self {
         let mut s = RolloutState {
@@ -207,7 +207,7 @@ impl RolloutState {
     pub fn restart(
         &mut self,
         candidate: u64,
-        config: &PromotionConfig,
+        config: &Promotion,
         now: std::time::SystemTime,
     ) -> Decision {
         let basis = Basis::at(now, self);
@@ -231,7 +231,7 @@ impl RolloutState {
         self.record(basis, DecisionKind::Rollback, reason)
     }
 
-    fn begin(&mut self, config: &PromotionConfig) {
+    fn begin(&mut self, config: &Promotion) {
         self.inconclusive = 0;
         self.step = 0;
         if config.shadow.is_some() {
@@ -239,8 +239,7 @@ impl RolloutState {
             self.canary_percent = 0.0;
         } else {
             self.phase = Phase::Canary;
-            // A validated policy has a first step; an empty one routes nothing to the
-            // candidate, and the next `advance` ends the rollout (see `reconcile`).
+            // A checked policy has a first step.
             self.canary_percent = config.steps.first().copied().unwrap_or(0.0);
         }
     }
@@ -287,26 +286,18 @@ impl RolloutState {
     /// - a shadow phase the policy no longer has: its first step.
     ///
     /// A percent that is not a number in [0, 100] (a corrupt state) restarts the analysis (or,
-    /// rolling back, completes the rollback); an invalid policy (only possible when
-    /// [`PromotionConfig::validate`] was skipped) ends the rollout on stable. The step bakes
-    /// again from `now`: its routes, and so its statistics, are new.
+    /// rolling back, completes the rollback). The policy is a checked [`Promotion`], so it has
+    /// steps, the last 100. The step bakes again from `now`: its routes, and so its
+    /// statistics, are new.
     pub fn reconcile(
         &mut self,
-        config: &PromotionConfig,
+        config: &Promotion,
         now: std::time::SystemTime,
     ) -> Option<Decision> {
         if self.phase.is_terminal() {
             return None;
         }
         let basis = Basis::at(now, self);
-        if let Err(e) = config.validate() {
-            self.end(Phase::RolledBack, 0.0);
-            let reason = format!(
-                "rolled back v{}: the policy in force is invalid ({e})",
-                self.candidate
-            );
-            return Some(self.record(basis, DecisionKind::Rollback, reason));
-        }
         let steps = &config.steps;
         // The steps a live canary can stand at (the last, 100, is the promotion).
         let below_last = steps.split_last().map_or(&[][..], |(_, rest)| rest);
@@ -389,7 +380,7 @@ impl RolloutState {
     /// the stored step index: the index is re-pointed at that step here, without a decision
     /// and without restarting the bake time (only the index is local to a policy, so
     /// replicas whose policies share the percent agree on the rollout).
-    fn fits(&mut self, config: &PromotionConfig) -> bool {
+    fn fits(&mut self, config: &Promotion) -> bool {
         let steps = &config.steps;
         let below_last = steps.split_last().map_or(&[][..], |(_, rest)| rest);
         let percent = self.canary_percent;
@@ -418,8 +409,8 @@ impl RolloutState {
     /// different policies would otherwise reconcile each other's writes for ever, each
     /// restarting the bake time so that no analysis ever comes due. `None` when the state
     /// fits or may be reconciled. The controller counts a refusal as a state error.
-    pub fn policy_conflict(&mut self, config: &PromotionConfig) -> Option<String> {
-        if self.phase.is_terminal() || config.validate().is_err() || self.fits(config) {
+    pub fn policy_conflict(&mut self, config: &Promotion) -> Option<String> {
+        if self.phase.is_terminal() || self.fits(config) {
             return None;
         }
         let ours = policy_digest(config);
@@ -437,7 +428,7 @@ impl RolloutState {
     }
 
     /// The moment the current step's bake time is over.
-    pub fn step_due_unix(&self, config: &PromotionConfig) -> f64 {
+    pub fn step_due_unix(&self, config: &Promotion) -> f64 {
         let bake = match (self.phase, &config.shadow) {
             (Phase::Shadow, Some(s)) => s.bake_time_seconds,
             _ => config.bake_time_seconds,
@@ -451,7 +442,7 @@ impl RolloutState {
     /// applied to `self` and appended to its trail.
     pub fn advance(
         &mut self,
-        config: &PromotionConfig,
+        config: &Promotion,
         snapshot: &StepSnapshot,
         now: std::time::SystemTime,
     ) -> Option<Decision> {
@@ -468,7 +459,7 @@ impl RolloutState {
 
     fn analyze(
         &mut self,
-        config: &PromotionConfig,
+        config: &Promotion,
         snapshot: &StepSnapshot,
         now: std::time::SystemTime,
     ) -> Option<Decision> {
@@ -555,7 +546,7 @@ impl RolloutState {
     }
 
     /// An inconclusive step (or one without data): bake again, or roll back at the limit.
-    fn extend(&mut self, config: &PromotionConfig, basis: Basis, what: String) -> Decision {
+    fn extend(&mut self, config: &Promotion, basis: Basis, what: String) -> Decision {
         self.inconclusive = self.inconclusive.saturating_add(1);
         let (n, limit) = (self.inconclusive, config.inconclusive_limit);
         if n >= limit {
@@ -570,7 +561,7 @@ impl RolloutState {
         }
     }
 
-    fn pass(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
+    fn pass(&mut self, config: &Promotion, basis: Basis, reason: String) -> Decision {
         self.inconclusive = 0;
         let next = if basis.phase == Phase::Shadow {
             0
@@ -590,7 +581,7 @@ impl RolloutState {
         }
     }
 
-    fn fail(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
+    fn fail(&mut self, config: &Promotion, basis: Basis, reason: String) -> Decision {
         self.failures = self.failures.saturating_add(1);
         let (n, limit) = (self.failures, config.failure_limit);
         if n >= limit {
@@ -605,7 +596,7 @@ impl RolloutState {
         }
     }
 
-    fn rollback(&mut self, config: &PromotionConfig, basis: Basis, reason: String) -> Decision {
+    fn rollback(&mut self, config: &Promotion, basis: Basis, reason: String) -> Decision {
         self.inconclusive = 0;
         if config.rollback == RollbackMode::Gradual && basis.phase == Phase::Canary && self.step > 0
         {

@@ -96,8 +96,19 @@ pub struct Routed {
     pub threshold: f32,
 }
 
-/// The router's settings.
-#[derive(Debug, Clone, PartialEq)]
+/// The router's settings as written (TOML or JSON, or in code); [`RouterConfig::check`] turns
+/// them into the [`CheckedRouterConfig`] a [`Router`] is built with.
+///
+/// ```
+/// use mlops_serve::router::RouterConfig;
+///
+/// let config: RouterConfig = serde_json::from_str(r#"{"shadow_queue": 64, "stats": {"score_reservoir": 500}}"#)?;
+/// assert_eq!((config.shadow_queue, config.stats.score_reservoir), (64, 500));
+/// assert!(serde_json::from_str::<RouterConfig>(r#"{"queue": 64}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// Memory bounds of the statistics and the label join.
     pub stats: StatsConfig,
@@ -114,11 +125,55 @@ impl Default for RouterConfig {
     }
 }
 
+mlops_core::checked_config! {
+    /// A checked [`RouterConfig`] (see [`RouterConfig::check`]): what [`RouterOptions`]
+    /// carries. Read its fields through `Deref`.
+    ///
+    /// ```
+    /// use mlops_serve::router::{CheckedRouterConfig, RouterConfig};
+    ///
+    /// let config = RouterConfig { shadow_queue: 16, ..RouterConfig::default() }.check()?;
+    /// assert_eq!(config.shadow_queue, 16);
+    /// assert_eq!(CheckedRouterConfig::default().config(), &RouterConfig::default());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CheckedRouterConfig(RouterConfig);
+}
+
+impl Default for CheckedRouterConfig {
+    /// [`RouterConfig::default`], which passes its check (a test runs it).
+    fn default() -> Self {
+        CheckedRouterConfig {
+            config: RouterConfig::default(),
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Checks every field (the statistics' bounds, the shadow queue) and returns the checked
+    /// config; an error names the field, its value and what was expected.
+    ///
+    /// ```
+    /// use mlops_serve::router::RouterConfig;
+    ///
+    /// let e = RouterConfig { shadow_queue: 0, ..RouterConfig::default() }.check().unwrap_err();
+    /// assert!(e.to_string().contains("RouterConfig.shadow_queue = 0"), "{e}");
+    /// ```
+    pub fn check(self) -> Result<CheckedRouterConfig> {
+        self.stats.validate()?;
+        if self.shadow_queue == 0 {
+            return Err(Error::invalid("RouterConfig.shadow_queue", 0, "at least 1"));
+        }
+        Ok(CheckedRouterConfig { config: self })
+    }
+}
+
 /// What a router is built with besides its routes.
 #[derive(Clone)]
 pub struct RouterOptions {
-    /// Settings.
-    pub config: RouterConfig,
+    /// Settings, checked ([`RouterConfig::check`]).
+    pub config: CheckedRouterConfig,
     /// Metric families (registered in the host's registry, or unregistered).
     pub metrics: ServeMetrics,
     /// Wall time, for the label join's time-to-live.
@@ -130,7 +185,7 @@ pub struct RouterOptions {
 impl Default for RouterOptions {
     fn default() -> Self {
         RouterOptions {
-            config: RouterConfig::default(),
+            config: CheckedRouterConfig::default(),
             metrics: ServeMetrics::unregistered(),
             clock: Arc::new(SystemClock),
             ticker: Arc::new(InstantTicker::default()),
@@ -195,10 +250,6 @@ impl Router {
     /// A router for `model` with `routes` (checked: unique names, shared features, percents
     /// of whole buckets summing to 100, a shadow without live traffic).
     pub fn new(model: &str, routes: Routes, options: RouterOptions) -> Result<Self> {
-        options.config.stats.validate()?;
-        if options.config.shadow_queue == 0 {
-            return Err(Error::invalid("RouterConfig.shadow_queue", 0, "at least 1"));
-        }
         let metrics = &options.metrics;
         let join_drops = JoinDrop::ALL.map(|d| metrics.label_dropped(model, d.as_str()));
         let join = LabelJoin::new(&options.config.stats, options.clock.clone(), join_drops)?;

@@ -115,7 +115,7 @@ impl World {
         let profiles = self.profiles.clone();
         Controller::new(ControllerParts {
             model: MODEL.into(),
-            config,
+            config: config.check().unwrap(),
             store,
             source,
             clock: self.clock.clone(),
@@ -155,7 +155,7 @@ pub async fn start_server(
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        mlops_serve::http::serve_with(listener, app, &config, async {
+        mlops_serve::http::serve_with(listener, app, &config.check().unwrap(), async {
             let _ = stopped.await;
         })
         .await

@@ -636,7 +636,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let policy = DriftPolicy::new(
         DriftPolicyConfig {
             min_samples: (batch_rows / 2).min(500),
-            cooldown_secs: (24.0 * batch_seconds) as u64,
+            cooldown_seconds: 24.0 * batch_seconds,
         },
         clock.clone(),
     )

@@ -54,7 +54,7 @@ pub use html::html_report;
 pub use monitor::{DriftMonitor, MonitorCheck, MonitorConfig};
 pub use policy::{
     DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
-    MAX_COOLDOWN_SECS,
+    MAX_COOLDOWN_SECONDS,
 };
 pub use profile::{ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile};
 /// The `prometheus-client` (0.24) whose `registry::Registry` [`DriftMetrics::register`]

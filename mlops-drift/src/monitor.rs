@@ -292,7 +292,7 @@ mod tests {
         let policy = DriftPolicy::new(
             DriftPolicyConfig {
                 min_samples: 100,
-                cooldown_secs: 3_600,
+                cooldown_seconds: 3_600.0,
             },
             clock,
         );

@@ -36,30 +36,39 @@ pub enum DriftAction {
 pub struct DriftPolicyConfig {
     /// Fewest current values (in the smallest tested column) to act on (default 500).
     pub min_samples: usize,
-    /// No second retrain within this many seconds of the last (default one day).
-    pub cooldown_secs: u64,
+    /// No second retrain within this many seconds of the last (default one day), from 0 to
+    /// [`MAX_COOLDOWN_SECONDS`]. Stored configs that say `cooldown_secs` (a whole number of
+    /// seconds, its name before issue 23) still load.
+    #[serde(alias = "cooldown_secs")]
+    pub cooldown_seconds: f64,
 }
 
-/// The longest `cooldown_secs`: 100 years (a longer one is a mistake, not a policy).
-pub const MAX_COOLDOWN_SECS: u64 = 100 * 366 * 86_400;
+/// The longest `cooldown_seconds`: 100 years (a longer one is a mistake, not a policy).
+pub const MAX_COOLDOWN_SECONDS: f64 = 100.0 * 366.0 * 86_400.0;
+
+/// The range of [`DriftPolicyConfig::cooldown_seconds`].
+const COOLDOWN_RANGE: mlops_core::duration::SecondsRange =
+    mlops_core::duration::SecondsRange::new(0.0, MAX_COOLDOWN_SECONDS);
 
 impl DriftPolicyConfig {
-    /// Checks `cooldown_secs` (at most [`MAX_COOLDOWN_SECS`]);
+    /// Checks `cooldown_seconds` (a number from 0 to [`MAX_COOLDOWN_SECONDS`]);
     /// [`DriftMonitor::new`](crate::DriftMonitor::new) calls it.
     ///
     /// ```
     /// use mlops_drift::DriftPolicyConfig;
-    /// let forever = DriftPolicyConfig { cooldown_secs: u64::MAX, ..Default::default() };
-    /// assert!(forever.validate().unwrap_err().to_string().starts_with("invalid DriftPolicyConfig.cooldown_secs = "));
+    /// let forever = DriftPolicyConfig { cooldown_seconds: 1e300, ..Default::default() };
+    /// assert!(forever.validate().unwrap_err().to_string().starts_with("invalid DriftPolicyConfig.cooldown_seconds = 1e300"));
+    /// // The name before issue 23 still loads.
+    /// let old: DriftPolicyConfig = serde_json::from_str(r#"{"cooldown_secs": 60}"#)?;
+    /// assert_eq!(old.cooldown_seconds, 60.0);
+    /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn validate(&self) -> crate::Result<()> {
-        if self.cooldown_secs > MAX_COOLDOWN_SECS {
-            return Err(crate::Error::invalid(
-                "DriftPolicyConfig.cooldown_secs",
-                self.cooldown_secs,
-                format!("at most {MAX_COOLDOWN_SECS} seconds (100 years)"),
-            ));
-        }
+        mlops_core::duration::seconds(
+            "DriftPolicyConfig.cooldown_seconds",
+            self.cooldown_seconds,
+            COOLDOWN_RANGE,
+        )?;
         Ok(())
     }
 }
@@ -68,7 +77,7 @@ impl Default for DriftPolicyConfig {
     fn default() -> Self {
         DriftPolicyConfig {
             min_samples: 500,
-            cooldown_secs: 86_400,
+            cooldown_seconds: 86_400.0,
         }
     }
 }
@@ -254,8 +263,12 @@ impl DriftPolicy {
 
     fn cooldown_left(&self) -> Option<Duration> {
         let last = (*self.last_retrain.lock().unwrap_or_else(|e| e.into_inner()))?;
-        let cooldown = Duration::from_secs(self.config.cooldown_secs);
-        // A cooldown past what `SystemTime` holds never ends: all of it is left.
+        // A cooldown no `Duration` holds (past `u64::MAX` seconds, or not a number: only
+        // when `validate` was skipped) never ends: all of it is left.
+        let Ok(cooldown) = Duration::try_from_secs_f64(self.config.cooldown_seconds) else {
+            return Some(Duration::MAX);
+        };
+        // A cooldown past what `SystemTime` holds never ends either.
         let Some(until) = last.checked_add(cooldown) else {
             return Some(cooldown);
         };

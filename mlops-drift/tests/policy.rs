@@ -59,7 +59,7 @@ async fn retrain_then_cooldown_then_retrain_again() {
     let policy = DriftPolicy::new(
         DriftPolicyConfig {
             min_samples: 500,
-            cooldown_secs: 3600,
+            cooldown_seconds: 3600.0,
         },
         clock.clone(),
     );
@@ -252,11 +252,11 @@ async fn metrics_pass_promtool() {
 async fn a_cooldown_longer_than_time_holds_is_an_error_never_a_panic() {
     let config = DriftPolicyConfig {
         min_samples: 500,
-        cooldown_secs: u64::MAX,
+        cooldown_seconds: u64::MAX as f64,
     };
     let e = config.validate().unwrap_err().to_string();
     assert!(
-        e.starts_with("invalid DriftPolicyConfig.cooldown_secs = 18446744073709551615"),
+        e.starts_with("invalid DriftPolicyConfig.cooldown_seconds = 1.8446744073709552e19"),
         "{e}"
     );
     let clock = Arc::new(ManualClock::new(
@@ -280,5 +280,5 @@ async fn a_cooldown_longer_than_time_holds_is_an_error_never_a_panic() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("DriftPolicyConfig.cooldown_secs"), "{e}");
+    assert!(e.contains("DriftPolicyConfig.cooldown_seconds"), "{e}");
 }

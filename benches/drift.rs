@@ -7,7 +7,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use mlops::core::Dataset;
 use mlops::drift::stats::{ks_2samp, psi_samples, wasserstein_distance, Alternative, KsMethod};
 use mlops::drift::stream::{WindowConfig, WindowedDetector};
-use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, ProfileSketch, ReferenceProfile};
+use mlops::drift::{
+    CheckedDriftConfig, DriftConfig, DriftTest, ProfileConfig, ProfileSketch, ReferenceProfile,
+};
 use ndarray::Array2;
 
 /// Deterministic low-discrepancy samples (no RNG dependency), shifted by `shift`.
@@ -51,12 +53,18 @@ fn report(c: &mut Criterion) {
         b.iter(|| ReferenceProfile::fit(&reference, &ProfileConfig::default()).unwrap())
     });
     group.bench_function("compare_default", |b| {
-        b.iter(|| profile.compare(&current, &DriftConfig::default()).unwrap())
+        b.iter(|| {
+            profile
+                .compare(&current, &CheckedDriftConfig::default())
+                .unwrap()
+        })
     });
     let ks = DriftConfig {
         tests: vec![DriftTest::Ks],
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     group.bench_function("compare_ks", |b| {
         b.iter(|| profile.compare(&current, &ks).unwrap())
     });

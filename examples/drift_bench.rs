@@ -14,7 +14,9 @@ use clap::Parser;
 use mlops::core::Dataset;
 use mlops::drift::stats::{ks_2samp, psi_samples, wasserstein_distance, Alternative, KsMethod};
 use mlops::drift::stream::{WindowConfig, WindowedDetector};
-use mlops::drift::{DriftConfig, DriftTest, ProfileConfig, QuantileSketch, ReferenceProfile};
+use mlops::drift::{
+    CheckedDriftConfig, DriftConfig, DriftTest, ProfileConfig, QuantileSketch, ReferenceProfile,
+};
 use ndarray::Array2;
 
 /// Times drift computations on a raw f64 file (the Rust side of benches/drift_vs_python.py).
@@ -93,17 +95,18 @@ fn main() -> anyhow::Result<()> {
     let ks_only = DriftConfig {
         tests: vec![DriftTest::Ks],
         ..DriftConfig::default()
-    };
+    }
+    .check()?;
     timed("ks_with_profile", &mut || {
         profile.compare(&current, &ks_only)?;
         Ok(())
     })?;
-    let psi_only = only(DriftTest::Psi);
+    let psi_only = only(DriftTest::Psi).check()?;
     timed("psi_with_profile", &mut || {
         profile.compare(&current, &psi_only)?;
         Ok(())
     })?;
-    let wasserstein_only = only(DriftTest::Wasserstein);
+    let wasserstein_only = only(DriftTest::Wasserstein).check()?;
     timed("wasserstein_with_profile", &mut || {
         profile.compare(&current, &wasserstein_only)?;
         Ok(())
@@ -122,7 +125,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     timed("default_report", &mut || {
         let p = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
-        p.compare(&current, &DriftConfig::default())?;
+        p.compare(&current, &CheckedDriftConfig::default())?;
         Ok(())
     })?;
     // Mergeable sketches: every reference column into a KLL sketch (k = 400), the work of

@@ -24,8 +24,8 @@ use clap::Parser;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::drift::stats::KsMethod;
 use mlops::drift::{
-    html_report, DriftConfig, DriftReport, DriftTest, ProfileConfig, ProfileStorage,
-    ReferenceProfile, Verdict,
+    html_report, CheckedDriftConfig, DriftConfig, DriftReport, DriftTest, ProfileConfig,
+    ProfileStorage, ReferenceProfile, Verdict,
 };
 
 /// Compares a current CSV with a reference CSV column by column (two-sample tests or
@@ -70,7 +70,7 @@ struct Args {
     #[arg(long)]
     html: Option<String>,
     /// Fewest non-missing values per side for a column to be tested.
-    #[arg(long, default_value_t = DriftConfig::default().min_samples)]
+    #[arg(long, default_value_t = CheckedDriftConfig::default().min_samples)]
     min_samples: usize,
 }
 
@@ -194,7 +194,8 @@ fn run(args: &Args) -> anyhow::Result<Verdict> {
         ks_method,
         min_samples: args.min_samples,
         ..DriftConfig::default()
-    };
+    }
+    .check()?;
     // Fitted, compared and dropped: nothing is stored, so keep every reference value (the
     // compact default is for profiles stored beside a model).
     let exact = ProfileConfig {

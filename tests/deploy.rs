@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use mlops::core::clock::ManualClock;
 use mlops::core::model::Predictor;
 use mlops::drift::{
-    DriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig, ProfileConfig, ReferenceProfile,
+    CheckedDriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig, ProfileConfig,
+    ReferenceProfile,
 };
 use mlops::prometheus_client::registry::Registry;
 use mlops::serve::analysis::Check;
@@ -149,7 +150,9 @@ fn exposition() -> String {
 
     let profile = ReferenceProfile::fit(&data, &ProfileConfig::default()).unwrap();
     let shifted = world.traffic(2_000, 6).unwrap();
-    let drift_report = profile.compare(&shifted, &DriftConfig::default()).unwrap();
+    let drift_report = profile
+        .compare(&shifted, &CheckedDriftConfig::default())
+        .unwrap();
     let policy = DriftPolicy::with_system_clock(DriftPolicyConfig::default());
     drift.observe("fraud", &drift_report, &policy.decide(&drift_report));
 

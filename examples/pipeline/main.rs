@@ -649,7 +649,8 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ]
         .into(),
         ..DriftConfig::default()
-    };
+    }
+    .check()?;
     let mut monitor = DriftMonitor::new(
         name,
         profile,

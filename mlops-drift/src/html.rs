@@ -106,13 +106,13 @@ fn test_rows(c: &ColumnDrift) -> String {
 ///
 /// ```
 /// use mlops_core::Dataset;
-/// use mlops_drift::{html_report, DriftConfig, ProfileConfig, ReferenceProfile};
+/// use mlops_drift::{html_report, CheckedDriftConfig, DriftConfig, ProfileConfig, ReferenceProfile};
 /// use ndarray::Array2;
 ///
 /// let data = |s: f32| Dataset::new(Array2::from_shape_fn((300, 1), |(i, _)| (i % 30) as f32 + s), vec!["x".into()]);
 /// let profile = ReferenceProfile::fit(&data(0.0)?, &ProfileConfig::default())?;
 /// let current = data(5.0)?;
-/// let report = profile.compare(&current, &DriftConfig::default())?;
+/// let report = profile.compare(&current, &CheckedDriftConfig::default())?;
 /// let values: Vec<f64> = current.column("x")?.iter().map(|v| f64::from(*v)).collect();
 /// let html = html_report(&profile, &report, &[("x".to_string(), values)])?;
 /// assert!(html.contains("<svg") && html.contains("DRIFT"));

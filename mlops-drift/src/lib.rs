@@ -61,8 +61,8 @@ pub use profile::{ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile
 /// takes — a metrics registry, not the model registry.
 pub use prometheus_client;
 pub use report::{
-    ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftConfig, DriftReport, DriftTest,
-    MissingDrift, TestOutcome, Verdict,
+    CheckedDriftConfig, ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftConfig,
+    DriftReport, DriftTest, MissingDrift, TestOutcome, Verdict,
 };
 pub use sketch::{QuantileSketch, SketchKs, DEFAULT_K as DEFAULT_SKETCH_K};
 pub use sketch_profile::{ColumnSketch, ProfileSketch, MAX_REPRESENTATIVES};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::policy::{DriftPolicy, PolicyDecision, RetrainTrigger};
 use crate::profile::ReferenceProfile;
-use crate::report::{DriftConfig, DriftReport};
+use crate::report::{CheckedDriftConfig, DriftReport};
 
 /// Window and step of a [`DriftMonitor`]. serde with defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ pub struct MonitorCheck {
 /// use std::time::SystemTime;
 /// use mlops_core::clock::ManualClock;
 /// use mlops_core::Dataset;
-/// use mlops_drift::{async_trait, DriftAction, DriftConfig, DriftMonitor, DriftPolicy, DriftPolicyConfig, DriftReport, MonitorConfig, ProfileConfig, ReferenceProfile, RetrainTrigger};
+/// use mlops_drift::{async_trait, DriftAction, CheckedDriftConfig, DriftConfig, DriftMonitor, DriftPolicy, DriftPolicyConfig, DriftReport, MonitorConfig, ProfileConfig, ReferenceProfile, RetrainTrigger};
 /// use ndarray::Array2;
 ///
 /// struct Log;
@@ -86,7 +86,7 @@ pub struct MonitorCheck {
 /// let batch = |shift: f32| Dataset::new(Array2::from_shape_fn((600, 2), |(i, j)| ((i * 7 + j) % 97) as f32 + shift), vec!["a".into(), "b".into()]);
 /// let profile = ReferenceProfile::fit(&batch(0.0)?, &ProfileConfig::default())?;
 /// let policy = DriftPolicy::new(DriftPolicyConfig::default(), Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)));
-/// let mut monitor = DriftMonitor::new("fraud", profile, DriftConfig::default(), policy, MonitorConfig { window_rows: 600, step_rows: 600 })?;
+/// let mut monitor = DriftMonitor::new("fraud", profile, CheckedDriftConfig::default(), policy, MonitorConfig { window_rows: 600, step_rows: 600 })?;
 /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
 /// let quiet = rt.block_on(monitor.observe(&batch(0.0)?, &Log))?;
 /// assert_eq!(quiet[0].decision.action, DriftAction::None);
@@ -97,7 +97,7 @@ pub struct MonitorCheck {
 pub struct DriftMonitor {
     model: String,
     profile: ReferenceProfile,
-    drift: DriftConfig,
+    drift: CheckedDriftConfig,
     policy: DriftPolicy,
     config: MonitorConfig,
     /// Recent batches, oldest first, holding at least the last `window_rows` rows.
@@ -118,16 +118,16 @@ impl std::fmt::Debug for DriftMonitor {
 }
 
 impl DriftMonitor {
-    /// A monitor of `model` against `profile` (configs checked, the policy's included).
+    /// A monitor of `model` against `profile` under a checked drift config (the monitor's and
+    /// the policy's configs are checked here).
     pub fn new(
         model: impl Into<String>,
         profile: ReferenceProfile,
-        drift: DriftConfig,
+        drift: CheckedDriftConfig,
         policy: DriftPolicy,
         config: MonitorConfig,
     ) -> Result<Self> {
         config.validate()?;
-        drift.validate()?;
         policy.config().validate()?;
         Ok(DriftMonitor {
             model: model.into(),
@@ -299,7 +299,7 @@ mod tests {
         DriftMonitor::new(
             "m",
             profile,
-            DriftConfig::default(),
+            CheckedDriftConfig::default(),
             policy,
             MonitorConfig {
                 window_rows: window,
@@ -388,10 +388,15 @@ mod tests {
             ),
         ] {
             let policy = DriftPolicy::new(DriftPolicyConfig::default(), clock.clone());
-            let err =
-                DriftMonitor::new("m", profile.clone(), DriftConfig::default(), policy, config)
-                    .unwrap_err()
-                    .to_string();
+            let err = DriftMonitor::new(
+                "m",
+                profile.clone(),
+                CheckedDriftConfig::default(),
+                policy,
+                config,
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains(field), "{err}");
         }
         let mut m = monitor(1_000, 1_000, clock);

@@ -209,12 +209,12 @@ impl DriftMetrics {
 /// use std::time::SystemTime;
 /// use mlops_core::clock::ManualClock;
 /// use mlops_core::Dataset;
-/// use mlops_drift::{DriftAction, DriftConfig, DriftPolicy, DriftPolicyConfig, ProfileConfig, ReferenceProfile};
+/// use mlops_drift::{DriftAction, CheckedDriftConfig, DriftConfig, DriftPolicy, DriftPolicyConfig, ProfileConfig, ReferenceProfile};
 /// use ndarray::Array2;
 ///
 /// let data = |shift: f32| Dataset::new(Array2::from_shape_fn((800, 2), |(i, _)| (i % 90) as f32 + shift), vec!["a".into(), "b".into()]);
 /// let profile = ReferenceProfile::fit(&data(0.0)?, &ProfileConfig::default())?;
-/// let report = profile.compare(&data(30.0)?, &DriftConfig::default())?;
+/// let report = profile.compare(&data(30.0)?, &CheckedDriftConfig::default())?;
 /// let policy = DriftPolicy::new(DriftPolicyConfig::default(), Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)));
 /// assert_eq!(policy.decide(&report).action, DriftAction::Retrain);
 /// # Ok::<(), mlops_drift::Error>(())

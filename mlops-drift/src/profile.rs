@@ -406,15 +406,15 @@ pub(crate) fn category_counts(sorted: &[f64]) -> (Vec<i64>, Vec<u64>) {
 ///
 /// ```
 /// use mlops_core::Dataset;
-/// use mlops_drift::{DriftConfig, ProfileConfig, ReferenceProfile};
+/// use mlops_drift::{CheckedDriftConfig, DriftConfig, ProfileConfig, ReferenceProfile};
 /// use ndarray::Array2;
 ///
 /// let reference = Dataset::new(Array2::from_shape_fn((500, 1), |(i, _)| (i % 97) as f32), vec!["x".into()])?;
 /// let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default())?;
 /// let shifted = Dataset::new(Array2::from_shape_fn((500, 1), |(i, _)| (i % 97) as f32 + 40.0), vec!["x".into()])?;
-/// let report = profile.compare(&shifted, &DriftConfig::default())?;
+/// let report = profile.compare(&shifted, &CheckedDriftConfig::default())?;
 /// assert!(report.dataset.drifted);
-/// assert!(!profile.compare(&reference, &DriftConfig::default())?.dataset.drifted);
+/// assert!(!profile.compare(&reference, &CheckedDriftConfig::default())?.dataset.drifted);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

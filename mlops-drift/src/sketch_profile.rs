@@ -45,7 +45,7 @@ pub struct ColumnSketch {
 ///
 /// ```
 /// use mlops_core::Dataset;
-/// use mlops_drift::{DriftConfig, ProfileConfig, ProfileSketch};
+/// use mlops_drift::{CheckedDriftConfig, DriftConfig, ProfileConfig, ProfileSketch};
 /// use ndarray::Array2;
 ///
 /// let part = |from: usize, shift: f32| {
@@ -59,8 +59,8 @@ pub struct ColumnSketch {
 /// merged.merge(&ProfileSketch::from_dataset(&part(2000, 0.0)?, 400)?)?;
 /// let profile = merged.to_profile(&ProfileConfig::default(), 10_000)?;
 /// assert_eq!(profile.columns[0].rows, 4000);
-/// assert!(profile.compare(&part(0, 40.0)?, &DriftConfig::default())?.dataset.drifted);
-/// assert!(!profile.compare(&part(500, 0.0)?, &DriftConfig::default())?.dataset.drifted);
+/// assert!(profile.compare(&part(0, 40.0)?, &CheckedDriftConfig::default())?.dataset.drifted);
+/// assert!(!profile.compare(&part(500, 0.0)?, &CheckedDriftConfig::default())?.dataset.drifted);
 /// # Ok::<(), mlops_drift::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

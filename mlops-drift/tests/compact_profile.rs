@@ -7,7 +7,9 @@
 
 use mlops_core::{CsvOptions, Dataset};
 use mlops_drift::stream::{WindowConfig, WindowedDetector};
-use mlops_drift::{DriftConfig, DriftTest, ProfileConfig, ProfileStorage, ReferenceProfile};
+use mlops_drift::{
+    CheckedDriftConfig, DriftConfig, DriftTest, ProfileConfig, ProfileStorage, ReferenceProfile,
+};
 
 fn shared(file: &str, options: &CsvOptions) -> Dataset {
     let dir = std::env::var("MLOPS_DATA_DIR")
@@ -98,11 +100,13 @@ fn same_decisions(reference: &Dataset, current: &Dataset, what: &str) {
     let compact = ReferenceProfile::fit(reference, &ProfileConfig::default()).unwrap();
     let exact = ReferenceProfile::fit(reference, &exact()).unwrap();
     for config in [
-        DriftConfig::default(),
+        CheckedDriftConfig::default(),
         DriftConfig {
             tests: vec![DriftTest::Ks],
             ..DriftConfig::default()
-        },
+        }
+        .check()
+        .unwrap(),
     ] {
         let a = compact.compare(current, &config).unwrap();
         let b = exact.compare(current, &config).unwrap();
@@ -180,7 +184,7 @@ fn nebraska_weather_drift_and_no_drift_are_decided_as_with_the_exact_profile() {
     let verdict = |reference: std::ops::Range<usize>, current: std::ops::Range<usize>| {
         ReferenceProfile::fit(&rows(&data, reference), &ProfileConfig::default())
             .unwrap()
-            .compare(&rows(&data, current), &DriftConfig::default())
+            .compare(&rows(&data, current), &CheckedDriftConfig::default())
             .unwrap()
             .dataset
             .drifted

@@ -8,7 +8,7 @@
 //! The file is read from `$MLOPS_DATA_DIR` (default: `../shared/data` beside the workspace).
 
 use mlops_core::{CsvOptions, Dataset};
-use mlops_drift::{DriftConfig, ProfileConfig, ReferenceProfile};
+use mlops_drift::{CheckedDriftConfig, ProfileConfig, ReferenceProfile};
 
 fn weather() -> Dataset {
     let dir = std::env::var("MLOPS_DATA_DIR")
@@ -29,7 +29,7 @@ fn late_rows_drift_from_the_early_reference() {
     assert_eq!(data.n_rows(), 18_159);
     let profile = ReferenceProfile::fit(&rows(&data, 0..7305), &ProfileConfig::default()).unwrap();
     let report = profile
-        .compare(&rows(&data, 13_159..18_159), &DriftConfig::default())
+        .compare(&rows(&data, 13_159..18_159), &CheckedDriftConfig::default())
         .unwrap();
     for c in &report.columns {
         eprintln!(
@@ -46,7 +46,7 @@ fn season_matched_early_stretches_do_not_drift() {
     let data = weather();
     let profile = ReferenceProfile::fit(&rows(&data, 0..3652), &ProfileConfig::default()).unwrap();
     let report = profile
-        .compare(&rows(&data, 3652..7305), &DriftConfig::default())
+        .compare(&rows(&data, 3652..7305), &CheckedDriftConfig::default())
         .unwrap();
     for c in &report.columns {
         eprintln!(

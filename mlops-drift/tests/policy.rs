@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use mlops_core::clock::ManualClock;
 use mlops_core::Dataset;
 use mlops_drift::{
-    DriftAction, DriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig, DriftReport, DriftTest,
-    ProfileConfig, ReferenceProfile, RetrainTrigger,
+    CheckedDriftConfig, DriftAction, DriftConfig, DriftMetrics, DriftPolicy, DriftPolicyConfig,
+    DriftReport, DriftTest, ProfileConfig, ReferenceProfile, RetrainTrigger,
 };
 use ndarray::Array2;
 use prometheus_client::registry::Registry;
@@ -25,7 +25,7 @@ fn data(rows: usize, shift: f32) -> Dataset {
 fn report(rows: usize, shift: f32) -> DriftReport {
     let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
     profile
-        .compare(&data(rows, shift), &DriftConfig::default())
+        .compare(&data(rows, shift), &CheckedDriftConfig::default())
         .unwrap()
 }
 
@@ -121,7 +121,9 @@ fn a_column_the_monitor_cannot_test_is_a_warning_not_silence() {
     // Column `c` is gone from the live data: whatever the batch size, say so.
     for rows in [10, 1000] {
         let current = data(rows, 0.0).drop_features(&["c"]).unwrap();
-        let report = profile.compare(&current, &DriftConfig::default()).unwrap();
+        let report = profile
+            .compare(&current, &CheckedDriftConfig::default())
+            .unwrap();
         let d = policy.decide(&report);
         assert_eq!(d.action, DriftAction::Warn, "{rows} rows: {}", d.reason);
         assert!(d.reason.contains("cannot be tested: c"), "{}", d.reason);
@@ -161,7 +163,9 @@ async fn metrics_pass_promtool() {
                 // `b` decided by a distance: no p-value, so its gauge must say NaN.
                 column_tests: [("b".to_string(), vec![DriftTest::Wasserstein])].into(),
                 ..DriftConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap();
     policy
@@ -274,7 +278,7 @@ async fn a_cooldown_longer_than_time_holds_is_an_error_never_a_panic() {
     let e = mlops_drift::DriftMonitor::new(
         "fraud",
         profile,
-        DriftConfig::default(),
+        CheckedDriftConfig::default(),
         policy,
         mlops_drift::MonitorConfig::default(),
     )

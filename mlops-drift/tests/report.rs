@@ -3,8 +3,8 @@
 
 use mlops_core::Dataset;
 use mlops_drift::{
-    ColumnStatus, Correction, DriftConfig, DriftReport, DriftTest, ProfileConfig, ProfileStorage,
-    ReferenceProfile, Verdict,
+    CheckedDriftConfig, ColumnStatus, Correction, DriftConfig, DriftReport, DriftTest,
+    ProfileConfig, ProfileStorage, ReferenceProfile, Verdict,
 };
 use ndarray::Array2;
 
@@ -32,7 +32,7 @@ fn data(rows: usize, shift: f32) -> Dataset {
 fn bad_columns_get_error_entries_and_the_rest_is_reported() {
     let profile = ReferenceProfile::fit(&data(600, 0.0), &ProfileConfig::default()).unwrap();
     let report = profile
-        .compare(&data(600, 20.0), &DriftConfig::default())
+        .compare(&data(600, 20.0), &CheckedDriftConfig::default())
         .unwrap();
     let by = |name: &str| report.columns.iter().find(|c| c.column == name).unwrap();
     // A reference column with no values is insufficient data, not "no drift".
@@ -69,7 +69,9 @@ fn bad_columns_get_error_entries_and_the_rest_is_reported() {
     );
     // A column missing from the current data, or of another kind, is an error entry too.
     let other = Dataset::new(Array2::zeros((10, 1)), vec!["cat".into()]).unwrap();
-    let report = profile.compare(&other, &DriftConfig::default()).unwrap();
+    let report = profile
+        .compare(&other, &CheckedDriftConfig::default())
+        .unwrap();
     let cat = report.columns.iter().find(|c| c.column == "cat").unwrap();
     assert!(cat.error.as_deref().unwrap().contains("Numeric"), "{cat:?}");
     assert_eq!(cat.status, ColumnStatus::Untestable);
@@ -108,7 +110,9 @@ fn a_constant_reference_that_changes_is_drift_at_every_size() {
             ("another constant", one_column(rows, |_| 4.0), 1.0),
             ("varying", one_column(rows, |i| (i % 7) as f32), 0.45),
         ] {
-            let report = profile.compare(&current, &DriftConfig::default()).unwrap();
+            let report = profile
+                .compare(&current, &CheckedDriftConfig::default())
+                .unwrap();
             let c = &report.columns[0];
             assert_eq!(c.status, ColumnStatus::Tested, "{rows} rows, {what}: {c:?}");
             assert!(c.drifted, "{rows} rows, {what}: {c:?}");
@@ -130,7 +134,7 @@ fn a_constant_reference_that_changes_is_drift_at_every_size() {
         }
         // The same constant is no drift.
         let same = profile
-            .compare(&one_column(rows, |_| 3.0), &DriftConfig::default())
+            .compare(&one_column(rows, |_| 3.0), &CheckedDriftConfig::default())
             .unwrap();
         assert_eq!(same.dataset.verdict, Verdict::NoDrift, "{rows} rows");
         assert!(!same.columns[0].drifted);
@@ -147,7 +151,9 @@ fn a_column_entirely_missing_in_current_is_flagged_never_fine() {
         .unwrap()
         .with_categorical(&["cat"])
         .unwrap();
-    let report = profile.compare(&current, &DriftConfig::default()).unwrap();
+    let report = profile
+        .compare(&current, &CheckedDriftConfig::default())
+        .unwrap();
     let ok = report.columns.iter().find(|c| c.column == "ok").unwrap();
     assert_eq!(ok.status, ColumnStatus::InsufficientData, "{ok:?}");
     assert!(ok.drifted, "100% missing must flag the column: {ok:?}");
@@ -167,13 +173,17 @@ fn absent_columns_empty_and_tiny_batches_are_incomplete_not_fine() {
     let profile = ReferenceProfile::fit(&reference, &ProfileConfig::default()).unwrap();
     // A column absent from current.
     let other = Dataset::new(Array2::zeros((500, 1)), vec!["y".into()]).unwrap();
-    let report = profile.compare(&other, &DriftConfig::default()).unwrap();
+    let report = profile
+        .compare(&other, &CheckedDriftConfig::default())
+        .unwrap();
     assert_eq!(report.dataset.verdict, Verdict::Incomplete);
     assert_eq!(report.dataset.columns_not_tested, vec!["x".to_string()]);
     assert_eq!(report.columns[0].status, ColumnStatus::Untestable);
     // A header-only (0-row) current.
     let empty = one_column(0, |_| 0.0);
-    let report = profile.compare(&empty, &DriftConfig::default()).unwrap();
+    let report = profile
+        .compare(&empty, &CheckedDriftConfig::default())
+        .unwrap();
     assert_eq!(report.dataset.verdict, Verdict::Incomplete);
     assert!(!report.dataset.drifted);
     assert!(
@@ -187,7 +197,7 @@ fn absent_columns_empty_and_tiny_batches_are_incomplete_not_fine() {
     );
     // One row: too few values to say anything (it used to flag every column as drifted).
     let report = profile
-        .compare(&one_column(1, |_| 1e6), &DriftConfig::default())
+        .compare(&one_column(1, |_| 1e6), &CheckedDriftConfig::default())
         .unwrap();
     assert_eq!(report.columns[0].status, ColumnStatus::InsufficientData);
     assert!(!report.columns[0].drifted);
@@ -196,14 +206,16 @@ fn absent_columns_empty_and_tiny_batches_are_incomplete_not_fine() {
     let config = DriftConfig {
         min_samples: 1,
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let report = profile.compare(&one_column(1, |_| 1e6), &config).unwrap();
     assert_eq!(report.columns[0].status, ColumnStatus::Tested);
     assert!(DriftConfig {
         min_samples: 0,
         ..DriftConfig::default()
     }
-    .validate()
+    .check()
     .is_err());
 }
 
@@ -211,7 +223,7 @@ fn absent_columns_empty_and_tiny_batches_are_incomplete_not_fine() {
 fn preset_switches_to_distances_above_1000_rows_and_overrides_apply() {
     let profile = ReferenceProfile::fit(&data(3000, 0.0), &ProfileConfig::default()).unwrap();
     let report = profile
-        .compare(&data(3000, 0.0), &DriftConfig::default())
+        .compare(&data(3000, 0.0), &CheckedDriftConfig::default())
         .unwrap();
     let first = |name: &str| {
         report
@@ -232,7 +244,9 @@ fn preset_switches_to_distances_above_1000_rows_and_overrides_apply() {
     config
         .column_tests
         .insert("cat".into(), vec![DriftTest::GTest, DriftTest::Tv]);
-    let report = profile.compare(&data(3000, 0.0), &config).unwrap();
+    let report = profile
+        .compare(&data(3000, 0.0), &config.check().unwrap())
+        .unwrap();
     let ok = report.columns.iter().find(|c| c.column == "ok").unwrap();
     assert_eq!(
         ok.tests.iter().map(|t| t.test).collect::<Vec<_>>(),
@@ -244,7 +258,9 @@ fn preset_switches_to_distances_above_1000_rows_and_overrides_apply() {
     let config = DriftConfig {
         tests: vec![DriftTest::Ks],
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let report = profile.compare(&data(3000, 0.0), &config).unwrap();
     let cat = report.columns.iter().find(|c| c.column == "cat").unwrap();
     assert!(
@@ -272,7 +288,9 @@ fn corrections_effect_gate_and_dataset_rules() {
             &DriftConfig {
                 correction: Correction::None,
                 ..DriftConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap();
     assert!(report.columns[0].drifted);
@@ -297,7 +315,9 @@ fn corrections_effect_gate_and_dataset_rules() {
                 min_effect: Some(0.2),
                 correction: Correction::None,
                 ..DriftConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap();
     assert!(!gated.columns[0].drifted);
@@ -309,7 +329,9 @@ fn corrections_effect_gate_and_dataset_rules() {
                 min_effect: Some(0.15),
                 correction: Correction::None,
                 ..DriftConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap();
     assert!(at_the_gate.columns[0].drifted, "effect >= min_effect flags");
@@ -321,7 +343,9 @@ fn corrections_effect_gate_and_dataset_rules() {
                 drift_share: 0.05,
                 correction: Correction::None,
                 ..DriftConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap();
     assert!(strict.dataset.drifted);
@@ -337,7 +361,9 @@ fn the_alpha_and_mean_effect_boundaries_are_exact() {
     let base = DriftConfig {
         correction: Correction::None,
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let report = profile.compare(&current, &base).unwrap();
     let pvalues: Vec<f64> = report
         .columns
@@ -353,8 +379,10 @@ fn the_alpha_and_mean_effect_boundaries_are_exact() {
                 &current,
                 &DriftConfig {
                     alpha,
-                    ..base.clone()
-                },
+                    ..base.config().clone()
+                }
+                .check()
+                .unwrap(),
             )
             .unwrap()
     };
@@ -380,8 +408,10 @@ fn the_alpha_and_mean_effect_boundaries_are_exact() {
                 &DriftConfig {
                     mean_effect_threshold: Some(t),
                     drift_share: 1.0,
-                    ..base.clone()
-                },
+                    ..base.config().clone()
+                }
+                .check()
+                .unwrap(),
             )
             .unwrap()
     };
@@ -409,14 +439,18 @@ fn rising_missing_share_is_drift_and_falling_is_not() {
         Dataset::new(x, vec!["x".into()]).unwrap()
     };
     let profile = ReferenceProfile::fit(&make(50), &ProfileConfig::default()).unwrap();
-    let rising = profile.compare(&make(5), &DriftConfig::default()).unwrap();
+    let rising = profile
+        .compare(&make(5), &CheckedDriftConfig::default())
+        .unwrap();
     let m = rising.columns[0].missing.as_ref().unwrap();
     assert!(
         m.current_share > m.reference_share && m.outcome.drifted,
         "{m:?}"
     );
     assert!(rising.columns[0].drifted);
-    let falling = profile.compare(&make(0), &DriftConfig::default()).unwrap();
+    let falling = profile
+        .compare(&make(0), &CheckedDriftConfig::default())
+        .unwrap();
     assert!(!falling.columns[0].missing.as_ref().unwrap().outcome.drifted);
 }
 
@@ -426,21 +460,19 @@ fn profiles_round_trip_through_json_and_bad_configs_are_named() {
     let back = ReferenceProfile::from_json(&profile.to_json().unwrap()).unwrap();
     assert_eq!(back, profile);
     let a = profile
-        .compare(&data(300, 3.0), &DriftConfig::default())
+        .compare(&data(300, 3.0), &CheckedDriftConfig::default())
         .unwrap();
     let b = back
-        .compare(&data(300, 3.0), &DriftConfig::default())
+        .compare(&data(300, 3.0), &CheckedDriftConfig::default())
         .unwrap();
     assert_eq!(a, b);
-    let err = profile
-        .compare(
-            &data(10, 0.0),
-            &DriftConfig {
-                alpha: 1.5,
-                ..DriftConfig::default()
-            },
-        )
-        .unwrap_err();
+    // A bad config never reaches `compare`: its check names the field.
+    let err = DriftConfig {
+        alpha: 1.5,
+        ..DriftConfig::default()
+    }
+    .check()
+    .unwrap_err();
     assert!(
         err.to_string().contains("DriftConfig.alpha") && err.to_string().contains("1.5"),
         "{err}"
@@ -451,7 +483,9 @@ fn profiles_round_trip_through_json_and_bad_configs_are_named() {
             &DriftConfig {
                 columns: vec!["nope".into()],
                 ..DriftConfig::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
@@ -496,11 +530,15 @@ fn binned_fast_path_matches_the_value_path() {
         tests: tests.clone(),
         mean_effect_threshold: None,
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let slow = DriftConfig {
         tests,
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     let (a, b) = (
         profile.compare(&make(30.0), &fast).unwrap(),
         profile.compare(&make(30.0), &slow).unwrap(),
@@ -546,11 +584,15 @@ fn reports_and_profiles_are_byte_identical_at_1_3_and_8_threads() {
                 let mixed = DriftConfig {
                     tests: vec![DriftTest::Ks, DriftTest::Psi, DriftTest::Wasserstein],
                     ..DriftConfig::default()
-                };
+                }
+                .check()
+                .unwrap();
                 (
                     profile.to_json().unwrap(),
                     serde_json::to_string(
-                        &profile.compare(&current, &DriftConfig::default()).unwrap(),
+                        &profile
+                            .compare(&current, &CheckedDriftConfig::default())
+                            .unwrap(),
                     )
                     .unwrap(),
                     serde_json::to_string(&profile.compare(&current, &mixed).unwrap()).unwrap(),
@@ -577,7 +619,7 @@ fn reports_and_profiles_are_byte_identical_at_1_3_and_8_threads() {
 fn reports_print_readably_and_round_trip_through_json() {
     let profile = ReferenceProfile::fit(&data(600, 0.0), &ProfileConfig::default()).unwrap();
     let report = profile
-        .compare(&data(600, 20.0), &DriftConfig::default())
+        .compare(&data(600, 20.0), &CheckedDriftConfig::default())
         .unwrap();
     let text = report.to_string();
     assert!(

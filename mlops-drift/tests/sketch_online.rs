@@ -6,8 +6,8 @@ use mlops_core::Dataset;
 use mlops_drift::stats::{ks_2samp, Alternative, KsMethod};
 use mlops_drift::stream::{OnlineConfig, OnlineDetector};
 use mlops_drift::{
-    ColumnProfile, DriftConfig, DriftTest, ProfileConfig, ProfileSketch, QuantileSketch,
-    ReferenceProfile,
+    CheckedDriftConfig, ColumnProfile, DriftConfig, DriftTest, ProfileConfig, ProfileSketch,
+    QuantileSketch, ReferenceProfile,
 };
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -345,7 +345,9 @@ fn profile_from_merged_partition_sketches_agrees_with_the_exact_profile() {
     let ks_and_chi2 = DriftConfig {
         tests: vec![DriftTest::Ks],
         ..DriftConfig::default()
-    };
+    }
+    .check()
+    .unwrap();
     // (shift, tilt, dataset drifted, category column drifted)
     for (shift, tilt, drifted, c_drifted) in [
         (0.0, 1.0, false, false),
@@ -353,8 +355,12 @@ fn profile_from_merged_partition_sketches_agrees_with_the_exact_profile() {
         (0.0, 2.0, false, true),
     ] {
         let current = table(&mut rng, 5_000, shift, tilt);
-        let by_sketch = sketched.compare(&current, &DriftConfig::default()).unwrap();
-        let by_exact = exact.compare(&current, &DriftConfig::default()).unwrap();
+        let by_sketch = sketched
+            .compare(&current, &CheckedDriftConfig::default())
+            .unwrap();
+        let by_exact = exact
+            .compare(&current, &CheckedDriftConfig::default())
+            .unwrap();
         for (s, e) in by_sketch.columns.iter().zip(&by_exact.columns) {
             assert_eq!(
                 s.drifted, e.drifted,

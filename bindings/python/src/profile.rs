@@ -5,7 +5,9 @@
 use mlops_core::{ColumnKind, Dataset};
 
 use crate::arrays::dataset;
-use mlops_drift::{DriftConfig, ProfileConfig, ProfileSketch, ReferenceProfile};
+use mlops_drift::{
+    CheckedDriftConfig, DriftConfig, ProfileConfig, ProfileSketch, ReferenceProfile,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -46,10 +48,11 @@ impl Profile {
         data: &Bound<'_, PyAny>,
         columns: Vec<String>,
         config_json: Option<&str>,
-    ) -> PyResult<(Dataset, DriftConfig)> {
+    ) -> PyResult<(Dataset, CheckedDriftConfig)> {
+        let config: DriftConfig = from_json("config", config_json)?;
         Ok((
             dataset(data, columns, &self.categorical())?,
-            from_json("config", config_json)?,
+            config.check().map_err(value_error)?,
         ))
     }
 }

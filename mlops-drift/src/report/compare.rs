@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use mlops_core::{ColumnKind, Dataset};
 use rayon::prelude::*;
 
-use super::config::{DriftConfig, DriftTest};
+use super::config::{CheckedDriftConfig, DriftConfig, DriftTest};
 use super::result::{
     ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftReport, MissingDrift, TestOutcome,
     Verdict,
@@ -409,8 +409,8 @@ impl ReferenceProfile {
     /// Compares `current` with the profile, column by column (in parallel), then decides for
     /// the dataset. Only a bad `config` is an error: a column that cannot be tested gets an
     /// error entry and the rest of the report is produced.
-    pub fn compare(&self, current: &Dataset, config: &DriftConfig) -> Result<DriftReport> {
-        config.validate()?;
+    pub fn compare(&self, current: &Dataset, config: &CheckedDriftConfig) -> Result<DriftReport> {
+        let config: &DriftConfig = config;
         let selected: Vec<&ColumnProfile> = if config.columns.is_empty() {
             self.columns.iter().collect()
         } else {

@@ -141,7 +141,10 @@ impl std::str::FromStr for DriftTest {
     }
 }
 
-/// How a batch is compared with a reference. serde with defaults.
+/// How a batch is compared with a reference, as written (serde with defaults, or in code);
+/// [`DriftConfig::check`] turns it into the [`CheckedDriftConfig`] that
+/// [`ReferenceProfile::compare`](crate::ReferenceProfile::compare) and
+/// [`DriftMonitor::new`](crate::DriftMonitor::new) take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DriftConfig {
@@ -195,9 +198,45 @@ impl Default for DriftConfig {
     }
 }
 
+mlops_core::checked_config! {
+    /// A checked [`DriftConfig`] (see [`DriftConfig::check`]). Read its fields through
+    /// `Deref`.
+    ///
+    /// ```
+    /// use mlops_drift::{CheckedDriftConfig, DriftConfig};
+    ///
+    /// let config = DriftConfig { alpha: 0.01, ..DriftConfig::default() }.check()?;
+    /// assert_eq!(config.alpha, 0.01);
+    /// assert_eq!(CheckedDriftConfig::default().config(), &DriftConfig::default());
+    /// let stored: CheckedDriftConfig = serde_json::from_str(r#"{"alpha": 0.01}"#)?;
+    /// assert_eq!(stored, config);
+    /// assert!(serde_json::from_str::<CheckedDriftConfig>(r#"{"alpha": 2}"#).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CheckedDriftConfig(DriftConfig);
+}
+
+impl Default for CheckedDriftConfig {
+    /// [`DriftConfig::default`], which passes its check (a test runs it).
+    fn default() -> Self {
+        CheckedDriftConfig {
+            config: DriftConfig::default(),
+        }
+    }
+}
+
 impl DriftConfig {
-    /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every field and returns the checked config; an error names the field
+    /// (`DriftConfig.alpha`), its value and what was expected.
+    ///
+    /// ```
+    /// use mlops_drift::DriftConfig;
+    ///
+    /// let e = DriftConfig { alpha: 1.5, ..DriftConfig::default() }.check().unwrap_err();
+    /// assert!(e.to_string().starts_with("invalid DriftConfig.alpha = 1.5"), "{e}");
+    /// ```
+    pub fn check(self) -> Result<CheckedDriftConfig> {
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return Err(Error::invalid(
                 "DriftConfig.alpha",
@@ -242,7 +281,7 @@ impl DriftConfig {
                 "at least 1 value per side",
             ));
         }
-        Ok(())
+        Ok(CheckedDriftConfig { config: self })
     }
 
     /// Evidently's preset: numeric columns get KS up to `preset_size` reference rows and the

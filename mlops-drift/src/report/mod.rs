@@ -11,7 +11,7 @@ mod compare;
 mod config;
 mod result;
 
-pub use config::{DriftConfig, DriftTest};
+pub use config::{CheckedDriftConfig, DriftConfig, DriftTest};
 pub use result::{
     ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftReport, MissingDrift, TestOutcome,
     Verdict,

@@ -837,25 +837,23 @@ mod server {
         let newest = format!("{:04}{}", 199, "x".repeat(4 << 10));
         assert!(router.feedback(&newest, &[1.0]).unwrap());
         // A zero bound is refused; so is a time-to-live no `Duration` holds (a panic before).
-        let e = RouterConfig {
-            stats: StatsConfig {
-                label_join_bytes: 0,
-                ..StatsConfig::default()
-            },
-            ..RouterConfig::default()
-        }
-        .check()
-        .unwrap_err();
+        let refused = |stats: StatsConfig| {
+            RouterConfig {
+                stats,
+                ..RouterConfig::default()
+            }
+            .check()
+            .unwrap_err()
+        };
+        let e = refused(StatsConfig {
+            label_join_bytes: 0,
+            ..StatsConfig::default()
+        });
         assert!(e.to_string().contains("label_join_bytes"), "{e}");
-        let e = RouterConfig {
-            stats: StatsConfig {
-                label_ttl_seconds: 1e20,
-                ..StatsConfig::default()
-            },
-            ..RouterConfig::default()
-        }
-        .check()
-        .unwrap_err();
+        let e = refused(StatsConfig {
+            label_ttl_seconds: 1e20,
+            ..StatsConfig::default()
+        });
         assert!(
             e.to_string()
                 .contains("invalid StatsConfig.label_ttl_seconds = 1e20"),

@@ -51,6 +51,17 @@ impl Predictor for Blocking {
     }
 }
 
+/// The app serving `model` under `config`, checked.
+fn app_of(model: Arc<dyn Predictor>, config: &ServerConfig) -> axum::Router {
+    app(
+        "fraud",
+        router_of(model),
+        None,
+        config.clone().check().unwrap(),
+    )
+    .unwrap()
+}
+
 fn router_of(model: Arc<dyn Predictor>) -> Arc<Router> {
     let routes = Routes {
         variants: vec![Variant::new("stable", Some(1), model)],
@@ -113,13 +124,7 @@ async fn health_answers_while_a_model_is_blocked_on_a_one_thread_runtime() {
         done: AtomicBool::new(false),
     });
     let config = ServerConfig::default();
-    let app = app(
-        "fraud",
-        router_of(model.clone()),
-        None,
-        config.clone().check().unwrap(),
-    )
-    .unwrap();
+    let app = app_of(model.clone(), &config);
     let (addr, stop, server) = start(app, config).await;
     let infer = tokio::spawn(raw(addr, infer_request(None)));
     entered_rx.await.unwrap();
@@ -147,13 +152,7 @@ async fn slow_uploads_and_unauthenticated_requests_hold_no_in_flight_permit() {
         tokens: vec![TOKEN.to_string()],
         ..ServerConfig::default()
     };
-    let app = app(
-        "fraud",
-        router_of(plain_model()),
-        None,
-        config.clone().check().unwrap(),
-    )
-    .unwrap();
+    let app = app_of(plain_model(), &config);
     let (addr, stop, server) = start(app, config.clone()).await;
     let mut slow = Vec::new();
     for _ in 0..config.max_in_flight + 2 {
@@ -209,13 +208,7 @@ async fn requests_past_the_in_flight_bound_get_503_json() {
         max_in_flight: 1,
         ..ServerConfig::default()
     };
-    let app = app(
-        "fraud",
-        router_of(model),
-        None,
-        config.clone().check().unwrap(),
-    )
-    .unwrap();
+    let app = app_of(model, &config);
     let (addr, stop, server) = start(app, config).await;
     let holder = tokio::spawn(raw(addr, infer_request(None)));
     entered_rx.await.unwrap();
@@ -303,13 +296,7 @@ async fn shutdown_does_not_wait_for_ever_on_a_client_that_never_reads() {
         timeout_seconds: 0.5,
         ..ServerConfig::default()
     };
-    let app = app(
-        "fraud",
-        router_of(model),
-        None,
-        config.clone().check().unwrap(),
-    )
-    .unwrap();
+    let app = app_of(model, &config);
     let (addr, stop, server) = start(app, config).await;
     let rows = 2_000_000;
     let mut data = "1,".repeat(rows);
@@ -361,13 +348,7 @@ async fn bodies_past_the_byte_budget_get_503_json() {
         max_body_bytes_in_flight: 1024,
         ..ServerConfig::default()
     };
-    let app = app(
-        "fraud",
-        router_of(model),
-        None,
-        config.clone().check().unwrap(),
-    )
-    .unwrap();
+    let app = app_of(model, &config);
     let (addr, stop, server) = start(app, config).await;
     let holder = tokio::spawn(raw(addr, padded_infer_request(600)));
     entered_rx.await.unwrap();

@@ -22,7 +22,7 @@ use ndarray::{ArrayView2, Axis, Slice};
 
 pub use mlops_core::testing::predictor;
 
-use crate::policy::PromotionConfig;
+use crate::policy::Promotion;
 use crate::rollout::{rollout_document, MetricsSource, RolloutState, RolloutStore, Stored};
 use crate::router::{Request, Router};
 use crate::source::ModelSource;
@@ -238,7 +238,7 @@ pub async fn model_source(
 /// A rollout state of `model` rolling `candidate` out over version 1, at a fixed time.
 fn rollout_state(model: &str, candidate: u64) -> RolloutState {
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    RolloutState::start(model, 1, candidate, &PromotionConfig::default(), t0)
+    RolloutState::start(model, 1, candidate, &Promotion::default(), t0)
 }
 
 /// `store.load`, failing the suite on an error.

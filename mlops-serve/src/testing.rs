@@ -66,8 +66,9 @@ fn ok<T>(suite: &str, what: &str, result: Result<T>) -> T {
 ///     aliases: Mutex<BTreeMap<String, u64>>,
 /// }
 ///
+/// // What the host does not hold is `NotFound` (a controller reports it, it does not retry).
 /// fn missing(what: &str, value: impl std::fmt::Display) -> Error {
-///     Error::invalid(what, value, "one the host holds")
+///     Error::not_found(format!("{what} {value} (the host does not hold it)"))
 /// }
 ///
 /// #[async_trait::async_trait]

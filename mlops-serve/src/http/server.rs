@@ -131,7 +131,7 @@ mlops_core::checked_config! {
     /// let config = ServerConfig { max_in_flight: 8, ..ServerConfig::default() }.check()?;
     /// assert_eq!(config.max_in_flight, 8);
     /// assert_eq!(CheckedServerConfig::default().config(), &ServerConfig::default());
-    /// # Ok::<(), mlops_core::Error>(())
+    /// # Ok::<(), mlops_serve::Error>(())
     /// ```
     #[derive(Debug, Clone, PartialEq)]
     pub struct CheckedServerConfig(ServerConfig);

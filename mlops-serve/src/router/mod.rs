@@ -135,7 +135,7 @@ mlops_core::checked_config! {
     /// let config = RouterConfig { shadow_queue: 16, ..RouterConfig::default() }.check()?;
     /// assert_eq!(config.shadow_queue, 16);
     /// assert_eq!(CheckedRouterConfig::default().config(), &RouterConfig::default());
-    /// # Ok::<(), mlops_core::Error>(())
+    /// # Ok::<(), mlops_serve::Error>(())
     /// ```
     #[derive(Debug, Clone, PartialEq)]
     pub struct CheckedRouterConfig(RouterConfig);

@@ -16,10 +16,12 @@
 //! ```
 //!
 //! This facade re-exports the workspace crates, each behind a cargo feature of the same name
-//! (all on by default): [`core`] always, `drift`, `train`, `registry` and `serve`; `http`
-//! (not default) adds the KServe V2 server (`serve::http`); `testing` (not default) adds the
-//! public conformance suites a host runs on its own implementations of the traits
-//! (`core::testing`, `serve::testing`, `train::testing`).
+//! (all on by default): [`core`] always, `drift`, `train`, `registry` and `serve`; `sim`
+//! (default) adds the simulations, `core::synthetic` (seeded card transactions, the main job's
+//! data) and `serve::replay` (a rollout on simulated time); `http` (not default) adds the
+//! KServe V2 server (`serve::http`); `testing` (not default) adds the public conformance suites
+//! a host runs on its own implementations of the traits (`core::testing`, `serve::testing`,
+//! `train::testing`).
 //! A host that needs only one step depends on that crate alone.
 //!
 //! ```

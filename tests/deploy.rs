@@ -4,7 +4,7 @@
 //! `promtool check rules` and their unit tests; every PromQL expression of the rules and the
 //! dashboard parses and names only metrics the exposition has.
 
-#![cfg(all(feature = "serve", feature = "drift"))]
+#![cfg(all(feature = "serve", feature = "drift", feature = "sim"))]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

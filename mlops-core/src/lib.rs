@@ -60,6 +60,7 @@ mod schema;
 mod split;
 #[cfg(feature = "object-store")]
 pub mod store_url;
+#[cfg(feature = "sim")]
 pub mod synthetic;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -28,6 +28,7 @@ mod error;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+#[cfg(feature = "sim")]
 pub mod replay;
 pub mod rollout;
 pub mod router;

@@ -12,8 +12,8 @@
 //!   cooldown on an injected clock, a host [`RetrainTrigger`], and Prometheus [`DriftMetrics`];
 //! - [`DriftMonitor`]: a whole table monitored in windows of rows across batches, every
 //!   check through the policy (the served model's drift detector);
-//! - [`html_report`]: the report as an HTML page with a summary table and per-column ECDFs;
-//! - [`QuantileSketch`]: Apache DataSketches' KLL sketch (about 12 KB per column at the
+//! - [`html_report`] (feature `html`, default): the report as an HTML page with a summary table and per-column ECDFs;
+//! - [`QuantileSketch`] (feature `sketch`, default): Apache DataSketches' KLL sketch (about 12 KB per column at the
 //!   default `k`, the format the Java, C++ and Python DataSketches read), whose rank error
 //!   holds wherever the data sit and whose KS statistics come with an error bound, and
 //!   [`ProfileSketch`]: per-partition sketches of a whole reference, merged in any order into
@@ -36,12 +36,15 @@
 
 mod correction;
 mod error;
+#[cfg(feature = "html")]
 mod html;
 mod monitor;
 mod policy;
 mod profile;
 mod report;
+#[cfg(feature = "sketch")]
 mod sketch;
+#[cfg(feature = "sketch")]
 mod sketch_profile;
 pub mod stats;
 pub mod stream;
@@ -50,6 +53,7 @@ pub mod stream;
 pub use async_trait::async_trait;
 pub use correction::Correction;
 pub use error::{Error, Result};
+#[cfg(feature = "html")]
 pub use html::html_report;
 pub use monitor::{DriftMonitor, MonitorCheck, MonitorConfig};
 pub use policy::{
@@ -64,12 +68,15 @@ pub use report::{
     CheckedDriftConfig, ColumnDrift, ColumnStatus, DatasetDrift, DatasetRule, DriftConfig,
     DriftReport, DriftTest, MissingDrift, TestOutcome, Verdict,
 };
+#[cfg(feature = "sketch")]
 pub use sketch::{QuantileSketch, SketchKs, DEFAULT_K as DEFAULT_SKETCH_K};
+#[cfg(feature = "sketch")]
 pub use sketch_profile::{ColumnSketch, ProfileSketch, MAX_REPRESENTATIVES};
 
+#[cfg(feature = "sketch")]
+mlops_core::json_methods!(ProfileSketch => "profile sketch");
 mlops_core::json_methods!(
     ReferenceProfile => "reference profile",
-    ProfileSketch => "profile sketch",
     DriftConfig => "drift config",
     DriftReport => "drift report",
     DriftPolicyConfig => "drift policy config",

@@ -17,7 +17,10 @@
 //!   aliases by compare-and-swap through a [`source::ModelSource`];
 //! - [`metrics`]: Prometheus families in the host's `prometheus-client` registry.
 //!
-//! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum.
+//! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum;
+//! - `rollout::PrometheusSource` (feature `prometheus`): a step's statistics by PromQL from a
+//!   Prometheus server;
+//! - `replay` (feature `sim`): a rollout replayed on simulated time.
 //! - `testing` (feature `testing`, off by default): the public conformance suites a host runs
 //!   on its own `ModelSource`, `RolloutStore`, `MetricsSource` (and `Predictor`).
 

@@ -46,10 +46,10 @@ impl MetricsSource for InProcess {
     }
 }
 
-#[cfg(feature = "http")]
+#[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusSource, MAX_LABELED_ROWS};
 
-#[cfg(feature = "http")]
+#[cfg(feature = "prometheus")]
 mod prometheus {
     use std::collections::BTreeMap;
     use std::time::Duration;

@@ -30,7 +30,7 @@ pub use controller::{
     compiling, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS, PRODUCTION_ALIAS,
 };
 pub use metrics_source::{InProcess, MetricsSource};
-#[cfg(feature = "http")]
+#[cfg(feature = "prometheus")]
 pub use metrics_source::{PrometheusSource, MAX_LABELED_ROWS};
 pub use state::{policy_digest, Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 pub use store::{rollout_document, MemoryRolloutStore, RolloutStore, Stored, ROLLOUT_DOCUMENT};

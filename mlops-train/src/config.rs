@@ -1,6 +1,7 @@
 //! Hyperparameters: the network ([`MlpConfig`]) and the training run ([`TrainConfig`]), plain
 //! serde data with the seed's Keras model as defaults, checked before any work starts.
 
+use candle_core::Device;
 use mlops_core::model::Activation;
 use serde::{Deserialize, Serialize};
 
@@ -148,7 +149,7 @@ impl DeviceConfig {
     /// assert!(DeviceConfig::Cuda(0).check().unwrap_err().to_string().contains("`cuda` feature"));
     /// ```
     pub fn check(self) -> Result<()> {
-        crate::trainer::candle_device(self).map(|_| ())
+        candle_device(self).map(|_| ())
     }
 }
 
@@ -473,6 +474,47 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The candle device for a config; a clear error where it cannot exist (see
+/// [`DeviceConfig::check`], the public face of this).
+pub(crate) fn candle_device(config: DeviceConfig) -> Result<Device> {
+    match config {
+        DeviceConfig::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceConfig::Cuda(ordinal) => {
+            // cudarc loads the driver library on first use and panics when it is missing (a
+            // machine without a GPU): that becomes an error here too.
+            match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
+                Ok(Ok(device)) => Ok(device),
+                Ok(Err(e)) => Err(Error::invalid(
+                    "TrainConfig.device",
+                    format!("cuda({ordinal})"),
+                    format!("a CUDA device that exists ({e})"),
+                )),
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown failure".into());
+                    Err(Error::invalid(
+                        "TrainConfig.device",
+                        format!("cuda({ordinal})"),
+                        format!(
+                            "a machine with a CUDA driver and GPU (loading CUDA failed: {why})"
+                        ),
+                    ))
+                }
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceConfig::Cuda(ordinal) => Err(Error::invalid(
+            "TrainConfig.device",
+            format!("cuda({ordinal})"),
+            "cpu: this build has no CUDA support (build with the `cuda` feature)",
+        )),
     }
 }
 

@@ -40,6 +40,7 @@ mod data;
 mod engine;
 mod error;
 pub mod hpo;
+mod names;
 mod optim;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::callbacks::{Callback, Control, EpochLog};
 use crate::checkpoint::{Checkpoint, Watchers};
-use crate::config::{DeviceConfig, MlpConfig, Monitor, TrainConfig};
+use crate::config::{candle_device, DeviceConfig, MlpConfig, Monitor, TrainConfig};
 use crate::data::{fit_standardization, loss_coefficients, prepare, Prepared};
 use crate::engine::device::CandleEngine;
 use crate::engine::host::HostEngine;
@@ -168,47 +168,6 @@ impl TrainedModel {
     pub fn with_threshold(mut self, threshold: f32) -> Result<Self> {
         self.artifact = self.artifact.with_threshold(threshold)?;
         Ok(self)
-    }
-}
-
-/// The candle device for a config; a clear error where it cannot exist (see
-/// [`DeviceConfig::check`], the public face of this).
-pub(crate) fn candle_device(config: DeviceConfig) -> Result<Device> {
-    match config {
-        DeviceConfig::Cpu => Ok(Device::Cpu),
-        #[cfg(feature = "cuda")]
-        DeviceConfig::Cuda(ordinal) => {
-            // cudarc loads the driver library on first use and panics when it is missing (a
-            // machine without a GPU): that becomes an error here too.
-            match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
-                Ok(Ok(device)) => Ok(device),
-                Ok(Err(e)) => Err(Error::invalid(
-                    "TrainConfig.device",
-                    format!("cuda({ordinal})"),
-                    format!("a CUDA device that exists ({e})"),
-                )),
-                Err(panic) => {
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown failure".into());
-                    Err(Error::invalid(
-                        "TrainConfig.device",
-                        format!("cuda({ordinal})"),
-                        format!(
-                            "a machine with a CUDA driver and GPU (loading CUDA failed: {why})"
-                        ),
-                    ))
-                }
-            }
-        }
-        #[cfg(not(feature = "cuda"))]
-        DeviceConfig::Cuda(ordinal) => Err(Error::invalid(
-            "TrainConfig.device",
-            format!("cuda({ordinal})"),
-            "cpu: this build has no CUDA support (build with the `cuda` feature)",
-        )),
     }
 }
 

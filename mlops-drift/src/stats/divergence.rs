@@ -8,7 +8,7 @@
 //! an empty bin gives a finite value. Where an interpolated edge would be NaN (numpy: an
 //! infinite reference value at a quantile), it is the nearer of the two order statistics.
 
-use super::check_sample;
+use super::{check_sample, interpolate};
 use crate::error::{Error, Result};
 
 /// Default share floor of PSI and KL.
@@ -46,24 +46,6 @@ pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     interpolate(sorted[lo], sorted[pos.ceil() as usize], pos - lo as f64)
-}
-
-/// `a + (b - a) * frac`, numpy's linear interpolation, made total for infinite ends (where
-/// numpy gives NaN): equal ends give that value, and an end at infinity gives the nearer end.
-pub(crate) fn interpolate(a: f64, b: f64, frac: f64) -> f64 {
-    if a == b {
-        return a;
-    }
-    let e = a + (b - a) * frac;
-    if e.is_nan() {
-        if frac < 0.5 {
-            a
-        } else {
-            b
-        }
-    } else {
-        e
-    }
 }
 
 /// Interior bin edges at the reference's quantiles `k / n_bins`, deduplicated, from a sorted

@@ -67,6 +67,24 @@ pub struct TestResult {
     pub p_value: f64,
 }
 
+/// `a + (b - a) * frac`, numpy's linear interpolation, made total for infinite ends (where
+/// numpy gives NaN): equal ends give that value, and an end at infinity gives the nearer end.
+pub(crate) fn interpolate(a: f64, b: f64, frac: f64) -> f64 {
+    if a == b {
+        return a;
+    }
+    let e = a + (b - a) * frac;
+    if e.is_nan() {
+        if frac < 0.5 {
+            a
+        } else {
+            b
+        }
+    } else {
+        e
+    }
+}
+
 /// Sorts NaN-free values ascending (LSD radix sort: about twice as fast as a comparison sort
 /// at a million values).
 pub(crate) fn sort_values(x: &mut [f64]) {

@@ -151,7 +151,7 @@ pub(crate) fn quantile_bins(x: &[f64], n_bins: usize) -> Result<(Vec<f64>, Vec<f
     let at = |p: usize| found[found.partition_point(|f| f.0 < p)].1;
     let mut edges: Vec<f64> = qs
         .iter()
-        .map(|&(lo, hi, frac)| super::divergence::interpolate(at(lo), at(hi), frac))
+        .map(|&(lo, hi, frac)| super::interpolate(at(lo), at(hi), frac))
         .collect();
     edges.dedup();
     // Values < each edge (a value equal to an edge is in the bin above it): whole buckets

@@ -94,7 +94,7 @@ fn three() -> usize {
 impl StudyConfig {
     /// Checks the config.
     pub fn validate(&self) -> Result<()> {
-        super::super::tracking::check_name("StudyConfig.name", &self.name)?;
+        crate::names::check_name("StudyConfig.name", &self.name)?;
         if self.parallel_trial_count == 0 {
             return Err(Error::invalid(
                 "StudyConfig.parallelTrialCount",

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::names::check_name;
 
 pub use local::{ObjectStoreTracker, TrackerConfig};
 #[cfg(feature = "mlflow")]
@@ -175,28 +176,6 @@ pub fn compare_runs(
         .then_with(|| a.start_time_ms.cmp(&b.start_time_ms))
     });
     runs
-}
-
-/// Checks an experiment, run, parameter, metric or tag name: 1 to 250 characters of
-/// letters, digits, `_ - . /` and spaces (MLflow's rule), no `..` component, not starting
-/// with `/`.
-pub(crate) fn check_name(field: &str, name: &str) -> Result<()> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ' '));
-    if name.is_empty()
-        || name.len() > 250
-        || !ok_chars
-        || name.starts_with('/')
-        || name.split('/').any(|part| part == ".." || part == ".")
-    {
-        return Err(Error::invalid(
-            field,
-            format!("{name:?}"),
-            "1 to 250 characters of letters, digits, `_ - . /` and spaces, no `.` or `..` path part, not starting with `/`",
-        ));
-    }
-    Ok(())
 }
 
 /// Runs oldest first (run id on a tie): the order `list_runs` returns.

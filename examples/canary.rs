@@ -181,7 +181,7 @@ fn print_timeline(state: &RolloutState, start: f64) {
             "[{:>2}:{:02}] {:<13} {:>5}% -> {:>3}%  {}",
             minutes / 60,
             minutes % 60,
-            format!("{:?}", d.kind).to_lowercase(),
+            d.kind.as_str(),
             d.from_percent,
             d.to_percent,
             d.reason

@@ -476,7 +476,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "{}  {:<12}  {:<16}  {} v{} {}  {}",
                         e.at.format("%Y-%m-%d %H:%M:%S UTC"),
                         e.actor,
-                        format!("{:?}", e.action),
+                        e.action.as_str(),
                         e.model.as_deref().unwrap_or("-"),
                         e.version.map_or("-".to_string(), |v| v.to_string()),
                         e.alias

@@ -696,7 +696,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 "an earlier run left the rollout of v{} over v{} unfinished ({} at {}%): rolled back before serving; production is this run's v{v1}",
                 s.candidate,
                 s.stable,
-                serde_json::to_value(s.phase)?.as_str().unwrap_or("?"),
+                s.phase.as_str(),
                 s.canary_percent
             );
             out.line(format!("[rollout]   {reason}"));
@@ -901,10 +901,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             while clock.now() >= next_tick {
                 next_tick += tick;
                 if let Tick::Acted(d) = controller.tick(&router).await? {
-                    let kind = format!(
-                        "rollout_{}",
-                        serde_json::to_value(d.kind)?.as_str().unwrap_or("decision")
-                    );
+                    let kind = format!("rollout_{}", d.kind.as_str());
                     out.line(format!(
                         "[rollout]   batch {b}: {kind} {}% -> {}%: {}",
                         d.from_percent, d.to_percent, d.reason
@@ -962,12 +959,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             row.drift_share = Some(d.share_rule.observed);
             row.drift_mean_effect = d.mean_effect_rule.as_ref().map(|r| r.observed);
             row.alarm |= d.drifted;
-            row.action = Some(
-                serde_json::to_value(c.decision.action)?
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            );
+            row.action = Some(c.decision.action.as_str().to_string());
             if c.decision.action != DriftAction::None {
                 decisions.push(DecisionRow {
                     batch: b,

@@ -38,6 +38,24 @@ pub enum ColumnKind {
     Label,
 }
 
+impl ColumnKind {
+    /// Every variant, in declaration order.
+    pub const ALL: [ColumnKind; 3] = [
+        ColumnKind::Numeric,
+        ColumnKind::Categorical,
+        ColumnKind::Label,
+    ];
+
+    /// The serialized name (`numeric`, `categorical`, `label`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ColumnKind::Numeric => "numeric",
+            ColumnKind::Categorical => "categorical",
+            ColumnKind::Label => "label",
+        }
+    }
+}
+
 /// One column of a [`Schema`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnSchema {

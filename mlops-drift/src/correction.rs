@@ -23,6 +23,19 @@ pub enum Correction {
 }
 
 impl Correction {
+    /// The serialized name (`none`, `bonferroni`, `holm`, `benjamini_hochberg`, `benjamini_yekutieli`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Correction::None => "none",
+            Correction::Bonferroni => "bonferroni",
+            Correction::Holm => "holm",
+            Correction::BenjaminiHochberg => "benjamini_hochberg",
+            Correction::BenjaminiYekutieli => "benjamini_yekutieli",
+        }
+    }
+}
+
+impl Correction {
     /// Every method, in a fixed order.
     pub const ALL: [Correction; 5] = [
         Correction::None,

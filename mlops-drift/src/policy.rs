@@ -30,6 +30,20 @@ pub enum DriftAction {
     Retrain,
 }
 
+impl DriftAction {
+    /// Every variant, in declaration order.
+    pub const ALL: [DriftAction; 3] = [DriftAction::None, DriftAction::Warn, DriftAction::Retrain];
+
+    /// The serialized name (`none`, `warn`, `retrain`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DriftAction::None => "none",
+            DriftAction::Warn => "warn",
+            DriftAction::Retrain => "retrain",
+        }
+    }
+}
+
 /// Policy parameters. serde with defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -182,6 +182,26 @@ pub enum AuditAction {
     GarbageCollect,
 }
 
+impl AuditAction {
+    /// Every variant, in declaration order.
+    pub const ALL: [AuditAction; 4] = [
+        AuditAction::Register,
+        AuditAction::SetAlias,
+        AuditAction::Delete,
+        AuditAction::GarbageCollect,
+    ];
+
+    /// The serialized name (`register`, `set_alias`, `delete`, `garbage_collect`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuditAction::Register => "register",
+            AuditAction::SetAlias => "set_alias",
+            AuditAction::Delete => "delete",
+            AuditAction::GarbageCollect => "garbage_collect",
+        }
+    }
+}
+
 /// One change to the registry: who, when, what, why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {

@@ -121,6 +121,20 @@ pub enum Outcome {
     Inconclusive,
 }
 
+impl Outcome {
+    /// Every variant, in declaration order.
+    pub const ALL: [Outcome; 3] = [Outcome::Pass, Outcome::Fail, Outcome::Inconclusive];
+
+    /// The serialized name (`pass`, `fail`, `inconclusive`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
 /// What a check found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {

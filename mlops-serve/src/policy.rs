@@ -50,6 +50,20 @@ pub enum NoData {
     Pass,
 }
 
+impl NoData {
+    /// Every variant, in declaration order.
+    pub const ALL: [NoData; 3] = [NoData::Extend, NoData::Fail, NoData::Pass];
+
+    /// The serialized name (`extend`, `fail`, `pass`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NoData::Extend => "extend",
+            NoData::Fail => "fail",
+            NoData::Pass => "pass",
+        }
+    }
+}
+
 /// How a failed rollout returns traffic to stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +73,19 @@ pub enum RollbackMode {
     Immediate,
     /// Down through the steps already taken, one per bake time (no checks on the way).
     Gradual,
+}
+
+impl RollbackMode {
+    /// Every variant, in declaration order.
+    pub const ALL: [RollbackMode; 2] = [RollbackMode::Immediate, RollbackMode::Gradual];
+
+    /// The serialized name (`immediate`, `gradual`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RollbackMode::Immediate => "immediate",
+            RollbackMode::Gradual => "gradual",
+        }
+    }
 }
 
 /// An optional shadow phase before live traffic: the candidate scores a share of requests

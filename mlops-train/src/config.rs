@@ -220,13 +220,24 @@ pub enum Monitor {
 }
 
 impl Monitor {
+    /// Every variant, in declaration order.
+    pub const ALL: [Monitor; 7] = [
+        Monitor::Loss,
+        Monitor::ValLoss,
+        Monitor::ValRocAuc,
+        Monitor::ValAveragePrecision,
+        Monitor::ValAccuracy,
+        Monitor::ValPrecision,
+        Monitor::ValRecall,
+    ];
+
     /// Whether larger values are better.
     pub fn higher_is_better(self) -> bool {
         !matches!(self, Monitor::Loss | Monitor::ValLoss)
     }
 
-    /// The name in logs (`val_roc_auc`, ...).
-    pub fn name(self) -> &'static str {
+    /// The name in logs (`val_roc_auc`, ...). The serialized name, as serde writes it.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Monitor::Loss => "loss",
             Monitor::ValLoss => "val_loss",
@@ -236,6 +247,11 @@ impl Monitor {
             Monitor::ValPrecision => "val_precision",
             Monitor::ValRecall => "val_recall",
         }
+    }
+
+    /// The same as [`as_str`](Self::as_str).
+    pub fn name(self) -> &'static str {
+        self.as_str()
     }
 }
 

@@ -432,8 +432,8 @@ impl Metric {
         Metric::Specificity,
     ];
 
-    /// The snake_case name.
-    pub fn name(self) -> &'static str {
+    /// The snake_case name. The serialized name, as serde writes it.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Metric::RocAuc => "roc_auc",
             Metric::AveragePrecision => "average_precision",
@@ -445,6 +445,11 @@ impl Metric {
             Metric::F1 => "f1",
             Metric::Specificity => "specificity",
         }
+    }
+
+    /// The same as [`as_str`](Self::as_str).
+    pub fn name(self) -> &'static str {
+        self.as_str()
     }
 
     /// Whether larger values are better (false for the losses).

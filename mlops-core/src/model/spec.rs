@@ -26,6 +26,19 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The serialized name (`relu`, `tanh`, `sigmoid`, `silu`, `identity`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Silu => "silu",
+            Activation::Identity => "identity",
+        }
+    }
+}
+
+impl Activation {
     /// Every activation.
     pub const ALL: [Activation; 5] = [
         Activation::Relu,

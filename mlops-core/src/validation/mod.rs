@@ -49,12 +49,22 @@ pub enum Severity {
     Error,
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Severity {
+    /// Every variant, in declaration order.
+    pub const ALL: [Severity; 2] = [Severity::Warning, Severity::Error];
+
+    /// The serialized name (`warning`, `error`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             Severity::Warning => "warning",
             Severity::Error => "error",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

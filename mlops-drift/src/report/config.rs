@@ -64,8 +64,8 @@ impl DriftTest {
         DriftTest::Z,
     ];
 
-    /// The snake_case name.
-    pub fn name(self) -> &'static str {
+    /// The snake_case name. The serialized name, as serde writes it.
+    pub fn as_str(&self) -> &'static str {
         match self {
             DriftTest::Ks => "ks",
             DriftTest::Cvm => "cvm",
@@ -82,6 +82,11 @@ impl DriftTest {
             DriftTest::GTest => "g_test",
             DriftTest::Z => "z",
         }
+    }
+
+    /// The same as [`as_str`](Self::as_str).
+    pub fn name(self) -> &'static str {
+        self.as_str()
     }
 
     /// Whether the test decides by p-value (else by a distance threshold).

@@ -53,6 +53,24 @@ pub enum ColumnStatus {
     Untestable,
 }
 
+impl ColumnStatus {
+    /// Every variant, in declaration order.
+    pub const ALL: [ColumnStatus; 3] = [
+        ColumnStatus::Tested,
+        ColumnStatus::InsufficientData,
+        ColumnStatus::Untestable,
+    ];
+
+    /// The serialized name (`tested`, `insufficient_data`, `untestable`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ColumnStatus::Tested => "tested",
+            ColumnStatus::InsufficientData => "insufficient_data",
+            ColumnStatus::Untestable => "untestable",
+        }
+    }
+}
+
 /// The dataset verdict. A report never concludes [`Verdict::NoDrift`] from columns it could
 /// not test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,13 +86,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// `no_drift`, `drift` or `incomplete`.
-    pub fn name(self) -> &'static str {
+    /// Every variant, in declaration order.
+    pub const ALL: [Verdict; 3] = [Verdict::NoDrift, Verdict::Drift, Verdict::Incomplete];
+
+    /// `no_drift`, `drift` or `incomplete`. The serialized name, as serde writes it.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Verdict::NoDrift => "no_drift",
             Verdict::Drift => "drift",
             Verdict::Incomplete => "incomplete",
         }
+    }
+
+    /// The same as [`as_str`](Self::as_str).
+    pub fn name(self) -> &'static str {
+        self.as_str()
     }
 }
 

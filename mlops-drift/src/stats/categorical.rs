@@ -16,6 +16,22 @@ pub enum ContingencyStatistic {
     LogLikelihood,
 }
 
+impl ContingencyStatistic {
+    /// Every variant, in declaration order.
+    pub const ALL: [ContingencyStatistic; 2] = [
+        ContingencyStatistic::Pearson,
+        ContingencyStatistic::LogLikelihood,
+    ];
+
+    /// The serialized name (`pearson`, `log_likelihood`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContingencyStatistic::Pearson => "pearson",
+            ContingencyStatistic::LogLikelihood => "log_likelihood",
+        }
+    }
+}
+
 fn check_counts(name: &str, c: &[f64]) -> Result<()> {
     if let Some(i) = c.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
         return Err(Error::invalid(

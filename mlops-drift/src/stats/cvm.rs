@@ -22,6 +22,20 @@ pub enum CvmMethod {
     Asymptotic,
 }
 
+impl CvmMethod {
+    /// Every variant, in declaration order.
+    pub const ALL: [CvmMethod; 3] = [CvmMethod::Auto, CvmMethod::Exact, CvmMethod::Asymptotic];
+
+    /// The serialized name (`auto`, `exact`, `asymptotic`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CvmMethod::Auto => "auto",
+            CvmMethod::Exact => "exact",
+            CvmMethod::Asymptotic => "asymptotic",
+        }
+    }
+}
+
 /// `exp(q) K_{1/4}(q)` by the trapezoidal rule on `∫₀^∞ exp(-q (cosh t - 1)) cosh(t/4) dt`,
 /// which converges geometrically for this analytic integrand.
 fn bessel_k_quarter_scaled(q: f64) -> f64 {

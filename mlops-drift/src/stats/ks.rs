@@ -24,6 +24,20 @@ pub enum KsMethod {
     Asymp,
 }
 
+impl KsMethod {
+    /// Every variant, in declaration order.
+    pub const ALL: [KsMethod; 3] = [KsMethod::Auto, KsMethod::Exact, KsMethod::Asymp];
+
+    /// The serialized name (`auto`, `exact`, `asymp`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KsMethod::Auto => "auto",
+            KsMethod::Exact => "exact",
+            KsMethod::Asymp => "asymp",
+        }
+    }
+}
+
 /// The KS statistic of two sorted samples: `(D, D+, D-)` where `D+ = max(F1 - F2)` and
 /// `D- = max(F2 - F1)`, both clipped at 0, computed by one merge walk.
 pub(crate) fn ks_statistics_sorted(a: &[f64], b: &[f64]) -> (f64, f64) {

@@ -57,6 +57,24 @@ pub enum Alternative {
     Greater,
 }
 
+impl Alternative {
+    /// Every variant, in declaration order.
+    pub const ALL: [Alternative; 3] = [
+        Alternative::TwoSided,
+        Alternative::Less,
+        Alternative::Greater,
+    ];
+
+    /// The serialized name (`two-sided`, `less`, `greater`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Alternative::TwoSided => "two-sided",
+            Alternative::Less => "less",
+            Alternative::Greater => "greater",
+        }
+    }
+}
+
 /// A test's statistic and p-value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TestResult {

@@ -44,6 +44,20 @@ pub enum MwuMethod {
     Asymptotic,
 }
 
+impl MwuMethod {
+    /// Every variant, in declaration order.
+    pub const ALL: [MwuMethod; 3] = [MwuMethod::Auto, MwuMethod::Exact, MwuMethod::Asymptotic];
+
+    /// The serialized name (`auto`, `exact`, `asymptotic`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MwuMethod::Auto => "auto",
+            MwuMethod::Exact => "exact",
+            MwuMethod::Asymptotic => "asymptotic",
+        }
+    }
+}
+
 /// The most word operations [`MwuMethod::Exact`] (and `Auto` when it picks the exact
 /// distribution) may spend: `n_small × (min(k, n1·n2 − k) + 1) × words`, where `words` is the
 /// number of 64-bit words that hold `C(n1 + n2, n1)`. About 500 × 500 values, or 8 against

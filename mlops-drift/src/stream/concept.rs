@@ -18,6 +18,24 @@ pub enum DriftSignal {
     Drift,
 }
 
+impl DriftSignal {
+    /// Every variant, in declaration order.
+    pub const ALL: [DriftSignal; 3] = [
+        DriftSignal::Stable,
+        DriftSignal::Warning,
+        DriftSignal::Drift,
+    ];
+
+    /// The serialized name (`stable`, `warning`, `drift`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DriftSignal::Stable => "stable",
+            DriftSignal::Warning => "warning",
+            DriftSignal::Drift => "drift",
+        }
+    }
+}
+
 /// A detector fed one value at a time (for example 1.0 when the model was wrong, 0.0 when it
 /// was right).
 pub trait ConceptDriftDetector: Send {

@@ -59,6 +59,24 @@ pub enum NonFinitePolicy {
     Impute,
 }
 
+impl NonFinitePolicy {
+    /// Every variant, in declaration order.
+    pub const ALL: [NonFinitePolicy; 3] = [
+        NonFinitePolicy::Nan,
+        NonFinitePolicy::Reject,
+        NonFinitePolicy::Impute,
+    ];
+
+    /// The serialized name (`nan`, `reject`, `impute`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NonFinitePolicy::Nan => "nan",
+            NonFinitePolicy::Reject => "reject",
+            NonFinitePolicy::Impute => "impute",
+        }
+    }
+}
+
 /// One dense layer, packed.
 #[derive(Debug, Clone)]
 struct Layer {

@@ -30,6 +30,28 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every variant, in declaration order.
+    pub const ALL: [Phase; 5] = [
+        Phase::Shadow,
+        Phase::Canary,
+        Phase::RollingBack,
+        Phase::Promoted,
+        Phase::RolledBack,
+    ];
+
+    /// The serialized name (`shadow`, `canary`, `rolling_back`, `promoted`, `rolled_back`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Shadow => "shadow",
+            Phase::Canary => "canary",
+            Phase::RollingBack => "rolling_back",
+            Phase::Promoted => "promoted",
+            Phase::RolledBack => "rolled_back",
+        }
+    }
+}
+
+impl Phase {
     /// Whether the rollout is over.
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Promoted | Phase::RolledBack)
@@ -62,6 +84,38 @@ pub enum DecisionKind {
     /// step index past its steps, a percent that is not one of them, a shadow phase it no
     /// longer has): the rollout was mapped onto the policy's steps and the step bakes again.
     Reconcile,
+}
+
+impl DecisionKind {
+    /// Every variant, in declaration order.
+    pub const ALL: [DecisionKind; 10] = [
+        DecisionKind::Start,
+        DecisionKind::Restart,
+        DecisionKind::Advance,
+        DecisionKind::Promote,
+        DecisionKind::Hold,
+        DecisionKind::Extend,
+        DecisionKind::Rollback,
+        DecisionKind::RollbackStep,
+        DecisionKind::RolledBack,
+        DecisionKind::Reconcile,
+    ];
+
+    /// The serialized name (`start`, `restart`, `advance`, `promote`, `hold`, `extend`, `rollback`, `rollback_step`, `rolled_back`, `reconcile`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DecisionKind::Start => "start",
+            DecisionKind::Restart => "restart",
+            DecisionKind::Advance => "advance",
+            DecisionKind::Promote => "promote",
+            DecisionKind::Hold => "hold",
+            DecisionKind::Extend => "extend",
+            DecisionKind::Rollback => "rollback",
+            DecisionKind::RollbackStep => "rollback_step",
+            DecisionKind::RolledBack => "rolled_back",
+            DecisionKind::Reconcile => "reconcile",
+        }
+    }
 }
 
 /// One decision, as recorded in the rollout's audit trail.

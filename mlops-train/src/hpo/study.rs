@@ -28,6 +28,19 @@ pub enum Direction {
     Minimize,
 }
 
+impl Direction {
+    /// Every variant, in declaration order.
+    pub const ALL: [Direction; 2] = [Direction::Maximize, Direction::Minimize];
+
+    /// The serialized name (`maximize`, `minimize`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Direction::Maximize => "maximize",
+            Direction::Minimize => "minimize",
+        }
+    }
+}
+
 /// Katib's `objective`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -152,6 +165,20 @@ pub enum TrialState {
     Pruned,
     /// Returned an error (or a non-finite value).
     Failed,
+}
+
+impl TrialState {
+    /// Every variant, in declaration order.
+    pub const ALL: [TrialState; 3] = [TrialState::Complete, TrialState::Pruned, TrialState::Failed];
+
+    /// The serialized name (`complete`, `pruned`, `failed`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+        }
+    }
 }
 
 /// A finished trial, as the journal stores it.
@@ -289,6 +316,26 @@ pub enum StopReason {
     TooManyFailures,
     /// The grid is exhausted.
     GridExhausted,
+}
+
+impl StopReason {
+    /// Every variant, in declaration order.
+    pub const ALL: [StopReason; 4] = [
+        StopReason::MaxTrials,
+        StopReason::GoalReached,
+        StopReason::TooManyFailures,
+        StopReason::GridExhausted,
+    ];
+
+    /// The serialized name (`max_trials`, `goal_reached`, `too_many_failures`, `grid_exhausted`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::MaxTrials => "max_trials",
+            StopReason::GoalReached => "goal_reached",
+            StopReason::TooManyFailures => "too_many_failures",
+            StopReason::GridExhausted => "grid_exhausted",
+        }
+    }
 }
 
 fn write_header(path: &std::path::Path, header: &JournalHeader) -> std::io::Result<()> {

@@ -116,15 +116,6 @@ fn tracking_err(message: String) -> Error {
     }
 }
 
-fn status_name(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Running => "RUNNING",
-        RunStatus::Finished => "FINISHED",
-        RunStatus::Failed => "FAILED",
-        RunStatus::Killed => "KILLED",
-    }
-}
-
 fn parse_status(s: &str) -> RunStatus {
     match s {
         "FINISHED" => RunStatus::Finished,
@@ -458,7 +449,7 @@ impl ExperimentTracker for MlflowTracker {
         check_name("run id", &run.0)?;
         self.post_json(
             "runs/update",
-            &json!({ "run_id": run.0, "status": status_name(status), "end_time": now_ms(self.clock.as_ref()) }),
+            &json!({ "run_id": run.0, "status": status.as_str(), "end_time": now_ms(self.clock.as_ref()) }),
         )
         .await?;
         Ok(())

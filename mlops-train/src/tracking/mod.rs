@@ -43,6 +43,26 @@ pub enum RunStatus {
     Killed,
 }
 
+impl RunStatus {
+    /// Every variant, in declaration order.
+    pub const ALL: [RunStatus; 4] = [
+        RunStatus::Running,
+        RunStatus::Finished,
+        RunStatus::Failed,
+        RunStatus::Killed,
+    ];
+
+    /// The serialized name (`RUNNING`, `FINISHED`, `FAILED`, `KILLED`), as serde writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+}
+
 /// One metric value at a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {

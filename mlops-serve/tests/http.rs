@@ -579,6 +579,27 @@ mod server {
         );
     }
 
+    /// Issue 23: one request is counted once: +1 in the variant's request counter, its
+    /// latency histogram and its row counter, and +1 in the step's statistics.
+    #[tokio::test]
+    async fn one_request_is_counted_once_in_the_metrics_and_the_step_statistics() {
+        let (app, router) = server(vec![]);
+        let body = json!({"inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]});
+        let (status, _, body) = call(&app, post_json("/v2/models/fraud/infer", &body)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let stable = router.snapshot().get("stable").unwrap().clone();
+        assert_eq!((stable.requests, stable.rows), (1, 2));
+        let (_, _, text) = call(&app, get("/metrics")).await;
+        let text = String::from_utf8(text).unwrap();
+        for line in [
+            "mlops_serve_requests_total{model=\"fraud\",version=\"1\",variant=\"stable\"} 1",
+            "mlops_serve_predictions_total{model=\"fraud\",version=\"1\",variant=\"stable\"} 2",
+            "mlops_serve_latency_seconds_count{model=\"fraud\",variant=\"stable\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
     /// A request still being uploaded when shutdown starts is answered; then the server stops.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_lets_the_request_in_flight_finish() {
@@ -1297,58 +1318,128 @@ mod server {
                 .data
         };
         // FP16: 0x3C00 = 1.0, 0xC000 = -2.0, 0x3555 = 0.333251953125, 0x7BFF = 65504.
-        let TensorData::Float(v) =
-            decode("FP16", 4, &[0x00, 0x3C, 0x00, 0xC0, 0x55, 0x35, 0xFF, 0x7B])
-        else {
-            panic!("FP16 not floats")
-        };
-        let expected = [1.0, -2.0, 0.333251953125, 65504.0];
-        for (a, b) in v.iter().zip(expected) {
-            assert!((a - b).abs() < 1e-12, "{v:?}");
-        }
-        let TensorData::Float(v) = decode("FP32", 1, &[0x00, 0x00, 0x80, 0x3F]) else {
-            panic!()
-        };
-        assert!((v[0] - 1.0).abs() < 1e-12, "{v:?}");
-        let TensorData::Float(v) = decode("FP64", 1, &[0, 0, 0, 0, 0, 0, 0xF0, 0x3F]) else {
-            panic!()
-        };
-        assert!((v[0] - 1.0).abs() < 1e-12, "{v:?}");
-        let ints: [(&str, usize, Vec<u8>, Vec<i128>); 8] = [
-            ("INT8", 2, vec![0xFF, 0x7F], vec![-1, 127]),
-            ("UINT8", 2, vec![0xFF, 0x01], vec![255, 1]),
+        assert_eq!(
+            decode("FP16", 4, &[0x00, 0x3C, 0x00, 0xC0, 0x55, 0x35, 0xFF, 0x7B]),
+            // 0.333251953125 is exact in f32 (as every half is).
+            TensorData::Fp16(vec![1.0, -2.0, 0.333251953125_f64 as f32, 65504.0])
+        );
+        // Each datatype at its own width: FP32 stays f32.
+        assert_eq!(
+            decode("FP32", 1, &[0x00, 0x00, 0x80, 0x3F]),
+            TensorData::Fp32(vec![1.0])
+        );
+        assert_eq!(
+            decode("FP64", 1, &[0, 0, 0, 0, 0, 0, 0xF0, 0x3F]),
+            TensorData::Fp64(vec![1.0])
+        );
+        let ints: [(&str, usize, Vec<u8>, TensorData); 8] = [
+            ("INT8", 2, vec![0xFF, 0x7F], TensorData::Int8(vec![-1, 127])),
+            (
+                "UINT8",
+                2,
+                vec![0xFF, 0x01],
+                TensorData::Uint8(vec![255, 1]),
+            ),
             (
                 "INT16",
                 2,
                 vec![0x01, 0x80, 0x34, 0x12],
-                vec![-32767, 0x1234],
+                TensorData::Int16(vec![-32767, 0x1234]),
             ),
-            ("UINT16", 1, vec![0x01, 0x80], vec![32769]),
+            (
+                "UINT16",
+                1,
+                vec![0x01, 0x80],
+                TensorData::Uint16(vec![32769]),
+            ),
             (
                 "INT32",
                 2,
                 vec![0x78, 0x56, 0x34, 0x12, 0xFE, 0xFF, 0xFF, 0xFF],
-                vec![0x1234_5678, -2],
+                TensorData::Int32(vec![0x1234_5678, -2]),
             ),
-            ("UINT32", 1, vec![0x01, 0x00, 0x00, 0x80], vec![0x8000_0001]),
+            (
+                "UINT32",
+                1,
+                vec![0x01, 0x00, 0x00, 0x80],
+                TensorData::Uint32(vec![0x8000_0001]),
+            ),
             (
                 "INT64",
                 1,
                 vec![0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
-                vec![-2],
+                TensorData::Int64(vec![-2]),
             ),
             (
                 "UINT64",
                 1,
                 vec![0x01, 0, 0, 0, 0, 0, 0, 0x80],
-                vec![(1i128 << 63) + 1],
+                TensorData::Uint64(vec![(1u64 << 63) + 1]),
             ),
         ];
         for (datatype, count, raw, expected) in ints {
+            assert_eq!(decode(datatype, count, &raw), expected, "{datatype}");
+        }
+    }
+
+    /// JSON `data` decodes at its datatype's width, flat or nested, on the fast path (raw
+    /// text) and through the tree (a duplicate key sends the body there) alike; a value out
+    /// of range is refused by name either way.
+    #[test]
+    fn json_data_decodes_at_its_own_width_on_both_paths() {
+        use mlops_serve::http::protocol::{decode_request, TensorData};
+        let decode = |datatype: &str, shape: &str, data: &str, twice: bool| {
+            let dup = if twice {
+                r#""id": "a", "id": "b", "#
+            } else {
+                ""
+            };
+            let body = format!(
+                r#"{{{dup}"inputs": [{{"name": "x", "shape": {shape}, "datatype": "{datatype}", "data": {data}}}]}}"#
+            );
+            decode_request(body.as_bytes(), None).map(|mut r| r.inputs.remove(0).data)
+        };
+        for twice in [false, true] {
             assert_eq!(
-                decode(datatype, count, &raw),
-                TensorData::Int(expected),
-                "{datatype}"
+                decode("FP32", "[2, 2]", "[[0.1, 2], [3e0, -4]]", twice),
+                Ok(TensorData::Fp32(vec![0.1, 2.0, 3.0, -4.0]))
+            );
+            assert_eq!(
+                decode("FP32", "[2, 2]", "[0.1, 2, 3e0, -4]", twice),
+                Ok(TensorData::Fp32(vec![0.1, 2.0, 3.0, -4.0]))
+            );
+            assert_eq!(
+                decode("FP64", "[1]", "0.1", twice),
+                Ok(TensorData::Fp64(vec![0.1]))
+            );
+            assert_eq!(
+                decode("INT8", "[3]", "[-128, 0, 127]", twice),
+                Ok(TensorData::Int8(vec![-128, 0, 127]))
+            );
+            assert_eq!(
+                decode("UINT64", "[1]", "[18446744073709551615]", twice),
+                Ok(TensorData::Uint64(vec![u64::MAX]))
+            );
+            let e = decode("INT8", "[1]", "[128]", twice).unwrap_err().0;
+            assert!(
+                e.contains("expected an integer in [-128, 127] for INT8"),
+                "{e}"
+            );
+            let e = decode("INT8", "[1]", "[1.5]", twice).unwrap_err().0;
+            assert!(e.contains("expected an integer for INT8"), "{e}");
+            let e = decode("FP32", "[1]", "[1e300]", twice).unwrap_err().0;
+            assert!(
+                e.contains("element 0 = 1000") && e.ends_with("is beyond FP32's range"),
+                "{e}"
+            );
+            let e = decode("FP32", "[2, 2]", "[[1, 2], [3]]", twice)
+                .unwrap_err()
+                .0;
+            assert!(e.contains("data[1] has 1 elements"), "{e}");
+            let e = decode("FP32", "[3]", "[1, 2]", twice).unwrap_err().0;
+            assert!(
+                e.contains("data has 2 elements but its shape holds 3"),
+                "{e}"
             );
         }
     }

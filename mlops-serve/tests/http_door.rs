@@ -141,6 +141,38 @@ async fn health_answers_while_a_model_is_blocked_on_a_one_thread_runtime() {
     server.await.unwrap().unwrap();
 }
 
+/// Issue 23, the request path: a request's work runs off the runtime, so the request
+/// timeout answers (408 JSON) while the model is still computing, not after it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_answers_while_the_model_is_still_computing() {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let model = Arc::new(Blocking {
+        names: vec!["a".into(), "b".into(), "c".into()],
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+        done: AtomicBool::new(false),
+    });
+    let config = ServerConfig {
+        timeout_seconds: 0.2,
+        ..ServerConfig::default()
+    };
+    let app = app("fraud", router_of(model.clone()), None, config.clone()).unwrap();
+    let (addr, stop, server) = start(app, config).await;
+    let infer = tokio::spawn(raw(addr, infer_request(None)));
+    entered_rx.await.unwrap();
+    let answer = infer.await.unwrap();
+    assert!(
+        !model.done.load(Ordering::SeqCst),
+        "the timeout answered only after the model returned"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request timeout"), "{answer}");
+    release_tx.send(()).unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 /// Item 3: authenticated uploads whose body is still coming hold no in-flight permit (the
 /// permit is taken once the body is read), and unauthenticated requests are refused before
 /// any: a complete authenticated request still gets 200 with every permit's worth of slow

@@ -5,6 +5,7 @@
 //! TLS is left to the proxy in front (a load balancer, an ingress, a sidecar): the server
 //! speaks plain HTTP/1.1 and listens where it is told.
 
+mod error;
 pub mod protocol;
 pub mod server;
 

@@ -8,6 +8,7 @@
 //! the input, the field and what was expected (the server answers it with 400).
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A V2 tensor datatype.
@@ -111,27 +112,65 @@ fn bad(message: impl Into<String>) -> ProtocolError {
     ProtocolError(message.into())
 }
 
-/// A decoded tensor's values.
+/// A decoded tensor's values, each datatype at its own width (row-major).
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
     /// `BOOL`.
     Bool(Vec<bool>),
-    /// Every integer type, widened.
-    Int(Vec<i128>),
-    /// `FP16`, `FP32` (exact in f64) and `FP64`.
-    Float(Vec<f64>),
+    /// `UINT8`.
+    Uint8(Vec<u8>),
+    /// `UINT16`.
+    Uint16(Vec<u16>),
+    /// `UINT32`.
+    Uint32(Vec<u32>),
+    /// `UINT64`.
+    Uint64(Vec<u64>),
+    /// `INT8`.
+    Int8(Vec<i8>),
+    /// `INT16`.
+    Int16(Vec<i16>),
+    /// `INT32`.
+    Int32(Vec<i32>),
+    /// `INT64`.
+    Int64(Vec<i64>),
+    /// `FP16`, widened to `f32` (exactly: every half-precision value is an `f32`).
+    Fp16(Vec<f32>),
+    /// `FP32`.
+    Fp32(Vec<f32>),
+    /// `FP64`.
+    Fp64(Vec<f64>),
     /// `BYTES`.
     Bytes(Vec<Vec<u8>>),
 }
 
 impl TensorData {
-    fn len(&self) -> usize {
+    /// The number of elements.
+    ///
+    /// ```
+    /// use mlops_serve::http::protocol::TensorData;
+    /// assert_eq!(TensorData::Fp32(vec![1.0, 2.0]).len(), 2);
+    /// assert!(TensorData::Int64(vec![]).is_empty());
+    /// ```
+    pub fn len(&self) -> usize {
         match self {
             TensorData::Bool(v) => v.len(),
-            TensorData::Int(v) => v.len(),
-            TensorData::Float(v) => v.len(),
+            TensorData::Uint8(v) => v.len(),
+            TensorData::Uint16(v) => v.len(),
+            TensorData::Uint32(v) => v.len(),
+            TensorData::Uint64(v) => v.len(),
+            TensorData::Int8(v) => v.len(),
+            TensorData::Int16(v) => v.len(),
+            TensorData::Int32(v) => v.len(),
+            TensorData::Int64(v) => v.len(),
+            TensorData::Fp16(v) | TensorData::Fp32(v) => v.len(),
+            TensorData::Fp64(v) => v.len(),
             TensorData::Bytes(v) => v.len(),
         }
+    }
+
+    /// Whether there is no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -288,21 +327,350 @@ fn nested<'a>(
     }
 }
 
-fn int_range(d: DataType) -> (i128, i128) {
-    match d {
-        DataType::Uint8 => (0, u8::MAX.into()),
-        DataType::Uint16 => (0, u16::MAX.into()),
-        DataType::Uint32 => (0, u32::MAX.into()),
-        DataType::Uint64 => (0, u64::MAX.into()),
-        DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
-        DataType::Int16 => (i16::MIN.into(), i16::MAX.into()),
-        DataType::Int32 => (i32::MIN.into(), i32::MAX.into()),
-        _ => (i64::MIN.into(), i64::MAX.into()),
+/// A numeric element of a tensor, decoded from a JSON number at its own width.
+trait Element: Sized + Copy {
+    /// From a JSON integer that fits an `i64`; `None` when out of this type's range.
+    fn from_i64(n: i64) -> Option<Self>;
+    /// From a JSON integer that fits a `u64`; `None` when out of this type's range.
+    fn from_u64(n: u64) -> Option<Self>;
+    /// From a JSON number with a fraction or an exponent; `None` for integer types, and for
+    /// a finite value beyond the type's range.
+    fn from_f64(x: f64) -> Option<Self>;
+    /// Whether this is a floating-point type (any JSON number is accepted, rounded).
+    const FLOAT: bool;
+    /// What a value is expected to be, for an error.
+    fn expected() -> String;
+    /// The decoded values.
+    fn wrap(values: Vec<Self>) -> TensorData;
+}
+
+macro_rules! integer_element {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl Element for $t {
+            const FLOAT: bool = false;
+            fn from_i64(n: i64) -> Option<Self> {
+                <$t>::try_from(n).ok()
+            }
+            fn from_u64(n: u64) -> Option<Self> {
+                <$t>::try_from(n).ok()
+            }
+            fn from_f64(_: f64) -> Option<Self> {
+                None
+            }
+            fn expected() -> String {
+                format!("an integer in [{}, {}]", <$t>::MIN, <$t>::MAX)
+            }
+            fn wrap(values: Vec<Self>) -> TensorData {
+                TensorData::$variant(values)
+            }
+        }
+    )*};
+}
+
+integer_element!(u8 => Uint8, u16 => Uint16, u32 => Uint32, u64 => Uint64, i8 => Int8, i16 => Int16, i32 => Int32, i64 => Int64);
+
+impl Element for f32 {
+    const FLOAT: bool = true;
+    // As the JSON number's f64 (what `serde_json::Value::as_f64` gives), then rounded once.
+    fn from_i64(n: i64) -> Option<Self> {
+        Some(n as f64 as f32)
+    }
+    fn from_u64(n: u64) -> Option<Self> {
+        Some(n as f64 as f32)
+    }
+    fn from_f64(x: f64) -> Option<Self> {
+        let f = x as f32;
+        (f.is_finite() || !x.is_finite()).then_some(f)
+    }
+    fn expected() -> String {
+        "a number".into()
+    }
+    fn wrap(values: Vec<Self>) -> TensorData {
+        TensorData::Fp32(values)
     }
 }
 
-/// JSON `data` into values of `datatype`.
+impl Element for f64 {
+    const FLOAT: bool = true;
+    fn from_i64(n: i64) -> Option<Self> {
+        Some(n as f64)
+    }
+    fn from_u64(n: u64) -> Option<Self> {
+        Some(n as f64)
+    }
+    fn from_f64(x: f64) -> Option<Self> {
+        Some(x)
+    }
+    fn expected() -> String {
+        "a number".into()
+    }
+    fn wrap(values: Vec<Self>) -> TensorData {
+        TensorData::Fp64(values)
+    }
+}
+
+/// `data` as the request carries it: parsed into a tree, or the raw JSON text (the decoder's
+/// fast path, which reads numbers straight into their typed vector).
+#[derive(Clone, Copy)]
+enum Data<'a> {
+    Tree(&'a Value),
+    Raw(&'a RawValue),
+}
+
+/// JSON `data` into values of `datatype`: numbers read straight from the text into a vector
+/// of their own width (one write per value, no tree) when the data is well formed; anything
+/// else goes through the tree, which names what is wrong.
 fn json_data(
+    name: &str,
+    datatype: DataType,
+    data: Data<'_>,
+    shape: &[usize],
+    count: usize,
+) -> Result<TensorData, ProtocolError> {
+    let raw = match data {
+        Data::Tree(tree) => return tree_data(name, datatype, tree, shape, count),
+        Data::Raw(raw) => raw,
+    };
+    let fast = match datatype {
+        DataType::Fp32 => numbers::<f32>(raw, shape, count),
+        DataType::Fp64 => numbers::<f64>(raw, shape, count),
+        DataType::Uint8 => numbers::<u8>(raw, shape, count),
+        DataType::Uint16 => numbers::<u16>(raw, shape, count),
+        DataType::Uint32 => numbers::<u32>(raw, shape, count),
+        DataType::Uint64 => numbers::<u64>(raw, shape, count),
+        DataType::Int8 => numbers::<i8>(raw, shape, count),
+        DataType::Int16 => numbers::<i16>(raw, shape, count),
+        DataType::Int32 => numbers::<i32>(raw, shape, count),
+        DataType::Int64 => numbers::<i64>(raw, shape, count),
+        DataType::Bool | DataType::Fp16 | DataType::Bytes => None,
+    };
+    if let Some(data) = fast {
+        return Ok(data);
+    }
+    let tree: Value = serde_json::from_str(raw.get())
+        .map_err(|e| bad(format!("input {name:?}: data: not valid JSON: {e}")))?;
+    tree_data(name, datatype, &tree, shape, count)
+}
+
+/// The numbers of raw JSON `data` when it is well formed for `shape` (flat, a scalar, or
+/// nested exactly as the shape), holding exactly `count` values of `T`; `None` otherwise
+/// (the tree decoder then says why).
+fn numbers<T: Element>(raw: &RawValue, shape: &[usize], count: usize) -> Option<TensorData> {
+    // A JSON number takes at least two bytes with its separator: a hostile shape cannot
+    // make this reserve more than the text holds.
+    let mut out = Vec::with_capacity(count.min(raw.get().len() / 2 + 1));
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    let top = stream::Top {
+        out: &mut out,
+        shape,
+        count,
+    };
+    serde::de::DeserializeSeed::deserialize(top, &mut reader).ok()?;
+    (out.len() == count).then(|| T::wrap(out))
+}
+
+/// The streaming readers of [`numbers`]: every shape error is a plain refusal (the tree
+/// decoder words it).
+mod stream {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+
+    use super::Element;
+
+    fn refuse<E: de::Error>() -> E {
+        E::custom("not a well-formed tensor")
+    }
+
+    fn push<T: Element, E: de::Error>(out: &mut Vec<T>, v: Option<T>) -> Result<(), E> {
+        out.push(v.ok_or_else(refuse)?);
+        Ok(())
+    }
+
+    /// The whole `data`: a scalar, a flat array of numbers, or nested arrays (when its
+    /// first item is an array) that follow the shape exactly.
+    pub(super) struct Top<'s, T> {
+        pub(super) out: &'s mut Vec<T>,
+        pub(super) shape: &'s [usize],
+        pub(super) count: usize,
+    }
+
+    /// One number.
+    struct Scalar<'s, T>(&'s mut Vec<T>);
+
+    /// The first item of the top array: a number (flat data) or an array (nested data).
+    struct First<'s, T> {
+        out: &'s mut Vec<T>,
+        shape: &'s [usize],
+    }
+
+    /// An item at `depth` of nested data: an array of `shape[depth]` items, or a number at
+    /// the shape's last depth.
+    struct Nested<'s, T> {
+        out: &'s mut Vec<T>,
+        shape: &'s [usize],
+        depth: usize,
+    }
+
+    macro_rules! numbers_into {
+        ($out:expr) => {
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                push($out(self), T::from_i64(n)).map(|()| Default::default())
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                push($out(self), T::from_u64(n)).map(|()| Default::default())
+            }
+            fn visit_f64<E: de::Error>(self, x: f64) -> Result<Self::Value, E> {
+                push($out(self), T::from_f64(x)).map(|()| Default::default())
+            }
+        };
+    }
+
+    /// The items of an array at `depth`: exactly `shape[depth]`, each [`Nested`] one deeper.
+    /// `seen` items were read already.
+    fn rest_of_array<'de, T: Element, A: SeqAccess<'de>>(
+        mut seq: A,
+        out: &mut Vec<T>,
+        shape: &[usize],
+        depth: usize,
+        mut seen: usize,
+    ) -> Result<(), A::Error> {
+        let expected = *shape.get(depth).ok_or_else(refuse)?;
+        while seq
+            .next_element_seed(Nested {
+                out: &mut *out,
+                shape,
+                depth: depth + 1,
+            })?
+            .is_some()
+        {
+            seen += 1;
+            if seen > expected {
+                return Err(refuse());
+            }
+        }
+        if seen == expected {
+            Ok(())
+        } else {
+            Err(refuse())
+        }
+    }
+
+    impl<'de, T: Element> DeserializeSeed<'de> for Top<'_, T> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de, T: Element> Visitor<'de> for Top<'_, T> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("tensor data")
+        }
+        numbers_into!(|s: Self| s.out);
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let Top { out, shape, count } = self;
+            let first = First {
+                out: &mut *out,
+                shape,
+            };
+            match seq.next_element_seed(first)? {
+                None => Ok(()),
+                // Flat: numbers only, no more than the shape holds.
+                Some(false) => {
+                    while seq.next_element_seed(Scalar(&mut *out))?.is_some() {
+                        if out.len() > count {
+                            return Err(refuse());
+                        }
+                    }
+                    Ok(())
+                }
+                // Nested: this array is depth 0 and its first item was read.
+                Some(true) => rest_of_array(seq, out, shape, 0, 1),
+            }
+        }
+    }
+
+    impl<'de, T: Element> DeserializeSeed<'de> for Scalar<'_, T> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de, T: Element> Visitor<'de> for Scalar<'_, T> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number")
+        }
+        numbers_into!(|s: Self| s.0);
+    }
+
+    impl<'de, T: Element> DeserializeSeed<'de> for First<'_, T> {
+        /// Whether the item was an array.
+        type Value = bool;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de, T: Element> Visitor<'de> for First<'_, T> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number or an array")
+        }
+        numbers_into!(|s: Self| s.out);
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+            // Depth 0 must be an array too.
+            if self.shape.is_empty() {
+                return Err(refuse());
+            }
+            rest_of_array(seq, self.out, self.shape, 1, 0).map(|()| true)
+        }
+    }
+
+    impl<'de, T: Element> DeserializeSeed<'de> for Nested<'_, T> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de, T: Element> Visitor<'de> for Nested<'_, T> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("nested tensor data")
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
+            self.scalar(T::from_i64(n))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+            self.scalar(T::from_u64(n))
+        }
+        fn visit_f64<E: de::Error>(self, x: f64) -> Result<(), E> {
+            self.scalar(T::from_f64(x))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+            rest_of_array(seq, self.out, self.shape, self.depth, 0)
+        }
+    }
+
+    impl<T: Element> Nested<'_, T> {
+        /// A number, allowed only at the shape's last depth.
+        fn scalar<E: de::Error>(self, v: Option<T>) -> Result<(), E> {
+            if self.depth == self.shape.len() {
+                push(self.out, v)
+            } else {
+                Err(refuse())
+            }
+        }
+    }
+}
+
+/// JSON `data`, parsed into a tree, into values of `datatype`; every refusal names the
+/// element and what was expected.
+fn tree_data(
     name: &str,
     datatype: DataType,
     data: &Value,
@@ -324,25 +692,54 @@ fn json_data(
             datatype.name()
         ))
     };
-    Ok(match datatype {
-        DataType::Bool => TensorData::Bool(
+    fn typed<T: Element>(
+        flat: &[&Value],
+        at: impl Fn(usize, &Value, &str) -> ProtocolError,
+        beyond: impl Fn(usize, f64) -> ProtocolError,
+    ) -> Result<TensorData, ProtocolError> {
+        flat.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let value = match v.as_i64() {
+                    Some(n) => T::from_i64(n),
+                    None => match v.as_u64() {
+                        Some(n) => T::from_u64(n),
+                        None => match v.as_f64() {
+                            Some(x) => {
+                                return T::from_f64(x).ok_or_else(|| {
+                                    if T::FLOAT {
+                                        beyond(i, x)
+                                    } else {
+                                        at(i, v, "an integer")
+                                    }
+                                })
+                            }
+                            None if T::FLOAT => return Err(at(i, v, "a number")),
+                            None => return Err(at(i, v, "an integer")),
+                        },
+                    },
+                };
+                value.ok_or_else(|| at(i, v, &T::expected()))
+            })
+            .collect::<Result<Vec<T>, _>>()
+            .map(T::wrap)
+    }
+    let beyond = |i: usize, x: f64| {
+        bad(format!(
+            "input {name:?}: element {i} = {x} is beyond FP32's range"
+        ))
+    };
+    match datatype {
+        DataType::Bool => Ok(TensorData::Bool(
             flat.iter()
                 .enumerate()
                 .map(|(i, v)| v.as_bool().ok_or_else(|| at(i, v, "true or false")))
                 .collect::<Result<_, _>>()?,
-        ),
-        DataType::Fp16 => {
-            return Err(bad(format!(
+        )),
+        DataType::Fp16 => Err(bad(format!(
             "input {name:?}: FP16 has no JSON form; send it with the binary tensor data extension"
-        )))
-        }
-        DataType::Fp32 | DataType::Fp64 => TensorData::Float(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| v.as_f64().ok_or_else(|| at(i, v, "a number")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Bytes => TensorData::Bytes(
+        ))),
+        DataType::Bytes => Ok(TensorData::Bytes(
             flat.iter()
                 .enumerate()
                 .map(|(i, v)| {
@@ -351,28 +748,18 @@ fn json_data(
                         .ok_or_else(|| at(i, v, "a string"))
                 })
                 .collect::<Result<_, _>>()?,
-        ),
-        ints => {
-            let (lo, hi) = int_range(ints);
-            TensorData::Int(
-                flat.iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let n = v
-                            .as_i64()
-                            .map(i128::from)
-                            .or_else(|| v.as_u64().map(i128::from))
-                            .ok_or_else(|| at(i, v, "an integer"))?;
-                        if (lo..=hi).contains(&n) {
-                            Ok(n)
-                        } else {
-                            Err(at(i, v, &format!("an integer in [{lo}, {hi}]")))
-                        }
-                    })
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-    })
+        )),
+        DataType::Fp32 => typed::<f32>(&flat, at, beyond),
+        DataType::Fp64 => typed::<f64>(&flat, at, beyond),
+        DataType::Uint8 => typed::<u8>(&flat, at, beyond),
+        DataType::Uint16 => typed::<u16>(&flat, at, beyond),
+        DataType::Uint32 => typed::<u32>(&flat, at, beyond),
+        DataType::Uint64 => typed::<u64>(&flat, at, beyond),
+        DataType::Int8 => typed::<i8>(&flat, at, beyond),
+        DataType::Int16 => typed::<i16>(&flat, at, beyond),
+        DataType::Int32 => typed::<i32>(&flat, at, beyond),
+        DataType::Int64 => typed::<i64>(&flat, at, beyond),
+    }
 }
 
 /// Raw little-endian bytes into values of `datatype`.
@@ -419,7 +806,16 @@ fn binary_data(
             count * size
         )));
     }
-    let chunks = bytes.chunks_exact(size);
+    macro_rules! le {
+        ($t:ty, $variant:ident) => {
+            TensorData::$variant(
+                bytes
+                    .chunks_exact(size)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            )
+        };
+    }
     Ok(match datatype {
         DataType::Bool => TensorData::Bool(
             bytes
@@ -434,53 +830,24 @@ fn binary_data(
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        DataType::Fp16 => TensorData::Float(
-            chunks
-                .map(|c| f64::from(half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+        DataType::Fp16 => TensorData::Fp16(
+            bytes
+                .chunks_exact(size)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
         ),
-        DataType::Fp32 => TensorData::Float(
-            chunks
-                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
-        ),
-        DataType::Fp64 => TensorData::Float(
-            chunks
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-        ),
-        DataType::Uint8 => TensorData::Int(bytes.iter().map(|&b| i128::from(b)).collect()),
-        DataType::Int8 => TensorData::Int(bytes.iter().map(|&b| i128::from(b as i8)).collect()),
-        DataType::Uint16 => TensorData::Int(
-            chunks
-                .map(|c| i128::from(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        DataType::Int16 => TensorData::Int(
-            chunks
-                .map(|c| i128::from(i16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        DataType::Uint32 => TensorData::Int(
-            chunks
-                .map(|c| i128::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
-        ),
-        DataType::Int32 => TensorData::Int(
-            chunks
-                .map(|c| i128::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
-        ),
-        DataType::Uint64 => TensorData::Int(
-            chunks
-                .map(|c| i128::from(u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
-                .collect(),
-        ),
-        DataType::Int64 | DataType::Bytes => TensorData::Int(
-            chunks
-                .map(|c| i128::from(i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
-                .collect(),
-        ),
+        DataType::Fp32 => le!(f32, Fp32),
+        DataType::Fp64 => le!(f64, Fp64),
+        DataType::Uint8 => le!(u8, Uint8),
+        DataType::Int8 => le!(i8, Int8),
+        DataType::Uint16 => le!(u16, Uint16),
+        DataType::Int16 => le!(i16, Int16),
+        DataType::Uint32 => le!(u32, Uint32),
+        DataType::Int32 => le!(i32, Int32),
+        DataType::Uint64 => le!(u64, Uint64),
+        DataType::Int64 => le!(i64, Int64),
+        // Sized types only: `BYTES` returned above.
+        DataType::Bytes => TensorData::Bytes(Vec::new()),
     })
 }
 
@@ -490,7 +857,7 @@ pub fn decode_request(
     body: &[u8],
     header_length: Option<usize>,
 ) -> Result<InferRequest, ProtocolError> {
-    let (json, mut binary) = match header_length {
+    let (json, binary) = match header_length {
         None => (body, &body[body.len()..]),
         Some(n) if n <= body.len() => body.split_at(n),
         Some(n) => {
@@ -500,9 +867,119 @@ pub fn decode_request(
             )))
         }
     };
+    // The fast path: the JSON read once, each input's `data` kept as its raw text (read
+    // straight into typed values later). Anything it does not take (a duplicate key, an
+    // input that is not an object, invalid JSON) goes through the tree, which words the error.
+    if let Ok(raw) = serde_json::from_slice::<raw::Root<'_>>(json) {
+        return decode_root(&raw.fields, Inputs::Raw(&raw.inputs), header_length, binary);
+    }
     let root: Value = serde_json::from_slice(json)
         .map_err(|e| bad(format!("request body: not valid JSON: {e}")))?;
     let root = object(&root, "request body")?;
+    decode_root(
+        root,
+        Inputs::Tree(root.get("inputs")),
+        header_length,
+        binary,
+    )
+}
+
+/// The request's inputs: from the tree (`inputs` as it is, checked here), or from the fast
+/// path (objects, `data` kept raw).
+enum Inputs<'a> {
+    Tree(Option<&'a Value>),
+    Raw(&'a [raw::Input<'a>]),
+}
+
+/// The request body read with each input's `data` left as raw JSON text.
+mod raw {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use serde_json::{Map, Value};
+
+    /// The body: every field but `inputs`, and the inputs.
+    pub(super) struct Root<'a> {
+        pub(super) fields: Map<String, Value>,
+        pub(super) inputs: Vec<Input<'a>>,
+    }
+
+    /// An input: every field but `data`, and `data`'s text.
+    pub(super) struct Input<'a> {
+        pub(super) fields: Map<String, Value>,
+        pub(super) data: Option<&'a RawValue>,
+    }
+
+    /// An object's fields, and the one set apart.
+    type Split<T> = (Map<String, Value>, Option<T>);
+
+    /// A JSON object with one field set apart: `T` reads it.
+    fn object<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+        mut map: A,
+        apart: &str,
+    ) -> Result<Split<T>, A::Error> {
+        let (mut fields, mut set_apart) = (Map::new(), None);
+        while let Some(key) = map.next_key::<String>()? {
+            // A duplicate key is left to the tree (where the last one wins).
+            if key == apart {
+                if set_apart.is_some() {
+                    return Err(de::Error::custom("duplicate key"));
+                }
+                set_apart = Some(map.next_value()?);
+            } else {
+                let value = map.next_value()?;
+                if fields.insert(key, value).is_some() {
+                    return Err(de::Error::custom("duplicate key"));
+                }
+            }
+        }
+        Ok((fields, set_apart))
+    }
+
+    impl<'de> Deserialize<'de> for Root<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Root<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a request object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Root<'de>, A::Error> {
+                    let (fields, inputs) = object(map, "inputs")?;
+                    let inputs = inputs.ok_or_else(|| de::Error::missing_field("inputs"))?;
+                    Ok(Root { fields, inputs })
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Input<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Input<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an input object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Input<'de>, A::Error> {
+                    let (fields, data) = object(map, "data")?;
+                    Ok(Input { fields, data })
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+}
+
+/// The request from its top-level fields and its inputs (either path of [`decode_request`]).
+fn decode_root(
+    root: &Map<String, Value>,
+    inputs: Inputs<'_>,
+    header_length: Option<usize>,
+    mut binary: &[u8],
+) -> Result<InferRequest, ProtocolError> {
     for key in root.keys() {
         if !matches!(key.as_str(), "id" | "parameters" | "inputs" | "outputs") {
             return Err(bad(format!(
@@ -525,17 +1002,29 @@ pub fn decode_request(
         object(p, "request parameters")?;
     }
     let binary_output = flag(parameters, "binary_data_output", "request")?;
-    let inputs = root
-        .get("inputs")
-        .ok_or_else(|| bad("request body: missing \"inputs\""))?
-        .as_array()
-        .ok_or_else(|| bad("request inputs: expected an array"))?;
-    if inputs.is_empty() {
+    let count = match inputs {
+        Inputs::Tree(tree) => tree
+            .ok_or_else(|| bad("request body: missing \"inputs\""))?
+            .as_array()
+            .ok_or_else(|| bad("request inputs: expected an array"))?
+            .len(),
+        Inputs::Raw(list) => list.len(),
+    };
+    if count == 0 {
         return Err(bad("request inputs: expected at least one input"));
     }
-    let mut decoded = Vec::with_capacity(inputs.len());
-    for (k, input) in inputs.iter().enumerate() {
-        let input = object(input, &format!("inputs[{k}]"))?;
+    let mut decoded = Vec::with_capacity(count);
+    for k in 0..count {
+        let (input, data) = match inputs {
+            Inputs::Tree(tree) => {
+                let item = &tree
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice)[k];
+                let input = object(item, &format!("inputs[{k}]"))?;
+                (input, input.get("data").map(Data::Tree))
+            }
+            Inputs::Raw(list) => (&list[k].fields, list[k].data.map(Data::Raw)),
+        };
         let name = input
             .get("name")
             .and_then(Value::as_str)
@@ -583,7 +1072,7 @@ pub fn decode_request(
                     })?,
             ),
         };
-        let data = match (binary_size, input.get("data")) {
+        let data = match (binary_size, data) {
             (Some(_), Some(_)) => {
                 return Err(bad(format!(
                     "input {name:?}: both \"data\" and binary_data_size given"

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request as HttpRequest, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{
+    DefaultBodyLimit, FromRequestParts, Path, RawPathParams, Request as HttpRequest, State,
+};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +28,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use super::error::HttpError;
 use super::protocol::{
     decode_request, encode_response, DataType, Output, OutputData, RequestedOutput, TensorData,
 };
@@ -350,9 +354,9 @@ struct Shared {
     body_budget: usize,
 }
 
-/// An error answer: a status and `{"error": "..."}`.
+/// An error answer: a status and `{"error": "..."}` ([`HttpError`]'s one `IntoResponse`).
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+    HttpError::new(status, message).into_response()
 }
 
 /// The axum application serving `model` through `router`. `metrics`, when given, is what
@@ -416,10 +420,7 @@ pub fn app_with(
             get(model_ready_version),
         )
         .route("/v2/models/{model}/infer", post(infer))
-        .route(
-            "/v2/models/{model}/versions/{version}/infer",
-            post(infer_version),
-        )
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route("/v2/models/{model}/labels", post(labels))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
@@ -496,28 +497,18 @@ where
 {
     let want = u32::try_from(body_len.min(s.body_budget)).unwrap_or(u32::MAX);
     let Ok(bytes) = s.body_bytes.clone().try_acquire_many_owned(want) else {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "server busy: a body of {body_len} bytes does not fit in the {} body bytes worked on at once (ServerConfig.max_body_bytes_in_flight); retry later",
-                s.body_budget
-            ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return HttpError::busy(format!(
+            "server busy: a body of {body_len} bytes does not fit in the {} body bytes worked on at once (ServerConfig.max_body_bytes_in_flight); retry later",
+            s.body_budget
+        ))
+        .into_response();
     };
     let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "server busy: {} requests in flight; retry later",
-                s.config.max_in_flight
-            ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return HttpError::busy(format!(
+            "server busy: {} requests in flight; retry later",
+            s.config.max_in_flight
+        ))
+        .into_response();
     };
     let task = tokio::task::spawn_blocking(move || {
         let response = work();
@@ -528,10 +519,7 @@ where
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "a request's work failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request's work failed (see the server log)",
-            )
+            HttpError::internal("the request's work failed (see the server log)").into_response()
         }
     }
 }
@@ -653,10 +641,14 @@ fn variant_for(s: &Shared, version: &str) -> Option<(String, Option<u64>)> {
 }
 
 fn unknown_model(s: &Shared, model: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("unknown model {model:?}: this server serves {:?}", s.model),
-    )
+    unknown_model_error(s, model).into_response()
+}
+
+fn unknown_model_error(s: &Shared, model: &str) -> HttpError {
+    HttpError::not_found(format!(
+        "unknown model {model:?}: this server serves {:?}",
+        s.model
+    ))
 }
 
 fn metadata(s: &Shared, version: Option<u64>) -> Response {
@@ -731,40 +723,87 @@ async fn model_ready_version(
     }
 }
 
+/// What an inference request's path names: this server's model (else 404), and the
+/// variant its version forces (`None` without a version; an unknown version is 404).
+struct Target {
+    forced: Option<String>,
+}
+
+impl FromRequestParts<Arc<Shared>> for Target {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &Arc<Shared>,
+    ) -> std::result::Result<Self, HttpError> {
+        let params = RawPathParams::from_request_parts(parts, s)
+            .await
+            .map_err(|e| HttpError::bad_request(e.body_text()))?;
+        let (mut model, mut version) = ("", None);
+        for (name, value) in &params {
+            match name {
+                "model" => model = value,
+                "version" => version = Some(value),
+                _ => {}
+            }
+        }
+        if model != s.model {
+            return Err(unknown_model_error(s, model));
+        }
+        let forced = match version {
+            None => None,
+            Some(v) => Some(
+                variant_for(s, v)
+                    .ok_or_else(|| {
+                        HttpError::not_found(format!("unknown version {v:?} of model {model:?}"))
+                    })?
+                    .0,
+            ),
+        };
+        Ok(Target { forced })
+    }
+}
+
+/// The headers an inference request's work reads (values only: no copy of the header map).
+struct InferHeaders {
+    header_length: Option<HeaderValue>,
+    key: Option<HeaderValue>,
+    variant: Option<HeaderValue>,
+}
+
+impl FromRequestParts<Arc<Shared>> for InferHeaders {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &Arc<Shared>,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let h = &parts.headers;
+        Ok(InferHeaders {
+            header_length: h.get("inference-header-content-length").cloned(),
+            key: h.get(s.config.key_header.as_str()).cloned(),
+            variant: h.get(s.config.variant_header.as_str()).cloned(),
+        })
+    }
+}
+
+/// `POST /v2/models/{model}[/versions/{version}]/infer`: the path and the headers from
+/// their extractors, the body read; then [`run_infer`] on the blocking pool under an
+/// in-flight permit ([`in_flight`]). A body that could not be read is answered here (no
+/// permit, no work).
 async fn infer(
     State(s): State<Arc<Shared>>,
-    Path(model): Path<String>,
-    headers: HeaderMap,
+    target: Target,
+    headers: InferHeaders,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_off_runtime(s, model, None, headers, body).await
-}
-
-async fn infer_version(
-    State(s): State<Arc<Shared>>,
-    Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
-    infer_off_runtime(s, model, Some(version), headers, body).await
-}
-
-/// [`run_infer`] on the blocking pool under an in-flight permit ([`in_flight`]); a body
-/// that could not be read is answered here (no permit, no work).
-async fn infer_off_runtime(
-    s: Arc<Shared>,
-    model: String,
-    version: Option<String>,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
-    if body.is_err() {
-        return run_infer(&s, &model, version.as_deref(), &headers, body);
-    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return body_error(rejection),
+    };
     let shared = s.clone();
-    let len = body.as_ref().map_or(0, Bytes::len);
-    in_flight(&s, len, move || {
-        run_infer(&shared, &model, version.as_deref(), &headers, body)
+    in_flight(&s, body.len(), move || {
+        run_infer(&shared, target, &headers, &body).unwrap_or_else(IntoResponse::into_response)
     })
     .await
 }
@@ -782,13 +821,13 @@ fn body_error(rejection: BytesRejection) -> Response {
 /// The `[batch, n]` feature matrix from the one input.
 fn features(
     s: &Shared,
-    inputs: &[super::protocol::Tensor],
+    inputs: &mut [super::protocol::Tensor],
 ) -> std::result::Result<Array2<f32>, String> {
-    let n = s.router.routes().variants[0].predictor.n_features();
+    let n = s.router.n_features();
+    let n_inputs = inputs.len();
     let [input] = inputs else {
         return Err(format!(
-            "expected exactly one input ({INPUT:?}), got {}",
-            inputs.len()
+            "expected exactly one input ({INPUT:?}), got {n_inputs}"
         ));
     };
     if input.name != INPUT {
@@ -818,71 +857,52 @@ fn features(
             input.shape
         ));
     }
-    let TensorData::Float(values) = &input.data else {
-        return Err(format!("input {INPUT:?}: expected numbers"));
-    };
-    let mut converted = Vec::with_capacity(values.len());
-    for (i, &v) in values.iter().enumerate() {
-        let f = v as f32;
-        if v.is_finite() && !f.is_finite() {
-            return Err(format!(
-                "input {INPUT:?}: element {i} = {v} is beyond FP32's range"
-            ));
+    // FP32 and FP16 move into the matrix as they are (the decoder's one copy); FP64 is
+    // rounded once, and refused where it is beyond FP32's range.
+    let values = match std::mem::replace(&mut input.data, TensorData::Bool(Vec::new())) {
+        TensorData::Fp32(v) | TensorData::Fp16(v) => v,
+        TensorData::Fp64(values) => {
+            let mut converted = Vec::with_capacity(values.len());
+            for (i, &v) in values.iter().enumerate() {
+                let f = v as f32;
+                if v.is_finite() && !f.is_finite() {
+                    return Err(format!(
+                        "input {INPUT:?}: element {i} = {v} is beyond FP32's range"
+                    ));
+                }
+                converted.push(f);
+            }
+            converted
         }
-        converted.push(f);
-    }
-    Array2::from_shape_vec((rows, cols), converted).map_err(|e| format!("input {INPUT:?}: {e}"))
+        _ => return Err(format!("input {INPUT:?}: expected numbers")),
+    };
+    Array2::from_shape_vec((rows, cols), values).map_err(|e| format!("input {INPUT:?}: {e}"))
 }
 
+/// An inference request's work: decoding, scoring (the router records the metrics and the
+/// step's statistics, once) and encoding.
 fn run_infer(
     s: &Shared,
-    model: &str,
-    version: Option<&str>,
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
-    if model != s.model {
-        return unknown_model(s, model);
-    }
-    let forced = match version {
+    target: Target,
+    headers: &InferHeaders,
+    body: &[u8],
+) -> std::result::Result<Response, HttpError> {
+    let header_length = match &headers.header_length {
         None => None,
-        Some(v) => match variant_for(s, v) {
-            Some((name, _)) => Some(name),
-            None => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown version {v:?} of model {model:?}"),
-                )
-            }
-        },
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    HttpError::bad_request("Inference-Header-Content-Length: expected a byte count")
+                })?,
+        ),
     };
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => return body_error(rejection),
-    };
-    let header_length = match headers.get("inference-header-content-length") {
-        None => None,
-        Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()) {
-            Some(n) => Some(n),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "Inference-Header-Content-Length: expected a byte count",
-                )
-            }
-        },
-    };
-    let request = match decode_request(&body, header_length) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
-    };
-    if let Some(e) = request.id.as_deref().and_then(|id| id_too_long(s, id)) {
-        return e;
+    let mut request = decode_request(body, header_length)?;
+    if let Some(id) = request.id.as_deref() {
+        id_too_long(s, id)?;
     }
-    let x = match features(s, &request.inputs) {
-        Ok(x) => x,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
+    let x = features(s, &mut request.inputs).map_err(HttpError::bad_request)?;
     let requested: Vec<RequestedOutput> = match &request.outputs {
         Some(outputs) => {
             if let Some((k, o)) = outputs
@@ -890,22 +910,19 @@ fn run_infer(
                 .enumerate()
                 .find(|(k, o)| outputs[..*k].iter().any(|p| p.name == o.name))
             {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("outputs[{k}]: {:?} is asked for twice", o.name),
-                );
+                return Err(HttpError::bad_request(format!(
+                    "outputs[{k}]: {:?} is asked for twice",
+                    o.name
+                )));
             }
             if let Some(o) = outputs
                 .iter()
                 .find(|o| o.name != PROBABILITY && o.name != LABEL)
             {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown output {:?}: expected {PROBABILITY:?} or {LABEL:?}",
-                        o.name
-                    ),
-                );
+                return Err(HttpError::bad_request(format!(
+                    "unknown output {:?}: expected {PROBABILITY:?} or {LABEL:?}",
+                    o.name
+                )));
             }
             outputs.clone()
         }
@@ -916,28 +933,19 @@ fn run_infer(
             })
             .to_vec(),
     };
-    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let force = forced
-        .as_deref()
-        .or_else(|| header_text(&s.config.variant_header));
+    fn text(v: &Option<HeaderValue>) -> Option<&str> {
+        v.as_ref().and_then(|v| v.to_str().ok())
+    }
     let route = Request {
-        key: header_text(&s.config.key_header),
-        force,
+        key: text(&headers.key),
+        force: target.forced.as_deref().or_else(|| text(&headers.variant)),
         request_id: request.id.as_deref(),
     };
     let mut probabilities = vec![0.0_f32; x.nrows()];
-    let routed = match s.router.route(&route, x.view(), &mut probabilities) {
-        Ok(r) => r,
-        Err(e) if e.kind() == ErrorKind::InvalidInput => {
-            return error(StatusCode::BAD_REQUEST, e.to_string())
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the model failed: {e}"),
-            )
-        }
-    };
+    let routed = s
+        .router
+        .route(&route, x.view(), &mut probabilities)
+        .map_err(HttpError::of_model)?;
     // The labels first (from the probabilities), then the probabilities themselves are
     // moved into their output: no copy of the batch on the way out.
     let labels: Vec<i64> = probabilities
@@ -988,21 +996,19 @@ fn run_infer(
             );
         }
     }
-    response
+    Ok(response)
 }
 
 /// The 400 for a request id longer than [`ServerConfig::max_id_bytes`].
-fn id_too_long(s: &Shared, id: &str) -> Option<Response> {
-    (id.len() > s.config.max_id_bytes).then(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "request id of {} bytes; expected at most {} bytes",
-                id.len(),
-                s.config.max_id_bytes
-            ),
-        )
-    })
+fn id_too_long(s: &Shared, id: &str) -> std::result::Result<(), HttpError> {
+    if id.len() > s.config.max_id_bytes {
+        return Err(HttpError::bad_request(format!(
+            "request id of {} bytes; expected at most {} bytes",
+            id.len(),
+            s.config.max_id_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// `{"id": "...", "labels": [0, 1, ...]}`: the labels of an earlier request.
@@ -1047,8 +1053,8 @@ fn run_labels(
             "labels body: missing string \"id\"",
         );
     };
-    if let Some(e) = id_too_long(s, id) {
-        return e;
+    if let Err(e) = id_too_long(s, id) {
+        return e.into_response();
     }
     let Some(values) = parsed.get("labels").and_then(Value::as_array) else {
         return error(
@@ -1068,7 +1074,8 @@ fn run_labels(
     };
     match s.router.feedback(id, &labels) {
         Ok(joined) => axum::Json(json!({ "id": id, "joined": joined })).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        // Every refusal of a labels post is the client's (400), whatever its kind.
+        Err(e) => HttpError::bad_request(e.to_string()).into_response(),
     }
 }
 

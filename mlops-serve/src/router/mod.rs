@@ -203,6 +203,28 @@ pub(crate) struct Slot {
     pub(crate) handles: VariantHandles,
 }
 
+impl Slot {
+    /// One scoring call of this variant, recorded once: its metric handles (requests,
+    /// latency, and rows, rejections or errors) and the step's statistics together. The one
+    /// place a request is counted, for live traffic and the shadow alike.
+    pub(crate) fn record(&self, elapsed_ns: u64, answer: Answer<'_>) {
+        self.handles.requests.inc();
+        self.handles.latency.observe(elapsed_ns as f64 / 1e9);
+        match answer {
+            Answer::Scored(out) => {
+                self.handles.predictions.inc_by(out.len() as u64);
+            }
+            Answer::Rejected => {
+                self.handles.rejected.inc();
+            }
+            Answer::Failed => {
+                self.handles.errors.inc();
+            }
+        }
+        self.stats.record(elapsed_ns, answer);
+    }
+}
+
 /// A route table: what one step routes by, and its statistics.
 pub(crate) struct Table {
     pub(crate) slots: Vec<Slot>,
@@ -346,6 +368,12 @@ impl Router {
         self.table.load().routes.clone()
     }
 
+    /// The number of features every variant takes (read without copying the routes: the
+    /// request path asks it on every request).
+    pub fn n_features(&self) -> usize {
+        self.table.load().n_features
+    }
+
     /// How many tables were installed (1 for the first); changes on every [`Router::install`].
     pub fn generation(&self) -> u64 {
         self.table.load().generation
@@ -396,20 +424,15 @@ impl Router {
         let start = ticker.now_ns();
         let result = slot.predictor.predict_proba_into(x, out);
         let elapsed = ticker.now_ns().saturating_sub(start);
-        slot.handles.requests.inc();
-        slot.handles.latency.observe(elapsed as f64 / 1e9);
         if let Err(e) = result {
-            if matches!(e, mlops_core::Error::InvalidValue(_)) {
-                slot.stats.record(elapsed, Answer::Rejected);
-                slot.handles.rejected.inc();
-            } else {
-                slot.stats.record(elapsed, Answer::Failed);
-                slot.handles.errors.inc();
-            }
+            let answer = match e {
+                mlops_core::Error::InvalidValue(_) => Answer::Rejected,
+                _ => Answer::Failed,
+            };
+            slot.record(elapsed, answer);
             return Err(e.into());
         }
-        slot.stats.record(elapsed, Answer::Scored(out));
-        slot.handles.predictions.inc_by(out.len() as u64);
+        slot.record(elapsed, Answer::Scored(out));
         if let Some(id) = request.request_id {
             self.join
                 .insert(id, slot.name.clone(), slot.version, out.to_vec());

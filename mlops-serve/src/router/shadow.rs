@@ -172,12 +172,9 @@ fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, pa
         slot.predictor.predict_proba_into(x, out)
     }));
     let elapsed = ticker.now_ns().saturating_sub(start);
-    slot.handles.requests.inc();
-    slot.handles.latency.observe(elapsed as f64 / 1e9);
     match result {
         Ok(Ok(())) => {
-            slot.stats.record(elapsed, Answer::Scored(out));
-            slot.handles.predictions.inc_by(job.rows as u64);
+            slot.record(elapsed, Answer::Scored(out));
             let agreed = out
                 .iter()
                 .zip(&job.primary)
@@ -188,14 +185,12 @@ fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, pa
             slot.handles.shadow_agreed.inc_by(agreed as u64);
         }
         Ok(Err(e)) => {
-            slot.stats.record(elapsed, Answer::Failed);
-            slot.handles.errors.inc();
+            slot.record(elapsed, Answer::Failed);
             error.inc();
             tracing::debug!(variant = %slot.name, error = %e, "shadow request failed");
         }
         Err(_) => {
-            slot.stats.record(elapsed, Answer::Failed);
-            slot.handles.errors.inc();
+            slot.record(elapsed, Answer::Failed);
             panic.inc();
             tracing::warn!(variant = %slot.name, "shadow model panicked; the primary was unaffected");
         }

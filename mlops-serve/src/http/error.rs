@@ -1,0 +1,137 @@
+//! The server's error answer: one type, [`HttpError`], and its one [`IntoResponse`]: a status
+//! and `{"error": "..."}` JSON (with `Retry-After` when the server is busy). Handlers return
+//! it; the status of a library error is decided in one place, [`status_of`].
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::protocol::ProtocolError;
+use crate::{Error, ErrorKind};
+
+/// An error answer: its status and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpError {
+    status: StatusCode,
+    message: String,
+    /// Whether the client should retry later (503 with `Retry-After: 1`).
+    retry: bool,
+}
+
+impl HttpError {
+    /// An answer with `status`.
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            message: message.into(),
+            retry: false,
+        }
+    }
+
+    /// The request is wrong (400).
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// What the request names does not exist (404).
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// The server is at a bound: retry later (503, `Retry-After: 1`).
+    pub(crate) fn busy(message: impl Into<String>) -> Self {
+        HttpError {
+            retry: true,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// The server failed (500).
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The model (the router scoring a request) failed with `e`: the client's fault is said
+    /// as it is; the server's is said as the model's failure.
+    pub(crate) fn of_model(e: Error) -> Self {
+        let status = status_of(&e);
+        if status.is_server_error() {
+            Self::new(status, format!("the model failed: {e}"))
+        } else {
+            Self::new(status, e.to_string())
+        }
+    }
+}
+
+/// The status of a library error, by its kind: bad input is the client's (400), a missing
+/// model or version 404, a lost compare-and-swap 409, a store or source that cannot answer
+/// now 503; anything else (corrupt, internal) the server's (500). The one place this is
+/// decided.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    match e.kind() {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for HttpError {
+    fn from(e: Error) -> Self {
+        Self::new(status_of(&e), e.to_string())
+    }
+}
+
+impl From<ProtocolError> for HttpError {
+    fn from(e: ProtocolError) -> Self {
+        Self::bad_request(e.0)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if self.retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_400_and_other_failures_500() {
+        let e = Error::invalid("x", 1, "0");
+        assert_eq!(status_of(&e), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            HttpError::of_model(e).status,
+            StatusCode::BAD_REQUEST,
+            "a refused input is the client's"
+        );
+        let io = Error::Core(mlops_core::Error::Io {
+            action: "reading",
+            path: "m".into(),
+            cause: std::io::Error::other("disk"),
+        });
+        let e = HttpError::of_model(io);
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.message.starts_with("the model failed: "), "{}", e.message);
+        for (e, status) in [
+            (Error::not_found("version 9"), StatusCode::NOT_FOUND),
+            (Error::unavailable("registry"), StatusCode::SERVICE_UNAVAILABLE),
+            (Error::corrupt("blob"), StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            assert_eq!(status_of(&e), status, "{e}");
+        }
+        let r = HttpError::busy("full").into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+}

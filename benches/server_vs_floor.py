@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""The request path's overhead: the KServe V2 server (`examples/serve`) beside the HTTP floor.
+
+    sudo apt-get install wrk            # Debian's wrk
+    python3 benches/server_vs_floor.py [--seconds 10]
+
+The floor (`mlops-serve/examples/http_floor.rs`) is an axum handler on the same stack (axum,
+hyper, tokio's multi-thread runtime) that only parses the V2 JSON body and returns a fixed V2
+response: what any request costs before the server's own work. Ours serves the MLP of
+`examples/engine_bench` (30 -> 128 -> 64 -> 32 -> 1) from a registry, as
+`benches/server_vs_mlserver.py` does. The same single-row FP32 `[1, 30]` JSON body goes to both
+with wrk on 127.0.0.1, at concurrency 1 (one wrk thread) and 32 (two threads). Prints each
+one's requests/s, p50 and p99, and ours as a share of the floor's requests/s (issue 23's
+target: at least 70% at 32 connections). Servers are started here on free ports and stopped by
+PID. Machine: whatever runs it; wrk shares the cores with the server, for both alike.
+"""
+import argparse
+import os
+import pathlib
+import random
+import subprocess
+import tempfile
+
+from server_vs_mlserver import RELEASE, ROOT, free_port, start, stop, wait_ready, wrk
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    a = parser.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "http",
+                    "--example", "serve", "--example", "registry", "--example", "engine_bench"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "mlops-serve", "--features", "http",
+                    "--example", "http_floor"], cwd=ROOT, check=True)
+
+    work = pathlib.Path(tempfile.mkdtemp(prefix="mlops-floor-"))
+    run = lambda *args: subprocess.run([str(x) for x in args], check=True, capture_output=True)
+    run(RELEASE / "engine_bench", "--out", work / "model", "--seconds", "0.01")
+    run(RELEASE / "registry", "--registry", work / "reg", "register", "fraud", work / "model")
+    run(RELEASE / "registry", "--registry", work / "reg", "alias", "fraud", "production", "1")
+
+    rng = random.Random(0)
+    row = [round(rng.gauss(0.0, 1.0), 6) for _ in range(30)]
+    body = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row}]}
+    results = {}
+    servers = {
+        "floor": lambda port: [str(RELEASE / "http_floor"), "--addr", f"127.0.0.1:{port}"],
+        "mlops": lambda port: [str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud",
+                               "--addr", f"127.0.0.1:{port}"],
+    }
+    for name, command in servers.items():
+        port = free_port()
+        proc = start(command(port))
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+            for c in (1, 32):
+                results[(name, c)] = wrk(f"http://127.0.0.1:{port}/v2/models/fraud/infer", body, c, a.seconds)
+        finally:
+            stop(proc)
+
+    print(f"single-row FP32 [1, 30] JSON requests on 127.0.0.1, {a.seconds} s each, {os.cpu_count()} cores")
+    print(f"{'':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for key, (rps, p50, p99) in results.items():
+        print(f"{key[0] + ' c=' + str(key[1]):<12} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
+    for c in (1, 32):
+        floor, ours = results[("floor", c)], results[("mlops", c)]
+        print(f"c={c}: mlops at {ours[0] / floor[0] * 100:.0f}% of the floor's requests/s"
+              + (" (target: at least 70%)" if c == 32 else ""))
+
+
+if __name__ == "__main__":
+    main()

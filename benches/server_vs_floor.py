@@ -21,15 +21,11 @@ import random
 import subprocess
 import tempfile
 
-from server_vs_mlserver import RELEASE, ROOT, free_port, start, stop, wait_ready, wrk
+from server_vs_mlserver import RELEASE, ROOT, free_port, load, seconds_and_build
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    a = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "http",
-                    "--example", "serve", "--example", "registry", "--example", "engine_bench"], cwd=ROOT, check=True)
+    a = argparse.Namespace(seconds=seconds_and_build(__doc__))
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "mlops-serve", "--features", "http",
                     "--example", "http_floor"], cwd=ROOT, check=True)
 
@@ -50,13 +46,8 @@ def main():
     }
     for name, command in servers.items():
         port = free_port()
-        proc = start(command(port))
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-            for c in (1, 32):
-                results[(name, c)] = wrk(f"http://127.0.0.1:{port}/v2/models/fraud/infer", body, c, a.seconds)
-        finally:
-            stop(proc)
+        for c, r in load(command(port), port, "/v2/health/ready", "/v2/models/fraud/infer", body, a.seconds).items():
+            results[(name, c)] = r
 
     print(f"single-row FP32 [1, 30] JSON requests on 127.0.0.1, {a.seconds} s each, {os.cpu_count()} cores")
     print(f"{'':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")

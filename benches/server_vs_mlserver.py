@@ -84,12 +84,30 @@ def stop(proc):
         proc.kill()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load(command, port, ready, infer, body, seconds, connections=(1, 32)):
+    """Starts `command` (a server on `port`), waits for `ready`, loads `infer` with wrk at each
+    concurrency, stops it by PID: {concurrency: (requests/s, p50 ms, p99 ms)}."""
+    proc = start(command)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
+        return {c: wrk(f"http://127.0.0.1:{port}{infer}", body, c, seconds) for c in connections}
+    finally:
+        stop(proc)
+
+
+def seconds_and_build(doc):
+    """The `--seconds` argument (a script's `--help` from its `doc`), once the release examples
+    the servers need are built."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     a = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "http",
                     "--example", "serve", "--example", "registry", "--example", "engine_bench"], cwd=ROOT, check=True)
+    return a.seconds
+
+
+def main():
+    a = argparse.Namespace(seconds=seconds_and_build(__doc__))
     import numpy as np
     import joblib
     from sklearn.neural_network import MLPClassifier
@@ -118,22 +136,14 @@ def main():
     body = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row}]}
     results = {}
 
-    mlserver = start([str(pathlib.Path(sys.executable).parent / "mlserver"), "start", str(work / "mlserver")])
-    try:
-        wait_ready(f"http://127.0.0.1:{ms_http}/v2/models/mlp/ready", mlserver)
-        for c in (1, 32):
-            results[("mlserver", c)] = wrk(f"http://127.0.0.1:{ms_http}/v2/models/mlp/infer", body, c, a.seconds)
-    finally:
-        stop(mlserver)
+    mlserver = [str(pathlib.Path(sys.executable).parent / "mlserver"), "start", str(work / "mlserver")]
+    for c, r in load(mlserver, ms_http, "/v2/models/mlp/ready", "/v2/models/mlp/infer", body, a.seconds).items():
+        results[("mlserver", c)] = r
 
     port = free_port()
-    ours = start([str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}"])
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", ours)
-        for c in (1, 32):
-            results[("mlops", c)] = wrk(f"http://127.0.0.1:{port}/v2/models/fraud/infer", body, c, a.seconds)
-    finally:
-        stop(ours)
+    ours = [str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}"]
+    for c, r in load(ours, port, "/v2/health/ready", "/v2/models/fraud/infer", body, a.seconds).items():
+        results[("mlops", c)] = r
 
     # A candidate in the shadow phase at 100%: every request also scored off the request path.
     run(RELEASE / "registry", "--registry", work / "reg", "register", "fraud", work / "model")

@@ -71,6 +71,24 @@ fn router_of(model: Arc<dyn Predictor>) -> Arc<Router> {
     Arc::new(Router::new("fraud", routes, RouterOptions::default()).unwrap())
 }
 
+/// A [`Blocking`] model, the receiver told when its first call starts, and the sender that
+/// releases it.
+fn blocking() -> (
+    Arc<Blocking>,
+    tokio::sync::oneshot::Receiver<()>,
+    mpsc::Sender<()>,
+) {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let model = Arc::new(Blocking {
+        names: vec!["a".into(), "b".into(), "c".into()],
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+        done: AtomicBool::new(false),
+    });
+    (model, entered_rx, release_tx)
+}
+
 fn plain_model() -> Arc<dyn Predictor> {
     let (_tx, rx) = mpsc::channel();
     Arc::new(Blocking {
@@ -115,14 +133,7 @@ const HEALTH: &str = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: clo
 /// while it is blocked (the request's work runs off the runtime), then the request completes.
 #[tokio::test(flavor = "current_thread")]
 async fn health_answers_while_a_model_is_blocked_on_a_one_thread_runtime() {
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let model = Arc::new(Blocking {
-        names: vec!["a".into(), "b".into(), "c".into()],
-        entered: Mutex::new(Some(entered_tx)),
-        release: Mutex::new(release_rx),
-        done: AtomicBool::new(false),
-    });
+    let (model, entered_rx, release_tx) = blocking();
     let config = ServerConfig::default();
     let app = app_of(model.clone(), &config);
     let (addr, stop, server) = start(app, config).await;
@@ -141,25 +152,20 @@ async fn health_answers_while_a_model_is_blocked_on_a_one_thread_runtime() {
     server.await.unwrap().unwrap();
 }
 
-/// Issue 23, the request path: a request's work runs off the runtime, so the request
-/// timeout answers (408 JSON) while the model is still computing, not after it returns.
+/// Issue 23, the request path: a body over `INLINE_BODY_BYTES` is worked on off the
+/// runtime, so the request timeout answers (408 JSON) while the model is still computing,
+/// not after it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_timeout_answers_while_the_model_is_still_computing() {
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let model = Arc::new(Blocking {
-        names: vec!["a".into(), "b".into(), "c".into()],
-        entered: Mutex::new(Some(entered_tx)),
-        release: Mutex::new(release_rx),
-        done: AtomicBool::new(false),
-    });
+    let (model, entered_rx, release_tx) = blocking();
     let config = ServerConfig {
         timeout_seconds: 0.2,
         ..ServerConfig::default()
     };
     let app = app("fraud", router_of(model.clone()), None, config.clone()).unwrap();
     let (addr, stop, server) = start(app, config).await;
-    let infer = tokio::spawn(raw(addr, infer_request(None)));
+    let request = padded_infer_request(mlops_serve::http::INLINE_BODY_BYTES);
+    let infer = tokio::spawn(raw(addr, request));
     entered_rx.await.unwrap();
     let answer = infer.await.unwrap();
     assert!(
@@ -228,14 +234,7 @@ async fn slow_uploads_and_unauthenticated_requests_hold_no_in_flight_permit() {
 /// work ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_in_flight_bound_get_503_json() {
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let model = Arc::new(Blocking {
-        names: vec!["a".into(), "b".into(), "c".into()],
-        entered: Mutex::new(Some(entered_tx)),
-        release: Mutex::new(release_rx),
-        done: AtomicBool::new(false),
-    });
+    let (model, entered_rx, release_tx) = blocking();
     let config = ServerConfig {
         max_in_flight: 1,
         ..ServerConfig::default()
@@ -367,14 +366,7 @@ fn padded_infer_request(pad: usize) -> String {
 /// while a small one still fits; once the first ends, the large one is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_byte_budget_get_503_json() {
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let model = Arc::new(Blocking {
-        names: vec!["a".into(), "b".into(), "c".into()],
-        entered: Mutex::new(Some(entered_tx)),
-        release: Mutex::new(release_rx),
-        done: AtomicBool::new(false),
-    });
+    let (model, entered_rx, release_tx) = blocking();
     let config = ServerConfig {
         body_limit_bytes: 1024,
         max_body_bytes_in_flight: 1024,

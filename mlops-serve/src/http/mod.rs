@@ -11,5 +11,5 @@ pub mod server;
 
 pub use server::{
     app, app_with, parse_tokens, serve, serve_with, supervise, CheckedServerConfig, Readiness,
-    ServerConfig, INPUT, LABEL, PROBABILITY,
+    ServerConfig, INLINE_BODY_BYTES, INPUT, LABEL, PROBABILITY,
 };

@@ -25,7 +25,8 @@ from server_vs_mlserver import RELEASE, ROOT, free_port, load, seconds_and_build
 
 
 def main():
-    a = argparse.Namespace(seconds=seconds_and_build(__doc__))
+    # Without the default `train` feature (candle): none of these examples uses it.
+    a = argparse.Namespace(seconds=seconds_and_build(__doc__, ("--no-default-features", "--features", "http,registry")))
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "mlops-serve", "--features", "http",
                     "--example", "http_floor"], cwd=ROOT, check=True)
 

@@ -95,13 +95,13 @@ def load(command, port, ready, infer, body, seconds, connections=(1, 32)):
         stop(proc)
 
 
-def seconds_and_build(doc):
+def seconds_and_build(doc, features=("--features", "http")):
     """The `--seconds` argument (a script's `--help` from its `doc`), once the release examples
-    the servers need are built."""
+    the servers need are built with `features`."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     a = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "http",
+    subprocess.run(["cargo", "build", "--release", "--quiet", *features,
                     "--example", "serve", "--example", "registry", "--example", "engine_bench"], cwd=ROOT, check=True)
     return a.seconds
 

@@ -100,7 +100,9 @@ mod alloc {
             body_limit_bytes: 2 * BODY,
             max_body_bytes_in_flight: 4 * BODY,
             ..ServerConfig::default()
-        };
+        }
+        .check()
+        .unwrap();
         app("fraud", router, None, config).unwrap()
     }
 

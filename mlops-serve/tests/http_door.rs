@@ -162,7 +162,7 @@ async fn the_request_timeout_answers_while_the_model_is_still_computing() {
         timeout_seconds: 0.2,
         ..ServerConfig::default()
     };
-    let app = app("fraud", router_of(model.clone()), None, config.clone()).unwrap();
+    let app = app_of(model.clone(), &config);
     let (addr, stop, server) = start(app, config).await;
     let request = padded_infer_request(mlops_serve::http::INLINE_BODY_BYTES);
     let infer = tokio::spawn(raw(addr, request));

@@ -125,7 +125,10 @@ mod tests {
         assert!(e.message.starts_with("the model failed: "), "{}", e.message);
         for (e, status) in [
             (Error::not_found("version 9"), StatusCode::NOT_FOUND),
-            (Error::unavailable("registry"), StatusCode::SERVICE_UNAVAILABLE),
+            (
+                Error::unavailable("registry"),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             (Error::corrupt("blob"), StatusCode::INTERNAL_SERVER_ERROR),
         ] {
             assert_eq!(status_of(&e), status, "{e}");

@@ -33,7 +33,7 @@ use super::protocol::{
     decode_request, encode_response, DataType, Output, OutputData, RequestedOutput, TensorData,
 };
 use crate::router::{Request, Router};
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 
 /// The input tensor's name in the model metadata.
 pub const INPUT: &str = "input";

@@ -6,8 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mlops::core::model::{MlpModel, Predictor};
-use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::router::{Request, Router, RouterOptions, Routes, Variant};
+use mlops::serve::telemetry::ServeMetrics;
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 use ndarray::{Array2, Axis, Slice};
 use std::sync::Arc;

@@ -28,11 +28,11 @@ use clap::{Parser, ValueEnum};
 use mlops::core::model::ModelArtifact;
 use mlops::core::{CsvOptions, Dataset};
 use mlops::serve::analysis::Outcome;
-use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::Promotion;
 use mlops::serve::replay::{ReplayOptions, ServiceProfile, Simulation, Synthetic, SIMULATED_MODEL};
 use mlops::serve::rollout::{Decision, Phase, RolloutState};
 use mlops::serve::source::ModelSource;
+use mlops::serve::telemetry::ServeMetrics;
 use mlops::train::{MlpConfig, TrainConfig, Trainer};
 use serde::Serialize;
 

@@ -84,7 +84,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     // The router in front of the same engine: keyed requests, metrics in a registry.
     let mut registry = mlops::prometheus_client::registry::Registry::default();
-    let metrics = mlops::serve::metrics::ServeMetrics::register(&mut registry);
+    let metrics = mlops::serve::telemetry::ServeMetrics::register(&mut registry);
     let shared: std::sync::Arc<dyn Predictor> = std::sync::Arc::new(engine.clone());
     let routes = Routes {
         variants: vec![

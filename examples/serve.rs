@@ -30,11 +30,11 @@ use clap::Parser;
 use mlops::core::duration::{seconds, SecondsRange};
 use mlops::registry::{Registry, RegistryConfig};
 use mlops::serve::http::{app_with, parse_tokens, serve_with, supervise, Readiness, ServerConfig};
-use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::Promotion;
 use mlops::serve::rollout::{compiling, Controller, ControllerParts, Tick};
 use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
+use mlops::serve::telemetry::ServeMetrics;
 use mlops::serve::NonFinitePolicy;
 
 /// Serves a registry model over the KServe V2 protocol, with canary rollouts by the promotion

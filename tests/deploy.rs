@@ -20,12 +20,12 @@ use mlops::drift::{
 };
 use mlops::prometheus_client::registry::Registry;
 use mlops::serve::analysis::Check;
-use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::{PromotionConfig, ShadowPhase};
 use mlops::serve::replay::{replay, ReplayOptions, Synthetic};
 use mlops::serve::rollout::{compiling, Controller, ControllerParts, MemoryRolloutStore};
 use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
 use mlops::serve::source::{MemorySource, ModelSource};
+use mlops::serve::telemetry::ServeMetrics;
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 
 fn root() -> PathBuf {

@@ -52,14 +52,14 @@ use mlops::drift::{
 };
 use mlops::registry::{DatasetFingerprint, Lineage, NewVersion, Registry, RegistryConfig};
 use mlops::serve::analysis::Check;
-use mlops::serve::metrics::ServeMetrics;
 use mlops::serve::policy::{Promotion, PromotionConfig, ShadowPhase};
 use mlops::serve::rollout::{
     compiling, Controller, ControllerParts, DecisionKind, RolloutStore, Tick,
 };
 use mlops::serve::router::{Request, Router, RouterConfig, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
-use mlops::serve::stats::StatsConfig;
+use mlops::serve::step_stats::StatsConfig;
+use mlops::serve::telemetry::ServeMetrics;
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 use mlops::train::tracking::{
     log_training, ExperimentTracker, MetricPoint, ObjectStoreTracker, Run,

@@ -18,7 +18,7 @@ use mlops_core::metrics::ScoredSamples;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::stats::VariantSnapshot;
+use crate::step_stats::VariantSnapshot;
 use crate::{Error, Result};
 
 fn default_confidence() -> f64 {

@@ -15,12 +15,16 @@
 //!   record, and [`rollout::Controller`], which keeps the state in a shared store
 //!   ([`rollout::RolloutStore`], conditional writes) and moves the `production` and `canary`
 //!   aliases by compare-and-swap through a [`source::ModelSource`];
-//! - [`metrics`]: Prometheus families in the host's `prometheus-client` registry.
-//!
+//! - [`step_stats`]: what a router measures per variant over the current rollout step
+//!   (counts, latency, the prediction reservoir, labeled outcomes) — the numbers a check reads;
+//! - [`telemetry`]: serving's Prometheus families in the host's `prometheus-client` registry
+//!   (the names `mlops_serve_*`, defined once in `telemetry::names`);
+//! - [`Error`]: serve's errors, each with an [`ErrorKind`] a caller branches on (retry what is
+//!   `Unavailable`, report the rest);
 //! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum;
 //! - `rollout::PrometheusSource` (feature `prometheus`): a step's statistics by PromQL from a
 //!   Prometheus server;
-//! - `replay` (feature `sim`): a rollout replayed on simulated time.
+//! - `replay` (feature `sim`): a rollout replayed on simulated time;
 //! - `testing` (feature `testing`, off by default): the public conformance suites a host runs
 //!   on its own `ModelSource`, `RolloutStore`, `MetricsSource` (and `Predictor`).
 
@@ -29,14 +33,14 @@ mod engine;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
-pub mod metrics;
 pub mod policy;
 #[cfg(feature = "sim")]
 pub mod replay;
 pub mod rollout;
 pub mod router;
 pub mod source;
-pub mod stats;
+pub mod step_stats;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod ticker;

@@ -438,7 +438,7 @@ pub async fn replay(
 /// bindings' `simulate_rollout` and a host trying a policy on its own data build.
 ///
 /// ```
-/// use mlops_serve::metrics::ServeMetrics;
+/// use mlops_serve::telemetry::ServeMetrics;
 /// use mlops_serve::policy::Promotion;
 /// use mlops_serve::replay::{ReplayOptions, ServiceProfile, Simulation, Synthetic};
 /// use mlops_serve::rollout::Phase;
@@ -484,7 +484,7 @@ impl Simulation {
         candidate: mlops_core::model::ModelArtifact,
         profiles: [ServiceProfile; 2],
         config: crate::policy::Promotion,
-        metrics: crate::metrics::ServeMetrics,
+        metrics: crate::telemetry::ServeMetrics,
     ) -> Result<Self> {
         use crate::source::ModelSource;
         for p in &profiles {
@@ -671,8 +671,8 @@ impl Synthetic {
 mod tests {
     use super::*;
     use crate::analysis::Check;
-    use crate::metrics::ServeMetrics;
     use crate::policy::{Promotion, PromotionConfig, ShadowPhase};
+    use crate::telemetry::ServeMetrics;
     use futures::executor::block_on;
 
     fn simulation(config: Promotion, seed: u64) -> Simulation {
@@ -815,9 +815,9 @@ mod tests {
         }
         // The label join's time-to-live (the router's statistics config).
         for ttl in [1e300, 1e20, f64::INFINITY, 0.0, 1e-9] {
-            let config = crate::stats::StatsConfig {
+            let config = crate::step_stats::StatsConfig {
                 label_ttl_seconds: ttl,
-                ..crate::stats::StatsConfig::default()
+                ..crate::step_stats::StatsConfig::default()
             };
             let e = config.validate().unwrap_err().to_string();
             assert!(

@@ -468,7 +468,7 @@ pub struct MetricsStep<'a> {
 /// use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec, Predictor};
 /// use mlops_serve::rollout::MetricsSource;
 /// use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
-/// use mlops_serve::stats::StepSnapshot;
+/// use mlops_serve::step_stats::StepSnapshot;
 /// use mlops_serve::testing::{self, MetricsStep};
 /// use ndarray::array;
 ///

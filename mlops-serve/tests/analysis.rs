@@ -3,7 +3,7 @@
 
 use mlops_serve::analysis::{Check, Outcome};
 use mlops_serve::policy::{NoData, Promotion, RollbackMode};
-use mlops_serve::stats::VariantSnapshot;
+use mlops_serve::step_stats::VariantSnapshot;
 
 fn variant(name: &str, requests: u64, errors: u64, p99: f64) -> VariantSnapshot {
     VariantSnapshot {

@@ -13,8 +13,8 @@ mod server {
     use http_body_util::BodyExt;
     use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec, Predictor};
     use mlops_serve::http::{app, ServerConfig};
-    use mlops_serve::metrics::ServeMetrics;
     use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
+    use mlops_serve::telemetry::ServeMetrics;
     use mlops_serve::{CompiledModel, NonFinitePolicy};
     use ndarray::{array, Array2};
     use proptest::prelude::*;
@@ -803,7 +803,7 @@ mod server {
     #[test]
     fn the_label_join_is_bounded_in_bytes_and_counts_what_it_drops() {
         use mlops_serve::router::{Request as Routing, RouterConfig};
-        use mlops_serve::stats::StatsConfig;
+        use mlops_serve::step_stats::StatsConfig;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = ServeMetrics::register(&mut registry);
         let bound = 64 << 10;

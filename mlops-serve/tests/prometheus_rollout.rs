@@ -17,13 +17,13 @@ mod at_scale {
     use mlops_core::clock::SystemClock;
     use mlops_serve::analysis::Check;
     use mlops_serve::http::{app, serve, ServerConfig};
-    use mlops_serve::metrics::ServeMetrics;
     use mlops_serve::policy::PromotionConfig;
     use mlops_serve::rollout::{
         compiling, Controller, ControllerParts, DecisionKind, Phase, PrometheusSource, Tick,
     };
     use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
     use mlops_serve::source::ModelSource;
+    use mlops_serve::telemetry::ServeMetrics;
     use mlops_serve::NonFinitePolicy;
     use serde_json::{json, Value};
 
@@ -316,11 +316,11 @@ mod fake_prometheus {
     use axum::extract::{Query, State};
     use axum::Json;
     use mlops_core::model::Predictor;
-    use mlops_serve::metrics::ServeMetrics;
     use mlops_serve::replay::{ServiceProfile, SimulatedService, Synthetic};
     use mlops_serve::rollout::{InProcess, MetricsSource, PrometheusSource};
     use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
-    use mlops_serve::stats::VariantSnapshot;
+    use mlops_serve::step_stats::VariantSnapshot;
+    use mlops_serve::telemetry::ServeMetrics;
     use mlops_serve::ticker::ManualTicker;
     use mlops_serve::{CompiledModel, NonFinitePolicy};
     use prometheus_client::registry::Registry;
@@ -488,7 +488,7 @@ mod fake_prometheus {
         Json(fake.answer(&params["query"]))
     }
 
-    /// The latency histogram's buckets (seconds), as `metrics.rs` defines them: 50 µs
+    /// The latency histogram's buckets (seconds), as `telemetry.rs` defines them: 50 µs
     /// doubling, 17 of them.
     fn latency_bucket(ms: f64) -> usize {
         (0..17)

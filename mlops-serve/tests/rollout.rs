@@ -12,7 +12,7 @@ use mlops_serve::source::ModelSource;
 use std::time::Duration;
 
 use mlops_serve::rollout::{RolloutState, CANARY, STABLE};
-use mlops_serve::stats::{StepSnapshot, VariantSnapshot};
+use mlops_serve::step_stats::{StepSnapshot, VariantSnapshot};
 use support::{world, MODEL};
 
 fn run(

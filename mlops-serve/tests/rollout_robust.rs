@@ -11,7 +11,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mlops_core::clock::Clock;
 use mlops_serve::analysis::Check;
-use mlops_serve::metrics::ControllerErrorKind;
 use mlops_serve::policy::{Promotion, PromotionConfig, RollbackMode, ShadowPhase};
 use mlops_serve::rollout::{
     rollout_document, Controller, DecisionKind, Phase, RolloutState, RolloutStore, Stored, Tick,
@@ -19,7 +18,8 @@ use mlops_serve::rollout::{
 };
 use mlops_serve::router::{Request, Router};
 use mlops_serve::source::ModelSource;
-use mlops_serve::stats::{StepSnapshot, VariantSnapshot};
+use mlops_serve::step_stats::{StepSnapshot, VariantSnapshot};
+use mlops_serve::telemetry::ControllerErrorKind;
 use mlops_serve::{ErrorKind, Result};
 use support::{world, FailingSource, SourceFailure, World, MODEL};
 

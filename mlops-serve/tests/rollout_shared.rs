@@ -20,7 +20,7 @@ use mlops_serve::rollout::{
 };
 use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
 use mlops_serve::source::ModelSource;
-use mlops_serve::stats::StepSnapshot;
+use mlops_serve::step_stats::StepSnapshot;
 use mlops_serve::testing::{self, MetricsStep};
 use mlops_serve::{CompiledModel, NonFinitePolicy, Result};
 use support::{world, FailingSource, SourceFailure, World, MODEL};

@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use mlops_core::clock::ManualClock;
 use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec, Predictor};
-use mlops_serve::metrics::ServeMetrics;
 use mlops_serve::router::{
     bucket_of, Request, Router, RouterConfig, RouterOptions, Routes, ShadowRoute, Variant,
 };
-use mlops_serve::stats::StatsConfig;
+use mlops_serve::step_stats::StatsConfig;
+use mlops_serve::telemetry::ServeMetrics;
 use mlops_serve::{CompiledModel, NonFinitePolicy};
 use ndarray::{array, Array2, ArrayView2};
 

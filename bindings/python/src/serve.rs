@@ -2,9 +2,9 @@
 //! the rollout controller replayed on simulated time (mlops-serve's `replay`).
 
 use mlops_core::duration::{seconds, SecondsRange};
-use mlops_serve::metrics::ServeMetrics;
 use mlops_serve::policy::PromotionConfig;
 use mlops_serve::replay::{ReplayOptions, ServiceProfile, Simulation};
+use mlops_serve::telemetry::ServeMetrics;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 

@@ -30,11 +30,11 @@ use super::metrics_source::{InProcess, MetricsSource};
 use super::state::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 use super::store::{rollout_document, RolloutStore, Stored};
 use crate::engine::{CompiledModel, NonFinitePolicy};
-use crate::metrics::{ControllerErrorKind, ServeMetrics};
 use crate::policy::Promotion;
 use crate::router::{Router, Routes, ShadowRoute, Variant};
 use crate::source::ModelSource;
-use crate::stats::lock;
+use crate::step_stats::lock;
+use crate::telemetry::{ControllerErrorKind, ServeMetrics};
 use crate::{Error, ErrorKind, Result};
 
 /// The alias production traffic is served from.

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 
 use crate::router::Router;
-use crate::stats::StepSnapshot;
+use crate::step_stats::StepSnapshot;
 use crate::Result;
 
 /// A source of the current step's per-variant statistics.
@@ -58,9 +58,9 @@ mod prometheus {
     use serde_json::Value;
 
     use super::MetricsSource;
-    use crate::metrics::{names, LABELED_SCORE_BUCKETS};
     use crate::router::Router;
-    use crate::stats::{StepSnapshot, VariantSnapshot};
+    use crate::step_stats::{StepSnapshot, VariantSnapshot};
+    use crate::telemetry::{names, LABELED_SCORE_BUCKETS};
     use crate::{Error, ErrorKind, Result};
 
     /// Labeled rows a snapshot rebuilds per variant from the labeled-score histogram; a step

@@ -6,7 +6,7 @@
 //! use std::time::{Duration, SystemTime};
 //! use mlops_serve::policy::Promotion;
 //! use mlops_serve::rollout::{DecisionKind, Phase, RolloutState};
-//! use mlops_serve::stats::StepSnapshot;
+//! use mlops_serve::step_stats::StepSnapshot;
 //!
 //! let config = Promotion::default();
 //! let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{CheckResult, Outcome};
 use crate::policy::{NoData, Promotion, RollbackMode};
-use crate::stats::{StepSnapshot, VariantSnapshot};
+use crate::step_stats::{StepSnapshot, VariantSnapshot};
 
 /// The variant name of the version in production during a rollout.
 pub const STABLE: &str = "stable";

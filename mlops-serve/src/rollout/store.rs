@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::RolloutState;
-use crate::stats::lock;
+use crate::step_stats::lock;
 use crate::Result;
 
 /// A stored rollout and its write sequence number.

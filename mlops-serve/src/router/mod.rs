@@ -58,8 +58,8 @@ use xxhash_rust::xxh3::xxh3_64;
 pub(crate) use routes::buckets_of as routes_percent_check;
 pub use routes::{Routes, ShadowRoute, Variant, BUCKETS};
 
-use crate::metrics::{ServeMetrics, VariantHandles};
-use crate::stats::{Answer, JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats};
+use crate::step_stats::{Answer, JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats};
+use crate::telemetry::{ServeMetrics, VariantHandles};
 use crate::ticker::{InstantTicker, Ticker};
 use crate::{Error, Result};
 
@@ -532,7 +532,7 @@ impl Router {
     }
 
     /// Bytes the requests waiting for labels hold (ids, scores and a fixed overhead per
-    /// request), bounded by [`StatsConfig::label_join_bytes`](crate::stats::StatsConfig).
+    /// request), bounded by [`StatsConfig::label_join_bytes`](crate::step_stats::StatsConfig).
     pub fn awaiting_label_bytes(&self) -> usize {
         self.join.waiting_bytes()
     }

@@ -13,7 +13,7 @@ use ndarray::ArrayView2;
 use prometheus_client::metrics::counter::Counter;
 
 use super::Table;
-use crate::stats::Answer;
+use crate::step_stats::Answer;
 use crate::ticker::Ticker;
 
 /// A mirrored request.

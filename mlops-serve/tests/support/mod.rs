@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use mlops_core::clock::ManualClock;
 use mlops_core::model::{ModelArtifact, Predictor};
 use mlops_core::Dataset;
-use mlops_serve::metrics::ServeMetrics;
 use mlops_serve::policy::PromotionConfig;
 use mlops_serve::replay::{ServiceProfile, SimulatedService, Synthetic};
 use mlops_serve::rollout::{
@@ -20,6 +19,7 @@ use mlops_serve::rollout::{
 };
 use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
 use mlops_serve::source::{MemorySource, ModelSource};
+use mlops_serve::telemetry::ServeMetrics;
 use mlops_serve::ticker::ManualTicker;
 use mlops_serve::{NonFinitePolicy, Result};
 

@@ -134,7 +134,7 @@ fn latency_histogram() -> Histogram {
 /// against the exposition by `tests/deploy.rs`.
 ///
 /// ```
-/// use mlops_serve::metrics::{names, ServeMetrics};
+/// use mlops_serve::telemetry::{names, ServeMetrics};
 /// use prometheus_client::registry::Registry;
 ///
 /// let mut registry = Registry::default();
@@ -208,7 +208,7 @@ pub mod names {
 /// Serving's metric families (see the module docs). Cloning shares them.
 ///
 /// ```
-/// use mlops_serve::metrics::ServeMetrics;
+/// use mlops_serve::telemetry::ServeMetrics;
 /// use prometheus_client::registry::Registry;
 ///
 /// let mut registry = Registry::default();

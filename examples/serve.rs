@@ -175,8 +175,18 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         loop {
             match controller.tick(&following).await {
                 Ok(Tick::Acted(d)) => println!(
-                    "rollout: {:?} {}% -> {}%: {}",
-                    d.kind, d.from_percent, d.to_percent, d.reason
+                    "rollout: {} {}% -> {}%: {}",
+                    d.kind.as_str(),
+                    d.from_percent,
+                    d.to_percent,
+                    d.reason
+                ),
+                // A source, store or Prometheus that did not answer: still serving, retried at
+                // the next poll — said on every poll so an outage is never silent.
+                Ok(Tick::Retrying { part, kind, error }) => eprintln!(
+                    "rollout controller: {} failed ({}), retrying: {error}",
+                    part.as_str(),
+                    kind.as_str()
                 ),
                 Ok(_) => {}
                 Err(e) => eprintln!("rollout controller: {e}"),

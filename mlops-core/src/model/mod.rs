@@ -49,6 +49,11 @@ use crate::error::{Error, Result};
 /// Non-finite input policy: a row with a NaN or infinite feature gets a NaN probability (never
 /// a confident-looking number); every other row is scored as usual. A caller that must not see
 /// NaN checks its batch first ([`crate::Dataset::check_finite`]) or filters the NaN outputs.
+///
+/// Scoring is computation, not waiting: a server may call it for a few rows on an async
+/// runtime's worker thread (mlops-serve's HTTP server does for small bodies), where a call
+/// that blocks on I/O or a lock holds that worker and the request timeout cannot answer for
+/// it. A predictor that must wait (a remote model) bounds its own wait and returns an error.
 pub trait Predictor: Send + Sync {
     /// The input features, in column order.
     fn feature_names(&self) -> &[String];

@@ -51,14 +51,23 @@ impl HttpError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// The model (the router scoring a request) failed with `e`: the client's fault is said
-    /// as it is; the server's is said as the model's failure.
+    /// The model (the router scoring a request) failed with `e`. Only the input refusals of
+    /// the `Predictor` contract are the client's (400: a bad value, a wrong width or output
+    /// length); anything else a model returns — a JSON, I/O or artifact error of a host's
+    /// predictor, whatever its kind — is the server's (500, said as the model's failure), so
+    /// a client is never blamed (or told "not found") for a broken model.
     pub(crate) fn of_model(e: Error) -> Self {
-        let status = status_of(&e);
-        if status.is_server_error() {
-            Self::new(status, format!("the model failed: {e}"))
+        let refused = matches!(
+            &e,
+            Error::InvalidValue(_)
+                | Error::Core(
+                    mlops_core::Error::InvalidValue(_) | mlops_core::Error::LengthMismatch { .. }
+                )
+        );
+        if refused {
+            Self::bad_request(e.to_string())
         } else {
-            Self::new(status, e.to_string())
+            Self::internal(format!("the model failed: {e}"))
         }
     }
 }
@@ -133,6 +142,36 @@ mod tests {
         ] {
             assert_eq!(status_of(&e), status, "{e}");
         }
+        // A host predictor's other failures are the server's, never a 400 or a 404.
+        for e in [
+            Error::Core(mlops_core::Error::Json {
+                what: "backend answer".into(),
+                cause: serde_json::from_str::<u8>("x").unwrap_err(),
+            }),
+            Error::Core(mlops_core::Error::Io {
+                action: "reading",
+                path: "weights".into(),
+                cause: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        ] {
+            let answer = HttpError::of_model(e);
+            assert_eq!(
+                answer.status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{answer:?}"
+            );
+            assert!(
+                answer.message.starts_with("the model failed: "),
+                "{answer:?}"
+            );
+        }
+        let length = Error::Core(mlops_core::Error::LengthMismatch {
+            left: "x",
+            left_len: 1,
+            right: "out",
+            right_len: 2,
+        });
+        assert_eq!(HttpError::of_model(length).status, StatusCode::BAD_REQUEST);
         let r = HttpError::busy("full").into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");

@@ -30,7 +30,8 @@ use tokio::sync::Semaphore;
 
 use super::error::HttpError;
 use super::protocol::{
-    decode_request, encode_response, DataType, Output, OutputData, RequestedOutput, TensorData,
+    decode_request, encode_response, DataType, Output, OutputData, ProtocolError, RequestedOutput,
+    TensorData,
 };
 use crate::router::{Request, Router};
 use crate::{Error, Result};
@@ -491,6 +492,8 @@ async fn limit_head(State(s): State<Arc<Shared>>, request: HttpRequest, next: Ne
 /// body is worked on in the blocking pool ([`tokio::task::spawn_blocking`]), so the worker
 /// stays free and the request timeout answers while the model computes. On a current-thread
 /// runtime every body goes to the blocking pool: its one thread must never wait on a model.
+/// The request timeout therefore bounds the compute of larger bodies only: a host predictor
+/// that blocks (the `Predictor` contract says it must not) holds a worker for small ones.
 pub const INLINE_BODY_BYTES: usize = 8 << 10;
 
 /// Runs `work` (a request's decoding and scoring) while holding one of the
@@ -1060,50 +1063,43 @@ fn run_labels(
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("labels body: not valid JSON: {e}"),
-            )
+            return HttpError::from(ProtocolError(format!("labels body: not valid JSON: {e}")))
+                .into_response()
         }
     };
     let Some(id) = parsed.get("id").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "labels body: missing string \"id\"",
-        );
+        return HttpError::from(ProtocolError("labels body: missing string \"id\"".into()))
+            .into_response();
     };
     if let Err(e) = id_too_long(s, id) {
         return e.into_response();
     }
     let Some(values) = parsed.get("labels").and_then(Value::as_array) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "labels body: missing array \"labels\"",
-        );
+        return HttpError::from(ProtocolError(
+            "labels body: missing array \"labels\"".into(),
+        ))
+        .into_response();
     };
     let Some(labels) = values
         .iter()
         .map(Value::as_f64)
         .collect::<Option<Vec<f64>>>()
     else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "labels body: every label must be a number (0 or 1)",
-        );
+        return HttpError::from(ProtocolError(
+            "labels body: every label must be a number (0 or 1)".into(),
+        ))
+        .into_response();
     };
     match s.router.feedback(id, &labels) {
         Ok(joined) => axum::Json(json!({ "id": id, "joined": joined })).into_response(),
-        // Every refusal of a labels post is the client's (400), whatever its kind.
-        Err(e) => HttpError::bad_request(e.to_string()).into_response(),
+        // The router refuses a labels post as bad input (400, by `status_of`).
+        Err(e) => HttpError::from(e).into_response(),
     }
 }
 
 async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
     let Some(registry) = &s.metrics else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this server exposes no metrics registry",
-        );
+        return HttpError::not_found("this server exposes no metrics registry").into_response();
     };
     s.router.snapshot(); // refresh the live accuracy and AUC gauges
     match mlops_core::exposition::classic_text(registry) {
@@ -1115,7 +1111,7 @@ async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
             text,
         )
             .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => HttpError::internal(e.to_string()).into_response(),
     }
 }
 

@@ -62,9 +62,13 @@ pub enum Tick {
     /// Another controller wrote first; this one now follows that state.
     Lost,
     /// A retryable failure ([`ErrorKind::is_retryable`]: a source, store or metrics source
-    /// that did not answer): the router keeps serving its current routes, nothing was decided
-    /// or moved by this tick, the failure is counted in `mlops_serve_controller_errors_total`
-    /// and the next tick tries again. (A permanent failure is returned as the tick's error.)
+    /// that did not answer): the router keeps serving its current routes, the failure is
+    /// counted in `mlops_serve_controller_errors_total` and the next tick tries again. (A
+    /// permanent failure is returned as the tick's error.) When the failure was the alias
+    /// moves after a decision was written (a promotion or rollback committed to the store),
+    /// that decision stands and is in the stored state's history: the next tick finishes
+    /// the moves and answers `Followed`, so a caller that must see every decision reads the
+    /// state's history, not only `Acted`.
     Retrying {
         /// The part of the tick that failed (the metric's `kind` label).
         part: ControllerErrorKind,

@@ -148,12 +148,14 @@ impl RolloutStore for mlops_registry::Registry {
         match entry {
             None => Ok(None),
             Some(e) => {
+                // A stored document this version cannot read is corrupt data (permanent:
+                // reported, not retried), not the caller's bad input.
                 let state = serde_json::from_value(e.value).map_err(|err| {
-                    crate::Error::invalid(
-                        format!("rollout state {document:?} of {model:?} (entry {})", e.seq),
-                        err.to_string(),
-                        "a rollout state written by this version of mlops",
-                    )
+                    crate::Error::corrupt(format!(
+                        "rollout state {document:?} of {model:?} (entry {}) is not a rollout \
+                         state written by this version of mlops: {err}",
+                        e.seq
+                    ))
                 })?;
                 Ok(Some(Stored { seq: e.seq, state }))
             }

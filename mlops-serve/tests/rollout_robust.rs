@@ -546,16 +546,7 @@ fn replicas_on_different_policies_reconcile_a_state_at_most_once() {
             break;
         }
     }
-    let reconciles = shared
-        .decisions
-        .iter()
-        .filter(|d| d.kind == DecisionKind::Reconcile)
-        .count();
-    assert!(
-        reconciles <= 1,
-        "{reconciles} reconciliations: {:#?}",
-        shared.decisions
-    );
+    assert_reconciled_at_most_once(&shared);
     assert_eq!(shared.phase, Phase::Promoted, "{:#?}", shared.decisions);
     assert!(
         shared.decisions.len() < 20,
@@ -605,16 +596,7 @@ async fn two_controllers_on_different_policies_do_not_reconcile_each_other_for_e
         traffic(&w, &[&ra, &rb], 750, &mut offset);
     }
     let s = state_of(&a).await.unwrap();
-    let reconciles = s
-        .decisions
-        .iter()
-        .filter(|d| d.kind == DecisionKind::Reconcile)
-        .count();
-    assert!(
-        reconciles <= 1,
-        "{reconciles} reconciliations: {:#?}",
-        s.decisions
-    );
+    assert_reconciled_at_most_once(&s);
     assert!(s.phase.is_terminal(), "{:#?}", s.decisions);
 }
 
@@ -703,4 +685,18 @@ async fn a_retryable_source_failure_is_retried_and_a_permanent_one_reported() {
         assert_eq!(served(&router), promoted, "the routes changed");
         assert_eq!(errors(&w, "source"), 3 + attempt);
     }
+}
+
+/// A rollout whose replicas disagree on the policy is reconciled at most once, whoever wins.
+fn assert_reconciled_at_most_once(s: &RolloutState) {
+    let reconciles = s
+        .decisions
+        .iter()
+        .filter(|d| d.kind == DecisionKind::Reconcile)
+        .count();
+    assert!(
+        reconciles <= 1,
+        "{reconciles} reconciliations: {:#?}",
+        s.decisions
+    );
 }

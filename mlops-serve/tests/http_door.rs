@@ -241,7 +241,14 @@ async fn requests_past_the_in_flight_bound_get_503_json() {
     };
     let app = app_of(model, &config);
     let (addr, stop, server) = start(app, config).await;
-    let holder = tokio::spawn(raw(addr, infer_request(None)));
+    // The holder's body is over INLINE_BODY_BYTES, so its blocked model holds a thread of the
+    // blocking pool, as a model that blocks must (the `Predictor` contract): blocked inline,
+    // it would hold a runtime worker, and a task queued behind it there (tokio's LIFO slot is
+    // never stolen) would wait for the release — this test then failed about 1 run in 20.
+    let holder = tokio::spawn(raw(
+        addr,
+        padded_infer_request(mlops_serve::http::INLINE_BODY_BYTES),
+    ));
     entered_rx.await.unwrap();
     let busy = raw(addr, infer_request(None)).await;
     assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
@@ -367,16 +374,19 @@ fn padded_infer_request(pad: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_byte_budget_get_503_json() {
     let (model, entered_rx, release_tx) = blocking();
+    // Bodies over INLINE_BODY_BYTES: the blocked model holds a thread of the blocking pool,
+    // not a runtime worker (see requests_past_the_in_flight_bound_get_503_json).
+    let large = mlops_serve::http::INLINE_BODY_BYTES + 1024;
     let config = ServerConfig {
-        body_limit_bytes: 1024,
-        max_body_bytes_in_flight: 1024,
+        body_limit_bytes: 2 * large - 1,
+        max_body_bytes_in_flight: 2 * large - 1,
         ..ServerConfig::default()
     };
     let app = app_of(model, &config);
     let (addr, stop, server) = start(app, config).await;
-    let holder = tokio::spawn(raw(addr, padded_infer_request(600)));
+    let holder = tokio::spawn(raw(addr, padded_infer_request(large)));
     entered_rx.await.unwrap();
-    let refused = raw(addr, padded_infer_request(600)).await;
+    let refused = raw(addr, padded_infer_request(large)).await;
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("max_body_bytes_in_flight"), "{refused}");
     let small = raw(addr, padded_infer_request(0)).await;
@@ -384,7 +394,7 @@ async fn bodies_past_the_byte_budget_get_503_json() {
     release_tx.send(()).unwrap();
     let held = holder.await.unwrap();
     assert!(held.starts_with("HTTP/1.1 200"), "{held}");
-    let again = raw(addr, padded_infer_request(600)).await;
+    let again = raw(addr, padded_infer_request(large)).await;
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();

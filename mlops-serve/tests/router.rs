@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
+mod support;
+
 use mlops_core::clock::ManualClock;
 use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec, Predictor};
 use mlops_serve::router::{
@@ -18,14 +20,7 @@ use mlops_serve::{CompiledModel, NonFinitePolicy};
 use ndarray::{array, Array2, ArrayView2};
 
 /// `sigmoid(w * x)`: each variant's weight makes its outputs recognizable.
-fn model(w: f32) -> Arc<dyn Predictor> {
-    let spec = ModelSpec::new(
-        vec!["x".into()],
-        vec![LayerSpec::new(1, Activation::Sigmoid)],
-    );
-    let a = ModelArtifact::new(spec, vec![(array![[w]], array![0.0_f32])]).unwrap();
-    Arc::new(CompiledModel::compile(&a, NonFinitePolicy::Reject).unwrap())
-}
+use support::sigmoid_model as model;
 
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())

@@ -140,14 +140,26 @@ fn work(
     let mut out: Vec<f32> = Vec::new();
     // Drain what is queued, then sleep a millisecond: the request path's `try_send` never has
     // to wake a blocked receiver (a futex call and a context switch per mirrored request),
-    // and a shadow answers at most a millisecond later, off the request path anyway.
+    // and a shadow answers at most a millisecond later, off the request path anyway. After
+    // [`IDLE_POLLS`] empty polls the worker blocks until the next job (the one send that
+    // wakes it): a router without a shadow, or one not mirroring, costs no wake-ups.
+    let mut empty = 0u32;
     loop {
-        match rx.try_recv() {
+        let next = if empty < IDLE_POLLS {
+            rx.try_recv()
+        } else {
+            rx.recv().map_err(|_| TryRecvError::Disconnected)
+        };
+        match next {
             Ok(job) => {
+                empty = 0;
                 score(&job, &mut out, &*ticker, &error, &panic);
                 backlog.finished();
             }
-            Err(TryRecvError::Empty) => std::thread::sleep(IDLE),
+            Err(TryRecvError::Empty) => {
+                empty += 1;
+                std::thread::sleep(IDLE);
+            }
             Err(TryRecvError::Disconnected) => return,
         }
     }
@@ -155,6 +167,9 @@ fn work(
 
 /// How long the worker sleeps when the queue is empty.
 const IDLE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Empty polls (about 100 ms of no mirrored request) before the worker blocks.
+const IDLE_POLLS: u32 = 100;
 
 fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, panic: &Counter) {
     let Some((index, _)) = job.table.shadow else {

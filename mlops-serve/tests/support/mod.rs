@@ -25,6 +25,22 @@ use mlops_serve::{NonFinitePolicy, Result};
 
 pub const MODEL: &str = "fraud";
 
+/// One feature `x` scored `sigmoid(w * x)`, compiled: each weight makes a model's outputs
+/// recognizable.
+pub fn sigmoid_model(w: f32) -> Arc<dyn Predictor> {
+    use mlops_core::model::{Activation, LayerSpec, ModelSpec};
+    let spec = ModelSpec::new(
+        vec!["x".into()],
+        vec![LayerSpec::new(1, Activation::Sigmoid)],
+    );
+    let a = ModelArtifact::new(spec, vec![(ndarray::array![[w]], ndarray::array![0.0_f32])])
+        .expect("a valid one-weight network");
+    Arc::new(
+        mlops_serve::CompiledModel::compile(&a, NonFinitePolicy::Reject)
+            .expect("a one-weight network compiles"),
+    )
+}
+
 pub struct World {
     pub truth: Synthetic,
     pub source: Arc<MemorySource>,

@@ -415,3 +415,115 @@ fn the_body_byte_budget_is_bounded() {
         "{e}"
     );
 }
+
+/// Issue 23, the connection's idle watchdog (one timer a connection, none a request): a
+/// keep-alive connection answers a second request at once, and once it has had no request
+/// for the header timeout it is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let config = ServerConfig {
+        header_timeout_seconds: 1.0,
+        ..ServerConfig::default()
+    };
+    let app = app_of(plain_model(), &config);
+    let (addr, stop, server) = start(app, config).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let keep_alive = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+    for i in 0..2 {
+        stream.write_all(keep_alive.as_bytes()).await.unwrap();
+        let mut buf = [0_u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "request {i}: {answer}");
+    }
+    let idle = std::time::Instant::now();
+    let mut buf = [0_u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut buf))
+        .await
+        .expect("the idle connection still open after 20 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        idle.elapsed() >= std::time::Duration::from_millis(900),
+        "closed after {:?}, before the header timeout",
+        idle.elapsed()
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// The header timeout bounds a connection with no request, never a request being handled:
+/// an upload that takes longer than it (bounded by the request timeout instead) and an
+/// answer whose body takes longer than it to write both complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_timeout_never_cuts_a_request_being_handled() {
+    let config = ServerConfig {
+        header_timeout_seconds: 0.5,
+        timeout_seconds: 30.0,
+        ..ServerConfig::default()
+    };
+    let app = app_of(plain_model(), &config);
+    let (addr, stop, server) = start(app, config.clone()).await;
+    // The body, a byte every 100 ms for 1.5 s after the headers.
+    let head = format!(
+        "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        INFER_BODY.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = INFER_BODY.as_bytes().split_at(INFER_BODY.len() - 15);
+    stream.write_all(first).await.unwrap();
+    for b in rest {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stream.write_all(&[*b]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("an answer")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
+    // An answer streamed over 1.5 s, a piece every 100 ms.
+    let streaming = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            let pieces = futures::stream::unfold(0, |i| async move {
+                if i == 15 {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Some((
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(format!("{i};"))),
+                    i + 1,
+                ))
+            });
+            axum::body::Body::from_stream(pieces)
+        }),
+    );
+    let (addr, stop, server) = start(streaming, config).await;
+    let answer = raw(
+        addr,
+        "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    let expected: String = (0..15).map(|i| format!("{i};")).collect();
+    // Chunked: each piece in its own chunk; their text in order.
+    let body: String = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .lines()
+        .filter(|l| l.ends_with(';'))
+        .collect();
+    assert_eq!(body, expected, "{answer}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

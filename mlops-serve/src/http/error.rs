@@ -14,8 +14,9 @@ use crate::{Error, ErrorKind};
 pub(crate) struct HttpError {
     status: StatusCode,
     message: String,
-    /// Whether the client should retry later (503 with `Retry-After: 1`).
-    retry: bool,
+    /// A header the answer carries: `Retry-After` when the server is busy,
+    /// `WWW-Authenticate` when a token is missing.
+    header: Option<(header::HeaderName, HeaderValue)>,
 }
 
 impl HttpError {
@@ -24,7 +25,7 @@ impl HttpError {
         HttpError {
             status,
             message: message.into(),
-            retry: false,
+            header: None,
         }
     }
 
@@ -41,8 +42,17 @@ impl HttpError {
     /// The server is at a bound: retry later (503, `Retry-After: 1`).
     pub(crate) fn busy(message: impl Into<String>) -> Self {
         HttpError {
-            retry: true,
+            header: Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// The request has no accepted bearer token (401, `WWW-Authenticate: Bearer`); the
+    /// message never says which part was wrong.
+    pub(crate) fn unauthorized() -> Self {
+        HttpError {
+            header: Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized")
         }
     }
 
@@ -102,10 +112,8 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status, axum::Json(json!({ "error": self.message }))).into_response();
-        if self.retry {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
         }
         response
     }
@@ -175,5 +183,8 @@ mod tests {
         let r = HttpError::busy("full").into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = HttpError::unauthorized().into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 }

@@ -5,11 +5,14 @@
 //! TLS is left to the proxy in front (a load balancer, an ingress, a sidecar): the server
 //! speaks plain HTTP/1.1 and listens where it is told.
 
+mod connection;
+mod door;
 mod error;
 pub mod protocol;
 pub mod server;
 
+pub use connection::{serve, serve_with};
 pub use server::{
-    app, app_with, parse_tokens, serve, serve_with, supervise, CheckedServerConfig, Readiness,
-    ServerConfig, INLINE_BODY_BYTES, INPUT, LABEL, PROBABILITY,
+    app, app_with, parse_tokens, supervise, CheckedServerConfig, Readiness, ServerConfig,
+    INLINE_BODY_BYTES, INPUT, LABEL, PROBABILITY,
 };

@@ -1165,15 +1165,30 @@ pub enum OutputData {
 
 /// An output of a response.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Output {
+pub struct Output<'a> {
     /// Its name.
-    pub name: String,
+    pub name: &'a str,
     /// Its shape.
-    pub shape: Vec<usize>,
+    pub shape: &'a [usize],
     /// Its values.
     pub data: OutputData,
     /// Whether to send it in binary.
     pub binary: bool,
+}
+
+/// An output's values as JSON: FP32 in their shortest FP32 text (a NaN, an unscored row, has
+/// no JSON number: `null`), INT64 as integers.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonData<'a> {
+    Fp32(&'a [f32]),
+    Int64(&'a [i64]),
+}
+
+/// An output's parameters when its values follow in binary.
+#[derive(Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
 }
 
 #[derive(Serialize)]
@@ -1182,20 +1197,20 @@ struct JsonOutput<'a> {
     datatype: &'static str,
     shape: &'a [usize],
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<Value>,
+    parameters: Option<BinaryParameters>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Value>,
+    data: Option<JsonData<'a>>,
 }
 
 #[derive(Serialize)]
-struct JsonResponse<'a> {
+struct JsonResponse<'a, P> {
     model_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    model_version: Option<String>,
+    model_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<Value>,
+    parameters: Option<&'a P>,
     outputs: Vec<JsonOutput<'a>>,
 }
 
@@ -1210,63 +1225,51 @@ pub struct EncodedResponse {
 }
 
 /// Encodes a response. `parameters` (when given) are the response's own (the variant that
-/// answered, for instance).
-pub fn encode_response(
+/// answered, for instance): anything that serializes as a JSON object; an error only when
+/// they do not serialize.
+///
+/// ```
+/// use mlops_serve::http::protocol::{encode_response, Output, OutputData};
+///
+/// let outputs = [Output {
+///     name: "probability",
+///     shape: &[2],
+///     data: OutputData::Fp32(vec![0.25, f32::NAN]),
+///     binary: false,
+/// }];
+/// let parameters = serde_json::json!({"variant": "stable"});
+/// let encoded = encode_response("fraud", Some("3"), None, Some(&parameters), &outputs)?;
+/// assert_eq!(
+///     String::from_utf8(encoded.body)?,
+///     r#"{"model_name":"fraud","model_version":"3","parameters":{"variant":"stable"},"outputs":[{"name":"probability","datatype":"FP32","shape":[2],"data":[0.25,null]}]}"#
+/// );
+/// assert_eq!(encoded.header_length, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode_response<P: Serialize>(
     model_name: &str,
-    model_version: Option<String>,
+    model_version: Option<&str>,
     id: Option<&str>,
-    parameters: Option<Value>,
-    outputs: &[Output],
-) -> EncodedResponse {
-    let mut binary = Vec::new();
+    parameters: Option<&P>,
+    outputs: &[Output<'_>],
+) -> Result<EncodedResponse, serde_json::Error> {
     let json_outputs = outputs
         .iter()
         .map(|o| {
-            let datatype = match o.data {
-                OutputData::Fp32(_) => "FP32",
-                OutputData::Int64(_) => "INT64",
+            let (datatype, data, size) = match &o.data {
+                OutputData::Fp32(v) => ("FP32", JsonData::Fp32(v), std::mem::size_of_val(&v[..])),
+                OutputData::Int64(v) => {
+                    ("INT64", JsonData::Int64(v), std::mem::size_of_val(&v[..]))
+                }
             };
-            if o.binary {
-                let start = binary.len();
-                match &o.data {
-                    OutputData::Fp32(v) => v
-                        .iter()
-                        .for_each(|x| binary.extend_from_slice(&x.to_le_bytes())),
-                    OutputData::Int64(v) => v
-                        .iter()
-                        .for_each(|x| binary.extend_from_slice(&x.to_le_bytes())),
-                }
-                JsonOutput {
-                    name: &o.name,
-                    datatype,
-                    shape: &o.shape,
-                    parameters: Some(
-                        serde_json::json!({ "binary_data_size": binary.len() - start }),
-                    ),
-                    data: None,
-                }
-            } else {
-                let data = match &o.data {
-                    // A NaN probability (an unscored row) has no JSON number: null.
-                    OutputData::Fp32(v) => Value::Array(
-                        v.iter()
-                            .map(|&x| {
-                                serde_json::Number::from_f64(f64::from(x))
-                                    .map_or(Value::Null, Value::Number)
-                            })
-                            .collect(),
-                    ),
-                    OutputData::Int64(v) => {
-                        Value::Array(v.iter().map(|&x| Value::from(x)).collect())
-                    }
-                };
-                JsonOutput {
-                    name: &o.name,
-                    datatype,
-                    shape: &o.shape,
-                    parameters: None,
-                    data: Some(data),
-                }
+            JsonOutput {
+                name: o.name,
+                datatype,
+                shape: o.shape,
+                parameters: o.binary.then_some(BinaryParameters {
+                    binary_data_size: size,
+                }),
+                data: (!o.binary).then_some(data),
             }
         })
         .collect();
@@ -1277,12 +1280,34 @@ pub fn encode_response(
         parameters,
         outputs: json_outputs,
     };
-    let mut body = serde_json::to_vec(&header).unwrap_or_else(|_| b"{}".to_vec());
-    let header_length =
-        (!binary.is_empty() || outputs.iter().any(|o| o.binary)).then_some(body.len());
-    body.extend_from_slice(&binary);
-    EncodedResponse {
+    // About 20 bytes a JSON value, and the binary values as they are: one allocation for
+    // most answers.
+    let (values, binary) = outputs.iter().fold((0, 0), |(values, binary), o| {
+        let (n, size) = match &o.data {
+            OutputData::Fp32(v) => (v.len(), std::mem::size_of_val(&v[..])),
+            OutputData::Int64(v) => (v.len(), std::mem::size_of_val(&v[..])),
+        };
+        if o.binary {
+            (values, binary + size)
+        } else {
+            (values + n, binary)
+        }
+    });
+    let mut body = Vec::with_capacity(256 + 20 * values + binary);
+    serde_json::to_writer(&mut body, &header)?;
+    let header_length = outputs.iter().any(|o| o.binary).then_some(body.len());
+    for o in outputs.iter().filter(|o| o.binary) {
+        match &o.data {
+            OutputData::Fp32(v) => v
+                .iter()
+                .for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
+            OutputData::Int64(v) => v
+                .iter()
+                .for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
+        }
+    }
+    Ok(EncodedResponse {
         body,
         header_length,
-    }
+    })
 }

@@ -1,23 +1,20 @@
 //! The HTTP server: the KServe V2 REST endpoints on axum, the [`Router`] in the request path,
-//! delayed labels, `/metrics`, and the bounds of a door: a body limit, a request timeout, a
-//! header-read timeout, limits on the request id, the headers and the URI, on requests in
-//! flight (503) and on open connections (the oldest idle one is shed), optional bearer-token
-//! auth, readiness that turns false when a background task dies ([`supervise`]), and every
-//! error as `{"error": ...}` JSON.
+//! delayed labels, `/metrics`, and the bounds of a door: a body limit, limits on the request
+//! id and on requests and body bytes in flight (503), readiness that turns false when a
+//! background task dies ([`supervise`]). The layer in front of the routes (`door.rs`) adds
+//! the request timeout, the limits on the headers and the URI, optional bearer-token auth and
+//! every error as `{"error": ...}` JSON; the connection loop ([`serve_with`]) the header
+//! timeout and the bound on open connections (the oldest idle one is shed).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{
-    DefaultBodyLimit, FromRequestParts, Path, RawPathParams, Request as HttpRequest, State,
+    FromRequest, FromRequestParts, Path, RawPathParams, Request as HttpRequest, State,
 };
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mlops_core::duration::{seconds, SecondsRange};
@@ -25,13 +22,14 @@ use mlops_core::VersionRef;
 use ndarray::Array2;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+#[cfg(doc)]
+use super::connection::serve_with;
+use super::door::{DoorLayer, Rules};
 use super::error::HttpError;
 use super::protocol::{
-    decode_request, encode_response, DataType, Output, OutputData, ProtocolError, RequestedOutput,
-    TensorData,
+    decode_request, encode_response, DataType, Output, OutputData, ProtocolError, TensorData,
 };
 use crate::router::{Request, Router};
 use crate::{Error, Result};
@@ -345,8 +343,6 @@ struct Shared {
     router: Arc<Router>,
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
     config: ServerConfig,
-    /// SHA-256 of each accepted token (compared in constant time).
-    tokens: Vec<[u8; 32]>,
     readiness: Readiness,
     in_flight: Arc<Semaphore>,
     /// One permit per body byte being worked on ([`ServerConfig::max_body_bytes_in_flight`]).
@@ -382,20 +378,26 @@ pub fn app_with(
     readiness: Readiness,
 ) -> Result<axum::Router> {
     let config = config.into_config();
-    let tokens = config
-        .tokens
-        .iter()
-        .map(|t| Sha256::digest(t.as_bytes()).into())
-        .collect();
-    let timeout = seconds(
-        "ServerConfig.timeout_seconds",
-        config.timeout_seconds,
-        TIMEOUT_RANGE,
-    )?;
-    let limit = config.body_limit_bytes;
+    let door = DoorLayer {
+        rules: Arc::new(Rules {
+            max_uri_bytes: config.max_uri_bytes,
+            max_header_bytes: config.max_header_bytes,
+            tokens: config
+                .tokens
+                .iter()
+                .map(|t| Sha256::digest(t.as_bytes()).into())
+                .collect(),
+            timeout: seconds(
+                "ServerConfig.timeout_seconds",
+                config.timeout_seconds,
+                TIMEOUT_RANGE,
+            )?,
+            timeout_seconds: config.timeout_seconds,
+        }),
+    };
     let body_budget = config
         .max_body_bytes_in_flight
-        .max(limit)
+        .max(config.body_limit_bytes)
         .min(Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
         model: model.to_string(),
@@ -405,7 +407,6 @@ pub fn app_with(
         body_bytes: Arc::new(Semaphore::new(body_budget)),
         body_budget,
         config,
-        tokens,
         readiness,
     });
     let v2 = axum::Router::new()
@@ -423,8 +424,7 @@ pub fn app_with(
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route("/v2/models/{model}/labels", post(labels))
-        .route("/metrics", get(metrics_text))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
+        .route("/metrics", get(metrics_text));
     Ok(axum::Router::new()
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(server_ready))
@@ -440,50 +440,8 @@ pub fn app_with(
                 ),
             )
         })
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(middleware::from_fn_with_state(shared.clone(), limit_head))
-        .layer(middleware::map_response_with_state(
-            shared.clone(),
-            json_errors,
-        ))
+        .layer(door)
         .with_state(shared))
-}
-
-/// Refuses a request target longer than [`ServerConfig::max_uri_bytes`] (414) and headers
-/// larger than [`ServerConfig::max_header_bytes`] (431), before any other work.
-async fn limit_head(State(s): State<Arc<Shared>>, request: HttpRequest, next: Next) -> Response {
-    let uri = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
-    if uri > s.config.max_uri_bytes {
-        return error(
-            StatusCode::URI_TOO_LONG,
-            format!(
-                "request target of {uri} bytes; expected at most {} bytes",
-                s.config.max_uri_bytes
-            ),
-        );
-    }
-    let headers: usize = request
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if headers > s.config.max_header_bytes {
-        return error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!(
-                "request headers of {headers} bytes; expected at most {} bytes",
-                s.config.max_header_bytes
-            ),
-        );
-    }
-    next.run(request).await
 }
 
 /// The largest body decoded and scored on the runtime worker that read it (on a
@@ -546,48 +504,6 @@ where
     }
 }
 
-/// Every error answer as `{"error": ...}` JSON: those of axum, of the timeout and of the body
-/// limit come with an empty or a text body, which becomes the message (headers kept).
-async fn json_errors(State(s): State<Arc<Shared>>, response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 16 << 10)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        .unwrap_or_default();
-    let message = if status == StatusCode::REQUEST_TIMEOUT {
-        format!(
-            "request timeout: not completed within {} s",
-            s.config.timeout_seconds
-        )
-    } else if text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_ascii_lowercase()
-    } else {
-        text
-    };
-    let mut r = error(status, message);
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            r.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    r
-}
-
 /// `/v2/health/ready`: 200 while ready, 503 with the reason after.
 async fn server_ready(State(s): State<Arc<Shared>>) -> Response {
     match s.readiness.reason() {
@@ -596,35 +512,6 @@ async fn server_ready(State(s): State<Arc<Shared>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}"),
         ),
-    }
-}
-
-/// Bearer-token authentication: a 401 that does not say which part was wrong.
-async fn authenticate(State(s): State<Arc<Shared>>, request: HttpRequest, next: Next) -> Response {
-    if s.tokens.is_empty() {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim_start())
-        .map(|t| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() });
-    let ok = presented.is_some_and(|p| {
-        s.tokens
-            .iter()
-            .fold(subtle::Choice::from(0), |any, t| any | t.ct_eq(&p))
-            .into()
-    });
-    if ok {
-        next.run(request).await
-    } else {
-        let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        r
     }
 }
 
@@ -817,11 +704,11 @@ async fn infer(
     State(s): State<Arc<Shared>>,
     target: Target,
     headers: InferHeaders,
-    body: std::result::Result<Bytes, BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(rejection) => return body_error(rejection),
+        Err(e) => return e.into_response(),
     };
     let shared = s.clone();
     in_flight(&s, body.len(), move || {
@@ -830,14 +717,44 @@ async fn infer(
     .await
 }
 
-fn body_error(rejection: BytesRejection) -> Response {
-    let status = rejection.status();
-    let status = if status == StatusCode::PAYLOAD_TOO_LARGE || status.is_client_error() {
-        status
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    error(status, format!("request body: {}", rejection.body_text()))
+/// A request's body, read whole up to [`ServerConfig::body_limit_bytes`]: past it (or with a
+/// `Content-Length` past it, before reading) 413; a body that could not be read (the client
+/// went away) 400. Handlers take it last and answer its error without other work.
+struct RequestBody(std::result::Result<Bytes, HttpError>);
+
+impl FromRequest<Arc<Shared>> for RequestBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(
+        request: HttpRequest,
+        s: &Arc<Shared>,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        use http_body_util::BodyExt;
+        let limit = s.config.body_limit_bytes;
+        let too_large = |size: String| {
+            HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body of {size} bytes; expected at most {limit} bytes (ServerConfig.body_limit_bytes)"),
+            )
+        };
+        let body = request.into_body();
+        if let Some(declared) = http_body::Body::size_hint(&body).upper() {
+            if declared > limit as u64 {
+                return Ok(RequestBody(Err(too_large(declared.to_string()))));
+            }
+        }
+        Ok(RequestBody(
+            match http_body_util::Limited::new(body, limit).collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Err(too_large(format!("more than {limit}")))
+                }
+                Err(e) => Err(HttpError::bad_request(format!(
+                    "request body: could not be read: {e}"
+                ))),
+            },
+        ))
+    }
 }
 
 /// The `[batch, n]` feature matrix from the one input.
@@ -925,36 +842,27 @@ fn run_infer(
         id_too_long(s, id)?;
     }
     let x = features(s, &mut request.inputs).map_err(HttpError::bad_request)?;
-    let requested: Vec<RequestedOutput> = match &request.outputs {
-        Some(outputs) => {
-            if let Some((k, o)) = outputs
-                .iter()
-                .enumerate()
-                .find(|(k, o)| outputs[..*k].iter().any(|p| p.name == o.name))
-            {
-                return Err(HttpError::bad_request(format!(
-                    "outputs[{k}]: {:?} is asked for twice",
-                    o.name
-                )));
-            }
-            if let Some(o) = outputs
-                .iter()
-                .find(|o| o.name != PROBABILITY && o.name != LABEL)
-            {
-                return Err(HttpError::bad_request(format!(
-                    "unknown output {:?}: expected {PROBABILITY:?} or {LABEL:?}",
-                    o.name
-                )));
-            }
-            outputs.clone()
+    if let Some(outputs) = &request.outputs {
+        if let Some((k, o)) = outputs
+            .iter()
+            .enumerate()
+            .find(|(k, o)| outputs[..*k].iter().any(|p| p.name == o.name))
+        {
+            return Err(HttpError::bad_request(format!(
+                "outputs[{k}]: {:?} is asked for twice",
+                o.name
+            )));
         }
-        None => [PROBABILITY, LABEL]
-            .map(|name| RequestedOutput {
-                name: name.into(),
-                binary: request.binary_output,
-            })
-            .to_vec(),
-    };
+        if let Some(o) = outputs
+            .iter()
+            .find(|o| o.name != PROBABILITY && o.name != LABEL)
+        {
+            return Err(HttpError::bad_request(format!(
+                "unknown output {:?}: expected {PROBABILITY:?} or {LABEL:?}",
+                o.name
+            )));
+        }
+    }
     fn text(v: &Option<HeaderValue>) -> Option<&str> {
         v.as_ref().and_then(|v| v.to_str().ok())
     }
@@ -981,26 +889,44 @@ fn run_infer(
         })
         .collect();
     let (mut probabilities, mut labels) = (Some(probabilities), Some(labels));
-    let outputs: Vec<Output> = requested
-        .iter()
-        .map(|o| Output {
-            name: o.name.clone(),
-            shape: vec![x.nrows()],
-            binary: o.binary,
-            data: if o.name == PROBABILITY {
-                OutputData::Fp32(probabilities.take().unwrap_or_default())
-            } else {
-                OutputData::Int64(labels.take().unwrap_or_default())
-            },
-        })
-        .collect();
+    let shape = [x.nrows()];
+    let mut output = |name: &str, binary: bool| Output {
+        name: if name == PROBABILITY {
+            PROBABILITY
+        } else {
+            LABEL
+        },
+        shape: &shape,
+        binary,
+        data: if name == PROBABILITY {
+            OutputData::Fp32(probabilities.take().unwrap_or_default())
+        } else {
+            OutputData::Int64(labels.take().unwrap_or_default())
+        },
+    };
+    let outputs: Vec<Output<'_>> = match &request.outputs {
+        Some(asked) => asked.iter().map(|o| output(&o.name, o.binary)).collect(),
+        None => vec![
+            output(PROBABILITY, request.binary_output),
+            output(LABEL, request.binary_output),
+        ],
+    };
+    /// The response's parameters: the variant that answered.
+    #[derive(serde::Serialize)]
+    struct Answered<'a> {
+        variant: &'a str,
+    }
+    let version = routed.version.map(|v| v.to_string());
     let encoded = encode_response(
         &s.model,
-        routed.version.map(|v| v.to_string()),
+        version.as_deref(),
         request.id.as_deref(),
-        Some(json!({ "variant": &*routed.variant })),
+        Some(&Answered {
+            variant: &routed.variant,
+        }),
         &outputs,
-    );
+    )
+    .map_err(|e| HttpError::internal(format!("encoding the response: {e}")))?;
     let mut response = Response::new(axum::body::Body::from(encoded.body));
     let h = response.headers_mut();
     match encoded.header_length {
@@ -1037,7 +963,7 @@ fn id_too_long(s: &Shared, id: &str) -> std::result::Result<(), HttpError> {
 async fn labels(
     State(s): State<Arc<Shared>>,
     Path(model): Path<String>,
-    body: std::result::Result<Bytes, BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
     if body.is_err() {
         return run_labels(&s, &model, body);
@@ -1048,17 +974,13 @@ async fn labels(
 }
 
 /// The labels post's work ([`labels`]).
-fn run_labels(
-    s: &Shared,
-    model: &str,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
+fn run_labels(s: &Shared, model: &str, body: std::result::Result<Bytes, HttpError>) -> Response {
     if model != s.model {
         return unknown_model(s, model);
     }
     let body = match body {
         Ok(b) => b,
-        Err(rejection) => return body_error(rejection),
+        Err(e) => return e.into_response(),
     };
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -1113,194 +1035,4 @@ async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
             .into_response(),
         Err(e) => HttpError::internal(e.to_string()).into_response(),
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes; requests in flight then finish.
-/// The connection bounds are [`ServerConfig::default`]'s: see [`serve_with`].
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(listener, app, &CheckedServerConfig::default(), shutdown).await
-}
-
-/// One open connection, as the accept loop sees it.
-struct Connection {
-    /// Requests of this connection being handled now (0: idle, or still sending headers).
-    busy: Arc<AtomicUsize>,
-    /// Closes the connection at once.
-    shed: Arc<tokio::sync::Notify>,
-}
-
-/// The open connections, oldest first.
-#[derive(Default)]
-struct Connections {
-    open: Mutex<BTreeMap<u64, Connection>>,
-}
-
-impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Connection>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Closes the oldest connection with no request being handled; `false` when every one is
-    /// busy.
-    fn shed_oldest_idle(&self) -> bool {
-        let mut open = self.lock();
-        let Some(id) = open
-            .iter()
-            .find(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
-            .map(|(id, _)| *id)
-        else {
-            return false;
-        };
-        if let Some(c) = open.remove(&id) {
-            c.shed.notify_one();
-        }
-        true
-    }
-}
-
-/// Counts a request of a connection as being handled while alive.
-struct Busy(Arc<AtomicUsize>);
-
-impl Busy {
-    fn new(busy: &Arc<AtomicUsize>) -> Self {
-        busy.fetch_add(1, Ordering::SeqCst);
-        Busy(busy.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// The answer to a connection past [`ServerConfig::max_connections`] while every open one is
-/// busy.
-const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 50\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"server busy: too many open connections\"}";
-
-/// Serves `app` on `listener` until `shutdown` completes, with `config`'s connection bounds:
-/// a client has [`ServerConfig::header_timeout_seconds`] to send each request's headers; at
-/// most [`ServerConfig::max_connections`] stay open — past it, or when the process is out of
-/// file descriptors, the oldest connection with no request being handled is shed, so a flood
-/// of slow or idle connections cannot keep a health check (or anyone) out. On `shutdown` the
-/// listener closes, idle connections close, and the requests in flight are answered before
-/// this returns.
-pub async fn serve_with(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    config: &CheckedServerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-    }
-    let header_timeout = seconds(
-        "ServerConfig.header_timeout_seconds",
-        config.header_timeout_seconds,
-        HEADER_TIMEOUT_RANGE,
-    )
-    .map_err(invalid)?;
-    let request_timeout = seconds(
-        "ServerConfig.timeout_seconds",
-        config.timeout_seconds,
-        TIMEOUT_RANGE,
-    )
-    .map_err(invalid)?;
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        // Above the configured header bound, so that bound answers (431 JSON) first.
-        .max_buf_size((4 * config.max_header_bytes).max(64 << 10));
-    let connections = Arc::new(Connections::default());
-    let (drain, draining) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut next_id = 0u64;
-    let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = shutdown;
-    loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors (or a connection reset before it was accepted):
-                // free one by shedding an idle connection, then try again.
-                tracing::warn!(error = %e, "accepting a connection failed");
-                connections.shed_oldest_idle();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if connections.lock().len() >= config.max_connections && !connections.shed_oldest_idle() {
-            tracing::warn!(
-                max = config.max_connections,
-                "connection refused: every one busy"
-            );
-            let _ = stream.try_write(BUSY_RESPONSE);
-            continue;
-        }
-        next_id += 1;
-        let id = next_id;
-        let busy = Arc::new(AtomicUsize::new(0));
-        let shed = Arc::new(tokio::sync::Notify::new());
-        connections.lock().insert(
-            id,
-            Connection {
-                busy: busy.clone(),
-                shed: shed.clone(),
-            },
-        );
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let service = hyper::service::service_fn(move |request| {
-            let counted = Busy::new(&busy);
-            let call = hyper::service::Service::call(&service, request);
-            async move {
-                let response = call.await;
-                drop(counted);
-                response
-            }
-        });
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let (mut draining, connections) = (draining.clone(), connections.clone());
-        tasks.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let done = tokio::select! {
-                r = connection.as_mut() => Some(r),
-                () = shed.notified() => None,
-                () = async { drop(draining.wait_for(|d| *d).await) } => {
-                    connection.as_mut().graceful_shutdown();
-                    Some(connection.as_mut().await)
-                }
-            };
-            if let Some(Err(e)) = done {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-            connections.lock().remove(&id);
-        });
-    }
-    drop(listener);
-    let _ = drain.send(true);
-    // A client that never reads its answer would hold its connection (and so the shutdown)
-    // for ever: past the request timeout and a margin, the connections left are closed.
-    let deadline = request_timeout + DRAIN_MARGIN;
-    let drained = tokio::time::timeout(deadline, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            connections = tasks.len(),
-            seconds = deadline.as_secs_f64(),
-            "connections still open past the drain deadline: closed"
-        );
-        tasks.shutdown().await;
-    }
-    Ok(())
 }

@@ -7,23 +7,8 @@
 //! cargo run --release -p mlops-serve --features http --example http_floor -- --addr 127.0.0.1:8090
 //! ```
 
-use axum::body::Bytes;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-
-/// The answer to every request: one row's probability and label, as the server answers.
-const ANSWER: &str = r#"{"model_name":"fraud","model_version":"1","parameters":{"variant":"stable"},"outputs":[{"name":"probability","datatype":"FP32","shape":[1],"data":[0.5]},{"name":"label","datatype":"INT64","shape":[1],"data":[1]}]}"#;
-
-/// Parses the body as JSON (a 400 when it is not) and answers [`ANSWER`].
-async fn infer(body: Bytes) -> Response {
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(request) if request.get("inputs").is_some() => {
-            ([(header::CONTENT_TYPE, "application/json")], ANSWER).into_response()
-        }
-        _ => (StatusCode::BAD_REQUEST, "not a V2 request").into_response(),
-    }
-}
+#[path = "../../benches/support/http_floor_app.rs"]
+mod http_floor_app;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -37,12 +22,7 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    let app = axum::Router::new()
-        .route("/v2/models/{model}/infer", post(infer))
-        .route(
-            "/v2/health/ready",
-            axum::routing::get(|| async { StatusCode::OK }),
-        );
+    let app = http_floor_app::floor_app();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -100,8 +100,10 @@ pub struct ServerConfig {
     /// always fits): decoding takes several times its body, so this bounds the memory of
     /// `max_in_flight` large requests. A read body that does not fit gets 503 at once.
     pub max_body_bytes_in_flight: usize,
-    /// Seconds a client has to send a request's headers ([`HEADER_TIMEOUT_RANGE`]); the
-    /// connection is closed after (slow-header clients cannot hold connections).
+    /// Seconds a client has to send a request's headers ([`HEADER_TIMEOUT_RANGE`]): a
+    /// connection with no request being handled for this long — sending its headers slowly,
+    /// or idle between keep-alive requests — is closed (slow-header clients cannot hold
+    /// connections). A request being handled is bounded by `timeout_seconds` instead.
     pub header_timeout_seconds: f64,
 }
 

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --features http --example serve -- --registry /tmp/reg --model fraud \
-//!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5]
+//!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5] \
+//!     [--log-predictions s3://bucket/log]   # with --features predlog
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -20,6 +21,11 @@
 //! `/metrics` is the Prometheus exposition. SIGINT or SIGTERM stops it after the requests in
 //! flight. If the rollout controller's task dies (a panic), `/v2/health/ready` turns 503 and
 //! the server stops (exit 1) after the requests in flight.
+//!
+//! `--log-predictions URL` (feature `predlog`, off by default) logs every scored row and every
+//! label post as Parquet under `URL` (`predictions/` and `labels/`, partitioned by model and
+//! hour; `mlops::serve::predlog`); on stopping, the buffered rows are written and one line
+//! says what was written and dropped.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +85,49 @@ struct Args {
     /// (or out of file descriptors) the oldest idle one is shed.
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
+    /// Log every scored row and label post as Parquet under this folder or store URL (off by
+    /// default; needs the `predlog` feature).
+    #[arg(long, value_name = "URL")]
+    log_predictions: Option<String>,
+}
+
+/// The prediction log of `--log-predictions`, its metrics in `registry`.
+#[cfg(feature = "predlog")]
+fn prediction_log(
+    args: &Args,
+    registry: &mut mlops::prometheus_client::registry::Registry,
+) -> anyhow::Result<Option<mlops::serve::predlog::PredictionLog>> {
+    use mlops::serve::predlog::{LogMetrics, LogParts, PredictionLog};
+    let Some(url) = &args.log_predictions else {
+        return Ok(None);
+    };
+    let parts = LogParts {
+        metrics: LogMetrics::register(registry),
+        ..LogParts::default()
+    };
+    Ok(Some(
+        PredictionLog::open(url, parts).context("opening --log-predictions")?,
+    ))
+}
+
+/// Writes what the log holds and says what was written and dropped.
+#[cfg(feature = "predlog")]
+async fn close_log(log: Option<mlops::serve::predlog::PredictionLog>) -> anyhow::Result<()> {
+    if let Some(log) = log {
+        let s = tokio::task::spawn_blocking(move || log.close()).await??;
+        println!(
+            "prediction log: {} rows written in {} files, {} dropped ({} buffer_full, {} store_failed, {} closed); labels: {} rows written, {} dropped",
+            s.predictions.rows_written,
+            s.predictions.files_written,
+            s.predictions.dropped(),
+            s.predictions.dropped_buffer_full,
+            s.predictions.dropped_store_failed,
+            s.predictions.dropped_closed,
+            s.labels.rows_written,
+            s.labels.dropped(),
+        );
+    }
+    Ok(())
 }
 
 /// The bearer tokens: none without `--tokens-file` and `MLOPS_TOKENS`; an error when the one
@@ -122,6 +171,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
     let mut metrics_registry = mlops::prometheus_client::registry::Registry::default();
     let metrics = ServeMetrics::register(&mut metrics_registry);
+    #[cfg(feature = "predlog")]
+    let log = prediction_log(&args, &mut metrics_registry)?;
+    #[cfg(not(feature = "predlog"))]
+    if args.log_predictions.is_some() {
+        anyhow::bail!(
+            "--log-predictions needs the `predlog` feature (build with --features predlog)"
+        );
+    }
     let loader = compiling(NonFinitePolicy::Reject);
     let first = loader(
         serving,
@@ -132,6 +189,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Routes::single(Variant::new("stable", Some(serving), first)),
         RouterOptions {
             metrics: metrics.clone(),
+            #[cfg(feature = "predlog")]
+            prediction_log: log.clone(),
             ..RouterOptions::default()
         },
     )?);
@@ -202,7 +261,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ = died => {}
         }
     };
-    serve_with(listener, application, &server_config, stop).await?;
+    let served = serve_with(listener, application, &server_config, stop).await;
+    // The requests in flight are answered: every row they recorded is in the buffer.
+    #[cfg(feature = "predlog")]
+    close_log(log).await?;
+    served?;
     if let Some(reason) = readiness.reason() {
         eprintln!("error: {reason}");
         return Ok(ExitCode::from(1));

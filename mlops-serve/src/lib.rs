@@ -24,6 +24,8 @@
 //! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum;
 //! - `rollout::PrometheusSource` (feature `prometheus`): a step's statistics by PromQL from a
 //!   Prometheus server;
+//! - `predlog` (feature `predlog`): the durable prediction log, every scored row and label
+//!   as Parquet on a store, written off the request path;
 //! - `replay` (feature `sim`): a rollout replayed on simulated time;
 //! - `testing` (feature `testing`, off by default): the public conformance suites a host runs
 //!   on its own `ModelSource`, `RolloutStore`, `MetricsSource` (and `Predictor`).
@@ -34,6 +36,8 @@ mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod policy;
+#[cfg(feature = "predlog")]
+pub mod predlog;
 #[cfg(feature = "sim")]
 pub mod replay;
 pub mod rollout;

@@ -180,6 +180,11 @@ pub struct RouterOptions {
     pub clock: Arc<dyn Clock>,
     /// Latency time.
     pub ticker: Arc<dyn Ticker>,
+    /// Where every scored row and every label post is logged (feature `predlog`; `None`, the
+    /// default: nothing is logged). Recording copies the rows into the log's bounded buffer
+    /// and never fails or blocks a request.
+    #[cfg(feature = "predlog")]
+    pub prediction_log: Option<crate::predlog::PredictionLog>,
 }
 
 impl Default for RouterOptions {
@@ -189,6 +194,8 @@ impl Default for RouterOptions {
             metrics: ServeMetrics::unregistered(),
             clock: Arc::new(SystemClock),
             ticker: Arc::new(InstantTicker::default()),
+            #[cfg(feature = "predlog")]
+            prediction_log: None,
         }
     }
 }
@@ -201,6 +208,9 @@ pub(crate) struct Slot {
     pub(crate) threshold: f32,
     pub(crate) stats: VariantStats,
     pub(crate) handles: VariantHandles,
+    /// The predictor's feature names, shared with every logged row.
+    #[cfg(feature = "predlog")]
+    pub(crate) feature_names: Arc<[String]>,
 }
 
 impl Slot {
@@ -321,6 +331,8 @@ impl Router {
                 predictor: v.predictor.clone(),
                 stats: VariantStats::new(&options.config.stats),
                 handles: metrics.variant_handles(model, v.version, &v.name),
+                #[cfg(feature = "predlog")]
+                feature_names: v.predictor.feature_names().into(),
             })
             .collect::<Vec<_>>();
         for v in &routes.variants {
@@ -433,6 +445,23 @@ impl Router {
             return Err(e.into());
         }
         slot.record(elapsed, Answer::Scored(out));
+        #[cfg(feature = "predlog")]
+        if let Some(log) = &self.options.prediction_log {
+            let batch = crate::predlog::ScoredBatch {
+                model: &self.model,
+                features: &slot.feature_names,
+                request_id: request.request_id,
+                variant: &slot.name,
+                version: slot.version,
+                x,
+                predictions: out,
+            };
+            // A full buffer is counted by the log; an error (a predictor whose feature names
+            // do not match its width) is logged, and the request is answered either way.
+            if let Err(e) = log.record_scored(&batch) {
+                tracing::warn!(model = %self.model, error = %e, "prediction log: rows not recorded");
+            }
+        }
         if let Some(id) = request.request_id {
             self.join
                 .insert(id, slot.name.clone(), slot.version, out.to_vec());
@@ -479,7 +508,16 @@ impl Router {
             .collect::<Result<Vec<bool>>>()?;
         // Checked against the waiting request before it is taken: a rejected post (a wrong
         // count, `[]`) leaves the predictions waiting for the corrected one.
-        let pending = match self.join.take(request_id, parsed.len()) {
+        let taken = self.join.take(request_id, parsed.len());
+        // Logged whether or not they join here (the log is joined again by whoever reads it),
+        // unless the count is wrong and the post is refused.
+        #[cfg(feature = "predlog")]
+        if let (Some(log), false) = (&self.options.prediction_log, taken.is_err()) {
+            if let Err(e) = log.record_labels(&self.model, request_id, labels) {
+                tracing::warn!(model = %self.model, error = %e, "prediction log: labels not recorded");
+            }
+        }
+        let pending = match taken {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(false),
             Err(rows) => {

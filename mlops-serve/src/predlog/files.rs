@@ -1,0 +1,309 @@
+//! What the log writes: the rows a request left (scored rows, posted labels), their Arrow
+//! schema, one Parquet file per batch of a partition, and the partition's key.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::{ArrayRef, Float32Array, RecordBatch, TimestampMicrosecondArray, UInt8Array};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::{Error, ErrorKind, Result};
+
+/// The two kinds of rows, each under its own top folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowKind {
+    /// Scored rows: `predictions/model=…/hour=…/part-….parquet`.
+    Predictions,
+    /// Posted labels: `labels/model=…/hour=…/part-….parquet`.
+    Labels,
+}
+
+impl RowKind {
+    /// The top folder and the `kind` label of the log's metrics: `predictions`, `labels`.
+    ///
+    /// ```
+    /// assert_eq!(mlops_serve::predlog::RowKind::Labels.as_str(), "labels");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowKind::Predictions => "predictions",
+            RowKind::Labels => "labels",
+        }
+    }
+}
+
+/// One request's scored rows, copied off the request path.
+pub(crate) struct ScoredRows {
+    pub(crate) features: Arc<[String]>,
+    pub(crate) request_id: Option<Box<str>>,
+    pub(crate) variant: Arc<str>,
+    pub(crate) version: Option<u64>,
+    /// Row-major, `predictions.len()` rows of `features.len()` values.
+    pub(crate) x: Vec<f32>,
+    pub(crate) predictions: Vec<f32>,
+}
+
+/// One label post.
+pub(crate) struct LabelRows {
+    pub(crate) request_id: Box<str>,
+    pub(crate) labels: Vec<u8>,
+}
+
+/// What one record call left, with its model and time (microseconds since the epoch, UTC).
+pub(crate) struct Rows {
+    pub(crate) model: Arc<str>,
+    pub(crate) time_us: i64,
+    pub(crate) body: Body,
+}
+
+pub(crate) enum Body {
+    Scored(ScoredRows),
+    Labels(LabelRows),
+}
+
+impl Rows {
+    pub(crate) fn len(&self) -> usize {
+        match &self.body {
+            Body::Scored(s) => s.predictions.len(),
+            Body::Labels(l) => l.labels.len(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> RowKind {
+        match self.body {
+            Body::Scored(_) => RowKind::Predictions,
+            Body::Labels(_) => RowKind::Labels,
+        }
+    }
+
+    /// The hour the rows fall in (hours since the epoch).
+    pub(crate) fn hour(&self) -> i64 {
+        self.time_us.div_euclid(3_600_000_000)
+    }
+
+    /// The feature names of scored rows (a file holds one set of them).
+    pub(crate) fn features(&self) -> Option<&Arc<[String]>> {
+        match &self.body {
+            Body::Scored(s) => Some(&s.features),
+            Body::Labels(_) => None,
+        }
+    }
+}
+
+/// The columns every scored row has, before its features.
+pub const PREDICTION_COLUMNS: [&str; 5] = ["request_id", "row", "time", "version", "variant"];
+
+/// The column of a scored row's probability, after its features.
+pub const PREDICTION: &str = "prediction";
+
+/// The columns of a label row.
+pub const LABEL_COLUMNS: [&str; 4] = ["request_id", "row", "time", "label"];
+
+/// The column name of feature `name`: the name itself, or `feature.{name}` where it would
+/// clash with a fixed column (or a partition column: `model`, `hour`).
+pub(crate) fn feature_column(name: &str) -> String {
+    if PREDICTION_COLUMNS.contains(&name) || [PREDICTION, "model", "hour"].contains(&name) {
+        format!("feature.{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+fn time_field() -> Field {
+    Field::new(
+        "time",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::with_kind(ErrorKind::Internal, format!("prediction log: {what}: {e}"))
+}
+
+/// The rows of one partition (same kind, model, hour and features) as one Parquet file.
+pub(crate) fn encode(rows: &[Rows]) -> Result<Vec<u8>> {
+    let n: usize = rows.iter().map(Rows::len).sum();
+    let mut ids = StringBuilder::with_capacity(n, n * 16);
+    let mut row = UInt32Builder::with_capacity(n);
+    let mut time = Vec::with_capacity(n);
+    let mut fields = vec![
+        Field::new("request_id", DataType::Utf8, true),
+        Field::new("row", DataType::UInt32, false),
+        time_field(),
+    ];
+    let columns: Vec<ArrayRef> = match rows.first().map(|r| &r.body) {
+        None => return Err(internal("encoding", "an empty batch")),
+        Some(Body::Scored(first)) => {
+            let width = first.features.len();
+            let mut version = UInt64Builder::with_capacity(n);
+            let mut variant = StringBuilder::with_capacity(n, n * 8);
+            let mut features: Vec<Vec<f32>> = (0..width).map(|_| Vec::with_capacity(n)).collect();
+            let mut predictions = Vec::with_capacity(n);
+            for r in rows {
+                let Body::Scored(s) = &r.body else {
+                    return Err(internal("encoding", "labels among scored rows"));
+                };
+                if s.features.len() != width || s.x.len() != s.predictions.len() * width {
+                    return Err(internal("encoding", "rows of another width"));
+                }
+                for (i, &p) in s.predictions.iter().enumerate() {
+                    ids.append_option(s.request_id.as_deref());
+                    row.append_value(u32::try_from(i).unwrap_or(u32::MAX));
+                    time.push(r.time_us);
+                    version.append_option(s.version);
+                    variant.append_value(&*s.variant);
+                    predictions.push(p);
+                }
+                if width > 0 {
+                    for values in s.x.chunks_exact(width) {
+                        for (column, &v) in features.iter_mut().zip(values) {
+                            column.push(v);
+                        }
+                    }
+                }
+            }
+            fields.push(Field::new("version", DataType::UInt64, true));
+            fields.push(Field::new("variant", DataType::Utf8, false));
+            for name in first.features.iter() {
+                fields.push(Field::new(feature_column(name), DataType::Float32, true));
+            }
+            fields.push(Field::new(PREDICTION, DataType::Float32, true));
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(ids.finish()),
+                Arc::new(row.finish()),
+                Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC")),
+                Arc::new(version.finish()),
+                Arc::new(variant.finish()),
+            ];
+            columns.extend(
+                features
+                    .into_iter()
+                    .map(|c| Arc::new(Float32Array::from(c)) as ArrayRef),
+            );
+            columns.push(Arc::new(Float32Array::from(predictions)));
+            columns
+        }
+        Some(Body::Labels(_)) => {
+            let mut labels = Vec::with_capacity(n);
+            for r in rows {
+                let Body::Labels(l) = &r.body else {
+                    return Err(internal("encoding", "scored rows among labels"));
+                };
+                for (i, &label) in l.labels.iter().enumerate() {
+                    ids.append_value(&*l.request_id);
+                    row.append_value(u32::try_from(i).unwrap_or(u32::MAX));
+                    time.push(r.time_us);
+                    labels.push(label);
+                }
+            }
+            fields[0] = Field::new("request_id", DataType::Utf8, false);
+            fields.push(Field::new("label", DataType::UInt8, false));
+            vec![
+                Arc::new(ids.finish()),
+                Arc::new(row.finish()),
+                Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC")),
+                Arc::new(UInt8Array::from(labels)),
+            ]
+        }
+    };
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| internal("building the record batch", e))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("mlops-serve {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::with_capacity(n * 16), schema, Some(properties))
+        .map_err(|e| internal("starting the Parquet file", e))?;
+    writer
+        .write(&batch)
+        .map_err(|e| internal("writing the Parquet file", e))?;
+    writer
+        .into_inner()
+        .map_err(|e| internal("closing the Parquet file", e))
+}
+
+/// `value` as a Hive partition value: bytes other than `A-Z a-z 0-9 - _ .` percent-encoded
+/// (pyarrow decodes them; `/` and `=` cannot break the layout).
+fn partition_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The civil date (year, month, day) of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Hour `hour` (since the epoch) as `YYYY-MM-DDTHH`, UTC.
+///
+/// ```
+/// // 2026-12-05 08:00 UTC
+/// assert_eq!(mlops_serve::predlog::hour_name(1_796_457_600 / 3600), "2026-12-05T08");
+/// assert_eq!(mlops_serve::predlog::hour_name(0), "1970-01-01T00");
+/// ```
+pub fn hour_name(hour: i64) -> String {
+    let (year, month, day) = civil_from_days(hour.div_euclid(24));
+    format!("{year:04}-{month:02}-{day:02}T{:02}", hour.rem_euclid(24))
+}
+
+/// The key of a file under the log's root: `{kind}/model={model}/hour={hour}/{file}`.
+pub(crate) fn partition_key(kind: RowKind, model: &str, hour: i64, file: &str) -> String {
+    format!(
+        "{}/model={}/hour={}/{file}",
+        kind.as_str(),
+        partition_value(model),
+        hour_name(hour)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_match_known_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        // 2000-02-29 and 2026-12-05.
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_792), (2026, 12, 5));
+    }
+
+    #[test]
+    fn partition_values_cannot_break_the_layout() {
+        assert_eq!(partition_value("fraud-v2_a.b"), "fraud-v2_a.b");
+        assert_eq!(partition_value("a/b=c d"), "a%2Fb%3Dc%20d");
+        assert_eq!(
+            partition_key(RowKind::Labels, "m", 0, "part-1.parquet"),
+            "labels/model=m/hour=1970-01-01T00/part-1.parquet"
+        );
+    }
+
+    #[test]
+    fn a_feature_named_like_a_fixed_column_is_prefixed() {
+        assert_eq!(feature_column("prediction"), "feature.prediction");
+        assert_eq!(feature_column("model"), "feature.model");
+        assert_eq!(feature_column("amount"), "amount");
+    }
+}

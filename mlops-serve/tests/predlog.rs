@@ -1,0 +1,691 @@
+//! The prediction log in process (feature `predlog`): rows written = rows scored − rows
+//! dropped under many concurrent writers and a tiny buffer; a failing store retried, then its
+//! rows dropped and counted, requests unaffected; close writes what is buffered; bad configs
+//! refused by field; all-NaN rows, empty and huge batches, a one-feature model; the files'
+//! layout and contents read back with the parquet crate.
+
+#[cfg(feature = "predlog")]
+mod predlog_suite {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float32Type, UInt32Type, UInt8Type};
+    use arrow_array::RecordBatch;
+    use mlops_core::clock::ManualClock;
+    use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+    use mlops_core::object_store::memory::InMemory;
+    use mlops_core::object_store::path::Path;
+    use mlops_core::object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    };
+    use mlops_core::store_url::OpenedStore;
+    use mlops_serve::predlog::{
+        CheckedPredictionLogConfig, LogMetrics, LogParts, PredictionLog, PredictionLogConfig,
+        ScoredBatch,
+    };
+    use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
+    use mlops_serve::{CompiledModel, NonFinitePolicy};
+    use ndarray::Array2;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn model(names: &[&str]) -> Arc<CompiledModel> {
+        let n = names.len();
+        let spec = ModelSpec::new(
+            names.iter().map(|s| s.to_string()).collect(),
+            vec![LayerSpec::new(1, Activation::Sigmoid)],
+        );
+        let w = Array2::from_shape_fn((1, n), |(_, i)| 0.1 * (i as f32 + 1.0));
+        let a = ModelArtifact::new(spec, vec![(w, ndarray::array![0.0_f32])]).unwrap();
+        Arc::new(CompiledModel::compile(&a, NonFinitePolicy::Reject).unwrap())
+    }
+
+    fn config(buffer_rows: usize, batch_rows: usize) -> CheckedPredictionLogConfig {
+        PredictionLogConfig {
+            buffer_rows,
+            batch_rows,
+            batch_age_seconds: 3_600.0,
+            retries: 2,
+            retry_backoff_seconds: 0.001,
+            timeout_seconds: 10.0,
+        }
+        .check()
+        .unwrap()
+    }
+
+    fn log_in(dir: &std::path::Path, config: CheckedPredictionLogConfig) -> PredictionLog {
+        PredictionLog::open(
+            dir.to_str().unwrap(),
+            LogParts {
+                config,
+                ..LogParts::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn router_with(log: &PredictionLog, names: &[&str]) -> Router {
+        let routes = Routes {
+            variants: vec![
+                Variant::new("canary", Some(2), model(names)),
+                Variant::new("stable", Some(1), model(names)),
+            ],
+            weights: vec![("canary".into(), 50.0), ("stable".into(), 50.0)],
+            shadow: None,
+        };
+        Router::new(
+            "fraud",
+            routes,
+            RouterOptions {
+                prediction_log: Some(log.clone()),
+                ..RouterOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// Every `*.parquet` file under `dir` (and every other file name, to check the layout).
+    fn files_under(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+        let (mut parquet, mut other) = (Vec::new(), Vec::new());
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    parquet.push(path);
+                } else {
+                    other.push(path);
+                }
+            }
+        }
+        parquet.sort();
+        (parquet, other)
+    }
+
+    fn read_file(path: &std::path::Path) -> Vec<RecordBatch> {
+        let file = std::fs::File::open(path).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    /// (request id, row) → (variant, prediction) of every scored row under `dir`.
+    fn logged_predictions(dir: &std::path::Path) -> HashMap<(String, u32), (String, f32)> {
+        let mut rows = HashMap::new();
+        for path in files_under(&dir.join("predictions")).0 {
+            for b in read_file(&path) {
+                let ids = b.column_by_name("request_id").unwrap().as_string::<i32>();
+                let row = b
+                    .column_by_name("row")
+                    .unwrap()
+                    .as_primitive::<UInt32Type>();
+                let variant = b.column_by_name("variant").unwrap().as_string::<i32>();
+                let p = b
+                    .column_by_name("prediction")
+                    .unwrap()
+                    .as_primitive::<Float32Type>();
+                for i in 0..b.num_rows() {
+                    let key = (ids.value(i).to_string(), row.value(i));
+                    let old = rows.insert(key.clone(), (variant.value(i).to_string(), p.value(i)));
+                    assert!(old.is_none(), "{key:?} logged twice");
+                }
+            }
+        }
+        rows
+    }
+
+    /// Rows written = rows scored − rows dropped, with a buffer far smaller than the traffic
+    /// and eight threads scoring at once; every row in the files is one that was scored, with
+    /// its variant and probability.
+    #[test]
+    fn rows_written_equal_rows_scored_minus_rows_dropped_under_concurrent_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_in(dir.path(), config(48, 32));
+        let router = Arc::new(router_with(&log, &["amount", "age", "hour"]));
+        let scored: Vec<HashMap<(String, u32), (String, f32)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let router = router.clone();
+                    s.spawn(move || {
+                        let mut seen = HashMap::new();
+                        for i in 0..300_usize {
+                            let rows = 1 + (i + t) % 4;
+                            let x = Array2::from_shape_fn((rows, 3), |(r, c)| {
+                                (t * 1000 + i * 10 + r + c) as f32 / 1000.0
+                            });
+                            let mut out = vec![0.0_f32; rows];
+                            let id = format!("t{t}-{i}");
+                            let request = Request {
+                                request_id: Some(&id),
+                                ..Request::default()
+                            };
+                            let routed = router.route(&request, x.view(), &mut out).unwrap();
+                            for (r, &p) in out.iter().enumerate() {
+                                seen.insert(
+                                    (id.clone(), r as u32),
+                                    (routed.variant.to_string(), p),
+                                );
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let summary = log.close().unwrap();
+        let scored: HashMap<_, _> = scored.into_iter().flatten().collect();
+        let p = summary.predictions;
+        assert_eq!(
+            p.rows_written + p.dropped(),
+            scored.len() as u64,
+            "{summary:?}"
+        );
+        assert_eq!(p.dropped_store_failed + p.dropped_closed, 0, "{summary:?}");
+        let logged = logged_predictions(dir.path());
+        assert_eq!(logged.len() as u64, p.rows_written);
+        for (key, value) in &logged {
+            assert_eq!(
+                scored.get(key),
+                Some(value),
+                "{key:?} logged but not scored so"
+            );
+        }
+        let (parquet, other) = files_under(dir.path());
+        assert_eq!(parquet.len() as u64, p.files_written);
+        assert!(other.is_empty(), "files other than Parquet left: {other:?}");
+    }
+
+    /// A store that fails its first `failing` puts, then works, counting every put.
+    #[derive(Debug)]
+    struct FlakyStore {
+        inner: InMemory,
+        failing: AtomicUsize,
+        puts: AtomicUsize,
+    }
+
+    impl std::fmt::Display for FlakyStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Flaky")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for FlakyStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> mlops_core::object_store::Result<PutResult> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            let failing = self
+                .failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                    0 => None,
+                    usize::MAX => Some(n),
+                    n => Some(n - 1),
+                })
+                .is_ok();
+            if failing {
+                return Err(mlops_core::object_store::Error::Generic {
+                    store: "flaky",
+                    source: "connection refused (injected)".into(),
+                });
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> mlops_core::object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> mlops_core::object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, mlops_core::object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, mlops_core::object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, mlops_core::object_store::Result<ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> mlops_core::object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> mlops_core::object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn flaky_log(failing: usize, retries: u32) -> (Arc<FlakyStore>, PredictionLog) {
+        let store = Arc::new(FlakyStore {
+            inner: InMemory::new(),
+            failing: AtomicUsize::new(failing),
+            puts: AtomicUsize::new(0),
+        });
+        let opened = OpenedStore {
+            store: store.clone(),
+            prefix: Path::from("log"),
+            name: "flaky://".into(),
+            local_dir: None,
+        };
+        let config = PredictionLogConfig {
+            retries,
+            ..config(1024, 1024).into_config()
+        }
+        .check()
+        .unwrap();
+        let log = PredictionLog::with_store(
+            opened,
+            LogParts {
+                config,
+                ..LogParts::default()
+            },
+        )
+        .unwrap();
+        (store, log)
+    }
+
+    fn score(router: &Router, id: &str, rows: usize) -> usize {
+        let x = Array2::from_elem((rows, 2), 0.5_f32);
+        let mut out = vec![0.0_f32; rows];
+        let request = Request {
+            request_id: Some(id),
+            ..Request::default()
+        };
+        router.route(&request, x.view(), &mut out).unwrap();
+        assert!(out.iter().all(|p| p.is_finite()));
+        rows
+    }
+
+    /// An unreachable store during a flush: every attempt fails, the rows are dropped and
+    /// counted `store_failed` after `1 + retries` attempts, and every request is answered.
+    #[test]
+    fn an_unreachable_store_is_retried_then_its_rows_dropped_and_counted() {
+        let (store, log) = flaky_log(usize::MAX, 2);
+        let router = router_with(&log, &["a", "b"]);
+        let rows: usize = (0..20).map(|i| score(&router, &format!("r{i}"), 3)).sum();
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.dropped_store_failed, rows as u64);
+        assert_eq!(summary.predictions.rows_written, 0);
+        // One file (one partition), three attempts.
+        assert_eq!(store.puts.load(Ordering::SeqCst), 3);
+    }
+
+    /// A store that fails twice then answers: the third attempt writes the file, nothing is
+    /// dropped, and the object is whole Parquet under the partition's key.
+    #[test]
+    fn a_store_that_recovers_within_the_retries_loses_nothing() {
+        let (store, log) = flaky_log(2, 2);
+        let router = router_with(&log, &["a", "b"]);
+        let rows: usize = (0..10).map(|i| score(&router, &format!("r{i}"), 2)).sum();
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.rows_written, rows as u64, "{summary:?}");
+        assert_eq!(summary.predictions.dropped(), 0);
+        assert_eq!(store.puts.load(Ordering::SeqCst), 3);
+        let objects: Vec<ObjectMeta> = futures::executor::block_on(async {
+            use futures::TryStreamExt;
+            store.inner.list(None).try_collect().await.unwrap()
+        });
+        assert_eq!(objects.len(), 1);
+        let key = objects[0].location.to_string();
+        assert!(
+            key.starts_with("log/predictions/model=fraud/hour=") && key.ends_with(".parquet"),
+            "{key}"
+        );
+        let bytes = futures::executor::block_on(async {
+            store
+                .inner
+                .get(&objects[0].location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        });
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            rows
+        );
+    }
+
+    /// A folder the log cannot write in (a file where its `predictions` folder goes): the
+    /// batch is dropped and counted, the requests are answered, and once the folder can be
+    /// written the next batch is.
+    #[test]
+    fn a_folder_that_cannot_be_written_drops_a_batch_and_the_next_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_in(dir.path(), config(1024, 1024));
+        let blocker = dir.path().join("predictions");
+        std::fs::write(&blocker, b"not a folder").unwrap();
+        let router = router_with(&log, &["a", "b"]);
+        let lost: usize = (0..5).map(|i| score(&router, &format!("a{i}"), 2)).sum();
+        let summary = log.flush().unwrap();
+        assert_eq!(summary.predictions.dropped_store_failed, lost as u64);
+        std::fs::remove_file(&blocker).unwrap();
+        let kept: usize = (0..7).map(|i| score(&router, &format!("b{i}"), 1)).sum();
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.rows_written, kept as u64);
+        let logged = logged_predictions(dir.path());
+        assert!(
+            logged.keys().all(|(id, _)| id.starts_with('b')),
+            "{logged:?}"
+        );
+    }
+
+    /// Nothing is written before a batch is full or old; `close` writes it all, and what is
+    /// recorded after `close` is dropped and counted `closed`.
+    #[test]
+    fn close_writes_everything_buffered_and_later_rows_are_counted_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_in(dir.path(), config(1 << 16, 1 << 16));
+        let router = router_with(&log, &["a", "b"]);
+        let rows: usize = (0..50).map(|i| score(&router, &format!("r{i}"), 2)).sum();
+        assert!(router.feedback("r0", &[1.0, 0.0]).unwrap());
+        assert_eq!(log.summary().predictions.rows_written, 0);
+        assert!(files_under(dir.path()).0.is_empty());
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.rows_written, rows as u64);
+        assert_eq!(summary.labels.rows_written, 2);
+        score(&router, "late", 3);
+        assert_eq!(log.summary().predictions.dropped_closed, 3);
+        assert_eq!(log.close().unwrap(), log.summary());
+    }
+
+    /// Labels are logged for every accepted post (joined in memory or not), never for one the
+    /// router refuses (a wrong count, a label that is not 0 or 1).
+    #[test]
+    fn labels_are_logged_for_accepted_posts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_in(dir.path(), config(1024, 1024));
+        let router = router_with(&log, &["a", "b"]);
+        score(&router, "r1", 2);
+        assert!(router.feedback("r1", &[1.0]).is_err());
+        assert!(router.feedback("r1", &[1.0, 0.5]).is_err());
+        assert!(router.feedback("r1", &[1.0, 0.0]).unwrap());
+        assert!(!router.feedback("never-scored", &[1.0]).unwrap());
+        let summary = log.close().unwrap();
+        assert_eq!(summary.labels.rows_written, 3);
+        let mut labels = BTreeMap::new();
+        for path in files_under(&dir.path().join("labels")).0 {
+            for b in read_file(&path) {
+                let ids = b.column_by_name("request_id").unwrap().as_string::<i32>();
+                let row = b
+                    .column_by_name("row")
+                    .unwrap()
+                    .as_primitive::<UInt32Type>();
+                let label = b
+                    .column_by_name("label")
+                    .unwrap()
+                    .as_primitive::<UInt8Type>();
+                for i in 0..b.num_rows() {
+                    labels.insert((ids.value(i).to_string(), row.value(i)), label.value(i));
+                }
+            }
+        }
+        let expected: BTreeMap<_, _> = [
+            (("never-scored".to_string(), 0), 1),
+            (("r1".to_string(), 0), 1),
+            (("r1".to_string(), 1), 0),
+        ]
+        .into();
+        assert_eq!(labels, expected);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_naming_the_field() {
+        let base = PredictionLogConfig::default;
+        let cases = [
+            (
+                PredictionLogConfig {
+                    buffer_rows: 0,
+                    ..base()
+                },
+                "PredictionLogConfig.buffer_rows = 0",
+            ),
+            (
+                PredictionLogConfig {
+                    buffer_rows: usize::MAX,
+                    ..base()
+                },
+                "PredictionLogConfig.buffer_rows",
+            ),
+            (
+                PredictionLogConfig {
+                    buffer_rows: 8,
+                    batch_rows: 9,
+                    ..base()
+                },
+                "PredictionLogConfig.batch_rows = 9",
+            ),
+            (
+                PredictionLogConfig {
+                    batch_rows: 0,
+                    ..base()
+                },
+                "PredictionLogConfig.batch_rows = 0",
+            ),
+            (
+                PredictionLogConfig {
+                    retries: 21,
+                    ..base()
+                },
+                "PredictionLogConfig.retries = 21",
+            ),
+            (
+                PredictionLogConfig {
+                    batch_age_seconds: 0.0,
+                    ..base()
+                },
+                "PredictionLogConfig.batch_age_seconds = 0",
+            ),
+            (
+                PredictionLogConfig {
+                    retry_backoff_seconds: f64::NAN,
+                    ..base()
+                },
+                "PredictionLogConfig.retry_backoff_seconds",
+            ),
+            (
+                PredictionLogConfig {
+                    timeout_seconds: -1.0,
+                    ..base()
+                },
+                "PredictionLogConfig.timeout_seconds = -1",
+            ),
+        ];
+        for (config, field) in cases {
+            let e = config.clone().check().unwrap_err();
+            assert!(e.to_string().contains(field), "{config:?}: {e}");
+            assert_eq!(e.kind(), mlops_serve::ErrorKind::InvalidInput);
+        }
+        assert!(PredictionLogConfig::default().check().is_ok());
+        let e = serde_json::from_str::<CheckedPredictionLogConfig>(r#"{"buffer_rows": 0}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("buffer_rows"), "{e}");
+    }
+
+    fn batch<'a>(
+        model: &'a Arc<str>,
+        features: &'a Arc<[String]>,
+        variant: &'a Arc<str>,
+        x: ndarray::ArrayView2<'a, f32>,
+        predictions: &'a [f32],
+    ) -> ScoredBatch<'a> {
+        ScoredBatch {
+            model,
+            features,
+            request_id: None,
+            variant,
+            version: None,
+            x,
+            predictions,
+        }
+    }
+
+    /// An all-NaN row is written as NaN (features and prediction), a request without an id
+    /// as a null id, an empty batch writes nothing, a one-feature model has one feature
+    /// column, a batch larger than the buffer is dropped and counted whole, a huge batch that
+    /// fits is written; a feature named like a fixed column is prefixed; every row of one
+    /// hour lands in that hour's partition (an injected clock).
+    #[test]
+    fn odd_batches_are_written_as_they_are_or_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_457_600 + 1_800),
+        ));
+        let log = PredictionLog::open(
+            dir.path().to_str().unwrap(),
+            LogParts {
+                config: config(300_000, 300_000),
+                metrics: LogMetrics::unregistered(),
+                clock: clock.clone(),
+            },
+        )
+        .unwrap();
+        let (model, variant) = (Arc::<str>::from("one/feature"), Arc::<str>::from("stable"));
+        let one: Arc<[String]> = vec!["prediction".to_string()].into();
+        let nan = Array2::from_elem((1, 1), f32::NAN);
+        assert!(log
+            .record_scored(&batch(&model, &one, &variant, nan.view(), &[f32::NAN]))
+            .unwrap());
+        let empty = Array2::<f32>::zeros((0, 1));
+        assert!(log
+            .record_scored(&batch(&model, &one, &variant, empty.view(), &[]))
+            .unwrap());
+        let too_big = Array2::<f32>::zeros((300_001, 1));
+        assert!(!log
+            .record_scored(&batch(
+                &model,
+                &one,
+                &variant,
+                too_big.view(),
+                &vec![0.5; 300_001]
+            ))
+            .unwrap());
+        let huge = Array2::from_shape_fn((250_000, 1), |(r, _)| r as f32);
+        let p: Vec<f32> = (0..250_000).map(|r| (r % 100) as f32 / 100.0).collect();
+        assert!(log
+            .record_scored(&batch(&model, &one, &variant, huge.view(), &p))
+            .unwrap());
+        let wrong = log.record_scored(&batch(&model, &one, &variant, huge.view(), &p[..3]));
+        assert!(wrong
+            .unwrap_err()
+            .to_string()
+            .contains("ScoredBatch.predictions length = 3"));
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.rows_written, 250_001);
+        assert_eq!(summary.predictions.dropped_buffer_full, 300_001);
+        let (files, _) = files_under(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let folder = files[0].parent().unwrap();
+        assert!(
+            folder.ends_with("predictions/model=one%2Ffeature/hour=2026-12-05T08"),
+            "{folder:?}"
+        );
+        let batches = read_file(&files[0]);
+        let names: Vec<String> = batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "request_id",
+                "row",
+                "time",
+                "version",
+                "variant",
+                "feature.prediction",
+                "prediction"
+            ]
+        );
+        let first = &batches[0];
+        assert!(first.column(0).is_null(0) && first.column(3).is_null(0));
+        let feature = first.column(5).as_primitive::<Float32Type>();
+        let prediction = first.column(6).as_primitive::<Float32Type>();
+        assert!(feature.value(0).is_nan() && prediction.value(0).is_nan());
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(total, 250_001);
+        let last = batches.last().unwrap();
+        let feature = last.column(5).as_primitive::<Float32Type>();
+        assert!((feature.value(last.num_rows() - 1) - 249_999.0).abs() < 1e-3);
+    }
+
+    /// The log's counters reach the host's registry with their kind and reason.
+    #[test]
+    fn the_counters_are_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let log = PredictionLog::open(
+            dir.path().to_str().unwrap(),
+            LogParts {
+                config: config(4, 4),
+                metrics: LogMetrics::register(&mut registry),
+                ..LogParts::default()
+            },
+        )
+        .unwrap();
+        let router = router_with(&log, &["a", "b"]);
+        score(&router, "big", 5);
+        score(&router, "small", 2);
+        log.close().unwrap();
+        let text = mlops_core::exposition::classic_text(&registry).unwrap();
+        for line in [
+            r#"mlops_serve_log_dropped_total{kind="predictions",reason="buffer_full"} 5"#,
+            r#"mlops_serve_log_rows_total{kind="predictions"} 2"#,
+            r#"mlops_serve_log_files_total{kind="predictions"} 1"#,
+            r#"mlops_serve_log_dropped_total{kind="labels",reason="store_failed"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+}
+
+#[cfg(not(feature = "predlog"))]
+#[test]
+#[ignore = "left out: the prediction log's suite; run with --features predlog (mlops/predlog in the workspace test)"]
+fn prediction_log_suite_needs_the_predlog_feature() {}

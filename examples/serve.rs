@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release --features http --example serve -- --registry /tmp/reg --model fraud \
 //!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5] \
-//!     [--log-predictions s3://bucket/log]   # with --features predlog
+//!     [--log-predictions s3://bucket/log [--log-config log.toml]]   # with --features predlog
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -89,6 +89,11 @@ struct Args {
     /// default; needs the `predlog` feature).
     #[arg(long, value_name = "URL")]
     log_predictions: Option<String>,
+    /// The prediction log's settings, TOML or JSON (`buffer_rows`, `batch_rows`,
+    /// `batch_age_seconds`, `retries`, `retry_backoff_seconds`, `timeout_seconds`); the
+    /// library's defaults without it.
+    #[arg(long, value_name = "FILE", requires = "log_predictions")]
+    log_config: Option<PathBuf>,
 }
 
 /// The prediction log of `--log-predictions`, its metrics in `registry`.
@@ -101,7 +106,21 @@ fn prediction_log(
     let Some(url) = &args.log_predictions else {
         return Ok(None);
     };
+    let config = match &args.log_config {
+        None => Default::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --log-config {}", path.display()))?;
+            let parsed = if path.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str(&text).map_err(anyhow::Error::from)
+            } else {
+                toml::from_str(&text).map_err(anyhow::Error::from)
+            };
+            parsed.with_context(|| format!("--log-config {}", path.display()))?
+        }
+    };
     let parts = LogParts {
+        config,
         metrics: LogMetrics::register(registry),
         ..LogParts::default()
     };
@@ -174,7 +193,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "predlog")]
     let log = prediction_log(&args, &mut metrics_registry)?;
     #[cfg(not(feature = "predlog"))]
-    if args.log_predictions.is_some() {
+    if args.log_predictions.is_some() || args.log_config.is_some() {
         anyhow::bail!(
             "--log-predictions needs the `predlog` feature (build with --features predlog)"
         );

@@ -20,7 +20,9 @@
 //! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full, unscored) | counter | model, reason |
 //! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
 //!
-//! The names are defined once, in [`names`].
+//! The names are defined once, in [`names`]. The prediction log's counters (feature
+//! `predlog`: `mlops_serve_log_dropped_total`, `mlops_serve_log_rows_total`,
+//! `mlops_serve_log_files_total`) are its own, registered by `predlog::LogMetrics`.
 
 use std::sync::atomic::AtomicU64;
 

@@ -117,26 +117,37 @@ mod predlog_suite {
             .unwrap()
     }
 
-    /// (request id, row) → (variant, prediction) of every scored row under `dir`.
-    fn logged_predictions(dir: &std::path::Path) -> HashMap<(String, u32), (String, f32)> {
-        let mut rows = HashMap::new();
-        for path in files_under(&dir.join("predictions")).0 {
+    /// Every batch of every Parquet file under `dir`, with each row's (request id, row).
+    fn keyed_batches(dir: &std::path::Path) -> Vec<(RecordBatch, Vec<(String, u32)>)> {
+        let mut out = Vec::new();
+        for path in files_under(dir).0 {
             for b in read_file(&path) {
                 let ids = b.column_by_name("request_id").unwrap().as_string::<i32>();
                 let row = b
                     .column_by_name("row")
                     .unwrap()
                     .as_primitive::<UInt32Type>();
-                let variant = b.column_by_name("variant").unwrap().as_string::<i32>();
-                let p = b
-                    .column_by_name("prediction")
-                    .unwrap()
-                    .as_primitive::<Float32Type>();
-                for i in 0..b.num_rows() {
-                    let key = (ids.value(i).to_string(), row.value(i));
-                    let old = rows.insert(key.clone(), (variant.value(i).to_string(), p.value(i)));
-                    assert!(old.is_none(), "{key:?} logged twice");
-                }
+                let keys = (0..b.num_rows())
+                    .map(|i| (ids.value(i).to_string(), row.value(i)))
+                    .collect();
+                out.push((b, keys));
+            }
+        }
+        out
+    }
+
+    /// (request id, row) → (variant, prediction) of every scored row under `dir`.
+    fn logged_predictions(dir: &std::path::Path) -> HashMap<(String, u32), (String, f32)> {
+        let mut rows = HashMap::new();
+        for (b, keys) in keyed_batches(&dir.join("predictions")) {
+            let variant = b.column_by_name("variant").unwrap().as_string::<i32>();
+            let p = b
+                .column_by_name("prediction")
+                .unwrap()
+                .as_primitive::<Float32Type>();
+            for (i, key) in keys.into_iter().enumerate() {
+                let old = rows.insert(key.clone(), (variant.value(i).to_string(), p.value(i)));
+                assert!(old.is_none(), "{key:?} logged twice");
             }
         }
         rows
@@ -448,20 +459,13 @@ mod predlog_suite {
         let summary = log.close().unwrap();
         assert_eq!(summary.labels.rows_written, 3);
         let mut labels = BTreeMap::new();
-        for path in files_under(&dir.path().join("labels")).0 {
-            for b in read_file(&path) {
-                let ids = b.column_by_name("request_id").unwrap().as_string::<i32>();
-                let row = b
-                    .column_by_name("row")
-                    .unwrap()
-                    .as_primitive::<UInt32Type>();
-                let label = b
-                    .column_by_name("label")
-                    .unwrap()
-                    .as_primitive::<UInt8Type>();
-                for i in 0..b.num_rows() {
-                    labels.insert((ids.value(i).to_string(), row.value(i)), label.value(i));
-                }
+        for (b, keys) in keyed_batches(&dir.path().join("labels")) {
+            let label = b
+                .column_by_name("label")
+                .unwrap()
+                .as_primitive::<UInt8Type>();
+            for (i, key) in keys.into_iter().enumerate() {
+                labels.insert(key, label.value(i));
             }
         }
         let expected: BTreeMap<_, _> = [

@@ -6,8 +6,6 @@ server is stopped by its PID (SIGTERM, graceful). The examples come from the tes
 build (`scripts/test.sh` builds them with the `http` feature)."""
 import json
 import os
-import pathlib
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,44 +16,13 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "target" / "debug" / "examples"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serving import EXAMPLES, free_port, start_serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    for name in ["serve", "registry", "engine_bench"]:
-        if not (EXAMPLES / name).exists():
-            pytest.fail(f"{EXAMPLES / name} is missing: run scripts/test.sh, or `cargo build --examples --features http`")
     d = tmp_path_factory.mktemp("triton")
-    run = lambda *args: subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
-    run(EXAMPLES / "engine_bench", "--out", d / "model", "--seconds", "0.01")
-    run(EXAMPLES / "registry", "--registry", d / "reg", "register", "fraud", d / "model")
-    run(EXAMPLES / "registry", "--registry", d / "reg", "alias", "fraud", "production", "1")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}",
-         "--poll-seconds", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{url}/v2/health/live", timeout=1)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if proc.poll() is not None or time.time() > deadline:
-                out, err = proc.communicate(timeout=5)
-                pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
-            time.sleep(0.1)
+    proc, url = start_serve(d, "--poll-seconds", "0.2")
     yield url, d
     proc.terminate()
     out, _ = proc.communicate(timeout=20)

@@ -103,9 +103,14 @@ pub const PREDICTION: &str = "prediction";
 pub const LABEL_COLUMNS: [&str; 4] = ["request_id", "row", "time", "label"];
 
 /// The column name of feature `name`: the name itself, or `feature.{name}` where it would
-/// clash with a fixed column (or a partition column: `model`, `hour`).
+/// clash with a fixed column or a partition column (`model`, `hour`), in any case (DuckDB's
+/// names are case-insensitive).
 pub(crate) fn feature_column(name: &str) -> String {
-    if PREDICTION_COLUMNS.contains(&name) || [PREDICTION, "model", "hour"].contains(&name) {
+    let fixed = PREDICTION_COLUMNS
+        .iter()
+        .chain(&[PREDICTION, "model", "hour"])
+        .any(|c| c.eq_ignore_ascii_case(name));
+    if fixed {
         format!("feature.{name}")
     } else {
         name.to_owned()
@@ -304,6 +309,7 @@ mod tests {
     fn a_feature_named_like_a_fixed_column_is_prefixed() {
         assert_eq!(feature_column("prediction"), "feature.prediction");
         assert_eq!(feature_column("model"), "feature.model");
+        assert_eq!(feature_column("Time"), "feature.Time");
         assert_eq!(feature_column("amount"), "amount");
     }
 }

@@ -78,6 +78,10 @@ use writer::{Message, Target, Writer};
 
 use crate::{Error, Result};
 
+/// Most requests (or label posts) queued for the writer at once, whatever their rows: past
+/// it, rows are dropped as `buffer_full` too.
+pub const MAX_QUEUED: usize = 1 << 16;
+
 /// The log's metric names, as registered (a counter is exposed with `_total` appended).
 ///
 /// ```
@@ -112,7 +116,7 @@ struct DroppedLabels {
 /// let mut registry = prometheus_client::registry::Registry::default();
 /// let _metrics = LogMetrics::register(&mut registry);
 /// let text = mlops_core::exposition::classic_text(&registry)?;
-/// assert!(text.contains("mlops_serve_log_dropped_total"), "{text}");
+/// assert!(text.contains(r#"mlops_serve_log_dropped_total{kind="labels",reason="buffer_full"} 0"#), "{text}");
 /// # Ok::<(), mlops_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -142,6 +146,9 @@ impl LogMetrics {
             "Prediction-log files written, by kind",
             metrics.files.clone(),
         );
+        for kind in [RowKind::Predictions, RowKind::Labels] {
+            let _ = metrics.counts(kind);
+        }
         metrics
     }
 
@@ -245,7 +252,8 @@ pub struct KindCounts {
     pub rows_written: u64,
     /// Files written.
     pub files_written: u64,
-    /// Rows dropped because the buffer was full.
+    /// Rows dropped because the buffer was full ([`PredictionLogConfig::buffer_rows`] rows, or
+    /// [`MAX_QUEUED`] requests, waiting to be written).
     pub dropped_buffer_full: u64,
     /// Rows dropped because their file could not be written after every retry.
     pub dropped_store_failed: u64,
@@ -381,8 +389,9 @@ impl PredictionLog {
             predictions: parts.metrics.counts(RowKind::Predictions),
             labels: parts.metrics.counts(RowKind::Labels),
         });
-        // Every message holds at least one row, so the row bound also bounds the queue.
-        let (queue, received) = sync_channel(config.buffer_rows);
+        // Every message holds at least one row, so the row bound also bounds the queue; the
+        // queue's slots are allocated up front, so it holds at most MAX_QUEUED requests.
+        let (queue, received) = sync_channel(config.buffer_rows.min(MAX_QUEUED));
         let writer = Writer::new(
             target,
             timing,
@@ -452,7 +461,7 @@ impl PredictionLog {
 
     fn send(&self, kind: RowKind, n: usize, rows: Rows) -> bool {
         let inner = &*self.inner;
-        match inner.queue.try_send(Message::Rows(rows)) {
+        match inner.queue.try_send(Message::Rows(Box::new(rows))) {
             Ok(()) => true,
             Err(e) => {
                 inner.shared.release(n);

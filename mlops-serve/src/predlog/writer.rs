@@ -30,8 +30,8 @@ pub(crate) enum Target {
 
 /// What the queue carries.
 pub(crate) enum Message {
-    /// Rows to write.
-    Rows(Rows),
+    /// Rows to write (boxed: the queue's slots, allocated up front, stay one pointer wide).
+    Rows(Box<Rows>),
     /// Write everything buffered, then answer.
     Flush(SyncSender<()>),
     /// Write everything buffered, answer and stop.
@@ -109,7 +109,7 @@ impl Writer {
             };
             match queue.recv_timeout(wait) {
                 Ok(Message::Rows(rows)) => {
-                    self.add(rows);
+                    self.add(*rows);
                     if self.pending >= self.batch_rows {
                         self.write_all();
                     }
@@ -122,7 +122,7 @@ impl Writer {
                     // What was queued before the close is written too.
                     while let Ok(message) = queue.try_recv() {
                         match message {
-                            Message::Rows(rows) => self.add(rows),
+                            Message::Rows(rows) => self.add(*rows),
                             Message::Flush(d) | Message::Close(d) => {
                                 let _ = d.send(());
                             }

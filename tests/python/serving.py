@@ -1,0 +1,51 @@
+"""Starting `examples/serve.rs` for a test: the seed's network (written by
+`examples/engine_bench`) registered as `fraud` v1 under `production` in a registry folder made
+with `examples/registry`, served on a port picked on 127.0.0.1. The examples come from the test
+command's build (`scripts/test.sh`)."""
+import pathlib
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "target" / "debug" / "examples"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(d, *extra):
+    """Registers the seed's network under `d` and starts `serve` with `extra` arguments;
+    returns the process (stdout and stderr piped) and its `host:port` once it answers."""
+    for name in ["serve", "registry", "engine_bench"]:
+        if not (EXAMPLES / name).exists():
+            pytest.fail(f"{EXAMPLES / name} is missing: run scripts/test.sh, or `cargo build --examples --features http`")
+    run = lambda *args: subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
+    run(EXAMPLES / "engine_bench", "--out", d / "model", "--seconds", "0.01")
+    run(EXAMPLES / "registry", "--registry", d / "reg", "register", "fraud", d / "model")
+    run(EXAMPLES / "registry", "--registry", d / "reg", "alias", "fraud", "production", "1")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(EXAMPLES / "serve"), "--registry", str(d / "reg"), "--model", "fraud", "--addr", f"127.0.0.1:{port}",
+         *[str(a) for a in extra]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{url}/v2/health/live", timeout=1)
+            return proc, url
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                out, err = proc.communicate(timeout=5)
+                pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
+            time.sleep(0.1)

@@ -55,3 +55,5 @@ pub use mlops_registry as registry;
 pub use mlops_serve as serve;
 #[cfg(feature = "train")]
 pub use mlops_train as train;
+#[cfg(feature = "lifecycle")]
+pub mod lifecycle;

@@ -1,0 +1,21 @@
+//! The loop's parts as library calls a host composes (feature `lifecycle`, default on): the
+//! [`Retrainer`] (a labeled window → validated against the model's schema → fit with the
+//! champion's settings → gated against the champion re-scored on the same holdout →
+//! registered with lineage, metrics and the reference profile → `canary` by
+//! compare-and-swap), the [`rules`] that join a drift alarm to a retrain and a rollout's end
+//! to the monitor, and the [`report`] of a loop's timeline. The host owns the schedule: these
+//! are calls, not a daemon (`examples/pipeline` is one such host).
+//!
+//! It lives in the facade because it needs core, drift, train, registry and serve together,
+//! which no leaf crate may depend on (ARCHITECTURE.md).
+
+mod error;
+pub mod report;
+mod retrainer;
+pub mod rules;
+
+pub use error::{Error, Result};
+pub use retrainer::{
+    RetrainConfig, RetrainOutcome, RetrainRequest, RetrainSettings, Retrained, Retrainer,
+    Tracking,
+};

@@ -1,0 +1,463 @@
+//! The [`Retrainer`]: a labeled window in, a gated candidate under `canary` (or the reasons it
+//! is not) out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mlops_core::gate::{GateDecision, GateRule, MetricGate, MetricValues};
+use mlops_core::metrics::{Metric, ScoredSamples, ThresholdCriterion};
+use mlops_core::model::{MlpModel, ModelArtifact, Predictor};
+use mlops_core::validation::{ValidationReport, ValidationSuite};
+use mlops_core::{Dataset, RunId, Schema, SplitFractions};
+use mlops_drift::{ProfileConfig, ReferenceProfile};
+use mlops_registry::{DatasetFingerprint, Lineage, NewVersion, Registry};
+use mlops_train::tracking::{log_training, ExperimentTracker};
+use mlops_train::Trainer;
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result};
+
+/// How a window is retrained, as written (serde; checked into [`RetrainSettings`]).
+///
+/// ```
+/// use mlops::lifecycle::RetrainConfig;
+///
+/// let settings = RetrainConfig { min_auc: 0.8, ..RetrainConfig::default() }.check()?;
+/// assert_eq!(settings.canary_alias, "canary");
+/// assert!(RetrainConfig { min_auc: 1.5, ..RetrainConfig::default() }.check().is_err());
+/// # Ok::<(), mlops::lifecycle::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrainConfig {
+    /// The column that orders the window in time (the split is by time: the earliest rows
+    /// train, the next validate, the latest are the gate's holdout).
+    pub order_column: String,
+    /// Share of the window that trains (default 0.7).
+    pub train_fraction: f64,
+    /// Share that validates: early stopping and the threshold at the best F1 (default 0.15).
+    pub validation_fraction: f64,
+    /// Share that is the holdout both models are scored on (default 0.15); the three sum to 1.
+    pub holdout_fraction: f64,
+    /// The gate's smallest ROC AUC on the holdout, in [0.5, 1] (default 0.9).
+    pub min_auc: f64,
+    /// How much lower than the champion's ROC AUC the candidate's may be, in [0, 0.5]
+    /// (default 0: no worse).
+    pub champion_tolerance: f64,
+    /// The alias a candidate that passed is pointed at (default `canary`).
+    pub canary_alias: String,
+    /// Register a candidate that failed the gate too, tagged `gate=failed` (default false:
+    /// nothing is registered).
+    pub register_rejected: bool,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        RetrainConfig {
+            order_column: "time".into(),
+            train_fraction: 0.7,
+            validation_fraction: 0.15,
+            holdout_fraction: 0.15,
+            min_auc: 0.9,
+            champion_tolerance: 0.0,
+            canary_alias: "canary".into(),
+            register_rejected: false,
+        }
+    }
+}
+
+mlops_core::checked_config! {
+    /// A checked [`RetrainConfig`]: what a [`Retrainer`] works with.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct RetrainSettings(RetrainConfig);
+}
+
+impl RetrainConfig {
+    /// Checks every field, naming the first bad one.
+    pub fn check(self) -> Result<RetrainSettings> {
+        if self.order_column.is_empty() {
+            return Err(Error::invalid(
+                "order_column",
+                "\"\"",
+                "the name of the window's time column",
+            ));
+        }
+        self.fractions()?;
+        if !(0.5..=1.0).contains(&self.min_auc) {
+            return Err(Error::invalid(
+                "min_auc",
+                self.min_auc,
+                "a ROC AUC in [0.5, 1]",
+            ));
+        }
+        if !(0.0..=0.5).contains(&self.champion_tolerance) {
+            return Err(Error::invalid(
+                "champion_tolerance",
+                self.champion_tolerance,
+                "a ROC AUC difference in [0, 0.5]",
+            ));
+        }
+        if !mlops_core::version_ref::is_plain_name(&self.canary_alias)
+            || self.canary_alias == mlops_core::version_ref::LATEST
+        {
+            return Err(Error::invalid(
+                "canary_alias",
+                format!("{:?}", self.canary_alias),
+                format!("an alias name: {}, not `latest`", mlops_core::version_ref::PLAIN_NAME),
+            ));
+        }
+        self.gate()?;
+        Ok(RetrainSettings { config: self })
+    }
+
+    fn fractions(&self) -> Result<SplitFractions> {
+        let f = SplitFractions {
+            train: self.train_fraction,
+            validation: self.validation_fraction,
+            test: self.holdout_fraction,
+        };
+        if !(f.validation > 0.0 && f.test > 0.0) {
+            return Err(Error::invalid(
+                "validation_fraction, holdout_fraction",
+                format!("{}, {}", f.validation, f.test),
+                "two positive shares (early stopping and the gate need rows)",
+            ));
+        }
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// The gate: ROC AUC at least `min_auc`, and no lower than the champion's by more than
+    /// `champion_tolerance` on the same holdout.
+    pub fn gate(&self) -> Result<MetricGate> {
+        let gate = MetricGate {
+            rules: vec![
+                GateRule::Min {
+                    metric: Metric::RocAuc,
+                    value: self.min_auc,
+                },
+                GateRule::Champion {
+                    metric: Metric::RocAuc,
+                    tolerance: self.champion_tolerance,
+                    use_confidence_bound: false,
+                },
+            ],
+            ..MetricGate::default()
+        };
+        gate.validate()?;
+        Ok(gate)
+    }
+}
+
+/// Where a retrain's training is tracked.
+pub struct Tracking<'a> {
+    /// The tracker.
+    pub tracker: &'a dyn ExperimentTracker,
+    /// The experiment.
+    pub experiment: &'a str,
+    /// The run's name.
+    pub run_name: &'a str,
+    /// The run's tags.
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// One retrain: the window, the settings to fit with, the champion to beat.
+pub struct RetrainRequest<'a> {
+    /// The labeled window (features in the model's schema, its order column, labels).
+    pub window: &'a Dataset,
+    /// The champion's settings (its `Trainer`, seeded by the host).
+    pub trainer: &'a Trainer,
+    /// The champion, re-scored on the candidate's holdout.
+    pub champion: &'a dyn Predictor,
+    /// The champion's version (the candidate's lineage parent).
+    pub champion_version: u64,
+    /// What the canary alias pointed at when the host decided to retrain: the
+    /// compare-and-swap moves it only from there (of two retrainers, one wins).
+    pub expected_canary: Option<u64>,
+    /// Tracking of the fit (`None`: not tracked).
+    pub tracking: Option<Tracking<'a>>,
+    /// The version's description.
+    pub description: String,
+    /// Extra tags and params of the version (`role=retrain` and `gate` are set here).
+    pub tags: Vec<(String, String)>,
+    /// Params of the version (the settings, say).
+    pub params: Vec<(String, String)>,
+}
+
+/// What a retrain made: the candidate, its metrics and the champion's on the same holdout,
+/// the gate's decision.
+#[derive(Debug, Clone)]
+pub struct Retrained {
+    /// The registered version (`None`: the gate failed and rejected ones are not registered).
+    pub version: Option<u64>,
+    /// The candidate's artifact (threshold at the best F1 on the validation rows).
+    pub artifact: ModelArtifact,
+    /// The candidate.
+    pub model: Arc<MlpModel>,
+    /// The reference profile of the window (the monitor's reference once it is promoted).
+    pub profile: ReferenceProfile,
+    /// The candidate's metrics on the holdout (empty when the holdout could not score).
+    pub metrics: MetricValues,
+    /// The champion's metrics on the same holdout.
+    pub champion_metrics: MetricValues,
+    /// Why the holdout could not score the models (one class, say), if it could not.
+    pub holdout_error: Option<String>,
+    /// The gate's decision.
+    pub decision: GateDecision,
+    /// The tracking run of the fit.
+    pub run_id: Option<RunId>,
+    /// Rows of the window.
+    pub rows: usize,
+}
+
+impl Retrained {
+    /// Every rule's verdict and reason, `pass ...; FAIL ...`.
+    pub fn reasons(&self) -> String {
+        self.decision
+            .results
+            .iter()
+            .map(|r| format!("{} {}", if r.passed { "pass" } else { "FAIL" }, r.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A retrain's outcome.
+#[derive(Debug, Clone)]
+pub enum RetrainOutcome {
+    /// The window failed validation against the model's schema: nothing was fit.
+    Refused(ValidationReport),
+    /// The candidate failed the gate (its reasons in `decision`); the alias did not move.
+    GateFailed(Box<Retrained>),
+    /// The candidate passed, is registered, and the canary alias points at it.
+    Canary(Box<Retrained>),
+}
+
+/// Retrains one registered model: holds the registry, the model's name and schema, the
+/// validation suite and the checked settings. Every call is independent (no state between
+/// calls); the host decides when.
+///
+/// ```no_run
+/// # async fn f(registry: std::sync::Arc<mlops::registry::Registry>, schema: mlops::core::Schema,
+/// #     window: mlops::core::Dataset, champion: mlops::core::model::MlpModel,
+/// #     trainer: mlops::train::Trainer) -> Result<(), mlops::lifecycle::Error> {
+/// use mlops::core::validation::{ValidationConfig, ValidationSuite};
+/// use mlops::lifecycle::{RetrainConfig, RetrainOutcome, RetrainRequest, Retrainer};
+///
+/// let suite = ValidationSuite::from_config(&ValidationConfig::default())?;
+/// let retrainer = Retrainer::new(registry, "fraud", schema, suite, RetrainConfig::default().check()?)?;
+/// match retrainer.retrain(RetrainRequest {
+///     window: &window, trainer: &trainer, champion: &champion, champion_version: 1,
+///     expected_canary: None, tracking: None, description: "after the alarm".into(),
+///     tags: vec![], params: vec![],
+/// }).await? {
+///     RetrainOutcome::Canary(c) => println!("canary -> v{:?}", c.version),
+///     RetrainOutcome::GateFailed(c) => println!("gate: {}", c.reasons()),
+///     RetrainOutcome::Refused(report) => println!("window: {report}"),
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Retrainer {
+    registry: Arc<Registry>,
+    model: String,
+    schema: Schema,
+    suite: ValidationSuite,
+    settings: RetrainSettings,
+    gate: MetricGate,
+}
+
+impl Retrainer {
+    /// A retrainer of `model` in `registry`, validating windows against `schema` with `suite`.
+    pub fn new(
+        registry: Arc<Registry>,
+        model: impl Into<String>,
+        schema: Schema,
+        suite: ValidationSuite,
+        settings: RetrainSettings,
+    ) -> Result<Self> {
+        let gate = settings.gate()?;
+        Ok(Retrainer {
+            registry,
+            model: model.into(),
+            schema,
+            suite,
+            settings,
+            gate,
+        })
+    }
+
+    /// The gate every candidate passes (also the first model's, with no champion).
+    pub fn gate(&self) -> &MetricGate {
+        &self.gate
+    }
+
+    /// Checks that `window` holds the schema's feature columns in order, and labels.
+    fn check_window(&self, window: &Dataset) -> Result<()> {
+        if window.n_rows() == 0 {
+            return Err(Error::invalid(
+                "window",
+                "0 rows",
+                "at least one labeled row to retrain on",
+            ));
+        }
+        if window.labels().is_none() {
+            return Err(Error::invalid(
+                "window.labels",
+                "none",
+                "a labeled window (the label column of the model's schema)",
+            ));
+        }
+        let want: Vec<&str> = self.schema.features().map(|c| c.name.as_str()).collect();
+        let have: Vec<&str> = window.feature_names().collect();
+        for i in 0..want.len().max(have.len()) {
+            let (w, h) = (want.get(i), have.get(i));
+            if w != h {
+                return Err(Error::invalid(
+                    format!("window feature column {i}"),
+                    h.map_or("missing".to_string(), |h| format!("{h:?}")),
+                    format!(
+                        "{} (the model's schema: {want:?})",
+                        w.map_or("no column".to_string(), |w| format!("{w:?}"))
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Retrains on `request.window`: validate, fit, gate, register, move the canary alias.
+    /// A window that is empty, unlabeled or in another schema is an `InvalidValue` naming the
+    /// column; one that fails validation is [`RetrainOutcome::Refused`]; a lost
+    /// compare-and-swap on the alias is the registry's `AliasMoved` (the candidate stays
+    /// registered, pointed at by nothing).
+    pub async fn retrain(&self, request: RetrainRequest<'_>) -> Result<RetrainOutcome> {
+        let window = request.window;
+        self.check_window(window)?;
+        let validation = self.suite.run(window, Some(&self.schema));
+        if !validation.passed() {
+            return Ok(RetrainOutcome::Refused(validation));
+        }
+        let split = window.ordered_split(&self.settings.order_column, self.settings.fractions()?)?;
+        let trained = request
+            .trainer
+            .fit(&split.train, Some(&split.validation), &mut [])?;
+        let run_id = match &request.tracking {
+            Some(t) => Some(
+                log_training(
+                    t.tracker,
+                    t.experiment,
+                    t.run_name,
+                    t.tags,
+                    request.trainer,
+                    &trained,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let metadata: Vec<(&str, String)> = run_id
+            .iter()
+            .map(|r| ("tracking_run_id", r.0.clone()))
+            .collect();
+        let artifact = finish(&trained.artifact, &split.validation, &metadata)?;
+        let model = Arc::new(MlpModel::new(&artifact)?);
+        // A holdout that cannot score the models (one class, say) gives the gate no values,
+        // and it fails: no candidate on no evidence.
+        let scored = metric_values(model.as_ref(), &split.test).and_then(|c| {
+            Ok((c, metric_values(request.champion, &split.test)?))
+        });
+        let (metrics, champion_metrics, holdout_error) = match scored {
+            Ok((c, p)) => (c, p, None),
+            Err(e) => {
+                tracing::warn!(model = %self.model, error = %e, "the holdout cannot score the models");
+                (MetricValues::default(), MetricValues::default(), Some(e.to_string()))
+            }
+        };
+        let decision = self.gate.evaluate(&metrics, Some(&champion_metrics));
+        let profile = ReferenceProfile::fit(window, &ProfileConfig::default())?;
+        let mut retrained = Retrained {
+            version: None,
+            artifact,
+            model,
+            profile,
+            metrics,
+            champion_metrics,
+            holdout_error,
+            decision,
+            run_id,
+            rows: window.n_rows(),
+        };
+        let passed = retrained.decision.passed;
+        if passed || self.settings.register_rejected {
+            retrained.version = Some(self.register(&retrained, &request).await?);
+        }
+        if !passed {
+            tracing::info!(model = %self.model, reasons = %retrained.reasons(), "the candidate failed the gate");
+            return Ok(RetrainOutcome::GateFailed(Box::new(retrained)));
+        }
+        let version = retrained.version.unwrap_or_default();
+        self.registry
+            .set_alias(
+                &self.model,
+                &self.settings.canary_alias,
+                version,
+                request.expected_canary,
+                "passed the gate after a drift alarm",
+            )
+            .await?;
+        tracing::info!(model = %self.model, version, alias = %self.settings.canary_alias, "candidate registered");
+        Ok(RetrainOutcome::Canary(Box::new(retrained)))
+    }
+
+    async fn register(&self, r: &Retrained, request: &RetrainRequest<'_>) -> Result<u64> {
+        let mut new = NewVersion::new()
+            .artifact(&r.artifact)?
+            .reference_profile(r.profile.to_json()?)
+            .metrics(&r.metrics);
+        for (k, v) in &request.params {
+            new = new.param(k.as_str(), v.as_str());
+        }
+        new = new
+            .tag("gate", if r.decision.passed { "passed" } else { "failed" })
+            .tag("role", "retrain");
+        for (k, v) in &request.tags {
+            new = new.tag(k.as_str(), v.as_str());
+        }
+        let new = new
+            .lineage(Lineage {
+                run_id: r.run_id.clone(),
+                dataset: Some(DatasetFingerprint {
+                    sha256: request.window.fingerprint(),
+                    rows: request.window.n_rows() as u64,
+                }),
+                code_version: Some(format!("mlops {}", env!("CARGO_PKG_VERSION"))),
+                parent_version: Some(request.champion_version),
+            })
+            .description(request.description.clone());
+        Ok(self.registry.register(&self.model, new).await?.version)
+    }
+}
+
+/// `model`'s metric report on `data` (at its threshold) as gate values.
+pub(crate) fn metric_values(model: &dyn Predictor, data: &Dataset) -> Result<MetricValues> {
+    let s = ScoredSamples::of(model, data)?;
+    Ok(MetricValues::from(&s.report(f64::from(model.threshold()))?))
+}
+
+/// `artifact` with its threshold at the best F1 on `validation` (kept when undefined there),
+/// and `metadata`.
+pub(crate) fn finish(
+    artifact: &ModelArtifact,
+    validation: &Dataset,
+    metadata: &[(&str, String)],
+) -> Result<ModelArtifact> {
+    let s = ScoredSamples::of(&MlpModel::new(artifact)?, validation)?;
+    let mut artifact = match s.best_threshold(ThresholdCriterion::FBeta { beta: 1.0 }) {
+        Ok(best) => artifact.clone().with_threshold(best.threshold as f32)?,
+        Err(_) => artifact.clone(),
+    };
+    for (k, v) in metadata {
+        artifact = artifact.with_metadata(*k, v.as_str());
+    }
+    Ok(artifact)
+}

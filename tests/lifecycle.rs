@@ -1,0 +1,396 @@
+//! The loop's library parts in process (`mlops::lifecycle`): a drift alarm on the synthetic
+//! stream's change → the rules schedule a retrain → the `Retrainer` fits the labeled window,
+//! gates it against the champion re-scored on the same holdout, registers it and points
+//! `canary` at it; and what it does with the worst windows and with a rival retrainer.
+
+use std::sync::Arc;
+
+use mlops::core::metrics::Metric;
+use mlops::core::model::{MlpModel, Predictor};
+use mlops::core::synthetic::{Shift, TransactionConfig, TransactionStream, TIME};
+use mlops::core::validation::{ValidationConfig, ValidationSuite};
+use mlops::core::{Dataset, Schema};
+use mlops::drift::{DriftConfig, ProfileConfig, ReferenceProfile};
+use mlops::lifecycle::rules::{LoopRules, Request, RolloutEnd};
+use mlops::lifecycle::{
+    Error, RetrainConfig, RetrainOutcome, RetrainRequest, Retrainer, RetrainSettings,
+};
+use mlops::registry::{NewVersion, Registry, RegistryConfig};
+use mlops::train::{MlpConfig, TrainConfig, Trainer};
+use ndarray::Array1;
+
+const MODEL: &str = "fraud";
+const ROWS: usize = 2_000;
+const SHIFT: usize = 3;
+
+fn stream() -> TransactionStream {
+    TransactionStream::new(TransactionConfig {
+        batch_size: ROWS,
+        shift: Some(Shift::abrupt(SHIFT)),
+        seed: 7,
+        ..TransactionConfig::default()
+    })
+    .unwrap()
+}
+
+fn batches(s: &TransactionStream, range: std::ops::Range<usize>) -> Dataset {
+    let parts: Vec<Dataset> = range.map(|i| s.batch(i).unwrap()).collect();
+    Dataset::concat(&parts.iter().collect::<Vec<_>>()).unwrap()
+}
+
+fn trainer(seed: u64) -> Trainer {
+    Trainer::new(
+        MlpConfig {
+            hidden: vec![16],
+            ..MlpConfig::default()
+        },
+        TrainConfig {
+            epochs: 8,
+            batch_size: 256,
+            learning_rate: 3e-3,
+            seed,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+fn settings(min_auc: f64) -> RetrainSettings {
+    RetrainConfig {
+        order_column: TIME.into(),
+        min_auc,
+        ..RetrainConfig::default()
+    }
+    .check()
+    .unwrap()
+}
+
+/// The champion (trained on the old world, batches 0..SHIFT) registered as v1 under
+/// `production` in a fresh in-memory registry; its schema and reference profile.
+struct Setup {
+    registry: Arc<Registry>,
+    champion: MlpModel,
+    schema: Schema,
+    profile: ReferenceProfile,
+    stream: TransactionStream,
+}
+
+async fn setup() -> Setup {
+    let stream = stream();
+    let history = batches(&stream, 0..SHIFT);
+    let trained = trainer(1).fit(&history, None, &mut []).unwrap();
+    let champion = MlpModel::new(&trained.artifact).unwrap();
+    let profile = ReferenceProfile::fit(&history, &ProfileConfig::default()).unwrap();
+    let registry = Arc::new(
+        Registry::open("memory://", &RegistryConfig::default())
+            .await
+            .unwrap(),
+    );
+    let v1 = registry
+        .register(
+            MODEL,
+            NewVersion::new()
+                .artifact(&trained.artifact)
+                .unwrap()
+                .reference_profile(profile.to_json().unwrap()),
+        )
+        .await
+        .unwrap()
+        .version;
+    registry
+        .set_alias(MODEL, "production", v1, None, "the first model")
+        .await
+        .unwrap();
+    Setup {
+        registry,
+        champion,
+        schema: Schema::infer(&history),
+        profile,
+        stream,
+    }
+}
+
+fn retrainer(s: &Setup, settings: RetrainSettings) -> Retrainer {
+    let suite = ValidationSuite::from_config(&ValidationConfig {
+        min_rows: 1_000,
+        ..ValidationConfig::default()
+    })
+    .unwrap();
+    Retrainer::new(
+        s.registry.clone(),
+        MODEL,
+        s.schema.clone(),
+        suite,
+        settings,
+    )
+    .unwrap()
+}
+
+fn request<'a>(
+    window: &'a Dataset,
+    trainer: &'a Trainer,
+    champion: &'a dyn Predictor,
+) -> RetrainRequest<'a> {
+    RetrainRequest {
+        window,
+        trainer,
+        champion,
+        champion_version: 1,
+        expected_canary: None,
+        tracking: None,
+        description: "retrained after the drift alarm".into(),
+        tags: vec![("window".into(), "test".into())],
+        params: vec![("hidden".into(), "16".into())],
+    }
+}
+
+async fn canary(r: &Registry) -> Option<u64> {
+    r.alias(MODEL, "canary").await.unwrap().and_then(|e| e.target)
+}
+
+async fn versions(r: &Registry) -> usize {
+    r.list_versions(MODEL).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
+    let s = setup().await;
+    let drift = DriftConfig::default().check().unwrap();
+    let mut rules = LoopRules::new(3).unwrap();
+    // Served batches: the old world checks clean, the change raises the alarm.
+    let mut alarm = None;
+    for b in SHIFT - 1..SHIFT + 3 {
+        let report = s
+            .profile
+            .compare(&s.stream.batch(b).unwrap(), &drift)
+            .unwrap();
+        assert_eq!(report.dataset.drifted, b >= SHIFT, "batch {b}: {report:?}");
+        if report.dataset.drifted {
+            let r = rules.on_retrain_request(b as u64);
+            alarm.get_or_insert(b);
+            if b == SHIFT {
+                assert_eq!(r, Request::Scheduled { alarm_at: b as u64 });
+            } else {
+                assert_eq!(
+                    r,
+                    Request::AlreadyScheduled {
+                        alarm_at: SHIFT as u64
+                    }
+                );
+            }
+        }
+    }
+    assert_eq!(alarm, Some(SHIFT));
+    assert_eq!(rules.due(SHIFT as u64 + 2), None);
+    let window = rules.due(SHIFT as u64 + 3).unwrap();
+    rules.start_retrain();
+    assert_eq!(rules.due(SHIFT as u64 + 3), None);
+    let window = batches(
+        &s.stream,
+        window.start as usize..window.end as usize,
+    );
+    let t = trainer(2);
+    let outcome = retrainer(&s, settings(0.7))
+        .retrain(request(&window, &t, &s.champion))
+        .await
+        .unwrap();
+    let RetrainOutcome::Canary(c) = outcome else {
+        panic!("expected a candidate: {outcome:?}");
+    };
+    let version = c.version.unwrap();
+    assert_eq!(version, 2);
+    assert!(c.decision.passed, "{}", c.reasons());
+    let (auc, champion_auc) = (c.metrics.values[&Metric::RocAuc], c.champion_metrics.values[&Metric::RocAuc]);
+    assert!(auc >= 0.7 && auc >= champion_auc, "{auc} vs {champion_auc}");
+    assert_eq!(canary(&s.registry).await, Some(version));
+    let record = s
+        .registry
+        .list_versions(MODEL)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.record.version == version)
+        .unwrap()
+        .record;
+    assert_eq!(record.lineage.parent_version, Some(1));
+    assert_eq!(
+        record.lineage.dataset.as_ref().unwrap().rows,
+        window.n_rows() as u64
+    );
+    assert_eq!(record.tags["gate"], "passed");
+    assert_eq!(record.tags["role"], "retrain");
+    assert_eq!(record.params["hidden"], "16");
+    assert!((record.metrics["roc_auc"] - auc).abs() < 1e-12);
+    assert!(record
+        .files
+        .iter()
+        .any(|f| f.name == mlops::registry::REFERENCE_PROFILE_FILE));
+    // The candidate rolls out: a new alarm is deferred; its promotion rebases the reference,
+    // and the new profile finds no drift in the new world.
+    rules.on_candidate(version);
+    assert_eq!(
+        rules.on_retrain_request(SHIFT as u64 + 4),
+        Request::Deferred {
+            rolling_out: version
+        }
+    );
+    let end = rules.on_rollout_end(true).unwrap();
+    assert_eq!(end, RolloutEnd::Promoted { version });
+    assert!(end.rebases());
+    let later = c
+        .profile
+        .compare(&s.stream.batch(SHIFT + 4).unwrap(), &drift)
+        .unwrap();
+    assert!(!later.dataset.drifted, "{later:?}");
+}
+
+#[tokio::test]
+async fn a_worse_candidate_fails_the_gate_registers_nothing_and_leaves_the_alias() {
+    let s = setup().await;
+    // The champion knows the new world; the candidate barely trains (one epoch at a learning
+    // rate that moves nothing): it is worse on the same holdout.
+    let window = batches(&s.stream, SHIFT..SHIFT + 3);
+    let strong = MlpModel::new(&trainer(3).fit(&window, None, &mut []).unwrap().artifact).unwrap();
+    let idle = Trainer::new(
+        MlpConfig {
+            hidden: vec![16],
+            ..MlpConfig::default()
+        },
+        TrainConfig {
+            epochs: 1,
+            learning_rate: 1e-7,
+            seed: 4,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    let before = versions(&s.registry).await;
+    let outcome = retrainer(&s, settings(0.5))
+        .retrain(request(&window, &idle, &strong))
+        .await
+        .unwrap();
+    let RetrainOutcome::GateFailed(c) = outcome else {
+        panic!("expected the gate to fail: {outcome:?}");
+    };
+    assert!(!c.decision.passed);
+    assert_eq!(c.version, None);
+    let champion_rule = c
+        .decision
+        .results
+        .iter()
+        .find(|r| matches!(r.rule, mlops::core::gate::GateRule::Champion { .. }))
+        .unwrap();
+    assert!(!champion_rule.passed, "{}", c.reasons());
+    assert!(c.reasons().contains("FAIL"), "{}", c.reasons());
+    assert!(
+        c.metrics.values[&Metric::RocAuc] < c.champion_metrics.values[&Metric::RocAuc],
+        "{}",
+        c.reasons()
+    );
+    assert_eq!(versions(&s.registry).await, before);
+    assert_eq!(canary(&s.registry).await, None);
+    // With `register_rejected` the failed candidate is kept for the record, alias unmoved.
+    let keep = RetrainConfig {
+        register_rejected: true,
+        ..settings(0.5).into_config()
+    }
+    .check()
+    .unwrap();
+    let outcome = retrainer(&s, keep)
+        .retrain(request(&window, &idle, &strong))
+        .await
+        .unwrap();
+    let RetrainOutcome::GateFailed(c) = outcome else {
+        panic!("expected the gate to fail: {outcome:?}");
+    };
+    assert_eq!(c.version, Some(before as u64 + 1));
+    assert_eq!(canary(&s.registry).await, None);
+}
+
+#[tokio::test]
+async fn bad_windows_are_refused_naming_what_is_wrong() {
+    let s = setup().await;
+    let r = retrainer(&s, settings(0.7));
+    let t = trainer(5);
+    let window = batches(&s.stream, SHIFT..SHIFT + 2);
+    // Empty.
+    let empty = window.select_rows(&[]).unwrap();
+    let e = r
+        .retrain(request(&empty, &t, &s.champion))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidValue(_)), "{e:?}");
+    assert!(e.to_string().contains("invalid window = 0 rows"), "{e}");
+    // One class: validation refuses it (too few positives); nothing is fit.
+    let zeros = Array1::zeros(window.n_rows());
+    let one_class = window.clone().with_labels(zeros, "is_fraud").unwrap();
+    match r
+        .retrain(request(&one_class, &t, &s.champion))
+        .await
+        .unwrap()
+    {
+        RetrainOutcome::Refused(report) => {
+            assert!(!report.passed());
+            assert!(
+                report.errors().any(|f| f.check == "min_positives"),
+                "{report}"
+            );
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    // Another schema: a column the model needs is missing, named with its position.
+    let first = window.feature_names().next().unwrap().to_string();
+    let missing = window.drop_features(&[first.as_str()]).unwrap();
+    let e = r
+        .retrain(request(&missing, &t, &s.champion))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidValue(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("window feature column 0") && text.contains(&format!("{first:?}")),
+        "{text}"
+    );
+    // Unlabeled.
+    let unlabeled = Dataset::new(
+        window.features().to_owned(),
+        window.feature_names().map(String::from).collect(),
+    )
+    .unwrap();
+    let e = r
+        .retrain(request(&unlabeled, &t, &s.champion))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("window.labels"), "{e}");
+    assert_eq!(versions(&s.registry).await, 1);
+    assert_eq!(canary(&s.registry).await, None);
+}
+
+#[tokio::test]
+async fn two_retrainers_racing_for_canary_exactly_one_wins() {
+    let s = setup().await;
+    let window = batches(&s.stream, SHIFT..SHIFT + 3);
+    let (a, b) = (retrainer(&s, settings(0.7)), retrainer(&s, settings(0.7)));
+    let (ta, tb) = (trainer(6), trainer(7));
+    // Both decided to retrain while canary was unset.
+    let (ra, rb) = tokio::join!(
+        a.retrain(request(&window, &ta, &s.champion)),
+        b.retrain(request(&window, &tb, &s.champion)),
+    );
+    let mut won = Vec::new();
+    let mut lost = 0;
+    for r in [ra, rb] {
+        match r {
+            Ok(RetrainOutcome::Canary(c)) => won.push(c.version.unwrap()),
+            Err(Error::Registry(mlops::registry::Error::AliasMoved { alias, .. })) => {
+                assert_eq!(alias, "canary");
+                lost += 1;
+            }
+            other => panic!("expected a win or a lost compare-and-swap: {other:?}"),
+        }
+    }
+    assert_eq!((won.len(), lost), (1, 1), "{won:?}");
+    assert_eq!(canary(&s.registry).await, Some(won[0]));
+    // Both candidates are registered (v2, v3); the alias names the winner only.
+    assert_eq!(versions(&s.registry).await, 3);
+}

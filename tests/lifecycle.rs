@@ -11,9 +11,9 @@ use mlops::core::synthetic::{Shift, TransactionConfig, TransactionStream, TIME};
 use mlops::core::validation::{ValidationConfig, ValidationSuite};
 use mlops::core::{Dataset, Schema};
 use mlops::drift::{DriftConfig, ProfileConfig, ReferenceProfile};
-use mlops::lifecycle::rules::{LoopRules, Request, RolloutEnd};
+use mlops::lifecycle::rules::{LoopRules, RolloutEnd, Ruling};
 use mlops::lifecycle::{
-    Error, RetrainConfig, RetrainOutcome, RetrainRequest, Retrainer, RetrainSettings,
+    Error, RetrainConfig, RetrainOutcome, RetrainRequest, RetrainSettings, Retrainer,
 };
 use mlops::registry::{NewVersion, Registry, RegistryConfig};
 use mlops::train::{MlpConfig, TrainConfig, Trainer};
@@ -116,14 +116,7 @@ fn retrainer(s: &Setup, settings: RetrainSettings) -> Retrainer {
         ..ValidationConfig::default()
     })
     .unwrap();
-    Retrainer::new(
-        s.registry.clone(),
-        MODEL,
-        s.schema.clone(),
-        suite,
-        settings,
-    )
-    .unwrap()
+    Retrainer::new(s.registry.clone(), MODEL, s.schema.clone(), suite, settings).unwrap()
 }
 
 fn request<'a>(
@@ -145,7 +138,10 @@ fn request<'a>(
 }
 
 async fn canary(r: &Registry) -> Option<u64> {
-    r.alias(MODEL, "canary").await.unwrap().and_then(|e| e.target)
+    r.alias(MODEL, "canary")
+        .await
+        .unwrap()
+        .and_then(|e| e.target)
 }
 
 async fn versions(r: &Registry) -> usize {
@@ -169,11 +165,11 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
             let r = rules.on_retrain_request(b as u64);
             alarm.get_or_insert(b);
             if b == SHIFT {
-                assert_eq!(r, Request::Scheduled { alarm_at: b as u64 });
+                assert_eq!(r, Ruling::Scheduled { alarm_at: b as u64 });
             } else {
                 assert_eq!(
                     r,
-                    Request::AlreadyScheduled {
+                    Ruling::AlreadyScheduled {
                         alarm_at: SHIFT as u64
                     }
                 );
@@ -185,10 +181,7 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
     let window = rules.due(SHIFT as u64 + 3).unwrap();
     rules.start_retrain();
     assert_eq!(rules.due(SHIFT as u64 + 3), None);
-    let window = batches(
-        &s.stream,
-        window.start as usize..window.end as usize,
-    );
+    let window = batches(&s.stream, window.start as usize..window.end as usize);
     let t = trainer(2);
     let outcome = retrainer(&s, settings(0.7))
         .retrain(request(&window, &t, &s.champion))
@@ -200,7 +193,10 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
     let version = c.version.unwrap();
     assert_eq!(version, 2);
     assert!(c.decision.passed, "{}", c.reasons());
-    let (auc, champion_auc) = (c.metrics.values[&Metric::RocAuc], c.champion_metrics.values[&Metric::RocAuc]);
+    let (auc, champion_auc) = (
+        c.metrics.values[&Metric::RocAuc],
+        c.champion_metrics.values[&Metric::RocAuc],
+    );
     assert!(auc >= 0.7 && auc >= champion_auc, "{auc} vs {champion_auc}");
     assert_eq!(canary(&s.registry).await, Some(version));
     let record = s
@@ -230,7 +226,7 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
     rules.on_candidate(version);
     assert_eq!(
         rules.on_retrain_request(SHIFT as u64 + 4),
-        Request::Deferred {
+        Ruling::Deferred {
             rolling_out: version
         }
     );

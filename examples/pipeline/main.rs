@@ -27,7 +27,6 @@
 //! shared by runs from different workdirs (they would roll out each other's candidates).
 
 mod model;
-mod report;
 mod world;
 
 use std::io::IsTerminal;
@@ -40,9 +39,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use mlops::core::clock::{Clock, ManualClock};
 use mlops::core::duration::{seconds, SecondsRange};
-use mlops::core::gate::{GateRule, MetricGate, MetricValues};
-use mlops::core::metrics::Metric;
-use mlops::core::model::{MlpModel, Predictor};
+use mlops::core::gate::MetricValues;
+use mlops::core::model::MlpModel;
 use mlops::core::validation::{ValidationConfig, ValidationSuite};
 use mlops::core::{Dataset, Schema};
 use mlops::drift::{
@@ -65,7 +63,12 @@ use mlops::train::tracking::{
     log_training, ExperimentTracker, MetricPoint, ObjectStoreTracker, Run,
 };
 
-use report::{BatchRow, DecisionRow, Summary};
+use mlops::lifecycle::report::{self, BatchRow, DecisionRow, Summary};
+use mlops::lifecycle::rules::{ends_rollout, LoopRules, RolloutEnd, Ruling};
+use mlops::lifecycle::{
+    metric_values, threshold_at_best_f1, RetrainConfig, RetrainOutcome, RetrainRequest, Retrained,
+    Retrainer, Tracking,
+};
 
 const HELP_AFTER: &str = "Exit codes: 0 the loop ran to the end of the stream (whatever it decided: see the timeline and --summary); 2 an error (bad arguments or data, a registry or tracking failure); 3 the first model failed the gate, so there was nothing to serve; 4 another run holds --workdir.
 
@@ -322,11 +325,6 @@ fn default_policy(batch_seconds: f64) -> anyhow::Result<Promotion> {
     Ok(config.check()?)
 }
 
-fn metric_values(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<MetricValues> {
-    let s = model::scored(model, data)?;
-    Ok(MetricValues::from(&s.report(f64::from(model.threshold()))?))
-}
-
 /// A version with what every one of the loop's versions carries: the model, its reference
 /// profile, its holdout metrics, the search's settings, the gate's verdict.
 fn version_of(
@@ -342,25 +340,6 @@ fn version_of(
         .metrics(values)
         .param("hyperparameters", hyper.describe())
         .tag("gate", if passed { "passed" } else { "failed" }))
-}
-
-fn gate(min_auc: f64) -> anyhow::Result<MetricGate> {
-    let gate = MetricGate {
-        rules: vec![
-            GateRule::Min {
-                metric: Metric::RocAuc,
-                value: min_auc,
-            },
-            GateRule::Champion {
-                metric: Metric::RocAuc,
-                tolerance: 0.0,
-                use_confidence_bound: false,
-            },
-        ],
-        ..MetricGate::default()
-    };
-    gate.validate()?;
-    Ok(gate)
 }
 
 fn fingerprint(data: &Dataset) -> DatasetFingerprint {
@@ -389,13 +368,6 @@ struct Alarm {
     report: DriftReport,
     profile: ReferenceProfile,
     current: Vec<(String, Vec<f64>)>,
-}
-
-/// The retrained model on its way through the rollout.
-struct Candidate {
-    version: u64,
-    model: Arc<MlpModel>,
-    profile: ReferenceProfile,
 }
 
 #[allow(clippy::too_many_lines)]
@@ -518,14 +490,21 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &searched.trained,
     )
     .await?;
-    let artifact = model::finish(
-        &searched.trained,
+    let artifact = threshold_at_best_f1(
+        &searched.trained.artifact,
         &window.validation,
         &[("tracking_run_id", first_run.0.clone())],
     )?;
     let first_model = Arc::new(MlpModel::new(&artifact)?);
     let values = metric_values(first_model.as_ref(), &window.holdout)?;
-    let the_gate = gate(args.min_auc)?;
+    let retrain_settings = RetrainConfig {
+        order_column: order_name.clone(),
+        min_auc: args.min_auc,
+        register_rejected: true,
+        ..RetrainConfig::default()
+    }
+    .check()?;
+    let the_gate = retrain_settings.gate()?;
     let decision = the_gate.evaluate(&values, None);
     out.line(format!(
         "[gate]      first model on the history's holdout: {}",
@@ -662,15 +641,16 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     let requests = Requests::default();
+    let retrainer = Retrainer::new(registry.clone(), name, schema, suite, retrain_settings)?;
     let loop_run = Run::start(tracker.as_ref(), "pipeline", "closed-loop", &tags).await?;
 
     // 4. The stream.
     let mut timeline: Vec<BatchRow> = Vec::new();
     let mut decisions: Vec<DecisionRow> = Vec::new();
     let mut waiting: Vec<Served> = Vec::new();
-    let mut alarm_at: Option<usize> = None;
+    let mut rules = LoopRules::new(retrain_batches as u64)?;
     let mut first_alarm: Option<Alarm> = None;
-    let mut candidate: Option<Candidate> = None;
+    let mut candidate: Option<Box<Retrained>> = None;
     let mut first_retrain: Option<(u64, Arc<MlpModel>, usize)> = None;
     let mut outcome = "no_retrain".to_string();
     let mut production = v1;
@@ -737,127 +717,73 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         waiting.clear();
 
         // A retrain falls due once `retrain_batches` batches since the alarm are labeled.
-        if let Some(a) = alarm_at {
-            if b >= a + retrain_batches && candidate.is_none() {
-                alarm_at = None;
-                let window_data = concat(&world.batches[a..a + retrain_batches])?;
-                let (window_data, corruption) = if args.corrupt_retrain_labels {
-                    let (d, how) = model::corrupt_labels(&window_data)?;
-                    (d, Some(how))
-                } else {
-                    (window_data, None)
-                };
-                if let Some(how) = &corruption {
-                    out.line(format!("[retrain]   --corrupt-retrain-labels: {how}"));
-                }
-                let report = suite.run(&window_data, Some(&schema));
-                if !report.passed() {
+        if let Some(due) = rules.due(b as u64) {
+            rules.start_retrain();
+            let (a, z) = (due.start as usize, due.end as usize);
+            let mut window_data = concat(&world.batches[a..z])?;
+            if args.corrupt_retrain_labels {
+                let (d, how) = model::corrupt_labels(&window_data)?;
+                out.line(format!("[retrain]   --corrupt-retrain-labels: {how}"));
+                window_data = d;
+            }
+            let trainer = hyper.trainer(args.seed.wrapping_add(b as u64))?;
+            let run_name = format!("retrain-batch-{b}");
+            let retrained = retrainer
+                .retrain(RetrainRequest {
+                    window: &window_data,
+                    trainer: &trainer,
+                    champion: champion.as_ref(),
+                    champion_version: production,
+                    expected_canary: registry.alias(name, "canary").await?.and_then(|e| e.target),
+                    tracking: Some(Tracking {
+                        tracker: tracker.as_ref(),
+                        experiment: "pipeline",
+                        run_name: &run_name,
+                        tags: &tags,
+                    }),
+                    description: format!(
+                        "retrained on batches {a}..{} after the drift alarm",
+                        z - 1
+                    ),
+                    tags: vec![(
+                        "corrupt_labels".into(),
+                        args.corrupt_retrain_labels.to_string(),
+                    )],
+                    params: vec![("hyperparameters".into(), hyper.describe())],
+                })
+                .await?;
+            match retrained {
+                RetrainOutcome::Refused(report) => {
                     decisions.push(DecisionRow {
                         batch: b,
                         kind: "retrain_refused".into(),
                         reason: format!("the window failed validation: {report}"),
                     });
-                    out.line(format!("[retrain]   batch {b}: the window of batches {a}..{} failed validation; not retraining", a + retrain_batches - 1));
-                } else {
-                    let w = model::cut(&window_data, &order_name)?;
-                    let trainer = hyper.trainer(args.seed.wrapping_add(b as u64))?;
-                    let trained = trainer.fit(&w.train, Some(&w.validation), &mut [])?;
-                    let run_id = log_training(
-                        tracker.as_ref(),
-                        "pipeline",
-                        &format!("retrain-batch-{b}"),
-                        &tags,
-                        &trainer,
-                        &trained,
-                    )
-                    .await?;
-                    let artifact = model::finish(
-                        &trained,
-                        &w.validation,
-                        &[("tracking_run_id", run_id.0.clone())],
-                    )?;
-                    let new_model = Arc::new(MlpModel::new(&artifact)?);
-                    // A holdout that cannot score the models (one class, say) gives the gate
-                    // no values, and it fails: no candidate on no evidence.
-                    let scored = metric_values(new_model.as_ref(), &w.holdout)
-                        .and_then(|c| Ok((c, metric_values(champion.as_ref(), &w.holdout)?)));
-                    let (cand_values, champ_values) = match scored {
-                        Ok(v) => v,
-                        Err(e) => {
-                            out.line(format!(
-                                "[retrain]   batch {b}: the holdout cannot score the models: {e:#}"
-                            ));
-                            (MetricValues::default(), MetricValues::default())
-                        }
-                    };
-                    let gated = the_gate.evaluate(&cand_values, Some(&champ_values));
-                    let why = gated
-                        .results
-                        .iter()
-                        .map(|r| format!("{} {}", if r.passed { "pass" } else { "FAIL" }, r.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    let new_profile =
-                        ReferenceProfile::fit(&window_data, &ProfileConfig::default())?;
-                    let record = registry
-                        .register(
-                            name,
-                            version_of(
-                                &artifact,
-                                &new_profile,
-                                &cand_values,
-                                &hyper,
-                                gated.passed,
-                            )?
-                            .tag("role", "retrain")
-                            .tag("corrupt_labels", corruption.is_some().to_string())
-                            .lineage(Lineage {
-                                run_id: Some(run_id),
-                                dataset: Some(fingerprint(&window_data)),
-                                code_version: Some(format!("mlops {}", env!("CARGO_PKG_VERSION"))),
-                                parent_version: Some(production),
-                            })
-                            .description(format!(
-                                "retrained on batches {a}..{} after the drift alarm",
-                                a + retrain_batches - 1
-                            )),
-                        )
-                        .await?;
-                    out.line(format!(
-                        "[retrain]   batch {b}: trained on batches {a}..{} ({} rows), registered v{}; gate vs champion v{production} on the same holdout: {why}",
-                        a + retrain_batches - 1,
-                        window_data.n_rows(),
-                        record.version
-                    ));
-                    if first_retrain.is_none() {
-                        first_retrain = Some((record.version, new_model.clone(), b));
+                    out.line(format!("[retrain]   batch {b}: the window of batches {a}..{} failed validation; not retraining", z - 1));
+                }
+                RetrainOutcome::GateFailed(c) | RetrainOutcome::Canary(c) => {
+                    if let Some(e) = &c.holdout_error {
+                        out.line(format!(
+                            "[retrain]   batch {b}: the holdout cannot score the models: {e}"
+                        ));
                     }
+                    let version = c.version.context("the loop registers every retrain")?;
+                    let (why, passed) = (c.reasons(), c.decision.passed);
+                    out.line(format!(
+                        "[retrain]   batch {b}: trained on batches {a}..{} ({} rows), registered v{version}; gate vs champion v{production} on the same holdout: {why}",
+                        z - 1,
+                        c.rows
+                    ));
+                    first_retrain.get_or_insert((version, c.model.clone(), b));
+                    let kind = if passed { "gate_passed" } else { "gate_failed" };
                     decisions.push(DecisionRow {
                         batch: b,
-                        kind: if gated.passed {
-                            "gate_passed"
-                        } else {
-                            "gate_failed"
-                        }
-                        .into(),
-                        reason: format!("v{}: {why}", record.version),
+                        kind: kind.into(),
+                        reason: format!("v{version}: {why}"),
                     });
-                    if gated.passed {
-                        let current = registry.alias(name, "canary").await?.and_then(|e| e.target);
-                        registry
-                            .set_alias(
-                                name,
-                                "canary",
-                                record.version,
-                                current,
-                                "passed the gate after a drift alarm",
-                            )
-                            .await?;
-                        candidate = Some(Candidate {
-                            version: record.version,
-                            model: new_model,
-                            profile: new_profile,
-                        });
+                    if passed {
+                        rules.on_candidate(version);
+                        candidate = Some(c);
                         outcome = "in_progress".into();
                     } else {
                         outcome = "gate_failed".into();
@@ -922,19 +848,19 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         kind,
                         reason: d.reason.clone(),
                     });
-                    let ended = matches!(d.kind, DecisionKind::Promote | DecisionKind::RolledBack)
-                        || (d.kind == DecisionKind::Rollback && d.to_percent == 0.0);
-                    if ended {
-                        if let Some(c) = candidate.take() {
-                            if d.kind == DecisionKind::Promote {
-                                production = c.version;
-                                champion = c.model.clone();
-                                monitor.rebase(c.profile);
-                                outcome = "promoted".into();
-                                out.line(format!("[monitor]   reference profile -> v{} (its training window, batches after the alarm)", c.version));
-                            } else {
-                                outcome = "rolled_back".into();
-                            }
+                    if !ends_rollout(d.kind, d.to_percent) {
+                        continue;
+                    }
+                    let end = rules.on_rollout_end(d.kind == DecisionKind::Promote);
+                    if let (Some(end), Some(c)) = (end, candidate.take()) {
+                        if let RolloutEnd::Promoted { version } = end {
+                            production = version;
+                            champion = c.model.clone();
+                            monitor.rebase(c.profile.clone());
+                            outcome = "promoted".into();
+                            out.line(format!("[monitor]   reference profile -> v{version} (its training window, batches after the alarm)"));
+                        } else {
+                            outcome = "rolled_back".into();
                         }
                     }
                 }
@@ -991,14 +917,12 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         let asked = std::mem::take(&mut *requests.0.lock().unwrap_or_else(|e| e.into_inner()));
         if !asked.is_empty() {
-            if let Some(c) = &candidate {
+            if let Ruling::Deferred { rolling_out } = rules.on_retrain_request(b as u64) {
                 decisions.push(DecisionRow {
                     batch: b,
                     kind: "retrain_deferred".into(),
-                    reason: format!("v{} is still rolling out", c.version),
+                    reason: format!("v{rolling_out} is still rolling out"),
                 });
-            } else if alarm_at.is_none() {
-                alarm_at = Some(b);
             }
         }
         if let Some(stored) = controller.state().await? {

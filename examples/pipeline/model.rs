@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
-use mlops::core::metrics::{ScoredSamples, ThresholdCriterion};
-use mlops::core::model::{MlpModel, ModelArtifact, Predictor};
+use mlops::core::metrics::ScoredSamples;
+use mlops::core::model::{MlpModel, Predictor};
 use mlops::core::{Dataset, SplitFractions};
 use mlops::train::hpo::{
     Direction, Distribution, ObjectiveConfig, Param, ParamValue, PrunerConfig, SamplerConfig,
@@ -106,26 +106,6 @@ fn defined_auc(s: &ScoredSamples) -> anyhow::Result<Option<f64>> {
 /// score is an error naming it).
 pub fn scored(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<ScoredSamples> {
     Ok(ScoredSamples::of(model, data)?)
-}
-
-/// The artifact with its threshold at the best F1 on `validation`, and metadata.
-pub fn finish(
-    trained: &TrainedModel,
-    validation: &Dataset,
-    metadata: &[(&str, String)],
-) -> anyhow::Result<ModelArtifact> {
-    let s = scored(&MlpModel::new(&trained.artifact)?, validation)?;
-    let mut artifact = match s.best_threshold(ThresholdCriterion::FBeta { beta: 1.0 }) {
-        Ok(best) => trained
-            .artifact
-            .clone()
-            .with_threshold(best.threshold as f32)?,
-        Err(_) => trained.artifact.clone(),
-    };
-    for (k, v) in metadata {
-        artifact = artifact.with_metadata(*k, v.as_str());
-    }
-    Ok(artifact)
 }
 
 /// What a search returns: the best settings, their model, and every trial.

@@ -16,6 +16,6 @@ pub mod rules;
 
 pub use error::{Error, Result};
 pub use retrainer::{
-    RetrainConfig, RetrainOutcome, RetrainRequest, RetrainSettings, Retrained, Retrainer,
-    Tracking,
+    metric_values, threshold_at_best_f1, RetrainConfig, RetrainOutcome, RetrainRequest,
+    RetrainSettings, Retrained, Retrainer, Tracking,
 };

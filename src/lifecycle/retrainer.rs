@@ -103,7 +103,10 @@ impl RetrainConfig {
             return Err(Error::invalid(
                 "canary_alias",
                 format!("{:?}", self.canary_alias),
-                format!("an alias name: {}, not `latest`", mlops_core::version_ref::PLAIN_NAME),
+                format!(
+                    "an alias name: {}, not `latest`",
+                    mlops_core::version_ref::PLAIN_NAME
+                ),
             ));
         }
         self.gate()?;
@@ -337,7 +340,8 @@ impl Retrainer {
         if !validation.passed() {
             return Ok(RetrainOutcome::Refused(validation));
         }
-        let split = window.ordered_split(&self.settings.order_column, self.settings.fractions()?)?;
+        let split =
+            window.ordered_split(&self.settings.order_column, self.settings.fractions()?)?;
         let trained = request
             .trainer
             .fit(&split.train, Some(&split.validation), &mut [])?;
@@ -359,18 +363,21 @@ impl Retrainer {
             .iter()
             .map(|r| ("tracking_run_id", r.0.clone()))
             .collect();
-        let artifact = finish(&trained.artifact, &split.validation, &metadata)?;
+        let artifact = threshold_at_best_f1(&trained.artifact, &split.validation, &metadata)?;
         let model = Arc::new(MlpModel::new(&artifact)?);
         // A holdout that cannot score the models (one class, say) gives the gate no values,
         // and it fails: no candidate on no evidence.
-        let scored = metric_values(model.as_ref(), &split.test).and_then(|c| {
-            Ok((c, metric_values(request.champion, &split.test)?))
-        });
+        let scored = metric_values(model.as_ref(), &split.test)
+            .and_then(|c| Ok((c, metric_values(request.champion, &split.test)?)));
         let (metrics, champion_metrics, holdout_error) = match scored {
             Ok((c, p)) => (c, p, None),
             Err(e) => {
                 tracing::warn!(model = %self.model, error = %e, "the holdout cannot score the models");
-                (MetricValues::default(), MetricValues::default(), Some(e.to_string()))
+                (
+                    MetricValues::default(),
+                    MetricValues::default(),
+                    Some(e.to_string()),
+                )
             }
         };
         let decision = self.gate.evaluate(&metrics, Some(&champion_metrics));
@@ -418,7 +425,14 @@ impl Retrainer {
             new = new.param(k.as_str(), v.as_str());
         }
         new = new
-            .tag("gate", if r.decision.passed { "passed" } else { "failed" })
+            .tag(
+                "gate",
+                if r.decision.passed {
+                    "passed"
+                } else {
+                    "failed"
+                },
+            )
             .tag("role", "retrain");
         for (k, v) in &request.tags {
             new = new.tag(k.as_str(), v.as_str());
@@ -438,15 +452,32 @@ impl Retrainer {
     }
 }
 
-/// `model`'s metric report on `data` (at its threshold) as gate values.
-pub(crate) fn metric_values(model: &dyn Predictor, data: &Dataset) -> Result<MetricValues> {
+/// `model`'s metric report on `data` (at its threshold) as gate values: what the gate judges.
+///
+/// ```
+/// # fn f(model: &mlops::core::model::MlpModel, holdout: &mlops::core::Dataset) -> mlops::lifecycle::Result<()> {
+/// let values = mlops::lifecycle::metric_values(model, holdout)?;
+/// println!("{:?}", values.values);
+/// # Ok(()) }
+/// ```
+pub fn metric_values(model: &dyn Predictor, data: &Dataset) -> Result<MetricValues> {
     let s = ScoredSamples::of(model, data)?;
     Ok(MetricValues::from(&s.report(f64::from(model.threshold()))?))
 }
 
-/// `artifact` with its threshold at the best F1 on `validation` (kept when undefined there),
-/// and `metadata`.
-pub(crate) fn finish(
+/// `artifact` with its threshold at the best F1 on `validation` (kept when undefined there,
+/// one class say), and `metadata`.
+///
+/// ```
+/// # fn f(trained: &mlops::train::TrainedModel, validation: &mlops::core::Dataset) -> mlops::lifecycle::Result<()> {
+/// let artifact = mlops::lifecycle::threshold_at_best_f1(
+///     &trained.artifact,
+///     validation,
+///     &[("tracking_run_id", "r1".to_string())],
+/// )?;
+/// # Ok(()) }
+/// ```
+pub fn threshold_at_best_f1(
     artifact: &ModelArtifact,
     validation: &Dataset,
     metadata: &[(&str, String)],

@@ -12,15 +12,15 @@
 //!   one that ends rolled back leaves it.
 //!
 //! ```
-//! use mlops::lifecycle::rules::{LoopRules, Request, RolloutEnd};
+//! use mlops::lifecycle::rules::{LoopRules, RolloutEnd, Ruling};
 //!
 //! let mut rules = LoopRules::new(3)?;
-//! assert_eq!(rules.on_retrain_request(15), Request::Scheduled { alarm_at: 15 });
+//! assert_eq!(rules.on_retrain_request(15), Ruling::Scheduled { alarm_at: 15 });
 //! assert_eq!(rules.due(17), None);
 //! assert_eq!(rules.due(18), Some(15..18)); // the window: steps 15, 16, 17
 //! rules.start_retrain();
 //! rules.on_candidate(2);
-//! assert_eq!(rules.on_retrain_request(20), Request::Deferred { rolling_out: 2 });
+//! assert_eq!(rules.on_retrain_request(20), Ruling::Deferred { rolling_out: 2 });
 //! assert_eq!(rules.on_rollout_end(true), Some(RolloutEnd::Promoted { version: 2 }));
 //! # Ok::<(), mlops::lifecycle::Error>(())
 //! ```
@@ -33,7 +33,7 @@ use super::{Error, Result};
 
 /// What a retrain request led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
+pub enum Ruling {
     /// A retrain is scheduled on the window from `alarm_at`.
     Scheduled {
         /// The step of the alarm.
@@ -99,14 +99,14 @@ impl LoopRules {
     }
 
     /// A retrain request (the drift policy's action) at step `at`.
-    pub fn on_retrain_request(&mut self, at: u64) -> Request {
+    pub fn on_retrain_request(&mut self, at: u64) -> Ruling {
         if let Some(v) = self.rolling_out {
-            Request::Deferred { rolling_out: v }
+            Ruling::Deferred { rolling_out: v }
         } else if let Some(a) = self.alarm_at {
-            Request::AlreadyScheduled { alarm_at: a }
+            Ruling::AlreadyScheduled { alarm_at: a }
         } else {
             self.alarm_at = Some(at);
-            Request::Scheduled { alarm_at: at }
+            Ruling::Scheduled { alarm_at: at }
         }
     }
 
@@ -179,14 +179,17 @@ mod tests {
     fn an_alarm_during_a_rollout_is_deferred_and_leaves_no_schedule() {
         let mut r = LoopRules::new(2).unwrap();
         r.on_candidate(5);
-        assert_eq!(r.on_retrain_request(10), Request::Deferred { rolling_out: 5 });
+        assert_eq!(
+            r.on_retrain_request(10),
+            Ruling::Deferred { rolling_out: 5 }
+        );
         assert_eq!(r.due(u64::MAX), None);
         // Rolled back: the reference stays, and the next alarm schedules afresh.
         let end = r.on_rollout_end(false).unwrap();
         assert_eq!(end, RolloutEnd::RolledBack { version: 5 });
         assert!(!end.rebases());
         assert_eq!(r.on_rollout_end(true), None);
-        assert_eq!(r.on_retrain_request(11), Request::Scheduled { alarm_at: 11 });
+        assert_eq!(r.on_retrain_request(11), Ruling::Scheduled { alarm_at: 11 });
         assert_eq!(r.due(12), None);
         assert_eq!(r.due(13), Some(11..13));
     }
@@ -196,7 +199,7 @@ mod tests {
         let mut r = LoopRules::new(3).unwrap();
         assert_eq!(
             r.on_retrain_request(u64::MAX - 1),
-            Request::Scheduled {
+            Ruling::Scheduled {
                 alarm_at: u64::MAX - 1
             }
         );

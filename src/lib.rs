@@ -21,7 +21,8 @@
 //! data) and `serve::replay` (a rollout on simulated time); `http` (not default) adds the
 //! KServe V2 server (`serve::http`); `testing` (not default) adds the public conformance suites
 //! a host runs on its own implementations of the traits (`core::testing`, `serve::testing`,
-//! `train::testing`).
+//! `train::testing`); `lifecycle` (default) adds the loop's parts over all of them: the
+//! `Retrainer`, the rules joining drift, retrain and rollout, the timeline report.
 //! A host that needs only one step depends on that crate alone.
 //!
 //! ```

@@ -390,3 +390,25 @@ async fn two_retrainers_racing_for_canary_exactly_one_wins() {
     // Both candidates are registered (v2, v3); the alias names the winner only.
     assert_eq!(versions(&s.registry).await, 3);
 }
+
+#[test]
+fn a_retrain_config_is_checked_when_read_naming_the_field() {
+    let ok: RetrainSettings =
+        serde_json::from_str(r#"{"order_column": "time", "min_auc": 0.8}"#).unwrap();
+    assert_eq!((ok.min_auc, ok.canary_alias.as_str()), (0.8, "canary"));
+    for (json, field) in [
+        (r#"{"min_auc": 0.2}"#, "invalid min_auc = 0.2"),
+        (r#"{"champion_tolerance": -0.1}"#, "invalid champion_tolerance = -0.1"),
+        (r#"{"holdout_fraction": 0.0}"#, "validation_fraction, holdout_fraction"),
+        (r#"{"train_fraction": 0.9}"#, "SplitFractions (train + validation + test)"),
+        (r#"{"canary_alias": "latest"}"#, "invalid canary_alias"),
+        (r#"{"canary_alias": "a/b"}"#, "invalid canary_alias"),
+        (r#"{"order_column": ""}"#, "invalid order_column"),
+        (r#"{"min_acu": 0.8}"#, "unknown field `min_acu`"),
+    ] {
+        let e = serde_json::from_str::<RetrainSettings>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{json}: {e}");
+    }
+}

@@ -10,8 +10,8 @@ use mlops::core::model::{MlpModel, Predictor};
 use mlops::core::synthetic::{Shift, TransactionConfig, TransactionStream, TIME};
 use mlops::core::validation::{ValidationConfig, ValidationSuite};
 use mlops::core::{Dataset, Schema};
-use mlops::drift::{DriftConfig, ProfileConfig, ReferenceProfile};
-use mlops::lifecycle::rules::{LoopRules, RolloutEnd, Ruling};
+use mlops::drift::{DriftConfig, ProfileConfig, ReferenceProfile, RetrainTrigger};
+use mlops::lifecycle::rules::{LoopRules, RetrainRequests, RolloutEnd, Ruling};
 use mlops::lifecycle::{
     Error, RetrainConfig, RetrainOutcome, RetrainRequest, RetrainSettings, Retrainer,
 };
@@ -153,6 +153,7 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
     let s = setup().await;
     let drift = DriftConfig::default().check().unwrap();
     let mut rules = LoopRules::new(3).unwrap();
+    let requests = RetrainRequests::default();
     // Served batches: the old world checks clean, the change raises the alarm.
     let mut alarm = None;
     for b in SHIFT - 1..SHIFT + 3 {
@@ -162,6 +163,13 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
             .unwrap();
         assert_eq!(report.dataset.drifted, b >= SHIFT, "batch {b}: {report:?}");
         if report.dataset.drifted {
+            // The drift policy's trigger keeps the request; the host takes it to the rules.
+            RetrainTrigger::retrain(&requests, MODEL, &report, "dataset drift")
+                .await
+                .unwrap();
+            let taken = requests.take();
+            assert_eq!(taken, ["dataset drift"]);
+            assert!(requests.take().is_empty());
             let r = rules.on_retrain_request(b as u64);
             alarm.get_or_insert(b);
             if b == SHIFT {
@@ -398,9 +406,18 @@ fn a_retrain_config_is_checked_when_read_naming_the_field() {
     assert_eq!((ok.min_auc, ok.canary_alias.as_str()), (0.8, "canary"));
     for (json, field) in [
         (r#"{"min_auc": 0.2}"#, "invalid min_auc = 0.2"),
-        (r#"{"champion_tolerance": -0.1}"#, "invalid champion_tolerance = -0.1"),
-        (r#"{"holdout_fraction": 0.0}"#, "validation_fraction, holdout_fraction"),
-        (r#"{"train_fraction": 0.9}"#, "SplitFractions (train + validation + test)"),
+        (
+            r#"{"champion_tolerance": -0.1}"#,
+            "invalid champion_tolerance = -0.1",
+        ),
+        (
+            r#"{"holdout_fraction": 0.0}"#,
+            "validation_fraction, holdout_fraction",
+        ),
+        (
+            r#"{"train_fraction": 0.9}"#,
+            "SplitFractions (train + validation + test)",
+        ),
         (r#"{"canary_alias": "latest"}"#, "invalid canary_alias"),
         (r#"{"canary_alias": "a/b"}"#, "invalid canary_alias"),
         (r#"{"order_column": ""}"#, "invalid order_column"),

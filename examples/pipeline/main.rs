@@ -32,7 +32,7 @@ mod world;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
@@ -44,9 +44,8 @@ use mlops::core::model::MlpModel;
 use mlops::core::validation::{ValidationConfig, ValidationSuite};
 use mlops::core::{Dataset, Schema};
 use mlops::drift::{
-    async_trait, DriftAction, DriftConfig, DriftMetrics, DriftMonitor, DriftPolicy,
-    DriftPolicyConfig, DriftReport, DriftTest, MonitorConfig, ProfileConfig, ReferenceProfile,
-    RetrainTrigger,
+    DriftAction, DriftConfig, DriftMetrics, DriftMonitor, DriftPolicy, DriftPolicyConfig,
+    DriftReport, DriftTest, MonitorConfig, ProfileConfig, ReferenceProfile,
 };
 use mlops::registry::{DatasetFingerprint, Lineage, NewVersion, Registry, RegistryConfig};
 use mlops::serve::analysis::Check;
@@ -64,7 +63,7 @@ use mlops::train::tracking::{
 };
 
 use mlops::lifecycle::report::{self, BatchRow, DecisionRow, Summary};
-use mlops::lifecycle::rules::{ends_rollout, LoopRules, RolloutEnd, Ruling};
+use mlops::lifecycle::rules::{ends_rollout, LoopRules, RetrainRequests, RolloutEnd, Ruling};
 use mlops::lifecycle::{
     metric_values, threshold_at_best_f1, RetrainConfig, RetrainOutcome, RetrainRequest, Retrained,
     Retrainer, Tracking,
@@ -211,26 +210,6 @@ struct Args {
     /// Write the run's Prometheus exposition (text format) here.
     #[arg(long)]
     metrics: Option<PathBuf>,
-}
-
-/// The drift policy's retrain requests, taken by the loop.
-#[derive(Default)]
-struct Requests(Mutex<Vec<String>>);
-
-#[async_trait]
-impl RetrainTrigger for Requests {
-    async fn retrain(
-        &self,
-        _model: &str,
-        _report: &DriftReport,
-        reason: &str,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(reason.to_string());
-        Ok(())
-    }
 }
 
 /// Prints above the progress bar when there is one.
@@ -640,7 +619,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             step_rows: batch_rows,
         },
     )?;
-    let requests = Requests::default();
+    let requests = RetrainRequests::default();
     let retrainer = Retrainer::new(registry.clone(), name, schema, suite, retrain_settings)?;
     let loop_run = Run::start(tracker.as_ref(), "pipeline", "closed-loop", &tags).await?;
 
@@ -915,7 +894,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 });
             }
         }
-        let asked = std::mem::take(&mut *requests.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let asked = requests.take();
         if !asked.is_empty() {
             if let Ruling::Deferred { rolling_out } = rules.on_retrain_request(b as u64) {
                 decisions.push(DecisionRow {

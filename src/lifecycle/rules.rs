@@ -165,6 +165,43 @@ pub fn ends_rollout(kind: DecisionKind, to_percent: f64) -> bool {
         || (kind == DecisionKind::Rollback && to_percent == 0.0)
 }
 
+/// A [`RetrainTrigger`](mlops_drift::RetrainTrigger) that keeps the drift policy's retrain
+/// requests (their reasons) for the host to [`take`](RetrainRequests::take) and pass to
+/// [`LoopRules::on_retrain_request`].
+///
+/// ```
+/// use mlops::lifecycle::rules::RetrainRequests;
+///
+/// let requests = RetrainRequests::default();
+/// // monitor.observe(batch, &requests).await? ... then:
+/// assert!(requests.take().is_empty());
+/// ```
+#[derive(Debug, Default)]
+pub struct RetrainRequests(std::sync::Mutex<Vec<String>>);
+
+impl RetrainRequests {
+    /// The requests since the last call, in order (the reasons the policy gave).
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl mlops_drift::RetrainTrigger for RetrainRequests {
+    async fn retrain(
+        &self,
+        _model: &str,
+        _report: &mlops_drift::DriftReport,
+        reason: &str,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reason.to_string());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

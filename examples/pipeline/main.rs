@@ -64,6 +64,7 @@ use mlops::train::tracking::{
 
 use mlops::lifecycle::report::{self, BatchRow, DecisionRow, Summary};
 use mlops::lifecycle::rules::{ends_rollout, LoopRules, RetrainRequests, RolloutEnd, Ruling};
+use mlops::lifecycle::search::{cut, params_of, search, MlpSettings};
 use mlops::lifecycle::{
     metric_values, threshold_at_best_f1, RetrainConfig, RetrainOutcome, RetrainRequest, Retrained,
     Retrainer, Tracking,
@@ -310,7 +311,7 @@ fn version_of(
     artifact: &mlops::core::model::ModelArtifact,
     profile: &ReferenceProfile,
     values: &MetricValues,
-    hyper: &model::Hyper,
+    hyper: &MlpSettings,
     passed: bool,
 ) -> anyhow::Result<NewVersion> {
     Ok(NewVersion::new()
@@ -446,17 +447,17 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             });
         bail!("the training history failed validation:\n{validation}{hint}");
     }
-    let window = model::cut(&history, &order_name)?;
-    let searched = model::search(&window, args.trials as usize, args.seed)?;
+    let window = cut(&history, &order_name)?;
+    let searched = search(&window, args.trials as usize, args.seed)?;
     for t in &searched.trials {
         out.line(format!(
             "[search]    trial {}: {} -> val ROC AUC {}",
             t.number,
-            model::params_of(t),
+            params_of(t),
             t.value.map_or("failed".to_string(), |v| format!("{v:.4}"))
         ));
     }
-    let hyper = searched.hyper.clone();
+    let hyper = searched.settings.clone();
     out.line(format!("[search]    best: {}", hyper.describe()));
     let tracker = open_tracker(args)?;
     let tags = [("data".to_string(), world.name.clone())].into();
@@ -1010,7 +1011,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
                 None => concat(&world.batches[s..*e])?,
             };
-            let w = model::cut(&data, &order_name)?;
+            let w = cut(&data, &order_name)?;
             let trained = hyper.trainer(args.seed.wrapping_add(7))?.fit(
                 &w.train,
                 Some(&w.validation),

@@ -30,6 +30,12 @@ pub enum Error {
     /// mlops-registry's error (registering, the alias's compare-and-swap: `AliasMoved`).
     #[error(transparent)]
     Registry(#[from] mlops_registry::Error),
+    /// No trial of a search completed (`first_error`: why the first one failed).
+    #[error("no trial of the search completed: {first_error}")]
+    NoTrialCompleted {
+        /// The first failed trial's error.
+        first_error: String,
+    },
     /// Drawing the timeline report failed.
     #[error("drawing the timeline report: {0}")]
     Draw(String),

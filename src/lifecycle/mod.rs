@@ -3,7 +3,8 @@
 //! champion's settings → gated against the champion re-scored on the same holdout →
 //! registered with lineage, metrics and the reference profile → `canary` by
 //! compare-and-swap), the [`rules`] that join a drift alarm to a retrain and a rollout's end
-//! to the monitor, and the [`report`] of a loop's timeline. The host owns the schedule: these
+//! to the monitor, the small [`search`] whose settings a retrain reuses, and the [`report`] of
+//! a loop's timeline. The host owns the schedule: these
 //! are calls, not a daemon (`examples/pipeline` is one such host).
 //!
 //! It lives in the facade because it needs core, drift, train, registry and serve together,
@@ -13,6 +14,7 @@ mod error;
 pub mod report;
 mod retrainer;
 pub mod rules;
+pub mod search;
 
 pub use error::{Error, Result};
 pub use retrainer::{

@@ -429,3 +429,33 @@ fn a_retrain_config_is_checked_when_read_naming_the_field() {
         assert!(e.contains(field), "{json}: {e}");
     }
 }
+
+#[tokio::test]
+async fn a_holdout_of_one_class_gives_the_gate_no_evidence_and_it_fails() {
+    let s = setup().await;
+    let window = batches(&s.stream, SHIFT..SHIFT + 3);
+    // Positives only in the earliest 80% of the window (by time): the holdout, the latest
+    // 15%, holds one class, so neither model has a ROC AUC there.
+    let (_, times) = window.order_column().unwrap();
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let cut = sorted[sorted.len() * 8 / 10];
+    let y = window.labels().unwrap();
+    let labels = Array1::from_shape_fn(y.len(), |i| if times[i] < cut { y[i] } else { 0.0 });
+    let window = window.with_labels(labels, "is_fraud").unwrap();
+    let t = trainer(8);
+    let outcome = retrainer(&s, settings(0.7))
+        .retrain(request(&window, &t, &s.champion))
+        .await
+        .unwrap();
+    let RetrainOutcome::GateFailed(c) = outcome else {
+        panic!("expected the gate to fail: {outcome:?}");
+    };
+    let why = c.holdout_error.clone().unwrap();
+    assert!(why.contains("roc_auc") || why.contains("class"), "{why}");
+    assert!(c.metrics.values.is_empty() && c.champion_metrics.values.is_empty());
+    assert!(!c.decision.passed, "{}", c.reasons());
+    assert_eq!(c.version, None);
+    assert_eq!(versions(&s.registry).await, 1);
+    assert_eq!(canary(&s.registry).await, None);
+}

@@ -215,6 +215,55 @@ mod predlog_suite {
         assert!(other.is_empty(), "files other than Parquet left: {other:?}");
     }
 
+    /// Recording while the log closes: every row is written or counted dropped (`closed`
+    /// after the close, `buffer_full` before it), none lost in between; repeated, since the
+    /// race is a window of a few instructions.
+    #[test]
+    fn rows_recorded_while_the_log_closes_are_written_or_counted() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let log = log_in(dir.path(), config(64, 16));
+            let router = Arc::new(router_with(&log, &["amount", "age", "hour"]));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let recorded: u64 = std::thread::scope(|s| {
+                let writers: Vec<_> = (0..4)
+                    .map(|t| {
+                        let (router, stop) = (router.clone(), stop.clone());
+                        s.spawn(move || {
+                            let mut rows = 0_u64;
+                            let x = Array2::from_elem((1, 3), t as f32);
+                            let mut out = [0.0_f32];
+                            while !stop.load(Ordering::SeqCst) {
+                                let id = format!("t{t}-{rows}");
+                                let request = Request {
+                                    request_id: Some(&id),
+                                    ..Request::default()
+                                };
+                                router.route(&request, x.view(), &mut out).unwrap();
+                                rows += 1;
+                            }
+                            rows
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(std::time::Duration::from_millis(5 + round));
+                let summary = log.close().unwrap();
+                stop.store(true, Ordering::SeqCst);
+                let rows: u64 = writers.into_iter().map(|h| h.join().unwrap()).sum();
+                let p = summary.predictions;
+                assert!(p.rows_written > 0, "round {round}: {summary:?}");
+                rows
+            });
+            let p = log.summary().predictions;
+            assert_eq!(
+                p.rows_written + p.dropped(),
+                recorded,
+                "round {round}: rows lost without being counted: {p:?}"
+            );
+            assert_eq!(logged_predictions(dir.path()).len() as u64, p.rows_written);
+        }
+    }
+
     /// A store that fails its first `failing` puts, then works, counting every put.
     #[derive(Debug)]
     struct FlakyStore {

@@ -322,10 +322,22 @@ pub struct ScoredBatch<'a> {
     pub predictions: &'a [f32],
 }
 
+/// Counts a recorder out when it is done (however it returns).
+struct Recording<'a>(&'a AtomicUsize);
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct Inner {
     queue: SyncSender<Message>,
     capacity: usize,
     closed: AtomicBool,
+    /// Recorders between their check of `closed` and their `try_send`: `close` waits for
+    /// them, so no row is queued after the writer's last drain (lost without being counted).
+    recording: AtomicUsize,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -416,6 +428,7 @@ impl PredictionLog {
                 queue,
                 capacity: config.buffer_rows,
                 closed: AtomicBool::new(false),
+                recording: AtomicUsize::new(0),
                 shared,
                 clock: parts.clock,
                 writer: Mutex::new(Some(thread)),
@@ -441,7 +454,12 @@ impl PredictionLog {
     ) -> bool {
         let inner = &*self.inner;
         let counts = inner.shared.counts(kind);
-        if inner.closed.load(Ordering::Acquire) {
+        // Counted in before `closed` is read (both SeqCst, as `close` writes and reads them in
+        // the other order): either `close` sees this recorder and waits for its send, or this
+        // recorder sees the log closed.
+        inner.recording.fetch_add(1, Ordering::SeqCst);
+        let _recorded = Recording(&inner.recording);
+        if inner.closed.load(Ordering::SeqCst) {
             counts.closed.add(n as u64);
             return false;
         }
@@ -569,7 +587,11 @@ impl PredictionLog {
     /// buffered is written (with its retries); the writer thread stops. Returns the final
     /// counts. A second call returns them again.
     pub fn close(&self) -> Result<LogSummary> {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.closed.store(true, Ordering::SeqCst);
+        // Recorders past their check of `closed` are one non-blocking `try_send` from done.
+        while self.inner.recording.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
         let (done, wait) = sync_channel(1);
         if self.inner.queue.send(Message::Close(done)).is_ok() {
             let _ = wait.recv();

@@ -405,22 +405,35 @@ fn a_retrain_config_is_checked_when_read_naming_the_field() {
         serde_json::from_str(r#"{"order_column": "time", "min_auc": 0.8}"#).unwrap();
     assert_eq!((ok.min_auc, ok.canary_alias.as_str()), (0.8, "canary"));
     for (json, field) in [
-        (r#"{"min_auc": 0.2}"#, "invalid min_auc = 0.2"),
+        (r#"{"min_auc": 0.2}"#, "invalid RetrainConfig.min_auc = 0.2"),
         (
             r#"{"champion_tolerance": -0.1}"#,
-            "invalid champion_tolerance = -0.1",
+            "invalid RetrainConfig.champion_tolerance = -0.1",
         ),
         (
             r#"{"holdout_fraction": 0.0}"#,
-            "validation_fraction, holdout_fraction",
+            "RetrainConfig.validation_fraction, RetrainConfig.holdout_fraction",
         ),
         (
             r#"{"train_fraction": 0.9}"#,
             "SplitFractions (train + validation + test)",
         ),
-        (r#"{"canary_alias": "latest"}"#, "invalid canary_alias"),
-        (r#"{"canary_alias": "a/b"}"#, "invalid canary_alias"),
-        (r#"{"order_column": ""}"#, "invalid order_column"),
+        (
+            r#"{"min_holdout_per_class": 0}"#,
+            "invalid RetrainConfig.min_holdout_per_class = 0",
+        ),
+        (
+            r#"{"canary_alias": "latest"}"#,
+            "invalid RetrainConfig.canary_alias",
+        ),
+        (
+            r#"{"canary_alias": "a/b"}"#,
+            "invalid RetrainConfig.canary_alias",
+        ),
+        (
+            r#"{"order_column": ""}"#,
+            "invalid RetrainConfig.order_column",
+        ),
         (r#"{"min_acu": 0.8}"#, "unknown field `min_acu`"),
     ] {
         let e = serde_json::from_str::<RetrainSettings>(json)
@@ -458,4 +471,65 @@ async fn a_holdout_of_one_class_gives_the_gate_no_evidence_and_it_fails() {
     assert_eq!(c.version, None);
     assert_eq!(versions(&s.registry).await, 1);
     assert_eq!(canary(&s.registry).await, None);
+}
+
+/// A holdout with a few rows of a class (three positives here) is no evidence: the gate fails
+/// with the counts said, nothing is registered; with `min_holdout_per_class` at 3 the same
+/// window is judged on its ROC AUC.
+#[tokio::test]
+async fn a_holdout_with_too_few_rows_of_a_class_fails_the_gate_with_the_counts() {
+    let s = setup().await;
+    let window = batches(&s.stream, SHIFT..SHIFT + 3);
+    let (_, times) = window.order_column().unwrap();
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    // The holdout is the latest 15% by time: keep three of its positives, drop the rest.
+    let cut = sorted[sorted.len() * 85 / 100];
+    let y = window.labels().unwrap();
+    let mut kept = 0;
+    let labels = Array1::from_shape_fn(y.len(), |i| {
+        if times[i] < cut || y[i] == 0.0 {
+            y[i]
+        } else {
+            kept += 1;
+            if kept <= 3 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    });
+    assert!(kept >= 3, "the fixture's holdout needs positives: {kept}");
+    let window = window.with_labels(labels, "is_fraud").unwrap();
+    let t = trainer(8);
+    let outcome = retrainer(&s, settings(0.5))
+        .retrain(request(&window, &t, &s.champion))
+        .await
+        .unwrap();
+    let RetrainOutcome::GateFailed(c) = outcome else {
+        panic!("expected the gate to fail on a holdout of 3 positives: {outcome:?}");
+    };
+    let why = c.holdout_error.clone().unwrap();
+    assert!(why.contains("3 positive"), "{why}");
+    assert!(why.contains("min_holdout_per_class"), "{why}");
+    assert_eq!(c.version, None);
+    assert_eq!(canary(&s.registry).await, None);
+    let lenient = RetrainConfig {
+        order_column: TIME.into(),
+        min_auc: 0.5,
+        min_holdout_per_class: 3,
+        ..RetrainConfig::default()
+    }
+    .check()
+    .unwrap();
+    let outcome = retrainer(&s, lenient)
+        .retrain(request(&window, &t, &s.champion))
+        .await
+        .unwrap();
+    let judged = match &outcome {
+        RetrainOutcome::GateFailed(c) | RetrainOutcome::Canary(c) => c,
+        RetrainOutcome::Refused(r) => panic!("refused: {r:?}"),
+    };
+    assert_eq!(judged.holdout_error, None, "{outcome:?}");
+    assert!(!judged.metrics.values.is_empty());
 }

@@ -44,6 +44,10 @@ pub struct RetrainConfig {
     /// How much lower than the champion's ROC AUC the candidate's may be, in [0, 0.5]
     /// (default 0: no worse).
     pub champion_tolerance: f64,
+    /// Fewest rows of each class (0 and 1) the holdout must hold for the gate to judge on it
+    /// (default 5, at least 1): a ROC AUC of one or two rows is no evidence, and a smaller
+    /// holdout fails the gate with the counts said.
+    pub min_holdout_per_class: usize,
     /// The alias a candidate that passed is pointed at (default `canary`).
     pub canary_alias: String,
     /// Register a candidate that failed the gate too, tagged `gate=failed` (default false:
@@ -60,6 +64,7 @@ impl Default for RetrainConfig {
             holdout_fraction: 0.15,
             min_auc: 0.9,
             champion_tolerance: 0.0,
+            min_holdout_per_class: 5,
             canary_alias: "canary".into(),
             register_rejected: false,
         }
@@ -77,7 +82,7 @@ impl RetrainConfig {
     pub fn check(self) -> Result<RetrainSettings> {
         if self.order_column.is_empty() {
             return Err(Error::invalid(
-                "order_column",
+                "RetrainConfig.order_column",
                 "\"\"",
                 "the name of the window's time column",
             ));
@@ -85,23 +90,30 @@ impl RetrainConfig {
         self.fractions()?;
         if !(0.5..=1.0).contains(&self.min_auc) {
             return Err(Error::invalid(
-                "min_auc",
+                "RetrainConfig.min_auc",
                 self.min_auc,
                 "a ROC AUC in [0.5, 1]",
             ));
         }
         if !(0.0..=0.5).contains(&self.champion_tolerance) {
             return Err(Error::invalid(
-                "champion_tolerance",
+                "RetrainConfig.champion_tolerance",
                 self.champion_tolerance,
                 "a ROC AUC difference in [0, 0.5]",
+            ));
+        }
+        if self.min_holdout_per_class == 0 {
+            return Err(Error::invalid(
+                "RetrainConfig.min_holdout_per_class",
+                0,
+                "at least 1 row of each class",
             ));
         }
         if !mlops_core::version_ref::is_plain_name(&self.canary_alias)
             || self.canary_alias == mlops_core::version_ref::LATEST
         {
             return Err(Error::invalid(
-                "canary_alias",
+                "RetrainConfig.canary_alias",
                 format!("{:?}", self.canary_alias),
                 format!(
                     "an alias name: {}, not `latest`",
@@ -121,7 +133,7 @@ impl RetrainConfig {
         };
         if !(f.validation > 0.0 && f.test > 0.0) {
             return Err(Error::invalid(
-                "validation_fraction, holdout_fraction",
+                "RetrainConfig.validation_fraction, RetrainConfig.holdout_fraction",
                 format!("{}, {}", f.validation, f.test),
                 "two positive shares (early stopping and the gate need rows)",
             ));
@@ -367,7 +379,8 @@ impl Retrainer {
         let model = Arc::new(MlpModel::new(&artifact)?);
         // A holdout that cannot score the models (one class, say) gives the gate no values,
         // and it fails: no candidate on no evidence.
-        let scored = metric_values(model.as_ref(), &split.test)
+        let scored = holdout_classes(&split.test, self.settings.min_holdout_per_class)
+            .and_then(|()| metric_values(model.as_ref(), &split.test))
             .and_then(|c| Ok((c, metric_values(request.champion, &split.test)?)));
         let (metrics, champion_metrics, holdout_error) = match scored {
             Ok((c, p)) => (c, p, None),
@@ -491,4 +504,22 @@ pub fn threshold_at_best_f1(
         artifact = artifact.with_metadata(*k, v.as_str());
     }
     Ok(artifact)
+}
+
+/// `Ok` when `holdout` holds at least `min` rows of each class; else the counts, as the
+/// reason the gate has no evidence.
+fn holdout_classes(holdout: &Dataset, min: usize) -> Result<()> {
+    let labels = holdout
+        .labels()
+        .ok_or_else(|| Error::invalid("holdout labels", "none", "a labeled holdout"))?;
+    let positives = labels.iter().filter(|&&y| y == 1.0).count();
+    let negatives = labels.iter().filter(|&&y| y == 0.0).count();
+    if positives < min || negatives < min {
+        return Err(Error::invalid(
+            "holdout rows per class",
+            format!("{positives} positive, {negatives} negative"),
+            format!("at least {min} of each (RetrainConfig.min_holdout_per_class)"),
+        ));
+    }
+    Ok(())
 }

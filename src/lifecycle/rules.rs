@@ -49,6 +49,12 @@ pub enum Ruling {
         /// The version rolling out.
         rolling_out: u64,
     },
+    /// The alarm's window would end past the last step (`u64::MAX`): it could never be due,
+    /// and is not scheduled.
+    Unschedulable {
+        /// The step of the alarm.
+        alarm_at: u64,
+    },
 }
 
 /// How a rollout ended, and what the monitor does about it.
@@ -98,9 +104,13 @@ impl LoopRules {
         })
     }
 
-    /// A retrain request (the drift policy's action) at step `at`.
+    /// A retrain request (the drift policy's action) at step `at`. An alarm whose window
+    /// would end past `u64::MAX` could never be due and would block every later one: it is
+    /// [`Ruling::Unschedulable`].
     pub fn on_retrain_request(&mut self, at: u64) -> Ruling {
-        if let Some(v) = self.rolling_out {
+        if at.checked_add(self.window).is_none() {
+            Ruling::Unschedulable { alarm_at: at }
+        } else if let Some(v) = self.rolling_out {
             Ruling::Deferred { rolling_out: v }
         } else if let Some(a) = self.alarm_at {
             Ruling::AlreadyScheduled { alarm_at: a }
@@ -137,10 +147,13 @@ impl LoopRules {
         self.rolling_out
     }
 
-    /// The rollout ended (`promoted` or not); `None` when nothing was rolling out.
+    /// The rollout ended (`promoted` or not); `None` when nothing was rolling out. A
+    /// promotion also clears an alarm scheduled before it: the reference it was measured
+    /// against is replaced (the monitor rebases), so it no longer says anything.
     pub fn on_rollout_end(&mut self, promoted: bool) -> Option<RolloutEnd> {
         self.rolling_out.take().map(|version| {
             if promoted {
+                self.alarm_at = None;
                 RolloutEnd::Promoted { version }
             } else {
                 RolloutEnd::RolledBack { version }
@@ -234,22 +247,34 @@ mod tests {
     #[test]
     fn a_due_retrain_waits_while_a_candidate_rolls_out_and_the_window_never_overflows() {
         let mut r = LoopRules::new(3).unwrap();
+        // A window past u64::MAX could never be due: refused, and it blocks nothing.
         assert_eq!(
             r.on_retrain_request(u64::MAX - 1),
-            Ruling::Scheduled {
+            Ruling::Unschedulable {
                 alarm_at: u64::MAX - 1
             }
         );
         assert_eq!(r.due(u64::MAX), None);
+        assert_eq!(r.on_retrain_request(5), Ruling::Scheduled { alarm_at: 5 });
         let mut r = LoopRules::new(1).unwrap();
         r.on_retrain_request(0);
         r.on_candidate(2);
         assert_eq!(r.due(100), None);
-        r.on_rollout_end(true);
+        // Rolled back: the alarm (measured against the reference that stays) is still due.
+        r.on_rollout_end(false);
         assert_eq!(r.due(100), Some(0..1));
         r.start_retrain();
         assert_eq!(r.due(100), None);
         assert_eq!(r.rolling_out(), None);
+        // Promoted: the reference is rebased, and an alarm from before it is dropped.
+        r.on_retrain_request(7);
+        r.on_candidate(3);
+        assert_eq!(
+            r.on_rollout_end(true),
+            Some(RolloutEnd::Promoted { version: 3 })
+        );
+        assert_eq!(r.due(u64::MAX), None);
+        assert_eq!(r.on_retrain_request(9), Ruling::Scheduled { alarm_at: 9 });
     }
 
     #[test]

@@ -11,8 +11,12 @@ response: what any request costs before the server's own work. Ours serves the M
 `benches/server_vs_mlserver.py` does. The same single-row FP32 `[1, 30]` JSON body goes to both
 with wrk on 127.0.0.1, at concurrency 1 (one wrk thread) and 32 (two threads). Prints each
 one's requests/s, p50 and p99, and ours as a share of the floor's requests/s (issue 23's
-target: at least 70% at 32 connections). Servers are started here on free ports and stopped by
-PID. Machine: whatever runs it; wrk shares the cores with the server, for both alike.
+target: at least 70% at 32 connections). A third server is ours with the prediction log on
+(`--log-predictions` to a folder: every scored row written as Parquet off the request path);
+its cost against ours without it is printed too (issue 24's target: at most 10% of the
+requests/s, p99 at most +10%, and still at least 60% of the floor), with the rows it wrote and
+dropped. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
+wrk shares the cores with the server, for all alike.
 """
 import argparse
 import os
@@ -26,7 +30,7 @@ from server_vs_mlserver import RELEASE, ROOT, free_port, load, seconds_and_build
 
 def main():
     # Without the default `train` feature (candle): none of these examples uses it.
-    a = argparse.Namespace(seconds=seconds_and_build(__doc__, ("--no-default-features", "--features", "http,registry")))
+    a = argparse.Namespace(seconds=seconds_and_build(__doc__, ("--no-default-features", "--features", "http,registry,predlog")))
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "mlops-serve", "--features", "http",
                     "--example", "http_floor"], cwd=ROOT, check=True)
 
@@ -44,6 +48,8 @@ def main():
         "floor": lambda port: [str(RELEASE / "http_floor"), "--addr", f"127.0.0.1:{port}"],
         "mlops": lambda port: [str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud",
                                "--addr", f"127.0.0.1:{port}"],
+        "mlops+log": lambda port: [str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud",
+                                   "--addr", f"127.0.0.1:{port}", "--log-predictions", str(work / "log")],
     }
     for name, command in servers.items():
         port = free_port()
@@ -55,9 +61,14 @@ def main():
     for key, (rps, p50, p99) in results.items():
         print(f"{key[0] + ' c=' + str(key[1]):<12} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
     for c in (1, 32):
-        floor, ours = results[("floor", c)], results[("mlops", c)]
+        floor, ours, logged = results[("floor", c)], results[("mlops", c)], results[("mlops+log", c)]
         print(f"c={c}: mlops at {ours[0] / floor[0] * 100:.0f}% of the floor's requests/s"
               + (" (target: at least 70%)" if c == 32 else ""))
+        print(f"c={c}: with the prediction log, {logged[0] / ours[0]:.2f}x the requests/s, p99 "
+              f"{(logged[2] / ours[2] - 1) * 100:+.0f}%, {logged[0] / floor[0] * 100:.0f}% of the floor "
+              "(targets: at least 0.90x, p99 at most +10%, at least 60%)")
+    files = list((work / "log").rglob("*.parquet"))
+    print(f"prediction log: {len(files)} Parquet files under {work / 'log'}")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,11 @@ fn request<'a>(
         expected_canary: None,
         tracking: None,
         description: "retrained after the drift alarm".into(),
-        tags: vec![("window".into(), "test".into())],
+        // A host tag named like the retrainer's own: the retrainer's says.
+        tags: vec![
+            ("window".into(), "test".into()),
+            ("gate".into(), "host".into()),
+        ],
         params: vec![("hidden".into(), "16".into())],
     }
 }

@@ -344,7 +344,10 @@ impl Retrainer {
     /// A window that is empty, unlabeled or in another schema is an `InvalidValue` naming the
     /// column; one that fails validation is [`RetrainOutcome::Refused`]; a lost
     /// compare-and-swap on the alias is the registry's `AliasMoved` (the candidate stays
-    /// registered, pointed at by nothing).
+    /// registered, pointed at by nothing). The validation, the fit and the profile are CPU
+    /// work done in this future: a host that serves on its runtime calls it from a task of
+    /// its own runtime or thread (a retrain job, `spawn_blocking` with a handle), not from a
+    /// serving worker.
     pub async fn retrain(&self, request: RetrainRequest<'_>) -> Result<RetrainOutcome> {
         let window = request.window;
         self.check_window(window)?;
@@ -437,6 +440,10 @@ impl Retrainer {
         for (k, v) in &request.params {
             new = new.param(k.as_str(), v.as_str());
         }
+        // The host's tags first: `gate` and `role` are the retrainer's to say.
+        for (k, v) in &request.tags {
+            new = new.tag(k.as_str(), v.as_str());
+        }
         new = new
             .tag(
                 "gate",
@@ -447,9 +454,6 @@ impl Retrainer {
                 },
             )
             .tag("role", "retrain");
-        for (k, v) in &request.tags {
-            new = new.tag(k.as_str(), v.as_str());
-        }
         let new = new
             .lineage(Lineage {
                 run_id: r.run_id.clone(),

@@ -453,13 +453,7 @@ async fn a_holdout_of_one_class_gives_the_gate_no_evidence_and_it_fails() {
     let window = batches(&s.stream, SHIFT..SHIFT + 3);
     // Positives only in the earliest 80% of the window (by time): the holdout, the latest
     // 15%, holds one class, so neither model has a ROC AUC there.
-    let (_, times) = window.order_column().unwrap();
-    let mut sorted = times.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let cut = sorted[sorted.len() * 8 / 10];
-    let y = window.labels().unwrap();
-    let labels = Array1::from_shape_fn(y.len(), |i| if times[i] < cut { y[i] } else { 0.0 });
-    let window = window.with_labels(labels, "is_fraud").unwrap();
+    let window = relabeled_from(&window, 0.8, |_| 0.0);
     let t = trainer(8);
     let outcome = retrainer(&s, settings(0.7))
         .retrain(request(&window, &t, &s.champion))
@@ -477,6 +471,19 @@ async fn a_holdout_of_one_class_gives_the_gate_no_evidence_and_it_fails() {
     assert_eq!(canary(&s.registry).await, None);
 }
 
+/// `window` with the labels of its rows from the `share` quantile of time on mapped by `f`
+/// (in time order), the earlier ones kept.
+fn relabeled_from(window: &Dataset, share: f64, mut f: impl FnMut(f32) -> f32) -> Dataset {
+    let (_, times) = window.order_column().unwrap();
+    let mut order: Vec<usize> = (0..times.len()).collect();
+    order.sort_by(|&a, &b| times[a].total_cmp(&times[b]));
+    let mut labels = window.labels().unwrap().clone();
+    for &i in &order[(order.len() as f64 * share) as usize..] {
+        labels[i] = f(labels[i]);
+    }
+    window.clone().with_labels(labels, "is_fraud").unwrap()
+}
+
 /// A holdout with a few rows of a class (three positives here) is no evidence: the gate fails
 /// with the counts said, nothing is registered; with `min_holdout_per_class` at 3 the same
 /// window is judged on its ROC AUC.
@@ -484,27 +491,19 @@ async fn a_holdout_of_one_class_gives_the_gate_no_evidence_and_it_fails() {
 async fn a_holdout_with_too_few_rows_of_a_class_fails_the_gate_with_the_counts() {
     let s = setup().await;
     let window = batches(&s.stream, SHIFT..SHIFT + 3);
-    let (_, times) = window.order_column().unwrap();
-    let mut sorted = times.to_vec();
-    sorted.sort_by(f64::total_cmp);
     // The holdout is the latest 15% by time: keep three of its positives, drop the rest.
-    let cut = sorted[sorted.len() * 85 / 100];
-    let y = window.labels().unwrap();
     let mut kept = 0;
-    let labels = Array1::from_shape_fn(y.len(), |i| {
-        if times[i] < cut || y[i] == 0.0 {
-            y[i]
-        } else {
+    let window = relabeled_from(&window, 0.85, |y| {
+        if y == 1.0 {
             kept += 1;
-            if kept <= 3 {
-                1.0
-            } else {
-                0.0
-            }
+        }
+        if y == 1.0 && kept <= 3 {
+            1.0
+        } else {
+            0.0
         }
     });
     assert!(kept >= 3, "the fixture's holdout needs positives: {kept}");
-    let window = window.with_labels(labels, "is_fraud").unwrap();
     let t = trainer(8);
     let outcome = retrainer(&s, settings(0.5))
         .retrain(request(&window, &t, &s.champion))

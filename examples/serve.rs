@@ -7,6 +7,7 @@
 //! cargo run --release --features http --example serve -- --registry /tmp/reg --model fraud \
 //!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5] \
 //!     [--log-predictions s3://bucket/log [--log-config log.toml]]   # with --features predlog
+//!     [--monitor [--monitor-config monitor.toml] [--replica NAME]]    # with --features monitor
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -26,6 +27,13 @@
 //! label post as Parquet under `URL` (`predictions/` and `labels/`, partitioned by model and
 //! hour; `mlops::serve::predlog`); on stopping, the buffered rows are written and one line
 //! says what was written and dropped.
+//!
+//! `--monitor` (feature `monitor`, off by default) watches live traffic: each version's
+//! scored rows are compared, every window, with its reference profiles in the registry; labels
+//! posted back make live metrics; a drift alarm is claimed once across every replica in the
+//! registry's `retrain` state document and delivered to the webhook and/or command of
+//! `--monitor-config` (`mlops::serve::monitor`); the metrics are `mlops_monitor_*` on
+//! `/metrics`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +102,58 @@ struct Args {
     /// library's defaults without it.
     #[arg(long, value_name = "FILE", requires = "log_predictions")]
     log_config: Option<PathBuf>,
+    /// Monitor live traffic: drift per version against its reference profiles, live metrics
+    /// from labels, retrain requests through the hook (off by default; needs the `monitor`
+    /// feature).
+    #[arg(long)]
+    monitor: bool,
+    /// The monitor's settings, TOML or JSON (`window_rows`, `step_rows`, `[drift]`,
+    /// `[policy]` with `cooldown_seconds`, `[hook]` with `webhook` and/or `command`, ...).
+    #[arg(long, value_name = "FILE", requires = "monitor")]
+    monitor_config: Option<PathBuf>,
+    /// This replica's name in the retrain requests it claims (default: host name and process
+    /// id).
+    #[arg(long, requires = "monitor")]
+    replica: Option<String>,
+}
+
+/// A settings file: JSON when it ends in `.json`, TOML otherwise.
+#[cfg(any(feature = "predlog", feature = "monitor"))]
+fn read_settings<T: serde::de::DeserializeOwned>(
+    flag: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {flag} {}", path.display()))?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(anyhow::Error::from)
+    } else {
+        toml::from_str(&text).map_err(anyhow::Error::from)
+    };
+    parsed.with_context(|| format!("{flag} {}", path.display()))
+}
+
+/// The live monitor of `--monitor` on `registry`, its metrics in `metrics`.
+#[cfg(feature = "monitor")]
+fn live_monitor(
+    args: &Args,
+    registry: &Arc<Registry>,
+    metrics: &mut mlops::prometheus_client::registry::Registry,
+) -> anyhow::Result<Option<mlops::serve::monitor::LiveMonitor>> {
+    use mlops::serve::monitor::{LiveMonitor, LiveMonitorConfig, MonitorMetrics, MonitorParts};
+    if !args.monitor {
+        return Ok(None);
+    }
+    let config: LiveMonitorConfig = match &args.monitor_config {
+        None => LiveMonitorConfig::default(),
+        Some(path) => read_settings("--monitor-config", path)?,
+    };
+    let mut parts = MonitorParts::new(registry.clone(), registry.clone());
+    parts.metrics = MonitorMetrics::register(metrics);
+    if let Some(name) = &args.replica {
+        parts.replica = name.clone();
+    }
+    Ok(Some(LiveMonitor::start(config.check()?, parts)?))
 }
 
 /// The prediction log of `--log-predictions`, its metrics in `registry`.
@@ -108,16 +168,7 @@ fn prediction_log(
     };
     let config = match &args.log_config {
         None => Default::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --log-config {}", path.display()))?;
-            let parsed = if path.extension().is_some_and(|e| e == "json") {
-                serde_json::from_str(&text).map_err(anyhow::Error::from)
-            } else {
-                toml::from_str(&text).map_err(anyhow::Error::from)
-            };
-            parsed.with_context(|| format!("--log-config {}", path.display()))?
-        }
+        Some(path) => read_settings("--log-config", path)?,
     };
     let parts = LogParts {
         config,
@@ -198,6 +249,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--log-predictions needs the `predlog` feature (build with --features predlog)"
         );
     }
+    #[cfg(feature = "monitor")]
+    let monitor = live_monitor(&args, &registry, &mut metrics_registry)?;
+    #[cfg(not(feature = "monitor"))]
+    if args.monitor {
+        anyhow::bail!("--monitor needs the `monitor` feature (build with --features monitor)");
+    }
     let loader = compiling(NonFinitePolicy::Reject);
     let first = loader(
         serving,
@@ -210,6 +267,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             metrics: metrics.clone(),
             #[cfg(feature = "predlog")]
             prediction_log: log.clone(),
+            #[cfg(feature = "monitor")]
+            monitor: monitor.clone(),
             ..RouterOptions::default()
         },
     )?);
@@ -284,6 +343,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The requests in flight are answered: every row they recorded is in the buffer.
     #[cfg(feature = "predlog")]
     close_log(log).await?;
+    #[cfg(feature = "monitor")]
+    if let Some(m) = monitor {
+        tokio::task::spawn_blocking(move || m.close()).await?;
+    }
     served?;
     if let Some(reason) = readiness.reason() {
         eprintln!("error: {reason}");

@@ -66,7 +66,7 @@ cargo fmt --all -- --check
 # and linted only). Features only add code; nothing is compiled only without them but the
 # `cuda` fallbacks, which stay compiled (cuda is never on here). `mlops/http` builds the KServe V2
 # server and its example, which the tritonclient test (pytest) runs.
-features=mlops/http,mlops/prometheus,mlops/predlog,mlops/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
+features=mlops/http,mlops/prometheus,mlops/predlog,mlops/monitor,mlops/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
 
 step "cargo clippy --workspace --all-targets --features $features -- -D warnings"
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings

@@ -214,3 +214,15 @@ impl Error {
         }
     }
 }
+
+/// mlops-drift's errors are bad input or core's: each lands in the same variant here, so its
+/// kind is kept.
+impl From<mlops_drift::Error> for Error {
+    fn from(e: mlops_drift::Error) -> Self {
+        match e {
+            mlops_drift::Error::InvalidValue(v) => Error::InvalidValue(v),
+            mlops_drift::Error::Core(c) => Error::from(c),
+            other => Error::with_kind(ErrorKind::Internal, other.to_string()),
+        }
+    }
+}

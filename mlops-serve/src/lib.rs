@@ -24,6 +24,8 @@
 //! - [`http`] (feature `http`): the Open Inference Protocol (KServe V2) over HTTP on axum;
 //! - `rollout::PrometheusSource` (feature `prometheus`): a step's statistics by PromQL from a
 //!   Prometheus server;
+//! - `monitor` (feature `monitor`): live monitoring in a replica, drift per version against
+//!   its reference profiles, live metrics, one retrain request per alarm across replicas;
 //! - `predlog` (feature `predlog`): the durable prediction log, every scored row and label
 //!   as Parquet on a store, written off the request path;
 //! - `replay` (feature `sim`): a rollout replayed on simulated time;
@@ -35,6 +37,8 @@ mod engine;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "monitor")]
+pub mod monitor;
 pub mod policy;
 #[cfg(feature = "predlog")]
 pub mod predlog;

@@ -185,6 +185,11 @@ pub struct RouterOptions {
     /// and never fails or blocks a request.
     #[cfg(feature = "predlog")]
     pub prediction_log: Option<crate::predlog::PredictionLog>,
+    /// The live monitor fed every scored request and every joined label post (feature
+    /// `monitor`; `None`, the default: nothing is monitored). Recording copies the rows into
+    /// the monitor's bounded queue and never fails or blocks a request.
+    #[cfg(feature = "monitor")]
+    pub monitor: Option<crate::monitor::LiveMonitor>,
 }
 
 impl Default for RouterOptions {
@@ -196,6 +201,8 @@ impl Default for RouterOptions {
             ticker: Arc::new(InstantTicker::default()),
             #[cfg(feature = "predlog")]
             prediction_log: None,
+            #[cfg(feature = "monitor")]
+            monitor: None,
         }
     }
 }
@@ -208,8 +215,8 @@ pub(crate) struct Slot {
     pub(crate) threshold: f32,
     pub(crate) stats: VariantStats,
     pub(crate) handles: VariantHandles,
-    /// The predictor's feature names, shared with every logged row.
-    #[cfg(feature = "predlog")]
+    /// The predictor's feature names, shared with every logged or monitored row.
+    #[cfg(any(feature = "predlog", feature = "monitor"))]
     pub(crate) feature_names: Arc<[String]>,
 }
 
@@ -331,7 +338,7 @@ impl Router {
                 predictor: v.predictor.clone(),
                 stats: VariantStats::new(&options.config.stats),
                 handles: metrics.variant_handles(model, v.version, &v.name),
-                #[cfg(feature = "predlog")]
+                #[cfg(any(feature = "predlog", feature = "monitor"))]
                 feature_names: v.predictor.feature_names().into(),
             })
             .collect::<Vec<_>>();
@@ -462,6 +469,17 @@ impl Router {
                 tracing::warn!(model = %self.model, error = %e, "prediction log: rows not recorded");
             }
         }
+        #[cfg(feature = "monitor")]
+        if let Some(monitor) = &self.options.monitor {
+            // A full queue is counted by the monitor; the request is answered either way.
+            monitor.record_scored(&crate::monitor::Observed {
+                model: &self.model,
+                features: &slot.feature_names,
+                version: slot.version,
+                x,
+                predictions: out,
+            });
+        }
         if let Some(id) = request.request_id {
             self.join
                 .insert(id, slot.name.clone(), slot.version, out.to_vec());
@@ -543,6 +561,16 @@ impl Router {
                     if score.is_finite() {
                         slot.handles.labeled[usize::from(label)].observe(f64::from(score));
                     }
+                }
+                #[cfg(feature = "monitor")]
+                if let Some(monitor) = &self.options.monitor {
+                    monitor.record_labels(
+                        &self.model,
+                        slot.version,
+                        slot.threshold,
+                        &parsed,
+                        &pending.scores,
+                    );
                 }
             }
             // The variant (or its version) left the table before its labels came: they would

@@ -1,0 +1,233 @@
+//! Delivering retrain requests: one thread per monitor takes claimed requests from a bounded
+//! queue and posts each to the webhook and/or runs the command, retrying a failed attempt
+//! with doubling backoff. Nothing here runs on the request path, and nothing waits for it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+use super::config::{HookConfig, HookTiming};
+use super::ledger::RetrainRequest;
+use super::metrics::MonitorMetrics;
+use crate::Result;
+
+/// The environment variable a hook command finds the request in (JSON), besides its stdin.
+pub const REQUEST_ENV: &str = "MLOPS_RETRAIN_REQUEST";
+
+/// The queue into the delivery thread.
+pub(crate) struct Hook {
+    queue: SyncSender<RetrainRequest>,
+    stop: Arc<AtomicBool>,
+    metrics: MonitorMetrics,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Wakes the thread out of a backoff sleep on close.
+    wake: SyncSender<()>,
+}
+
+impl Hook {
+    pub(crate) fn start(config: &HookConfig, metrics: MonitorMetrics) -> Result<Self> {
+        let timing = config.timing()?;
+        let (queue, requests) = sync_channel(config.queue);
+        let (wake, woken) = sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivery = Delivery {
+            config: config.clone(),
+            timing,
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            woken,
+        };
+        let thread = std::thread::Builder::new()
+            .name("mlops-retrain-hook".into())
+            .spawn(move || delivery.run(requests))
+            .map_err(|e| {
+                crate::Error::with_kind(
+                    crate::ErrorKind::Internal,
+                    format!("cannot start the hook thread: {e}"),
+                )
+            })?;
+        Ok(Hook {
+            queue,
+            stop,
+            metrics,
+            thread: Some(thread),
+            wake,
+        })
+    }
+
+    /// Queues `request` for delivery; a full queue drops it (counted, logged: the request
+    /// stays in the ledger).
+    pub(crate) fn send(&self, request: RetrainRequest) {
+        let model = request.model.clone();
+        match self.queue.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Full(r)) | Err(TrySendError::Disconnected(r)) => {
+                tracing::error!(model = %r.model, sequence = r.sequence, "retrain hook queue full: request not delivered (it stays in the ledger)");
+                self.metrics.hook(&model, "any", "dropped");
+            }
+        }
+    }
+
+    /// Stops after the attempt in progress; requests still queued are counted as dropped.
+    pub(crate) fn close(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.wake.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Delivery {
+    config: HookConfig,
+    timing: HookTiming,
+    metrics: MonitorMetrics,
+    stop: Arc<AtomicBool>,
+    woken: Receiver<()>,
+}
+
+impl Delivery {
+    fn run(self, requests: Receiver<RetrainRequest>) {
+        // Polled, so that a close is seen while no request comes.
+        loop {
+            let request = match requests.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) if !self.stop.load(Ordering::SeqCst) => continue,
+                Err(_) => break,
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                self.metrics.hook(&request.model, "any", "dropped");
+                continue;
+            }
+            self.deliver(&request);
+        }
+        while let Ok(r) = requests.try_recv() {
+            tracing::warn!(model = %r.model, sequence = r.sequence, "monitor closed before the retrain request was delivered (it stays in the ledger)");
+            self.metrics.hook(&r.model, "any", "dropped");
+        }
+    }
+
+    fn deliver(&self, request: &RetrainRequest) {
+        let body = match serde_json::to_vec(request) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "retrain request does not serialize");
+                return;
+            }
+        };
+        if let Some(url) = &self.config.webhook {
+            self.with_retries(request, "webhook", || post(url, &body, self.timing.timeout));
+        }
+        if let Some(command) = &self.config.command {
+            self.with_retries(request, "command", || {
+                run(command, &body, self.timing.timeout)
+            });
+        }
+    }
+
+    fn with_retries(
+        &self,
+        request: &RetrainRequest,
+        hook: &str,
+        mut attempt: impl FnMut() -> std::result::Result<(), String>,
+    ) {
+        let mut backoff = self.timing.backoff;
+        for n in 1..=self.config.attempts {
+            match attempt() {
+                Ok(()) => {
+                    tracing::info!(model = %request.model, sequence = request.sequence, hook, attempt = n, "retrain request delivered");
+                    self.metrics.hook(&request.model, hook, "delivered");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(model = %request.model, sequence = request.sequence, hook, attempt = n, error = %e, "retrain hook failed");
+                    self.metrics.hook(&request.model, hook, "attempt_failed");
+                }
+            }
+            if n == self.config.attempts || self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // A sleep that a close cuts short.
+            if let Ok(()) = self.woken.recv_timeout(backoff) {
+                break;
+            }
+            backoff = backoff.saturating_mul(2);
+        }
+        tracing::error!(model = %request.model, sequence = request.sequence, hook, "retrain request not delivered (it stays in the ledger)");
+        self.metrics.hook(&request.model, hook, "failed");
+    }
+}
+
+/// One `POST` of `body` to `url`; a 2xx answer is a delivery.
+fn post(url: &str, body: &[u8], timeout: Duration) -> std::result::Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no runtime for the webhook: {e}"))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("no HTTP client: {e}"))?;
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST {url}: HTTP {status}"))
+        }
+    })
+}
+
+/// Runs `command` with `body` on its stdin and in [`REQUEST_ENV`]; exit status 0 is a
+/// delivery; past `timeout` it is killed. Its output goes to this process's stderr.
+fn run(command: &[String], body: &[u8], timeout: Duration) -> std::result::Result<(), String> {
+    let (program, args) = command.split_first().ok_or("an empty command")?;
+    let json = String::from_utf8_lossy(body);
+    let mut child = Command::new(program)
+        .args(args)
+        .env(REQUEST_ENV, json.as_ref())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(std::io::stderr()))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its stdin closes it: not a failure.
+        let _ = stdin.write_all(body);
+    }
+    match child.wait_timeout(timeout) {
+        Ok(Some(status)) if status.success() => Ok(()),
+        Ok(Some(status)) => Err(format!("{program:?} exited with {status}")),
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "{program:?} did not finish within {}s: killed",
+                timeout.as_secs_f64()
+            ))
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("waiting for {program:?}: {e}"))
+        }
+    }
+}

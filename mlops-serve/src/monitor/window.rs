@@ -1,0 +1,194 @@
+//! Bounded windows: the last rows a version scored (features, prediction, time) and the last
+//! labeled rows (score, label). Memory is set by the capacity, never by the traffic.
+
+use mlops_core::Dataset;
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// The most recent `capacity` rows of a fixed set of `f32` columns, each with its time, in a
+/// ring.
+#[derive(Debug)]
+pub(crate) struct RowWindow {
+    columns: usize,
+    capacity: usize,
+    /// `capacity * columns` values, row-major; row `i` of the ring at `i * columns`.
+    values: Vec<f32>,
+    predictions: Vec<f32>,
+    times: Vec<f64>,
+    /// The ring's next write position.
+    next: usize,
+    len: usize,
+}
+
+impl RowWindow {
+    pub(crate) fn new(columns: usize, capacity: usize) -> Self {
+        RowWindow {
+            columns,
+            capacity,
+            values: Vec::new(),
+            predictions: Vec::new(),
+            times: Vec::new(),
+            next: 0,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends one row (`x.len() == columns`), overwriting the oldest once full. Storage
+    /// grows with the rows up to the capacity, then stays.
+    pub(crate) fn push(&mut self, x: &[f32], prediction: f32, time: f64) {
+        debug_assert_eq!(x.len(), self.columns);
+        if self.values.len() < self.capacity * self.columns {
+            self.values.extend_from_slice(x);
+            self.predictions.push(prediction);
+            self.times.push(time);
+        } else {
+            let at = self.next * self.columns;
+            self.values[at..at + self.columns].copy_from_slice(x);
+            self.predictions[self.next] = prediction;
+            self.times[self.next] = time;
+        }
+        self.next = (self.next + 1) % self.capacity;
+        self.len = (self.len + 1).min(self.capacity);
+    }
+
+    /// Appends every row of `x` with its prediction, all at `time`.
+    pub(crate) fn push_rows(&mut self, x: ArrayView2<'_, f32>, predictions: &[f32], time: f64) {
+        for (row, &p) in x.rows().into_iter().zip(predictions) {
+            match row.as_slice() {
+                Some(s) => self.push(s, p, time),
+                None => self.push(&row.to_vec(), p, time),
+            }
+        }
+    }
+
+    /// Ring positions, oldest first.
+    fn order(&self) -> impl Iterator<Item = usize> + '_ {
+        let start = if self.len < self.capacity {
+            0
+        } else {
+            self.next
+        };
+        (0..self.len).map(move |i| (start + i) % self.capacity)
+    }
+
+    /// The times of the oldest and the newest row (`None` when empty).
+    pub(crate) fn bounds(&self) -> Option<(f64, f64)> {
+        let mut order = self.order();
+        let first = order.next()?;
+        let last = order.last().unwrap_or(first);
+        Some((self.times[first], self.times[last]))
+    }
+
+    /// The features as a dataset named `names`, oldest row first, with the time as its
+    /// order column.
+    pub(crate) fn features(&self, names: &[String]) -> mlops_core::Result<Dataset> {
+        let mut flat = Vec::with_capacity(self.len * self.columns);
+        let mut times = Vec::with_capacity(self.len);
+        for i in self.order() {
+            flat.extend_from_slice(&self.values[i * self.columns..(i + 1) * self.columns]);
+            times.push(self.times[i]);
+        }
+        let x = Array2::from_shape_vec((self.len, self.columns), flat)
+            .map_err(|e| mlops_core::Error::invalid("monitor window", e, "a row-major matrix"))?;
+        Dataset::new(x, names.to_vec())?.with_order(Array1::from(times), "time")
+    }
+
+    /// The predictions as a one-column dataset named `name`, oldest first.
+    pub(crate) fn predictions(&self, name: &str) -> mlops_core::Result<Dataset> {
+        let p: Vec<f32> = self.order().map(|i| self.predictions[i]).collect();
+        let x = Array2::from_shape_vec((p.len(), 1), p)
+            .map_err(|e| mlops_core::Error::invalid("monitor window", e, "one column"))?;
+        Dataset::new(x, vec![name.to_string()])
+    }
+}
+
+/// The most recent `capacity` labeled rows: score and label, in a ring.
+#[derive(Debug)]
+pub(crate) struct LabelWindow {
+    capacity: usize,
+    scores: Vec<f32>,
+    labels: Vec<f32>,
+    next: usize,
+}
+
+impl LabelWindow {
+    pub(crate) fn new(capacity: usize) -> Self {
+        LabelWindow {
+            capacity,
+            scores: Vec::new(),
+            labels: Vec::new(),
+            next: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Appends a labeled row; a non-finite score (a row the model answered NaN for) is not
+    /// kept: no metric can read it.
+    pub(crate) fn push(&mut self, score: f32, label: bool) -> bool {
+        if !score.is_finite() {
+            return false;
+        }
+        let label = if label { 1.0 } else { 0.0 };
+        if self.scores.len() < self.capacity {
+            self.scores.push(score);
+            self.labels.push(label);
+        } else {
+            self.scores[self.next] = score;
+            self.labels[self.next] = label;
+        }
+        self.next = (self.next + 1) % self.capacity;
+        true
+    }
+
+    /// The labeled rows as scored samples (order does not matter to a metric).
+    pub(crate) fn samples(&self) -> mlops_core::Result<mlops_core::metrics::ScoredSamples> {
+        mlops_core::metrics::ScoredSamples::from_f32(&self.labels, &self.scores, None)
+    }
+
+    /// Positive rows kept.
+    pub(crate) fn positives(&self) -> usize {
+        self.labels.iter().filter(|&&l| l == 1.0).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn the_ring_keeps_the_last_rows_in_order_with_their_times() {
+        let mut w = RowWindow::new(2, 3);
+        assert_eq!(w.bounds(), None);
+        w.push_rows(array![[1.0, 10.0], [2.0, 20.0]].view(), &[0.1, 0.2], 5.0);
+        assert_eq!(w.len(), 2);
+        w.push_rows(array![[3.0, 30.0], [4.0, 40.0]].view(), &[0.3, 0.4], 6.0);
+        assert_eq!(w.len(), 3);
+        let d = w.features(&["a".into(), "b".into()]).unwrap();
+        assert_eq!(d.features(), &array![[2.0, 20.0], [3.0, 30.0], [4.0, 40.0]]);
+        assert_eq!(w.bounds(), Some((5.0, 6.0)));
+        let p = w.predictions("prediction").unwrap();
+        assert_eq!(p.features().column(0).to_vec(), vec![0.2, 0.3, 0.4]);
+        // Non-contiguous rows (a transposed view) land the same.
+        let t = array![[5.0, 6.0], [50.0, 60.0]];
+        w.push_rows(t.t(), &[0.5, 0.6], 7.0);
+        let d = w.features(&["a".into(), "b".into()]).unwrap();
+        assert_eq!(d.features(), &array![[4.0, 40.0], [5.0, 50.0], [6.0, 60.0]]);
+    }
+
+    #[test]
+    fn labels_drop_nan_scores_and_keep_the_last() {
+        let mut l = LabelWindow::new(2);
+        assert!(!l.push(f32::NAN, true));
+        assert!(l.push(0.9, true));
+        assert!(l.push(0.1, false));
+        assert!(l.push(0.2, false));
+        assert_eq!((l.len(), l.positives()), (2, 0));
+    }
+}

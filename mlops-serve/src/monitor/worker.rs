@@ -1,0 +1,460 @@
+//! The monitor's thread: per model and version, the drift window and the label window, the
+//! checks, the claim of a retrain request, and the live metrics.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mlops_core::metrics::Metric;
+use mlops_drift::{ColumnStatus, DriftAction, DriftPolicy, DriftReport};
+
+use super::config::CheckedLiveMonitorConfig;
+use super::hook::Hook;
+use super::ledger::{
+    claim_retrain, Claimed, LogWindow, PredictionDrift, RequestSummary, RetrainRequest,
+};
+use super::metrics::VersionLabels;
+use super::profiles::{Profiles, PREDICTION_COLUMN};
+use super::window::{LabelWindow, RowWindow};
+use super::{Message, MonitorParts, Statuses, VersionStatus};
+use crate::step_stats::lock;
+
+enum ProfileState {
+    Loaded(Profiles),
+    Failed { at: Instant, error: String },
+}
+
+struct VersionState {
+    labels: VersionLabels,
+    features: Arc<[String]>,
+    window: RowWindow,
+    since_check: usize,
+    profiles: Option<ProfileState>,
+    labeled: LabelWindow,
+    labels_since: usize,
+    /// The model's row count when this version last scored a row.
+    last_row: u64,
+    status: VersionStatus,
+}
+
+#[derive(Default)]
+struct ModelState {
+    rows: u64,
+    versions: HashMap<Option<u64>, VersionState>,
+}
+
+pub(crate) struct Worker {
+    pub(crate) config: CheckedLiveMonitorConfig,
+    pub(crate) drift: mlops_drift::CheckedDriftConfig,
+    pub(crate) policy: DriftPolicy,
+    pub(crate) parts: MonitorParts,
+    pub(crate) hook: Hook,
+    pub(crate) status: Statuses,
+    pub(crate) queued: Arc<std::sync::atomic::AtomicUsize>,
+    models: HashMap<Arc<str>, ModelState>,
+}
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn time_of(s: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::try_from_secs_f64(s).unwrap_or_default()
+}
+
+fn version_name(v: Option<u64>) -> String {
+    v.map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures::executor::block_on(f)
+}
+
+impl Worker {
+    pub(crate) fn new(
+        config: CheckedLiveMonitorConfig,
+        parts: MonitorParts,
+        hook: Hook,
+        status: Statuses,
+        queued: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> crate::Result<Self> {
+        let drift = config.drift()?;
+        let policy = DriftPolicy::new(config.policy, parts.clock.clone());
+        Ok(Worker {
+            config,
+            drift,
+            policy,
+            parts,
+            hook,
+            status,
+            queued,
+            models: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self, messages: Receiver<Message>) {
+        use std::sync::atomic::Ordering;
+        while let Ok(message) = messages.recv() {
+            match message {
+                Message::Scored(s) => {
+                    let rows = s.predictions.len();
+                    self.scored(s);
+                    self.queued.fetch_sub(rows, Ordering::AcqRel);
+                }
+                Message::Labeled(l) => {
+                    let rows = l.labels.len();
+                    self.labeled(l);
+                    self.queued.fetch_sub(rows, Ordering::AcqRel);
+                }
+                Message::Sync(ack) => {
+                    let _ = ack.send(());
+                }
+                Message::Close => break,
+            }
+        }
+        self.hook.close();
+    }
+
+    fn scored(&mut self, s: super::Scored) {
+        let config = &self.config;
+        let metrics = &self.parts.metrics;
+        metrics.rows(&s.model, s.predictions.len() as u64);
+        let model = self.models.entry(s.model.clone()).or_default();
+        model.rows += s.predictions.len() as u64;
+        let now_row = model.rows;
+        let fresh = !model.versions.contains_key(&s.version)
+            || model.versions[&s.version].features != s.features;
+        if fresh {
+            if let Some(old) = model.versions.remove(&s.version) {
+                // The version's features changed (a reload under the same number): start over.
+                metrics.forget(&old.labels, &old.features);
+            }
+            if model.versions.len() >= config.max_versions {
+                if let Some(oldest) = model
+                    .versions
+                    .iter()
+                    .min_by_key(|(_, v)| v.last_row)
+                    .map(|(k, _)| *k)
+                {
+                    if let Some(gone) = model.versions.remove(&oldest) {
+                        metrics.forget(&gone.labels, &gone.features);
+                        lock(&self.status).remove(&(s.model.to_string(), oldest));
+                    }
+                }
+            }
+            let labels = VersionLabels {
+                model: s.model.to_string(),
+                version: version_name(s.version),
+            };
+            metrics.verdict(&labels, "unknown");
+            model.versions.insert(
+                s.version,
+                VersionState {
+                    labels,
+                    features: s.features.clone(),
+                    window: RowWindow::new(s.features.len(), config.window_rows),
+                    since_check: 0,
+                    profiles: None,
+                    labeled: LabelWindow::new(config.label_window_rows),
+                    labels_since: 0,
+                    last_row: now_row,
+                    status: VersionStatus {
+                        model: s.model.to_string(),
+                        version: s.version,
+                        verdict: "unknown".into(),
+                        ..VersionStatus::default()
+                    },
+                },
+            );
+        }
+        let n_features = s.features.len();
+        let Some(state) = model.versions.get_mut(&s.version) else {
+            return;
+        };
+        state.last_row = now_row;
+        let rows = s.predictions.len();
+        if n_features == 0 || s.x.len() != rows * n_features {
+            return;
+        }
+        let x = match ndarray::ArrayView2::from_shape((rows, n_features), &s.x) {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        state.window.push_rows(x, &s.predictions, s.time);
+        state.since_check += rows;
+        state.status.window_rows = state.window.len();
+        metrics.window(&state.labels, state.window.len());
+        if state.window.len() < config.window_rows || state.since_check < config.step() {
+            self.publish(&s.model, s.version);
+            return;
+        }
+        state.since_check = 0;
+        // A rollout runs when another version of the model scored within the window.
+        let others_serving: Vec<String> = model
+            .versions
+            .iter()
+            .filter(|(v, other)| {
+                **v != s.version && other.last_row + config.window_rows as u64 > now_row
+            })
+            .map(|(v, _)| version_name(*v))
+            .collect();
+        self.check(&s.model, s.version, others_serving);
+        self.publish(&s.model, s.version);
+    }
+
+    fn load_profiles(&self, model: &str, state: &mut VersionState) {
+        let retry_due = match &state.profiles {
+            None => true,
+            Some(ProfileState::Loaded(_)) => false,
+            Some(ProfileState::Failed { at, .. }) => at.elapsed() >= self.config.profile_retry(),
+        };
+        if !retry_due {
+            return;
+        }
+        let Some(version) = state.status.version else {
+            state.profiles = Some(ProfileState::Loaded(Profiles::default()));
+            return;
+        };
+        state.profiles = Some(match block(self.parts.profiles.profiles(model, version)) {
+            Ok(p) => {
+                if p.features.is_none() {
+                    tracing::warn!(
+                        model,
+                        version,
+                        "version has no reference profile: its drift is unknown"
+                    );
+                }
+                ProfileState::Loaded(p)
+            }
+            Err(e) => {
+                tracing::warn!(model, version, error = %e, "reference profiles not loaded: drift unknown until a retry succeeds");
+                ProfileState::Failed {
+                    at: Instant::now(),
+                    error: e.to_string(),
+                }
+            }
+        });
+    }
+
+    fn check(&mut self, model_name: &Arc<str>, version: Option<u64>, others: Vec<String>) {
+        let Some(mut state) = self
+            .models
+            .get_mut(model_name)
+            .and_then(|m| m.versions.remove(&version))
+        else {
+            return;
+        };
+        self.load_profiles(model_name, &mut state);
+        self.check_version(model_name, &mut state, others);
+        if let Some(m) = self.models.get_mut(model_name) {
+            m.versions.insert(version, state);
+        }
+    }
+
+    fn check_version(&self, model: &str, state: &mut VersionState, others: Vec<String>) {
+        let metrics = &self.parts.metrics;
+        let unknown = |state: &mut VersionState, why: String| {
+            metrics.verdict(&state.labels, "unknown");
+            metrics.check(&state.labels, DriftAction::Warn.as_str());
+            for f in state.features.iter() {
+                metrics.feature(&state.labels, f, None);
+            }
+            metrics.prediction(&state.labels, None);
+            state.status.checks += 1;
+            state.status.verdict = "unknown".into();
+            state.status.action = DriftAction::Warn;
+            state.status.reason = why;
+        };
+        let profiles = match &state.profiles {
+            Some(ProfileState::Loaded(p)) => p.clone(),
+            Some(ProfileState::Failed { error, .. }) => {
+                return unknown(state, format!("reference profiles not loaded: {error}"))
+            }
+            None => return unknown(state, "reference profiles not loaded".into()),
+        };
+        let Some(profile) = profiles.features.as_ref() else {
+            return unknown(state, "the version has no reference profile".into());
+        };
+        let window = match state.window.features(&state.features) {
+            Ok(w) => w,
+            Err(e) => return unknown(state, format!("window not readable: {e}")),
+        };
+        let report = match profile.compare(&window, &self.drift) {
+            Ok(r) => r,
+            Err(e) => return unknown(state, format!("comparison failed: {e}")),
+        };
+        let prediction = profiles.prediction.as_ref().and_then(|p| {
+            let current = state.window.predictions(PREDICTION_COLUMN).ok()?;
+            let r = p.compare(&current, &self.drift).ok()?;
+            let c = r.columns.iter().find(|c| c.column == PREDICTION_COLUMN)?;
+            let t = c
+                .tests
+                .first()
+                .filter(|_| c.status == ColumnStatus::Tested)?;
+            Some(PredictionDrift {
+                statistic: t.statistic,
+                p_value: t.adjusted_p_value.or(t.p_value),
+                drifted: c.drifted,
+            })
+        });
+        let decision = self.policy.decide(&report);
+        self.record_report(state, &report, prediction);
+        metrics.check(&state.labels, decision.action.as_str());
+        state.status.checks += 1;
+        state.status.action = decision.action;
+        state.status.reason = decision.reason.clone();
+        state.status.prediction_drift = prediction;
+        tracing::info!(model, version = ?state.status.version, action = decision.action.as_str(), reason = %decision.reason, "live drift check");
+        if decision.action != DriftAction::Retrain {
+            return;
+        }
+        if !others.is_empty() {
+            metrics.alarm(model, "deferred");
+            state.status.reason = format!(
+                "{}; deferred: a rollout runs (versions {} serve too)",
+                decision.reason,
+                others.join(", ")
+            );
+            return;
+        }
+        let (from, to) = state.window.bounds().unwrap_or((0.0, 0.0));
+        let request = RetrainRequest {
+            model: model.to_string(),
+            version: state.status.version,
+            sequence: 0,
+            at: self.parts.clock.now(),
+            replica: self.parts.replica.clone(),
+            reason: decision.reason.clone(),
+            window: LogWindow {
+                from: time_of(from),
+                to: time_of(to),
+            },
+            summary: RequestSummary {
+                verdict: report.dataset.verdict.as_str().into(),
+                drifted_columns: report.drifted_columns().map(|c| c.column.clone()).collect(),
+                columns_tested: report.dataset.columns_tested,
+                drifted_share: report.dataset.share_rule.observed,
+                window_rows: state.window.len(),
+                prediction_drift: prediction,
+                live_metrics: state.status.live.clone(),
+                labeled_rows: state.status.labeled_rows,
+            },
+        };
+        match block(claim_retrain(
+            self.parts.ledger.as_ref(),
+            request,
+            self.config.cooldown(),
+        )) {
+            Ok(claimed) => {
+                metrics.alarm(model, claimed.as_str());
+                match claimed {
+                    Claimed::Requested(r) => {
+                        tracing::warn!(model, sequence = r.sequence, "retrain requested");
+                        state.status.requests += 1;
+                        self.hook.send(*r);
+                    }
+                    Claimed::Cooldown { last, left } => {
+                        state.status.reason = format!(
+                            "{}; request {} by {} is {}s old, within the cooldown ({}s left)",
+                            decision.reason,
+                            last.sequence,
+                            last.replica,
+                            secs(self.parts.clock.now()) as i64 - secs(last.at) as i64,
+                            left.as_secs()
+                        );
+                    }
+                    Claimed::LostRace => {
+                        state.status.reason =
+                            format!("{}; another replica claimed the request", decision.reason);
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.alarm(model, "ledger_failed");
+                tracing::error!(model, error = %e, "retrain ledger failed: the alarm is retried at the next check");
+                state.status.reason = format!("{}; ledger failed: {e}", decision.reason);
+            }
+        }
+    }
+
+    fn record_report(
+        &self,
+        state: &mut VersionState,
+        report: &DriftReport,
+        prediction: Option<PredictionDrift>,
+    ) {
+        let metrics = &self.parts.metrics;
+        for c in &report.columns {
+            let outcome = c
+                .tests
+                .first()
+                .filter(|_| c.status == ColumnStatus::Tested)
+                .map(|t| (t.statistic, t.adjusted_p_value.or(t.p_value)));
+            metrics.feature(&state.labels, &c.column, outcome);
+        }
+        metrics.prediction(&state.labels, prediction.map(|p| (p.statistic, p.p_value)));
+        let verdict = report.dataset.verdict.as_str();
+        metrics.verdict(&state.labels, verdict);
+        metrics.share(&state.labels, report.dataset.share_rule.observed);
+        state.status.verdict = verdict.into();
+        state.status.drifted_columns = report.drifted_columns().map(|c| c.column.clone()).collect();
+    }
+
+    fn labeled(&mut self, l: super::Labeled) {
+        let Some(state) = self
+            .models
+            .get_mut(&l.model)
+            .and_then(|m| m.versions.get_mut(&l.version))
+        else {
+            // Labels of a version this monitor never saw score (or forgot): nothing to join.
+            self.parts
+                .metrics
+                .dropped(&l.model, "unknown_version", l.labels.len() as u64);
+            return;
+        };
+        for (&label, &score) in l.labels.iter().zip(&l.scores) {
+            if state.labeled.push(score, label) {
+                state.labels_since += 1;
+            }
+        }
+        if state.labels_since < self.config.label_step_rows {
+            return;
+        }
+        state.labels_since = 0;
+        let metrics = &self.parts.metrics;
+        metrics.samples(
+            &state.labels,
+            state.labeled.len(),
+            state.labeled.positives(),
+        );
+        state.status.labeled_rows = state.labeled.len();
+        let samples = state.labeled.samples();
+        let threshold = f64::from(l.threshold);
+        state.status.live.clear();
+        for m in Metric::ALL {
+            let value = samples
+                .as_ref()
+                .ok()
+                .and_then(|s| m.compute(s, threshold).ok())
+                .filter(|v| v.is_finite());
+            if let Some(v) = value {
+                state.status.live.insert(m.as_str().to_string(), v);
+            }
+            metrics.live(&state.labels, m.as_str(), value.unwrap_or(f64::NAN));
+        }
+        let (model, version) = (l.model.clone(), l.version);
+        self.publish(&model, version);
+    }
+
+    fn publish(&self, model: &Arc<str>, version: Option<u64>) {
+        if let Some(state) = self
+            .models
+            .get(model)
+            .and_then(|m| m.versions.get(&version))
+        {
+            lock(&self.status).insert((model.to_string(), version), state.status.clone());
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! The live monitor in process (feature `monitor`): no alarm on the reference world, one
+//! retrain request after a change and none during the cooldown; four replicas on one folder
+//! registry making one request per alarm, delivered once by the command hook; per-version
+//! windows deferring during a rollout and rebased on promotion; `unknown` without a profile
+//! or with a failing profile source (then retried); live metrics equal to the metric report
+//! on the same labeled rows, undefined ones NaN; a stalled monitor dropping and counting
+//! rows without blocking; hooks retried with backoff, killed past their timeout, and a
+//! webhook delivered after a failed attempt.
+
+#[cfg(feature = "monitor")]
+mod monitor_suite {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc::{channel, Receiver};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use mlops_core::metrics::ScoredSamples;
+    use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+    use mlops_core::Dataset;
+    use mlops_drift::{DriftAction, DriftPolicyConfig, ProfileConfig, ReferenceProfile};
+    use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    use mlops_serve::monitor::{
+        HookConfig, LiveMonitor, LiveMonitorConfig, MemoryProfiles, MemoryRetrainLedger,
+        MonitorMetrics, MonitorParts, ProfileSource, Profiles, RetrainLedger, RetrainRequest,
+        VersionStatus, PREDICTION_COLUMN, PREDICTION_PROFILE_FILE,
+    };
+    use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
+    use mlops_serve::{CompiledModel, Error, NonFinitePolicy};
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const FEATURES: [&str; 3] = ["amount", "age", "hour"];
+    const WAIT: Duration = Duration::from_secs(120);
+
+    fn names() -> Vec<String> {
+        FEATURES.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn artifact() -> ModelArtifact {
+        let spec = ModelSpec::new(names(), vec![LayerSpec::new(1, Activation::Sigmoid)]);
+        let w = ndarray::array![[0.02_f32, -0.01, 0.05]];
+        ModelArtifact::new(spec, vec![(w, ndarray::array![-1.0_f32])]).unwrap()
+    }
+
+    fn model() -> Arc<CompiledModel> {
+        Arc::new(CompiledModel::compile(&artifact(), NonFinitePolicy::Reject).unwrap())
+    }
+
+    /// `n` rows of the world: features around (50, 40, 12), moved by `shift`.
+    fn rows(n: usize, shift: f32, seed: u64) -> Array2<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_fn((n, 3), |(_, j)| {
+            let centre = [50.0, 40.0, 12.0][j];
+            let spread = [20.0, 10.0, 5.0][j];
+            let u: f32 = (0..4).map(|_| rng.random::<f32>()).sum::<f32>() - 2.0;
+            centre + spread * u + shift * spread
+        })
+    }
+
+    fn profiles_of(shift: f32) -> Profiles {
+        let x = rows(4_000, shift, 99);
+        let data = Dataset::new(x.clone(), names()).unwrap();
+        let mut scores = vec![0.0_f32; x.nrows()];
+        use mlops_core::model::Predictor;
+        model().predict_proba_into(x.view(), &mut scores).unwrap();
+        let p = Array2::from_shape_vec((scores.len(), 1), scores).unwrap();
+        let predictions = Dataset::new(p, vec![PREDICTION_COLUMN.to_string()]).unwrap();
+        Profiles {
+            features: Some(ReferenceProfile::fit(&data, &ProfileConfig::default()).unwrap()),
+            prediction: Some(
+                ReferenceProfile::fit(&predictions, &ProfileConfig::default()).unwrap(),
+            ),
+        }
+    }
+
+    fn config(hook: HookConfig) -> LiveMonitorConfig {
+        LiveMonitorConfig {
+            window_rows: 600,
+            label_window_rows: 2_000,
+            label_step_rows: 100,
+            policy: DriftPolicyConfig {
+                min_samples: 300,
+                cooldown_seconds: 3_600.0,
+            },
+            profile_retry_seconds: 0.01,
+            hook,
+            ..LiveMonitorConfig::default()
+        }
+    }
+
+    fn start(
+        config: LiveMonitorConfig,
+        profiles: Arc<dyn ProfileSource>,
+        ledger: Arc<dyn RetrainLedger>,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> LiveMonitor {
+        let mut parts = MonitorParts::new(profiles, ledger);
+        parts.metrics = MonitorMetrics::register(registry);
+        LiveMonitor::start(config.check().unwrap(), parts).unwrap()
+    }
+
+    /// A monitor on in-memory profiles (`(version, shift of its reference world)`) and ledger.
+    fn in_memory(
+        versions: &[(u64, f32)],
+        hook: HookConfig,
+    ) -> (
+        LiveMonitor,
+        prometheus_client::registry::Registry,
+        Arc<MemoryRetrainLedger>,
+    ) {
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let profiles = MemoryProfiles::new();
+        for &(v, shift) in versions {
+            profiles.insert("fraud", v, profiles_of(shift));
+        }
+        let ledger = Arc::new(MemoryRetrainLedger::new());
+        let monitor = start(
+            config(hook),
+            Arc::new(profiles),
+            ledger.clone(),
+            &mut metrics,
+        );
+        (monitor, metrics, ledger)
+    }
+
+    fn router(routes: Routes, monitor: &LiveMonitor) -> Router {
+        Router::new(
+            "fraud",
+            routes,
+            RouterOptions {
+                monitor: Some(monitor.clone()),
+                ..RouterOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn single(version: u64) -> Routes {
+        Routes::single(Variant::new("stable", Some(version), model()))
+    }
+
+    /// Scores `x` in requests of 20 rows with ids `{prefix}-{i}`; returns the ids.
+    fn score(router: &Router, x: &Array2<f32>, prefix: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (i, chunk) in x.axis_chunks_iter(ndarray::Axis(0), 20).enumerate() {
+            let id = format!("{prefix}-{i}");
+            let mut out = vec![0.0; chunk.nrows()];
+            let request = Request {
+                request_id: Some(&id),
+                ..Request::default()
+            };
+            router.route(&request, chunk, &mut out).unwrap();
+            ids.push(id);
+        }
+        ids
+    }
+
+    fn exposition(registry: &prometheus_client::registry::Registry) -> String {
+        mlops_core::exposition::classic_text(registry).unwrap()
+    }
+
+    fn has(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "no line {line:?} in\n{text}"
+            );
+        }
+    }
+
+    /// Checks made, requests claimed and the verdict of a version's status.
+    fn expect(s: &VersionStatus, checks: u64, requests: u64, verdict: &str) {
+        assert_eq!(
+            (s.checks, s.requests, s.verdict.as_str()),
+            (checks, requests, verdict),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn one_request_after_the_world_changes_none_before_and_none_in_the_cooldown() {
+        let (monitor, metrics, ledger) = in_memory(&[(1, 0.0)], HookConfig::default());
+        let router = router(single(1), &monitor);
+        score(&router, &rows(2_400, 0.0, 1), "before");
+        monitor.sync(WAIT).unwrap();
+        let s = &monitor.status("fraud")[0];
+        expect(s, 4, 0, "no_drift");
+        assert_eq!(s.action, DriftAction::None);
+        let text = exposition(&metrics);
+        has(
+            &text,
+            &[
+                r#"mlops_monitor_verdict{model="fraud",version="1",verdict="no_drift"} 1"#,
+                r#"mlops_monitor_window_rows{model="fraud",version="1"} 600"#,
+                r#"mlops_monitor_feature_tested{model="fraud",version="1",feature="amount"} 1"#,
+            ],
+        );
+        assert!(
+            !text.contains("mlops_monitor_retrain_alarms_total{"),
+            "{text}"
+        );
+
+        score(&router, &rows(1_800, 1.5, 2), "after");
+        monitor.sync(WAIT).unwrap();
+        let s = &monitor.status("fraud")[0];
+        expect(s, 7, 1, "drift");
+        assert!(s.reason.contains("within the cooldown"), "{}", s.reason);
+        assert!(s.prediction_drift.is_some_and(|p| p.drifted), "{s:?}");
+        let last = futures::executor::block_on(ledger.last("fraud"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.sequence, last.version), (1, Some(1)));
+        assert!(last.window.from <= last.window.to);
+        assert!(!last.summary.drifted_columns.is_empty(), "{last:?}");
+        let text = exposition(&metrics);
+        has(
+            &text,
+            &[
+                r#"mlops_monitor_retrain_alarms_total{model="fraud",outcome="requested"} 1"#,
+                r#"mlops_monitor_retrain_alarms_total{model="fraud",outcome="cooldown"} 2"#,
+                r#"mlops_monitor_verdict{model="fraud",version="1",verdict="drift"} 1"#,
+                r#"mlops_monitor_rows_total{model="fraud"} 4200"#,
+            ],
+        );
+        monitor.close();
+    }
+
+    /// A registry version with the profiles of the reference world.
+    async fn registered(dir: &std::path::Path) -> u64 {
+        let registry = Registry::open(dir.to_str().unwrap(), &RegistryConfig::default())
+            .await
+            .unwrap();
+        let p = profiles_of(0.0);
+        let v = registry
+            .register(
+                "fraud",
+                NewVersion::new()
+                    .artifact(&artifact())
+                    .unwrap()
+                    .reference_profile(p.features.unwrap().to_json().unwrap())
+                    .bytes(
+                        PREDICTION_PROFILE_FILE,
+                        p.prediction.unwrap().to_json().unwrap(),
+                    ),
+            )
+            .await
+            .unwrap()
+            .version;
+        registry
+            .set_alias("fraud", "production", v, None, "first")
+            .await
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn four_replicas_on_one_registry_make_one_request_delivered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let version = rt.block_on(registered(dir.path()));
+        let out = dir.path().join("requests.jsonl");
+        let hook = HookConfig {
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cat >> '{}' && echo >> '{}'", out.display(), out.display()),
+            ]),
+            backoff_seconds: 0.01,
+            ..HookConfig::default()
+        };
+        let replicas: Vec<_> = (0..4)
+            .map(|_| {
+                let registry = Arc::new(
+                    rt.block_on(Registry::open(
+                        dir.path().to_str().unwrap(),
+                        &RegistryConfig::default(),
+                    ))
+                    .unwrap(),
+                );
+                let mut metrics = prometheus_client::registry::Registry::default();
+                let monitor = start(
+                    config(hook.clone()),
+                    registry.clone(),
+                    registry,
+                    &mut metrics,
+                );
+                (monitor, metrics)
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for (i, (monitor, _)) in replicas.iter().enumerate() {
+                s.spawn(move || {
+                    let router = router(single(version), monitor);
+                    score(&router, &rows(1_200, 0.0, 10 + i as u64), "before");
+                    score(&router, &rows(1_200, 1.5, 20 + i as u64), "after");
+                    monitor.sync(WAIT).unwrap();
+                });
+            }
+        });
+        let requests: u64 = replicas
+            .iter()
+            .map(|(m, _)| m.status("fraud")[0].requests)
+            .sum();
+        assert_eq!(requests, 1);
+        for (m, metrics) in &replicas {
+            let s = &m.status("fraud")[0];
+            assert_eq!(s.verdict, "drift", "{s:?}");
+            let text = exposition(metrics);
+            assert!(!text.contains(r#"verdict="unknown"} 1"#), "{text}");
+            m.close();
+        }
+        let lines: Vec<String> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let request: RetrainRequest = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(
+            (request.model.as_str(), request.version, request.sequence),
+            ("fraud", Some(version), 1)
+        );
+        assert_eq!(request.summary.window_rows, 600);
+        let registry = rt
+            .block_on(Registry::open(
+                dir.path().to_str().unwrap(),
+                &RegistryConfig::default(),
+            ))
+            .unwrap();
+        let last = rt
+            .block_on(RetrainLedger::last(&registry, "fraud"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(last, request);
+    }
+
+    #[test]
+    fn a_rollout_defers_the_alarm_and_promotion_rebases_on_the_new_reference() {
+        let (monitor, metrics, ledger) = in_memory(&[(1, 0.0), (2, 1.5)], HookConfig::default());
+        let rollout = Routes {
+            variants: vec![
+                Variant::new("canary", Some(2), model()),
+                Variant::new("stable", Some(1), model()),
+            ],
+            weights: vec![("canary".into(), 50.0), ("stable".into(), 50.0)],
+            shadow: None,
+        };
+        let router = router(rollout, &monitor);
+        score(&router, &rows(3_000, 1.5, 3), "rollout");
+        monitor.sync(WAIT).unwrap();
+        let status = monitor.status("fraud");
+        let (v1, v2) = (&status[0], &status[1]);
+        assert_eq!(
+            (v1.version, v1.verdict.as_str(), v1.requests),
+            (Some(1), "drift", 0),
+            "{v1:?}"
+        );
+        assert!(
+            v1.reason.contains("deferred: a rollout runs"),
+            "{}",
+            v1.reason
+        );
+        assert_eq!(
+            (v2.version, v2.verdict.as_str()),
+            (Some(2), "no_drift"),
+            "{v2:?}"
+        );
+        has(
+            &exposition(&metrics),
+            &[r#"mlops_monitor_retrain_alarms_total{model="fraud",outcome="deferred"} 2"#],
+        );
+        // Promoted: version 2 alone, its window against its own reference: no alarm.
+        router.install(single(2)).unwrap();
+        score(&router, &rows(2_400, 1.5, 4), "promoted");
+        monitor.sync(WAIT).unwrap();
+        let v2 = &monitor.status("fraud")[1];
+        assert_eq!(
+            (v2.verdict.as_str(), v2.requests, v2.action),
+            ("no_drift", 0, DriftAction::None),
+            "{v2:?}"
+        );
+        assert!(futures::executor::block_on(ledger.last("fraud"))
+            .unwrap()
+            .is_none());
+        monitor.close();
+    }
+
+    /// A profile source that fails until `healthy` is set.
+    struct Flaky {
+        inner: MemoryProfiles,
+        healthy: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl ProfileSource for Flaky {
+        async fn profiles(&self, model: &str, version: u64) -> mlops_serve::Result<Profiles> {
+            if !*self.healthy.lock().unwrap() {
+                return Err(Error::unavailable("store unreachable"));
+            }
+            self.inner.profiles(model, version).await
+        }
+    }
+
+    #[test]
+    fn without_a_profile_drift_is_unknown_never_fine() {
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let inner = MemoryProfiles::new();
+        inner.insert("fraud", 1, Profiles::default());
+        inner.insert("fraud", 2, profiles_of(0.0));
+        let flaky = Arc::new(Flaky {
+            inner,
+            healthy: Mutex::new(false),
+        });
+        let monitor = start(
+            config(HookConfig::default()),
+            flaky.clone(),
+            Arc::new(MemoryRetrainLedger::new()),
+            &mut metrics,
+        );
+        let routes = |v| Routes::single(Variant::new("stable", v, model()));
+        // A failing source: unknown, with its error.
+        let r = router(routes(Some(2)), &monitor);
+        score(&r, &rows(600, 0.0, 5), "a");
+        monitor.sync(WAIT).unwrap();
+        let s = &monitor.status("fraud")[0];
+        assert_eq!(
+            (s.verdict.as_str(), s.action),
+            ("unknown", DriftAction::Warn),
+            "{s:?}"
+        );
+        assert!(s.reason.contains("store unreachable"), "{}", s.reason);
+        let text = exposition(&metrics);
+        has(
+            &text,
+            &[
+                r#"mlops_monitor_verdict{model="fraud",version="2",verdict="unknown"} 1"#,
+                r#"mlops_monitor_feature_tested{model="fraud",version="2",feature="amount"} 0"#,
+                r#"mlops_monitor_drift_score{model="fraud",version="2",feature="amount"} NaN"#,
+            ],
+        );
+        // Retried once healthy.
+        *flaky.healthy.lock().unwrap() = true;
+        std::thread::sleep(Duration::from_millis(20));
+        score(&r, &rows(600, 0.0, 6), "b");
+        monitor.sync(WAIT).unwrap();
+        assert_eq!(monitor.status("fraud")[0].verdict, "no_drift");
+        // A version registered without a profile, and a variant without a version.
+        for (v, prefix) in [(Some(1), "c"), (None, "d")] {
+            r.install(routes(v)).unwrap();
+            score(&r, &rows(600, 3.0, 7), prefix);
+        }
+        monitor.sync(WAIT).unwrap();
+        for s in monitor
+            .status("fraud")
+            .iter()
+            .filter(|s| s.version != Some(2))
+        {
+            assert_eq!((s.verdict.as_str(), s.requests), ("unknown", 0), "{s:?}");
+        }
+        monitor.close();
+    }
+
+    #[test]
+    fn live_metrics_equal_the_metric_report_and_one_class_is_nan() {
+        let (monitor, metrics, _) = in_memory(&[(1, 0.0)], HookConfig::default());
+        let routed = router(single(1), &monitor);
+        let x = rows(400, 0.0, 8);
+        let ids = score(&routed, &x, "m");
+        let mut scores = vec![0.0_f32; x.nrows()];
+        use mlops_core::model::Predictor;
+        model().predict_proba_into(x.view(), &mut scores).unwrap();
+        // Labels: the first column above its centre is "fraud" (correlated with the score).
+        let labels: Vec<f64> = x
+            .column(0)
+            .iter()
+            .map(|&a| f64::from(u8::from(a > 50.0)))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(routed.feedback(id, &labels[i * 20..(i + 1) * 20]).unwrap());
+        }
+        monitor.sync(WAIT).unwrap();
+        let s = &monitor.status("fraud")[0];
+        assert_eq!(s.labeled_rows, 400);
+        let labels32: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        let expected = ScoredSamples::from_f32(&labels32, &scores, None)
+            .unwrap()
+            .report(f64::from(model_threshold()))
+            .unwrap();
+        for (name, value) in [
+            ("roc_auc", expected.roc_auc),
+            ("accuracy", expected.accuracy),
+            ("f1", expected.f1),
+        ] {
+            assert!(
+                (s.live[name] - value).abs() < 1e-9,
+                "{name}: {} vs {value}",
+                s.live[name]
+            );
+        }
+        has(
+            &exposition(&metrics),
+            &[r#"mlops_monitor_live_samples{model="fraud",version="1"} 400"#],
+        );
+        // One class only: the rank metrics are undefined, NaN, never a number.
+        let monitor2 = {
+            let p = MemoryProfiles::new();
+            p.insert("fraud", 1, profiles_of(0.0));
+            let mut m2 = prometheus_client::registry::Registry::default();
+            let mon = start(
+                config(HookConfig::default()),
+                Arc::new(p),
+                Arc::new(MemoryRetrainLedger::new()),
+                &mut m2,
+            );
+            let r2 = router(single(1), &mon);
+            let ids = score(&r2, &x, "n");
+            for id in &ids {
+                r2.feedback(id, &[0.0; 20]).unwrap();
+            }
+            mon.sync(WAIT).unwrap();
+            let text = exposition(&m2);
+            has(
+                &text,
+                &[r#"mlops_monitor_live_metric{model="fraud",version="1",metric="roc_auc"} NaN"#],
+            );
+            assert!(!mon.status("fraud")[0].live.contains_key("roc_auc"));
+            mon
+        };
+        monitor2.close();
+        monitor.close();
+    }
+
+    fn model_threshold() -> f32 {
+        use mlops_core::model::Predictor;
+        model().threshold()
+    }
+
+    /// A profile source that blocks until released: a stalled monitor.
+    struct Stalled(Mutex<Receiver<()>>);
+
+    #[async_trait]
+    impl ProfileSource for Stalled {
+        async fn profiles(&self, _: &str, _: u64) -> mlops_serve::Result<Profiles> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(profiles_of(0.0))
+        }
+    }
+
+    #[test]
+    fn a_stalled_monitor_drops_and_counts_rows_and_never_blocks_a_request() {
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let (release, gate) = channel();
+        let c = LiveMonitorConfig {
+            queue_rows: 700,
+            ..config(HookConfig::default())
+        };
+        let monitor = start(
+            c,
+            Arc::new(Stalled(Mutex::new(gate))),
+            Arc::new(MemoryRetrainLedger::new()),
+            &mut metrics,
+        );
+        let routed = router(single(1), &monitor);
+        // 600 rows fill the window and stall the thread on the profile; then 700 queue; the rest drop.
+        score(&routed, &rows(600, 0.0, 9), "fill");
+        std::thread::sleep(Duration::from_millis(50));
+        score(&routed, &rows(2_000, 0.0, 10), "flood");
+        release.send(()).unwrap();
+        monitor.sync(WAIT).unwrap();
+        let text = exposition(&metrics);
+        let value = |prefix: &str| -> u64 {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        };
+        let taken = value(r#"mlops_monitor_rows_total{model="fraud"}"#);
+        let dropped = value(r#"mlops_monitor_dropped_total{model="fraud",reason="queue_full"}"#);
+        assert!(dropped > 0, "{text}");
+        assert_eq!(taken + dropped, 2_600, "{text}");
+        monitor.close();
+        // Closed: rows are dropped as `closed`, not queued.
+        score(&routed, &rows(20, 0.0, 11), "late");
+        has(
+            &exposition(&metrics),
+            &[r#"mlops_monitor_dropped_total{model="fraud",reason="closed"} 20"#],
+        );
+    }
+
+    /// A monitor whose first check raises an alarm, with `hook`.
+    fn alarm_with(hook: HookConfig) -> (LiveMonitor, prometheus_client::registry::Registry) {
+        let (monitor, metrics, _) = in_memory(&[(1, 0.0)], hook);
+        let routed = router(single(1), &monitor);
+        score(&routed, &rows(600, 2.0, 12), "x");
+        monitor.sync(WAIT).unwrap();
+        assert_eq!(monitor.status("fraud")[0].requests, 1);
+        (monitor, metrics)
+    }
+
+    fn wait_for(metrics: &prometheus_client::registry::Registry, line: &str) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !exposition(metrics).lines().any(|l| l == line) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {line:?} in\n{}",
+                exposition(metrics)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_failing_hook_is_retried_with_backoff_and_a_stuck_one_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tries = dir.path().join("tries");
+        let failing = HookConfig {
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo x >> '{}'; exit 3", tries.display()),
+            ]),
+            attempts: 3,
+            backoff_seconds: 0.01,
+            ..HookConfig::default()
+        };
+        let (monitor, metrics) = alarm_with(failing);
+        wait_for(
+            &metrics,
+            r#"mlops_monitor_hook_deliveries_total{model="fraud",hook="command",outcome="failed"} 1"#,
+        );
+        has(
+            &exposition(&metrics),
+            &[
+                r#"mlops_monitor_hook_deliveries_total{model="fraud",hook="command",outcome="attempt_failed"} 3"#,
+            ],
+        );
+        assert_eq!(std::fs::read_to_string(&tries).unwrap().lines().count(), 3);
+        monitor.close();
+        let stuck = HookConfig {
+            command: Some(vec!["sleep".into(), "30".into()]),
+            attempts: 1,
+            timeout_seconds: 0.2,
+            ..HookConfig::default()
+        };
+        let (monitor, metrics) = alarm_with(stuck);
+        // The monitor keeps working while the hook waits.
+        let profiles = monitor.status("fraud");
+        assert_eq!(profiles.len(), 1);
+        wait_for(
+            &metrics,
+            r#"mlops_monitor_hook_deliveries_total{model="fraud",hook="command",outcome="failed"} 1"#,
+        );
+        monitor.close();
+    }
+
+    #[test]
+    fn a_webhook_gets_the_request_after_a_failed_attempt() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/retrain", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                seen.lock().unwrap().push(String::from_utf8(body).unwrap());
+                let status = if n == 0 {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                .unwrap();
+            }
+        });
+        let hook = HookConfig {
+            webhook: Some(url),
+            backoff_seconds: 0.01,
+            ..HookConfig::default()
+        };
+        let (monitor, metrics) = alarm_with(hook);
+        wait_for(
+            &metrics,
+            r#"mlops_monitor_hook_deliveries_total{model="fraud",hook="webhook",outcome="delivered"} 1"#,
+        );
+        let bodies = bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 2);
+        let request: RetrainRequest = serde_json::from_str(&bodies[1]).unwrap();
+        assert_eq!(
+            (
+                request.model.as_str(),
+                request.sequence,
+                request.summary.window_rows
+            ),
+            ("fraud", 1, 600)
+        );
+        monitor.close();
+    }
+}
+
+#[cfg(not(feature = "monitor"))]
+#[test]
+#[ignore = "left out: the live monitor needs --features monitor (mlops-serve) or mlops/monitor"]
+fn monitor_suite() {}

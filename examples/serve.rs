@@ -8,6 +8,7 @@
 //!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5] \
 //!     [--log-predictions s3://bucket/log [--log-config log.toml]]   # with --features predlog
 //!     [--monitor [--monitor-config monitor.toml] [--replica NAME]]    # with --features monitor
+//!     [--prometheus http://127.0.0.1:9090]                           # with --features prometheus
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -43,7 +44,9 @@ use anyhow::Context;
 use clap::Parser;
 use mlops::core::duration::{seconds, SecondsRange};
 use mlops::registry::{Registry, RegistryConfig};
-use mlops::serve::http::{app_with, parse_tokens, serve_with, supervise, Readiness, ServerConfig};
+use mlops::serve::http::{
+    app_with, parse_tokens, serve_with, shutdown, supervise, Readiness, ServerConfig,
+};
 use mlops::serve::policy::Promotion;
 use mlops::serve::rollout::{compiling, Controller, ControllerParts, Tick};
 use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
@@ -111,6 +114,10 @@ struct Args {
     /// `[policy]` with `cooldown_seconds`, `[hook]` with `webhook` and/or `command`, ...).
     #[arg(long, value_name = "FILE", requires = "monitor")]
     monitor_config: Option<PathBuf>,
+    /// Judge the rollout from this Prometheus server (`http://host:port`), which scrapes every
+    /// replica, instead of this replica's own counts (needs the `prometheus` feature).
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
     /// This replica's name in the retrain requests it claims (default: host name and process
     /// id).
     #[arg(long, requires = "monitor")]
@@ -282,6 +289,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         loader,
     })?
     .with_aliases(&args.alias, &args.canary_alias)?;
+    #[cfg(feature = "prometheus")]
+    let controller = match &args.prometheus {
+        Some(url) => controller.with_metrics_source(Arc::new(
+            mlops::serve::rollout::PrometheusSource::new(url).context("--prometheus")?,
+        )),
+        None => controller,
+    };
+    #[cfg(not(feature = "prometheus"))]
+    if args.prometheus.is_some() {
+        anyhow::bail!(
+            "--prometheus needs the `prometheus` feature (build with --features prometheus)"
+        );
+    }
     let server_config = ServerConfig {
         tokens,
         body_limit_bytes: args.body_limit,
@@ -354,25 +374,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return interrupt.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    interrupt.await.unwrap_or(());
 }
 
 #[tokio::main]

@@ -10,9 +10,11 @@ mod door;
 mod error;
 pub mod protocol;
 pub mod server;
+mod signal;
 
 pub use connection::{serve, serve_with};
 pub use server::{
     app, app_with, parse_tokens, supervise, CheckedServerConfig, Readiness, ServerConfig,
     INLINE_BODY_BYTES, INPUT, LABEL, PROBABILITY,
 };
+pub use signal::shutdown;

@@ -55,8 +55,9 @@ pub mod names {
     pub const LIVE_POSITIVES: &str = "mlops_monitor_live_positives";
     /// Rows the monitor took (counter: model).
     pub const ROWS: &str = "mlops_monitor_rows";
-    /// Rows (scored or labeled) not monitored, by reason: `queue_full`, `closed` (counter:
-    /// model, reason).
+    /// Rows (scored or labeled) not monitored, by reason: `queue_full`, `closed`,
+    /// `unknown_version` (labels of a version this monitor never saw score, or forgot)
+    /// (counter: model, reason).
     pub const DROPPED: &str = "mlops_monitor_dropped";
 }
 

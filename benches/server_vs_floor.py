@@ -15,7 +15,9 @@ target: at least 70% at 32 connections). A third server is ours with the predict
 (`--log-predictions` to a folder: every scored row written as Parquet off the request path);
 its cost against ours without it is printed too (issue 24's target: at most 10% of the
 requests/s, p99 at most +10%, and still at least 60% of the floor), with the rows it wrote and
-dropped. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
+dropped. A fourth is ours with the log and the live monitor on (`--monitor`: each scored row
+kept in the version's drift window and compared with the registered reference profiles every
+5,000 rows), held to the same targets. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
 wrk shares the cores with the server, for all alike.
 """
 import argparse
@@ -30,13 +32,13 @@ from server_vs_mlserver import RELEASE, ROOT, free_port, load, seconds_and_build
 
 def main():
     # Without the default `train` feature (candle): none of these examples uses it.
-    a = argparse.Namespace(seconds=seconds_and_build(__doc__, ("--no-default-features", "--features", "http,registry,predlog")))
+    a = argparse.Namespace(seconds=seconds_and_build(__doc__, ("--no-default-features", "--features", "http,registry,predlog,monitor,drift")))
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "mlops-serve", "--features", "http",
                     "--example", "http_floor"], cwd=ROOT, check=True)
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="mlops-floor-"))
     run = lambda *args: subprocess.run([str(x) for x in args], check=True, capture_output=True)
-    run(RELEASE / "engine_bench", "--out", work / "model", "--seconds", "0.01")
+    run(RELEASE / "engine_bench", "--out", work / "model", "--seconds", "0.01", "--profiles")
     run(RELEASE / "registry", "--registry", work / "reg", "register", "fraud", work / "model")
     run(RELEASE / "registry", "--registry", work / "reg", "alias", "fraud", "production", "1")
 
@@ -50,6 +52,9 @@ def main():
                                "--addr", f"127.0.0.1:{port}"],
         "mlops+log": lambda port: [str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud",
                                    "--addr", f"127.0.0.1:{port}", "--log-predictions", str(work / "log")],
+        "mlops+log+mon": lambda port: [str(RELEASE / "serve"), "--registry", str(work / "reg"), "--model", "fraud",
+                                       "--addr", f"127.0.0.1:{port}", "--log-predictions", str(work / "log2"),
+                                       "--monitor"],
     }
     for name, command in servers.items():
         port = free_port()
@@ -57,16 +62,18 @@ def main():
             results[(name, c)] = r
 
     print(f"single-row FP32 [1, 30] JSON requests on 127.0.0.1, {a.seconds} s each, {os.cpu_count()} cores")
-    print(f"{'':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'':<19} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for key, (rps, p50, p99) in results.items():
-        print(f"{key[0] + ' c=' + str(key[1]):<12} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
+        print(f"{key[0] + ' c=' + str(key[1]):<19} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
     for c in (1, 32):
-        floor, ours, logged = results[("floor", c)], results[("mlops", c)], results[("mlops+log", c)]
+        floor, ours = results[("floor", c)], results[("mlops", c)]
         print(f"c={c}: mlops at {ours[0] / floor[0] * 100:.0f}% of the floor's requests/s"
               + (" (target: at least 70%)" if c == 32 else ""))
-        print(f"c={c}: with the prediction log, {logged[0] / ours[0]:.2f}x the requests/s, p99 "
-              f"{(logged[2] / ours[2] - 1) * 100:+.0f}%, {logged[0] / floor[0] * 100:.0f}% of the floor "
-              "(targets: at least 0.90x, p99 at most +10%, at least 60%)")
+        for name, what in (("mlops+log", "the prediction log"), ("mlops+log+mon", "the log and the monitor")):
+            on = results[(name, c)]
+            print(f"c={c}: with {what}, {on[0] / ours[0]:.2f}x the requests/s, p99 "
+                  f"{(on[2] / ours[2] - 1) * 100:+.0f}%, {on[0] / floor[0] * 100:.0f}% of the floor "
+                  "(targets: at least 0.90x, p99 at most +10%, at least 60%)")
     files = list((work / "log").rglob("*.parquet"))
     print(f"prediction log: {len(files)} Parquet files under {work / 'log'}")
 

@@ -34,6 +34,39 @@ struct Args {
     /// Seconds per measurement (a millisecond to an hour).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// Also write the drift references a monitored server compares with:
+    /// `reference_profile.json` and `prediction_profile.json`, fitted on 5,000 seeded rows of
+    /// N(0, 1) (the rows `benches/server_vs_floor.py` sends).
+    #[arg(long)]
+    profiles: bool,
+}
+
+/// Writes the model's feature and prediction profiles on 5,000 N(0, 1) rows into `out`.
+fn write_profiles(
+    artifact: &mlops::core::model::ModelArtifact,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use mlops::drift::{ProfileConfig, ReferenceProfile};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let names = artifact.spec().input_features.clone();
+    let x = Array2::from_shape_fn((5_000, names.len()), |_| {
+        rng.sample::<f32, _>(rand_distr::StandardNormal)
+    });
+    let mut scores = vec![0.0f32; x.nrows()];
+    MlpModel::new(artifact)?.predict_proba_into(x.view(), &mut scores)?;
+    let config = ProfileConfig::default();
+    let features = ReferenceProfile::fit(&mlops::core::Dataset::new(x, names)?, &config)?;
+    let predictions = ReferenceProfile::fit_predictions(&scores, &config)?;
+    std::fs::write(
+        out.join(mlops::registry::REFERENCE_PROFILE_FILE),
+        features.to_json()?,
+    )?;
+    std::fs::write(
+        out.join(mlops::registry::PREDICTION_PROFILE_FILE),
+        predictions.to_json()?,
+    )?;
+    Ok(())
 }
 
 /// Median nanoseconds of one call, over rounds of `per_round` calls for `seconds`.
@@ -56,6 +89,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let seconds = seconds("--seconds", args.seconds, SecondsRange::new(1e-3, 3_600.0))?;
     let artifact = seed_network::seed_network()?;
     artifact.save(&args.out)?;
+    if args.profiles {
+        write_profiles(&artifact, &args.out)?;
+    }
     let engine = CompiledModel::compile(&artifact, NonFinitePolicy::Nan)?;
     let reference = MlpModel::new(&artifact)?;
     let x = Array2::from_shape_fn((1024, 30), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0);

@@ -60,7 +60,9 @@ pub use policy::{
     DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
     MAX_COOLDOWN_SECONDS,
 };
-pub use profile::{ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile};
+pub use profile::{
+    ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile, PREDICTION_COLUMN,
+};
 /// The `prometheus-client` (0.24) whose `registry::Registry` [`DriftMetrics::register`]
 /// takes — a metrics registry, not the model registry.
 pub use prometheus_client;

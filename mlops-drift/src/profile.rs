@@ -401,6 +401,9 @@ pub(crate) fn category_counts(sorted: &[f64]) -> (Vec<i64>, Vec<u64>) {
     (cats, counts)
 }
 
+/// The column name of a profile of a model's scores ([`ReferenceProfile::fit_predictions`]).
+pub const PREDICTION_COLUMN: &str = "prediction";
+
 /// A reference profile: one [`ColumnProfile`] per feature column. serde-serializable, so it is
 /// stored beside the model version it belongs to and loaded by the serving process.
 ///
@@ -471,6 +474,35 @@ impl ReferenceProfile {
             config: *config,
             columns,
         })
+    }
+
+    /// The profile of a model's scores (one column, [`PREDICTION_COLUMN`]): the reference a
+    /// live monitor compares served scores with (prediction drift). Non-finite scores count as
+    /// missing.
+    ///
+    /// ```
+    /// use mlops_drift::{ProfileConfig, ReferenceProfile, PREDICTION_COLUMN};
+    /// let p = ReferenceProfile::fit_predictions(&[0.1, 0.2, 0.9, f32::NAN], &ProfileConfig::default())?;
+    /// assert_eq!(p.columns[0].name, PREDICTION_COLUMN);
+    /// assert!(ReferenceProfile::fit_predictions(&[], &ProfileConfig::default()).is_err());
+    /// # Ok::<(), mlops_drift::Error>(())
+    /// ```
+    pub fn fit_predictions(scores: &[f32], config: &ProfileConfig) -> Result<Self> {
+        if scores.is_empty() {
+            return Err(crate::Error::invalid("scores", 0, "at least one score"));
+        }
+        let column = ndarray::Array2::from_shape_vec(
+            (scores.len(), 1),
+            scores
+                .iter()
+                .map(|&s| if s.is_finite() { s } else { f32::NAN })
+                .collect(),
+        )
+        .map_err(|e| crate::Error::invalid("scores", e, "one column"))?;
+        Self::fit(
+            &Dataset::new(column, vec![PREDICTION_COLUMN.to_string()])?,
+            config,
+        )
     }
 
     /// The profile of column `name`.

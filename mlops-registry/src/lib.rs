@@ -39,7 +39,7 @@ pub use chrono;
 pub use config::RegistryConfig;
 pub use download::{DownloadMarker, DOWNLOAD_MARKER};
 pub use error::{Error, Result};
-pub use new_version::{NewVersion, REFERENCE_PROFILE_FILE};
+pub use new_version::{NewVersion, PREDICTION_PROFILE_FILE, REFERENCE_PROFILE_FILE};
 /// The `object_store` of [`Registry::with_store`].
 pub use object_store;
 pub use query::{Comparison, MetricFilter, Query};

@@ -13,6 +13,10 @@ use crate::records::Lineage;
 /// The conventional name of a drift reference profile inside a version.
 pub const REFERENCE_PROFILE_FILE: &str = "reference_profile.json";
 
+/// The conventional name of the profile of a model's scores on its reference data inside a
+/// version (what a live monitor compares served scores with).
+pub const PREDICTION_PROFILE_FILE: &str = "prediction_profile.json";
+
 /// A version to register: files (by name) and metadata.
 ///
 /// ```
@@ -117,6 +121,12 @@ impl NewVersion {
     /// Adds a drift reference profile (any serialized form) as `reference_profile.json`.
     pub fn reference_profile(self, json: impl Into<Bytes>) -> Self {
         self.bytes(REFERENCE_PROFILE_FILE, json)
+    }
+
+    /// Adds the profile of the model's scores on its reference data (any serialized form) as
+    /// `prediction_profile.json`.
+    pub fn prediction_profile(self, json: impl Into<Bytes>) -> Self {
+        self.bytes(PREDICTION_PROFILE_FILE, json)
     }
 
     /// Sets a metric.

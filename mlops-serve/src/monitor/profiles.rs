@@ -12,12 +12,11 @@ use mlops_drift::ReferenceProfile;
 use crate::step_stats::lock;
 use crate::Result;
 
-/// The version file holding the profile of a model's scores on its reference data (one
-/// column, [`PREDICTION_COLUMN`]).
-pub const PREDICTION_PROFILE_FILE: &str = "prediction_profile.json";
+pub use mlops_drift::PREDICTION_COLUMN;
 
-/// The column name of a prediction profile.
-pub const PREDICTION_COLUMN: &str = "prediction";
+/// The version file holding the profile of a model's scores on its reference data (one
+/// column, [`PREDICTION_COLUMN`]); the registry's `PREDICTION_PROFILE_FILE`.
+pub const PREDICTION_PROFILE_FILE: &str = "prediction_profile.json";
 
 /// A version's references.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +92,10 @@ impl ProfileSource for mlops_registry::Registry {
                 mlops_registry::REFERENCE_PROFILE_FILE,
                 &mut profiles.features,
             ),
-            (PREDICTION_PROFILE_FILE, &mut profiles.prediction),
+            (
+                mlops_registry::PREDICTION_PROFILE_FILE,
+                &mut profiles.prediction,
+            ),
         ] {
             if !has(name) {
                 continue;
@@ -112,5 +114,16 @@ impl ProfileSource for mlops_registry::Registry {
             *slot = Some(profile);
         }
         Ok(profiles)
+    }
+}
+
+#[cfg(all(test, feature = "registry"))]
+mod tests {
+    #[test]
+    fn the_file_name_is_the_registry_s() {
+        assert_eq!(
+            super::PREDICTION_PROFILE_FILE,
+            mlops_registry::PREDICTION_PROFILE_FILE
+        );
     }
 }

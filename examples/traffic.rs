@@ -60,6 +60,10 @@ struct Args {
     /// Requests in flight at once (1 to 256).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Requests sent per second at most, paced evenly (0: as fast as `--concurrency` allows;
+    /// at most 1,000,000).
+    #[arg(long, default_value_t = 0.0)]
+    requests_per_second: f64,
     /// Seconds to wait after each batch (0 to 60).
     #[arg(long, default_value_t = 0.0)]
     pause_seconds: f64,
@@ -93,6 +97,8 @@ struct Summary {
     versions_by_batch: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Unix seconds when the first new-world batch started (absent: not reached).
     shift_started_unix: Option<f64>,
+    /// Unix seconds when each batch started.
+    batch_started_unix: BTreeMap<usize, f64>,
     first_errors: Vec<String>,
 }
 
@@ -147,6 +153,12 @@ fn check(args: &Args) -> anyhow::Result<()> {
             args.concurrency
         );
     }
+    if !(0.0..=1e6).contains(&args.requests_per_second) {
+        bail!(
+            "invalid --requests-per-second = {}: expected 0 to 1000000",
+            args.requests_per_second
+        );
+    }
     if !(0.0..=60.0).contains(&args.pause_seconds) {
         bail!(
             "invalid --pause-seconds = {}: expected 0 to 60",
@@ -158,6 +170,7 @@ fn check(args: &Args) -> anyhow::Result<()> {
 
 async fn send_batch(
     client: &Arc<Client>,
+    pace: &mut Option<tokio::time::Interval>,
     args: &Args,
     stream: &TransactionStream,
     b: usize,
@@ -189,6 +202,9 @@ async fn send_batch(
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for (server, id, body, labels, rows) in jobs {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
         let permit = semaphore.clone().acquire_owned().await?;
         let client = client.clone();
         tasks.spawn(async move {
@@ -279,15 +295,18 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let last = args
         .batches
         .map_or(usize::MAX, |n| args.from_batch.saturating_add(n));
+    let mut pace = (args.requests_per_second > 0.0)
+        .then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / args.requests_per_second)));
     let mut b = args.from_batch;
     while b < last && !stop.load(Ordering::SeqCst) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+        summary.batch_started_unix.insert(b, now.as_secs_f64());
         if b == args.shift_batch {
-            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
             summary.shift_started_unix = Some(now.as_secs_f64());
             println!("traffic: the world changes now (batch {b})");
         }
         let started = Instant::now();
-        let sent = send_batch(&client, &args, &stream, b, &mut summary).await?;
+        let sent = send_batch(&client, &mut pace, &args, &stream, b, &mut summary).await?;
         // The batch before gets its labels now: one batch late.
         if let Some((prev, earlier)) = unlabeled.replace((b, sent)) {
             post_labels(

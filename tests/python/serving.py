@@ -2,6 +2,8 @@
 `examples/engine_bench`) registered as `fraud` v1 under `production` in a registry folder made
 with `examples/registry`, served on a port picked on 127.0.0.1. The examples come from the test
 command's build (`scripts/test.sh`)."""
+import contextlib
+import os
 import pathlib
 import socket
 import subprocess
@@ -49,3 +51,35 @@ def start_serve(d, *extra):
                 out, err = proc.communicate(timeout=5)
                 pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def moto_s3(monkeypatch, bucket):
+    """A real moto S3 server on 127.0.0.1 (a port picked here) with `bucket` made, the AWS_*
+    variables pointing there for this test (its children inherit them); stopped by PID."""
+    port = free_port()
+    binary = os.environ.get("MLOPS_MOTO", str(ROOT / ".venv/bin/moto_server"))
+    server = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.time() < deadline, "moto_server did not start"
+                time.sleep(0.2)
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}", method="PUT"))
+        for k, v in {
+            "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+        }.items():
+            monkeypatch.setenv(k, v)
+        yield port
+    finally:
+        server.terminate()  # stopped by PID
+        server.wait(timeout=30)

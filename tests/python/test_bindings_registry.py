@@ -1,12 +1,7 @@
 """The wheel's registry (a folder, memory://, and S3 on a real moto server on 127.0.0.1) and
 the promotion-policy simulation."""
 
-import os
 import pathlib
-import socket
-import subprocess
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -15,6 +10,7 @@ from mlops.drift import ReferenceProfile
 from mlops.registry import Registry
 from mlops.serve import simulate_rollout
 from mlops.train import fit
+from serving import moto_s3
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -60,40 +56,10 @@ def test_a_folder_and_memory_registry(tmp_path, world):
     roundtrip(Registry("memory://"), world)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def moto(monkeypatch):
-    port = free_port()
-    binary = os.environ.get("MLOPS_MOTO", str(ROOT / ".venv/bin/moto_server"))
-    server = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert time.time() < deadline, "moto_server did not start"
-                time.sleep(0.2)
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/models", method="PUT"))
-        for k, v in {
-            "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
-            "AWS_ALLOW_HTTP": "true",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
-        }.items():
-            monkeypatch.setenv(k, v)
+    with moto_s3(monkeypatch, "models") as port:
         yield port
-    finally:
-        server.terminate()  # stopped by PID
-        server.wait(timeout=30)
 
 
 def test_an_s3_registry_on_moto(moto, world):

@@ -100,10 +100,12 @@ impl Default for LiveMonitorConfig {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HookConfig {
-    /// `http://` URL the request is posted to; a 2xx answer is a delivery. (No TLS in the
+    /// `http://` URL the request is posted to; a 2xx answer is a delivery, a redirect is not
+    /// followed (a failure). (No TLS in the
     /// client: reach an `https` endpoint through a local proxy or sidecar.)
     pub webhook: Option<String>,
-    /// Program and arguments; exit status 0 is a delivery.
+    /// Program and arguments; exit status 0 is a delivery. It inherits the server's
+    /// environment (store credentials included) except `MLOPS_TOKENS`.
     pub command: Option<Vec<String>>,
     /// Seconds one attempt may take (0.01 to 3,600; default 30); a command past it is killed.
     pub timeout_seconds: f64,

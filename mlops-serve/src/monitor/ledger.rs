@@ -39,15 +39,16 @@ pub mod rfc3339 {
     }
 }
 
-/// Where the rows that raised an alarm are in the prediction log: rows recorded from `from`
-/// up to and including `to` (UTC).
+/// Where the rows that raised an alarm are in the prediction log: rows recorded in
+/// `[from, to)` (UTC): `from` the time of the window's oldest row, `to` a microsecond after its
+/// newest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogWindow {
     /// The time of the window's oldest row.
     #[serde(with = "rfc3339")]
     pub from: SystemTime,
-    /// The time of its newest row.
+    /// A microsecond after the time of its newest row.
     #[serde(with = "rfc3339")]
     pub to: SystemTime,
 }

@@ -2,7 +2,7 @@
 //! labeled rows (score, label). Memory is set by the capacity, never by the traffic.
 
 use mlops_core::Dataset;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 
 /// The most recent `capacity` rows of a fixed set of `f32` columns, each with its time, in a
 /// ring.
@@ -74,26 +74,28 @@ impl RowWindow {
         (0..self.len).map(move |i| (start + i) % self.capacity)
     }
 
-    /// The times of the oldest and the newest row (`None` when empty).
+    /// The earliest and the latest time of its rows (`None` when empty): by value, not by
+    /// position, so a clock that stepped back still gives `earliest <= latest`.
     pub(crate) fn bounds(&self) -> Option<(f64, f64)> {
-        let mut order = self.order();
-        let first = order.next()?;
-        let last = order.last().unwrap_or(first);
-        Some((self.times[first], self.times[last]))
+        let times = &self.times[..self.len.min(self.times.len())];
+        let first = *times.first()?;
+        Some(
+            times
+                .iter()
+                .fold((first, first), |(lo, hi), &t| (lo.min(t), hi.max(t))),
+        )
     }
 
-    /// The features as a dataset named `names`, oldest row first, with the time as its
-    /// order column.
+    /// The features as a dataset named `names`, oldest row first (no order column: a
+    /// feature may be called anything, `time` included).
     pub(crate) fn features(&self, names: &[String]) -> mlops_core::Result<Dataset> {
         let mut flat = Vec::with_capacity(self.len * self.columns);
-        let mut times = Vec::with_capacity(self.len);
         for i in self.order() {
             flat.extend_from_slice(&self.values[i * self.columns..(i + 1) * self.columns]);
-            times.push(self.times[i]);
         }
         let x = Array2::from_shape_vec((self.len, self.columns), flat)
             .map_err(|e| mlops_core::Error::invalid("monitor window", e, "a row-major matrix"))?;
-        Dataset::new(x, names.to_vec())?.with_order(Array1::from(times), "time")
+        Dataset::new(x, names.to_vec())
     }
 
     /// The predictions as a one-column dataset named `name`, oldest first.
@@ -178,8 +180,11 @@ mod tests {
         // Non-contiguous rows (a transposed view) land the same.
         let t = array![[5.0, 6.0], [50.0, 60.0]];
         w.push_rows(t.t(), &[0.5, 0.6], 7.0);
-        let d = w.features(&["a".into(), "b".into()]).unwrap();
+        let d = w.features(&["time".into(), "b".into()]).unwrap();
         assert_eq!(d.features(), &array![[4.0, 40.0], [5.0, 50.0], [6.0, 60.0]]);
+        // A clock that stepped back: the bounds are still earliest, latest.
+        w.push(&[7.0, 70.0], 0.7, 1.0);
+        assert_eq!(w.bounds(), Some((1.0, 7.0)));
     }
 
     #[test]

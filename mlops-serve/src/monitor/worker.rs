@@ -329,7 +329,7 @@ impl Worker {
             reason: decision.reason.clone(),
             window: LogWindow {
                 from: time_of(from),
-                to: time_of(to),
+                to: time_of(to) + Duration::from_micros(1),
             },
             summary: RequestSummary {
                 verdict: report.dataset.verdict.as_str().into(),

@@ -389,6 +389,47 @@ mod monitor_suite {
         monitor.close();
     }
 
+    #[test]
+    fn a_shadow_is_monitored_under_its_version_and_defers_the_alarm() {
+        let (monitor, metrics, ledger) = in_memory(&[(1, 0.0), (2, 1.5)], HookConfig::default());
+        let shadowed = Routes {
+            variants: vec![
+                Variant::new("stable", Some(1), model()),
+                Variant::new("shadow", Some(2), model()),
+            ],
+            weights: vec![("stable".into(), 100.0)],
+            shadow: Some(mlops_serve::router::ShadowRoute {
+                variant: "shadow".into(),
+                percent: 100.0,
+            }),
+        };
+        let routed = router(shadowed, &monitor);
+        // Steady traffic: each request's shadow is scored before the next request comes.
+        let x = rows(1_200, 1.5, 13);
+        for (i, chunk) in x.axis_chunks_iter(ndarray::Axis(0), 100).enumerate() {
+            score(&routed, &chunk.to_owned(), &format!("shadowed-{i}"));
+            routed.wait_shadow_below(1, WAIT);
+        }
+        monitor.sync(WAIT).unwrap();
+        let status = monitor.status("fraud");
+        let (v1, v2) = (&status[0], &status[1]);
+        expect(v1, 2, 0, "drift");
+        assert!(
+            v1.reason.contains("deferred: a rollout runs (versions 2"),
+            "{}",
+            v1.reason
+        );
+        expect(v2, 2, 0, "no_drift");
+        has(
+            &exposition(&metrics),
+            &[r#"mlops_monitor_rows_total{model="fraud"} 2400"#],
+        );
+        assert!(futures::executor::block_on(ledger.last("fraud"))
+            .unwrap()
+            .is_none());
+        monitor.close();
+    }
+
     /// A profile source that fails until `healthy` is set.
     struct Flaky {
         inner: MemoryProfiles,

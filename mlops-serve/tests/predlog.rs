@@ -393,6 +393,59 @@ mod predlog_suite {
         rows
     }
 
+    /// A shadow's scored rows are logged under its variant and version, without a request id
+    /// (the primary's row carries it: a reader joining labels by id counts each row once).
+    #[test]
+    fn shadow_rows_are_logged_without_a_request_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_in(dir.path(), config(1_000, 1_000));
+        let routes = Routes {
+            variants: vec![
+                Variant::new("stable", Some(1), model(&["a", "b"])),
+                Variant::new("shadow", Some(2), model(&["a", "b"])),
+            ],
+            weights: vec![("stable".into(), 100.0)],
+            shadow: Some(mlops_serve::router::ShadowRoute {
+                variant: "shadow".into(),
+                percent: 100.0,
+            }),
+        };
+        let options = RouterOptions {
+            prediction_log: Some(log.clone()),
+            ..RouterOptions::default()
+        };
+        let router = Router::new("fraud", routes, options).unwrap();
+        for i in 0..10 {
+            score(&router, &format!("r-{i}"), 3);
+        }
+        router.wait_shadow_below(1, Duration::from_secs(60));
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.rows_written, 60);
+        let (mut primary, mut shadow) = (0, 0);
+        for path in files_under(&dir.path().join("predictions")).0 {
+            for b in read_file(&path) {
+                let ids = b.column_by_name("request_id").unwrap().as_string::<i32>();
+                let variant = b.column_by_name("variant").unwrap().as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    match variant.value(i) {
+                        "shadow" => {
+                            assert!(
+                                arrow_array::Array::is_null(ids, i),
+                                "a shadow row with an id"
+                            );
+                            shadow += 1;
+                        }
+                        _ => {
+                            assert!(ids.value(i).starts_with("r-"));
+                            primary += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!((primary, shadow), (30, 30));
+    }
+
     /// An unreachable store during a flush: every attempt fails, the rows are dropped and
     /// counted `store_failed` after `1 + retries` attempts, and every request is answered.
     #[test]

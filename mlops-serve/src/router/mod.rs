@@ -300,6 +300,14 @@ impl Router {
                 error: metrics.shadow_dropped(model, "error"),
                 panic: metrics.shadow_dropped(model, "panic"),
             },
+            shadow::Observers {
+                #[cfg(any(feature = "predlog", feature = "monitor"))]
+                model: model.into(),
+                #[cfg(feature = "predlog")]
+                log: options.prediction_log.clone(),
+                #[cfg(feature = "monitor")]
+                monitor: options.monitor.clone(),
+            },
         )
         .map_err(|cause| {
             Error::Core(mlops_core::Error::Io {

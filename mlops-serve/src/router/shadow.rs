@@ -56,6 +56,53 @@ impl Backlog {
     }
 }
 
+/// Where the shadow's scored rows go besides its metrics: the prediction log (without a
+/// request id: its label is the primary's, and a reader joining labels by id must not count a
+/// row twice) and the live monitor (under the shadow's version: its drift, and a rollout seen).
+#[derive(Clone, Default)]
+pub(crate) struct Observers {
+    #[cfg(any(feature = "predlog", feature = "monitor"))]
+    pub(crate) model: Arc<str>,
+    #[cfg(feature = "predlog")]
+    pub(crate) log: Option<crate::predlog::PredictionLog>,
+    #[cfg(feature = "monitor")]
+    pub(crate) monitor: Option<crate::monitor::LiveMonitor>,
+}
+
+impl Observers {
+    #[cfg_attr(
+        not(any(feature = "predlog", feature = "monitor")),
+        allow(unused_variables)
+    )]
+    fn observe(&self, slot: &super::Slot, x: ArrayView2<'_, f32>, out: &[f32]) {
+        #[cfg(feature = "predlog")]
+        if let Some(log) = &self.log {
+            let batch = crate::predlog::ScoredBatch {
+                model: &self.model,
+                features: &slot.feature_names,
+                request_id: None,
+                variant: &slot.name,
+                version: slot.version,
+                x,
+                predictions: out,
+            };
+            if let Err(e) = log.record_scored(&batch) {
+                tracing::warn!(model = %self.model, error = %e, "prediction log: shadow rows not recorded");
+            }
+        }
+        #[cfg(feature = "monitor")]
+        if let Some(monitor) = &self.monitor {
+            monitor.record_scored(&crate::monitor::Observed {
+                model: &self.model,
+                features: &slot.feature_names,
+                version: slot.version,
+                x,
+                predictions: out,
+            });
+        }
+    }
+}
+
 pub(crate) struct Drops {
     pub(crate) queue_full: Counter,
     pub(crate) error: Counter,
@@ -68,6 +115,7 @@ impl Shadow {
         capacity: usize,
         ticker: Arc<dyn Ticker>,
         drops: Drops,
+        observers: Observers,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let Drops {
@@ -79,7 +127,7 @@ impl Shadow {
         let left = backlog.clone();
         std::thread::Builder::new()
             .name("mlops-shadow".into())
-            .spawn(move || work(rx, ticker, error, panic, left))?;
+            .spawn(move || work(rx, ticker, error, panic, left, observers))?;
         Ok(Shadow {
             tx,
             queue_full,
@@ -136,6 +184,7 @@ fn work(
     error: Counter,
     panic: Counter,
     backlog: Arc<Backlog>,
+    observers: Observers,
 ) {
     let mut out: Vec<f32> = Vec::new();
     // Drain what is queued, then sleep a millisecond: the request path's `try_send` never has
@@ -153,7 +202,7 @@ fn work(
         match next {
             Ok(job) => {
                 empty = 0;
-                score(&job, &mut out, &*ticker, &error, &panic);
+                score(&job, &mut out, &*ticker, &error, &panic, &observers);
                 backlog.finished();
             }
             Err(TryRecvError::Empty) => {
@@ -171,7 +220,14 @@ const IDLE: std::time::Duration = std::time::Duration::from_millis(1);
 /// Empty polls (about 100 ms of no mirrored request) before the worker blocks.
 const IDLE_POLLS: u32 = 100;
 
-fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, panic: &Counter) {
+fn score(
+    job: &Job,
+    out: &mut Vec<f32>,
+    ticker: &dyn Ticker,
+    error: &Counter,
+    panic: &Counter,
+    observers: &Observers,
+) {
     let Some((index, _)) = job.table.shadow else {
         return;
     };
@@ -190,6 +246,7 @@ fn score(job: &Job, out: &mut Vec<f32>, ticker: &dyn Ticker, error: &Counter, pa
     match result {
         Ok(Ok(())) => {
             slot.record(elapsed, Answer::Scored(out));
+            observers.observe(slot, x, out);
             let agreed = out
                 .iter()
                 .zip(&job.primary)

@@ -27,6 +27,9 @@ pub enum Error {
     /// mlops-train's error (fitting, tracking).
     #[error(transparent)]
     Train(#[from] mlops_train::Error),
+    /// mlops-serve's error (the router, the rollout controller, a promotion policy).
+    #[error(transparent)]
+    Serve(#[from] mlops_serve::Error),
     /// mlops-registry's error (registering, the alias's compare-and-swap: `AliasMoved`).
     #[error(transparent)]
     Registry(#[from] mlops_registry::Error),

@@ -5,16 +5,22 @@
 //! compare-and-swap), the [`rules`] that join a drift alarm to a retrain and a rollout's end
 //! to the monitor, the small [`search`] whose settings a retrain reuses, and the [`report`] of
 //! a loop's timeline. The host owns the schedule: these
-//! are calls, not a daemon (`examples/pipeline` is one such host).
+//! are calls, not a daemon (`examples/pipeline` is one such host). With the `sim` feature, a
+//! [`backtest`] replays the whole loop over a labeled [`stream`] on a simulated clock.
 //!
 //! It lives in the facade because it needs core, drift, train, registry and serve together,
 //! which no leaf crate may depend on (ARCHITECTURE.md).
 
+#[cfg(feature = "sim")]
+pub mod backtest;
 mod error;
 pub mod report;
 mod retrainer;
 pub mod rules;
+pub mod scoring;
 pub mod search;
+#[cfg(feature = "sim")]
+pub mod stream;
 
 pub use error::{Error, Result};
 pub use retrainer::{

@@ -1,40 +1,45 @@
-//! Scoring in the loop (ROC AUC where it is defined), and the deliberately broken labels of
-//! `--corrupt-retrain-labels`. The search and its settings are `mlops::lifecycle::search`.
+//! Scoring in the loop (ROC AUC where it is defined: `None` on no rows or one class), and the
+//! deliberately broken labels a replay injects to show the canary catching what the gate
+//! cannot ([`stale_rule_labels`]).
+//!
+//! ```
+//! use mlops::lifecycle::scoring::scored_auc;
+//!
+//! assert_eq!(scored_auc(&[0.0, 1.0], &[0.2, 0.8])?, Some(1.0));
+//! assert_eq!(scored_auc(&[1.0, 1.0], &[0.2, 0.8])?, None); // one class
+//! assert_eq!(scored_auc(&[], &[])?, None);
+//! # Ok::<(), mlops::lifecycle::Error>(())
+//! ```
 
-use anyhow::Context;
-use mlops::core::metrics::ScoredSamples;
-use mlops::core::model::Predictor;
-use mlops::core::Dataset;
+use mlops_core::metrics::ScoredSamples;
+use mlops_core::model::Predictor;
+use mlops_core::Dataset;
+
+use super::{Error, Result};
 
 /// ROC AUC of `model` on `data`; `None` when it is undefined there (no rows, one class).
-pub fn auc(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<Option<f64>> {
+pub fn auc(model: &dyn Predictor, data: &Dataset) -> Result<Option<f64>> {
     if data.n_rows() == 0 {
         return Ok(None);
     }
-    defined_auc(&scored(model, data)?)
+    defined_auc(&ScoredSamples::of(model, data)?)
 }
 
 /// ROC AUC of scores already taken (the served answers' `labels` and `scores`); `None` when it
 /// is undefined there (no rows, one class).
-pub fn scored_auc(labels: &[f32], scores: &[f32]) -> anyhow::Result<Option<f64>> {
+pub fn scored_auc(labels: &[f32], scores: &[f32]) -> Result<Option<f64>> {
     if labels.is_empty() {
         return Ok(None);
     }
     defined_auc(&ScoredSamples::from_f32(labels, scores, None)?)
 }
 
-fn defined_auc(s: &ScoredSamples) -> anyhow::Result<Option<f64>> {
+fn defined_auc(s: &ScoredSamples) -> Result<Option<f64>> {
     match s.roc_auc() {
         Ok(v) => Ok(Some(v)),
-        Err(mlops::core::Error::UndefinedMetric { .. }) => Ok(None),
+        Err(mlops_core::Error::UndefinedMetric { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// `model`'s scores of `data` with its labels ([`ScoredSamples::of`]: a row the model cannot
-/// score is an error naming it).
-pub fn scored(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<ScoredSamples> {
-    Ok(ScoredSamples::of(model, data)?)
 }
 
 /// The labels a broken labeling job would produce: instead of confirmed fraud, a rules
@@ -43,11 +48,33 @@ pub fn scored(model: &dyn Predictor, data: &Dataset) -> anyhow::Result<ScoredSam
 /// worst (its correlation with them the most negative): a stale rule (in the built-in world,
 /// "the oldest accounts", where the new fraud comes from new ones). A model learns the rule perfectly
 /// and passes a gate scored on the same labels; only the true labels from production, in the
-/// canary, show that it is worse.
-pub fn corrupt_labels(window: &Dataset) -> anyhow::Result<(Dataset, String)> {
-    let y = window.labels().context("labels to corrupt")?;
-    let label = window.label_name().context("a label name")?.to_string();
+/// canary, show that it is worse. Returns the relabeled window and the rule in words.
+///
+/// ```
+/// use mlops::core::Dataset;
+/// use mlops::lifecycle::scoring::stale_rule_labels;
+///
+/// // `a` ranks the labels worst (it falls where they rise): the rule flags its top half.
+/// let x = mlops::ndarray::array![[3.0f32, 0.0], [2.0, 1.0], [1.0, 2.0], [0.0, 3.0]];
+/// let w = Dataset::new(x, vec!["a".into(), "b".into()])?.with_labels(mlops::ndarray::array![0.0, 0.0, 1.0, 1.0], "y")?;
+/// let (broken, how) = stale_rule_labels(&w)?;
+/// assert_eq!(broken.labels().unwrap().to_vec(), vec![1.0, 1.0, 0.0, 0.0]);
+/// assert!(how.contains("`a >= 2`"), "{how}");
+/// # Ok::<(), mlops::lifecycle::Error>(())
+/// ```
+pub fn stale_rule_labels(window: &Dataset) -> Result<(Dataset, String)> {
     let n = window.n_rows();
+    let (Some(y), Some(label)) = (window.labels(), window.label_name()) else {
+        return Err(Error::invalid("window.labels", "none", "labels to replace"));
+    };
+    if n == 0 || window.n_features() == 0 {
+        return Err(Error::invalid(
+            "window",
+            format!("{n} rows, {} features", window.n_features()),
+            "rows and features to make a rule of",
+        ));
+    }
+    let label = label.to_string();
     let rate = y.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
     let corr = |j: usize| -> f64 {
         let x: Vec<f64> = window
@@ -72,7 +99,7 @@ pub fn corrupt_labels(window: &Dataset) -> anyhow::Result<(Dataset, String)> {
     };
     let j = (0..window.n_features())
         .min_by(|&a, &b| corr(a).total_cmp(&corr(b)))
-        .context("a feature")?;
+        .unwrap_or(0);
     let mut values: Vec<f32> = window.features().column(j).to_vec();
     values.sort_by(f32::total_cmp);
     let k = ((rate * n as f64).round() as usize).clamp(1, n);

@@ -536,3 +536,238 @@ async fn a_holdout_with_too_few_rows_of_a_class_fails_the_gate_with_the_counts()
     assert_eq!(judged.holdout_error, None, "{outcome:?}");
     assert!(!judged.metrics.values.is_empty());
 }
+
+/// The loop replayed in process over a synthetic stream whose world changes at batch 4:
+/// `backtest` serves it through the router, the monitor alarms at the change, the rules
+/// schedule the retrain two labeled batches later, the candidate rolls out and is promoted
+/// (or, with broken retraining labels, passes the gate and is rolled back by the canary's
+/// ROC AUC check on the true labels).
+mod backtest {
+    use super::*;
+    use mlops::lifecycle::backtest::{Backtest, BacktestConfig, BacktestParts, FirstModel};
+    use mlops::lifecycle::search::MlpSettings;
+    use mlops::lifecycle::stream::{Stream, SyntheticStream};
+    use mlops::serve::policy::Promotion;
+    use mlops::train::tracking::ObjectStoreTracker;
+
+    const POLICY: &str = r#"
+steps = [50, 100]
+bake_time_seconds = 7200
+min_requests = 200
+[[checks]]
+kind = "error_rate"
+[[checks]]
+kind = "roc_auc"
+max_decrease = 0.01
+min_labeled = 200
+[shadow]
+percent = 100
+bake_time_seconds = 3600
+checks = [{ kind = "error_rate" }]
+"#;
+
+    async fn replay(corrupt: bool) -> (mlops::lifecycle::backtest::Finished, Arc<Registry>) {
+        let stream = Stream::synthetic(&SyntheticStream {
+            batches: 12,
+            batch_size: ROWS,
+            shift_batch: 4,
+            gradual: 0,
+            seed: 7,
+        })
+        .unwrap();
+        let train = 3;
+        let history = Dataset::concat(&stream.batches[..train].iter().collect::<Vec<_>>()).unwrap();
+        let settings = MlpSettings {
+            hidden: vec![16],
+            learning_rate: 3e-3,
+            dropout: 0.0,
+        };
+        let trained = settings
+            .trainer(1)
+            .unwrap()
+            .fit(&history, None, &mut [])
+            .unwrap();
+        let profile = ReferenceProfile::fit(&history, &ProfileConfig::default()).unwrap();
+        let registry = Arc::new(
+            Registry::open("memory://", &RegistryConfig::default())
+                .await
+                .unwrap(),
+        );
+        let new = NewVersion::new()
+            .artifact(&trained.artifact)
+            .unwrap()
+            .reference_profile(profile.to_json().unwrap());
+        let v1 = registry.register(MODEL, new).await.unwrap().version;
+        registry
+            .set_alias(MODEL, "production", v1, None, "the first model")
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let tracker = ObjectStoreTracker::open(&url, &Default::default()).unwrap();
+        let suite = ValidationSuite::from_config(&ValidationConfig {
+            min_rows: 1_000,
+            ..ValidationConfig::default()
+        })
+        .unwrap();
+        let retrain = RetrainConfig {
+            order_column: TIME.into(),
+            min_auc: 0.8,
+            register_rejected: true,
+            ..RetrainConfig::default()
+        }
+        .check()
+        .unwrap();
+        let schema = Schema::infer(&history);
+        let retrainer = Retrainer::new(registry.clone(), MODEL, schema, suite, retrain).unwrap();
+        let mut backtest = Backtest::new(BacktestParts {
+            stream: &stream,
+            registry: registry.clone(),
+            model: MODEL.into(),
+            first: FirstModel {
+                version: v1,
+                artifact: trained.artifact.clone(),
+                model: Arc::new(MlpModel::new(&trained.artifact).unwrap()),
+                profile,
+            },
+            retrainer,
+            settings,
+            tracker: &tracker,
+            tags: Default::default(),
+            promotion: Promotion::from_toml_str(POLICY).unwrap(),
+            config: BacktestConfig {
+                seed: 7,
+                train_batches: train,
+                retrain_batches: 2,
+                drift_share: 0.5,
+                distance_threshold: 0.1,
+                corrupt_retrain_labels: corrupt,
+            },
+        })
+        .await
+        .unwrap();
+        assert!(
+            backtest.prepare().await.unwrap().is_empty(),
+            "nothing stale"
+        );
+        // A batch the stream does not have is refused, naming it.
+        let e = backtest.step(12).await.unwrap_err().to_string();
+        assert!(e.contains("invalid batch = 12"), "{e}");
+        let mut lines = Vec::new();
+        for b in train..stream.batches.len() {
+            lines.extend(backtest.step(b).await.unwrap());
+        }
+        let done = backtest.finish(std::time::Instant::now()).await.unwrap();
+        assert!(
+            lines.iter().filter(|l| l.starts_with("[batch")).count() == 9,
+            "{lines:#?}"
+        );
+        (done, registry)
+    }
+
+    fn kinds(s: &mlops::lifecycle::report::Summary) -> Vec<(usize, &str)> {
+        s.decisions
+            .iter()
+            .map(|d| (d.batch, d.kind.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_change_is_detected_retrained_on_and_promoted() {
+        let (done, registry) = replay(false).await;
+        let s = &done.summary;
+        let k = kinds(s);
+        assert_eq!(
+            (s.shift_batch, s.detected_batch, s.false_alarms_before_shift),
+            (Some(4), Some(4), 0),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&(4, "drift_retrain")) && k.contains(&(6, "gate_passed")),
+            "{k:?}"
+        );
+        assert_eq!(
+            (s.outcome.as_str(), s.production_version),
+            ("promoted", 2),
+            "{k:?}"
+        );
+        assert_eq!(s.timeline.len(), 9);
+        assert_eq!(s.timeline.last().unwrap().production, 2);
+        let alias = registry.alias(MODEL, "production").await.unwrap();
+        assert_eq!(alias.and_then(|e| e.target), Some(2));
+        let (old, new) = (
+            s.auc_after_shift_old_model.unwrap(),
+            s.auc_after_retrain.unwrap(),
+        );
+        assert!(new > old + 0.1, "retrained {new} vs old {old}");
+        assert_eq!(done.alarm.as_ref().map(|a| a.batch), Some(4));
+        assert!(done.exposition.contains("mlops_serve_promotions_total"));
+    }
+
+    #[tokio::test]
+    async fn broken_retraining_labels_pass_the_gate_and_the_canary_rolls_them_back() {
+        let (done, registry) = replay(true).await;
+        let s = &done.summary;
+        let k = kinds(s);
+        assert!(k.contains(&(6, "gate_passed")), "{k:?}");
+        assert!(
+            s.decisions
+                .iter()
+                .any(|d| d.kind == "rollout_rollback" && d.reason.contains("roc_auc")),
+            "{k:?}"
+        );
+        assert_eq!(
+            (s.outcome.as_str(), s.production_version),
+            ("rolled_back", 1)
+        );
+        let alias = registry.alias(MODEL, "production").await.unwrap();
+        assert_eq!(alias.and_then(|e| e.target), Some(1));
+    }
+
+    #[test]
+    fn a_stream_is_refused_naming_the_setting() {
+        let synthetic = |batches, batch_size, shift_batch| {
+            Stream::synthetic(&SyntheticStream {
+                batches,
+                batch_size,
+                shift_batch,
+                gradual: 0,
+                seed: 1,
+            })
+        };
+        let e = synthetic(40, 10_000_000, 15).unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid batch_size = 10000000: expected at most 125000"),
+            "{e}"
+        );
+        let e = synthetic(6, 100, 6).unwrap_err().to_string();
+        assert!(e.starts_with("invalid shift_batch = 6"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("d.csv");
+        let mut text = String::from("t,a,y\n");
+        for i in 0..300 {
+            text.push_str(&format!("{i},{},{}\n", i % 7, i % 2));
+        }
+        std::fs::write(&csv, &text).unwrap();
+        let e = Stream::csv(&csv, "y", "t", None, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid batch_size = 100") && e.contains("at least 4"),
+            "{e}"
+        );
+        let e = Stream::csv(&csv, "y", "t", Some(1e9), 50)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid shift_at = 1000000000"), "{e}");
+        let s = Stream::csv(&csv, "y", "t", Some(120.0), 50).unwrap();
+        assert_eq!((s.batches.len(), s.shift_batch), (6, Some(2)));
+        assert_eq!(s.spans[1], "t 50..99");
+        // Too few positives: the hint names values that give the history enough.
+        let hint = s.history_hint(1, 50, 60, ["size", "train"]);
+        assert!(
+            hint.contains("first 120 rows hold 60") && hint.contains("train 3 with size 50"),
+            "{hint}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ use mlops_core::{CsvOptions, Dataset};
 use super::{Error, Result};
 
 /// The stream the loop replays, cut into batches.
+#[derive(Debug, Clone)]
 pub struct Stream {
     /// What it is, for the timeline.
     pub name: String,

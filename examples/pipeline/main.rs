@@ -44,7 +44,9 @@ use mlops::lifecycle::backtest::{
 };
 use mlops::lifecycle::search::{cut, params_of, search, MlpSettings};
 use mlops::lifecycle::stream::{self, Stream, SyntheticStream};
-use mlops::lifecycle::{metric_values, report, threshold_at_best_f1, RetrainConfig, Retrainer};
+use mlops::lifecycle::{
+    metric_values, prediction_profile, report, threshold_at_best_f1, RetrainConfig, Retrainer,
+};
 use mlops::registry::{DatasetFingerprint, Lineage, NewVersion, Registry, RegistryConfig};
 use mlops::serve::policy::Promotion;
 use mlops::train::tracking::{log_training, ExperimentTracker, ObjectStoreTracker};
@@ -454,6 +456,7 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .register(
             name,
             version_of(&artifact, &profile, &values, &hyper, decision.passed)?
+                .prediction_profile(prediction_profile(first_model.as_ref(), &history)?.to_json()?)
                 .tag("role", "initial")
                 .lineage(Lineage {
                     run_id: Some(first_run.clone()),

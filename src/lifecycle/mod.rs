@@ -24,6 +24,6 @@ pub mod stream;
 
 pub use error::{Error, Result};
 pub use retrainer::{
-    metric_values, threshold_at_best_f1, RetrainConfig, RetrainOutcome, RetrainRequest,
-    RetrainSettings, Retrained, Retrainer, Tracking,
+    metric_values, prediction_profile, threshold_at_best_f1, RetrainConfig, RetrainOutcome,
+    RetrainRequest, RetrainSettings, Retrained, Retrainer, Tracking,
 };

@@ -211,6 +211,8 @@ pub struct Retrained {
     pub model: Arc<MlpModel>,
     /// The reference profile of the window (the monitor's reference once it is promoted).
     pub profile: ReferenceProfile,
+    /// The profile of the candidate's scores on the window (prediction drift's reference).
+    pub prediction_profile: ReferenceProfile,
     /// The candidate's metrics on the holdout (empty when the holdout could not score).
     pub metrics: MetricValues,
     /// The champion's metrics on the same holdout.
@@ -398,11 +400,13 @@ impl Retrainer {
         };
         let decision = self.gate.evaluate(&metrics, Some(&champion_metrics));
         let profile = ReferenceProfile::fit(window, &ProfileConfig::default())?;
+        let prediction_profile = prediction_profile(model.as_ref(), window)?;
         let mut retrained = Retrained {
             version: None,
             artifact,
             model,
             profile,
+            prediction_profile,
             metrics,
             champion_metrics,
             holdout_error,
@@ -436,6 +440,7 @@ impl Retrainer {
         let mut new = NewVersion::new()
             .artifact(&r.artifact)?
             .reference_profile(r.profile.to_json()?)
+            .prediction_profile(r.prediction_profile.to_json()?)
             .metrics(&r.metrics);
         for (k, v) in &request.params {
             new = new.param(k.as_str(), v.as_str());
@@ -467,6 +472,30 @@ impl Retrainer {
             .description(request.description.clone());
         Ok(self.registry.register(&self.model, new).await?.version)
     }
+}
+
+/// The profile of `model`'s scores on `data` (one column, `prediction`): what a live monitor
+/// compares served scores with (prediction drift). Rows the model scores NaN count as missing.
+///
+/// ```
+/// use mlops::core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec};
+/// use mlops::core::Dataset;
+/// use mlops::lifecycle::prediction_profile;
+///
+/// let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+/// let model = MlpModel::new(&ModelArtifact::new(spec, vec![(ndarray::array![[1.0_f32]], ndarray::array![0.0_f32])])?)?;
+/// let data = Dataset::new(ndarray::Array2::from_shape_fn((100, 1), |(i, _)| i as f32 / 50.0 - 1.0), vec!["x".into()])?;
+/// let profile = prediction_profile(&model, &data)?;
+/// assert_eq!(profile.columns[0].name, mlops::drift::PREDICTION_COLUMN);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn prediction_profile(model: &dyn Predictor, data: &Dataset) -> Result<ReferenceProfile> {
+    let mut scores = vec![0.0_f32; data.n_rows()];
+    model.predict_proba_into(data.features(), &mut scores)?;
+    Ok(ReferenceProfile::fit_predictions(
+        &scores,
+        &ProfileConfig::default(),
+    )?)
 }
 
 /// `model`'s metric report on `data` (at its threshold) as gate values: what the gate judges.

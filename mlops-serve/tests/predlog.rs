@@ -789,6 +789,412 @@ mod predlog_suite {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
     }
+
+    /// Reading a window back (`read_window`): the rows written by the real log in a window,
+    /// joined to their labels by request id, with counts of what was left out.
+    mod reading {
+        use std::sync::Arc;
+        use std::time::{Duration, SystemTime};
+
+        use mlops_core::clock::{Clock, ManualClock};
+        use mlops_core::store_url::open_url;
+        use mlops_serve::predlog::{
+            read_window, read_window_in, LogParts, PredictionLog, ReadOptions, ScoredBatch,
+        };
+        use ndarray::Array2;
+
+        /// 2026-12-05T08:00:00Z.
+        const T0: u64 = 1_796_457_600;
+
+        fn at(seconds: u64) -> SystemTime {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + seconds)
+        }
+
+        /// A log whose rows are recorded at the clock's time, written per record call.
+        struct Writer {
+            log: PredictionLog,
+            clock: Arc<ManualClock>,
+            model: Arc<str>,
+            variant: Arc<str>,
+        }
+
+        impl Writer {
+            fn open(location: &str) -> Self {
+                let clock = Arc::new(ManualClock::new(at(0)));
+                let log = PredictionLog::open(
+                    location,
+                    LogParts {
+                        config: super::config(100_000, 100_000),
+                        clock: clock.clone(),
+                        ..LogParts::default()
+                    },
+                )
+                .unwrap();
+                Self::with(log, clock)
+            }
+
+            fn with(log: PredictionLog, clock: Arc<ManualClock>) -> Self {
+                Writer {
+                    log,
+                    clock,
+                    model: "fraud".into(),
+                    variant: "stable".into(),
+                }
+            }
+
+            fn set(&self, seconds: u64) {
+                let now = self.clock.now();
+                let want = at(seconds);
+                assert!(want >= now, "the test clock only moves forward");
+                self.clock.advance(want.duration_since(now).unwrap());
+            }
+
+            /// Request `id` at `seconds`: `rows` rows whose features are `(base + r, 10 * (base + r))`.
+            fn score(
+                &self,
+                seconds: u64,
+                id: Option<&str>,
+                names: &[&str],
+                base: f32,
+                rows: usize,
+                version: u64,
+            ) {
+                self.set(seconds);
+                let features: Arc<[String]> = names.iter().map(|s| s.to_string()).collect();
+                let x = Array2::from_shape_fn((rows, names.len()), |(r, j)| {
+                    (base + r as f32) * 10f32.powi(j as i32)
+                });
+                let p = vec![0.5; rows];
+                assert!(self
+                    .log
+                    .record_scored(&ScoredBatch {
+                        model: &self.model,
+                        features: &features,
+                        request_id: id,
+                        variant: &self.variant,
+                        version: Some(version),
+                        x: x.view(),
+                        predictions: &p,
+                    })
+                    .unwrap());
+                self.log.flush().unwrap();
+            }
+
+            fn label(&self, seconds: u64, id: &str, labels: &[f64]) {
+                self.set(seconds);
+                assert!(self.log.record_labels(&self.model, id, labels).unwrap());
+                self.log.flush().unwrap();
+            }
+        }
+
+        fn read(
+            dir: &std::path::Path,
+            from: u64,
+            to: u64,
+            options: &ReadOptions,
+        ) -> mlops_serve::Result<mlops_serve::predlog::LoggedWindow> {
+            futures::executor::block_on(read_window(
+                dir.to_str().unwrap(),
+                "fraud",
+                at(from),
+                at(to),
+                options,
+            ))
+        }
+
+        fn column(w: &mlops_serve::predlog::LoggedWindow, name: &str) -> Vec<f32> {
+            w.data.column(name).unwrap().to_vec()
+        }
+
+        /// Rows across two hour partitions and outside the window; labels posted late (in the
+        /// next hour), twice for one request (the last post wins), for an unknown request, and
+        /// for none; a request without an id.
+        #[test]
+        fn a_window_joins_its_rows_to_their_labels() {
+            let dir = tempfile::tempdir().unwrap();
+            let w = Writer::open(dir.path().to_str().unwrap());
+            let ab = ["a", "b"];
+            w.score(10, Some("before"), &ab, 100.0, 1, 1); // before the window
+            w.score(600, Some("r1"), &ab, 1.0, 2, 1);
+            w.score(3_000, Some("r2"), &ab, 3.0, 1, 2);
+            w.score(3_500, None, &ab, 50.0, 1, 2); // no id: never labeled
+            w.score(3_700, Some("r3"), &ab, 4.0, 3, 2); // next hour
+            w.label(3_800, "r1", &[1.0, 0.0]);
+            w.label(3_900, "r2", &[0.0]);
+            w.score(4_000, Some("r4"), &ab, 7.0, 1, 2); // unlabeled
+            w.label(4_100, "r3", &[0.0, 0.0, 1.0]);
+            w.label(4_200, "r1", &[0.0, 1.0]); // relabeled: the last post wins
+            w.label(4_300, "ghost", &[1.0]); // no scored row
+            w.label(4_400, "before", &[1.0]); // a row before the window
+            w.score(7_300, Some("after"), &ab, 200.0, 1, 2); // after the window
+            w.label(8_000, "after", &[1.0]);
+            w.log.close().unwrap();
+
+            let window = read(dir.path(), 300, 7_200, &ReadOptions::default()).unwrap();
+            let c = window.counts;
+            assert_eq!(c.rows_read, 8, "{c:?}");
+            assert_eq!((c.labeled, c.unlabeled, c.ambiguous), (6, 2, 0), "{c:?}");
+            // r1 twice (2 rows), and ghost, before and after's labels match no row of the window.
+            assert_eq!((c.relabeled, c.labels_without_rows), (2, 3), "{c:?}");
+            assert_eq!(c.label_rows_read, 11, "{c:?}");
+            assert_eq!(c.rows_other_features, 0);
+            assert_eq!(window.versions, [(1, 2), (2, 6)].into());
+            assert!(window.skipped.is_empty(), "{:?}", window.skipped);
+            assert_eq!(window.features, ["a", "b"]);
+            // Oldest first: r1 (rows 0, 1), r2, r3 (rows 0..3).
+            assert_eq!(column(&window, "a"), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+            assert_eq!(column(&window, "b"), [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]);
+            let labels = window.data.labels().unwrap().to_vec();
+            assert_eq!(labels, [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+            assert_eq!(window.class_counts(), (4, 2));
+            let (name, times) = window.data.order_column().unwrap();
+            assert_eq!(name, "time");
+            let expected = [600, 600, 3_000, 3_700, 3_700, 3_700];
+            for (t, e) in times.iter().zip(expected) {
+                assert!((t - (T0 + e) as f64).abs() < 1e-3, "{t} vs {e}");
+            }
+            // Labels posted past the lag are not read: r3's (posted 300 s after the window).
+            let short = ReadOptions {
+                label_lag: Duration::from_secs(300),
+                ..ReadOptions::default()
+            };
+            let window = read(dir.path(), 300, 3_800, &short).unwrap();
+            assert_eq!(
+                (window.counts.rows_read, window.counts.labeled),
+                (7, 3),
+                "{:?}",
+                window.counts
+            );
+            // r1's second post (at 4,200 s) is past the lag too: its first one holds.
+            assert_eq!(window.data.labels().unwrap().to_vec(), [1.0, 0.0, 0.0]);
+        }
+
+        /// A corrupt file in a partition is skipped and named; a hidden temporary file is
+        /// never read as data; the rest is read.
+        #[test]
+        fn a_corrupt_file_is_skipped_and_named() {
+            let dir = tempfile::tempdir().unwrap();
+            let w = Writer::open(dir.path().to_str().unwrap());
+            w.score(60, Some("r1"), &["a"], 1.0, 2, 1);
+            w.label(120, "r1", &[0.0, 1.0]);
+            w.log.close().unwrap();
+            let hour = dir
+                .path()
+                .join("predictions/model=fraud/hour=2026-12-05T08");
+            std::fs::write(hour.join("part-0-broken.parquet"), b"PAR1 half a file").unwrap();
+            std::fs::write(hour.join(".part-1.parquet.tmp"), b"being written").unwrap();
+            let labels = dir.path().join("labels/model=fraud/hour=2026-12-05T08");
+            std::fs::write(labels.join("part-0-empty.parquet"), b"").unwrap();
+            let window = read(dir.path(), 0, 3_600, &ReadOptions::default()).unwrap();
+            assert_eq!((window.counts.rows_read, window.counts.labeled), (2, 2));
+            let skipped: Vec<(&str, &str)> = window
+                .skipped
+                .iter()
+                .map(|s| (s.path.as_str(), s.reason.as_str()))
+                .collect();
+            assert_eq!(skipped.len(), 3, "{skipped:?}");
+            for (name, why) in [
+                ("part-0-broken.parquet", "not Parquet"),
+                (".part-1.parquet.tmp", "not a data file"),
+                ("part-0-empty.parquet", "not Parquet"),
+            ] {
+                assert!(
+                    skipped
+                        .iter()
+                        .any(|(p, r)| p.ends_with(name) && r.starts_with(why)),
+                    "{name}: {skipped:?}"
+                );
+            }
+        }
+
+        /// No label posted: the window is read, and empty; no file at all: empty too; a
+        /// reversed window, no max rows, a missing folder: errors naming them.
+        #[test]
+        fn no_labels_or_no_files_give_an_empty_window() {
+            let dir = tempfile::tempdir().unwrap();
+            let w = Writer::open(dir.path().to_str().unwrap());
+            w.score(60, Some("r1"), &["a", "b"], 1.0, 3, 1);
+            w.log.close().unwrap();
+            let window = read(dir.path(), 0, 3_600, &ReadOptions::default()).unwrap();
+            assert_eq!(window.counts.rows_read, 3);
+            assert_eq!((window.counts.labeled, window.counts.unlabeled), (0, 3));
+            assert_eq!(window.data.n_rows(), 0);
+            assert_eq!(window.data.feature_names().collect::<Vec<_>>(), ["a", "b"]);
+            assert_eq!(window.class_counts(), (0, 0));
+            // Another model, or another day: nothing there.
+            let empty = read(dir.path(), 90_000, 93_600, &ReadOptions::default()).unwrap();
+            assert_eq!((empty.counts.files_read, empty.data.n_rows()), (0, 0));
+            assert!(empty.features.is_empty());
+            let e = read(dir.path(), 3_600, 0, &ReadOptions::default()).unwrap_err();
+            assert!(e.to_string().contains("invalid window"), "{e}");
+            let none = ReadOptions {
+                max_rows: 0,
+                ..ReadOptions::default()
+            };
+            let e = read(dir.path(), 0, 3_600, &none).unwrap_err();
+            assert!(e.to_string().contains("ReadOptions.max_rows = 0"), "{e}");
+            let e = read(&dir.path().join("nope"), 0, 3_600, &ReadOptions::default()).unwrap_err();
+            assert!(e.to_string().contains("prediction log URL"), "{e}");
+        }
+
+        /// The model's features changed mid-window (a new version with a third feature, in
+        /// another order): the latest set is kept and the other counted, never mixed; the old
+        /// set can be asked for, and a set asked in another order comes back in that order.
+        #[test]
+        fn two_feature_sets_are_never_mixed() {
+            let dir = tempfile::tempdir().unwrap();
+            let w = Writer::open(dir.path().to_str().unwrap());
+            w.score(60, Some("old1"), &["a", "b"], 1.0, 2, 1);
+            w.score(120, Some("new1"), &["b", "a", "c"], 5.0, 1, 2);
+            w.score(180, Some("old2"), &["a", "b"], 3.0, 1, 1);
+            w.score(240, Some("new2"), &["a", "b", "c"], 6.0, 1, 2);
+            for id in ["old1", "new1", "old2", "new2"] {
+                w.label(300, id, &[1.0, 0.0][..if id == "old1" { 2 } else { 1 }]);
+            }
+            w.log.close().unwrap();
+            let latest = read(dir.path(), 0, 3_600, &ReadOptions::default()).unwrap();
+            assert_eq!(latest.features, ["a", "b", "c"]);
+            assert_eq!(
+                (latest.counts.rows_read, latest.counts.rows_other_features),
+                (2, 3)
+            );
+            assert_eq!(latest.versions, [(2, 2)].into());
+            // new1 was written as (b, a, c) = (5, 50, 500): a = 50.
+            assert_eq!(column(&latest, "a"), [50.0, 6.0]);
+            assert_eq!(column(&latest, "c"), [500.0, 600.0]);
+            assert_eq!(latest.skipped.len(), 2, "{:?}", latest.skipped);
+            assert!(latest
+                .skipped
+                .iter()
+                .all(|s| s.reason.contains("not the kept set")));
+            // Labels of the other set's rows have rows.
+            assert_eq!(latest.counts.labels_without_rows, 0);
+            let old = ReadOptions {
+                features: Some(vec!["b".into(), "a".into()]),
+                ..ReadOptions::default()
+            };
+            let old = read(dir.path(), 0, 3_600, &old).unwrap();
+            assert_eq!(old.data.feature_names().collect::<Vec<_>>(), ["b", "a"]);
+            assert_eq!(column(&old, "a"), [1.0, 2.0, 3.0]);
+            assert_eq!(column(&old, "b"), [10.0, 20.0, 30.0]);
+            assert_eq!((old.counts.labeled, old.counts.rows_other_features), (3, 2));
+            let unknown = ReadOptions {
+                features: Some(vec!["z".into()]),
+                ..ReadOptions::default()
+            };
+            let unknown = read(dir.path(), 0, 3_600, &unknown).unwrap();
+            assert_eq!(
+                (unknown.counts.rows_read, unknown.counts.rows_other_features),
+                (0, 5)
+            );
+            let twice = ReadOptions {
+                features: Some(vec!["a".into(), "a".into()]),
+                ..ReadOptions::default()
+            };
+            let e = read(dir.path(), 0, 3_600, &twice).unwrap_err();
+            assert!(e.to_string().contains("ReadOptions.features"), "{e}");
+        }
+
+        /// A request id used twice in the window: its rows cannot be told apart by a label,
+        /// and are left out and counted.
+        #[test]
+        fn rows_sharing_a_request_id_are_left_out() {
+            let dir = tempfile::tempdir().unwrap();
+            let w = Writer::open(dir.path().to_str().unwrap());
+            w.score(60, Some("same"), &["a"], 1.0, 1, 1);
+            w.score(120, Some("same"), &["a"], 2.0, 1, 1);
+            w.score(180, Some("other"), &["a"], 3.0, 1, 1);
+            w.label(240, "same", &[1.0]);
+            w.label(240, "other", &[0.0]);
+            w.log.close().unwrap();
+            let window = read(dir.path(), 0, 3_600, &ReadOptions::default()).unwrap();
+            assert_eq!((window.counts.ambiguous, window.counts.labeled), (2, 1));
+            assert_eq!(column(&window, "a"), [3.0]);
+        }
+
+        /// More rows than `max_rows`: an error naming the setting, for scored rows and for labels.
+        #[test]
+        fn a_window_past_max_rows_is_refused_by_name() {
+            let dir = tempfile::tempdir().unwrap();
+            let w = Writer::open(dir.path().to_str().unwrap());
+            w.score(60, Some("r1"), &["a"], 1.0, 5, 1);
+            w.score(61, Some("r2"), &["a"], 1.0, 1, 1);
+            w.label(120, "r2", &[1.0]);
+            w.label(121, "r2", &[0.0]);
+            w.label(122, "r2", &[1.0]);
+            w.log.close().unwrap();
+            let small = ReadOptions {
+                max_rows: 5,
+                ..ReadOptions::default()
+            };
+            let e = read(dir.path(), 0, 3_600, &small).unwrap_err().to_string();
+            assert!(
+                e.contains("ReadOptions.max_rows = 5") && e.contains("scored rows"),
+                "{e}"
+            );
+            assert!(e.contains("2026-12-05T08:00:00Z"), "{e}");
+            let e = read(
+                dir.path(),
+                61,
+                3_600,
+                &ReadOptions {
+                    max_rows: 2,
+                    ..ReadOptions::default()
+                },
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("ReadOptions.max_rows = 2") && e.contains("label rows"),
+                "{e}"
+            );
+            let fits = read(
+                dir.path(),
+                0,
+                3_600,
+                &ReadOptions {
+                    max_rows: 6,
+                    ..ReadOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(fits.counts.labeled, 1);
+            assert_eq!(fits.data.labels().unwrap().to_vec(), [1.0]);
+        }
+
+        /// The same on an object store (not a folder): listing by hour and reading whole objects.
+        #[test]
+        fn a_window_is_read_from_an_object_store() {
+            let opened = open_url("log", "memory://", &Default::default()).unwrap();
+            let clock = Arc::new(ManualClock::new(at(0)));
+            let log = PredictionLog::with_store(
+                opened.clone(),
+                LogParts {
+                    config: super::config(1_000, 1_000),
+                    clock: clock.clone(),
+                    ..LogParts::default()
+                },
+            )
+            .unwrap();
+            let w = Writer::with(log, clock);
+            w.score(3_000, Some("r1"), &["a", "b"], 1.0, 2, 4);
+            w.score(3_700, Some("r2"), &["a", "b"], 3.0, 1, 4);
+            w.label(3_900, "r1", &[1.0, 0.0]);
+            w.label(3_900, "r2", &[1.0]);
+            w.log.close().unwrap();
+            let window = futures::executor::block_on(read_window_in(
+                &opened,
+                "fraud",
+                at(0),
+                at(7_200),
+                &ReadOptions::default(),
+            ))
+            .unwrap();
+            assert_eq!((window.counts.files_read, window.counts.labeled), (4, 3));
+            assert_eq!(window.data.labels().unwrap().to_vec(), [1.0, 0.0, 1.0]);
+            assert_eq!(column(&window, "a"), [1.0, 2.0, 3.0]);
+        }
+    }
 }
 
 #[cfg(not(feature = "predlog"))]

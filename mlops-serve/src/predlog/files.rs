@@ -234,7 +234,7 @@ pub(crate) fn encode(rows: &[Rows]) -> Result<Vec<u8>> {
 
 /// `value` as a Hive partition value: bytes other than `A-Z a-z 0-9 - _ .` percent-encoded
 /// (pyarrow decodes them; `/` and `=` cannot break the layout).
-fn partition_value(value: &str) -> String {
+pub(crate) fn partition_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {

@@ -54,6 +54,7 @@
 
 mod config;
 mod files;
+mod reader;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,10 @@ use prometheus_client::registry::Registry;
 
 pub use config::{CheckedPredictionLogConfig, PredictionLogConfig, MAX_BUFFER_ROWS, MAX_RETRIES};
 pub use files::{hour_name, RowKind, LABEL_COLUMNS, PREDICTION, PREDICTION_COLUMNS};
+pub use reader::{
+    read_window, read_window_in, LoggedWindow, ReadOptions, SkippedFile, WindowCounts,
+    DEFAULT_MAX_ROWS, LABEL_COLUMN, ORDER_COLUMN,
+};
 
 use files::{Body, LabelRows, Rows, ScoredRows};
 use writer::{Message, Target, Writer};

@@ -853,7 +853,16 @@ fn drift_report_flags_a_shift_and_writes_json() {
 #[test]
 fn every_example_help_says_what_it_does_and_lists_exit_codes() {
     let crate_description = "The production machine-learning loop as embeddable Rust libraries";
-    for (name, says) in [
+    // The retrain job needs the prediction log (feature `predlog`).
+    let retrain: &[(&str, &str)] = if cfg!(feature = "predlog") {
+        &[(
+            "retrain",
+            "Retrains a model on a window of its prediction log",
+        )]
+    } else {
+        &[]
+    };
+    for &(name, says) in [
         ("pipeline", "Runs the closed loop"),
         ("evaluate", "Prints ROC AUC"),
         ("validate", "Infers a schema"),
@@ -866,7 +875,10 @@ fn every_example_help_says_what_it_does_and_lists_exit_codes() {
             "canary",
             "Replays labeled traffic through a stable and a canary",
         ),
-    ] {
+    ]
+    .iter()
+    .chain(retrain)
+    {
         let out = run(name, &["--help"]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
@@ -2397,3 +2409,346 @@ mod prediction_log {
 #[test]
 #[ignore = "left out: serve --log-predictions under SIGTERM and SIGKILL; run with --features predlog (mlops/predlog in the workspace test)"]
 fn serve_logs_every_scored_row_and_flushes_on_sigterm() {}
+
+/// The retrain job (`examples/retrain`, feature `predlog`): a champion registered in a folder
+/// registry, a prediction log written by the library's `PredictionLog` from the stream after
+/// its world changed, and the job run on a window of it.
+#[cfg(feature = "predlog")]
+mod retrain_job {
+    use std::path::Path;
+    use std::sync::{Arc, OnceLock};
+    use std::time::{Duration, SystemTime};
+
+    use mlops::core::clock::ManualClock;
+    use mlops::core::model::ModelArtifact;
+    use mlops::core::synthetic::{Shift, TransactionConfig, TransactionStream};
+    use mlops::core::{Dataset, VersionRef};
+    use mlops::lifecycle::search::MlpSettings;
+    use mlops::registry::blocking::Registry;
+    use mlops::registry::{NewVersion, RegistryConfig};
+    use mlops::serve::predlog::{LogParts, PredictionLog, ScoredBatch};
+    use mlops::train::{MlpConfig, TrainConfig, Trainer};
+
+    use super::run;
+
+    /// 2024-03-01T00:00:00Z: the log's first row (long past: `--hours` never reaches it).
+    const T0: u64 = 1_709_251_200;
+    const ROWS: usize = 2_000;
+    const SHIFT: usize = 3;
+
+    fn stream() -> TransactionStream {
+        TransactionStream::new(TransactionConfig {
+            batch_size: ROWS,
+            shift: Some(Shift::abrupt(SHIFT)),
+            seed: 11,
+            ..TransactionConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn settings() -> MlpSettings {
+        MlpSettings {
+            hidden: vec![16],
+            learning_rate: 3e-3,
+            dropout: 0.0,
+        }
+    }
+
+    /// The champion: fit once on the old world (batches before the change).
+    fn champion() -> &'static ModelArtifact {
+        static CHAMPION: OnceLock<ModelArtifact> = OnceLock::new();
+        CHAMPION.get_or_init(|| {
+            let s = stream();
+            let parts: Vec<Dataset> = (0..SHIFT).map(|b| s.batch(b).unwrap()).collect();
+            let history = Dataset::concat(&parts.iter().collect::<Vec<_>>()).unwrap();
+            let trainer = Trainer::new(
+                MlpConfig {
+                    hidden: settings().hidden,
+                    ..MlpConfig::default()
+                },
+                TrainConfig {
+                    epochs: 8,
+                    batch_size: 256,
+                    learning_rate: settings().learning_rate,
+                    seed: 1,
+                    ..TrainConfig::default()
+                },
+            )
+            .unwrap();
+            trainer.fit(&history, None, &mut []).unwrap().artifact
+        })
+    }
+
+    /// A folder registry with the champion as fraud v1 under `production`, its settings
+    /// recorded as the pipeline records them.
+    fn registry(dir: &Path) -> (Registry, String) {
+        let url = dir.join("registry").to_str().unwrap().to_string();
+        let r = Registry::open(&url, &RegistryConfig::default()).unwrap();
+        let v = r
+            .register(
+                "fraud",
+                NewVersion::new()
+                    .artifact(champion())
+                    .unwrap()
+                    .param("hyperparameters", settings().describe()),
+            )
+            .unwrap()
+            .version;
+        r.set_alias("fraud", "production", v, None, "the champion")
+            .unwrap();
+        (r, url)
+    }
+
+    /// The log of batches SHIFT..SHIFT+3 (the new world) scored one request of 20 rows a
+    /// second from T0, each request's labels (from `label`) posted after the next request.
+    fn write_log(dir: &Path, label: Option<&dyn Fn(usize, f32) -> f64>) -> String {
+        let log_dir = dir.join("log");
+        let clock = Arc::new(ManualClock::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
+        ));
+        let log = PredictionLog::open(
+            log_dir.to_str().unwrap(),
+            LogParts {
+                clock: clock.clone(),
+                ..LogParts::default()
+            },
+        )
+        .unwrap();
+        let (model, variant) = (Arc::<str>::from("fraud"), Arc::<str>::from("stable"));
+        let s = stream();
+        let mut row = 0;
+        let mut pending: Option<(String, Vec<f64>)> = None;
+        for b in SHIFT..SHIFT + 3 {
+            let data = s.batch(b).unwrap();
+            let features: Arc<[String]> = data.feature_names().map(String::from).collect();
+            let x = data.features();
+            let y = data.labels().unwrap();
+            for start in (0..data.n_rows()).step_by(20) {
+                let end = (start + 20).min(data.n_rows());
+                let id = format!("b{b}-{start}");
+                let p = vec![0.5_f32; end - start];
+                assert!(log
+                    .record_scored(&ScoredBatch {
+                        model: &model,
+                        features: &features,
+                        request_id: Some(&id),
+                        variant: &variant,
+                        version: Some(1),
+                        x: x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(start..end)),
+                        predictions: &p,
+                    })
+                    .unwrap());
+                if let Some((id, labels)) = pending.take() {
+                    assert!(log.record_labels(&model, &id, &labels).unwrap());
+                }
+                if let Some(label) = label {
+                    let labels = (start..end)
+                        .map(|i| {
+                            row += 1;
+                            label(row, y[i])
+                        })
+                        .collect();
+                    pending = Some((id, labels));
+                }
+                clock.advance(Duration::from_secs(1));
+            }
+        }
+        if let Some((id, labels)) = pending {
+            assert!(log.record_labels(&model, &id, &labels).unwrap());
+        }
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.dropped() + summary.labels.dropped(), 0);
+        log_dir.to_str().unwrap().to_string()
+    }
+
+    /// A request for the first hour of the log, as a monitor's hook writes it.
+    fn request(dir: &Path, model: &str) -> String {
+        let path = dir.join("request.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"model": "{model}", "version": 1, "reason": "dataset drift", "at": "2024-03-01T01:00:00Z",
+                    "window": {{"from": "2024-03-01T00:00:00Z", "to": {}}},
+                    "summary": {{"drifted": ["amount"]}}}}"#,
+                T0 + 3_600
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    fn retrain(reg: &str, log: &str, request: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "--registry",
+            reg,
+            "--log",
+            log,
+            "--request",
+            request,
+            "--min-auc",
+            "0.7",
+        ];
+        args.extend(extra);
+        run("retrain", &args)
+    }
+
+    fn text(out: &std::process::Output) -> String {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// A window of the new world with its true labels: a candidate registered from the logged
+    /// rows, gated against the champion, under `canary`; its lineage names the window.
+    #[test]
+    fn retrain_a_labeled_window_leaves_a_candidate_under_canary() {
+        let d = tempfile::tempdir().unwrap();
+        let (r, reg) = registry(d.path());
+        let log = write_log(d.path(), Some(&|_, y| f64::from(y)));
+        let out = retrain(&reg, &log, &request(d.path(), "fraud"), &["--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["outcome"], "canary", "{summary}");
+        assert_eq!(summary["champion"], 1);
+        assert_eq!(summary["rows"], (3 * ROWS) as u64, "{summary}");
+        assert_eq!(summary["counts"]["unlabeled"], 0, "{summary}");
+        let canary = r.alias("fraud", "canary").unwrap().and_then(|e| e.target);
+        assert_eq!(canary, Some(2));
+        assert_eq!(summary["canary"], 2);
+        let v2 = r.version("fraud", &VersionRef::Number(2)).unwrap().record;
+        assert_eq!(v2.lineage.parent_version, Some(1));
+        assert_eq!(
+            v2.lineage.dataset.as_ref().map(|d| d.rows),
+            Some((3 * ROWS) as u64)
+        );
+        assert_eq!(v2.tags["window.from"], "2024-03-01T00:00:00Z");
+        assert_eq!(v2.tags["window.to"], "2024-03-01T01:00:00Z");
+        assert_eq!(v2.tags["window.log"], log);
+        assert_eq!(v2.tags["trigger.reason"], "dataset drift");
+        assert_eq!(v2.tags["gate"], "passed");
+        assert_eq!(v2.params["hyperparameters"], settings().describe());
+        assert!(
+            v2.description
+                .as_deref()
+                .unwrap_or_default()
+                .contains("2024-03-01T00:00:00Z"),
+            "{:?}",
+            v2.description
+        );
+        // The candidate beat the champion on the same holdout.
+        let (ours, theirs) = (
+            summary["metrics"]["roc_auc"].as_f64().unwrap(),
+            summary["champion_metrics"]["roc_auc"].as_f64().unwrap(),
+        );
+        assert!(ours >= theirs && ours >= 0.7, "{summary}");
+    }
+
+    /// Labels that say nothing (a seeded coin, as a broken labeling job would post): the
+    /// gate refuses the candidate with its reasons, exit 3, and `canary` stays unset.
+    #[test]
+    fn retrain_refused_by_the_gate_exits_3_with_its_reasons() {
+        let d = tempfile::tempdir().unwrap();
+        let (r, reg) = registry(d.path());
+        let coin = |i: usize, _| f64::from(u8::from((i.wrapping_mul(2_654_435_761) >> 7) % 2 == 0));
+        let log = write_log(d.path(), Some(&coin));
+        let out = retrain(&reg, &log, &request(d.path(), "fraud"), &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{all}");
+        assert!(
+            all.contains("the gate refused the candidate") && all.contains("FAIL"),
+            "{all}"
+        );
+        assert_eq!(
+            r.alias("fraud", "canary").unwrap().and_then(|e| e.target),
+            None
+        );
+        assert_eq!(r.list_versions("fraud").unwrap().len(), 1);
+    }
+
+    /// Bad input, each a distinct message and exit 2, nothing registered: a window of one
+    /// class, a log with no labels, an unknown model, a window with no rows, a bad request.
+    #[test]
+    fn retrain_refuses_bad_windows_and_requests_with_exit_2() {
+        let d = tempfile::tempdir().unwrap();
+        let (r, reg) = registry(d.path());
+        let one_class = d.path().join("one-class");
+        std::fs::create_dir_all(&one_class).unwrap();
+        let log = write_log(&one_class, Some(&|_, _| 0.0));
+        let req = request(d.path(), "fraud");
+        let out = retrain(&reg, &log, &req, &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(
+            all.contains("a window of one class: all 6000 labeled rows are label 0"),
+            "{all}"
+        );
+
+        let unlabeled = d.path().join("unlabeled");
+        std::fs::create_dir_all(&unlabeled).unwrap();
+        let log = write_log(&unlabeled, None);
+        let out = retrain(&reg, &log, &req, &["--json"]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("no labels: 6000 scored rows"), "{all}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["outcome"], "bad_input");
+
+        let out = retrain(&reg, &log, &request(d.path(), "frod"), &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("unknown model \"frod\""), "{all}");
+
+        let out = run(
+            "retrain",
+            &[
+                "--registry",
+                &reg,
+                "--log",
+                &log,
+                "--model",
+                "fraud",
+                "--hours",
+                "2",
+            ],
+        );
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("no scored rows"), "{all}");
+
+        let bad = d.path().join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"model": "fraud", "window": {"from": 10, "to": 5}}"#,
+        )
+        .unwrap();
+        let out = retrain(&reg, &log, bad.to_str().unwrap(), &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("window.to"), "{all}");
+        assert_eq!(r.list_versions("fraud").unwrap().len(), 1);
+    }
+
+    /// `--help` says what the job does and lists every exit code.
+    #[test]
+    fn retrain_help_lists_its_exit_codes() {
+        let out = run("retrain", &["--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{help}");
+        for code in [
+            "Exit codes: 0 a candidate is registered and `canary` points at it",
+            "1 a failure",
+            "2 bad input",
+            "3 the gate refused the candidate",
+            "4 `canary` moved",
+        ] {
+            assert!(help.contains(code), "{code:?} not in {help}");
+        }
+    }
+}
+
+#[cfg(not(feature = "predlog"))]
+#[test]
+#[ignore = "left out: the retrain job on a prediction log; run with --features predlog (mlops/predlog in the workspace test)"]
+fn retrain_a_labeled_window_leaves_a_candidate_under_canary() {}

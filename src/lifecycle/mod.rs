@@ -3,10 +3,11 @@
 //! champion's settings → gated against the champion re-scored on the same holdout →
 //! registered with lineage, metrics and the reference profile → `canary` by
 //! compare-and-swap), the [`rules`] that join a drift alarm to a retrain and a rollout's end
-//! to the monitor, the small [`search`] whose settings a retrain reuses, and the [`report`] of
-//! a loop's timeline. The host owns the schedule: these
-//! are calls, not a daemon (`examples/pipeline` is one such host). With the `sim` feature, a
-//! [`backtest`] replays the whole loop over a labeled [`stream`] on a simulated clock.
+//! to the monitor, the small [`search`] whose settings a retrain reuses, the [`report`] of a
+//! loop's timeline, and the [`RetrainJob`] a monitor's hook hands a retrain job. The host owns
+//! the schedule: these are calls, not a daemon (`examples/pipeline` and `examples/retrain`
+//! are such hosts). With the `sim` feature, a [`backtest`] replays the whole loop over a
+//! labeled [`stream`] on a simulated clock.
 //!
 //! It lives in the facade because it needs core, drift, train, registry and serve together,
 //! which no leaf crate may depend on (ARCHITECTURE.md).
@@ -14,6 +15,7 @@
 #[cfg(feature = "sim")]
 pub mod backtest;
 mod error;
+mod job;
 pub mod report;
 mod retrainer;
 pub mod rules;
@@ -23,6 +25,7 @@ pub mod search;
 pub mod stream;
 
 pub use error::{Error, Result};
+pub use job::{rfc3339, JobWindow, RetrainJob};
 pub use retrainer::{
     metric_values, prediction_profile, threshold_at_best_f1, RetrainConfig, RetrainOutcome,
     RetrainRequest, RetrainSettings, Retrained, Retrainer, Tracking,

@@ -58,6 +58,52 @@ impl MlpSettings {
         )
     }
 
+    /// The settings [`MlpSettings::describe`] wrote (what a version's `hyperparameters`
+    /// param holds), read back; an error names the text and the form expected.
+    ///
+    /// ```
+    /// use mlops::lifecycle::search::MlpSettings;
+    ///
+    /// let s = MlpSettings { hidden: vec![64, 32], learning_rate: 2.5e-3, dropout: 0.05 };
+    /// let back = MlpSettings::from_description(&s.describe())?;
+    /// assert_eq!(back.hidden, [64, 32]);
+    /// assert!((back.learning_rate - 2.5e-3).abs() < 1e-12 && (back.dropout - 0.05).abs() < 1e-12);
+    /// assert!(MlpSettings::from_description("hidden [], lr 1, dropout 0").is_err());
+    /// # Ok::<(), mlops::lifecycle::Error>(())
+    /// ```
+    pub fn from_description(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "MLP settings",
+                format!("{text:?}"),
+                "`hidden [W, ...], lr R, dropout D` (MlpSettings::describe)",
+            )
+        };
+        let (hidden, rest) = text
+            .strip_prefix("hidden [")
+            .and_then(|t| t.split_once("], lr "))
+            .ok_or_else(bad)?;
+        let (lr, dropout) = rest.split_once(", dropout ").ok_or_else(bad)?;
+        let hidden = hidden
+            .split(", ")
+            .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        let learning_rate: f64 = lr.trim().parse().map_err(|_| bad())?;
+        let dropout: f64 = dropout.trim().parse().map_err(|_| bad())?;
+        if hidden.is_empty()
+            || !(learning_rate.is_finite() && learning_rate > 0.0)
+            || !(0.0..1.0).contains(&dropout)
+        {
+            return Err(bad());
+        }
+        Ok(MlpSettings {
+            hidden,
+            learning_rate,
+            dropout,
+        })
+    }
+
     /// The training config with `seed`.
     pub fn train_config(&self, seed: u64) -> TrainConfig {
         TrainConfig {

@@ -8,9 +8,12 @@
 //!     --model fraud --seed 7 --batch-size 2000 --shift-batch 20 --from-batch 16 --summary traffic.json
 //! ```
 //!
-//! With `--corrupt-labels`, every new-world label is posted a second time flipped: the server
-//! joins the first (true) post and logs both, so the prediction log's last word on those rows
-//! is wrong — the broken label feed a retrain must not be trusted on. SIGINT or SIGTERM stops
+//! With `--corrupt-labels`, every new-world label is posted a second time, made by a stale
+//! rule (`mlops::lifecycle::scoring::stale_rule_labels`: a threshold on the feature that ranks
+//! the batch's true labels worst): the server joins the first (true) post and logs both, so the
+//! prediction log's last word on those rows is a broken label feed that a model learns well —
+//! a retrain on it passes a gate scored on the same labels, and only the canary's live (true)
+//! labels show it is worse. SIGINT or SIGTERM stops
 //! it after the batch in flight; it then writes `--summary` and says what it sent.
 
 use std::collections::BTreeMap;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 use clap::Parser;
 use mlops::core::synthetic::{Shift, TransactionConfig, TransactionStream};
+use mlops::lifecycle::scoring::stale_rule_labels;
 use mlops::serve::http::shutdown;
 use serde_json::json;
 
@@ -67,7 +71,7 @@ struct Args {
     /// Seconds to wait after each batch (0 to 60).
     #[arg(long, default_value_t = 0.0)]
     pause_seconds: f64,
-    /// Post every new-world label twice, the second time flipped (logged, not joined).
+    /// Post every new-world label twice, the second time by a stale rule (logged, not joined).
     #[arg(long)]
     corrupt_labels: bool,
     /// A bearer token for the servers.
@@ -78,11 +82,13 @@ struct Args {
     summary: Option<PathBuf>,
 }
 
-/// One request sent: where, its id, its labels.
+/// One request sent: where, its id, its labels (and with `--corrupt-labels`, the stale
+/// rule's labels for the same rows, posted after them).
 struct Sent {
     server: usize,
     id: String,
     labels: Vec<f64>,
+    corrupt: Option<Vec<f64>>,
 }
 
 #[derive(Default, serde::Serialize)]
@@ -179,6 +185,17 @@ async fn send_batch(
     let batch = stream.batch(b)?;
     let x = batch.features();
     let y = batch.labels().context("the stream is labeled")?;
+    let corrupt = if args.corrupt_labels && b >= args.shift_batch {
+        let (broken, _) = stale_rule_labels(&batch)?;
+        Some(
+            broken
+                .labels()
+                .context("the rule labels every row")?
+                .to_vec(),
+        )
+    } else {
+        None
+    };
     let width = x.ncols();
     let mut jobs = Vec::new();
     for (i, start) in (0..x.nrows()).step_by(args.request_rows).enumerate() {
@@ -197,7 +214,10 @@ async fn send_batch(
             .take(end - start)
             .map(|&v| f64::from(v))
             .collect();
-        jobs.push((server, id, body, labels, end - start));
+        let corrupt = corrupt
+            .as_ref()
+            .map(|c| c[start..end].iter().map(|&v| f64::from(v)).collect());
+        jobs.push((server, id, body, (labels, corrupt), end - start));
     }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let mut tasks = tokio::task::JoinSet::new();
@@ -223,7 +243,13 @@ async fn send_batch(
             Ok(v) => {
                 let version = v["model_version"].as_str().unwrap_or("?").to_string();
                 *versions.entry(version).or_default() += 1;
-                sent.push(Sent { server, id, labels });
+                let (labels, corrupt) = labels;
+                sent.push(Sent {
+                    server,
+                    id,
+                    labels,
+                    corrupt,
+                });
             }
             Err(e) => {
                 summary.failed += 1;
@@ -236,7 +262,7 @@ async fn send_batch(
     Ok(sent)
 }
 
-async fn post_labels(client: &Arc<Client>, sent: Vec<Sent>, flip_too: bool, summary: &mut Summary) {
+async fn post_labels(client: &Arc<Client>, sent: Vec<Sent>, summary: &mut Summary) {
     let mut tasks = tokio::task::JoinSet::new();
     for s in sent {
         let client = client.clone();
@@ -244,9 +270,8 @@ async fn post_labels(client: &Arc<Client>, sent: Vec<Sent>, flip_too: bool, summ
             let mut failures = Vec::new();
             let mut posts = 0;
             let mut bodies = vec![json!({"id": s.id, "labels": s.labels})];
-            if flip_too {
-                let flipped: Vec<f64> = s.labels.iter().map(|l| 1.0 - l).collect();
-                bodies.push(json!({"id": s.id, "labels": flipped}));
+            if let Some(corrupt) = s.corrupt {
+                bodies.push(json!({"id": s.id, "labels": corrupt}));
             }
             for body in bodies {
                 posts += 1;
@@ -291,7 +316,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         flag.store(true, Ordering::SeqCst);
     });
     let mut summary = Summary::default();
-    let mut unlabeled: Option<(usize, Vec<Sent>)> = None;
+    let mut unlabeled: Option<Vec<Sent>> = None;
     let last = args
         .batches
         .map_or(usize::MAX, |n| args.from_batch.saturating_add(n));
@@ -308,14 +333,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let sent = send_batch(&client, &mut pace, &args, &stream, b, &mut summary).await?;
         // The batch before gets its labels now: one batch late.
-        if let Some((prev, earlier)) = unlabeled.replace((b, sent)) {
-            post_labels(
-                &client,
-                earlier,
-                args.corrupt_labels && prev >= args.shift_batch,
-                &mut summary,
-            )
-            .await;
+        if let Some(earlier) = unlabeled.replace(sent) {
+            post_labels(&client, earlier, &mut summary).await;
         }
         summary.batches += 1;
         let versions = &summary.versions_by_batch[&b];

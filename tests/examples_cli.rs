@@ -853,12 +853,24 @@ fn drift_report_flags_a_shift_and_writes_json() {
 #[test]
 fn every_example_help_says_what_it_does_and_lists_exit_codes() {
     let crate_description = "The production machine-learning loop as embeddable Rust libraries";
-    // The retrain job needs the prediction log (feature `predlog`).
+    // The retrain job needs the prediction log (feature `predlog`); the server and the traffic
+    // player, the HTTP server (feature `http`).
     let retrain: &[(&str, &str)] = if cfg!(feature = "predlog") {
         &[(
             "retrain",
             "Retrains a model on a window of its prediction log",
         )]
+    } else {
+        &[]
+    };
+    let http: &[(&str, &str)] = if cfg!(feature = "http") {
+        &[
+            (
+                "serve",
+                "Serves a registry model over the KServe V2 protocol",
+            ),
+            ("traffic", "Replays the synthetic card transactions"),
+        ]
     } else {
         &[]
     };
@@ -878,6 +890,7 @@ fn every_example_help_says_what_it_does_and_lists_exit_codes() {
     ]
     .iter()
     .chain(retrain)
+    .chain(http)
     {
         let out = run(name, &["--help"]);
         let text = String::from_utf8_lossy(&out.stdout);

@@ -2,7 +2,7 @@
 //! checks, the claim of a retrain request, and the live metrics.
 
 use std::collections::HashMap;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,12 @@ use super::profiles::{Profiles, PREDICTION_COLUMN};
 use super::window::{LabelWindow, RowWindow};
 use super::{Message, MonitorParts, Statuses, VersionStatus};
 use crate::step_stats::lock;
+
+/// How long the worker sleeps between drains of its queue while rows come.
+const POLL: Duration = Duration::from_millis(2);
+
+/// Empty drains (about half a second without a message) before the worker blocks.
+const IDLE_POLLS: u32 = 250;
 
 enum ProfileState {
     Loaded(Profiles),
@@ -94,9 +100,32 @@ impl Worker {
         })
     }
 
+    /// The thread's loop, until `Close` or every sender is gone. While rows come it drains the
+    /// queue without blocking and sleeps [`POLL`] between drains, so a request's `try_send`
+    /// never has to wake it (a futex call and a context switch per request, as the prediction
+    /// log's writer learned); after [`IDLE_POLLS`] empty drains it blocks until the next
+    /// message (the one send that wakes it).
     pub(crate) fn run(mut self, messages: Receiver<Message>) {
         use std::sync::atomic::Ordering;
-        while let Ok(message) = messages.recv() {
+        let mut empty = 0_u32;
+        loop {
+            let message = if empty < IDLE_POLLS {
+                match messages.try_recv() {
+                    Ok(message) => message,
+                    Err(TryRecvError::Empty) => {
+                        empty += 1;
+                        std::thread::sleep(POLL);
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match messages.recv() {
+                    Ok(message) => message,
+                    Err(_) => break,
+                }
+            };
+            empty = 0;
             match message {
                 Message::Scored(s) => {
                     let rows = s.predictions.len();

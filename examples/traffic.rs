@@ -262,11 +262,23 @@ async fn send_batch(
     Ok(sent)
 }
 
-async fn post_labels(client: &Arc<Client>, sent: Vec<Sent>, summary: &mut Summary) {
+/// Posts each request's labels, `concurrency` posts in flight at most (as many as the
+/// requests had: the servers bound their connections).
+async fn post_labels(
+    client: &Arc<Client>,
+    sent: Vec<Sent>,
+    concurrency: usize,
+    summary: &mut Summary,
+) {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for s in sent {
         let client = client.clone();
+        let Ok(permit) = semaphore.clone().acquire_owned().await else {
+            break;
+        };
         tasks.spawn(async move {
+            let _permit = permit;
             let mut failures = Vec::new();
             let mut posts = 0;
             let mut bodies = vec![json!({"id": s.id, "labels": s.labels})];
@@ -334,7 +346,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let sent = send_batch(&client, &mut pace, &args, &stream, b, &mut summary).await?;
         // The batch before gets its labels now: one batch late.
         if let Some(earlier) = unlabeled.replace(sent) {
-            post_labels(&client, earlier, &mut summary).await;
+            post_labels(&client, earlier, args.concurrency, &mut summary).await;
         }
         summary.batches += 1;
         let versions = &summary.versions_by_batch[&b];

@@ -797,6 +797,31 @@ fn typed<'b, T>(
     cast(column(batch, name)?).ok_or_else(|| format!("column {name:?} is not {what}"))
 }
 
+/// The columns both kinds of file share: request id, row in the request, time.
+type Keys<'b> = (
+    &'b arrow_array::StringArray,
+    &'b arrow_array::PrimitiveArray<UInt32Type>,
+    &'b arrow_array::PrimitiveArray<TimestampMicrosecondType>,
+);
+
+fn keys(batch: &RecordBatch) -> std::result::Result<Keys<'_>, String> {
+    Ok((
+        typed(batch, "request_id", |a| a.as_string_opt::<i32>(), "text")?,
+        typed(
+            batch,
+            "row",
+            |a| a.as_primitive_opt::<UInt32Type>(),
+            "uint32",
+        )?,
+        typed(
+            batch,
+            "time",
+            |a| a.as_primitive_opt::<TimestampMicrosecondType>(),
+            "a timestamp in µs",
+        )?,
+    ))
+}
+
 /// The rows of a prediction file in `[from, to)`; `Err(why)` when it is not one.
 fn decode_scored(
     batches: &[RecordBatch],
@@ -829,19 +854,7 @@ fn decode_scored(
         if file.features != features {
             return Err("its batches have different columns".into());
         }
-        let ids = typed(batch, "request_id", |a| a.as_string_opt::<i32>(), "text")?;
-        let rows = typed(
-            batch,
-            "row",
-            |a| a.as_primitive_opt::<UInt32Type>(),
-            "uint32",
-        )?;
-        let times = typed(
-            batch,
-            "time",
-            |a| a.as_primitive_opt::<TimestampMicrosecondType>(),
-            "a timestamp in µs",
-        )?;
+        let (ids, rows, times) = keys(batch)?;
         let versions = typed(
             batch,
             "version",
@@ -884,19 +897,7 @@ fn decode_labels(
 ) -> std::result::Result<Vec<(Arc<str>, u32, i64, u8)>, String> {
     let mut out = Vec::new();
     for batch in batches {
-        let ids = typed(batch, "request_id", |a| a.as_string_opt::<i32>(), "text")?;
-        let rows = typed(
-            batch,
-            "row",
-            |a| a.as_primitive_opt::<UInt32Type>(),
-            "uint32",
-        )?;
-        let times = typed(
-            batch,
-            "time",
-            |a| a.as_primitive_opt::<TimestampMicrosecondType>(),
-            "a timestamp in µs",
-        )?;
+        let (ids, rows, times) = keys(batch)?;
         let labels = typed(
             batch,
             "label",

@@ -2,7 +2,7 @@
 """The request path's overhead: the KServe V2 server (`examples/serve`) beside the HTTP floor.
 
     sudo apt-get install wrk            # Debian's wrk
-    python3 benches/server_vs_floor.py [--seconds 10]
+    python3 benches/server_vs_floor.py [--seconds 10] [--rounds 3]
 
 The floor (`mlops-serve/examples/http_floor.rs`) is an axum handler on the same stack (axum,
 hyper, tokio's multi-thread runtime) that only parses the V2 JSON body and returns a fixed V2
@@ -24,6 +24,7 @@ import argparse
 import os
 import pathlib
 import random
+import statistics
 import subprocess
 import tempfile
 
@@ -31,8 +32,10 @@ from server_vs_mlserver import RELEASE, ROOT, free_port, load, seconds_and_build
 
 
 def main():
-    # Without the default `train` feature (candle): none of these examples uses it.
-    a = argparse.Namespace(seconds=seconds_and_build(__doc__, ("--no-default-features", "--features", "http,registry,predlog,monitor,drift")))
+    # The features of README's "Running the loop in production" (and benches/rss_flat.py): one
+    # release build serves all three.
+    seconds, rounds = seconds_and_build(__doc__, ("--features", "http,predlog,monitor,prometheus"), rounds=True)
+    a = argparse.Namespace(seconds=seconds, rounds=rounds)
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "mlops-serve", "--features", "http",
                     "--example", "http_floor"], cwd=ROOT, check=True)
 
@@ -56,12 +59,20 @@ def main():
                                        "--addr", f"127.0.0.1:{port}", "--log-predictions", str(work / "log2"),
                                        "--monitor"],
     }
-    for name, command in servers.items():
-        port = free_port()
-        for c, r in load(command(port), port, "/v2/health/ready", "/v2/models/fraud/infer", body, a.seconds).items():
-            results[(name, c)] = r
+    # Every server in turn, `--rounds` times (this machine's load drifts over minutes: a
+    # server measured once, late, is not compared with one measured early); medians.
+    runs = {}
+    for _ in range(a.rounds):
+        for name, command in servers.items():
+            port = free_port()
+            for c, r in load(command(port), port, "/v2/health/ready", "/v2/models/fraud/infer", body, a.seconds).items():
+                runs.setdefault((name, c), []).append(r)
+    for key, rs in runs.items():
+        results[key] = tuple(statistics.median(r[i] for r in rs) for i in range(3))
 
-    print(f"single-row FP32 [1, 30] JSON requests on 127.0.0.1, {a.seconds} s each, {os.cpu_count()} cores")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"single-row FP32 [1, 30] JSON requests on 127.0.0.1, {a.seconds} s each, medians of {a.rounds} "
+          f"rounds, {os.cpu_count()} cores ({cpu})")
     print(f"{'':<19} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for key, (rps, p50, p99) in results.items():
         print(f"{key[0] + ' c=' + str(key[1]):<19} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")

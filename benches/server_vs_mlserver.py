@@ -95,15 +95,19 @@ def load(command, port, ready, infer, body, seconds, connections=(1, 32)):
         stop(proc)
 
 
-def seconds_and_build(doc, features=("--features", "http")):
-    """The `--seconds` argument (a script's `--help` from its `doc`), once the release examples
-    the servers need are built with `features`."""
+def seconds_and_build(doc, features=("--features", "http"), rounds=False):
+    """The `--seconds` argument (a script's `--help` from its `doc`; with `rounds`, the pair
+    (`--seconds`, `--rounds`)), once the release examples the servers need are built with
+    `features`."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
+    if rounds:
+        parser.add_argument("--rounds", type=int, default=3,
+                            help="rounds of every server in turn; medians are printed")
     a = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", *features,
                     "--example", "serve", "--example", "registry", "--example", "engine_bench"], cwd=ROOT, check=True)
-    return a.seconds
+    return (a.seconds, a.rounds) if rounds else a.seconds
 
 
 def main():

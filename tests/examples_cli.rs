@@ -2664,7 +2664,11 @@ mod retrain_job {
     fn retrain_refused_by_the_gate_exits_3_with_its_reasons() {
         let d = tempfile::tempdir().unwrap();
         let (r, reg) = registry(d.path());
-        let coin = |i: usize, _| f64::from(u8::from((i.wrapping_mul(2_654_435_761) >> 7) % 2 == 0));
+        let coin = |i: usize, _| {
+            f64::from(u8::from(
+                (i.wrapping_mul(2_654_435_761) >> 7).is_multiple_of(2),
+            ))
+        };
         let log = write_log(d.path(), Some(&coin));
         let out = retrain(&reg, &log, &request(d.path(), "fraud"), &[]);
         let all = text(&out);

@@ -490,7 +490,7 @@ type Decoded = std::result::Result<Rows, String>;
 
 enum Rows {
     Scored(ScoredFile),
-    Labels(Vec<(Arc<str>, u32, i64, u8)>),
+    Labels(Vec<LabelPost>),
 }
 
 fn decode<R: ChunkReader + 'static>(r: R, kind: RowKind, from: i64, to: i64) -> Decoded {
@@ -889,12 +889,15 @@ fn decode_scored(
     out.ok_or_else(|| "no row groups".to_string())
 }
 
+/// One label post of a row: (request id, row in the request, time in µs, label).
+type LabelPost = (Arc<str>, u32, i64, u8);
+
 /// The label posts of a label file in `[from, to)`: (request id, row, time, label).
 fn decode_labels(
     batches: &[RecordBatch],
     from: i64,
     to: i64,
-) -> std::result::Result<Vec<(Arc<str>, u32, i64, u8)>, String> {
+) -> std::result::Result<Vec<LabelPost>, String> {
     let mut out = Vec::new();
     for batch in batches {
         let (ids, rows, times) = keys(batch)?;

@@ -230,6 +230,17 @@ fn check_window(w: &LoggedWindow, job: &RetrainJob, log: &str) -> Option<Stop> {
 
 async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) -> Result<(), Stop> {
     let job = job(args)?;
+    // The settings are checked before anything is read.
+    let config = RetrainConfig {
+        order_column: mlops::serve::predlog::ORDER_COLUMN.into(),
+        min_auc: args.min_auc,
+        ..RetrainConfig::default()
+    }
+    .check()
+    .map_err(|e| bad(format!("--min-auc: {e}")))?;
+    if args.trials == 0 {
+        return Err(bad("invalid --trials = 0: expected at least 1 trial"));
+    }
     summary.model = job.model.clone();
     summary.window = Some(job.window);
     summary.reason = job.reason.clone();
@@ -363,13 +374,6 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
         ..ValidationConfig::default()
     })
     .map_err(|e| bad(e.to_string()))?;
-    let config = RetrainConfig {
-        order_column: mlops::serve::predlog::ORDER_COLUMN.into(),
-        min_auc: args.min_auc,
-        ..RetrainConfig::default()
-    }
-    .check()
-    .map_err(|e| bad(format!("--min-auc: {e}")))?;
     let canary_alias = config.canary_alias.clone();
     let retrainer = Retrainer::new(registry.clone(), model, Schema { columns }, suite, config)
         .map_err(lifecycle_error)?;

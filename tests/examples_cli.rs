@@ -2734,6 +2734,28 @@ mod retrain_job {
         assert_eq!(out.status.code(), Some(2), "{all}");
         assert!(all.contains("no scored rows"), "{all}");
 
+        for (flag, value, says) in [
+            ("--min-auc", "2", "invalid RetrainConfig.min_auc = 2"),
+            ("--trials", "0", "invalid --trials = 0"),
+        ] {
+            let out = run(
+                "retrain",
+                &[
+                    "--registry",
+                    &reg,
+                    "--log",
+                    &log,
+                    "--request",
+                    &req,
+                    flag,
+                    value,
+                ],
+            );
+            let all = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{all}");
+            assert!(all.contains(says) && !all.contains("[log]"), "{all}");
+        }
+
         let bad = d.path().join("bad.json");
         std::fs::write(
             &bad,

@@ -47,7 +47,8 @@ struct Args {
     /// The prediction log (a folder or a store URL; `serve --log-predictions`).
     #[arg(long)]
     log: String,
-    /// A retrain request (the hook's JSON: model, version, reason, at, window {from, to}, summary).
+    /// A retrain request (the hook's JSON: model, version, sequence, replica, reason, at,
+    /// window {from, to}, summary).
     #[arg(long, conflicts_with = "hours", required_unless_present = "hours")]
     request: Option<String>,
     /// Retrain on the last N hours instead of a request's window.
@@ -102,6 +103,15 @@ fn failed(e: impl std::fmt::Display) -> Stop {
         code: EXIT_FAILED,
         outcome: "failed",
         message: format!("{e:#}"),
+    }
+}
+
+/// A registry error: bad input where the registry says so (a model name it refuses, a bad
+/// URL), else a failure.
+fn registry_error(e: mlops::registry::Error) -> Stop {
+    match e {
+        mlops::registry::Error::InvalidValue(_) => bad(e.to_string()),
+        e => failed(e),
     }
 }
 
@@ -241,6 +251,15 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
     if args.trials == 0 {
         return Err(bad("invalid --trials = 0: expected at least 1 trial"));
     }
+    if args.max_rows == 0 {
+        return Err(bad("invalid --max-rows = 0: expected at least 1 row"));
+    }
+    let lag = Duration::try_from_secs_f64(args.label_lag_hours * 3_600.0).map_err(|_| {
+        bad(format!(
+            "invalid --label-lag-hours = {}: expected a number of hours from 0",
+            args.label_lag_hours
+        ))
+    })?;
     summary.model = job.model.clone();
     summary.window = Some(job.window);
     summary.reason = job.reason.clone();
@@ -249,13 +268,13 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
     let registry = Arc::new(
         Registry::open(&args.registry, &RegistryConfig::default())
             .await
-            .map_err(failed)?,
+            .map_err(registry_error)?,
     );
     let model = job.model.as_str();
     let Some(champion_version) = registry
         .alias(model, "production")
         .await
-        .map_err(failed)?
+        .map_err(registry_error)?
         .and_then(|e| e.target)
     else {
         let known = registry.list_models().await.map_err(failed)?;
@@ -268,6 +287,13 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
             )
         }));
     };
+    // `canary` as the job found it: a move by anyone else from here on is exit 4.
+    let canary_alias = config.canary_alias.clone();
+    let expected_canary = registry
+        .alias(model, &canary_alias)
+        .await
+        .map_err(failed)?
+        .and_then(|e| e.target);
     if let Some(v) = job.version.filter(|&v| v != champion_version) {
         say(format!(
             "[retrain]   the request was raised on v{v}; production is v{champion_version} now: the candidate is gated against v{champion_version}"
@@ -282,12 +308,6 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
     let features = artifact.spec().input_features.clone();
 
     // The window, joined to its labels.
-    let lag = Duration::try_from_secs_f64(args.label_lag_hours * 3_600.0).map_err(|_| {
-        bad(format!(
-            "invalid --label-lag-hours = {}: expected a number of hours from 0",
-            args.label_lag_hours
-        ))
-    })?;
     let options = ReadOptions {
         features: Some(features.clone()),
         max_rows: args.max_rows,
@@ -374,14 +394,8 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
         ..ValidationConfig::default()
     })
     .map_err(|e| bad(e.to_string()))?;
-    let canary_alias = config.canary_alias.clone();
     let retrainer = Retrainer::new(registry.clone(), model, Schema { columns }, suite, config)
         .map_err(lifecycle_error)?;
-    let expected_canary = registry
-        .alias(model, &canary_alias)
-        .await
-        .map_err(failed)?
-        .and_then(|e| e.target);
     let window_name = format!("{} {}", log_name(&args.log), job.window.describe());
     let mut tags = vec![
         ("window.log".to_string(), log_name(&args.log)),
@@ -454,8 +468,17 @@ fn log_name(location: &str) -> String {
     match location.split_once("://") {
         Some((scheme, rest)) => {
             let rest = rest.split('?').next().unwrap_or(rest);
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-            format!("{scheme}://{rest}")
+            // User info is only in the authority (before the first `/`), never in the path.
+            let host = |authority: &'_ str| -> String {
+                authority
+                    .rsplit_once('@')
+                    .map_or(authority, |(_, host)| host)
+                    .to_string()
+            };
+            match rest.split_once('/') {
+                Some((authority, path)) => format!("{scheme}://{}/{path}", host(authority)),
+                None => format!("{scheme}://{}", host(rest)),
+            }
         }
         None => location.to_string(),
     }

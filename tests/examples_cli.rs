@@ -2712,6 +2712,12 @@ mod retrain_job {
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["outcome"], "bad_input");
 
+        // A name the registry refuses is bad input too (exit 2), not a failure.
+        let out = retrain(&reg, &log, &request(d.path(), "a b"), &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("a b"), "{all}");
+
         let out = retrain(&reg, &log, &request(d.path(), "frod"), &[]);
         let all = text(&out);
         assert_eq!(out.status.code(), Some(2), "{all}");
@@ -2737,6 +2743,8 @@ mod retrain_job {
         for (flag, value, says) in [
             ("--min-auc", "2", "invalid RetrainConfig.min_auc = 2"),
             ("--trials", "0", "invalid --trials = 0"),
+            ("--max-rows", "0", "invalid --max-rows = 0"),
+            ("--label-lag-hours", "1e300", "invalid --label-lag-hours"),
         ] {
             let out = run(
                 "retrain",

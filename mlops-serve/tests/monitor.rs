@@ -680,8 +680,14 @@ mod monitor_suite {
         );
         assert_eq!(std::fs::read_to_string(&tries).unwrap().lines().count(), 3);
         monitor.close();
+        // A shell whose job outlives it: past the timeout the whole group goes, the job too.
+        let job = dir.path().join("job.pid");
         let stuck = HookConfig {
-            command: Some(vec!["sleep".into(), "30".into()]),
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 600 & echo $! > '{}'; wait", job.display()),
+            ]),
             attempts: 1,
             timeout_seconds: 0.2,
             ..HookConfig::default()
@@ -695,6 +701,21 @@ mod monitor_suite {
             r#"mlops_monitor_hook_deliveries_total{model="fraud",hook="command",outcome="failed"} 1"#,
         );
         monitor.close();
+        let pid = std::fs::read_to_string(&job).unwrap();
+        let stat = std::path::PathBuf::from(format!("/proc/{}/stat", pid.trim()));
+        let deadline = std::time::Instant::now() + WAIT;
+        // Gone, or a zombie waiting for a reaper that is not ours (state Z after the name).
+        while std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook's job {} outlived its timeout",
+                pid.trim()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
@@ -756,6 +777,73 @@ mod monitor_suite {
         );
         monitor.close();
     }
+
+    /// The alarm's log window, read back from a prediction log the same router wrote, holds
+    /// every row of the drifted window: the log's clock is read a moment before the
+    /// monitor's, and a window of the monitor's own times alone left the oldest row out.
+    #[cfg(feature = "predlog")]
+    #[test]
+    fn the_alarms_log_window_holds_every_row_of_the_drifted_window() {
+        use mlops_serve::predlog::{read_window, LogParts, PredictionLog, ReadOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path().to_str().unwrap(), LogParts::default()).unwrap();
+        let (monitor, _metrics, ledger) = in_memory(&[(1, 0.0)], HookConfig::default());
+        let router = Router::new(
+            "fraud",
+            single(1),
+            RouterOptions {
+                monitor: Some(monitor.clone()),
+                prediction_log: Some(log.clone()),
+                ..RouterOptions::default()
+            },
+        )
+        .unwrap();
+        // One row per request, each at its own time: the first 600 fill the window that
+        // alarms; the next 600, scored after a pause, belong to the next window.
+        let one_by_one = |x: Array2<f32>, prefix: &str| {
+            for (i, row) in x.outer_iter().enumerate() {
+                let id = format!("{prefix}{i}");
+                let request = Request {
+                    request_id: Some(&id),
+                    ..Request::default()
+                };
+                let mut out = [0.0_f32];
+                router
+                    .route(&request, row.insert_axis(ndarray::Axis(0)), &mut out)
+                    .unwrap();
+            }
+        };
+        one_by_one(rows(600, 1.5, 5), "a");
+        monitor.sync(WAIT).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        one_by_one(rows(600, 1.5, 6), "b");
+        monitor.sync(WAIT).unwrap();
+        log.close().unwrap();
+        let request = futures::executor::block_on(ledger.last("fraud"))
+            .unwrap()
+            .expect("an alarm on the shifted world");
+        assert_eq!(request.summary.window_rows, 600);
+        let window = futures::executor::block_on(read_window(
+            dir.path().to_str().unwrap(),
+            "fraud",
+            request.window.from,
+            request.window.to,
+            &ReadOptions::default(),
+        ))
+        .unwrap();
+        // Every row of the window, none of the next one's.
+        assert_eq!(
+            window.counts.rows_read, 600,
+            "{:?} for {:?}",
+            window.counts, request.window
+        );
+        monitor.close();
+    }
+
+    #[cfg(not(feature = "predlog"))]
+    #[test]
+    #[ignore = "left out: the alarm's window read back from the log needs --features predlog (mlops-serve) or mlops/predlog, besides monitor"]
+    fn the_alarms_log_window_holds_every_row_of_the_drifted_window() {}
 }
 
 #[cfg(not(feature = "monitor"))]

@@ -107,7 +107,8 @@ pub struct HookConfig {
     /// Program and arguments; exit status 0 is a delivery. It inherits the server's
     /// environment (store credentials included) except `MLOPS_TOKENS`.
     pub command: Option<Vec<String>>,
-    /// Seconds one attempt may take (0.01 to 3,600; default 30); a command past it is killed.
+    /// Seconds one attempt may take (0.01 to 3,600; default 30); a command past it is killed
+    /// with everything it started (it runs in its own process group on Unix).
     pub timeout_seconds: f64,
     /// Attempts per delivery, 1 to [`MAX_HOOK_ATTEMPTS`] (default 5).
     pub attempts: u32,

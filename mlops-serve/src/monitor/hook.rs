@@ -203,14 +203,20 @@ fn post(url: &str, body: &[u8], timeout: Duration) -> std::result::Result<(), St
 fn run(command: &[String], body: &[u8], timeout: Duration) -> std::result::Result<(), String> {
     let (program, args) = command.split_first().ok_or("an empty command")?;
     let json = String::from_utf8_lossy(body);
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env(REQUEST_ENV, json.as_ref())
         // The server's bearer tokens are not the job's business.
         .env_remove("MLOPS_TOKENS")
         .stdin(Stdio::piped())
         .stdout(Stdio::from(std::io::stderr()))
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // Its own process group: a timeout kills what the command started too (a shell script's
+    // retrain job), not only the shell.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run {program:?}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -221,17 +227,29 @@ fn run(command: &[String], body: &[u8], timeout: Duration) -> std::result::Resul
         Ok(Some(status)) if status.success() => Ok(()),
         Ok(Some(status)) => Err(format!("{program:?} exited with {status}")),
         Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             Err(format!(
-                "{program:?} did not finish within {}s: killed",
+                "{program:?} did not finish within {}s: killed with its process group",
                 timeout.as_secs_f64()
             ))
         }
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             Err(format!("waiting for {program:?}: {e}"))
         }
     }
+}
+
+/// Kills `child` and, on Unix, every process of its group (it leads one: see [`run`]), then
+/// reaps it.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(id) = i32::try_from(child.id()) {
+        use nix::sys::signal::{killpg, Signal};
+        if let Err(e) = killpg(nix::unistd::Pid::from_raw(id), Signal::SIGKILL) {
+            tracing::warn!(pid = id, error = %e, "monitor hook: its process group not killed");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

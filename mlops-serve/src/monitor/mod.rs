@@ -66,7 +66,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mlops_core::clock::{Clock, SystemClock};
 use mlops_drift::DriftAction;
@@ -194,7 +194,9 @@ pub(crate) struct Scored {
     version: Option<u64>,
     x: Vec<f32>,
     predictions: Vec<f32>,
-    time: f64,
+    /// Microseconds since the Unix epoch (0 before it): the prediction log's resolution, so
+    /// a window's bounds select the same rows there.
+    time: i64,
 }
 
 pub(crate) struct Labeled {
@@ -302,6 +304,14 @@ impl LiveMonitor {
     /// closed: counted). Never blocks. Rows whose width is not the feature names' count
     /// are not taken (`false`, logged).
     pub fn record_scored(&self, batch: &Observed<'_>) -> bool {
+        self.record_scored_at(batch, None)
+    }
+
+    /// [`LiveMonitor::record_scored`] with the rows placed `at` (the prediction log's stamp
+    /// of the same rows, [`crate::predlog::PredictionLog::now`]) rather than at the monitor's
+    /// clock, so the log window of a retrain request holds exactly the window's rows; `None`
+    /// reads the monitor's clock.
+    pub fn record_scored_at(&self, batch: &Observed<'_>, at: Option<SystemTime>) -> bool {
         let rows = batch.x.nrows();
         if rows == 0 {
             return true;
@@ -313,12 +323,10 @@ impl LiveMonitor {
         if !self.reserve(batch.model, rows) {
             return false;
         }
-        let time = self
-            .inner
-            .clock
-            .now()
+        let time = at
+            .unwrap_or_else(|| self.inner.clock.now())
             .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let x = match batch.x.as_slice() {
             Some(s) => s.to_vec(),
             None => batch.x.iter().copied().collect(),

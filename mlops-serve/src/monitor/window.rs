@@ -13,7 +13,8 @@ pub(crate) struct RowWindow {
     /// `capacity * columns` values, row-major; row `i` of the ring at `i * columns`.
     values: Vec<f32>,
     predictions: Vec<f32>,
-    times: Vec<f64>,
+    /// Microseconds since the Unix epoch.
+    times: Vec<i64>,
     /// The ring's next write position.
     next: usize,
     len: usize,
@@ -38,7 +39,7 @@ impl RowWindow {
 
     /// Appends one row (`x.len() == columns`), overwriting the oldest once full. Storage
     /// grows with the rows up to the capacity, then stays.
-    pub(crate) fn push(&mut self, x: &[f32], prediction: f32, time: f64) {
+    pub(crate) fn push(&mut self, x: &[f32], prediction: f32, time: i64) {
         debug_assert_eq!(x.len(), self.columns);
         if self.values.len() < self.capacity * self.columns {
             self.values.extend_from_slice(x);
@@ -55,7 +56,7 @@ impl RowWindow {
     }
 
     /// Appends every row of `x` with its prediction, all at `time`.
-    pub(crate) fn push_rows(&mut self, x: ArrayView2<'_, f32>, predictions: &[f32], time: f64) {
+    pub(crate) fn push_rows(&mut self, x: ArrayView2<'_, f32>, predictions: &[f32], time: i64) {
         for (row, &p) in x.rows().into_iter().zip(predictions) {
             match row.as_slice() {
                 Some(s) => self.push(s, p, time),
@@ -76,7 +77,7 @@ impl RowWindow {
 
     /// The earliest and the latest time of its rows (`None` when empty): by value, not by
     /// position, so a clock that stepped back still gives `earliest <= latest`.
-    pub(crate) fn bounds(&self) -> Option<(f64, f64)> {
+    pub(crate) fn bounds(&self) -> Option<(i64, i64)> {
         let times = &self.times[..self.len.min(self.times.len())];
         let first = *times.first()?;
         Some(
@@ -168,23 +169,23 @@ mod tests {
     fn the_ring_keeps_the_last_rows_in_order_with_their_times() {
         let mut w = RowWindow::new(2, 3);
         assert_eq!(w.bounds(), None);
-        w.push_rows(array![[1.0, 10.0], [2.0, 20.0]].view(), &[0.1, 0.2], 5.0);
+        w.push_rows(array![[1.0, 10.0], [2.0, 20.0]].view(), &[0.1, 0.2], 5);
         assert_eq!(w.len(), 2);
-        w.push_rows(array![[3.0, 30.0], [4.0, 40.0]].view(), &[0.3, 0.4], 6.0);
+        w.push_rows(array![[3.0, 30.0], [4.0, 40.0]].view(), &[0.3, 0.4], 6);
         assert_eq!(w.len(), 3);
         let d = w.features(&["a".into(), "b".into()]).unwrap();
         assert_eq!(d.features(), &array![[2.0, 20.0], [3.0, 30.0], [4.0, 40.0]]);
-        assert_eq!(w.bounds(), Some((5.0, 6.0)));
+        assert_eq!(w.bounds(), Some((5, 6)));
         let p = w.predictions("prediction").unwrap();
         assert_eq!(p.features().column(0).to_vec(), vec![0.2, 0.3, 0.4]);
         // Non-contiguous rows (a transposed view) land the same.
         let t = array![[5.0, 6.0], [50.0, 60.0]];
-        w.push_rows(t.t(), &[0.5, 0.6], 7.0);
+        w.push_rows(t.t(), &[0.5, 0.6], 7);
         let d = w.features(&["time".into(), "b".into()]).unwrap();
         assert_eq!(d.features(), &array![[4.0, 40.0], [5.0, 50.0], [6.0, 60.0]]);
         // A clock that stepped back: the bounds are still earliest, latest.
-        w.push(&[7.0, 70.0], 0.7, 1.0);
-        assert_eq!(w.bounds(), Some((1.0, 7.0)));
+        w.push(&[7.0, 70.0], 0.7, 1);
+        assert_eq!(w.bounds(), Some((1, 7)));
     }
 
     #[test]

@@ -66,8 +66,9 @@ fn secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn time_of(s: f64) -> SystemTime {
-    UNIX_EPOCH + Duration::try_from_secs_f64(s).unwrap_or_default()
+/// The time of `us` microseconds since the Unix epoch (the epoch for a negative count).
+fn time_of(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 fn version_name(v: Option<u64>) -> String {
@@ -348,7 +349,7 @@ impl Worker {
             );
             return;
         }
-        let (from, to) = state.window.bounds().unwrap_or((0.0, 0.0));
+        let (from, to) = state.window.bounds().unwrap_or((0, 0));
         let request = RetrainRequest {
             model: model.to_string(),
             version: state.status.version,

@@ -61,7 +61,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mlops_core::clock::{Clock, SystemClock};
 use mlops_core::store_url::{open_url, OpenedStore};
@@ -442,8 +442,24 @@ impl PredictionLog {
         })
     }
 
-    fn now_us(&self) -> i64 {
-        match self.inner.clock.now().duration_since(UNIX_EPOCH) {
+    /// The time a row recorded now is stamped with (the log's clock): a host that also
+    /// hands the row to another consumer (the live monitor) passes it on, so both place the
+    /// row at the same instant (see [`PredictionLog::record_scored_at`]).
+    ///
+    /// ```
+    /// use mlops_serve::predlog::{LogParts, PredictionLog};
+    ///
+    /// let log = PredictionLog::open("memory://", LogParts::default())?;
+    /// assert!(log.now() > std::time::UNIX_EPOCH);
+    /// # log.close()?;
+    /// # Ok::<(), mlops_serve::Error>(())
+    /// ```
+    pub fn now(&self) -> SystemTime {
+        self.inner.clock.now()
+    }
+
+    fn micros(at: SystemTime) -> i64 {
+        match at.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
             Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
         }
@@ -455,6 +471,7 @@ impl PredictionLog {
         kind: RowKind,
         model: &Arc<str>,
         n: usize,
+        at: SystemTime,
         make: impl FnOnce() -> Body,
     ) -> bool {
         let inner = &*self.inner;
@@ -476,7 +493,7 @@ impl PredictionLog {
         }
         let rows = Rows {
             model: model.clone(),
-            time_us: self.now_us(),
+            time_us: Self::micros(at),
             body: make(),
         };
         self.send(kind, n, rows)
@@ -503,6 +520,12 @@ impl PredictionLog {
     /// counted (a full buffer, a closed log). A batch whose shape does not match its feature
     /// names and predictions is an error, and nothing is recorded.
     pub fn record_scored(&self, batch: &ScoredBatch<'_>) -> Result<bool> {
+        self.record_scored_at(batch, self.now())
+    }
+
+    /// [`PredictionLog::record_scored`] with the rows stamped `at` (from
+    /// [`PredictionLog::now`]) rather than at the log's clock when queued.
+    pub fn record_scored_at(&self, batch: &ScoredBatch<'_>, at: SystemTime) -> Result<bool> {
         let (rows, width) = batch.x.dim();
         if width != batch.features.len() {
             return Err(Error::invalid(
@@ -521,7 +544,7 @@ impl PredictionLog {
         if rows == 0 {
             return Ok(true);
         }
-        let accepted = self.offer(RowKind::Predictions, batch.model, rows, || {
+        let accepted = self.offer(RowKind::Predictions, batch.model, rows, at, || {
             Body::Scored(ScoredRows {
                 features: batch.features.clone(),
                 request_id: batch.request_id.map(Box::from),
@@ -562,12 +585,14 @@ impl PredictionLog {
         if parsed.is_empty() {
             return Ok(true);
         }
-        Ok(self.offer(RowKind::Labels, model, parsed.len(), || {
-            Body::Labels(LabelRows {
-                request_id: request_id.into(),
-                labels: parsed,
-            })
-        }))
+        Ok(
+            self.offer(RowKind::Labels, model, parsed.len(), self.now(), || {
+                Body::Labels(LabelRows {
+                    request_id: request_id.into(),
+                    labels: parsed,
+                })
+            }),
+        )
     }
 
     /// Writes everything buffered now and waits for it (a test's or a host's checkpoint; the

@@ -266,6 +266,8 @@ pub struct Router {
     table: ArcSwap<Table>,
     join: LabelJoin,
     shadow: shadow::Shadow,
+    /// The prediction log and the live monitor of the options, fed each scored request.
+    observers: shadow::Observers,
     options: RouterOptions,
     spread: AtomicU64,
     generation: AtomicU64,
@@ -292,6 +294,14 @@ impl Router {
         let metrics = &options.metrics;
         let join_drops = JoinDrop::ALL.map(|d| metrics.label_dropped(model, d.as_str()));
         let join = LabelJoin::new(&options.config.stats, options.clock.clone(), join_drops)?;
+        let observers = shadow::Observers {
+            #[cfg(any(feature = "predlog", feature = "monitor"))]
+            model: model.into(),
+            #[cfg(feature = "predlog")]
+            log: options.prediction_log.clone(),
+            #[cfg(feature = "monitor")]
+            monitor: options.monitor.clone(),
+        };
         let shadow = shadow::Shadow::start(
             options.config.shadow_queue,
             options.ticker.clone(),
@@ -300,14 +310,7 @@ impl Router {
                 error: metrics.shadow_dropped(model, "error"),
                 panic: metrics.shadow_dropped(model, "panic"),
             },
-            shadow::Observers {
-                #[cfg(any(feature = "predlog", feature = "monitor"))]
-                model: model.into(),
-                #[cfg(feature = "predlog")]
-                log: options.prediction_log.clone(),
-                #[cfg(feature = "monitor")]
-                monitor: options.monitor.clone(),
-            },
+            observers.clone(),
         )
         .map_err(|cause| {
             Error::Core(mlops_core::Error::Io {
@@ -322,6 +325,7 @@ impl Router {
             table: ArcSwap::from_pointee(table),
             join,
             shadow,
+            observers,
             options,
             spread: AtomicU64::new(0),
             generation: AtomicU64::new(1),
@@ -460,34 +464,9 @@ impl Router {
             return Err(e.into());
         }
         slot.record(elapsed, Answer::Scored(out));
-        #[cfg(feature = "predlog")]
-        if let Some(log) = &self.options.prediction_log {
-            let batch = crate::predlog::ScoredBatch {
-                model: &self.model,
-                features: &slot.feature_names,
-                request_id: request.request_id,
-                variant: &slot.name,
-                version: slot.version,
-                x,
-                predictions: out,
-            };
-            // A full buffer is counted by the log; an error (a predictor whose feature names
-            // do not match its width) is logged, and the request is answered either way.
-            if let Err(e) = log.record_scored(&batch) {
-                tracing::warn!(model = %self.model, error = %e, "prediction log: rows not recorded");
-            }
-        }
-        #[cfg(feature = "monitor")]
-        if let Some(monitor) = &self.options.monitor {
-            // A full queue is counted by the monitor; the request is answered either way.
-            monitor.record_scored(&crate::monitor::Observed {
-                model: &self.model,
-                features: &slot.feature_names,
-                version: slot.version,
-                x,
-                predictions: out,
-            });
-        }
+        // To the prediction log and the live monitor (each counts what it drops); the
+        // request is answered either way.
+        self.observers.observe(slot, request.request_id, x, out);
         if let Some(id) = request.request_id {
             self.join
                 .insert(id, slot.name.clone(), slot.version, out.to_vec());

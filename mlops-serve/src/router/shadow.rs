@@ -70,35 +70,49 @@ pub(crate) struct Observers {
 }
 
 impl Observers {
-    #[cfg_attr(
-        not(any(feature = "predlog", feature = "monitor")),
-        allow(unused_variables)
-    )]
-    fn observe(&self, slot: &super::Slot, x: ArrayView2<'_, f32>, out: &[f32]) {
+    /// Feeds one scored request's rows (`request_id`: `None` for the shadow's, see above) to
+    /// the log and the monitor at one time, so a retrain request's log window (the monitor's
+    /// times) holds exactly the rows of its drift window. A full buffer or queue is counted
+    /// by each; rows whose width does not match their feature names are logged and skipped.
+    #[cfg_attr(not(feature = "predlog"), allow(unused_variables))]
+    pub(crate) fn observe(
+        &self,
+        slot: &super::Slot,
+        request_id: Option<&str>,
+        x: ArrayView2<'_, f32>,
+        out: &[f32],
+    ) {
         #[cfg(feature = "predlog")]
-        if let Some(log) = &self.log {
+        let logged_at = self.log.as_ref().map(|log| log.now());
+        #[cfg(all(feature = "monitor", not(feature = "predlog")))]
+        let logged_at: Option<std::time::SystemTime> = None;
+        #[cfg(feature = "predlog")]
+        if let (Some(log), Some(at)) = (&self.log, logged_at) {
             let batch = crate::predlog::ScoredBatch {
                 model: &self.model,
                 features: &slot.feature_names,
-                request_id: None,
+                request_id,
                 variant: &slot.name,
                 version: slot.version,
                 x,
                 predictions: out,
             };
-            if let Err(e) = log.record_scored(&batch) {
-                tracing::warn!(model = %self.model, error = %e, "prediction log: shadow rows not recorded");
+            if let Err(e) = log.record_scored_at(&batch, at) {
+                tracing::warn!(model = %self.model, error = %e, "prediction log: rows not recorded");
             }
         }
         #[cfg(feature = "monitor")]
         if let Some(monitor) = &self.monitor {
-            monitor.record_scored(&crate::monitor::Observed {
-                model: &self.model,
-                features: &slot.feature_names,
-                version: slot.version,
-                x,
-                predictions: out,
-            });
+            monitor.record_scored_at(
+                &crate::monitor::Observed {
+                    model: &self.model,
+                    features: &slot.feature_names,
+                    version: slot.version,
+                    x,
+                    predictions: out,
+                },
+                logged_at,
+            );
         }
     }
 }
@@ -246,7 +260,7 @@ fn score(
     match result {
         Ok(Ok(())) => {
             slot.record(elapsed, Answer::Scored(out));
-            observers.observe(slot, x, out);
+            observers.observe(slot, None, x, out);
             let agreed = out
                 .iter()
                 .zip(&job.primary)

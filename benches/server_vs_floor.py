@@ -9,7 +9,9 @@ hyper, tokio's multi-thread runtime) that only parses the V2 JSON body and retur
 response: what any request costs before the server's own work. Ours serves the MLP of
 `examples/engine_bench` (30 -> 128 -> 64 -> 32 -> 1) from a registry, as
 `benches/server_vs_mlserver.py` does. The same single-row FP32 `[1, 30]` JSON body goes to both
-with wrk on 127.0.0.1, at concurrency 1 (one wrk thread) and 32 (two threads). Prints each
+with wrk on 127.0.0.1, at concurrency 1 (one wrk thread on CPU 0, the server on the other
+CPUs: a client across a network never shares the server's CPU) and 32 (two threads, every
+CPU shared by the server and wrk). Prints each
 one's requests/s, p50 and p99, and ours as a share of the floor's requests/s (issue 23's
 target: at least 70% at 32 connections). A third server is ours with the prediction log on
 (`--log-predictions` to a folder: every scored row written as Parquet off the request path);
@@ -18,7 +20,7 @@ requests/s, p99 at most +10%, and still at least 60% of the floor), with the row
 dropped. A fourth is ours with the log and the live monitor on (`--monitor`: each scored row
 kept in the version's drift window and compared with the registered reference profiles every
 5,000 rows), held to the same targets. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
-wrk shares the cores with the server, for all alike.
+wrk shares the cores with the server (at concurrency 32), for all alike.
 """
 import argparse
 import os
@@ -65,7 +67,8 @@ def main():
     for _ in range(a.rounds):
         for name, command in servers.items():
             port = free_port()
-            for c, r in load(command(port), port, "/v2/health/ready", "/v2/models/fraud/infer", body, a.seconds).items():
+            for c, r in load(command(port), port, "/v2/health/ready", "/v2/models/fraud/infer", body, a.seconds,
+                             pin_one=True).items():
                 runs.setdefault((name, c), []).append(r)
     for key, rs in runs.items():
         results[key] = tuple(statistics.median(r[i] for r in rs) for i in range(3))

@@ -50,14 +50,14 @@ def wait_ready(url, proc, seconds=120):
     sys.exit(f"server not ready: {url}")
 
 
-def wrk(url, body, connections, seconds):
+def wrk(url, body, connections, seconds, prefix=()):
     lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     lua.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
     lua.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
     lua.close()
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name, url],
+        [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name, url],
         capture_output=True, text=True, check=True,
     ).stdout
     os.unlink(lua.name)
@@ -84,13 +84,31 @@ def stop(proc):
         proc.kill()
 
 
-def load(command, port, ready, infer, body, seconds, connections=(1, 32)):
+def pin(pid, cpus):
+    """Sets the CPUs of every thread of process `pid` (`taskset -a`; threads it starts later
+    inherit them)."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, capture_output=True)
+
+
+def load(command, port, ready, infer, body, seconds, connections=(1, 32), pin_one=False):
     """Starts `command` (a server on `port`), waits for `ready`, loads `infer` with wrk at each
-    concurrency, stops it by PID: {concurrency: (requests/s, p50 ms, p99 ms)}."""
+    concurrency, stops it by PID: {concurrency: (requests/s, p50 ms, p99 ms)}.
+
+    `pin_one`: at concurrency 1, wrk runs on CPU 0 and the server on the other CPUs, as a
+    client across a network would (on two cores left to the scheduler, the two sometimes
+    share one CPU and hand each request over without waking the other, and the same binary's
+    median doubled or halved between runs); at higher concurrency both use every CPU."""
     proc = start(command)
+    cpus = os.cpu_count() or 1
     try:
         wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
-        return {c: wrk(f"http://127.0.0.1:{port}{infer}", body, c, seconds) for c in connections}
+        out = {}
+        for c in connections:
+            pinned = pin_one and c == 1 and cpus > 1
+            pin(proc.pid, f"1-{cpus - 1}" if pinned else f"0-{cpus - 1}") if pin_one else None
+            prefix = ("taskset", "-c", "0") if pinned else ()
+            out[c] = wrk(f"http://127.0.0.1:{port}{infer}", body, c, seconds, prefix)
+        return out
     finally:
         stop(proc)
 

@@ -31,6 +31,8 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_GATE: u8 = 3;
 const EXIT_CANARY_MOVED: u8 = 4;
+/// Most trials of `--trials` (each a full fit on the window).
+const MAX_TRIALS: usize = 1_000;
 
 /// Retrains a registered model on a window of its prediction log and leaves the candidate
 /// under `canary`, or says why not.
@@ -38,7 +40,7 @@ const EXIT_CANARY_MOVED: u8 = 4;
 #[command(
     version,
     about = "Retrains a model on a window of its prediction log: reads the window's scored rows joined to their labels, fits a candidate with the champion's settings (or a small search), gates it against the champion (alias `production`) on the same holdout, registers it with its lineage and points `canary` at it by compare-and-swap.",
-    after_help = "Exit codes: 0 a candidate is registered and `canary` points at it, 1 a failure (a store, the registry, training), 2 bad input (arguments, the request file, an unknown model or one with no `production`, a window with no labeled rows, one class only, too many rows, or failing validation), 3 the gate refused the candidate (its reasons are printed), 4 `canary` moved while the job ran (another retrain won; nothing pointed at the candidate)."
+    after_help = "Exit codes: 0 a candidate is registered and `canary` points at it, 1 a failure (a store, the registry, training), 2 bad input (arguments, the request file, an unknown model or one with no `production`, a window with no labeled rows, one class only, too many rows, or failing validation), 3 the gate refused the candidate (its reasons are printed), 4 `canary` moved while the job ran (another retrain won; the message names the candidate's version, registered and pointed at by nothing)."
 )]
 struct Args {
     /// The registry (a folder or a store URL).
@@ -63,13 +65,14 @@ struct Args {
     /// How long after the window's end labels are still read, in hours.
     #[arg(long, default_value_t = 24.0)]
     label_lag_hours: f64,
-    /// Fewest labeled rows the window must hold (validation).
+    /// Fewest labeled rows the window must hold (validation), at most --max-rows.
     #[arg(long, default_value_t = 1_000)]
     min_rows: usize,
     /// The gate's smallest ROC AUC on the holdout (besides: no worse than the champion).
     #[arg(long, default_value_t = 0.8)]
     min_auc: f64,
-    /// Trials of the small search run when the champion recorded no settings (or with --search).
+    /// Trials of the small search run when the champion recorded no settings (or with
+    /// --search), 1 to 1,000.
     #[arg(long, default_value_t = 4)]
     trials: usize,
     /// Search new settings even when the champion recorded its own.
@@ -119,7 +122,7 @@ fn registry_error(e: mlops::registry::Error) -> Stop {
 fn lifecycle_error(e: mlops::lifecycle::Error) -> Stop {
     match e {
         mlops::lifecycle::Error::InvalidValue(_) => bad(e.to_string()),
-        mlops::lifecycle::Error::Registry(mlops::registry::Error::AliasMoved { .. }) => Stop {
+        mlops::lifecycle::Error::CanaryMoved { .. } => Stop {
             code: EXIT_CANARY_MOVED,
             outcome: "canary_moved",
             message: e.to_string(),
@@ -248,11 +251,20 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
     }
     .check()
     .map_err(|e| bad(format!("--min-auc: {e}")))?;
-    if args.trials == 0 {
-        return Err(bad("invalid --trials = 0: expected at least 1 trial"));
+    if !(1..=MAX_TRIALS).contains(&args.trials) {
+        return Err(bad(format!(
+            "invalid --trials = {}: expected 1 to {MAX_TRIALS}",
+            args.trials
+        )));
     }
     if args.max_rows == 0 {
         return Err(bad("invalid --max-rows = 0: expected at least 1 row"));
+    }
+    if args.min_rows > args.max_rows {
+        return Err(bad(format!(
+            "invalid --min-rows = {}: expected at most --max-rows ({})",
+            args.min_rows, args.max_rows
+        )));
     }
     let lag = Duration::try_from_secs_f64(args.label_lag_hours * 3_600.0).map_err(|_| {
         bad(format!(

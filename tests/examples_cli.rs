@@ -2743,7 +2743,17 @@ mod retrain_job {
         for (flag, value, says) in [
             ("--min-auc", "2", "invalid RetrainConfig.min_auc = 2"),
             ("--trials", "0", "invalid --trials = 0"),
+            (
+                "--trials",
+                "1000000",
+                "invalid --trials = 1000000: expected 1 to 1000",
+            ),
             ("--max-rows", "0", "invalid --max-rows = 0"),
+            (
+                "--min-rows",
+                "99999999999",
+                "invalid --min-rows = 99999999999",
+            ),
             ("--label-lag-hours", "1e300", "invalid --label-lag-hours"),
         ] {
             let out = run(

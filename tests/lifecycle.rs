@@ -387,11 +387,22 @@ async fn two_retrainers_racing_for_canary_exactly_one_wins() {
     );
     let mut won = Vec::new();
     let mut lost = 0;
+    let mut lost_candidate = None;
     for r in [ra, rb] {
         match r {
             Ok(RetrainOutcome::Canary(c)) => won.push(c.version.unwrap()),
-            Err(Error::Registry(mlops::registry::Error::AliasMoved { alias, .. })) => {
+            Err(Error::CanaryMoved {
+                alias,
+                candidate,
+                cause,
+                ..
+            }) => {
+                assert!(
+                    matches!(*cause, mlops::registry::Error::AliasMoved { .. }),
+                    "{cause:?}"
+                );
                 assert_eq!(alias, "canary");
+                lost_candidate = Some(candidate);
                 lost += 1;
             }
             other => panic!("expected a win or a lost compare-and-swap: {other:?}"),
@@ -399,8 +410,12 @@ async fn two_retrainers_racing_for_canary_exactly_one_wins() {
     }
     assert_eq!((won.len(), lost), (1, 1), "{won:?}");
     assert_eq!(canary(&s.registry).await, Some(won[0]));
-    // Both candidates are registered (v2, v3); the alias names the winner only.
+    // Both candidates are registered (v2, v3); the alias names the winner only, and the
+    // loser's error names the other one.
     assert_eq!(versions(&s.registry).await, 3);
+    let mut both = vec![won[0], lost_candidate.unwrap()];
+    both.sort_unstable();
+    assert_eq!(both, vec![2, 3]);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use mlops_core::InvalidValue;
 
 /// A lifecycle call's failure. Each crate's error keeps its own variant, so a registry's
-/// `AliasMoved` (a lost compare-and-swap) or `Unavailable` stays matchable.
+/// `Unavailable` stays matchable (a retrain's lost compare-and-swap on the canary alias is
+/// [`Error::CanaryMoved`], which names the orphaned candidate and keeps the `AliasMoved`).
 ///
 /// ```
 /// use mlops::lifecycle::Error;
@@ -30,9 +31,24 @@ pub enum Error {
     /// mlops-serve's error (the router, the rollout controller, a promotion policy).
     #[error(transparent)]
     Serve(#[from] mlops_serve::Error),
-    /// mlops-registry's error (registering, the alias's compare-and-swap: `AliasMoved`).
+    /// mlops-registry's error (registering, reading aliases).
     #[error(transparent)]
     Registry(#[from] mlops_registry::Error),
+    /// The candidate passed and is registered, but the canary alias moved before it could
+    /// point at it (another retrain won the compare-and-swap, `cause` the registry's
+    /// `AliasMoved`): version `candidate` stays registered, pointed at by nothing.
+    #[error("version {candidate} of {model} is registered, but `{alias}` moved before it could point at it (pointed at by nothing): {cause}")]
+    CanaryMoved {
+        /// The model.
+        model: String,
+        /// The alias (`RetrainConfig.canary_alias`).
+        alias: String,
+        /// The candidate's version number.
+        candidate: u64,
+        /// The registry's `AliasMoved` (boxed: the variant stays small).
+        #[source]
+        cause: Box<mlops_registry::Error>,
+    },
     /// No trial of a search completed (`first_error`: why the first one failed).
     #[error("no trial of the search completed: {first_error}")]
     NoTrialCompleted {

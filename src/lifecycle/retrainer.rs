@@ -345,7 +345,7 @@ impl Retrainer {
     /// Retrains on `request.window`: validate, fit, gate, register, move the canary alias.
     /// A window that is empty, unlabeled or in another schema is an `InvalidValue` naming the
     /// column; one that fails validation is [`RetrainOutcome::Refused`]; a lost
-    /// compare-and-swap on the alias is the registry's `AliasMoved` (the candidate stays
+    /// compare-and-swap on the alias is [`Error::CanaryMoved`] naming the candidate (it stays
     /// registered, pointed at by nothing). The validation, the fit and the profile are CPU
     /// work done in this future: a host that serves on its runtime calls it from a task of
     /// its own runtime or thread (a retrain job, `spawn_blocking` with a handle), not from a
@@ -431,7 +431,19 @@ impl Retrainer {
                 request.expected_canary,
                 "passed the gate after a drift alarm",
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                cause @ mlops_registry::Error::AliasMoved { .. } => {
+                    tracing::warn!(model = %self.model, version, alias = %self.settings.canary_alias, "the canary alias moved: the candidate is pointed at by nothing");
+                    Error::CanaryMoved {
+                        model: self.model.clone(),
+                        alias: self.settings.canary_alias.clone(),
+                        candidate: version,
+                        cause: Box::new(cause),
+                    }
+                }
+                other => Error::Registry(other),
+            })?;
         tracing::info!(model = %self.model, version, alias = %self.settings.canary_alias, "candidate registered");
         Ok(RetrainOutcome::Canary(Box::new(retrained)))
     }

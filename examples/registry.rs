@@ -147,6 +147,22 @@ enum Command {
 /// The longest `gc --grace-hours`: about 114 years.
 const MAX_GRACE_HOURS: f64 = 1e6;
 
+/// `println!` for a tool whose output may be piped: when the reader is gone (`registry ... |
+/// head`), the program ends quietly with exit 0 instead of panicking; any other write error
+/// is exit 1.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: writing the output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 /// `--timeout`: seconds a store call may take, checked where the registry checks it.
 fn timeout_seconds(text: &str) -> Result<f64, String> {
     let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
@@ -202,9 +218,13 @@ fn location(text: &str) -> anyhow::Result<String> {
 }
 
 fn print_versions(versions: &[VersionInfo]) {
-    println!(
+    out!(
         "{:>7}  {:<24}  {:<12}  {:>10}  {:<22}  metrics / tags",
-        "version", "created", "by", "bytes", "aliases"
+        "version",
+        "created",
+        "by",
+        "bytes",
+        "aliases"
     );
     for v in versions {
         let r = &v.record;
@@ -214,7 +234,7 @@ fn print_versions(versions: &[VersionInfo]) {
         if v.deleted.is_some() {
             aliases = "(deleted)".into();
         }
-        println!(
+        out!(
             "{:>7}  {:<24}  {:<12}  {:>10}  {:<22}  {} {}",
             r.version,
             r.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -228,7 +248,7 @@ fn print_versions(versions: &[VersionInfo]) {
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -284,7 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&record)?;
             } else {
-                println!(
+                out!(
                     "registered {} version {} ({} files, {} bytes)",
                     record.model,
                     record.version,
@@ -342,36 +362,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print_versions(std::slice::from_ref(&info));
                 let r = &info.record;
-                println!("\nfiles:");
+                out!("\nfiles:");
                 for f in &r.files {
-                    println!("  {:<32} {:>10}  sha256:{}", f.name, f.size, f.sha256);
+                    out!("  {:<32} {:>10}  sha256:{}", f.name, f.size, f.sha256);
                 }
                 if !r.params.is_empty() {
-                    println!("params: {:?}", r.params);
+                    out!("params: {:?}", r.params);
                 }
                 let l = &r.lineage;
-                println!("lineage:");
-                println!(
+                out!("lineage:");
+                out!(
                     "  run id:         {}",
                     l.run_id.as_ref().map_or("-", |r| r.0.as_str())
                 );
                 match &l.dataset {
-                    Some(d) => println!("  dataset:        sha256:{} ({} rows)", d.sha256, d.rows),
-                    None => println!("  dataset:        -"),
+                    Some(d) => out!("  dataset:        sha256:{} ({} rows)", d.sha256, d.rows),
+                    None => out!("  dataset:        -"),
                 }
-                println!(
+                out!(
                     "  code version:   {}",
                     l.code_version.as_deref().unwrap_or("-")
                 );
-                println!(
+                out!(
                     "  parent version: {}",
                     l.parent_version.map_or("-".to_string(), |v| v.to_string())
                 );
                 if let Some(d) = &r.description {
-                    println!("description: {d}");
+                    out!("description: {d}");
                 }
                 if let Some(t) = &info.deleted {
-                    println!("deleted at {} by {}: {}", t.at, t.by, t.why);
+                    out!("deleted at {} by {}: {}", t.at, t.by, t.why);
                 }
             }
         }
@@ -396,7 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&entry)?;
             } else {
-                println!(
+                out!(
                     "{name}@{alias}: {} -> {version}",
                     entry
                         .previous
@@ -409,12 +429,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&history)?;
             } else {
-                println!(
+                out!(
                     "{:>4}  {:<24}  {:<12}  {:>6}  why",
-                    "seq", "at", "by", "target"
+                    "seq",
+                    "at",
+                    "by",
+                    "target"
                 );
                 for e in &history {
-                    println!(
+                    out!(
                         "{:>4}  {:<24}  {:<12}  {:>6}  {}",
                         e.seq,
                         e.at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -430,7 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&entry)?;
             } else {
-                println!(
+                out!(
                     "{name}@{alias}: rolled back to {}",
                     entry.target.map_or("-".to_string(), |t| t.to_string())
                 );
@@ -442,7 +465,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&record)?;
             } else {
-                println!(
+                out!(
                     "downloaded {name} version {} ({} files, sha256 checked) to {}",
                     record.version,
                     record.files.len(),
@@ -455,7 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&t)?;
             } else {
-                println!("deleted {name} version {version}");
+                out!("deleted {name} version {version}");
             }
         }
         Command::Models => {
@@ -463,7 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&models)?;
             } else {
-                models.iter().for_each(|m| println!("{m}"));
+                models.iter().for_each(|m| out!("{m}"));
             }
         }
         Command::Audit { name } => {
@@ -472,7 +495,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&events)?;
             } else {
                 for e in &events {
-                    println!(
+                    out!(
                         "{}  {:<12}  {:<16}  {} v{} {}  {}",
                         e.at.format("%Y-%m-%d %H:%M:%S UTC"),
                         e.actor,
@@ -495,7 +518,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&report)?;
             } else {
-                println!(
+                out!(
                     "{} blobs: {} referenced, {} kept (younger than {grace_hours} h), {} deleted ({} bytes)",
                     report.blobs, report.referenced, report.kept_recent, report.deleted, report.bytes_deleted
                 );

@@ -295,6 +295,41 @@ pub fn hour_name(hour: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}", hour.rem_euclid(24))
 }
 
+/// Days since 1970-01-01 of the civil date (year, month, day) (Howard Hinnant's algorithm,
+/// the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The hour (since the epoch) an [`hour_name`] names; `None` for any other text. A reader
+/// compares hours by number: past year 9999 the names are longer and no longer sort as text.
+pub(crate) fn parse_hour_name(name: &str) -> Option<i64> {
+    let (date, hour) = name.split_once('T')?;
+    let mut parts = date.rsplitn(3, '-');
+    let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+    let (year, month, day, hour): (i64, u32, u32, i64) = (
+        year.parse().ok()?,
+        month.parse().ok()?,
+        day.parse().ok()?,
+        hour.parse().ok()?,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(0..24).contains(&hour) {
+        return None;
+    }
+    let hours = days_from_civil(year, month, day)
+        .checked_mul(24)?
+        .checked_add(hour)?;
+    // Only the canonical spelling (no `2026-1-5T8`, no day 31 of a 30-day month).
+    (hour_name(hours) == name).then_some(hours)
+}
+
 /// The key of a file under the log's root: `{kind}/model={model}/hour={hour}/{file}`.
 pub(crate) fn partition_key(kind: RowKind, model: &str, hour: i64, file: &str) -> String {
     format!(
@@ -308,6 +343,45 @@ pub(crate) fn partition_key(kind: RowKind, model: &str, hour: i64, file: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hour_names_parse_back_and_compare_by_number_past_year_9999() {
+        for hour in [
+            0_i64,
+            -1,
+            1_796_457_600 / 3600,
+            // 9999-12-31T23 and the hour after it, 10000-01-01T00.
+            days_from_civil(9_999, 12, 31) * 24 + 23,
+            days_from_civil(10_000, 1, 1) * 24,
+            -days_from_civil(2_000, 2, 29) * 24 - 5,
+        ] {
+            assert_eq!(
+                parse_hour_name(&hour_name(hour)),
+                Some(hour),
+                "{}",
+                hour_name(hour)
+            );
+        }
+        let (late, later) = (
+            days_from_civil(9_999, 12, 31) * 24 + 23,
+            days_from_civil(10_000, 1, 1) * 24,
+        );
+        assert_eq!(later, late + 1);
+        // As text the later hour sorts first; as numbers it does not.
+        assert!(hour_name(later) < hour_name(late));
+        assert!(parse_hour_name(&hour_name(later)) > parse_hour_name(&hour_name(late)));
+        for bad in [
+            "",
+            "x",
+            "2026-12-05",
+            "2026-13-01T00",
+            "2026-02-30T00",
+            "2026-1-5T8",
+            "2026-12-05T24",
+        ] {
+            assert_eq!(parse_hour_name(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn civil_dates_match_known_days() {

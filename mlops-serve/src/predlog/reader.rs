@@ -76,7 +76,7 @@ use ndarray::{Array1, Array2};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::ChunkReader;
 
-use super::files::{feature_column, hour_name, partition_value, RowKind};
+use super::files::{feature_column, hour_name, parse_hour_name, partition_value, RowKind};
 use super::{PREDICTION, PREDICTION_COLUMNS};
 use crate::{Error, ErrorKind, Result};
 
@@ -370,15 +370,14 @@ impl Source {
         to_us: i64,
     ) -> Result<Vec<String>> {
         let root = format!("{}/model={}", kind.as_str(), partition_value(model));
-        // Hour names sort in time order (fixed width), so the overlap is a string range.
-        let first = hour_name(from_us.div_euclid(HOUR_US));
-        let last = hour_name((to_us - 1).div_euclid(HOUR_US));
+        // By number: hour names sort as text only up to year 9999.
+        let hours = from_us.div_euclid(HOUR_US)..=(to_us - 1).div_euclid(HOUR_US);
         let mut keys = Vec::new();
         for folder in self.list(&root, true).await? {
-            let Some(hour) = folder.strip_prefix("hour=") else {
+            let Some(hour) = folder.strip_prefix("hour=").and_then(parse_hour_name) else {
                 continue;
             };
-            if hour >= first.as_str() && hour <= last.as_str() {
+            if hours.contains(&hour) {
                 let dir = format!("{root}/{folder}");
                 for name in self.list(&dir, false).await? {
                     keys.push(format!("{dir}/{name}"));

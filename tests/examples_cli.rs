@@ -2735,23 +2735,17 @@ mod retrain_job {
         assert_eq!(out.status.code(), Some(2), "{all}");
         assert!(all.contains("unknown model \"frod\""), "{all}");
 
-        let out = run(
-            "retrain",
-            &[
-                "--registry",
-                &reg,
-                "--log",
-                &log,
-                "--model",
-                "fraud",
-                "--hours",
-                "2",
-            ],
-        );
-        let all = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{all}");
-        assert!(all.contains("no scored rows"), "{all}");
-
+        // Refused with exit 2, saying `says`; returns the output.
+        let refused = |args: &[&str], says: &str| {
+            let mut all_args = vec!["--registry", reg.as_str(), "--log", log.as_str()];
+            all_args.extend_from_slice(args);
+            let out = run("retrain", &all_args);
+            let all = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{all}");
+            assert!(all.contains(says), "{all}");
+            all
+        };
+        refused(&["--model", "fraud", "--hours", "2"], "no scored rows");
         for (flag, value, says) in [
             ("--min-auc", "2", "invalid RetrainConfig.min_auc = 2"),
             ("--trials", "0", "invalid --trials = 0"),
@@ -2768,22 +2762,9 @@ mod retrain_job {
             ),
             ("--label-lag-hours", "1e300", "invalid --label-lag-hours"),
         ] {
-            let out = run(
-                "retrain",
-                &[
-                    "--registry",
-                    &reg,
-                    "--log",
-                    &log,
-                    "--request",
-                    &req,
-                    flag,
-                    value,
-                ],
-            );
-            let all = text(&out);
-            assert_eq!(out.status.code(), Some(2), "{all}");
-            assert!(all.contains(says) && !all.contains("[log]"), "{all}");
+            // Checked before the log is read.
+            let all = refused(&["--request", &req, flag, value], says);
+            assert!(!all.contains("[log]"), "{all}");
         }
 
         let bad = d.path().join("bad.json");

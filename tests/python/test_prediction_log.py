@@ -2,8 +2,14 @@
 by the test command with the `predlog` feature) serves requests with ids and gets their labels
 back; after a graceful stop (SIGTERM by its PID) pyarrow reads `DIR/predictions` and
 `DIR/labels` as Hive-partitioned Parquet datasets, as they are, and the labels join the
-predictions by request id and row."""
+predictions by request id and row. The same traffic logged to `az://` on a real Azurite (Azure
+Blob's emulator) reads back the same from its downloaded blobs."""
 import json
+import os
+import pathlib
+import socket
+import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -13,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from serving import start_serve
+from serving import ROOT, free_port, start_serve
 
 
 def post(url, body):
@@ -22,12 +28,11 @@ def post(url, body):
         return json.loads(r.read())
 
 
-@pytest.fixture(scope="module")
-def logged(tmp_path_factory):
-    """Serves 40 requests (1 to 3 rows each) with ids, posts the labels of 30 of them, stops
-    the server by SIGTERM; returns the log folder, what was sent, and serve's output."""
-    d = tmp_path_factory.mktemp("predlog")
-    proc, url = start_serve(d, "--log-predictions", d / "log")
+def serve_and_label(d, log):
+    """Serves 40 requests (1 to 3 rows each) with ids under a server logging to `log` (a
+    folder or a store URL), posts the labels of 30 of them, stops the server by SIGTERM;
+    returns what was sent, the labels and serve's output."""
+    proc, url = start_serve(d, "--log-predictions", log)
     base = f"http://{url}"
     rng = np.random.default_rng(11)
     sent = {}
@@ -53,12 +58,21 @@ def logged(tmp_path_factory):
     proc.terminate()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, (out.decode(), err.decode())
-    return d / "log", sent, labels, out.decode()
+    return sent, labels, out.decode()
 
 
-def test_pyarrow_reads_the_log_as_it_is_and_labels_join_predictions(logged):
-    log, sent, labels, out = logged
-    assert "prediction log:" in out, out
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """The log of `serve_and_label` in a folder: the folder, what was sent, the labels and
+    serve's output."""
+    d = tmp_path_factory.mktemp("predlog")
+    sent, labels, out = serve_and_label(d, d / "log")
+    return d / "log", sent, labels, out
+
+
+def check_log(log, sent, labels):
+    """pyarrow reads the log folder `log` as it is: every row as scored, labels joined by
+    request id and row."""
     predictions = ds.dataset(log / "predictions", format="parquet", partitioning="hive").to_table()
     label_rows = ds.dataset(log / "labels", format="parquet", partitioning="hive").to_table()
     n_rows = sum(x.shape[0] for x, _ in sent.values())
@@ -88,9 +102,73 @@ def test_pyarrow_reads_the_log_as_it_is_and_labels_join_predictions(logged):
     assert unlabeled and not (set(joined.column("request_id").to_pylist()) & unlabeled)
 
 
+def test_pyarrow_reads_the_log_as_it_is_and_labels_join_predictions(logged):
+    log, sent, labels, out = logged
+    assert "prediction log:" in out, out
+    check_log(log, sent, labels)
+
+
 def test_pandas_reads_the_predictions_folder_directly(logged):
     pd = pytest.importorskip("pandas")
     log, sent, _, _ = logged
     frame = pd.read_parquet(log / "predictions")
     assert len(frame) == sum(x.shape[0] for x, _ in sent.values())
     assert set(frame["request_id"]) == set(sent)
+
+
+# Azurite's well-known development account and key.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def test_the_log_on_azure_blob_is_read_back_as_written(tmp_path, monkeypatch):
+    """The same traffic logged to `az://` on a real Azurite (Azure Blob's emulator, on a port
+    picked here, stopped by PID): every blob is a whole Parquet file under the same
+    partitioned keys, and the downloaded tree reads back exactly as the folder's does."""
+    from azure.storage.blob import BlobServiceClient
+
+    azurite = os.environ.get("MLOPS_AZURITE", str(ROOT / ".tools/node_modules/.bin/azurite-blob"))
+    if not pathlib.Path(azurite).exists():
+        pytest.fail(f"azurite-blob not found at {azurite}: run scripts/test.sh (it installs it from npm) "
+                    "or set MLOPS_AZURITE")
+    port = free_port()
+    server = subprocess.Popen(
+        [azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(tmp_path / "azurite"),
+         "--skipApiVersionCheck", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        connection = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                      f"BlobEndpoint={endpoint};")
+        deadline = time.time() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.time() < deadline, "azurite-blob did not start"
+                time.sleep(0.2)
+        client = BlobServiceClient.from_connection_string(connection)
+        container = client.create_container("predlog")
+        for k, v in {
+            "AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
+            "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY,
+            "AZURE_STORAGE_ENDPOINT": endpoint,
+            "AZURE_ALLOW_HTTP": "true",
+        }.items():
+            monkeypatch.setenv(k, v)
+        sent, labels, out = serve_and_label(tmp_path, "az://predlog/log")
+        assert "prediction log:" in out, out
+        mirror = tmp_path / "mirror"
+        names = [b.name for b in container.list_blobs(name_starts_with="log/")]
+        assert names and all(n.endswith(".parquet") for n in names), names
+        assert {n.split("/")[1] for n in names} == {"predictions", "labels"}, names
+        for name in names:
+            target = mirror / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(container.download_blob(name).readall())
+        check_log(mirror / "log", sent, labels)
+    finally:
+        server.terminate()  # stopped by PID
+        server.wait(timeout=30)

@@ -19,7 +19,7 @@ its cost against ours without it is printed too (issue 24's target: at most 10% 
 requests/s, p99 at most +10%, and still at least 60% of the floor), with the rows it wrote and
 dropped. A fourth is ours with the log and the live monitor on (`--monitor`: each scored row
 kept in the version's drift window and compared with the registered reference profiles every
-5,000 rows), held to the same targets. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
+5,000 rows, at most once a second: the defaults), held to the same targets. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
 wrk shares the cores with the server (at concurrency 32), for all alike.
 """
 import argparse

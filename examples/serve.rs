@@ -30,7 +30,8 @@
 //! says what was written and dropped.
 //!
 //! `--monitor` (feature `monitor`, off by default) watches live traffic: each version's
-//! scored rows are compared, every window, with its reference profiles in the registry; labels
+//! scored rows are compared, every window (at most once a second by default), with its
+//! reference profiles in the registry; labels
 //! posted back make live metrics; a drift alarm is claimed once across every replica in the
 //! registry's `retrain` state document and delivered to the webhook and/or command of
 //! `--monitor-config` (`mlops::serve::monitor`); the metrics are `mlops_monitor_*` on

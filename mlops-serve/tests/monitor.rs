@@ -79,6 +79,8 @@ mod monitor_suite {
     fn config(hook: HookConfig) -> LiveMonitorConfig {
         LiveMonitorConfig {
             window_rows: 600,
+            // Every window compared as it fills (the tests count checks per window).
+            min_check_seconds: 0.0,
             label_window_rows: 2_000,
             label_step_rows: 100,
             policy: DriftPolicyConfig {
@@ -178,6 +180,41 @@ mod monitor_suite {
             (checks, requests, verdict),
             "{s:?}"
         );
+    }
+
+    /// Windows that fill faster than `min_check_seconds` wait: one check for three windows
+    /// scored at once, then, with no more rows, the waiting one once the interval has passed
+    /// (on the latest rows), and nothing after it.
+    #[test]
+    fn windows_filling_faster_than_min_check_seconds_wait_and_the_latest_is_checked() {
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let profiles = MemoryProfiles::new();
+        profiles.insert("fraud", 1, profiles_of(0.0));
+        let monitor = start(
+            LiveMonitorConfig {
+                min_check_seconds: 2.0,
+                ..config(HookConfig::default())
+            },
+            Arc::new(profiles),
+            Arc::new(MemoryRetrainLedger::new()),
+            &mut metrics,
+        );
+        let router = router(single(1), &monitor);
+        score(&router, &rows(1_800, 0.0, 1), "a");
+        monitor.sync(WAIT).unwrap();
+        assert_eq!(monitor.status("fraud")[0].checks, 1);
+        let deadline = std::time::Instant::now() + WAIT;
+        while monitor.status("fraud")[0].checks < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiting check never ran"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(2_500));
+        let s = &monitor.status("fraud")[0];
+        assert_eq!((s.checks, s.verdict.as_str()), (2, "no_drift"), "{s:?}");
+        monitor.close();
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Live monitoring in a serving replica (feature `monitor`): the features each version is
-//! asked to score are kept in a bounded window and compared, every window, with that
-//! version's reference profile; labels posted back make live metrics; a drift alarm becomes
+//! asked to score are kept in a bounded window and compared, every window (at most once per
+//! [`LiveMonitorConfig::min_check_seconds`]), with that version's reference profile; labels posted back make live metrics; a drift alarm becomes
 //! one retrain request across every replica, delivered through a hook.
 //!
 //! - **Per version.** Each version a model serves has its own window of its last
 //!   [`LiveMonitorConfig::window_rows`] rows (features, score, time: memory set by the
-//!   window, not by the traffic), compared every [`LiveMonitorConfig::step_rows`] rows with
+//!   window, not by the traffic), compared every [`LiveMonitorConfig::step_rows`] rows (and
+//!   [`LiveMonitorConfig::min_check_seconds`] apart at least: a window that fills sooner
+//!   waits, and its check, when due, reads the latest rows, even if none come after) with
 //!   the version's [`Profiles`] from a [`ProfileSource`] (the registry's
 //!   `reference_profile.json` and `prediction_profile.json`): per-feature drift, the dataset
 //!   verdict and its `incomplete` rule ([`mlops_drift::DriftReport`]), prediction drift, and

@@ -40,6 +40,8 @@ struct VersionState {
     features: Arc<[String]>,
     window: RowWindow,
     since_check: usize,
+    /// When its window was last compared (`min_check_seconds` apart at most once).
+    last_check: Option<Instant>,
     profiles: Option<ProfileState>,
     labeled: LabelWindow,
     labels_since: usize,
@@ -71,6 +73,8 @@ pub(crate) struct Worker {
     pub(crate) queued: Arc<std::sync::atomic::AtomicUsize>,
     models: HashMap<Arc<str>, ModelState>,
     published: Instant,
+    /// The time as of the last clock read (every 64 messages, and at every idle poll).
+    now: Instant,
 }
 
 fn secs(t: SystemTime) -> f64 {
@@ -111,6 +115,7 @@ impl Worker {
             queued,
             models: HashMap::new(),
             published: Instant::now(),
+            now: Instant::now(),
         })
     }
 
@@ -124,11 +129,15 @@ impl Worker {
         let mut empty = 0_u32;
         let mut since_publish = 0_u32;
         loop {
-            let message = if empty < IDLE_POLLS {
+            // Polling goes on while a check waits for `min_check_seconds`: blocking would
+            // leave it waiting for the next row.
+            let message = if empty < IDLE_POLLS || !self.waiting_checks().is_empty() {
                 match messages.try_recv() {
                     Ok(message) => message,
                     Err(TryRecvError::Empty) => {
-                        empty += 1;
+                        empty = empty.saturating_add(1);
+                        self.now = Instant::now();
+                        self.run_waiting_checks();
                         std::thread::sleep(POLL);
                         continue;
                     }
@@ -148,10 +157,12 @@ impl Worker {
                     self.queued.fetch_sub(rows, Ordering::AcqRel);
                     // The clock read every 64 messages, not per request.
                     since_publish += 1;
-                    if since_publish.is_multiple_of(64) && self.published.elapsed() >= PUBLISH_EVERY
-                    {
-                        self.publish_all();
-                        since_publish = 0;
+                    if since_publish.is_multiple_of(64) {
+                        self.now = Instant::now();
+                        if self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY {
+                            self.publish_all();
+                            since_publish = 0;
+                        }
                     }
                 }
                 Message::Labeled(l) => {
@@ -209,6 +220,7 @@ impl Worker {
                     features: s.features.clone(),
                     window: RowWindow::new(s.features.len(), config.window_rows),
                     since_check: 0,
+                    last_check: None,
                     profiles: None,
                     labeled: LabelWindow::new(config.label_window_rows),
                     labels_since: 0,
@@ -238,22 +250,68 @@ impl Worker {
         state.window.push_rows(x, &s.predictions, s.time);
         state.since_check += rows;
         state.status.window_rows = state.window.len();
-        if state.window.len() < config.window_rows || state.since_check < config.step() {
+        self.check_if_due(&s.model, s.version);
+    }
+
+    /// Whether `state`'s window is full, `step_rows` rows came since its last check, and
+    /// `min_check_seconds` have passed (as of `now`).
+    fn due(config: &CheckedLiveMonitorConfig, state: &VersionState, now: Instant) -> bool {
+        state.window.len() >= config.window_rows
+            && state.since_check >= config.step()
+            && state
+                .last_check
+                .is_none_or(|t| now.saturating_duration_since(t) >= config.min_check_interval())
+    }
+
+    /// Checks `version` of `model` if it is due (see [`Worker::due`]).
+    fn check_if_due(&mut self, model_name: &Arc<str>, version: Option<u64>) {
+        let config = &self.config;
+        let now = self.now;
+        let Some(model) = self.models.get_mut(model_name) else {
+            return;
+        };
+        let now_row = model.rows;
+        let Some(state) = model.versions.get_mut(&version) else {
+            return;
+        };
+        if !Self::due(config, state, now) {
             return;
         }
-        metrics.window(&state.labels, state.window.len());
+        self.parts.metrics.window(&state.labels, state.window.len());
         state.since_check = 0;
+        state.last_check = Some(now);
         // A rollout runs when another version of the model scored within the window.
         let others_serving: Vec<String> = model
             .versions
             .iter()
             .filter(|(v, other)| {
-                **v != s.version && other.last_row + config.window_rows as u64 > now_row
+                **v != version && other.last_row + config.window_rows as u64 > now_row
             })
             .map(|(v, _)| version_name(*v))
             .collect();
-        self.check(&s.model, s.version, others_serving);
-        self.publish(&s.model, s.version);
+        self.check(model_name, version, others_serving);
+        self.publish(model_name, version);
+    }
+
+    /// The versions whose check waits only for `min_check_seconds` to pass.
+    fn waiting_checks(&self) -> Vec<(Arc<str>, Option<u64>)> {
+        let far = self.now + self.config.min_check_interval();
+        self.models
+            .iter()
+            .flat_map(|(name, m)| {
+                m.versions
+                    .iter()
+                    .filter(move |(_, s)| Self::due(&self.config, s, far))
+                    .map(move |(v, _)| (name.clone(), *v))
+            })
+            .collect()
+    }
+
+    /// Runs the checks that became due while no rows came.
+    fn run_waiting_checks(&mut self) {
+        for (model, version) in self.waiting_checks() {
+            self.check_if_due(&model, version);
+        }
     }
 
     fn load_profiles(&self, model: &str, state: &mut VersionState) {

@@ -1164,15 +1164,16 @@ fn registry_cli_registers_aliases_downloads_and_races_across_processes() {
         table.contains("team=risk") && table.lines().count() == 7,
         "{table}"
     );
-    // A reader gone before the output (`registry list | head -0`): exit 0, not a panic.
-    let mut piped = Command::new(&exe)
+    // A reader gone before the output (`registry list | head -0`): exit 0, not a panic. The
+    // pipe's reading end is closed before the tool starts, so its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(&exe)
         .args(["--registry", r, "list", "fraud"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(piped.stdout.take());
-    let out = piped.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -200,9 +200,12 @@ mod monitor_suite {
             &mut metrics,
         );
         let router = router(single(1), &monitor);
-        score(&router, &rows(1_800, 0.0, 1), "a");
+        // Three windows at once, the world moved in the last one.
+        score(&router, &rows(1_200, 0.0, 1), "a");
+        score(&router, &rows(600, 1.5, 2), "b");
         monitor.sync(WAIT).unwrap();
-        assert_eq!(monitor.status("fraud")[0].checks, 1);
+        let s = &monitor.status("fraud")[0];
+        assert_eq!((s.checks, s.verdict.as_str()), (1, "no_drift"), "{s:?}");
         let deadline = std::time::Instant::now() + WAIT;
         while monitor.status("fraud")[0].checks < 2 {
             assert!(
@@ -212,9 +215,79 @@ mod monitor_suite {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(2_500));
+        // The waiting check read the latest rows (the moved world), once.
         let s = &monitor.status("fraud")[0];
-        assert_eq!((s.checks, s.verdict.as_str()), (2, "no_drift"), "{s:?}");
+        assert_eq!((s.checks, s.verdict.as_str()), (2, "drift"), "{s:?}");
         monitor.close();
+    }
+
+    /// A trickle of rows (fewer than the 64 messages between two clock reads) shows in the
+    /// metrics and the status without a `sync`: the idle worker publishes what changed.
+    #[test]
+    fn a_trickle_of_rows_shows_without_a_sync() {
+        let (monitor, metrics, _) = in_memory(&[(1, 0.0)], HookConfig::default());
+        let router = router(single(1), &monitor);
+        score(&router, &rows(40, 0.0, 3), "t");
+        wait_for(&metrics, r#"mlops_monitor_rows_total{model="fraud"} 40"#);
+        wait_for(
+            &metrics,
+            r#"mlops_monitor_window_rows{model="fraud",version="1"} 40"#,
+        );
+        assert_eq!(monitor.status("fraud")[0].window_rows, 40);
+        monitor.close();
+    }
+
+    /// Closing the monitor (the server stopping) kills a hook command in progress with its
+    /// process group, instead of waiting out its timeout: the command's own group does not
+    /// get a terminal's Ctrl-C.
+    #[test]
+    fn closing_the_monitor_kills_a_running_hook_command_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.pid");
+        let long = HookConfig {
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 600 & echo $! > '{}'; wait", job.display()),
+            ]),
+            attempts: 1,
+            timeout_seconds: 600.0,
+            ..HookConfig::default()
+        };
+        let (monitor, _metrics) = alarm_with(long);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::fs::read_to_string(&job).map_or(true, |p| p.trim().is_empty()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let started = std::time::Instant::now();
+        monitor.close();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
+        gone(&std::fs::read_to_string(&job).unwrap());
+    }
+
+    /// Waits until process `pid` is gone (or a zombie left to a reaper that is not ours).
+    fn gone(pid: &str) {
+        let stat = std::path::PathBuf::from(format!("/proc/{}/stat", pid.trim()));
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {} outlived its hook",
+                pid.trim()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
@@ -726,7 +799,8 @@ mod monitor_suite {
                 format!("sleep 600 & echo $! > '{}'; wait", job.display()),
             ]),
             attempts: 1,
-            timeout_seconds: 0.2,
+            // Long enough for `sh` to write the job's pid on a loaded machine.
+            timeout_seconds: 1.0,
             ..HookConfig::default()
         };
         let (monitor, metrics) = alarm_with(stuck);
@@ -738,21 +812,7 @@ mod monitor_suite {
             r#"mlops_monitor_hook_deliveries_total{model="fraud",hook="command",outcome="failed"} 1"#,
         );
         monitor.close();
-        let pid = std::fs::read_to_string(&job).unwrap();
-        let stat = std::path::PathBuf::from(format!("/proc/{}/stat", pid.trim()));
-        let deadline = std::time::Instant::now() + WAIT;
-        // Gone, or a zombie waiting for a reaper that is not ours (state Z after the name).
-        while std::fs::read_to_string(&stat).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        }) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the hook's job {} outlived its timeout",
-                pid.trim()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        gone(&std::fs::read_to_string(&job).unwrap());
     }
 
     #[test]

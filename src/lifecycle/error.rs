@@ -37,6 +37,8 @@ pub enum Error {
     /// The candidate passed and is registered, but the canary alias moved before it could
     /// point at it (another retrain won the compare-and-swap, `cause` the registry's
     /// `AliasMoved`): version `candidate` stays registered, pointed at by nothing.
+    // `cause` is in the message (what a tool prints), so it is not also the `source`: a
+    // chain printed whole would say it twice.
     #[error("version {candidate} of {model} is registered, but `{alias}` moved before it could point at it (pointed at by nothing): {cause}")]
     CanaryMoved {
         /// The model.
@@ -46,7 +48,6 @@ pub enum Error {
         /// The candidate's version number.
         candidate: u64,
         /// The registry's `AliasMoved` (boxed: the variant stays small).
-        #[source]
         cause: Box<mlops_registry::Error>,
     },
     /// No trial of a search completed (`first_error`: why the first one failed).

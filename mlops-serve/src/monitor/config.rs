@@ -47,13 +47,14 @@ pub struct LiveMonitorConfig {
     /// Rows of each version's drift window: the most recent rows it scored, compared with the
     /// version's reference profile. 1 to [`MAX_WINDOW_ROWS`] (default 5,000).
     pub window_rows: usize,
-    /// Rows between two checks of a version once its window is full, 1 to `window_rows`
-    /// (default: `window_rows`, tumbling windows; 0 means the default).
+    /// Rows between two checks of a version at least, once its window is full, 1 to
+    /// `window_rows` (default: `window_rows`, tumbling windows; 0 means the default).
     pub step_rows: usize,
     /// Seconds between two checks of a version at least, 0 to 86,400 (default 1): a window
     /// that fills sooner waits, while rows keep coming into it, and the check then compares
     /// the latest `window_rows` rows. At 64,000 requests/s, 5,000-row windows would otherwise
-    /// be compared 13 times a second (each a burst on every core); 0 compares every window.
+    /// be compared 13 times a second (each a burst on every core); 0 checks every
+    /// `step_rows` rows as they come.
     pub min_check_seconds: f64,
     /// Labeled rows kept per version for the live metrics (the most recent), 1 to
     /// [`MAX_WINDOW_ROWS`] (default 5,000).

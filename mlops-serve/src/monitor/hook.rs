@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
@@ -131,7 +131,7 @@ impl Delivery {
         }
         if let Some(command) = &self.config.command {
             self.with_retries(request, "command", || {
-                run(command, &body, self.timing.timeout)
+                run(command, &body, self.timing.timeout, &self.stop)
             });
         }
     }
@@ -200,7 +200,12 @@ fn post(url: &str, body: &[u8], timeout: Duration) -> std::result::Result<(), St
 
 /// Runs `command` with `body` on its stdin and in [`REQUEST_ENV`]; exit status 0 is a
 /// delivery; past `timeout` it is killed. Its output goes to this process's stderr.
-fn run(command: &[String], body: &[u8], timeout: Duration) -> std::result::Result<(), String> {
+fn run(
+    command: &[String],
+    body: &[u8],
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> std::result::Result<(), String> {
     let (program, args) = command.split_first().ok_or("an empty command")?;
     let json = String::from_utf8_lossy(body);
     let mut command = Command::new(program);
@@ -223,19 +228,32 @@ fn run(command: &[String], body: &[u8], timeout: Duration) -> std::result::Resul
         // A command that does not read its stdin closes it: not a failure.
         let _ = stdin.write_all(body);
     }
-    match child.wait_timeout(timeout) {
-        Ok(Some(status)) if status.success() => Ok(()),
-        Ok(Some(status)) => Err(format!("{program:?} exited with {status}")),
-        Ok(None) => {
-            kill_group(&mut child);
-            Err(format!(
-                "{program:?} did not finish within {}s: killed with its process group",
-                timeout.as_secs_f64()
-            ))
-        }
-        Err(e) => {
-            kill_group(&mut child);
-            Err(format!("waiting for {program:?}: {e}"))
+    // Waited for in steps, so that a close (the server stopping) is seen: the command's own
+    // process group does not get the terminal's Ctrl-C.
+    let started = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match child.wait_timeout(left.min(Duration::from_millis(100))) {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{program:?} exited with {status}")),
+            Ok(None) if stop.load(Ordering::SeqCst) => {
+                kill_group(&mut child);
+                return Err(format!(
+                    "{program:?} stopped with the monitor: killed with its process group"
+                ));
+            }
+            Ok(None) if left.is_zero() => {
+                kill_group(&mut child);
+                return Err(format!(
+                    "{program:?} did not finish within {}s: killed with its process group",
+                    timeout.as_secs_f64()
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(format!("waiting for {program:?}: {e}"));
+            }
         }
     }
 }

@@ -42,7 +42,8 @@
 //! let reference = Dataset::new(rows(0.0), names.to_vec())?;
 //! let profiles = MemoryProfiles::new();
 //! profiles.insert("fraud", 1, Profiles { features: Some(ReferenceProfile::fit(&reference, &ProfileConfig::default())?), prediction: None });
-//! let config = LiveMonitorConfig { window_rows: 1000, ..LiveMonitorConfig::default() }.check()?;
+//! // Every window compared as it fills (by default, at most once a second).
+//! let config = LiveMonitorConfig { window_rows: 1000, min_check_seconds: 0.0, ..LiveMonitorConfig::default() }.check()?;
 //! let monitor = LiveMonitor::start(config, MonitorParts::new(Arc::new(profiles), Arc::new(MemoryRetrainLedger::new())))?;
 //! let model: Arc<str> = "fraud".into();
 //! for shift in [0.0, 500.0] {
@@ -68,7 +69,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use mlops_core::clock::{Clock, SystemClock};
 use mlops_drift::DriftAction;
@@ -196,8 +197,9 @@ pub(crate) struct Scored {
     version: Option<u64>,
     x: Vec<f32>,
     predictions: Vec<f32>,
-    /// Microseconds since the Unix epoch (0 before it): the prediction log's resolution, so
-    /// a window's bounds select the same rows there.
+    /// Microseconds since the Unix epoch (negative before it,
+    /// [`mlops_core::clock::unix_micros`]): the prediction log's resolution and its reading,
+    /// so a window's bounds select the same rows there.
     time: i64,
 }
 
@@ -325,10 +327,7 @@ impl LiveMonitor {
         if !self.reserve(batch.model, rows) {
             return false;
         }
-        let time = at
-            .unwrap_or_else(|| self.inner.clock.now())
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let time = mlops_core::clock::unix_micros(at.unwrap_or_else(|| self.inner.clock.now()));
         let x = match batch.x.as_slice() {
             Some(s) => s.to_vec(),
             None => batch.x.iter().copied().collect(),
@@ -374,8 +373,9 @@ impl LiveMonitor {
         )
     }
 
-    /// Waits until everything queued before this call has been monitored (its checks run,
-    /// its requests claimed), at most `timeout`.
+    /// Waits until everything queued before this call has been monitored (the checks then
+    /// due run, their requests claimed; a check waiting for
+    /// [`LiveMonitorConfig::min_check_seconds`] runs when due), at most `timeout`.
     pub fn sync(&self, timeout: Duration) -> Result<()> {
         let (ack, done) = sync_channel(1);
         self.inner
@@ -399,9 +399,10 @@ impl LiveMonitor {
             .collect()
     }
 
-    /// Stops taking rows, monitors what is queued, and stops the threads (a hook delivery in
-    /// progress finishes its attempt; queued deliveries are counted as dropped: they stay in
-    /// the ledger). Idempotent.
+    /// Stops taking rows, monitors what is queued (a check still waiting for
+    /// [`LiveMonitorConfig::min_check_seconds`] does not run), and stops the threads (a webhook
+    /// attempt in progress finishes; a hook command in progress is killed with its process
+    /// group; queued deliveries are counted as dropped: they stay in the ledger). Idempotent.
     pub fn close(&self) {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;

@@ -2,7 +2,7 @@
 //! checks, the claim of a retrain request, and the live metrics.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +73,8 @@ pub(crate) struct Worker {
     pub(crate) queued: Arc<std::sync::atomic::AtomicUsize>,
     models: HashMap<Arc<str>, ModelState>,
     published: Instant,
+    /// Whether rows or labels came since the last [`Worker::publish_all`].
+    unpublished: bool,
     /// The time as of the last clock read (every 64 messages, and at every idle poll).
     now: Instant,
 }
@@ -80,11 +82,6 @@ pub(crate) struct Worker {
 fn secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The time of `us` microseconds since the Unix epoch (the epoch for a negative count).
-fn time_of(us: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 fn version_name(v: Option<u64>) -> String {
@@ -115,6 +112,7 @@ impl Worker {
             queued,
             models: HashMap::new(),
             published: Instant::now(),
+            unpublished: false,
             now: Instant::now(),
         })
     }
@@ -129,24 +127,46 @@ impl Worker {
         let mut empty = 0_u32;
         let mut since_publish = 0_u32;
         loop {
-            // Polling goes on while a check waits for `min_check_seconds`: blocking would
-            // leave it waiting for the next row.
-            let message = if empty < IDLE_POLLS || !self.waiting_checks().is_empty() {
+            let message = if empty < IDLE_POLLS {
                 match messages.try_recv() {
                     Ok(message) => message,
                     Err(TryRecvError::Empty) => {
-                        empty = empty.saturating_add(1);
+                        empty += 1;
                         self.now = Instant::now();
                         self.run_waiting_checks();
+                        // A trickle of rows (fewer than 64 messages a publish) still shows.
+                        if self.unpublished
+                            && self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY
+                        {
+                            self.publish_all();
+                            since_publish = 0;
+                        }
                         std::thread::sleep(POLL);
                         continue;
                     }
                     Err(TryRecvError::Disconnected) => break,
                 }
             } else {
-                match messages.recv() {
+                // Idle: everything shown, then blocked until the next message or until a
+                // check waiting for `min_check_seconds` is due (it runs without a new row).
+                if self.unpublished {
+                    self.publish_all();
+                    since_publish = 0;
+                }
+                let received = match self.next_waiting_check() {
+                    Some(due) => {
+                        messages.recv_timeout(due.saturating_duration_since(Instant::now()))
+                    }
+                    None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match received {
                     Ok(message) => message,
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.now = Instant::now();
+                        self.run_waiting_checks();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
             empty = 0;
@@ -184,6 +204,7 @@ impl Worker {
     fn scored(&mut self, s: super::Scored) {
         let config = &self.config;
         let metrics = &self.parts.metrics;
+        self.unpublished = true;
         let model = self.models.entry(s.model.clone()).or_default();
         model.rows += s.predictions.len() as u64;
         model.unreported_rows += s.predictions.len() as u64;
@@ -293,23 +314,30 @@ impl Worker {
         self.publish(model_name, version);
     }
 
-    /// The versions whose check waits only for `min_check_seconds` to pass.
-    fn waiting_checks(&self) -> Vec<(Arc<str>, Option<u64>)> {
-        let far = self.now + self.config.min_check_interval();
+    /// When the earliest check that waits only for `min_check_seconds` is due, if any.
+    fn next_waiting_check(&self) -> Option<Instant> {
+        let interval = self.config.min_check_interval();
         self.models
-            .iter()
-            .flat_map(|(name, m)| {
-                m.versions
-                    .iter()
-                    .filter(move |(_, s)| Self::due(&self.config, s, far))
-                    .map(move |(v, _)| (name.clone(), *v))
+            .values()
+            .flat_map(|m| m.versions.values())
+            .filter(|s| {
+                s.window.len() >= self.config.window_rows && s.since_check >= self.config.step()
             })
-            .collect()
+            .map(|s| s.last_check.map_or(self.now, |t| t + interval))
+            .min()
     }
 
     /// Runs the checks that became due while no rows came.
     fn run_waiting_checks(&mut self) {
-        for (model, version) in self.waiting_checks() {
+        if self.next_waiting_check().is_none_or(|due| due > self.now) {
+            return;
+        }
+        let due: Vec<(Arc<str>, Option<u64>)> = self
+            .models
+            .iter()
+            .flat_map(|(name, m)| m.versions.keys().map(move |v| (name.clone(), *v)))
+            .collect();
+        for (model, version) in due {
             self.check_if_due(&model, version);
         }
     }
@@ -438,8 +466,8 @@ impl Worker {
             replica: self.parts.replica.clone(),
             reason: decision.reason.clone(),
             window: LogWindow {
-                from: time_of(from),
-                to: time_of(to) + Duration::from_micros(1),
+                from: mlops_core::clock::from_unix_micros(from),
+                to: mlops_core::clock::from_unix_micros(to.saturating_add(1)),
             },
             summary: RequestSummary {
                 verdict: report.dataset.verdict.as_str().into(),
@@ -513,6 +541,7 @@ impl Worker {
     }
 
     fn labeled(&mut self, l: super::Labeled) {
+        self.unpublished = true;
         let Some(state) = self
             .models
             .get_mut(&l.model)
@@ -574,6 +603,7 @@ impl Worker {
             }
         }
         self.published = Instant::now();
+        self.unpublished = false;
     }
 
     fn publish(&self, model: &Arc<str>, version: Option<u64>) {

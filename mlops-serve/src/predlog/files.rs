@@ -320,7 +320,13 @@ pub(crate) fn parse_hour_name(name: &str) -> Option<i64> {
         day.parse().ok()?,
         hour.parse().ok()?,
     );
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(0..24).contains(&hour) {
+    // Past ±1.1e15 years no hour of an i64 microsecond clock is named (and the day count
+    // would overflow).
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&hour)
+        || year.unsigned_abs() > 1_100_000_000_000_000
+    {
         return None;
     }
     let hours = days_from_civil(year, month, day)
@@ -378,6 +384,8 @@ mod tests {
             "2026-02-30T00",
             "2026-1-5T8",
             "2026-12-05T24",
+            "100000000000000000-01-01T00",
+            "-9223372036854775808-01-01T00",
         ] {
             assert_eq!(parse_hour_name(bad), None, "{bad}");
         }

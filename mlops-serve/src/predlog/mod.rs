@@ -61,7 +61,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use mlops_core::clock::{Clock, SystemClock};
 use mlops_core::store_url::{open_url, OpenedStore};
@@ -458,13 +458,6 @@ impl PredictionLog {
         self.inner.clock.now()
     }
 
-    fn micros(at: SystemTime) -> i64 {
-        match at.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-            Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
-        }
-    }
-
     /// Queues `n` rows of `kind` without blocking: `false` (counted) when they are dropped.
     fn offer(
         &self,
@@ -493,7 +486,7 @@ impl PredictionLog {
         }
         let rows = Rows {
             model: model.clone(),
-            time_us: Self::micros(at),
+            time_us: mlops_core::clock::unix_micros(at),
             body: make(),
         };
         self.send(kind, n, rows)

@@ -61,7 +61,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use mlops_core::clock::unix_micros as micros;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -328,13 +330,6 @@ pub async fn read_window_in(
         versions,
         skipped: read.skipped,
     })
-}
-
-fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
-    }
 }
 
 const HOUR_US: i64 = 3_600_000_000;

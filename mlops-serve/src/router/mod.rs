@@ -466,7 +466,8 @@ impl Router {
         slot.record(elapsed, Answer::Scored(out));
         // To the prediction log and the live monitor (each counts what it drops); the
         // request is answered either way.
-        self.observers.observe(slot, request.request_id, x, out);
+        self.observers
+            .observe(slot, request.request_id, x, out, "request");
         if let Some(id) = request.request_id {
             self.join
                 .insert(id, slot.name.clone(), slot.version, out.to_vec());

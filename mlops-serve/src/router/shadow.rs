@@ -70,7 +70,8 @@ pub(crate) struct Observers {
 }
 
 impl Observers {
-    /// Feeds one scored request's rows (`request_id`: `None` for the shadow's, see above) to
+    /// Feeds one scored request's rows (`request_id`: `None` for the shadow's, see above;
+    /// `origin`, `request` or `shadow`, names them in a warning) to
     /// the log and the monitor at one time, so a retrain request's log window (the monitor's
     /// times) holds exactly the rows of its drift window. A full buffer or queue is counted
     /// by each; rows whose width does not match their feature names are logged and skipped.
@@ -81,6 +82,7 @@ impl Observers {
         request_id: Option<&str>,
         x: ArrayView2<'_, f32>,
         out: &[f32],
+        origin: &'static str,
     ) {
         #[cfg(feature = "predlog")]
         let logged_at = self.log.as_ref().map(|log| log.now());
@@ -98,7 +100,7 @@ impl Observers {
                 predictions: out,
             };
             if let Err(e) = log.record_scored_at(&batch, at) {
-                tracing::warn!(model = %self.model, error = %e, "prediction log: rows not recorded");
+                tracing::warn!(model = %self.model, origin, error = %e, "prediction log: rows not recorded");
             }
         }
         #[cfg(feature = "monitor")]
@@ -260,7 +262,7 @@ fn score(
     match result {
         Ok(Ok(())) => {
             slot.record(elapsed, Answer::Scored(out));
-            observers.observe(slot, None, x, out);
+            observers.observe(slot, None, x, out, "shadow");
             let agreed = out
                 .iter()
                 .zip(&job.primary)

@@ -53,6 +53,18 @@ def start_serve(d, *extra):
             time.sleep(0.1)
 
 
+def wait_for_port(port, what, seconds=60):
+    """Waits until something listens on 127.0.0.1:`port` (`what`, named if it never does)."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert time.time() < deadline, f"{what} did not start"
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def moto_s3(monkeypatch, bucket):
     """A real moto S3 server on 127.0.0.1 (a port picked here) with `bucket` made, the AWS_*
@@ -61,14 +73,7 @@ def moto_s3(monkeypatch, bucket):
     binary = os.environ.get("MLOPS_MOTO", str(ROOT / ".venv/bin/moto_server"))
     server = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert time.time() < deadline, "moto_server did not start"
-                time.sleep(0.2)
+        wait_for_port(port, "moto_server")
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}", method="PUT"))
         for k, v in {
             "AWS_ENDPOINT": f"http://127.0.0.1:{port}",

@@ -7,9 +7,7 @@ Blob's emulator) reads back the same from its downloaded blobs."""
 import json
 import os
 import pathlib
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -19,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from serving import ROOT, free_port, start_serve
+from serving import ROOT, free_port, start_serve, wait_for_port
 
 
 def post(url, body):
@@ -141,14 +139,7 @@ def test_the_log_on_azure_blob_is_read_back_as_written(tmp_path, monkeypatch):
         endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
         connection = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
                       f"BlobEndpoint={endpoint};")
-        deadline = time.time() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert time.time() < deadline, "azurite-blob did not start"
-                time.sleep(0.2)
+        wait_for_port(port, "azurite-blob")
         client = BlobServiceClient.from_connection_string(connection)
         container = client.create_container("predlog")
         for k, v in {

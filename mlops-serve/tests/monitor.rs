@@ -221,6 +221,35 @@ mod monitor_suite {
         monitor.close();
     }
 
+    /// A window that fills after the worker has waited idle longer than `min_check_seconds`
+    /// is checked at once: the interval is timed from the time read when the rows arrive, not
+    /// from the last one read before the wait.
+    #[test]
+    fn a_window_after_an_idle_wait_is_checked_at_once() {
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let profiles = MemoryProfiles::new();
+        profiles.insert("fraud", 1, profiles_of(0.0));
+        let monitor = start(
+            LiveMonitorConfig {
+                min_check_seconds: 1.0,
+                ..config(HookConfig::default())
+            },
+            Arc::new(profiles),
+            Arc::new(MemoryRetrainLedger::new()),
+            &mut metrics,
+        );
+        let router = router(single(1), &monitor);
+        score(&router, &rows(600, 0.0, 1), "a");
+        monitor.sync(WAIT).unwrap();
+        assert_eq!(monitor.status("fraud")[0].checks, 1);
+        // Idle (polling for half a second, then blocked) past the interval.
+        std::thread::sleep(Duration::from_millis(2_500));
+        score(&router, &rows(600, 0.0, 2), "b");
+        monitor.sync(WAIT).unwrap();
+        assert_eq!(monitor.status("fraud")[0].checks, 2);
+        monitor.close();
+    }
+
     /// A trickle of rows (fewer than the 64 messages between two clock reads) shows in the
     /// metrics and the status without a `sync`: the idle worker publishes what changed.
     #[test]

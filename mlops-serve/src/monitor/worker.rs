@@ -160,7 +160,12 @@ impl Worker {
                     None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
                 match received {
-                    Ok(message) => message,
+                    Ok(message) => {
+                        // After a wait the time last read is stale: a check would be timed
+                        // from it.
+                        self.now = Instant::now();
+                        message
+                    }
                     Err(RecvTimeoutError::Timeout) => {
                         self.now = Instant::now();
                         self.run_waiting_checks();

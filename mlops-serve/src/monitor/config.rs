@@ -101,7 +101,8 @@ impl Default for LiveMonitorConfig {
 }
 
 /// Where a retrain request goes: a webhook (an HTTP `POST` of the request as JSON) and/or a
-/// command (run with the request as JSON on its standard input and in `MLOPS_RETRAIN_REQUEST`).
+/// command (run with the request as JSON on its standard input and, up to
+/// [`MAX_REQUEST_ENV_BYTES`](super::MAX_REQUEST_ENV_BYTES), in `MLOPS_RETRAIN_REQUEST`).
 /// Each delivery is retried with doubling backoff, off the request path. With neither set the
 /// request is still claimed in the ledger (and counted), which a host may poll instead.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

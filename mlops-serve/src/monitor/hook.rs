@@ -16,8 +16,14 @@ use super::ledger::RetrainRequest;
 use super::metrics::MonitorMetrics;
 use crate::Result;
 
-/// The environment variable a hook command finds the request in (JSON), besides its stdin.
+/// The environment variable a hook command finds the request in (JSON), besides its stdin,
+/// when the request is at most [`MAX_REQUEST_ENV_BYTES`] long (unset when longer: stdin
+/// always has it).
 pub const REQUEST_ENV: &str = "MLOPS_RETRAIN_REQUEST";
+
+/// The longest request put in [`REQUEST_ENV`]: Linux refuses to start a program with one
+/// variable over 128 KiB (`E2BIG`), and a request names every drifted column.
+pub const MAX_REQUEST_ENV_BYTES: usize = 64 * 1024;
 
 /// The queue into the delivery thread.
 pub(crate) struct Hook {
@@ -198,8 +204,9 @@ fn post(url: &str, body: &[u8], timeout: Duration) -> std::result::Result<(), St
     })
 }
 
-/// Runs `command` with `body` on its stdin and in [`REQUEST_ENV`]; exit status 0 is a
-/// delivery; past `timeout` it is killed. Its output goes to this process's stderr.
+/// Runs `command` with `body` on its stdin and (when short enough) in [`REQUEST_ENV`]; exit
+/// status 0 is a delivery; past `timeout` it is killed. Its output goes to this process's
+/// stderr.
 fn run(
     command: &[String],
     body: &[u8],
@@ -207,11 +214,9 @@ fn run(
     stop: &AtomicBool,
 ) -> std::result::Result<(), String> {
     let (program, args) = command.split_first().ok_or("an empty command")?;
-    let json = String::from_utf8_lossy(body);
     let mut command = Command::new(program);
     command
         .args(args)
-        .env(REQUEST_ENV, json.as_ref())
         // The server's bearer tokens are not the job's business.
         .env_remove("MLOPS_TOKENS")
         .stdin(Stdio::piped())
@@ -221,12 +226,35 @@ fn run(
     // retrain job), not only the shell.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    if body.len() <= MAX_REQUEST_ENV_BYTES {
+        command.env(REQUEST_ENV, String::from_utf8_lossy(body).as_ref());
+    } else {
+        command.env_remove(REQUEST_ENV);
+        tracing::warn!(
+            bytes = body.len(),
+            "monitor hook: the request is too long for {REQUEST_ENV}; it is on stdin only"
+        );
+    }
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run {program:?}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A command that does not read its stdin closes it: not a failure.
-        let _ = stdin.write_all(body);
+        // Written from its own thread: a command that does not read its stdin would block a
+        // write past the pipe's buffer (64 KiB), and with it the timeout. The write ends when
+        // the command reads it all, closes its stdin, exits or is killed (a broken pipe: not
+        // a failure).
+        let body = body.to_vec();
+        let written = std::thread::Builder::new()
+            .name("mlops-hook-stdin".into())
+            .spawn(move || {
+                let _ = stdin.write_all(&body);
+            });
+        if let Err(e) = written {
+            kill_group(&mut child);
+            return Err(format!(
+                "cannot start the thread writing {program:?}'s stdin: {e}"
+            ));
+        }
     }
     // Waited for in steps, so that a close (the server stopping) is seen: the command's own
     // process group does not get the terminal's Ctrl-C.
@@ -270,4 +298,51 @@ fn kill_group(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn a_command_that_never_reads_a_long_request_is_still_timed_out() {
+        let started = Instant::now();
+        let e = run(
+            &sh("sleep 30"),
+            &vec![b'x'; 1 << 20],
+            Duration::from_millis(300),
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(e.contains("did not finish within 0.3s"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_request_is_on_stdin_and_in_the_environment_when_it_fits() {
+        let check = r#"[ "$(cat)" = "$MLOPS_RETRAIN_REQUEST" ]"#;
+        let no = AtomicBool::new(false);
+        run(
+            &sh(check),
+            br#"{"model":"fraud"}"#,
+            Duration::from_secs(20),
+            &no,
+        )
+        .unwrap();
+        // Too long for one environment variable (Linux: 128 KiB): on stdin only.
+        let long = vec![b'x'; 200 * 1024];
+        let only_stdin = r#"[ -z "${MLOPS_RETRAIN_REQUEST+set}" ] && [ "$(wc -c)" -eq 204800 ]"#;
+        run(&sh(only_stdin), &long, Duration::from_secs(20), &no).unwrap();
+        assert!(run(&sh("exit 3"), b"{}", Duration::from_secs(20), &no)
+            .unwrap_err()
+            .contains("exited with"));
+    }
 }

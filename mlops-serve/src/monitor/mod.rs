@@ -80,7 +80,7 @@ pub use config::{
     CheckedLiveMonitorConfig, HookConfig, LiveMonitorConfig, MAX_HOOK_ATTEMPTS, MAX_QUEUE_ROWS,
     MAX_VERSIONS, MAX_WINDOW_ROWS,
 };
-pub use hook::REQUEST_ENV;
+pub use hook::{MAX_REQUEST_ENV_BYTES, REQUEST_ENV};
 pub use ledger::{
     claim_retrain, rfc3339, Claimed, LogWindow, MemoryRetrainLedger, PredictionDrift,
     RequestSummary, RetrainLedger, RetrainRequest, RETRAIN_DOCUMENT,

@@ -19,7 +19,8 @@ its cost against ours without it is printed too (issue 24's target: at most 10% 
 requests/s, p99 at most +10%, and still at least 60% of the floor), with the rows it wrote and
 dropped. A fourth is ours with the log and the live monitor on (`--monitor`: each scored row
 kept in the version's drift window and compared with the registered reference profiles every
-5,000 rows, at most once a second: the defaults), held to the same targets. Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
+5,000 rows, at most once a second: the defaults), held to the same targets. The same ratios are printed paired by round too (each round runs the
+servers back to back: the medians of the per-round ratios, with their range). Servers are started here on free ports and stopped by PID. Machine: whatever runs it;
 wrk shares the cores with the server (at concurrency 32), for all alike.
 """
 import argparse
@@ -88,6 +89,13 @@ def main():
             print(f"c={c}: with {what}, {on[0] / ours[0]:.2f}x the requests/s, p99 "
                   f"{(on[2] / ours[2] - 1) * 100:+.0f}%, {on[0] / floor[0] * 100:.0f}% of the floor "
                   "(targets: at least 0.90x, p99 at most +10%, at least 60%)")
+            # Paired by round (the two ran back to back): the machine's load, which drifts over
+            # minutes and moves a p99 by tens of percent, cancels in each round's ratio.
+            rps = sorted(a[0] / b[0] for a, b in zip(runs[(name, c)], runs[("mlops", c)]))
+            p99 = sorted(a[2] / b[2] - 1 for a, b in zip(runs[(name, c)], runs[("mlops", c)]))
+            print(f"      paired by round: {statistics.median(rps):.2f}x the requests/s "
+                  f"({rps[0]:.2f}-{rps[-1]:.2f}), p99 {statistics.median(p99) * 100:+.0f}% "
+                  f"({p99[0] * 100:+.0f}% to {p99[-1] * 100:+.0f}%)")
     files = list((work / "log").rglob("*.parquet"))
     print(f"prediction log: {len(files)} Parquet files under {work / 'log'}")
 

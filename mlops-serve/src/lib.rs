@@ -48,6 +48,8 @@ pub mod rollout;
 pub mod router;
 pub mod source;
 pub mod step_stats;
+#[cfg(any(feature = "predlog", feature = "monitor"))]
+mod tap;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

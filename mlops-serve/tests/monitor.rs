@@ -250,8 +250,54 @@ mod monitor_suite {
         monitor.close();
     }
 
-    /// A trickle of rows (fewer than the 64 messages between two clock reads) shows in the
-    /// metrics and the status without a `sync`: the idle worker publishes what changed.
+    /// Rows scored by several threads while the monitor closes: every one is monitored
+    /// (`mlops_monitor_rows_total`) or counted dropped, none lost in between; repeated, since
+    /// the close lands at a different point each time.
+    #[test]
+    fn rows_recorded_while_the_monitor_closes_are_monitored_or_counted() {
+        fn total(text: &str, prefix: &str) -> u64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix) && l.contains(r#"model="fraud""#))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        }
+        for round in 0..5 {
+            let (monitor, metrics, _) = in_memory(&[(1, 0.0)], HookConfig::default());
+            let routed = Arc::new(router(single(1), &monitor));
+            let x = Arc::new(rows(800, 0.0, 10 + round));
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (routed, x) = (routed.clone(), x.clone());
+                    std::thread::spawn(move || {
+                        for i in 0..200 {
+                            let row = x.slice(ndarray::s![t * 200 + i..t * 200 + i + 1, ..]);
+                            let mut out = [0.0_f32];
+                            routed.route(&Request::default(), row, &mut out).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(round * 3));
+            monitor.close();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let text = exposition(&metrics);
+            let (taken, dropped) = (
+                total(&text, "mlops_monitor_rows_total{"),
+                total(&text, "mlops_monitor_dropped_total{"),
+            );
+            assert_eq!(
+                taken + dropped,
+                800,
+                "round {round}: {taken} + {dropped}\n{text}"
+            );
+        }
+    }
+
+    /// A trickle of rows (fewer than the 64 requests between two clock reads) shows in the
+    /// metrics and the status without a `sync`: the idle worker publishes what changed; and
+    /// rows after the worker went idle (blocked) wake it.
     #[test]
     fn a_trickle_of_rows_shows_without_a_sync() {
         let (monitor, metrics, _) = in_memory(&[(1, 0.0)], HookConfig::default());
@@ -263,6 +309,10 @@ mod monitor_suite {
             r#"mlops_monitor_window_rows{model="fraud",version="1"} 40"#,
         );
         assert_eq!(monitor.status("fraud")[0].window_rows, 40);
+        // Past the worker's idle polls (half a second) it blocks: the next rows wake it.
+        std::thread::sleep(Duration::from_millis(1_500));
+        score(&router, &rows(10, 0.0, 4), "u");
+        wait_for(&metrics, r#"mlops_monitor_rows_total{model="fraud"} 50"#);
         monitor.close();
     }
 

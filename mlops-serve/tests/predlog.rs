@@ -546,6 +546,38 @@ mod predlog_suite {
         assert_eq!(log.close().unwrap(), log.summary());
     }
 
+    /// A row recorded after the writer went idle (blocked, no batch pending) wakes it: the
+    /// row is written by its batch age, with no flush and no other row after it.
+    #[test]
+    fn a_row_after_the_writer_went_idle_is_written_by_its_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PredictionLogConfig {
+            batch_age_seconds: 0.1,
+            ..PredictionLogConfig::default()
+        }
+        .check()
+        .unwrap();
+        let log = log_in(dir.path(), config);
+        let router = router_with(&log, &["a", "b"]);
+        let written_within = |rows: u64| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if log.summary().predictions.rows_written == rows {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        };
+        score(&router, "first", 1);
+        assert!(written_within(1), "{:?}", log.summary());
+        // Past the writer's idle polls (half a second): it now blocks on its queue.
+        std::thread::sleep(Duration::from_millis(1_500));
+        score(&router, "after-idle", 2);
+        assert!(written_within(3), "{:?}", log.summary());
+        assert_eq!(log.close().unwrap().predictions.rows_written, 3);
+    }
+
     /// Labels are logged for every accepted post (joined in memory or not), never for one the
     /// router refuses (a wrong count, a label that is not 0 or 1).
     #[test]

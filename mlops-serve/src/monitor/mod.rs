@@ -22,9 +22,10 @@
 //!   (a rollout runs) the alarm is deferred.
 //! - **Delivery** through the [`HookConfig`]'s webhook and/or command, retried with backoff
 //!   on the monitor's own thread.
-//! - **Off the request path.** [`LiveMonitor::record_scored`] and
-//!   [`LiveMonitor::record_labels`] copy the rows into a bounded queue with a non-blocking
-//!   `try_send`; past [`LiveMonitorConfig::queue_rows`] rows are dropped and counted
+//! - **Off the request path.** [`LiveMonitor::record_scored`] copies the rows into the
+//!   calling thread's shard of a tap (no allocation or channel send per request) and
+//!   [`LiveMonitor::record_labels`] into a bounded queue with a non-blocking `try_send`; past
+//!   [`LiveMonitorConfig::queue_rows`] rows are dropped and counted
 //!   (`mlops_monitor_dropped_total{reason="queue_full"}`), never waited for.
 //!
 //! A [`Router`](crate::router::Router) feeds its monitor every request it scores and every
@@ -91,6 +92,7 @@ pub use profiles::{
 };
 
 use crate::step_stats::lock;
+use crate::tap::{Head, Tap};
 use crate::{Error, Result};
 
 /// Every watched version's status, by model and version, shared with the monitor's thread.
@@ -191,18 +193,6 @@ impl Default for VersionStatus {
     }
 }
 
-pub(crate) struct Scored {
-    model: Arc<str>,
-    features: Arc<[String]>,
-    version: Option<u64>,
-    x: Vec<f32>,
-    predictions: Vec<f32>,
-    /// Microseconds since the Unix epoch (negative before it,
-    /// [`mlops_core::clock::unix_micros`]): the prediction log's resolution and its reading,
-    /// so a window's bounds select the same rows there.
-    time: i64,
-}
-
 pub(crate) struct Labeled {
     model: Arc<str>,
     version: Option<u64>,
@@ -212,7 +202,8 @@ pub(crate) struct Labeled {
 }
 
 pub(crate) enum Message {
-    Scored(Scored),
+    /// A recorder appended to the tap while the worker was blocked.
+    Wake,
     Labeled(Labeled),
     Sync(SyncSender<()>),
     Close,
@@ -220,6 +211,8 @@ pub(crate) enum Message {
 
 struct Inner {
     sender: SyncSender<Message>,
+    /// Scored rows on their way to the worker (see [`crate::tap`]).
+    tap: Arc<Tap>,
     queued: Arc<AtomicUsize>,
     queue_rows: usize,
     metrics: MonitorMetrics,
@@ -253,7 +246,15 @@ impl LiveMonitor {
         let metrics = parts.metrics.clone();
         let clock = parts.clock.clone();
         let queue_rows = config.queue_rows;
-        let worker = worker::Worker::new(config, parts, hook, status.clone(), queued.clone())?;
+        let tap = Arc::new(Tap::default());
+        let worker = worker::Worker::new(
+            config,
+            parts,
+            hook,
+            status.clone(),
+            queued.clone(),
+            tap.clone(),
+        )?;
         let thread = std::thread::Builder::new()
             .name("mlops-monitor".into())
             .spawn(move || worker.run(messages))
@@ -266,6 +267,7 @@ impl LiveMonitor {
         Ok(LiveMonitor {
             inner: Arc::new(Inner {
                 sender,
+                tap,
                 queued,
                 queue_rows,
                 metrics,
@@ -277,10 +279,11 @@ impl LiveMonitor {
         })
     }
 
-    /// Reserves `rows` of the queue, or counts them dropped.
+    /// Reserves `rows` of the queue, or counts them dropped (`closed` read as `close` writes
+    /// it, SeqCst: see [`LiveMonitor::record_scored_at`]).
     fn reserve(&self, model: &str, rows: usize) -> bool {
         let inner = &self.inner;
-        if inner.closed.load(Ordering::Relaxed) {
+        if inner.closed.load(Ordering::SeqCst) {
             inner.metrics.dropped(model, "closed", rows as u64);
             return false;
         }
@@ -313,8 +316,9 @@ impl LiveMonitor {
 
     /// [`LiveMonitor::record_scored`] with the rows placed `at` (the prediction log's stamp
     /// of the same rows, [`crate::predlog::PredictionLog::now`]) rather than at the monitor's
-    /// clock, so the log window of a retrain request holds exactly the window's rows; `None`
-    /// reads the monitor's clock.
+    /// clock, so the log window of a retrain request holds every row of the drift window
+    /// (and, as rows reach the window shard by shard, the other rows logged between its
+    /// bounds: a few milliseconds' worth at each end); `None` reads the monitor's clock.
     pub fn record_scored_at(&self, batch: &Observed<'_>, at: Option<SystemTime>) -> bool {
         let rows = batch.x.nrows();
         if rows == 0 {
@@ -324,26 +328,26 @@ impl LiveMonitor {
             tracing::warn!(model = %batch.model, columns = batch.x.ncols(), features = batch.features.len(), "monitor: rows do not match their feature names; not monitored");
             return false;
         }
-        if !self.reserve(batch.model, rows) {
-            return false;
-        }
-        let time = mlops_core::clock::unix_micros(at.unwrap_or_else(|| self.inner.clock.now()));
-        let x = match batch.x.as_slice() {
-            Some(s) => s.to_vec(),
-            None => batch.x.iter().copied().collect(),
+        let inner = &*self.inner;
+        let head = Head {
+            model: batch.model,
+            features: batch.features,
+            variant: None,
+            version: batch.version,
+            request_id: None,
+            time_us: mlops_core::clock::unix_micros(at.unwrap_or_else(|| inner.clock.now())),
         };
-        self.send(
-            batch.model,
-            rows,
-            Message::Scored(Scored {
-                model: batch.model.clone(),
-                features: batch.features.clone(),
-                version: batch.version,
-                x,
-                predictions: batch.predictions.to_vec(),
-                time,
-            }),
-        )
+        // Read and counted under the shard's lock: `close` sets `closed`, then takes every
+        // shard's lock before the worker's last drain, so a row is either monitored or
+        // counted closed.
+        let recorded = inner.tap.record(&head, batch.x, batch.predictions, || {
+            self.reserve(batch.model, rows)
+        });
+        if recorded.wake {
+            // A full queue has the worker awake already.
+            let _ = inner.sender.try_send(Message::Wake);
+        }
+        recorded.taken
     }
 
     /// Queues labels joined to their scores (one per row) for `version`'s live metrics at
@@ -407,6 +411,8 @@ impl LiveMonitor {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Recorders inside a shard's lock finish their append; later ones see `closed`.
+        self.inner.tap.barrier();
         let _ = self.inner.sender.send(Message::Close);
         if let Some(t) = lock(&self.inner.thread).take() {
             let _ = t.join();

@@ -2,6 +2,7 @@
 //! checks, the claim of a retrain request, and the live metrics.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,12 +20,13 @@ use super::profiles::{Profiles, PREDICTION_COLUMN};
 use super::window::{LabelWindow, RowWindow};
 use super::{Message, MonitorParts, Statuses, VersionStatus};
 use crate::step_stats::lock;
+use crate::tap::{Entry, Taken, Tap};
 
-/// How long the worker sleeps between drains of its queue while rows come.
+/// How long the worker sleeps between drains of its tap and queue while rows come.
 const POLL: Duration = Duration::from_millis(2);
 
-/// Empty drains (about half a second without a message) before the worker blocks.
-const IDLE_POLLS: u32 = 250;
+/// How long the worker polls with nothing coming before it blocks.
+const IDLE: Duration = Duration::from_millis(500);
 
 enum ProfileState {
     /// Shared with each check (a check reads them while it updates the version's state).
@@ -71,11 +73,16 @@ pub(crate) struct Worker {
     pub(crate) hook: Hook,
     pub(crate) status: Statuses,
     pub(crate) queued: Arc<std::sync::atomic::AtomicUsize>,
+    tap: Arc<Tap>,
+    /// Storage a drained shard swaps in.
+    spare: Taken,
+    /// Requests taken since the clock was last read (it is read every 64).
+    since_publish: u32,
     models: HashMap<Arc<str>, ModelState>,
     published: Instant,
     /// Whether rows or labels came since the last [`Worker::publish_all`].
     unpublished: bool,
-    /// The time as of the last clock read (every 64 messages, and at every idle poll).
+    /// The time as of the last clock read (every 64 requests, and at every idle poll).
     now: Instant,
 }
 
@@ -99,6 +106,7 @@ impl Worker {
         hook: Hook,
         status: Statuses,
         queued: Arc<std::sync::atomic::AtomicUsize>,
+        tap: Arc<Tap>,
     ) -> crate::Result<Self> {
         let drift = config.drift()?;
         let policy = DriftPolicy::new(config.policy, parts.clock.clone());
@@ -110,6 +118,9 @@ impl Worker {
             hook,
             status,
             queued,
+            tap,
+            spare: Taken::default(),
+            since_publish: 0,
             models: HashMap::new(),
             published: Instant::now(),
             unpublished: false,
@@ -118,28 +129,27 @@ impl Worker {
     }
 
     /// The thread's loop, until `Close` or every sender is gone. While rows come it drains the
-    /// queue without blocking and sleeps [`POLL`] between drains, so a request's `try_send`
+    /// tap and the queue without blocking and sleeps [`POLL`] between drains, so a request
     /// never has to wake it (a futex call and a context switch per request, as the prediction
-    /// log's writer learned); after [`IDLE_POLLS`] empty drains it blocks until the next
-    /// message (the one send that wakes it).
+    /// log's writer learned); after [`IDLE`] with nothing coming it blocks until the next
+    /// message (labels, a sync, or the one recorder that finds it asleep).
     pub(crate) fn run(mut self, messages: Receiver<Message>) {
-        use std::sync::atomic::Ordering;
-        let mut empty = 0_u32;
-        let mut since_publish = 0_u32;
+        let mut active = Instant::now();
         loop {
-            let message = if empty < IDLE_POLLS {
+            let message = if active.elapsed() < IDLE {
                 match messages.try_recv() {
                     Ok(message) => message,
                     Err(TryRecvError::Empty) => {
-                        empty += 1;
+                        if self.take_tap() > 0 {
+                            active = Instant::now();
+                        }
                         self.now = Instant::now();
                         self.run_waiting_checks();
-                        // A trickle of rows (fewer than 64 messages a publish) still shows.
+                        // A trickle of rows (fewer than 64 requests a publish) still shows.
                         if self.unpublished
                             && self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY
                         {
                             self.publish_all();
-                            since_publish = 0;
                         }
                         std::thread::sleep(POLL);
                         continue;
@@ -147,11 +157,17 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => break,
                 }
             } else {
+                // Rows appended before the flag is set are read here; any after, wake it.
+                self.tap.sleeping();
+                if self.take_tap() > 0 {
+                    self.tap.awake();
+                    active = Instant::now();
+                    continue;
+                }
                 // Idle: everything shown, then blocked until the next message or until a
                 // check waiting for `min_check_seconds` is due (it runs without a new row).
                 if self.unpublished {
                     self.publish_all();
-                    since_publish = 0;
                 }
                 let received = match self.next_waiting_check() {
                     Some(due) => {
@@ -159,6 +175,7 @@ impl Worker {
                     }
                     None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
+                self.tap.awake();
                 match received {
                     Ok(message) => {
                         // After a wait the time last read is stale: a check would be timed
@@ -174,50 +191,78 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
-            empty = 0;
+            active = Instant::now();
             match message {
-                Message::Scored(s) => {
-                    let rows = s.predictions.len();
-                    self.scored(s);
-                    self.queued.fetch_sub(rows, Ordering::AcqRel);
-                    // The clock read every 64 messages, not per request.
-                    since_publish += 1;
-                    if since_publish.is_multiple_of(64) {
-                        self.now = Instant::now();
-                        if self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY {
-                            self.publish_all();
-                            since_publish = 0;
-                        }
-                    }
+                Message::Wake => {
+                    self.take_tap();
                 }
                 Message::Labeled(l) => {
+                    // Their scored rows, recorded before them, come first.
+                    self.take_tap();
                     let rows = l.labels.len();
                     self.labeled(l);
                     self.queued.fetch_sub(rows, Ordering::AcqRel);
                 }
                 Message::Sync(ack) => {
+                    self.take_tap();
                     self.publish_all();
                     let _ = ack.send(());
                 }
-                Message::Close => break,
+                Message::Close => {
+                    // What was recorded before the close is monitored too.
+                    self.take_tap();
+                    break;
+                }
             }
         }
+        // Rows recorded before every sender went (a monitor dropped without `close`).
+        self.take_tap();
         self.publish_all();
         self.hook.close();
     }
 
-    fn scored(&mut self, s: super::Scored) {
+    /// Monitors the tap's scored rows, request by request; returns how many rows.
+    fn take_tap(&mut self) -> usize {
+        let tap = self.tap.clone();
+        let mut spare = std::mem::take(&mut self.spare);
+        let rows = tap.drain(&mut spare, |taken| {
+            for e in taken.entries() {
+                self.scored(&e);
+                // The clock read every 64 requests, not per request.
+                self.since_publish += 1;
+                if self.since_publish.is_multiple_of(64) {
+                    self.now = Instant::now();
+                    if self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY {
+                        self.publish_all();
+                    }
+                }
+            }
+        });
+        self.spare = spare;
+        self.queued.fetch_sub(rows, Ordering::AcqRel);
+        rows
+    }
+
+    fn scored(&mut self, s: &Entry<'_>) {
         let config = &self.config;
         let metrics = &self.parts.metrics;
         self.unpublished = true;
-        let model = self.models.entry(s.model.clone()).or_default();
+        if !self.models.contains_key(&*s.run.model) {
+            self.models
+                .insert(s.run.model.clone(), ModelState::default());
+        }
+        let Some(model) = self.models.get_mut(&*s.run.model) else {
+            return;
+        };
         model.rows += s.predictions.len() as u64;
         model.unreported_rows += s.predictions.len() as u64;
         let now_row = model.rows;
-        let fresh = !model.versions.contains_key(&s.version)
-            || model.versions[&s.version].features != s.features;
+        // The same names as before (by pointer: a request's names are its slot's), or equal.
+        let fresh = model.versions.get(&s.run.version).is_none_or(|v| {
+            !Arc::ptr_eq(&v.features, &s.run.features) && v.features != s.run.features
+        });
         if fresh {
-            if let Some(old) = model.versions.remove(&s.version) {
+            if let Some(old) = model.versions.remove(&s.run.version) {
                 // The version's features changed (a reload under the same number): start over.
                 metrics.forget(&old.labels, &old.features);
             }
@@ -230,21 +275,21 @@ impl Worker {
                 {
                     if let Some(gone) = model.versions.remove(&oldest) {
                         metrics.forget(&gone.labels, &gone.features);
-                        lock(&self.status).remove(&(s.model.to_string(), oldest));
+                        lock(&self.status).remove(&(s.run.model.to_string(), oldest));
                     }
                 }
             }
             let labels = VersionLabels {
-                model: s.model.to_string(),
-                version: version_name(s.version),
+                model: s.run.model.to_string(),
+                version: version_name(s.run.version),
             };
             metrics.verdict(&labels, "unknown");
             model.versions.insert(
-                s.version,
+                s.run.version,
                 VersionState {
                     labels,
-                    features: s.features.clone(),
-                    window: RowWindow::new(s.features.len(), config.window_rows),
+                    features: s.run.features.clone(),
+                    window: RowWindow::new(s.run.features.len(), config.window_rows),
                     since_check: 0,
                     last_check: None,
                     profiles: None,
@@ -252,16 +297,16 @@ impl Worker {
                     labels_since: 0,
                     last_row: now_row,
                     status: VersionStatus {
-                        model: s.model.to_string(),
-                        version: s.version,
+                        model: s.run.model.to_string(),
+                        version: s.run.version,
                         verdict: "unknown".into(),
                         ..VersionStatus::default()
                     },
                 },
             );
         }
-        let n_features = s.features.len();
-        let Some(state) = model.versions.get_mut(&s.version) else {
+        let n_features = s.run.features.len();
+        let Some(state) = model.versions.get_mut(&s.run.version) else {
             return;
         };
         state.last_row = now_row;
@@ -269,14 +314,17 @@ impl Worker {
         if n_features == 0 || s.x.len() != rows * n_features {
             return;
         }
-        let x = match ndarray::ArrayView2::from_shape((rows, n_features), &s.x) {
+        let x = match ndarray::ArrayView2::from_shape((rows, n_features), s.x) {
             Ok(x) => x,
             Err(_) => return,
         };
-        state.window.push_rows(x, &s.predictions, s.time);
+        state.window.push_rows(x, s.predictions, s.time_us);
         state.since_check += rows;
         state.status.window_rows = state.window.len();
-        self.check_if_due(&s.model, s.version);
+        // Looked up again only when a check is due (not per request).
+        if Self::due(config, state, self.now) {
+            self.check_if_due(&s.run.model, s.run.version);
+        }
     }
 
     /// Whether `state`'s window is full, `step_rows` rows came since its last check, and

@@ -1,16 +1,19 @@
-//! What the log writes: the rows a request left (scored rows, posted labels), their Arrow
-//! schema, one Parquet file per batch of a partition, and the partition's key.
+//! What the log writes: a partition's scored rows column by column, posted labels, their
+//! Arrow schema, one Parquet file per batch of a partition, and the partition's key.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt32Builder, UInt64Builder};
-use arrow_array::{ArrayRef, Float32Array, RecordBatch, TimestampMicrosecondArray, UInt8Array};
+use arrow_array::{
+    ArrayRef, Float32Array, RecordBatch, TimestampMicrosecondArray, UInt32Array, UInt8Array,
+};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use crate::tap::Entry;
 use crate::{Error, ErrorKind, Result};
 
 /// The two kinds of rows, each under its own top folder.
@@ -36,61 +39,130 @@ impl RowKind {
     }
 }
 
-/// One request's scored rows, copied off the request path.
-pub(crate) struct ScoredRows {
-    pub(crate) features: Arc<[String]>,
-    pub(crate) request_id: Option<Box<str>>,
-    pub(crate) variant: Arc<str>,
-    pub(crate) version: Option<u64>,
-    /// Row-major, `predictions.len()` rows of `features.len()` values.
-    pub(crate) x: Vec<f32>,
-    pub(crate) predictions: Vec<f32>,
-}
-
 /// One label post.
 pub(crate) struct LabelRows {
     pub(crate) request_id: Box<str>,
     pub(crate) labels: Vec<u8>,
 }
 
-/// What one record call left, with its model and time (microseconds since the epoch, UTC).
+/// What one label post left, with its model and time (microseconds since the epoch, UTC).
 pub(crate) struct Rows {
     pub(crate) model: Arc<str>,
     pub(crate) time_us: i64,
-    pub(crate) body: Body,
-}
-
-pub(crate) enum Body {
-    Scored(ScoredRows),
-    Labels(LabelRows),
+    pub(crate) labels: LabelRows,
 }
 
 impl Rows {
     pub(crate) fn len(&self) -> usize {
-        match &self.body {
-            Body::Scored(s) => s.predictions.len(),
-            Body::Labels(l) => l.labels.len(),
+        self.labels.labels.len()
+    }
+}
+
+/// The hour `time_us` (microseconds since the epoch) falls in, in hours since the epoch.
+pub(crate) fn hour_of(time_us: i64) -> i64 {
+    time_us.div_euclid(3_600_000_000)
+}
+
+/// The scored rows of one partition (model, hour, feature names), column by column as they
+/// come off the tap: no allocation per request.
+pub(crate) struct ScoredColumns {
+    features: Arc<[String]>,
+    ids: StringBuilder,
+    row: Vec<u32>,
+    time: Vec<i64>,
+    version: UInt64Builder,
+    variant: StringBuilder,
+    /// Row-major, `features.len()` values a row (transposed when encoded).
+    x: Vec<f32>,
+    predictions: Vec<f32>,
+}
+
+impl ScoredColumns {
+    pub(crate) fn new(features: Arc<[String]>) -> Self {
+        ScoredColumns {
+            features,
+            ids: StringBuilder::new(),
+            row: Vec::new(),
+            time: Vec::new(),
+            version: UInt64Builder::new(),
+            variant: StringBuilder::new(),
+            x: Vec::new(),
+            predictions: Vec::new(),
         }
     }
 
-    pub(crate) fn kind(&self) -> RowKind {
-        match self.body {
-            Body::Scored(_) => RowKind::Predictions,
-            Body::Labels(_) => RowKind::Labels,
-        }
+    /// Whether rows with these feature names belong here (the same names, by pointer or
+    /// by value).
+    pub(crate) fn holds(&self, features: &Arc<[String]>) -> bool {
+        Arc::ptr_eq(&self.features, features) || self.features == *features
     }
 
-    /// The hour the rows fall in (hours since the epoch).
-    pub(crate) fn hour(&self) -> i64 {
-        self.time_us.div_euclid(3_600_000_000)
+    /// Rows held.
+    pub(crate) fn len(&self) -> usize {
+        self.predictions.len()
     }
 
-    /// The feature names of scored rows (a file holds one set of them).
-    pub(crate) fn features(&self) -> Option<&Arc<[String]>> {
-        match &self.body {
-            Body::Scored(s) => Some(&s.features),
-            Body::Labels(_) => None,
+    /// Appends one request's rows; refused (an internal error) when `x` is not one row of
+    /// this partition's width per prediction.
+    pub(crate) fn push(&mut self, e: &Entry<'_>) -> Result<()> {
+        let width = self.features.len();
+        if e.x.len() != e.predictions.len() * width {
+            return Err(internal("buffering", "rows of another width"));
         }
+        let variant = e.run.variant.as_deref().unwrap_or("");
+        for (i, &p) in e.predictions.iter().enumerate() {
+            self.ids.append_option(e.request_id);
+            self.row.push(u32::try_from(i).unwrap_or(u32::MAX));
+            self.time.push(e.time_us);
+            self.version.append_option(e.run.version);
+            self.variant.append_value(variant);
+            self.predictions.push(p);
+        }
+        self.x.extend_from_slice(e.x);
+        Ok(())
+    }
+
+    /// The rows as one Parquet file.
+    pub(crate) fn encode(mut self) -> Result<Vec<u8>> {
+        let n = self.len();
+        if n == 0 {
+            return Err(internal("encoding", "an empty batch"));
+        }
+        let width = self.features.len();
+        let mut fields = vec![
+            Field::new("request_id", DataType::Utf8, true),
+            Field::new("row", DataType::UInt32, false),
+            time_field(),
+            Field::new("version", DataType::UInt64, true),
+            Field::new("variant", DataType::Utf8, false),
+        ];
+        for name in self.features.iter() {
+            fields.push(Field::new(feature_column(name), DataType::Float32, true));
+        }
+        fields.push(Field::new(PREDICTION, DataType::Float32, true));
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ids.finish()),
+            Arc::new(UInt32Array::from(self.row)),
+            Arc::new(TimestampMicrosecondArray::from(self.time).with_timezone("UTC")),
+            Arc::new(self.version.finish()),
+            Arc::new(self.variant.finish()),
+        ];
+        // Column-major, each feature's values one slice of one buffer (written by index: no
+        // per-value capacity check; the columns share the buffer without a copy).
+        let mut features = vec![0.0_f32; n * width];
+        if width > 0 {
+            for (at, values) in self.x.chunks_exact(width).enumerate() {
+                for (j, &v) in values.iter().enumerate() {
+                    features[j * n + at] = v;
+                }
+            }
+        }
+        let features = arrow_buffer::ScalarBuffer::from(features);
+        for j in 0..width {
+            columns.push(Arc::new(Float32Array::new(features.slice(j * n, n), None)));
+        }
+        columns.push(Arc::new(Float32Array::from(self.predictions)));
+        write_file(fields, columns)
     }
 }
 
@@ -133,96 +205,41 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Error {
 /// Rows encoded between two yields of the writer's thread.
 const ENCODE_SLICE_ROWS: usize = 1024;
 
-/// The rows of one partition (same kind, model, hour and features) as one Parquet file.
-pub(crate) fn encode(rows: &[Rows]) -> Result<Vec<u8>> {
+/// The label posts of one partition (model, hour) as one Parquet file.
+pub(crate) fn encode_labels(rows: &[Rows]) -> Result<Vec<u8>> {
     let n: usize = rows.iter().map(Rows::len).sum();
+    if n == 0 {
+        return Err(internal("encoding", "an empty batch"));
+    }
     let mut ids = StringBuilder::with_capacity(n, n * 16);
     let mut row = UInt32Builder::with_capacity(n);
     let mut time = Vec::with_capacity(n);
-    let mut fields = vec![
-        Field::new("request_id", DataType::Utf8, true),
+    let mut labels = Vec::with_capacity(n);
+    for r in rows {
+        for (i, &label) in r.labels.labels.iter().enumerate() {
+            ids.append_value(&*r.labels.request_id);
+            row.append_value(u32::try_from(i).unwrap_or(u32::MAX));
+            time.push(r.time_us);
+            labels.push(label);
+        }
+    }
+    let fields = vec![
+        Field::new("request_id", DataType::Utf8, false),
         Field::new("row", DataType::UInt32, false),
         time_field(),
+        Field::new("label", DataType::UInt8, false),
     ];
-    let columns: Vec<ArrayRef> = match rows.first().map(|r| &r.body) {
-        None => return Err(internal("encoding", "an empty batch")),
-        Some(Body::Scored(first)) => {
-            let width = first.features.len();
-            let mut version = UInt64Builder::with_capacity(n);
-            let mut variant = StringBuilder::with_capacity(n, n * 8);
-            // Column-major, each feature's values one slice of one buffer (written by index:
-            // no per-value capacity check; the columns share the buffer without a copy).
-            let mut features = vec![0.0_f32; n * width];
-            let mut at = 0_usize;
-            let mut predictions = Vec::with_capacity(n);
-            for r in rows {
-                let Body::Scored(s) = &r.body else {
-                    return Err(internal("encoding", "labels among scored rows"));
-                };
-                if s.features.len() != width || s.x.len() != s.predictions.len() * width {
-                    return Err(internal("encoding", "rows of another width"));
-                }
-                for (i, &p) in s.predictions.iter().enumerate() {
-                    ids.append_option(s.request_id.as_deref());
-                    row.append_value(u32::try_from(i).unwrap_or(u32::MAX));
-                    time.push(r.time_us);
-                    version.append_option(s.version);
-                    variant.append_value(&*s.variant);
-                    predictions.push(p);
-                }
-                if width > 0 {
-                    for values in s.x.chunks_exact(width) {
-                        for (j, &v) in values.iter().enumerate() {
-                            features[j * n + at] = v;
-                        }
-                        at += 1;
-                    }
-                }
-            }
-            fields.push(Field::new("version", DataType::UInt64, true));
-            fields.push(Field::new("variant", DataType::Utf8, false));
-            for name in first.features.iter() {
-                fields.push(Field::new(feature_column(name), DataType::Float32, true));
-            }
-            fields.push(Field::new(PREDICTION, DataType::Float32, true));
-            let mut columns: Vec<ArrayRef> = vec![
-                Arc::new(ids.finish()),
-                Arc::new(row.finish()),
-                Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC")),
-                Arc::new(version.finish()),
-                Arc::new(variant.finish()),
-            ];
-            let features = arrow_buffer::ScalarBuffer::from(features);
-            for j in 0..width {
-                let values = features.slice(j * n, n);
-                columns.push(Arc::new(Float32Array::new(values, None)));
-            }
-            columns.push(Arc::new(Float32Array::from(predictions)));
-            columns
-        }
-        Some(Body::Labels(_)) => {
-            let mut labels = Vec::with_capacity(n);
-            for r in rows {
-                let Body::Labels(l) = &r.body else {
-                    return Err(internal("encoding", "scored rows among labels"));
-                };
-                for (i, &label) in l.labels.iter().enumerate() {
-                    ids.append_value(&*l.request_id);
-                    row.append_value(u32::try_from(i).unwrap_or(u32::MAX));
-                    time.push(r.time_us);
-                    labels.push(label);
-                }
-            }
-            fields[0] = Field::new("request_id", DataType::Utf8, false);
-            fields.push(Field::new("label", DataType::UInt8, false));
-            vec![
-                Arc::new(ids.finish()),
-                Arc::new(row.finish()),
-                Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC")),
-                Arc::new(UInt8Array::from(labels)),
-            ]
-        }
-    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ids.finish()),
+        Arc::new(row.finish()),
+        Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC")),
+        Arc::new(UInt8Array::from(labels)),
+    ];
+    write_file(fields, columns)
+}
+
+/// `columns` under `fields` as one Parquet file.
+fn write_file(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Vec<u8>> {
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| internal("building the record batch", e))?;
@@ -236,11 +253,11 @@ pub(crate) fn encode(rows: &[Rows]) -> Result<Vec<u8>> {
         .set_compression(Compression::SNAPPY)
         .set_created_by(format!("mlops-serve {}", env!("CARGO_PKG_VERSION")))
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::with_capacity(n * 16), schema, Some(properties))
+    let total = batch.num_rows();
+    let mut writer = ArrowWriter::try_new(Vec::with_capacity(total * 16), schema, Some(properties))
         .map_err(|e| internal("starting the Parquet file", e))?;
     // In slices, giving the CPU away between them: the writer's thread then holds a core for
     // about a millisecond at a time, not for a whole file (the request threads' p99).
-    let total = batch.num_rows();
     let mut offset = 0;
     while offset < total {
         let len = ENCODE_SLICE_ROWS.min(total - offset);

@@ -12,12 +12,16 @@
 //! a fixed or partition column is written `feature.{name}`). Labels join predictions on
 //! `(request_id, row)`.
 //!
-//! - **Off the request path.** [`PredictionLog::record_scored`] and
-//!   [`PredictionLog::record_labels`] copy the rows into a bounded queue with a non-blocking
-//!   `try_send`; a background thread batches them (by [`PredictionLogConfig::batch_rows`] and
-//!   [`PredictionLogConfig::batch_age_seconds`]) into one file per kind, model and hour.
-//! - **Never blocking.** Past [`PredictionLogConfig::buffer_rows`] rows not yet written, rows
-//!   are dropped and counted (`mlops_serve_log_dropped_total{reason="buffer_full"}`).
+//! - **Off the request path.** [`PredictionLog::record_scored`] copies the rows into the
+//!   calling thread's shard of a tap (no allocation, channel send or shared reference count
+//!   per request) and [`PredictionLog::record_labels`] into a bounded queue with a
+//!   non-blocking `try_send`; a background thread batches them (by
+//!   [`PredictionLogConfig::batch_rows`] and [`PredictionLogConfig::batch_age_seconds`])
+//!   into one file per kind, model and hour.
+//! - **Never waiting for the writer.** Past [`PredictionLogConfig::buffer_rows`] rows not yet
+//!   written, rows are dropped and counted
+//!   (`mlops_serve_log_dropped_total{reason="buffer_full"}`); a shard's lock is held by the
+//!   writer only to swap its batch out.
 //! - **A failing store** is retried with doubling backoff
 //!   ([`PredictionLogConfig::retries`]), then the file's rows are dropped and counted
 //!   (`reason="store_failed"`); serving never waits for it.
@@ -78,13 +82,15 @@ pub use reader::{
     DEFAULT_MAX_ROWS, LABEL_COLUMN, ORDER_COLUMN,
 };
 
-use files::{Body, LabelRows, Rows, ScoredRows};
+use crate::tap::{Head, Tap};
+use files::{LabelRows, Rows};
 use writer::{Message, Target, Writer};
 
 use crate::{Error, Result};
 
-/// Most requests (or label posts) queued for the writer at once, whatever their rows: past
-/// it, rows are dropped as `buffer_full` too.
+/// Most label posts queued for the writer at once, whatever their rows: past it, their rows
+/// are dropped as `buffer_full` too (scored rows are bounded by
+/// [`PredictionLogConfig::buffer_rows`] alone).
 pub const MAX_QUEUED: usize = 1 << 16;
 
 /// The log's metric names, as registered (a counter is exposed with `_total` appended).
@@ -258,7 +264,7 @@ pub struct KindCounts {
     /// Files written.
     pub files_written: u64,
     /// Rows dropped because the buffer was full ([`PredictionLogConfig::buffer_rows`] rows, or
-    /// [`MAX_QUEUED`] requests, waiting to be written).
+    /// [`MAX_QUEUED`] label posts, waiting to be written).
     pub dropped_buffer_full: u64,
     /// Rows dropped because their file could not be written after every retry.
     pub dropped_store_failed: u64,
@@ -340,13 +346,34 @@ struct Inner {
     queue: SyncSender<Message>,
     capacity: usize,
     closed: AtomicBool,
-    /// Recorders between their check of `closed` and their `try_send`: `close` waits for
-    /// them, so no row is queued after the writer's last drain (lost without being counted).
+    /// Label recorders between their check of `closed` and their `try_send`: `close` waits
+    /// for them, so no label is queued after the writer's last drain (lost without being
+    /// counted). Scored rows are ordered by the tap's shard locks instead.
     recording: AtomicUsize,
+    /// Scored rows on their way to the writer (see [`crate::tap`]).
+    tap: Arc<Tap>,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     name: String,
+}
+
+impl Inner {
+    /// Whether `n` more rows may be buffered: not once the log is closed, nor past its
+    /// capacity (then counted in `counts`, and nothing is reserved).
+    fn admit(&self, counts: &KindCounters, n: usize) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            counts.closed.add(n as u64);
+            return false;
+        }
+        let before = self.shared.buffered.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.capacity {
+            self.shared.release(n);
+            counts.buffer_full.add(n as u64);
+            return false;
+        }
+        true
+    }
 }
 
 /// The prediction log's handle (see the module docs); clones share one log.
@@ -406,15 +433,17 @@ impl PredictionLog {
             predictions: parts.metrics.counts(RowKind::Predictions),
             labels: parts.metrics.counts(RowKind::Labels),
         });
-        // Every message holds at least one row, so the row bound also bounds the queue; the
-        // queue's slots are allocated up front, so it holds at most MAX_QUEUED requests.
+        // The queue carries label posts (each at least one row, so the row bound bounds them)
+        // and at most a wake or two; its slots are allocated up front, so at most MAX_QUEUED.
         let (queue, received) = sync_channel(config.buffer_rows.min(MAX_QUEUED));
+        let tap = Arc::new(Tap::default());
         let writer = Writer::new(
             target,
             timing,
             config.retries,
             config.batch_rows,
             shared.clone(),
+            tap.clone(),
             rand::random(),
         );
         let thread = std::thread::Builder::new()
@@ -434,6 +463,7 @@ impl PredictionLog {
                 capacity: config.buffer_rows,
                 closed: AtomicBool::new(false),
                 recording: AtomicUsize::new(0),
+                tap,
                 shared,
                 clock: parts.clock,
                 writer: Mutex::new(Some(thread)),
@@ -458,47 +488,27 @@ impl PredictionLog {
         self.inner.clock.now()
     }
 
-    /// Queues `n` rows of `kind` without blocking: `false` (counted) when they are dropped.
-    fn offer(
-        &self,
-        kind: RowKind,
-        model: &Arc<str>,
-        n: usize,
-        at: SystemTime,
-        make: impl FnOnce() -> Body,
-    ) -> bool {
+    /// Queues a label post of `n` rows without blocking: `false` (counted) when dropped.
+    fn offer_labels(&self, model: &Arc<str>, n: usize, at: SystemTime, labels: LabelRows) -> bool {
         let inner = &*self.inner;
-        let counts = inner.shared.counts(kind);
+        let counts = &inner.shared.labels;
         // Counted in before `closed` is read (both SeqCst, as `close` writes and reads them in
         // the other order): either `close` sees this recorder and waits for its send, or this
         // recorder sees the log closed.
         inner.recording.fetch_add(1, Ordering::SeqCst);
         let _recorded = Recording(&inner.recording);
-        if inner.closed.load(Ordering::SeqCst) {
-            counts.closed.add(n as u64);
-            return false;
-        }
-        let before = inner.shared.buffered.fetch_add(n, Ordering::AcqRel);
-        if before + n > inner.capacity {
-            inner.shared.release(n);
-            counts.buffer_full.add(n as u64);
+        if !inner.admit(counts, n) {
             return false;
         }
         let rows = Rows {
             model: model.clone(),
             time_us: mlops_core::clock::unix_micros(at),
-            body: make(),
+            labels,
         };
-        self.send(kind, n, rows)
-    }
-
-    fn send(&self, kind: RowKind, n: usize, rows: Rows) -> bool {
-        let inner = &*self.inner;
         match inner.queue.try_send(Message::Rows(Box::new(rows))) {
             Ok(()) => true,
             Err(e) => {
                 inner.shared.release(n);
-                let counts = inner.shared.counts(kind);
                 match e {
                     TrySendError::Full(_) => counts.buffer_full.add(n as u64),
                     TrySendError::Disconnected(_) => counts.closed.add(n as u64),
@@ -537,20 +547,27 @@ impl PredictionLog {
         if rows == 0 {
             return Ok(true);
         }
-        let accepted = self.offer(RowKind::Predictions, batch.model, rows, at, || {
-            Body::Scored(ScoredRows {
-                features: batch.features.clone(),
-                request_id: batch.request_id.map(Box::from),
-                variant: batch.variant.clone(),
-                version: batch.version,
-                x: match batch.x.as_slice() {
-                    Some(s) => s.to_vec(),
-                    None => batch.x.iter().copied().collect(),
-                },
-                predictions: batch.predictions.to_vec(),
-            })
+        let inner = &*self.inner;
+        let head = Head {
+            model: batch.model,
+            features: batch.features,
+            variant: Some(batch.variant),
+            version: batch.version,
+            request_id: batch.request_id,
+            time_us: mlops_core::clock::unix_micros(at),
+        };
+        // Read and counted under the shard's lock: `close` sets `closed`, then takes every
+        // shard's lock before the writer's last drain, so a row is either drained or counted
+        // closed, and counted before `close` returns.
+        let counts = &inner.shared.predictions;
+        let recorded = inner.tap.record(&head, batch.x, batch.predictions, || {
+            inner.admit(counts, rows)
         });
-        Ok(accepted)
+        if recorded.wake {
+            // A full queue has the writer awake already.
+            let _ = inner.queue.try_send(Message::Wake);
+        }
+        Ok(recorded.taken)
     }
 
     /// Records the labels (0 or 1, one per row) posted for request `request_id`. `Ok(true)`
@@ -578,14 +595,15 @@ impl PredictionLog {
         if parsed.is_empty() {
             return Ok(true);
         }
-        Ok(
-            self.offer(RowKind::Labels, model, parsed.len(), self.now(), || {
-                Body::Labels(LabelRows {
-                    request_id: request_id.into(),
-                    labels: parsed,
-                })
-            }),
-        )
+        Ok(self.offer_labels(
+            model,
+            parsed.len(),
+            self.now(),
+            LabelRows {
+                request_id: request_id.into(),
+                labels: parsed,
+            },
+        ))
     }
 
     /// Writes everything buffered now and waits for it (a test's or a host's checkpoint; the
@@ -611,7 +629,10 @@ impl PredictionLog {
     /// counts. A second call returns them again.
     pub fn close(&self) -> Result<LogSummary> {
         self.inner.closed.store(true, Ordering::SeqCst);
-        // Recorders past their check of `closed` are one non-blocking `try_send` from done.
+        // Recorders inside a shard's lock finish their append; later ones see `closed`.
+        self.inner.tap.barrier();
+        // Label recorders past their check of `closed` are one non-blocking `try_send` from
+        // done.
         while self.inner.recording.load(Ordering::SeqCst) > 0 {
             std::thread::yield_now();
         }

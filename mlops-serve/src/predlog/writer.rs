@@ -1,6 +1,7 @@
-//! The background writer: one thread that takes recorded rows from the bounded queue,
-//! batches them by partition, and writes each batch as one Parquet file when the batch is
-//! big enough or old enough, retrying a failed write with backoff a bounded number of times.
+//! The background writer: one thread that takes scored rows from the log's tap
+//! ([`crate::tap`]) and label posts from the bounded queue, batches them by partition, and
+//! writes each batch as one Parquet file when the batch is big enough or old enough, retrying
+//! a failed write with backoff a bounded number of times.
 
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
@@ -12,14 +13,15 @@ use mlops_core::object_store::path::Path;
 use mlops_core::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::config::Timing;
-use super::files::{encode, partition_key, RowKind, Rows};
+use super::files::{encode_labels, hour_of, partition_key, RowKind, Rows, ScoredColumns};
 use super::Shared;
+use crate::tap::{Entry, Taken, Tap};
 
-/// How long the writer sleeps between drains of the queue while rows come.
+/// How long the writer sleeps between drains of the tap and the queue while rows come.
 const POLL: Duration = Duration::from_millis(2);
 
-/// Empty drains (about half a second without a message) before the writer blocks.
-const IDLE_POLLS: u32 = 250;
+/// How long the writer polls with nothing coming before it blocks.
+const IDLE: Duration = Duration::from_millis(500);
 
 /// Where the files go.
 pub(crate) enum Target {
@@ -36,32 +38,39 @@ pub(crate) enum Target {
 
 /// What the queue carries.
 pub(crate) enum Message {
-    /// Rows to write (boxed: the queue's slots, allocated up front, stay one pointer wide).
+    /// Label rows to write (boxed: the queue's slots, allocated up front, stay one pointer
+    /// wide). Scored rows come through the tap.
     Rows(Box<Rows>),
+    /// A recorder appended to the tap while the writer was blocked.
+    Wake,
     /// Write everything buffered, then answer.
     Flush(SyncSender<()>),
     /// Write everything buffered, answer and stop.
     Close(SyncSender<()>),
 }
 
-/// Rows of one partition waiting for their file.
+/// Rows of one partition (kind, model, hour; for scored rows, feature names) waiting for
+/// their file.
 struct Group {
     kind: RowKind,
-    rows: Vec<Rows>,
+    model: Arc<str>,
+    hour: i64,
+    /// Its first row's time (the file's name starts with it).
+    first_us: i64,
     n: usize,
+    rows: GroupRows,
+}
+
+enum GroupRows {
+    Scored(Box<ScoredColumns>),
+    Labels(Vec<Rows>),
 }
 
 impl Group {
-    fn holds(&self, rows: &Rows) -> bool {
-        let first = &self.rows[0];
-        self.kind == rows.kind()
-            && first.model == rows.model
-            && first.hour() == rows.hour()
-            && match (first.features(), rows.features()) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                (None, None) => true,
-                _ => false,
-            }
+    fn is(&self, kind: RowKind, model: &Arc<str>, hour: i64) -> bool {
+        self.kind == kind
+            && self.hour == hour
+            && (Arc::ptr_eq(&self.model, model) || self.model == *model)
     }
 }
 
@@ -71,6 +80,9 @@ pub(crate) struct Writer {
     pub(crate) retries: u32,
     pub(crate) batch_rows: usize,
     pub(crate) shared: Arc<Shared>,
+    tap: Arc<Tap>,
+    /// Storage a drained shard swaps in.
+    spare: Taken,
     /// Random per log: file names of two replicas (or two runs) never collide.
     pub(crate) token: u64,
     pub(crate) files: u64,
@@ -89,6 +101,7 @@ impl Writer {
         retries: u32,
         batch_rows: usize,
         shared: Arc<Shared>,
+        tap: Arc<Tap>,
         token: u64,
     ) -> Self {
         Writer {
@@ -97,6 +110,8 @@ impl Writer {
             retries,
             batch_rows,
             shared,
+            tap,
+            spare: Taken::default(),
             token,
             files: 0,
             groups: Vec::new(),
@@ -106,57 +121,83 @@ impl Writer {
     }
 
     /// The thread's loop: until `Close` or every sender is gone (then what is buffered is
-    /// written first). While rows come, it drains the queue without blocking and sleeps
-    /// [`POLL`] between drains, so a recorder's `try_send` never has to wake it (a futex call
-    /// and a context switch per request, a quarter of the server's throughput when it did);
-    /// after [`IDLE_POLLS`] empty drains it blocks until the next message (the one send that
-    /// wakes it) or its oldest batch's age.
+    /// written first). While rows come, it drains the tap and the queue without blocking and
+    /// sleeps [`POLL`] between drains, so a recorder never has to wake it (a futex call and a
+    /// context switch per request, a quarter of the server's throughput when it did); after
+    /// [`IDLE`] with nothing coming it blocks until the next message (a label post, or the one
+    /// recorder that finds it asleep) or its oldest batch's age.
     pub(crate) fn run(mut self, queue: Receiver<Message>) {
-        let mut empty = 0_u32;
+        let mut active = Instant::now();
+        let mut messages = 0_u32;
         loop {
             let wait = match self.oldest {
                 Some(t) => self.timing.batch_age.saturating_sub(t.elapsed()),
                 None => Duration::from_secs(3_600),
             };
-            let received = if empty < IDLE_POLLS {
+            let received = if active.elapsed() < IDLE {
                 match queue.try_recv() {
                     Ok(message) => Ok(message),
                     Err(TryRecvError::Empty) => {
-                        empty += 1;
+                        if self.take_tap() > 0 {
+                            active = Instant::now();
+                            self.write_if_due();
+                        }
                         std::thread::sleep(POLL.min(wait));
                         Err(RecvTimeoutError::Timeout)
                     }
                     Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
                 }
             } else {
-                queue.recv_timeout(wait)
+                // Rows appended before the flag is set are read here; any after, wake it.
+                self.tap.sleeping();
+                if self.take_tap() > 0 {
+                    self.tap.awake();
+                    active = Instant::now();
+                    self.write_if_due();
+                    continue;
+                }
+                let received = queue.recv_timeout(wait);
+                self.tap.awake();
+                received
             };
             if received.is_ok() {
-                empty = 0;
+                active = Instant::now();
             }
             match received {
                 Ok(Message::Rows(rows)) => {
                     self.add(*rows);
-                    if self.pending >= self.batch_rows || self.too_old() {
-                        self.write_all();
+                    // A stream of label posts does not hold back the tap.
+                    messages = messages.wrapping_add(1);
+                    if messages.is_multiple_of(64) {
+                        self.take_tap();
                     }
+                    self.write_if_due();
+                }
+                Ok(Message::Wake) => {
+                    self.take_tap();
+                    self.write_if_due();
                 }
                 Ok(Message::Flush(done)) => {
+                    self.take_tap();
                     self.write_all();
                     let _ = done.send(());
                 }
                 Ok(Message::Close(done)) => {
-                    // What was queued before the close is written too.
+                    // What was recorded before the close is written too, and a flush queued
+                    // behind the close is answered once it is.
+                    self.take_tap();
+                    let mut waiting = vec![done];
                     while let Ok(message) = queue.try_recv() {
                         match message {
                             Message::Rows(rows) => self.add(*rows),
-                            Message::Flush(d) | Message::Close(d) => {
-                                let _ = d.send(());
-                            }
+                            Message::Wake => {}
+                            Message::Flush(d) | Message::Close(d) => waiting.push(d),
                         }
                     }
                     self.write_all();
-                    let _ = done.send(());
+                    for done in waiting {
+                        let _ = done.send(());
+                    }
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -165,10 +206,48 @@ impl Writer {
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.take_tap();
                     self.write_all();
                     return;
                 }
             }
+        }
+    }
+
+    /// Moves the tap's scored rows into the partitions' batches (writing them whenever they
+    /// reach `batch_rows`, so one drain after a stall still makes files of that size); returns
+    /// how many rows were drained. Rows a shard lost to a recorder's panic are counted
+    /// `store_failed`.
+    fn take_tap(&mut self) -> usize {
+        let tap = self.tap.clone();
+        let mut spare = std::mem::take(&mut self.spare);
+        let rows = tap.drain(&mut spare, |taken| {
+            let mut read = 0;
+            for e in taken.entries() {
+                read += e.predictions.len();
+                self.add_scored(&e);
+                if self.pending >= self.batch_rows {
+                    self.write_all();
+                }
+            }
+            let lost = taken.rows().saturating_sub(read);
+            if lost > 0 {
+                tracing::error!(
+                    rows = lost,
+                    "prediction log: rows of a damaged shard dropped"
+                );
+                self.shared.predictions.store_failed.add(lost as u64);
+                self.shared.release(lost);
+            }
+        });
+        self.spare = spare;
+        rows
+    }
+
+    /// Writes every batch when they hold `batch_rows` rows or the oldest is `batch_age` old.
+    fn write_if_due(&mut self) {
+        if self.pending >= self.batch_rows || self.too_old() {
+            self.write_all();
         }
     }
 
@@ -178,19 +257,74 @@ impl Writer {
             .is_some_and(|t| t.elapsed() >= self.timing.batch_age)
     }
 
-    fn add(&mut self, rows: Rows) {
-        self.pending += rows.len();
+    /// Notes `n` rows buffered (the batch's size and age).
+    fn buffered(&mut self, n: usize) {
+        self.pending += n;
         self.oldest.get_or_insert_with(Instant::now);
-        let n = rows.len();
-        match self.groups.iter_mut().find(|g| g.holds(&rows)) {
-            Some(g) => {
-                g.n += n;
-                g.rows.push(rows);
+    }
+
+    fn add_scored(&mut self, e: &Entry<'_>) {
+        let n = e.predictions.len();
+        let (model, hour) = (&e.run.model, hour_of(e.time_us));
+        let found = self.groups.iter_mut().position(|g| {
+            g.is(RowKind::Predictions, model, hour)
+                && matches!(&g.rows, GroupRows::Scored(c) if c.holds(&e.run.features))
+        });
+        let pushed = match found.and_then(|at| self.groups.get_mut(at)) {
+            Some(Group {
+                n: held,
+                rows: GroupRows::Scored(columns),
+                ..
+            }) => columns.push(e).map(|()| *held += n),
+            _ => {
+                let mut columns = Box::new(ScoredColumns::new(e.run.features.clone()));
+                columns.push(e).map(|()| {
+                    self.groups.push(Group {
+                        kind: RowKind::Predictions,
+                        model: model.clone(),
+                        hour,
+                        first_us: e.time_us,
+                        n,
+                        rows: GroupRows::Scored(columns),
+                    })
+                })
             }
-            None => self.groups.push(Group {
-                kind: rows.kind(),
-                rows: vec![rows],
+        };
+        match pushed {
+            Ok(()) => self.buffered(n),
+            Err(error) => {
+                // The tap took rows of the request's own width: not reached.
+                tracing::error!(%error, rows = n, "prediction log: rows dropped");
+                self.shared.predictions.store_failed.add(n as u64);
+                self.shared.release(n);
+            }
+        }
+    }
+
+    fn add(&mut self, rows: Rows) {
+        let n = rows.len();
+        self.buffered(n);
+        let hour = hour_of(rows.time_us);
+        match self
+            .groups
+            .iter_mut()
+            .find(|g| g.is(RowKind::Labels, &rows.model, hour))
+        {
+            Some(Group {
+                n: held,
+                rows: GroupRows::Labels(posts),
+                ..
+            }) => {
+                *held += n;
+                posts.push(rows);
+            }
+            _ => self.groups.push(Group {
+                kind: RowKind::Labels,
+                model: rows.model.clone(),
+                hour,
+                first_us: rows.time_us,
                 n,
+                rows: GroupRows::Labels(vec![rows]),
             }),
         }
     }
@@ -199,23 +333,27 @@ impl Writer {
     /// are dropped and counted.
     fn write_all(&mut self) {
         for group in std::mem::take(&mut self.groups) {
-            let written = self.write_group(&group);
-            let counts = self.shared.counts(group.kind);
+            let (kind, n) = (group.kind, group.n);
+            let written = self.write_group(group);
+            let counts = self.shared.counts(kind);
             if written {
-                counts.rows.add(group.n as u64);
+                counts.rows.add(n as u64);
                 counts.files.add(1);
             } else {
-                counts.store_failed.add(group.n as u64);
+                counts.store_failed.add(n as u64);
             }
-            self.shared.release(group.n);
+            self.shared.release(n);
         }
         self.pending = 0;
         self.oldest = None;
     }
 
-    fn write_group(&mut self, group: &Group) -> bool {
-        let first = &group.rows[0];
-        let bytes = match encode(&group.rows) {
+    fn write_group(&mut self, group: Group) -> bool {
+        let encoded = match group.rows {
+            GroupRows::Scored(columns) => (*columns).encode(),
+            GroupRows::Labels(posts) => encode_labels(&posts),
+        };
+        let bytes = match encoded {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, rows = group.n, "prediction log: rows dropped");
@@ -225,9 +363,9 @@ impl Writer {
         self.files += 1;
         let file = format!(
             "part-{}-{:016x}-{:08}.parquet",
-            first.time_us, self.token, self.files
+            group.first_us, self.token, self.files
         );
-        let key = partition_key(group.kind, &first.model, first.hour(), &file);
+        let key = partition_key(group.kind, &group.model, group.hour, &file);
         let mut backoff = self.timing.backoff;
         for attempt in 0..=self.retries {
             match self.put(&key, &bytes) {

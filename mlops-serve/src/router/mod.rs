@@ -182,12 +182,12 @@ pub struct RouterOptions {
     pub ticker: Arc<dyn Ticker>,
     /// Where every scored row and every label post is logged (feature `predlog`; `None`, the
     /// default: nothing is logged). Recording copies the rows into the log's bounded buffer
-    /// and never fails or blocks a request.
+    /// and never fails a request or waits for the writer.
     #[cfg(feature = "predlog")]
     pub prediction_log: Option<crate::predlog::PredictionLog>,
     /// The live monitor fed every scored request and every joined label post (feature
     /// `monitor`; `None`, the default: nothing is monitored). Recording copies the rows into
-    /// the monitor's bounded queue and never fails or blocks a request.
+    /// the monitor's bounded buffer and never fails a request or waits for the monitor.
     #[cfg(feature = "monitor")]
     pub monitor: Option<crate::monitor::LiveMonitor>,
 }

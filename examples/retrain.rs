@@ -289,7 +289,7 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
         .map_err(registry_error)?
         .and_then(|e| e.target)
     else {
-        let known = registry.list_models().await.map_err(failed)?;
+        let known = registry.list_models().await.map_err(registry_error)?;
         return Err(bad(if known.iter().any(|m| m == model) {
             format!("model {model:?} has no `production` version to retrain against (set the alias first)")
         } else {
@@ -304,7 +304,7 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
     let expected_canary = registry
         .alias(model, &canary_alias)
         .await
-        .map_err(failed)?
+        .map_err(registry_error)?
         .and_then(|e| e.target);
     if let Some(v) = job.version.filter(|&v| v != champion_version) {
         say(format!(
@@ -314,7 +314,7 @@ async fn run(args: &Args, summary: &mut Summary, say: &mut dyn FnMut(String)) ->
     let (record, artifact) = registry
         .load_artifact(model, &VersionRef::Number(champion_version))
         .await
-        .map_err(failed)?;
+        .map_err(registry_error)?;
     let champion = mlops::core::model::MlpModel::new(&artifact).map_err(failed)?;
     summary.champion = Some(champion_version);
     let features = artifact.spec().input_features.clone();

@@ -122,7 +122,7 @@ impl Taken {
     }
 
     /// Empties it, keeping its storage for the next requests (up to [`KEEP_VALUES`]).
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         let (values, rows, requests, ids) = (
             self.x.len(),
             self.predictions.len(),
@@ -243,6 +243,17 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
+/// The requests of `batches` in the order they were recorded, as far as their times tell
+/// (a stable sort: a shard's own order is kept among equal times). Rows reach a consumer shard
+/// by shard; one that compares what two threads recorded (the monitor: a request on one
+/// thread, its shadow on another) reads them in this order.
+#[cfg_attr(not(feature = "monitor"), allow(dead_code))]
+pub(crate) fn by_time(batches: &[Taken]) -> Vec<Entry<'_>> {
+    let mut entries: Vec<Entry<'_>> = batches.iter().flat_map(Taken::entries).collect();
+    entries.sort_by_key(|e| e.time_us);
+    entries
+}
+
 /// The shards of one consumer (see the module docs).
 pub(crate) struct Tap {
     shards: Box<[Shard]>,
@@ -303,21 +314,24 @@ impl Tap {
         Recorded { taken: true, wake }
     }
 
-    /// Swaps every non-empty shard for `spare` storage and hands each batch to `take`;
-    /// returns the rows drained. `spare` keeps one cleared batch between drains.
-    pub(crate) fn drain(&self, spare: &mut Taken, mut take: impl FnMut(&Taken)) -> usize {
+    /// Swaps every non-empty shard for a batch from `free` (or a new one) and appends what
+    /// it held to `filled`, for a consumer that reads all shards' requests together (in time
+    /// order: see [`by_time`]); returns the rows drained. The consumer clears the batches
+    /// and gives them back to `free`.
+    pub(crate) fn drain_all(&self, free: &mut Vec<Taken>, filled: &mut Vec<Taken>) -> usize {
         let mut rows = 0;
         for shard in self.shards.iter() {
+            let mut spare = free.pop().unwrap_or_default();
             {
                 let mut held = lock(shard);
                 if held.is_empty() {
+                    free.push(spare);
                     continue;
                 }
-                std::mem::swap(&mut *held, spare);
+                std::mem::swap(&mut *held, &mut spare);
             }
             rows += spare.rows();
-            take(spare);
-            spare.clear();
+            filled.push(spare);
         }
         rows
     }
@@ -411,8 +425,9 @@ mod tests {
             .taken
         );
         let mut seen = Vec::new();
-        let mut spare = Taken::default();
-        let rows = tap.drain(&mut spare, |taken| {
+        let (mut free, mut filled) = (Vec::new(), Vec::new());
+        let rows = tap.drain_all(&mut free, &mut filled);
+        for taken in &filled {
             for e in taken.entries() {
                 seen.push((
                     e.run.features.len(),
@@ -423,7 +438,7 @@ mod tests {
                     e.predictions.to_vec(),
                 ));
             }
-        });
+        }
         assert_eq!(rows, 5);
         assert_eq!(
             seen,
@@ -447,8 +462,56 @@ mod tests {
                 (1, Some(2), Some("r3".into()), 13, vec![9.0], vec![0.9]),
             ]
         );
-        // Drained: empty, and the spare's storage is reused.
-        assert_eq!(tap.drain(&mut spare, |_| panic!("nothing left")), 0);
+        // Drained: empty, and the batches' storage is reused.
+        for mut taken in filled.drain(..) {
+            taken.clear();
+            free.push(taken);
+        }
+        assert_eq!(tap.drain_all(&mut free, &mut filled), 0);
+        assert!(filled.is_empty());
+    }
+
+    /// Records one single-row request of `version` at `t` (its value `t`).
+    fn record_one(tap: &Tap, (m, f): (&Arc<str>, &Arc<[String]>), version: u64, t: i64) {
+        let head = Head {
+            model: m,
+            features: f,
+            variant: None,
+            version: Some(version),
+            request_id: None,
+            time_us: t,
+        };
+        tap.record(&head, array![[t as f32]].view(), &[0.5], || true);
+    }
+
+    #[test]
+    fn requests_of_two_threads_come_back_in_time_order() {
+        let tap = Arc::new(Tap::default());
+        let (m, f) = (Arc::<str>::from("m"), names(&["a"]));
+        // This thread records the even times, another the odd ones (two shards, unless other
+        // tests' threads took the indexes between: then one, in the same order).
+        for t in (0..20).step_by(2) {
+            record_one(&tap, (&m, &f), 1, t);
+        }
+        let other = {
+            let (tap, m, f) = (tap.clone(), m.clone(), f.clone());
+            std::thread::spawn(move || {
+                for t in (1..20).step_by(2) {
+                    record_one(&tap, (&m, &f), 2, t);
+                }
+            })
+        };
+        other.join().unwrap();
+        let (mut free, mut filled) = (Vec::new(), Vec::new());
+        assert_eq!(tap.drain_all(&mut free, &mut filled), 20);
+        let order: Vec<(i64, Option<u64>)> = by_time(&filled)
+            .iter()
+            .map(|e| (e.time_us, e.run.version))
+            .collect();
+        let expected: Vec<(i64, Option<u64>)> = (0..20)
+            .map(|t| (t, Some(if t % 2 == 0 { 1 } else { 2 })))
+            .collect();
+        assert_eq!(order, expected);
     }
 
     #[test]
@@ -498,21 +561,27 @@ mod tests {
                 })
             })
             .collect();
-        let mut spare = Taken::default();
         let mut per_thread = [0_usize; 4];
-        let mut count = |taken: &Taken| {
-            for e in taken.entries() {
-                assert_eq!(e.predictions[0] as u64, e.run.version.unwrap());
-                per_thread[e.run.version.unwrap() as usize] += 1;
+        let mut free = Vec::new();
+        let mut count = |free: &mut Vec<Taken>| {
+            let mut filled = Vec::new();
+            tap.drain_all(free, &mut filled);
+            for mut taken in filled {
+                for e in taken.entries() {
+                    assert_eq!(e.predictions[0] as u64, e.run.version.unwrap());
+                    per_thread[e.run.version.unwrap() as usize] += 1;
+                }
+                taken.clear();
+                free.push(taken);
             }
         };
         while threads.iter().any(|t| !t.is_finished()) {
-            tap.drain(&mut spare, &mut count);
+            count(&mut free);
         }
         for t in threads {
             t.join().unwrap();
         }
-        tap.drain(&mut spare, &mut count);
+        count(&mut free);
         assert_eq!(per_thread, [2_000; 4]);
     }
 }

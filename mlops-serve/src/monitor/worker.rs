@@ -20,7 +20,7 @@ use super::profiles::{Profiles, PREDICTION_COLUMN};
 use super::window::{LabelWindow, RowWindow};
 use super::{Message, MonitorParts, Statuses, VersionStatus};
 use crate::step_stats::lock;
-use crate::tap::{Entry, Taken, Tap};
+use crate::tap::{by_time, Entry, Taken, Tap};
 
 /// How long the worker sleeps between drains of its tap and queue while rows come.
 const POLL: Duration = Duration::from_millis(2);
@@ -74,8 +74,8 @@ pub(crate) struct Worker {
     pub(crate) status: Statuses,
     pub(crate) queued: Arc<std::sync::atomic::AtomicUsize>,
     tap: Arc<Tap>,
-    /// Storage a drained shard swaps in.
-    spare: Taken,
+    /// Storage drained shards swap in.
+    free: Vec<Taken>,
     /// Requests taken since the clock was last read (it is read every 64).
     since_publish: u32,
     models: HashMap<Arc<str>, ModelState>,
@@ -119,7 +119,7 @@ impl Worker {
             status,
             queued,
             tap,
-            spare: Taken::default(),
+            free: Vec::new(),
             since_publish: 0,
             models: HashMap::new(),
             published: Instant::now(),
@@ -224,21 +224,25 @@ impl Worker {
     /// Monitors the tap's scored rows, request by request; returns how many rows.
     fn take_tap(&mut self) -> usize {
         let tap = self.tap.clone();
-        let mut spare = std::mem::take(&mut self.spare);
-        let rows = tap.drain(&mut spare, |taken| {
-            for e in taken.entries() {
-                self.scored(&e);
-                // The clock read every 64 requests, not per request.
-                self.since_publish += 1;
-                if self.since_publish.is_multiple_of(64) {
-                    self.now = Instant::now();
-                    if self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY {
-                        self.publish_all();
-                    }
+        let mut filled = Vec::new();
+        let rows = tap.drain_all(&mut self.free, &mut filled);
+        // In the order recorded across threads (a request, then its shadow): whether another
+        // version served within a window is read from that order.
+        for e in by_time(&filled) {
+            self.scored(&e);
+            // The clock read every 64 requests, not per request.
+            self.since_publish += 1;
+            if self.since_publish.is_multiple_of(64) {
+                self.now = Instant::now();
+                if self.now.saturating_duration_since(self.published) >= PUBLISH_EVERY {
+                    self.publish_all();
                 }
             }
-        });
-        self.spare = spare;
+        }
+        for mut taken in filled {
+            taken.clear();
+            self.free.push(taken);
+        }
         self.queued.fetch_sub(rows, Ordering::AcqRel);
         rows
     }

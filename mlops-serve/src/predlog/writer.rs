@@ -81,8 +81,8 @@ pub(crate) struct Writer {
     pub(crate) batch_rows: usize,
     pub(crate) shared: Arc<Shared>,
     tap: Arc<Tap>,
-    /// Storage a drained shard swaps in.
-    spare: Taken,
+    /// Storage drained shards swap in.
+    free: Vec<Taken>,
     /// Random per log: file names of two replicas (or two runs) never collide.
     pub(crate) token: u64,
     pub(crate) files: u64,
@@ -111,7 +111,7 @@ impl Writer {
             batch_rows,
             shared,
             tap,
-            spare: Taken::default(),
+            free: Vec::new(),
             token,
             files: 0,
             groups: Vec::new(),
@@ -220,8 +220,9 @@ impl Writer {
     /// `store_failed`.
     fn take_tap(&mut self) -> usize {
         let tap = self.tap.clone();
-        let mut spare = std::mem::take(&mut self.spare);
-        let rows = tap.drain(&mut spare, |taken| {
+        let mut filled = Vec::new();
+        let rows = tap.drain_all(&mut self.free, &mut filled);
+        for mut taken in filled {
             let mut read = 0;
             for e in taken.entries() {
                 read += e.predictions.len();
@@ -239,8 +240,9 @@ impl Writer {
                 self.shared.predictions.store_failed.add(lost as u64);
                 self.shared.release(lost);
             }
-        });
-        self.spare = spare;
+            taken.clear();
+            self.free.push(taken);
+        }
         rows
     }
 

@@ -2420,13 +2420,20 @@ mod prediction_log {
         let (mut child, addr, _stdout) = serve(d.path(), &log, "batch_rows = 1\n");
         let (t, clients) = traffic(&addr, 4);
         wait_for_requests(&t, 200);
+        // Killed once files are being written (a synced file can take a while on a busy
+        // disk), with traffic still coming.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while read_all(&log.join("predictions")).0 == 0 && std::time::Instant::now() < deadline {
+            assert!(!t.failed.load(Ordering::SeqCst), "a request failed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         signal(&child, "KILL");
         child.wait().unwrap();
         for c in clients {
             c.join().unwrap();
         }
         let (files, rows) = read_all(&log.join("predictions"));
-        assert!(files > 0, "no file was written before the kill");
+        assert!(files > 0, "no file was written in 120 s of traffic");
         assert!(rows <= t.rows.load(Ordering::SeqCst));
     }
 }

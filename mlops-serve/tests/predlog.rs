@@ -264,12 +264,27 @@ mod predlog_suite {
         }
     }
 
-    /// A store that fails its first `failing` puts, then works, counting every put.
+    /// A store that fails its first `failing` puts, then works, counting every put; a put
+    /// waits while a test holds `hold`, and `order` lists the keys written, in order.
     #[derive(Debug)]
     struct FlakyStore {
         inner: InMemory,
         failing: AtomicUsize,
         puts: AtomicUsize,
+        hold: std::sync::Mutex<()>,
+        order: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl FlakyStore {
+        fn new(failing: usize) -> Self {
+            FlakyStore {
+                inner: InMemory::new(),
+                failing: AtomicUsize::new(failing),
+                puts: AtomicUsize::new(0),
+                hold: std::sync::Mutex::new(()),
+                order: std::sync::Mutex::new(Vec::new()),
+            }
+        }
     }
 
     impl std::fmt::Display for FlakyStore {
@@ -287,6 +302,7 @@ mod predlog_suite {
             opts: PutOptions,
         ) -> mlops_core::object_store::Result<PutResult> {
             self.puts.fetch_add(1, Ordering::SeqCst);
+            drop(self.hold.lock().unwrap());
             let failing = self
                 .failing
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
@@ -301,6 +317,7 @@ mod predlog_suite {
                     source: "connection refused (injected)".into(),
                 });
             }
+            self.order.lock().unwrap().push(location.to_string());
             self.inner.put_opts(location, payload, opts).await
         }
 
@@ -353,23 +370,26 @@ mod predlog_suite {
     }
 
     fn flaky_log(failing: usize, retries: u32) -> (Arc<FlakyStore>, PredictionLog) {
-        let store = Arc::new(FlakyStore {
-            inner: InMemory::new(),
-            failing: AtomicUsize::new(failing),
-            puts: AtomicUsize::new(0),
-        });
-        let opened = OpenedStore {
-            store: store.clone(),
-            prefix: Path::from("log"),
-            name: "flaky://".into(),
-            local_dir: None,
-        };
         let config = PredictionLogConfig {
             retries,
             ..config(1024, 1024).into_config()
         }
         .check()
         .unwrap();
+        store_log(FlakyStore::new(failing), config)
+    }
+
+    fn store_log(
+        store: FlakyStore,
+        config: CheckedPredictionLogConfig,
+    ) -> (Arc<FlakyStore>, PredictionLog) {
+        let store = Arc::new(store);
+        let opened = OpenedStore {
+            store: store.clone(),
+            prefix: Path::from("log"),
+            name: "flaky://".into(),
+            local_dir: None,
+        };
         let log = PredictionLog::with_store(
             opened,
             LogParts {
@@ -444,6 +464,56 @@ mod predlog_suite {
             }
         }
         assert_eq!((primary, shadow), (30, 30));
+    }
+
+    /// Label posts that come faster than their files are written do not hold back scored
+    /// rows: while the writer is stuck on one label file (a file per post), a scored row and
+    /// ten more label posts come, and the scored row is in the next file written, not behind
+    /// every label file queued before it (the CI failure of a server killed mid-traffic with
+    /// no prediction file yet, while label files were being written and synced).
+    #[test]
+    fn a_stream_of_label_posts_does_not_hold_back_scored_rows() {
+        let (store, log) = store_log(FlakyStore::new(0), config(1024, 1));
+        let held = store.hold.lock().unwrap();
+        let model: Arc<str> = "fraud".into();
+        assert!(log.record_labels(&model, "r0", &[1.0]).unwrap());
+        while store.puts.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The writer is inside the first label file's put.
+        let features: Arc<[String]> = ["a".to_string(), "b".to_string()].into();
+        let x = Array2::from_elem((1, 2), 0.5_f32);
+        assert!(log
+            .record_scored(&ScoredBatch {
+                model: &model,
+                features: &features,
+                request_id: Some("s"),
+                variant: &Arc::from("stable"),
+                version: Some(1),
+                x: x.view(),
+                predictions: &[0.5],
+            })
+            .unwrap());
+        for i in 1..=10 {
+            assert!(log.record_labels(&model, &format!("r{i}"), &[0.0]).unwrap());
+        }
+        // Longer than the writer's poll: the tap is due when the put returns.
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        let summary = log.close().unwrap();
+        assert_eq!(summary.predictions.rows_written, 1, "{summary:?}");
+        assert_eq!(summary.labels.rows_written, 11, "{summary:?}");
+        let order = store.order.lock().unwrap().clone();
+        assert_eq!(order.len(), 12, "{order:?}");
+        let at = order
+            .iter()
+            .position(|k| k.contains("/predictions/"))
+            .unwrap();
+        assert!(
+            at <= 2,
+            "the scored row's file was put {}th: {order:#?}",
+            at + 1
+        );
     }
 
     /// An unreachable store during a flush: every attempt fails, the rows are dropped and

@@ -89,6 +89,9 @@ pub(crate) struct Writer {
     groups: Vec<Group>,
     pending: usize,
     oldest: Option<Instant>,
+    /// When the tap was last drained: a stream of label posts keeps the queue busy, and the
+    /// tap is drained between them once this is [`POLL`] old.
+    drained: Instant,
 }
 
 /// The longest wait between two retries of one file.
@@ -117,6 +120,7 @@ impl Writer {
             groups: Vec::new(),
             pending: 0,
             oldest: None,
+            drained: Instant::now(),
         }
     }
 
@@ -128,7 +132,6 @@ impl Writer {
     /// recorder that finds it asleep) or its oldest batch's age.
     pub(crate) fn run(mut self, queue: Receiver<Message>) {
         let mut active = Instant::now();
-        let mut messages = 0_u32;
         loop {
             let wait = match self.oldest {
                 Some(t) => self.timing.batch_age.saturating_sub(t.elapsed()),
@@ -165,12 +168,13 @@ impl Writer {
             }
             match received {
                 Ok(Message::Rows(rows)) => {
-                    self.add(*rows);
-                    // A stream of label posts does not hold back the tap.
-                    messages = messages.wrapping_add(1);
-                    if messages.is_multiple_of(64) {
+                    // A stream of label posts does not hold back the tap: with small batches
+                    // each post can be a file written and synced, so the tap is drained by
+                    // time, not by a count of posts.
+                    if self.drained.elapsed() >= POLL {
                         self.take_tap();
                     }
+                    self.add(*rows);
                     self.write_if_due();
                 }
                 Ok(Message::Wake) => {
@@ -219,6 +223,7 @@ impl Writer {
     /// how many rows were drained. Rows a shard lost to a recorder's panic are counted
     /// `store_failed`.
     fn take_tap(&mut self) -> usize {
+        self.drained = Instant::now();
         let tap = self.tap.clone();
         let mut filled = Vec::new();
         let rows = tap.drain_all(&mut self.free, &mut filled);

@@ -4,7 +4,8 @@
 //! permutation p-value against the exact permutation distribution of a tiny sample.
 
 use mlops_drift::stats::{
-    hellinger, kl_divergence, mmd_rbf, null_rate_test, proportions_ztest, psi, total_variation,
+    hellinger, kl_divergence, mmd_rbf, null_rate_test, proportion_confint_wilson,
+    proportions_ztest, psi, total_variation,
 };
 use mlops_drift::Correction;
 use serde_json::Value;
@@ -47,6 +48,39 @@ fn every_correction_matches_statsmodels_multipletests() {
             }
         }
         assert_eq!(Correction::None.adjust(&p), p, "case {k}: none");
+    }
+}
+
+/// Wilson intervals at 0 and `n` successes, a single trial, a large and a tiny share, and
+/// confidences from 0.5 to 0.999; bad input refused by name.
+#[test]
+fn wilson_intervals_match_statsmodels_proportion_confint() {
+    let fx = fixture();
+    let cases = fx["proportion_confint_wilson"].as_array().unwrap();
+    assert!(cases.len() >= 8);
+    for (k, c) in cases.iter().enumerate() {
+        let f = |key: &str| c[key].as_f64().unwrap();
+        let (low, high) =
+            proportion_confint_wilson(f("successes"), f("n"), f("confidence")).unwrap();
+        for (what, ours, theirs) in [("low", low, f("low")), ("high", high, f("high"))] {
+            assert!(
+                (ours - theirs).abs() <= 1e-12,
+                "case {k} {what}: ours {ours:e}, statsmodels {theirs:e}"
+            );
+        }
+    }
+    for (s, n, conf, field) in [
+        (1.0, 0.0, 0.95, "n"),
+        (3.0, 2.0, 0.95, "successes"),
+        (-1.0, 2.0, 0.95, "successes"),
+        (f64::NAN, 2.0, 0.95, "successes"),
+        (1.0, 2.0, 1.0, "confidence"),
+        (1.0, 2.0, 0.0, "confidence"),
+    ] {
+        let e = proportion_confint_wilson(s, n, conf)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{e}");
     }
 }
 

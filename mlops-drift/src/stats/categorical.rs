@@ -197,3 +197,44 @@ pub fn null_rate_test(
         p_value: Normal::standard().sf(z).clamp(0.0, 1.0),
     })
 }
+
+/// The Wilson score interval of a proportion, `successes` of `n`, two-sided at `confidence`
+/// (statsmodels' `proportion_confint(successes, n, alpha=1 - confidence, method="wilson")`):
+/// it stays inside [0, 1] and is not empty at 0 or `n` successes, where the Wald interval
+/// collapses to a point.
+///
+/// ```
+/// use mlops_drift::stats::proportion_confint_wilson;
+///
+/// let (low, high) = proportion_confint_wilson(0.0, 20.0, 0.95)?;
+/// assert!(low.abs() < 1e-12);
+/// assert!((high - 0.16112515).abs() < 1e-6);
+/// assert!(proportion_confint_wilson(3.0, 0.0, 0.95).is_err());
+/// # Ok::<(), mlops_drift::Error>(())
+/// ```
+pub fn proportion_confint_wilson(successes: f64, n: f64, confidence: f64) -> Result<(f64, f64)> {
+    if !(n.is_finite() && n > 0.0) {
+        return Err(Error::invalid("n", n, "a count > 0"));
+    }
+    if !(successes.is_finite() && (0.0..=n).contains(&successes)) {
+        return Err(Error::invalid(
+            "successes",
+            successes,
+            format!("a count in [0, {n}]"),
+        ));
+    }
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(Error::invalid(
+            "confidence",
+            confidence,
+            "a level in (0, 1)",
+        ));
+    }
+    let z = Normal::standard().inverse_cdf(0.5 + confidence / 2.0);
+    let p = successes / n;
+    let z2 = z * z;
+    let denominator = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denominator;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
+    Ok(((center - half).max(0.0), (center + half).min(1.0)))
+}

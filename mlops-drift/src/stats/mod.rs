@@ -11,6 +11,7 @@
 //! | [`wasserstein_distance`], [`energy_distance`] | `scipy.stats.wasserstein_distance`, `energy_distance` |
 //! | [`contingency_test`] | `scipy.stats.chi2_contingency` (Pearson or G-test) |
 //! | [`proportions_ztest`] | `statsmodels.stats.proportion.proportions_ztest` |
+//! | [`proportion_confint_wilson`] | `statsmodels.stats.proportion.proportion_confint(method="wilson")` |
 //! | [`jensen_shannon`] | `scipy.spatial.distance.jensenshannon` |
 //! | [`kl_divergence`] | `scipy.stats.entropy(current, reference)` |
 //! | [`psi`], [`hellinger`], [`total_variation`], [`null_rate_test`] | defined in their docs |
@@ -28,7 +29,10 @@ mod select;
 
 use serde::{Deserialize, Serialize};
 
-pub use categorical::{contingency_test, null_rate_test, proportions_ztest, ContingencyStatistic};
+pub use categorical::{
+    contingency_test, null_rate_test, proportion_confint_wilson, proportions_ztest,
+    ContingencyStatistic,
+};
 pub use cvm::{cramervonmises_2samp, CvmMethod};
 pub(crate) use distance::cdf_distance_sorted;
 pub use distance::{energy_distance, wasserstein_distance, wasserstein_normalized};

@@ -1353,6 +1353,105 @@ fn canary_decides_every_scenario_as_the_policy_says_and_deterministically() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("requests_per_second"));
 }
 
+/// The operating-characteristics tool: a small A/A run prints its row with an interval and
+/// the same row again for the seed; a much worse candidate is rolled back in every run; bad
+/// flags, truths, policies and scenarios exit 2 naming what is wrong.
+#[test]
+fn rollout_oc_reports_promotion_and_rollback_rates_and_refuses_bad_input() {
+    let help = run("rollout_oc", &["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Exit codes: 0") && text.contains("2 bad input"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("oc.json");
+    let args = [
+        "--truth",
+        "same",
+        "--rps",
+        "50",
+        "--positive-rate",
+        "0.5",
+        "--label-delay-seconds",
+        "10",
+        "--runs",
+        "40",
+        "--seed",
+        "3",
+    ];
+    let out = run(
+        "rollout_oc",
+        &[&args[..], &["--json", json.to_str().unwrap()]].concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| same | 50 |"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains('[') && row.contains('%'), "{row}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &report[0]["report"];
+    assert_eq!(r["runs"], 40);
+    assert_eq!(
+        r["promoted"].as_u64().unwrap()
+            + r["rolled_back"].as_u64().unwrap()
+            + r["undecided"].as_u64().unwrap(),
+        40
+    );
+    let again = run("rollout_oc", &args);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), text);
+    let worse = run(
+        "rollout_oc",
+        &[
+            "--truth",
+            "auc:-0.1",
+            "--rps",
+            "50",
+            "--positive-rate",
+            "0.5",
+            "--label-delay-seconds",
+            "10",
+            "--runs",
+            "20",
+        ],
+    );
+    let text = String::from_utf8_lossy(&worse.stdout);
+    assert!(
+        text.contains("| 0.0% [0.0, 16.1] | 100.0% [83.9, 100.0] |"),
+        "{text}"
+    );
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "steps = [10, 5, 100]\n").unwrap();
+    for (bad, what) in [
+        (vec!["--truth", "auc:x"], "not a number"),
+        (vec!["--truth", "faster"], "expected same"),
+        (vec!["--rps", "0"], "requests_per_second"),
+        (vec!["--truth", "auc:0.5"], "auc_delta"),
+        (vec!["--runs", "0"], "runs"),
+        (vec!["--policy", policy.to_str().unwrap()], "steps[1]"),
+        (
+            vec!["--policy", "/nonexistent/policy.toml"],
+            "reading the policy",
+        ),
+        (vec!["--table", "--truth", "same"], "cannot be used with"),
+        (vec!["--max-hours=-1"], "max_seconds"),
+    ] {
+        let out = run("rollout_oc", &bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains(what), "{bad:?}: {err}");
+    }
+}
+
 /// Runs `name` with `args`, killing it and failing if it has not returned after `limit`
 /// seconds: a guard against a hang (a simulation whose time does not advance), not a
 /// performance threshold — every run here returns at once or in a few seconds.

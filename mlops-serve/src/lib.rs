@@ -29,6 +29,8 @@
 //! - `predlog` (feature `predlog`): the durable prediction log, every scored row and label
 //!   as Parquet on a store, written off the request path;
 //! - `replay` (feature `sim`): a rollout replayed on simulated time;
+//! - `rollout_sim` (feature `sim`): a promotion policy's operating characteristics, from
+//!   thousands of rollouts simulated with a known truth;
 //! - `testing` (feature `testing`, off by default): the public conformance suites a host runs
 //!   on its own `ModelSource`, `RolloutStore`, `MetricsSource` (and `Predictor`).
 
@@ -45,6 +47,8 @@ pub mod predlog;
 #[cfg(feature = "sim")]
 pub mod replay;
 pub mod rollout;
+#[cfg(feature = "sim")]
+pub mod rollout_sim;
 pub mod router;
 pub mod source;
 pub mod step_stats;

@@ -427,6 +427,17 @@ fn order_bytes(id: &str) -> usize {
     32 + id.len()
 }
 
+/// How many one-row requests with ids of `id_bytes` bytes the label join of `stats` holds
+/// before it evicts the oldest: its capacity, or fewer when its byte bound comes first.
+#[cfg(feature = "sim")]
+pub(crate) fn join_holds(stats: &StatsConfig, id_bytes: usize) -> usize {
+    let id = "x".repeat(id_bytes);
+    let per_request = entry_bytes(&id, 1) + order_bytes(&id);
+    stats
+        .label_join_capacity
+        .min(stats.label_join_bytes / per_request)
+}
+
 /// Requests waiting for delayed labels, bounded by capacity and time-to-live.
 pub(crate) struct LabelJoin {
     inner: Mutex<JoinInner>,

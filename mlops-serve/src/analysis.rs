@@ -18,6 +18,7 @@ use mlops_core::metrics::ScoredSamples;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use crate::sequential::{mixture_half_width, mixture_likelihood_ratio, Evidence};
 use crate::step_stats::VariantSnapshot;
 use crate::{Error, Result};
 
@@ -185,6 +186,30 @@ impl Check {
         }
     }
 
+    /// An inconclusive result of this check with no statistic yet, on these sample sizes.
+    fn inconclusive(&self, n_candidate: u64, n_stable: u64) -> CheckResult {
+        CheckResult {
+            check: self.name().to_string(),
+            outcome: Outcome::Inconclusive,
+            statistic: None,
+            p_value: None,
+            candidate: None,
+            stable: None,
+            n_candidate,
+            n_stable,
+            reason: String::new(),
+        }
+    }
+
+    /// Whether the check pools its evidence over a rollout under a
+    /// [`Sequential`](crate::policy::Sequential) policy (`roc_auc`, `accuracy`, `error_rate`).
+    pub fn is_sequential(&self) -> bool {
+        matches!(
+            self,
+            Check::RocAuc { .. } | Check::Accuracy { .. } | Check::ErrorRate { .. }
+        )
+    }
+
     /// Whether the check needs labels (it cannot run in a shadow phase, where the candidate's
     /// predictions are never served).
     pub fn needs_labels(&self) -> bool {
@@ -306,17 +331,7 @@ impl Check {
         stable: &VariantSnapshot,
         min_requests: u64,
     ) -> CheckResult {
-        let mut r = CheckResult {
-            check: self.name().to_string(),
-            outcome: Outcome::Inconclusive,
-            statistic: None,
-            p_value: None,
-            candidate: None,
-            stable: None,
-            n_candidate: candidate.requests,
-            n_stable: stable.requests,
-            reason: String::new(),
-        };
+        let mut r = self.inconclusive(candidate.requests, stable.requests);
         let too_few_requests = |r: &mut CheckResult| {
             r.reason = format!(
                 "too few requests: candidate {}, stable {}; {min_requests} each needed",
@@ -447,19 +462,7 @@ impl Check {
                     );
                     return r;
                 }
-                let acc = |v: &VariantSnapshot| {
-                    let t = f64::from(v.threshold);
-                    let correct = v
-                        .labels
-                        .iter()
-                        .zip(&v.label_scores)
-                        .filter(|(&l, &s)| (s >= t) == l)
-                        .count();
-                    let n = v.labeled() as f64;
-                    let p = correct as f64 / n;
-                    (p, p * (1.0 - p) / n)
-                };
-                let ((pc, vc), (ps, vs)) = (acc(candidate), acc(stable));
+                let ((pc, vc), (ps, vs)) = (accuracy(candidate), accuracy(stable));
                 r.candidate = Some(pc);
                 r.stable = Some(ps);
                 non_inferiority(
@@ -589,5 +592,202 @@ fn non_inferiority(
     } else {
         r.outcome = Outcome::Inconclusive;
         r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: difference {diff:+.4} in [{lower:+.4}, {upper:+.4}], which straddles -{delta}");
+    }
+}
+
+/// Labeled rows each variant needs in a window, with both classes, before the window's AUC or
+/// accuracy joins the pooled evidence (DeLong's and Wald's variances are unreliable below).
+pub const MIN_WINDOW_LABELED: usize = 20;
+
+/// A variant's accuracy at its own threshold on its labeled rows, and the Wald variance of
+/// it (the caller checked there are labeled rows).
+fn accuracy(v: &VariantSnapshot) -> (f64, f64) {
+    let t = f64::from(v.threshold);
+    let correct = v
+        .labels
+        .iter()
+        .zip(&v.label_scores)
+        .filter(|(&l, &s)| (s >= t) == l)
+        .count();
+    let n = v.labeled() as f64;
+    let p = correct as f64 / n;
+    (p, p * (1.0 - p) / n)
+}
+
+/// The mixing scale of a check's confidence sequence: its margin, or one point when the
+/// margin is 0.
+fn mixing_variance(margin: f64) -> f64 {
+    let tau = if margin > 0.0 { margin } else { 0.01 };
+    tau * tau
+}
+
+/// One window's AUC (or accuracy) difference and its variance, when both variants have the
+/// labels for it.
+fn window_difference(
+    check: &Check,
+    candidate: &VariantSnapshot,
+    stable: &VariantSnapshot,
+) -> Option<(f64, f64)> {
+    let enough = |v: &VariantSnapshot| {
+        let positives = v.labels.iter().filter(|&&l| l).count();
+        v.labeled() >= MIN_WINDOW_LABELED && positives >= 2 && v.labeled() - positives >= 2
+    };
+    if !(enough(candidate) && enough(stable)) {
+        return None;
+    }
+    let one = |v: &VariantSnapshot| -> Option<(f64, f64)> {
+        match check {
+            Check::RocAuc { .. } => {
+                let labels: Vec<f64> = v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();
+                let a = ScoredSamples::new(&labels, &v.label_scores, None)
+                    .ok()?
+                    .roc_auc_delong()
+                    .ok()?;
+                Some((a.auc, a.variance))
+            }
+            _ => Some(accuracy(v)),
+        }
+    };
+    let ((c, vc), (s, vs)) = (one(candidate)?, one(stable)?);
+    Some((c - s, vc + vs))
+}
+
+impl Check {
+    /// Adds this window (the statistics since the previous analysis) to the check's pooled
+    /// `evidence` and decides on everything so far with a confidence sequence at level
+    /// `alpha` (see [`Sequential`](crate::policy::Sequential)). `None` for a check without
+    /// a sequential form ([`Check::is_sequential`]): evaluate it with [`Check::evaluate`].
+    pub fn evaluate_sequential(
+        &self,
+        evidence: &mut Evidence,
+        candidate: &VariantSnapshot,
+        stable: &VariantSnapshot,
+        min_requests: u64,
+        alpha: f64,
+    ) -> Option<CheckResult> {
+        let mut r = self.inconclusive(0, 0);
+        match *self {
+            Check::ErrorRate { max_increase, .. } => {
+                // Counts over the whole rollout: errors are rare, and a window without any
+                // still says something.
+                evidence.n_candidate += candidate.requests;
+                evidence.n_stable += stable.requests;
+                evidence.events_candidate += candidate.errors;
+                evidence.events_stable += stable.errors;
+                evidence.windows = evidence.windows.saturating_add(1);
+                let (nc, ns) = (evidence.n_candidate, evidence.n_stable);
+                r.n_candidate = nc;
+                r.n_stable = ns;
+                let min = min_requests.max(1);
+                if nc < min || ns < min {
+                    r.reason = format!(
+                        "too few requests over the rollout: candidate {nc}, stable {ns}; {min} each needed"
+                    );
+                    return Some(r);
+                }
+                let (ec, es) = (
+                    evidence.events_candidate as f64,
+                    evidence.events_stable as f64,
+                );
+                let (pc, ps) = (ec / nc as f64, es / ns as f64);
+                r.candidate = Some(pc);
+                r.stable = Some(ps);
+                let diff = pc - ps;
+                r.statistic = Some(diff);
+                let pooled = (ec + es) / (nc + ns) as f64;
+                let v = pooled * (1.0 - pooled) * (1.0 / nc as f64 + 1.0 / ns as f64);
+                let w = mixture_half_width(v, mixing_variance(max_increase), alpha);
+                r.p_value = Some(
+                    mixture_likelihood_ratio(diff, v, mixing_variance(max_increase), max_increase)
+                        .map_or(1.0, |l| {
+                            if diff > max_increase {
+                                (1.0 / l).min(1.0)
+                            } else {
+                                1.0
+                            }
+                        }),
+                );
+                if diff - w > max_increase {
+                    r.outcome = Outcome::Fail;
+                    r.reason = format!(
+                        "error rate {:.3}% vs stable {:.3}% over the rollout: higher by {:.3} points, lower bound {:+.4} > {max_increase} (always valid, alpha {alpha:.4})",
+                        100.0 * pc,
+                        100.0 * ps,
+                        100.0 * diff,
+                        diff - w
+                    );
+                } else {
+                    r.outcome = Outcome::Pass;
+                    r.reason = format!(
+                        "error rate {:.3}% vs stable {:.3}% over the rollout ({nc} and {ns} requests): no increase above {max_increase} shown (always valid, alpha {alpha:.4})",
+                        100.0 * pc,
+                        100.0 * ps
+                    );
+                }
+                Some(r)
+            }
+            Check::RocAuc {
+                max_decrease,
+                min_labeled,
+                ..
+            }
+            | Check::Accuracy {
+                max_decrease,
+                min_labeled,
+                ..
+            } => {
+                let what = if matches!(self, Check::RocAuc { .. }) {
+                    "ROC AUC"
+                } else {
+                    "accuracy"
+                };
+                if let Some((d, v)) = window_difference(self, candidate, stable) {
+                    if evidence.add(d, v) {
+                        evidence.n_candidate += candidate.labeled() as u64;
+                        evidence.n_stable += stable.labeled() as u64;
+                    }
+                }
+                r.n_candidate = evidence.n_candidate;
+                r.n_stable = evidence.n_stable;
+                let tau2 = mixing_variance(max_decrease);
+                let (Some(diff), Some(v), Some((low, high))) = (
+                    evidence.estimate(),
+                    evidence.variance(),
+                    evidence.interval(tau2, alpha),
+                ) else {
+                    r.reason = format!(
+                        "no evidence yet: no window with {MIN_WINDOW_LABELED} labeled rows of both classes from each variant (this one: candidate {}, stable {})",
+                        candidate.labeled(),
+                        stable.labeled()
+                    );
+                    return Some(r);
+                };
+                r.statistic = Some(diff);
+                r.p_value = mixture_likelihood_ratio(diff, v, tau2, -max_decrease).map(|l| {
+                    if diff > -max_decrease {
+                        (1.0 / l).min(1.0)
+                    } else {
+                        1.0
+                    }
+                });
+                let (nc, ns) = (evidence.n_candidate, evidence.n_stable);
+                let windows = evidence.windows;
+                if nc < min_labeled as u64 || ns < min_labeled as u64 {
+                    r.reason = format!(
+                        "no evidence yet: {nc} and {ns} labeled rows over the rollout; {min_labeled} each needed"
+                    );
+                } else if low >= -max_decrease {
+                    r.outcome = Outcome::Pass;
+                    r.reason = format!("{what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] above -{max_decrease} (alpha {alpha:.4})");
+                } else if high < -max_decrease {
+                    r.outcome = Outcome::Fail;
+                    r.reason = format!("{what} worse by {:.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] below -{max_decrease} (alpha {alpha:.4})", -diff);
+                } else {
+                    r.reason = format!("no evidence yet: {what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] straddles -{max_decrease} (alpha {alpha:.4})");
+                }
+                Some(r)
+            }
+            _ => None,
+        }
     }
 }

@@ -11,6 +11,8 @@
 //!   joined by request id;
 //! - [`analysis`] and [`policy`]: canary checks with statistics (Pass, Fail or
 //!   Inconclusive) and a Flagger-shaped promotion config;
+//! - [`sequential`]: always-valid evidence (the normal-mixture confidence sequence) pooled
+//!   over a rollout's analyses, for a policy's `[sequential]` section;
 //! - [`rollout`]: the rollout state machine on an injected clock, every decision an audit
 //!   record, and [`rollout::Controller`], which keeps the state in a shared store
 //!   ([`rollout::RolloutStore`], conditional writes) and moves the `production` and `canary`
@@ -50,6 +52,7 @@ pub mod rollout;
 #[cfg(feature = "sim")]
 pub mod rollout_sim;
 pub mod router;
+pub mod sequential;
 pub mod source;
 pub mod step_stats;
 #[cfg(any(feature = "predlog", feature = "monitor"))]

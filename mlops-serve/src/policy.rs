@@ -102,6 +102,52 @@ pub struct ShadowPhase {
     pub checks: Vec<Check>,
 }
 
+/// Always-valid analysis of a rollout (see [`crate::sequential`]): the error rates a policy
+/// targets, not only its thresholds.
+///
+/// The statistical checks (`roc_auc`, `accuracy`, `error_rate`) pool their evidence over every
+/// analysis window of the rollout (the candidate is the same model at every step) and decide
+/// on a normal-mixture confidence sequence, which holds at every look at once: `roc_auc` and
+/// `accuracy` pass when the band's lower end is above `-max_decrease`, fail when its upper
+/// end is below, and otherwise have no evidence yet; `error_rate` fails when the lower end of
+/// the error-rate increase is above `max_increase`. A step with no evidence yet bakes again,
+/// never counted as a failure, until `max_step_seconds` after it began; then the candidate is
+/// rolled back (never promoted on no evidence).
+///
+/// ```
+/// use mlops_serve::policy::Promotion;
+///
+/// let p = Promotion::from_toml_str(r#"
+///     [sequential]
+///     alpha = 0.05
+///     max_step_seconds = 21600
+/// "#)?;
+/// assert_eq!(p.sequential.as_ref().unwrap().alpha, 0.05);
+/// let e = Promotion::from_toml_str("[sequential]\nalpha = 0.7").unwrap_err();
+/// assert!(e.to_string().contains("sequential.alpha"), "{e}");
+/// # Ok::<(), mlops_serve::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sequential {
+    /// Over a whole rollout, the chance that the statistical checks roll back a candidate no
+    /// worse than stable, and the chance that `roc_auc` or `accuracy` passes a candidate
+    /// worse by its margin; split evenly across the policy's statistical checks. In (0, 0.5].
+    pub alpha: f64,
+    /// Seconds a step may bake again for want of evidence, from when it began; at least the
+    /// bake time.
+    pub max_step_seconds: f64,
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential {
+            alpha: 0.05,
+            max_step_seconds: 6.0 * 3_600.0,
+        }
+    }
+}
+
 /// The promotion policy as written (see the module docs): [`PromotionConfig::check`] turns it
 /// into the [`Promotion`] that rollouts, controllers and replays take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +174,12 @@ pub struct PromotionConfig {
     pub rollback: RollbackMode,
     /// An optional shadow phase first.
     pub shadow: Option<ShadowPhase>,
+    /// Always-valid analysis ([`Sequential`]): the statistical checks pool every window of
+    /// the rollout and decide on a confidence sequence, and a step without evidence bakes
+    /// again up to a maximum time. `None`: each analysis tests its own window at each
+    /// check's confidence, and inconclusive analyses count towards `inconclusive_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<Sequential>,
 }
 
 impl Default for PromotionConfig {
@@ -156,6 +208,7 @@ impl Default for PromotionConfig {
             no_data: NoData::Extend,
             rollback: RollbackMode::Immediate,
             shadow: None,
+            sequential: None,
         }
     }
 }
@@ -273,6 +326,33 @@ impl PromotionConfig {
                         "a check without labels (error_rate, latency_p99, prediction_drift, shadow_agreement): a shadow's predictions are never served",
                     ));
                 }
+            }
+        }
+        if let Some(seq) = &self.sequential {
+            if !(seq.alpha > 0.0 && seq.alpha <= 0.5) {
+                return Err(Error::invalid(
+                    "sequential.alpha",
+                    seq.alpha,
+                    "a rate in (0, 0.5]",
+                ));
+            }
+            if !(seq.max_step_seconds.is_finite() && seq.max_step_seconds >= self.bake_time_seconds)
+            {
+                return Err(Error::invalid(
+                    "sequential.max_step_seconds",
+                    seq.max_step_seconds,
+                    format!(
+                        "seconds, at least bake_time_seconds ({})",
+                        self.bake_time_seconds
+                    ),
+                ));
+            }
+            if !self.checks.iter().any(Check::is_sequential) {
+                return Err(Error::invalid(
+                    "sequential",
+                    "no roc_auc, accuracy or error_rate check",
+                    "a policy with a statistical check to pool (or no [sequential] section)",
+                ));
             }
         }
         Ok(Promotion { config: self })

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{CheckResult, Outcome};
 use crate::policy::{NoData, Promotion, RollbackMode};
+use crate::sequential::Evidence;
 use crate::step_stats::{StepSnapshot, VariantSnapshot};
 
 /// The variant name of the version in production during a rollout.
@@ -177,6 +178,15 @@ pub struct RolloutState {
     /// most once (see [`RolloutState::policy_conflict`]).
     #[serde(default)]
     pub reconciled: Option<(String, String)>,
+    /// When the current step began (Unix seconds): unlike `step_started_unix`, not moved when
+    /// the step bakes again. `None` in states written before it was kept (then
+    /// `step_started_unix` stands in).
+    #[serde(default)]
+    pub step_entered_unix: Option<f64>,
+    /// Under a [`Sequential`](crate::policy::Sequential) policy, each check's evidence pooled
+    /// over the rollout (by index in the policy's checks; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
     /// Every decision, oldest first.
     pub decisions: Vec<Decision>,
 }
@@ -248,6 +258,8 @@ impl RolloutState {
             aliases_settled: false,
             policy: Some(policy_digest(config)),
             reconciled: None,
+            step_entered_unix: Some(unix(now)),
+            evidence: Vec::new(),
             decisions: Vec::new(),
         };
         let basis = Basis::at(now, &s);
@@ -271,6 +283,7 @@ impl RolloutState {
         self.aliases_settled = false;
         self.begin(config);
         self.step_started_unix = unix(now);
+        self.step_entered_unix = Some(unix(now));
         self.policy = Some(policy_digest(config));
         let reason =
             format!("new candidate v{candidate} replaced v{old}: the analysis starts again");
@@ -288,6 +301,7 @@ impl RolloutState {
     fn begin(&mut self, config: &Promotion) {
         self.inconclusive = 0;
         self.step = 0;
+        self.evidence.clear();
         if config.shadow.is_some() {
             self.phase = Phase::Shadow;
             self.canary_percent = 0.0;
@@ -554,7 +568,12 @@ impl RolloutState {
         } else {
             format!("step {}%", basis.from)
         };
-        if candidate.requests < min || stable.requests < min {
+        // Pooled over the rollout's canary windows (a shadow phase's checks are its own).
+        let sequential = match (&config.sequential, basis.phase) {
+            (Some(seq), Phase::Canary) => Some(seq),
+            _ => None,
+        };
+        if sequential.is_none() && (candidate.requests < min || stable.requests < min) {
             let what = format!(
                 "no data at {at}: candidate {} and stable {} requests, {min} each needed",
                 candidate.requests, stable.requests
@@ -570,10 +589,27 @@ impl RolloutState {
                 NoData::Extend => self.extend(config, basis, format!("no evidence: {what}")),
             });
         }
-        basis.checks = checks
-            .iter()
-            .map(|c| c.evaluate(&candidate, &stable, min))
-            .collect();
+        basis.checks = match sequential {
+            None => checks
+                .iter()
+                .map(|c| c.evaluate(&candidate, &stable, min))
+                .collect(),
+            Some(seq) => {
+                if self.evidence.len() != checks.len() {
+                    self.evidence = vec![Evidence::default(); checks.len()];
+                }
+                let pooled = checks.iter().filter(|c| c.is_sequential()).count().max(1);
+                let alpha = seq.alpha / pooled as f64;
+                checks
+                    .iter()
+                    .zip(self.evidence.iter_mut())
+                    .map(|(c, e)| {
+                        c.evaluate_sequential(e, &candidate, &stable, min, alpha)
+                            .unwrap_or_else(|| c.evaluate(&candidate, &stable, min))
+                    })
+                    .collect()
+            }
+        };
         basis.variants = Some((candidate, stable));
         let summary = |outcome: Outcome| -> String {
             basis
@@ -588,15 +624,37 @@ impl RolloutState {
         Some(if !failed.is_empty() {
             self.fail(config, basis, format!("failed at {at}: {failed}"))
         } else if !inconclusive.is_empty() {
-            self.extend(
-                config,
-                basis,
-                format!("inconclusive at {at}: {inconclusive}"),
-            )
+            let what = format!("inconclusive at {at}: {inconclusive}");
+            match sequential {
+                Some(_) => self.extend_sequential(config, basis, what),
+                None => self.extend(config, basis, what),
+            }
         } else {
             let passed = summary(Outcome::Pass);
             self.pass(config, basis, format!("passed at {at}: {passed}"))
         })
+    }
+
+    /// A step without evidence yet under a sequential policy: bake again, never counted as a
+    /// failure, until `max_step_seconds` after the step began; then roll back.
+    fn extend_sequential(&mut self, config: &Promotion, basis: Basis, what: String) -> Decision {
+        let max_step_seconds = config
+            .sequential
+            .as_ref()
+            .map_or(f64::INFINITY, |s| s.max_step_seconds);
+        let entered = self.step_entered_unix.unwrap_or(self.step_started_unix);
+        let waited = unix(basis.now) - entered;
+        if waited >= max_step_seconds {
+            let reason = format!(
+                "{what} (no decision in {waited:.0} s, max_step_seconds {max_step_seconds})"
+            );
+            return self.rollback(config, basis, reason);
+        }
+        self.record(
+            basis,
+            DecisionKind::Extend,
+            format!("{what} (the step bakes again: {waited:.0} of max_step_seconds {max_step_seconds} s)"),
+        )
     }
 
     /// An inconclusive step (or one without data): bake again, or roll back at the limit.
@@ -617,6 +675,7 @@ impl RolloutState {
 
     fn pass(&mut self, config: &Promotion, basis: Basis, reason: String) -> Decision {
         self.inconclusive = 0;
+        self.step_entered_unix = Some(unix(basis.now));
         let next = if basis.phase == Phase::Shadow {
             0
         } else {

@@ -220,3 +220,41 @@ fn at_50_requests_a_second_an_identical_candidate_is_promoted_and_a_worse_one_is
     let r = operating_characteristics(&policy, &stats, &worse, 400, 21).unwrap();
     assert!(r.promoted_share.share <= 0.05, "{r:?}");
 }
+
+#[test]
+fn evidence_pooled_under_another_policy_is_dropped() {
+    let config = sequential(vec![auc_check()], 100_000.0);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    s.advance(
+        &config,
+        &window(&mut rng, 60, 0),
+        t0 + Duration::from_secs(600),
+    )
+    .unwrap();
+    assert_eq!(s.evidence[0].windows, 1);
+    // The same steps, another margin: the pooled windows start again.
+    let other = sequential(
+        vec![Check::RocAuc {
+            max_decrease: 0.02,
+            confidence: 0.95,
+            min_labeled: 200,
+        }],
+        100_000.0,
+    );
+    s.advance(
+        &other,
+        &window(&mut rng, 60, 0),
+        t0 + Duration::from_secs(1_200),
+    )
+    .unwrap();
+    assert_eq!(s.evidence[0].windows, 1);
+    s.advance(
+        &other,
+        &window(&mut rng, 60, 0),
+        t0 + Duration::from_secs(1_800),
+    )
+    .unwrap();
+    assert_eq!(s.evidence[0].windows, 2);
+}

@@ -520,8 +520,14 @@ impl RolloutState {
         if let Some(d) = self.reconcile(config, now) {
             return Some(d);
         }
+        // Evidence pooled under another policy (other checks, margins or levels) is not
+        // evidence under this one.
+        let digest = policy_digest(config);
+        if self.policy.as_deref() != Some(digest.as_str()) {
+            self.evidence.clear();
+        }
         let d = self.analyze(config, snapshot, now)?;
-        self.policy = Some(policy_digest(config));
+        self.policy = Some(digest);
         Some(d)
     }
 

@@ -4,18 +4,21 @@
 //! decision and its reason).
 //!
 //! ```text
-//! cargo run --release --example canary -- --scenario better|worse|slower|erroring|no-traffic
+//! cargo run --release --example canary -- --scenario same|better|worse|slower|erroring|no-traffic
 //!     [--seed N] [--json OUT] [--config promotion.toml]
 //! cargo run --release --example canary -- --data creditcard_fraud_sample.csv --label-col Class
 //! ```
 //!
 //! Built-in data: a seeded logistic world (8 features, about 20% positives); stable knows 60%
-//! of the truth, the canary all of it (`better`, and the canary of `slower`, `erroring` and
+//! of the truth; the canary is stable's own model (`same`, an A/A test: the same weights
+//! loaded twice), or knows all of it (`better`, and the canary of `slower`, `erroring` and
 //! `no-traffic`) or 25% (`worse`). `slower` gives the canary 1.5× stable's service time,
 //! `erroring` makes 2% of its calls fail, `no-traffic` sends no request at all. With `--data`,
 //! the first 40% of the rows (in file order) train the models (stable on the first tenth of
 //! them for 3 epochs, the canary on all of them for 15, or, `worse`, on shuffled labels) and
-//! the rest are replayed. Labels come back 500 requests late; bake time and checks are the
+//! the rest are replayed. Every row is sent once (a row sent twice would be counted as new
+//! evidence): the built-in world draws a fresh row for each request, and a replay whose rows
+//! run out stops there, undecided, and says so. Labels come back 500 requests late; bake time and checks are the
 //! policy's (the seed's 10, 25, 50, 75, 100 by default; `--config` for another); time is a
 //! manual clock, so hours of traffic take seconds. Same seed, same output.
 
@@ -77,6 +80,8 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Scenario {
+    /// The canary is stable's model itself (the same weights, loaded twice): an A/A test.
+    Same,
     Better,
     Worse,
     Slower,
@@ -84,10 +89,15 @@ enum Scenario {
     NoTraffic,
 }
 
+/// The most rows of built-in traffic (32 bytes each with 8 features): a replay that needs more
+/// stops when they run out and says so.
+const BUILT_IN_ROWS: usize = 5_000_000;
+
 /// Stable and canary artifacts, and the traffic to replay.
 fn built_in(
     scenario: Scenario,
     seed: u64,
+    rows: usize,
 ) -> anyhow::Result<(ModelArtifact, ModelArtifact, Dataset)> {
     let world = Synthetic::new(8, seed);
     let stable = world.model(0.6, seed.wrapping_add(1))?;
@@ -96,8 +106,12 @@ fn built_in(
     } else {
         1.0
     };
-    let canary = world.model(quality, seed.wrapping_add(2))?;
-    Ok((stable, canary, world.traffic(50_000, seed.wrapping_add(3))?))
+    let canary = if scenario == Scenario::Same {
+        stable.clone()
+    } else {
+        world.model(quality, seed.wrapping_add(2))?
+    };
+    Ok((stable, canary, world.traffic(rows, seed.wrapping_add(3))?))
 }
 
 fn from_csv(
@@ -137,7 +151,11 @@ fn from_csv(
         labels.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
         canary_rows = canary_rows.with_labels(labels.into(), label)?;
     }
-    let canary = train(&canary_rows, 15)?;
+    let canary = if scenario == Scenario::Same {
+        stable.clone()
+    } else {
+        train(&canary_rows, 15)?
+    };
     Ok((stable, canary, rows(window..n)?))
 }
 
@@ -171,6 +189,8 @@ struct Summary<'a> {
     requests: u64,
     failed_requests: u64,
     simulated_hours: f64,
+    /// Whether the replay stopped because every row had been sent once.
+    rows_ran_out: bool,
     steps: &'a [Decision],
 }
 
@@ -235,7 +255,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let (stable, canary, traffic) = match (&args.data, &args.label_col) {
         (Some(path), Some(label)) => from_csv(path, label, args.scenario, args.seed)?,
-        _ => built_in(args.scenario, args.seed)?,
+        // A fresh row for every request the replay can send (each row is sent once: see
+        // ReplayOptions::reuse_rows), up to BUILT_IN_ROWS.
+        _ => {
+            let rows = (args.rps * options.max_seconds)
+                .ceil()
+                .clamp(1.0, BUILT_IN_ROWS as f64);
+            built_in(args.scenario, args.seed, rows as usize)?
+        }
     };
     let sim = futures::executor::block_on(Simulation::new(
         stable,
@@ -262,6 +289,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let state = report.rollout.context("no rollout was started")?;
     let start_unix = start.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
     print_timeline(&state, start_unix);
+    if report.rows_ran_out {
+        println!(
+            "the {} rows ran out after {:.1} simulated hours: each row is sent once (a row sent twice is not new evidence)",
+            traffic.n_rows(),
+            seconds / 3600.0
+        );
+    }
     let (decision, code) = match state.phase {
         Phase::Promoted => ("promoted", ExitCode::SUCCESS),
         Phase::RolledBack => ("rolled_back", ExitCode::from(3)),
@@ -286,6 +320,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             requests,
             failed_requests: failed,
             simulated_hours: seconds / 3600.0,
+            rows_ran_out: report.rows_ran_out,
             steps: &state.decisions,
         };
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")

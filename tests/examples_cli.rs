@@ -1351,6 +1351,37 @@ fn canary_decides_every_scenario_as_the_policy_says_and_deterministically() {
     let bad = run("canary", &["--rps", "0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("requests_per_second"));
+    // An A/A candidate (stable's own model, loaded twice) under the always-valid policy, on a
+    // fresh row for every request: promoted, and the rows did not run out.
+    let seq = dir.path().join("sequential.toml");
+    std::fs::write(&seq, "[sequential]\nalpha = 0.05\n").unwrap();
+    let json = dir.path().join("same.json");
+    let out = run(
+        "canary",
+        &[
+            "--scenario",
+            "same",
+            "--seed",
+            "7",
+            "--config",
+            seq.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(summary["decision"], "promoted", "{text}");
+    assert_eq!(summary["rows_ran_out"], false, "{text}");
+    assert!(
+        summary["reason"]
+            .as_str()
+            .unwrap()
+            .contains("always-valid band"),
+        "{text}"
+    );
 }
 
 /// The operating-characteristics tool: a small A/A run prints its row with an interval and

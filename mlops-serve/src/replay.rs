@@ -208,6 +208,12 @@ pub struct ReplayOptions {
     /// millisecond to [`MAX_REPLAY_SECONDS`], and at most [`MAX_REPLAY_REQUESTS`] requests
     /// and [`MAX_REPLAY_TICKS`] ticks.
     pub max_seconds: f64,
+    /// Whether the rows are sent again once every row was sent. The checks would then count
+    /// each as new, independent evidence, which it is not (the same rows, to the same sticky
+    /// users: their intervals shrink around a fixed difference between two sets of rows), so
+    /// this is for exercising the mechanics only. `false` (the default): the replay stops
+    /// when the rows run out and says so ([`ReplayReport::rows_ran_out`]).
+    pub reuse_rows: bool,
 }
 
 impl ReplayOptions {
@@ -327,6 +333,7 @@ impl Default for ReplayOptions {
             label_delay_requests: 500,
             tick_seconds: 30.0,
             max_seconds: 6.0 * 3600.0,
+            reuse_rows: false,
         }
     }
 }
@@ -342,11 +349,21 @@ pub struct ReplayReport {
     pub simulated_seconds: f64,
     /// The rollout at the end (`None`: none ever started).
     pub rollout: Option<RolloutState>,
+    /// Whether the replay stopped because every row had been sent (without
+    /// [`ReplayOptions::reuse_rows`]): the rollout may be undecided for want of rows, never
+    /// decided on rows counted twice.
+    #[serde(default)]
+    pub rows_ran_out: bool,
+    /// Requests over rows: above 1 only with `reuse_rows`, when the checks counted rows more
+    /// than once.
+    #[serde(default)]
+    pub row_passes: f64,
 }
 
-/// Replays `data` (features and labels; rows cycled in order) through `router`, ticking
-/// `controller` every `tick_seconds` of `clock`, until the rollout ends and its aliases are
-/// moved, or `max_seconds` pass.
+/// Replays `data` (features and labels, each row once in order; again only with
+/// [`ReplayOptions::reuse_rows`]) through `router`, ticking `controller` every `tick_seconds`
+/// of `clock`, until the rollout ends and its aliases are moved, `max_seconds` pass, or the
+/// rows run out.
 pub async fn replay(
     router: &Router,
     controller: &Controller,
@@ -374,6 +391,15 @@ pub async fn replay(
     let (mut requests, mut failed) = (0u64, 0u64);
     let mut next_tick = 0.0;
     let features = data.features();
+    let n_rows = data.n_rows() as u64;
+    let report = |requests: u64, failed: u64, now: f64, rollout, ran_out| ReplayReport {
+        requests,
+        failed,
+        simulated_seconds: now,
+        rollout,
+        rows_ran_out: ran_out,
+        row_passes: requests as f64 / n_rows as f64,
+    };
     loop {
         let now = elapsed();
         // The last tick falls at `max_seconds` (not up to a tick later): a replay never sends
@@ -389,23 +415,22 @@ pub async fn replay(
             ) {
                 if let Some(s) = controller.state().await? {
                     if s.state.phase.is_terminal() && s.state.aliases_settled {
-                        return Ok(ReplayReport {
-                            requests,
-                            failed,
-                            simulated_seconds: now,
-                            rollout: Some(s.state),
-                        });
+                        return Ok(report(requests, failed, now, Some(s.state), false));
                     }
                 }
             }
             if now >= options.max_seconds {
-                return Ok(ReplayReport {
-                    requests,
-                    failed,
-                    simulated_seconds: now,
-                    rollout: controller.state().await?.map(|s| s.state),
-                });
+                let rollout = controller.state().await?.map(|s| s.state);
+                return Ok(report(requests, failed, now, rollout, false));
             }
+        }
+        if requests >= n_rows && !options.reuse_rows {
+            let rollout = controller.state().await?.map(|s| s.state);
+            tracing::info!(
+                rows = n_rows,
+                "replay: every row was sent once; stopping (ReplayOptions.reuse_rows is off)"
+            );
+            return Ok(report(requests, failed, now, rollout, true));
         }
         let row = (requests % data.n_rows() as u64) as usize;
         let id = format!("r{requests}");
@@ -451,7 +476,7 @@ pub async fn replay(
 ///     Promotion::default(),
 ///     ServeMetrics::unregistered(),
 /// ))?;
-/// let report = futures::executor::block_on(sim.replay(&world.traffic(30_000, 4)?, &ReplayOptions::default()))?;
+/// let report = futures::executor::block_on(sim.replay(&world.traffic(200_000, 4)?, &ReplayOptions::default()))?;
 /// assert_eq!(report.rollout.unwrap().phase, Phase::Promoted);
 /// # Ok::<(), mlops_serve::Error>(())
 /// ```
@@ -574,6 +599,8 @@ impl Simulation {
             failed: 0,
             simulated_seconds: elapsed,
             rollout: self.controller.state().await?.map(|s| s.state),
+            rows_ran_out: false,
+            row_passes: 0.0,
         })
     }
 }
@@ -777,12 +804,29 @@ mod tests {
         let fast = ReplayOptions {
             requests_per_second: MAX_REQUESTS_PER_SECOND,
             max_seconds: 0.01,
+            // 10,000 requests of 100 rows: the timing is under test, not the evidence.
+            reuse_rows: true,
             ..base.clone()
         };
         let report = block_on(sim.replay(&data, &fast)).unwrap();
         assert!(report.simulated_seconds >= 0.01, "{report:?}");
         // It ends at `max_seconds`, not at the next tick (30 simulated seconds later).
         assert!((10_000..=10_001).contains(&report.requests), "{report:?}");
+        assert!(
+            report.row_passes > 99.0 && !report.rows_ran_out,
+            "{report:?}"
+        );
+        // Without reuse_rows, the 100 rows are sent once and the replay says it stopped.
+        let once = ReplayOptions {
+            reuse_rows: false,
+            ..fast.clone()
+        };
+        let report = block_on(simulation(Promotion::default(), 1).replay(&data, &once)).unwrap();
+        assert_eq!(report.requests, 100, "{report:?}");
+        assert!(report.rows_ran_out, "{report:?}");
+        assert_eq!(report.row_passes, 1.0);
+        let phase = report.rollout.map(|s| s.phase);
+        assert!(phase.is_none_or(|p| !p.is_terminal()), "{phase:?}");
         // The idle run's tick and length.
         for (tick, max, field) in [
             (1e300, 60.0, "tick_seconds"),
@@ -851,7 +895,7 @@ mod tests {
         }
         .check()
         .unwrap();
-        let data = Synthetic::new(6, 5).traffic(20_000, 6).unwrap();
+        let data = Synthetic::new(6, 5).traffic(200_000, 6).unwrap();
         let options = ReplayOptions::default();
         let run = || block_on(simulation(config.clone(), 5).replay(&data, &options)).unwrap();
         let first = run();

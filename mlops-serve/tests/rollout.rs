@@ -22,7 +22,7 @@ fn run(
     let router = w.router();
     let controller = w.controller(config);
     w.start_canary(2);
-    let data = w.traffic(20_000);
+    let data = w.traffic(200_000);
     futures::executor::block_on(replay(
         &router,
         &controller,

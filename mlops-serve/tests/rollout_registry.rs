@@ -54,7 +54,7 @@ async fn a_rollout_shared_through_a_registry_folder() {
         &ra,
         &ca,
         &w.clock,
-        &w.traffic(20_000),
+        &w.traffic(200_000),
         &ReplayOptions::default(),
     )
     .await

@@ -133,6 +133,11 @@ def test_a_rollout_counts_are_integers_in_range(models):
     for rps, hours in [(200.0, 0.05), (0.5, 0.01)]:
         report = simulate_rollout(a, b, x, y, requests_per_second=rps, max_hours=hours)
         assert report["requests"] >= 1
+    # Each row once by default; sent again only when asked, and then the report says so.
+    once = simulate_rollout(a, b, x, y, requests_per_second=200.0, max_hours=0.05)
+    assert once["rows_ran_out"] and once["requests"] == len(x) and once["row_passes"] == 1.0
+    again = simulate_rollout(a, b, x, y, requests_per_second=200.0, max_hours=0.05, reuse_rows=True)
+    assert not again["rows_ran_out"] and again["row_passes"] > 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,15 +68,25 @@ def test_an_s3_registry_on_moto(moto, world):
 
 def test_a_simulated_rollout_promotes_a_better_model_and_rolls_back_a_worse_one(world):
     x, y, good, noise = world
-    better = simulate_rollout(noise, good, x[4000:], y[4000:])
+    # The replay sends each row once: 20,000 rows are 400 simulated seconds at 50 a second,
+    # before the first analysis. It stops there, undecided, and says so.
+    short = simulate_rollout(noise, good, x[4000:], y[4000:])
+    assert short["rows_ran_out"] and short["requests"] == 20_000, {k: short[k] for k in ("requests", "rows_ran_out")}
+    assert short["rollout"]["phase"] not in ("promoted", "rolled_back")
+    # Fresh rows from the same world for every request.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300_000, 4))
+    y = (x[:, 0] - x[:, 1] + 0.5 * rng.normal(size=300_000) > 0).astype(int)
+    better = simulate_rollout(noise, good, x, y)
+    assert not better["rows_ran_out"] and better["row_passes"] < 1
     assert better["rollout"]["phase"] == "promoted", better["rollout"]["decisions"][-1]
     steps = [d["to_percent"] for d in better["rollout"]["decisions"] if d["kind"] in ("start", "advance", "promote")]
     assert steps == [10, 25, 50, 75, 100]
-    worse = simulate_rollout(good, noise, x[4000:], y[4000:])
+    worse = simulate_rollout(good, noise, x, y)
     assert worse["rollout"]["phase"] == "rolled_back"
     assert "roc_auc" in worse["rollout"]["decisions"][-1]["reason"]
     policy = {"steps": [50, 100], "bake_time_seconds": 300, "checks": [{"kind": "error_rate"}], "min_requests": 50}
-    quick = simulate_rollout(good, noise, x[4000:], y[4000:], policy=policy)
+    quick = simulate_rollout(good, noise, x, y, policy=policy)
     assert quick["rollout"]["phase"] == "promoted"  # error rate alone cannot see a worse model
     with pytest.raises(ValueError, match="steps"):
         simulate_rollout(good, noise, x[4000:], y[4000:], policy={"steps": [50, 20, 100]})

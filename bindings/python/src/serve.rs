@@ -32,6 +32,7 @@ fn replay_options(
     max_hours: f64,
     label_delay: usize,
     users: usize,
+    reuse_rows: bool,
 ) -> PyResult<ReplayOptions> {
     let (low, high) = REQUESTS_PER_SECOND;
     if !(requests_per_second.is_finite() && (low..=high).contains(&requests_per_second)) {
@@ -82,16 +83,18 @@ fn replay_options(
         max_seconds: max_hours * 3600.0,
         label_delay_requests: label_delay,
         users,
+        reuse_rows,
         ..ReplayOptions::default()
     })
 }
 
-/// Replays `x`, `y` (rows cycled) through a router serving `stable` while the controller rolls
-/// `candidate` out under the policy (JSON; default the seed's), labels posted
-/// `label_delay` requests late, both models taking the same simulated service time. Returns
-/// the rollout (every decision with its checks) and the replay's counts, as JSON.
+/// Replays `x`, `y` (each row once; cycled only with `reuse_rows`) through a router serving
+/// `stable` while the controller rolls `candidate` out under the policy (JSON; default the
+/// seed's), labels posted `label_delay` requests late, both models taking the same simulated
+/// service time. Returns the rollout (every decision with its checks) and the replay's
+/// counts, as JSON.
 #[pyfunction]
-#[pyo3(signature = (stable, candidate, x, y, policy_json=None, requests_per_second=50.0, max_hours=12.0, label_delay=500, users=5000))]
+#[pyo3(signature = (stable, candidate, x, y, policy_json=None, requests_per_second=50.0, max_hours=12.0, label_delay=500, users=5000, reuse_rows=false))]
 #[allow(clippy::too_many_arguments)]
 fn simulate_rollout(
     py: Python<'_>,
@@ -104,8 +107,15 @@ fn simulate_rollout(
     max_hours: f64,
     label_delay: usize,
     users: usize,
+    reuse_rows: bool,
 ) -> PyResult<String> {
-    let options = replay_options(requests_per_second, max_hours, label_delay, users)?;
+    let options = replay_options(
+        requests_per_second,
+        max_hours,
+        label_delay,
+        users,
+        reuse_rows,
+    )?;
     let columns: Vec<String> = stable.artifact.spec().input_features.clone();
     let labels = values("y", y)?;
     let labels: Vec<f32> = labels.f64().iter().map(|&v| v as f32).collect();

@@ -10,14 +10,17 @@ from ._arrays import as_1d, as_2d, as_count, by_name
 __all__ = ["simulate_rollout"]
 
 
-def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_second=50.0, max_hours=12.0, label_delay=500, users=5000):
-    """Replays ``x``, ``y`` (rows cycled, one request each, sticky by one of ``users`` keys)
+def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_second=50.0, max_hours=12.0, label_delay=500, users=5000, reuse_rows=False):
+    """Replays ``x``, ``y`` (each row once, one request each, sticky by one of ``users`` keys)
     through the router serving ``stable`` while the rollout controller moves ``candidate``
     through ``policy`` (a ``PromotionConfig`` as a dict: steps, bake time, checks...; default
     the seed's 10/25/50/75/100 with error rate, p99 latency and ROC AUC checks), on simulated
     time, labels arriving ``label_delay`` requests late. Returns a dict: ``requests``,
-    ``failed``, ``simulated_seconds`` and ``rollout`` (``phase``: ``promoted`` or
-    ``rolled_back`` or where it stopped, and every decision with its checks).
+    ``failed``, ``simulated_seconds``, ``rows_ran_out`` (the replay stopped because every row
+    had been sent: a row sent twice would be counted as new evidence), ``row_passes`` and
+    ``rollout`` (``phase``: ``promoted`` or ``rolled_back`` or where it stopped, and every
+    decision with its checks). ``reuse_rows=True`` sends the rows again once they run out, for
+    exercising the mechanics only: the checks then count each row more than once.
 
     ``x``'s columns are matched to ``stable``'s features by name when it names them (a
     DataFrame, a dict). ``requests_per_second`` is from 1/86,400 (one a day) to 1e5,
@@ -43,5 +46,6 @@ def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_secon
             float(max_hours),
             label_delay,
             users,
+            bool(reuse_rows),
         )
     )

@@ -595,9 +595,11 @@ fn non_inferiority(
     }
 }
 
-/// Labeled rows each variant needs in a window, with both classes, before the window's AUC or
-/// accuracy joins the pooled evidence (DeLong's and Wald's variances are unreliable below).
-pub const MIN_WINDOW_LABELED: usize = 20;
+/// Labeled rows of each class each variant needs in a window before the window's AUC or
+/// accuracy joins the pooled evidence. Windows are pooled by their estimated variances, and
+/// DeLong's and Wald's are unreliable on a few rows of a class: a window whose few positives
+/// happen to be ranked perfectly would look nearly certain and outweigh the rest.
+pub const MIN_WINDOW_PER_CLASS: usize = 25;
 
 /// A variant's accuracy at its own threshold on its labeled rows, and the Wald variance of
 /// it (the caller checked there are labeled rows).
@@ -630,7 +632,7 @@ fn window_difference(
 ) -> Option<(f64, f64)> {
     let enough = |v: &VariantSnapshot| {
         let positives = v.labels.iter().filter(|&&l| l).count();
-        v.labeled() >= MIN_WINDOW_LABELED && positives >= 2 && v.labeled() - positives >= 2
+        positives >= MIN_WINDOW_PER_CLASS && v.labeled() - positives >= MIN_WINDOW_PER_CLASS
     };
     if !(enough(candidate) && enough(stable)) {
         return None;
@@ -670,10 +672,11 @@ impl Check {
             Check::ErrorRate { max_increase, .. } => {
                 // Counts over the whole rollout: errors are rare, and a window without any
                 // still says something.
-                evidence.n_candidate += candidate.requests;
-                evidence.n_stable += stable.requests;
-                evidence.events_candidate += candidate.errors;
-                evidence.events_stable += stable.errors;
+                evidence.n_candidate = evidence.n_candidate.saturating_add(candidate.requests);
+                evidence.n_stable = evidence.n_stable.saturating_add(stable.requests);
+                evidence.events_candidate =
+                    evidence.events_candidate.saturating_add(candidate.errors);
+                evidence.events_stable = evidence.events_stable.saturating_add(stable.errors);
                 evidence.windows = evidence.windows.saturating_add(1);
                 let (nc, ns) = (evidence.n_candidate, evidence.n_stable);
                 r.n_candidate = nc;
@@ -694,8 +697,8 @@ impl Check {
                 r.stable = Some(ps);
                 let diff = pc - ps;
                 r.statistic = Some(diff);
-                let pooled = (ec + es) / (nc + ns) as f64;
-                let v = pooled * (1.0 - pooled) * (1.0 / nc as f64 + 1.0 / ns as f64);
+                // Unpooled: the band is around the difference, not under equality.
+                let v = pc * (1.0 - pc) / nc as f64 + ps * (1.0 - ps) / ns as f64;
                 let w = mixture_half_width(v, mixing_variance(max_increase), alpha);
                 r.p_value = Some(
                     mixture_likelihood_ratio(diff, v, mixing_variance(max_increase), max_increase)
@@ -743,8 +746,11 @@ impl Check {
                 };
                 if let Some((d, v)) = window_difference(self, candidate, stable) {
                     if evidence.add(d, v) {
-                        evidence.n_candidate += candidate.labeled() as u64;
-                        evidence.n_stable += stable.labeled() as u64;
+                        evidence.n_candidate = evidence
+                            .n_candidate
+                            .saturating_add(candidate.labeled() as u64);
+                        evidence.n_stable =
+                            evidence.n_stable.saturating_add(stable.labeled() as u64);
                     }
                 }
                 r.n_candidate = evidence.n_candidate;
@@ -756,7 +762,7 @@ impl Check {
                     evidence.interval(tau2, alpha),
                 ) else {
                     r.reason = format!(
-                        "no evidence yet: no window with {MIN_WINDOW_LABELED} labeled rows of both classes from each variant (this one: candidate {}, stable {})",
+                        "no evidence yet: no window with {MIN_WINDOW_PER_CLASS} labeled rows of each class from each variant (this one: candidate {}, stable {})",
                         candidate.labeled(),
                         stable.labeled()
                     );

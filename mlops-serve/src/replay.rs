@@ -349,9 +349,9 @@ pub struct ReplayReport {
     pub simulated_seconds: f64,
     /// The rollout at the end (`None`: none ever started).
     pub rollout: Option<RolloutState>,
-    /// Whether the replay stopped because every row had been sent (without
-    /// [`ReplayOptions::reuse_rows`]): the rollout may be undecided for want of rows, never
-    /// decided on rows counted twice.
+    /// Whether the replay stopped, with the rollout undecided, because every row had been sent
+    /// (without [`ReplayOptions::reuse_rows`]): never decided on rows counted twice. A
+    /// rollout decided on the last rows is reported decided, this `false`.
     #[serde(default)]
     pub rows_ran_out: bool,
     /// Requests over rows: above 1 only with `reuse_rows`, when the checks counted rows more
@@ -425,12 +425,23 @@ pub async fn replay(
             }
         }
         if requests >= n_rows && !options.reuse_rows {
-            let rollout = controller.state().await?.map(|s| s.state);
-            tracing::info!(
-                rows = n_rows,
-                "replay: every row was sent once; stopping (ReplayOptions.reuse_rows is off)"
-            );
-            return Ok(report(requests, failed, now, rollout, true));
+            let mut rollout = controller.state().await?.map(|s| s.state);
+            if rollout
+                .as_ref()
+                .is_some_and(|s| s.phase.is_terminal() && !s.aliases_settled)
+            {
+                // Decided on rows already sent, its aliases still to move: one more tick.
+                controller.tick(router).await?;
+                rollout = controller.state().await?.map(|s| s.state);
+            }
+            let decided = rollout.as_ref().is_some_and(|s| s.phase.is_terminal());
+            if !decided {
+                tracing::info!(
+                    rows = n_rows,
+                    "replay: every row was sent once; stopping undecided (ReplayOptions.reuse_rows is off)"
+                );
+            }
+            return Ok(report(requests, failed, now, rollout, !decided));
         }
         let row = (requests % data.n_rows() as u64) as usize;
         let id = format!("r{requests}");

@@ -13,7 +13,10 @@
 //! - Labels come `label_delay_seconds` after their request and join it only while it waits in
 //!   the label join: within its time-to-live, and while the join can hold a delay's worth of
 //!   requests (it evicts the oldest first: a request is evicted before its labels come when
-//!   more than the join's capacity arrive in the delay). A joined label counts in the
+//!   more than the join's capacity arrive in the delay). This is all or nothing here; the
+//!   real join, under random arrivals, loses some labels near `rps × delay ≈ capacity`.
+//! - Statistics read through a `PrometheusSource` (labeled scores rebuilt from histogram
+//!   buckets) are not modelled: this is the in-process source's view. A joined label counts in the
 //!   statistics of the table in force when it comes, under the variant that scored it.
 //! - Labeled rows past `labeled_capacity`, and predictions past `score_reservoir`, are not
 //!   kept (the first are counted dropped), as in [`StatsConfig`].
@@ -702,7 +705,7 @@ impl<'a> Simulation<'a> {
             let mut v = VariantSnapshot::empty(name);
             v.version = Some(if is_canary { 2 } else { 1 });
             v.requests = requests;
-            v.rows = requests;
+            v.rows = requests - errors;
             v.errors = errors;
             if requests > 0 {
                 let mut lat: Vec<f64> = (0..requests.min(LATENCY_SAMPLE as u64))

@@ -258,3 +258,81 @@ fn evidence_pooled_under_another_policy_is_dropped() {
     .unwrap();
     assert_eq!(s.evidence[0].windows, 2);
 }
+
+/// A state written before `step_entered_unix` was kept still rolls back at
+/// `max_step_seconds` (its step began no later than its last analysis), and a step without
+/// traffic decides nothing even when the evidence pooled so far passes.
+#[test]
+fn an_old_state_is_bounded_too_and_a_window_without_traffic_decides_nothing() {
+    let config = sequential(vec![auc_check()], 1_800.0);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    s.step_entered_unix = None;
+    let mut last = DecisionKind::Start;
+    for k in 1..=6 {
+        let now = t0 + Duration::from_secs(600 * k);
+        last = s
+            .advance(&config, &window(&mut rng, 0, 0), now)
+            .unwrap()
+            .kind;
+        if last == DecisionKind::Rollback {
+            break;
+        }
+    }
+    assert_eq!(last, DecisionKind::Rollback, "{:?}", s.last_decision());
+
+    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let d = s
+        .advance(
+            &config,
+            &window(&mut rng, 400, 0),
+            t0 + Duration::from_secs(600),
+        )
+        .unwrap();
+    assert_eq!(d.kind, DecisionKind::Advance, "{}", d.reason);
+    let empty = StepSnapshot {
+        variants: vec![
+            VariantSnapshot::empty(CANARY),
+            VariantSnapshot::empty(STABLE),
+        ],
+    };
+    let d = s
+        .advance(&config, &empty, t0 + Duration::from_secs(1_200))
+        .unwrap();
+    assert_eq!(d.kind, DecisionKind::Extend, "{}", d.reason);
+    assert!(d.reason.contains("no data"), "{}", d.reason);
+    assert_eq!(s.canary_percent, 25.0);
+}
+
+/// A policy whose steps no longer fit the state reconciles it: the step starts again and the
+/// evidence pooled under the old policy is dropped.
+#[test]
+fn a_reconciled_rollout_starts_its_step_and_its_evidence_again() {
+    let config = sequential(vec![auc_check()], 100_000.0);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    s.advance(
+        &config,
+        &window(&mut rng, 60, 0),
+        t0 + Duration::from_secs(600),
+    )
+    .unwrap();
+    assert_eq!(s.evidence[0].windows, 1);
+    let other = PromotionConfig {
+        steps: vec![5.0, 100.0],
+        ..config.clone().into_config()
+    }
+    .check()
+    .unwrap();
+    let now = t0 + Duration::from_secs(700);
+    let d = s.advance(&other, &window(&mut rng, 60, 0), now).unwrap();
+    assert_eq!(d.kind, DecisionKind::Reconcile, "{}", d.reason);
+    assert!(s.evidence.is_empty(), "{:?}", s.evidence);
+    let unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(s.step_entered_unix, Some(unix));
+}

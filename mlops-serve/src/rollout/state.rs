@@ -391,6 +391,10 @@ impl RolloutState {
         let first = below_last.first().copied().filter(|_| valid);
         self.inconclusive = 0;
         self.step_started_unix = unix(now);
+        // The step starts again under the new policy, and evidence pooled under the old one is
+        // not evidence under this one.
+        self.step_entered_unix = Some(unix(now));
+        self.evidence.clear();
         let policy = format!("the policy's steps are now {steps:?}");
         let (kind, what) = match (self.phase, at_or_under.or(first.map(|s| (0, s)))) {
             (Phase::RollingBack, Some((i, s))) if at_or_under.is_some() => {
@@ -541,6 +545,11 @@ impl RolloutState {
             return None;
         }
         let mut basis = Basis::at(now, self);
+        // A state from before `step_entered_unix` was kept: its step began no later than its
+        // last analysis.
+        if self.step_entered_unix.is_none() {
+            self.step_entered_unix = Some(self.step_started_unix);
+        }
         self.step_started_unix = unix(now);
         if basis.phase == Phase::RollingBack {
             return Some(if self.step == 0 {
@@ -579,7 +588,9 @@ impl RolloutState {
             (Some(seq), Phase::Canary) => Some(seq),
             _ => None,
         };
-        if sequential.is_none() && (candidate.requests < min || stable.requests < min) {
+        // Every step is looked at on its own traffic, pooled evidence or not: a window without
+        // it decides nothing (under `[sequential]`, bakes again up to `max_step_seconds`).
+        if candidate.requests < min || stable.requests < min {
             let what = format!(
                 "no data at {at}: candidate {} and stable {} requests, {min} each needed",
                 candidate.requests, stable.requests
@@ -592,6 +603,9 @@ impl RolloutState {
                     format!("{what}; passed because no_data = pass"),
                 ),
                 NoData::Fail => self.fail(config, basis, what),
+                NoData::Extend if sequential.is_some() => {
+                    self.extend_sequential(config, basis, format!("no evidence: {what}"))
+                }
                 NoData::Extend => self.extend(config, basis, format!("no evidence: {what}")),
             });
         }

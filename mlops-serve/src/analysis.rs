@@ -18,7 +18,9 @@ use mlops_core::metrics::ScoredSamples;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::sequential::{mixture_half_width, mixture_likelihood_ratio, Evidence};
+use crate::sequential::{
+    mixture_half_width, mixture_likelihood_ratio, variance_to_reach, Evidence,
+};
 use crate::step_stats::VariantSnapshot;
 use crate::{Error, Result};
 
@@ -789,7 +791,18 @@ impl Check {
                     r.outcome = Outcome::Fail;
                     r.reason = format!("{what} worse by {:.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] below -{max_decrease} (alpha {alpha:.4})", -diff);
                 } else {
-                    r.reason = format!("no evidence yet: {what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] straddles -{max_decrease} (alpha {alpha:.4})");
+                    // How far the band must narrow to decide, with the estimate where it is,
+                    // and the labeled rows that takes if information keeps growing with them.
+                    let to_go = variance_to_reach((diff + max_decrease).abs(), tau2, alpha)
+                        .filter(|&target| target > 0.0)
+                        .map(|target| (nc as f64 * (v / target - 1.0)).max(0.0).ceil());
+                    let projection = match to_go {
+                        Some(rows) if rows.is_finite() && rows < 1e15 => format!(
+                            "; at this estimate, about {rows:.0} more labeled candidate rows to decide"
+                        ),
+                        _ => "; the estimate sits on the margin: no sample decides it".to_string(),
+                    };
+                    r.reason = format!("no evidence yet: {what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] straddles -{max_decrease} (alpha {alpha:.4}){projection}");
                 }
                 Some(r)
             }

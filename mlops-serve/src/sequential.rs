@@ -53,6 +53,37 @@ pub fn mixture_half_width(variance: f64, mixing_variance: f64, alpha: f64) -> f6
     (v * (1.0 + v / t2) * (2.0 * (1.0 / alpha).ln() + (1.0 + t2 / v).ln())).sqrt()
 }
 
+/// The largest variance whose band is at most `half_width` wide on each side (the variance
+/// an estimate must reach to decide when it stands `half_width` from a margin), found by
+/// bisection on the logarithm of the variance; `None` when `half_width` is not a positive
+/// finite number or the level is not in (0, 1).
+///
+/// ```
+/// use mlops_serve::sequential::{mixture_half_width, variance_to_reach};
+///
+/// let v = variance_to_reach(0.004, 1e-4, 0.025).unwrap();
+/// assert!((mixture_half_width(v, 1e-4, 0.025) - 0.004).abs() < 1e-9);
+/// ```
+pub fn variance_to_reach(half_width: f64, mixing_variance: f64, alpha: f64) -> Option<f64> {
+    if !(half_width.is_finite() && half_width > 0.0 && alpha > 0.0 && alpha < 1.0) {
+        return None;
+    }
+    // The half-width grows with the variance: from below 1e-300 up to a bracket above.
+    let (mut low, mut high) = (-700.0_f64, (half_width * half_width).ln());
+    if mixture_half_width(high.exp(), mixing_variance, alpha) <= half_width {
+        return Some(high.exp());
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (low + high);
+        if mixture_half_width(mid.exp(), mixing_variance, alpha) <= half_width {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    Some(low.exp())
+}
+
 /// The mixture likelihood ratio `Λ` of the estimate `estimate` (variance `variance`)
 /// against `θ₀ = null` (see the module's formula); `1/Λ`, capped at 1, is an always-valid
 /// p-value for `θ = null` at this look. `None` without a positive finite variance.
@@ -143,6 +174,13 @@ mod tests {
         assert_eq!(mixture_half_width(0.0, 1e-4, 0.05), f64::INFINITY);
         assert_eq!(mixture_half_width(1e-4, 1e-4, 1.0), f64::INFINITY);
         assert_eq!(mixture_likelihood_ratio(0.1, f64::NAN, 1e-4, 0.0), None);
+        for h in [1e-4, 0.003, 0.05, 2.0] {
+            let v = variance_to_reach(h, 1e-4, 0.05).unwrap();
+            let w = mixture_half_width(v, 1e-4, 0.05);
+            assert!((w - h).abs() <= 1e-9 * h, "{h}: {w}");
+        }
+        assert_eq!(variance_to_reach(0.0, 1e-4, 0.05), None);
+        assert_eq!(variance_to_reach(f64::NAN, 1e-4, 0.05), None);
     }
 
     /// The guarantee itself, on Gaussian windows of unequal variance: over 2,000 rollouts of

@@ -29,6 +29,13 @@ fn sequential(checks: Vec<Check>, max_step_seconds: f64) -> Promotion {
     .unwrap()
 }
 
+/// A rollout of `config` started at a fixed time, and a generator for its windows.
+fn begin(config: &Promotion, seed: u64) -> (SystemTime, ChaCha8Rng, RolloutState) {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let s = RolloutState::start("m", 1, 2, config, t0);
+    (t0, ChaCha8Rng::seed_from_u64(seed), s)
+}
+
 fn auc_check() -> Check {
     Check::RocAuc {
         max_decrease: 0.05,
@@ -72,9 +79,7 @@ fn window(rng: &mut ChaCha8Rng, labeled: usize, canary_errors: u64) -> StepSnaps
 #[test]
 fn windows_too_small_alone_are_pooled_and_no_evidence_never_counts_as_inconclusive() {
     let config = sequential(vec![auc_check()], 100_000.0);
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let (t0, mut rng, mut s) = begin(&config, 5);
     let mut now = t0;
     let mut extends = 0;
     // 60 labeled rows a window: min_labeled (200) is reached only by pooling windows.
@@ -111,9 +116,7 @@ fn windows_too_small_alone_are_pooled_and_no_evidence_never_counts_as_inconclusi
 #[test]
 fn a_step_without_evidence_rolls_back_at_max_step_seconds() {
     let config = sequential(vec![auc_check()], 1_800.0);
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut rng = ChaCha8Rng::seed_from_u64(6);
-    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let (t0, mut rng, mut s) = begin(&config, 6);
     let mut kinds = Vec::new();
     for k in 1..=3 {
         let now = t0 + Duration::from_secs(600 * k);
@@ -144,9 +147,7 @@ fn errors_clearly_higher_over_the_rollout_fail_and_equal_ones_pass() {
         confidence: 0.95,
     };
     let config = sequential(vec![errors], 100_000.0);
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let (t0, mut rng, mut s) = begin(&config, 7);
     // 5% errors against none: fails at the first look.
     let d = s
         .advance(
@@ -224,9 +225,7 @@ fn at_50_requests_a_second_an_identical_candidate_is_promoted_and_a_worse_one_is
 #[test]
 fn evidence_pooled_under_another_policy_is_dropped() {
     let config = sequential(vec![auc_check()], 100_000.0);
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let (t0, mut rng, mut s) = begin(&config, 8);
     s.advance(
         &config,
         &window(&mut rng, 60, 0),
@@ -265,9 +264,7 @@ fn evidence_pooled_under_another_policy_is_dropped() {
 #[test]
 fn an_old_state_is_bounded_too_and_a_window_without_traffic_decides_nothing() {
     let config = sequential(vec![auc_check()], 1_800.0);
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let (t0, mut rng, mut s) = begin(&config, 9);
     s.step_entered_unix = None;
     let mut last = DecisionKind::Start;
     for k in 1..=6 {
@@ -310,9 +307,7 @@ fn an_old_state_is_bounded_too_and_a_window_without_traffic_decides_nothing() {
 #[test]
 fn a_reconciled_rollout_starts_its_step_and_its_evidence_again() {
     let config = sequential(vec![auc_check()], 100_000.0);
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut rng = ChaCha8Rng::seed_from_u64(10);
-    let mut s = RolloutState::start("m", 1, 2, &config, t0);
+    let (t0, mut rng, mut s) = begin(&config, 10);
     s.advance(
         &config,
         &window(&mut rng, 60, 0),
@@ -335,4 +330,52 @@ fn a_reconciled_rollout_starts_its_step_and_its_evidence_again() {
         .unwrap()
         .as_secs_f64();
     assert_eq!(s.step_entered_unix, Some(unix));
+}
+
+/// An undecided check says how many more labeled rows it needs at its current estimate, and
+/// that many do decide it.
+#[test]
+fn an_undecided_check_says_how_many_more_rows_it_needs() {
+    use mlops_serve::sequential::{variance_to_reach, Evidence};
+    let check = Check::RocAuc {
+        max_decrease: 0.01,
+        confidence: 0.95,
+        min_labeled: 200,
+    };
+    let (canary, stable) = (
+        VariantSnapshot::empty(CANARY),
+        VariantSnapshot::empty(STABLE),
+    );
+    let mut e = Evidence {
+        n_candidate: 1_000,
+        n_stable: 9_000,
+        ..Evidence::default()
+    };
+    e.add(-0.008, 1e-5);
+    let r = check
+        .evaluate_sequential(&mut e, &canary, &stable, 100, 0.05)
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Inconclusive, "{}", r.reason);
+    let said: f64 = r
+        .reason
+        .split("about ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", r.reason));
+    let target = variance_to_reach(0.002, 1e-4, 0.05).unwrap();
+    let expected = (1_000.0 * (1e-5 / target - 1.0)).ceil();
+    assert_eq!(said, expected, "{}", r.reason);
+    // The same estimate on that many more rows (information grows with them) passes.
+    let rows = 1_000.0 + said;
+    let mut more = Evidence {
+        n_candidate: rows as u64,
+        n_stable: 9 * rows as u64,
+        ..Evidence::default()
+    };
+    more.add(-0.008, 1e-5 * 1_000.0 / rows * 0.999);
+    let r = check
+        .evaluate_sequential(&mut more, &canary, &stable, 100, 0.05)
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
 }

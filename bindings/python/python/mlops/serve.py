@@ -1,13 +1,14 @@
 """Serving from Python: the compiled engine is :class:`mlops.train.Model`
 (``predict_proba`` on numpy); :func:`simulate_rollout` tries a promotion policy on labeled
-data before it meets traffic."""
+data before it meets traffic; :func:`operating_characteristics` measures how often a policy
+promotes and rolls back candidates whose truth is known."""
 
 import json
 
 from . import _native
 from ._arrays import as_1d, as_2d, as_count, by_name
 
-__all__ = ["simulate_rollout"]
+__all__ = ["operating_characteristics", "simulate_rollout"]
 
 
 def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_second=50.0, max_hours=12.0, label_delay=500, users=5000, reuse_rows=False):
@@ -48,4 +49,26 @@ def simulate_rollout(stable, candidate, x, y, *, policy=None, requests_per_secon
             users,
             bool(reuse_rows),
         )
+    )
+
+
+def operating_characteristics(*, scenario=None, policy=None, stats=None, runs=1000, seed=1):
+    """Runs ``runs`` simulated rollouts of ``scenario`` under ``policy`` and returns how often
+    the candidate was promoted and rolled back (``promoted_share`` and ``rolled_back_share``,
+    each with a 95% Wilson interval), the median simulated seconds to a decision and why runs
+    ended. Every rollout is decided by the library's rollout state machine on statistics drawn
+    from a model of the traffic (mlops-serve's ``rollout_sim``).
+
+    ``scenario`` is a dict of ``Scenario`` fields (``requests_per_second``, ``positive_rate``,
+    ``label_delay_seconds``, ``stable_auc``, ``auc_delta``, ``stable_error_rate``,
+    ``error_rate_delta``, ``latency_factor``, ``max_seconds``...; default an identical candidate
+    at 547 requests/s with labels an hour late); ``policy`` a ``PromotionConfig`` dict (add
+    ``{"sequential": {}}`` for the always-valid analysis); ``stats`` the router's
+    ``StatsConfig``. ``runs`` is from 1 to 1,000,000 and ``seed`` any 64-bit integer: the same
+    report for a seed. A field out of range or unknown is a ``ValueError`` naming it."""
+    runs = as_count("runs", runs, 1, 1_000_000)
+    seed = as_count("seed", seed, 0, (1 << 64) - 1)
+    as_json = lambda v: None if v is None else json.dumps(v)  # noqa: E731
+    return json.loads(
+        _native.operating_characteristics(as_json(scenario), as_json(policy), as_json(stats), runs, seed)
     )

@@ -78,6 +78,9 @@ pub const MAX_RUNS: u64 = 1_000_000;
 pub const MAX_SIM_SECONDS: f64 = 366.0 * 86_400.0;
 /// The highest simulated traffic.
 pub const MAX_SIM_REQUESTS_PER_SECOND: f64 = 1e6;
+/// The largest `StatsConfig.labeled_capacity` and `score_reservoir` a simulation draws
+/// (values drawn per window and variant: a router's bounds, not a host's memory).
+pub const MAX_SIM_CAPACITY: usize = 10_000_000;
 
 /// The truth and the traffic of a simulated rollout: stable's model and the candidate's
 /// difference from it, the traffic, and how labels come back.
@@ -559,6 +562,8 @@ struct Simulation<'a> {
     candidate: Model,
     /// Whether a request's labels can still join it when they come.
     joinable: bool,
+    /// Whether a check reads the prediction sample (only `prediction_drift` does).
+    needs_scores: bool,
 }
 
 const T0_UNIX: u64 = 1_700_000_000;
@@ -567,6 +572,23 @@ impl<'a> Simulation<'a> {
     fn new(policy: &'a Promotion, stats: &'a StatsConfig, scenario: &'a Scenario) -> Result<Self> {
         scenario.validate()?;
         stats.validate()?;
+        for (field, v) in [
+            ("StatsConfig.labeled_capacity", stats.labeled_capacity),
+            ("StatsConfig.score_reservoir", stats.score_reservoir),
+        ] {
+            if v > MAX_SIM_CAPACITY {
+                return Err(Error::invalid(
+                    field,
+                    v,
+                    format!("at most {MAX_SIM_CAPACITY} in a simulation"),
+                ));
+            }
+        }
+        let needs_scores = policy
+            .checks
+            .iter()
+            .chain(policy.shadow.iter().flat_map(|s| s.checks.iter()))
+            .any(|c| matches!(c, crate::analysis::Check::PredictionDrift { .. }));
         let analyses = scenario.max_seconds / policy.bake_time_seconds;
         if analyses > MAX_ANALYSES {
             return Err(Error::invalid(
@@ -601,6 +623,7 @@ impl<'a> Simulation<'a> {
             stable,
             candidate,
             joinable,
+            needs_scores,
         })
     }
 
@@ -716,7 +739,11 @@ impl<'a> Simulation<'a> {
                 v.latency_p99_ms = quantile(&lat, 0.99);
             }
             let scored = requests - errors;
-            let kept = scored.min(self.stats.score_reservoir as u64);
+            let kept = if self.needs_scores {
+                scored.min(self.stats.score_reservoir as u64)
+            } else {
+                0
+            };
             v.scores = (0..kept)
                 .map(|_| {
                     let positive = rng.random::<f64>() < s.positive_rate;

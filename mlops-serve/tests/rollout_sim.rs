@@ -384,4 +384,39 @@ fn bad_scenarios_and_run_counts_are_refused_by_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("labeled_capacity"), "{e}");
+    // A router's bounds, not a host's memory: a reservoir of 10^12 is refused, not allocated.
+    for stats in [
+        StatsConfig {
+            score_reservoir: 1_000_000_000_000,
+            ..StatsConfig::default()
+        },
+        StatsConfig {
+            labeled_capacity: usize::MAX,
+            ..StatsConfig::default()
+        },
+    ] {
+        let e = simulate_one(&p, &stats, &Scenario::default(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 10000000 in a simulation"), "{e}");
+    }
+}
+
+/// The prediction sample is drawn when a check reads it: identical score distributions pass
+/// a prediction-drift check, a candidate whose scores separate the classes far better fails it.
+#[test]
+fn a_prediction_drift_check_reads_the_drawn_scores() {
+    let drift = policy(vec![Check::PredictionDrift {
+        max_statistic: 0.1,
+        confidence: 0.95,
+    }]);
+    let stats = StatsConfig::default();
+    let same = operating_characteristics(&drift, &stats, &low_traffic(), 20, 4).unwrap();
+    assert!(same.promoted >= 18, "{same:?}");
+    let sharper = Scenario {
+        auc_delta: 0.14,
+        ..low_traffic()
+    };
+    let r = operating_characteristics(&drift, &stats, &sharper, 20, 4).unwrap();
+    assert_eq!(r.why.get("failed: prediction_drift"), Some(&20), "{r:?}");
 }

@@ -139,7 +139,8 @@ fn exposition() -> String {
         loader: compiling(NonFinitePolicy::Reject),
     })
     .unwrap();
-    let data = world.traffic(20_000, 5).unwrap();
+    // A fresh row for every request of the rollout (the replay sends each row once).
+    let data = world.traffic(200_000, 5).unwrap();
     let report = futures::executor::block_on(replay(
         &router,
         &controller,

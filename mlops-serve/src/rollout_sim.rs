@@ -22,7 +22,8 @@
 //!   kept (the first are counted dropped), as in [`StatsConfig`].
 //! - Scores are binormal: a row's logit is N(±μ/2, 1) for its class, so the model's ROC AUC
 //!   is Φ(μ/√2) and its threshold 0.5 sits between the classes. Latencies are log-normal;
-//!   a latency percentile is read from up to [`LATENCY_SAMPLE`] of the window's requests.
+//!   a latency percentile is read, as the router reads it, from an HDR histogram of up to
+//!   [`LATENCY_SAMPLE`] of the window's requests.
 //! - The analysis runs when the step's bake time is over (a controller's tick granularity is
 //!   not modelled).
 //!
@@ -65,7 +66,10 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use crate::analysis::Outcome;
 use crate::policy::Promotion;
 use crate::rollout::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
-use crate::step_stats::{join_holds, StatsConfig, StepSnapshot, VariantSnapshot};
+use crate::step_stats::{
+    join_holds, latency_histogram, latency_ms, record_latency, StatsConfig, StepSnapshot,
+    VariantSnapshot,
+};
 use crate::{Error, Result};
 
 /// Requests per window whose latencies are drawn to read its percentiles.
@@ -542,18 +546,6 @@ fn binomial(n: u64, p: f64, rng: &mut ChaCha8Rng) -> u64 {
     Binomial::new(n, p).map_or(0, |b| b.sample(rng))
 }
 
-/// The quantile `q` of `sorted` (linear between ranks).
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    let at = q * (n - 1) as f64;
-    let (i, frac) = (at.floor() as usize, at.fract());
-    let next = sorted[(i + 1).min(n - 1)];
-    Some(sorted[i] + frac * (next - sorted[i]))
-}
-
 struct Simulation<'a> {
     policy: &'a Promotion,
     stats: &'a StatsConfig,
@@ -731,12 +723,14 @@ impl<'a> Simulation<'a> {
             v.rows = requests - errors;
             v.errors = errors;
             if requests > 0 {
-                let mut lat: Vec<f64> = (0..requests.min(LATENCY_SAMPLE as u64))
-                    .map(|_| model.latency.sample(rng))
-                    .collect();
-                lat.sort_by(f64::total_cmp);
-                v.latency_p50_ms = quantile(&lat, 0.5);
-                v.latency_p99_ms = quantile(&lat, 0.99);
+                // Read as the router reads it: from its own histogram of the step's latencies.
+                let mut latency = latency_histogram();
+                for _ in 0..requests.min(LATENCY_SAMPLE as u64) {
+                    let ms: f64 = model.latency.sample(rng);
+                    record_latency(&mut latency, (ms * 1e6) as u64);
+                }
+                v.latency_p50_ms = latency_ms(&latency, 0.5);
+                v.latency_p99_ms = latency_ms(&latency, 0.99);
             }
             let scored = requests - errors;
             let kept = if self.needs_scores {
@@ -811,13 +805,5 @@ mod tests {
             // The AUC of 4,000 per class has a standard error under 0.005.
             assert!((got - auc).abs() < 0.02, "AUC {auc}: measured {got}");
         }
-    }
-
-    #[test]
-    fn quantiles_interpolate_between_ranks() {
-        assert_eq!(quantile(&[], 0.5), None);
-        assert_eq!(quantile(&[1.0, 2.0, 3.0], 0.5), Some(2.0));
-        assert_eq!(quantile(&[1.0, 2.0], 0.5), Some(1.5));
-        assert_eq!(quantile(&[7.0], 0.99), Some(7.0));
     }
 }

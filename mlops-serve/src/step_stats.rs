@@ -148,6 +148,22 @@ pub(crate) struct VariantStats {
 
 const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 
+/// A step's latency histogram: nanoseconds from 1 to an hour, three significant digits.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+/// Records one latency, clamped into the histogram's range.
+pub(crate) fn record_latency(histogram: &mut Histogram<u64>, latency_ns: u64) {
+    let _ = histogram.record(latency_ns.clamp(1, MAX_LATENCY_NS));
+}
+
+/// The latency at quantile `q` in milliseconds (`None` before the first request).
+pub(crate) fn latency_ms(histogram: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(q) as f64 / 1e6)
+}
+
 impl VariantStats {
     pub(crate) fn new(config: &StatsConfig) -> Self {
         VariantStats {
@@ -156,10 +172,7 @@ impl VariantStats {
             errors: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             unscored: AtomicU64::new(0),
-            latency: Mutex::new(
-                Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-                    .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
-            ),
+            latency: Mutex::new(latency_histogram()),
             scores: Mutex::new(Reservoir {
                 capacity: config.score_reservoir,
                 seen: 0,
@@ -177,7 +190,7 @@ impl VariantStats {
     /// non-finite-input policy) are counted as unscored and kept out of the prediction sample.
     pub(crate) fn record(&self, latency_ns: u64, answer: Answer<'_>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let _ = lock(&self.latency).record(latency_ns.clamp(1, MAX_LATENCY_NS));
+        record_latency(&mut lock(&self.latency), latency_ns);
         match answer {
             Answer::Failed => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
@@ -239,8 +252,7 @@ impl VariantStats {
         threshold: f32,
     ) -> VariantSnapshot {
         let latency = lock(&self.latency);
-        let ms = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q) as f64 / 1e6);
-        let (p50, p99) = (ms(0.5), ms(0.99));
+        let (p50, p99) = (latency_ms(&latency, 0.5), latency_ms(&latency, 0.99));
         drop(latency);
         let scores = lock(&self.scores)
             .values

@@ -36,6 +36,20 @@ fn begin(config: &Promotion, seed: u64) -> (SystemTime, ChaCha8Rng, RolloutState
     (t0, ChaCha8Rng::seed_from_u64(seed), s)
 }
 
+/// An AUC-only sequential rollout after one pooled window of 60 labeled rows.
+fn one_window(seed: u64) -> (Promotion, SystemTime, ChaCha8Rng, RolloutState) {
+    let config = sequential(vec![auc_check()], 100_000.0);
+    let (t0, mut rng, mut s) = begin(&config, seed);
+    let d = s.advance(
+        &config,
+        &window(&mut rng, 60, 0),
+        t0 + Duration::from_secs(600),
+    );
+    assert!(d.is_some());
+    assert_eq!(s.evidence[0].windows, 1);
+    (config, t0, rng, s)
+}
+
 fn auc_check() -> Check {
     Check::RocAuc {
         max_decrease: 0.05,
@@ -224,15 +238,7 @@ fn at_50_requests_a_second_an_identical_candidate_is_promoted_and_a_worse_one_is
 
 #[test]
 fn evidence_pooled_under_another_policy_is_dropped() {
-    let config = sequential(vec![auc_check()], 100_000.0);
-    let (t0, mut rng, mut s) = begin(&config, 8);
-    s.advance(
-        &config,
-        &window(&mut rng, 60, 0),
-        t0 + Duration::from_secs(600),
-    )
-    .unwrap();
-    assert_eq!(s.evidence[0].windows, 1);
+    let (_, t0, mut rng, mut s) = one_window(8);
     // The same steps, another margin: the pooled windows start again.
     let other = sequential(
         vec![Check::RocAuc {
@@ -306,15 +312,7 @@ fn an_old_state_is_bounded_too_and_a_window_without_traffic_decides_nothing() {
 /// evidence pooled under the old policy is dropped.
 #[test]
 fn a_reconciled_rollout_starts_its_step_and_its_evidence_again() {
-    let config = sequential(vec![auc_check()], 100_000.0);
-    let (t0, mut rng, mut s) = begin(&config, 10);
-    s.advance(
-        &config,
-        &window(&mut rng, 60, 0),
-        t0 + Duration::from_secs(600),
-    )
-    .unwrap();
-    assert_eq!(s.evidence[0].windows, 1);
+    let (config, t0, mut rng, mut s) = one_window(10);
     let other = PromotionConfig {
         steps: vec![5.0, 100.0],
         ..config.clone().into_config()

@@ -35,7 +35,7 @@ struct Args {
     #[arg(long)]
     policy: Option<PathBuf>,
     /// The router's statistics bounds (`StatsConfig`), TOML (the defaults otherwise: a label
-    /// join of 100,000 requests, labels kept for an hour).
+    /// join of 2,000,000 requests, a uniform sample past it, labels kept for an hour).
     #[arg(long)]
     stats: Option<PathBuf>,
     /// The candidate: `same` (identical to stable), `auc:D` (AUC differs by D, e.g.

@@ -11,10 +11,11 @@
 //! - Every decision installs a new route table, so each analysis sees only the requests and
 //!   labels since the previous decision (an extended step starts its statistics again).
 //! - Labels come `label_delay_seconds` after their request and join it only while it waits in
-//!   the label join: within its time-to-live, and while the join can hold a delay's worth of
-//!   requests (it evicts the oldest first: a request is evicted before its labels come when
-//!   more than the join's capacity arrive in the delay). This is all or nothing here; the
-//!   real join, under random arrivals, loses some labels near `rps × delay ≈ capacity`.
+//!   the label join: within its time-to-live, and in the join's sample. Every scored request
+//!   waits (the labeled ones for the delay, the others for the time-to-live); when more wait
+//!   than the join holds, it keeps a uniform share of requests, lowered by a quarter at a
+//!   time until they fit, as the router's join does at steady state (its transient, the
+//!   first fill, is not modelled).
 //! - Statistics read through a `PrometheusSource` (labeled scores rebuilt from histogram
 //!   buckets) are not modelled: this is the in-process source's view. A joined label counts in the
 //!   statistics of the table in force when it comes, under the variant that scored it.
@@ -67,8 +68,8 @@ use crate::analysis::Outcome;
 use crate::policy::Promotion;
 use crate::rollout::{Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
 use crate::step_stats::{
-    join_holds, latency_histogram, latency_ms, record_latency, StatsConfig, StepSnapshot,
-    VariantSnapshot,
+    join_holds, join_share, latency_histogram, latency_ms, record_latency, StatsConfig,
+    StepSnapshot, VariantSnapshot,
 };
 use crate::{Error, Result};
 
@@ -99,8 +100,6 @@ pub struct Scenario {
     pub labeled_share: f64,
     /// Seconds from a request to its labels, ≥ 0.
     pub label_delay_seconds: f64,
-    /// Bytes of a request id (what a waiting request costs the label join), 1 to 256.
-    pub request_id_bytes: usize,
     /// Stable's ROC AUC, in (0, 1).
     pub stable_auc: f64,
     /// The candidate's ROC AUC minus stable's (the candidate's stays in (0, 1)).
@@ -131,7 +130,6 @@ impl Default for Scenario {
             positive_rate: 0.015,
             labeled_share: 1.0,
             label_delay_seconds: 3_600.0,
-            request_id_bytes: 16,
             stable_auc: 0.85,
             auc_delta: 0.0,
             stable_error_rate: 0.0,
@@ -177,13 +175,6 @@ impl Scenario {
                 "Scenario.label_delay_seconds",
                 d,
                 format!("seconds in [0, {MAX_SIM_SECONDS}]"),
-            ));
-        }
-        if !(1..=256).contains(&self.request_id_bytes) {
-            return Err(Error::invalid(
-                "Scenario.request_id_bytes",
-                self.request_id_bytes,
-                "bytes from 1 to 256",
             ));
         }
         share_in("Scenario.stable_auc", self.stable_auc, true, true)?;
@@ -455,9 +446,9 @@ pub fn operating_characteristics(
 /// use mlops_serve::rollout_sim::{simulate_one, Scenario, SimOutcome};
 /// use mlops_serve::step_stats::StatsConfig;
 ///
-/// // Labels an hour late at 547 requests/s: the default join (100,000 requests) evicts every
-/// // request before its labels come, the AUC check never has data, and the default policy
-/// // rolls the candidate back after three inconclusive analyses.
+/// // Labels an hour late at 547 requests/s: none comes within the default policy's first
+/// // three ten-minute windows, the AUC check never has data, and the policy rolls the
+/// // candidate back after three inconclusive analyses.
 /// let r = simulate_one(&Promotion::default(), &StatsConfig::default(), &Scenario::default(), 1)?;
 /// assert_eq!(r.outcome, SimOutcome::RolledBack);
 /// assert_eq!(r.why, "inconclusive: roc_auc");
@@ -553,7 +544,8 @@ struct Simulation<'a> {
     stable: Model,
     candidate: Model,
     /// Whether a request's labels can still join it when they come.
-    joinable: bool,
+    /// The share of requests the label join keeps at steady state (0: labels never join).
+    join_share: f64,
     /// Whether a check reads the prediction sample (only `prediction_drift` does).
     needs_scores: bool,
 }
@@ -605,16 +597,23 @@ impl<'a> Simulation<'a> {
             s.stable_latency_ms * s.latency_factor,
             s.latency_sigma,
         )?;
-        let holds = join_holds(stats, s.request_id_bytes) as f64;
-        let joinable = s.label_delay_seconds <= stats.label_ttl_seconds
-            && s.requests_per_second * s.label_delay_seconds <= holds;
+        // Every scored request waits: the labeled ones until their labels come, the others
+        // for the time-to-live.
+        let join_share = if s.label_delay_seconds <= stats.label_ttl_seconds {
+            let waiting = s.requests_per_second
+                * (s.labeled_share * s.label_delay_seconds
+                    + (1.0 - s.labeled_share) * stats.label_ttl_seconds);
+            join_share(waiting, join_holds(stats))
+        } else {
+            0.0
+        };
         Ok(Simulation {
             policy,
             stats,
             scenario,
             stable,
             candidate,
-            joinable,
+            join_share,
             needs_scores,
         })
     }
@@ -747,9 +746,10 @@ impl<'a> Simulation<'a> {
             if is_canary && shadow {
                 v.shadow_compared = scored;
                 v.shadow_agreed = binomial(scored, s.agreement, rng);
-            } else if self.joinable && s.labeled_share > 0.0 {
+            } else if self.join_share > 0.0 && s.labeled_share > 0.0 {
                 let mean = s.requests_per_second
                     * s.labeled_share
+                    * self.join_share
                     * (1.0 - model.error_rate)
                     * served(history, a - d, b - d, is_canary);
                 let labeled = poisson(mean, rng);

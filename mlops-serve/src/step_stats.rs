@@ -29,11 +29,17 @@ pub struct StatsConfig {
     pub score_reservoir: usize,
     /// Labeled outcomes kept per variant and step; later ones are dropped and counted.
     pub labeled_capacity: usize,
-    /// Requests awaiting their labels; the oldest is dropped (and counted) past this.
+    /// Requests awaiting their labels. Past this the join keeps a uniform sample of requests
+    /// (by a hash of their ids, the same for every variant), lowering the sampled share by a
+    /// quarter each time it is full; the requests it drops are counted as `evicted`, and the
+    /// labels that come for requests outside the sample as `sampled`. The default holds an
+    /// hour of the seed's mean traffic (547 requests/s) whole.
     pub label_join_capacity: usize,
-    /// Bytes the requests awaiting their labels may hold (their ids, kept twice, their
-    /// scores and a fixed overhead per entry); the oldest are dropped (and counted as
-    /// `evicted`) past this, so long request ids cannot grow the join past a memory bound.
+    /// Bytes the requests awaiting their labels are counted as: 162 per request (the id is
+    /// kept as a 128-bit hash, whatever its length; map and queue slots at their lowest
+    /// load), plus 16 and 4 per row after the first. Past this the join samples as past
+    /// its capacity. The default, 320 MiB, is the default capacity's worth; the memory the
+    /// join really holds is about half of what it counts.
     pub label_join_bytes: usize,
     /// Seconds a request waits for its labels before it is dropped (and counted), from a
     /// millisecond to [`MAX_LABEL_TTL_SECONDS`].
@@ -45,8 +51,8 @@ impl Default for StatsConfig {
         StatsConfig {
             score_reservoir: 10_000,
             labeled_capacity: 100_000,
-            label_join_capacity: 100_000,
-            label_join_bytes: 64 << 20,
+            label_join_capacity: 2_000_000,
+            label_join_bytes: 320 << 20,
             label_ttl_seconds: 3600.0,
         }
     }
@@ -371,8 +377,11 @@ impl StepSnapshot {
 pub(crate) enum JoinDrop {
     /// Waited past the time-to-live.
     Expired,
-    /// Pushed out by newer requests past the capacity.
+    /// Dropped from a full join when it lowered its sample's threshold.
     Evicted,
+    /// Labels for a request outside the join's sample (it keeps a uniform sample of
+    /// requests once it has been full).
+    Sampled,
     /// A second request with the same id replaced the first.
     Duplicate,
     /// Labels for an id that is not waiting (never seen, or already dropped).
@@ -384,9 +393,10 @@ pub(crate) enum JoinDrop {
 }
 
 impl JoinDrop {
-    pub(crate) const ALL: [JoinDrop; 6] = [
+    pub(crate) const ALL: [JoinDrop; 7] = [
         JoinDrop::Expired,
         JoinDrop::Evicted,
+        JoinDrop::Sampled,
         JoinDrop::Duplicate,
         JoinDrop::Unknown,
         JoinDrop::Full,
@@ -396,6 +406,7 @@ impl JoinDrop {
         match self {
             JoinDrop::Expired => "expired",
             JoinDrop::Evicted => "evicted",
+            JoinDrop::Sampled => "sampled",
             JoinDrop::Duplicate => "duplicate",
             JoinDrop::Unknown => "unknown",
             JoinDrop::Full => "full",
@@ -404,60 +415,133 @@ impl JoinDrop {
     }
 }
 
-/// A request waiting for its labels.
+/// A request's predictions, taken from the join with its labels.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) variant: Arc<str>,
     /// The version that answered: labels join only to that version's statistics.
     pub(crate) version: Option<u64>,
     pub(crate) scores: Vec<f32>,
-    at: std::time::SystemTime,
-    seq: u64,
 }
 
-#[derive(Debug, Default)]
+/// A request as the join keeps it: 32 bytes, its id reduced to a 128-bit hash (the map's
+/// key), its variant to an index into the join's small table of variants.
+#[derive(Debug)]
+struct Waiting {
+    /// Microseconds since the Unix epoch when it was scored.
+    at_us: u64,
+    /// Index into [`JoinInner::variants`].
+    variant: u32,
+    /// Its first row's score; the others (multi-row requests) in `rest`.
+    first: f32,
+    rest: Option<Box<[f32]>>,
+}
+
+impl Waiting {
+    fn rows(&self) -> usize {
+        1 + self.rest.as_ref().map_or(0, |r| r.len())
+    }
+}
+
+/// The seed of the join's id hash: not the router's sticky-bucket hash (unseeded xxh3-64),
+/// so which requests the join samples is independent of the variant that served them.
+const JOIN_SEED: u64 = 0x6d6c_6f70_736a_6f69;
+
+/// The join's key of a request id; its high 64 bits are the id's sample hash.
+fn join_key(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), JOIN_SEED)
+}
+
+fn sample_hash(key: u128) -> u64 {
+    (key >> 64) as u64
+}
+
+#[derive(Debug)]
 struct JoinInner {
-    waiting: HashMap<String, Pending>,
-    /// Insertion order (id, seq); entries whose seq no longer matches are stale.
-    order: VecDeque<(String, u64)>,
-    seq: u64,
-    /// What `waiting` and `order` hold, as [`entry_bytes`] and [`order_bytes`] count it.
+    waiting: HashMap<u128, Waiting>,
+    /// Insertion order (key, time); entries whose time no longer matches are stale.
+    order: VecDeque<(u128, u64)>,
+    /// The (variant, version) pairs of waiting requests.
+    variants: Vec<(Arc<str>, Option<u64>)>,
+    /// What `waiting` holds, as [`entry_bytes`] counts it.
     bytes: usize,
+    /// Requests whose sample hash is at most this are kept: `u64::MAX` keeps every one.
+    threshold: u64,
+    /// When the threshold last changed, microseconds since the Unix epoch.
+    changed_us: u64,
 }
 
-/// Fixed bytes counted per entry besides its id and scores (map and queue slots, the
-/// `Pending` fields): a request with an empty id still costs memory.
-const ENTRY_OVERHEAD: usize = 96;
-
-/// The bytes a waiting entry holds: its id (the map's key) and its scores.
-fn entry_bytes(id: &str, scores: usize) -> usize {
-    ENTRY_OVERHEAD + id.len() + scores * std::mem::size_of::<f32>()
+impl Default for JoinInner {
+    fn default() -> Self {
+        JoinInner {
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            variants: Vec::new(),
+            bytes: 0,
+            threshold: u64::MAX,
+            changed_us: 0,
+        }
+    }
 }
 
-/// The bytes an insertion-order entry holds: its own copy of the id.
-fn order_bytes(id: &str) -> usize {
-    32 + id.len()
+/// Bytes counted per waiting request besides the scores of its rows after the first: its
+/// map slot at the map's lowest load (twice the 49 bytes of key, entry and control byte) and
+/// its insertion-order slot at the queue's lowest load (twice 32). What the join really holds
+/// is at most this.
+const ENTRY_BYTES: usize = 2 * 49 + 2 * 32;
+
+/// The bytes a waiting request of `rows` rows is counted as.
+fn entry_bytes(rows: usize) -> usize {
+    if rows <= 1 {
+        ENTRY_BYTES
+    } else {
+        // The boxed rest: its scores and the allocator's header.
+        ENTRY_BYTES + 16 + (rows - 1) * std::mem::size_of::<f32>()
+    }
 }
 
-/// How many one-row requests with ids of `id_bytes` bytes the label join of `stats` holds
-/// before it evicts the oldest: its capacity, or fewer when its byte bound comes first.
+/// How many one-row requests the label join of `stats` holds before it samples: its
+/// capacity, or fewer when its byte bound comes first.
 #[cfg(feature = "sim")]
-pub(crate) fn join_holds(stats: &StatsConfig, id_bytes: usize) -> usize {
-    let id = "x".repeat(id_bytes);
-    let per_request = entry_bytes(&id, 1) + order_bytes(&id);
+pub(crate) fn join_holds(stats: &StatsConfig) -> usize {
     stats
         .label_join_capacity
-        .min(stats.label_join_bytes / per_request)
+        .min(stats.label_join_bytes / entry_bytes(1))
 }
 
-/// Requests waiting for delayed labels, bounded by capacity and time-to-live.
+/// The share of requests the join keeps at steady state when `arriving` requests wait at
+/// once with every one kept and it holds `holds`: the threshold falls by a quarter each time
+/// the join is full.
+#[cfg(feature = "sim")]
+pub(crate) fn join_share(arriving: f64, holds: usize) -> f64 {
+    let mut share = 1.0;
+    while arriving * share > holds as f64 && share > 1e-12 {
+        share *= SHRINK;
+    }
+    share
+}
+
+/// The factor the sample's threshold falls by when the join is full.
+const SHRINK: f64 = 0.75;
+
+/// Requests waiting for delayed labels, bounded by capacity, bytes and time-to-live.
+///
+/// Past its capacity or byte bound, the join keeps a uniform sample of requests rather than
+/// the newest ones: a request is kept when a hash of its id is below a threshold, and a full
+/// join lowers the threshold by a quarter (the requests above it are dropped and counted as
+/// `evicted`; labels that come for requests outside the sample are counted as `sampled`).
+/// Evicting the oldest instead would, with labels an hour late and more than the capacity
+/// of requests in that hour, drop every request before its labels came. The sample is the
+/// same for every variant (the hash is not the router's), so the checks compare like with
+/// like, on fewer rows. A join under half full, a time-to-live after the threshold last
+/// changed, raises it by a third again.
 pub(crate) struct LabelJoin {
     inner: Mutex<JoinInner>,
     capacity: usize,
     max_bytes: usize,
     ttl: Duration,
     clock: Arc<dyn Clock>,
-    drops: [Counter; 6],
+    drops: [Counter; 7],
 }
 
 impl std::fmt::Debug for LabelJoin {
@@ -469,11 +553,17 @@ impl std::fmt::Debug for LabelJoin {
     }
 }
 
+fn micros(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 impl LabelJoin {
     pub(crate) fn new(
         config: &StatsConfig,
         clock: Arc<dyn Clock>,
-        drops: [Counter; 6],
+        drops: [Counter; 7],
     ) -> Result<Self> {
         Ok(LabelJoin {
             inner: Mutex::new(JoinInner::default()),
@@ -491,28 +581,106 @@ impl LabelJoin {
         }
     }
 
+    fn ttl_us(&self) -> u64 {
+        u64::try_from(self.ttl.as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Drops entries older than the time-to-live from the front.
-    fn expire(&self, inner: &mut JoinInner) {
-        let now = self.clock.now();
-        while let Some((id, seq)) = inner.order.front() {
-            let live = match inner.waiting.get(id) {
-                Some(p) if p.seq == *seq => {
-                    if now.duration_since(p.at).unwrap_or_default() < self.ttl {
-                        break;
-                    }
-                    true
-                }
-                _ => false,
-            };
-            let (id, _) = inner.order.pop_front().unwrap_or_default();
-            inner.bytes = inner.bytes.saturating_sub(order_bytes(&id));
+    fn expire(&self, inner: &mut JoinInner, now_us: u64) {
+        let ttl = self.ttl_us();
+        while let Some(&(key, at)) = inner.order.front() {
+            let live = inner.waiting.get(&key).is_some_and(|w| w.at_us == at);
+            if live && now_us.saturating_sub(at) < ttl {
+                break;
+            }
+            inner.order.pop_front();
             if live {
-                if let Some(p) = inner.waiting.remove(&id) {
-                    inner.bytes = inner.bytes.saturating_sub(entry_bytes(&id, p.scores.len()));
+                if let Some(w) = inner.waiting.remove(&key) {
+                    inner.bytes = inner.bytes.saturating_sub(entry_bytes(w.rows()));
                 }
                 self.count(JoinDrop::Expired, 1);
             }
         }
+    }
+
+    /// Lowers the threshold by a quarter and drops the requests above it, until the join is
+    /// within its bounds.
+    fn shrink(&self, inner: &mut JoinInner, now_us: u64) {
+        while (inner.waiting.len() > self.capacity || inner.bytes > self.max_bytes)
+            && inner.threshold > 0
+        {
+            inner.threshold = (inner.threshold as f64 * SHRINK) as u64;
+            inner.changed_us = now_us;
+            let threshold = inner.threshold;
+            let before = inner.waiting.len();
+            let mut freed = 0;
+            inner.waiting.retain(|key, w| {
+                let keep = sample_hash(*key) <= threshold;
+                if !keep {
+                    freed += entry_bytes(w.rows());
+                }
+                keep
+            });
+            inner.bytes = inner.bytes.saturating_sub(freed);
+            self.count(JoinDrop::Evicted, (before - inner.waiting.len()) as u64);
+            tracing::debug!(
+                share = threshold as f64 / u64::MAX as f64,
+                waiting = inner.waiting.len(),
+                "label join full: it now keeps a smaller sample of requests"
+            );
+        }
+        // Stale order entries (replaced, taken or dropped requests) are skipped as they reach
+        // the front; bound them too so a stream of duplicates cannot grow the queue.
+        if inner.order.len() > 2 * inner.waiting.len() + 16 {
+            let JoinInner { waiting, order, .. } = &mut *inner;
+            order.retain(|(key, at)| waiting.get(key).is_some_and(|w| w.at_us == *at));
+            order.shrink_to(2 * order.len() + 16);
+        }
+    }
+
+    /// Raises the threshold by a third when the join has been under half full for a
+    /// time-to-live since it last changed.
+    fn regrow(&self, inner: &mut JoinInner, now_us: u64) {
+        if inner.threshold < u64::MAX
+            && 2 * inner.waiting.len() < self.capacity
+            && 2 * inner.bytes < self.max_bytes
+            && now_us.saturating_sub(inner.changed_us) >= self.ttl_us()
+        {
+            inner.threshold = ((inner.threshold as f64 / SHRINK).min(u64::MAX as f64) as u64)
+                .max(inner.threshold.saturating_add(1));
+            inner.changed_us = now_us;
+        }
+    }
+
+    fn variant_index(inner: &mut JoinInner, variant: Arc<str>, version: Option<u64>) -> u32 {
+        if let Some(i) = inner
+            .variants
+            .iter()
+            .position(|(v, n)| *v == variant && *n == version)
+        {
+            return i as u32;
+        }
+        // Variants come and go with rollouts: past a few, forget those nothing waits for.
+        if inner.variants.len() >= 64 {
+            let mut used = vec![false; inner.variants.len()];
+            for w in inner.waiting.values() {
+                used[w.variant as usize] = true;
+            }
+            let mut remap = vec![0_u32; inner.variants.len()];
+            let mut kept = Vec::new();
+            for (i, pair) in std::mem::take(&mut inner.variants).into_iter().enumerate() {
+                if used[i] {
+                    remap[i] = kept.len() as u32;
+                    kept.push(pair);
+                }
+            }
+            for w in inner.waiting.values_mut() {
+                w.variant = remap[w.variant as usize];
+            }
+            inner.variants = kept;
+        }
+        inner.variants.push((variant, version));
+        (inner.variants.len() - 1) as u32
     }
 
     pub(crate) fn insert(
@@ -522,56 +690,32 @@ impl LabelJoin {
         version: Option<u64>,
         scores: Vec<f32>,
     ) {
-        let mut inner = lock(&self.inner);
-        self.expire(&mut inner);
-        inner.seq += 1;
-        let seq = inner.seq;
-        let pending = Pending {
-            variant,
-            version,
-            scores,
-            at: self.clock.now(),
-            seq,
+        let Some((&first, rest)) = scores.split_first() else {
+            return;
         };
-        inner.bytes += entry_bytes(id, pending.scores.len()) + order_bytes(id);
-        if let Some(old) = inner.waiting.insert(id.to_string(), pending) {
-            inner.bytes = inner
-                .bytes
-                .saturating_sub(entry_bytes(id, old.scores.len()));
+        let now_us = micros(self.clock.now());
+        let key = join_key(id);
+        let mut inner = lock(&self.inner);
+        self.expire(&mut inner, now_us);
+        self.regrow(&mut inner, now_us);
+        if sample_hash(key) > inner.threshold {
+            // Outside the sample: its labels are counted as `sampled` when they come.
+            return;
+        }
+        let variant = Self::variant_index(&mut inner, variant, version);
+        let waiting = Waiting {
+            at_us: now_us,
+            variant,
+            first,
+            rest: (!rest.is_empty()).then(|| rest.into()),
+        };
+        inner.bytes += entry_bytes(waiting.rows());
+        if let Some(old) = inner.waiting.insert(key, waiting) {
+            inner.bytes = inner.bytes.saturating_sub(entry_bytes(old.rows()));
             self.count(JoinDrop::Duplicate, 1);
         }
-        inner.order.push_back((id.to_string(), seq));
-        while inner.waiting.len() > self.capacity || inner.bytes > self.max_bytes {
-            let Some((old, seq)) = inner.order.pop_front() else {
-                break;
-            };
-            inner.bytes = inner.bytes.saturating_sub(order_bytes(&old));
-            if inner.waiting.get(&old).is_some_and(|p| p.seq == seq) {
-                if let Some(p) = inner.waiting.remove(&old) {
-                    inner.bytes = inner
-                        .bytes
-                        .saturating_sub(entry_bytes(&old, p.scores.len()));
-                }
-                self.count(JoinDrop::Evicted, 1);
-            }
-        }
-        // Stale order entries (replaced or taken ids) are dropped as they reach the front;
-        // bound them too so a stream of duplicates cannot grow the queue.
-        if inner.order.len() > 2 * self.capacity + 16 {
-            let JoinInner {
-                waiting,
-                order,
-                bytes,
-                ..
-            } = &mut *inner;
-            order.retain(|(id, seq)| {
-                let live = waiting.get(id).is_some_and(|p| p.seq == *seq);
-                if !live {
-                    *bytes = bytes.saturating_sub(order_bytes(id));
-                }
-                live
-            });
-        }
+        inner.order.push_back((key, now_us));
+        self.shrink(&mut inner, now_us);
     }
 
     /// The request waiting under `id`, removed, when it was scored on `rows` rows;
@@ -582,17 +726,39 @@ impl LabelJoin {
         id: &str,
         rows: usize,
     ) -> std::result::Result<Option<Pending>, usize> {
+        let now_us = micros(self.clock.now());
+        let key = join_key(id);
         let mut inner = lock(&self.inner);
-        self.expire(&mut inner);
-        match inner.waiting.get(id).map(|p| p.scores.len()) {
+        self.expire(&mut inner, now_us);
+        match inner.waiting.get(&key).map(Waiting::rows) {
             None => {
-                self.count(JoinDrop::Unknown, 1);
+                let why = if sample_hash(key) > inner.threshold {
+                    JoinDrop::Sampled
+                } else {
+                    JoinDrop::Unknown
+                };
+                self.count(why, 1);
                 Ok(None)
             }
             Some(n) if n != rows => Err(n),
             Some(n) => {
-                inner.bytes = inner.bytes.saturating_sub(entry_bytes(id, n));
-                Ok(inner.waiting.remove(id))
+                inner.bytes = inner.bytes.saturating_sub(entry_bytes(n));
+                let Some(w) = inner.waiting.remove(&key) else {
+                    return Ok(None);
+                };
+                let Some((variant, version)) = inner.variants.get(w.variant as usize).cloned()
+                else {
+                    self.count(JoinDrop::Unknown, 1);
+                    return Ok(None);
+                };
+                let mut scores = Vec::with_capacity(n);
+                scores.push(w.first);
+                scores.extend(w.rest.iter().flat_map(|r| r.iter().copied()));
+                Ok(Some(Pending {
+                    variant,
+                    version,
+                    scores,
+                }))
             }
         }
     }
@@ -601,9 +767,19 @@ impl LabelJoin {
         lock(&self.inner).waiting.len()
     }
 
-    /// The bytes the waiting requests hold, as counted against
+    /// The bytes the waiting requests are counted as against
     /// [`StatsConfig::label_join_bytes`].
     pub(crate) fn waiting_bytes(&self) -> usize {
         lock(&self.inner).bytes
+    }
+
+    /// The share of requests the join keeps (1: every one; less once it has been full).
+    pub(crate) fn share(&self) -> f64 {
+        let t = lock(&self.inner).threshold;
+        if t == u64::MAX {
+            1.0
+        } else {
+            t as f64 / u64::MAX as f64
+        }
     }
 }

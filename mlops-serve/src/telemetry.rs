@@ -17,7 +17,7 @@
 //! | `mlops_serve_rollbacks_total` | counter | model |
 //! | `mlops_serve_controller_errors_total` (failed controller ticks: source, store, metrics, model, routes, state) | counter | model, kind |
 //! | `mlops_serve_shadow_dropped_total` (queue_full, error, panic) | counter | model, reason |
-//! | `mlops_serve_label_join_dropped_total` (expired, evicted, duplicate, unknown, full, unscored) | counter | model, reason |
+//! | `mlops_serve_label_join_dropped_total` (expired, evicted, sampled, duplicate, unknown, full, unscored) | counter | model, reason |
 //! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
 //!
 //! The names are defined once, in [`names`]. The prediction log's counters (feature
@@ -368,7 +368,7 @@ impl ServeMetrics {
         );
         registry.register(
             names::LABEL_JOIN_DROPPED,
-            "Label feedback not joined (expired, evicted, duplicate, unknown, full, unscored)",
+            "Label feedback not joined (expired, evicted, sampled, duplicate, unknown, full, unscored)",
             m.label_dropped.clone(),
         );
         registry.register(

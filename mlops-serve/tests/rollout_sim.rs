@@ -1,12 +1,12 @@
 //! A promotion policy's operating characteristics (`rollout_sim`): the library's own decision
 //! path on simulated statistics with a known truth. An identical candidate with ample labels
-//! is mostly promoted and a much worse one always rolled back; labels the label join cannot
-//! hold never reach a check (the default policy then rolls every candidate back, "inconclusive:
-//! roc_auc"); error and latency regressions fail their checks; a shadow phase runs on mirrored
+//! is mostly promoted and a much worse one always rolled back; labels an hour late never reach
+//! today's per-window checks ("inconclusive: roc_auc"), and a join too small for what waits
+//! samples (fewer labels, later decisions); error and latency regressions fail their checks; a shadow phase runs on mirrored
 //! traffic; a report is the same for a seed; every bad scenario is refused by field.
 
 use mlops_serve::analysis::Check;
-use mlops_serve::policy::{Promotion, PromotionConfig, ShadowPhase};
+use mlops_serve::policy::{Promotion, PromotionConfig, Sequential, ShadowPhase};
 use mlops_serve::rollout_sim::{operating_characteristics, simulate_one, Scenario, SimOutcome};
 use mlops_serve::step_stats::StatsConfig;
 
@@ -56,9 +56,9 @@ fn an_identical_candidate_is_mostly_promoted_and_a_much_worse_one_always_rolled_
 }
 
 #[test]
-fn labels_the_join_cannot_hold_never_reach_a_check() {
-    // 547 requests/s with labels an hour late: two million requests wait, the join holds
-    // 100,000. Every analysis lacks labels; the third inconclusive one rolls back at 30 min.
+fn labels_an_hour_late_miss_per_window_checks_and_a_small_join_samples() {
+    // 547 requests/s with labels an hour late, today's per-window policy: no label comes
+    // within its first three analyses; the third inconclusive one rolls back at 30 min.
     let stats = StatsConfig::default();
     let one = simulate_one(&Promotion::default(), &stats, &Scenario::default(), 3).unwrap();
     assert_eq!(one.outcome, SimOutcome::RolledBack);
@@ -78,13 +78,36 @@ fn labels_the_join_cannot_hold_never_reach_a_check() {
     };
     let r = simulate_one(&Promotion::default(), &stats, &prompt, 3).unwrap();
     assert_ne!(r.why, "inconclusive: roc_auc", "{r:?}");
-    // A join bounded by bytes: 512 KiB holds about 3,200 waiting requests, not 5,470.
+    // A join that holds a fraction of what waits keeps a uniform sample of requests: labels
+    // still join, fewer of them, and the always-valid policy needs longer to decide. 50/s with
+    // labels 10 s late is 500 waiting; a join of 40 keeps 0.75^9 = 7.5% of them.
+    let sequential = PromotionConfig {
+        sequential: Some(Sequential::default()),
+        ..PromotionConfig::default()
+    }
+    .check()
+    .unwrap();
     let small = StatsConfig {
-        label_join_bytes: 1 << 19,
+        label_join_capacity: 40,
         ..StatsConfig::default()
     };
-    let r = simulate_one(&Promotion::default(), &small, &prompt, 3).unwrap();
-    assert_eq!(r.why, "inconclusive: roc_auc", "{r:?}");
+    let whole = operating_characteristics(&sequential, &stats, &low_traffic(), 60, 5).unwrap();
+    let sampled = operating_characteristics(&sequential, &small, &low_traffic(), 60, 5).unwrap();
+    assert!(whole.promoted >= 55, "{whole:?}");
+    assert!(sampled.promoted < whole.promoted, "{sampled:?}");
+    let (w, s) = (
+        whole.median_seconds_to_decision.unwrap(),
+        sampled.median_seconds_to_decision.unwrap(),
+    );
+    assert!(s > 2.0 * w, "sampled {s} s, whole {w} s");
+    // The same bound in bytes: 40 requests' worth.
+    let small_bytes = StatsConfig {
+        label_join_bytes: 40 * 162,
+        ..StatsConfig::default()
+    };
+    let by_bytes =
+        operating_characteristics(&sequential, &small_bytes, &low_traffic(), 60, 5).unwrap();
+    assert_eq!(by_bytes.promoted, sampled.promoted, "{by_bytes:?}");
     // Labels past their time-to-live never join either.
     let short = StatsConfig {
         label_ttl_seconds: 5.0,
@@ -277,13 +300,6 @@ fn bad_scenarios_and_run_counts_are_refused_by_field() {
                 ..Scenario::default()
             },
             "label_delay_seconds",
-        ),
-        (
-            Scenario {
-                request_id_bytes: 0,
-                ..Scenario::default()
-            },
-            "request_id_bytes",
         ),
         (
             Scenario {

@@ -399,28 +399,51 @@ fn labels_join_by_request_id_within_capacity_and_time_to_live() {
     assert!(e.contains("labels[0]") && e.contains("0.5"), "{e}");
     let e = router.feedback("b", &[1.0]).unwrap_err().to_string();
     assert!(e.contains("2 labels"), "{e}");
-    // The refused post left b waiting (a corrected one could still join): it is the oldest.
+    // The refused post left b waiting (a corrected one could still join).
     assert_eq!(router.awaiting_labels(), 1);
-    // Capacity 3: the oldest waiting requests (b, then d) are evicted by the fourth.
-    for id in ["d", "e", "f", "g"] {
-        send(id, &mut out);
-    }
-    assert_eq!(router.awaiting_labels(), 3);
-    assert!(!router.feedback("d", &[1.0, 1.0]).unwrap(), "evicted");
-    // Time-to-live: a minute later the rest expired.
-    clock.advance(Duration::from_secs(61));
-    assert!(!router.feedback("e", &[1.0, 1.0]).unwrap(), "expired");
-    assert_eq!(router.awaiting_labels(), 0);
     let snapshot = router.snapshot();
     let stable = snapshot.get("stable").unwrap();
     assert_eq!(stable.labels, vec![true, false]);
-    let text = mlops_core::exposition::classic_text(&registry).unwrap();
-    for (reason, n) in [("expired", 3), ("evicted", 2), ("unknown", 4)] {
-        let line = format!(
-            "mlops_serve_label_join_dropped_total{{model=\"fraud\",reason=\"{reason}\"}} {n}"
-        );
-        assert!(text.contains(&line), "{line}\n{text}");
+    // Capacity 3: past it the join keeps a uniform sample of requests (by a hash of their
+    // ids), not the newest: what it drops is counted `evicted`, their labels `sampled`.
+    for id in ["d", "e", "f", "g"] {
+        send(id, &mut out);
+        assert!(router.awaiting_labels() <= 3);
     }
+    let kept = router.awaiting_labels();
+    assert!(kept >= 1, "{kept}");
+    assert!(router.label_sample_share() < 1.0);
+    let joined = ["b", "d", "e", "f", "g"]
+        .iter()
+        .filter(|id| router.feedback(id, &[1.0, 1.0]).unwrap())
+        .count();
+    assert_eq!(joined, kept);
+    assert_eq!(router.awaiting_labels(), 0);
+    // Time-to-live: a request kept in the sample, labeled a minute later, has expired.
+    let late = (0..1_000)
+        .map(|i| format!("late{i}"))
+        .find(|id| {
+            send(id, &mut out);
+            router.awaiting_labels() == 1
+        })
+        .unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert!(!router.feedback(&late, &[1.0, 1.0]).unwrap(), "expired");
+    assert_eq!(router.awaiting_labels(), 0);
+    let text = mlops_core::exposition::classic_text(&registry).unwrap();
+    let count = |reason: &str| {
+        let prefix =
+            format!("mlops_serve_label_join_dropped_total{{model=\"fraud\",reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{reason} not in {text}"))
+    };
+    // Unknown: a's second post, "never", and the expired request's labels.
+    assert_eq!(count("unknown"), 3.0);
+    assert_eq!(count("sampled"), (5 - joined) as f64);
+    assert_eq!(count("expired"), 1.0);
+    assert!(count("evicted") >= 1.0);
     // Live accuracy from the joined labels: sigmoid(1) >= 0.5 is 1 (right), sigmoid(-1) is 0
     // (right).
     assert!(
@@ -837,14 +860,15 @@ fn exported(registry: &prometheus_client::registry::Registry, line: &str) -> f64
 
 /// Issue 22 item 21: the labeled rows a step keeps are bounded (`labeled_capacity`); the
 /// rest are dropped and counted, in the step's snapshot and in Prometheus; the label join
-/// waits for at most `label_join_capacity` requests, the oldest evicted and counted.
+/// waits for at most `label_join_capacity` requests, a uniform sample past it (issue 25),
+/// what it drops counted.
 #[test]
 fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ServeMetrics::register(&mut registry);
     let router = echo_router(
         StatsConfig {
-            labeled_capacity: 10,
+            labeled_capacity: 6,
             label_join_capacity: 8,
             ..StatsConfig::default()
         },
@@ -852,7 +876,7 @@ fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
     );
     let mut out = [0.0_f32; 2];
     let batch = array![[0.9_f32], [0.1]];
-    // 20 requests of 2 rows: 8 wait, the 12 oldest are evicted.
+    // 20 requests of 2 rows: at most 8 wait.
     for i in 0..20 {
         let id = format!("r{i}");
         router
@@ -867,21 +891,115 @@ fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
             .unwrap();
         assert!(router.awaiting_labels() <= 8);
     }
-    assert_eq!(router.awaiting_labels(), 8);
+    let kept = router.awaiting_labels();
+    assert!(kept >= 4, "{kept}");
     let reason = |r: &str| {
         format!("mlops_serve_label_join_dropped_total{{model=\"fraud\",reason=\"{r}\"}} ")
     };
-    assert_eq!(exported(&registry, &reason("evicted")), 12.0);
-    // The 8 waiting get their labels: 16 rows, of which the step keeps 10 (5 requests).
-    for i in 12..20 {
-        assert!(router.feedback(&format!("r{i}"), &[1.0, 0.0]).unwrap());
-    }
+    assert!(exported(&registry, &reason("evicted")) >= 1.0);
+    // Every request gets its labels: the kept ones join, 2 rows each, of which the step
+    // keeps 6 (3 requests); the others were outside the sample.
+    let joined = (0..20)
+        .filter(|i| router.feedback(&format!("r{i}"), &[1.0, 0.0]).unwrap())
+        .count();
+    assert_eq!(joined, kept);
+    assert_eq!(exported(&registry, &reason("sampled")), (20 - kept) as f64);
     let stable = router.snapshot().get("stable").unwrap().clone();
-    assert_eq!(stable.labeled(), 10, "bounded at labeled_capacity");
-    assert_eq!(stable.label_scores.len(), 10);
-    assert_eq!(stable.labeled_dropped, 6);
-    assert_eq!(exported(&registry, &reason("full")), 6.0);
+    assert_eq!(stable.labeled(), 6, "bounded at labeled_capacity");
+    assert_eq!(stable.label_scores.len(), 6);
+    assert_eq!(stable.labeled_dropped, 2 * kept as u64 - 6);
+    assert_eq!(exported(&registry, &reason("full")), (2 * kept - 6) as f64);
     assert_eq!(router.awaiting_labels(), 0);
+}
+
+/// Issue 25: past its capacity the label join samples requests uniformly, the same share for
+/// every variant (its hash is not the router's), so labels an hour late at a traffic the join
+/// cannot hold whole still reach both sides of a canary in proportion; and the share comes
+/// back once the traffic falls.
+#[test]
+fn a_full_label_join_samples_every_variant_alike_and_recovers() {
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+    ));
+    let options = RouterOptions {
+        config: RouterConfig {
+            stats: StatsConfig {
+                label_join_capacity: 2_000,
+                labeled_capacity: 1_000_000,
+                label_ttl_seconds: 3_600.0,
+                ..StatsConfig::default()
+            },
+            ..RouterConfig::default()
+        }
+        .check()
+        .unwrap(),
+        clock: clock.clone(),
+        ..RouterOptions::default()
+    };
+    let router = Router::new("fraud", canary_routes(50.0), options).unwrap();
+    let mut out = [0.0_f32; 1];
+    let row = array![[1.0_f32]];
+    let mut served = std::collections::HashMap::<String, Vec<String>>::new();
+    // 20,000 requests in 20 minutes, sticky by their own id.
+    for i in 0..20_000 {
+        let id = format!("req-{i}");
+        let routed = router
+            .route(
+                &Request {
+                    request_id: Some(&id),
+                    key: Some(&id),
+                    ..Request::default()
+                },
+                row.view(),
+                &mut out,
+            )
+            .unwrap();
+        served
+            .entry(routed.variant.to_string())
+            .or_default()
+            .push(id);
+        clock.advance(Duration::from_millis(60));
+    }
+    let share = router.label_sample_share();
+    let kept = router.awaiting_labels();
+    assert!(kept <= 2_000 && kept > 1_000, "{kept}");
+    assert!((0.05..0.1).contains(&share), "{share}");
+    // Every label comes back: each variant joins about the share of what it served.
+    for (variant, ids) in &served {
+        let joined = ids
+            .iter()
+            .filter(|id| router.feedback(id, &[1.0]).unwrap())
+            .count() as f64;
+        let expected = share * ids.len() as f64;
+        // Binomial: five standard deviations.
+        let sd = (expected * (1.0 - share)).sqrt();
+        assert!(
+            (joined - expected).abs() < 5.0 * sd + 1.0,
+            "{variant}: {joined} joined of {} served, share {share}",
+            ids.len()
+        );
+    }
+    // A quiet hour, then light traffic: the join, under half full for a time-to-live,
+    // raises its share by a third at a time.
+    clock.advance(Duration::from_secs(3_601));
+    for i in 0..10 {
+        let id = format!("quiet-{i}");
+        router
+            .route(
+                &Request {
+                    request_id: Some(&id),
+                    ..Request::default()
+                },
+                row.view(),
+                &mut out,
+            )
+            .unwrap();
+    }
+    let raised = router.label_sample_share();
+    assert!(
+        (raised / share - 4.0 / 3.0).abs() < 1e-6,
+        "{raised} after {share}"
+    );
 }
 
 /// The label join's time-to-live is bounded: a value `Duration` cannot hold (it panicked in

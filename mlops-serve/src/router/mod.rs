@@ -496,7 +496,7 @@ impl Router {
 
     /// Posts the labels (0 or 1, one per row) of request `request_id`. `Ok(true)` when they
     /// joined its predictions; `Ok(false)` (counted) when nothing waits under that id: never
-    /// seen, expired, evicted, or already labeled. Labels that are not 0 or 1, or whose count
+    /// seen, expired, outside the join's sample, or already labeled. Labels that are not 0 or 1, or whose count
     /// is not the request's row count, are an error and leave the request waiting.
     pub fn feedback(&self, request_id: &str, labels: &[f64]) -> Result<bool> {
         let parsed = labels
@@ -585,10 +585,48 @@ impl Router {
         self.join.waiting()
     }
 
-    /// Bytes the requests waiting for labels hold (ids, scores and a fixed overhead per
-    /// request), bounded by [`StatsConfig::label_join_bytes`](crate::step_stats::StatsConfig).
+    /// Bytes the requests waiting for labels are counted as (a fixed amount per request and
+    /// its scores; ids are kept as hashes), bounded by
+    /// [`StatsConfig::label_join_bytes`](crate::step_stats::StatsConfig).
     pub fn awaiting_label_bytes(&self) -> usize {
         self.join.waiting_bytes()
+    }
+
+    /// The share of requests the label join keeps: 1 until it has been full, then a uniform
+    /// sample of requests by a hash of their ids, the same share for every variant (see
+    /// [`StatsConfig::label_join_capacity`](crate::step_stats::StatsConfig)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+    /// use mlops_serve::router::{Request, Router, RouterConfig, RouterOptions, Routes, Variant};
+    /// use mlops_serve::step_stats::StatsConfig;
+    /// use mlops_serve::{CompiledModel, NonFinitePolicy};
+    /// use ndarray::array;
+    ///
+    /// let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+    /// let a = ModelArtifact::new(spec, vec![(array![[1.0_f32]], array![0.0_f32])])?;
+    /// let model = Arc::new(CompiledModel::compile(&a, NonFinitePolicy::Reject)?);
+    /// let routes = Routes {
+    ///     variants: vec![Variant::new("stable", Some(1), model)],
+    ///     weights: vec![("stable".into(), 100.0)],
+    ///     shadow: None,
+    /// };
+    /// let stats = StatsConfig { label_join_capacity: 100, ..StatsConfig::default() };
+    /// let config = RouterConfig { stats, ..RouterConfig::default() }.check()?;
+    /// let router = Router::new("fraud", routes, RouterOptions { config, ..RouterOptions::default() })?;
+    /// let mut p = [0.0_f32];
+    /// for i in 0..1_000 {
+    ///     let id = format!("request-{i}");
+    ///     let request = Request { request_id: Some(&id), ..Request::default() };
+    ///     router.route(&request, array![[0.5_f32]].view(), &mut p)?;
+    /// }
+    /// assert!(router.awaiting_labels() <= 100);
+    /// assert!(router.label_sample_share() < 0.2);
+    /// # Ok::<(), mlops_serve::Error>(())
+    /// ```
+    pub fn label_sample_share(&self) -> f64 {
+        self.join.share()
     }
 
     /// Every variant's statistics over the current step; also sets the live accuracy and

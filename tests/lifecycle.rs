@@ -566,6 +566,8 @@ mod backtest {
     use mlops::train::tracking::ObjectStoreTracker;
 
     const POLICY: &str = r#"
+# Per-window analysis: these replays count inconclusive windows.
+sequential = false
 steps = [50, 100]
 bake_time_seconds = 7200
 min_requests = 200

@@ -135,15 +135,73 @@ pub struct Sequential {
     /// worse by its margin; split evenly across the policy's statistical checks. In (0, 0.5].
     pub alpha: f64,
     /// Seconds a step may bake again for want of evidence, from when it began; at least the
-    /// bake time.
-    pub max_step_seconds: f64,
+    /// bake time. `None` (not written): [`Sequential::max_step_for`] of the bake time, six
+    /// hours or three bake times, whichever is longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_step_seconds: Option<f64>,
 }
 
 impl Default for Sequential {
     fn default() -> Self {
         Sequential {
             alpha: 0.05,
-            max_step_seconds: 6.0 * 3_600.0,
+            max_step_seconds: None,
+        }
+    }
+}
+
+impl Sequential {
+    /// The seconds a step of a policy baking `bake_time_seconds` may bake again for want of
+    /// evidence: `max_step_seconds` as written, or six hours or three bake times (the
+    /// per-window analysis's default inconclusive limit), whichever is longer.
+    ///
+    /// ```
+    /// use mlops_serve::policy::Sequential;
+    ///
+    /// assert_eq!(Sequential::default().max_step_for(600.0), 21_600.0);
+    /// assert_eq!(Sequential::default().max_step_for(86_400.0), 259_200.0);
+    /// let written = Sequential { max_step_seconds: Some(7_200.0), ..Sequential::default() };
+    /// assert_eq!(written.max_step_for(600.0), 7_200.0);
+    /// ```
+    pub fn max_step_for(&self, bake_time_seconds: f64) -> f64 {
+        self.max_step_seconds
+            .unwrap_or_else(|| (6.0 * 3_600.0_f64).max(3.0 * bake_time_seconds))
+    }
+}
+
+/// `sequential` as written: a table ([`Sequential`]'s fields, each defaulted), `true` (every
+/// field defaulted) or `false` (per-window analysis); `None` is written as `false`.
+mod sequential_serde {
+    use super::Sequential;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        On(bool),
+        Table(Sequential),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Option<Sequential>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match v {
+            Some(seq) => seq.serialize(s),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<Sequential>, D::Error> {
+        match Written::deserialize(d) {
+            Ok(Written::On(true)) => Ok(Some(Sequential::default())),
+            Ok(Written::On(false)) => Ok(None),
+            Ok(Written::Table(seq)) => Ok(Some(seq)),
+            Err(_) => Err(serde::de::Error::custom(
+                "sequential: expected true, false or a table of alpha and max_step_seconds (unknown fields refused)",
+            )),
         }
     }
 }
@@ -174,11 +232,14 @@ pub struct PromotionConfig {
     pub rollback: RollbackMode,
     /// An optional shadow phase first.
     pub shadow: Option<ShadowPhase>,
-    /// Always-valid analysis ([`Sequential`]): the statistical checks pool every window of
-    /// the rollout and decide on a confidence sequence, and a step without evidence bakes
-    /// again up to a maximum time. `None`: each analysis tests its own window at each
-    /// check's confidence, and inconclusive analyses count towards `inconclusive_limit`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always-valid analysis ([`Sequential`], the default): the statistical checks pool
+    /// every window of the rollout and decide on a confidence sequence, and a step without
+    /// evidence bakes again up to a maximum time. `None` (`sequential = false` in TOML):
+    /// each analysis tests its own window at each check's confidence, and inconclusive
+    /// analyses count towards `inconclusive_limit` (the analysis of Flagger and Argo
+    /// Rollouts, whose error rates grow with every look). Checks other than `roc_auc`,
+    /// `accuracy` and `error_rate` test each window either way.
+    #[serde(with = "sequential_serde")]
     pub sequential: Option<Sequential>,
 }
 
@@ -208,12 +269,12 @@ impl Default for PromotionConfig {
             no_data: NoData::Extend,
             rollback: RollbackMode::Immediate,
             shadow: None,
-            sequential: None,
+            sequential: Some(Sequential::default()),
         }
     }
 }
 
-fn check_seconds(field: &str, s: f64) -> Result<()> {
+pub(crate) fn check_seconds(field: &str, s: f64) -> Result<()> {
     if !(s.is_finite() && s > 0.0) {
         return Err(Error::invalid(field, s, "a number of seconds > 0"));
     }
@@ -336,22 +397,15 @@ impl PromotionConfig {
                     "a rate in (0, 0.5]",
                 ));
             }
-            if !(seq.max_step_seconds.is_finite() && seq.max_step_seconds >= self.bake_time_seconds)
-            {
+            let max_step = seq.max_step_for(self.bake_time_seconds);
+            if !(max_step.is_finite() && max_step >= self.bake_time_seconds) {
                 return Err(Error::invalid(
                     "sequential.max_step_seconds",
-                    seq.max_step_seconds,
+                    max_step,
                     format!(
                         "seconds, at least bake_time_seconds ({})",
                         self.bake_time_seconds
                     ),
-                ));
-            }
-            if !self.checks.iter().any(Check::is_sequential) {
-                return Err(Error::invalid(
-                    "sequential",
-                    "no roc_auc, accuracy or error_rate check",
-                    "a policy with a statistical check to pool (or no [sequential] section)",
                 ));
             }
         }

@@ -446,12 +446,12 @@ pub fn operating_characteristics(
 /// use mlops_serve::rollout_sim::{simulate_one, Scenario, SimOutcome};
 /// use mlops_serve::step_stats::StatsConfig;
 ///
-/// // Labels an hour late at 547 requests/s: none comes within the default policy's first
-/// // three ten-minute windows, the AUC check never has data, and the policy rolls the
-/// // candidate back after three inconclusive analyses.
+/// // An identical candidate at the seed's traffic (547 requests/s, 1.5% positives, labels an
+/// // hour late): the default policy pools the rollout's windows and promotes it once the
+/// // confidence sequence of the AUC difference clears the margin.
 /// let r = simulate_one(&Promotion::default(), &StatsConfig::default(), &Scenario::default(), 1)?;
-/// assert_eq!(r.outcome, SimOutcome::RolledBack);
-/// assert_eq!(r.why, "inconclusive: roc_auc");
+/// assert_eq!(r.outcome, SimOutcome::Promoted, "{}", r.reason);
+/// assert!(r.seconds > 3_600.0, "no label comes in the first hour");
 /// # Ok::<(), mlops_serve::Error>(())
 /// ```
 pub fn simulate_one(

@@ -146,8 +146,12 @@ fn an_erroring_candidate_is_rolled_back_by_its_error_rate() {
 fn no_traffic(no_data: NoData) -> (support::World, mlops_serve::rollout::RolloutState) {
     let w = world(0.5, 1.0);
     let router = w.router();
+    // Per-window analysis: its no-data extensions count towards `inconclusive_limit`
+    // (under the default `[sequential]`, a step without data bakes again up to
+    // `max_step_seconds`; tests/rollout_sequential.rs).
     let config = PromotionConfig {
         no_data,
+        sequential: None,
         ..PromotionConfig::default()
     };
     let controller = w.controller(config);
@@ -264,7 +268,9 @@ fn gradual_rollback_goes_down_through_the_steps_taken() {
 
 #[test]
 fn failures_under_the_limit_hold_and_inconclusive_steps_extend_to_their_limit() {
+    // Per-window analysis (`sequential = false`): each window tested on its own.
     let config = PromotionConfig {
+        sequential: None,
         failure_limit: 2,
         inconclusive_limit: 2,
         checks: vec![

@@ -21,7 +21,7 @@ fn sequential(checks: Vec<Check>, max_step_seconds: f64) -> Promotion {
         checks,
         sequential: Some(Sequential {
             alpha: 0.05,
-            max_step_seconds,
+            max_step_seconds: Some(max_step_seconds),
         }),
         ..PromotionConfig::default()
     }
@@ -96,6 +96,7 @@ fn windows_too_small_alone_are_pooled_and_no_evidence_never_counts_as_inconclusi
     let (t0, mut rng, mut s) = begin(&config, 5);
     let mut now = t0;
     let mut extends = 0;
+    let mut powers = Vec::new();
     // 60 labeled rows a window: min_labeled (200) is reached only by pooling windows.
     for _ in 0..50 {
         now += Duration::from_secs(600);
@@ -110,8 +111,25 @@ fn windows_too_small_alone_are_pooled_and_no_evidence_never_counts_as_inconclusi
             DecisionKind::Advance => break,
             other => panic!("{other:?}: {}", d.reason),
         }
+        // Each decision states the power its evidence had (issue 25, reporting).
+        if let Some(p) = d.checks[0]
+            .reason
+            .split("power at no difference ")
+            .nth(1)
+            .and_then(|t| t.get(..4))
+            .and_then(|t| t.parse::<f64>().ok())
+        {
+            powers.push(p);
+        }
     }
     assert!(extends >= 4, "{extends}");
+    // Power grows as windows pool, and the passing decision had most of it.
+    assert!(powers.len() >= 2, "{powers:?}");
+    assert!(powers.windows(2).all(|w| w[1] >= w[0] - 0.05), "{powers:?}");
+    assert!(
+        powers.last().unwrap() > powers.first().unwrap(),
+        "{powers:?}"
+    );
     assert_eq!(s.canary_percent, 25.0, "{:?}", s.last_decision());
     let d = s.last_decision().unwrap();
     let c = &d.checks[0];
@@ -197,10 +215,13 @@ fn bad_sequential_sections_are_refused_by_field() {
             "[sequential]\nmax_step_seconds = inf",
             "sequential.max_step_seconds",
         ),
-        ("[sequential]\nbeta = 0.1", "beta"),
         (
-            "[[checks]]\nkind = \"latency_p99\"\n[sequential]\n",
-            "no roc_auc, accuracy or error_rate check",
+            "[sequential]\nbeta = 0.1",
+            "sequential: expected true, false or a table",
+        ),
+        (
+            "sequential = 3",
+            "sequential: expected true, false or a table",
         ),
     ] {
         let e = Promotion::from_toml_str(toml).unwrap_err().to_string();
@@ -376,4 +397,34 @@ fn an_undecided_check_says_how_many_more_rows_it_needs() {
         .evaluate_sequential(&mut more, &canary, &stable, 100, 0.05)
         .unwrap();
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+}
+
+/// Issue 25: the always-valid analysis is the default; `sequential = false` is the
+/// per-window analysis of Flagger and Argo Rollouts, and round-trips as `false`.
+#[test]
+fn the_default_policy_is_sequential_and_false_turns_it_off() {
+    let default = Promotion::default();
+    assert_eq!(default.sequential, Some(Sequential::default()));
+    assert_eq!(
+        Promotion::from_toml_str("").unwrap().sequential,
+        Some(Sequential::default())
+    );
+    assert_eq!(
+        Promotion::from_toml_str("sequential = true")
+            .unwrap()
+            .sequential,
+        Some(Sequential::default())
+    );
+    let off = Promotion::from_toml_str("sequential = false").unwrap();
+    assert_eq!(off.sequential, None);
+    let json = serde_json::to_string(&off).unwrap();
+    assert!(json.contains("\"sequential\":false"), "{json}");
+    assert_eq!(serde_json::from_str::<Promotion>(&json).unwrap(), off);
+    let on = serde_json::to_string(&default).unwrap();
+    assert_eq!(serde_json::from_str::<Promotion>(&on).unwrap(), default);
+    // A policy whose checks need no pooling is fine under the default: they test each
+    // window as before.
+    let label_free =
+        Promotion::from_toml_str("[[checks]]\nkind = \"latency_p99\"\nfactor = 1.1").unwrap();
+    assert!(label_free.sequential.is_some());
 }

@@ -20,10 +20,24 @@ fn low_traffic() -> Scenario {
     }
 }
 
+/// The per-window analysis (`sequential = false`), the default before issue 25: these tests
+/// measure its characteristics, the baseline (the always-valid default's are in
+/// tests/rollout_sequential.rs).
+fn per_window_config() -> PromotionConfig {
+    PromotionConfig {
+        sequential: None,
+        ..PromotionConfig::default()
+    }
+}
+
+fn per_window() -> Promotion {
+    per_window_config().check().unwrap()
+}
+
 fn policy(checks: Vec<Check>) -> Promotion {
     PromotionConfig {
         checks,
-        ..PromotionConfig::default()
+        ..per_window_config()
     }
     .check()
     .unwrap()
@@ -32,8 +46,7 @@ fn policy(checks: Vec<Check>) -> Promotion {
 #[test]
 fn an_identical_candidate_is_mostly_promoted_and_a_much_worse_one_always_rolled_back() {
     let stats = StatsConfig::default();
-    let same =
-        operating_characteristics(&Promotion::default(), &stats, &low_traffic(), 200, 1).unwrap();
+    let same = operating_characteristics(&per_window(), &stats, &low_traffic(), 200, 1).unwrap();
     assert_eq!(same.promoted + same.rolled_back + same.undecided, 200);
     // About three in four (the default policy's inconclusive limit costs the rest).
     assert!(same.promoted_share.share > 0.5, "{same:?}");
@@ -46,7 +59,7 @@ fn an_identical_candidate_is_mostly_promoted_and_a_much_worse_one_always_rolled_
         auc_delta: -0.08,
         ..low_traffic()
     };
-    let r = operating_characteristics(&Promotion::default(), &stats, &worse, 200, 1).unwrap();
+    let r = operating_characteristics(&per_window(), &stats, &worse, 200, 1).unwrap();
     assert_eq!(r.rolled_back, 200, "{r:?}");
     assert!(
         r.why.get("failed: roc_auc").copied().unwrap_or(0) > 150,
@@ -60,7 +73,7 @@ fn labels_an_hour_late_miss_per_window_checks_and_a_small_join_samples() {
     // 547 requests/s with labels an hour late, today's per-window policy: no label comes
     // within its first three analyses; the third inconclusive one rolls back at 30 min.
     let stats = StatsConfig::default();
-    let one = simulate_one(&Promotion::default(), &stats, &Scenario::default(), 3).unwrap();
+    let one = simulate_one(&per_window(), &stats, &Scenario::default(), 3).unwrap();
     assert_eq!(one.outcome, SimOutcome::RolledBack);
     assert_eq!(one.why, "inconclusive: roc_auc");
     assert_eq!(one.analyses, 3);
@@ -76,14 +89,14 @@ fn labels_an_hour_late_miss_per_window_checks_and_a_small_join_samples() {
         positive_rate: 0.3,
         ..Scenario::default()
     };
-    let r = simulate_one(&Promotion::default(), &stats, &prompt, 3).unwrap();
+    let r = simulate_one(&per_window(), &stats, &prompt, 3).unwrap();
     assert_ne!(r.why, "inconclusive: roc_auc", "{r:?}");
     // A join that holds a fraction of what waits keeps a uniform sample of requests: labels
     // still join, fewer of them, and the always-valid policy needs longer to decide. 50/s with
     // labels 10 s late is 500 waiting; a join of 40 keeps 0.75^9 = 7.5% of them.
     let sequential = PromotionConfig {
         sequential: Some(Sequential::default()),
-        ..PromotionConfig::default()
+        ..per_window_config()
     }
     .check()
     .unwrap();
@@ -113,7 +126,7 @@ fn labels_an_hour_late_miss_per_window_checks_and_a_small_join_samples() {
         label_ttl_seconds: 5.0,
         ..StatsConfig::default()
     };
-    let r = simulate_one(&Promotion::default(), &short, &prompt, 3).unwrap();
+    let r = simulate_one(&per_window(), &short, &prompt, 3).unwrap();
     assert_eq!(r.why, "inconclusive: roc_auc", "{r:?}");
     // Without a check that needs labels, the identical candidate goes through.
     let label_free = policy(vec![
@@ -140,14 +153,14 @@ fn error_and_latency_regressions_fail_their_checks() {
         error_rate_delta: 0.02,
         ..low_traffic()
     };
-    let r = operating_characteristics(&Promotion::default(), &stats, &erring, 100, 2).unwrap();
+    let r = operating_characteristics(&per_window(), &stats, &erring, 100, 2).unwrap();
     assert_eq!(r.rolled_back, 100, "{r:?}");
     assert_eq!(r.why.get("failed: error_rate"), Some(&100), "{:?}", r.why);
     let slow = Scenario {
         latency_factor: 1.5,
         ..low_traffic()
     };
-    let r = operating_characteristics(&Promotion::default(), &stats, &slow, 100, 2).unwrap();
+    let r = operating_characteristics(&per_window(), &stats, &slow, 100, 2).unwrap();
     assert_eq!(r.why.get("failed: latency_p99"), Some(&100), "{:?}", r.why);
     // Equal error rates on both sides (1%): today's check tests again at 5% at every
     // analysis, so an identical candidate fails it in about one run in five over the four
@@ -156,7 +169,7 @@ fn error_and_latency_regressions_fail_their_checks() {
         stable_error_rate: 0.01,
         ..low_traffic()
     };
-    let r = operating_characteristics(&Promotion::default(), &stats, &both, 400, 2).unwrap();
+    let r = operating_characteristics(&per_window(), &stats, &both, 400, 2).unwrap();
     let false_failures = r.why.get("failed: error_rate").copied().unwrap_or(0);
     assert!((20..=160).contains(&false_failures), "{:?}", r.why);
 }
@@ -173,7 +186,7 @@ fn a_shadow_phase_runs_on_mirrored_traffic() {
                     confidence: 0.95,
                 }],
             }),
-            ..PromotionConfig::default()
+            ..per_window_config()
         }
         .check()
         .unwrap()
@@ -206,7 +219,7 @@ fn a_shadow_phase_runs_on_mirrored_traffic() {
 #[test]
 fn a_report_is_the_same_for_a_seed_and_not_across_seeds() {
     let stats = StatsConfig::default();
-    let p = Promotion::default();
+    let p = per_window();
     let a = operating_characteristics(&p, &stats, &low_traffic(), 60, 11).unwrap();
     let b = operating_characteristics(&p, &stats, &low_traffic(), 60, 11).unwrap();
     assert_eq!(a, b);
@@ -226,14 +239,8 @@ fn an_unfinished_rollout_is_undecided_not_promoted() {
         max_seconds: 1_000.0,
         ..low_traffic()
     };
-    let r = operating_characteristics(
-        &Promotion::default(),
-        &StatsConfig::default(),
-        &short,
-        20,
-        5,
-    )
-    .unwrap();
+    let r =
+        operating_characteristics(&per_window(), &StatsConfig::default(), &short, 20, 5).unwrap();
     // Four analyses of 600 s cannot finish in 1,000 s.
     assert_eq!(r.promoted, 0, "{r:?}");
     assert_eq!(r.undecided + r.rolled_back, 20);
@@ -242,7 +249,7 @@ fn an_unfinished_rollout_is_undecided_not_promoted() {
 
 #[test]
 fn bad_scenarios_and_run_counts_are_refused_by_field() {
-    let p = Promotion::default();
+    let p = per_window();
     let stats = StatsConfig::default();
     let cases: Vec<(Scenario, &str)> = vec![
         (

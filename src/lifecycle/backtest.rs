@@ -105,6 +105,10 @@ pub fn default_promotion() -> Result<Promotion> {
             bake_time_seconds: BATCH_SECONDS,
             checks: live_checks,
         }),
+        // Each step here is two whole batches analyzed once, per window at 95% with three
+        // inconclusive analyses allowed: the README's numbers are this policy's. (The
+        // library's default pools the rollout's windows on a confidence sequence instead.)
+        sequential: None,
         ..PromotionConfig::default()
     };
     Ok(config.check()?)

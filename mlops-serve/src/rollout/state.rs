@@ -661,7 +661,7 @@ impl RolloutState {
         let max_step_seconds = config
             .sequential
             .as_ref()
-            .map_or(f64::INFINITY, |s| s.max_step_seconds);
+            .map_or(f64::INFINITY, |s| s.max_step_for(config.bake_time_seconds));
         let entered = self.step_entered_unix.unwrap_or(self.step_started_unix);
         let waited = unix(basis.now) - entered;
         if waited >= max_step_seconds {

@@ -7,6 +7,8 @@
 //! cargo run --release --example canary -- --scenario same|better|worse|slower|erroring|no-traffic
 //!     [--seed N] [--json OUT] [--config promotion.toml]
 //! cargo run --release --example canary -- --data creditcard_fraud_sample.csv --label-col Class
+//! cargo run --release --example canary -- --experiment [--scenario same|better|worse|erroring]
+//!     [--thompson-floor 1]
 //! ```
 //!
 //! Built-in data: a seeded logistic world (8 features, about 20% positives); stable knows 60%
@@ -44,7 +46,7 @@ use serde::Serialize;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Exit codes: 0 the canary was promoted, 3 it was rolled back, 4 no decision within --max-hours, 2 bad input, an error or usage."
+    after_help = "Exit codes: 0 the canary was promoted (--experiment: a winner was named), 3 it was rolled back (--experiment: no winner, or the experiment stopped on an erring control), 4 no decision within --max-hours or before the rows ran out, 2 bad input, an error or usage."
 )]
 struct Args {
     /// What the canary is like.
@@ -75,6 +77,23 @@ struct Args {
     /// about 8,333 hours), whichever is lower.
     #[arg(long, default_value_t = 12.0)]
     max_hours: f64,
+    /// Runs an experiment of ten arms instead of a canary: a control (stable's model, v1,
+    /// 28% of traffic) and nine candidates (v2 to v10, 8% each) that know from 30% to all of
+    /// the truth (`better`), all the control's model (`same`), 10% of it (`worse`), or with a
+    /// control that fails 2% of its calls (`erroring`). Every ten simulated minutes the
+    /// experiment compares each candidate with the control (always valid, Holm across
+    /// candidates) and names a winner only when it beats the control and the others.
+    #[arg(long)]
+    experiment: bool,
+    /// With --experiment: moves the candidates' traffic towards those likely best (Thompson
+    /// sampling; the control keeps its 28%), keeping this percent for each (0 to 8, whole
+    /// hundredths). The leader gets most traffic, so naming a winner takes longer.
+    #[arg(long, requires = "experiment")]
+    thompson_floor: Option<f64>,
+    /// With --experiment: writes the experiment's Prometheus series after its last analysis
+    /// here (the text format `promtool check metrics` reads).
+    #[arg(long, requires = "experiment")]
+    metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -227,6 +246,216 @@ fn print_timeline(state: &RolloutState, start: f64) {
     }
 }
 
+/// Qualities (shares of the truth each model knows) of the nine candidates of `better`.
+const CANDIDATE_QUALITIES: [f32; 9] = [0.3, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 1.0];
+
+#[derive(Serialize)]
+struct ExperimentSummary<'a> {
+    outcome: mlops::serve::experiment::ExperimentOutcome,
+    winner: Option<&'a str>,
+    reason: &'a str,
+    scenario: Scenario,
+    seed: u64,
+    requests: u64,
+    failed_requests: u64,
+    simulated_hours: f64,
+    rows_ran_out: bool,
+    qualities: &'a [f32],
+    decisions: &'a [mlops::serve::experiment::ExperimentDecision],
+}
+
+fn run_experiment(args: &Args, options: &ReplayOptions) -> anyhow::Result<ExitCode> {
+    use mlops::serve::experiment::{Allocation, Arm, ExperimentConfig, ExperimentOutcome};
+    use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
+    use mlops::serve::{CompiledModel, NonFinitePolicy};
+    use std::sync::Arc;
+    if args.data.is_some() {
+        bail!("--experiment runs on the built-in data (--data is for the canary)");
+    }
+    if !matches!(
+        args.scenario,
+        Scenario::Same | Scenario::Better | Scenario::Worse | Scenario::Erroring
+    ) {
+        bail!(
+            "invalid --scenario {:?} with --experiment: expected same, better, worse or erroring",
+            args.scenario
+        );
+    }
+    let allocation = match args.thompson_floor {
+        None => Allocation::Fixed,
+        Some(f) if (0.0..=8.0).contains(&f) => Allocation::Thompson { floor_percent: f },
+        Some(f) => bail!("invalid --thompson-floor = {f:?}: expected a percent from 0 to 8"),
+    };
+    let world = Synthetic::new(8, args.seed);
+    let control = world.model(0.6, args.seed.wrapping_add(1))?;
+    let qualities: Vec<f32> = match args.scenario {
+        Scenario::Same => vec![0.6; 9],
+        Scenario::Worse => vec![0.1; 9],
+        _ => CANDIDATE_QUALITIES.to_vec(),
+    };
+    let clock = Arc::new(mlops::core::clock::ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+    ));
+    let ticker = Arc::new(mlops::serve::ticker::ManualTicker::per_thread());
+    let mut variants = Vec::new();
+    let mut arms = Vec::new();
+    for k in 0..10_u64 {
+        let artifact = match k {
+            0 => control.clone(),
+            _ if args.scenario == Scenario::Same => control.clone(),
+            _ => world.model(qualities[k as usize - 1], args.seed.wrapping_add(10 + k))?,
+        };
+        let compiled = Arc::new(CompiledModel::compile(&artifact, NonFinitePolicy::Reject)?);
+        let profile = ServiceProfile {
+            error_rate: if k == 0 && args.scenario == Scenario::Erroring {
+                0.02
+            } else {
+                0.0
+            },
+            seed: args.seed.wrapping_mul(31).wrapping_add(k),
+            ..ServiceProfile::default()
+        };
+        let service =
+            mlops::serve::replay::SimulatedService::new(compiled, ticker.clone(), profile)?;
+        let name = if k == 0 {
+            "control".to_string()
+        } else {
+            format!("arm{k}")
+        };
+        variants.push(Variant::new(&name, Some(k + 1), Arc::new(service)));
+        arms.push(Arm::new(&name, k + 1, if k == 0 { 28.0 } else { 8.0 }));
+    }
+    let experiment = ExperimentConfig {
+        arms,
+        allocation,
+        max_seconds: options.max_seconds,
+        ..ExperimentConfig::default()
+    }
+    .check()?;
+    let router = Router::new(
+        SIMULATED_MODEL,
+        Routes {
+            variants,
+            weights: experiment.initial_weights(),
+            shadow: None,
+        },
+        RouterOptions {
+            clock: clock.clone(),
+            ticker,
+            ..RouterOptions::default()
+        },
+    )?;
+    let rows = (args.rps * options.max_seconds)
+        .ceil()
+        .clamp(1.0, BUILT_IN_ROWS as f64);
+    let traffic = world.traffic(rows as usize, args.seed.wrapping_add(3))?;
+    println!(
+        "experiment, scenario {}, seed {}: control v1 and nine candidates (v2 to v10), {} rows of traffic at {} requests per simulated second",
+        args.scenario.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
+        args.seed,
+        traffic.n_rows(),
+        args.rps
+    );
+    let options = ReplayOptions {
+        tick_seconds: 600.0,
+        ..options.clone()
+    };
+    let replay =
+        mlops::serve::replay::replay_experiment(&router, &clock, &experiment, &traffic, &options)?;
+    let start = replay.state.started_unix;
+    for d in &replay.state.decisions {
+        let leader = d
+            .arms
+            .iter()
+            .filter(|a| a.p_best.is_some())
+            .max_by(|a, b| a.p_best.unwrap_or(0.0).total_cmp(&b.p_best.unwrap_or(0.0)));
+        println!(
+            "  {:>6} min  {:<10} {}{}",
+            ((d.at_unix - start) / 60.0).round(),
+            d.outcome.as_str(),
+            leader.map_or_else(String::new, |a| format!(
+                "leader {} (P(best) {:.2}); ",
+                a.name,
+                a.p_best.unwrap_or(0.0)
+            )),
+            d.reason
+        );
+    }
+    let last = replay.state.last().context("no analysis ran")?;
+    if let Some(path) = &args.metrics {
+        let mut registry = mlops::prometheus_client::registry::Registry::default();
+        let metrics = mlops::serve::experiment::ExperimentMetrics::register(&mut registry);
+        for d in &replay.state.decisions {
+            metrics.record("canary-experiment", d);
+        }
+        let text = mlops::core::exposition::classic_text(&registry)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("\n| arm | version | knows | percent | status | requests | labeled | roc_auc | vs control [always-valid band] | Holm p (better) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (k, a) in last.arms.iter().enumerate() {
+        let quality = if k == 0 { 0.6 } else { qualities[k - 1] };
+        let fmt = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.4}"));
+        println!(
+            "| {} | v{} | {:.0}% | {:.2} | {} | {} | {} | {} | {} {} | {} |",
+            a.name,
+            a.version,
+            quality * 100.0,
+            a.percent,
+            a.status.as_str(),
+            a.requests,
+            a.labeled,
+            fmt(a.estimate),
+            a.difference.map_or("–".to_string(), |v| format!("{v:+.4}")),
+            a.interval
+                .map_or(String::new(), |(l, h)| format!("[{l:+.4}, {h:+.4}]")),
+            fmt(a.p_value),
+        );
+    }
+    let undecided = last.outcome == ExperimentOutcome::Continue;
+    if replay.rows_ran_out {
+        println!(
+            "the {} rows ran out after {:.1} simulated hours: each row is sent once",
+            traffic.n_rows(),
+            replay.simulated_seconds / 3600.0
+        );
+    }
+    println!(
+        "outcome: {} after {:.1} simulated hours, {} requests ({} failed)\nreason: {}",
+        if undecided {
+            "undecided"
+        } else {
+            last.outcome.as_str()
+        },
+        replay.simulated_seconds / 3600.0,
+        replay.requests,
+        replay.failed,
+        last.reason
+    );
+    if let Some(path) = &args.json {
+        let summary = ExperimentSummary {
+            outcome: last.outcome,
+            winner: last.winner.as_deref(),
+            reason: &last.reason,
+            scenario: args.scenario,
+            seed: args.seed,
+            requests: replay.requests,
+            failed_requests: replay.failed,
+            simulated_hours: replay.simulated_seconds / 3600.0,
+            rows_ran_out: replay.rows_ran_out,
+            qualities: &qualities,
+            decisions: &replay.state.decisions,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(match last.outcome {
+        ExperimentOutcome::Winner => ExitCode::SUCCESS,
+        ExperimentOutcome::NoWinner | ExperimentOutcome::Stopped => ExitCode::from(3),
+        ExperimentOutcome::Continue => ExitCode::from(4),
+    })
+}
+
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => Promotion::from_path(path)?,
@@ -252,6 +481,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             _ => format!("--rps {:?}", args.rps),
         };
         return Err(anyhow::Error::new(e).context(flag));
+    }
+    if args.experiment {
+        return run_experiment(args, &options);
     }
     let (stable, canary, traffic) = match (&args.data, &args.label_col) {
         (Some(path), Some(label)) => from_csv(path, label, args.scenario, args.seed)?,

@@ -1,6 +1,6 @@
 //! The examples as a user runs them: exit codes, output files and numbers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of a built example. `cargo test --workspace` builds the examples before any test
@@ -231,6 +231,8 @@ fn validate_exits_1_on_errors_and_0_on_clean_data() {
 /// A promotion policy short enough for a short stream: shadow one batch, then 50% and 100%,
 /// two batches each (labels come one batch late).
 const SHORT_POLICY: &str = r#"
+# Per-window analysis: the main job's own policy is per-window too.
+sequential = false
 steps = [50, 100]
 bake_time_seconds = 7200
 min_requests = 200
@@ -374,10 +376,15 @@ fn pipeline_closes_the_loop_detect_retrain_gate_canary_promote() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    promtool_check_metrics(&dir.path().join("metrics.prom"));
+}
+
+/// `promtool check metrics` passes on the exposition in `path`.
+fn promtool_check_metrics(path: &Path) {
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
     let check = Command::new(&promtool)
         .args(["check", "metrics"])
-        .stdin(std::fs::File::open(dir.path().join("metrics.prom")).unwrap())
+        .stdin(std::fs::File::open(path).unwrap())
         .output()
         .unwrap_or_else(|e| {
             panic!("{promtool}: {e} (the test command installs Debian's prometheus)")
@@ -1267,6 +1274,93 @@ fn registry_cli_registers_aliases_downloads_and_races_across_processes() {
         std::fs::read_to_string(mine.join("keep.txt")).unwrap(),
         "mine"
     );
+}
+
+/// Issue 25: `canary --experiment`, ten arms through the router's ten-way split: the arm that
+/// knows all of the truth wins (deterministic for a seed, its Prometheus series pass
+/// promtool); ten copies of one model name no winner; all-worse candidates end "no winner";
+/// an erring control stops the experiment, recorded; bad flags are refused.
+#[test]
+fn canary_experiment_names_the_best_of_ten_arms_and_records_the_bad_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    for (scenario, code, outcome, check, hours) in [
+        ("better", 0, "winner", "winner \"arm9\"", "12"),
+        ("same", 3, "no_winner", "no winner in max_seconds 7200", "2"),
+        ("worse", 3, "no_winner", "every candidate is worse", "12"),
+        (
+            "erroring",
+            3,
+            "stopped",
+            "the control \"control\" errs",
+            "12",
+        ),
+    ] {
+        let json = dir.path().join(format!("{scenario}.json"));
+        let prom = dir.path().join(format!("{scenario}.prom"));
+        let args = [
+            "--experiment",
+            "--scenario",
+            scenario,
+            "--seed",
+            "3",
+            "--max-hours",
+            hours,
+            "--json",
+            json.to_str().unwrap(),
+            "--metrics",
+            prom.to_str().unwrap(),
+        ];
+        let out = run_or_hang("canary", &args, 600);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{scenario}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(summary["outcome"], outcome, "{scenario}: {text}");
+        let decisions = summary["decisions"].as_array().unwrap();
+        let last = decisions.last().unwrap();
+        assert!(
+            last["reason"].as_str().unwrap().contains(check),
+            "{scenario}: {}",
+            last["reason"]
+        );
+        assert_eq!(last["arms"].as_array().unwrap().len(), 10);
+        if scenario == "better" {
+            assert_eq!(summary["winner"], "arm9");
+            let winner = &last["arms"][9];
+            assert_eq!(winner["percent"], 100.0);
+            assert!(winner["interval"][0].as_f64().unwrap() > 0.0, "{winner}");
+            // Deterministic for a seed.
+            let again = run_or_hang("canary", &args, 600);
+            assert_eq!(String::from_utf8_lossy(&again.stdout), text);
+        }
+        promtool_check_metrics(&prom);
+        let metrics = std::fs::read_to_string(&prom).unwrap();
+        let decided = format!(
+            "mlops_serve_experiment_decisions_total{{experiment=\"canary-experiment\",outcome=\"{outcome}\"}} 1"
+        );
+        assert!(metrics.contains(&decided), "{decided} not in {metrics}");
+    }
+    for (args, says) in [
+        (
+            vec!["--experiment", "--scenario", "slower"],
+            "expected same, better, worse or erroring",
+        ),
+        (
+            vec!["--experiment", "--thompson-floor", "20"],
+            "--thompson-floor = 20",
+        ),
+        (vec!["--thompson-floor", "1"], "--experiment"),
+    ] {
+        let out = run("canary", &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 #[test]

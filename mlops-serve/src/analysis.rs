@@ -618,6 +618,35 @@ fn accuracy(v: &VariantSnapshot) -> (f64, f64) {
     (p, p * (1.0 - p) / n)
 }
 
+/// The power the pooled evidence has now: the chance that the band's lower end clears
+/// `-margin` at this information if the candidate were exactly as good as stable,
+/// `Φ((margin − w) / σ)` with `w` the band's half-width and `σ²` the estimate's variance.
+///
+/// ```
+/// use mlops_serve::analysis::power_at_no_difference;
+///
+/// // A band far narrower than the margin clears it almost surely; a wide one rarely.
+/// assert!(power_at_no_difference(1e-6, 1e-4, 0.05, 0.01) > 0.99);
+/// assert!(power_at_no_difference(1e-4, 1e-4, 0.05, 0.01) < 0.05);
+/// // No information, no power.
+/// assert_eq!(power_at_no_difference(f64::INFINITY, 1e-4, 0.05, 0.01), 0.0);
+/// ```
+pub fn power_at_no_difference(variance: f64, mixing_variance: f64, alpha: f64, margin: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let w = mixture_half_width(variance, mixing_variance, alpha);
+    if !(w.is_finite() && variance > 0.0) {
+        return 0.0;
+    }
+    Normal::standard().cdf((margin - w) / variance.sqrt())
+}
+
+fn power_note(variance: f64, mixing_variance: f64, alpha: f64, margin: f64) -> String {
+    format!(
+        "power at no difference {:.2}",
+        power_at_no_difference(variance, mixing_variance, alpha, margin)
+    )
+}
+
 /// The mixing scale of a check's confidence sequence: its margin, or one point when the
 /// margin is 0.
 fn mixing_variance(margin: f64) -> f64 {
@@ -639,21 +668,29 @@ fn window_difference(
     if !(enough(candidate) && enough(stable)) {
         return None;
     }
-    let one = |v: &VariantSnapshot| -> Option<(f64, f64)> {
-        match check {
-            Check::RocAuc { .. } => {
-                let labels: Vec<f64> = v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();
-                let a = ScoredSamples::new(&labels, &v.label_scores, None)
-                    .ok()?
-                    .roc_auc_delong()
-                    .ok()?;
-                Some((a.auc, a.variance))
-            }
-            _ => Some(accuracy(v)),
-        }
-    };
-    let ((c, vc), (s, vs)) = (one(candidate)?, one(stable)?);
+    let auc = matches!(check, Check::RocAuc { .. });
+    let ((c, vc), (s, vs)) = (
+        variant_metric(auc, candidate)?,
+        variant_metric(auc, stable)?,
+    );
     Some((c - s, vc + vs))
+}
+
+/// A variant's ROC AUC with DeLong's variance (`auc`), or its accuracy with Wald's, on its
+/// labeled rows; `None` when DeLong's cannot be computed (fewer than two of a class).
+pub(crate) fn variant_metric(auc: bool, v: &VariantSnapshot) -> Option<(f64, f64)> {
+    if auc {
+        let labels: Vec<f64> = v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();
+        let a = ScoredSamples::new(&labels, &v.label_scores, None)
+            .ok()?
+            .roc_auc_delong()
+            .ok()?;
+        Some((a.auc, a.variance))
+    } else if v.labeled() == 0 {
+        None
+    } else {
+        Some(accuracy(v))
+    }
 }
 
 impl Check {
@@ -786,10 +823,10 @@ impl Check {
                     );
                 } else if low >= -max_decrease {
                     r.outcome = Outcome::Pass;
-                    r.reason = format!("{what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] above -{max_decrease} (alpha {alpha:.4})");
+                    r.reason = format!("{what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] above -{max_decrease} (alpha {alpha:.4}; {})", power_note(v, tau2, alpha, max_decrease));
                 } else if high < -max_decrease {
                     r.outcome = Outcome::Fail;
-                    r.reason = format!("{what} worse by {:.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] below -{max_decrease} (alpha {alpha:.4})", -diff);
+                    r.reason = format!("{what} worse by {:.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] below -{max_decrease} (alpha {alpha:.4}; {})", -diff, power_note(v, tau2, alpha, max_decrease));
                 } else {
                     // How far the band must narrow to decide, with the estimate where it is,
                     // and the labeled rows that takes if information keeps growing with them.
@@ -802,7 +839,7 @@ impl Check {
                         ),
                         _ => "; the estimate sits on the margin: no sample decides it".to_string(),
                     };
-                    r.reason = format!("no evidence yet: {what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] straddles -{max_decrease} (alpha {alpha:.4}){projection}");
+                    r.reason = format!("no evidence yet: {what} difference {diff:+.4} over {windows} windows ({nc} and {ns} labeled rows), always-valid band [{low:+.4}, {high:+.4}] straddles -{max_decrease} (alpha {alpha:.4}; {}){projection}", power_note(v, tau2, alpha, max_decrease));
                 }
                 Some(r)
             }

@@ -39,6 +39,7 @@
 pub mod analysis;
 mod engine;
 mod error;
+pub mod experiment;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "monitor")]

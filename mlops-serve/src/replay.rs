@@ -360,6 +360,160 @@ pub struct ReplayReport {
     pub row_passes: f64,
 }
 
+/// The labels of replay data with at least one row.
+fn replay_labels(data: &Dataset) -> Result<&ndarray::Array1<f32>> {
+    let labels = data
+        .labels()
+        .ok_or_else(|| Error::invalid("replay data", "no label column", "labeled rows"))?;
+    if data.n_rows() == 0 {
+        return Err(Error::invalid("replay data", "0 rows", "at least one row"));
+    }
+    Ok(labels)
+}
+
+/// Sends row `row` as request number `request` (sticky by its user), queues its label, and
+/// posts the labels that are due; `false` when the router failed the request.
+fn send_row(
+    router: &Router,
+    features: &ndarray::ArrayView2<'_, f32>,
+    labels: &ndarray::Array1<f32>,
+    row: usize,
+    request: u64,
+    options: &ReplayOptions,
+    waiting: &mut VecDeque<(String, f64)>,
+) -> Result<bool> {
+    let id = format!("r{request}");
+    let key = format!("user-{}", request % options.users as u64);
+    let routed = Request {
+        key: Some(&key),
+        force: None,
+        request_id: Some(&id),
+    };
+    let x = features.slice(ndarray::s![row..row + 1, ..]);
+    let mut out = [0.0_f32];
+    let ok = match router.route(&routed, x, &mut out) {
+        Ok(_) => {
+            waiting.push_back((id, f64::from(labels[row])));
+            true
+        }
+        Err(_) => false,
+    };
+    while waiting.len() > options.label_delay_requests {
+        if let Some((id, label)) = waiting.pop_front() {
+            router.feedback(&id, &[label])?;
+        }
+    }
+    Ok(ok)
+}
+
+/// What [`replay_experiment`] did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentReplay {
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Simulated seconds elapsed.
+    pub simulated_seconds: f64,
+    /// Whether the replay stopped, the experiment undecided, because every row had been sent
+    /// once.
+    pub rows_ran_out: bool,
+    /// The experiment's evidence and every decision (the audit record).
+    pub state: crate::experiment::ExperimentState,
+}
+
+/// Replays `data` (each row once, in order) through `router`, whose routes hold the
+/// experiment's arms (a variant per arm, by name), analyzing the experiment every
+/// `tick_seconds` of `clock` and installing each decision's weights (a new step: the next
+/// window's statistics start empty), until the experiment ends, `max_seconds` pass, or the
+/// rows run out. Requests are sticky by user (`users` keys), labels come
+/// `label_delay_requests` requests late, as in [`replay`].
+pub fn replay_experiment(
+    router: &Router,
+    clock: &ManualClock,
+    experiment: &crate::experiment::Experiment,
+    data: &Dataset,
+    options: &ReplayOptions,
+) -> Result<ExperimentReplay> {
+    let gap = options.gap()?;
+    let labels = replay_labels(data)?;
+    let routes = router.routes();
+    for arm in &experiment.arms {
+        if !routes.variants.iter().any(|v| v.name == arm.name) {
+            return Err(Error::invalid(
+                "experiment arms",
+                format!("{:?}", arm.name),
+                "an arm the router serves (a variant of that name)",
+            ));
+        }
+    }
+    let weights = |w: Vec<(String, f64)>| crate::router::Routes {
+        weights: w,
+        ..router.routes()
+    };
+    router.install(weights(experiment.initial_weights()))?;
+    let start = clock.now();
+    let elapsed = || {
+        clock
+            .now()
+            .duration_since(start)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let mut state = crate::experiment::ExperimentState::start(experiment, start);
+    let mut waiting: VecDeque<(String, f64)> = VecDeque::new();
+    let (mut requests, mut failed) = (0u64, 0u64);
+    let mut next_tick = options.tick_seconds;
+    let features = data.features();
+    let n_rows = data.n_rows() as u64;
+    loop {
+        let now = elapsed();
+        if now >= next_tick || now >= options.max_seconds {
+            next_tick = now + options.tick_seconds;
+            let window = router.snapshot();
+            if let Some(d) = state.analyze(experiment, &window, clock.now())? {
+                router.install(weights(d.weights()))?;
+            }
+            if state.is_over() || now >= options.max_seconds {
+                return Ok(ExperimentReplay {
+                    requests,
+                    failed,
+                    simulated_seconds: now,
+                    rows_ran_out: false,
+                    state,
+                });
+            }
+        }
+        if requests >= n_rows {
+            tracing::info!(
+                rows = n_rows,
+                "experiment replay: every row was sent once; stopping undecided"
+            );
+            return Ok(ExperimentReplay {
+                requests,
+                failed,
+                simulated_seconds: now,
+                rows_ran_out: true,
+                state,
+            });
+        }
+        let row = requests as usize;
+        if !send_row(
+            router,
+            &features,
+            labels,
+            row,
+            requests,
+            options,
+            &mut waiting,
+        )? {
+            failed += 1;
+        }
+        requests += 1;
+        clock.advance(gap);
+    }
+}
+
 /// Replays `data` (features and labels, each row once in order; again only with
 /// [`ReplayOptions::reuse_rows`]) through `router`, ticking `controller` every `tick_seconds`
 /// of `clock`, until the rollout ends and its aliases are moved, `max_seconds` pass, or the
@@ -372,12 +526,7 @@ pub async fn replay(
     options: &ReplayOptions,
 ) -> Result<ReplayReport> {
     let gap = options.gap()?;
-    let labels = data
-        .labels()
-        .ok_or_else(|| Error::invalid("replay data", "no label column", "labeled rows"))?;
-    if data.n_rows() == 0 {
-        return Err(Error::invalid("replay data", "0 rows", "at least one row"));
-    }
+    let labels = replay_labels(data)?;
     let start = clock.now();
     let elapsed = || {
         clock
@@ -387,7 +536,6 @@ pub async fn replay(
             .as_secs_f64()
     };
     let mut waiting: VecDeque<(String, f64)> = VecDeque::new();
-    let mut out = [0.0_f32];
     let (mut requests, mut failed) = (0u64, 0u64);
     let mut next_tick = 0.0;
     let features = data.features();
@@ -444,27 +592,21 @@ pub async fn replay(
             return Ok(report(requests, failed, now, rollout, !decided));
         }
         let row = (requests % data.n_rows() as u64) as usize;
-        let id = format!("r{requests}");
-        let key = format!("user-{}", requests % options.users as u64);
-        let request = Request {
-            key: Some(&key),
-            force: None,
-            request_id: Some(&id),
-        };
-        let x = features.slice(ndarray::s![row..row + 1, ..]);
         if router.shadow_backlog() >= REPLAY_SHADOW_SLACK {
             settle_shadow(router)?;
         }
-        match router.route(&request, x, &mut out) {
-            Ok(_) => waiting.push_back((id, f64::from(labels[row]))),
-            Err(_) => failed += 1,
+        if !send_row(
+            router,
+            &features,
+            labels,
+            row,
+            requests,
+            options,
+            &mut waiting,
+        )? {
+            failed += 1;
         }
         requests += 1;
-        while waiting.len() > options.label_delay_requests {
-            if let Some((id, label)) = waiting.pop_front() {
-                router.feedback(&id, &[label])?;
-            }
-        }
         clock.advance(gap);
     }
 }

@@ -534,7 +534,8 @@ const SHRINK: f64 = 0.75;
 /// of requests in that hour, drop every request before its labels came. The sample is the
 /// same for every variant (the hash is not the router's), so the checks compare like with
 /// like, on fewer rows. A join under half full, a time-to-live after the threshold last
-/// changed, raises it by a third again.
+/// changed, raises it again (towards three quarters full). A request larger than the whole
+/// byte bound is dropped alone (`evicted`).
 pub(crate) struct LabelJoin {
     inner: Mutex<JoinInner>,
     capacity: usize,
@@ -608,6 +609,7 @@ impl LabelJoin {
     fn shrink(&self, inner: &mut JoinInner, now_us: u64) {
         while (inner.waiting.len() > self.capacity || inner.bytes > self.max_bytes)
             && inner.threshold > 0
+            && !inner.waiting.is_empty()
         {
             inner.threshold = (inner.threshold as f64 * SHRINK) as u64;
             inner.changed_us = now_us;
@@ -638,15 +640,20 @@ impl LabelJoin {
         }
     }
 
-    /// Raises the threshold by a third when the join has been under half full for a
-    /// time-to-live since it last changed.
+    /// Raises the threshold when the join has been under half full for a time-to-live since
+    /// it last changed: towards three quarters full at the traffic it saw (by a third at
+    /// least, at most 2^16 times at once).
     fn regrow(&self, inner: &mut JoinInner, now_us: u64) {
         if inner.threshold < u64::MAX
             && 2 * inner.waiting.len() < self.capacity
             && 2 * inner.bytes < self.max_bytes
             && now_us.saturating_sub(inner.changed_us) >= self.ttl_us()
         {
-            inner.threshold = ((inner.threshold as f64 / SHRINK).min(u64::MAX as f64) as u64)
+            let room = |bound: usize, used: usize| 0.75 * bound as f64 / used.max(1) as f64;
+            let factor = room(self.capacity, inner.waiting.len())
+                .min(room(self.max_bytes, inner.bytes.max(entry_bytes(1))))
+                .clamp(1.0 / SHRINK, 65_536.0);
+            inner.threshold = ((inner.threshold as f64 * factor).min(u64::MAX as f64) as u64)
                 .max(inner.threshold.saturating_add(1));
             inner.changed_us = now_us;
         }
@@ -700,6 +707,12 @@ impl LabelJoin {
         self.regrow(&mut inner, now_us);
         if sample_hash(key) > inner.threshold {
             // Outside the sample: its labels are counted as `sampled` when they come.
+            return;
+        }
+        if entry_bytes(scores.len()) > self.max_bytes {
+            // A request larger than the whole bound: dropped alone, not by shrinking the
+            // sample of every other request to nothing.
+            self.count(JoinDrop::Evicted, 1);
             return;
         }
         let variant = Self::variant_index(&mut inner, variant, version);

@@ -979,8 +979,8 @@ fn a_full_label_join_samples_every_variant_alike_and_recovers() {
             ids.len()
         );
     }
-    // A quiet hour, then light traffic: the join, under half full for a time-to-live,
-    // raises its share by a third at a time.
+    // A quiet hour, then light traffic: the join, empty for a time-to-live, raises its share
+    // towards three quarters full at once, which is every request here.
     clock.advance(Duration::from_secs(3_601));
     for i in 0..10 {
         let id = format!("quiet-{i}");
@@ -995,10 +995,54 @@ fn a_full_label_join_samples_every_variant_alike_and_recovers() {
             )
             .unwrap();
     }
-    let raised = router.label_sample_share();
-    assert!(
-        (raised / share - 4.0 / 3.0).abs() < 1e-6,
-        "{raised} after {share}"
+    assert_eq!(router.label_sample_share(), 1.0, "after {share}");
+    assert_eq!(router.awaiting_labels(), 10);
+}
+
+/// Hostile input (issue 25): one request larger than the join's whole byte bound is dropped
+/// alone; it does not shrink the sample of every other request to nothing.
+#[test]
+fn a_request_larger_than_the_join_is_dropped_alone() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ServeMetrics::register(&mut registry);
+    let router = echo_router(
+        StatsConfig {
+            label_join_bytes: 4_096,
+            ..StatsConfig::default()
+        },
+        metrics,
+    );
+    // 2,000 rows: 8 KB of scores.
+    let big = ndarray::Array2::<f32>::from_elem((2_000, 1), 0.5);
+    let mut out = vec![0.0_f32; 2_000];
+    let small = array![[0.9_f32], [0.1]];
+    let mut two = [0.0_f32; 2];
+    let send = |id: &str, x: ndarray::ArrayView2<'_, f32>, out: &mut [f32]| {
+        router
+            .route(
+                &Request {
+                    request_id: Some(id),
+                    ..Request::default()
+                },
+                x,
+                out,
+            )
+            .unwrap();
+    };
+    send("small-1", small.view(), &mut two);
+    send("big", big.view(), &mut out);
+    send("small-2", small.view(), &mut two);
+    assert_eq!(router.label_sample_share(), 1.0);
+    assert_eq!(router.awaiting_labels(), 2);
+    assert!(!router.feedback("big", &vec![1.0; 2_000]).unwrap());
+    assert!(router.feedback("small-1", &[1.0, 0.0]).unwrap());
+    assert!(router.feedback("small-2", &[1.0, 0.0]).unwrap());
+    assert_eq!(
+        exported(
+            &registry,
+            "mlops_serve_label_join_dropped_total{model=\"fraud\",reason=\"evicted\"} "
+        ),
+        1.0
     );
 }
 

@@ -46,7 +46,7 @@ use serde::Serialize;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Exit codes: 0 the canary was promoted (--experiment: a winner was named), 3 it was rolled back (--experiment: no winner, or the experiment stopped on an erring control), 4 no decision within --max-hours or before the rows ran out, 2 bad input, an error or usage."
+    after_help = "Exit codes: 0 the canary was promoted (--experiment: a winner was named), 3 it was rolled back (--experiment: no winner, at the latest when --max-hours end and the control stays, or the experiment stopped on an erring control), 4 no decision within --max-hours or before the rows ran out (--experiment: the rows ran out first), 2 bad input, an error or usage."
 )]
 struct Args {
     /// What the canary is like.
@@ -86,7 +86,7 @@ struct Args {
     #[arg(long)]
     experiment: bool,
     /// With --experiment: moves the candidates' traffic towards those likely best (Thompson
-    /// sampling; the control keeps its 28%), keeping this percent for each (0 to 8, whole
+    /// sampling; the control keeps its 28%), keeping this percent for each (0.01 to 8, whole
     /// hundredths). The leader gets most traffic, so naming a winner takes longer.
     #[arg(long, requires = "experiment")]
     thompson_floor: Option<f64>,
@@ -283,8 +283,8 @@ fn run_experiment(args: &Args, options: &ReplayOptions) -> anyhow::Result<ExitCo
     }
     let allocation = match args.thompson_floor {
         None => Allocation::Fixed,
-        Some(f) if (0.0..=8.0).contains(&f) => Allocation::Thompson { floor_percent: f },
-        Some(f) => bail!("invalid --thompson-floor = {f:?}: expected a percent from 0 to 8"),
+        Some(f) if (0.01..=8.0).contains(&f) => Allocation::Thompson { floor_percent: f },
+        Some(f) => bail!("invalid --thompson-floor = {f:?}: expected a percent from 0.01 to 8"),
     };
     let world = Synthetic::new(8, args.seed);
     let control = world.model(0.6, args.seed.wrapping_add(1))?;

@@ -11,12 +11,16 @@
 //! sequence of [`crate::sequential`], which holds at every look:
 //!
 //! - **against the control**, each candidate's always-valid p-value (`1/Λ`, capped at 1)
-//!   goes through Holm's step-down at `alpha`: Holm needs only valid p-values, and an
-//!   always-valid p-value read at any stopping time is one, so the family-wise error over
-//!   the candidates holds however often the experiment is looked at;
-//! - **between candidates**, a winner must also beat every other candidate not already shown
-//!   worse than the control, each pair on its band at `alpha / K` (`K` candidates): the
-//!   chance of naming any arm that is not the best stays under `alpha`.
+//!   goes through Holm's step-down at `alpha / 3` for "better" and again at `alpha / 3` for
+//!   "worse": Holm needs only valid p-values, and an always-valid p-value read at any
+//!   stopping time is one, so the family-wise error over the candidates holds however often
+//!   the experiment is looked at;
+//! - **between candidates**, a winner must also beat every other candidate not shown worse
+//!   than the control, each pair on its band at `alpha / (3 (K − 1))` (`K` candidates).
+//!
+//! Naming an arm that is not the best takes one of three errors (a false "better than the
+//! control", the true best falsely "worse", or a false win over the true best), each held
+//! under `alpha / 3`: the chance of naming a wrong winner stays under `alpha`.
 //!
 //! An arm whose error rate is above `max_error_rate` (the 95% Wilson lower bound of its
 //! errors over the experiment) is dropped and gets no more traffic; a control that errors
@@ -189,13 +193,13 @@ impl ExperimentConfig {
                 ));
             }
             if !(a.percent.is_finite()
-                && (0.0..=100.0).contains(&a.percent)
+                && (0.01..=100.0).contains(&a.percent)
                 && whole_buckets(a.percent))
             {
                 return Err(Error::invalid(
                     format!("arms[{i}].percent"),
                     a.percent,
-                    "a percent in [0, 100] of whole buckets (0.01)",
+                    "a percent in [0.01, 100] of whole buckets (0.01): an arm without traffic is never measured, and a winner must beat every arm",
                 ));
             }
             sum += a.percent;
@@ -241,7 +245,7 @@ impl ExperimentConfig {
         if let Allocation::Thompson { floor_percent } = self.allocation {
             let spare = 100.0 - self.arms[control].percent;
             if !(floor_percent.is_finite()
-                && floor_percent >= 0.0
+                && floor_percent >= 0.01
                 && floor_percent * (n - 1) as f64 <= spare + 1e-9
                 && whole_buckets(floor_percent))
             {
@@ -249,7 +253,7 @@ impl ExperimentConfig {
                     "allocation.floor_percent",
                     floor_percent,
                     format!(
-                        "a percent of whole buckets, at most the candidates' {spare} / {} candidates (the control keeps its {})",
+                        "a percent of whole buckets, at least 0.01 (every arm keeps being measured) and at most the candidates' {spare} / {} candidates (the control keeps its {})",
                         n - 1,
                         self.arms[control].percent
                     ),
@@ -382,9 +386,10 @@ pub struct ArmReport {
     pub estimate: Option<f64>,
     /// Its difference from the control (candidates).
     pub difference: Option<f64>,
-    /// The always-valid band of that difference at `alpha / K`.
+    /// The always-valid band of that difference at `alpha / (3 (K − 1))`.
     pub interval: Option<(f64, f64)>,
-    /// Its always-valid p-value against the control, Holm-adjusted over the candidates.
+    /// Its always-valid p-value for "better than the control", Holm-adjusted over the
+    /// candidates (compared with `alpha / 3`).
     pub p_value: Option<f64>,
     /// The probability that it is the best arm (normal posterior of its pooled metric).
     pub p_best: Option<f64>,
@@ -489,34 +494,45 @@ pub fn probability_best(posteriors: &[(f64, f64)]) -> Option<Vec<f64>> {
         .iter()
         .map(|&(m, v)| Normal::new(m, v.sqrt()).ok())
         .collect::<Option<_>>()?;
-    let low = posteriors
+    // One grid, the union of each arm's own points over its mean ± 9σ: an arm far more
+    // precise than another is not lost between the points of a coarse common grid (its
+    // step in the others' integrands falls on its own points). Trapezoid rule; each point's
+    // CDFs and densities computed once, the product of the others' CDFs from prefix and
+    // suffix products.
+    const POINTS: usize = 400;
+    let mut grid: Vec<f64> = posteriors
         .iter()
-        .map(|&(m, v)| m - 9.0 * v.sqrt())
-        .fold(f64::INFINITY, f64::min);
-    let high = posteriors
-        .iter()
-        .map(|&(m, v)| m + 9.0 * v.sqrt())
-        .fold(f64::NEG_INFINITY, f64::max);
-    const POINTS: usize = 4_000;
-    let h = (high - low) / POINTS as f64;
-    let mut p = vec![0.0; normals.len()];
-    for g in 0..=POINTS {
-        let x = low + h * g as f64;
-        let w = if g == 0 || g == POINTS { 0.5 } else { 1.0 };
-        let cdfs: Vec<f64> = normals.iter().map(|n| n.cdf(x)).collect();
-        for (k, n) in normals.iter().enumerate() {
-            let density = n.pdf(x);
-            if density == 0.0 {
-                continue;
-            }
-            let others: f64 = cdfs
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != k)
-                .map(|(_, c)| c)
-                .product();
-            p[k] += w * h * density * others;
+        .flat_map(|&(m, v)| {
+            let (low, sd) = (m - 9.0 * v.sqrt(), v.sqrt());
+            (0..=POINTS).map(move |g| low + 18.0 * sd * g as f64 / POINTS as f64)
+        })
+        .collect();
+    grid.sort_by(f64::total_cmp);
+    grid.dedup();
+    let k = normals.len();
+    let integrand = |x: f64| -> Vec<f64> {
+        let cdf: Vec<f64> = normals.iter().map(|n| n.cdf(x)).collect();
+        let mut prefix = vec![1.0; k + 1];
+        for j in 0..k {
+            prefix[j + 1] = prefix[j] * cdf[j];
         }
+        let mut suffix = vec![1.0; k + 1];
+        for j in (0..k).rev() {
+            suffix[j] = suffix[j + 1] * cdf[j];
+        }
+        (0..k)
+            .map(|j| normals[j].pdf(x) * prefix[j] * suffix[j + 1])
+            .collect()
+    };
+    let mut p = vec![0.0; k];
+    let mut last = integrand(grid[0]);
+    for w in grid.windows(2) {
+        let next = integrand(w[1]);
+        let h = w[1] - w[0];
+        for j in 0..k {
+            p[j] += 0.5 * h * (last[j] + next[j]);
+        }
+        last = next;
     }
     let total: f64 = p.iter().sum();
     if total.is_nan() || total <= 0.0 {
@@ -616,10 +632,26 @@ impl ExperimentState {
                 "the arms of the experiment it is analyzed with",
             ));
         }
+        let n = experiment.arms.len();
+        let c = experiment.control;
+        let pairs_ok = self.pairs.len() == (n - 1) * (n - 2) / 2
+            && self
+                .pairs
+                .iter()
+                .all(|((i, j), _)| i < j && *j < n && *i != c && *j != c);
+        if !pairs_ok
+            || self.decisions.iter().any(|d| d.arms.len() != n)
+            || !self.started_unix.is_finite()
+        {
+            return Err(Error::invalid(
+                "ExperimentState",
+                "pairs, decisions or start time that do not fit the experiment",
+                format!("the state of an experiment of {n} arms, control {c}, as `start` makes it"),
+            ));
+        }
         if self.is_over() {
             return Ok(None);
         }
-        let c = experiment.control;
         let metric = experiment.metric;
         let empty: Vec<VariantSnapshot> = experiment
             .arms
@@ -630,7 +662,12 @@ impl ExperimentState {
             .arms
             .iter()
             .zip(&empty)
-            .map(|(a, e)| window.get(&a.name).unwrap_or(e))
+            .map(|(a, e)| {
+                window
+                    .get(&a.name)
+                    .filter(|v| v.version.is_none_or(|n| n == a.version))
+                    .unwrap_or(e)
+            })
             .collect();
         let estimates: Vec<Option<(f64, f64)>> =
             views.iter().map(|v| window_metric(metric, v)).collect();
@@ -693,7 +730,11 @@ impl ExperimentState {
         let kk = experiment.candidates();
         let tau2 = experiment.mixing_variance();
         let alpha = experiment.alpha;
-        let band = |e: &Evidence| -> Option<(f64, f64)> { e.interval(tau2, alpha / kk as f64) };
+        // Bands against the control and between candidates (reported and used for the
+        // pairwise wins), and the Holm level of each family.
+        let family = alpha / 3.0;
+        let pair_alpha = family / (kk.saturating_sub(1).max(1)) as f64;
+        let band = |e: &Evidence| -> Option<(f64, f64)> { e.interval(tau2, pair_alpha) };
         // Holm over the candidates' always-valid p-values, for "better" and for "worse".
         let p_of = |e: &Evidence, null: f64, better: bool| -> f64 {
             match (e.estimate(), e.variance()) {
@@ -719,9 +760,9 @@ impl ExperimentState {
         for (i, &k) in candidates.iter().enumerate() {
             status[k] = if self.arms[k].dropped {
                 ArmStatus::Dropped
-            } else if adj_better[i] <= alpha {
+            } else if adj_better[i] <= family {
                 ArmStatus::BeatsControl
-            } else if adj_worse[i] <= alpha {
+            } else if adj_worse[i] <= family {
                 ArmStatus::WorseThanControl
             } else if band(&self.arms[k].vs_control)
                 .is_some_and(|(_, high)| high < experiment.min_improvement)
@@ -762,7 +803,7 @@ impl ExperimentState {
             (
                 ExperimentOutcome::Winner,
                 format!(
-                    "winner {:?}: {} better than the control by {d:+.4} [{low:+.4}, {high:+.4}] (always valid, alpha {alpha} over {kk} candidates, Holm), and than every other arm in the running",
+                    "winner {:?}: {} better than the control by {d:+.4} [{low:+.4}, {high:+.4}] and than every other arm in the running (always valid; alpha {alpha} over {kk} candidates: Holm at alpha/3 against the control, pairs at alpha/(3(K-1)))",
                     self.arms[w].name,
                     metric_name(metric)
                 ),

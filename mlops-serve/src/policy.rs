@@ -170,17 +170,11 @@ impl Sequential {
 }
 
 /// `sequential` as written: a table ([`Sequential`]'s fields, each defaulted), `true` (every
-/// field defaulted) or `false` (per-window analysis); `None` is written as `false`.
+/// field defaulted), or `false` or null (per-window analysis); `None` is written as `false`.
 mod sequential_serde {
     use super::Sequential;
+    use serde::de::{self, MapAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        On(bool),
-        Table(Sequential),
-    }
 
     pub(super) fn serialize<S: Serializer>(
         v: &Option<Sequential>,
@@ -192,17 +186,40 @@ mod sequential_serde {
         }
     }
 
+    struct Written;
+
+    impl<'de> Visitor<'de> for Written {
+        type Value = Option<Sequential>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true, false or a table of alpha and max_step_seconds")
+        }
+
+        fn visit_bool<E: de::Error>(self, on: bool) -> std::result::Result<Self::Value, E> {
+            Ok(on.then(Sequential::default))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            // The table's own errors (an unknown field, a wrong type) come through named.
+            Sequential::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> std::result::Result<Option<Sequential>, D::Error> {
-        match Written::deserialize(d) {
-            Ok(Written::On(true)) => Ok(Some(Sequential::default())),
-            Ok(Written::On(false)) => Ok(None),
-            Ok(Written::Table(seq)) => Ok(Some(seq)),
-            Err(_) => Err(serde::de::Error::custom(
-                "sequential: expected true, false or a table of alpha and max_step_seconds (unknown fields refused)",
-            )),
-        }
+        d.deserialize_any(Written)
     }
 }
 

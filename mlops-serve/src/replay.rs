@@ -439,11 +439,15 @@ pub fn replay_experiment(
     let labels = replay_labels(data)?;
     let routes = router.routes();
     for arm in &experiment.arms {
-        if !routes.variants.iter().any(|v| v.name == arm.name) {
+        if !routes
+            .variants
+            .iter()
+            .any(|v| v.name == arm.name && v.version.is_none_or(|n| n == arm.version))
+        {
             return Err(Error::invalid(
                 "experiment arms",
-                format!("{:?}", arm.name),
-                "an arm the router serves (a variant of that name)",
+                format!("{:?} v{}", arm.name, arm.version),
+                "an arm the router serves (a variant of that name and version)",
             ));
         }
     }

@@ -35,11 +35,11 @@ pub struct StatsConfig {
     /// labels that come for requests outside the sample as `sampled`. The default holds an
     /// hour of the seed's mean traffic (547 requests/s) whole.
     pub label_join_capacity: usize,
-    /// Bytes the requests awaiting their labels are counted as: 162 per request (the id is
-    /// kept as a 128-bit hash, whatever its length; map and queue slots at their lowest
-    /// load), plus 16 and 4 per row after the first. Past this the join samples as past
-    /// its capacity. The default, 320 MiB, is the default capacity's worth; the memory the
-    /// join really holds is about half of what it counts.
+    /// Bytes the requests awaiting their labels are counted as: 240 per request, the worst
+    /// case (the id is kept as a 128-bit hash, whatever its length; map and queue slots at
+    /// their lowest load), plus 16 and 4 per row after the first. Past this the join samples
+    /// as past its capacity. The default, 480 MiB, is the default capacity's worth; the
+    /// memory the join really holds is typically under half of what it counts.
     pub label_join_bytes: usize,
     /// Seconds a request waits for its labels before it is dropped (and counted), from a
     /// millisecond to [`MAX_LABEL_TTL_SECONDS`].
@@ -52,7 +52,7 @@ impl Default for StatsConfig {
             score_reservoir: 10_000,
             labeled_capacity: 100_000,
             label_join_capacity: 2_000_000,
-            label_join_bytes: 320 << 20,
+            label_join_bytes: 480 << 20,
             label_ttl_seconds: 3600.0,
         }
     }
@@ -443,13 +443,19 @@ impl Waiting {
     }
 }
 
-/// The seed of the join's id hash: not the router's sticky-bucket hash (unseeded xxh3-64),
-/// so which requests the join samples is independent of the variant that served them.
-const JOIN_SEED: u64 = 0x6d6c_6f70_736a_6f69;
+/// The join's key of a request id under `seed`; its high 64 bits are the id's sample hash.
+/// The seed is the join's own, drawn per process: not the router's sticky-bucket hash
+/// (unseeded xxh3-64), so which requests the join samples is independent of the variant that
+/// served them, and unknown to a client that would pick ids to stay in the sample.
+fn join_key(seed: u64, id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), seed)
+}
 
-/// The join's key of a request id; its high 64 bits are the id's sample hash.
-fn join_key(id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), JOIN_SEED)
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6d6c_6f70_736a_6f69);
+    h.finish()
 }
 
 fn sample_hash(key: u128) -> u64 {
@@ -484,11 +490,12 @@ impl Default for JoinInner {
     }
 }
 
-/// Bytes counted per waiting request besides the scores of its rows after the first: its
-/// map slot at the map's lowest load (twice the 49 bytes of key, entry and control byte) and
-/// its insertion-order slot at the queue's lowest load (twice 32). What the join really holds
-/// is at most this.
-const ENTRY_BYTES: usize = 2 * 49 + 2 * 32;
+/// Bytes counted per waiting request besides the scores of its rows after the first, the
+/// worst case: its map slot at the map's lowest load just after it grew (49 bytes of key,
+/// entry and control byte at 7/16 load: 112) and its insertion-order entries (32 bytes; the
+/// queue keeps at most twice as many entries as requests waiting, at half its capacity at
+/// worst: 128). What the join really holds is at most this, typically under half.
+const ENTRY_BYTES: usize = 240;
 
 /// The bytes a waiting request of `rows` rows is counted as.
 fn entry_bytes(rows: usize) -> usize {
@@ -538,6 +545,7 @@ const SHRINK: f64 = 0.75;
 /// byte bound is dropped alone (`evicted`).
 pub(crate) struct LabelJoin {
     inner: Mutex<JoinInner>,
+    seed: u64,
     capacity: usize,
     max_bytes: usize,
     ttl: Duration,
@@ -568,6 +576,7 @@ impl LabelJoin {
     ) -> Result<Self> {
         Ok(LabelJoin {
             inner: Mutex::new(JoinInner::default()),
+            seed: random_seed(),
             capacity: config.label_join_capacity,
             max_bytes: config.label_join_bytes,
             ttl: label_ttl(config.label_ttl_seconds)?,
@@ -604,16 +613,21 @@ impl LabelJoin {
         }
     }
 
-    /// Lowers the threshold by a quarter and drops the requests above it, until the join is
-    /// within its bounds.
+    /// Lowers the threshold to keep three quarters of the waiting requests (in one pass: the
+    /// hash at that rank) and drops the requests above it, until the join is within its
+    /// bounds.
     fn shrink(&self, inner: &mut JoinInner, now_us: u64) {
         while (inner.waiting.len() > self.capacity || inner.bytes > self.max_bytes)
             && inner.threshold > 0
             && !inner.waiting.is_empty()
         {
-            inner.threshold = (inner.threshold as f64 * SHRINK) as u64;
+            let mut hashes: Vec<u64> = inner.waiting.keys().map(|k| sample_hash(*k)).collect();
+            let rank = ((hashes.len() as f64 * SHRINK) as usize).min(hashes.len() - 1);
+            let (_, at, _) = hashes.select_nth_unstable(rank);
+            // Keep what is below the hash at that rank: three quarters, fewer on ties.
+            let threshold = at.saturating_sub(1).min(inner.threshold - 1);
+            inner.threshold = threshold;
             inner.changed_us = now_us;
-            let threshold = inner.threshold;
             let before = inner.waiting.len();
             let mut freed = 0;
             inner.waiting.retain(|key, w| {
@@ -697,14 +711,20 @@ impl LabelJoin {
         version: Option<u64>,
         scores: Vec<f32>,
     ) {
-        let Some((&first, rest)) = scores.split_first() else {
-            return;
-        };
         let now_us = micros(self.clock.now());
-        let key = join_key(id);
+        let key = join_key(self.seed, id);
         let mut inner = lock(&self.inner);
         self.expire(&mut inner, now_us);
         self.regrow(&mut inner, now_us);
+        // A request under an id already waiting replaces it, whatever happens to the new one.
+        let replaced = inner.waiting.remove(&key);
+        if let Some(old) = &replaced {
+            inner.bytes = inner.bytes.saturating_sub(entry_bytes(old.rows()));
+            self.count(JoinDrop::Duplicate, 1);
+        }
+        let Some((&first, rest)) = scores.split_first() else {
+            return;
+        };
         if sample_hash(key) > inner.threshold {
             // Outside the sample: its labels are counted as `sampled` when they come.
             return;
@@ -723,11 +743,11 @@ impl LabelJoin {
             rest: (!rest.is_empty()).then(|| rest.into()),
         };
         inner.bytes += entry_bytes(waiting.rows());
-        if let Some(old) = inner.waiting.insert(key, waiting) {
-            inner.bytes = inner.bytes.saturating_sub(entry_bytes(old.rows()));
-            self.count(JoinDrop::Duplicate, 1);
+        inner.waiting.insert(key, waiting);
+        // The replaced request's order entry, at the same time, already stands for this one.
+        if replaced.is_none_or(|old| old.at_us != now_us) {
+            inner.order.push_back((key, now_us));
         }
-        inner.order.push_back((key, now_us));
         self.shrink(&mut inner, now_us);
     }
 
@@ -740,7 +760,7 @@ impl LabelJoin {
         rows: usize,
     ) -> std::result::Result<Option<Pending>, usize> {
         let now_us = micros(self.clock.now());
-        let key = join_key(id);
+        let key = join_key(self.seed, id);
         let mut inner = lock(&self.inner);
         self.expire(&mut inner, now_us);
         match inner.waiting.get(&key).map(Waiting::rows) {

@@ -173,6 +173,16 @@ fn bad_experiments_are_refused_by_field() {
         ..ExperimentConfig::default()
     });
     assert!(e.contains("arms[0].percent"), "{e}");
+    // An arm without traffic would never be measured, and a winner must beat it.
+    let e = refused(ExperimentConfig {
+        arms: vec![
+            Arm::new("a", 1, 100.0),
+            Arm::new("b", 2, 0.0),
+            Arm::new("c", 3, 0.0),
+        ],
+        ..ExperimentConfig::default()
+    });
+    assert!(e.contains("arms[1].percent = 0"), "{e}");
     for (config, field) in [
         (
             ExperimentConfig {
@@ -276,6 +286,38 @@ fn a_control_that_errs_stops_the_experiment_and_an_erring_candidate_is_dropped()
     .unwrap();
     let e2 = s.analyze(&other, &snap, t0).unwrap_err().to_string();
     assert!(e2.contains("ExperimentState.arms"), "{e2}");
+    // A stored state tampered with (a pair past the arms, a decision of other arms) is
+    // refused, never a panic.
+    let mut tampered = ExperimentState::start(&e, t0);
+    tampered.pairs[0].0 = (3, 42);
+    let e3 = tampered.analyze(&e, &snap, t0).unwrap_err().to_string();
+    assert!(e3.contains("ExperimentState"), "{e3}");
+    let mut tampered = s.clone();
+    tampered.decisions[0].arms.pop();
+    assert!(tampered.analyze(&e, &snap, t0).is_err());
+    let mut tampered = ExperimentState::start(&e, t0);
+    tampered.started_unix = f64::NAN;
+    assert!(tampered.analyze(&e, &snap, t0).is_err());
+}
+
+#[test]
+fn a_variant_of_another_version_is_not_taken_for_the_arm() {
+    let e = experiment(Allocation::Fixed);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut s = ExperimentState::start(&e, t0);
+    let mut snap = window(&mut rng, &e, &e.initial_weights(), 5_000.0, &|_| 1.0);
+    for (k, v) in snap.variants.iter_mut().enumerate() {
+        v.version = Some(k as u64 + 1);
+    }
+    // arm2's statistics come from version 99: not arm2's model (v3).
+    snap.variants[2].version = Some(99);
+    let d = s
+        .analyze(&e, &snap, t0 + Duration::from_secs(600))
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.arms[2].requests, 0, "{:?}", d.arms[2]);
+    assert!(d.arms[3].requests > 0);
 }
 
 #[test]
@@ -363,10 +405,15 @@ fn the_probability_of_being_best_matches_the_closed_form_for_two_arms() {
         (0.80, 1e-4, 0.81, 2e-4),
         (0.5, 1.0, 0.0, 0.5),
         (0.7, 1e-6, 0.7, 1e-6),
+        // One arm far more precise than the other (a million labeled rows against a few).
+        (0.80, 1e-10, 0.79, 1e-2),
+        (0.80, 1e-2, 0.81, 1e-10),
     ] {
         let p = probability_best(&[(m1, v1), (m2, v2)]).unwrap();
         let exact = normal.cdf((m1 - m2) / (v1 + v2).sqrt());
-        assert!((p[0] - exact).abs() < 1e-6, "{p:?} vs {exact}");
+        // Trapezoid on the union of the arms' grids: to 1e-5 even when one arm is 1e4 times
+        // more precise (a probability that sets traffic shares, not a p-value).
+        assert!((p[0] - exact).abs() < 1e-5, "{p:?} vs {exact}");
         assert!((p[0] + p[1] - 1.0).abs() < 1e-12);
     }
     // Three identical arms: a third each.

@@ -115,7 +115,7 @@ fn labels_an_hour_late_miss_per_window_checks_and_a_small_join_samples() {
     assert!(s > 2.0 * w, "sampled {s} s, whole {w} s");
     // The same bound in bytes: 40 requests' worth.
     let small_bytes = StatsConfig {
-        label_join_bytes: 40 * 162,
+        label_join_bytes: 40 * 240,
         ..StatsConfig::default()
     };
     let by_bytes =

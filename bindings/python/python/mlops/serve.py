@@ -62,8 +62,8 @@ def operating_characteristics(*, scenario=None, policy=None, stats=None, runs=10
     ``scenario`` is a dict of ``Scenario`` fields (``requests_per_second``, ``positive_rate``,
     ``label_delay_seconds``, ``stable_auc``, ``auc_delta``, ``stable_error_rate``,
     ``error_rate_delta``, ``latency_factor``, ``max_seconds``...; default an identical candidate
-    at 547 requests/s with labels an hour late); ``policy`` a ``PromotionConfig`` dict (add
-    ``{"sequential": {}}`` for the always-valid analysis); ``stats`` the router's
+    at 547 requests/s with labels an hour late); ``policy`` a ``PromotionConfig`` dict (the
+    always-valid analysis by default; ``{"sequential": False}`` for the per-window one); ``stats`` the router's
     ``StatsConfig``. ``runs`` is from 1 to 1,000,000 and ``seed`` any 64-bit integer: the same
     report for a seed. A field out of range or unknown is a ``ValueError`` naming it."""
     runs = as_count("runs", runs, 1, 1_000_000)

@@ -32,8 +32,9 @@ pub struct StatsConfig {
     /// Requests awaiting their labels. Past this the join keeps a uniform sample of requests
     /// (by a hash of their ids, the same for every variant), lowering the sampled share by a
     /// quarter each time it is full; the requests it drops are counted as `evicted`, and the
-    /// labels that come for requests outside the sample as `sampled`. The default holds an
-    /// hour of the seed's mean traffic (547 requests/s) whole.
+    /// labels that come for requests outside the sample as `sampled` (once the share rises
+    /// again, labels of requests the smaller sample left out count as `unknown`). The
+    /// default holds an hour of the seed's mean traffic (547 requests/s) whole.
     pub label_join_capacity: usize,
     /// Bytes the requests awaiting their labels are counted as: 240 per request, the worst
     /// case (the id is kept as a 128-bit hash, whatever its length; map and queue slots at

@@ -593,7 +593,34 @@ fn non_inferiority(
         r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: worse by {:.4}, upper bound {upper:+.4} < -{delta}", -diff);
     } else {
         r.outcome = Outcome::Inconclusive;
-        r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: difference {diff:+.4} in [{lower:+.4}, {upper:+.4}], which straddles -{delta}");
+        r.reason = format!("{what} {candidate:.4} vs stable {stable:.4}: difference {diff:+.4} in [{lower:+.4}, {upper:+.4}], which straddles -{delta}{}", planned_rows(se, r.n_candidate, r.n_stable, delta, confidence));
+    }
+}
+
+/// The power this window's test had against a candidate exactly as good as stable, and the
+/// labeled rows a window needs for 80% of it, at this window's variance and split
+/// (statsmodels' `NormalIndPower`, one-sided at `1 − confidence`); empty when the variance
+/// or the sample says nothing.
+fn planned_rows(se: f64, n_candidate: u64, n_stable: u64, delta: f64, confidence: f64) -> String {
+    use mlops_drift::stats::{normal_ind_nobs1, normal_ind_power, Alternative};
+    if !(se.is_finite() && se > 0.0 && delta > 0.0) || n_candidate == 0 || n_stable == 0 {
+        return String::new();
+    }
+    let (nc, ns) = (n_candidate as f64, n_stable as f64);
+    let ratio = ns / nc;
+    // The per-row deviation that makes this window's variance se² at nc and ns rows.
+    let sd = se / (1.0 / nc + 1.0 / ns).sqrt();
+    let effect = delta / sd;
+    let alpha = 1.0 - confidence;
+    let had = normal_ind_power(effect, nc, alpha, ratio, Alternative::Greater);
+    let needs = normal_ind_nobs1(effect, alpha, 0.8, ratio, Alternative::Greater);
+    match (had, needs) {
+        (Ok(p), Ok(n)) if n.is_finite() => format!(
+            "; power at no difference {p:.2}: 80% needs about {:.0} labeled candidate rows and {:.0} stable in a window",
+            n.ceil(),
+            (n * ratio).ceil()
+        ),
+        _ => String::new(),
     }
 }
 

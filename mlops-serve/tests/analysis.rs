@@ -149,6 +149,30 @@ fn roc_auc_is_non_inferiority_with_delongs_variance() {
         100,
     );
     assert_eq!(r.outcome, Outcome::Inconclusive, "{}", r.reason);
+    // Issue 25: the inconclusive window states the power it had against a candidate exactly
+    // as good as stable, and the labeled rows a window needs for 80% of it: the closed form
+    // n = n_c · se² · (z₀.₉₅ + z₀.₈)² / δ² at the window's split (60 and 60 rows here).
+    let high = r.reason.clone();
+    let rows: f64 = high
+        .split("80% needs about ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{high}"));
+    assert!(high.contains("power at no difference 0.0"), "{high}");
+    // The window's standard error back from its 95% band: the band is diff ± 1.645 se.
+    let band: Vec<f64> = high
+        .split(" in [")
+        .nth(1)
+        .and_then(|t| t.split(']').next())
+        .map(|t| t.split(", ").map(|x| x.parse().unwrap()).collect())
+        .unwrap();
+    let se = (band[1] - band[0]) / (2.0 * 1.6448536269514722);
+    let expected = 60.0 * se * se * (1.6448536269514722_f64 + 0.8416212335729143).powi(2) / 1e-4;
+    assert!(
+        (rows - expected).abs() <= 0.01 * expected + 1.0,
+        "{rows} rows, closed form {expected}: {high}"
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod divergence;
 mod kolmogorov;
 mod ks;
 mod mmd;
+mod power;
 mod ranks;
 mod select;
 
@@ -44,6 +45,7 @@ pub use kolmogorov::{kolmogorov_sf, kstwo_sf, smirnov_sf};
 pub use ks::{ks_2samp, ks_2samp_sorted, KsMethod};
 pub(crate) use ks::{ks_pvalue, ks_statistics_sorted};
 pub use mmd::mmd_rbf;
+pub use power::{normal_ind_nobs1, normal_ind_power};
 pub use ranks::{anderson_ksamp, mannwhitneyu, AndersonKsampResult, MwuMethod, MWU_EXACT_MAX_WORK};
 
 use crate::error::{Error, Result};

@@ -248,8 +248,25 @@ fn power_and_sample_size_match_statsmodels_normal_ind_power() {
             normal_ind_nobs1(-0.5, 0.05, 0.8, 1.0, Alternative::Greater),
             "effect_size",
         ),
+        // A power the test has at any size (at or below its level), and an effect so large
+        // that no number of rows in range is small enough.
+        (
+            normal_ind_nobs1(0.5, 0.7, 0.6, 1.0, Alternative::Greater),
+            "power",
+        ),
+        (
+            normal_ind_nobs1(1e160, 0.05, 0.8, 1.0, Alternative::TwoSided),
+            "effect_size",
+        ),
     ] {
         let e = e.unwrap_err().to_string();
         assert!(e.contains(field), "{field}: {e}");
     }
+    // A level below 1e-16 keeps its critical value (1 − α would round to 1).
+    let p = normal_ind_power(1.0, 1e4, 1e-17, 1.0, Alternative::Greater).unwrap();
+    assert!(p > 0.999, "{p}");
+    // A large effect needs less than a row: the answer, not the search's bound.
+    let n = normal_ind_nobs1(200.0, 0.05, 0.8, 1.0, Alternative::TwoSided).unwrap();
+    let back = normal_ind_power(200.0, n, 0.05, 1.0, Alternative::TwoSided).unwrap();
+    assert!((back - 0.8).abs() < 1e-9 && n < 1e-3, "{n}: {back}");
 }

@@ -386,7 +386,9 @@ pub struct ArmReport {
     pub estimate: Option<f64>,
     /// Its difference from the control (candidates).
     pub difference: Option<f64>,
-    /// The always-valid band of that difference at `alpha / (3 (K − 1))`.
+    /// The always-valid band of that difference at the pairwise level, `alpha / (3 (K − 1))`
+    /// (`alpha` with one candidate); `status` comes from Holm's step-down, whose last steps
+    /// reject at up to `alpha / 3`, so a `beats_control` arm's band may still touch the null.
     pub interval: Option<(f64, f64)>,
     /// Its always-valid p-value for "better than the control", Holm-adjusted over the
     /// candidates (compared with `alpha / 3`).
@@ -487,6 +489,13 @@ pub fn probability_best(posteriors: &[(f64, f64)]) -> Option<Vec<f64>> {
         || posteriors
             .iter()
             .any(|&(m, v)| !(m.is_finite() && v.is_finite() && v > 0.0))
+    {
+        return None;
+    }
+    // A spread below what a grid of its own can resolve at its mean: no honest answer.
+    if posteriors
+        .iter()
+        .any(|&(m, v)| 18.0 * v.sqrt() / 400.0 <= 1e-12 * m.abs().max(1e-300))
     {
         return None;
     }
@@ -634,19 +643,35 @@ impl ExperimentState {
         }
         let n = experiment.arms.len();
         let c = experiment.control;
-        let pairs_ok = self.pairs.len() == (n - 1) * (n - 2) / 2
-            && self
-                .pairs
-                .iter()
-                .all(|((i, j), _)| i < j && *j < n && *i != c && *j != c);
-        if !pairs_ok
-            || self.decisions.iter().any(|d| d.arms.len() != n)
-            || !self.started_unix.is_finite()
+        let expected: Vec<(usize, usize)> = (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+            .filter(|&(i, j)| i != c && j != c)
+            .collect();
+        let pairs: Vec<(usize, usize)> = self.pairs.iter().map(|(p, _)| *p).collect();
+        if pairs != expected {
+            return Err(Error::invalid(
+                "ExperimentState.pairs",
+                format!("{pairs:?}"),
+                format!("every pair of candidates once, in order: {expected:?}"),
+            ));
+        }
+        if let Some((i, d)) = self
+            .decisions
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.arms.len() != n)
         {
             return Err(Error::invalid(
-                "ExperimentState",
-                "pairs, decisions or start time that do not fit the experiment",
-                format!("the state of an experiment of {n} arms, control {c}, as `start` makes it"),
+                format!("ExperimentState.decisions[{i}].arms"),
+                format!("{} arms", d.arms.len()),
+                format!("the experiment's {n} arms"),
+            ));
+        }
+        if !self.started_unix.is_finite() {
+            return Err(Error::invalid(
+                "ExperimentState.started_unix",
+                self.started_unix,
+                "a finite time in seconds since the Unix epoch",
             ));
         }
         if self.is_over() {
@@ -658,16 +683,25 @@ impl ExperimentState {
             .iter()
             .map(|a| VariantSnapshot::empty(&a.name))
             .collect();
+        for (k, a) in experiment.arms.iter().enumerate() {
+            if let Some(served) = window.get(&a.name).and_then(|v| v.version) {
+                if served != a.version {
+                    return Err(Error::invalid(
+                        format!("arms[{k}].version"),
+                        a.version,
+                        format!(
+                            "the version the router serves as {:?} (v{served}): its statistics are another model's",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
         let views: Vec<&VariantSnapshot> = experiment
             .arms
             .iter()
             .zip(&empty)
-            .map(|(a, e)| {
-                window
-                    .get(&a.name)
-                    .filter(|v| v.version.is_none_or(|n| n == a.version))
-                    .unwrap_or(e)
-            })
+            .map(|(a, e)| window.get(&a.name).unwrap_or(e))
             .collect();
         let estimates: Vec<Option<(f64, f64)>> =
             views.iter().map(|v| window_metric(metric, v)).collect();
@@ -732,7 +766,8 @@ impl ExperimentState {
         let alpha = experiment.alpha;
         // Bands against the control and between candidates (reported and used for the
         // pairwise wins), and the Holm level of each family.
-        let family = alpha / 3.0;
+        // With one candidate there are no pairs: a wrong winner can only be a false "better".
+        let family = if kk == 1 { alpha } else { alpha / 3.0 };
         let pair_alpha = family / (kk.saturating_sub(1).max(1)) as f64;
         let band = |e: &Evidence| -> Option<(f64, f64)> { e.interval(tau2, pair_alpha) };
         // Holm over the candidates' always-valid p-values, for "better" and for "worse".

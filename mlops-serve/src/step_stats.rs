@@ -79,11 +79,17 @@ impl StatsConfig {
             ("StatsConfig.score_reservoir", self.score_reservoir),
             ("StatsConfig.labeled_capacity", self.labeled_capacity),
             ("StatsConfig.label_join_capacity", self.label_join_capacity),
-            ("StatsConfig.label_join_bytes", self.label_join_bytes),
         ] {
             if v == 0 {
                 return Err(Error::invalid(field, v, "at least 1"));
             }
+        }
+        if self.label_join_bytes < entry_bytes(1) {
+            return Err(Error::invalid(
+                "StatsConfig.label_join_bytes",
+                self.label_join_bytes,
+                format!("at least {} (one waiting request's worth)", entry_bytes(1)),
+            ));
         }
         label_ttl(self.label_ttl_seconds)?;
         Ok(())

@@ -310,14 +310,43 @@ fn a_variant_of_another_version_is_not_taken_for_the_arm() {
     for (k, v) in snap.variants.iter_mut().enumerate() {
         v.version = Some(k as u64 + 1);
     }
-    // arm2's statistics come from version 99: not arm2's model (v3).
+    // arm2's statistics come from version 99: not arm2's model (v3). Refused, named.
     snap.variants[2].version = Some(99);
+    let e2 = s
+        .analyze(&e, &snap, t0 + Duration::from_secs(600))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e2.contains("arms[2].version = 3") && e2.contains("v99"),
+        "{e2}"
+    );
+    assert!(s.decisions.is_empty());
+    snap.variants[2].version = Some(3);
     let d = s
         .analyze(&e, &snap, t0 + Duration::from_secs(600))
         .unwrap()
         .unwrap();
-    assert_eq!(d.arms[2].requests, 0, "{:?}", d.arms[2]);
-    assert!(d.arms[3].requests > 0);
+    assert!(d.arms[2].requests > 0);
+}
+
+/// A plain A/B test (one candidate) has no pairs: it spends its whole alpha on "better than
+/// the control", and names the better model.
+#[test]
+fn an_ab_test_of_two_arms_spends_its_whole_alpha_on_the_one_comparison() {
+    let e = ExperimentConfig {
+        arms: vec![Arm::new("control", 1, 50.0), Arm::new("b", 2, 50.0)],
+        ..ExperimentConfig::default()
+    }
+    .check()
+    .unwrap();
+    let s = run(&e, 11, 100, 2_000.0, &|k| if k == 1 { 1.35 } else { 1.2 });
+    let d = s.last().unwrap();
+    assert_eq!(d.winner.as_deref(), Some("b"), "{}", d.reason);
+    assert!(
+        d.reason.contains("alpha 0.05 over 1 candidates"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -424,5 +453,7 @@ fn the_probability_of_being_best_matches_the_closed_form_for_two_arms() {
     // No evidence: no probability, never a guess.
     assert!(probability_best(&[(0.8, 0.0), (0.8, 1e-4)]).is_none());
     assert!(probability_best(&[(f64::NAN, 1e-4)]).is_none());
+    // A spread no grid resolves at its mean: no answer rather than a wrong one.
+    assert!(probability_best(&[(0.5, 1e-320), (0.9, 0.01)]).is_none());
     assert!(probability_best(&[]).is_none());
 }

@@ -880,11 +880,19 @@ mod server {
             .check()
             .unwrap_err()
         };
-        let e = refused(StatsConfig {
-            label_join_bytes: 0,
-            ..StatsConfig::default()
-        });
-        assert!(e.to_string().contains("label_join_bytes"), "{e}");
+        for bytes in [0, 239] {
+            // Below one waiting request's worth, every request would be dropped.
+            let e = refused(StatsConfig {
+                label_join_bytes: bytes,
+                ..StatsConfig::default()
+            });
+            assert!(
+                e.to_string()
+                    .contains(&format!("StatsConfig.label_join_bytes = {bytes}"))
+                    && e.to_string().contains("at least 240"),
+                "{e}"
+            );
+        }
         let e = refused(StatsConfig {
             label_ttl_seconds: 1e20,
             ..StatsConfig::default()

@@ -61,7 +61,8 @@ pub fn normal_ind_power(
     };
     let mut power = 0.0;
     if matches!(alternative, Alternative::TwoSided | Alternative::Greater) {
-        power += n.sf(n.inverse_cdf(1.0 - a) - shift);
+        // -Φ⁻¹(a), not Φ⁻¹(1 − a): 1 − a rounds to 1 for a below 1e-16.
+        power += n.sf(-n.inverse_cdf(a) - shift);
     }
     if matches!(alternative, Alternative::TwoSided | Alternative::Less) {
         power += n.cdf(n.inverse_cdf(a) - shift);
@@ -91,7 +92,7 @@ pub fn normal_ind_nobs1(
     alternative: Alternative,
 ) -> Result<f64> {
     check(effect_size, alpha, ratio)?;
-    if !(power > alpha.min(0.5) && power < 1.0) {
+    if !(power > alpha && power < 1.0) {
         return Err(Error::invalid(
             "power",
             power,
@@ -99,8 +100,8 @@ pub fn normal_ind_nobs1(
         ));
     }
     let at = |log_n: f64| normal_ind_power(effect_size, log_n.exp(), alpha, ratio, alternative);
-    // From a thousandth of a row to 1e15 rows; the power grows with the rows.
-    let (mut low, mut high) = (1e-3_f64.ln(), 1e15_f64.ln());
+    // From 1e-300 rows to 1e15; the power grows with the rows.
+    let (mut low, mut high) = (1e-300_f64.ln(), 1e15_f64.ln());
     if at(high)? < power {
         return Err(Error::invalid(
             "effect_size",
@@ -109,7 +110,11 @@ pub fn normal_ind_nobs1(
         ));
     }
     if at(low)? >= power {
-        return Ok(low.exp());
+        return Err(Error::invalid(
+            "effect_size",
+            effect_size,
+            "an effect small enough that some number of rows above 1e-300 is needed",
+        ));
     }
     for _ in 0..200 {
         let mid = 0.5 * (low + high);
@@ -118,7 +123,7 @@ pub fn normal_ind_nobs1(
         } else {
             high = mid;
         }
-        if high - low < 1e-13 {
+        if high - low < 1e-13 * high.abs().max(1.0) {
             break;
         }
     }

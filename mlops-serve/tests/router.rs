@@ -964,7 +964,14 @@ fn a_full_label_join_samples_every_variant_alike_and_recovers() {
     let share = router.label_sample_share();
     let kept = router.awaiting_labels();
     assert!(kept <= 2_000 && kept > 1_000, "{kept}");
-    assert!((0.05..0.1).contains(&share), "{share}");
+    // The join's seed is drawn per process, so the share varies from run to run; the
+    // requests it keeps are those under its threshold, about share × 20,000 of them.
+    assert!((0.03..0.15).contains(&share), "{share}");
+    let expected = share * 20_000.0;
+    assert!(
+        (kept as f64 - expected).abs() < 5.0 * expected.sqrt() + 1.0,
+        "{kept} kept at share {share}"
+    );
     // Every label comes back: each variant joins about the share of what it served.
     for (variant, ids) in &served {
         let joined = ids

@@ -371,39 +371,47 @@ fn replay_labels(data: &Dataset) -> Result<&ndarray::Array1<f32>> {
     Ok(labels)
 }
 
-/// Sends row `row` as request number `request` (sticky by its user), queues its label, and
-/// posts the labels that are due; `false` when the router failed the request.
-fn send_row(
-    router: &Router,
-    features: &ndarray::ArrayView2<'_, f32>,
-    labels: &ndarray::Array1<f32>,
-    row: usize,
-    request: u64,
-    options: &ReplayOptions,
-    waiting: &mut VecDeque<(String, f64)>,
-) -> Result<bool> {
-    let id = format!("r{request}");
-    let key = format!("user-{}", request % options.users as u64);
-    let routed = Request {
-        key: Some(&key),
-        force: None,
-        request_id: Some(&id),
-    };
-    let x = features.slice(ndarray::s![row..row + 1, ..]);
-    let mut out = [0.0_f32];
-    let ok = match router.route(&routed, x, &mut out) {
-        Ok(_) => {
-            waiting.push_back((id, f64::from(labels[row])));
-            true
+/// The traffic a replay has sent: requests, failures, and the labels not yet posted.
+#[derive(Default)]
+struct Sent {
+    requests: u64,
+    failed: u64,
+    waiting: VecDeque<(String, f64)>,
+}
+
+impl Sent {
+    /// Sends row `row` as the next request (sticky by its user), queues its label, posts the
+    /// labels that are due, and counts it (failed when the router failed it).
+    fn send(
+        &mut self,
+        router: &Router,
+        features: &ndarray::ArrayView2<'_, f32>,
+        labels: &ndarray::Array1<f32>,
+        row: usize,
+        options: &ReplayOptions,
+    ) -> Result<()> {
+        let request = self.requests;
+        let id = format!("r{request}");
+        let key = format!("user-{}", request % options.users as u64);
+        let routed = Request {
+            key: Some(&key),
+            force: None,
+            request_id: Some(&id),
+        };
+        let x = features.slice(ndarray::s![row..row + 1, ..]);
+        let mut out = [0.0_f32];
+        match router.route(&routed, x, &mut out) {
+            Ok(_) => self.waiting.push_back((id, f64::from(labels[row]))),
+            Err(_) => self.failed += 1,
         }
-        Err(_) => false,
-    };
-    while waiting.len() > options.label_delay_requests {
-        if let Some((id, label)) = waiting.pop_front() {
-            router.feedback(&id, &[label])?;
+        self.requests += 1;
+        while self.waiting.len() > options.label_delay_requests {
+            if let Some((id, label)) = self.waiting.pop_front() {
+                router.feedback(&id, &[label])?;
+            }
         }
+        Ok(())
     }
-    Ok(ok)
 }
 
 /// What [`replay_experiment`] did.
@@ -465,8 +473,7 @@ pub fn replay_experiment(
             .as_secs_f64()
     };
     let mut state = crate::experiment::ExperimentState::start(experiment, start);
-    let mut waiting: VecDeque<(String, f64)> = VecDeque::new();
-    let (mut requests, mut failed) = (0u64, 0u64);
+    let mut sent = Sent::default();
     let mut next_tick = options.tick_seconds;
     let features = data.features();
     let n_rows = data.n_rows() as u64;
@@ -480,40 +487,29 @@ pub fn replay_experiment(
             }
             if state.is_over() || now >= options.max_seconds {
                 return Ok(ExperimentReplay {
-                    requests,
-                    failed,
+                    requests: sent.requests,
+                    failed: sent.failed,
                     simulated_seconds: now,
                     rows_ran_out: false,
                     state,
                 });
             }
         }
-        if requests >= n_rows {
+        if sent.requests >= n_rows {
             tracing::info!(
                 rows = n_rows,
                 "experiment replay: every row was sent once; stopping undecided"
             );
             return Ok(ExperimentReplay {
-                requests,
-                failed,
+                requests: sent.requests,
+                failed: sent.failed,
                 simulated_seconds: now,
                 rows_ran_out: true,
                 state,
             });
         }
-        let row = requests as usize;
-        if !send_row(
-            router,
-            &features,
-            labels,
-            row,
-            requests,
-            options,
-            &mut waiting,
-        )? {
-            failed += 1;
-        }
-        requests += 1;
+        let row = sent.requests as usize;
+        sent.send(router, &features, labels, row, options)?;
         clock.advance(gap);
     }
 }
@@ -539,8 +535,7 @@ pub async fn replay(
             .unwrap_or_default()
             .as_secs_f64()
     };
-    let mut waiting: VecDeque<(String, f64)> = VecDeque::new();
-    let (mut requests, mut failed) = (0u64, 0u64);
+    let mut sent = Sent::default();
     let mut next_tick = 0.0;
     let features = data.features();
     let n_rows = data.n_rows() as u64;
@@ -567,16 +562,22 @@ pub async fn replay(
             ) {
                 if let Some(s) = controller.state().await? {
                     if s.state.phase.is_terminal() && s.state.aliases_settled {
-                        return Ok(report(requests, failed, now, Some(s.state), false));
+                        return Ok(report(
+                            sent.requests,
+                            sent.failed,
+                            now,
+                            Some(s.state),
+                            false,
+                        ));
                     }
                 }
             }
             if now >= options.max_seconds {
                 let rollout = controller.state().await?.map(|s| s.state);
-                return Ok(report(requests, failed, now, rollout, false));
+                return Ok(report(sent.requests, sent.failed, now, rollout, false));
             }
         }
-        if requests >= n_rows && !options.reuse_rows {
+        if sent.requests >= n_rows && !options.reuse_rows {
             let mut rollout = controller.state().await?.map(|s| s.state);
             if rollout
                 .as_ref()
@@ -593,24 +594,13 @@ pub async fn replay(
                     "replay: every row was sent once; stopping undecided (ReplayOptions.reuse_rows is off)"
                 );
             }
-            return Ok(report(requests, failed, now, rollout, !decided));
+            return Ok(report(sent.requests, sent.failed, now, rollout, !decided));
         }
-        let row = (requests % data.n_rows() as u64) as usize;
+        let row = (sent.requests % data.n_rows() as u64) as usize;
         if router.shadow_backlog() >= REPLAY_SHADOW_SLACK {
             settle_shadow(router)?;
         }
-        if !send_row(
-            router,
-            &features,
-            labels,
-            row,
-            requests,
-            options,
-            &mut waiting,
-        )? {
-            failed += 1;
-        }
-        requests += 1;
+        sent.send(router, &features, labels, row, options)?;
         clock.advance(gap);
     }
 }

@@ -9,6 +9,7 @@
 //!     [--log-predictions s3://bucket/log [--log-config log.toml]]   # with --features predlog
 //!     [--monitor [--monitor-config monitor.toml] [--replica NAME]]    # with --features monitor
 //!     [--prometheus http://127.0.0.1:9090]                           # with --features prometheus
+//!     [--experiment experiment.toml]                                 # instead of the rollout
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -23,6 +24,14 @@
 //! `/metrics` is the Prometheus exposition. SIGINT or SIGTERM stops it after the requests in
 //! flight. If the rollout controller's task dies (a panic), `/v2/health/ready` turns 503 and
 //! the server stops (exit 1) after the requests in flight.
+//!
+//! `--experiment FILE` (TOML or JSON, `mlops::serve::experiment::ExperimentConfig`) runs an
+//! experiment instead of the rollout controller: every arm's version is loaded from the
+//! registry before the server answers, requests are split between the arms (sticky by
+//! `mlops-request-key`, forced by `mlops-variant: ARM`), each replica hands in its window every
+//! `analysis_seconds` to the registry's state document `experiment_NAME` (shared by every
+//! replica), and each decision is a line and the `mlops_serve_experiment_*` series. When it
+//! ends, the winner (or the control) keeps all traffic; the aliases are not moved.
 //!
 //! `--log-predictions URL` (feature `predlog`, off by default) logs every scored row and every
 //! label post as Parquet under `URL` (`predictions/` and `labels/`, partitioned by model and
@@ -45,22 +54,26 @@ use anyhow::Context;
 use clap::Parser;
 use mlops::core::duration::{seconds, SecondsRange};
 use mlops::registry::{Registry, RegistryConfig};
+use mlops::serve::experiment::{
+    ExperimentConfig, ExperimentController, ExperimentMetrics, ExperimentParts, ExperimentTick,
+};
 use mlops::serve::http::{
     app_with, parse_tokens, serve_with, shutdown, supervise, Readiness, ServerConfig,
 };
 use mlops::serve::policy::Promotion;
-use mlops::serve::rollout::{compiling, Controller, ControllerParts, Tick};
+use mlops::serve::rollout::{compiling, Controller, ControllerParts, Loader, Tick};
 use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
 use mlops::serve::telemetry::ServeMetrics;
 use mlops::serve::NonFinitePolicy;
 
 /// Serves a registry model over the KServe V2 protocol, with canary rollouts by the promotion
-/// policy and reloads when an alias moves.
+/// policy and reloads when an alias moves, or an experiment across several versions
+/// (`--experiment`).
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 1 stopped because the rollout controller died (readiness turned false first), 2 bad input, an error at start (no version under --alias, a registry folder that does not exist, an empty token list, a port in use) or usage."
+    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 1 stopped because the rollout (or experiment) controller died (readiness turned false first), 2 bad input, an error at start (no version under --alias, a registry folder that does not exist, an empty token list, a port in use, an --experiment file that is refused, an arm whose version is missing, a stored experiment of that name with another configuration) or usage."
 )]
 struct Args {
     /// Registry location: a folder or a URL (read-only credentials suffice to serve).
@@ -123,10 +136,15 @@ struct Args {
     /// id).
     #[arg(long, requires = "monitor")]
     replica: Option<String>,
+    /// Run this experiment (TOML or JSON: `name`, `[[arms]]` with `name`, `version`,
+    /// `percent`, `metric`, `alpha`, `allocation`, `analysis_seconds`, ...) instead of the
+    /// rollout controller: the arms' versions serve, `--alias` and `--canary-alias` are not
+    /// read.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["policy", "prometheus"])]
+    experiment: Option<PathBuf>,
 }
 
 /// A settings file: JSON when it ends in `.json`, TOML otherwise.
-#[cfg(any(feature = "predlog", feature = "monitor"))]
 fn read_settings<T: serde::de::DeserializeOwned>(
     flag: &str,
     path: &std::path::Path,
@@ -228,17 +246,24 @@ fn tokens(args: &Args) -> anyhow::Result<Vec<String>> {
 /// Seconds between two polls: at least 50 ms (no busy loop), at most a day.
 const POLL_RANGE: SecondsRange = SecondsRange::new(0.05, 86_400.0);
 
-async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let poll = seconds("--poll-seconds", args.poll_seconds, POLL_RANGE)?;
+/// What moves the routes: the rollout controller, or an experiment.
+enum Driver {
+    Rollout(Controller),
+    Experiment(ExperimentController),
+}
+
+/// The rollout controller on `--alias`/`--canary-alias`, and the routes it starts with.
+async fn rollout(
+    args: &Args,
+    registry: &Arc<Registry>,
+    metrics: ServeMetrics,
+    loader: Loader,
+) -> anyhow::Result<(Driver, Routes, String)> {
     let config = match &args.policy {
         Some(path) => Promotion::from_path(path)?,
         None => Promotion::default(),
     };
-    let tokens = tokens(&args)?;
-    // Serving only reads: a mistyped folder is refused, not created.
-    mlops::core::store_url::require_existing("--registry", &args.registry)?;
-    let registry = Arc::new(Registry::open(&args.registry, &RegistryConfig::default()).await?);
-    let serving = ModelSource::alias(&*registry, &args.model, &args.alias)
+    let serving = ModelSource::alias(&**registry, &args.model, &args.alias)
         .await
         .with_context(|| format!("reading alias {:?} of {:?}", args.alias, args.model))?
         .with_context(|| {
@@ -247,39 +272,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.model, args.alias, args.registry
             )
         })?;
-    let mut metrics_registry = mlops::prometheus_client::registry::Registry::default();
-    let metrics = ServeMetrics::register(&mut metrics_registry);
-    #[cfg(feature = "predlog")]
-    let log = prediction_log(&args, &mut metrics_registry)?;
-    #[cfg(not(feature = "predlog"))]
-    if args.log_predictions.is_some() || args.log_config.is_some() {
-        anyhow::bail!(
-            "--log-predictions needs the `predlog` feature (build with --features predlog)"
-        );
-    }
-    #[cfg(feature = "monitor")]
-    let monitor = live_monitor(&args, &registry, &mut metrics_registry)?;
-    #[cfg(not(feature = "monitor"))]
-    if args.monitor {
-        anyhow::bail!("--monitor needs the `monitor` feature (build with --features monitor)");
-    }
-    let loader = compiling(NonFinitePolicy::Reject);
     let first = loader(
         serving,
-        &ModelSource::load(&*registry, &args.model, serving).await?,
+        &ModelSource::load(&**registry, &args.model, serving).await?,
     )?;
-    let router = Arc::new(Router::new(
-        &args.model,
-        Routes::single(Variant::new("stable", Some(serving), first)),
-        RouterOptions {
-            metrics: metrics.clone(),
-            #[cfg(feature = "predlog")]
-            prediction_log: log.clone(),
-            #[cfg(feature = "monitor")]
-            monitor: monitor.clone(),
-            ..RouterOptions::default()
-        },
-    )?);
     let controller = Controller::new(ControllerParts {
         model: args.model.clone(),
         config,
@@ -303,6 +299,151 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--prometheus needs the `prometheus` feature (build with --features prometheus)"
         );
     }
+    Ok((
+        Driver::Rollout(controller),
+        Routes::single(Variant::new("stable", Some(serving), first)),
+        format!("v{serving} ({})", args.alias),
+    ))
+}
+
+/// The experiment of `--experiment FILE`, and its routes (every arm loaded).
+async fn experiment(
+    path: &std::path::Path,
+    args: &Args,
+    registry: &Arc<Registry>,
+    metrics: &mut mlops::prometheus_client::registry::Registry,
+    loader: Loader,
+) -> anyhow::Result<(Driver, Routes, String)> {
+    let config: ExperimentConfig = read_settings("--experiment", path)?;
+    let experiment = config
+        .check()
+        .with_context(|| format!("--experiment {}", path.display()))?;
+    let what = format!(
+        "experiment {:?} ({} arms: {})",
+        experiment.name,
+        experiment.arms.len(),
+        experiment
+            .arms
+            .iter()
+            .map(|a| format!("{} v{} {}%", a.name, a.version, a.percent))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let controller = ExperimentController::new(ExperimentParts {
+        model: args.model.clone(),
+        experiment,
+        store: registry.clone(),
+        source: registry.clone(),
+        clock: Arc::new(mlops::core::clock::SystemClock),
+        metrics: ExperimentMetrics::register(metrics),
+        loader,
+    })?;
+    let routes = controller
+        .routes()
+        .await
+        .with_context(|| format!("loading the arms of --experiment {}", path.display()))?;
+    Ok((Driver::Experiment(controller), routes, what))
+}
+
+/// Ticks the driver every `poll`, saying what it did.
+async fn drive(driver: Driver, router: Arc<Router>, poll: std::time::Duration) {
+    loop {
+        match &driver {
+            Driver::Rollout(controller) => match controller.tick(&router).await {
+                Ok(Tick::Acted(d)) => println!(
+                    "rollout: {} {}% -> {}%: {}",
+                    d.kind.as_str(),
+                    d.from_percent,
+                    d.to_percent,
+                    d.reason
+                ),
+                // A source, store or Prometheus that did not answer: still serving, retried at
+                // the next poll — said on every poll so an outage is never silent.
+                Ok(Tick::Retrying { part, kind, error }) => eprintln!(
+                    "rollout controller: {} failed ({}), retrying: {error}",
+                    part.as_str(),
+                    kind.as_str()
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("rollout controller: {e}"),
+            },
+            Driver::Experiment(controller) => match controller.tick(&router).await {
+                Ok(ExperimentTick::Started) => println!("experiment: started"),
+                Ok(ExperimentTick::Acted(d)) => println!(
+                    "experiment: {} [{}]: {}",
+                    d.outcome.as_str(),
+                    d.arms
+                        .iter()
+                        .map(|a| format!("{} {}%", a.name, a.percent))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    d.reason
+                ),
+                Ok(ExperimentTick::Retrying { kind, error }) => {
+                    eprintln!("experiment: failed ({}), retrying: {error}", kind.as_str())
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("experiment: {e}"),
+            },
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let poll = seconds("--poll-seconds", args.poll_seconds, POLL_RANGE)?;
+    let tokens = tokens(&args)?;
+    // Serving only reads: a mistyped folder is refused, not created.
+    mlops::core::store_url::require_existing("--registry", &args.registry)?;
+    let registry = Arc::new(Registry::open(&args.registry, &RegistryConfig::default()).await?);
+    let mut metrics_registry = mlops::prometheus_client::registry::Registry::default();
+    let metrics = ServeMetrics::register(&mut metrics_registry);
+    #[cfg(feature = "predlog")]
+    let log = prediction_log(&args, &mut metrics_registry)?;
+    #[cfg(not(feature = "predlog"))]
+    if args.log_predictions.is_some() || args.log_config.is_some() {
+        anyhow::bail!(
+            "--log-predictions needs the `predlog` feature (build with --features predlog)"
+        );
+    }
+    #[cfg(feature = "monitor")]
+    let monitor = live_monitor(&args, &registry, &mut metrics_registry)?;
+    #[cfg(not(feature = "monitor"))]
+    if args.monitor {
+        anyhow::bail!("--monitor needs the `monitor` feature (build with --features monitor)");
+    }
+    let loader = compiling(NonFinitePolicy::Reject);
+    let (driver, routes, serving) = match &args.experiment {
+        Some(path) => experiment(path, &args, &registry, &mut metrics_registry, loader).await?,
+        None => rollout(&args, &registry, metrics.clone(), loader).await?,
+    };
+    let router = Arc::new(Router::new(
+        &args.model,
+        routes,
+        RouterOptions {
+            metrics,
+            #[cfg(feature = "predlog")]
+            prediction_log: log.clone(),
+            #[cfg(feature = "monitor")]
+            monitor: monitor.clone(),
+            ..RouterOptions::default()
+        },
+    )?);
+    if let Driver::Experiment(controller) = &driver {
+        // A stored experiment of another configuration (or of another model) is refused
+        // before serving: this replica would split traffic by a config no one records.
+        match controller
+            .tick(&router)
+            .await
+            .context("--experiment: the stored experiment")?
+        {
+            ExperimentTick::Started => println!("experiment: started"),
+            ExperimentTick::Retrying { kind, error } => {
+                eprintln!("experiment: failed ({}), retrying: {error}", kind.as_str())
+            }
+            _ => {}
+        }
+    }
     let server_config = ServerConfig {
         tokens,
         body_limit_bytes: args.body_limit,
@@ -323,34 +464,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
     println!(
-        "serving {} v{serving} ({}) on http://{}",
+        "serving {} {serving} on http://{}",
         args.model,
-        args.alias,
         listener.local_addr()?
     );
-    let following = router.clone();
-    let died = supervise(&readiness, "rollout controller", async move {
-        loop {
-            match controller.tick(&following).await {
-                Ok(Tick::Acted(d)) => println!(
-                    "rollout: {} {}% -> {}%: {}",
-                    d.kind.as_str(),
-                    d.from_percent,
-                    d.to_percent,
-                    d.reason
-                ),
-                // A source, store or Prometheus that did not answer: still serving, retried at
-                // the next poll — said on every poll so an outage is never silent.
-                Ok(Tick::Retrying { part, kind, error }) => eprintln!(
-                    "rollout controller: {} failed ({}), retrying: {error}",
-                    part.as_str(),
-                    kind.as_str()
-                ),
-                Ok(_) => {}
-                Err(e) => eprintln!("rollout controller: {e}"),
-            }
-            tokio::time::sleep(poll).await;
-        }
+    let task = match driver {
+        Driver::Rollout(_) => "rollout controller",
+        Driver::Experiment(_) => "experiment controller",
+    };
+    let died = supervise(&readiness, task, async move {
+        drive(driver, router, poll).await;
+        Ok(())
     });
     // Stops on SIGINT/SIGTERM, or when the controller dies (readiness is already false then):
     // the requests in flight are answered either way.

@@ -23,15 +23,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_serve(d, *extra):
-    """Registers the seed's network under `d` and starts `serve` with `extra` arguments;
-    returns the process (stdout and stderr piped) and its `host:port` once it answers."""
+def start_serve(d, *extra, versions=1):
+    """Registers the seed's network under `d` (as versions 1 to `versions`) and starts `serve`
+    with `extra` arguments; returns the process (stdout and stderr piped) and its `host:port`
+    once it answers."""
     for name in ["serve", "registry", "engine_bench"]:
         if not (EXAMPLES / name).exists():
             pytest.fail(f"{EXAMPLES / name} is missing: run scripts/test.sh, or `cargo build --examples --features http`")
     run = lambda *args: subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
     run(EXAMPLES / "engine_bench", "--out", d / "model", "--seconds", "0.01")
-    run(EXAMPLES / "registry", "--registry", d / "reg", "register", "fraud", d / "model")
+    for _ in range(versions):
+        run(EXAMPLES / "registry", "--registry", d / "reg", "register", "fraud", d / "model")
     run(EXAMPLES / "registry", "--registry", d / "reg", "alias", "fraud", "production", "1")
     port = free_port()
     proc = subprocess.Popen(

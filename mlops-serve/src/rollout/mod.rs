@@ -24,7 +24,7 @@
 mod controller;
 mod metrics_source;
 mod state;
-mod store;
+pub(crate) mod store;
 
 pub use controller::{
     compiling, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS, PRODUCTION_ALIAS,
@@ -33,4 +33,6 @@ pub use metrics_source::{InProcess, MetricsSource};
 #[cfg(feature = "prometheus")]
 pub use metrics_source::{PrometheusSource, MAX_LABELED_ROWS};
 pub use state::{policy_digest, Decision, DecisionKind, Phase, RolloutState, CANARY, STABLE};
-pub use store::{rollout_document, MemoryRolloutStore, RolloutStore, Stored, ROLLOUT_DOCUMENT};
+pub use store::{
+    rollout_document, MemoryDocuments, MemoryRolloutStore, RolloutStore, Stored, ROLLOUT_DOCUMENT,
+};

@@ -1,5 +1,5 @@
 //! Where rollout state lives: [`RolloutStore`], a small async trait with a conditional write,
-//! [`MemoryRolloutStore`] for one process and tests, and (feature `registry`) the registry's
+//! [`MemoryRolloutStore`] ([`MemoryDocuments`]) for one process and tests, and (feature `registry`) the registry's
 //! state documents (`models/NAME/state/DOCUMENT/`), written with the conditional create that
 //! makes alias moves safe, so replicas share one rollout and racing controllers cannot both
 //! act.
@@ -88,37 +88,43 @@ pub trait RolloutStore: Send + Sync {
     ) -> Result<bool>;
 }
 
-/// Rollouts kept in memory (one process; tests).
-#[derive(Debug, Default)]
-pub struct MemoryRolloutStore {
-    rollouts: Mutex<HashMap<(String, String), Stored>>,
+/// Documents kept in memory with the conditional write of a store (one process; tests): the
+/// in-memory [`RolloutStore`] ([`MemoryRolloutStore`]) and
+/// [`ExperimentStore`](crate::experiment::ExperimentStore).
+#[derive(Debug)]
+pub struct MemoryDocuments<T> {
+    documents: Mutex<HashMap<(String, String), (u64, T)>>,
 }
 
-impl MemoryRolloutStore {
+/// Rollouts kept in memory (one process; tests).
+pub type MemoryRolloutStore = MemoryDocuments<RolloutState>;
+
+impl<T> Default for MemoryDocuments<T> {
+    fn default() -> Self {
+        MemoryDocuments {
+            documents: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> MemoryDocuments<T> {
     /// Empty.
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-#[async_trait]
-impl RolloutStore for MemoryRolloutStore {
-    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
+    /// `model`'s `document` and its write sequence number, if it was ever written.
+    pub fn get(&self, model: &str, document: &str) -> Option<(u64, T)> {
         let key = (model.to_string(), document.to_string());
-        Ok(lock(&self.rollouts).get(&key).cloned())
+        lock(&self.documents).get(&key).cloned()
     }
 
-    async fn save(
-        &self,
-        model: &str,
-        document: &str,
-        expected_seq: u64,
-        state: &RolloutState,
-        _why: &str,
-    ) -> Result<bool> {
+    /// Writes `value` as write `expected_seq + 1` if the stored one is still `expected_seq`
+    /// (0: none yet); `Ok(false)`, nothing changed, when another writer got there first.
+    pub fn put(&self, model: &str, document: &str, expected_seq: u64, value: &T) -> Result<bool> {
         let key = (model.to_string(), document.to_string());
-        let mut rollouts = lock(&self.rollouts);
-        let current = rollouts.get(&key).map_or(0, |s| s.seq);
+        let mut documents = lock(&self.documents);
+        let current = documents.get(&key).map_or(0, |s| s.0);
         if current != expected_seq {
             return Ok(false);
         }
@@ -129,37 +135,84 @@ impl RolloutStore for MemoryRolloutStore {
                 "a sequence number below u64::MAX",
             ));
         };
-        rollouts.insert(
-            key,
-            Stored {
-                seq,
-                state: state.clone(),
-            },
-        );
+        documents.insert(key, (seq, value.clone()));
         Ok(true)
     }
+}
+
+#[async_trait]
+impl RolloutStore for MemoryRolloutStore {
+    async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
+        Ok(self
+            .get(model, document)
+            .map(|(seq, state)| Stored { seq, state }))
+    }
+
+    async fn save(
+        &self,
+        model: &str,
+        document: &str,
+        expected_seq: u64,
+        state: &RolloutState,
+        _why: &str,
+    ) -> Result<bool> {
+        self.put(model, document, expected_seq, state)
+    }
+}
+
+/// Reads registry state document `document` of `model` as a `T` (`what` names it in the
+/// error when a stored value is not one).
+#[cfg(feature = "registry")]
+pub(crate) async fn load_document<T: serde::de::DeserializeOwned>(
+    registry: &mlops_registry::Registry,
+    model: &str,
+    document: &str,
+    what: &str,
+) -> Result<Option<(u64, T)>> {
+    match registry.state(model, document).await? {
+        None => Ok(None),
+        Some(e) => {
+            // A stored document this version cannot read is corrupt data (permanent:
+            // reported, not retried), not the caller's bad input.
+            let value = serde_json::from_value(e.value).map_err(|err| {
+                crate::Error::corrupt(format!(
+                    "{what} {document:?} of {model:?} (entry {}) is not a {what} written by \
+                     this version of mlops: {err}",
+                    e.seq
+                ))
+            })?;
+            Ok(Some((e.seq, value)))
+        }
+    }
+}
+
+/// Writes `value` as registry state document `document` of `model`, entry `expected_seq + 1`,
+/// with the registry's conditional create; `Ok(false)` when another writer got there first.
+#[cfg(feature = "registry")]
+pub(crate) async fn save_document<T: serde::Serialize>(
+    registry: &mlops_registry::Registry,
+    model: &str,
+    document: &str,
+    expected_seq: u64,
+    value: &T,
+    what: &str,
+    why: &str,
+) -> Result<bool> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| crate::Error::invalid(what, e.to_string(), "a value that serializes"))?;
+    Ok(registry
+        .put_state(model, document, expected_seq, value, why)
+        .await?
+        .is_some())
 }
 
 #[cfg(feature = "registry")]
 #[async_trait]
 impl RolloutStore for mlops_registry::Registry {
     async fn load(&self, model: &str, document: &str) -> Result<Option<Stored>> {
-        let entry = self.state(model, document).await?;
-        match entry {
-            None => Ok(None),
-            Some(e) => {
-                // A stored document this version cannot read is corrupt data (permanent:
-                // reported, not retried), not the caller's bad input.
-                let state = serde_json::from_value(e.value).map_err(|err| {
-                    crate::Error::corrupt(format!(
-                        "rollout state {document:?} of {model:?} (entry {}) is not a rollout \
-                         state written by this version of mlops: {err}",
-                        e.seq
-                    ))
-                })?;
-                Ok(Some(Stored { seq: e.seq, state }))
-            }
-        }
+        Ok(load_document(self, model, document, "rollout state")
+            .await?
+            .map(|(seq, state)| Stored { seq, state }))
     }
 
     async fn save(
@@ -170,12 +223,15 @@ impl RolloutStore for mlops_registry::Registry {
         state: &RolloutState,
         why: &str,
     ) -> Result<bool> {
-        let value = serde_json::to_value(state).map_err(|e| {
-            crate::Error::invalid("rollout state", e.to_string(), "a state that serializes")
-        })?;
-        Ok(self
-            .put_state(model, document, expected_seq, value, why)
-            .await?
-            .is_some())
+        save_document(
+            self,
+            model,
+            document,
+            expected_seq,
+            state,
+            "rollout state",
+            why,
+        )
+        .await
     }
 }

@@ -40,6 +40,12 @@
 
 use std::time::SystemTime;
 
+mod controller;
+pub use controller::{
+    experiment_document, ExperimentController, ExperimentParts, ExperimentRecord, ExperimentStore,
+    ExperimentTick, MemoryExperimentStore, StoredExperiment, KEPT_DECISIONS,
+};
+
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
@@ -50,6 +56,10 @@ use crate::{Error, Result};
 
 /// The most candidates of one experiment (besides its control).
 pub const MAX_CANDIDATES: usize = 16;
+
+/// The longest experiment name (its state document is `experiment_NAME`, a registry name of
+/// at most 128 characters).
+pub const MAX_NAME: usize = 100;
 
 /// Labeled rows of each class an arm needs in a window before the window's estimate joins
 /// its evidence (as for a rollout's pooled checks).
@@ -114,6 +124,10 @@ pub enum Allocation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExperimentConfig {
+    /// The experiment's name: its `experiment` label in the Prometheus series and, with
+    /// [`ExperimentController`], its state document (`experiment_NAME`) in the registry.
+    /// 1 to 100 characters from `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+    pub name: String,
     /// The control arm's name (default: the first arm).
     pub control: Option<String>,
     /// The arms, the control among them: 2 to `MAX_CANDIDATES + 1`.
@@ -132,11 +146,18 @@ pub struct ExperimentConfig {
     pub allocation: Allocation,
     /// Seconds the experiment may run before it ends without a winner, > 0.
     pub max_seconds: f64,
+    /// Seconds between two analyses of live traffic by an [`ExperimentController`] (each
+    /// replica hands in its window this often), at least 1: long enough for every arm to
+    /// collect [`MIN_WINDOW_PER_CLASS`] labeled rows of each class, or its windows add no
+    /// evidence. Each analysis is one entry in the registry's state log. A replay analyzes at
+    /// its own `tick_seconds`.
+    pub analysis_seconds: f64,
 }
 
 impl Default for ExperimentConfig {
     fn default() -> Self {
         ExperimentConfig {
+            name: "experiment".to_string(),
             control: None,
             arms: Vec::new(),
             metric: Metric::RocAuc,
@@ -145,6 +166,7 @@ impl Default for ExperimentConfig {
             max_error_rate: 0.01,
             allocation: Allocation::Fixed,
             max_seconds: 7.0 * 86_400.0,
+            analysis_seconds: 300.0,
         }
     }
 }
@@ -157,6 +179,13 @@ fn whole_buckets(p: f64) -> bool {
 impl ExperimentConfig {
     /// Checks every field, naming the field, the value and what was expected.
     pub fn check(self) -> Result<Experiment> {
+        if !(mlops_core::version_ref::is_plain_name(&self.name) && self.name.len() <= MAX_NAME) {
+            return Err(Error::invalid(
+                "name",
+                format!("{:?}", self.name),
+                format!("1 to {MAX_NAME} characters from A-Z a-z 0-9 . _ -, starting with a letter or digit, without \"..\""),
+            ));
+        }
         let n = self.arms.len();
         if !(2..=MAX_CANDIDATES + 1).contains(&n) {
             let names: Vec<&str> = self.arms.iter().map(|a| a.name.as_str()).collect();
@@ -261,6 +290,13 @@ impl ExperimentConfig {
             }
         }
         crate::policy::check_seconds("max_seconds", self.max_seconds)?;
+        if !(self.analysis_seconds.is_finite() && self.analysis_seconds >= 1.0) {
+            return Err(Error::invalid(
+                "analysis_seconds",
+                self.analysis_seconds,
+                "a number of seconds >= 1 (each analysis writes one entry of the state log)",
+            ));
+        }
         Ok(Experiment {
             config: self,
             control,
@@ -462,11 +498,16 @@ pub struct ExperimentState {
     pub arms: Vec<ArmEvidence>,
     /// Pairwise differences between candidates `(i, j)`, `i < j` (config indexes), `i − j`.
     pub pairs: Vec<((usize, usize), Evidence)>,
-    /// Every decision, the last one in force.
+    /// The decisions kept, the last one in force: every one unless a host keeps only the
+    /// latest ([`ExperimentState::keep_last_decisions`]; the registry's state log keeps
+    /// every entry).
     pub decisions: Vec<ExperimentDecision>,
+    /// How many earlier decisions [`ExperimentState::keep_last_decisions`] let go.
+    #[serde(default)]
+    pub decisions_dropped: u64,
 }
 
-fn unix(t: SystemTime) -> f64 {
+pub(crate) fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
@@ -603,6 +644,19 @@ impl ExperimentState {
                 .collect(),
             pairs,
             decisions: Vec::new(),
+            decisions_dropped: 0,
+        }
+    }
+
+    /// Keeps the last `keep` decisions (at least one), counting the others in
+    /// `decisions_dropped`: what keeps a state that is written at every analysis small.
+    /// Nothing the analysis reads is lost: it needs only the evidence and the last decision.
+    pub fn keep_last_decisions(&mut self, keep: usize) {
+        let keep = keep.max(1);
+        if self.decisions.len() > keep {
+            let cut = self.decisions.len() - keep;
+            self.decisions.drain(..cut);
+            self.decisions_dropped = self.decisions_dropped.saturating_add(cut as u64);
         }
     }
 
@@ -1119,8 +1173,21 @@ impl ExperimentMetrics {
         m
     }
 
-    /// Sets the series of experiment `name` from `decision`.
+    /// Sets the series of experiment `name` from `decision`, a decision this host made:
+    /// counted in `mlops_serve_experiment_decisions_total`.
     pub fn record(&self, name: &str, decision: &ExperimentDecision) {
+        self.show(name, decision);
+        self.decisions
+            .get_or_create(&OutcomeLabels {
+                experiment: name.to_string(),
+                outcome: decision.outcome.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the gauges of experiment `name` from `decision` without counting it (a decision
+    /// another replica made, which that replica counts).
+    pub fn show(&self, name: &str, decision: &ExperimentDecision) {
         for a in &decision.arms {
             let labels = ArmLabels {
                 experiment: name.to_string(),
@@ -1139,11 +1206,5 @@ impl ExperimentMetrics {
             self.high.get_or_create(&labels).set(high);
             self.labeled.get_or_create(&labels).set(a.labeled as f64);
         }
-        self.decisions
-            .get_or_create(&OutcomeLabels {
-                experiment: name.to_string(),
-                outcome: decision.outcome.as_str().to_string(),
-            })
-            .inc();
     }
 }

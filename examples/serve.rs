@@ -30,8 +30,11 @@
 //! registry before the server answers, requests are split between the arms (sticky by
 //! `mlops-request-key`, forced by `mlops-variant: ARM`), each replica hands in its window every
 //! `analysis_seconds` to the registry's state document `experiment_NAME` (shared by every
-//! replica), and each decision is a line and the `mlops_serve_experiment_*` series. When it
-//! ends, the winner (or the control) keeps all traffic; the aliases are not moved.
+//! replica; so an experiment needs write access), and each decision is a line and the
+//! `mlops_serve_experiment_*` series. When it ends, the winner (or the control) keeps all
+//! traffic; the aliases are not moved. A stored experiment of that name with another
+//! configuration is refused at start (exit 2); found later, or a corrupt record, it stops the
+//! server (readiness false, exit 1).
 //!
 //! `--log-predictions URL` (feature `predlog`, off by default) logs every scored row and every
 //! label post as Parquet under `URL` (`predictions/` and `labels/`, partitioned by model and
@@ -97,7 +100,8 @@ struct Args {
     /// A file of bearer tokens, one per line (or MLOPS_TOKENS, comma-separated).
     #[arg(long)]
     tokens_file: Option<PathBuf>,
-    /// Seconds between reads of the aliases and the rollout state (0.05 to 86,400).
+    /// Seconds between reads of the aliases and the rollout state, or of the experiment's
+    /// record with --experiment (0.05 to 86,400).
     #[arg(long, default_value_t = 5.0)]
     poll_seconds: f64,
     /// Largest request body in bytes.
@@ -140,7 +144,7 @@ struct Args {
     /// `percent`, `metric`, `alpha`, `allocation`, `analysis_seconds`, ...) instead of the
     /// rollout controller: the arms' versions serve, `--alias` and `--canary-alias` are not
     /// read.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["policy", "prometheus"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["policy", "prometheus", "alias", "canary_alias"])]
     experiment: Option<PathBuf>,
 }
 
@@ -242,6 +246,9 @@ fn tokens(args: &Args) -> anyhow::Result<Vec<String>> {
         },
     })
 }
+
+/// Reads of a stored experiment at start before giving up (a poll apart).
+const START_TRIES: usize = 20;
 
 /// Seconds between two polls: at least 50 ms (no busy loop), at most a day.
 const POLL_RANGE: SecondsRange = SecondsRange::new(0.05, 86_400.0);
@@ -345,8 +352,14 @@ async fn experiment(
     Ok((Driver::Experiment(controller), routes, what))
 }
 
-/// Ticks the driver every `poll`, saying what it did.
-async fn drive(driver: Driver, router: Arc<Router>, poll: std::time::Duration) {
+/// Ticks the driver every `poll`, saying what it did. A permanent failure of an experiment
+/// (a stored record of another configuration, corrupt data) ends it: this replica no longer
+/// knows the split it should serve.
+async fn drive(
+    driver: Driver,
+    router: Arc<Router>,
+    poll: std::time::Duration,
+) -> mlops::serve::Result<()> {
     loop {
         match &driver {
             Driver::Rollout(controller) => match controller.tick(&router).await {
@@ -383,7 +396,10 @@ async fn drive(driver: Driver, router: Arc<Router>, poll: std::time::Duration) {
                     eprintln!("experiment: failed ({}), retrying: {error}", kind.as_str())
                 }
                 Ok(_) => {}
-                Err(e) => eprintln!("experiment: {e}"),
+                Err(e) => {
+                    eprintln!("experiment: {e}");
+                    return Err(e);
+                }
             },
         }
         tokio::time::sleep(poll).await;
@@ -429,20 +445,53 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..RouterOptions::default()
         },
     )?);
+    let mut serving = serving;
     if let Driver::Experiment(controller) = &driver {
-        // A stored experiment of another configuration (or of another model) is refused
-        // before serving: this replica would split traffic by a config no one records.
-        match controller
-            .tick(&router)
-            .await
-            .context("--experiment: the stored experiment")?
-        {
-            ExperimentTick::Started => println!("experiment: started"),
-            ExperimentTick::Retrying { kind, error } => {
-                eprintln!("experiment: failed ({}), retrying: {error}", kind.as_str())
+        // The stored experiment is read (or started) before serving: a replica must not split
+        // traffic by a file whose experiment no one records, or that another configuration
+        // already holds (refused: exit 2).
+        let mut tries = 0;
+        loop {
+            match controller
+                .tick(&router)
+                .await
+                .context("--experiment: the stored experiment")?
+            {
+                ExperimentTick::Started => println!("experiment: started"),
+                ExperimentTick::Retrying { kind, error } if tries < START_TRIES => {
+                    eprintln!("experiment: failed ({}), retrying: {error}", kind.as_str());
+                    tries += 1;
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
+                ExperimentTick::Lost | ExperimentTick::Busy if tries < START_TRIES => {
+                    tries += 1;
+                    continue;
+                }
+                ExperimentTick::Retrying { error, .. } => {
+                    anyhow::bail!(
+                        "--experiment: the registry did not answer in {START_TRIES} tries: {error}"
+                    )
+                }
+                ExperimentTick::Lost | ExperimentTick::Busy => {
+                    anyhow::bail!(
+                        "--experiment: other replicas kept writing first in {START_TRIES} tries"
+                    )
+                }
+                _ => {}
             }
-            _ => {}
+            break;
         }
+        serving = format!(
+            "{serving}, now [{}]",
+            router
+                .routes()
+                .weights
+                .iter()
+                .map(|(n, p)| format!("{n} {p}%"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let server_config = ServerConfig {
         tokens,
@@ -472,10 +521,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Driver::Rollout(_) => "rollout controller",
         Driver::Experiment(_) => "experiment controller",
     };
-    let died = supervise(&readiness, task, async move {
-        drive(driver, router, poll).await;
-        Ok(())
-    });
+    let died = supervise(&readiness, task, drive(driver, router, poll));
     // Stops on SIGINT/SIGTERM, or when the controller dies (readiness is already false then):
     // the requests in flight are answered either way.
     let stop = async move {

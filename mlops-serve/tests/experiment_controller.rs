@@ -7,12 +7,10 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mlops_core::clock::Clock;
 use mlops_serve::experiment::{
     Arm, ExperimentConfig, ExperimentController, ExperimentOutcome, ExperimentParts,
     ExperimentRecord, ExperimentStore, ExperimentTick, MemoryExperimentStore, StoredExperiment,
@@ -209,15 +207,38 @@ async fn two_replicas_share_one_experiment_through_a_registry_folder() {
 #[ignore = "left out: an experiment shared through a registry folder; run with --features registry (the workspace test does)"]
 fn two_replicas_share_one_experiment_through_a_registry_folder() {}
 
-/// A store whose next save writes and then answers with an error, as a timed-out request
-/// whose write landed does.
-struct LostAnswer {
+/// What the next save of a [`Flaky`] store does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum NextSave {
+    Normal,
+    /// Writes, then answers with an error (a timeout after the store had written).
+    WriteThenFail,
+    /// Fails without writing.
+    Fail,
+    /// Writes, then never answers (the tick waiting on it is dropped).
+    WriteThenHang,
+}
+
+struct Flaky {
     inner: MemoryExperimentStore,
-    armed: AtomicBool,
+    next: std::sync::Mutex<NextSave>,
+}
+
+impl Flaky {
+    fn new() -> Self {
+        Flaky {
+            inner: MemoryExperimentStore::new(),
+            next: std::sync::Mutex::new(NextSave::Normal),
+        }
+    }
+
+    fn arm(&self, next: NextSave) {
+        *self.next.lock().unwrap() = next;
+    }
 }
 
 #[async_trait]
-impl ExperimentStore for LostAnswer {
+impl ExperimentStore for Flaky {
     async fn load(&self, model: &str, document: &str) -> Result<Option<StoredExperiment>> {
         self.inner.load(model, document).await
     }
@@ -230,55 +251,135 @@ impl ExperimentStore for LostAnswer {
         record: &ExperimentRecord,
         why: &str,
     ) -> Result<bool> {
+        let next = std::mem::replace(&mut *self.next.lock().unwrap(), NextSave::Normal);
+        if next == NextSave::Fail {
+            return Err(mlops_serve::Error::unavailable("connection refused"));
+        }
         let written = self
             .inner
             .save(model, document, expected_seq, record, why)
             .await?;
-        if self.armed.swap(false, Ordering::SeqCst) {
-            return Err(mlops_serve::Error::unavailable(
+        match next {
+            NextSave::WriteThenFail => Err(mlops_serve::Error::unavailable(
                 "timed out waiting for the store",
-            ));
+            )),
+            NextSave::WriteThenHang => std::future::pending().await,
+            _ => Ok(written),
         }
-        Ok(written)
     }
 }
 
-#[tokio::test]
-async fn a_write_whose_answer_was_lost_is_not_added_twice() {
+/// One controller on a [`Flaky`] store: 500 requests, then a hand-in whose save does `next`
+/// (`hang`: the tick is dropped after 50 ms); then the next tick, 200 more requests and a
+/// normal hand-in. Returns the requests in the record after the failed hand-in's next tick
+/// and at the end.
+async fn after_a_failed_write(next: NextSave) -> (u64, u64) {
     let w = world();
-    let store = Arc::new(LostAnswer {
-        inner: MemoryExperimentStore::new(),
-        armed: AtomicBool::new(false),
-    });
+    let store = Arc::new(Flaky::new());
     let c = controller(&w, config(), store.clone(), w.source.clone());
     let r = router(&w, &c).await;
     assert_eq!(c.tick(&r).await.unwrap(), ExperimentTick::Started);
     let data = w.traffic(2_000);
     send(&r, &data, 0, 500);
     w.clock.advance(Duration::from_secs(60));
-    store.armed.store(true, Ordering::SeqCst);
-    let t = c.tick(&r).await.unwrap();
-    assert!(
-        matches!(
-            t,
-            ExperimentTick::Retrying {
-                kind: ErrorKind::Unavailable,
-                ..
-            }
-        ),
-        "{t:?}"
-    );
-    assert_eq!(requests(&c.state().await.unwrap().unwrap()), 500);
-    // The next tick finds its window in the record and starts a new one.
+    store.arm(next);
+    if next == NextSave::WriteThenHang {
+        let dropped = tokio::time::timeout(Duration::from_millis(50), c.tick(&r)).await;
+        assert!(dropped.is_err(), "the tick should still wait: {dropped:?}");
+    } else {
+        let t = c.tick(&r).await.unwrap();
+        assert!(
+            matches!(
+                t,
+                ExperimentTick::Retrying {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }
+            ),
+            "{t:?}"
+        );
+    }
+    // The next tick looks the window up and starts a new one, adding nothing.
     assert_eq!(c.tick(&r).await.unwrap(), ExperimentTick::Followed);
-    assert_eq!(requests(&c.state().await.unwrap().unwrap()), 500);
+    let after = requests(&c.state().await.unwrap().unwrap());
     send(&r, &data, 500, 200);
     w.clock.advance(Duration::from_secs(60));
     assert!(matches!(
         c.tick(&r).await.unwrap(),
         ExperimentTick::Acted(_)
     ));
-    assert_eq!(requests(&c.state().await.unwrap().unwrap()), 700);
+    (after, requests(&c.state().await.unwrap().unwrap()))
+}
+
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_not_added_twice() {
+    // Written, then an error: the window is in the evidence once.
+    assert_eq!(
+        after_a_failed_write(NextSave::WriteThenFail).await,
+        (500, 700)
+    );
+    // Written, then the tick dropped while it waited: the same.
+    assert_eq!(
+        after_a_failed_write(NextSave::WriteThenHang).await,
+        (500, 700)
+    );
+    // Not written: its requests are dropped, never added later on top of a new window.
+    assert_eq!(after_a_failed_write(NextSave::Fail).await, (0, 200));
+}
+
+#[tokio::test]
+async fn a_tampered_record_is_corrupt_data_never_followed() {
+    let w = world();
+    let store = Arc::new(MemoryExperimentStore::new());
+    let c = controller(&w, config(), store.clone(), w.source.clone());
+    let r = router(&w, &c).await;
+    c.tick(&r).await.unwrap();
+    w.clock.advance(Duration::from_secs(60));
+    assert!(matches!(
+        c.tick(&r).await.unwrap(),
+        ExperimentTick::Acted(_)
+    ));
+    let before = r.routes().weights;
+    let stored = c.state().await.unwrap().unwrap();
+    for (tamper, named) in [
+        (
+            Box::new(|rec: &mut ExperimentRecord| {
+                rec.state.decisions.last_mut().unwrap().arms[1].percent = 3.0;
+            }) as Box<dyn Fn(&mut ExperimentRecord)>,
+            "summing to 100",
+        ),
+        (
+            Box::new(|rec: &mut ExperimentRecord| {
+                rec.state.decisions.last_mut().unwrap().arms[2].name = "other".into();
+            }),
+            "not the experiment's",
+        ),
+        (
+            Box::new(|rec: &mut ExperimentRecord| {
+                rec.windows = (0..1_000).map(|i| format!("x-{i}")).collect();
+            }),
+            "1000 window ids",
+        ),
+    ] {
+        let mut record = stored.record.clone();
+        tamper(&mut record);
+        let seq = store.get(MODEL, "experiment_ranker").unwrap().0;
+        assert!(store
+            .save(MODEL, "experiment_ranker", seq, &record, "tampered")
+            .await
+            .unwrap());
+        let e = c.tick(&r).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("experiment_ranker")
+                && msg.contains(&format!("write {}", seq + 1))
+                && msg.contains(named),
+            "{msg}"
+        );
+        // The router kept its routes.
+        assert_eq!(r.routes().weights, before);
+    }
 }
 
 #[tokio::test]
@@ -297,7 +398,10 @@ async fn a_stored_experiment_of_another_configuration_is_refused() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     let msg = e.to_string();
     assert!(
-        msg.contains("experiment_ranker") && msg.contains("digest") && msg.contains("another name"),
+        msg.contains("experiment_ranker")
+            && msg.contains("another alpha")
+            && msg.contains("digest")
+            && msg.contains("another name"),
         "{msg}"
     );
 }
@@ -315,7 +419,7 @@ async fn an_arm_whose_version_is_missing_is_an_error_before_anything_serves() {
     );
     let e = c.routes().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
-    assert!(e.to_string().contains('9'), "{e}");
+    assert!(e.to_string().contains("version 9"), "{e}");
     // A model name that is no registry name is refused when the controller is built.
     let bad = ExperimentController::new(ExperimentParts {
         model: "../x".into(),
@@ -343,8 +447,9 @@ async fn the_stored_record_stays_small_however_long_it_runs() {
     let c = controller(&w, same, store, w.source.clone());
     let r = router(&w, &c).await;
     c.tick(&r).await.unwrap();
-    let start = w.clock.now();
-    for _ in 0..(KEPT_DECISIONS + 80) {
+    let data = w.traffic(100_000);
+    for minute in 0..(KEPT_DECISIONS + 80) {
+        send(&r, &data, minute * 300, 300);
         w.clock.advance(Duration::from_secs(60));
         let t = c.tick(&r).await.unwrap();
         assert!(matches!(t, ExperimentTick::Acted(_)), "{t:?}");
@@ -352,23 +457,24 @@ async fn the_stored_record_stays_small_however_long_it_runs() {
     let stored = c.state().await.unwrap().unwrap();
     assert_eq!(stored.record.state.decisions.len(), KEPT_DECISIONS);
     assert_eq!(stored.record.state.decisions_dropped, 80);
-    assert!(stored.record.windows.len() <= 64);
+    assert_eq!(stored.record.windows.len(), 64);
+    assert_eq!(requests(&stored), 300 * (KEPT_DECISIONS as u64 + 80));
+    let bytes = serde_json::to_vec(&stored.record).unwrap().len();
+    assert!(bytes < 64 << 10, "{bytes} bytes");
     // Waiting between analyses writes nothing.
     w.clock.advance(Duration::from_secs(30));
-    let seq = stored.seq;
     assert!(matches!(
         c.tick(&r).await.unwrap(),
         ExperimentTick::Waiting { .. }
     ));
-    assert_eq!(c.state().await.unwrap().unwrap().seq, seq);
-    assert!(w.clock.now() > start);
+    assert_eq!(c.state().await.unwrap().unwrap().seq, stored.seq);
 }
 
 #[tokio::test]
-async fn a_replica_hands_in_its_window_before_it_follows_new_weights() {
-    // Thompson allocation moves the weights at most analyses; B's first window ends 30 s after
-    // A's, so B sees A's new weights before its window is due and must hand it in first (and
-    // whenever A moves the weights again before B's tick).
+async fn a_replica_follows_new_weights_and_keeps_its_window() {
+    // Thompson allocation moves the weights at most analyses; B's windows end 30 s after A's,
+    // so B sees A's new weights before its window is due: it follows them at once and keeps
+    // its window's statistics until the window is due.
     let w = world();
     let thompson = ExperimentConfig {
         allocation: mlops_serve::experiment::Allocation::Thompson { floor_percent: 5.0 },
@@ -384,7 +490,7 @@ async fn a_replica_hands_in_its_window_before_it_follows_new_weights() {
     let data = w.traffic(200_000);
     let (mut sent, mut row) = (0_u64, 0_usize);
     let (mut pending_a, mut pending_b) = (0_u64, 0_u64);
-    let (mut early, mut moved) = (0, 0);
+    let mut kept = 0;
     for half_minute in 0..200 {
         send(&ra, &data, row, 150);
         send(&rb, &data, row + 150, 150);
@@ -393,27 +499,26 @@ async fn a_replica_hands_in_its_window_before_it_follows_new_weights() {
         pending_a += 150;
         pending_b += 150;
         w.clock.advance(Duration::from_secs(30));
-        let before = rb.routes().weights;
         let ta = a.tick(&ra).await.unwrap();
         if matches!(ta, ExperimentTick::Acted(_)) {
             pending_a = 0;
         }
-        let stored = a.state().await.unwrap().unwrap();
-        if stored.record.state.is_over() {
+        if a.state().await.unwrap().unwrap().record.state.is_over() {
             break;
         }
-        let a_moved = ra.routes().weights != before;
         let tb = b.tick(&rb).await.unwrap();
-        if matches!(tb, ExperimentTick::Acted(_)) {
-            pending_b = 0;
-            early += usize::from(a_moved);
-        } else {
-            assert!(
-                !a_moved,
-                "half-minute {half_minute}: B followed new weights without handing in: {tb:?}"
-            );
+        match tb {
+            ExperimentTick::Acted(_) => pending_b = 0,
+            ExperimentTick::Followed => {
+                // B took A's new weights without handing in: its window goes on.
+                assert_eq!(rb.routes().weights, ra.routes().weights);
+                let in_window: u64 = rb.snapshot().variants.iter().map(|v| v.requests).sum();
+                assert_eq!(in_window, pending_b, "half-minute {half_minute}");
+                kept += 1;
+            }
+            ExperimentTick::Waiting { .. } | ExperimentTick::Over => {}
+            other => panic!("half-minute {half_minute}: {other:?}"),
         }
-        moved += usize::from(a_moved);
         let stored = a.state().await.unwrap().unwrap();
         if stored.record.state.is_over() {
             break;
@@ -424,5 +529,8 @@ async fn a_replica_hands_in_its_window_before_it_follows_new_weights() {
             "half-minute {half_minute}: every request handed in once"
         );
     }
-    assert!(moved > 0 && early > 0, "moved {moved}, early {early}");
+    assert!(
+        kept > 0,
+        "B never followed new weights between its hand-ins"
+    );
 }

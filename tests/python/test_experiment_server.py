@@ -162,7 +162,7 @@ def test_an_experiment_served_across_two_replicas(tmp_path):
     (EXPERIMENT.split("[[arms]]\nname = \"b\"")[0].replace("percent = 50", "percent = 100"), b"arms"),
     (EXPERIMENT.replace("percent = 20", "percent = 25"), b"percent"),
     (EXPERIMENT.replace("version = 3", "version = 2"), b"arms[2].version"),
-    (EXPERIMENT.replace("version = 3", "version = 7"), b"7"),
+    (EXPERIMENT.replace("version = 3", "version = 7"), b"version 7 of model `fraud` not found"),
     (EXPERIMENT + "\nbogus = 1\n", b"bogus"),
 ])
 def test_a_bad_experiment_is_refused_at_start(tmp_path, text, named):

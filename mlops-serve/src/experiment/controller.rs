@@ -9,14 +9,22 @@
 //! plus its window and writes the result with a conditional write; a replica that loses the
 //! write reads the winner's state and adds its window to that (up to eight tries, then at the
 //! next tick). Every window is evidence from different requests, so windows of several replicas
-//! pool as windows of one replica do, and each is counted once: the stored record names the
-//! last windows it holds, so a write whose answer was lost (a timeout after the store had
-//! written) is recognized at the next tick instead of being added twice. A replica that sees
-//! new weights from another replica hands in its window before it follows them (installing
-//! routes starts new statistics).
+//! pool as windows of one replica do. A replica that sees new weights from another replica
+//! follows them with [`Router::reweight`], which keeps its window's statistics, and hands the
+//! window in when it is due.
 //!
-//! A stored experiment whose configuration differs from this controller's (another digest) is
-//! refused, naming both: a changed experiment is a new experiment, under a new name. When the
+//! **No request is counted twice.** The record names the last windows it holds (by replica
+//! and number); a write whose answer never came (an error, a timeout after the store had
+//! written, a tick dropped while it waited) is looked up at the next tick, and its window is
+//! never added again: in the record, it is in the evidence; not there, its requests are dropped
+//! (logged). Requests are also left out (never double counted) when they are answered between
+//! a window's snapshot and the new routes (the time of one store write), and when another
+//! replica's decision ends the experiment before this replica's window is handed in.
+//!
+//! A stored experiment whose configuration differs from this controller's is refused, naming
+//! the first field that differs: a changed experiment is a new experiment, under a new name. A
+//! stored record that is not whole (decisions of other arms, weights that do not sum to 100,
+//! more window ids or decisions than are kept) is corrupt data, never followed. When the
 //! experiment is over, its last weights stay (the winner, or the control, at 100%); moving an
 //! alias to the winner is the operator's (or the host's) decision.
 //!
@@ -80,8 +88,8 @@ use crate::{Error, ErrorKind, Result};
 /// decision's reason).
 pub const KEPT_DECISIONS: usize = 20;
 
-/// Window ids a stored experiment remembers, so a write whose answer was lost is not added
-/// twice.
+/// Window ids a stored experiment remembers, so a replica whose write got no answer can tell
+/// whether its window landed (it is never added again either way).
 const KEPT_WINDOWS: usize = 64;
 
 /// Tries to add one window before waiting for the next tick.
@@ -387,33 +395,39 @@ impl ExperimentController {
             .await
     }
 
-    /// The stored experiment, checked to be this model's and this configuration's.
+    /// The stored experiment, checked to be this model's and this configuration's, and
+    /// whole: a record another writer tampered with or cut is corrupt data, named with its
+    /// document and write, never followed.
     async fn stored(&self) -> Result<Option<StoredExperiment>> {
         let stored = self.state().await?;
         if let Some(st) = &stored {
-            let what = || {
-                format!(
-                    "experiment {:?} of {:?} (write {})",
-                    self.document, self.parts.model, st.seq
-                )
-            };
-            if st.record.model != self.parts.model {
+            let what = format!(
+                "experiment {:?} of {:?} (write {})",
+                self.document, self.parts.model, st.seq
+            );
+            let r = &st.record;
+            if r.model != self.parts.model {
                 return Err(Error::invalid(
-                    what(),
-                    format!("a record of model {:?}", st.record.model),
+                    what,
+                    format!("a record of model {:?}", r.model),
                     format!("a record of model {:?}", self.parts.model),
                 ));
             }
-            if st.record.config_digest != self.digest {
-                return Err(Error::invalid(
-                    what(),
-                    format!("a configuration with digest {}", st.record.config_digest),
-                    format!(
-                        "this configuration (digest {}): a changed experiment is a new one; give it another name",
-                        self.digest
-                    ),
-                ));
+            if r.config_digest != self.digest {
+                if let Some(field) = r.config.differs_from(&self.parts.experiment) {
+                    return Err(Error::invalid(
+                        what,
+                        format!("an experiment started with another {field} (configuration digest {})", r.config_digest),
+                        format!(
+                            "this configuration (digest {}): a changed experiment is a new one; give it another name",
+                            self.digest
+                        ),
+                    ));
+                }
             }
+            check_record(&self.parts.experiment, r).map_err(|why| {
+                Error::corrupt(format!("{what} is not a whole experiment record: {why}"))
+            })?;
         }
         Ok(stored)
     }
@@ -443,8 +457,9 @@ impl ExperimentController {
     /// One round: start the experiment when no one has, follow the stored weights, and hand
     /// in this replica's window when it is due or when another replica's decision changed the
     /// weights (see the module docs). A retryable failure is [`ExperimentTick::Retrying`]; a
-    /// permanent one (a version gone, a stored experiment of another configuration, corrupt
-    /// data) is the error.
+    /// permanent one (a stored experiment of another configuration or model, a corrupt record,
+    /// an arm's version not found when first loaded) is the error, and the router keeps its
+    /// routes.
     pub async fn tick(&self, router: &Router) -> Result<ExperimentTick> {
         match self.try_tick(router).await {
             Ok(t) => Ok(t),
@@ -497,13 +512,18 @@ impl ExperimentController {
             return Ok(ExperimentTick::Lost);
         };
         if let Some(id) = f.unsure.take() {
+            // A write that got no answer (an error, or a tick dropped while it waited): in the
+            // record or not, its window is never added again. Landed, it is in the evidence;
+            // lost, its requests are dropped, which costs evidence but never counts a request
+            // twice.
             if current.record.windows.contains(&id) {
-                // The write whose answer was lost had landed: the window is in the evidence.
                 f.windows += 1;
-                let weights = self.weights_of(&current.record);
-                self.install(router, f, current.seq, weights, t).await?;
-                return Ok(ExperimentTick::Followed);
+            } else {
+                tracing::warn!(model = %model, document = %self.document, window = %id, "a window whose write got no answer is not in the record; its requests are dropped, never counted twice");
             }
+            let weights = self.weights_of(&current.record);
+            self.install(router, f, current.seq, weights, t).await?;
+            return Ok(ExperimentTick::Followed);
         }
         let stored_weights = self.weights_of(&current.record);
         if f.seq.is_none() {
@@ -525,9 +545,20 @@ impl ExperimentController {
             return Ok(ExperimentTick::Over);
         }
         let due_unix = f.window_started + experiment.analysis_seconds;
-        if t < due_unix && f.weights == stored_weights {
+        if t < due_unix {
+            if f.weights == stored_weights {
+                f.seq = Some(current.seq);
+                return Ok(ExperimentTick::Waiting { due_unix });
+            }
+            // Another replica's decision moved the weights: follow them, keeping this
+            // replica's window (its statistics go on until it is due).
+            if let Some(d) = current.record.state.last() {
+                self.parts.metrics.show(&experiment.name, d);
+            }
+            router.reweight(stored_weights.clone())?;
+            f.weights = stored_weights;
             f.seq = Some(current.seq);
-            return Ok(ExperimentTick::Waiting { due_unix });
+            return Ok(ExperimentTick::Followed);
         }
         // Hand in this replica's window: on the stored state, and again on the winner's if
         // another replica writes first.
@@ -543,9 +574,11 @@ impl ExperimentController {
             };
             record.state.keep_last_decisions(KEPT_DECISIONS);
             record.windows.push(id.clone());
-            if record.windows.len() > KEPT_WINDOWS {
-                record.windows.remove(0);
-            }
+            let excess = record.windows.len().saturating_sub(KEPT_WINDOWS);
+            record.windows.drain(..excess);
+            // Until the store answers, this window may be in the record: a tick dropped here
+            // (or an error) leaves it unsure, and it is never added again.
+            f.unsure = Some(id.clone());
             let saved = self
                 .parts
                 .store
@@ -556,43 +589,101 @@ impl ExperimentController {
                     &record,
                     &decision.reason,
                 )
-                .await;
-            match saved {
-                Ok(true) => {
-                    tracing::info!(model = %model, document = %self.document, outcome = decision.outcome.as_str(), reason = %decision.reason, "experiment decision");
-                    self.parts.metrics.record(&experiment.name, &decision);
-                    f.windows += 1;
-                    self.install(
-                        router,
-                        f,
-                        current.seq.saturating_add(1),
-                        decision.weights(),
-                        t,
-                    )
-                    .await?;
-                    return Ok(ExperimentTick::Acted(Box::new(decision)));
-                }
-                Ok(false) => {
-                    current = self.stored().await?.ok_or_else(|| {
-                        Error::corrupt(format!(
-                            "experiment {:?} of {model:?} vanished after write {}",
-                            self.document, current.seq
-                        ))
-                    })?;
-                    if current.record.state.is_over() {
-                        let weights = self.weights_of(&current.record);
-                        self.install(router, f, current.seq, weights, t).await?;
-                        return Ok(ExperimentTick::Over);
-                    }
-                }
-                Err(e) => {
-                    // Written or not, the store will say at the next tick.
-                    f.unsure = Some(id);
-                    return Err(e);
-                }
+                .await?;
+            f.unsure = None;
+            if saved {
+                tracing::info!(model = %model, document = %self.document, outcome = decision.outcome.as_str(), reason = %decision.reason, "experiment decision");
+                self.parts.metrics.record(&experiment.name, &decision);
+                f.windows += 1;
+                // The window is in the record whatever happens next: if the new routes fail,
+                // the next tick finds it there and starts a new window instead.
+                f.unsure = Some(id.clone());
+                self.install(
+                    router,
+                    f,
+                    current.seq.saturating_add(1),
+                    decision.weights(),
+                    t,
+                )
+                .await?;
+                f.unsure = None;
+                return Ok(ExperimentTick::Acted(Box::new(decision)));
+            }
+            current = self.stored().await?.ok_or_else(|| {
+                Error::corrupt(format!(
+                    "experiment {:?} of {model:?} vanished after write {}",
+                    self.document, current.seq
+                ))
+            })?;
+            if current.record.windows.contains(&id) {
+                // An earlier write of this window landed late: it is in the evidence.
+                f.windows += 1;
+                let weights = self.weights_of(&current.record);
+                self.install(router, f, current.seq, weights, t).await?;
+                return Ok(ExperimentTick::Followed);
+            }
+            if current.record.state.is_over() {
+                let weights = self.weights_of(&current.record);
+                self.install(router, f, current.seq, weights, t).await?;
+                return Ok(ExperimentTick::Over);
             }
         }
         tracing::debug!(model = %model, document = %self.document, "other replicas kept writing first; the window waits for the next tick");
         Ok(ExperimentTick::Lost)
     }
+}
+
+/// Why `record` is not a whole record of `experiment`, if it is not.
+fn check_record(
+    experiment: &Experiment,
+    record: &ExperimentRecord,
+) -> std::result::Result<(), String> {
+    if record.windows.len() > KEPT_WINDOWS {
+        return Err(format!(
+            "{} window ids, at most {KEPT_WINDOWS} kept",
+            record.windows.len()
+        ));
+    }
+    let names: Vec<&str> = record.state.arms.iter().map(|a| a.name.as_str()).collect();
+    let expected: Vec<&str> = experiment.arms.iter().map(|a| a.name.as_str()).collect();
+    if names != expected {
+        return Err(format!(
+            "evidence of the arms {names:?}, not the experiment's {expected:?}"
+        ));
+    }
+    if record.state.decisions.len() > KEPT_DECISIONS {
+        return Err(format!(
+            "{} decisions, at most {KEPT_DECISIONS} kept",
+            record.state.decisions.len()
+        ));
+    }
+    for (i, d) in record.state.decisions.iter().enumerate() {
+        let arms: Vec<(&str, u64)> = d
+            .arms
+            .iter()
+            .map(|a| (a.name.as_str(), a.version))
+            .collect();
+        let expected: Vec<(&str, u64)> = experiment
+            .arms
+            .iter()
+            .map(|a| (a.name.as_str(), a.version))
+            .collect();
+        if arms != expected {
+            return Err(format!(
+                "decisions[{i}] has the arms {arms:?}, not the experiment's {expected:?}"
+            ));
+        }
+        let sum: f64 = d.arms.iter().map(|a| a.percent).sum();
+        if d.arms
+            .iter()
+            .any(|a| !(a.percent.is_finite() && (0.0..=100.0).contains(&a.percent)))
+            || (sum - 100.0).abs() > 1e-6
+        {
+            return Err(format!(
+                "decisions[{i}] splits traffic as {:?}, not percents in [0, 100] summing to 100",
+                d.weights()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -176,7 +176,71 @@ fn whole_buckets(p: f64) -> bool {
     (b - b.round()).abs() < 1e-6
 }
 
+/// Whether two numbers read from configuration files are the same (a number written to JSON
+/// and read back may move in its last bit).
+fn same_number(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}
+
 impl ExperimentConfig {
+    /// The first field in which `other` is another experiment (`None`: the same one), numbers
+    /// compared to 1e-12 relative (a stored copy may move in its last bit).
+    ///
+    /// ```
+    /// use mlops_serve::experiment::{Arm, ExperimentConfig};
+    ///
+    /// let a = ExperimentConfig { arms: vec![Arm::new("a", 1, 50.0), Arm::new("b", 2, 50.0)], ..Default::default() };
+    /// assert_eq!(a.differs_from(&a.clone()), None);
+    /// let b = ExperimentConfig { alpha: 0.1, ..a.clone() };
+    /// assert_eq!(a.differs_from(&b).as_deref(), Some("alpha"));
+    /// ```
+    pub fn differs_from(&self, other: &ExperimentConfig) -> Option<String> {
+        let numbers = [
+            ("alpha", self.alpha, other.alpha),
+            (
+                "min_improvement",
+                self.min_improvement,
+                other.min_improvement,
+            ),
+            ("max_error_rate", self.max_error_rate, other.max_error_rate),
+            ("max_seconds", self.max_seconds, other.max_seconds),
+            (
+                "analysis_seconds",
+                self.analysis_seconds,
+                other.analysis_seconds,
+            ),
+        ];
+        if self.name != other.name {
+            return Some("name".into());
+        }
+        if self.control != other.control {
+            return Some("control".into());
+        }
+        if self.arms.len() != other.arms.len() {
+            return Some("arms".into());
+        }
+        for (i, (a, b)) in self.arms.iter().zip(&other.arms).enumerate() {
+            if a.name != b.name || a.version != b.version || !same_number(a.percent, b.percent) {
+                return Some(format!("arms[{i}]"));
+            }
+        }
+        if self.metric != other.metric {
+            return Some("metric".into());
+        }
+        if let Some((field, _, _)) = numbers.iter().find(|(_, a, b)| !same_number(*a, *b)) {
+            return Some((*field).into());
+        }
+        let same_allocation = match (self.allocation, other.allocation) {
+            (Allocation::Fixed, Allocation::Fixed) => true,
+            (
+                Allocation::Thompson { floor_percent: a },
+                Allocation::Thompson { floor_percent: b },
+            ) => same_number(a, b),
+            _ => false,
+        };
+        (!same_allocation).then(|| "allocation".into())
+    }
+
     /// Checks every field, naming the field, the value and what was expected.
     pub fn check(self) -> Result<Experiment> {
         if !(mlops_core::version_ref::is_plain_name(&self.name) && self.name.len() <= MAX_NAME) {
@@ -197,11 +261,11 @@ impl ExperimentConfig {
         }
         let mut sum = 0.0;
         for (i, a) in self.arms.iter().enumerate() {
-            if a.name.is_empty() || a.name.len() > 128 {
+            if a.name.is_empty() || a.name.len() > 128 || a.name.chars().any(char::is_control) {
                 return Err(Error::invalid(
                     format!("arms[{i}].name"),
                     format!("{:?}", a.name),
-                    "a name of 1 to 128 bytes",
+                    "a name of 1 to 128 bytes without control characters",
                 ));
             }
             if let Some(j) = self.arms[..i].iter().position(|b| b.name == a.name) {

@@ -213,7 +213,9 @@ pub(crate) struct Slot {
     pub(crate) version: Option<u64>,
     pub(crate) predictor: Arc<dyn Predictor>,
     pub(crate) threshold: f32,
-    pub(crate) stats: VariantStats,
+    /// Shared by the tables of one step ([`Router::reweight`] keeps it; [`Router::install`]
+    /// starts new ones).
+    pub(crate) stats: Arc<VariantStats>,
     pub(crate) handles: VariantHandles,
     /// The predictor's feature names, shared with every logged or monitored row.
     #[cfg(any(feature = "predlog", feature = "monitor"))]
@@ -348,7 +350,7 @@ impl Router {
                 version: v.version,
                 threshold: v.predictor.threshold(),
                 predictor: v.predictor.clone(),
-                stats: VariantStats::new(&options.config.stats),
+                stats: Arc::new(VariantStats::new(&options.config.stats)),
                 handles: metrics.variant_handles(model, v.version, &v.name),
                 #[cfg(any(feature = "predlog", feature = "monitor"))]
                 feature_names: v.predictor.feature_names().into(),
@@ -392,6 +394,85 @@ impl Router {
         self.table.store(Arc::new(table));
         tracing::debug!(model = %self.model, generation, "routes installed");
         Ok(())
+    }
+
+    /// Moves traffic between the variants in force to `weights` (checked as
+    /// [`Router::install`] checks them) **without** starting a new step: every variant keeps
+    /// its statistics, so the current step's window goes on across the change (what an
+    /// experiment replica needs when another replica's decision moves the weights before its
+    /// own window is handed in). Requests in flight finish on the table they started on.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+    /// # use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
+    /// # use mlops_serve::{CompiledModel, NonFinitePolicy};
+    /// # use ndarray::array;
+    /// # let spec = ModelSpec::new(vec!["x".into()], vec![LayerSpec::new(1, Activation::Sigmoid)]);
+    /// # let a = ModelArtifact::new(spec, vec![(array![[1.0_f32]], array![0.0_f32])])?;
+    /// # let m = Arc::new(CompiledModel::compile(&a, NonFinitePolicy::Reject)?);
+    /// let routes = Routes {
+    ///     variants: vec![Variant::new("a", Some(1), m.clone()), Variant::new("b", Some(2), m)],
+    ///     weights: vec![("a".into(), 50.0), ("b".into(), 50.0)],
+    ///     shadow: None,
+    /// };
+    /// let router = Router::new("fraud", routes, RouterOptions::default())?;
+    /// let mut p = [0.0_f32];
+    /// router.route(&Request::keyed("user-1"), array![[0.5_f32]].view(), &mut p)?;
+    /// router.reweight(vec![("a".into(), 10.0), ("b".into(), 90.0)])?;
+    /// let requests: u64 = router.snapshot().variants.iter().map(|v| v.requests).sum();
+    /// assert_eq!(requests, 1); // the step's statistics are kept
+    /// assert_eq!(router.routes().weights[1].1, 90.0);
+    /// # Ok::<(), mlops_serve::Error>(())
+    /// ```
+    pub fn reweight(&self, weights: Vec<(String, f64)>) -> Result<()> {
+        loop {
+            let old = self.table.load_full();
+            let routes = Routes {
+                weights: weights.clone(),
+                ..old.routes.clone()
+            };
+            let checked = routes::check(&routes)?;
+            let slots = old
+                .slots
+                .iter()
+                .map(|s| Slot {
+                    name: s.name.clone(),
+                    version: s.version,
+                    predictor: s.predictor.clone(),
+                    threshold: s.threshold,
+                    stats: s.stats.clone(),
+                    handles: s.handles.clone(),
+                    #[cfg(any(feature = "predlog", feature = "monitor"))]
+                    feature_names: s.feature_names.clone(),
+                })
+                .collect();
+            let table = Arc::new(Table {
+                slots,
+                arm_variant: checked.arm_variant,
+                arm_upper: checked.arm_upper,
+                shadow: checked.shadow,
+                n_features: old.n_features,
+                routes,
+                generation: old.generation,
+            });
+            // Only over the table it was built from: an install in between wins, and the
+            // weights are applied to it on the next turn.
+            let previous = self.table.compare_and_swap(&old, table.clone());
+            if Arc::ptr_eq(&previous, &old) {
+                for v in &table.routes.variants {
+                    let weight = weights
+                        .iter()
+                        .find(|(n, _)| *n == v.name)
+                        .map_or(0.0, |(_, p)| *p);
+                    self.options
+                        .metrics
+                        .set_weight(&self.model, &v.name, weight);
+                }
+                tracing::debug!(model = %self.model, "routes reweighted");
+                return Ok(());
+            }
+        }
     }
 
     /// The routes in force.

@@ -231,7 +231,8 @@ fn validate_exits_1_on_errors_and_0_on_clean_data() {
 /// A promotion policy short enough for a short stream: shadow one batch, then 50% and 100%,
 /// two batches each (labels come one batch late).
 const SHORT_POLICY: &str = r#"
-# Per-window analysis: the main job's own policy is per-window too.
+# Per-window analysis (the main job's default is the always-valid one): the short stream's
+# tests check the per-window decisions, and that its report says it has no confidence sequence.
 sequential = false
 steps = [50, 100]
 bake_time_seconds = 7200
@@ -365,6 +366,9 @@ fn pipeline_closes_the_loop_detect_retrain_gate_canary_promote() {
         "three charts and the feature bars"
     );
     assert!(html.contains("Per-feature drift at the alarm (batch 6)"));
+    // A per-window policy (`sequential = false`) has no confidence sequence, and says so.
+    assert!(html.contains("No pooled ROC AUC or accuracy check had evidence"));
+    assert_eq!(s["sequence"], serde_json::json!([]));
     assert!(work.join("drift_at_alarm.html").exists());
     assert!(work.join("registry/models/fraud").is_dir());
     assert!(work.join("mlruns/pipeline").is_dir());
@@ -1973,7 +1977,8 @@ fn assert_headline(s: &serde_json::Value, text: &str, delay: u64, gap: f64) {
 /// The README's numbers of the main job at the default seed (`pipeline` with no flags):
 /// the change at batch 15 detected at batch 15, no false alarm in 11 checks, ROC AUC 0.957
 /// before, and on batches 18–39 0.707 (old model), 0.976 (retrained), 0.979 (oracle), the
-/// candidate promoted at batch 27. Tolerances: 0.01 of ROC AUC (0.02 for the old model,
+/// candidate promoted at batch 29 under the library's always-valid analysis, its confidence
+/// sequence in the summary and on the report page. Tolerances: 0.01 of ROC AUC (0.02 for the old model,
 /// whose score on the new world moves most with the search's choices).
 #[test]
 fn pipeline_default_seed_gives_the_readmes_numbers() {
@@ -2009,7 +2014,49 @@ fn pipeline_default_seed_gives_the_readmes_numbers() {
     assert_eq!(at("drift_retrain"), 15);
     assert_eq!(at("gate_passed"), 18);
     assert_eq!(at("rollout_start"), 18);
-    assert_eq!(at("rollout_promote"), 27);
+    assert_eq!(at("rollout_promote"), 29);
+    // The confidence sequence: one point per analysis with evidence, each band around its
+    // estimate; the last one, at the promotion, above the margin.
+    let sequence = s["sequence"].as_array().unwrap();
+    assert_eq!(sequence.len(), 4, "{sequence:?}");
+    for p in sequence {
+        let (e, low, high) = (
+            p["estimate"].as_f64().unwrap(),
+            p["low"].as_f64().unwrap(),
+            p["high"].as_f64().unwrap(),
+        );
+        assert!(low < e && e < high, "{p}");
+        assert_eq!(p["check"], "roc_auc");
+        assert_eq!(p["margin"], 0.01);
+    }
+    // The README's bands, [+0.187, +0.371] at the first analysis with evidence (batch 23) and
+    // [+0.222, +0.322] at the promotion (batch 29), to 0.03.
+    for (p, batch, low, high) in [
+        (&sequence[0], 23, 0.187, 0.371),
+        (sequence.last().unwrap(), 29, 0.222, 0.322),
+    ] {
+        assert_eq!(p["batch"], batch, "{p}");
+        let near = |k: &str, want: f64| {
+            let v = p[k].as_f64().unwrap();
+            assert!((v - want).abs() <= 0.03, "{k} = {v}, README {want}: {p}");
+        };
+        near("low", low);
+        near("high", high);
+    }
+    let html = std::fs::read_to_string(work.join("report.html")).unwrap();
+    assert!(
+        html.contains("Canary confidence sequence"),
+        "no sequence section"
+    );
+    assert!(
+        html.contains("<tr><td>29</td><td>v2</td><td>roc_auc</td><td>75%</td>"),
+        "the promotion's analysis is not in the table"
+    );
+    assert_eq!(
+        html.matches("<svg").count(),
+        5,
+        "four charts and the feature bars"
+    );
 }
 
 /// The README's claims for `scripts/pipeline_seeds.sh` on two more seeds (all seeds: the

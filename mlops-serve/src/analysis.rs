@@ -157,6 +157,10 @@ pub struct CheckResult {
     pub n_candidate: u64,
     /// Stable samples used.
     pub n_stable: u64,
+    /// The always-valid band of the difference (candidate − stable) a pooled check judged
+    /// on ([`Sequential`](crate::policy::Sequential) policies); `None` for a per-window check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<(f64, f64)>,
     /// Why, in words.
     pub reason: String,
 }
@@ -199,6 +203,7 @@ impl Check {
             stable: None,
             n_candidate,
             n_stable,
+            interval: None,
             reason: String::new(),
         }
     }
@@ -681,8 +686,18 @@ fn mixing_variance(margin: f64) -> f64 {
     tau * tau
 }
 
-/// One window's AUC (or accuracy) difference and its variance, when both variants have the
-/// labels for it.
+/// `v` with `rows` as its labeled rows (the carried sample a window joined).
+fn with_rows(v: &VariantSnapshot, rows: &crate::sequential::CarriedRows) -> VariantSnapshot {
+    let (label_scores, labels) = rows.rows();
+    VariantSnapshot {
+        labels,
+        label_scores,
+        ..v.clone()
+    }
+}
+
+/// The difference of the metric (candidate − stable) on one window and its variance, when
+/// each variant has [`MIN_WINDOW_PER_CLASS`] labeled rows of each class.
 fn window_difference(
     check: &Check,
     candidate: &VariantSnapshot,
@@ -766,6 +781,7 @@ impl Check {
                 // Unpooled: the band is around the difference, not under equality.
                 let v = pc * (1.0 - pc) / nc as f64 + ps * (1.0 - ps) / ns as f64;
                 let w = mixture_half_width(v, mixing_variance(max_increase), alpha);
+                r.interval = w.is_finite().then_some((diff - w, diff + w));
                 r.p_value = Some(
                     mixture_likelihood_ratio(diff, v, mixing_variance(max_increase), max_increase)
                         .map_or(1.0, |l| {
@@ -810,13 +826,43 @@ impl Check {
                 } else {
                     "accuracy"
                 };
-                if let Some((d, v)) = window_difference(self, candidate, stable) {
-                    if evidence.add(d, v) {
+                // A window judged alone unless rows of earlier windows too small to judge
+                // alone wait: then it joins them (sampled as they were) and they are judged
+                // together once they are enough.
+                let carrying =
+                    !(evidence.carried_candidate.is_empty() && evidence.carried_stable.is_empty());
+                let alone = if carrying {
+                    None
+                } else {
+                    window_difference(self, candidate, stable)
+                };
+                match alone {
+                    Some((d, v)) if evidence.add(d, v) => {
                         evidence.n_candidate = evidence
                             .n_candidate
                             .saturating_add(candidate.labeled() as u64);
                         evidence.n_stable =
                             evidence.n_stable.saturating_add(stable.labeled() as u64);
+                    }
+                    _ => {
+                        evidence
+                            .carried_candidate
+                            .add(&candidate.label_scores, &candidate.labels);
+                        evidence
+                            .carried_stable
+                            .add(&stable.label_scores, &stable.labels);
+                        let c = with_rows(candidate, &evidence.carried_candidate);
+                        let s = with_rows(stable, &evidence.carried_stable);
+                        if let Some((d, v)) = window_difference(self, &c, &s) {
+                            if evidence.add(d, v) {
+                                evidence.n_candidate =
+                                    evidence.n_candidate.saturating_add(c.labeled() as u64);
+                                evidence.n_stable =
+                                    evidence.n_stable.saturating_add(s.labeled() as u64);
+                                evidence.carried_candidate.clear();
+                                evidence.carried_stable.clear();
+                            }
+                        }
                     }
                 }
                 r.n_candidate = evidence.n_candidate;
@@ -827,14 +873,18 @@ impl Check {
                     evidence.variance(),
                     evidence.interval(tau2, alpha),
                 ) else {
+                    let (cc, cs) = (&evidence.carried_candidate, &evidence.carried_stable);
                     r.reason = format!(
-                        "no evidence yet: no window with {MIN_WINDOW_PER_CLASS} labeled rows of each class from each variant (this one: candidate {}, stable {})",
-                        candidate.labeled(),
-                        stable.labeled()
+                        "no evidence yet: a window needs {MIN_WINDOW_PER_CLASS} labeled rows of each class from each variant (and a metric with a positive variance); the rows waiting for the next window: candidate {} ({} positive), stable {} ({} positive)",
+                        cc.len(),
+                        cc.positives(),
+                        cs.len(),
+                        cs.positives()
                     );
                     return Some(r);
                 };
                 r.statistic = Some(diff);
+                r.interval = Some((low, high));
                 r.p_value = mixture_likelihood_ratio(diff, v, tau2, -max_decrease).map(|l| {
                     if diff > -max_decrease {
                         (1.0 / l).min(1.0)

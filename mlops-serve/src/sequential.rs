@@ -123,6 +123,126 @@ pub struct Evidence {
     /// Events counted over stable's requests.
     #[serde(default)]
     pub events_stable: u64,
+    /// The candidate's labeled rows of windows too small to judge alone (fewer than the
+    /// per-class minimum), carried into the next window: at a low base rate or a small
+    /// canary share, windows add up instead of being thrown away. Each row counts once:
+    /// the carry is cleared when the rows join an estimate.
+    #[serde(default, skip_serializing_if = "CarriedRows::is_empty")]
+    pub carried_candidate: CarriedRows,
+    /// Stable's, over the same windows.
+    #[serde(default, skip_serializing_if = "CarriedRows::is_empty")]
+    pub carried_stable: CarriedRows,
+}
+
+/// The most rows of each class a [`CarriedRows`] keeps; past it that class is thinned (see
+/// [`CarriedRows::add`]), so a state written at every analysis stays small.
+pub const MAX_CARRIED_PER_CLASS: usize = 2_000;
+
+/// Labeled rows (score and label) kept from windows too small to judge alone: a uniform
+/// sample of every row added, per class. Each class keeps one row in `stride` (1 at first) of
+/// those added; when a class holds more than [`MAX_CARRIED_PER_CLASS`], its stride doubles
+/// and every other row it kept goes. So each row of a class has the same chance to be kept
+/// whichever window it came from (windows are not weighted by age), and the rare class is
+/// kept whole until it alone has more than the cap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CarriedRows {
+    /// The kept rows' scores.
+    pub scores: Vec<f32>,
+    /// Their labels.
+    pub labels: Vec<bool>,
+    /// One row in `stride[c]` of class `c` (negative, positive) is kept; 0 reads as 1.
+    pub stride: [u64; 2],
+    /// Rows of each class added so far (which of the next rows are kept).
+    pub seen: [u64; 2],
+}
+
+impl CarriedRows {
+    /// Rows kept.
+    pub fn len(&self) -> usize {
+        self.labels.len().min(self.scores.len())
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Positive rows kept.
+    pub fn positives(&self) -> usize {
+        self.labels[..self.len()].iter().filter(|&&l| l).count()
+    }
+
+    /// Adds the rows `scores`/`labels` (paired, the shorter length; a row with a NaN or
+    /// infinite score is left out: no metric can rank it), each class sampled at its stride.
+    ///
+    /// ```
+    /// use mlops_serve::sequential::{CarriedRows, MAX_CARRIED_PER_CLASS};
+    ///
+    /// let mut c = CarriedRows::default();
+    /// // Two windows: 3,000 negatives and 15 positives each.
+    /// for _ in 0..2 {
+    ///     let labels: Vec<bool> = (0..3_015).map(|i| i < 15).collect();
+    ///     let scores: Vec<f64> = (0..3_015).map(|i| i as f64 / 3_015.0).collect();
+    ///     c.add(&scores, &labels);
+    /// }
+    /// assert_eq!(c.positives(), 30); // the rare class whole
+    /// assert_eq!(c.len() - 30, 1_500); // 6,000 negatives, one in four kept
+    /// assert!(c.len() - c.positives() <= MAX_CARRIED_PER_CLASS);
+    /// ```
+    pub fn add(&mut self, scores: &[f64], labels: &[bool]) {
+        let n = self.len();
+        self.scores.truncate(n);
+        self.labels.truncate(n);
+        for (&score, &label) in scores.iter().zip(labels) {
+            if !score.is_finite() {
+                continue;
+            }
+            let c = usize::from(label);
+            let stride = self.stride[c].max(1);
+            if self.seen[c].is_multiple_of(stride) {
+                self.scores.push(score as f32);
+                self.labels.push(label);
+            }
+            self.seen[c] = self.seen[c].saturating_add(1);
+        }
+        for c in 0..2 {
+            let class = c == 1;
+            while self.labels.iter().filter(|&&l| l == class).count() > MAX_CARRIED_PER_CLASS {
+                // Keep every other row of the class (those at an even rank among its kept
+                // rows: the rows added at multiples of the doubled stride).
+                self.stride[c] = self.stride[c].max(1).saturating_mul(2);
+                let mut rank = 0_u64;
+                let (mut scores, mut labels) = (Vec::new(), Vec::new());
+                for (&s, &l) in self.scores.iter().zip(&self.labels) {
+                    if l == class {
+                        rank += 1;
+                        if rank.is_multiple_of(2) {
+                            continue;
+                        }
+                    }
+                    scores.push(s);
+                    labels.push(l);
+                }
+                self.scores = scores;
+                self.labels = labels;
+            }
+        }
+    }
+
+    /// The kept rows as `f64` scores and labels.
+    pub fn rows(&self) -> (Vec<f64>, Vec<bool>) {
+        let n = self.len();
+        (
+            self.scores[..n].iter().map(|&s| f64::from(s)).collect(),
+            self.labels[..n].to_vec(),
+        )
+    }
+
+    /// Forgets every row and starts sampling afresh.
+    pub fn clear(&mut self) {
+        *self = CarriedRows::default();
+    }
 }
 
 impl Evidence {

@@ -429,3 +429,109 @@ fn the_default_policy_is_sequential_and_false_turns_it_off() {
         Promotion::from_toml_str("[[checks]]\nkind = \"latency_p99\"\nfactor = 1.1").unwrap();
     assert!(label_free.sequential.is_some());
 }
+
+/// A variant's window of `positives` and `negatives` labeled rows, positives scored higher
+/// on average.
+fn small_window(
+    rng: &mut ChaCha8Rng,
+    name: &str,
+    positives: usize,
+    negatives: usize,
+) -> VariantSnapshot {
+    let mut v = VariantSnapshot::empty(name);
+    v.requests = (positives + negatives) as u64;
+    v.rows = v.requests;
+    for i in 0..positives + negatives {
+        let positive = i < positives;
+        let shift = if positive { 0.3 } else { 0.0 };
+        v.labels.push(positive);
+        v.label_scores
+            .push((rng.random::<f64>() * 0.7 + shift).min(1.0));
+    }
+    v
+}
+
+/// Issue 25, low base rate: a canary window with fewer positives than a window needs alone is
+/// carried into the next one instead of being thrown away, so two small windows make one
+/// estimate; every row counts once; the carry keeps the rare class whole, samples every window
+/// alike, leaves out non-finite scores and stays bounded.
+#[test]
+fn windows_too_small_alone_add_up_instead_of_being_thrown_away() {
+    use mlops_serve::sequential::{CarriedRows, Evidence, MAX_CARRIED_PER_CLASS};
+    let check = Check::RocAuc {
+        max_decrease: 0.01,
+        confidence: 0.95,
+        min_labeled: 200,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut e = Evidence::default();
+    // 15 positives in each variant's window: under the 25 a window needs.
+    let (c1, mut s1) = (
+        small_window(&mut rng, CANARY, 15, 985),
+        small_window(&mut rng, STABLE, 15, 8_985),
+    );
+    // A score no metric can rank is left out of the carry (and of its JSON).
+    s1.labels.push(false);
+    s1.label_scores.push(f64::NAN);
+    let r = check
+        .evaluate_sequential(&mut e, &c1, &s1, 100, 0.05)
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Inconclusive, "{}", r.reason);
+    assert_eq!(e.windows, 0);
+    assert_eq!(e.carried_candidate.len(), 1_000);
+    assert_eq!(e.carried_candidate.positives(), 15);
+    // Stable's 8,985 negatives are sampled one in 8 (1,124 kept); its 15 positives whole.
+    assert_eq!(e.carried_stable.positives(), 15);
+    assert_eq!(e.carried_stable.len() - 15, 1_124);
+    assert!(
+        r.reason.contains("waiting for the next window"),
+        "{}",
+        r.reason
+    );
+    // The carry survives the state's JSON.
+    let e2: Evidence = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+    assert_eq!(e2, e);
+    let (c2, s2) = (
+        small_window(&mut rng, CANARY, 15, 985),
+        small_window(&mut rng, STABLE, 600, 8_400),
+    );
+    let r = check
+        .evaluate_sequential(&mut e, &c2, &s2, 100, 0.05)
+        .unwrap();
+    // Together the two windows have 30 positives: one estimate, on the carried sample once.
+    assert_eq!(e.windows, 1, "{}", r.reason);
+    assert_eq!(e.n_candidate, 2_000);
+    assert!(
+        e.n_stable > 615 && e.n_stable <= 615 + MAX_CARRIED_PER_CLASS as u64,
+        "{}",
+        e.n_stable
+    );
+    assert!(e.carried_candidate.is_empty() && e.carried_stable.is_empty());
+    assert!(
+        r.statistic.is_some() && r.interval.is_some(),
+        "{}",
+        r.reason
+    );
+    // A third small window waits alone; the rows already used are not carried again.
+    let (c3, s3) = (
+        small_window(&mut rng, CANARY, 10, 490),
+        small_window(&mut rng, STABLE, 10, 490),
+    );
+    check
+        .evaluate_sequential(&mut e, &c3, &s3, 100, 0.05)
+        .unwrap();
+    assert_eq!(e.windows, 1);
+    assert_eq!(e.carried_candidate.len(), 500);
+
+    // Every window is sampled alike: two windows of 3,000 negatives keep as many each.
+    let mut c = CarriedRows::default();
+    for w in 0..2 {
+        let scores: Vec<f64> = (0..3_000)
+            .map(|_| f64::from(w) + rng.random::<f64>() * 0.5)
+            .collect();
+        c.add(&scores, &vec![false; 3_000]);
+    }
+    let (scores, _) = c.rows();
+    let first = scores.iter().filter(|&&s| s < 1.0).count();
+    assert_eq!((first, scores.len() - first), (750, 750));
+}

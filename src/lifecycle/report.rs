@@ -17,7 +17,7 @@
 //!     evaluation_rows: 0, evaluation_batches: None, outcome: "no_retrain".into(),
 //!     production_version: 1, initial_version: 1, candidate_version: None,
 //!     corrupt_retrain_labels: false, hyperparameters: serde_json::Value::Null, seconds: 0.0,
-//!     decisions: vec![], timeline: vec![row(0, 0.1), row(1, 0.9)],
+//!     decisions: vec![], timeline: vec![row(0, 0.1), row(1, 0.9)], sequence: vec![],
 //! };
 //! let page = html(&summary, None, None, 0.5)?;
 //! assert!(page.starts_with("<!doctype html>") && page.contains("<svg"));
@@ -51,6 +51,29 @@ pub struct BatchRow {
     pub canary_percent: f64,
     /// The production version at the end of the batch.
     pub production: u64,
+}
+
+/// One analysis of a rollout's pooled ROC AUC (or accuracy) check: the difference
+/// (candidate − stable) over the rollout so far and its always-valid band, the confidence
+/// sequence a [`Sequential`](mlops_serve::policy::Sequential) policy judges on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SequencePoint {
+    /// The batch the analysis was taken at.
+    pub batch: usize,
+    /// The check (`roc_auc`, `accuracy`).
+    pub check: String,
+    /// The candidate version rolled out (each rollout's evidence is its own).
+    pub candidate: u64,
+    /// The candidate's traffic share at the step analyzed.
+    pub percent: f64,
+    /// The pooled difference.
+    pub estimate: f64,
+    /// The band's low end: the check passes once it is above `-margin`.
+    pub low: f64,
+    /// The band's high end: the check fails once it is below `-margin`.
+    pub high: f64,
+    /// The check's `max_decrease`.
+    pub margin: f64,
 }
 
 /// A decision of the loop, the drift policy or the rollout controller.
@@ -117,6 +140,9 @@ pub struct Summary {
     pub decisions: Vec<DecisionRow>,
     /// One row a served batch.
     pub timeline: Vec<BatchRow>,
+    /// Every analysis of a pooled ROC AUC or accuracy check, in order (empty under a
+    /// per-window policy).
+    pub sequence: Vec<SequencePoint>,
 }
 
 fn draw_err(e: impl std::fmt::Display) -> Error {
@@ -312,7 +338,99 @@ fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{v:.4}"))
 }
 
-/// The HTML page: the headline numbers, three charts over batches, the per-feature drift at
+/// The rollout's confidence sequence: the pooled difference and its always-valid band at each
+/// analysis, against the margin (a section of the page, or a sentence when there is none).
+fn sequence_chart(
+    points: &[SequencePoint],
+    x_range: std::ops::Range<f64>,
+    shift: Option<usize>,
+) -> Result<String> {
+    if points.is_empty() {
+        return Ok("<h2>Canary confidence sequence</h2><p>No pooled ROC AUC or accuracy check had evidence in this run (no rollout, a per-window policy: <code>sequential = false</code>, or windows without enough labels).</p>".to_string());
+    }
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let mut checks: Vec<&str> = Vec::new();
+    for p in points {
+        if !checks.contains(&p.check.as_str()) {
+            checks.push(&p.check);
+        }
+    }
+    let mut charts = String::new();
+    for check in checks {
+        let of_check: Vec<&SequencePoint> = points.iter().filter(|p| p.check == check).collect();
+        let margin = of_check.first().map_or(0.0, |p| p.margin);
+        let low = of_check
+            .iter()
+            .filter_map(|p| finite(p.low))
+            .fold(-margin, f64::min);
+        let high = of_check
+            .iter()
+            .filter_map(|p| finite(p.high))
+            .fold(0.0_f64, f64::max);
+        let pad = 0.05 * (high - low).max(0.01);
+        let mut candidates: Vec<u64> = of_check.iter().map(|p| p.candidate).collect();
+        candidates.dedup();
+        let names: Vec<[String; 3]> = candidates
+            .iter()
+            .map(|v| {
+                [
+                    format!("v{v} band high"),
+                    format!("v{v} difference"),
+                    format!("v{v} band low"),
+                ]
+            })
+            .collect();
+        let mut series: Vec<Series<'_>> = Vec::new();
+        for (v, [h, d, l]) in candidates.iter().zip(&names) {
+            let line = |f: fn(&SequencePoint) -> f64| -> Vec<(f64, f64)> {
+                of_check
+                    .iter()
+                    .filter(|p| p.candidate == *v)
+                    .filter_map(|p| finite(f(p)).map(|y| (p.batch as f64, y)))
+                    .collect()
+            };
+            series.push((h, RED, line(|p| p.high)));
+            series.push((d, BLUE, line(|p| p.estimate)));
+            series.push((l, GREEN, line(|p| p.low)));
+        }
+        let title = format!("canary − stable {check}: pooled difference and its always-valid band");
+        charts.push_str(&line_chart(
+            Frame {
+                title: &title,
+                y_label: "difference",
+                y_range: (low - pad)..(high + pad),
+                x_range: x_range.clone(),
+                shift,
+                marks: &[],
+                threshold: Some(-margin),
+            },
+            &series,
+        )?);
+        charts.push('\n');
+    }
+    let rows: String = points
+        .iter()
+        .map(|p| {
+            format!(
+                "<tr><td>{}</td><td>v{}</td><td>{}</td><td>{}%</td><td>{:+.4}</td><td>[{:+.4}, {:+.4}]</td><td>{}</td></tr>",
+                p.batch,
+                p.candidate,
+                escape(&p.check),
+                p.percent,
+                p.estimate,
+                p.low,
+                p.high,
+                -p.margin
+            )
+        })
+        .collect();
+    Ok(format!(
+        "<h2>Canary confidence sequence</h2>\n<p>Each analysis pools the rollout's windows so far; the band holds at every look at once. The threshold line is -max_decrease: the check passes once the band's low end is above it and fails once its high end is below it.</p>\n{charts}<table><tr><th>batch</th><th>candidate</th><th>check</th><th>step</th><th>difference</th><th>always-valid band</th><th>threshold</th></tr>{rows}</table>"
+    ))
+}
+
+/// The HTML page: the headline numbers, three charts over batches, the canary's confidence
+/// sequence, the per-feature drift at
 /// the alarm (and a link to its full drift report), and every decision.
 pub fn html(
     summary: &Summary,
@@ -389,6 +507,7 @@ pub fn html(
                 .collect(),
         )],
     )?;
+    let sequence = sequence_chart(&summary.sequence, first..last, summary.shift_batch)?;
     let features = match alarm {
         Some((batch, report)) => format!(
             "<h2>Per-feature drift at the alarm (batch {batch})</h2>\n{}\n{}",
@@ -455,6 +574,6 @@ pub fn html(
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}\
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style></head><body>\n\
 <h1>The closed loop</h1>\n<table>{rows}</table>\n<h2>Drift</h2>\n{drift}\n<h2>Live ROC AUC</h2>\n{live}\n\
-<h2>Traffic split</h2>\n{split}\n{features}\n<h2>Decisions</h2>\n<table><tr><th>batch</th><th>kind</th><th>reason</th></tr>{decisions}</table>\n</body></html>\n"
+<h2>Traffic split</h2>\n{split}\n{sequence}\n{features}\n<h2>Decisions</h2>\n<table><tr><th>batch</th><th>kind</th><th>reason</th></tr>{decisions}</table>\n</body></html>\n"
     ))
 }

@@ -458,7 +458,8 @@ fn join_key(seed: u64, id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), seed)
 }
 
-fn random_seed() -> u64 {
+/// A random 64-bit value, fresh per call (std's per-instance random hasher keys).
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6d6c_6f70_736a_6f69);

@@ -70,7 +70,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use mlops_core::clock::Clock;
@@ -309,21 +308,9 @@ impl std::fmt::Debug for ExperimentController {
     }
 }
 
-fn unix(t: SystemTime) -> f64 {
-    super::unix(t)
-}
-
 /// A random id for this controller's windows.
 fn replica_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    format!("{:016x}", crate::step_stats::random_seed())
 }
 
 impl ExperimentController {
@@ -480,7 +467,7 @@ impl ExperimentController {
     async fn try_tick(&self, router: &Router) -> Result<ExperimentTick> {
         let (model, experiment) = (&self.parts.model, &self.parts.experiment);
         let now = self.parts.clock.now();
-        let t = unix(now);
+        let t = super::unix(now);
         let Some(taken) = lock(&self.following).take() else {
             return Ok(ExperimentTick::Busy);
         };
@@ -645,10 +632,10 @@ fn check_record(
         ));
     }
     let names: Vec<&str> = record.state.arms.iter().map(|a| a.name.as_str()).collect();
-    let expected: Vec<&str> = experiment.arms.iter().map(|a| a.name.as_str()).collect();
-    if names != expected {
+    let arm_names: Vec<&str> = experiment.arms.iter().map(|a| a.name.as_str()).collect();
+    if names != arm_names {
         return Err(format!(
-            "evidence of the arms {names:?}, not the experiment's {expected:?}"
+            "evidence of the arms {names:?}, not the experiment's {arm_names:?}"
         ));
     }
     if record.state.decisions.len() > KEPT_DECISIONS {
@@ -657,13 +644,13 @@ fn check_record(
             record.state.decisions.len()
         ));
     }
+    let expected: Vec<(&str, u64)> = experiment
+        .arms
+        .iter()
+        .map(|a| (a.name.as_str(), a.version))
+        .collect();
     for (i, d) in record.state.decisions.iter().enumerate() {
         let arms: Vec<(&str, u64)> = d
-            .arms
-            .iter()
-            .map(|a| (a.name.as_str(), a.version))
-            .collect();
-        let expected: Vec<(&str, u64)> = experiment
             .arms
             .iter()
             .map(|a| (a.name.as_str(), a.version))

@@ -208,6 +208,7 @@ impl Default for RouterOptions {
 }
 
 /// A variant in a table.
+#[derive(Clone)]
 pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
     pub(crate) version: Option<u64>,
@@ -433,20 +434,8 @@ impl Router {
                 ..old.routes.clone()
             };
             let checked = routes::check(&routes)?;
-            let slots = old
-                .slots
-                .iter()
-                .map(|s| Slot {
-                    name: s.name.clone(),
-                    version: s.version,
-                    predictor: s.predictor.clone(),
-                    threshold: s.threshold,
-                    stats: s.stats.clone(),
-                    handles: s.handles.clone(),
-                    #[cfg(any(feature = "predlog", feature = "monitor"))]
-                    feature_names: s.feature_names.clone(),
-                })
-                .collect();
+            // The same slots, statistics included (`Slot::stats` is shared).
+            let slots = old.slots.clone();
             let table = Arc::new(Table {
                 slots,
                 arm_variant: checked.arm_variant,

@@ -49,6 +49,7 @@ mod dataset;
 pub mod duration;
 mod error;
 pub mod exposition;
+pub mod fairness;
 pub mod gate;
 pub mod json;
 pub mod metrics;

@@ -67,7 +67,7 @@ pub struct ConfidenceInterval {
 }
 
 /// Linear-interpolated quantile of sorted data (numpy's default method).
-fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;

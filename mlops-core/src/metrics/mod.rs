@@ -36,6 +36,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use bootstrap::quantile_sorted;
 pub use bootstrap::{bootstrap_ci, BootstrapConfig, ConfidenceInterval};
 pub use confusion::ConfusionMatrix;
 pub use curves::{BestThreshold, RocCurve, ThresholdCriterion, ThresholdSweep};

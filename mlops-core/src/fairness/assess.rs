@@ -1,0 +1,322 @@
+//! A disparity as a gate judges it: a minimum group size, and a bootstrap interval stratified
+//! within groups.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution};
+use serde::{Deserialize, Serialize};
+
+use super::disparity::{reference_index, DisparitySpec, DisparityValue, Table};
+use super::frame::{Cells, FairnessData};
+use crate::error::{Error, Result};
+use crate::metrics::{BootstrapConfig, ConfidenceInterval};
+
+/// How disparities are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FairnessConfig {
+    /// The fewest rows a group needs behind each rate a measure reads (its rows for a selection
+    /// rate, its positive labels for a true positive rate, its negative labels for a false
+    /// positive rate). A smaller group makes the result inconclusive, never a pass. Default 30.
+    pub min_group_size: usize,
+    /// The bootstrap of the interval (resampled within each group, so every resample keeps
+    /// the groups' sizes); `None` for no interval. Default: 1,000 resamples, 95%.
+    pub bootstrap: Option<BootstrapConfig>,
+    /// Report an undefined rate (a group without positive labels has no true positive rate) as
+    /// 0, as Fairlearn does. Default false: the measure is undefined and says which group.
+    pub zero_when_undefined: bool,
+}
+
+impl Default for FairnessConfig {
+    fn default() -> Self {
+        FairnessConfig {
+            min_group_size: 30,
+            bootstrap: Some(BootstrapConfig::default()),
+            zero_when_undefined: false,
+        }
+    }
+}
+
+impl FairnessConfig {
+    /// Checks the bootstrap settings and the group size (at least 1).
+    pub fn validate(&self) -> Result<()> {
+        if self.min_group_size == 0 {
+            return Err(Error::invalid(
+                "FairnessConfig.min_group_size",
+                0,
+                "at least 1 row",
+            ));
+        }
+        if let Some(b) = &self.bootstrap {
+            b.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a disparity could be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssessmentStatus {
+    /// Every group is large enough and every rate defined.
+    Measured,
+    /// A group is below the minimum size: the value (if any) is shown but proves nothing.
+    Inconclusive,
+    /// A rate the measure needs is undefined (a group without positive labels, a reference
+    /// group that selects nobody).
+    Undefined,
+}
+
+/// A group below the minimum size for one of the measure's rates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmallGroup {
+    /// The group.
+    pub group: String,
+    /// The rate it is too small for.
+    pub metric: String,
+    /// The rows behind that rate.
+    pub rows: usize,
+}
+
+/// One disparity judged on data: value, worst pair, interval, and whether it proves anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisparityAssessment {
+    /// The measure.
+    pub spec: DisparitySpec,
+    /// Whether it could be judged.
+    pub status: AssessmentStatus,
+    /// The value and the worst pair, when defined.
+    pub value: Option<DisparityValue>,
+    /// The bootstrap interval of the value, when asked for and defined on at least half the
+    /// resamples.
+    pub interval: Option<ConfidenceInterval>,
+    /// Groups too small for a rate the measure reads.
+    pub small_groups: Vec<SmallGroup>,
+    /// A sentence: the value and pair, or why there is none.
+    pub reason: String,
+}
+
+impl DisparityAssessment {
+    /// The most unfair value the data allow at the interval's confidence: the interval end
+    /// farther from fair (on [`super::Disparity::unfairness`]'s scale), or the estimate's
+    /// unfairness without an interval.
+    pub fn pessimistic_unfairness(&self) -> Option<f64> {
+        let m = self.spec.measure;
+        match (&self.interval, &self.value) {
+            (Some(ci), _) => Some(m.unfairness(ci.lower).max(m.unfairness(ci.upper))),
+            (None, Some(v)) => Some(m.unfairness(v.value)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// `spec` judged on `data` under `config`: the value, its stratified bootstrap interval, and
+/// the groups too small to trust. An error only for a bad `spec` or `config` (a reference group
+/// that is not in the data is an error naming the groups there are).
+///
+/// ```
+/// use mlops_core::fairness::{assess, AssessmentStatus, Disparity, DisparitySpec, FairnessConfig, FairnessData, SensitiveGroups};
+///
+/// let g: Vec<&str> = (0..400).map(|i| if i % 4 == 0 { "b" } else { "a" }).collect();
+/// let y: Vec<f64> = (0..400).map(|i| ((i / 2) % 2) as f64).collect();
+/// let p: Vec<f64> = (0..400).map(|i| ((i / 3) % 2) as f64).collect();
+/// let data = FairnessData::from_predictions(&y, &p, None, SensitiveGroups::new(&[("g", &g[..])])?)?;
+/// let spec = DisparitySpec::new(Disparity::DemographicParityDifference);
+/// let a = assess(&data, &spec, &FairnessConfig::default())?;
+/// assert_eq!(a.status, AssessmentStatus::Measured);
+/// let ci = a.interval.unwrap();
+/// assert!(ci.lower <= ci.estimate && ci.estimate <= ci.upper);
+///
+/// let strict = FairnessConfig { min_group_size: 200, ..FairnessConfig::default() };
+/// let b = assess(&data, &spec, &strict)?;
+/// assert_eq!(b.status, AssessmentStatus::Inconclusive); // group b has 100 rows
+/// assert_eq!(b.small_groups[0].group, "b");
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn assess(
+    data: &FairnessData,
+    spec: &DisparitySpec,
+    config: &FairnessConfig,
+) -> Result<DisparityAssessment> {
+    config.validate()?;
+    spec.check("spec")?;
+    let groups = data.groups();
+    let reference = reference_index(spec, groups)?;
+    let cells = data.cells();
+    let table = Table::new(groups, &cells, config.zero_when_undefined);
+    let mut small_groups = Vec::new();
+    for (g, c) in cells.iter().enumerate() {
+        if c.rows == 0 {
+            continue;
+        }
+        for &metric in spec.measure.metrics() {
+            let rows = c.support(metric);
+            if rows < config.min_group_size {
+                small_groups.push(SmallGroup {
+                    group: groups.name(g),
+                    metric: metric.name().to_string(),
+                    rows,
+                });
+            }
+        }
+    }
+    let computed = match table.measure(spec, reference) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(DisparityAssessment {
+                spec: spec.clone(),
+                status: AssessmentStatus::Undefined,
+                value: None,
+                interval: None,
+                small_groups,
+                reason: format!("{spec} is undefined: {e}"),
+            })
+        }
+    };
+    let value = table.value(&computed);
+    let interval = match &config.bootstrap {
+        Some(b) => bootstrap(data, &cells, spec, reference, config, b, value.value),
+        None => None,
+    };
+    let status = if small_groups.is_empty() {
+        AssessmentStatus::Measured
+    } else {
+        AssessmentStatus::Inconclusive
+    };
+    let mut reason = format!("{spec} = {:.6} between {}", value.value, value.worst);
+    if let Some(ci) = &interval {
+        reason += &format!(
+            ", {:.0}% interval [{:.6}, {:.6}]",
+            ci.confidence * 100.0,
+            ci.lower,
+            ci.upper
+        );
+    }
+    if !small_groups.is_empty() {
+        let listed: Vec<String> = small_groups
+            .iter()
+            .take(5)
+            .map(|s| format!("{} ({} rows for {})", s.group, s.rows, s.metric))
+            .collect();
+        reason += &format!(
+            "; inconclusive: {} group(s) below the minimum of {} rows: {}{}",
+            small_groups.len(),
+            config.min_group_size,
+            listed.join(", "),
+            if small_groups.len() > 5 { ", ..." } else { "" }
+        );
+    }
+    tracing::debug!(measure = %spec, value = value.value, ?status, "disparity assessed");
+    Ok(DisparityAssessment {
+        spec: spec.clone(),
+        status,
+        value: Some(value),
+        interval,
+        small_groups,
+        reason,
+    })
+}
+
+/// Percentile interval over resamples drawn within each group (each group keeps its rows).
+/// Unweighted data draws each group's four confusion counts from their multinomial, which is
+/// the exact distribution of a row resample's counts; weighted data resamples rows.
+fn bootstrap(
+    data: &FairnessData,
+    cells: &[Cells],
+    spec: &DisparitySpec,
+    reference: Option<usize>,
+    config: &FairnessConfig,
+    b: &BootstrapConfig,
+    estimate: f64,
+) -> Option<ConfidenceInterval> {
+    let groups = data.groups();
+    let mut rng = ChaCha8Rng::seed_from_u64(b.seed);
+    // Weighted: each group's rows as (label, predicted, weight).
+    let rows: Option<Vec<Vec<(bool, bool, f64)>>> = data.weights().map(|_| {
+        let mut rows = vec![Vec::new(); cells.len()];
+        for i in 0..data.len() {
+            rows[groups.group_of(i)].push((
+                data.labels()[i],
+                data.predictions()[i],
+                data.weight(i),
+            ));
+        }
+        rows
+    });
+    let mut resampled = vec![Cells::default(); cells.len()];
+    let mut stats = Vec::with_capacity(b.n_resamples);
+    for _ in 0..b.n_resamples {
+        match &rows {
+            Some(rows) => {
+                for (g, out) in resampled.iter_mut().enumerate() {
+                    *out = Cells::default();
+                    let n = rows[g].len();
+                    for _ in 0..n {
+                        let (y, p, w) = rows[g][rng.random_range(0..n)];
+                        out.add(y, p, w);
+                    }
+                }
+            }
+            None => {
+                for (g, out) in resampled.iter_mut().enumerate() {
+                    *out = multinomial(&cells[g], &mut rng);
+                }
+            }
+        }
+        let table = Table::new(groups, &resampled, config.zero_when_undefined);
+        if let Ok(c) = table.measure(spec, reference) {
+            if c.value.is_finite() {
+                stats.push(c.value);
+            }
+        }
+    }
+    if stats.len() * 2 < b.n_resamples {
+        tracing::debug!(
+            defined = stats.len(),
+            resamples = b.n_resamples,
+            "disparity undefined on most resamples: no interval"
+        );
+        return None;
+    }
+    stats.sort_unstable_by(f64::total_cmp);
+    let alpha = 1.0 - b.confidence;
+    Some(ConfidenceInterval {
+        estimate,
+        lower: crate::metrics::quantile_sorted(&stats, alpha / 2.0),
+        upper: crate::metrics::quantile_sorted(&stats, 1.0 - alpha / 2.0),
+        confidence: b.confidence,
+        resamples_used: stats.len(),
+    })
+}
+
+/// An unweighted group's counts redrawn: `rows` draws over (tp, fp, tn, fn) with the group's
+/// own proportions, by conditional binomials.
+fn multinomial(c: &Cells, rng: &mut ChaCha8Rng) -> Cells {
+    let n = c.rows as u64;
+    let counts = [c.cm.tp, c.cm.fp, c.cm.tn, c.cm.fn_];
+    let mut drawn = [0u64; 4];
+    let mut left = n;
+    let mut mass = n as f64;
+    for k in 0..3 {
+        if left == 0 || mass <= 0.0 {
+            break;
+        }
+        let p = (counts[k] / mass).clamp(0.0, 1.0);
+        drawn[k] = Binomial::new(left, p).map_or(0, |d| d.sample(rng));
+        left -= drawn[k];
+        mass -= counts[k];
+    }
+    drawn[3] = left;
+    let f = |k: usize| drawn[k] as f64;
+    Cells {
+        cm: super::frame::Counts {
+            tp: f(0),
+            fp: f(1),
+            tn: f(2),
+            fn_: f(3),
+        },
+        rows: c.rows,
+        positives: (drawn[0] + drawn[3]) as usize,
+        negatives: (drawn[1] + drawn[2]) as usize,
+    }
+}

@@ -1,0 +1,473 @@
+//! Fairness: bad input gets a named error, small groups are inconclusive (never a pass), the
+//! bootstrap is stratified and seeded, and the gate names the worst pair of groups.
+
+use mlops_core::fairness::{
+    assess, measure, AssessmentStatus, Disparity, DisparitySpec, FairnessConfig, FairnessData,
+    FairnessGate, FairnessRule, Method, SensitiveGroups, MAX_GROUPS,
+};
+use mlops_core::metrics::BootstrapConfig;
+
+/// `n` rows: group a (3 of 4 rows) and b; labels alternate; group b is selected at `rate_b`,
+/// group a at 0.5.
+fn two_groups(n: usize, rate_b: f64) -> FairnessData {
+    let g: Vec<&str> = (0..n).map(|i| if i % 4 == 3 { "b" } else { "a" }).collect();
+    let y: Vec<f64> = (0..n).map(|i| ((i / 4) % 2) as f64).collect();
+    let mut seen_b = 0usize;
+    let p: Vec<f64> = (0..n)
+        .map(|i| {
+            if i % 4 == 3 {
+                seen_b += 1;
+                // Bresenham: selected so that the running share tracks rate_b.
+                let before = ((seen_b - 1) as f64 * rate_b).floor();
+                let now = (seen_b as f64 * rate_b).floor();
+                f64::from(now > before)
+            } else {
+                ((i / 8) % 2) as f64
+            }
+        })
+        .collect();
+    FairnessData::from_predictions(
+        &y,
+        &p,
+        None,
+        SensitiveGroups::new(&[("g", &g[..])]).unwrap(),
+    )
+    .unwrap()
+}
+
+fn dp() -> DisparitySpec {
+    DisparitySpec::new(Disparity::DemographicParityDifference)
+}
+
+#[test]
+fn bad_input_is_a_named_error() {
+    let g = |v: &[&str]| SensitiveGroups::new(&[("g", v)]).unwrap();
+    let e = |r: mlops_core::Result<FairnessData>| r.unwrap_err().to_string();
+    // Empty.
+    assert!(SensitiveGroups::new::<&str>(&[("g", &[])])
+        .unwrap_err()
+        .to_string()
+        .contains("at least one row"));
+    assert!(SensitiveGroups::new::<&str>(&[])
+        .unwrap_err()
+        .to_string()
+        .contains("at least one sensitive column"));
+    // Labels and decisions must be 0 or 1, scores finite (a model fed NaN says so).
+    assert!(e(FairnessData::from_predictions(
+        &[0.0, 2.0],
+        &[0.0, 1.0],
+        None,
+        g(&["a", "b"])
+    ))
+    .contains("y_true[1]"));
+    assert!(e(FairnessData::from_predictions(
+        &[0.0, 1.0],
+        &[0.5, 1.0],
+        None,
+        g(&["a", "b"])
+    ))
+    .contains("y_pred[0]"));
+    let nan = e(FairnessData::from_scores(
+        &[0.0, 1.0],
+        &[0.2, f64::NAN],
+        0.5,
+        None,
+        g(&["a", "b"]),
+    ));
+    assert!(nan.contains("y_score[1]") && nan.contains("NaN"), "{nan}");
+    assert!(e(FairnessData::from_scores(
+        &[0.0, 1.0],
+        &[0.2, 0.3],
+        f64::NAN,
+        None,
+        g(&["a", "b"])
+    ))
+    .contains("threshold"));
+    // Lengths, weights.
+    assert!(e(FairnessData::from_predictions(
+        &[0.0, 1.0],
+        &[0.0],
+        None,
+        g(&["a", "b"])
+    ))
+    .contains("y_pred"));
+    assert!(e(FairnessData::from_predictions(
+        &[0.0, 1.0],
+        &[0.0, 1.0],
+        None,
+        g(&["a"])
+    ))
+    .contains("sensitive_features"));
+    assert!(e(FairnessData::from_predictions(
+        &[0.0, 1.0],
+        &[0.0, 1.0],
+        Some(&[1.0, -1.0]),
+        g(&["a", "b"])
+    ))
+    .contains("sample_weight[1]"));
+    assert!(e(FairnessData::from_predictions(
+        &[0.0, 1.0],
+        &[0.0, 1.0],
+        Some(&[0.0, 0.0]),
+        g(&["a", "b"])
+    ))
+    .contains("positive total"));
+    // Columns of different lengths; the same column twice; an id column.
+    assert!(SensitiveGroups::new(&[("a", &["x", "y"][..]), ("b", &["x"][..])]).is_err());
+    assert!(
+        SensitiveGroups::new(&[("a", &["x"][..]), ("a", &["x"][..])])
+            .unwrap_err()
+            .to_string()
+            .contains("distinct")
+    );
+    let ids: Vec<String> = (0..=MAX_GROUPS).map(|i| i.to_string()).collect();
+    let many = SensitiveGroups::new(&[("id", &ids[..])])
+        .unwrap_err()
+        .to_string();
+    assert!(many.contains("at most 10000 groups"), "{many}");
+    let long = "x".repeat(300);
+    assert!(SensitiveGroups::new(&[("g", &[long.as_str()][..])])
+        .unwrap_err()
+        .to_string()
+        .contains("256 bytes"));
+}
+
+#[test]
+fn specs_are_checked_and_a_missing_reference_lists_the_groups() {
+    let d = two_groups(80, 0.5);
+    let no_ref = measure(&d, &DisparitySpec::new(Disparity::DisparateImpact), false)
+        .unwrap_err()
+        .to_string();
+    assert!(no_ref.contains("reference"), "{no_ref}");
+    let wrong = measure(
+        &d,
+        &DisparitySpec::new(Disparity::DisparateImpact).reference(["c"]),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        wrong.contains("[c]") && wrong.contains("[a] [b]"),
+        "{wrong}"
+    );
+    assert!(measure(&d, &dp().reference(["a"]), false).is_err());
+    assert!(
+        measure(&d, &dp().agg(mlops_core::fairness::Aggregate::Mean), false)
+            .unwrap_err()
+            .to_string()
+            .contains("agg")
+    );
+    assert!(measure(
+        &d,
+        &DisparitySpec::new(Disparity::AverageOddsDifference)
+            .reference(["a"])
+            .method(Method::ToOverall),
+        false
+    )
+    .is_err());
+}
+
+#[test]
+fn one_class_one_row_and_constant_decisions() {
+    // One class: every true positive rate is undefined, and says so.
+    let g = SensitiveGroups::new(&[("g", &["a", "b", "a", "b"][..])]).unwrap();
+    let d =
+        FairnessData::from_predictions(&[0.0; 4], &[1.0, 0.0, 0.0, 1.0], None, g.clone()).unwrap();
+    let e = measure(
+        &d,
+        &DisparitySpec::new(Disparity::EqualOpportunityDifference),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("group a") && e.contains("no positive labels"),
+        "{e}"
+    );
+    assert_eq!(
+        measure(
+            &d,
+            &DisparitySpec::new(Disparity::EqualOpportunityDifference),
+            true
+        )
+        .unwrap()
+        .value,
+        0.0
+    );
+    // Nobody selected: differences are 0, ratios undefined (0 / 0), not 1 and not NaN.
+    let none =
+        FairnessData::from_predictions(&[0.0, 1.0, 0.0, 1.0], &[0.0; 4], None, g.clone()).unwrap();
+    assert_eq!(measure(&none, &dp(), false).unwrap().value, 0.0);
+    let r = measure(
+        &none,
+        &DisparitySpec::new(Disparity::DemographicParityRatio),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(r.contains("every group's selection_rate is 0"), "{r}");
+    let di = measure(
+        &none,
+        &DisparitySpec::new(Disparity::DisparateImpact).reference(["a"]),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        di.contains("reference group a's selection rate is 0"),
+        "{di}"
+    );
+    // One row in all.
+    let one = FairnessData::from_predictions(
+        &[1.0],
+        &[1.0],
+        None,
+        SensitiveGroups::new(&[("g", &["a"][..])]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(measure(&one, &dp(), false).unwrap().value, 0.0);
+    let sole = measure(
+        &one,
+        &DisparitySpec::new(Disparity::StatisticalParityDifference).reference(["a"]),
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        sole.to_string().contains("no group besides the reference"),
+        "{sole}"
+    );
+    let a = assess(&one, &dp(), &FairnessConfig::default()).unwrap();
+    assert_eq!(a.status, AssessmentStatus::Inconclusive);
+    assert!(
+        a.reason.contains("1 rows for selection_rate"),
+        "{}",
+        a.reason
+    );
+}
+
+#[test]
+fn a_group_of_zero_weight_takes_no_part() {
+    let g = SensitiveGroups::new(&[("g", &["a", "a", "b", "b", "c"][..])]).unwrap();
+    let d = FairnessData::from_predictions(
+        &[1.0, 0.0, 1.0, 0.0, 1.0],
+        &[1.0, 0.0, 1.0, 1.0, 0.0],
+        Some(&[1.0, 1.0, 1.0, 1.0, 0.0]),
+        g,
+    )
+    .unwrap();
+    let v = measure(&d, &dp(), false).unwrap();
+    assert_eq!(v.value, 0.5);
+    assert!(!v.worst.to_string().contains('c'));
+}
+
+#[test]
+fn small_groups_are_inconclusive_on_the_rows_behind_each_rate() {
+    let d = two_groups(400, 0.5); // b: 100 rows, 50 positives, 50 negatives
+    let cfg = |n| FairnessConfig {
+        min_group_size: n,
+        bootstrap: None,
+        ..FairnessConfig::default()
+    };
+    assert_eq!(
+        assess(&d, &dp(), &cfg(100)).unwrap().status,
+        AssessmentStatus::Measured
+    );
+    assert_eq!(
+        assess(&d, &dp(), &cfg(101)).unwrap().status,
+        AssessmentStatus::Inconclusive
+    );
+    let tpr = DisparitySpec::new(Disparity::EqualOpportunityDifference);
+    assert_eq!(
+        assess(&d, &tpr, &cfg(50)).unwrap().status,
+        AssessmentStatus::Measured
+    );
+    let small = assess(&d, &tpr, &cfg(51)).unwrap();
+    assert_eq!(small.status, AssessmentStatus::Inconclusive);
+    assert_eq!(
+        (
+            small.small_groups[0].group.as_str(),
+            small.small_groups[0].rows
+        ),
+        ("b", 50)
+    );
+    assert_eq!(small.small_groups[0].metric, "true_positive_rate");
+    assert!(small.value.is_some(), "the value is still shown");
+}
+
+#[test]
+fn bootstrap_is_seeded_stratified_and_agrees_between_the_two_paths() {
+    let d = two_groups(4000, 0.7);
+    let cfg = FairnessConfig {
+        bootstrap: Some(BootstrapConfig {
+            n_resamples: 2000,
+            confidence: 0.95,
+            seed: 7,
+        }),
+        ..FairnessConfig::default()
+    };
+    let a = assess(&d, &dp(), &cfg).unwrap();
+    let b = assess(&d, &dp(), &cfg).unwrap();
+    assert_eq!(a, b, "same seed, same interval");
+    let ci = a.interval.unwrap();
+    let est = a.value.unwrap().value;
+    assert!((est - 0.2).abs() < 1e-12, "{est}");
+    // Group b has 1,000 rows at 0.7, group a 3,000 at 0.5: the difference's standard error
+    // is sqrt(0.21/1000 + 0.25/3000) = 0.01713, so the 95% interval is about ±0.0336.
+    let half = (ci.upper - ci.lower) / 2.0;
+    assert!((half - 0.0336).abs() < 0.004, "half width {half}");
+    // Weighted rows (all weights 1) take the row-resampling path: the same distribution.
+    let ones = vec![1.0; d.len()];
+    let labels: Vec<f64> = d.labels().iter().map(|&y| f64::from(u8::from(y))).collect();
+    let preds: Vec<f64> = d
+        .predictions()
+        .iter()
+        .map(|&y| f64::from(u8::from(y)))
+        .collect();
+    let w =
+        FairnessData::from_predictions(&labels, &preds, Some(&ones), d.groups().clone()).unwrap();
+    let cw = assess(&w, &dp(), &cfg).unwrap().interval.unwrap();
+    assert!(
+        (cw.lower - ci.lower).abs() < 0.004 && (cw.upper - ci.upper).abs() < 0.004,
+        "{cw:?} vs {ci:?}"
+    );
+    // Stratified: every resample keeps group b's 1,000 rows, so with group b always selected
+    // (rate 1) and group a never, the difference is exactly 1 in every resample.
+    let fixed = two_groups(400, 1.0);
+    let g: Vec<f64> = (0..400).map(|i| f64::from(i % 4 == 3)).collect();
+    let fixed = FairnessData::from_predictions(&g, &g, None, fixed.groups().clone()).unwrap();
+    let f = assess(&fixed, &dp(), &cfg).unwrap().interval.unwrap();
+    assert_eq!((f.lower, f.upper), (1.0, 1.0));
+}
+
+fn gate(json: &str) -> FairnessGate {
+    let g: FairnessGate = serde_json::from_str(json).unwrap();
+    g.validate().unwrap();
+    g
+}
+
+#[test]
+fn the_gate_names_the_worst_pair_and_judges_the_bound() {
+    let d = two_groups(4000, 0.56); // difference 0.06
+    let loose = gate(
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"},"limit":0.1}]}"#,
+    );
+    let out = loose.evaluate(&d, None);
+    assert!(out.passed, "{out}");
+    let r = &out.results[0];
+    assert_eq!(
+        r.worst.as_ref().unwrap().to_string(),
+        "b (1000 rows) and a (3000 rows)"
+    );
+    assert!((r.observed.unwrap() - 0.06).abs() < 1e-12);
+    // On the interval's far end (about 0.06 + 0.034), a limit of 0.08 fails, 0.1 passes.
+    let bound = |limit: f64| {
+        gate(&format!(
+            r#"{{"rules":[{{"disparity":{{"measure":"demographic_parity_difference"}},"limit":{limit},"use_confidence_bound":true}}]}}"#
+        ))
+    };
+    assert!(!bound(0.08).evaluate(&d, None).passed);
+    assert!(bound(0.1).evaluate(&d, None).passed);
+    let estimate_only = gate(
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"},"limit":0.08}]}"#,
+    );
+    assert!(estimate_only.evaluate(&d, None).passed);
+    // Ratios read as ratios: 0.5 / 0.56 = 0.893 passes 0.8, fails 0.9.
+    let ratio = |limit: f64| {
+        gate(&format!(
+            r#"{{"rules":[{{"disparity":{{"measure":"demographic_parity_ratio"}},"limit":{limit}}}]}}"#
+        ))
+    };
+    assert!(ratio(0.8).evaluate(&d, None).passed);
+    assert!(!ratio(0.9).evaluate(&d, None).passed);
+    // The four-fifths rule, both ways: b against a is 1.12, a against b is 0.893.
+    let di = |reference: &str, limit: f64| {
+        gate(&format!(
+            r#"{{"rules":[{{"disparity":{{"measure":"disparate_impact","reference":["{reference}"]}},"limit":{limit}}}]}}"#
+        ))
+    };
+    assert!(di("a", 0.8).evaluate(&d, None).passed);
+    assert!(!di("a", 0.9).evaluate(&d, None).passed);
+    assert!(!di("b", 0.9).evaluate(&d, None).passed);
+}
+
+#[test]
+fn inconclusive_undefined_and_invalid_never_pass() {
+    let small = two_groups(40, 0.5);
+    let g = gate(
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"},"limit":1.0}]}"#,
+    );
+    let out = g.evaluate(&small, None);
+    assert!(!out.passed);
+    assert!(out.results[0].reason.contains("inconclusive"), "{out}");
+    // A group without positives: equal opportunity is undefined, and fails.
+    let gr = SensitiveGroups::new(&[("g", &["a", "b", "a", "b"][..])]).unwrap();
+    let d = FairnessData::from_predictions(&[1.0, 0.0, 0.0, 0.0], &[1.0, 0.0, 0.0, 1.0], None, gr)
+        .unwrap();
+    let eo = FairnessGate {
+        rules: vec![FairnessRule {
+            disparity: DisparitySpec::new(Disparity::EqualOpportunityDifference),
+            limit: Some(1.0),
+            champion_tolerance: None,
+            use_confidence_bound: false,
+        }],
+        config: FairnessConfig {
+            min_group_size: 1,
+            ..FairnessConfig::default()
+        },
+        ..FairnessGate::default()
+    };
+    let out = eo.evaluate(&d, None);
+    assert!(
+        !out.passed && out.results[0].reason.contains("group b"),
+        "{out}"
+    );
+    // A reference that is not in the data fails, naming it.
+    let absent = gate(
+        r#"{"rules":[{"disparity":{"measure":"disparate_impact","reference":["zz"]},"limit":0.8}],"config":{"min_group_size":1}}"#,
+    );
+    let out = absent.evaluate(&d, None);
+    assert!(
+        !out.passed && out.results[0].reason.contains("[zz]"),
+        "{out}"
+    );
+    // Invalid gates are refused by validate, and fail every rule if evaluated anyway.
+    for bad in [
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"}}]}"#,
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"},"limit":1.5}]}"#,
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_ratio"},"limit":0}]}"#,
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_ratio"},"champion_tolerance":-0.1}]}"#,
+        r#"{"rules":[{"disparity":{"measure":"disparate_impact"},"limit":0.8}]}"#,
+        r#"{"rules":[],"config":{"min_group_size":0}}"#,
+    ] {
+        let g: FairnessGate = serde_json::from_str(bad).unwrap();
+        assert!(g.validate().is_err(), "{bad}");
+        assert!(
+            !g.evaluate(&d, None).results.iter().any(|r| r.passed),
+            "{bad}"
+        );
+    }
+    assert!(serde_json::from_str::<FairnessGate>(r#"{"rules":[],"typo":1}"#).is_err());
+}
+
+#[test]
+fn the_champion_bound_compares_on_the_same_rows() {
+    let champion = two_groups(4000, 0.56); // 0.06
+    let fairer = two_groups(4000, 0.53); // 0.03
+    let worse = two_groups(4000, 0.62); // 0.12
+    let g = gate(
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"},"champion_tolerance":0.02}]}"#,
+    );
+    assert!(g.evaluate(&fairer, Some(&champion)).passed);
+    let out = g.evaluate(&worse, Some(&champion));
+    assert!(!out.passed, "{out}");
+    assert!(out.results[0].reason.contains("champion 0.06"), "{out}");
+    assert!(
+        g.evaluate(&worse, None).passed,
+        "no champion: skipped by default"
+    );
+    let strict = FairnessGate {
+        pass_without_champion: false,
+        ..g
+    };
+    assert!(!strict.evaluate(&worse, None).passed);
+}

@@ -111,7 +111,7 @@ fn bad_input_is_a_named_error() {
         Some(&[0.0, 0.0]),
         g(&["a", "b"])
     ))
-    .contains("positive total"));
+    .contains("positive, finite total"));
     // Columns of different lengths; the same column twice; an id column.
     assert!(SensitiveGroups::new(&[("a", &["x", "y"][..]), ("b", &["x"][..])]).is_err());
     assert!(
@@ -194,17 +194,14 @@ fn one_class_one_row_and_constant_decisions() {
         .value,
         0.0
     );
-    // Nobody selected: differences are 0, ratios undefined (0 / 0), not 1 and not NaN.
+    // Nobody selected: differences are 0; a ratio of equal zeros is 1 (the groups are equal),
+    // and Fairlearn's 0 / 0 an error in its mode; never NaN.
     let none =
         FairnessData::from_predictions(&[0.0, 1.0, 0.0, 1.0], &[0.0; 4], None, g.clone()).unwrap();
     assert_eq!(measure(&none, &dp(), false).unwrap().value, 0.0);
-    let r = measure(
-        &none,
-        &DisparitySpec::new(Disparity::DemographicParityRatio),
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let ratio = DisparitySpec::new(Disparity::DemographicParityRatio);
+    assert_eq!(measure(&none, &ratio, false).unwrap().value, 1.0);
+    let r = measure(&none, &ratio, true).unwrap_err().to_string();
     assert!(r.contains("every group's selection_rate is 0"), "{r}");
     let di = measure(
         &none,
@@ -225,24 +222,22 @@ fn one_class_one_row_and_constant_decisions() {
         SensitiveGroups::new(&[("g", &["a"][..])]).unwrap(),
     )
     .unwrap();
-    assert_eq!(measure(&one, &dp(), false).unwrap().value, 0.0);
+    // One row, one group: nothing to compare, for every measure; never a 0 that would pass.
+    assert!(measure(&one, &dp(), false)
+        .unwrap_err()
+        .to_string()
+        .contains("only group a"));
     let sole = measure(
         &one,
         &DisparitySpec::new(Disparity::StatisticalParityDifference).reference(["a"]),
         false,
     )
     .unwrap_err();
-    assert!(
-        sole.to_string().contains("no group besides the reference"),
-        "{sole}"
-    );
+    assert!(sole.to_string().contains("nothing to compare"), "{sole}");
     let a = assess(&one, &dp(), &FairnessConfig::default()).unwrap();
-    assert_eq!(a.status, AssessmentStatus::Inconclusive);
-    assert!(
-        a.reason.contains("1 rows for selection_rate"),
-        "{}",
-        a.reason
-    );
+    assert_eq!(a.status, AssessmentStatus::Undefined);
+    assert!(a.reason.contains("only group a"), "{}", a.reason);
+    assert_eq!(a.small_groups[0].rows, 1);
 }
 
 #[test]
@@ -330,13 +325,215 @@ fn bootstrap_is_seeded_stratified_and_agrees_between_the_two_paths() {
         (cw.lower - ci.lower).abs() < 0.004 && (cw.upper - ci.upper).abs() < 0.004,
         "{cw:?} vs {ci:?}"
     );
-    // Stratified: every resample keeps group b's 1,000 rows, so with group b always selected
-    // (rate 1) and group a never, the difference is exactly 1 in every resample.
-    let fixed = two_groups(400, 1.0);
-    let g: Vec<f64> = (0..400).map(|i| f64::from(i % 4 == 3)).collect();
-    let fixed = FairnessData::from_predictions(&g, &g, None, fixed.groups().clone()).unwrap();
-    let f = assess(&fixed, &dp(), &cfg).unwrap().interval.unwrap();
-    assert_eq!((f.lower, f.upper), (1.0, 1.0));
+    // Stratified: every resample keeps each group's rows. Group a (500 rows) selects nobody,
+    // group b (500) everybody, so the overall rate is exactly 0.5 in every resample and the
+    // difference to overall is exactly 0.5; resampling all rows together would move the
+    // overall rate by about ±0.03 (95%).
+    let g: Vec<&str> = (0..1000)
+        .map(|i| if i % 2 == 0 { "a" } else { "b" })
+        .collect();
+    let y: Vec<f64> = (0..1000).map(|i| ((i / 2) % 2) as f64).collect();
+    let p: Vec<f64> = (0..1000).map(|i| (i % 2) as f64).collect();
+    let to_overall = dp().method(Method::ToOverall);
+    for weights in [None, Some(vec![1.0; 1000])] {
+        let d = FairnessData::from_predictions(
+            &y,
+            &p,
+            weights.as_deref(),
+            SensitiveGroups::new(&[("g", &g[..])]).unwrap(),
+        )
+        .unwrap();
+        let f = assess(&d, &to_overall, &cfg).unwrap().interval.unwrap();
+        assert_eq!(
+            (f.lower, f.upper),
+            (0.5, 0.5),
+            "weighted: {}",
+            weights.is_some()
+        );
+    }
+}
+
+#[test]
+fn the_weighted_bootstrap_leaves_rows_of_weight_zero_out() {
+    // Group b: 300 rows, 100 selected; 3,000 more rows of weight 0. Resampling those too would
+    // change b's size from resample to resample (and sometimes empty it).
+    let n = 1000 + 300 + 3000;
+    let g: Vec<&str> = (0..n).map(|i| if i < 1000 { "a" } else { "b" }).collect();
+    let y: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
+    let p: Vec<f64> = (0..n)
+        .map(|i| {
+            if i < 1000 {
+                ((i / 2) % 2) as f64
+            } else {
+                f64::from(i % 3 == 0)
+            }
+        })
+        .collect();
+    let w: Vec<f64> = (0..n).map(|i| if i < 1300 { 1.0 } else { 0.0 }).collect();
+    let groups = SensitiveGroups::new(&[("g", &g[..])]).unwrap();
+    let cfg = FairnessConfig {
+        min_group_size: 1,
+        bootstrap: Some(BootstrapConfig {
+            n_resamples: 2000,
+            confidence: 0.95,
+            seed: 3,
+        }),
+        ..FairnessConfig::default()
+    };
+    let with_zero = assess(
+        &FairnessData::from_predictions(&y, &p, Some(&w), groups).unwrap(),
+        &dp(),
+        &cfg,
+    )
+    .unwrap();
+    let g2 = &g[..1300];
+    let without = FairnessData::from_predictions(
+        &y[..1300],
+        &p[..1300],
+        Some(&w[..1300]),
+        SensitiveGroups::new(&[("g", g2)]).unwrap(),
+    )
+    .unwrap();
+    let without = assess(&without, &dp(), &cfg).unwrap();
+    let (a, b) = (with_zero.interval.unwrap(), without.interval.unwrap());
+    assert_eq!(
+        (a.lower, a.upper),
+        (b.lower, b.upper),
+        "zero-weight rows change nothing"
+    );
+    assert_eq!(a.resamples_used, 2000);
+}
+
+#[test]
+fn ties_name_two_groups_and_one_group_is_nothing_to_compare() {
+    let g = SensitiveGroups::new(&[("g", &["a", "a", "b", "b"][..])]).unwrap();
+    let d = FairnessData::from_predictions(&[1.0, 0.0, 1.0, 0.0], &[1.0, 0.0, 1.0, 0.0], None, g)
+        .unwrap();
+    for spec in [
+        dp(),
+        DisparitySpec::new(Disparity::DemographicParityRatio),
+        dp().method(Method::ToOverall),
+    ] {
+        let v = measure(&d, &spec, false).unwrap();
+        assert_ne!(v.worst.first, v.worst.second, "{spec}: {}", v.worst);
+    }
+    // One group (or one with weight): undefined, and a gate with limit 0 fails.
+    let one = SensitiveGroups::new(&[("g", &["a"; 100][..])]).unwrap();
+    let y: Vec<f64> = (0..100).map(|i| (i % 2) as f64).collect();
+    let d1 = FairnessData::from_predictions(&y, &y, None, one).unwrap();
+    let e = measure(
+        &d1,
+        &DisparitySpec::new(Disparity::EqualizedOddsDifference),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("only group a has rows"), "{e}");
+    let g0 = gate(
+        r#"{"rules":[{"disparity":{"measure":"equalized_odds_difference"},"limit":0.0}],"config":{"min_group_size":1}}"#,
+    );
+    assert!(!g0.evaluate(&d1, None).passed);
+    let two = SensitiveGroups::new(&[("g", &["a", "a", "b", "b"][..])]).unwrap();
+    let d2 = FairnessData::from_predictions(
+        &[1.0, 0.0, 1.0, 0.0],
+        &[1.0, 1.0, 0.0, 0.0],
+        Some(&[1.0, 1.0, 0.0, 0.0]),
+        two,
+    )
+    .unwrap();
+    assert!(measure(&d2, &dp(), false).is_err());
+    assert!(mlops_core::fairness::MetricFrame::new(&d2, true)
+        .difference(
+            mlops_core::fairness::GroupMetric::SelectionRate,
+            Method::BetweenGroups
+        )
+        .is_err());
+}
+
+#[test]
+fn the_frame_agrees_with_measure_when_a_group_weighs_nothing() {
+    use mlops_core::fairness::{GroupMetric, MetricFrame};
+    let g = SensitiveGroups::new(&[("g", &["a", "a", "b", "b", "c", "c"][..])]).unwrap();
+    let d = FairnessData::from_predictions(
+        &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        &[1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+        Some(&[1.0, 1.0, 1.0, 1.0, 0.0, 0.0]),
+        g,
+    )
+    .unwrap();
+    for zero in [false, true] {
+        let frame = MetricFrame::new(&d, zero);
+        assert_eq!(
+            frame.by_group[2].selection_rate, None,
+            "group c has no rate (zero mode {zero})"
+        );
+        let diff = frame
+            .difference(GroupMetric::SelectionRate, Method::BetweenGroups)
+            .unwrap();
+        let ratio = frame
+            .ratio(GroupMetric::SelectionRate, Method::BetweenGroups)
+            .unwrap();
+        assert_eq!(diff, measure(&d, &dp(), zero).unwrap().value);
+        assert_eq!(
+            ratio,
+            measure(
+                &d,
+                &DisparitySpec::new(Disparity::DemographicParityRatio),
+                zero
+            )
+            .unwrap()
+            .value
+        );
+        assert_eq!((diff, ratio), (0.5, 0.5));
+    }
+}
+
+#[test]
+fn weights_too_large_to_sum_and_resample_counts_too_large_to_allocate_are_refused() {
+    let g = SensitiveGroups::new(&[("g", &["a", "b"][..])]).unwrap();
+    let e = FairnessData::from_predictions(&[1.0, 0.0], &[1.0, 0.0], Some(&[1e308, 1e308]), g)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("finite total"), "{e}");
+    let huge: FairnessGate = serde_json::from_str(
+        r#"{"rules":[{"disparity":{"measure":"demographic_parity_difference"},"limit":0.1}],"config":{"bootstrap":{"n_resamples":18446744073709551615}}}"#,
+    ).unwrap();
+    assert!(huge
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("n_resamples"));
+    assert!(!huge.evaluate(&two_groups(400, 0.5), None).passed);
+}
+
+#[test]
+fn the_pessimistic_bound_is_never_kinder_than_the_estimate() {
+    // A narrow interval of few resamples often misses the estimate, so its far end alone
+    // can be kinder than the estimate.
+    let d = two_groups(400, 0.62);
+    let mut missed = 0;
+    for seed in 0..200 {
+        let cfg = FairnessConfig {
+            bootstrap: Some(BootstrapConfig {
+                n_resamples: 10,
+                confidence: 0.1,
+                seed,
+            }),
+            min_group_size: 1,
+            ..FairnessConfig::default()
+        };
+        let a = assess(&d, &dp(), &cfg).unwrap();
+        let estimate = a.value.as_ref().unwrap().value;
+        missed += usize::from(a.interval.unwrap().upper < estimate);
+        assert!(
+            a.pessimistic_unfairness().unwrap() >= estimate,
+            "seed {seed}"
+        );
+    }
+    assert!(
+        missed > 0,
+        "no seed gave an interval below the estimate: the test shows nothing"
+    );
 }
 
 fn gate(json: &str) -> FairnessGate {
@@ -437,7 +634,10 @@ fn inconclusive_undefined_and_invalid_never_pass() {
         r#"{"rules":[{"disparity":{"measure":"demographic_parity_ratio"},"limit":0}]}"#,
         r#"{"rules":[{"disparity":{"measure":"demographic_parity_ratio"},"champion_tolerance":-0.1}]}"#,
         r#"{"rules":[{"disparity":{"measure":"disparate_impact"},"limit":0.8}]}"#,
+        r#"{"rules":[{"disparity":{"measure":"statistical_parity_difference","reference":["a"]},"limit":-0.1}]}"#,
         r#"{"rules":[],"config":{"min_group_size":0}}"#,
+        r#"{"rules":[]}"#,
+        r#"{}"#,
     ] {
         let g: FairnessGate = serde_json::from_str(bad).unwrap();
         assert!(g.validate().is_err(), "{bad}");

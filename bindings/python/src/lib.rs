@@ -10,6 +10,7 @@
 
 mod arrays;
 mod drift;
+mod fairness;
 mod metrics;
 mod profile;
 mod registry;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::buffer_address, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::last_input_addresses, m)?)?;
     drift::register(m)?;
+    fairness::register(m)?;
     metrics::register(m)?;
     profile::register(m)?;
     train::register(m)?;

@@ -17,10 +17,13 @@ use crate::metrics::{BootstrapConfig, ConfidenceInterval};
 pub struct FairnessConfig {
     /// The fewest rows a group needs behind each rate a measure reads (its rows for a selection
     /// rate, its positive labels for a true positive rate, its negative labels for a false
-    /// positive rate). A smaller group makes the result inconclusive, never a pass. Default 30.
+    /// positive rate), counted as rows of positive weight (not the effective size of weighted
+    /// rows). A smaller group makes the result inconclusive, never a pass. Default 30.
     pub min_group_size: usize,
     /// The bootstrap of the interval (resampled within each group, so every resample keeps
-    /// the groups' sizes); `None` for no interval. Default: 1,000 resamples, 95%.
+    /// the groups' sizes; resamples where the measure is undefined are left out, and with
+    /// more than half left out there is no interval); `None` for no interval. Default: 1,000
+    /// resamples, 95%. Weighted data costs a pass over the rows per resample.
     pub bootstrap: Option<BootstrapConfig>,
     /// Report an undefined rate (a group without positive labels has no true positive rate) as
     /// 0, as Fairlearn does. Default false: the measure is undefined and says which group.
@@ -98,15 +101,18 @@ pub struct DisparityAssessment {
 
 impl DisparityAssessment {
     /// The most unfair value the data allow at the interval's confidence: the interval end
-    /// farther from fair (on [`super::Disparity::unfairness`]'s scale), or the estimate's
-    /// unfairness without an interval.
+    /// farther from fair (on [`super::Disparity::unfairness`]'s scale), never less than the
+    /// estimate's unfairness (a percentile interval need not contain the estimate); the
+    /// estimate's alone without an interval.
     pub fn pessimistic_unfairness(&self) -> Option<f64> {
         let m = self.spec.measure;
-        match (&self.interval, &self.value) {
-            (Some(ci), _) => Some(m.unfairness(ci.lower).max(m.unfairness(ci.upper))),
-            (None, Some(v)) => Some(m.unfairness(v.value)),
-            (None, None) => None,
-        }
+        let estimate = m.unfairness(self.value.as_ref()?.value);
+        Some(match &self.interval {
+            Some(ci) => estimate
+                .max(m.unfairness(ci.lower))
+                .max(m.unfairness(ci.upper)),
+            None => estimate,
+        })
     }
 }
 
@@ -160,7 +166,16 @@ pub fn assess(
             }
         }
     }
-    let computed = match table.measure(spec, reference) {
+    let computed = match table.measure(spec, reference).and_then(|c| {
+        if c.value.is_finite() {
+            Ok(c)
+        } else {
+            Err(Error::UndefinedMetric {
+                metric: spec.to_string(),
+                reason: format!("the value is {} (weights too large to sum?)", c.value),
+            })
+        }
+    }) {
         Ok(c) => c,
         Err(e) => {
             return Ok(DisparityAssessment {
@@ -234,7 +249,9 @@ fn bootstrap(
     // Weighted: each group's rows as (label, predicted, weight).
     let rows: Option<Vec<Vec<(bool, bool, f64)>>> = data.weights().map(|_| {
         let mut rows = vec![Vec::new(); cells.len()];
-        for i in 0..data.len() {
+        // Rows of weight 0 are left out, so every resample keeps each group's rows of
+        // positive weight (the sizes the minimum group size judged).
+        for i in (0..data.len()).filter(|&i| data.weight(i) > 0.0) {
             rows[groups.group_of(i)].push((
                 data.labels()[i],
                 data.predictions()[i],

@@ -307,34 +307,40 @@ pub(crate) fn difference(values: &[f64], overall: f64, method: Method) -> Spread
     }
 }
 
+/// A ratio whose every value is 0 (every group's rate is 0, so the overall one too): the groups
+/// are equal, so the ratio is 1 — unless `fairlearn` is asked for, which has 0 / 0 (NaN), an
+/// error here.
 pub(crate) fn ratio(
     values: &[f64],
     overall: f64,
     method: Method,
     metric: GroupMetric,
+    fairlearn: bool,
 ) -> Result<Spread> {
-    match method {
-        Method::BetweenGroups => {
-            let (hi, lo) = extremes(values);
-            if values[hi] <= 0.0 {
-                return Err(Error::UndefinedMetric {
-                    metric: format!("{metric} ratio"),
-                    reason: format!("every group's {metric} is 0"),
-                });
-            }
-            Ok(Spread {
-                value: values[lo] / values[hi],
-                first: lo,
-                second: Side::Group(hi),
-            })
+    let (hi, lo) = extremes(values);
+    if values[hi] <= 0.0 {
+        if fairlearn {
+            return Err(Error::UndefinedMetric {
+                metric: format!("{metric} ratio"),
+                reason: format!("every group's {metric} is 0 (0 / 0; Fairlearn gives NaN)"),
+            });
         }
+        return Ok(Spread {
+            value: 1.0,
+            first: lo,
+            second: match method {
+                Method::BetweenGroups => Side::Group(hi),
+                Method::ToOverall => Side::Overall,
+            },
+        });
+    }
+    match method {
+        Method::BetweenGroups => Ok(Spread {
+            value: values[lo] / values[hi],
+            first: lo,
+            second: Side::Group(hi),
+        }),
         Method::ToOverall => {
-            if overall <= 0.0 {
-                return Err(Error::UndefinedMetric {
-                    metric: format!("{metric} ratio to overall"),
-                    reason: format!("the overall {metric} is 0"),
-                });
-            }
             let mut best = Spread {
                 value: f64::INFINITY,
                 first: 0,
@@ -353,7 +359,8 @@ pub(crate) fn ratio(
     }
 }
 
-/// Indices of the largest and the smallest value (the first of ties).
+/// Indices of the largest and the smallest value: the first of ties, and two different groups
+/// when all are equal (there are at least two: [`Table::measure`] checks).
 fn extremes(values: &[f64]) -> (usize, usize) {
     let (mut hi, mut lo) = (0, 0);
     for (i, &v) in values.iter().enumerate() {
@@ -363,6 +370,9 @@ fn extremes(values: &[f64]) -> (usize, usize) {
         if v < values[lo] {
             lo = i;
         }
+    }
+    if hi == lo && values.len() > 1 {
+        lo = usize::from(hi == 0);
     }
     (hi, lo)
 }
@@ -459,10 +469,16 @@ impl<'a> Table<'a> {
     /// The measure on these counts.
     pub fn measure(&self, spec: &DisparitySpec, reference: Option<usize>) -> Result<Computed> {
         let present = self.present();
-        if present.is_empty() {
+        if present.len() < 2 {
             return Err(Error::UndefinedMetric {
                 metric: spec.measure.to_string(),
-                reason: "no group has rows of positive weight".into(),
+                reason: match present.first() {
+                    None => "no group has rows of positive weight".into(),
+                    Some(&g) => format!(
+                        "only group {} has rows of positive weight: there is nothing to compare it with",
+                        self.groups.name(g)
+                    ),
+                },
             });
         }
         let method = spec.method.unwrap_or_default();
@@ -474,7 +490,7 @@ impl<'a> Table<'a> {
                 Method::BetweenGroups => f64::NAN,
             };
             let mut s = if is_ratio {
-                ratio(&values, overall, method, metric)?
+                ratio(&values, overall, method, metric, self.zero_when_undefined)?
             } else {
                 difference(&values, overall, method)
             };
@@ -498,8 +514,16 @@ impl<'a> Table<'a> {
             D::EqualOpportunityRatio => one(spread_of(GroupMetric::TruePositiveRate, true)?),
             D::EqualizedOddsDifference | D::EqualizedOddsRatio => {
                 let is_ratio = spec.measure == D::EqualizedOddsRatio;
-                let tpr = spread_of(GroupMetric::TruePositiveRate, is_ratio)?;
-                let fpr = spread_of(GroupMetric::FalsePositiveRate, is_ratio)?;
+                let tpr = spread_of(GroupMetric::TruePositiveRate, is_ratio);
+                let fpr = spread_of(GroupMetric::FalsePositiveRate, is_ratio);
+                // Fairlearn leaves out a part whose ratio is 0 / 0 (NaN): `min` and `mean`
+                // over the other. Only in its compatibility mode can a part be 0 / 0.
+                let (tpr, fpr) = match (tpr, fpr) {
+                    (Ok(t), Ok(f)) => (t, f),
+                    (Ok(t), Err(_)) if is_ratio && self.zero_when_undefined => (t, t),
+                    (Err(_), Ok(f)) if is_ratio && self.zero_when_undefined => (f, f),
+                    (Err(e), _) | (_, Err(e)) => return Err(e),
+                };
                 // The pair shown is the worse part's, for either aggregate.
                 let worse = if is_ratio == (tpr.value <= fpr.value) {
                     tpr

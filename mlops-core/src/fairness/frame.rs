@@ -115,11 +115,12 @@ impl FairnessData {
                         "a finite number >= 0",
                     ));
                 }
-                if w.iter().sum::<f64>() <= 0.0 {
+                let total = w.iter().sum::<f64>();
+                if !(total > 0.0 && total.is_finite()) {
                     return Err(Error::invalid(
                         "sample_weight",
-                        "a zero total",
-                        "a positive total weight",
+                        format!("a total of {total}"),
+                        "a positive, finite total weight (rescale weights near f64::MAX)",
                     ));
                 }
                 Some(w.to_vec())
@@ -429,6 +430,9 @@ pub struct MetricFrame {
     pub by_group: Vec<GroupMetrics>,
     /// The whole data.
     pub overall: GroupMetrics,
+    /// Built with `zero_when_undefined` (Fairlearn's numbers).
+    #[serde(skip)]
+    fairlearn: bool,
 }
 
 impl MetricFrame {
@@ -461,10 +465,14 @@ impl MetricFrame {
             aucs.map(|a| a.overall),
             zero_when_undefined,
         );
-        MetricFrame { by_group, overall }
+        MetricFrame {
+            by_group,
+            overall,
+            fairlearn: zero_when_undefined,
+        }
     }
 
-    /// `max − min` of `metric` over groups (`between_groups`), or the largest `|group −
+    /// `max − min` of `metric` over the groups with rows of positive weight (`between_groups`), or the largest `|group −
     /// overall|` (`to_overall`): Fairlearn's `MetricFrame.difference`.
     pub fn difference(&self, metric: GroupMetric, method: super::Method) -> Result<f64> {
         let values = self.values(metric)?;
@@ -477,7 +485,7 @@ impl MetricFrame {
     pub fn ratio(&self, metric: GroupMetric, method: super::Method) -> Result<f64> {
         let values = self.values(metric)?;
         let overall = self.overall_value(metric)?;
-        super::disparity::ratio(&values, overall, method, metric).map(|s| s.value)
+        super::disparity::ratio(&values, overall, method, metric, self.fairlearn).map(|s| s.value)
     }
 
     /// The smallest value of `metric` over groups.
@@ -496,11 +504,24 @@ impl MetricFrame {
             .fold(f64::NEG_INFINITY, f64::max))
     }
 
+    /// The values of the groups that take part (rows of positive weight), at least two.
     fn values(&self, metric: GroupMetric) -> Result<Vec<f64>> {
-        self.by_group
+        let values = self
+            .by_group
             .iter()
+            .filter(|g| g.rows > 0)
             .map(|g| g.get(metric).ok_or_else(|| undefined(metric, g)))
-            .collect()
+            .collect::<Result<Vec<f64>>>()?;
+        if values.len() < 2 {
+            return Err(Error::UndefinedMetric {
+                metric: format!("{metric} across groups"),
+                reason: format!(
+                    "{} group(s) with rows of positive weight: nothing to compare",
+                    values.len()
+                ),
+            });
+        }
+        Ok(values)
     }
 
     fn overall_value(&self, metric: GroupMetric) -> Result<f64> {
@@ -567,6 +588,8 @@ fn metrics_of(
     zero: bool,
 ) -> GroupMetrics {
     let mut undefined = std::collections::BTreeMap::new();
+    // A group without rows of positive weight has no rate of any kind, in either mode.
+    let zero = zero && c.rows > 0;
     let mut rate = |m: GroupMetric| match c.rate(m, zero) {
         Ok(v) => Some(v),
         Err(why) => {

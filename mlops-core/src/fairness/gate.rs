@@ -21,8 +21,10 @@ pub struct FairnessRule {
     /// The absolute limit, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
-    /// No less fair than the champion on the same data, give or take this much (on the
-    /// measure's unfairness scale, [`Disparity::unfairness`]), if set.
+    /// No less fair than the champion on the same rows, give or take this much (on the
+    /// measure's unfairness scale, [`Disparity::unfairness`]), if set. The champion's
+    /// estimate is the bound, also when the candidate is judged on its pessimistic end (as
+    /// [`crate::gate::GateRule::Champion`] does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub champion_tolerance: Option<f64>,
     /// Judge the candidate's interval end farther from fair, not its estimate.
@@ -128,6 +130,13 @@ impl FairnessGate {
     /// `>= 0`, the options fitting the measure, and the config.
     pub fn validate(&self) -> Result<()> {
         self.config.validate()?;
+        if self.rules.is_empty() {
+            return Err(Error::invalid(
+                "FairnessGate.rules",
+                "[]",
+                "at least one rule (a gate without rules would pass anything)",
+            ));
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             let field = format!("FairnessGate.rules[{i}]");
             rule.disparity.check(&format!("{field}.disparity"))?;
@@ -146,8 +155,6 @@ impl FairnessGate {
                         Disparity::DemographicParityRatio
                         | Disparity::EqualizedOddsRatio
                         | Disparity::EqualOpportunityRatio => limit > 0.0 && limit <= 1.0,
-                        Disparity::StatisticalParityDifference
-                        | Disparity::AverageOddsDifference => limit.abs() <= 1.0,
                         _ => (0.0..=1.0).contains(&limit),
                     };
                 if !ok {
@@ -162,6 +169,9 @@ impl FairnessGate {
                                 Disparity::DemographicParityRatio
                                 | Disparity::EqualizedOddsRatio
                                 | Disparity::EqualOpportunityRatio => "a ratio in (0, 1]",
+                                Disparity::StatisticalParityDifference
+                                | Disparity::AverageOddsDifference =>
+                                    "a size in [0, 1] (the difference's either sign is judged)",
                                 _ => "a difference in [0, 1]",
                             }
                         ),
@@ -272,6 +282,10 @@ impl FairnessGate {
                     return out;
                 }
                 Some(ch) => {
+                    if let Err(why) = same_rows(candidate, ch) {
+                        out.reason = format!("{}; champion: {why}", cand.reason);
+                        return out;
+                    }
                     let champ = match assess(ch, &rule.disparity, &self.config) {
                         Ok(a) => a,
                         Err(e) => {
@@ -289,6 +303,14 @@ impl FairnessGate {
                         return out;
                     };
                     let a = m.unfairness(cv.value) + tol;
+                    if !a.is_finite() {
+                        out.reason = format!(
+                            "{}; champion's value {} is not a number",
+                            cand.reason, cv.value
+                        );
+                        out.champion = Some(champ);
+                        return out;
+                    }
                     allowed = allowed.min(a);
                     bounds.push(format!(
                         "champion {:.6} plus tolerance {tol} (unfairness {a:.6})",
@@ -298,7 +320,8 @@ impl FairnessGate {
                 }
             }
         }
-        let ok = observed <= allowed;
+        // Both finite here; a NaN would compare false and fail.
+        let ok = observed.is_finite() && observed <= allowed;
         out.passed = ok;
         out.required = allowed.is_finite().then_some(allowed);
         out.reason = format!(
@@ -309,6 +332,25 @@ impl FairnessGate {
         );
         out
     }
+}
+
+/// The champion must be judged on the candidate's rows: the same labels and groups.
+fn same_rows(candidate: &FairnessData, champion: &FairnessData) -> std::result::Result<(), String> {
+    if champion.len() != candidate.len() {
+        return Err(format!(
+            "scored on {} rows, the candidate on {}: expected the same rows",
+            champion.len(),
+            candidate.len()
+        ));
+    }
+    if champion.labels() != candidate.labels()
+        || champion.groups().codes() != candidate.groups().codes()
+    {
+        return Err(
+            "its labels or groups differ from the candidate's: expected the same rows".into(),
+        );
+    }
+    Ok(())
 }
 
 fn failed(rule: &FairnessRule, reason: String) -> FairnessOutcome {

@@ -50,12 +50,11 @@ impl SensitiveGroups {
         let mut names = Vec::with_capacity(columns.len());
         for (name, values) in columns {
             if values.len() != rows {
-                return Err(Error::LengthMismatch {
-                    left: "sensitive_features[0]",
-                    left_len: rows,
-                    right: "sensitive_features[i]",
-                    right_len: values.len(),
-                });
+                return Err(Error::invalid(
+                    format!("sensitive_features[{name:?}]"),
+                    format!("{} values", values.len()),
+                    format!("{rows} values, as many as the first column has"),
+                ));
             }
             if names.contains(&name.to_string()) {
                 return Err(Error::invalid(
@@ -108,7 +107,8 @@ impl SensitiveGroups {
 
     /// Groups from integer codes already assigned (`codes[i]` indexes `keys`), the fast path a
     /// binding uses after encoding its columns. Every key has one value per column; every code
-    /// must be in range; keys must be distinct.
+    /// must be in range; keys must be distinct. Keys are kept in the order given (a binding
+    /// passes them sorted); a key no row has takes no part in any measure.
     ///
     /// ```
     /// use mlops_core::fairness::SensitiveGroups;
@@ -144,7 +144,24 @@ impl SensitiveGroups {
         if keys.len() > MAX_GROUPS {
             return Err(too_many(keys.len()));
         }
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].contains(c) {
+                return Err(Error::invalid(
+                    "sensitive_features",
+                    c,
+                    "distinct column names",
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
+            if let Some(long) = key.iter().find(|v| v.len() > MAX_GROUP_VALUE_BYTES) {
+                return Err(Error::invalid(
+                    format!("group_keys[{i}]"),
+                    format!("a value of {} bytes", long.len()),
+                    format!("group values of at most {MAX_GROUP_VALUE_BYTES} bytes"),
+                ));
+            }
             if key.len() != columns.len() {
                 return Err(Error::invalid(
                     format!("group_keys[{i}]"),
@@ -152,7 +169,7 @@ impl SensitiveGroups {
                     format!("one value per sensitive column ({})", columns.len()),
                 ));
             }
-            if keys[..i].contains(key) {
+            if !seen.insert(key) {
                 return Err(Error::invalid(
                     format!("group_keys[{i}]"),
                     key.join(", "),

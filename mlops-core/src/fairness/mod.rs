@@ -10,12 +10,14 @@
 //! | `MetricFrame(...).by_group`, `.overall` | [`MetricFrame::new`] |
 //! | `MetricFrame.difference(method=...)`, `.ratio(...)` | [`MetricFrame::difference`], [`MetricFrame::ratio`] |
 //! | `demographic_parity_difference(..., method, agg)` and the other measures | [`measure`] with a [`DisparitySpec`] |
-//! | `ClassificationMetric(...).disparate_impact()` (privileged group) | [`Disparity::DisparateImpact`] with a `reference` |
+//! | `ClassificationMetric(...).disparate_impact()` (privileged group) | [`Disparity::DisparateImpact`] with a `reference`: every other group against it, one by one (`per_group`), the farthest from fair reported; AIF360 given several unprivileged groups at once pools them into one |
 //!
 //! Where the numbers differ on purpose: a rate whose denominator is empty (the true positive
 //! rate of a group without positive labels) is undefined here, and a measure that needs it says
 //! which group; Fairlearn reports 0 there. `zero_when_undefined` reproduces Fairlearn, for
-//! comparison only. A group whose rows all weigh 0 takes no part. Checked against fairlearn
+//! comparison only. A ratio of equal zeros (nobody selected in any group) is 1, where
+//! Fairlearn has NaN. A group whose rows all weigh 0 takes no part, and a measure needs two
+//! groups that do. Checked against fairlearn
 //! 0.15 and aif360 0.6 to 1e-12 (`tests/fairness_fixtures.rs`, fixtures written by
 //! `scripts/fixtures/fairness_refs.py`).
 //!

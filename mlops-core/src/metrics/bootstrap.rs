@@ -7,12 +7,16 @@ use serde::{Deserialize, Serialize};
 use super::ScoredSamples;
 use crate::error::{Error, Result};
 
+/// The most resamples a [`BootstrapConfig`] may ask for (a count from a file or a request
+/// sizes an allocation).
+pub const MAX_RESAMPLES: usize = 1_000_000;
+
 /// How to bootstrap: resample rows with replacement `n_resamples` times from a ChaCha8 stream
 /// seeded with `seed`, and take the percentile interval at `confidence`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BootstrapConfig {
-    /// Number of resamples, at least 10.
+    /// Number of resamples, from 10 to [`MAX_RESAMPLES`].
     pub n_resamples: usize,
     /// Two-sided confidence level, in (0, 1).
     pub confidence: f64,
@@ -33,11 +37,11 @@ impl Default for BootstrapConfig {
 impl BootstrapConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        if self.n_resamples < 10 {
+        if !(10..=MAX_RESAMPLES).contains(&self.n_resamples) {
             return Err(Error::invalid(
                 "BootstrapConfig.n_resamples",
                 self.n_resamples,
-                "at least 10",
+                format!("from 10 to {MAX_RESAMPLES}"),
             ));
         }
         if !(self.confidence > 0.0 && self.confidence < 1.0) {

@@ -37,7 +37,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use bootstrap::quantile_sorted;
-pub use bootstrap::{bootstrap_ci, BootstrapConfig, ConfidenceInterval};
+pub use bootstrap::{bootstrap_ci, BootstrapConfig, ConfidenceInterval, MAX_RESAMPLES};
 pub use confusion::ConfusionMatrix;
 pub use curves::{BestThreshold, RocCurve, ThresholdCriterion, ThresholdSweep};
 pub use delong::AucWithVariance;

@@ -80,6 +80,7 @@ fn router(c: &mut Criterion) {
                     key: Some(key),
                     force: None,
                     request_id: with_id.then_some(key.as_str()),
+                    group: None,
                 };
                 router.route(&request, x.view(), &mut out).expect("routes")
             })

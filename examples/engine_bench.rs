@@ -147,6 +147,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 key: Some(key),
                 force: None,
                 request_id: with_id.then_some(key.as_str()),
+                group: None,
             };
             router
                 .route(&request, one, &mut out1)

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --features http --example serve -- --registry /tmp/reg --model fraud \
 //!     [--addr 127.0.0.1:8080] [--policy promotion.toml] [--tokens-file tokens.txt] [--poll-seconds 5] \
+//!     [--router-config router.toml] \
 //!     [--log-predictions s3://bucket/log [--log-config log.toml]]   # with --features predlog
 //!     [--monitor [--monitor-config monitor.toml] [--replica NAME]]    # with --features monitor
 //!     [--prometheus http://127.0.0.1:9090]                           # with --features prometheus
@@ -65,7 +66,7 @@ use mlops::serve::http::{
 };
 use mlops::serve::policy::Promotion;
 use mlops::serve::rollout::{compiling, Controller, ControllerParts, Loader, Tick};
-use mlops::serve::router::{Router, RouterOptions, Routes, Variant};
+use mlops::serve::router::{Router, RouterConfig, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
 use mlops::serve::telemetry::ServeMetrics;
 use mlops::serve::NonFinitePolicy;
@@ -76,7 +77,7 @@ use mlops::serve::NonFinitePolicy;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 1 stopped because the rollout (or experiment) controller died (readiness turned false first), 2 bad input, an error at start (no version under --alias, a registry folder that does not exist, an empty token list, a port in use, an --experiment file that is refused, an arm whose version is missing, a stored experiment of that name with another configuration) or usage."
+    after_help = "Exit codes: 0 stopped by SIGINT or SIGTERM after finishing requests in flight, 1 stopped because the rollout (or experiment) controller died (readiness turned false first), 2 bad input, an error at start (no version under --alias, a registry folder that does not exist, an empty token list, a port in use, an --experiment or --router-config file that is refused (a stats.group_feature the model does not have), an arm whose version is missing, a stored experiment of that name with another configuration) or usage."
 )]
 struct Args {
     /// Registry location: a folder or a URL (read-only credentials suffice to serve).
@@ -97,6 +98,12 @@ struct Args {
     /// Promotion policy, TOML or JSON (the seed's by default).
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Router settings, TOML or JSON (`mlops::serve::router::RouterConfig`): the statistics'
+    /// memory bounds, the shadow queue, and `stats.group_feature`, the input whose value is
+    /// each row's sensitive group (for the `fairness` canary check and the monitor's group
+    /// gauges; a request can give its group as `parameters.group` instead).
+    #[arg(long)]
+    router_config: Option<PathBuf>,
     /// A file of bearer tokens, one per line (or MLOPS_TOKENS, comma-separated).
     #[arg(long)]
     tokens_file: Option<PathBuf>,
@@ -433,10 +440,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => experiment(path, &args, &registry, &mut metrics_registry, loader).await?,
         None => rollout(&args, &registry, metrics.clone(), loader).await?,
     };
+    let router_config: RouterConfig = match &args.router_config {
+        Some(path) => read_settings("--router-config", path)?,
+        None => RouterConfig::default(),
+    };
     let router = Arc::new(Router::new(
         &args.model,
         routes,
         RouterOptions {
+            config: router_config.check()?,
             metrics,
             #[cfg(feature = "predlog")]
             prediction_log: log.clone(),

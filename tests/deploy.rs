@@ -214,7 +214,7 @@ fn exposition() -> String {
             .take(1_000)
             .map(|&y| y > 0.5)
             .collect();
-        assert!(monitor.record_labels(&model, Some(1), 0.5, &labels, &scores));
+        assert!(monitor.record_labels(&model, Some(1), 0.5, &labels, &scores, None));
         monitor.sync(Duration::from_secs(60)).unwrap();
         let status = &monitor.status("fraud")[0];
         assert_eq!(

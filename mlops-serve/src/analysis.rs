@@ -10,6 +10,7 @@
 //! | `accuracy` | accuracy difference, Wald interval | lower bound ≥ −δ | upper bound < −δ |
 //! | `prediction_drift` | two-sample KS on the predicted probabilities | otherwise | statistic > max and p < 1 − confidence |
 //! | `shadow_agreement` | share of rows where the shadow's label equals the primary's | lower bound ≥ min | upper bound < min |
+//! | `fairness` | a disparity's unfairness, candidate − stable, on labeled rows with their sensitive group (bootstrap within groups) | upper bound ≤ `max_increase` | lower bound > `max_increase` |
 //!
 //! Bounds are one-sided at `confidence`. A check without enough data (requests, labels, both
 //! classes) is Inconclusive and says what it lacks: never Pass on no evidence.
@@ -41,6 +42,15 @@ fn default_max_ks() -> f64 {
 }
 fn default_min_agreement() -> f64 {
     0.9
+}
+fn default_max_unfairness_increase() -> f64 {
+    0.02
+}
+fn default_min_group_size() -> usize {
+    30
+}
+fn default_resamples() -> usize {
+    500
 }
 
 /// One check of a canary analysis (serde: `{"kind": "error_rate", ...}`).
@@ -99,6 +109,28 @@ pub enum Check {
         /// Confidence of the test, in (0.5, 1).
         #[serde(default = "default_confidence")]
         confidence: f64,
+    },
+    /// The candidate is not less fair than stable: a disparity (Fairlearn's or AIF360's,
+    /// [`mlops_core::fairness::DisparitySpec`]) on each variant's labeled rows grouped by
+    /// their sensitive group ([`StatsConfig::group_feature`](crate::step_stats::StatsConfig::group_feature)
+    /// or the request's group), compared on the measure's unfairness scale. A group with
+    /// fewer than `min_group_size` rows behind a rate, rows without groups, or an undefined
+    /// rate make it inconclusive, never a pass.
+    Fairness {
+        /// The measure.
+        disparity: mlops_core::fairness::DisparitySpec,
+        /// How much less fair the candidate may be (unfairness scale), in [0, 1).
+        #[serde(default = "default_max_unfairness_increase")]
+        max_increase: f64,
+        /// Confidence of the one-sided bounds, in (0.5, 1).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+        /// Rows each group needs behind each rate the measure reads, ≥ 1.
+        #[serde(default = "default_min_group_size")]
+        min_group_size: usize,
+        /// Bootstrap resamples per variant, from 100 to 10,000.
+        #[serde(default = "default_resamples")]
+        resamples: usize,
     },
     /// The shadow's labels agree with the primary's on at least `min_agreement` of rows
     /// (shadow phase).
@@ -189,6 +221,7 @@ impl Check {
             Check::Accuracy { .. } => "accuracy",
             Check::PredictionDrift { .. } => "prediction_drift",
             Check::ShadowAgreement { .. } => "shadow_agreement",
+            Check::Fairness { .. } => "fairness",
         }
     }
 
@@ -220,7 +253,10 @@ impl Check {
     /// Whether the check needs labels (it cannot run in a shadow phase, where the candidate's
     /// predictions are never served).
     pub fn needs_labels(&self) -> bool {
-        matches!(self, Check::RocAuc { .. } | Check::Accuracy { .. })
+        matches!(
+            self,
+            Check::RocAuc { .. } | Check::Accuracy { .. } | Check::Fairness { .. }
+        )
     }
 
     /// Checks every field; `field` prefixes the names in errors (`checks[2]`).
@@ -321,6 +357,41 @@ impl Check {
                     CONFIDENCE,
                 ),
             ],
+            Check::Fairness {
+                ref disparity,
+                max_increase,
+                confidence,
+                min_group_size,
+                resamples,
+            } => {
+                disparity.check(&format!("{field}.disparity"))?;
+                vec![
+                    (
+                        "max_increase",
+                        max_increase,
+                        (0.0..1.0).contains(&max_increase),
+                        "an unfairness increase in [0, 1)",
+                    ),
+                    (
+                        "confidence",
+                        confidence,
+                        confidence_ok(confidence),
+                        CONFIDENCE,
+                    ),
+                    (
+                        "min_group_size",
+                        min_group_size as f64,
+                        min_group_size >= 1,
+                        "at least 1 row",
+                    ),
+                    (
+                        "resamples",
+                        resamples as f64,
+                        (100..=10_000).contains(&resamples),
+                        "from 100 to 10000",
+                    ),
+                ]
+            }
         };
         match rules.into_iter().find(|(_, _, ok, _)| !ok) {
             Some((name, value, _, expected)) => {
@@ -346,6 +417,7 @@ impl Check {
             );
         };
         match *self {
+            Check::Fairness { .. } => fairness(&mut r, self, candidate, stable),
             Check::ErrorRate {
                 max_increase,
                 confidence,
@@ -565,6 +637,127 @@ impl Check {
             }
         }
         r
+    }
+}
+
+/// A variant's labeled rows that have a group, as fairness data (decisions at its threshold).
+fn fairness_data(
+    v: &VariantSnapshot,
+) -> std::result::Result<mlops_core::fairness::FairnessData, String> {
+    use mlops_core::fairness::{FairnessData, SensitiveGroups};
+    if v.label_groups.len() != v.labels.len() {
+        return Err(format!(
+            "{}: {} labeled rows, {} with a sensitive group (name StatsConfig.group_feature, or give requests a group)",
+            v.variant,
+            v.labels.len(),
+            v.label_groups.len()
+        ));
+    }
+    let rows: Vec<usize> = (0..v.labels.len())
+        .filter(|&i| (v.label_groups[i] as usize) < v.group_names.len())
+        .collect();
+    if rows.is_empty() {
+        return Err(format!(
+            "{}: no labeled row has a sensitive group",
+            v.variant
+        ));
+    }
+    let keys = v.group_names.iter().map(|n| vec![n.clone()]).collect();
+    let codes = rows.iter().map(|&i| u32::from(v.label_groups[i])).collect();
+    let groups = SensitiveGroups::from_codes(vec!["group".into()], keys, codes)
+        .map_err(|e| e.to_string())?;
+    let labels: Vec<f64> = rows
+        .iter()
+        .map(|&i| f64::from(u8::from(v.labels[i])))
+        .collect();
+    let scores: Vec<f64> = rows.iter().map(|&i| v.label_scores[i]).collect();
+    FairnessData::from_scores(&labels, &scores, f64::from(v.threshold), None, groups)
+        .map_err(|e| e.to_string())
+}
+
+/// The `fairness` check: the bootstrap interval of the unfairness difference, one-sided at
+/// `confidence` on each end.
+fn fairness(
+    r: &mut CheckResult,
+    check: &Check,
+    candidate: &VariantSnapshot,
+    stable: &VariantSnapshot,
+) {
+    use mlops_core::fairness::{compare, AssessmentStatus, FairnessConfig};
+    use mlops_core::metrics::BootstrapConfig;
+    let Check::Fairness {
+        ref disparity,
+        max_increase,
+        confidence,
+        min_group_size,
+        resamples,
+    } = *check
+    else {
+        return;
+    };
+    r.n_candidate = candidate.labeled() as u64;
+    r.n_stable = stable.labeled() as u64;
+    let (c, s) = match (fairness_data(candidate), fairness_data(stable)) {
+        (Ok(c), Ok(s)) => (c, s),
+        (Err(why), _) | (_, Err(why)) => {
+            r.reason = why;
+            return;
+        }
+    };
+    let config = FairnessConfig {
+        min_group_size,
+        bootstrap: Some(BootstrapConfig {
+            n_resamples: resamples,
+            // Two-sided at 2c − 1 puts each end at one-sided `confidence`.
+            confidence: 2.0 * confidence - 1.0,
+            seed: 0,
+        }),
+        zero_when_undefined: false,
+    };
+    let cmp = match compare(&c, &s, disparity, &config) {
+        Ok(cmp) => cmp,
+        Err(e) => {
+            r.reason = format!("{disparity}: {e}");
+            return;
+        }
+    };
+    let m = disparity.measure;
+    r.candidate = cmp.candidate.value.as_ref().map(|v| m.unfairness(v.value));
+    r.stable = cmp.baseline.value.as_ref().map(|v| m.unfairness(v.value));
+    for (who, a) in [("candidate", &cmp.candidate), ("stable", &cmp.baseline)] {
+        if a.status != AssessmentStatus::Measured {
+            r.reason = format!("{who}: {}", a.reason);
+            return;
+        }
+    }
+    let Some(d) = cmp.difference else {
+        r.reason = format!(
+            "{disparity}: the unfairness difference is undefined on most resamples (candidate: {}; stable: {})",
+            cmp.candidate.reason, cmp.baseline.reason
+        );
+        return;
+    };
+    r.statistic = Some(d.estimate);
+    r.interval = Some((d.lower, d.upper));
+    let worst = cmp.candidate.value.as_ref().map_or(String::new(), |v| {
+        format!(" (candidate's worst pair: {})", v.worst)
+    });
+    let head = format!(
+        "{disparity}: candidate unfairness {:.4}, stable {:.4}, difference {:+.4} in [{:+.4}, {:+.4}]{worst}",
+        r.candidate.unwrap_or(f64::NAN),
+        r.stable.unwrap_or(f64::NAN),
+        d.estimate,
+        d.lower,
+        d.upper
+    );
+    if d.upper <= max_increase {
+        r.outcome = Outcome::Pass;
+        r.reason = format!("{head}: upper bound <= allowed increase {max_increase}");
+    } else if d.lower > max_increase {
+        r.outcome = Outcome::Fail;
+        r.reason = format!("{head}: lower bound > allowed increase {max_increase}");
+    } else {
+        r.reason = format!("{head}: straddles the allowed increase {max_increase}");
     }
 }
 

@@ -397,6 +397,7 @@ impl Sent {
             key: Some(&key),
             force: None,
             request_id: Some(&id),
+            group: None,
         };
         let x = features.slice(ndarray::s![row..row + 1, ..]);
         let mut out = [0.0_f32];

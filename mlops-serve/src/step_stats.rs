@@ -45,7 +45,25 @@ pub struct StatsConfig {
     /// Seconds a request waits for its labels before it is dropped (and counted), from a
     /// millisecond to [`MAX_LABEL_TTL_SECONDS`].
     pub label_ttl_seconds: f64,
+    /// The model input whose value is each row's sensitive group (a categorical code, say), for
+    /// the `fairness` canary check: labeled rows keep their group. A host may give a request's
+    /// group instead ([`Request::group`](crate::router::Request::group), the V2 server's
+    /// `parameters`); the feature, when named, wins. `None`: no groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_feature: Option<String>,
+    /// The most distinct groups the router keeps (from 2 to [`MAX_GROUPS`]): a request
+    /// chooses the value, so the table is bounded. Rows of a new group past it are labeled
+    /// without one ([`NO_GROUP`]: left out of the fairness check) and counted
+    /// ([`Router::group_overflow`](crate::router::Router::group_overflow)).
+    pub max_groups: usize,
 }
+
+/// The most distinct sensitive groups a router keeps ([`StatsConfig::max_groups`]).
+pub const MAX_GROUPS: usize = 1000;
+
+/// A labeled row's group when it has none (no group source, a new group past
+/// [`StatsConfig::max_groups`], a NaN feature).
+pub const NO_GROUP: u16 = u16::MAX;
 
 impl Default for StatsConfig {
     fn default() -> Self {
@@ -55,6 +73,8 @@ impl Default for StatsConfig {
             label_join_capacity: 2_000_000,
             label_join_bytes: 480 << 20,
             label_ttl_seconds: 3600.0,
+            group_feature: None,
+            max_groups: 32,
         }
     }
 }
@@ -92,7 +112,108 @@ impl StatsConfig {
             ));
         }
         label_ttl(self.label_ttl_seconds)?;
+        if !(2..=MAX_GROUPS).contains(&self.max_groups) {
+            return Err(Error::invalid(
+                "StatsConfig.max_groups",
+                self.max_groups,
+                format!("from 2 to {MAX_GROUPS}"),
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Why `name` cannot be a sensitive group's name: more than
+/// [`MAX_GROUP_VALUE_BYTES`](mlops_core::fairness::MAX_GROUP_VALUE_BYTES) bytes, empty, or a
+/// control character, `"` or `\` (a group name becomes a Prometheus label value, which those
+/// would break).
+///
+/// ```
+/// use mlops_serve::step_stats::group_name_problem;
+///
+/// assert_eq!(group_name_problem("Côte d'Ivoire"), None);
+/// assert!(group_name_problem("a\"b").unwrap().contains("quote"));
+/// assert!(group_name_problem("").is_some());
+/// ```
+pub fn group_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("an empty group name".into());
+    }
+    if name.len() > mlops_core::fairness::MAX_GROUP_VALUE_BYTES {
+        return Some(format!(
+            "a group name of {} bytes; at most {}",
+            name.len(),
+            mlops_core::fairness::MAX_GROUP_VALUE_BYTES
+        ));
+    }
+    name.chars()
+        .find(|c| c.is_control() || *c == '"' || *c == '\\')
+        .map(|c| {
+            format!("a group name with {c:?}; expected no control character, quote or backslash")
+        })
+}
+
+/// Group names by index, and their indices by name.
+type GroupTable = (Vec<Arc<str>>, std::collections::HashMap<Arc<str>, u16>);
+
+/// The router's table of sensitive group names: each distinct group once, at most
+/// `capacity` (a request controls the value, so the table is bounded).
+#[derive(Debug)]
+pub(crate) struct GroupNames {
+    capacity: usize,
+    inner: Mutex<GroupTable>,
+    overflow: AtomicU64,
+}
+
+impl GroupNames {
+    pub(crate) fn new(capacity: usize) -> Self {
+        GroupNames {
+            capacity,
+            inner: Mutex::new((Vec::new(), std::collections::HashMap::new())),
+            overflow: AtomicU64::new(0),
+        }
+    }
+
+    /// The index of `name`, added when there is room; [`NO_GROUP`] (counted) when not, or
+    /// when it is no valid group name ([`group_name_problem`]).
+    pub(crate) fn index(&self, name: &str) -> u16 {
+        if group_name_problem(name).is_some() {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return NO_GROUP;
+        }
+        let mut inner = lock(&self.inner);
+        if let Some(&i) = inner.1.get(name) {
+            return i;
+        }
+        if inner.0.len() >= self.capacity {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return NO_GROUP;
+        }
+        let i = inner.0.len() as u16;
+        let name: Arc<str> = name.into();
+        inner.0.push(name.clone());
+        inner.1.insert(name, i);
+        i
+    }
+
+    /// Every group name, by index.
+    pub(crate) fn names(&self) -> Vec<String> {
+        lock(&self.inner).0.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The names of `groups` (`None` for [`NO_GROUP`]).
+    #[cfg(feature = "monitor")]
+    pub(crate) fn names_of(&self, groups: &[u16]) -> Vec<Option<Arc<str>>> {
+        let inner = lock(&self.inner);
+        groups
+            .iter()
+            .map(|&g| inner.0.get(usize::from(g)).cloned())
+            .collect()
+    }
+
+    /// Rows whose group was new when the table was full.
+    pub(crate) fn overflow(&self) -> u64 {
+        self.overflow.load(Ordering::Relaxed)
     }
 }
 
@@ -127,6 +248,8 @@ impl Reservoir {
 struct Labeled {
     labels: Vec<bool>,
     scores: Vec<f64>,
+    /// Each row's group ([`NO_GROUP`] without one); empty while no row had one.
+    groups: Vec<u16>,
 }
 
 /// How a request ended, for the statistics.
@@ -232,7 +355,12 @@ impl VariantStats {
     /// Labels joined to a request's predictions: how many rows were kept, and how many were
     /// dropped because their prediction was NaN (no score to judge). When the step's buffer
     /// is full, every row is dropped and counted (`None`).
-    pub(crate) fn record_labels(&self, labels: &[bool], scores: &[f32]) -> Option<(u64, u64)> {
+    pub(crate) fn record_labels(
+        &self,
+        labels: &[bool],
+        scores: &[f32],
+        groups: Option<&[u16]>,
+    ) -> Option<(u64, u64)> {
         let mut l = lock(&self.labeled);
         if l.labels.len() + labels.len() > self.labeled_capacity {
             self.labeled_dropped
@@ -240,10 +368,19 @@ impl VariantStats {
             return None;
         }
         let (mut kept, mut unscored) = (0, 0);
-        for (&label, &score) in labels.iter().zip(scores) {
+        if groups.is_some() && l.groups.len() < l.labels.len() {
+            // The first row with a group: the rows before had none.
+            let n = l.labels.len();
+            l.groups.resize(n, NO_GROUP);
+        }
+        for (i, (&label, &score)) in labels.iter().zip(scores).enumerate() {
             if score.is_finite() {
                 l.labels.push(label);
                 l.scores.push(f64::from(score));
+                if groups.is_some() || !l.groups.is_empty() {
+                    let g = groups.and_then(|g| g.get(i).copied()).unwrap_or(NO_GROUP);
+                    l.groups.push(g);
+                }
                 kept += 1;
             } else {
                 unscored += 1;
@@ -263,6 +400,7 @@ impl VariantStats {
         variant: &str,
         version: Option<u64>,
         threshold: f32,
+        group_names: &[String],
     ) -> VariantSnapshot {
         let latency = lock(&self.latency);
         let (p50, p99) = (latency_ms(&latency, 0.5), latency_ms(&latency, 0.99));
@@ -287,6 +425,12 @@ impl VariantStats {
             scores,
             labels: labeled.labels.clone(),
             label_scores: labeled.scores.clone(),
+            label_groups: labeled.groups.clone(),
+            group_names: if labeled.groups.is_empty() {
+                Vec::new()
+            } else {
+                group_names.to_vec()
+            },
             labeled_dropped: self.labeled_dropped.load(Ordering::Relaxed),
             shadow_compared: self.shadow_compared.load(Ordering::Relaxed),
             shadow_agreed: self.shadow_agreed.load(Ordering::Relaxed),
@@ -328,6 +472,13 @@ pub struct VariantSnapshot {
     /// The probabilities those rows were given.
     #[serde(skip)]
     pub label_scores: Vec<f64>,
+    /// Each labeled row's sensitive group, an index into `group_names` ([`NO_GROUP`] without
+    /// one); empty when no row had a group ([`StatsConfig::group_feature`]).
+    #[serde(skip)]
+    pub label_groups: Vec<u16>,
+    /// The router's group names, by index (empty without groups).
+    #[serde(skip)]
+    pub group_names: Vec<String>,
     /// Labeled rows dropped because the step's buffer was full.
     pub labeled_dropped: u64,
     /// Rows a shadow scored beside the primary (shadow variants only).
@@ -353,6 +504,8 @@ impl VariantSnapshot {
             scores: Vec::new(),
             labels: Vec::new(),
             label_scores: Vec::new(),
+            label_groups: Vec::new(),
+            group_names: Vec::new(),
             labeled_dropped: 0,
             shadow_compared: 0,
             shadow_agreed: 0,
@@ -429,6 +582,8 @@ pub(crate) struct Pending {
     /// The version that answered: labels join only to that version's statistics.
     pub(crate) version: Option<u64>,
     pub(crate) scores: Vec<f32>,
+    /// Each row's sensitive group, when the request had groups.
+    pub(crate) groups: Option<Vec<u16>>,
 }
 
 /// A request as the join keeps it: 32 bytes, its id reduced to a 128-bit hash (the map's
@@ -442,11 +597,18 @@ struct Waiting {
     /// Its first row's score; the others (multi-row requests) in `rest`.
     first: f32,
     rest: Option<Box<[f32]>>,
+    /// Each row's sensitive group, when the request had groups.
+    groups: Option<Box<[u16]>>,
 }
 
 impl Waiting {
     fn rows(&self) -> usize {
         1 + self.rest.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// What it is counted as: [`entry_bytes`] and its groups with the allocator's header.
+    fn bytes(&self) -> usize {
+        entry_bytes(self.rows()) + self.groups.as_ref().map_or(0, |g| 16 + 2 * g.len())
     }
 }
 
@@ -614,7 +776,7 @@ impl LabelJoin {
             inner.order.pop_front();
             if live {
                 if let Some(w) = inner.waiting.remove(&key) {
-                    inner.bytes = inner.bytes.saturating_sub(entry_bytes(w.rows()));
+                    inner.bytes = inner.bytes.saturating_sub(w.bytes());
                 }
                 self.count(JoinDrop::Expired, 1);
             }
@@ -641,7 +803,7 @@ impl LabelJoin {
             inner.waiting.retain(|key, w| {
                 let keep = sample_hash(*key) <= threshold;
                 if !keep {
-                    freed += entry_bytes(w.rows());
+                    freed += w.bytes();
                 }
                 keep
             });
@@ -718,6 +880,7 @@ impl LabelJoin {
         variant: Arc<str>,
         version: Option<u64>,
         scores: Vec<f32>,
+        groups: Option<Vec<u16>>,
     ) {
         let now_us = micros(self.clock.now());
         let key = join_key(self.seed, id);
@@ -727,7 +890,7 @@ impl LabelJoin {
         // A request under an id already waiting replaces it, whatever happens to the new one.
         let replaced = inner.waiting.remove(&key);
         if let Some(old) = &replaced {
-            inner.bytes = inner.bytes.saturating_sub(entry_bytes(old.rows()));
+            inner.bytes = inner.bytes.saturating_sub(old.bytes());
             self.count(JoinDrop::Duplicate, 1);
         }
         let Some((&first, rest)) = scores.split_first() else {
@@ -737,7 +900,8 @@ impl LabelJoin {
             // Outside the sample: its labels are counted as `sampled` when they come.
             return;
         }
-        if entry_bytes(scores.len()) > self.max_bytes {
+        let groups_bytes = groups.as_ref().map_or(0, |g| 16 + 2 * g.len());
+        if entry_bytes(scores.len()) + groups_bytes > self.max_bytes {
             // A request larger than the whole bound: dropped alone, not by shrinking the
             // sample of every other request to nothing.
             self.count(JoinDrop::Evicted, 1);
@@ -749,8 +913,9 @@ impl LabelJoin {
             variant,
             first,
             rest: (!rest.is_empty()).then(|| rest.into()),
+            groups: groups.map(Vec::into_boxed_slice),
         };
-        inner.bytes += entry_bytes(waiting.rows());
+        inner.bytes += waiting.bytes();
         inner.waiting.insert(key, waiting);
         // The replaced request's order entry, at the same time, already stands for this one.
         if replaced.is_none_or(|old| old.at_us != now_us) {
@@ -783,10 +948,10 @@ impl LabelJoin {
             }
             Some(n) if n != rows => Err(n),
             Some(n) => {
-                inner.bytes = inner.bytes.saturating_sub(entry_bytes(n));
                 let Some(w) = inner.waiting.remove(&key) else {
                     return Ok(None);
                 };
+                inner.bytes = inner.bytes.saturating_sub(w.bytes());
                 let Some((variant, version)) = inner.variants.get(w.variant as usize).cloned()
                 else {
                     self.count(JoinDrop::Unknown, 1);
@@ -799,6 +964,7 @@ impl LabelJoin {
                     variant,
                     version,
                     scores,
+                    groups: w.groups.map(Vec::from),
                 }))
             }
         }

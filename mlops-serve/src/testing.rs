@@ -550,6 +550,7 @@ pub async fn metrics_source(
                 key: None,
                 force: Some(&variant.name),
                 request_id: Some(&id),
+                group: None,
             };
             let mut out = vec![0.0_f32; n];
             s.requests += 1;

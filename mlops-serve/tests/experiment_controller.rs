@@ -84,6 +84,7 @@ fn send(router: &Router, data: &mlops_core::Dataset, from: usize, n: usize) {
         let request = Request {
             key: Some(&key),
             request_id: Some(&id),
+            group: None,
             ..Request::default()
         };
         router

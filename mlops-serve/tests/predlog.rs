@@ -176,6 +176,7 @@ mod predlog_suite {
                             let id = format!("t{t}-{i}");
                             let request = Request {
                                 request_id: Some(&id),
+                                group: None,
                                 ..Request::default()
                             };
                             let routed = router.route(&request, x.view(), &mut out).unwrap();
@@ -237,6 +238,7 @@ mod predlog_suite {
                                 let id = format!("t{t}-{rows}");
                                 let request = Request {
                                     request_id: Some(&id),
+                                    group: None,
                                     ..Request::default()
                                 };
                                 router.route(&request, x.view(), &mut out).unwrap();
@@ -406,6 +408,7 @@ mod predlog_suite {
         let mut out = vec![0.0_f32; rows];
         let request = Request {
             request_id: Some(id),
+            group: None,
             ..Request::default()
         };
         router.route(&request, x.view(), &mut out).unwrap();

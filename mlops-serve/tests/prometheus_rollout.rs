@@ -561,6 +561,7 @@ mod fake_prometheus {
                 key: Some(&key),
                 force: None,
                 request_id: Some(&id),
+                group: None,
             };
             if router.route(&request, x.view(), &mut out[..rows]).is_ok() && i % 2 == 0 {
                 let y: Vec<f64> = (start..start + rows)

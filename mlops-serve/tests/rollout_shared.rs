@@ -65,6 +65,7 @@ fn traffic(w: &World, routers: &[&Router], n: usize, offset: &mut usize) {
                 key: Some(&key),
                 force: None,
                 request_id: Some(&id),
+                group: None,
             };
             if router
                 .route(

@@ -382,6 +382,7 @@ fn labels_join_by_request_id_within_capacity_and_time_to_live() {
             .route(
                 &Request {
                     request_id: Some(id),
+                    group: None,
                     ..Request::default()
                 },
                 batch.view(),
@@ -526,6 +527,7 @@ fn nan_input_neither_counts_as_a_model_error_nor_poisons_the_step() {
         .route(
             &Request {
                 request_id: Some("a"),
+                group: None,
                 ..Request::default()
             },
             with_nan.view(),
@@ -541,6 +543,7 @@ fn nan_input_neither_counts_as_a_model_error_nor_poisons_the_step() {
             .route(
                 &Request {
                     request_id: Some(&id),
+                    group: None,
                     ..Request::default()
                 },
                 x.view(),
@@ -583,6 +586,7 @@ fn labels_of_a_replaced_version_never_judge_its_successor() {
         .route(
             &Request {
                 request_id: Some("old"),
+                group: None,
                 ..Request::default()
             },
             one_row().view(),
@@ -603,6 +607,7 @@ fn labels_of_a_replaced_version_never_judge_its_successor() {
         .route(
             &Request {
                 request_id: Some("new"),
+                group: None,
                 ..Request::default()
             },
             one_row().view(),
@@ -883,6 +888,7 @@ fn labeled_rows_and_waiting_requests_are_bounded_and_their_drops_counted() {
             .route(
                 &Request {
                     request_id: Some(&id),
+                    group: None,
                     ..Request::default()
                 },
                 batch.view(),
@@ -948,6 +954,7 @@ fn a_full_label_join_samples_every_variant_alike_and_recovers() {
             .route(
                 &Request {
                     request_id: Some(&id),
+                    group: None,
                     key: Some(&id),
                     ..Request::default()
                 },
@@ -996,6 +1003,7 @@ fn a_full_label_join_samples_every_variant_alike_and_recovers() {
             .route(
                 &Request {
                     request_id: Some(&id),
+                    group: None,
                     ..Request::default()
                 },
                 row.view(),
@@ -1030,6 +1038,7 @@ fn a_request_larger_than_the_join_is_dropped_alone() {
             .route(
                 &Request {
                     request_id: Some(id),
+                    group: None,
                     ..Request::default()
                 },
                 x,

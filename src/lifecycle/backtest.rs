@@ -580,6 +580,7 @@ impl<'t> Backtest<'t> {
                 key: Some(&key),
                 force: None,
                 request_id: Some(&id),
+                group: None,
             };
             let row = x.row(i).insert_axis(mlops_core::ndarray::Axis(0));
             match self.router.route(&request, row, &mut x1) {

@@ -190,7 +190,10 @@ pub fn assess(
     };
     let value = table.value(&computed);
     let interval = match &config.bootstrap {
-        Some(b) => bootstrap(data, &cells, spec, reference, config, b, value.value),
+        Some(b) => {
+            let values = resample_values(data, &cells, spec, reference, config, b, b.seed);
+            percentile_interval(values.into_iter().flatten().collect(), b, value.value)
+        }
         None => None,
     };
     let status = if small_groups.is_empty() {
@@ -232,20 +235,47 @@ pub fn assess(
     })
 }
 
-/// Percentile interval over resamples drawn within each group (each group keeps its rows).
-/// Unweighted data draws each group's four confusion counts from their multinomial, which is
-/// the exact distribution of a row resample's counts; weighted data resamples rows.
-fn bootstrap(
+/// The interval of `stats` (the defined resample values), or `None` when fewer than half of
+/// the resamples were defined.
+fn percentile_interval(
+    mut stats: Vec<f64>,
+    b: &BootstrapConfig,
+    estimate: f64,
+) -> Option<ConfidenceInterval> {
+    if stats.len() * 2 < b.n_resamples {
+        tracing::debug!(
+            defined = stats.len(),
+            resamples = b.n_resamples,
+            "disparity undefined on most resamples: no interval"
+        );
+        return None;
+    }
+    stats.sort_unstable_by(f64::total_cmp);
+    let alpha = 1.0 - b.confidence;
+    Some(ConfidenceInterval {
+        estimate,
+        lower: crate::metrics::quantile_sorted(&stats, alpha / 2.0),
+        upper: crate::metrics::quantile_sorted(&stats, 1.0 - alpha / 2.0),
+        confidence: b.confidence,
+        resamples_used: stats.len(),
+    })
+}
+
+/// The measure on each of `b.n_resamples` resamples drawn within each group (`None` where it
+/// is undefined). Unweighted data draws each group's four confusion counts from their
+/// multinomial, which is the exact distribution of a row resample's counts; weighted data
+/// resamples rows.
+fn resample_values(
     data: &FairnessData,
     cells: &[Cells],
     spec: &DisparitySpec,
     reference: Option<usize>,
     config: &FairnessConfig,
     b: &BootstrapConfig,
-    estimate: f64,
-) -> Option<ConfidenceInterval> {
+    seed: u64,
+) -> Vec<Option<f64>> {
     let groups = data.groups();
-    let mut rng = ChaCha8Rng::seed_from_u64(b.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Weighted: each group's rows as (label, predicted, weight).
     let rows: Option<Vec<Vec<(bool, bool, f64)>>> = data.weights().map(|_| {
         let mut rows = vec![Vec::new(); cells.len()];
@@ -261,7 +291,7 @@ fn bootstrap(
         rows
     });
     let mut resampled = vec![Cells::default(); cells.len()];
-    let mut stats = Vec::with_capacity(b.n_resamples);
+    let mut values = Vec::with_capacity(b.n_resamples);
     for _ in 0..b.n_resamples {
         match &rows {
             Some(rows) => {
@@ -281,28 +311,93 @@ fn bootstrap(
             }
         }
         let table = Table::new(groups, &resampled, config.zero_when_undefined);
-        if let Ok(c) = table.measure(spec, reference) {
-            if c.value.is_finite() {
-                stats.push(c.value);
-            }
-        }
-    }
-    if stats.len() * 2 < b.n_resamples {
-        tracing::debug!(
-            defined = stats.len(),
-            resamples = b.n_resamples,
-            "disparity undefined on most resamples: no interval"
+        values.push(
+            table
+                .measure(spec, reference)
+                .ok()
+                .map(|c| c.value)
+                .filter(|v| v.is_finite()),
         );
-        return None;
     }
-    stats.sort_unstable_by(f64::total_cmp);
-    let alpha = 1.0 - b.confidence;
-    Some(ConfidenceInterval {
-        estimate,
-        lower: crate::metrics::quantile_sorted(&stats, alpha / 2.0),
-        upper: crate::metrics::quantile_sorted(&stats, 1.0 - alpha / 2.0),
-        confidence: b.confidence,
-        resamples_used: stats.len(),
+    values
+}
+
+/// Two models' fairness on their own rows (a canary and its stable variant, each judged on
+/// the traffic it served): each one's assessment, and the difference of their unfairness
+/// (candidate minus baseline, on [`super::Disparity::unfairness`]'s scale; positive is less
+/// fair) with a bootstrap interval, each side resampled within its groups independently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FairnessComparison {
+    /// The candidate's assessment.
+    pub candidate: DisparityAssessment,
+    /// The baseline's assessment.
+    pub baseline: DisparityAssessment,
+    /// Candidate unfairness minus baseline unfairness, with its interval (none when either
+    /// side is not measured, or the difference is undefined on most resamples).
+    pub difference: Option<ConfidenceInterval>,
+}
+
+/// Compares `candidate` with `baseline` on `spec` (see [`FairnessComparison`]); `config`'s
+/// bootstrap is required.
+///
+/// ```
+/// use mlops_core::fairness::{compare, Disparity, DisparitySpec, FairnessConfig, FairnessData, SensitiveGroups};
+///
+/// let rows = |rate_b: f64| {
+///     let g: Vec<&str> = (0..2000).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect();
+///     let y: Vec<f64> = (0..2000).map(|i| ((i / 2) % 2) as f64).collect();
+///     let p: Vec<f64> = (0..2000).map(|i| if i % 2 == 0 { ((i / 4) % 2) as f64 } else { f64::from((i / 2) % 100 < (rate_b * 100.0) as usize) }).collect();
+///     FairnessData::from_predictions(&y, &p, None, SensitiveGroups::new(&[("g", &g[..])]).unwrap()).unwrap()
+/// };
+/// let spec = DisparitySpec::new(Disparity::DemographicParityDifference);
+/// let c = compare(&rows(0.8), &rows(0.5), &spec, &FairnessConfig::default())?;
+/// let d = c.difference.unwrap();
+/// assert!((d.estimate - 0.3).abs() < 1e-9 && d.lower > 0.2, "{d:?}"); // the candidate is less fair
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn compare(
+    candidate: &FairnessData,
+    baseline: &FairnessData,
+    spec: &DisparitySpec,
+    config: &FairnessConfig,
+) -> Result<FairnessComparison> {
+    let Some(b) = &config.bootstrap else {
+        return Err(Error::invalid(
+            "FairnessConfig.bootstrap",
+            "none",
+            "a bootstrap to compare two models with",
+        ));
+    };
+    let cand = assess(candidate, spec, config)?;
+    let base = assess(baseline, spec, config)?;
+    let m = spec.measure;
+    let estimates = match (&cand.value, &base.value, cand.status, base.status) {
+        (Some(c), Some(s), AssessmentStatus::Measured, AssessmentStatus::Measured) => {
+            Some((c.value, s.value))
+        }
+        _ => None,
+    };
+    let difference = estimates.and_then(|(c, s)| {
+        let side = |data: &FairnessData, seed: u64| {
+            let cells = data.cells();
+            let reference = reference_index(spec, data.groups()).ok().flatten();
+            resample_values(data, &cells, spec, reference, config, b, seed)
+        };
+        let (cv, sv) = (
+            side(candidate, b.seed),
+            side(baseline, b.seed ^ 0x5eed_ba5e),
+        );
+        let diffs = cv
+            .into_iter()
+            .zip(sv)
+            .filter_map(|(c, s)| Some(m.unfairness(c?) - m.unfairness(s?)))
+            .collect();
+        percentile_interval(diffs, b, m.unfairness(c) - m.unfairness(s))
+    });
+    Ok(FairnessComparison {
+        candidate: cand,
+        baseline: base,
+        difference,
     })
 }
 

@@ -44,7 +44,10 @@ mod frame;
 mod gate;
 mod groups;
 
-pub use assess::{assess, AssessmentStatus, DisparityAssessment, FairnessConfig, SmallGroup};
+pub use assess::{
+    assess, compare, AssessmentStatus, DisparityAssessment, FairnessComparison, FairnessConfig,
+    SmallGroup,
+};
 pub use disparity::{
     measure, Aggregate, Disparity, DisparitySpec, DisparityValue, GroupPair, Method,
 };

@@ -207,6 +207,10 @@ pub struct InferRequest {
     pub outputs: Option<Vec<RequestedOutput>>,
     /// Whether outputs not asked for individually go in binary (`binary_data_output`).
     pub binary_output: bool,
+    /// The request's sensitive group (`parameters.group`: a string that
+    /// [`group_name_problem`](crate::step_stats::group_name_problem) accepts), kept with its
+    /// labeled rows for the `fairness` canary check and the monitor's group gauges.
+    pub group: Option<String>,
 }
 
 /// Most elements a tensor may declare: bounds the work a hostile shape can ask for before
@@ -1002,6 +1006,21 @@ fn decode_root(
         object(p, "request parameters")?;
     }
     let binary_output = flag(parameters, "binary_data_output", "request")?;
+    let group = match parameters.and_then(|p| p.get("group")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(g)) => match crate::step_stats::group_name_problem(g) {
+            None => Some(g.clone()),
+            Some(problem) => {
+                return Err(bad(format!("request parameters.group: {problem}")));
+            }
+        },
+        Some(other) => {
+            return Err(bad(format!(
+                "request parameters.group: expected a string (the sensitive group), got {}",
+                kind(other)
+            )))
+        }
+    };
     let count = match inputs {
         Inputs::Tree(tree) => tree
             .ok_or_else(|| bad("request body: missing \"inputs\""))?
@@ -1151,6 +1170,7 @@ fn decode_root(
         inputs: decoded,
         outputs,
         binary_output,
+        group,
     })
 }
 

@@ -872,6 +872,7 @@ fn run_infer(
         key: text(&headers.key),
         force: target.forced.as_deref().or_else(|| text(&headers.variant)),
         request_id: request.id.as_deref(),
+        group: request.group.as_deref(),
     };
     let mut probabilities = vec![0.0_f32; x.nrows()];
     let routed = s

@@ -62,6 +62,9 @@ pub struct LiveMonitorConfig {
     /// Labeled rows between two computations of the live metrics, 1 to `label_window_rows`
     /// (default 500).
     pub label_step_rows: usize,
+    /// Rows each sensitive group needs behind each rate of a live disparity
+    /// (`mlops_monitor_fairness`, NaN below it), 1 to `label_window_rows` (default 30).
+    pub fairness_min_group_size: usize,
     /// Rows queued for the monitor's thread, at most: past it, rows are dropped and counted
     /// (`mlops_monitor_dropped_total`), never waited for. 1 to [`MAX_QUEUE_ROWS`] (default
     /// 65,536).
@@ -90,6 +93,7 @@ impl Default for LiveMonitorConfig {
             min_check_seconds: 1.0,
             label_window_rows: 5_000,
             label_step_rows: 500,
+            fairness_min_group_size: 30,
             queue_rows: 1 << 16,
             max_versions: 4,
             profile_retry_seconds: 30.0,
@@ -302,6 +306,11 @@ impl LiveMonitorConfig {
         rows(
             "label_step_rows",
             self.label_step_rows,
+            self.label_window_rows,
+        )?;
+        rows(
+            "fairness_min_group_size",
+            self.fairness_min_group_size,
             self.label_window_rows,
         )?;
         rows("queue_rows", self.queue_rows, MAX_QUEUE_ROWS)?;

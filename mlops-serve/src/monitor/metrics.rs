@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 /// The monitor's metric names, as registered (a counter is exposed with `_total` appended).
 ///
@@ -53,6 +54,15 @@ pub mod names {
     pub const LIVE_SAMPLES: &str = "mlops_monitor_live_samples";
     /// Positive rows among them (gauge: model, version).
     pub const LIVE_POSITIVES: &str = "mlops_monitor_live_positives";
+    /// Gauge `{model, version, group, metric}`: selection rate, true and false positive rates
+    /// of each sensitive group over the version's last labeled rows (NaN: undefined).
+    pub const GROUP_METRIC: &str = "mlops_monitor_group_metric";
+    /// Gauge `{model, version, group}`: labeled rows of each sensitive group in the window.
+    pub const GROUP_ROWS: &str = "mlops_monitor_group_rows";
+    /// Gauge `{model, version, metric}`: a disparity (`demographic_parity_difference`,
+    /// `equalized_odds_difference`) over the version's last labeled rows (NaN: undefined,
+    /// or a group below the minimum size).
+    pub const FAIRNESS: &str = "mlops_monitor_fairness";
     /// Rows the monitor took (counter: model).
     pub const ROWS: &str = "mlops_monitor_rows";
     /// Rows (scored or labeled) not monitored, by reason: `queue_full`, `closed`,
@@ -109,6 +119,21 @@ struct MetricLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    model: String,
+    version: String,
+    group: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupMetricLabels {
+    model: String,
+    version: String,
+    group: String,
+    metric: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
 }
@@ -120,6 +145,19 @@ struct ReasonLabels {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The per-group rates the monitor shows.
+pub(crate) const GROUP_RATES: [mlops_core::fairness::GroupMetric; 3] = [
+    mlops_core::fairness::GroupMetric::SelectionRate,
+    mlops_core::fairness::GroupMetric::TruePositiveRate,
+    mlops_core::fairness::GroupMetric::FalsePositiveRate,
+];
+
+/// The disparities the monitor shows.
+pub(crate) const LIVE_DISPARITIES: [mlops_core::fairness::Disparity; 2] = [
+    mlops_core::fairness::Disparity::DemographicParityDifference,
+    mlops_core::fairness::Disparity::EqualizedOddsDifference,
+];
 
 /// The verdicts a version can be in.
 pub(crate) const VERDICTS: [&str; 4] = ["no_drift", "drift", "incomplete", "unknown"];
@@ -161,6 +199,9 @@ pub struct MonitorMetrics {
     live: Family<MetricLabels, FloatGauge>,
     samples: Family<VersionLabels, Gauge>,
     positives: Family<VersionLabels, Gauge>,
+    group_metric: Family<GroupMetricLabels, FloatGauge>,
+    group_rows: Family<GroupLabels, Gauge>,
+    fairness: Family<MetricLabels, FloatGauge>,
     rows: Family<ModelLabels, Counter>,
     dropped: Family<ReasonLabels, Counter>,
 }
@@ -239,6 +280,21 @@ impl MonitorMetrics {
             LIVE_POSITIVES,
             "Positive rows behind the live metrics",
             m.positives.clone(),
+        );
+        registry.register(
+            GROUP_METRIC,
+            "Live rate of a sensitive group over the version's last labeled rows (NaN: undefined)",
+            m.group_metric.clone(),
+        );
+        registry.register(
+            GROUP_ROWS,
+            "Labeled rows of a sensitive group behind the live group metrics",
+            m.group_rows.clone(),
+        );
+        registry.register(
+            FAIRNESS,
+            "Live disparity over the version's last labeled rows (NaN: undefined or a group too small)",
+            m.fairness.clone(),
         );
         registry.register(ROWS, "Rows the monitor took", m.rows.clone());
         registry.register(DROPPED, "Rows not monitored, by reason", m.dropped.clone());
@@ -362,6 +418,63 @@ impl MonitorMetrics {
     pub(crate) fn samples(&self, v: &VersionLabels, samples: usize, positives: usize) {
         self.samples.get_or_create(v).set(samples as i64);
         self.positives.get_or_create(v).set(positives as i64);
+    }
+
+    pub(crate) fn group(&self, v: &VersionLabels, group: &str, rows: usize, rates: &[(&str, f64)]) {
+        self.group_rows
+            .get_or_create(&GroupLabels {
+                model: v.model.clone(),
+                version: v.version.clone(),
+                group: group.into(),
+            })
+            .set(rows as i64);
+        for (metric, value) in rates {
+            self.group_metric
+                .get_or_create(&GroupMetricLabels {
+                    model: v.model.clone(),
+                    version: v.version.clone(),
+                    group: group.into(),
+                    metric: (*metric).into(),
+                })
+                .set(*value);
+        }
+    }
+
+    pub(crate) fn fairness(&self, v: &VersionLabels, measure: &str, value: f64) {
+        self.fairness
+            .get_or_create(&MetricLabels {
+                model: v.model.clone(),
+                version: v.version.clone(),
+                metric: measure.into(),
+            })
+            .set(value);
+    }
+
+    /// Removes the group series of a version (its groups left the window, or it was
+    /// forgotten).
+    pub(crate) fn forget_groups(&self, v: &VersionLabels, groups: &[Arc<str>]) {
+        for g in groups {
+            self.group_rows.remove(&GroupLabels {
+                model: v.model.clone(),
+                version: v.version.clone(),
+                group: g.to_string(),
+            });
+            for metric in GROUP_RATES {
+                self.group_metric.remove(&GroupMetricLabels {
+                    model: v.model.clone(),
+                    version: v.version.clone(),
+                    group: g.to_string(),
+                    metric: metric.name().into(),
+                });
+            }
+        }
+        for measure in LIVE_DISPARITIES {
+            self.fairness.remove(&MetricLabels {
+                model: v.model.clone(),
+                version: v.version.clone(),
+                metric: measure.name().into(),
+            });
+        }
     }
 
     /// Removes every series of a version the monitor forgot.

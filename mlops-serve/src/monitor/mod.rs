@@ -199,6 +199,7 @@ pub(crate) struct Labeled {
     threshold: f32,
     labels: Vec<bool>,
     scores: Vec<f32>,
+    groups: Option<Vec<Option<Arc<str>>>>,
 }
 
 pub(crate) enum Message {
@@ -351,7 +352,8 @@ impl LiveMonitor {
     }
 
     /// Queues labels joined to their scores (one per row) for `version`'s live metrics at
-    /// `threshold`; `false` when dropped (counted). Never blocks.
+    /// `threshold`, with each row's sensitive group when known (for the per-group gauges);
+    /// `false` when dropped (counted). Never blocks.
     pub fn record_labels(
         &self,
         model: &Arc<str>,
@@ -359,6 +361,7 @@ impl LiveMonitor {
         threshold: f32,
         labels: &[bool],
         scores: &[f32],
+        groups: Option<&[Option<Arc<str>>]>,
     ) -> bool {
         let rows = labels.len().min(scores.len());
         if rows == 0 || !self.reserve(model, rows) {
@@ -373,6 +376,7 @@ impl LiveMonitor {
                 threshold,
                 labels: labels[..rows].to_vec(),
                 scores: scores[..rows].to_vec(),
+                groups: groups.map(|g| g.iter().take(rows).cloned().collect()),
             }),
         )
     }

@@ -108,12 +108,13 @@ impl RowWindow {
     }
 }
 
-/// The most recent `capacity` labeled rows: score and label, in a ring.
+/// The most recent `capacity` labeled rows: score, label and sensitive group, in a ring.
 #[derive(Debug)]
 pub(crate) struct LabelWindow {
     capacity: usize,
     scores: Vec<f32>,
     labels: Vec<f32>,
+    groups: Vec<Option<std::sync::Arc<str>>>,
     next: usize,
 }
 
@@ -123,6 +124,7 @@ impl LabelWindow {
             capacity,
             scores: Vec::new(),
             labels: Vec::new(),
+            groups: Vec::new(),
             next: 0,
         }
     }
@@ -133,7 +135,12 @@ impl LabelWindow {
 
     /// Appends a labeled row; a non-finite score (a row the model answered NaN for) is not
     /// kept: no metric can read it.
-    pub(crate) fn push(&mut self, score: f32, label: bool) -> bool {
+    pub(crate) fn push(
+        &mut self,
+        score: f32,
+        label: bool,
+        group: Option<std::sync::Arc<str>>,
+    ) -> bool {
         if !score.is_finite() {
             return false;
         }
@@ -141,9 +148,11 @@ impl LabelWindow {
         if self.scores.len() < self.capacity {
             self.scores.push(score);
             self.labels.push(label);
+            self.groups.push(group);
         } else {
             self.scores[self.next] = score;
             self.labels[self.next] = label;
+            self.groups[self.next] = group;
         }
         self.next = (self.next + 1) % self.capacity;
         true
@@ -152,6 +161,26 @@ impl LabelWindow {
     /// The labeled rows as scored samples (order does not matter to a metric).
     pub(crate) fn samples(&self) -> mlops_core::Result<mlops_core::metrics::ScoredSamples> {
         mlops_core::metrics::ScoredSamples::from_f32(&self.labels, &self.scores, None)
+    }
+
+    /// The rows that have a group, as fairness data (decisions at `threshold`); `None` when
+    /// no row has one.
+    pub(crate) fn by_group(&self, threshold: f32) -> Option<mlops_core::fairness::FairnessData> {
+        use mlops_core::fairness::{FairnessData, SensitiveGroups};
+        let rows: Vec<usize> = (0..self.len())
+            .filter(|&i| self.groups[i].is_some())
+            .collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = rows
+            .iter()
+            .filter_map(|&i| self.groups[i].as_deref())
+            .collect();
+        let groups = SensitiveGroups::new(&[("group", &names[..])]).ok()?;
+        let labels: Vec<f64> = rows.iter().map(|&i| f64::from(self.labels[i])).collect();
+        let scores: Vec<f64> = rows.iter().map(|&i| f64::from(self.scores[i])).collect();
+        FairnessData::from_scores(&labels, &scores, f64::from(threshold), None, groups).ok()
     }
 
     /// Positive rows kept.
@@ -191,10 +220,10 @@ mod tests {
     #[test]
     fn labels_drop_nan_scores_and_keep_the_last() {
         let mut l = LabelWindow::new(2);
-        assert!(!l.push(f32::NAN, true));
-        assert!(l.push(0.9, true));
-        assert!(l.push(0.1, false));
-        assert!(l.push(0.2, false));
+        assert!(!l.push(f32::NAN, true, None));
+        assert!(l.push(0.9, true, None));
+        assert!(l.push(0.1, false, None));
+        assert!(l.push(0.2, false, None));
         assert_eq!((l.len(), l.positives()), (2, 0));
     }
 }

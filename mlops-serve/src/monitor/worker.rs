@@ -47,6 +47,8 @@ struct VersionState {
     profiles: Option<ProfileState>,
     labeled: LabelWindow,
     labels_since: usize,
+    /// The sensitive groups whose series are shown.
+    groups_shown: Vec<Arc<str>>,
     /// The model's row count when this version last scored a row.
     last_row: u64,
     status: VersionStatus,
@@ -269,6 +271,7 @@ impl Worker {
             if let Some(old) = model.versions.remove(&s.run.version) {
                 // The version's features changed (a reload under the same number): start over.
                 metrics.forget(&old.labels, &old.features);
+                metrics.forget_groups(&old.labels, &old.groups_shown);
             }
             if model.versions.len() >= config.max_versions {
                 if let Some(oldest) = model
@@ -279,6 +282,7 @@ impl Worker {
                 {
                     if let Some(gone) = model.versions.remove(&oldest) {
                         metrics.forget(&gone.labels, &gone.features);
+                        metrics.forget_groups(&gone.labels, &gone.groups_shown);
                         lock(&self.status).remove(&(s.run.model.to_string(), oldest));
                     }
                 }
@@ -298,6 +302,7 @@ impl Worker {
                     last_check: None,
                     profiles: None,
                     labeled: LabelWindow::new(config.label_window_rows),
+                    groups_shown: Vec::new(),
                     labels_since: 0,
                     last_row: now_row,
                     status: VersionStatus {
@@ -610,8 +615,9 @@ impl Worker {
                 .dropped(&l.model, "unknown_version", l.labels.len() as u64);
             return;
         };
-        for (&label, &score) in l.labels.iter().zip(&l.scores) {
-            if state.labeled.push(score, label) {
+        for (i, (&label, &score)) in l.labels.iter().zip(&l.scores).enumerate() {
+            let group = l.groups.as_ref().and_then(|g| g.get(i).cloned().flatten());
+            if state.labeled.push(score, label, group) {
                 state.labels_since += 1;
             }
         }
@@ -640,6 +646,12 @@ impl Worker {
             }
             metrics.live(&state.labels, m.as_str(), value.unwrap_or(f64::NAN));
         }
+        publish_groups(
+            state,
+            metrics,
+            l.threshold,
+            self.config.fairness_min_group_size,
+        );
         let (model, version) = (l.model.clone(), l.version);
         self.publish(&model, version);
     }
@@ -671,5 +683,60 @@ impl Worker {
         {
             lock(&self.status).insert((model.to_string(), version), state.status.clone());
         }
+    }
+}
+
+/// Each sensitive group's live rates and the live disparities of `state`'s labeled window;
+/// the series of groups that left the window are removed.
+fn publish_groups(
+    state: &mut VersionState,
+    metrics: &super::metrics::MonitorMetrics,
+    threshold: f32,
+    min_group_size: usize,
+) {
+    use mlops_core::fairness::{
+        assess, AssessmentStatus, DisparitySpec, FairnessConfig, MetricFrame,
+    };
+    let Some(data) = state.labeled.by_group(threshold) else {
+        if !state.groups_shown.is_empty() {
+            metrics.forget_groups(&state.labels, &std::mem::take(&mut state.groups_shown));
+        }
+        return;
+    };
+    let frame = MetricFrame::new(&data, false);
+    let shown: Vec<Arc<str>> = frame
+        .by_group
+        .iter()
+        .map(|g| Arc::from(g.group.as_str()))
+        .collect();
+    let gone: Vec<Arc<str>> = state
+        .groups_shown
+        .iter()
+        .filter(|g| !shown.contains(g))
+        .cloned()
+        .collect();
+    if !gone.is_empty() {
+        metrics.forget_groups(&state.labels, &gone);
+    }
+    for g in &frame.by_group {
+        let rates: Vec<(&str, f64)> = super::metrics::GROUP_RATES
+            .iter()
+            .map(|&m| (m.name(), g.get(m).unwrap_or(f64::NAN)))
+            .collect();
+        metrics.group(&state.labels, &g.group, g.rows, &rates);
+    }
+    state.groups_shown = shown;
+    let config = FairnessConfig {
+        min_group_size,
+        bootstrap: None,
+        zero_when_undefined: false,
+    };
+    for measure in super::metrics::LIVE_DISPARITIES {
+        let value = assess(&data, &DisparitySpec::new(measure), &config)
+            .ok()
+            .filter(|a| a.status == AssessmentStatus::Measured)
+            .and_then(|a| a.value)
+            .map_or(f64::NAN, |v| v.value);
+        metrics.fairness(&state.labels, measure.name(), value);
     }
 }

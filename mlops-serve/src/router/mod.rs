@@ -58,7 +58,9 @@ use xxhash_rust::xxh3::xxh3_64;
 pub(crate) use routes::buckets_of as routes_percent_check;
 pub use routes::{Routes, ShadowRoute, Variant, BUCKETS};
 
-use crate::step_stats::{Answer, JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats};
+use crate::step_stats::{
+    Answer, GroupNames, JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats, NO_GROUP,
+};
 use crate::telemetry::{ServeMetrics, VariantHandles};
 use crate::ticker::{InstantTicker, Ticker};
 use crate::{Error, Result};
@@ -73,6 +75,11 @@ pub struct Request<'a> {
     pub force: Option<&'a str>,
     /// The id labels will be posted back under ([`Router::feedback`]).
     pub request_id: Option<&'a str>,
+    /// The request's sensitive group, kept with its labeled rows for the `fairness` canary
+    /// check (the V2 server takes it from a request parameter). A
+    /// [`StatsConfig::group_feature`](crate::step_stats::StatsConfig::group_feature), when
+    /// named, gives each row's group instead.
+    pub group: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -252,6 +259,8 @@ pub(crate) struct Table {
     arm_upper: Vec<u32>,
     pub(crate) shadow: Option<(usize, u32)>,
     pub(crate) n_features: usize,
+    /// The input whose value is each row's sensitive group ([`StatsConfig::group_feature`]).
+    group_feature: Option<usize>,
     routes: Routes,
     generation: u64,
 }
@@ -267,6 +276,8 @@ impl Table {
 pub struct Router {
     model: Arc<str>,
     table: ArcSwap<Table>,
+    /// Sensitive group names of labeled rows, bounded.
+    groups: GroupNames,
     join: LabelJoin,
     shadow: shadow::Shadow,
     /// The prediction log and the live monitor of the options, fed each scored request.
@@ -326,6 +337,7 @@ impl Router {
         Ok(Router {
             model: model.into(),
             table: ArcSwap::from_pointee(table),
+            groups: GroupNames::new(options.config.stats.max_groups),
             join,
             shadow,
             observers,
@@ -371,7 +383,21 @@ impl Router {
                 .map_or(0.0, |s| s.percent);
             metrics.set_shadow_fraction(model, &v.name, mirrored);
         }
+        let group_feature = match &options.config.stats.group_feature {
+            None => None,
+            Some(name) => {
+                let names = routes.variants[0].predictor.feature_names();
+                Some(names.iter().position(|n| n == name).ok_or_else(|| {
+                    Error::invalid(
+                        "StatsConfig.group_feature",
+                        format!("{name:?}"),
+                        format!("one of the model's inputs {names:?}"),
+                    )
+                })?)
+            }
+        };
         Ok(Table {
+            group_feature,
             n_features: routes.variants[0].predictor.n_features(),
             slots,
             arm_variant: checked.arm_variant,
@@ -442,6 +468,7 @@ impl Router {
                 arm_upper: checked.arm_upper,
                 shadow: checked.shadow,
                 n_features: old.n_features,
+                group_feature: old.group_feature,
                 routes,
                 generation: old.generation,
             });
@@ -539,8 +566,24 @@ impl Router {
         self.observers
             .observe(slot, request.request_id, x, out, "request");
         if let Some(id) = request.request_id {
+            let groups = match (table.group_feature, request.group) {
+                (Some(j), _) => Some(
+                    x.column(j)
+                        .iter()
+                        .map(|&v| {
+                            if v.is_finite() {
+                                self.groups.index(&v.to_string())
+                            } else {
+                                NO_GROUP
+                            }
+                        })
+                        .collect(),
+                ),
+                (None, Some(g)) => Some(vec![self.groups.index(g); x.nrows()]),
+                (None, None) => None,
+            };
             self.join
-                .insert(id, slot.name.clone(), slot.version, out.to_vec());
+                .insert(id, slot.name.clone(), slot.version, out.to_vec(), groups);
         }
         let routed = Routed {
             variant: slot.name.clone(),
@@ -611,7 +654,10 @@ impl Router {
             .find(|s| s.name == pending.variant && s.version == pending.version)
         {
             Some(slot) => {
-                match slot.stats.record_labels(&parsed, &pending.scores) {
+                match slot
+                    .stats
+                    .record_labels(&parsed, &pending.scores, pending.groups.as_deref())
+                {
                     None => self.join.count(JoinDrop::Full, parsed.len() as u64),
                     Some((_, unscored)) => self.join.count(JoinDrop::Unscored, unscored),
                 }
@@ -622,12 +668,14 @@ impl Router {
                 }
                 #[cfg(feature = "monitor")]
                 if let Some(monitor) = &self.options.monitor {
+                    let groups = pending.groups.as_ref().map(|g| self.groups.names_of(g));
                     monitor.record_labels(
                         &self.model,
                         slot.version,
                         slot.threshold,
                         &parsed,
                         &pending.scores,
+                        groups.as_deref(),
                     );
                 }
             }
@@ -648,6 +696,14 @@ impl Router {
     /// runs on its own thread, so a caller on any executor is never waiting on itself).
     pub fn wait_shadow_below(&self, seen: u64, timeout: std::time::Duration) -> u64 {
         self.shadow.wait_below(seen, timeout)
+    }
+
+    /// Requests whose sensitive group was new when the router's table of groups was full
+    /// ([`StatsConfig::max_groups`](crate::step_stats::StatsConfig::max_groups)), or no valid
+    /// group name ([`group_name_problem`](crate::step_stats::group_name_problem)): labeled
+    /// without a group.
+    pub fn group_overflow(&self) -> u64 {
+        self.groups.overflow()
     }
 
     /// Requests waiting for labels.
@@ -703,10 +759,14 @@ impl Router {
     /// ROC AUC gauges (NaN while unknown).
     pub fn snapshot(&self) -> StepSnapshot {
         let table = self.table.load();
+        let group_names = self.groups.names();
         let variants: Vec<_> = table
             .slots
             .iter()
-            .map(|s| s.stats.snapshot(&s.name, s.version, s.threshold))
+            .map(|s| {
+                s.stats
+                    .snapshot(&s.name, s.version, s.threshold, &group_names)
+            })
             .collect();
         for v in &variants {
             let labels: Vec<f64> = v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();

@@ -788,3 +788,76 @@ checks = [{ kind = "error_rate" }]
         );
     }
 }
+
+#[tokio::test]
+async fn a_fairness_gate_on_the_holdout_names_the_worst_groups_and_fails_the_retrain() {
+    let s = setup().await;
+    let window = batches(&s.stream, SHIFT..SHIFT + 3);
+    let with = |rule: &str| {
+        let config: RetrainConfig = toml::from_str(&format!(
+            "order_column = \"{TIME}\"\nmin_auc = 0.5\n[fairness]\ngroup_feature = \"foreign\"\n[fairness.gate]\nrules = [{rule}]\n"
+        ))
+        .unwrap();
+        config.check().unwrap()
+    };
+    // Loose: the candidate is no less fair than the champion on the same holdout, by far.
+    let loose = with(
+        r#"{ disparity = { measure = "demographic_parity_difference" }, champion_tolerance = 0.5 }"#,
+    );
+    let outcome = retrainer(&s, loose)
+        .retrain(request(&window, &trainer(3), &s.champion))
+        .await
+        .unwrap();
+    let RetrainOutcome::Canary(c) = outcome else {
+        panic!("expected a canary: {outcome:?}");
+    };
+    let f = c.fairness.as_ref().unwrap();
+    assert!(f.passed, "{}", c.reasons());
+    assert!(f.results[0].champion.is_some());
+    // Impossible: no disparity at all. The gate fails, naming the two groups and their rows.
+    let strict =
+        with(r#"{ disparity = { measure = "demographic_parity_difference" }, limit = 0.0 }"#);
+    let outcome = retrainer(&s, strict)
+        .retrain(request(&window, &trainer(3), &s.champion))
+        .await
+        .unwrap();
+    let RetrainOutcome::GateFailed(c) = outcome else {
+        panic!("expected the fairness gate to fail: {outcome:?}");
+    };
+    assert!(c.decision.passed && !c.passed(), "{}", c.reasons());
+    let worst = c.fairness.as_ref().unwrap().results[0]
+        .worst
+        .clone()
+        .unwrap();
+    assert_eq!(
+        {
+            let mut g = [worst.first.as_str(), worst.second.as_str()];
+            g.sort_unstable();
+            g
+        },
+        ["0", "1"]
+    );
+    assert!(
+        c.reasons().contains("FAIL demographic_parity_difference"),
+        "{}",
+        c.reasons()
+    );
+    // A group feature the model does not have is refused before any work.
+    let bad = RetrainConfig {
+        fairness: Some(mlops::lifecycle::RetrainFairness {
+            group_feature: "zip".into(),
+            gate: serde_json::from_str(r#"{"rules": [{"disparity": {"measure": "demographic_parity_ratio"}, "limit": 0.8}]}"#).unwrap(),
+        }),
+        ..settings(0.5).into_config()
+    }
+    .check()
+    .unwrap();
+    let suite = ValidationSuite::from_config(&ValidationConfig::default()).unwrap();
+    let Err(e) = Retrainer::new(s.registry.clone(), MODEL, s.schema.clone(), suite, bad) else {
+        panic!("a group feature the schema lacks was accepted");
+    };
+    assert!(
+        e.to_string().contains("group_feature") && e.to_string().contains("zip"),
+        "{e}"
+    );
+}

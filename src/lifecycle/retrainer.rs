@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mlops_core::fairness::{FairnessData, FairnessDecision, FairnessGate, SensitiveGroups};
 use mlops_core::gate::{GateDecision, GateRule, MetricGate, MetricValues};
 use mlops_core::metrics::{Metric, ScoredSamples, ThresholdCriterion};
 use mlops_core::model::{MlpModel, ModelArtifact, Predictor};
@@ -53,6 +54,36 @@ pub struct RetrainConfig {
     /// Register a candidate that failed the gate too, tagged `gate=failed` (default false:
     /// nothing is registered).
     pub register_rejected: bool,
+    /// A fairness gate on the holdout too, each row's group the value of one of the schema's
+    /// features (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<RetrainFairness>,
+}
+
+/// The fairness part of a retrain's gate: [`FairnessGate`]'s rules judged on the holdout for
+/// the candidate (and the champion, on the same rows, where a rule compares), each row's
+/// sensitive group the value of `group_feature`.
+///
+/// ```
+/// use mlops::lifecycle::RetrainConfig;
+///
+/// let config: RetrainConfig = toml::from_str(r#"
+///     [fairness]
+///     group_feature = "region"
+///     [fairness.gate]
+///     rules = [{ disparity = { measure = "equalized_odds_difference" }, champion_tolerance = 0.02 }]
+/// "#)?;
+/// let settings = config.check()?;
+/// assert_eq!(settings.fairness.as_ref().unwrap().group_feature, "region");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainFairness {
+    /// The feature whose value is each row's sensitive group (a categorical code, say).
+    pub group_feature: String,
+    /// The rules, the minimum group size and the bootstrap.
+    pub gate: FairnessGate,
 }
 
 impl Default for RetrainConfig {
@@ -67,6 +98,7 @@ impl Default for RetrainConfig {
             min_holdout_per_class: 5,
             canary_alias: "canary".into(),
             register_rejected: false,
+            fairness: None,
         }
     }
 }
@@ -122,6 +154,16 @@ impl RetrainConfig {
             ));
         }
         self.gate()?;
+        if let Some(f) = &self.fairness {
+            if f.group_feature.is_empty() {
+                return Err(Error::invalid(
+                    "RetrainConfig.fairness.group_feature",
+                    "\"\"",
+                    "the name of the feature that holds each row's sensitive group",
+                ));
+            }
+            f.gate.validate()?;
+        }
         Ok(RetrainSettings { config: self })
     }
 
@@ -221,6 +263,8 @@ pub struct Retrained {
     pub holdout_error: Option<String>,
     /// The gate's decision.
     pub decision: GateDecision,
+    /// The fairness gate's decision, when one is configured.
+    pub fairness: Option<FairnessDecision>,
     /// The tracking run of the fit.
     pub run_id: Option<RunId>,
     /// Rows of the window.
@@ -228,14 +272,23 @@ pub struct Retrained {
 }
 
 impl Retrained {
-    /// Every rule's verdict and reason, `pass ...; FAIL ...`.
+    /// Every rule's verdict and reason, `pass ...; FAIL ...` (the fairness rules' after the
+    /// metric rules').
     pub fn reasons(&self) -> String {
+        let fairness = self.fairness.iter().flat_map(|f| &f.results);
         self.decision
             .results
             .iter()
-            .map(|r| format!("{} {}", if r.passed { "pass" } else { "FAIL" }, r.reason))
+            .map(|r| (r.passed, &r.reason))
+            .chain(fairness.map(|r| (r.passed, &r.reason)))
+            .map(|(passed, reason)| format!("{} {reason}", if passed { "pass" } else { "FAIL" }))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Whether every rule passed, the fairness rules included.
+    pub fn passed(&self) -> bool {
+        self.decision.passed && self.fairness.as_ref().is_none_or(|f| f.passed)
     }
 }
 
@@ -293,6 +346,21 @@ impl Retrainer {
         settings: RetrainSettings,
     ) -> Result<Self> {
         let gate = settings.gate()?;
+        if let Some(f) = &settings.fairness {
+            if !schema.features().any(|c| c.name == f.group_feature) {
+                return Err(Error::invalid(
+                    "RetrainConfig.fairness.group_feature",
+                    format!("{:?}", f.group_feature),
+                    format!(
+                        "one of the model's features: {:?}",
+                        schema
+                            .features()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        }
         Ok(Retrainer {
             registry,
             model: model.into(),
@@ -399,6 +467,15 @@ impl Retrainer {
             }
         };
         let decision = self.gate.evaluate(&metrics, Some(&champion_metrics));
+        let fairness = match &self.settings.fairness {
+            None => None,
+            Some(f) => Some(fairness_on(
+                f,
+                model.as_ref(),
+                request.champion,
+                &split.test,
+            )?),
+        };
         let profile = ReferenceProfile::fit(window, &ProfileConfig::default())?;
         let prediction_profile = prediction_profile(model.as_ref(), window)?;
         let mut retrained = Retrained {
@@ -411,10 +488,11 @@ impl Retrainer {
             champion_metrics,
             holdout_error,
             decision,
+            fairness,
             run_id,
             rows: window.n_rows(),
         };
-        let passed = retrained.decision.passed;
+        let passed = retrained.passed();
         if passed || self.settings.register_rejected {
             retrained.version = Some(self.register(&retrained, &request).await?);
         }
@@ -521,6 +599,54 @@ pub fn prediction_profile(model: &dyn Predictor, data: &Dataset) -> Result<Refer
 pub fn metric_values(model: &dyn Predictor, data: &Dataset) -> Result<MetricValues> {
     let s = ScoredSamples::of(model, data)?;
     Ok(MetricValues::from(&s.report(f64::from(model.threshold()))?))
+}
+
+/// The fairness gate on `holdout`: the candidate's decisions (and the champion's, on the same
+/// rows) with each row's group the value of `f.group_feature`. A holdout the models cannot
+/// score (a missing feature's NaN, say) fails every rule, naming why.
+fn fairness_on(
+    f: &RetrainFairness,
+    candidate: &dyn Predictor,
+    champion: &dyn Predictor,
+    holdout: &Dataset,
+) -> Result<FairnessDecision> {
+    let column = holdout
+        .feature_names()
+        .position(|n| n == f.group_feature)
+        .ok_or_else(|| {
+            Error::invalid(
+                "RetrainConfig.fairness.group_feature",
+                format!("{:?}", f.group_feature),
+                format!(
+                    "one of the window's features: {:?}",
+                    holdout.feature_names().collect::<Vec<_>>()
+                ),
+            )
+        })?;
+    let groups: Vec<String> = holdout
+        .features()
+        .column(column)
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let data = |model: &dyn Predictor| -> mlops_core::Result<FairnessData> {
+        let s = ScoredSamples::of(model, holdout)?;
+        let labels: Vec<f64> = s.labels().iter().map(|&y| f64::from(u8::from(y))).collect();
+        let groups = SensitiveGroups::new(&[(f.group_feature.as_str(), &groups[..])])?;
+        FairnessData::from_scores(
+            &labels,
+            s.scores(),
+            f64::from(model.threshold()),
+            s.weights(),
+            groups,
+        )
+    };
+    Ok(match (data(candidate), data(champion)) {
+        (Ok(c), Ok(p)) => f.gate.evaluate(&c, Some(&p)),
+        (Err(e), _) | (_, Err(e)) => f
+            .gate
+            .fail_all(&format!("the holdout cannot be judged: {e}")),
+    })
 }
 
 /// `artifact` with its threshold at the best F1 on `validation` (kept when undefined there,

@@ -191,6 +191,28 @@ impl FairnessGate {
         Ok(())
     }
 
+    /// Every rule failed for `reason` (data that cannot be judged at all: a holdout its model
+    /// cannot score, say), in the decision's shape.
+    ///
+    /// ```
+    /// let gate: mlops_core::fairness::FairnessGate = serde_json::from_str(
+    ///     r#"{"rules": [{"disparity": {"measure": "demographic_parity_ratio"}, "limit": 0.8}]}"#,
+    /// )?;
+    /// let d = gate.fail_all("no scores");
+    /// assert!(!d.passed && d.results[0].reason.ends_with("no scores"));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn fail_all(&self, reason: &str) -> FairnessDecision {
+        FairnessDecision {
+            passed: false,
+            results: self
+                .rules
+                .iter()
+                .map(|rule| failed(rule, format!("{}: {reason}", rule.disparity)))
+                .collect(),
+        }
+    }
+
     /// Applies every rule to `candidate` (and `champion`, scored on the same rows, where a rule
     /// compares). Never fails: an invalid gate, an undefined measure and a group below the
     /// minimum size are failed rules that say why.

@@ -645,23 +645,42 @@ fn fairness_data(
     v: &VariantSnapshot,
 ) -> std::result::Result<mlops_core::fairness::FairnessData, String> {
     use mlops_core::fairness::{FairnessData, SensitiveGroups};
+    if v.label_scores.len() != v.labels.len() {
+        return Err(format!(
+            "{}: {} labels but {} scores",
+            v.variant,
+            v.labels.len(),
+            v.label_scores.len()
+        ));
+    }
+    if v.label_groups.is_empty() && !v.labels.is_empty() {
+        return Err(format!(
+            "{}: no labeled row carries a sensitive group (name StatsConfig.group_feature or give requests a group; statistics read back from Prometheus carry none)",
+            v.variant
+        ));
+    }
     if v.label_groups.len() != v.labels.len() {
         return Err(format!(
-            "{}: {} labeled rows, {} with a sensitive group (name StatsConfig.group_feature, or give requests a group)",
+            "{}: {} labeled rows but {} groups",
             v.variant,
             v.labels.len(),
             v.label_groups.len()
         ));
     }
-    let rows: Vec<usize> = (0..v.labels.len())
-        .filter(|&i| (v.label_groups[i] as usize) < v.group_names.len())
-        .collect();
-    if rows.is_empty() {
+    // A row left out would be a silent wrong answer (its group is the one that may differ).
+    let without = v
+        .label_groups
+        .iter()
+        .filter(|&&g| usize::from(g) >= v.group_names.len())
+        .count();
+    if without > 0 {
         return Err(format!(
-            "{}: no labeled row has a sensitive group",
-            v.variant
+            "{}: {without} of {} labeled rows have no sensitive group (a missing group feature, or more groups than StatsConfig.max_groups): judged on the others, the check could pass an unfair candidate",
+            v.variant,
+            v.labels.len()
         ));
     }
+    let rows: Vec<usize> = (0..v.labels.len()).collect();
     let keys = v.group_names.iter().map(|n| vec![n.clone()]).collect();
     let codes = rows.iter().map(|&i| u32::from(v.label_groups[i])).collect();
     let groups = SensitiveGroups::from_codes(vec!["group".into()], keys, codes)

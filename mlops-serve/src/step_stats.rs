@@ -38,7 +38,9 @@ pub struct StatsConfig {
     pub label_join_capacity: usize,
     /// Bytes the requests awaiting their labels are counted as: 240 per request, the worst
     /// case (the id is kept as a 128-bit hash, whatever its length; map and queue slots at
-    /// their lowest load), plus 16 and 4 per row after the first. Past this the join samples
+    /// their lowest load), plus, for a request of several rows or with a sensitive group, one
+    /// allocation of 56 bytes with 4 per row after the first and its groups (16 and the name's
+    /// bytes, or 16 and 4 per row). Past this the join samples
     /// as past its capacity. The default, 480 MiB, is the default capacity's worth; the
     /// memory the join really holds is typically under half of what it counts.
     pub label_join_bytes: usize,
@@ -51,10 +53,11 @@ pub struct StatsConfig {
     /// `parameters`); the feature, when named, wins. `None`: no groups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_feature: Option<String>,
-    /// The most distinct groups the router keeps (from 2 to [`MAX_GROUPS`]): a request
-    /// chooses the value, so the table is bounded. Rows of a new group past it are labeled
-    /// without one ([`NO_GROUP`]: left out of the fairness check) and counted
-    /// ([`Router::group_overflow`](crate::router::Router::group_overflow)).
+    /// The most distinct groups a step keeps (from 2 to [`MAX_GROUPS`]): a request chooses
+    /// the value, so the table is bounded. A group takes a place when labels join (a request
+    /// never labeled takes none), and every step starts a new table. Rows of a new group past
+    /// it are labeled without one ([`NO_GROUP`]: the fairness check is then inconclusive) and
+    /// counted ([`Router::group_overflow`](crate::router::Router::group_overflow)).
     pub max_groups: usize,
 }
 
@@ -125,8 +128,9 @@ impl StatsConfig {
 
 /// Why `name` cannot be a sensitive group's name: more than
 /// [`MAX_GROUP_VALUE_BYTES`](mlops_core::fairness::MAX_GROUP_VALUE_BYTES) bytes, empty, or a
-/// control character, `"` or `\` (a group name becomes a Prometheus label value, which those
-/// would break).
+/// control, invisible or formatting character (a line separator, a zero-width space, a
+/// bidirectional override), `"` or `\`, or spaces around it (a group name becomes a
+/// Prometheus label value, which those would break or disguise).
 ///
 /// ```
 /// use mlops_serve::step_stats::group_name_problem;
@@ -134,6 +138,8 @@ impl StatsConfig {
 /// assert_eq!(group_name_problem("Côte d'Ivoire"), None);
 /// assert!(group_name_problem("a\"b").unwrap().contains("quote"));
 /// assert!(group_name_problem("").is_some());
+/// assert!(group_name_problem("north\u{2028}").is_some());
+/// assert!(group_name_problem("north ").is_some());
 /// ```
 pub fn group_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
@@ -146,10 +152,18 @@ pub fn group_name_problem(name: &str) -> Option<String> {
             mlops_core::fairness::MAX_GROUP_VALUE_BYTES
         ));
     }
+    if name.trim() != name {
+        return Some(format!(
+            "the group name {name:?} with spaces around it; expected none (two names that look alike)"
+        ));
+    }
+    // Line and paragraph separators, zero-width and bidirectional formatting characters are
+    // invisible, or end a line for some readers.
+    let hidden = |c: char| matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
     name.chars()
-        .find(|c| c.is_control() || *c == '"' || *c == '\\')
+        .find(|&c| c.is_control() || c == '"' || c == '\\' || hidden(c))
         .map(|c| {
-            format!("a group name with {c:?}; expected no control character, quote or backslash")
+            format!("a group name with {c:?}; expected no control, invisible or formatting character, quote or backslash")
         })
 }
 
@@ -162,16 +176,27 @@ type GroupTable = (Vec<Arc<str>>, std::collections::HashMap<Arc<str>, u16>);
 pub(crate) struct GroupNames {
     capacity: usize,
     inner: Mutex<GroupTable>,
-    overflow: AtomicU64,
+    /// Rows refused a place (the router's count, shared by every step's table).
+    overflow: Arc<AtomicU64>,
 }
 
 impl GroupNames {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, overflow: Arc<AtomicU64>) -> Self {
         GroupNames {
             capacity,
             inner: Mutex::new((Vec::new(), std::collections::HashMap::new())),
-            overflow: AtomicU64::new(0),
+            overflow,
         }
+    }
+
+    /// Each row's group index for a request's labeled rows ([`NO_GROUP`] where it has none).
+    pub(crate) fn indices(&self, groups: &RawGroups, rows: usize) -> Vec<u16> {
+        (0..rows)
+            .map(|i| match groups.name(i) {
+                Some(name) => self.index(&name),
+                None => NO_GROUP,
+            })
+            .collect()
     }
 
     /// The index of `name`, added when there is room; [`NO_GROUP`] (counted) when not, or
@@ -209,11 +234,6 @@ impl GroupNames {
             .iter()
             .map(|&g| inner.0.get(usize::from(g)).cloned())
             .collect()
-    }
-
-    /// Rows whose group was new when the table was full.
-    pub(crate) fn overflow(&self) -> u64 {
-        self.overflow.load(Ordering::Relaxed)
     }
 }
 
@@ -400,7 +420,6 @@ impl VariantStats {
         variant: &str,
         version: Option<u64>,
         threshold: f32,
-        group_names: &[String],
     ) -> VariantSnapshot {
         let latency = lock(&self.latency);
         let (p50, p99) = (latency_ms(&latency, 0.5), latency_ms(&latency, 0.99));
@@ -426,11 +445,7 @@ impl VariantStats {
             labels: labeled.labels.clone(),
             label_scores: labeled.scores.clone(),
             label_groups: labeled.groups.clone(),
-            group_names: if labeled.groups.is_empty() {
-                Vec::new()
-            } else {
-                group_names.to_vec()
-            },
+            group_names: Vec::new(),
             labeled_dropped: self.labeled_dropped.load(Ordering::Relaxed),
             shadow_compared: self.shadow_compared.load(Ordering::Relaxed),
             shadow_agreed: self.shadow_agreed.load(Ordering::Relaxed),
@@ -582,11 +597,11 @@ pub(crate) struct Pending {
     /// The version that answered: labels join only to that version's statistics.
     pub(crate) version: Option<u64>,
     pub(crate) scores: Vec<f32>,
-    /// Each row's sensitive group, when the request had groups.
-    pub(crate) groups: Option<Vec<u16>>,
+    /// Its sensitive groups, when the request had groups.
+    pub(crate) groups: Option<RawGroups>,
 }
 
-/// A request as the join keeps it: 32 bytes, its id reduced to a 128-bit hash (the map's
+/// A request as the join keeps it: 24 bytes, its id reduced to a 128-bit hash (the map's
 /// key), its variant to an index into the join's small table of variants.
 #[derive(Debug)]
 struct Waiting {
@@ -594,21 +609,70 @@ struct Waiting {
     at_us: u64,
     /// Index into [`JoinInner::variants`].
     variant: u32,
-    /// Its first row's score; the others (multi-row requests) in `rest`.
+    /// Its first row's score; the others (multi-row requests) and its groups in `extra`.
     first: f32,
-    rest: Option<Box<[f32]>>,
-    /// Each row's sensitive group, when the request had groups.
-    groups: Option<Box<[u16]>>,
+    extra: Option<Box<Extra>>,
+}
+
+/// What a waiting request holds besides its first score: one allocation, only when needed.
+#[derive(Debug)]
+struct Extra {
+    /// The scores of the rows after the first.
+    rest: Box<[f32]>,
+    /// Its sensitive groups as they came (interned when its labels join, so requests never
+    /// labeled take no place in the step's table of groups).
+    groups: Option<RawGroups>,
+}
+
+/// A request's sensitive groups as they came: its own group, or each row's value of
+/// [`StatsConfig::group_feature`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RawGroups {
+    /// One group for every row ([`Request::group`](crate::router::Request::group)).
+    Request(Box<str>),
+    /// Each row's value of the group feature.
+    Rows(Box<[f32]>),
+}
+
+impl RawGroups {
+    /// Bytes on the heap, with the allocator's header.
+    fn heap_bytes(&self) -> usize {
+        16 + match self {
+            RawGroups::Request(g) => g.len(),
+            RawGroups::Rows(v) => v.len() * std::mem::size_of::<f32>(),
+        }
+    }
+
+    /// Row `i`'s group name: the request's, or the feature's value (`-0` as `0`; `None` for
+    /// a non-finite value or a row past the end).
+    pub(crate) fn name(&self, i: usize) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            RawGroups::Request(g) => Some(std::borrow::Cow::Borrowed(g)),
+            RawGroups::Rows(v) => {
+                let v = *v.get(i)?;
+                if !v.is_finite() {
+                    return None;
+                }
+                let v = if v == 0.0 { 0.0 } else { v };
+                Some(std::borrow::Cow::Owned(v.to_string()))
+            }
+        }
+    }
 }
 
 impl Waiting {
     fn rows(&self) -> usize {
-        1 + self.rest.as_ref().map_or(0, |r| r.len())
+        1 + self.extra.as_ref().map_or(0, |e| e.rest.len())
     }
 
-    /// What it is counted as: [`entry_bytes`] and its groups with the allocator's header.
+    /// What it is counted as: [`ENTRY_BYTES`], and its extra allocation with its contents.
     fn bytes(&self) -> usize {
-        entry_bytes(self.rows()) + self.groups.as_ref().map_or(0, |g| 16 + 2 * g.len())
+        ENTRY_BYTES
+            + self.extra.as_ref().map_or(0, |e| {
+                EXTRA_BYTES
+                    + e.rest.len() * std::mem::size_of::<f32>()
+                    + e.groups.as_ref().map_or(0, RawGroups::heap_bytes)
+            })
     }
 }
 
@@ -667,13 +731,16 @@ impl Default for JoinInner {
 /// worst: 128). What the join really holds is at most this, typically under half.
 const ENTRY_BYTES: usize = 240;
 
-/// The bytes a waiting request of `rows` rows is counted as.
+/// Bytes counted for a waiting request's extra allocation besides its contents: the
+/// allocator's header and the [`Extra`] itself.
+const EXTRA_BYTES: usize = 16 + std::mem::size_of::<Extra>();
+
+/// The bytes a waiting request of `rows` rows without groups is counted as.
 fn entry_bytes(rows: usize) -> usize {
     if rows <= 1 {
         ENTRY_BYTES
     } else {
-        // The boxed rest: its scores and the allocator's header.
-        ENTRY_BYTES + 16 + (rows - 1) * std::mem::size_of::<f32>()
+        ENTRY_BYTES + EXTRA_BYTES + (rows - 1) * std::mem::size_of::<f32>()
     }
 }
 
@@ -880,7 +947,7 @@ impl LabelJoin {
         variant: Arc<str>,
         version: Option<u64>,
         scores: Vec<f32>,
-        groups: Option<Vec<u16>>,
+        groups: Option<RawGroups>,
     ) {
         let now_us = micros(self.clock.now());
         let key = join_key(self.seed, id);
@@ -900,20 +967,27 @@ impl LabelJoin {
             // Outside the sample: its labels are counted as `sampled` when they come.
             return;
         }
-        let groups_bytes = groups.as_ref().map_or(0, |g| 16 + 2 * g.len());
-        if entry_bytes(scores.len()) + groups_bytes > self.max_bytes {
+        let extra = (!rest.is_empty() || groups.is_some()).then(|| {
+            Box::new(Extra {
+                rest: rest.into(),
+                groups,
+            })
+        });
+        let waiting = Waiting {
+            at_us: now_us,
+            variant: 0,
+            first,
+            extra,
+        };
+        if waiting.bytes() > self.max_bytes {
             // A request larger than the whole bound: dropped alone, not by shrinking the
             // sample of every other request to nothing.
             self.count(JoinDrop::Evicted, 1);
             return;
         }
-        let variant = Self::variant_index(&mut inner, variant, version);
         let waiting = Waiting {
-            at_us: now_us,
-            variant,
-            first,
-            rest: (!rest.is_empty()).then(|| rest.into()),
-            groups: groups.map(Vec::into_boxed_slice),
+            variant: Self::variant_index(&mut inner, variant, version),
+            ..waiting
         };
         inner.bytes += waiting.bytes();
         inner.waiting.insert(key, waiting);
@@ -959,12 +1033,15 @@ impl LabelJoin {
                 };
                 let mut scores = Vec::with_capacity(n);
                 scores.push(w.first);
-                scores.extend(w.rest.iter().flat_map(|r| r.iter().copied()));
+                let groups = w.extra.and_then(|e| {
+                    scores.extend_from_slice(&e.rest);
+                    e.groups
+                });
                 Ok(Some(Pending {
                     variant,
                     version,
                     scores,
-                    groups: w.groups.map(Vec::from),
+                    groups,
                 }))
             }
         }
@@ -988,5 +1065,22 @@ impl LabelJoin {
         } else {
             t as f64 / u64::MAX as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes the byte accounting assumes: a map slot of a 16-byte key and a 24-byte
+    /// request within the 49 bytes `ENTRY_BYTES` counts, and the extra allocation's.
+    #[test]
+    fn the_join_counts_at_least_what_it_holds() {
+        assert!(
+            std::mem::size_of::<(u128, Waiting)>() < 49,
+            "{}",
+            std::mem::size_of::<(u128, Waiting)>()
+        );
+        assert_eq!(EXTRA_BYTES, 56);
     }
 }

@@ -1118,6 +1118,38 @@ mod monitor_suite {
     }
 
     #[test]
+    fn a_host_feeding_group_names_directly_cannot_break_the_exposition() {
+        let (monitor, registry, _) = in_memory(&[(1, 0.0)], HookConfig::default());
+        let router = router(single(1), &monitor);
+        // The version must have scored rows for its labels to count.
+        score(&router, &rows(20, 0.0, 8), "warm");
+        let model: Arc<str> = "fraud".into();
+        let evil: Arc<str> = "x\"} 1\nevil_metric{a=\"".into();
+        let fine: Arc<str> = "north".into();
+        let n = 100;
+        let labels: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+        let scores: Vec<f32> = (0..n).map(|i| (i % 10) as f32 / 10.0).collect();
+        let groups: Vec<Option<Arc<str>>> = (0..n)
+            .map(|i| {
+                Some(if i % 2 == 0 {
+                    evil.clone()
+                } else {
+                    fine.clone()
+                })
+            })
+            .collect();
+        assert!(monitor.record_labels(&model, Some(1), 0.5, &labels, &scores, Some(&groups)));
+        monitor.sync(WAIT).unwrap();
+        let text = exposition(&registry);
+        assert!(!text.contains("evil_metric"), "{text}");
+        has(
+            &text,
+            &[r#"mlops_monitor_group_rows{model="fraud",version="1",group="north"} 50"#],
+        );
+        monitor.close();
+    }
+
+    #[test]
     fn a_live_disparity_over_too_small_groups_is_nan_never_a_number() {
         let (monitor, registry, _) = in_memory(&[(1, 0.0)], HookConfig::default());
         let router = router(single(1), &monitor);

@@ -376,7 +376,16 @@ impl LiveMonitor {
                 threshold,
                 labels: labels[..rows].to_vec(),
                 scores: scores[..rows].to_vec(),
-                groups: groups.map(|g| g.iter().take(rows).cloned().collect()),
+                // A name a label value cannot hold is no group (the gauges' labels stay valid).
+                groups: groups.map(|g| {
+                    g.iter()
+                        .take(rows)
+                        .map(|n| {
+                            n.clone()
+                                .filter(|n| crate::step_stats::group_name_problem(n).is_none())
+                        })
+                        .collect()
+                }),
             }),
         )
     }

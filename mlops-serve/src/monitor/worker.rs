@@ -704,6 +704,17 @@ fn publish_groups(
         return;
     };
     let frame = MetricFrame::new(&data, false);
+    if frame.by_group.len() > crate::step_stats::MAX_GROUPS {
+        // More groups than a router keeps: a host fed names of its own; no series for them.
+        tracing::warn!(
+            groups = frame.by_group.len(),
+            "too many sensitive groups to show"
+        );
+        if !state.groups_shown.is_empty() {
+            metrics.forget_groups(&state.labels, &std::mem::take(&mut state.groups_shown));
+        }
+        return;
+    }
     let shown: Vec<Arc<str>> = frame
         .by_group
         .iter()

@@ -59,7 +59,7 @@ pub(crate) use routes::buckets_of as routes_percent_check;
 pub use routes::{Routes, ShadowRoute, Variant, BUCKETS};
 
 use crate::step_stats::{
-    Answer, GroupNames, JoinDrop, LabelJoin, StatsConfig, StepSnapshot, VariantStats, NO_GROUP,
+    Answer, GroupNames, JoinDrop, LabelJoin, RawGroups, StatsConfig, StepSnapshot, VariantStats,
 };
 use crate::telemetry::{ServeMetrics, VariantHandles};
 use crate::ticker::{InstantTicker, Ticker};
@@ -261,6 +261,9 @@ pub(crate) struct Table {
     pub(crate) n_features: usize,
     /// The input whose value is each row's sensitive group ([`StatsConfig::group_feature`]).
     group_feature: Option<usize>,
+    /// The step's sensitive group names (a new step, a new table: a group no longer seen
+    /// gives its place back).
+    groups: Arc<GroupNames>,
     routes: Routes,
     generation: u64,
 }
@@ -276,8 +279,8 @@ impl Table {
 pub struct Router {
     model: Arc<str>,
     table: ArcSwap<Table>,
-    /// Sensitive group names of labeled rows, bounded.
-    groups: GroupNames,
+    /// Labeled rows refused a group (every step's table counts here).
+    group_overflow: Arc<AtomicU64>,
     join: LabelJoin,
     shadow: shadow::Shadow,
     /// The prediction log and the live monitor of the options, fed each scored request.
@@ -333,11 +336,12 @@ impl Router {
                 cause,
             })
         })?;
-        let table = Self::build(model, routes, &options, 1)?;
+        let group_overflow = Arc::new(AtomicU64::new(0));
+        let table = Self::build(model, routes, &options, 1, &group_overflow)?;
         Ok(Router {
             model: model.into(),
             table: ArcSwap::from_pointee(table),
-            groups: GroupNames::new(options.config.stats.max_groups),
+            group_overflow,
             join,
             shadow,
             observers,
@@ -352,6 +356,7 @@ impl Router {
         routes: Routes,
         options: &RouterOptions,
         generation: u64,
+        group_overflow: &Arc<AtomicU64>,
     ) -> Result<Table> {
         let checked = routes::check(&routes)?;
         let metrics = &options.metrics;
@@ -398,6 +403,10 @@ impl Router {
         };
         Ok(Table {
             group_feature,
+            groups: Arc::new(GroupNames::new(
+                options.config.stats.max_groups,
+                group_overflow.clone(),
+            )),
             n_features: routes.variants[0].predictor.n_features(),
             slots,
             arm_variant: checked.arm_variant,
@@ -417,7 +426,13 @@ impl Router {
     /// the table they started on; later ones see only the new one, with empty statistics.
     pub fn install(&self, routes: Routes) -> Result<()> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let table = Self::build(&self.model, routes, &self.options, generation)?;
+        let table = Self::build(
+            &self.model,
+            routes,
+            &self.options,
+            generation,
+            &self.group_overflow,
+        )?;
         self.table.store(Arc::new(table));
         tracing::debug!(model = %self.model, generation, "routes installed");
         Ok(())
@@ -469,6 +484,7 @@ impl Router {
                 shadow: checked.shadow,
                 n_features: old.n_features,
                 group_feature: old.group_feature,
+                groups: old.groups.clone(),
                 routes,
                 generation: old.generation,
             });
@@ -566,20 +582,10 @@ impl Router {
         self.observers
             .observe(slot, request.request_id, x, out, "request");
         if let Some(id) = request.request_id {
+            // Kept as they came; interned into the step's table when labels join.
             let groups = match (table.group_feature, request.group) {
-                (Some(j), _) => Some(
-                    x.column(j)
-                        .iter()
-                        .map(|&v| {
-                            if v.is_finite() {
-                                self.groups.index(&v.to_string())
-                            } else {
-                                NO_GROUP
-                            }
-                        })
-                        .collect(),
-                ),
-                (None, Some(g)) => Some(vec![self.groups.index(g); x.nrows()]),
+                (Some(j), _) => Some(RawGroups::Rows(x.column(j).iter().copied().collect())),
+                (None, Some(g)) => Some(RawGroups::Request(g.into())),
                 (None, None) => None,
             };
             self.join
@@ -654,9 +660,13 @@ impl Router {
             .find(|s| s.name == pending.variant && s.version == pending.version)
         {
             Some(slot) => {
+                let groups = pending
+                    .groups
+                    .as_ref()
+                    .map(|g| table.groups.indices(g, parsed.len()));
                 match slot
                     .stats
-                    .record_labels(&parsed, &pending.scores, pending.groups.as_deref())
+                    .record_labels(&parsed, &pending.scores, groups.as_deref())
                 {
                     None => self.join.count(JoinDrop::Full, parsed.len() as u64),
                     Some((_, unscored)) => self.join.count(JoinDrop::Unscored, unscored),
@@ -668,7 +678,7 @@ impl Router {
                 }
                 #[cfg(feature = "monitor")]
                 if let Some(monitor) = &self.options.monitor {
-                    let groups = pending.groups.as_ref().map(|g| self.groups.names_of(g));
+                    let groups = groups.as_ref().map(|g| table.groups.names_of(g));
                     monitor.record_labels(
                         &self.model,
                         slot.version,
@@ -698,12 +708,12 @@ impl Router {
         self.shadow.wait_below(seen, timeout)
     }
 
-    /// Requests whose sensitive group was new when the router's table of groups was full
+    /// Labeled rows whose sensitive group was new when the step's table of groups was full
     /// ([`StatsConfig::max_groups`](crate::step_stats::StatsConfig::max_groups)), or no valid
     /// group name ([`group_name_problem`](crate::step_stats::group_name_problem)): labeled
     /// without a group.
     pub fn group_overflow(&self) -> u64 {
-        self.groups.overflow()
+        self.group_overflow.load(Ordering::Relaxed)
     }
 
     /// Requests waiting for labels.
@@ -759,15 +769,16 @@ impl Router {
     /// ROC AUC gauges (NaN while unknown).
     pub fn snapshot(&self) -> StepSnapshot {
         let table = self.table.load();
-        let group_names = self.groups.names();
-        let variants: Vec<_> = table
+        let mut variants: Vec<_> = table
             .slots
             .iter()
-            .map(|s| {
-                s.stats
-                    .snapshot(&s.name, s.version, s.threshold, &group_names)
-            })
+            .map(|s| s.stats.snapshot(&s.name, s.version, s.threshold))
             .collect();
+        // Read after the rows: the table only grows, so every index the rows hold is named.
+        let group_names = table.groups.names();
+        for v in variants.iter_mut().filter(|v| !v.label_groups.is_empty()) {
+            v.group_names = group_names.clone();
+        }
         for v in &variants {
             let labels: Vec<f64> = v.labels.iter().map(|&l| f64::from(u8::from(l))).collect();
             let (accuracy, auc) = match ScoredSamples::new(&labels, &v.label_scores, None) {

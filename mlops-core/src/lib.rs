@@ -42,6 +42,7 @@
 //! # Ok::<(), mlops_core::Error>(())
 //! ```
 
+pub mod calibration;
 pub mod checked;
 pub mod clock;
 mod csv_io;

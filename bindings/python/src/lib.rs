@@ -9,6 +9,7 @@
 #![cfg(feature = "python")]
 
 mod arrays;
+mod calibration;
 mod drift;
 mod fairness;
 mod metrics;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(arrays::buffer_address, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::last_input_addresses, m)?)?;
+    calibration::register(m)?;
     drift::register(m)?;
     fairness::register(m)?;
     metrics::register(m)?;

@@ -6,6 +6,7 @@
   ``jensenshannon``;
 - :mod:`mlops.metrics`: binary-classification metrics with scikit-learn's names and
   arguments;
+- :mod:`mlops.calibration`: isotonic and Platt calibration, the reliability curve;
 - :mod:`mlops.fairness`: metrics by sensitive group and disparities with Fairlearn's names
   and signatures (``MetricFrame``, ``demographic_parity_difference``, ...) and AIF360's signed
   measures against a reference group;
@@ -20,7 +21,7 @@ float32) arrays are read in place; other layouts are copied; other dtypes are co
 they are numeric and refused with ``TypeError`` when they are not.
 """
 
-from . import drift, fairness, metrics, registry, serve, train, validation
+from . import calibration, drift, fairness, metrics, registry, serve, train, validation
 from ._native import __version__
 
-__all__ = ["drift", "fairness", "metrics", "registry", "serve", "train", "validation", "__version__"]
+__all__ = ["calibration", "drift", "fairness", "metrics", "registry", "serve", "train", "validation", "__version__"]

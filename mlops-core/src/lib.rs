@@ -52,6 +52,7 @@ mod error;
 pub mod exposition;
 pub mod fairness;
 pub mod gate;
+pub mod importance;
 pub mod json;
 pub mod metrics;
 pub mod model;

@@ -60,6 +60,7 @@ mod run_id;
 #[cfg(feature = "object-store")]
 pub mod runtime;
 mod schema;
+pub mod shapley;
 mod split;
 #[cfg(feature = "object-store")]
 pub mod store_url;

@@ -1,0 +1,234 @@
+//! Shapley values: the closed form of a one-layer model on the logit, exact additivity for
+//! both methods on a two-layer network, sampling converging to the exact values within 3
+//! standard errors, the same values whatever the block size, 1 and 200 features, a
+//! background of one row, and bad input named.
+
+use mlops_core::model::{Activation, LayerSpec, MlpModel, ModelArtifact, ModelSpec};
+use mlops_core::shapley::{shapley, OutputScale, ShapleyConfig, ShapleyMethod};
+use ndarray::{Array1, Array2};
+
+/// A deterministic value in [-1, 1).
+fn u(i: usize, salt: usize) -> f32 {
+    (((i * 2_654_435_761 + salt * 40_503) >> 7) % 2000) as f32 / 1000.0 - 1.0
+}
+
+fn names(d: usize) -> Vec<String> {
+    (0..d).map(|j| format!("f{j}")).collect()
+}
+
+/// One layer: `sigmoid(w·x + 0.2)`, w from `u`, scaled to keep the logit small.
+fn linear(d: usize) -> (MlpModel, Vec<f32>) {
+    let w: Vec<f32> = (0..d).map(|j| u(j, 1) * 2.0 / (d as f32).sqrt()).collect();
+    let spec = ModelSpec::new(names(d), vec![LayerSpec::new(1, Activation::Sigmoid)]);
+    let a = ModelArtifact::new(
+        spec,
+        vec![(
+            Array2::from_shape_vec((1, d), w.clone()).unwrap(),
+            Array1::from(vec![0.2]),
+        )],
+    )
+    .unwrap();
+    (MlpModel::new(&a).unwrap(), w)
+}
+
+/// Two layers: 8 ReLU units, then a sigmoid.
+fn network(d: usize) -> MlpModel {
+    let spec = ModelSpec::new(
+        names(d),
+        vec![
+            LayerSpec::new(8, Activation::Relu),
+            LayerSpec::new(1, Activation::Sigmoid),
+        ],
+    );
+    let w1 = Array2::from_shape_fn((8, d), |(i, j)| u(i * 31 + j, 2));
+    let b1 = Array1::from_shape_fn(8, |i| u(i, 3) * 0.1);
+    let w2 = Array2::from_shape_fn((1, 8), |(_, i)| u(i, 4) * 1.5);
+    MlpModel::new(
+        &ModelArtifact::new(spec, vec![(w1, b1), (w2, Array1::from(vec![-0.1]))]).unwrap(),
+    )
+    .unwrap()
+}
+
+fn background(n: usize, d: usize) -> Array2<f32> {
+    Array2::from_shape_fn((n, d), |(i, j)| u(i * 97 + j, 5))
+}
+
+fn row(d: usize) -> Vec<f32> {
+    (0..d).map(|j| u(j, 6) * 1.5).collect()
+}
+
+fn config(method: ShapleyMethod, scale: OutputScale) -> ShapleyConfig {
+    ShapleyConfig {
+        method,
+        scale,
+        ..ShapleyConfig::default()
+    }
+}
+
+#[test]
+fn a_one_layer_model_on_the_logit_has_the_closed_form() {
+    let d = 6;
+    let (model, w) = linear(d);
+    let bg = background(40, d);
+    let x = row(d);
+    for method in [ShapleyMethod::Exact, ShapleyMethod::Permutation] {
+        let e = shapley(&model, &x, bg.view(), &config(method, OutputScale::Logit)).unwrap();
+        for j in 0..d {
+            let mean_b: f64 = bg.column(j).iter().map(|&v| f64::from(v)).sum::<f64>() / 40.0;
+            let want = f64::from(w[j]) * (f64::from(x[j]) - mean_b);
+            assert!(
+                (e.values[j] - want).abs() < 2e-5,
+                "{method:?} feature {j}: {} vs {want}",
+                e.values[j]
+            );
+        }
+        if method == ShapleyMethod::Permutation {
+            // Every order gives the same contributions: the sampling stops after two pairs.
+            assert_eq!(e.permutations, 4);
+        }
+    }
+}
+
+#[test]
+fn both_methods_are_additive_on_both_scales() {
+    let d = 6;
+    let model = network(d);
+    let bg = background(30, d);
+    let x = row(d);
+    for scale in [OutputScale::Probability, OutputScale::Logit] {
+        for method in [ShapleyMethod::Exact, ShapleyMethod::Permutation] {
+            let e = shapley(&model, &x, bg.view(), &config(method, scale)).unwrap();
+            let sum: f64 = e.values.iter().sum();
+            assert!(
+                (sum - (e.output - e.base_value)).abs() < 1e-9,
+                "{method:?} {scale:?}: {sum} vs {}",
+                e.output - e.base_value
+            );
+        }
+    }
+}
+
+#[test]
+fn sampling_converges_to_the_exact_values_within_three_standard_errors() {
+    let d = 10;
+    let model = network(d);
+    let bg = background(20, d);
+    let x = row(d);
+    let exact = shapley(
+        &model,
+        &x,
+        bg.view(),
+        &config(ShapleyMethod::Exact, OutputScale::Probability),
+    )
+    .unwrap();
+    let sampled = shapley(
+        &model,
+        &x,
+        bg.view(),
+        &ShapleyConfig {
+            tolerance: 2e-3,
+            ..config(ShapleyMethod::Permutation, OutputScale::Probability)
+        },
+    )
+    .unwrap();
+    assert!(
+        sampled.std_errors.iter().all(|&s| s < 2e-3),
+        "{:?}",
+        sampled.std_errors
+    );
+    for j in 0..d {
+        let gap = (sampled.values[j] - exact.values[j]).abs();
+        assert!(
+            gap <= 3.0 * sampled.std_errors[j] + 1e-9,
+            "feature {j}: {gap} > 3 × {}",
+            sampled.std_errors[j]
+        );
+    }
+    assert!(sampled.evaluations <= ShapleyConfig::default().max_evaluations);
+    assert_eq!(exact.evaluations, (1 << d) * 20);
+}
+
+#[test]
+fn the_block_size_changes_nothing() {
+    let d = 5;
+    let model = network(d);
+    let bg = background(9, d);
+    let x = row(d);
+    let mut last = None;
+    for block_rows in [1, 7, 64, 8192] {
+        for method in [ShapleyMethod::Exact, ShapleyMethod::Permutation] {
+            let c = ShapleyConfig {
+                block_rows,
+                ..config(method, OutputScale::Probability)
+            };
+            let e = shapley(&model, &x, bg.view(), &c).unwrap();
+            if method == ShapleyMethod::Exact {
+                if let Some(prev) = &last {
+                    assert_eq!(&e.values, prev, "block {block_rows}");
+                }
+                last = Some(e.values.clone());
+            }
+        }
+    }
+}
+
+#[test]
+fn one_feature_two_hundred_features_and_a_background_of_one_row() {
+    let (one, _) = linear(1);
+    let e = shapley(
+        &one,
+        &[0.7],
+        Array2::from_elem((3, 1), 0.1_f32).view(),
+        &ShapleyConfig::default(),
+    )
+    .unwrap();
+    assert!((e.values[0] - (e.output - e.base_value)).abs() < 1e-12);
+    let d = 200;
+    let (wide, _) = linear(d);
+    let x = row(d);
+    let bg = background(1, d);
+    let e = shapley(&wide, &x, bg.view(), &ShapleyConfig::default()).unwrap();
+    assert_eq!(e.method, "permutation");
+    assert!((e.values.iter().sum::<f64>() - (e.output - e.base_value)).abs() < 1e-9);
+    let small = ShapleyConfig {
+        max_evaluations: 100,
+        ..ShapleyConfig::default()
+    };
+    assert!(shapley(&wide, &x, bg.view(), &small)
+        .unwrap_err()
+        .to_string()
+        .contains("max_evaluations"));
+}
+
+#[test]
+fn bad_input_is_named() {
+    let model = network(4);
+    let bg = background(5, 4);
+    let e = |x: &[f32], bg: ndarray::ArrayView2<'_, f32>, c: &ShapleyConfig| {
+        shapley(&model, x, bg, c).unwrap_err().to_string()
+    };
+    let d = ShapleyConfig::default();
+    assert!(e(&[0.0; 3], bg.view(), &d).contains("row"));
+    assert!(e(&[0.0, f32::NAN, 0.0, 0.0], bg.view(), &d).contains("row[1]"));
+    assert!(e(&[0.0; 4], background(5, 3).view(), &d).contains("background"));
+    assert!(e(&[0.0; 4], Array2::<f32>::zeros((0, 4)).view(), &d).contains("background"));
+    let mut nan = bg.clone();
+    nan[[2, 3]] = f32::INFINITY;
+    assert!(e(&[0.0; 4], nan.view(), &d).contains("background[2][3]"));
+    assert!(e(&[0.0; 4], bg.view(), &ShapleyConfig { block_rows: 0, ..d }).contains("block_rows"));
+    assert!(e(
+        &[0.0; 4],
+        bg.view(),
+        &ShapleyConfig {
+            tolerance: 0.0,
+            ..d
+        }
+    )
+    .contains("tolerance"));
+    let (wide, _) = linear(17);
+    let exact = config(ShapleyMethod::Exact, OutputScale::Probability);
+    let err = shapley(&wide, &row(17), background(2, 17).view(), &exact)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 16"), "{err}");
+}

@@ -142,6 +142,62 @@ impl Model {
         self.engine.feature_names().to_vec()
     }
 
+    /// Shapley values of each row of `x` against `background` (`config`: a `ShapleyConfig` as
+    /// JSON): `(values rows × features, base values, standard errors rows × features,
+    /// method, rows scored)`.
+    #[allow(clippy::type_complexity)]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        background: &Bound<'py, PyAny>,
+        config: &str,
+    ) -> PyResult<(
+        Bound<'py, numpy::PyArray2<f64>>,
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, numpy::PyArray2<f64>>,
+        String,
+        usize,
+    )> {
+        let x = matrix(x)?;
+        let background = matrix(background)?;
+        let config: mlops_core::shapley::ShapleyConfig =
+            serde_json::from_str(config).map_err(value_error)?;
+        let engine = self.engine.clone();
+        let d = engine.n_features();
+        let explained = py
+            .detach(|| {
+                x.rows()
+                    .into_iter()
+                    .map(|row| {
+                        let row: Vec<f32> = row.to_vec();
+                        mlops_core::shapley::shapley(
+                            engine.as_ref(),
+                            &row,
+                            background.view(),
+                            &config,
+                        )
+                    })
+                    .collect::<mlops_core::Result<Vec<_>>>()
+            })
+            .map_err(value_error)?;
+        let n = explained.len();
+        let values = ndarray::Array2::from_shape_fn((n, d), |(i, j)| explained[i].values[j]);
+        let errors = ndarray::Array2::from_shape_fn((n, d), |(i, j)| explained[i].std_errors[j]);
+        let base: Vec<f64> = explained.iter().map(|e| e.base_value).collect();
+        let method = explained
+            .first()
+            .map_or_else(String::new, |e| e.method.clone());
+        let evaluations = explained.iter().map(|e| e.evaluations).sum();
+        Ok((
+            values.into_pyarray(py),
+            base.into_pyarray(py),
+            errors.into_pyarray(py),
+            method,
+            evaluations,
+        ))
+    }
+
     /// The decision threshold.
     fn threshold(&self) -> f32 {
         self.engine.threshold()

@@ -6,6 +6,7 @@
   ``jensenshannon``;
 - :mod:`mlops.metrics`: binary-classification metrics with scikit-learn's names and
   arguments;
+- :func:`mlops.explain`: Shapley values of a model, shaped like shap's;
 - :mod:`mlops.calibration`: isotonic and Platt calibration, the reliability curve;
 - :mod:`mlops.fairness`: metrics by sensitive group and disparities with Fairlearn's names
   and signatures (``MetricFrame``, ``demographic_parity_difference``, ...) and AIF360's signed
@@ -23,5 +24,6 @@ they are numeric and refused with ``TypeError`` when they are not.
 
 from . import calibration, drift, fairness, metrics, registry, serve, train, validation
 from ._native import __version__
+from .explanations import explain
 
-__all__ = ["calibration", "drift", "fairness", "metrics", "registry", "serve", "train", "validation", "__version__"]
+__all__ = ["calibration", "drift", "fairness", "metrics", "registry", "serve", "train", "validation", "explain", "__version__"]

@@ -58,7 +58,7 @@ pub enum Calibration {
 }
 
 /// The most points an isotonic map may hold (a map read from a file sizes an allocation).
-pub const MAX_ISOTONIC_POINTS: usize = 1 << 20;
+pub const MAX_ISOTONIC_POINTS: usize = 1 << 24;
 
 impl Calibration {
     /// Fits `method` on held-out `scores` and their `labels` (0 or 1), with optional sample
@@ -71,10 +71,14 @@ impl Calibration {
         weights: Option<&[f64]>,
     ) -> Result<Self> {
         let rows = checked_rows(scores, labels, weights)?;
-        match method {
-            CalibrationMethod::Isotonic => Ok(isotonic(rows)),
-            CalibrationMethod::Platt => platt(&rows),
-        }
+        let fitted = match method {
+            CalibrationMethod::Isotonic => isotonic(rows),
+            CalibrationMethod::Platt => platt(&rows)?,
+        };
+        // What is fitted loads back (a map of more points than a stored one may hold is
+        // refused here, not when it is read).
+        fitted.validate()?;
+        Ok(fitted)
     }
 
     /// The calibrated probability of `score`; NaN for a NaN score (never a number for no
@@ -309,10 +313,9 @@ fn interpolate(x: &[f64], y: &[f64], s: f64) -> f64 {
 }
 
 /// Platt's sigmoid as scikit-learn fits it: targets `(N+ + 1) / (N+ + 2)` and `1 / (N- + 2)`
-/// (weighted counts), scores divided by their largest magnitude when it is 30 or more, the
-/// weighted cross-entropy minimized, here by Newton's method with a backtracking line search
-/// to a gradient of 1e-12 (scikit-learn's L-BFGS stops earlier: the two agree to its
-/// tolerance, about 1e-6).
+/// (weighted counts), the weighted cross-entropy minimized, here by Newton's method with a
+/// backtracking line search to a gradient of 1e-12 per row (scikit-learn's L-BFGS stops
+/// earlier: the two agree to its tolerance, about 1e-6); an error if it does not get there.
 fn platt(rows: &[Row]) -> Result<Calibration> {
     let (mut prior1, mut prior0) = (0.0, 0.0);
     for &(_, y, w) in rows {
@@ -324,12 +327,31 @@ fn platt(rows: &[Row]) -> Result<Calibration> {
     }
     let hi = (prior1 + 1.0) / (prior1 + 2.0);
     let lo = 1.0 / (prior0 + 2.0);
-    let max = rows.iter().fold(0.0_f64, |m, r| m.max(r.0.abs()));
-    let scale = if max >= 30.0 { max } else { 1.0 };
+    // The optimum is fitted on standardized scores with weights of mean 1 (the same optimum:
+    // an affine map of the score and a uniform scale of the loss), then mapped back, so a
+    // tiny spread of scores or huge weights cannot stall Newton's steps (scikit-learn's own
+    // rescaling past 30 is one such affine map).
+    let total: f64 = rows.iter().map(|r| r.2).sum();
+    let (mean, sd) = if rows.iter().all(|r| r.0 == rows[0].0) {
+        // One score: only a·s + b is determined; every standardized score is exactly 0.
+        (rows[0].0, 1.0)
+    } else {
+        let mean = rows.iter().map(|r| r.2 * r.0).sum::<f64>() / total;
+        let var = rows.iter().map(|r| r.2 * (r.0 - mean).powi(2)).sum::<f64>() / total;
+        (mean, var.sqrt())
+    };
+    let norm = rows.len() as f64 / total;
     let data: Vec<(f64, f64, f64)> = rows
         .iter()
-        .map(|&(s, y, w)| (s / scale, if y > 0.0 { hi } else { lo }, w))
+        .map(|&(s, y, w)| ((s - mean) / sd, if y > 0.0 { hi } else { lo }, w * norm))
         .collect();
+    if data.iter().any(|d| !(d.0.is_finite() && d.2.is_finite())) {
+        return Err(Error::invalid(
+            "scores",
+            format!("mean {mean}, spread {sd}"),
+            "scores and weights whose standardized values are finite",
+        ));
+    }
     // Loss of p = σ(-(a f + b)) against targets t: Σ w [log(1 + e^z) - (1 - t) z], z = a f + b
     // (the binomial loss with raw prediction -z).
     let loss = |a: f64, b: f64| -> f64 {
@@ -347,6 +369,8 @@ fn platt(rows: &[Row]) -> Result<Calibration> {
     };
     let (mut a, mut b) = (0.0, ((prior0 + 1.0) / (prior1 + 1.0)).ln());
     let mut current = loss(a, b);
+    let n = data.len() as f64;
+    let mut converged = false;
     for _ in 0..200 {
         // Gradient and Hessian in (a, b).
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -366,7 +390,9 @@ fn platt(rows: &[Row]) -> Result<Calibration> {
             hab += h * f;
             hbb += h;
         }
-        if ga.abs().max(gb.abs()) < 1e-12 {
+        // A gradient of 1e-12 per row (weights have mean 1 here).
+        if ga.abs().max(gb.abs()) < 1e-12 * n {
+            converged = true;
             break;
         }
         // Newton's step, with a ridge when the Hessian is (nearly) singular.
@@ -400,13 +426,41 @@ fn platt(rows: &[Row]) -> Result<Calibration> {
             break;
         }
     }
-    if !(a.is_finite() && b.is_finite()) {
+    if !(converged && a.is_finite() && b.is_finite()) {
         return Err(Error::UndefinedMetric {
             metric: "Platt calibration".into(),
-            reason: format!("the fit did not converge (a = {a}, b = {b})"),
+            reason: format!(
+                "Newton's method did not reach the optimum (a = {a}, b = {b} on standardized scores): are the classes separated perfectly?"
+            ),
         });
     }
-    Ok(Calibration::Platt { a: a / scale, b })
+    // z = a (s − mean) / sd + b.
+    Ok(Calibration::Platt {
+        a: a / sd,
+        b: b - a * mean / sd,
+    })
+}
+
+/// `np.percentile(sorted, q * 100)` with the default (linear) method, step for step: the
+/// virtual index `(n − 1) q`, and numpy's `_lerp` (`b − (b − a)(1 − t)` when `t ≥ 0.5`).
+fn numpy_percentile_linear(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    let virtual_index = (n - 1) as f64 * q;
+    if virtual_index >= (n - 1) as f64 {
+        return sorted[n - 1];
+    }
+    if virtual_index < 0.0 {
+        return sorted[0];
+    }
+    let lo = virtual_index.floor();
+    let t = virtual_index - lo;
+    let (a, b) = (sorted[lo as usize], sorted[lo as usize + 1]);
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
 }
 
 /// How the reliability curve bins the predicted probabilities (scikit-learn's `strategy`).
@@ -478,13 +532,20 @@ impl ReliabilityCurve {
                 return Err(Error::invalid(format!("labels[{i}]"), y, "0 or 1"));
             }
         }
+        // numpy's own arithmetic, so a probability on an edge falls in scikit-learn's bin:
+        // `np.linspace(0, 1, n + 1)` is `k * (1 / n)` with the last edge exactly 1, and
+        // `np.percentile(p, q * 100)` divides `q * 100` by 100 and interpolates numpy's way.
+        let step = 1.0 / n_bins as f64;
+        let grid: Vec<f64> = (0..=n_bins)
+            .map(|k| if k == n_bins { 1.0 } else { k as f64 * step })
+            .collect();
         let edges: Vec<f64> = match strategy {
-            BinStrategy::Uniform => (0..=n_bins).map(|k| k as f64 / n_bins as f64).collect(),
+            BinStrategy::Uniform => grid,
             BinStrategy::Quantile => {
                 let mut sorted = probabilities.to_vec();
                 sorted.sort_unstable_by(f64::total_cmp);
-                (0..=n_bins)
-                    .map(|k| crate::metrics::quantile_sorted(&sorted, k as f64 / n_bins as f64))
+                grid.iter()
+                    .map(|&q| numpy_percentile_linear(&sorted, q * 100.0 / 100.0))
                     .collect()
             }
         };

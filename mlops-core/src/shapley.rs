@@ -41,6 +41,9 @@ use crate::model::Predictor;
 /// The most features [`ShapleyMethod::Exact`] takes (`2^16` coalitions).
 pub const MAX_EXACT_FEATURES: usize = 16;
 
+/// The fewest antithetic pairs sampling takes before it may stop at its tolerance.
+pub const MIN_PAIRS: usize = 10;
+
 /// The most background rows (a request controls the background it sends).
 pub const MAX_BACKGROUND_ROWS: usize = 10_000;
 
@@ -62,7 +65,10 @@ pub enum ShapleyMethod {
 pub enum OutputScale {
     /// The probability.
     Probability,
-    /// The log-odds `ln(p / (1 − p))` (probabilities clamped to `[1e-7, 1 − 1e-7]`).
+    /// The log-odds `ln(p / (1 − p))` of each scored row (probabilities clamped to
+    /// `[1e-7, 1 − 1e-7]`, so it saturates near ±16.1), averaged over the background: the
+    /// values add up to the row's log-odds. (shap's `link=logit` takes the logit of the
+    /// averaged probability instead, which does not.)
     Logit,
 }
 
@@ -70,13 +76,15 @@ pub enum OutputScale {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShapleyConfig {
-    /// The method (default `auto`).
+    /// The method (default `auto`: exact when `2^d × background` rows fit `max_evaluations`,
+    /// sampling otherwise).
     pub method: ShapleyMethod,
     /// The scale (default the probability).
     pub scale: OutputScale,
     /// Sampling stops when every value's standard error is below this (default 1e-3).
     pub tolerance: f64,
-    /// The most rows sampling may score (default 2,000,000); exact needs `2^d × background`.
+    /// The most rows one explanation may score (default 2,000,000): exact needs
+    /// `2^d × background` of them, sampling stops before passing it.
     pub max_evaluations: usize,
     /// Rows scored per call of the predictor, 1 to 1,048,576 (default 8,192).
     pub block_rows: usize,
@@ -108,7 +116,8 @@ pub struct Explanation {
     pub base_value: f64,
     /// The row's output, on `scale`: `base_value + Σ values`.
     pub output: f64,
-    /// The standard error of each value (sampling; zeros when exact).
+    /// The standard error of each value (sampling; zeros when exact; NaN when the budget
+    /// allowed a single pair of orders).
     pub std_errors: Vec<f64>,
     /// `exact` or `permutation`.
     pub method: String,
@@ -244,6 +253,10 @@ pub fn shapley(
             "a positive number",
         ));
     }
+    // Exact scores 2^d × background rows: within the budget only (a request chooses the
+    // background, and 2^16 × 10,000 rows would take minutes).
+    let exact_rows = (d <= MAX_EXACT_FEATURES).then(|| (1usize << d) * nb);
+    let exact_fits = exact_rows.is_some_and(|r| r <= config.max_evaluations);
     let exact = match config.method {
         ShapleyMethod::Exact if d > MAX_EXACT_FEATURES => {
             return Err(Error::invalid(
@@ -252,8 +265,18 @@ pub fn shapley(
                 format!("at most {MAX_EXACT_FEATURES} features (2^d coalitions); use permutation"),
             ))
         }
+        ShapleyMethod::Exact if !exact_fits => {
+            return Err(Error::invalid(
+                "ShapleyConfig.max_evaluations",
+                config.max_evaluations,
+                format!(
+                    "at least the {} rows exact needs (2^{d} coalitions × {nb} background rows), or fewer background rows",
+                    exact_rows.unwrap_or(usize::MAX)
+                ),
+            ))
+        }
         ShapleyMethod::Exact => true,
-        ShapleyMethod::Auto => d <= MAX_EXACT_FEATURES,
+        ShapleyMethod::Auto => exact_fits,
         ShapleyMethod::Permutation => false,
     };
     let mut scorer = Scorer::new(predictor, config.scale, config.block_rows, d);
@@ -392,6 +415,8 @@ fn sampled_values(
             sum[j] += pair[j];
             sum_sq[j] += pair[j] * pair[j];
         }
+        // Judged from MIN_PAIRS on: with few features two draws can be the same pair, and a
+        // standard error of 0 from them would stop on a wrong estimate.
         if pairs >= 2 {
             let n = pairs as f64;
             for j in 0..d {
@@ -399,7 +424,7 @@ fn sampled_values(
                 let var = ((sum_sq[j] / n - mean * mean) * n / (n - 1.0)).max(0.0);
                 std_errors[j] = (var / n).sqrt();
             }
-            if std_errors.iter().all(|&s| s < config.tolerance) {
+            if pairs >= MIN_PAIRS && std_errors.iter().all(|&s| s < config.tolerance) {
                 break;
             }
         }

@@ -11,6 +11,17 @@ use serde::Deserialize;
 struct Fixture {
     sklearn: String,
     cases: Vec<Case>,
+    curve_cases: Vec<CurveCase>,
+}
+
+#[derive(Deserialize)]
+struct CurveCase {
+    p: Vec<f64>,
+    y: Vec<f64>,
+    n_bins: usize,
+    strategy: BinStrategy,
+    prob_true: Vec<f64>,
+    prob_pred: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +165,62 @@ fn the_reliability_curve_matches_calibration_curve() {
             assert!((0.0..=1.0).contains(&ece), "{what}: {ece}");
         }
     }
+}
+
+#[test]
+fn curves_bin_probabilities_on_an_edge_as_numpy_does() {
+    for (k, c) in fixture().curve_cases.iter().enumerate() {
+        let curve = ReliabilityCurve::new(&c.p, &c.y, c.n_bins, c.strategy).unwrap();
+        assert_eq!(curve.prob_true.len(), c.prob_true.len(), "case {k}: bins");
+        for i in 0..curve.prob_true.len() {
+            close(
+                curve.prob_true[i],
+                c.prob_true[i],
+                1e-12,
+                &format!("case {k}"),
+            );
+            close(
+                curve.prob_pred[i],
+                c.prob_pred[i],
+                1e-12,
+                &format!("case {k}"),
+            );
+        }
+        // ECE is the count-weighted mean gap, by its definition.
+        let n: usize = curve.counts.iter().sum();
+        let want: f64 = (0..curve.counts.len())
+            .map(|i| curve.counts[i] as f64 * (curve.prob_true[i] - curve.prob_pred[i]).abs())
+            .sum::<f64>()
+            / n as f64;
+        assert!((curve.expected_calibration_error() - want).abs() < 1e-15);
+        assert_eq!(n, c.p.len());
+    }
+}
+
+#[test]
+fn platt_is_the_same_on_any_scale_of_scores_and_weights() {
+    let c = fixture()
+        .cases
+        .into_iter()
+        .find(|c| c.name == "overconfident")
+        .unwrap();
+    let base = c.fit(CalibrationMethod::Platt);
+    for scale in [1e-8, 1e-3, 1e3, 1e8] {
+        let s: Vec<f64> = c.scores.iter().map(|v| v * scale).collect();
+        let fit = Calibration::fit(CalibrationMethod::Platt, &s, &c.labels, None).unwrap();
+        for &v in &c.isotonic.probes {
+            close(
+                fit.apply(v * scale),
+                base.apply(v),
+                1e-9,
+                &format!("scale {scale} at {v}"),
+            );
+        }
+    }
+    // Weights of 1e200: the targets' priors are weighted counts, but the fit converges.
+    let w = vec![1e200; c.scores.len()];
+    let heavy = Calibration::fit(CalibrationMethod::Platt, &c.scores, &c.labels, Some(&w)).unwrap();
+    assert!(heavy.apply(0.5).is_finite());
 }
 
 #[test]

@@ -83,8 +83,8 @@ fn a_one_layer_model_on_the_logit_has_the_closed_form() {
             );
         }
         if method == ShapleyMethod::Permutation {
-            // Every order gives the same contributions: the sampling stops after two pairs.
-            assert_eq!(e.permutations, 4);
+            // Every order gives the same contributions: the sampling stops at its minimum.
+            assert_eq!(e.permutations, 2 * mlops_core::shapley::MIN_PAIRS);
         }
     }
 }
@@ -154,22 +154,86 @@ fn the_block_size_changes_nothing() {
     let model = network(d);
     let bg = background(9, d);
     let x = row(d);
-    let mut last = None;
+    let mut last: [Option<Vec<f64>>; 2] = [None, None];
     for block_rows in [1, 7, 64, 8192] {
-        for method in [ShapleyMethod::Exact, ShapleyMethod::Permutation] {
+        for (k, method) in [ShapleyMethod::Exact, ShapleyMethod::Permutation]
+            .into_iter()
+            .enumerate()
+        {
             let c = ShapleyConfig {
                 block_rows,
                 ..config(method, OutputScale::Probability)
             };
             let e = shapley(&model, &x, bg.view(), &c).unwrap();
-            if method == ShapleyMethod::Exact {
-                if let Some(prev) = &last {
-                    assert_eq!(&e.values, prev, "block {block_rows}");
-                }
-                last = Some(e.values.clone());
+            if let Some(prev) = &last[k] {
+                assert_eq!(&e.values, prev, "{method:?} block {block_rows}");
             }
+            last[k] = Some(e.values.clone());
         }
     }
+}
+
+#[test]
+fn sampling_on_few_features_never_stops_on_two_equal_draws() {
+    // Three features have three antithetic pairs of orders: two draws are often the same,
+    // with a standard error of 0. The sampling takes at least MIN_PAIRS before it stops.
+    let d = 3;
+    let model = network(d);
+    let bg = background(10, d);
+    let x = row(d);
+    let exact = shapley(
+        &model,
+        &x,
+        bg.view(),
+        &config(ShapleyMethod::Exact, OutputScale::Probability),
+    )
+    .unwrap();
+    let mut outside = 0;
+    for seed in 0..30 {
+        let c = ShapleyConfig {
+            seed,
+            tolerance: 1e-9,
+            max_evaluations: 4_000,
+            ..config(ShapleyMethod::Permutation, OutputScale::Probability)
+        };
+        let e = shapley(&model, &x, bg.view(), &c).unwrap();
+        assert!(
+            e.permutations >= 2 * mlops_core::shapley::MIN_PAIRS,
+            "seed {seed}: {}",
+            e.permutations
+        );
+        for j in 0..d {
+            outside +=
+                usize::from((e.values[j] - exact.values[j]).abs() > 3.0 * e.std_errors[j] + 1e-12);
+        }
+    }
+    assert!(
+        outside <= 3,
+        "{outside} of 90 values outside 3 standard errors"
+    );
+}
+
+#[test]
+fn exact_stays_within_the_budget_and_auto_samples_beyond_it() {
+    let d = 12;
+    let model = network(d);
+    let bg = background(600, d); // 2^12 × 600 = 2,457,600 rows: over the default budget
+    let x = row(d);
+    let err = shapley(
+        &model,
+        &x,
+        bg.view(),
+        &config(ShapleyMethod::Exact, OutputScale::Probability),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("max_evaluations"), "{err}");
+    let small = ShapleyConfig {
+        tolerance: 1e-2,
+        ..ShapleyConfig::default()
+    };
+    let e = shapley(&model, &x, bg.view(), &small).unwrap();
+    assert_eq!(e.method, "permutation");
+    assert!(e.evaluations <= small.max_evaluations);
 }
 
 #[test]

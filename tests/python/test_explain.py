@@ -53,6 +53,19 @@ def test_sampling_is_within_three_standard_errors_and_logit_is_additive(weather)
     np.testing.assert_allclose(logit.base_values + logit.values.sum(axis=1), np.log(p / (1 - p)), atol=1e-4)
 
 
+def test_frames_are_matched_by_name(weather):
+    pd = pytest.importorskip("pandas")
+    model, x, names = weather
+    background, rows = x[5000:5010], x[6000:6002]
+    as_array = mlops.explain(model, rows, background, method="exact")
+    shuffled = list(reversed(names))
+    frame = mlops.explain(model, pd.DataFrame(rows, columns=names)[shuffled],
+                          pd.DataFrame(background, columns=names)[shuffled], method="exact")
+    np.testing.assert_array_equal(frame.values, as_array.values)
+    as_float64 = mlops.explain(model, rows.astype(np.float64), background.astype(np.float64), method="exact")
+    np.testing.assert_array_equal(as_float64.values, as_array.values)
+
+
 def test_bad_input_is_named(weather):
     model, x, _ = weather
     with pytest.raises(ValueError, match="method"):

@@ -1,9 +1,11 @@
 """Shapley values of a model, shaped like shap's (`mlops.explain`).
 
 Interventional Shapley values (shap's definition, with an independent masker): exact over
-every coalition up to 16 features, antithetic permutation sampling with a standard error per
-value above; additive exactly on the chosen output (``base_values + values.sum(axis=1)`` is
-the model's output for each row). Computed in Rust through the compiled engine, with the GIL
+every coalition when ``2^features x background`` rows fit the budget, antithetic permutation
+sampling with a standard error per value otherwise; additive exactly on the chosen output
+(``base_values + values.sum(axis=1)`` is the model's output for each row). ``output="logit"``
+explains the log-odds of each scored row (shap's ``link=logit`` takes the logit of the mean
+probability instead, which does not add up). Computed in Rust through the compiled engine, with the GIL
 released.
 """
 
@@ -11,7 +13,7 @@ import json
 
 import numpy as np
 
-from ._arrays import as_count
+from ._arrays import as_2d, as_count, by_name
 
 __all__ = ["explain", "Explanation"]
 
@@ -54,11 +56,13 @@ def explain(model, x, background, *, method="auto", output="probability", tolera
         "seed": as_count("seed", seed, 0, 2**64 - 1),
     }
     native = getattr(model, "_m", model)
-    x = np.asarray(x)
-    if x.ndim == 1:
+    names = list(native.feature_names())
+    if isinstance(x, np.ndarray) and x.ndim == 1:
         x = x.reshape(1, -1)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected rows x features, got {x.ndim} dimensions")
+    # Columns by name for a DataFrame or a dict (as predict_proba takes them), by position
+    # for an array; any numeric dtype.
+    x, _ = as_2d("x", by_name("x", x, names))
+    background, _ = as_2d("background", by_name("background", background, names))
     as_count("rows of x", x.shape[0], 1, 1_000_000)
-    values, base, errors, used, evaluations = native.explain(x, np.asarray(background), json.dumps(config))
+    values, base, errors, used, evaluations = native.explain(x, background, json.dumps(config))
     return Explanation(values, base, x, list(native.feature_names()), errors, used, evaluations, output)

@@ -348,13 +348,7 @@ impl FromStr for GroupMetric {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        GroupMetric::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = GroupMetric::ALL.iter().map(|m| m.name()).collect();
-                Error::invalid("metric", s, format!("one of {}", names.join(", ")))
-            })
+        crate::metrics::by_name(s, &GroupMetric::ALL, GroupMetric::name)
     }
 }
 

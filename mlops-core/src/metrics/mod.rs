@@ -484,14 +484,17 @@ impl FromStr for Metric {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                Error::invalid("metric", s, format!("one of {}", names.join(", ")))
-            })
+        by_name(s, &Metric::ALL, |m| m.name())
     }
+}
+
+/// The one of `all` named `s` (by `name`), or an error listing the names: the parse of every
+/// metric enum read from a configuration.
+pub(crate) fn by_name<T: Copy>(s: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T> {
+    all.iter().copied().find(|&m| name(m) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&m| name(m)).collect();
+        Error::invalid("metric", s, format!("one of {}", names.join(", ")))
+    })
 }
 
 /// All metrics of one evaluation, serializable as one JSON object.

@@ -571,6 +571,91 @@ fn pipeline_replays_the_nebraska_weather_stream() {
     }
 }
 
+/// Alarm fatigue: on the shared credit-card sample (two days of transactions, time-ordered,
+/// no labeled change) drift acted on (a warning or a retrain) in nearly every check with
+/// `--drift-mode always`, and in almost none with `when-at-risk`, where drift acts only when
+/// the estimated AUC (CBPE, before labels) is below the gate or has fallen from the
+/// reference. On the built-in stream the change is still caught in its first window, and the
+/// estimate moved a batch before the labels could show it.
+#[test]
+fn pipeline_acts_on_drift_only_when_the_estimated_auc_is_at_risk() {
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/creditcard_fraud_sample.csv"
+    );
+    assert!(
+        std::path::Path::new(data).exists(),
+        "{data} missing: the shared data folder sits beside the project"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut actions = Vec::new();
+    for mode in ["always", "when-at-risk"] {
+        let workdir = dir.path().join(mode);
+        let (out, s) = pipeline_run(
+            dir.path(),
+            mode,
+            &[
+                "--workdir",
+                workdir.to_str().unwrap(),
+                "--data",
+                data,
+                "--label-col",
+                "Class",
+                "--order-col",
+                "Time",
+                "--batch-size",
+                "1000",
+                "--train-batches",
+                "10",
+                "--drift-mode",
+                mode,
+            ],
+        );
+        assert!(out.status.success(), "{mode}: {}", texts(&out));
+        let s = s.unwrap();
+        assert_eq!(s["batches"], 41, "{mode}");
+        let checks = s["timeline"].as_array().unwrap().len();
+        assert_eq!(checks, 31, "{mode}");
+        // Every check has an estimate: the first model was fitted with its estimator.
+        assert!(
+            s["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["estimated_auc"]["value"].as_f64().is_some()),
+            "{mode}: {}",
+            texts(&out)
+        );
+        actions.push(s["drift_actions"].as_u64().unwrap());
+    }
+    // Measured: 31 of 31 checks acted on with `always`, 1 with `when-at-risk` (batch 28,
+    // drift with an estimate of 0.899 under the 0.9 gate).
+    assert!(actions[0] >= 25, "always: {actions:?}");
+    assert!(actions[1] <= 3, "when-at-risk: {actions:?}");
+
+    let (out, s) = pipeline_run(
+        dir.path(),
+        "synthetic",
+        &[
+            "--workdir",
+            dir.path().join("synthetic").to_str().unwrap(),
+            "--drift-mode",
+            "when-at-risk",
+        ],
+    );
+    assert!(out.status.success(), "{}", texts(&out));
+    let s = s.unwrap();
+    assert_headline(&s, &texts(&out), 0, 0.02);
+    let first_retrain = decisions_of(&s)
+        .into_iter()
+        .find(|(_, k, _)| k == "drift_retrain");
+    let (batch, _, reason) = first_retrain.expect("a retrain alarm");
+    assert_eq!(batch, 15, "caught in the change's first window: {reason}");
+    assert!(reason.contains("fell from the reference"), "{reason}");
+    assert_eq!(s["estimate_moved_batch"], 15, "{}", texts(&out));
+    assert_eq!(s["labels_showed_batch"], 16, "{}", texts(&out));
+}
+
 #[test]
 fn pipeline_refuses_bad_input_naming_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();

@@ -233,6 +233,18 @@ async fn an_alarm_leads_to_a_gated_candidate_under_canary() {
         .files
         .iter()
         .any(|f| f.name == mlops::registry::REFERENCE_PROFILE_FILE));
+    // Calibrated on the validation rows, checked on the holdout, and the estimator stored
+    // with the registered model (read back from the registry).
+    let calibration = c.calibration.as_ref().expect("an estimator");
+    assert!(calibration.rows > 0 && calibration.calibrated_ece.is_finite());
+    let (_, stored) = s
+        .registry
+        .load_artifact(MODEL, &mlops::core::VersionRef::Number(version))
+        .await
+        .unwrap();
+    let cbpe = stored.spec().cbpe.clone().expect("stored with the model");
+    assert_eq!(cbpe.threshold, f64::from(stored.threshold()));
+    assert_eq!(Some(&cbpe), c.artifact.spec().cbpe.as_ref());
     // The candidate rolls out: a new alarm is deferred; its promotion rebases the reference,
     // and the new profile finds no drift in the new world.
     rules.on_candidate(version);
@@ -659,6 +671,7 @@ checks = [{ kind = "error_rate" }]
                 drift_share: 0.5,
                 distance_threshold: 0.1,
                 corrupt_retrain_labels: corrupt,
+                performance: None,
             },
         })
         .await

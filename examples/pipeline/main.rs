@@ -38,14 +38,15 @@ use mlops::core::gate::MetricValues;
 use mlops::core::model::MlpModel;
 use mlops::core::validation::{ValidationConfig, ValidationSuite};
 use mlops::core::{Dataset, Schema};
-use mlops::drift::{ProfileConfig, ReferenceProfile};
+use mlops::drift::{DriftMode, EstimatedMetric, PerformanceRule, ProfileConfig, ReferenceProfile};
 use mlops::lifecycle::backtest::{
     concat, default_promotion, Backtest, BacktestConfig, BacktestParts, FirstModel,
 };
 use mlops::lifecycle::search::{cut, params_of, search, MlpSettings};
 use mlops::lifecycle::stream::{self, Stream, SyntheticStream};
 use mlops::lifecycle::{
-    metric_values, prediction_profile, report, threshold_at_best_f1, RetrainConfig, Retrainer,
+    metric_values, prediction_profile, report, threshold_at_best_f1, with_performance_estimator,
+    RetrainConfig, Retrainer,
 };
 use mlops::registry::{DatasetFingerprint, Lineage, NewVersion, Registry, RegistryConfig};
 use mlops::serve::policy::Promotion;
@@ -179,6 +180,11 @@ struct Args {
     /// The gate's smallest ROC AUC on the holdout (besides: no worse than the champion).
     #[arg(long, default_value_t = 0.9)]
     min_auc: f64,
+    /// When drift acts: `always` (every dataset drift retrains), or `when-at-risk` (only when
+    /// the ROC AUC estimated before labels (CBPE) has its band reaching below --min-auc, or
+    /// is unknown). Either way an estimated AUC below --min-auc is a retrain reason.
+    #[arg(long, value_enum, default_value_t = DriftModeArg::Always)]
+    drift_mode: DriftModeArg,
     /// Break the retraining labels on purpose (a rules-engine flag instead of confirmed fraud):
     /// the gate, scored on the same labels, passes it; the canary, on true labels, must not.
     #[arg(long)]
@@ -192,6 +198,15 @@ struct Args {
     /// Write the run's Prometheus exposition (text format) here.
     #[arg(long)]
     metrics: Option<PathBuf>,
+}
+
+/// `--drift-mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DriftModeArg {
+    /// Every dataset drift retrains.
+    Always,
+    /// Drift retrains only when the estimated AUC is at risk.
+    WhenAtRisk,
 }
 
 /// Prints above the progress bar when there is one.
@@ -419,6 +434,17 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &window.validation,
         &[("tracking_run_id", first_run.0.clone())],
     )?;
+    let (artifact, calibration) =
+        with_performance_estimator(&artifact, &window.validation, &window.holdout)?;
+    match &calibration {
+        Ok(c) => out.line(format!(
+            "[calibrate] isotonic on the validation rows; on the holdout ({} rows) expected calibration error {:.4} raw, {:.4} calibrated: the estimated AUC reads these",
+            c.rows, c.raw_ece, c.calibrated_ece
+        )),
+        Err(e) => out.line(format!(
+            "[calibrate] no performance estimator ({e}): the estimated AUC will be unknown"
+        )),
+    }
     let first_model = Arc::new(MlpModel::new(&artifact)?);
     let values = metric_values(first_model.as_ref(), &window.holdout)?;
     let retrain_settings = RetrainConfig {
@@ -524,6 +550,14 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             drift_share: args.drift_share,
             distance_threshold: args.distance_threshold,
             corrupt_retrain_labels: args.corrupt_retrain_labels,
+            performance: Some(PerformanceRule {
+                metric: EstimatedMetric::RocAuc,
+                min: args.min_auc,
+                mode: match args.drift_mode {
+                    DriftModeArg::Always => DriftMode::Always,
+                    DriftModeArg::WhenAtRisk => DriftMode::WhenAtRisk,
+                },
+            }),
         },
     })
     .await?;

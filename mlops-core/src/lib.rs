@@ -43,6 +43,7 @@
 //! ```
 
 pub mod calibration;
+pub mod cbpe;
 pub mod checked;
 pub mod clock;
 mod csv_io;

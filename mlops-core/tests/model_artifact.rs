@@ -322,3 +322,48 @@ fn labels_use_the_models_threshold_and_refuse_rows_without_a_probability() {
         .to_string();
     assert!(e.contains("row 1"), "{e}");
 }
+
+#[test]
+fn the_performance_estimator_is_stored_checked_and_optional() {
+    use mlops_core::cbpe::{Cbpe, CbpeCalibration};
+    let a = artifact();
+    // A file written before the estimator existed (no `cbpe` key) loads, without one.
+    let json = a.spec_json().unwrap();
+    assert!(!json.contains("cbpe"), "{json}");
+    let weights = a.weights_to_safetensors().unwrap();
+    let old = ModelArtifact::from_parts(json.as_bytes(), &weights).unwrap();
+    assert_eq!(old.spec().cbpe, None);
+    // Fitted at the model's threshold, stored, saved and loaded back.
+    let scores: Vec<f64> = (0..400).map(|i| (i as f64 + 0.5) / 400.0).collect();
+    let labels: Vec<f64> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, p)| f64::from(((i * 7919) % 400) as f64 / 400.0 < *p))
+        .collect();
+    let fit = |t: f64| Cbpe::fit(&scores, &labels, None, t, CbpeCalibration::Isotonic).unwrap();
+    let with = a.clone().with_cbpe(fit(f64::from(a.threshold()))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    with.save(dir.path()).unwrap();
+    let back = ModelArtifact::load(dir.path()).unwrap();
+    assert_eq!(back.spec().cbpe, with.spec().cbpe);
+    assert!(back.spec().cbpe.is_some());
+    // Fitted at another threshold: its components would be wrong, so it is refused.
+    let e = a.clone().with_cbpe(fit(0.9)).unwrap_err().to_string();
+    assert!(e.contains("cbpe.threshold"), "{e}");
+    // Moving the threshold drops the estimator (refit it), keeping it is the same threshold.
+    assert!(with
+        .clone()
+        .with_threshold(a.threshold())
+        .unwrap()
+        .spec()
+        .cbpe
+        .is_some());
+    assert_eq!(with.with_threshold(0.7).unwrap().spec().cbpe, None);
+    // A stored estimator that is not one is named on load.
+    let mut bad: serde_json::Value = serde_json::from_str(&back.spec_json().unwrap()).unwrap();
+    bad["cbpe"]["sampling_errors"]["roc_auc"]["fraction"] = serde_json::json!(-1.0);
+    let e = ModelArtifact::from_parts(bad.to_string().as_bytes(), &weights)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cbpe") && e.contains("roc_auc"), "{e}");
+}

@@ -55,10 +55,10 @@ pub use correction::Correction;
 pub use error::{Error, Result};
 #[cfg(feature = "html")]
 pub use html::html_report;
-pub use monitor::{DriftMonitor, MonitorCheck, MonitorConfig};
+pub use monitor::{DriftMonitor, Estimator, MonitorCheck, MonitorConfig};
 pub use policy::{
-    DriftAction, DriftMetrics, DriftPolicy, DriftPolicyConfig, PolicyDecision, RetrainTrigger,
-    MAX_COOLDOWN_SECONDS,
+    DriftAction, DriftMetrics, DriftMode, DriftPolicy, DriftPolicyConfig, EstimatedMetric,
+    PerformanceRule, PolicyDecision, RetrainTrigger, MAX_COOLDOWN_SECONDS,
 };
 pub use profile::{
     ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile, PREDICTION_COLUMN,

@@ -8,7 +8,10 @@
 //! job would reach with [`ReferenceProfile::compare`] on the same rows.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
+use mlops_core::cbpe::{Cbpe, PerformanceEstimate};
+use mlops_core::model::Predictor;
 use mlops_core::Dataset;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +68,54 @@ pub struct MonitorCheck {
     pub report: DriftReport,
     /// The policy's decision on it.
     pub decision: PolicyDecision,
+    /// The window's performance estimated before labels (CBPE), when the monitor has an
+    /// estimator ([`DriftMonitor::with_estimator`]) and the window has scored rows.
+    pub performance: Option<PerformanceEstimate>,
+    /// Why there is no estimate although the monitor has an estimator (a model input the
+    /// window lacks, every row scored NaN); rows the model scored NaN are left out of the
+    /// estimate and counted in `unscored_rows`.
+    pub performance_error: Option<String>,
+    /// Window rows the model scored NaN (a missing feature), left out of the estimate.
+    pub unscored_rows: usize,
+}
+
+/// The served model and its fitted [`Cbpe`]: what a monitor needs to estimate a window's
+/// performance from its features.
+#[derive(Clone)]
+pub struct Estimator {
+    /// The model whose scores are estimated.
+    pub model: Arc<dyn Predictor>,
+    /// Its estimator, fitted on its holdout (the one stored in its spec).
+    pub cbpe: Cbpe,
+}
+
+impl std::fmt::Debug for Estimator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Estimator")
+            .field("features", &self.model.feature_names())
+            .field("cbpe", &self.cbpe)
+            .finish()
+    }
+}
+
+impl Estimator {
+    /// The estimate for `window`: the model's inputs read by name, rows scored NaN left out
+    /// and counted.
+    pub fn estimate(&self, window: &Dataset) -> mlops_core::Result<(PerformanceEstimate, usize)> {
+        let names = self.model.feature_names();
+        let mut x = ndarray::Array2::<f32>::zeros((window.n_rows(), names.len()));
+        for (j, name) in names.iter().enumerate() {
+            x.column_mut(j).assign(&window.column(name)?);
+        }
+        let scores = self.model.predict_proba(x.view())?;
+        let scored: Vec<f64> = scores
+            .iter()
+            .filter(|s| !s.is_nan())
+            .map(|&s| f64::from(s))
+            .collect();
+        let unscored = scores.len() - scored.len();
+        Ok((self.cbpe.estimate(&scored, None)?, unscored))
+    }
 }
 
 /// A table-level drift monitor (see the module docs).
@@ -105,6 +156,7 @@ pub struct DriftMonitor {
     buffered: usize,
     rows_seen: u64,
     since_check: usize,
+    estimator: Option<Estimator>,
 }
 
 impl std::fmt::Debug for DriftMonitor {
@@ -139,7 +191,20 @@ impl DriftMonitor {
             buffered: 0,
             rows_seen: 0,
             since_check: 0,
+            estimator: None,
         })
+    }
+
+    /// Estimates each window's performance with `estimator` (CBPE on the model's scores) and
+    /// hands the estimate to the policy ([`DriftPolicy::decide_with`]).
+    pub fn with_estimator(mut self, estimator: Estimator) -> Self {
+        self.estimator = Some(estimator);
+        self
+    }
+
+    /// Replaces (or with `None` removes) the estimator: a promoted model's, with its rebase.
+    pub fn set_estimator(&mut self, estimator: Option<Estimator>) {
+        self.estimator = estimator;
     }
 
     /// The reference profile compared against.
@@ -226,12 +291,28 @@ impl DriftMonitor {
             window = window.select_rows(&(extra..window.n_rows()).collect::<Vec<_>>())?;
         }
         let report = self.profile.compare(&window, &self.drift)?;
-        let decision = self.policy.apply(&self.model, &report, trigger).await?;
+        let (performance, performance_error, unscored_rows) = match &self.estimator {
+            None => (None, None, 0),
+            Some(e) => match e.estimate(&window) {
+                Ok((p, unscored)) => (Some(p), None, unscored),
+                Err(err) => {
+                    tracing::warn!(model = %self.model, error = %err, "no performance estimate for the window");
+                    (None, Some(err.to_string()), 0)
+                }
+            },
+        };
+        let decision = self
+            .policy
+            .apply_with(&self.model, &report, performance.as_ref(), trigger)
+            .await?;
         Ok(MonitorCheck {
             rows_seen: self.rows_seen,
             window_rows: window.n_rows(),
             report,
             decision,
+            performance,
+            performance_error,
+            unscored_rows,
         })
     }
 
@@ -293,6 +374,7 @@ mod tests {
             DriftPolicyConfig {
                 min_samples: 100,
                 cooldown_seconds: 3_600.0,
+                performance: None,
             },
             clock,
         );

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::report::{ColumnStatus, DriftReport, Verdict};
+use mlops_core::cbpe::{Estimated, PerformanceEstimate};
 
 /// What to do about a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EncodeLabelValue)]
@@ -55,6 +56,156 @@ pub struct DriftPolicyConfig {
     /// seconds, its name before issue 23) still load.
     #[serde(alias = "cooldown_secs")]
     pub cooldown_seconds: f64,
+    /// A rule on the performance estimated before labels arrive (CBPE, from the model's
+    /// calibrated scores on the window): `None` (default) acts on drift alone, as before.
+    pub performance: Option<PerformanceRule>,
+}
+
+/// The estimated metric a [`PerformanceRule`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EstimatedMetric {
+    /// Estimated ROC AUC (default).
+    #[default]
+    RocAuc,
+    /// Estimated accuracy.
+    Accuracy,
+    /// Estimated precision.
+    Precision,
+    /// Estimated recall.
+    Recall,
+    /// Estimated F1.
+    F1,
+}
+
+impl EstimatedMetric {
+    /// The name, as serde writes it and the gates use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EstimatedMetric::RocAuc => "roc_auc",
+            EstimatedMetric::Accuracy => "accuracy",
+            EstimatedMetric::Precision => "precision",
+            EstimatedMetric::Recall => "recall",
+            EstimatedMetric::F1 => "f1",
+        }
+    }
+
+    /// This metric's estimate in `e`.
+    pub fn of(self, e: &PerformanceEstimate) -> &Estimated {
+        match self {
+            EstimatedMetric::RocAuc => &e.roc_auc,
+            EstimatedMetric::Accuracy => &e.accuracy,
+            EstimatedMetric::Precision => &e.precision,
+            EstimatedMetric::Recall => &e.recall,
+            EstimatedMetric::F1 => &e.f1,
+        }
+    }
+}
+
+/// When drift leads to action, given the estimated performance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftMode {
+    /// Drift acts as it does without the rule; the rule adds "estimate below `min`" as a
+    /// retrain reason of its own (default).
+    #[default]
+    Always,
+    /// Drift acts only when the model is at risk: the estimate is below `min`, or has fallen
+    /// from the estimate on the reference (its whole band, estimate ± 3 sampling errors,
+    /// below it), or has no band, or is unknown. Drift while the estimate holds is recorded
+    /// (gauges, the report) and not acted on: the day/night cycle that moves every column of
+    /// a card stream is not a reason to page anyone. The estimate alone retrains only when
+    /// its whole band is below `min`.
+    WhenAtRisk,
+}
+
+/// A rule on the estimated performance (see [`DriftPolicyConfig::performance`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceRule {
+    /// The metric read (default `roc_auc`).
+    #[serde(default)]
+    pub metric: EstimatedMetric,
+    /// The gate's floor: an estimate below it is a retrain reason ("estimated AUC below the
+    /// gate"), in [0, 1].
+    pub min: f64,
+    /// How drift acts given the estimate (default `always`).
+    #[serde(default)]
+    pub mode: DriftMode,
+}
+
+/// How an estimate stands against a [`PerformanceRule`].
+#[derive(Debug, Clone, PartialEq)]
+struct Standing {
+    /// No estimate (no estimator, or no value in the window): unknown.
+    unknown: bool,
+    /// The estimate is below the floor.
+    below: bool,
+    /// The whole band is below the floor.
+    surely_below: bool,
+    /// The model is at risk: unknown, below the floor, without a band, or fallen from the
+    /// reference (the whole band below the estimate on the reference).
+    at_risk: bool,
+    /// The estimate in words.
+    said: String,
+}
+
+impl PerformanceRule {
+    fn standing(&self, estimate: Option<&PerformanceEstimate>) -> Standing {
+        let name = self.metric.as_str();
+        let unknown = |said: String| Standing {
+            unknown: true,
+            below: false,
+            surely_below: false,
+            at_risk: true,
+            said,
+        };
+        let Some(e) = estimate else {
+            return unknown(format!("estimated {name} unknown (no estimator)"));
+        };
+        let m = self.metric.of(e);
+        let Some(value) = m.value else {
+            return unknown(format!("estimated {name} unknown over {} rows", e.rows));
+        };
+        let band = match (m.lower, m.upper) {
+            (Some(l), Some(u)) => format!("band {l:.4}..{u:.4}"),
+            _ => "no band".to_string(),
+        };
+        let reference = m
+            .reference
+            .map_or(String::new(), |r| format!("; {r:.4} on the reference"));
+        let below = value < self.min;
+        let surely_below = m.upper.is_some_and(|u| u < self.min);
+        let fallen = match (m.upper, m.reference) {
+            (Some(u), Some(r)) => u < r,
+            _ => false,
+        };
+        let at_risk = below || fallen || m.upper.is_none();
+        let verdict = if surely_below {
+            format!("is below the gate's {} (its whole band)", self.min)
+        } else if below {
+            format!("is below the gate's {}", self.min)
+        } else if fallen {
+            "fell from the reference (its whole band below it)".to_string()
+        } else if m.upper.is_none() {
+            "has no band: at risk".to_string()
+        } else {
+            format!(
+                "holds: above the gate's {}, within reach of the reference",
+                self.min
+            )
+        };
+        Standing {
+            unknown: false,
+            below,
+            surely_below,
+            at_risk,
+            said: format!(
+                "estimated {name} {value:.4} ({band}{reference}) over {} rows {verdict}",
+                e.rows
+            ),
+        }
+    }
 }
 
 /// The longest `cooldown_seconds`: 100 years (a longer one is a mistake, not a policy).
@@ -83,6 +234,15 @@ impl DriftPolicyConfig {
             self.cooldown_seconds,
             COOLDOWN_RANGE,
         )?;
+        if let Some(rule) = &self.performance {
+            if !(0.0..=1.0).contains(&rule.min) {
+                return Err(Error::invalid(
+                    "DriftPolicyConfig.performance.min",
+                    rule.min,
+                    "a metric floor in [0, 1]",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -92,6 +252,7 @@ impl Default for DriftPolicyConfig {
         DriftPolicyConfig {
             min_samples: 500,
             cooldown_seconds: 86_400.0,
+            performance: None,
         }
     }
 }
@@ -125,6 +286,13 @@ struct FeatureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EstimateLabels {
+    model: String,
+    metric: String,
+    bound: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     model: String,
     action: DriftAction,
@@ -143,6 +311,7 @@ pub struct DriftMetrics {
     p_value: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     share: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     alerts: Family<AlertLabels, Counter>,
+    estimated: Family<EstimateLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl DriftMetrics {
@@ -174,7 +343,30 @@ impl DriftMetrics {
             "Drift checks that ended in a warning or a retrain",
             m.alerts.clone(),
         );
+        registry.register(
+            "mlops_drift_estimated_performance",
+            "Performance estimated from calibrated scores before labels arrive (CBPE): bound value, lower or upper (estimate -+ 3 sampling errors); NaN when unknown",
+            m.estimated.clone(),
+        );
         m
+    }
+
+    /// Records the window's estimated performance: every rate's value and band; NaN for each
+    /// when there is no estimate (unknown, never the last window's value).
+    pub fn observe_estimate(&self, model: &str, estimate: Option<&PerformanceEstimate>) {
+        const METRICS: [&str; 5] = ["roc_auc", "accuracy", "precision", "recall", "f1"];
+        for (i, metric) in METRICS.iter().enumerate() {
+            let e: Estimated = estimate.map(|e| *e.rates()[i].1).unwrap_or_default();
+            for (bound, v) in [("value", e.value), ("lower", e.lower), ("upper", e.upper)] {
+                self.estimated
+                    .get_or_create(&EstimateLabels {
+                        model: model.to_string(),
+                        metric: (*metric).to_string(),
+                        bound: bound.to_string(),
+                    })
+                    .set(v.unwrap_or(f64::NAN));
+            }
+        }
     }
 
     /// Records a report and its decision.
@@ -292,8 +484,71 @@ impl DriftPolicy {
             .filter(|d| !d.is_zero())
     }
 
-    /// The action for `report`, without side effects.
+    /// The action for `report`, without side effects (no estimated performance: a
+    /// [`PerformanceRule`], if configured, reads it as unknown).
     pub fn decide(&self, report: &DriftReport) -> PolicyDecision {
+        self.decide_with(report, None)
+    }
+
+    /// The action for `report` and the window's estimated performance, without side
+    /// effects. With a [`PerformanceRule`]: an estimate below its floor is a retrain reason
+    /// of its own (drift or not, at `min_samples` rows and outside the cooldown; in
+    /// [`DriftMode::WhenAtRisk`] its whole band must be below); in `WhenAtRisk` drift acts
+    /// only when the model is at risk (below the floor, fallen from the reference, no band,
+    /// or unknown).
+    pub fn decide_with(
+        &self,
+        report: &DriftReport,
+        estimate: Option<&PerformanceEstimate>,
+    ) -> PolicyDecision {
+        let drift = self.decide_drift(report);
+        let Some(rule) = &self.config.performance else {
+            return drift;
+        };
+        let st = rule.standing(estimate);
+        let rows = estimate.map_or(0, |e| e.rows);
+        // `always` retrains on an estimate below the floor; `when_at_risk` on one whose whole
+        // band is below it (a window of few positives has a wide band: not an alarm alone).
+        let retrain = match rule.mode {
+            DriftMode::Always => st.below,
+            DriftMode::WhenAtRisk => st.surely_below,
+        };
+        if retrain && rows >= self.config.min_samples {
+            if let Some(left) = self.cooldown_left() {
+                return PolicyDecision {
+                    action: DriftAction::Warn,
+                    reason: format!(
+                        "{}, but the last retrain was recent: {}s of cooldown left",
+                        st.said,
+                        left.as_secs()
+                    ),
+                };
+            }
+            return PolicyDecision {
+                action: DriftAction::Retrain,
+                reason: format!("{}; {}", st.said, drift.reason),
+            };
+        }
+        let from_drift = report.dataset.drifted || report.dataset.columns_drifted > 0;
+        if rule.mode == DriftMode::WhenAtRisk
+            && !st.at_risk
+            && !st.unknown
+            && from_drift
+            && drift.action != DriftAction::None
+            && !drift.reason.starts_with("incomplete")
+        {
+            return PolicyDecision {
+                action: DriftAction::None,
+                reason: format!("{}, but {}: not acting", drift.reason, st.said),
+            };
+        }
+        PolicyDecision {
+            action: drift.action,
+            reason: format!("{}; {}", drift.reason, st.said),
+        }
+    }
+
+    fn decide_drift(&self, report: &DriftReport) -> PolicyDecision {
         // Columns that cannot be tested at all (absent, another kind) are a problem to report
         // whatever the batch size: the monitor is blind there, which is not "no drift".
         let blind: Vec<&str> = report
@@ -382,9 +637,22 @@ impl DriftPolicy {
         report: &DriftReport,
         trigger: &dyn RetrainTrigger,
     ) -> Result<PolicyDecision> {
-        let decision = self.decide(report);
+        self.apply_with(model, report, None, trigger).await
+    }
+
+    /// [`apply`](Self::apply) with the window's estimated performance
+    /// ([`decide_with`](Self::decide_with)); the metrics record the estimate too.
+    pub async fn apply_with(
+        &self,
+        model: &str,
+        report: &DriftReport,
+        estimate: Option<&PerformanceEstimate>,
+        trigger: &dyn RetrainTrigger,
+    ) -> Result<PolicyDecision> {
+        let decision = self.decide_with(report, estimate);
         if let Some(m) = &self.metrics {
             m.observe(model, report, &decision);
+            m.observe_estimate(model, estimate);
         }
         tracing::info!(model, action = ?decision.action, reason = %decision.reason, "drift policy decided");
         if decision.action == DriftAction::Retrain {

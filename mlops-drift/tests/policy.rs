@@ -60,6 +60,7 @@ async fn retrain_then_cooldown_then_retrain_again() {
         DriftPolicyConfig {
             min_samples: 500,
             cooldown_seconds: 3600.0,
+            performance: None,
         },
         clock.clone(),
     );
@@ -257,6 +258,7 @@ async fn a_cooldown_longer_than_time_holds_is_an_error_never_a_panic() {
     let config = DriftPolicyConfig {
         min_samples: 500,
         cooldown_seconds: u64::MAX as f64,
+        performance: None,
     };
     let e = config.validate().unwrap_err().to_string();
     assert!(

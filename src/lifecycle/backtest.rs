@@ -37,7 +37,7 @@ use mlops_core::model::{MlpModel, ModelArtifact};
 use mlops_core::Dataset;
 use mlops_drift::{
     DriftAction, DriftConfig, DriftMetrics, DriftMonitor, DriftPolicy, DriftPolicyConfig,
-    DriftReport, DriftTest, MonitorConfig, ReferenceProfile,
+    DriftReport, DriftTest, Estimator, MonitorConfig, PerformanceRule, ReferenceProfile,
 };
 use mlops_registry::Registry;
 use mlops_serve::analysis::Check;
@@ -52,7 +52,7 @@ use mlops_serve::telemetry::ServeMetrics;
 use mlops_serve::{CompiledModel, NonFinitePolicy};
 use mlops_train::tracking::{ExperimentTracker, MetricPoint, Run, RunStatus};
 
-use super::report::{BatchRow, DecisionRow, SequencePoint, Summary};
+use super::report::{BatchRow, DecisionRow, EstimatedAuc, SequencePoint, Summary};
 use super::rules::{ends_rollout, LoopRules, RetrainRequests, RolloutEnd, Ruling};
 use super::scoring::{auc, scored_auc, stale_rule_labels};
 use super::search::{cut, MlpSettings};
@@ -135,6 +135,9 @@ pub struct BacktestConfig {
     pub distance_threshold: f64,
     /// Replace each retrain window's labels by a stale rule ([`stale_rule_labels`]).
     pub corrupt_retrain_labels: bool,
+    /// The drift policy's rule on the performance estimated before labels (CBPE from the
+    /// production model's calibrated scores); `None` acts on drift alone.
+    pub performance: Option<PerformanceRule>,
 }
 
 /// The first model, registered and under `production`.
@@ -286,6 +289,7 @@ impl<'t> Backtest<'t> {
             DriftPolicyConfig {
                 min_samples: (batch_rows / 2).min(500),
                 cooldown_seconds: 24.0 * BATCH_SECONDS,
+                performance: p.config.performance,
             },
             clock.clone(),
         )
@@ -310,6 +314,8 @@ impl<'t> Backtest<'t> {
                 step_rows: batch_rows,
             },
         )?;
+        let mut monitor = monitor;
+        monitor.set_estimator(estimator(&p.first.artifact, &p.first.model));
         let loop_run = Run::start(p.tracker, "pipeline", "closed-loop", &p.tags).await?;
         let tick = seconds(
             "the controller's tick (a twelfth of a batch)",
@@ -431,10 +437,11 @@ impl<'t> Backtest<'t> {
         self.serve(b, batch, &mut lines).await?;
         let row = self.check(b, batch).await?;
         lines.push(format!(
-            "[batch {b:>3}] {:<22} drift {} {:<8} live AUC (prev) {}  canary {:>5.1}%  production v{}",
+            "[batch {b:>3}] {:<22} drift {} {:<8} est. AUC {}  live AUC (prev) {}  canary {:>5.1}%  production v{}",
             row.span,
             row.drift_share.map_or("  -  ".into(), |s| format!("{s:.2}")),
             if row.alarm { "ALARM" } else { "" },
+            row.estimated_auc.map_or("  -   ".into(), |e| format!("{:.4}", e.value)),
             live_auc_prev.map_or("  -   ".into(), |v| format!("{v:.4}")),
             row.canary_percent,
             self.production,
@@ -446,6 +453,7 @@ impl<'t> Backtest<'t> {
             .map_or(0, |d| d.as_millis() as i64);
         for (key, value) in [
             ("drift_share", row.drift_share),
+            ("estimated_auc", row.estimated_auc.map(|e| e.value)),
             ("live_auc", live_auc_prev),
             ("canary_percent", Some(row.canary_percent)),
         ] {
@@ -668,6 +676,7 @@ impl<'t> Backtest<'t> {
                 self.production = version;
                 self.champion = c.model.clone();
                 self.monitor.rebase(c.profile.clone());
+                self.monitor.set_estimator(estimator(&c.artifact, &c.model));
                 self.outcome = "promoted".into();
                 lines.push(format!("[monitor]   reference profile -> v{version} (its training window, batches after the alarm)"));
             } else {
@@ -687,10 +696,19 @@ impl<'t> Backtest<'t> {
             alarm: false,
             action: None,
             live_auc: None,
+            estimated_auc: None,
             canary_percent: 0.0,
             production: self.production,
         };
         for c in &checks {
+            if let Some(e) = &c.performance {
+                row.estimated_auc = e.roc_auc.value.map(|v| EstimatedAuc {
+                    value: v,
+                    lower: e.roc_auc.lower,
+                    upper: e.roc_auc.upper,
+                    reference: e.roc_auc.reference,
+                });
+            }
             let d = &c.report.dataset;
             row.drift_share = Some(d.share_rule.observed);
             row.drift_mean_effect = d.mean_effect_rule.as_ref().map(|r| r.observed);
@@ -751,6 +769,13 @@ impl<'t> Backtest<'t> {
             summary.detected_batch.map_or("never".into(), |d| d.to_string()),
             summary.false_alarms_before_shift,
             summary.checks_before_shift
+        ));
+        lines.push(format!(
+            "[summary]   estimated AUC moved at batch {}, the labels showed the drop at batch {}; {} drift checks acted on (warn or retrain), {} retrains",
+            summary.estimate_moved_batch.map_or("never".into(), |b| b.to_string()),
+            summary.labels_showed_batch.map_or("never".into(), |b| b.to_string()),
+            summary.drift_actions,
+            summary.retrains
         ));
         lines.push(format!(
             "[summary]   ROC AUC before the change {}; after it (batches {}): old model {}, retrained {}, oracle {}",
@@ -833,7 +858,21 @@ impl<'t> Backtest<'t> {
             .await?
             .and_then(|e| e.target)
             .unwrap_or(0);
+        let (estimate_moved_batch, labels_showed_batch) = moved(&timeline, shift);
+        let drift_actions = timeline
+            .iter()
+            .filter(|r| matches!(r.action.as_deref(), Some("warn" | "retrain")))
+            .count();
+        let retrains = self
+            .decisions
+            .iter()
+            .filter(|d| d.kind == "gate_passed" || d.kind == "gate_failed")
+            .count();
         Ok(Summary {
+            drift_actions,
+            retrains,
+            estimate_moved_batch,
+            labels_showed_batch,
             data: stream.name.clone(),
             seed: self.p.config.seed,
             batches: n_batches,
@@ -915,4 +954,46 @@ fn columns(batch: &Dataset) -> Vec<(String, Vec<f64>)> {
 pub fn concat(batches: &[Dataset]) -> Result<Dataset> {
     let parts: Vec<&Dataset> = batches.iter().collect();
     Ok(Dataset::concat(&parts)?)
+}
+
+/// The monitor's estimator for a model: its stored [`Cbpe`](mlops_core::cbpe::Cbpe), if its
+/// artifact has one (none: the estimated performance is unknown).
+fn estimator(artifact: &ModelArtifact, model: &Arc<MlpModel>) -> Option<Estimator> {
+    artifact.spec().cbpe.clone().map(|cbpe| Estimator {
+        model: model.clone() as Arc<dyn mlops_core::model::Predictor>,
+        cbpe,
+    })
+}
+
+/// When the estimated AUC moved after the change (its whole band below the estimate on the
+/// model's reference) and when the labels showed the drop (the batch after the first
+/// realized AUC below every realized one before the change).
+fn moved(timeline: &[BatchRow], shift: Option<usize>) -> (Option<usize>, Option<usize>) {
+    let Some(shift) = shift else {
+        return (None, None);
+    };
+    let before: Vec<&BatchRow> = timeline.iter().filter(|r| r.batch < shift).collect();
+    let estimate = timeline
+        .iter()
+        .filter(|r| r.batch >= shift)
+        .find(|r| {
+            r.estimated_auc
+                .is_some_and(|e| matches!((e.upper, e.reference), (Some(u), Some(r)) if u < r))
+        })
+        .map(|r| r.batch);
+    let lowest = before
+        .iter()
+        .filter_map(|r| r.live_auc)
+        .fold(f64::INFINITY, f64::min);
+    let labels = lowest
+        .is_finite()
+        .then(|| {
+            timeline
+                .iter()
+                .filter(|r| r.batch >= shift)
+                .find(|r| r.live_auc.is_some_and(|v| v < lowest))
+                .map(|r| r.batch + 1)
+        })
+        .flatten();
+    (estimate, labels)
 }

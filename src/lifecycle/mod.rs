@@ -27,6 +27,7 @@ pub mod stream;
 pub use error::{Error, Result};
 pub use job::{rfc3339, JobWindow, RetrainJob};
 pub use retrainer::{
-    metric_values, prediction_profile, threshold_at_best_f1, RetrainConfig, RetrainFairness,
-    RetrainOutcome, RetrainRequest, RetrainSettings, Retrained, Retrainer, Tracking,
+    metric_values, prediction_profile, threshold_at_best_f1, with_performance_estimator,
+    RetrainConfig, RetrainFairness, RetrainOutcome, RetrainRequest, RetrainSettings, Retrained,
+    Retrainer, Tracking,
 };

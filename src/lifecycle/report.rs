@@ -7,12 +7,13 @@
 //!
 //! let row = |batch, share: f64| BatchRow {
 //!     batch, span: format!("rows {batch}"), drift_share: Some(share), drift_mean_effect: None,
-//!     alarm: share > 0.5, action: None, live_auc: Some(0.9), canary_percent: 0.0, production: 1,
+//!     alarm: share > 0.5, action: None, live_auc: Some(0.9), estimated_auc: None, canary_percent: 0.0, production: 1,
 //! };
 //! let summary = Summary {
 //!     data: "demo".into(), seed: 1, batches: 2, batch_rows: 10, train_batches: 0,
 //!     shift_batch: Some(1), detected_batch: Some(1), detection_delay_batches: Some(0),
 //!     false_alarms_before_shift: 0, checks_before_shift: 1, auc_before_shift: None,
+//!     drift_actions: 1, retrains: 0, estimate_moved_batch: None, labels_showed_batch: None,
 //!     auc_after_shift_old_model: None, auc_after_retrain: None, auc_oracle: None,
 //!     evaluation_rows: 0, evaluation_batches: None, outcome: "no_retrain".into(),
 //!     production_version: 1, initial_version: 1, candidate_version: None,
@@ -47,10 +48,26 @@ pub struct BatchRow {
     /// ROC AUC of what was served in this batch, once its labels arrived (`None`: one class,
     /// or not labeled yet at the end of the stream).
     pub live_auc: Option<f64>,
+    /// ROC AUC estimated at this batch's check from the production model's calibrated scores
+    /// (CBPE), before any label: `None` with no check or no estimator.
+    pub estimated_auc: Option<EstimatedAuc>,
     /// Percent of live traffic on the candidate at the end of the batch.
     pub canary_percent: f64,
     /// The production version at the end of the batch.
     pub production: u64,
+}
+
+/// An estimated ROC AUC and its band (estimate ∓ 3 sampling errors).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EstimatedAuc {
+    /// The estimate.
+    pub value: f64,
+    /// The band's low end.
+    pub lower: Option<f64>,
+    /// The band's high end.
+    pub upper: Option<f64>,
+    /// The AUC estimated on the model's reference (its holdout at training time).
+    pub reference: Option<f64>,
 }
 
 /// One analysis of a rollout's pooled ROC AUC (or accuracy) check: the difference
@@ -110,6 +127,18 @@ pub struct Summary {
     pub false_alarms_before_shift: usize,
     /// Drift checks before the change.
     pub checks_before_shift: usize,
+    /// Checks whose policy decision was an action (warn or retrain): the alarms a person saw.
+    pub drift_actions: usize,
+    /// Retrains trained (the gate passed or failed them).
+    pub retrains: usize,
+    /// The first batch at or after the change whose estimated AUC (CBPE, no labels) had its
+    /// whole band below the estimate on the model's reference (what the `when_at_risk` policy
+    /// calls fallen): when the estimate moved.
+    pub estimate_moved_batch: Option<usize>,
+    /// The batch at which the labels first showed the drop: one after the first batch at or
+    /// after the change whose realized AUC was below every realized AUC before it (labels
+    /// arrive one batch late).
+    pub labels_showed_batch: Option<usize>,
     /// The first model's ROC AUC before the change.
     pub auc_before_shift: Option<f64>,
     /// The first model's ROC AUC on the evaluation rows after the change.
@@ -469,11 +498,15 @@ pub fn html(
             ),
         ],
     )?;
-    let aucs: Vec<f64> = t.iter().filter_map(|r| r.live_auc).collect();
+    let aucs: Vec<f64> = t
+        .iter()
+        .filter_map(|r| r.live_auc)
+        .chain(t.iter().filter_map(|r| r.estimated_auc.map(|e| e.value)))
+        .collect();
     let low = aucs.iter().copied().fold(1.0f64, f64::min).min(0.9) - 0.05;
     let live = line_chart(
         Frame {
-            title: "live ROC AUC of served predictions (labels one batch late)",
+            title: "ROC AUC: estimated from calibrated scores at the batch (CBPE, no labels), realized once the labels arrive (one batch late)",
             y_label: "ROC AUC",
             y_range: low.max(0.0)..1.0,
             x_range: first..last,
@@ -481,13 +514,22 @@ pub fn html(
             marks: &alarms,
             threshold: None,
         },
-        &[(
-            "live AUC",
-            BLUE,
-            t.iter()
-                .filter_map(|r| r.live_auc.map(|v| (r.batch as f64, v)))
-                .collect(),
-        )],
+        &[
+            (
+                "realized (live) AUC",
+                BLUE,
+                t.iter()
+                    .filter_map(|r| r.live_auc.map(|v| (r.batch as f64, v)))
+                    .collect(),
+            ),
+            (
+                "estimated AUC (CBPE)",
+                GREEN,
+                t.iter()
+                    .filter_map(|r| r.estimated_auc.map(|e| (r.batch as f64, e.value)))
+                    .collect(),
+            ),
+        ],
     )?;
     let split = line_chart(
         Frame {
@@ -529,6 +571,22 @@ pub fn html(
             summary
                 .detected_batch
                 .map_or("never".into(), |b| b.to_string()),
+        ),
+        (
+            "estimated AUC moved at batch (labels showed it at)",
+            format!(
+                "{} ({})",
+                summary
+                    .estimate_moved_batch
+                    .map_or("never".into(), |b| b.to_string()),
+                summary
+                    .labels_showed_batch
+                    .map_or("never".into(), |b| b.to_string())
+            ),
+        ),
+        (
+            "drift checks acted on (warn or retrain); retrains",
+            format!("{}; {}", summary.drift_actions, summary.retrains),
         ),
         (
             "false alarms before the change",

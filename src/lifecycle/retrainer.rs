@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mlops_core::cbpe::{CalibrationReport, Cbpe, CbpeCalibration};
 use mlops_core::fairness::{FairnessData, FairnessDecision, FairnessGate, SensitiveGroups};
 use mlops_core::gate::{GateDecision, GateRule, MetricGate, MetricValues};
 use mlops_core::metrics::{Metric, ScoredSamples, ThresholdCriterion};
@@ -265,6 +266,9 @@ pub struct Retrained {
     pub decision: GateDecision,
     /// The fairness gate's decision, when one is configured.
     pub fairness: Option<FairnessDecision>,
+    /// The candidate's calibration (fitted on the validation rows) checked on the holdout:
+    /// reliability curves and ECE before and after; `Err` says why no estimator was fitted.
+    pub calibration: std::result::Result<CalibrationReport, String>,
     /// The tracking run of the fit.
     pub run_id: Option<RunId>,
     /// Rows of the window.
@@ -449,6 +453,8 @@ impl Retrainer {
             .map(|r| ("tracking_run_id", r.0.clone()))
             .collect();
         let artifact = threshold_at_best_f1(&trained.artifact, &split.validation, &metadata)?;
+        let (artifact, calibration) =
+            with_performance_estimator(&artifact, &split.validation, &split.test)?;
         let model = Arc::new(MlpModel::new(&artifact)?);
         // A holdout that cannot score the models (one class, say) gives the gate no values,
         // and it fails: no candidate on no evidence.
@@ -489,6 +495,7 @@ impl Retrainer {
             holdout_error,
             decision,
             fairness,
+            calibration,
             run_id,
             rows: window.n_rows(),
         };
@@ -647,6 +654,42 @@ fn fairness_on(
             .gate
             .fail_all(&format!("the holdout cannot be judged: {e}")),
     })
+}
+
+/// `artifact` with its performance estimator ([`Cbpe`], isotonic calibration and the
+/// sampling-error components) fitted on `validation` at the artifact's threshold, and the
+/// calibration checked on `holdout` (rows it was not fitted on): the training report's
+/// reliability curves and expected calibration errors before and after. When the estimator
+/// cannot be fitted (one class in `validation`, a NaN score) the artifact comes back without
+/// one and the reason is the `Err` of the second item: its estimated performance is then
+/// unknown, never a number.
+///
+/// ```
+/// # fn f(artifact: &mlops::core::model::ModelArtifact, validation: &mlops::core::Dataset, holdout: &mlops::core::Dataset) -> mlops::lifecycle::Result<()> {
+/// let (artifact, report) = mlops::lifecycle::with_performance_estimator(artifact, validation, holdout)?;
+/// if let Ok(r) = report {
+///     println!("ECE {:.4} raw, {:.4} calibrated", r.raw_ece, r.calibrated_ece);
+/// }
+/// # Ok(()) }
+/// ```
+pub fn with_performance_estimator(
+    artifact: &ModelArtifact,
+    validation: &Dataset,
+    holdout: &Dataset,
+) -> Result<(
+    ModelArtifact,
+    std::result::Result<CalibrationReport, String>,
+)> {
+    let model = MlpModel::new(artifact)?;
+    let fitted = Cbpe::fit_on(&model, validation, CbpeCalibration::Isotonic)
+        .and_then(|cbpe| Ok((CalibrationReport::measure(&model, &cbpe, holdout)?, cbpe)));
+    match fitted {
+        Ok((report, cbpe)) => Ok((artifact.clone().with_cbpe(cbpe)?, Ok(report))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no performance estimator: estimated performance will be unknown");
+            Ok((artifact.clone(), Err(e.to_string())))
+        }
+    }
 }
 
 /// `artifact` with its threshold at the best F1 on `validation` (kept when undefined there,

@@ -97,7 +97,21 @@ impl ModelArtifact {
                 "a probability in [0, 1]",
             ));
         }
+        if self.spec.threshold != threshold && self.spec.cbpe.take().is_some() {
+            // Its components were fitted at the old threshold: refit it (`with_cbpe`).
+            tracing::debug!("threshold changed: the performance estimator is dropped");
+        }
         self.spec.threshold = threshold;
+        Ok(self)
+    }
+
+    /// The same model with `cbpe` stored as its performance estimator
+    /// ([`crate::cbpe::Cbpe::fit_on`], on the holdout). An estimator fitted at another
+    /// threshold than the model's is an error (its components would be wrong). A later
+    /// [`with_threshold`](Self::with_threshold) that moves the threshold drops it.
+    pub fn with_cbpe(mut self, cbpe: crate::cbpe::Cbpe) -> Result<Self> {
+        self.spec.cbpe = Some(cbpe);
+        self.spec.validate()?;
         Ok(self)
     }
 

@@ -131,6 +131,13 @@ pub struct ModelSpec {
     /// files without it (format 1 as first written) still load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impute: Option<Vec<f32>>,
+    /// The performance estimator fitted on the holdout at training time: the calibration of
+    /// this model's scores and the sampling-error components of its estimated metrics
+    /// ([`crate::cbpe`]). Served probabilities stay the model's own scores (the threshold
+    /// applies to them); the calibration is for reading them as probabilities. Optional:
+    /// files without it still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cbpe: Option<crate::cbpe::Cbpe>,
     /// Free-form facts (trainer, version of the code, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -146,6 +153,7 @@ impl ModelSpec {
             standardization: None,
             threshold: 0.5,
             impute: None,
+            cbpe: None,
             metadata: BTreeMap::new(),
         }
     }
@@ -242,6 +250,22 @@ impl ModelSpec {
                 self.threshold.to_string(),
                 "a probability in [0, 1]",
             );
+        }
+        if let Some(c) = &self.cbpe {
+            c.validate().map_err(|e| Error::Artifact {
+                item: format!("{} field cbpe", super::SPEC_FILE),
+                message: e.to_string(),
+            })?;
+            if c.threshold != f64::from(self.threshold) {
+                return bad(
+                    "cbpe.threshold".into(),
+                    c.threshold.to_string(),
+                    &format!(
+                        "the model's threshold {} (the estimator was fitted for another one)",
+                        self.threshold
+                    ),
+                );
+            }
         }
         Ok(())
     }

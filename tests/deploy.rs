@@ -176,6 +176,7 @@ fn exposition() -> String {
             Profiles {
                 features: Some(profile.clone()),
                 prediction: None,
+                performance: None,
             },
         );
         let mut parts = MonitorParts::new(Arc::new(profiles), Arc::new(MemoryRetrainLedger::new()));

@@ -277,12 +277,17 @@ async fn the_monitor_estimates_each_window_and_exports_it() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let auc = e.roc_auc.value.unwrap();
-    assert!(
-        text.contains(&format!(
-            "mlops_drift_estimated_performance{{model=\"fraud\",metric=\"roc_auc\",bound=\"value\"}} {auc}"
-        )),
-        "{text}"
-    );
+    let shown: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "mlops_drift_estimated_performance{model=\"fraud\",metric=\"roc_auc\",bound=\"value\"} ",
+            )?
+            .parse()
+            .ok()
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!((shown - auc).abs() < 1e-12, "{shown} vs {auc}");
     // A window the model cannot score (its input column gone) has no estimate, says why,
     // and the gauges say NaN, not the last value.
     let mut blind = DriftMonitor::new(

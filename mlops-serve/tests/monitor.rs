@@ -39,10 +39,29 @@ mod monitor_suite {
         FEATURES.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The model, with its performance estimator fitted on the reference world's scores and
+    /// labels drawn from them (so its calibration is the identity, give or take noise).
     fn artifact() -> ModelArtifact {
+        use mlops_core::cbpe::{Cbpe, CbpeCalibration};
+        use mlops_core::model::{MlpModel, Predictor};
         let spec = ModelSpec::new(names(), vec![LayerSpec::new(1, Activation::Sigmoid)]);
         let w = ndarray::array![[0.02_f32, -0.01, 0.05]];
-        ModelArtifact::new(spec, vec![(w, ndarray::array![-1.0_f32])]).unwrap()
+        let bare = ModelArtifact::new(spec, vec![(w, ndarray::array![-1.0_f32])]).unwrap();
+        let x = rows(4_000, 0.0, 98);
+        let scores: Vec<f64> = MlpModel::new(&bare)
+            .unwrap()
+            .predict_proba(x.view())
+            .unwrap()
+            .iter()
+            .map(|&p| f64::from(p))
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(97);
+        let labels: Vec<f64> = scores
+            .iter()
+            .map(|p| f64::from(rng.random::<f64>() < *p))
+            .collect();
+        let cbpe = Cbpe::fit(&scores, &labels, None, 0.5, CbpeCalibration::Isotonic).unwrap();
+        bare.with_cbpe(cbpe).unwrap()
     }
 
     fn model() -> Arc<CompiledModel> {
@@ -73,6 +92,7 @@ mod monitor_suite {
             prediction: Some(
                 ReferenceProfile::fit(&predictions, &ProfileConfig::default()).unwrap(),
             ),
+            performance: artifact().spec().cbpe.clone(),
         }
     }
 
@@ -86,6 +106,7 @@ mod monitor_suite {
             policy: DriftPolicyConfig {
                 min_samples: 300,
                 cooldown_seconds: 3_600.0,
+                performance: None,
             },
             profile_retry_seconds: 0.01,
             hook,
@@ -163,6 +184,13 @@ mod monitor_suite {
 
     fn exposition(registry: &prometheus_client::registry::Registry) -> String {
         mlops_core::exposition::classic_text(registry).unwrap()
+    }
+
+    /// The value of the series `series` (name and labels) in an exposition.
+    fn gauge(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     }
 
     fn has(text: &str, lines: &[&str]) {
@@ -405,7 +433,19 @@ mod monitor_suite {
         assert_eq!((last.sequence, last.version), (1, Some(1)));
         assert!(last.window.from < last.window.to);
         assert!(!last.summary.drifted_columns.is_empty(), "{last:?}");
+        // The window's estimated performance, from the estimator stored with the version.
+        let estimated = s.estimated.expect("an estimate");
+        assert_eq!(estimated.rows, 600);
+        assert!(
+            estimated.roc_auc.value.is_some_and(|v| v > 0.5),
+            "{estimated:?}"
+        );
         let text = exposition(&metrics);
+        let shown = gauge(
+            &text,
+            r#"mlops_monitor_estimated_performance{model="fraud",version="1",metric="roc_auc",bound="value"}"#,
+        );
+        assert!((shown - estimated.roc_auc.value.unwrap()).abs() < 1e-12);
         has(
             &text,
             &[
@@ -498,6 +538,11 @@ mod monitor_suite {
         for (m, metrics) in &replicas {
             let s = &m.status("fraud")[0];
             assert_eq!(s.verdict, "drift", "{s:?}");
+            // The estimator came from the registry's model.json with the profiles.
+            assert!(
+                s.estimated.is_some_and(|e| e.roc_auc.value.is_some()),
+                "{s:?}"
+            );
             let text = exposition(metrics);
             assert!(!text.contains(r#"verdict="unknown"} 1"#), "{text}");
             m.close();
@@ -671,8 +716,10 @@ mod monitor_suite {
                 r#"mlops_monitor_verdict{model="fraud",version="2",verdict="unknown"} 1"#,
                 r#"mlops_monitor_feature_tested{model="fraud",version="2",feature="amount"} 0"#,
                 r#"mlops_monitor_drift_score{model="fraud",version="2",feature="amount"} NaN"#,
+                r#"mlops_monitor_estimated_performance{model="fraud",version="2",metric="roc_auc",bound="value"} NaN"#,
             ],
         );
+        assert_eq!(s.estimated, None);
         // Retried once healthy.
         *flaky.healthy.lock().unwrap() = true;
         std::thread::sleep(Duration::from_millis(20));
@@ -692,6 +739,68 @@ mod monitor_suite {
         {
             assert_eq!((s.verdict.as_str(), s.requests), ("unknown", 0), "{s:?}");
         }
+        monitor.close();
+    }
+
+    #[test]
+    fn the_policy_reads_the_estimate_and_an_absent_estimator_is_unknown() {
+        use mlops_drift::{DriftMode, EstimatedMetric, PerformanceRule};
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let profiles = MemoryProfiles::new();
+        profiles.insert("fraud", 1, profiles_of(0.0));
+        let mut bare = profiles_of(0.0);
+        bare.performance = None;
+        profiles.insert("fraud", 2, bare);
+        let mut c = config(HookConfig::default());
+        c.policy.performance = Some(PerformanceRule {
+            metric: EstimatedMetric::RocAuc,
+            min: 0.55,
+            mode: DriftMode::WhenAtRisk,
+        });
+        let monitor = start(
+            c,
+            Arc::new(profiles),
+            Arc::new(MemoryRetrainLedger::new()),
+            &mut metrics,
+        );
+        for (v, prefix) in [(1, "a"), (2, "b")] {
+            let r = router(single(v), &monitor);
+            score(&r, &rows(600, 0.0, 11), prefix);
+        }
+        monitor.sync(WAIT).unwrap();
+        let status = monitor.status("fraud");
+        let of = |v: u64| status.iter().find(|s| s.version == Some(v)).unwrap();
+        let with = of(1);
+        let e = with.estimated.expect("an estimate");
+        assert!(
+            with.reason.contains(&format!(
+                "estimated roc_auc {:.4}",
+                e.roc_auc.value.unwrap()
+            )),
+            "{}",
+            with.reason
+        );
+        let without = of(2);
+        assert_eq!(without.estimated, None);
+        assert!(
+            without
+                .reason
+                .contains("estimated roc_auc unknown (no estimator)"),
+            "{}",
+            without.reason
+        );
+        let text = exposition(&metrics);
+        has(
+            &text,
+            &[
+                r#"mlops_monitor_estimated_performance{model="fraud",version="2",metric="roc_auc",bound="value"} NaN"#,
+            ],
+        );
+        let reference = gauge(
+            &text,
+            r#"mlops_monitor_estimated_performance{model="fraud",version="1",metric="roc_auc",bound="reference"}"#,
+        );
+        assert!((reference - e.roc_auc.reference.unwrap()).abs() < 1e-12);
         monitor.close();
     }
 

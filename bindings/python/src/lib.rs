@@ -13,6 +13,7 @@ mod calibration;
 mod drift;
 mod fairness;
 mod metrics;
+mod performance;
 mod profile;
 mod registry;
 mod serve;
@@ -30,6 +31,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     drift::register(m)?;
     fairness::register(m)?;
     metrics::register(m)?;
+    performance::register(m)?;
     profile::register(m)?;
     train::register(m)?;
     registry::register(m)?;

@@ -34,10 +34,12 @@ const MAX_ARG_BYTES: usize = 4096;
 ///     window_rows = 2000
 ///     [policy]
 ///     cooldown_seconds = 600
+///     performance = { min = 0.9, mode = "when_at_risk" }
 ///     [hook]
 ///     command = ["retrain.sh"]
 /// "#)?;
 /// assert_eq!(config.window_rows, 2000);
+/// assert_eq!(config.policy.performance.unwrap().min, 0.9);
 /// assert!(toml::from_str::<LiveMonitorConfig>("window = 5").is_err());
 /// # Ok::<(), toml::de::Error>(())
 /// ```
@@ -77,9 +79,12 @@ pub struct LiveMonitorConfig {
     /// The comparison of a window with the reference (tests, thresholds, correction, dataset
     /// rules): `mlops_drift`'s [`DriftConfig`].
     pub drift: DriftConfig,
-    /// The policy: `min_samples` (fewest values to act on) and `cooldown_seconds` (no second
+    /// The policy: `min_samples` (fewest values to act on), `cooldown_seconds` (no second
     /// retrain request for a model within it, across every replica: the cooldown is kept in
-    /// the [`RetrainLedger`](super::RetrainLedger), not in this process).
+    /// the [`RetrainLedger`](super::RetrainLedger), not in this process), and `performance`
+    /// (a rule on the performance estimated from the window's scores with the estimator
+    /// stored in the version's model spec: an estimate below `min` requests a retrain, and
+    /// `mode = "when_at_risk"` acts on drift only when the estimate is at risk).
     pub policy: DriftPolicyConfig,
     /// Where a retrain request goes.
     pub hook: HookConfig,

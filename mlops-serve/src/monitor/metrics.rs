@@ -63,6 +63,12 @@ pub mod names {
     /// `equalized_odds_difference`) over the version's last labeled rows (NaN: undefined,
     /// or a group below the minimum size).
     pub const FAIRNESS: &str = "mlops_monitor_fairness";
+    /// Gauge `{model, version, metric, bound}`: a rate (`roc_auc`, `accuracy`, `precision`,
+    /// `recall`, `f1`) estimated from the window's calibrated scores before labels arrive
+    /// (CBPE), `bound` `value`, `lower` or `upper` (estimate ∓ 3 sampling errors), and
+    /// `reference` (the same estimate on the version's holdout); NaN when unknown (no
+    /// estimator stored with the version, no value in the window).
+    pub const ESTIMATED_PERFORMANCE: &str = "mlops_monitor_estimated_performance";
     /// Rows the monitor took (counter: model).
     pub const ROWS: &str = "mlops_monitor_rows";
     /// Rows (scored or labeled) not monitored, by reason: `queue_full`, `closed`,
@@ -134,6 +140,14 @@ struct GroupMetricLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EstimateLabels {
+    model: String,
+    version: String,
+    metric: String,
+    bound: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
 }
@@ -197,6 +211,7 @@ pub struct MonitorMetrics {
     alarms: Family<OutcomeLabels, Counter>,
     hooks: Family<HookLabels, Counter>,
     live: Family<MetricLabels, FloatGauge>,
+    estimated: Family<EstimateLabels, FloatGauge>,
     samples: Family<VersionLabels, Gauge>,
     positives: Family<VersionLabels, Gauge>,
     group_metric: Family<GroupMetricLabels, FloatGauge>,
@@ -270,6 +285,11 @@ impl MonitorMetrics {
             LIVE_METRIC,
             "Live metric over the version's last labeled rows (NaN: undefined)",
             m.live.clone(),
+        );
+        registry.register(
+            ESTIMATED_PERFORMANCE,
+            "A rate estimated before labels from the window's calibrated scores (CBPE): bound value, lower, upper (-+ 3 sampling errors) or reference (on the holdout); NaN: unknown",
+            m.estimated.clone(),
         );
         registry.register(
             LIVE_SAMPLES,
@@ -413,6 +433,32 @@ impl MonitorMetrics {
                 metric: metric.into(),
             })
             .set(value);
+    }
+
+    pub(crate) fn estimated(
+        &self,
+        v: &VersionLabels,
+        estimate: Option<&mlops_core::cbpe::PerformanceEstimate>,
+    ) {
+        const METRICS: [&str; 5] = ["roc_auc", "accuracy", "precision", "recall", "f1"];
+        for (i, metric) in METRICS.iter().enumerate() {
+            let e = estimate.map(|e| *e.rates()[i].1).unwrap_or_default();
+            for (bound, value) in [
+                ("value", e.value),
+                ("lower", e.lower),
+                ("upper", e.upper),
+                ("reference", e.reference),
+            ] {
+                self.estimated
+                    .get_or_create(&EstimateLabels {
+                        model: v.model.clone(),
+                        version: v.version.clone(),
+                        metric: (*metric).into(),
+                        bound: bound.into(),
+                    })
+                    .set(value.unwrap_or(f64::NAN));
+            }
+        }
     }
 
     pub(crate) fn samples(&self, v: &VersionLabels, samples: usize, positives: usize) {

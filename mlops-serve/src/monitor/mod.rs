@@ -42,7 +42,7 @@
 //! let rows = |shift: f32| Array2::from_shape_fn((1000, 1), |(i, _)| (i % 100) as f32 + shift);
 //! let reference = Dataset::new(rows(0.0), names.to_vec())?;
 //! let profiles = MemoryProfiles::new();
-//! profiles.insert("fraud", 1, Profiles { features: Some(ReferenceProfile::fit(&reference, &ProfileConfig::default())?), prediction: None });
+//! profiles.insert("fraud", 1, Profiles { features: Some(ReferenceProfile::fit(&reference, &ProfileConfig::default())?), prediction: None, performance: None });
 //! // Every window compared as it fills (by default, at most once a second).
 //! let config = LiveMonitorConfig { window_rows: 1000, min_check_seconds: 0.0, ..LiveMonitorConfig::default() }.check()?;
 //! let monitor = LiveMonitor::start(config, MonitorParts::new(Arc::new(profiles), Arc::new(MemoryRetrainLedger::new())))?;
@@ -172,6 +172,9 @@ pub struct VersionStatus {
     pub live: BTreeMap<String, f64>,
     /// Labeled rows behind them.
     pub labeled_rows: usize,
+    /// The window's performance estimated before labels (CBPE) at the last check, when the
+    /// version has an estimator.
+    pub estimated: Option<mlops_core::cbpe::PerformanceEstimate>,
 }
 
 impl Default for VersionStatus {
@@ -189,6 +192,7 @@ impl Default for VersionStatus {
             requests: 0,
             live: BTreeMap::new(),
             labeled_rows: 0,
+            estimated: None,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Profiles {
     /// Of its scores (one column, [`PREDICTION_COLUMN`]); `None`: its prediction drift is
     /// unknown.
     pub prediction: Option<ReferenceProfile>,
+    /// Its performance estimator (the model spec's `cbpe`, fitted on its holdout at
+    /// training); `None`: its estimated performance is unknown.
+    pub performance: Option<mlops_core::cbpe::Cbpe>,
 }
 
 /// Where a version's reference profiles come from.
@@ -112,6 +115,26 @@ impl ProfileSource for mlops_registry::Registry {
                 ))
             })?;
             *slot = Some(profile);
+        }
+        if has(mlops_core::model::SPEC_FILE) {
+            let bytes = self
+                .read_file(model, &reference, mlops_core::model::SPEC_FILE)
+                .await?;
+            let spec: mlops_core::model::ModelSpec =
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    crate::Error::corrupt(format!(
+                        "{} of version {version} of {model:?} is not a model spec: {e}",
+                        mlops_core::model::SPEC_FILE
+                    ))
+                })?;
+            if let Some(cbpe) = spec.cbpe {
+                cbpe.validate().map_err(|e| {
+                    crate::Error::corrupt(format!(
+                        "the performance estimator of version {version} of {model:?}: {e}"
+                    ))
+                })?;
+                profiles.performance = Some(cbpe);
+            }
         }
         Ok(profiles)
     }

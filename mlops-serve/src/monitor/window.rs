@@ -99,6 +99,19 @@ impl RowWindow {
         Dataset::new(x, names.to_vec())
     }
 
+    /// The scores, oldest first, without the NaN ones (a row scored NaN has no estimate);
+    /// and how many were NaN.
+    pub(crate) fn scores(&self) -> (Vec<f64>, usize) {
+        let all: Vec<f32> = self.order().map(|i| self.predictions[i]).collect();
+        let kept: Vec<f64> = all
+            .iter()
+            .filter(|p| !p.is_nan())
+            .map(|&p| f64::from(p))
+            .collect();
+        let dropped = all.len() - kept.len();
+        (kept, dropped)
+    }
+
     /// The predictions as a one-column dataset named `name`, oldest first.
     pub(crate) fn predictions(&self, name: &str) -> mlops_core::Result<Dataset> {
         let p: Vec<f32> = self.order().map(|i| self.predictions[i]).collect();

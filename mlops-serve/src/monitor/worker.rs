@@ -462,6 +462,8 @@ impl Worker {
                 metrics.feature(&state.labels, f, None);
             }
             metrics.prediction(&state.labels, None);
+            metrics.estimated(&state.labels, None);
+            state.status.estimated = None;
             state.status.checks += 1;
             state.status.verdict = "unknown".into();
             state.status.action = DriftAction::Warn;
@@ -499,7 +501,24 @@ impl Worker {
                 drifted: c.drifted,
             })
         });
-        let decision = self.policy.decide(&report);
+        // The estimated performance of the window's scores: unknown (NaN gauges, and the
+        // policy reads it so) without an estimator or without a scored row.
+        let estimate = profiles.performance.as_ref().and_then(|cbpe| {
+            let (scores, _) = state.window.scores();
+            if scores.is_empty() {
+                return None;
+            }
+            match cbpe.estimate(&scores, None) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(model, error = %e, "no performance estimate for the window");
+                    None
+                }
+            }
+        });
+        metrics.estimated(&state.labels, estimate.as_ref());
+        state.status.estimated = estimate;
+        let decision = self.policy.decide_with(&report, estimate.as_ref());
         self.record_report(state, &report, prediction);
         metrics.check(&state.labels, decision.action.as_str());
         state.status.checks += 1;

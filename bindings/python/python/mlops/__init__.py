@@ -8,6 +8,8 @@
   arguments;
 - :func:`mlops.explain`: Shapley values of a model, shaped like shap's;
 - :mod:`mlops.calibration`: isotonic and Platt calibration, the reliability curve;
+- :mod:`mlops.performance`: performance estimated before labels arrive (CBPE, NannyML's
+  definitions);
 - :mod:`mlops.fairness`: metrics by sensitive group and disparities with Fairlearn's names
   and signatures (``MetricFrame``, ``demographic_parity_difference``, ...) and AIF360's signed
   measures against a reference group;
@@ -22,8 +24,8 @@ float32) arrays are read in place; other layouts are copied; other dtypes are co
 they are numeric and refused with ``TypeError`` when they are not.
 """
 
-from . import calibration, drift, fairness, metrics, registry, serve, train, validation
+from . import calibration, drift, fairness, metrics, performance, registry, serve, train, validation
 from ._native import __version__
 from .explanations import explain
 
-__all__ = ["calibration", "drift", "fairness", "metrics", "registry", "serve", "train", "validation", "explain", "__version__"]
+__all__ = ["calibration", "drift", "fairness", "metrics", "performance", "registry", "serve", "train", "validation", "explain", "__version__"]

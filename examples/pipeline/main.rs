@@ -180,9 +180,11 @@ struct Args {
     /// The gate's smallest ROC AUC on the holdout (besides: no worse than the champion).
     #[arg(long, default_value_t = 0.9)]
     min_auc: f64,
-    /// When drift acts: `always` (every dataset drift retrains), or `when-at-risk` (only when
-    /// the ROC AUC estimated before labels (CBPE) has its band reaching below --min-auc, or
-    /// is unknown). Either way an estimated AUC below --min-auc is a retrain reason.
+    /// When drift acts: `always` (every dataset drift retrains; an estimated AUC below
+    /// --min-auc retrains too), or `when-at-risk` (drift acts only when the ROC AUC estimated
+    /// before labels (CBPE) is below --min-auc, has fallen from its estimate on the
+    /// reference (its whole band below it), is over too few rows, or is unknown; the estimate
+    /// alone retrains when its whole band is below --min-auc).
     #[arg(long, value_enum, default_value_t = DriftModeArg::Always)]
     drift_mode: DriftModeArg,
     /// Break the retraining labels on purpose (a rules-engine flag instead of confirmed fraud):

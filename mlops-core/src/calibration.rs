@@ -300,6 +300,11 @@ fn pool_adjacent_violators(y: &mut [f64], w: &mut [f64]) {
 /// `np.interp` after clipping to the ends (what scikit-learn's `interp1d` gives there).
 fn interpolate(x: &[f64], y: &[f64], s: f64) -> f64 {
     let n = x.len();
+    // A map no check passed (built by hand, read without `validate`) has no answer: NaN,
+    // never a panic.
+    if n == 0 || y.len() != n {
+        return f64::NAN;
+    }
     if s <= x[0] {
         return y[0];
     }

@@ -7,7 +7,8 @@
 //! over them — and from it an expected accuracy, precision, recall and F1; and an expected ROC
 //! curve (NannyML's `estimate_roc_auc`: rows sorted by the model's own score, the calibrated
 //! probabilities summed as true positives). Each estimate has NannyML's sampling error, fitted
-//! on the labeled reference (the holdout at training time) and scaled by the window's size;
+//! on the labeled reference (at training time, the validation rows the model did not train
+//! on) and scaled by the window's size;
 //! the band is the estimate ± 3 sampling errors, clipped to the metric's range.
 //!
 //! The estimates hold while the relation between score and label stays as it was (no
@@ -16,6 +17,11 @@
 //!
 //! Where NannyML reports 0 for a metric with no defined value (a precision with no expected
 //! predicted positive) this module says `None`: unknown, never a number.
+//!
+//! One difference by design: NannyML's ROC AUC sampling error ranks the reference's scores
+//! with numpy's unstable sort, so how tied scores are ordered (and the error, by about 0.5 %
+//! on NannyML's own two-decimal scores) depends on the machine's sorting; here ties keep
+//! their row order. On distinct scores the two agree to 1e-9.
 //!
 //! ```
 //! use mlops_core::cbpe::{Cbpe, CbpeCalibration};
@@ -154,8 +160,8 @@ pub struct Estimated {
     pub lower: Option<f64>,
     /// `value + 3 · sampling_error`, clipped to the metric's range.
     pub upper: Option<f64>,
-    /// The same metric estimated on the reference (the holdout at training time), for the
-    /// rates: what the window is compared with.
+    /// The same metric estimated on the reference (the rows the estimator was fitted on),
+    /// for the rates: what the window is compared with.
     #[serde(default)]
     pub reference: Option<f64>,
 }
@@ -430,8 +436,8 @@ impl Cbpe {
         Ok(cbpe)
     }
 
-    /// Fits the estimator for `predictor` on a labeled `holdout` (the rows the model did not
-    /// train on), at the predictor's own threshold. Errors as [`Cbpe::fit`], and an unlabeled
+    /// Fits the estimator for `predictor` on a labeled `holdout` (rows the model did not train
+    /// on: the trainer uses its validation rows), at the predictor's own threshold. Errors as [`Cbpe::fit`], and an unlabeled
     /// holdout or a row the model scores NaN (a missing feature) names the row.
     pub fn fit_on(
         predictor: &dyn Predictor,
@@ -470,13 +476,28 @@ impl Cbpe {
             ("recall", e.recall),
             ("f1", e.f1),
         ];
+        // A 0/1 indicator (and the ROC AUC's ranks over the negatives, in [0, 1]) has a
+        // standard deviation of at most 1/2; F1's row values are 0 or a factor of at most 2.
         for (name, c) in components {
             if let Some(c) = c {
-                if !(c.std.is_finite() && c.std >= 0.0 && c.fraction > 0.0 && c.fraction <= 1.0) {
+                let most = if name == "f1" { 1.0 } else { 0.5 };
+                let fraction_ok = if name == "accuracy" {
+                    c.fraction == 1.0
+                } else {
+                    c.fraction > 0.0 && c.fraction <= 1.0
+                };
+                if !(c.std >= 0.0 && c.std <= most && fraction_ok) {
                     return Err(Error::invalid(
                         format!("cbpe.sampling_errors.{name}"),
                         format!("std {} fraction {}", c.std, c.fraction),
-                        "a finite std >= 0 and a fraction in (0, 1]",
+                        format!(
+                            "a std in [0, {most}] and a fraction {}",
+                            if name == "accuracy" {
+                                "of 1"
+                            } else {
+                                "in (0, 1]"
+                            }
+                        ),
                     ));
                 }
             }
@@ -507,11 +528,11 @@ impl Cbpe {
         ];
         for (name, s) in counts {
             if let Some(s) = s {
-                if !(s.is_finite() && s >= 0.0) {
+                if !(0.0..=0.5).contains(&s) {
                     return Err(Error::invalid(
                         format!("cbpe.sampling_errors.{name}"),
                         s,
-                        "a finite std >= 0",
+                        "the std of a 0/1 indicator, in [0, 0.5]",
                     ));
                 }
             }
@@ -519,7 +540,8 @@ impl Cbpe {
         Ok(())
     }
 
-    /// The calibrated probability of one score.
+    /// The calibrated probability of one score (NaN for a NaN score, or from a calibration
+    /// map no check passed).
     pub fn probability(&self, score: f64) -> f64 {
         match &self.calibration {
             Some(c) => c.apply(score),
@@ -528,13 +550,17 @@ impl Cbpe {
     }
 
     /// Estimates the performance of a window of unlabeled `scores` (with their predicted labels,
-    /// or `None` for `score >= threshold`). Errors: an empty window, a score outside [0, 1] or
-    /// NaN (named by row), a prediction that is not 0 or 1, lengths that differ.
+    /// or `None` for `score >= threshold`). Errors: an estimator that fails [`Cbpe::validate`],
+    /// an empty window, a score outside [0, 1] or NaN (named by row), a prediction that is not
+    /// 0 or 1, lengths that differ.
     pub fn estimate(
         &self,
         scores: &[f64],
         predictions: Option<&[f64]>,
     ) -> Result<PerformanceEstimate> {
+        // Its fields are public and serde reads them: an estimator no check passed (a map
+        // of mismatched lengths, a NaN threshold) is an error here, never a panic or a number.
+        self.validate()?;
         check_len("window", scores.len())?;
         if let Some(p) = predictions {
             check_same_len("scores", scores.len(), "predictions", p.len())?;
@@ -563,12 +589,8 @@ impl Cbpe {
         let r = &self.reference;
         Ok(PerformanceEstimate {
             rows: n,
-            roc_auc: Estimated::new(
-                estimate_roc_auc(scores, &probs),
-                rate_error(e.roc_auc),
-                unit,
-            )
-            .with_reference(r.roc_auc),
+            roc_auc: Estimated::new(roc_auc_of(scores, &probs), rate_error(e.roc_auc), unit)
+                .with_reference(r.roc_auc),
             accuracy: Estimated::new(Some((tp + tn) / n as f64), rate_error(e.accuracy), unit)
                 .with_reference(r.accuracy),
             precision: Estimated::new(ratio(tp, tp + fp), rate_error(e.precision), unit)
@@ -593,9 +615,34 @@ fn round5(x: f64) -> f64 {
 /// NannyML's `estimate_roc_auc`: rows by the model's score, highest first; the calibrated
 /// probabilities summed are the expected true positives, the rest the false positives; both
 /// rounded to 5 decimals; the area by the trapezoid rule. `None` when the expected positives
-/// or negatives are 0.
-pub fn estimate_roc_auc(scores: &[f64], probabilities: &[f64]) -> Option<f64> {
-    let n = scores.len().min(probabilities.len());
+/// or negatives are 0. Errors: lengths that differ, a NaN score, a probability outside
+/// [0, 1] or NaN (named by row).
+///
+/// ```
+/// use mlops_core::cbpe::estimate_roc_auc;
+/// // Calibrated probabilities that rank like the scores: an expected AUC near the truth.
+/// let p = [0.1, 0.2, 0.8, 0.9];
+/// let auc = estimate_roc_auc(&p, &p)?.unwrap();
+/// assert!((auc - 0.875).abs() < 1e-12, "{auc}");
+/// assert!(estimate_roc_auc(&[0.9, 0.1], &[2.0, -1.0]).is_err());
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+pub fn estimate_roc_auc(scores: &[f64], probabilities: &[f64]) -> Result<Option<f64>> {
+    check_same_len("scores", scores.len(), "probabilities", probabilities.len())?;
+    if let Some(i) = scores.iter().position(|s| s.is_nan()) {
+        return Err(Error::invalid(
+            format!("scores[{i}]"),
+            scores[i],
+            "a score, not NaN",
+        ));
+    }
+    check_scores("probabilities", probabilities)?;
+    Ok(roc_auc_of(scores, probabilities))
+}
+
+/// [`estimate_roc_auc`] on checked input.
+fn roc_auc_of(scores: &[f64], probabilities: &[f64]) -> Option<f64> {
+    let n = scores.len();
     if n == 0 {
         return None;
     }

@@ -344,6 +344,102 @@ fn bad_input_is_a_named_error() {
 }
 
 #[test]
+fn an_estimator_read_without_checks_is_an_error_never_a_panic() {
+    let scores = [0.1, 0.4, 0.6, 0.9];
+    let good = Cbpe::fit(
+        &scores,
+        &[0.0, 0.0, 1.0, 1.0],
+        None,
+        0.5,
+        CbpeCalibration::Isotonic,
+    )
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&good).unwrap();
+    let broken = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut j = json.clone();
+        edit(&mut j);
+        let c: Cbpe = serde_json::from_value(j).unwrap();
+        (
+            c.validate().unwrap_err().to_string(),
+            c.estimate(&scores, None).unwrap_err().to_string(),
+        )
+    };
+    for (edit, field) in [
+        (
+            Box::new(|j: &mut serde_json::Value| {
+                j["calibration"] = serde_json::json!({"method": "isotonic", "x": [], "y": []})
+            }) as Box<dyn Fn(&mut serde_json::Value)>,
+            "calibration.x",
+        ),
+        (
+            Box::new(|j: &mut serde_json::Value| {
+                j["calibration"] =
+                    serde_json::json!({"method": "isotonic", "x": [0.0, 0.5, 1.0], "y": [0.5]})
+            }),
+            "calibration.x",
+        ),
+        (
+            Box::new(|j: &mut serde_json::Value| j["threshold"] = serde_json::json!(1.5)),
+            "cbpe.threshold",
+        ),
+        (
+            Box::new(|j: &mut serde_json::Value| {
+                j["sampling_errors"]["roc_auc"]["std"] = serde_json::json!(1e6)
+            }),
+            "cbpe.sampling_errors.roc_auc",
+        ),
+        (
+            Box::new(|j: &mut serde_json::Value| {
+                j["sampling_errors"]["accuracy"]["fraction"] = serde_json::json!(0.5)
+            }),
+            "cbpe.sampling_errors.accuracy",
+        ),
+        (
+            Box::new(|j: &mut serde_json::Value| {
+                j["sampling_errors"]["true_positive"] = serde_json::json!(0.7)
+            }),
+            "cbpe.sampling_errors.true_positive",
+        ),
+        (
+            Box::new(|j: &mut serde_json::Value| {
+                j["reference"]["roc_auc"] = serde_json::json!(2.0)
+            }),
+            "cbpe.reference.roc_auc",
+        ),
+    ] {
+        let (validated, estimated) = broken(&*edit);
+        assert!(validated.contains(field), "{field}: {validated}");
+        assert!(estimated.contains(field), "{field}: {estimated}");
+    }
+    // A NaN threshold cannot come from JSON, but can be set: also an error, not "all negative".
+    let mut nan = good.clone();
+    nan.threshold = f64::NAN;
+    assert!(nan
+        .estimate(&scores, None)
+        .unwrap_err()
+        .to_string()
+        .contains("threshold"));
+    // A malformed map built by hand calibrates to NaN, never panics.
+    let by_hand = Calibration::Isotonic {
+        x: vec![],
+        y: vec![],
+    };
+    assert!(by_hand.apply(0.5).is_nan());
+    json["threshold"] = serde_json::json!(0.5);
+    assert!(serde_json::from_value::<Cbpe>(json).is_ok());
+    // The public estimate_roc_auc checks its input.
+    let e = estimate_roc_auc(&[0.9, 0.1], &[2.0, -1.0])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("probabilities[0]"), "{e}");
+    let e = estimate_roc_auc(&[0.9, 0.1, 0.5], &[0.2, 0.1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("probabilities"), "{e}");
+    assert_eq!(estimate_roc_auc(&[], &[]).unwrap(), None);
+}
+
+#[test]
 fn what_has_no_value_says_none() {
     // A calibrated map that says 0 for every score: no expected positive, so no precision,
     // recall, F1 or AUC, never nannyml's 0.
@@ -394,7 +490,7 @@ fn estimated_auc_of_calibrated_scores_is_the_expected_auc() {
     // AUC.
     let n = 4000;
     let scores: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect();
-    let estimated = estimate_roc_auc(&scores, &scores).unwrap();
+    let estimated = estimate_roc_auc(&scores, &scores).unwrap().unwrap();
     let mut state = 7u64;
     let mut next = || {
         state = state

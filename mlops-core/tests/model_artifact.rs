@@ -347,6 +347,12 @@ fn the_performance_estimator_is_stored_checked_and_optional() {
     let back = ModelArtifact::load(dir.path()).unwrap();
     assert_eq!(back.spec().cbpe, with.spec().cbpe);
     assert!(back.spec().cbpe.is_some());
+    // The same threshold written as an f64 (0.4 for the model's 0.4f32) is the same one.
+    let same = a.clone().with_cbpe(fit(0.4)).unwrap();
+    assert_eq!(
+        same.spec().cbpe.as_ref().unwrap().threshold,
+        f64::from(0.4f32)
+    );
     // Fitted at another threshold: its components would be wrong, so it is refused.
     let e = a.clone().with_cbpe(fit(0.9)).unwrap_err().to_string();
     assert!(e.contains("cbpe.threshold"), "{e}");

@@ -58,7 +58,7 @@ pub use html::html_report;
 pub use monitor::{DriftMonitor, Estimator, MonitorCheck, MonitorConfig};
 pub use policy::{
     DriftAction, DriftMetrics, DriftMode, DriftPolicy, DriftPolicyConfig, EstimatedMetric,
-    PerformanceRule, PolicyDecision, RetrainTrigger, MAX_COOLDOWN_SECONDS,
+    PerformanceRule, PolicyDecision, RetrainTrigger, WindowEstimate, MAX_COOLDOWN_SECONDS,
 };
 pub use profile::{
     ColumnProfile, ProfileConfig, ProfileStorage, ReferenceProfile, PREDICTION_COLUMN,

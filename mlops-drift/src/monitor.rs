@@ -16,7 +16,7 @@ use mlops_core::Dataset;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::{DriftPolicy, PolicyDecision, RetrainTrigger};
+use crate::policy::{DriftPolicy, PolicyDecision, RetrainTrigger, WindowEstimate};
 use crate::profile::ReferenceProfile;
 use crate::report::{CheckedDriftConfig, DriftReport};
 
@@ -83,10 +83,8 @@ pub struct MonitorCheck {
 /// performance from its features.
 #[derive(Clone)]
 pub struct Estimator {
-    /// The model whose scores are estimated.
-    pub model: Arc<dyn Predictor>,
-    /// Its estimator, fitted on its holdout (the one stored in its spec).
-    pub cbpe: Cbpe,
+    model: Arc<dyn Predictor>,
+    cbpe: Cbpe,
 }
 
 impl std::fmt::Debug for Estimator {
@@ -99,6 +97,27 @@ impl std::fmt::Debug for Estimator {
 }
 
 impl Estimator {
+    /// `model` with its estimator (the one stored in its spec, fitted at training on rows it
+    /// did not train on). Errors: an estimator that fails [`Cbpe::validate`], or one fitted at
+    /// another threshold than the model's (its expected counts would be of other
+    /// predictions).
+    pub fn new(model: Arc<dyn Predictor>, cbpe: Cbpe) -> mlops_core::Result<Self> {
+        cbpe.validate()?;
+        if cbpe.threshold as f32 != model.threshold() {
+            return Err(mlops_core::Error::invalid(
+                "cbpe.threshold",
+                format!("{:?}", cbpe.threshold),
+                format!("the model's threshold {:?}", model.threshold()),
+            ));
+        }
+        Ok(Estimator { model, cbpe })
+    }
+
+    /// The estimator.
+    pub fn cbpe(&self) -> &Cbpe {
+        &self.cbpe
+    }
+
     /// The estimate for `window`: the model's inputs read by name, rows scored NaN left out
     /// and counted.
     pub fn estimate(&self, window: &Dataset) -> mlops_core::Result<(PerformanceEstimate, usize)> {
@@ -196,7 +215,8 @@ impl DriftMonitor {
     }
 
     /// Estimates each window's performance with `estimator` (CBPE on the model's scores) and
-    /// hands the estimate to the policy ([`DriftPolicy::decide_with`]).
+    /// hands the estimate, or why there is none, to the policy
+    /// ([`DriftPolicy::decide_estimated`]).
     pub fn with_estimator(mut self, estimator: Estimator) -> Self {
         self.estimator = Some(estimator);
         self
@@ -301,9 +321,14 @@ impl DriftMonitor {
                 }
             },
         };
+        let estimate = match (&performance, &performance_error) {
+            (Some(p), _) => WindowEstimate::Known(p),
+            (None, Some(e)) => WindowEstimate::Unknown(e),
+            (None, None) => WindowEstimate::Unknown("no estimator"),
+        };
         let decision = self
             .policy
-            .apply_with(&self.model, &report, performance.as_ref(), trigger)
+            .apply_with(&self.model, &report, estimate, trigger)
             .await?;
         Ok(MonitorCheck {
             rows_seen: self.rows_seen,

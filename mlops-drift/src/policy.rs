@@ -134,34 +134,61 @@ pub struct PerformanceRule {
     pub mode: DriftMode,
 }
 
+/// What the policy knows of a window's performance.
+#[derive(Debug, Clone, Copy)]
+pub enum WindowEstimate<'a> {
+    /// The window's estimate.
+    Known(&'a PerformanceEstimate),
+    /// No estimate, and why (no estimator, or the estimator's error).
+    Unknown(&'a str),
+}
+
+impl<'a> From<Option<&'a PerformanceEstimate>> for WindowEstimate<'a> {
+    fn from(e: Option<&'a PerformanceEstimate>) -> Self {
+        match e {
+            Some(e) => WindowEstimate::Known(e),
+            None => WindowEstimate::Unknown("no estimator"),
+        }
+    }
+}
+
 /// How an estimate stands against a [`PerformanceRule`].
 #[derive(Debug, Clone, PartialEq)]
 struct Standing {
-    /// No estimate (no estimator, or no value in the window): unknown.
-    unknown: bool,
+    /// Known, over at least `min_samples` rows: the estimate may act alone.
+    enough: bool,
     /// The estimate is below the floor.
     below: bool,
     /// The whole band is below the floor.
     surely_below: bool,
-    /// The model is at risk: unknown, below the floor, without a band, or fallen from the
-    /// reference (the whole band below the estimate on the reference).
+    /// The model is at risk: unknown, too few rows, below the floor, without a band, or
+    /// fallen from the reference (the whole band below the estimate on the reference).
     at_risk: bool,
     /// The estimate in words.
     said: String,
 }
 
 impl PerformanceRule {
-    fn standing(&self, estimate: Option<&PerformanceEstimate>) -> Standing {
+    fn standing(&self, estimate: WindowEstimate<'_>, min_samples: usize) -> Standing {
         let name = self.metric.as_str();
         let unknown = |said: String| Standing {
-            unknown: true,
+            enough: false,
             below: false,
             surely_below: false,
             at_risk: true,
             said,
         };
-        let Some(e) = estimate else {
-            return unknown(format!("estimated {name} unknown (no estimator)"));
+        if !(0.0..=1.0).contains(&self.min) {
+            return unknown(format!(
+                "the performance rule's floor {} is not in [0, 1]: estimated {name} not judged",
+                self.min
+            ));
+        }
+        let e = match estimate {
+            WindowEstimate::Known(e) => e,
+            WindowEstimate::Unknown(why) => {
+                return unknown(format!("estimated {name} unknown ({why})"))
+            }
         };
         let m = self.metric.of(e);
         let Some(value) = m.value else {
@@ -174,14 +201,17 @@ impl PerformanceRule {
         let reference = m
             .reference
             .map_or(String::new(), |r| format!("; {r:.4} on the reference"));
+        let enough = e.rows >= min_samples;
         let below = value < self.min;
         let surely_below = m.upper.is_some_and(|u| u < self.min);
         let fallen = match (m.upper, m.reference) {
             (Some(u), Some(r)) => u < r,
             _ => false,
         };
-        let at_risk = below || fallen || m.upper.is_none();
-        let verdict = if surely_below {
+        let at_risk = !enough || below || fallen || m.upper.is_none();
+        let verdict = if !enough {
+            format!("is over fewer rows than min_samples {min_samples}: at risk")
+        } else if surely_below {
             format!("is below the gate's {} (its whole band)", self.min)
         } else if below {
             format!("is below the gate's {}", self.min)
@@ -191,12 +221,12 @@ impl PerformanceRule {
             "has no band: at risk".to_string()
         } else {
             format!(
-                "holds: above the gate's {}, within reach of the reference",
+                "holds: above the gate's {}, its band reaching the reference",
                 self.min
             )
         };
         Standing {
-            unknown: false,
+            enough,
             below,
             surely_below,
             at_risk,
@@ -206,6 +236,28 @@ impl PerformanceRule {
             ),
         }
     }
+}
+
+/// Columns the report could not test at all (absent, another kind): the monitor is blind
+/// there.
+fn blind_columns(report: &DriftReport) -> Vec<&str> {
+    report
+        .columns
+        .iter()
+        .filter(|c| c.status == ColumnStatus::Untestable && !c.drifted)
+        .map(|c| c.column.as_str())
+        .collect()
+}
+
+/// Current values in the smallest tested column (0 when none was tested).
+fn tested_samples(report: &DriftReport) -> usize {
+    report
+        .columns
+        .iter()
+        .filter(|c| c.status == ColumnStatus::Tested)
+        .map(|c| c.current_values)
+        .min()
+        .unwrap_or(0)
 }
 
 /// The longest `cooldown_seconds`: 100 years (a longer one is a mistake, not a policy).
@@ -491,29 +543,44 @@ impl DriftPolicy {
     }
 
     /// The action for `report` and the window's estimated performance, without side
-    /// effects. With a [`PerformanceRule`]: an estimate below its floor is a retrain reason
-    /// of its own (drift or not, at `min_samples` rows and outside the cooldown; in
-    /// [`DriftMode::WhenAtRisk`] its whole band must be below); in `WhenAtRisk` drift acts
-    /// only when the model is at risk (below the floor, fallen from the reference, no band,
-    /// or unknown).
+    /// effects ([`decide_estimated`](Self::decide_estimated) with `None` read as "no
+    /// estimator").
     pub fn decide_with(
         &self,
         report: &DriftReport,
         estimate: Option<&PerformanceEstimate>,
     ) -> PolicyDecision {
+        self.decide_estimated(report, estimate.into())
+    }
+
+    /// The action for `report` and what is known of the window's performance, without side
+    /// effects. Without a [`PerformanceRule`] drift alone decides. With one:
+    /// - an estimate over at least `min_samples` rows below the rule's floor retrains, drift or
+    ///   not (outside the cooldown); in [`DriftMode::WhenAtRisk`] its whole band must be below;
+    /// - in `WhenAtRisk` drift acts only when the model is at risk: the estimate is unknown,
+    ///   over too few rows, below the floor, without a band, or fallen from the reference (its
+    ///   whole band below the estimate on the reference); drift while it holds is not acted
+    ///   on, but a column the monitor cannot test still warns, naming it;
+    /// - an unknown estimate on a window large enough to judge is at least a warning (unknown
+    ///   is never "fine"), and so is an estimate below the floor that `WhenAtRisk` does not
+    ///   yet act on.
+    pub fn decide_estimated(
+        &self,
+        report: &DriftReport,
+        estimate: WindowEstimate<'_>,
+    ) -> PolicyDecision {
         let drift = self.decide_drift(report);
         let Some(rule) = &self.config.performance else {
             return drift;
         };
-        let st = rule.standing(estimate);
-        let rows = estimate.map_or(0, |e| e.rows);
+        let st = rule.standing(estimate, self.config.min_samples);
         // `always` retrains on an estimate below the floor; `when_at_risk` on one whose whole
         // band is below it (a window of few positives has a wide band: not an alarm alone).
         let retrain = match rule.mode {
             DriftMode::Always => st.below,
             DriftMode::WhenAtRisk => st.surely_below,
         };
-        if retrain && rows >= self.config.min_samples {
+        if retrain && st.enough {
             if let Some(left) = self.cooldown_left() {
                 return PolicyDecision {
                     action: DriftAction::Warn,
@@ -529,17 +596,35 @@ impl DriftPolicy {
                 reason: format!("{}; {}", st.said, drift.reason),
             };
         }
+        let blind = blind_columns(report);
         let from_drift = report.dataset.drifted || report.dataset.columns_drifted > 0;
         if rule.mode == DriftMode::WhenAtRisk
             && !st.at_risk
-            && !st.unknown
             && from_drift
             && drift.action != DriftAction::None
-            && !drift.reason.starts_with("incomplete")
         {
+            if !blind.is_empty() {
+                return PolicyDecision {
+                    action: DriftAction::Warn,
+                    reason: format!(
+                        "{}, and {}; but {} column(s) cannot be tested: {}",
+                        drift.reason,
+                        st.said,
+                        blind.len(),
+                        blind.join(", ")
+                    ),
+                };
+            }
             return PolicyDecision {
                 action: DriftAction::None,
                 reason: format!("{}, but {}: not acting", drift.reason, st.said),
+            };
+        }
+        let judged = tested_samples(report) >= self.config.min_samples;
+        if drift.action == DriftAction::None && judged && (!st.enough || st.below) {
+            return PolicyDecision {
+                action: DriftAction::Warn,
+                reason: format!("{}; {}: watching", drift.reason, st.said),
             };
         }
         PolicyDecision {
@@ -551,12 +636,7 @@ impl DriftPolicy {
     fn decide_drift(&self, report: &DriftReport) -> PolicyDecision {
         // Columns that cannot be tested at all (absent, another kind) are a problem to report
         // whatever the batch size: the monitor is blind there, which is not "no drift".
-        let blind: Vec<&str> = report
-            .columns
-            .iter()
-            .filter(|c| c.status == ColumnStatus::Untestable && !c.drifted)
-            .map(|c| c.column.as_str())
-            .collect();
+        let blind = blind_columns(report);
         if !blind.is_empty() && !report.dataset.drifted {
             return PolicyDecision {
                 action: DriftAction::Warn,
@@ -567,13 +647,7 @@ impl DriftPolicy {
                 ),
             };
         }
-        let samples = report
-            .columns
-            .iter()
-            .filter(|c| c.status == ColumnStatus::Tested)
-            .map(|c| c.current_values)
-            .min()
-            .unwrap_or(0);
+        let samples = tested_samples(report);
         if samples < self.config.min_samples {
             return PolicyDecision {
                 action: DriftAction::None,
@@ -637,22 +711,35 @@ impl DriftPolicy {
         report: &DriftReport,
         trigger: &dyn RetrainTrigger,
     ) -> Result<PolicyDecision> {
-        self.apply_with(model, report, None, trigger).await
+        self.apply_with(
+            model,
+            report,
+            WindowEstimate::Unknown("no estimator"),
+            trigger,
+        )
+        .await
     }
 
-    /// [`apply`](Self::apply) with the window's estimated performance
-    /// ([`decide_with`](Self::decide_with)); the metrics record the estimate too.
+    /// [`apply`](Self::apply) with what is known of the window's performance
+    /// ([`decide_estimated`](Self::decide_estimated)); the metrics record the estimate too
+    /// when the policy has a performance rule or the window an estimate.
     pub async fn apply_with(
         &self,
         model: &str,
         report: &DriftReport,
-        estimate: Option<&PerformanceEstimate>,
+        estimate: WindowEstimate<'_>,
         trigger: &dyn RetrainTrigger,
     ) -> Result<PolicyDecision> {
-        let decision = self.decide_with(report, estimate);
+        let decision = self.decide_estimated(report, estimate);
         if let Some(m) = &self.metrics {
             m.observe(model, report, &decision);
-            m.observe_estimate(model, estimate);
+            let known = match estimate {
+                WindowEstimate::Known(e) => Some(e),
+                WindowEstimate::Unknown(_) => None,
+            };
+            if self.config.performance.is_some() || known.is_some() {
+                m.observe_estimate(model, known);
+            }
         }
         tracing::info!(model, action = ?decision.action, reason = %decision.reason, "drift policy decided");
         if decision.action == DriftAction::Retrain {

@@ -1,7 +1,9 @@
 //! The drift policy's rule on estimated performance (CBPE): an estimate below the gate is a
-//! retrain reason of its own; in `when_at_risk` mode drift acts only when the estimate's band
-//! reaches below the floor or the estimate is unknown; the monitor estimates each window from
-//! the model's scores; the gauges say NaN for unknown.
+//! retrain reason of its own; in `when_at_risk` mode drift acts only when the model is at risk
+//! (the estimate below the gate, fallen from the reference, over too few rows, without a band,
+//! or unknown), and a column the monitor cannot test still warns; the monitor estimates each
+//! window from the model's scores and says why when it cannot; the gauges say NaN for
+//! unknown.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,7 +15,7 @@ use mlops_core::Dataset;
 use mlops_drift::{
     CheckedDriftConfig, DriftAction, DriftMetrics, DriftMode, DriftMonitor, DriftPolicy,
     DriftPolicyConfig, DriftReport, EstimatedMetric, Estimator, MonitorConfig, PerformanceRule,
-    ProfileConfig, ReferenceProfile, RetrainTrigger,
+    ProfileConfig, ReferenceProfile, RetrainTrigger, WindowEstimate,
 };
 use ndarray::{array, Array1, Array2};
 use prometheus_client::registry::Registry;
@@ -101,20 +103,30 @@ fn an_estimate_below_the_gate_retrains_without_drift() {
             "{}",
             d.reason
         );
-        // Too few rows to act on, as for drift.
+        // Too few rows to act on alone: watched (a warning), not retrained on.
         let d = p.decide_with(&quiet, Some(&estimate(100, Some(0.82), 0.01)));
-        assert_eq!(d.action, DriftAction::None, "{}", d.reason);
+        assert_eq!(d.action, DriftAction::Warn, "{}", d.reason);
+        assert!(
+            d.reason.contains("fewer rows than min_samples 500"),
+            "{}",
+            d.reason
+        );
         // Above the gate, no drift: nothing.
         let d = p.decide_with(&quiet, Some(&estimate(1000, Some(0.97), 0.01)));
         assert_eq!(d.action, DriftAction::None, "{}", d.reason);
     }
     // Below the gate with a band reaching above it: `always` retrains on the estimate,
-    // `when_at_risk` waits for its whole band (or for drift).
+    // `when_at_risk` warns and waits for its whole band (or for drift).
     let wide = estimate(1000, Some(0.85), 0.03);
     let d = policy(DriftMode::Always).decide_with(&quiet, Some(&wide));
     assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
     let d = policy(DriftMode::WhenAtRisk).decide_with(&quiet, Some(&wide));
-    assert_eq!(d.action, DriftAction::None, "{}", d.reason);
+    assert_eq!(d.action, DriftAction::Warn, "{}", d.reason);
+    assert!(
+        d.reason.ends_with("is below the gate's 0.9: watching"),
+        "{}",
+        d.reason
+    );
     let d = policy(DriftMode::WhenAtRisk).decide_with(&report(1000, 40.0), Some(&wide));
     assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
 }
@@ -125,7 +137,7 @@ async fn the_cooldown_holds_for_the_estimate_too() {
     let quiet = report(1000, 0.0);
     let low = estimate(1000, Some(0.82), 0.01);
     let first = p
-        .apply_with("fraud", &quiet, Some(&low), &Nothing)
+        .apply_with("fraud", &quiet, WindowEstimate::Known(&low), &Nothing)
         .await
         .unwrap();
     assert_eq!(first.action, DriftAction::Retrain);
@@ -155,7 +167,7 @@ fn when_at_risk_drift_acts_only_when_the_model_is_at_risk() {
         );
         assert!(
             d.reason
-                .ends_with("within reach of the reference: not acting"),
+                .ends_with("its band reaching the reference: not acting"),
             "{}",
             d.reason
         );
@@ -181,16 +193,55 @@ fn when_at_risk_drift_acts_only_when_the_model_is_at_risk() {
     let always = policy(DriftMode::Always);
     let d = always.decide_with(&drifted, Some(&estimate(1000, Some(0.97), 0.01)));
     assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
-    // A column the monitor cannot test stays a warning whatever the estimate says.
+    // A column the monitor cannot test stays a warning whatever the estimate says, with
+    // drift or without.
     let profile = ReferenceProfile::fit(&data(2000, 0.0), &ProfileConfig::default()).unwrap();
-    let blind = profile
-        .compare(
-            &data(1000, 0.0).drop_features(&["c"]).unwrap(),
-            &CheckedDriftConfig::default(),
-        )
-        .unwrap();
-    let d = p.decide_with(&blind, Some(&estimate(1000, Some(0.97), 0.01)));
+    for shift in [0.0, 40.0] {
+        let blind = profile
+            .compare(
+                &data(1000, shift).drop_features(&["c"]).unwrap(),
+                &CheckedDriftConfig::default(),
+            )
+            .unwrap();
+        let d = p.decide_with(&blind, Some(&estimate(1000, Some(0.97), 0.01)));
+        assert_eq!(d.action, DriftAction::Warn, "shift {shift}: {}", d.reason);
+        assert!(d.reason.contains("cannot be tested: c"), "{}", d.reason);
+    }
+    // An estimate over a handful of rows (the rest scored NaN) cannot veto drift.
+    let d = p.decide_with(&drifted, Some(&estimate(3, Some(0.93), 0.01)));
+    assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
+    assert!(
+        d.reason.contains("fewer rows than min_samples"),
+        "{}",
+        d.reason
+    );
+    // An estimator that failed says why, and with enough rows and no drift is a warning.
+    let d = p.decide_estimated(
+        &report(1000, 0.0),
+        WindowEstimate::Unknown("column `a` not found"),
+    );
     assert_eq!(d.action, DriftAction::Warn, "{}", d.reason);
+    assert!(
+        d.reason
+            .contains("estimated roc_auc unknown (column `a` not found)"),
+        "{}",
+        d.reason
+    );
+    // A floor that is not a number judges nothing and vetoes nothing.
+    let nan_floor = DriftPolicy::new(
+        DriftPolicyConfig {
+            performance: Some(PerformanceRule {
+                metric: EstimatedMetric::RocAuc,
+                min: f64::NAN,
+                mode: DriftMode::WhenAtRisk,
+            }),
+            ..DriftPolicyConfig::default()
+        },
+        Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)),
+    );
+    let d = nan_floor.decide_with(&drifted, Some(&estimate(1000, Some(0.97), 0.01)));
+    assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
+    assert!(d.reason.contains("not in [0, 1]"), "{}", d.reason);
 }
 
 #[test]
@@ -262,10 +313,7 @@ async fn the_monitor_estimates_each_window_and_exports_it() {
         },
     )
     .unwrap()
-    .with_estimator(Estimator {
-        model: m.clone(),
-        cbpe: cbpe.clone(),
-    });
+    .with_estimator(Estimator::new(m.clone(), cbpe.clone()).unwrap());
     let checks = monitor.observe(&data(1000, 0.0), &Nothing).await.unwrap();
     let e = checks[0].performance.unwrap();
     assert_eq!(e.rows, 1000);
@@ -305,15 +353,20 @@ async fn the_monitor_estimates_each_window_and_exports_it() {
         },
     )
     .unwrap()
-    .with_estimator(Estimator {
-        model: m.clone(),
-        cbpe,
-    });
+    .with_estimator(Estimator::new(m.clone(), cbpe).unwrap());
     let checks = blind
         .observe(&data(1000, 0.0).drop_features(&["a"]).unwrap(), &Nothing)
         .await
         .unwrap();
     assert_eq!(checks[0].performance, None);
+    // The policy is told why: unknown with that reason, and a warning, never "fine".
+    assert_eq!(checks[0].decision.action, DriftAction::Warn);
+    assert!(
+        checks[0].decision.reason.contains("unknown (")
+            && checks[0].decision.reason.contains("`a`"),
+        "{}",
+        checks[0].decision.reason
+    );
     assert!(
         checks[0]
             .performance_error
@@ -337,6 +390,25 @@ async fn the_monitor_estimates_each_window_and_exports_it() {
         ),
         "{metrics2}"
     );
+}
+
+#[test]
+fn an_estimator_for_another_threshold_or_unchecked_is_refused() {
+    let m = model(0.1, -4.8);
+    let scores: Vec<f64> = (0..200).map(|i| (i as f64 + 0.5) / 200.0).collect();
+    let labels: Vec<f64> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, p)| f64::from(((i * 7919) % 200) as f64 / 200.0 < *p))
+        .collect();
+    let other = Cbpe::fit(&scores, &labels, None, 0.7, CbpeCalibration::Isotonic).unwrap();
+    let e = Estimator::new(m.clone(), other).unwrap_err().to_string();
+    assert!(e.contains("cbpe.threshold") && e.contains("0.5"), "{e}");
+    let mut broken = Cbpe::fit(&scores, &labels, None, 0.5, CbpeCalibration::Isotonic).unwrap();
+    broken.sampling_errors.accuracy = None;
+    broken.reference.roc_auc = Some(f64::NAN);
+    let e = Estimator::new(m, broken).unwrap_err().to_string();
+    assert!(e.contains("cbpe.reference.roc_auc"), "{e}");
 }
 
 fn m_scores(m: &MlpModel, d: &Dataset) -> Vec<f64> {

@@ -785,10 +785,12 @@ mod monitor_suite {
         assert!(
             without
                 .reason
-                .contains("estimated roc_auc unknown (no estimator)"),
+                .contains("estimated roc_auc unknown (no estimator stored with the version)"),
             "{}",
             without.reason
         );
+        // Unknown is never "fine": with a performance rule, a warning.
+        assert_eq!(without.action, DriftAction::Warn, "{}", without.reason);
         let text = exposition(&metrics);
         has(
             &text,

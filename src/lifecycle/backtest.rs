@@ -701,6 +701,8 @@ impl<'t> Backtest<'t> {
             production: self.production,
         };
         for c in &checks {
+            // The last check's estimate, or none: never an earlier check's.
+            row.estimated_auc = None;
             if let Some(e) = &c.performance {
                 row.estimated_auc = e.roc_auc.value.map(|v| EstimatedAuc {
                     value: v,
@@ -959,10 +961,14 @@ pub fn concat(batches: &[Dataset]) -> Result<Dataset> {
 /// The monitor's estimator for a model: its stored [`Cbpe`](mlops_core::cbpe::Cbpe), if its
 /// artifact has one (none: the estimated performance is unknown).
 fn estimator(artifact: &ModelArtifact, model: &Arc<MlpModel>) -> Option<Estimator> {
-    artifact.spec().cbpe.clone().map(|cbpe| Estimator {
-        model: model.clone() as Arc<dyn mlops_core::model::Predictor>,
-        cbpe,
-    })
+    let cbpe = artifact.spec().cbpe.clone()?;
+    match Estimator::new(model.clone() as Arc<dyn mlops_core::model::Predictor>, cbpe) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "the model's estimator cannot be used: its estimated performance is unknown");
+            None
+        }
+    }
 }
 
 /// When the estimated AUC moved after the change (its whole band below the estimate on the

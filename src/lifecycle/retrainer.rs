@@ -662,7 +662,9 @@ fn fairness_on(
 /// reliability curves and expected calibration errors before and after. When the estimator
 /// cannot be fitted (one class in `validation`, a NaN score) the artifact comes back without
 /// one and the reason is the `Err` of the second item: its estimated performance is then
-/// unknown, never a number.
+/// unknown, never a number. When only the check fails, the estimator is kept and the `Err`
+/// says why there is no report. (`validation` is also where the threshold was chosen: the
+/// reference rates are those of the chosen threshold on those rows.)
 ///
 /// ```
 /// # fn f(artifact: &mlops::core::model::ModelArtifact, validation: &mlops::core::Dataset, holdout: &mlops::core::Dataset) -> mlops::lifecycle::Result<()> {
@@ -681,15 +683,20 @@ pub fn with_performance_estimator(
     std::result::Result<CalibrationReport, String>,
 )> {
     let model = MlpModel::new(artifact)?;
-    let fitted = Cbpe::fit_on(&model, validation, CbpeCalibration::Isotonic)
-        .and_then(|cbpe| Ok((CalibrationReport::measure(&model, &cbpe, holdout)?, cbpe)));
-    match fitted {
-        Ok((report, cbpe)) => Ok((artifact.clone().with_cbpe(cbpe)?, Ok(report))),
+    let cbpe = match Cbpe::fit_on(&model, validation, CbpeCalibration::Isotonic) {
+        Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "no performance estimator: estimated performance will be unknown");
-            Ok((artifact.clone(), Err(e.to_string())))
+            return Ok((artifact.clone(), Err(e.to_string())));
         }
-    }
+    };
+    // A holdout that cannot check the calibration (one class, a NaN score) leaves the
+    // estimator fitted and says why there is no report.
+    let report = CalibrationReport::measure(&model, &cbpe, holdout).map_err(|e| {
+        tracing::warn!(error = %e, "the calibration cannot be checked on the holdout");
+        format!("the calibration cannot be checked on the holdout: {e}")
+    });
+    Ok((artifact.clone().with_cbpe(cbpe)?, report))
 }
 
 /// `artifact` with its threshold at the best F1 on `validation` (kept when undefined there,

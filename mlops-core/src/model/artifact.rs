@@ -109,7 +109,12 @@ impl ModelArtifact {
     /// ([`crate::cbpe::Cbpe::fit_on`], on the holdout). An estimator fitted at another
     /// threshold than the model's is an error (its components would be wrong). A later
     /// [`with_threshold`](Self::with_threshold) that moves the threshold drops it.
-    pub fn with_cbpe(mut self, cbpe: crate::cbpe::Cbpe) -> Result<Self> {
+    pub fn with_cbpe(mut self, mut cbpe: crate::cbpe::Cbpe) -> Result<Self> {
+        // The model's threshold is an f32: an estimator fitted at the same number written
+        // as an f64 (0.3 for 0.3f32) is fitted at that threshold; it is stored exactly.
+        if cbpe.threshold as f32 == self.spec.threshold {
+            cbpe.threshold = f64::from(self.spec.threshold);
+        }
         self.spec.cbpe = Some(cbpe);
         self.spec.validate()?;
         Ok(self)

@@ -131,7 +131,8 @@ pub struct ModelSpec {
     /// files without it (format 1 as first written) still load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impute: Option<Vec<f32>>,
-    /// The performance estimator fitted on the holdout at training time: the calibration of
+    /// The performance estimator fitted at training time on rows the model did not train on
+    /// (the trainer's validation rows): the calibration of
     /// this model's scores and the sampling-error components of its estimated metrics
     /// ([`crate::cbpe`]). Served probabilities stay the model's own scores (the threshold
     /// applies to them); the calibration is for reading them as probabilities. Optional:
@@ -259,9 +260,10 @@ impl ModelSpec {
             if c.threshold != f64::from(self.threshold) {
                 return bad(
                     "cbpe.threshold".into(),
-                    c.threshold.to_string(),
+                    format!("{:?}", c.threshold),
                     &format!(
-                        "the model's threshold {} (the estimator was fitted for another one)",
+                        "the model's threshold {:?} (f32 {:?}): the estimator was fitted at another one",
+                        f64::from(self.threshold),
                         self.threshold
                     ),
                 );

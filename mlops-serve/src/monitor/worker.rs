@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlops_core::metrics::Metric;
-use mlops_drift::{ColumnStatus, DriftAction, DriftPolicy, DriftReport};
+use mlops_drift::{ColumnStatus, DriftAction, DriftPolicy, DriftReport, WindowEstimate};
 
 use super::config::CheckedLiveMonitorConfig;
 use super::hook::Hook;
@@ -503,22 +503,32 @@ impl Worker {
         });
         // The estimated performance of the window's scores: unknown (NaN gauges, and the
         // policy reads it so) without an estimator or without a scored row.
-        let estimate = profiles.performance.as_ref().and_then(|cbpe| {
-            let (scores, _) = state.window.scores();
-            if scores.is_empty() {
-                return None;
-            }
-            match cbpe.estimate(&scores, None) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    tracing::warn!(model, error = %e, "no performance estimate for the window");
-                    None
+        let estimated: std::result::Result<_, String> = match profiles.performance.as_ref() {
+            None => Err("no estimator stored with the version".into()),
+            Some(cbpe) => {
+                let (scores, unscored) = state.window.scores();
+                if scores.is_empty() {
+                    Err(format!(
+                        "every one of the window's {unscored} scores is NaN"
+                    ))
+                } else {
+                    cbpe.estimate(&scores, None).map_err(|e| {
+                        tracing::warn!(model, error = %e, "no performance estimate for the window");
+                        e.to_string()
+                    })
                 }
             }
-        });
+        };
+        let estimate = estimated.as_ref().ok().copied();
         metrics.estimated(&state.labels, estimate.as_ref());
         state.status.estimated = estimate;
-        let decision = self.policy.decide_with(&report, estimate.as_ref());
+        let decision = self.policy.decide_estimated(
+            &report,
+            match &estimated {
+                Ok(e) => WindowEstimate::Known(e),
+                Err(why) => WindowEstimate::Unknown(why),
+            },
+        );
         self.record_report(state, &report, prediction);
         metrics.check(&state.labels, decision.action.as_str());
         state.status.checks += 1;

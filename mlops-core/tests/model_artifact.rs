@@ -373,3 +373,49 @@ fn the_performance_estimator_is_stored_checked_and_optional() {
         .to_string();
     assert!(e.contains("cbpe") && e.contains("roc_auc"), "{e}");
 }
+
+#[test]
+fn the_explanation_background_is_stored_bounded_and_checked() {
+    use mlops_core::model::{Background, MAX_BACKGROUND_ROWS};
+    let a = artifact();
+    let x = Array2::from_shape_fn((500, 3), |(i, j)| {
+        if i % 7 == 0 && j == 1 {
+            f32::NAN
+        } else {
+            (i * 3 + j) as f32
+        }
+    });
+    // Evenly spaced complete rows, at most the asked number.
+    let b = Background::sample(x.view(), 50).unwrap();
+    assert_eq!(b.rows, 50);
+    assert!(b.values.iter().all(|v| v.is_finite()));
+    let with = a.clone().with_background(b.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    with.save(dir.path()).unwrap();
+    let back = ModelArtifact::load(dir.path()).unwrap();
+    assert_eq!(back.spec().background.as_ref(), Some(&b));
+    assert_eq!(MlpModel::new(&back).unwrap().background(), Some(&b));
+    // Bounds and errors, named.
+    for (rows, needle) in [(0, "max_rows"), (MAX_BACKGROUND_ROWS + 1, "max_rows")] {
+        let e = Background::sample(x.view(), rows).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+    let all_missing = Array2::from_elem((5, 3), f32::NAN);
+    let e = Background::sample(all_missing.view(), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("none without a missing value"), "{e}");
+    let wrong = Background {
+        rows: 2,
+        values: vec![0.0; 5],
+    };
+    let e = a.clone().with_background(wrong).unwrap_err().to_string();
+    assert!(e.contains("2 rows and 5 values"), "{e}");
+    let mut bad: serde_json::Value = serde_json::from_str(&with.spec_json().unwrap()).unwrap();
+    bad["background"]["rows"] = serde_json::json!(51);
+    let weights = with.weights_to_safetensors().unwrap();
+    let e = ModelArtifact::from_parts(bad.to_string().as_bytes(), &weights)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("background"), "{e}");
+}

@@ -58,6 +58,10 @@ pub struct Trainer {
     checkpoints: Option<PathBuf>,
 }
 
+/// Training rows kept with every trained model as the background of its explanations
+/// (evenly spaced through the training split; see [`mlops_core::model::Background`]).
+pub const BACKGROUND_ROWS: usize = 100;
+
 /// The outcome of [`Trainer::fit`].
 #[derive(Debug, Clone)]
 pub struct TrainedModel {
@@ -388,6 +392,11 @@ impl Trainer {
         // A missing feature imputed with its training mean (0 once standardized).
         spec.impute = Some(standardization.mean.clone());
         spec.standardization = Some(standardization);
+        // A sample of the training rows kept as the background of the model's explanations.
+        spec.background = Some(mlops_core::model::Background::sample(
+            train.features(),
+            BACKGROUND_ROWS,
+        )?);
         spec.metadata.insert("trainer".into(), "mlops-train".into());
         spec.metadata
             .insert("epoch".into(), exported_epoch.to_string());

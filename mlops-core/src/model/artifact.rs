@@ -120,6 +120,15 @@ impl ModelArtifact {
         Ok(self)
     }
 
+    /// The same model with `background` kept as the background of its explanations
+    /// ([`Background::sample`](super::Background::sample) of its training rows), checked
+    /// against its inputs.
+    pub fn with_background(mut self, background: super::Background) -> Result<Self> {
+        background.check(self.spec.input_features.len())?;
+        self.spec.background = Some(background);
+        Ok(self)
+    }
+
     /// The same model with `key = value` in its spec's free-form metadata (lineage, a note).
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.spec.metadata.insert(key.into(), value.into());

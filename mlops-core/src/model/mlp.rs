@@ -58,6 +58,10 @@ impl Predictor for MlpModel {
         self.spec.threshold
     }
 
+    fn background(&self) -> Option<&super::Background> {
+        self.spec.background.as_ref()
+    }
+
     fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
         check_batch(self.n_features(), x, out)?;
         let mut h = match &self.scale {

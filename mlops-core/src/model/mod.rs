@@ -38,7 +38,10 @@ use ndarray::{Array1, ArrayView2};
 
 pub use artifact::{DenseWeights, ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
 pub use mlp::MlpModel;
-pub use spec::{Activation, LayerSpec, ModelSpec, Standardization, FORMAT_VERSION};
+pub use spec::{
+    Activation, Background, LayerSpec, ModelSpec, Standardization, FORMAT_VERSION,
+    MAX_BACKGROUND_ROWS,
+};
 
 use crate::error::{Error, Result};
 
@@ -78,6 +81,12 @@ pub trait Predictor: Send + Sync {
     /// travels with the artifact); 0.5 for a predictor that has none.
     fn threshold(&self) -> f32 {
         0.5
+    }
+
+    /// The rows kept with the model as the background of its explanations (a
+    /// [`ModelSpec`]'s `background`); `None` for a predictor that has none.
+    fn background(&self) -> Option<&Background> {
+        None
     }
 
     /// Class labels, 1 (positive) or 0, per row of `x` at [`Predictor::threshold`]. A row

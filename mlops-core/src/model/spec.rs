@@ -106,6 +106,89 @@ pub struct Standardization {
     pub std: Vec<f32>,
 }
 
+/// The most rows a stored [`Background`] may hold: explanations score `rows` rows per
+/// coalition, so the background bounds the work of every explanation.
+pub const MAX_BACKGROUND_ROWS: usize = 1_000;
+
+/// Rows kept with a model as the background of its explanations, row-major.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Background {
+    /// Rows.
+    pub rows: usize,
+    /// `rows × features` values, row-major, finite.
+    pub values: Vec<f32>,
+}
+
+impl Background {
+    /// Up to `max_rows` (1 to [`MAX_BACKGROUND_ROWS`]) rows of `x`, evenly spaced through it
+    /// (so a time-ordered table is sampled across its whole span), leaving out rows with a
+    /// missing (non-finite) value. Errors: `max_rows` out of range, no complete row.
+    ///
+    /// ```
+    /// use mlops_core::model::Background;
+    /// let x = ndarray::Array2::from_shape_fn((1000, 2), |(i, j)| (i * 2 + j) as f32);
+    /// let b = Background::sample(x.view(), 100)?;
+    /// assert_eq!((b.rows, b.values.len()), (100, 200));
+    /// assert_eq!(&b.values[..4], &[0.0, 1.0, 20.0, 21.0]);
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn sample(x: ndarray::ArrayView2<'_, f32>, max_rows: usize) -> Result<Self> {
+        if !(1..=MAX_BACKGROUND_ROWS).contains(&max_rows) {
+            return Err(Error::invalid(
+                "background max_rows",
+                max_rows,
+                format!("from 1 to {MAX_BACKGROUND_ROWS}"),
+            ));
+        }
+        let complete: Vec<usize> = (0..x.nrows())
+            .filter(|&i| x.row(i).iter().all(|v| v.is_finite()))
+            .collect();
+        if complete.is_empty() {
+            return Err(Error::invalid(
+                "background rows",
+                format!("{} rows, none without a missing value", x.nrows()),
+                "at least one complete row",
+            ));
+        }
+        let take = max_rows.min(complete.len());
+        let mut values = Vec::with_capacity(take * x.ncols());
+        for k in 0..take {
+            values.extend(x.row(complete[k * complete.len() / take]).iter().copied());
+        }
+        Ok(Background { rows: take, values })
+    }
+
+    /// The rows as a `[rows, features]` view (`features` is the model's input count).
+    pub fn view(&self, features: usize) -> Result<ndarray::ArrayView2<'_, f32>> {
+        self.check(features)?;
+        ndarray::ArrayView2::from_shape((self.rows, features), &self.values)
+            .map_err(|e| Error::invalid("background", e, "rows x features values"))
+    }
+
+    /// Checks the shape (1 to [`MAX_BACKGROUND_ROWS`] rows of `features` values) and that
+    /// every value is finite.
+    pub fn check(&self, features: usize) -> Result<()> {
+        if !(1..=MAX_BACKGROUND_ROWS).contains(&self.rows)
+            || Some(self.values.len()) != self.rows.checked_mul(features)
+        {
+            return Err(Error::invalid(
+                "background",
+                format!("{} rows and {} values", self.rows, self.values.len()),
+                format!("1 to {MAX_BACKGROUND_ROWS} rows of {features} values each"),
+            ));
+        }
+        if let Some(i) = self.values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                format!("background row {} feature {}", i / features, i % features),
+                self.values[i],
+                "a finite value",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a model is: its inputs, its layers and how to read its output. Serialized as
 /// `model.json` beside the weights.
 ///
@@ -139,6 +222,11 @@ pub struct ModelSpec {
     /// files without it still load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cbpe: Option<crate::cbpe::Cbpe>,
+    /// Rows of the training data kept with the model for explanations: the background
+    /// Shapley values are taken against (a server's `explain` endpoint reads it). Optional:
+    /// files without it still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<Background>,
     /// Free-form facts (trainer, version of the code, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -155,6 +243,7 @@ impl ModelSpec {
             threshold: 0.5,
             impute: None,
             cbpe: None,
+            background: None,
             metadata: BTreeMap::new(),
         }
     }
@@ -251,6 +340,13 @@ impl ModelSpec {
                 self.threshold.to_string(),
                 "a probability in [0, 1]",
             );
+        }
+        if let Some(b) = &self.background {
+            b.check(self.input_features.len())
+                .map_err(|e| Error::Artifact {
+                    item: format!("{} field background", super::SPEC_FILE),
+                    message: e.to_string(),
+                })?;
         }
         if let Some(c) = &self.cbpe {
             c.validate().map_err(|e| Error::Artifact {

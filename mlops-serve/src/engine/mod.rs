@@ -294,6 +294,10 @@ impl Predictor for CompiledModel {
         self.spec.threshold
     }
 
+    fn background(&self) -> Option<&mlops_core::model::Background> {
+        self.spec.background.as_ref()
+    }
+
     fn predict_proba_into(
         &self,
         x: ArrayView2<'_, f32>,

@@ -15,6 +15,6 @@ mod signal;
 pub use connection::{serve, serve_with};
 pub use server::{
     app, app_with, parse_tokens, supervise, CheckedServerConfig, Readiness, ServerConfig,
-    INLINE_BODY_BYTES, INPUT, LABEL, PROBABILITY,
+    INLINE_BODY_BYTES, INPUT, LABEL, MAX_EXPLAIN_EVALUATIONS, MAX_EXPLAIN_ROWS, PROBABILITY,
 };
 pub use signal::shutdown;

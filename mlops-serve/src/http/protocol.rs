@@ -211,6 +211,9 @@ pub struct InferRequest {
     /// [`group_name_problem`](crate::step_stats::group_name_problem) accepts), kept with its
     /// labeled rows for the `fairness` canary check and the monitor's group gauges.
     pub group: Option<String>,
+    /// The request's `parameters` object as sent (the endpoints that read more of it, such as
+    /// `explain`, check their own keys).
+    pub parameters: Option<serde_json::Map<String, Value>>,
 }
 
 /// Most elements a tensor may declare: bounds the work a hostile shape can ask for before
@@ -1171,6 +1174,7 @@ fn decode_root(
         outputs,
         binary_output,
         group,
+        parameters: parameters.and_then(Value::as_object).cloned(),
     })
 }
 
@@ -1179,6 +1183,8 @@ fn decode_root(
 pub enum OutputData {
     /// `FP32` values.
     Fp32(Vec<f32>),
+    /// `FP64` values (NaN sent as JSON `null`).
+    Fp64(Vec<f64>),
     /// `INT64` values.
     Int64(Vec<i64>),
 }
@@ -1202,6 +1208,7 @@ pub struct Output<'a> {
 #[serde(untagged)]
 enum JsonData<'a> {
     Fp32(&'a [f32]),
+    Fp64(&'a [f64]),
     Int64(&'a [i64]),
 }
 
@@ -1278,6 +1285,7 @@ pub fn encode_response<P: Serialize>(
         .map(|o| {
             let (datatype, data, size) = match &o.data {
                 OutputData::Fp32(v) => ("FP32", JsonData::Fp32(v), std::mem::size_of_val(&v[..])),
+                OutputData::Fp64(v) => ("FP64", JsonData::Fp64(v), std::mem::size_of_val(&v[..])),
                 OutputData::Int64(v) => {
                     ("INT64", JsonData::Int64(v), std::mem::size_of_val(&v[..]))
                 }
@@ -1305,6 +1313,7 @@ pub fn encode_response<P: Serialize>(
     let (values, binary) = outputs.iter().fold((0, 0), |(values, binary), o| {
         let (n, size) = match &o.data {
             OutputData::Fp32(v) => (v.len(), std::mem::size_of_val(&v[..])),
+            OutputData::Fp64(v) => (v.len(), std::mem::size_of_val(&v[..])),
             OutputData::Int64(v) => (v.len(), std::mem::size_of_val(&v[..])),
         };
         if o.binary {
@@ -1319,6 +1328,9 @@ pub fn encode_response<P: Serialize>(
     for o in outputs.iter().filter(|o| o.binary) {
         match &o.data {
             OutputData::Fp32(v) => v
+                .iter()
+                .for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
+            OutputData::Fp64(v) => v
                 .iter()
                 .for_each(|x| body.extend_from_slice(&x.to_le_bytes())),
             OutputData::Int64(v) => v

@@ -425,6 +425,11 @@ pub fn app_with(
         )
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .route("/v2/models/{model}/explain", post(explain))
+        .route(
+            "/v2/models/{model}/versions/{version}/explain",
+            post(explain),
+        )
         .route("/v2/models/{model}/labels", post(labels))
         .route("/metrics", get(metrics_text));
     Ok(axum::Router::new()
@@ -822,23 +827,28 @@ fn features(
 
 /// An inference request's work: decoding, scoring (the router records the metrics and the
 /// step's statistics, once) and encoding.
-fn run_infer(
-    s: &Shared,
-    target: Target,
-    headers: &InferHeaders,
-    body: &[u8],
-) -> std::result::Result<Response, HttpError> {
-    let header_length = match &headers.header_length {
-        None => None,
-        Some(v) => Some(
+/// The `Inference-Header-Content-Length` of a binary request, if it has one.
+fn header_length(headers: &InferHeaders) -> std::result::Result<Option<usize>, HttpError> {
+    match &headers.header_length {
+        None => Ok(None),
+        Some(v) => Ok(Some(
             v.to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .ok_or_else(|| {
                     HttpError::bad_request("Inference-Header-Content-Length: expected a byte count")
                 })?,
-        ),
-    };
+        )),
+    }
+}
+
+fn run_infer(
+    s: &Shared,
+    target: Target,
+    headers: &InferHeaders,
+    body: &[u8],
+) -> std::result::Result<Response, HttpError> {
+    let header_length = header_length(headers)?;
     let mut request = decode_request(body, header_length)?;
     if let Some(id) = request.id.as_deref() {
         id_too_long(s, id)?;
@@ -930,6 +940,12 @@ fn run_infer(
         &outputs,
     )
     .map_err(|e| HttpError::internal(format!("encoding the response: {e}")))?;
+    Ok(v2_response(encoded))
+}
+
+/// An encoded V2 response with its content type (and the JSON header's length when binary
+/// outputs follow it).
+fn v2_response(encoded: super::protocol::EncodedResponse) -> Response {
     let mut response = Response::new(axum::body::Body::from(encoded.body));
     let h = response.headers_mut();
     match encoded.header_length {
@@ -947,7 +963,253 @@ fn run_infer(
             );
         }
     }
-    Ok(response)
+    response
+}
+
+/// Most rows one `explain` request may ask for.
+pub const MAX_EXPLAIN_ROWS: usize = 32;
+
+/// Most model evaluations one `explain` request may cost, its rows together (exact values
+/// need `2^features × background` each; sampling stops at its share).
+pub const MAX_EXPLAIN_EVALUATIONS: usize = 4_000_000;
+
+/// The explain outputs.
+const SHAP_VALUES: &str = "shap_values";
+const BASE_VALUES: &str = "base_values";
+const STD_ERRORS: &str = "std_errors";
+
+async fn explain(
+    State(s): State<Arc<Shared>>,
+    target: Target,
+    headers: InferHeaders,
+    RequestBody(body): RequestBody,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let shared = s.clone();
+    in_flight(&s, body.len(), move || {
+        run_explain(&shared, target, &headers, &body).unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
+}
+
+/// The explain settings from a request's `parameters`: `method` (`auto`, `exact`,
+/// `permutation`), `output` (`probability`, `logit`), `tolerance` (in (0, 1]),
+/// `max_evaluations` (1 to [`MAX_EXPLAIN_EVALUATIONS`]); others are the V2 request's own.
+fn explain_config(
+    parameters: Option<&serde_json::Map<String, Value>>,
+    rows: usize,
+) -> std::result::Result<mlops_core::shapley::ShapleyConfig, String> {
+    use mlops_core::shapley::{OutputScale, ShapleyConfig, ShapleyMethod};
+    let mut config = ShapleyConfig {
+        max_evaluations: 200_000,
+        ..ShapleyConfig::default()
+    };
+    let get = |key: &str| parameters.and_then(|p| p.get(key)).filter(|v| !v.is_null());
+    if let Some(v) = get("method") {
+        config.method = match v.as_str() {
+            Some("auto") => ShapleyMethod::Auto,
+            Some("exact") => ShapleyMethod::Exact,
+            Some("permutation") => ShapleyMethod::Permutation,
+            _ => {
+                return Err(format!(
+                    "parameters.method: {v}; expected \"auto\", \"exact\" or \"permutation\""
+                ))
+            }
+        };
+    }
+    if let Some(v) = get("output") {
+        config.scale = match v.as_str() {
+            Some("probability") => OutputScale::Probability,
+            Some("logit") => OutputScale::Logit,
+            _ => {
+                return Err(format!(
+                    "parameters.output: {v}; expected \"probability\" or \"logit\""
+                ))
+            }
+        };
+    }
+    if let Some(v) = get("tolerance") {
+        match v.as_f64() {
+            Some(t) if t > 0.0 && t <= 1.0 => config.tolerance = t,
+            _ => {
+                return Err(format!(
+                    "parameters.tolerance: {v}; expected a number in (0, 1]"
+                ))
+            }
+        }
+    }
+    if let Some(v) = get("max_evaluations") {
+        match v.as_u64() {
+            Some(n) if n >= 1 && n <= MAX_EXPLAIN_EVALUATIONS as u64 => {
+                config.max_evaluations = n as usize
+            }
+            _ => {
+                return Err(format!(
+                    "parameters.max_evaluations: {v}; expected a whole number from 1 to {MAX_EXPLAIN_EVALUATIONS}"
+                ))
+            }
+        }
+    }
+    // The request's rows share the server's budget.
+    config.max_evaluations = config
+        .max_evaluations
+        .min(MAX_EXPLAIN_EVALUATIONS / rows.max(1));
+    Ok(config)
+}
+
+/// `POST /v2/models/{m}[/versions/{v}]/explain`: Shapley values of each row of a V2 request's
+/// input against the background stored with the answering version (its model spec's
+/// `background`), as three outputs — `shap_values` `[rows, features]` FP64,
+/// `base_values` `[rows]` FP64 (the mean output over the background), `std_errors`
+/// `[rows, features]` FP64 (0 when exact) — and the response's parameters (variant, method,
+/// output, evaluations, feature names). A version without a background is 422; rows with a
+/// missing value, more rows than [`MAX_EXPLAIN_ROWS`], or bad parameters are 400, naming
+/// the problem.
+fn run_explain(
+    s: &Shared,
+    target: Target,
+    headers: &InferHeaders,
+    body: &[u8],
+) -> std::result::Result<Response, HttpError> {
+    let mut request = decode_request(body, header_length(headers)?)?;
+    if let Some(id) = request.id.as_deref() {
+        id_too_long(s, id)?;
+    }
+    let x = features(s, &mut request.inputs).map_err(HttpError::bad_request)?;
+    if x.nrows() == 0 || x.nrows() > MAX_EXPLAIN_ROWS {
+        return Err(HttpError::bad_request(format!(
+            "explain: {} rows; expected 1 to {MAX_EXPLAIN_ROWS} a request",
+            x.nrows()
+        )));
+    }
+    let routes = s.router.routes();
+    let names = routes.variants[0].predictor.feature_names().to_vec();
+    for (i, row) in x.rows().into_iter().enumerate() {
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return Err(HttpError::bad_request(format!(
+                "explain: row {i} feature {:?} is {}; Shapley values need every feature of the row (impute it first)",
+                names[j], row[j]
+            )));
+        }
+    }
+    if let Some(outputs) = &request.outputs {
+        if let Some(o) = outputs
+            .iter()
+            .find(|o| ![SHAP_VALUES, BASE_VALUES, STD_ERRORS].contains(&o.name.as_str()))
+        {
+            return Err(HttpError::bad_request(format!(
+                "unknown output {:?}: expected {SHAP_VALUES:?}, {BASE_VALUES:?} or {STD_ERRORS:?}",
+                o.name
+            )));
+        }
+    }
+    let config =
+        explain_config(request.parameters.as_ref(), x.nrows()).map_err(HttpError::bad_request)?;
+    // The forced version's variant; else the stable one (production), else the first arm.
+    let variant = match &target.forced {
+        Some(name) => routes.variants.iter().find(|v| &v.name == name),
+        None => routes
+            .variants
+            .iter()
+            .find(|v| v.name == "stable")
+            .or_else(|| {
+                let first = routes.weights.first().map(|(n, _)| n.as_str());
+                routes
+                    .variants
+                    .iter()
+                    .find(|v| Some(v.name.as_str()) == first)
+            }),
+    }
+    .ok_or_else(|| HttpError::not_found("no variant answers this model now"))?;
+    let version = variant
+        .version
+        .map_or("(unversioned)".to_string(), |v| format!("version {v}"));
+    let background = variant.predictor.background().ok_or_else(|| {
+        HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{version} of {:?} ({}) has no explanation background: models trained by mlops-train keep one; add one with ModelArtifact::with_background",
+                s.model, variant.name
+            ),
+        )
+    })?;
+    let background = background
+        .view(names.len())
+        .map_err(|e| HttpError::internal(format!("the stored background: {e}")))?;
+    let mut explained = Vec::with_capacity(x.nrows());
+    for row in x.rows() {
+        let row: Vec<f32> = row.to_vec();
+        explained.push(
+            mlops_core::shapley::shapley(variant.predictor.as_ref(), &row, background, &config)
+                .map_err(|e| HttpError::of_model(crate::Error::from(e)))?,
+        );
+    }
+    let (rows, d) = (explained.len(), names.len());
+    let values: Vec<f64> = explained.iter().flat_map(|e| e.values.clone()).collect();
+    let errors: Vec<f64> = explained
+        .iter()
+        .flat_map(|e| e.std_errors.clone())
+        .collect();
+    let base: Vec<f64> = explained.iter().map(|e| e.base_value).collect();
+    let (matrix, vector) = ([rows, d], [rows]);
+    let (mut values, mut errors, mut base) = (Some(values), Some(errors), Some(base));
+    let mut output = |name: &str, binary: bool| match name {
+        SHAP_VALUES => Output {
+            name: SHAP_VALUES,
+            shape: &matrix,
+            binary,
+            data: OutputData::Fp64(values.take().unwrap_or_default()),
+        },
+        STD_ERRORS => Output {
+            name: STD_ERRORS,
+            shape: &matrix,
+            binary,
+            data: OutputData::Fp64(errors.take().unwrap_or_default()),
+        },
+        _ => Output {
+            name: BASE_VALUES,
+            shape: &vector,
+            binary,
+            data: OutputData::Fp64(base.take().unwrap_or_default()),
+        },
+    };
+    let outputs: Vec<Output<'_>> = match &request.outputs {
+        Some(asked) => asked.iter().map(|o| output(&o.name, o.binary)).collect(),
+        None => [SHAP_VALUES, BASE_VALUES, STD_ERRORS]
+            .into_iter()
+            .map(|n| output(n, request.binary_output))
+            .collect(),
+    };
+    /// The response's parameters.
+    #[derive(serde::Serialize)]
+    struct Explained<'a> {
+        variant: &'a str,
+        method: &'a str,
+        output: mlops_core::shapley::OutputScale,
+        evaluations: usize,
+        background_rows: usize,
+        feature_names: &'a [String],
+    }
+    let version = variant.version.map(|v| v.to_string());
+    let encoded = encode_response(
+        &s.model,
+        version.as_deref(),
+        request.id.as_deref(),
+        Some(&Explained {
+            variant: &variant.name,
+            method: explained.first().map_or("exact", |e| e.method.as_str()),
+            output: config.scale,
+            evaluations: explained.iter().map(|e| e.evaluations).sum(),
+            background_rows: background.nrows(),
+            feature_names: &names,
+        }),
+        &outputs,
+    )
+    .map_err(|e| HttpError::internal(format!("encoding the response: {e}")))?;
+    Ok(v2_response(encoded))
 }
 
 /// The 400 for a request id longer than [`ServerConfig::max_id_bytes`].

@@ -874,3 +874,133 @@ async fn a_fairness_gate_on_the_holdout_names_the_worst_groups_and_fails_the_ret
         "{e}"
     );
 }
+
+/// The importance rule: permutation importance of both models on the same holdout, the top-k
+/// compared. Every feature in the top (k = all) always overlaps; a champion that reads only
+/// the candidate's second feature shares nothing with its top 1, and fails it; a holdout the
+/// rule cannot measure fails it, saying why.
+#[tokio::test]
+async fn the_importance_rule_compares_the_top_features_with_the_champion() {
+    use mlops::core::importance::TopKStability;
+    use mlops::core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec};
+    use mlops::lifecycle::RetrainImportance;
+    let s = setup().await;
+    let window = batches(&s.stream, SHIFT..SHIFT + 3);
+    let t = trainer(2);
+    let d = s.champion.n_features();
+    let with = |rule: TopKStability, max_samples: Option<usize>| {
+        RetrainConfig {
+            order_column: TIME.into(),
+            min_auc: 0.5,
+            champion_tolerance: 0.5,
+            register_rejected: true,
+            importance: Some(RetrainImportance {
+                rule,
+                n_repeats: 2,
+                max_samples,
+            }),
+            ..RetrainConfig::default()
+        }
+        .check()
+        .unwrap()
+    };
+    let all = TopKStability {
+        k: d,
+        min_overlap: d,
+    };
+    let outcome = retrainer(&s, with(all, None))
+        .retrain(request(&window, &t, &s.champion))
+        .await
+        .unwrap();
+    let c = match outcome {
+        RetrainOutcome::Canary(c) | RetrainOutcome::GateFailed(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let verdict = c.importance.clone().expect("judged");
+    assert!(verdict.passed, "{}", verdict.reason);
+    assert_eq!(verdict.overlap, d);
+    assert!(
+        c.reasons().contains(&format!("{d} in common")),
+        "{}",
+        c.reasons()
+    );
+    // A champion reading only the candidate's second most important feature, with the sign
+    // that makes it informative: its top 1 is that feature, not the candidate's first.
+    let second = verdict.candidate_top[1].clone();
+    let names: Vec<String> = s.champion.feature_names().to_vec();
+    let j = names.iter().position(|n| *n == second).unwrap();
+    let labels: Vec<f64> = window
+        .labels()
+        .unwrap()
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let column: Vec<f64> = window
+        .column(&second)
+        .unwrap()
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let alone = mlops::core::metrics::ScoredSamples::new(&labels, &column, None)
+        .unwrap()
+        .roc_auc()
+        .unwrap();
+    let sign = if alone >= 0.5 { 1.0 } else { -1.0 };
+    let weights = ndarray::Array2::from_shape_fn((1, d), |(_, k)| if k == j { sign } else { 0.0 });
+    let spec = ModelSpec::new(names, vec![LayerSpec::new(1, Activation::Sigmoid)]);
+    let odd =
+        MlpModel::new(&ModelArtifact::new(spec, vec![(weights, ndarray::array![0.0])]).unwrap())
+            .unwrap();
+    let one = TopKStability {
+        k: 1,
+        min_overlap: 1,
+    };
+    let outcome = retrainer(&s, with(one, None))
+        .retrain(request(&window, &t, &odd))
+        .await
+        .unwrap();
+    let RetrainOutcome::GateFailed(c) = outcome else {
+        panic!("the importance rule must fail: {outcome:?}");
+    };
+    let verdict = c.importance.clone().unwrap();
+    assert!(!verdict.passed);
+    assert_eq!(verdict.champion_top, vec![second]);
+    assert!(
+        c.reasons().contains("FAIL top 1 features"),
+        "{}",
+        c.reasons()
+    );
+    // No evidence, no pass: a sample of one row cannot be measured.
+    let outcome = retrainer(&s, with(all, Some(1)))
+        .retrain(request(&window, &t, &s.champion))
+        .await
+        .unwrap();
+    let c = match outcome {
+        RetrainOutcome::Canary(c) | RetrainOutcome::GateFailed(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let verdict = c.importance.clone().unwrap();
+    assert!(!verdict.passed);
+    assert!(
+        verdict.reason.contains("cannot be judged") && verdict.reason.contains("max_samples"),
+        "{}",
+        verdict.reason
+    );
+    assert!(!c.passed());
+    // The rule is checked with the config.
+    let bad = RetrainConfig {
+        importance: Some(RetrainImportance {
+            rule: TopKStability {
+                k: 2,
+                min_overlap: 3,
+            },
+            n_repeats: 5,
+            max_samples: None,
+        }),
+        ..RetrainConfig::default()
+    }
+    .check()
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("RetrainConfig.importance.rule"), "{bad}");
+}

@@ -266,3 +266,99 @@ pub fn permutation_importance_with(
         importances,
     })
 }
+
+/// A gate input from permutation importance: the candidate's `k` most important features
+/// must share at least `min_overlap` with the champion's (a model that suddenly leans on other
+/// features is a model to look at before it serves).
+///
+/// ```
+/// use mlops_core::importance::{PermutationImportance, TopKStability};
+///
+/// let of = |means: [f64; 4]| PermutationImportance {
+///     features: ["a", "b", "c", "d"].map(String::from).to_vec(),
+///     baseline: 0.9,
+///     importances_mean: means.to_vec(),
+///     importances_std: vec![0.0; 4],
+///     importances: vec![vec![]; 4],
+/// };
+/// let rule = TopKStability { k: 2, min_overlap: 2 };
+/// let same = rule.judge(&of([0.3, 0.2, 0.0, 0.0]), &of([0.25, 0.3, 0.01, 0.0]))?;
+/// assert!(same.passed);
+/// let moved = rule.judge(&of([0.0, 0.0, 0.3, 0.2]), &of([0.25, 0.3, 0.01, 0.0]))?;
+/// assert!(!moved.passed);
+/// assert!(moved.reason.contains("0 in common"), "{}", moved.reason);
+/// # Ok::<(), mlops_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopKStability {
+    /// How many of the most important features are compared (at least 1, at most the
+    /// features).
+    pub k: usize,
+    /// The fewest of them the two must share (at most `k`).
+    pub min_overlap: usize,
+}
+
+/// A [`TopKStability`] verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StabilityResult {
+    /// Whether the overlap is enough.
+    pub passed: bool,
+    /// The candidate's top features, most important first.
+    pub candidate_top: Vec<String>,
+    /// The champion's.
+    pub champion_top: Vec<String>,
+    /// Features in both.
+    pub overlap: usize,
+    /// One sentence.
+    pub reason: String,
+}
+
+impl TopKStability {
+    /// Compares the two models' top `k` features. Errors: `k` of 0 or more than the
+    /// features, `min_overlap` above `k`, importances of different features.
+    pub fn judge(
+        &self,
+        candidate: &PermutationImportance,
+        champion: &PermutationImportance,
+    ) -> Result<StabilityResult> {
+        if candidate.features != champion.features {
+            return Err(Error::invalid(
+                "importance features",
+                format!("{:?}", candidate.features),
+                format!("the champion's {:?}", champion.features),
+            ));
+        }
+        let d = candidate.features.len();
+        if self.k == 0 || self.k > d {
+            return Err(Error::invalid(
+                "TopKStability.k",
+                self.k,
+                format!("from 1 to the {d} features"),
+            ));
+        }
+        if self.min_overlap > self.k {
+            return Err(Error::invalid(
+                "TopKStability.min_overlap",
+                self.min_overlap,
+                format!("at most k = {}", self.k),
+            ));
+        }
+        let (c, p) = (candidate.top(self.k), champion.top(self.k));
+        let overlap = c.iter().filter(|f| p.contains(f)).count();
+        let passed = overlap >= self.min_overlap;
+        Ok(StabilityResult {
+            passed,
+            reason: format!(
+                "top {} features by permutation importance: candidate [{}], champion [{}]: {overlap} in common, at least {} required",
+                self.k,
+                c.join(", "),
+                p.join(", "),
+                self.min_overlap
+            ),
+            candidate_top: c.iter().map(|s| s.to_string()).collect(),
+            champion_top: p.iter().map(|s| s.to_string()).collect(),
+            overlap,
+        })
+    }
+}

@@ -138,6 +138,10 @@ impl Predictor for SimulatedService {
         self.inner.threshold()
     }
 
+    fn background(&self) -> Option<&mlops_core::model::Background> {
+        self.inner.background()
+    }
+
     fn predict_proba_into(
         &self,
         x: ArrayView2<'_, f32>,

@@ -256,6 +256,27 @@ mod explain {
                 "unknown output \"probability\"",
             ),
             (json!({"inputs": []}), "at least one input"),
+            (
+                request(&ok, json!({"max_evalutions": 5})),
+                "parameters.max_evalutions: not an explain parameter",
+            ),
+            (
+                {
+                    let mut b = request(&ok, json!({}));
+                    b["outputs"] = json!([{"name": "shap_values"}, {"name": "shap_values"}]);
+                    b
+                },
+                "outputs[1]: \"shap_values\" is asked for twice",
+            ),
+            // Exact needs 2^3 x 40 = 320 evaluations a row: 100 is too few, in the request's words.
+            (
+                request(&ok, json!({"method": "exact", "max_evaluations": 100})),
+                "parameters.max_evaluations: exact values need 320 evaluations a row",
+            ),
+            (
+                request(&ok, json!({"method": "permutation", "max_evaluations": 1})),
+                "parameters.max_evaluations (each of the 1 row(s) gets 1",
+            ),
         ];
         for (body, needle) in cases {
             let (status, v) = post(&app, "/v2/models/fraud/explain", &body).await;
@@ -289,6 +310,51 @@ mod explain {
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _) = post(&app, "/v2/models/fraud/versions/9/explain", &request_ok()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_variant_header_forces_a_variant_as_it_does_for_infer() {
+        let app = server(vec![]);
+        let call = |variant: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::post("/v2/models/fraud/explain")
+                    .header("content-type", "application/json")
+                    .header("mlops-variant", variant)
+                    .body(Body::from(request_ok().to_string()))
+                    .unwrap();
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            }
+        };
+        // The canary has no background: forced to it, the refusal names version 2.
+        let (status, v) = call("canary").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("version 2"), "{v}");
+        let (status, v) = call("stable").await;
+        assert_eq!(
+            (status, v["parameters"]["variant"].clone()),
+            (StatusCode::OK, json!("stable"))
+        );
+        let (status, v) = call("nope").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid forced variant"),
+            "{v}"
+        );
+        // A whole number written as a float is a whole number.
+        let (status, v) = post(
+            &app,
+            "/v2/models/fraud/explain",
+            &request(&[[0.0; 3]], json!({"max_evaluations": 1e5, "method": null})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
     }
 
     fn request_ok() -> Value {

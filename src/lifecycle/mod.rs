@@ -28,6 +28,6 @@ pub use error::{Error, Result};
 pub use job::{rfc3339, JobWindow, RetrainJob};
 pub use retrainer::{
     metric_values, prediction_profile, threshold_at_best_f1, with_performance_estimator,
-    RetrainConfig, RetrainFairness, RetrainOutcome, RetrainRequest, RetrainSettings, Retrained,
-    Retrainer, Tracking,
+    RetrainConfig, RetrainFairness, RetrainImportance, RetrainOutcome, RetrainRequest,
+    RetrainSettings, Retrained, Retrainer, Tracking,
 };

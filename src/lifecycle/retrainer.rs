@@ -7,6 +7,9 @@ use std::sync::Arc;
 use mlops_core::cbpe::{CalibrationReport, Cbpe, CbpeCalibration};
 use mlops_core::fairness::{FairnessData, FairnessDecision, FairnessGate, SensitiveGroups};
 use mlops_core::gate::{GateDecision, GateRule, MetricGate, MetricValues};
+use mlops_core::importance::{
+    permutation_importance, ImportanceConfig, StabilityResult, TopKStability,
+};
 use mlops_core::metrics::{Metric, ScoredSamples, ThresholdCriterion};
 use mlops_core::model::{MlpModel, ModelArtifact, Predictor};
 use mlops_core::validation::{ValidationReport, ValidationSuite};
@@ -59,6 +62,42 @@ pub struct RetrainConfig {
     /// features (default none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fairness: Option<RetrainFairness>,
+    /// A top-k stability rule on permutation importance: the candidate's most important
+    /// features on the holdout must overlap the champion's (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub importance: Option<RetrainImportance>,
+}
+
+/// The importance part of a retrain's gate: permutation importance (ROC AUC, scikit-learn's
+/// definition) of the candidate and the champion on the same holdout rows and shuffles, and
+/// [`TopKStability`] between them.
+///
+/// ```
+/// use mlops::lifecycle::RetrainConfig;
+///
+/// let config: RetrainConfig = toml::from_str(r#"
+///     [importance]
+///     rule = { k = 3, min_overlap = 2 }
+///     n_repeats = 5
+/// "#)?;
+/// assert_eq!(config.check()?.importance.unwrap().rule.k, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainImportance {
+    /// `k` and the overlap required.
+    pub rule: TopKStability,
+    /// Shuffles per feature (default 5, 1 to 1,000).
+    #[serde(default = "default_repeats")]
+    pub n_repeats: usize,
+    /// Holdout rows used, drawn once (default all).
+    #[serde(default)]
+    pub max_samples: Option<usize>,
+}
+
+fn default_repeats() -> usize {
+    5
 }
 
 /// The fairness part of a retrain's gate: [`FairnessGate`]'s rules judged on the holdout for
@@ -100,6 +139,7 @@ impl Default for RetrainConfig {
             canary_alias: "canary".into(),
             register_rejected: false,
             fairness: None,
+            importance: None,
         }
     }
 }
@@ -164,6 +204,22 @@ impl RetrainConfig {
                 ));
             }
             f.gate.validate()?;
+        }
+        if let Some(i) = &self.importance {
+            if i.rule.k == 0 || i.rule.min_overlap > i.rule.k {
+                return Err(Error::invalid(
+                    "RetrainConfig.importance.rule",
+                    format!("k {} min_overlap {}", i.rule.k, i.rule.min_overlap),
+                    "k at least 1 and min_overlap at most k",
+                ));
+            }
+            if !(1..=1000).contains(&i.n_repeats) {
+                return Err(Error::invalid(
+                    "RetrainConfig.importance.n_repeats",
+                    i.n_repeats,
+                    "from 1 to 1000",
+                ));
+            }
         }
         Ok(RetrainSettings { config: self })
     }
@@ -266,6 +322,8 @@ pub struct Retrained {
     pub decision: GateDecision,
     /// The fairness gate's decision, when one is configured.
     pub fairness: Option<FairnessDecision>,
+    /// The importance stability verdict, when one is configured.
+    pub importance: Option<StabilityResult>,
     /// The candidate's calibration (fitted on the validation rows) checked on the holdout:
     /// reliability curves and ECE before and after; `Err` says why no estimator was fitted.
     pub calibration: std::result::Result<CalibrationReport, String>,
@@ -276,8 +334,8 @@ pub struct Retrained {
 }
 
 impl Retrained {
-    /// Every rule's verdict and reason, `pass ...; FAIL ...` (the fairness rules' after the
-    /// metric rules').
+    /// Every rule's verdict and reason, `pass ...; FAIL ...` (the fairness rules' and the
+    /// importance rule's after the metric rules').
     pub fn reasons(&self) -> String {
         let fairness = self.fairness.iter().flat_map(|f| &f.results);
         self.decision
@@ -285,14 +343,17 @@ impl Retrained {
             .iter()
             .map(|r| (r.passed, &r.reason))
             .chain(fairness.map(|r| (r.passed, &r.reason)))
+            .chain(self.importance.iter().map(|r| (r.passed, &r.reason)))
             .map(|(passed, reason)| format!("{} {reason}", if passed { "pass" } else { "FAIL" }))
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    /// Whether every rule passed, the fairness rules included.
+    /// Whether every rule passed, the fairness and importance rules included.
     pub fn passed(&self) -> bool {
-        self.decision.passed && self.fairness.as_ref().is_none_or(|f| f.passed)
+        self.decision.passed
+            && self.fairness.as_ref().is_none_or(|f| f.passed)
+            && self.importance.as_ref().is_none_or(|r| r.passed)
     }
 }
 
@@ -482,6 +543,15 @@ impl Retrainer {
                 &split.test,
             )?),
         };
+        let importance = match &self.settings.importance {
+            None => None,
+            Some(i) => Some(importance_on(
+                i,
+                model.as_ref(),
+                request.champion,
+                &split.test,
+            )),
+        };
         let profile = ReferenceProfile::fit(window, &ProfileConfig::default())?;
         let prediction_profile = prediction_profile(model.as_ref(), window)?;
         let mut retrained = Retrained {
@@ -495,6 +565,7 @@ impl Retrainer {
             holdout_error,
             decision,
             fairness,
+            importance,
             calibration,
             run_id,
             rows: window.n_rows(),
@@ -653,6 +724,37 @@ fn fairness_on(
         (Err(e), _) | (_, Err(e)) => f
             .gate
             .fail_all(&format!("the holdout cannot be judged: {e}")),
+    })
+}
+
+/// The importance rule judged on the holdout: both models' permutation importance (ROC AUC)
+/// on the same rows and shuffles (seed 0), then the top-k comparison. A holdout that cannot
+/// measure it (one class, a NaN score) fails the rule, saying why: no pass on no evidence.
+fn importance_on(
+    i: &RetrainImportance,
+    candidate: &dyn Predictor,
+    champion: &dyn Predictor,
+    holdout: &Dataset,
+) -> StabilityResult {
+    let config = ImportanceConfig {
+        metric: Metric::RocAuc,
+        n_repeats: i.n_repeats,
+        max_samples: i.max_samples,
+        seed: 0,
+    };
+    let judged = permutation_importance(candidate, holdout, &config).and_then(|c| {
+        let p = permutation_importance(champion, holdout, &config)?;
+        i.rule.judge(&c, &p)
+    });
+    judged.unwrap_or_else(|e| StabilityResult {
+        passed: false,
+        candidate_top: vec![],
+        champion_top: vec![],
+        overlap: 0,
+        reason: format!(
+            "top-{} importance stability cannot be judged on the holdout: {e}",
+            i.rule.k
+        ),
     })
 }
 

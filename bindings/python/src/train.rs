@@ -142,6 +142,56 @@ impl Model {
         self.engine.feature_names().to_vec()
     }
 
+    /// Permutation importance (scikit-learn's definition) on `x` and 0/1 `y` (`config`: an
+    /// `ImportanceConfig` as JSON): `(importances_mean, importances_std, importances
+    /// features × repeats, baseline)`.
+    #[allow(clippy::type_complexity)]
+    fn permutation_importance<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        config: &str,
+    ) -> PyResult<(
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, numpy::PyArray2<f64>>,
+        f64,
+    )> {
+        let x = matrix(x)?;
+        let y = crate::arrays::values("y", y)?.f64().into_owned();
+        if y.len() != x.nrows() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "y: {} labels for {} rows of x",
+                y.len(),
+                x.nrows()
+            )));
+        }
+        let config: mlops_core::importance::ImportanceConfig =
+            serde_json::from_str(config).map_err(value_error)?;
+        let names = self.engine.feature_names().to_vec();
+        let labels = ndarray::Array1::from_iter(y.iter().map(|&v| v as f32));
+        let data = mlops_core::Dataset::new(x, names)
+            .and_then(|d| d.with_labels(labels, "y"))
+            .map_err(value_error)?;
+        let engine = self.engine.clone();
+        let result = py
+            .detach(|| {
+                mlops_core::importance::permutation_importance(engine.as_ref(), &data, &config)
+            })
+            .map_err(value_error)?;
+        let repeats = config.n_repeats;
+        let all = ndarray::Array2::from_shape_fn((result.features.len(), repeats), |(j, r)| {
+            result.importances[j][r]
+        });
+        Ok((
+            result.importances_mean.into_pyarray(py),
+            result.importances_std.into_pyarray(py),
+            all.into_pyarray(py),
+            result.baseline,
+        ))
+    }
+
     /// Shapley values of each row of `x` against `background` (`config`: a `ShapleyConfig` as
     /// JSON): `(values rows × features, base values, standard errors rows × features,
     /// method, rows scored)`.

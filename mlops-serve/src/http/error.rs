@@ -20,6 +20,13 @@ pub(crate) struct HttpError {
 }
 
 impl HttpError {
+    /// The same answer with its message rewritten (an endpoint naming a library field in
+    /// the request's words).
+    pub(crate) fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.message = f(&self.message);
+        self
+    }
+
     /// An answer with `status`.
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         HttpError {

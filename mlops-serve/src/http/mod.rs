@@ -15,6 +15,7 @@ mod signal;
 pub use connection::{serve, serve_with};
 pub use server::{
     app, app_with, parse_tokens, supervise, CheckedServerConfig, Readiness, ServerConfig,
-    INLINE_BODY_BYTES, INPUT, LABEL, MAX_EXPLAIN_EVALUATIONS, MAX_EXPLAIN_ROWS, PROBABILITY,
+    INLINE_BODY_BYTES, INPUT, LABEL, MAX_EXPLAINS_IN_FLIGHT, MAX_EXPLAIN_EVALUATIONS,
+    MAX_EXPLAIN_ROWS, PROBABILITY,
 };
 pub use signal::shutdown;

@@ -351,6 +351,8 @@ struct Shared {
     body_bytes: Arc<Semaphore>,
     /// The permits of `body_bytes`.
     body_budget: usize,
+    /// One permit per explanation being computed ([`MAX_EXPLAINS_IN_FLIGHT`]).
+    explains: Arc<Semaphore>,
 }
 
 /// An error answer: a status and `{"error": "..."}` ([`HttpError`]'s one `IntoResponse`).
@@ -408,6 +410,7 @@ pub fn app_with(
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         body_bytes: Arc::new(Semaphore::new(body_budget)),
         body_budget,
+        explains: Arc::new(Semaphore::new(MAX_EXPLAINS_IN_FLIGHT)),
         config,
         readiness,
     });
@@ -473,6 +476,15 @@ async fn in_flight<F>(s: &Shared, body_len: usize, work: F) -> Response
 where
     F: FnOnce() -> Response + Send + 'static,
 {
+    in_flight_as(s, body_len, false, work).await
+}
+
+/// [`in_flight`], and with `heavy` the work always goes to the blocking pool, whatever its
+/// body's size (an explanation: a small body, seconds of model work).
+async fn in_flight_as<F>(s: &Shared, body_len: usize, heavy: bool, work: F) -> Response
+where
+    F: FnOnce() -> Response + Send + 'static,
+{
     let want = u32::try_from(body_len.min(s.body_budget)).unwrap_or(u32::MAX);
     let Ok(bytes) = s.body_bytes.clone().try_acquire_many_owned(want) else {
         return HttpError::busy(format!(
@@ -494,7 +506,7 @@ where
     };
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if body_len <= INLINE_BODY_BYTES && multi_thread {
+    if body_len <= INLINE_BODY_BYTES && multi_thread && !heavy {
         let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .unwrap_or_else(|_| failed(&"panicked"));
         drop((permit, bytes));
@@ -855,16 +867,7 @@ fn run_infer(
     }
     let x = features(s, &mut request.inputs).map_err(HttpError::bad_request)?;
     if let Some(outputs) = &request.outputs {
-        if let Some((k, o)) = outputs
-            .iter()
-            .enumerate()
-            .find(|(k, o)| outputs[..*k].iter().any(|p| p.name == o.name))
-        {
-            return Err(HttpError::bad_request(format!(
-                "outputs[{k}]: {:?} is asked for twice",
-                o.name
-            )));
-        }
+        asked_once(outputs)?;
         if let Some(o) = outputs
             .iter()
             .find(|o| o.name != PROBABILITY && o.name != LABEL)
@@ -973,6 +976,20 @@ pub const MAX_EXPLAIN_ROWS: usize = 32;
 /// need `2^features × background` each; sampling stops at its share).
 pub const MAX_EXPLAIN_EVALUATIONS: usize = 4_000_000;
 
+/// Most explanations computed at once by one server: each is worked on in the blocking pool
+/// (never on a runtime worker), and more are answered 503 at once.
+pub const MAX_EXPLAINS_IN_FLIGHT: usize = 2;
+
+/// The keys an explain request's `parameters` may hold.
+const EXPLAIN_PARAMETERS: [&str; 6] = [
+    "method",
+    "output",
+    "tolerance",
+    "max_evaluations",
+    "binary_data_output",
+    "group",
+];
+
 /// The explain outputs.
 const SHAP_VALUES: &str = "shap_values";
 const BASE_VALUES: &str = "base_values";
@@ -988,9 +1005,21 @@ async fn explain(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    // A few explanations at a time: each may cost MAX_EXPLAIN_EVALUATIONS model rows, which
+    // neither its body size nor the request timeout bounds (work in the blocking pool runs
+    // to its end after a 408).
+    let Ok(explaining) = s.explains.clone().try_acquire_owned() else {
+        return HttpError::busy(format!(
+            "server busy: {MAX_EXPLAINS_IN_FLIGHT} explanations in progress; retry later"
+        ))
+        .into_response();
+    };
     let shared = s.clone();
-    in_flight(&s, body.len(), move || {
-        run_explain(&shared, target, &headers, &body).unwrap_or_else(IntoResponse::into_response)
+    in_flight_as(&s, body.len(), true, move || {
+        let response = run_explain(&shared, target, &headers, &body)
+            .unwrap_or_else(IntoResponse::into_response);
+        drop(explaining);
+        response
     })
     .await
 }
@@ -1007,6 +1036,15 @@ fn explain_config(
         max_evaluations: 200_000,
         ..ShapleyConfig::default()
     };
+    if let Some(key) =
+        parameters.and_then(|p| p.keys().find(|k| !EXPLAIN_PARAMETERS.contains(&k.as_str())))
+    {
+        return Err(format!(
+            "parameters.{key}: not an explain parameter; expected {}",
+            EXPLAIN_PARAMETERS.join(", ")
+        ));
+    }
+    // `null` is "not set": the default.
     let get = |key: &str| parameters.and_then(|p| p.get(key)).filter(|v| !v.is_null());
     if let Some(v) = get("method") {
         config.method = match v.as_str() {
@@ -1042,7 +1080,13 @@ fn explain_config(
         }
     }
     if let Some(v) = get("max_evaluations") {
-        match v.as_u64() {
+        // A whole number, written as an integer or not (`1e6`, `1000000.0`).
+        let whole = v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=1e18).contains(f))
+                .map(|f| f as u64)
+        });
+        match whole {
             Some(n) if n >= 1 && n <= MAX_EXPLAIN_EVALUATIONS as u64 => {
                 config.max_evaluations = n as usize
             }
@@ -1060,14 +1104,45 @@ fn explain_config(
     Ok(config)
 }
 
+/// Checks the explain settings against the model and its background, in the request's words:
+/// exact needs at most [`MAX_EXACT_FEATURES`](mlops_core::shapley::MAX_EXACT_FEATURES)
+/// features and `2^features × background` evaluations a row within its share.
+fn explain_fits(
+    config: &mlops_core::shapley::ShapleyConfig,
+    features: usize,
+    background: usize,
+    rows: usize,
+) -> std::result::Result<(), String> {
+    use mlops_core::shapley::{ShapleyMethod, MAX_EXACT_FEATURES};
+    if config.method != ShapleyMethod::Exact {
+        return Ok(());
+    }
+    if features > MAX_EXACT_FEATURES {
+        return Err(format!(
+            "parameters.method: \"exact\" takes at most {MAX_EXACT_FEATURES} features, this model has {features}; use \"permutation\" or \"auto\""
+        ));
+    }
+    let needed = (1usize << features).saturating_mul(background);
+    if needed > config.max_evaluations {
+        return Err(format!(
+            "parameters.max_evaluations: exact values need {needed} evaluations a row (2^{features} coalitions x {background} background rows); this request's {rows} row(s) get {} each (the server's {MAX_EXPLAIN_EVALUATIONS} a request, or the asked max_evaluations, shared); ask fewer rows or use \"permutation\"",
+            config.max_evaluations
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /v2/models/{m}[/versions/{v}]/explain`: Shapley values of each row of a V2 request's
 /// input against the background stored with the answering version (its model spec's
 /// `background`), as three outputs — `shap_values` `[rows, features]` FP64,
 /// `base_values` `[rows]` FP64 (the mean output over the background), `std_errors`
 /// `[rows, features]` FP64 (0 when exact) — and the response's parameters (variant, method,
-/// output, evaluations, feature names). A version without a background is 422; rows with a
-/// missing value, more rows than [`MAX_EXPLAIN_ROWS`], or bad parameters are 400, naming
-/// the problem.
+/// output, evaluations, feature names). A standard error is NaN (`null` in JSON) when the
+/// budget allowed a single pair of orders. A version without a background is 422; rows with
+/// a missing value, more rows than [`MAX_EXPLAIN_ROWS`], bad or unknown parameters, an
+/// output asked twice are 400, naming the problem; more than [`MAX_EXPLAINS_IN_FLIGHT`]
+/// explanations at once are 503. The work runs in the blocking pool and runs to its end even
+/// after the request's timeout answered 408: [`MAX_EXPLAIN_EVALUATIONS`] bounds it.
 fn run_explain(
     s: &Shared,
     target: Target,
@@ -1096,6 +1171,7 @@ fn run_explain(
         }
     }
     if let Some(outputs) = &request.outputs {
+        asked_once(outputs)?;
         if let Some(o) = outputs
             .iter()
             .find(|o| ![SHAP_VALUES, BASE_VALUES, STD_ERRORS].contains(&o.name.as_str()))
@@ -1108,9 +1184,22 @@ fn run_explain(
     }
     let config =
         explain_config(request.parameters.as_ref(), x.nrows()).map_err(HttpError::bad_request)?;
-    // The forced version's variant; else the stable one (production), else the first arm.
-    let variant = match &target.forced {
-        Some(name) => routes.variants.iter().find(|v| &v.name == name),
+    // The forced version's variant (the URL's, or the variant header as infer takes it);
+    // else the stable one (production), else the first arm.
+    let forced = target
+        .forced
+        .as_deref()
+        .or_else(|| headers.variant.as_ref().and_then(|v| v.to_str().ok()));
+    if let Some(name) = forced {
+        if !routes.variants.iter().any(|v| v.name == name) {
+            return Err(HttpError::bad_request(format!(
+                "invalid forced variant = {name:?}: expected one of {:?}",
+                routes.variants.iter().map(|v| &v.name).collect::<Vec<_>>()
+            )));
+        }
+    }
+    let variant = match forced {
+        Some(name) => routes.variants.iter().find(|v| v.name == name),
         None => routes
             .variants
             .iter()
@@ -1139,12 +1228,27 @@ fn run_explain(
     let background = background
         .view(names.len())
         .map_err(|e| HttpError::internal(format!("the stored background: {e}")))?;
+    explain_fits(&config, names.len(), background.nrows(), x.nrows())
+        .map_err(HttpError::bad_request)?;
     let mut explained = Vec::with_capacity(x.nrows());
     for row in x.rows() {
         let row: Vec<f32> = row.to_vec();
         explained.push(
             mlops_core::shapley::shapley(variant.predictor.as_ref(), &row, background, &config)
-                .map_err(|e| HttpError::of_model(crate::Error::from(e)))?,
+                .map_err(|e| {
+                    // In the request's words: its parameters, and its share of the budget.
+                    HttpError::of_model(crate::Error::from(e)).map_message(|m| {
+                        m.replace(
+                            "ShapleyConfig.max_evaluations",
+                            &format!(
+                                "parameters.max_evaluations (each of the {} row(s) gets {} of the request's budget)",
+                                x.nrows(),
+                                config.max_evaluations
+                            ),
+                        )
+                        .replace("ShapleyConfig.", "parameters.")
+                    })
+                })?,
         );
     }
     let (rows, d) = (explained.len(), names.len());
@@ -1210,6 +1314,21 @@ fn run_explain(
     )
     .map_err(|e| HttpError::internal(format!("encoding the response: {e}")))?;
     Ok(v2_response(encoded))
+}
+
+/// The 400 for an output a request asks for twice.
+fn asked_once(outputs: &[super::protocol::RequestedOutput]) -> std::result::Result<(), HttpError> {
+    match outputs
+        .iter()
+        .enumerate()
+        .find(|(k, o)| outputs[..*k].iter().any(|p| p.name == o.name))
+    {
+        Some((k, o)) => Err(HttpError::bad_request(format!(
+            "outputs[{k}]: {:?} is asked for twice",
+            o.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The 400 for a request id longer than [`ServerConfig::max_id_bytes`].

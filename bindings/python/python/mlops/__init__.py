@@ -7,6 +7,7 @@
 - :mod:`mlops.metrics`: binary-classification metrics with scikit-learn's names and
   arguments;
 - :func:`mlops.explain`: Shapley values of a model, shaped like shap's;
+  :func:`mlops.permutation_importance`: scikit-learn's permutation importance;
 - :mod:`mlops.calibration`: isotonic and Platt calibration, the reliability curve;
 - :mod:`mlops.performance`: performance estimated before labels arrive (CBPE, NannyML's
   definitions);
@@ -26,6 +27,6 @@ they are numeric and refused with ``TypeError`` when they are not.
 
 from . import calibration, drift, fairness, metrics, performance, registry, serve, train, validation
 from ._native import __version__
-from .explanations import explain
+from .explanations import explain, permutation_importance
 
-__all__ = ["calibration", "drift", "fairness", "metrics", "performance", "registry", "serve", "train", "validation", "explain", "__version__"]
+__all__ = ["calibration", "drift", "fairness", "metrics", "performance", "registry", "serve", "train", "validation", "explain", "permutation_importance", "__version__"]

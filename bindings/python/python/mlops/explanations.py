@@ -15,7 +15,7 @@ import numpy as np
 
 from ._arrays import as_2d, as_count, by_name
 
-__all__ = ["explain", "Explanation"]
+__all__ = ["explain", "Explanation", "permutation_importance", "Importance"]
 
 
 class Explanation:
@@ -66,3 +66,49 @@ def explain(model, x, background, *, method="auto", output="probability", tolera
     as_count("rows of x", x.shape[0], 1, 1_000_000)
     values, base, errors, used, evaluations = native.explain(x, background, json.dumps(config))
     return Explanation(values, base, x, list(native.feature_names()), errors, used, evaluations, output)
+
+
+class Importance:
+    """As scikit-learn's ``Bunch``: ``importances_mean``, ``importances_std`` (features),
+    ``importances`` (features × repeats), and ``baseline`` (the metric unshuffled)."""
+
+    def __init__(self, importances_mean, importances_std, importances, baseline, feature_names):
+        self.importances_mean = importances_mean
+        self.importances_std = importances_std
+        self.importances = importances
+        self.baseline = baseline
+        self.feature_names = feature_names
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def top(self, k):
+        """The ``k`` most important features, most important first (ties in column order)."""
+        order = sorted(range(len(self.feature_names)), key=lambda j: (-self.importances_mean[j], j))
+        return [self.feature_names[j] for j in order[:k]]
+
+
+def permutation_importance(model, X, y, *, scoring="roc_auc", n_repeats=5, random_state=0, max_samples=None):
+    """``sklearn.inspection.permutation_importance`` for a :class:`mlops.train.Model`: how much
+    ``scoring`` (``"roc_auc"``, ``"accuracy"``, ``"f1"``, ... at the model's threshold) drops
+    when each feature's column is shuffled, ``n_repeats`` times, on all rows or on
+    ``max_samples`` of them (an int: rows; a float in (0, 1]: a share). One difference: with
+    ``max_samples`` the baseline is scored on the same sample (scikit-learn scores it on every
+    row, which shifts every importance alike)."""
+    native = getattr(model, "_m", model)
+    names = list(native.feature_names())
+    if isinstance(X, np.ndarray) and X.ndim == 1:
+        raise ValueError("X: expected a 2-d array (rows x features)")
+    X, _ = as_2d("X", by_name("X", X, names))
+    if max_samples is not None and isinstance(max_samples, float):
+        if not 0.0 < max_samples <= 1.0:
+            raise ValueError(f"max_samples = {max_samples!r}: expected a share in (0, 1] or a row count")
+        max_samples = max(2, int(max_samples * X.shape[0]))
+    config = {
+        "metric": scoring,
+        "n_repeats": as_count("n_repeats", n_repeats, 1, 1000),
+        "max_samples": None if max_samples is None else as_count("max_samples", max_samples, 2, X.shape[0]),
+        "seed": as_count("random_state", random_state, 0, 2**64 - 1),
+    }
+    mean, std, all_, baseline = native.permutation_importance(X, np.asarray(y, dtype=float), json.dumps(config))
+    return Importance(mean, std, all_, baseline, names)

@@ -11,7 +11,10 @@ rare label), the same background rows and the same explained rows, through:
   (shap's max_evals = 2 x pairs x (features + 1)); accuracy is each one's mean absolute
   difference from a reference (mlops, 400 pairs), printed beside the time;
 - exact, for a model of the first 12 inputs trained the same way: shap's ExactExplainer and
-  mlops.explain(method="exact"), whose values must agree.
+  mlops.explain(method="exact"), whose values must agree;
+- deep: mlops.explain(method="deep") (DeepSHAP, DeepLIFT's rescale rule over the background:
+  approximate) beside the same PermutationExplainer run, its accuracy against the same
+  reference.
 Medians of --repeat runs; explanations per second.
 """
 import argparse
@@ -70,12 +73,17 @@ def main():
     te_ours = median_time(args.repeat, exact_ours)
     te_theirs = median_time(args.repeat, exact_theirs)
 
+    deep = lambda: mlops.explain(model, rows, background, method="deep")
+    err_deep = float(np.mean(np.abs(deep().values - reference)))
+    t_deep = median_time(args.repeat, deep)
+
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
     n = args.rows
     print(f"{cpu}; {n} rows explained, background {len(background)}; medians of {args.repeat} runs")
     print(f"{'work':<58} {'shap /s':>9} {'mlops /s':>9} {'ratio':>7}  accuracy (mean |error| vs reference)")
     print(f"{f'sampled, 30 features, {args.pairs} antithetic pairs':<58} {n / t_theirs:>9.1f} {n / t_ours:>9.1f} {t_theirs / t_ours:>6.1f}x  shap {err_theirs:.2e}, mlops {err_ours:.2e}")
     print(f"{'exact, 12 features (4,096 coalitions)':<58} {n / te_theirs:>9.1f} {n / te_ours:>9.1f} {te_theirs / te_ours:>6.1f}x  max |shap - mlops| {gap:.1e}")
+    print(f"{'deep (mlops) vs shap permutation, 30 features':<58} {n / t_theirs:>9.1f} {n / t_deep:>9.1f} {t_theirs / t_deep:>6.1f}x  shap {err_theirs:.2e}, mlops deep {err_deep:.2e}")
 
 
 if __name__ == "__main__":

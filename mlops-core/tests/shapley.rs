@@ -33,13 +33,25 @@ fn linear(d: usize) -> (MlpModel, Vec<f32>) {
 
 /// Two layers: 8 ReLU units, then a sigmoid.
 fn network(d: usize) -> MlpModel {
-    let spec = ModelSpec::new(
-        names(d),
-        vec![
-            LayerSpec::new(8, Activation::Relu),
-            LayerSpec::new(1, Activation::Sigmoid),
-        ],
-    );
+    network_of(d, Activation::Relu, None)
+}
+
+/// Two layers: 8 units of `act`, then a sigmoid, with an optional standardization.
+fn network_of(
+    d: usize,
+    act: Activation,
+    standardization: Option<mlops_core::model::Standardization>,
+) -> MlpModel {
+    let spec = ModelSpec {
+        standardization,
+        ..ModelSpec::new(
+            names(d),
+            vec![
+                LayerSpec::new(8, act),
+                LayerSpec::new(1, Activation::Sigmoid),
+            ],
+        )
+    };
     let w1 = Array2::from_shape_fn((8, d), |(i, j)| u(i * 31 + j, 2));
     let b1 = Array1::from_shape_fn(8, |i| u(i, 3) * 0.1);
     let w2 = Array2::from_shape_fn((1, 8), |(_, i)| u(i, 4) * 1.5);
@@ -295,4 +307,117 @@ fn bad_input_is_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("at most 16"), "{err}");
+}
+
+#[test]
+fn deep_shap_is_exact_where_the_model_is_linear_and_always_additive() {
+    // One layer on the logit: DeepLIFT's rescale rule is the closed form.
+    let d = 6;
+    let (model, w) = linear(d);
+    let bg = background(40, d);
+    let x = row(d);
+    let e = model.deep_shap(&x, bg.view(), OutputScale::Logit).unwrap();
+    assert_eq!((e.method.as_str(), e.evaluations), ("deep", 80));
+    for j in 0..d {
+        let mean_b: f64 = bg.column(j).iter().map(|&v| f64::from(v)).sum::<f64>() / 40.0;
+        let want = f64::from(w[j]) * (f64::from(x[j]) - mean_b);
+        assert!(
+            (e.values[j] - want).abs() < 1e-5,
+            "feature {j}: {} vs {want}",
+            e.values[j]
+        );
+    }
+    // Two layers with identity hidden units and standardization: still linear on the logit,
+    // so the chain of multipliers (through the standardization and both layers) must give the
+    // exact values there.
+    let weights = |act: Activation| {
+        network_of(
+            d,
+            act,
+            Some(mlops_core::model::Standardization {
+                mean: vec![0.1; d],
+                std: vec![0.7; d],
+            }),
+        )
+    };
+    let linear2 = weights(Activation::Identity);
+    let deep = linear2
+        .deep_shap(&x, bg.view(), OutputScale::Logit)
+        .unwrap();
+    let exact = shapley(
+        &linear2,
+        &x,
+        bg.view(),
+        &config(ShapleyMethod::Exact, OutputScale::Logit),
+    )
+    .unwrap();
+    for j in 0..d {
+        assert!(
+            (deep.values[j] - exact.values[j]).abs() < 1e-4,
+            "feature {j}: {} vs {}",
+            deep.values[j],
+            exact.values[j]
+        );
+    }
+    // ReLU and tanh networks, both scales: additive exactly; an approximation of the exact
+    // values (DeepLIFT's rescale rule, shap's DeepExplainer), measured here within half the
+    // values' spread.
+    for model in [
+        network(d),
+        weights(Activation::Relu),
+        weights(Activation::Tanh),
+    ] {
+        for scale in [OutputScale::Probability, OutputScale::Logit] {
+            let deep = model.deep_shap(&x, bg.view(), scale).unwrap();
+            let exact =
+                shapley(&model, &x, bg.view(), &config(ShapleyMethod::Exact, scale)).unwrap();
+            let total = deep.base_value + deep.values.iter().sum::<f64>();
+            assert!(
+                (total - deep.output).abs() < 1e-6,
+                "{scale:?}: {total} vs {}",
+                deep.output
+            );
+            assert!((deep.output - exact.output).abs() < 1e-5, "{scale:?}");
+            assert!(
+                (deep.base_value - exact.base_value).abs() < 1e-5,
+                "{scale:?}"
+            );
+            let spread = exact.values.iter().map(|v| v.abs()).sum::<f64>();
+            let gap = deep
+                .values
+                .iter()
+                .zip(&exact.values)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f64>();
+            assert!(gap < 0.5 * spread, "{scale:?}: gap {gap} of {spread}");
+        }
+    }
+    let plain = network(d);
+    // Bad input named.
+    let e = plain
+        .deep_shap(&[f32::NAN; 6], bg.view(), OutputScale::Logit)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"f0\""), "{e}");
+    let mut bad = bg.clone();
+    bad[[3, 2]] = f32::INFINITY;
+    let e = plain
+        .deep_shap(&x, bad.view(), OutputScale::Logit)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("background row 3 feature \"f2\""), "{e}");
+    let e = plain
+        .deep_shap(
+            &x,
+            bg.slice_axis(ndarray::Axis(0), (0..0).into()),
+            OutputScale::Logit,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("background rows"), "{e}");
+    let e = plain
+        .deep_shap(&x[..3], bg.view(), OutputScale::Logit)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("widths"), "{e}");
 }

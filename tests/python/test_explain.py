@@ -76,3 +76,21 @@ def test_bad_input_is_named(weather):
         bad = x[:1].copy()
         bad[0, 2] = np.nan
         mlops.explain(model, bad, x[:10])
+
+
+def test_deep_is_additive_and_close_to_exact(weather):
+    model, x, _ = weather
+    background, rows = x[5000:5040], x[6000:6005]
+    deep = mlops.explain(model, rows, background, method="deep")
+    exact = mlops.explain(model, rows, background, method="exact")
+    assert deep.method == "deep" and deep.values.shape == (5, 8)
+    np.testing.assert_allclose(deep.base_values + deep.values.sum(axis=1), model.predict_proba(rows), atol=1e-6)
+    np.testing.assert_allclose(deep.base_values, exact.base_values, atol=1e-6)
+    # An approximation: here within a quarter of the values' spread, row by row.
+    gap = np.abs(deep.values - exact.values).sum(axis=1)
+    assert (gap <= 0.25 * np.abs(exact.values).sum(axis=1) + 1e-6).all(), gap
+    logit = mlops.explain(model, rows, background, method="deep", output="logit")
+    p = model.predict_proba(rows).astype(np.float64)
+    np.testing.assert_allclose(logit.base_values + logit.values.sum(axis=1), np.log(p / (1 - p)), atol=1e-4)
+    with pytest.raises(ValueError, match="background row 0 feature"):
+        mlops.explain(model, rows, np.full((2, 8), np.nan, np.float32), method="deep")

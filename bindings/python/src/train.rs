@@ -142,6 +142,44 @@ impl Model {
         self.engine.feature_names().to_vec()
     }
 
+    /// DeepSHAP values (DeepLIFT's rescale rule averaged over `background`, approximate) of
+    /// each row of `x`, on `scale` ("probability" or "logit"): `(values rows × features,
+    /// base values)`.
+    #[allow(clippy::type_complexity)]
+    fn explain_deep<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        background: &Bound<'py, PyAny>,
+        scale: &str,
+    ) -> PyResult<(Bound<'py, numpy::PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+        let scale = match scale {
+            "probability" => mlops_core::shapley::OutputScale::Probability,
+            "logit" => mlops_core::shapley::OutputScale::Logit,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "output = {other:?}: expected 'probability' or 'logit'"
+                )))
+            }
+        };
+        let x = matrix(x)?;
+        let background = matrix(background)?;
+        let model = mlops_core::model::MlpModel::new(&self.artifact).map_err(value_error)?;
+        let explained = py
+            .detach(|| {
+                x.rows()
+                    .into_iter()
+                    .map(|row| model.deep_shap(&row.to_vec(), background.view(), scale))
+                    .collect::<mlops_core::Result<Vec<_>>>()
+            })
+            .map_err(value_error)?;
+        let d = model.spec().input_features.len();
+        let n = explained.len();
+        let values = ndarray::Array2::from_shape_fn((n, d), |(i, j)| explained[i].values[j]);
+        let base: Vec<f64> = explained.iter().map(|e| e.base_value).collect();
+        Ok((values.into_pyarray(py), base.into_pyarray(py)))
+    }
+
     /// Permutation importance (scikit-learn's definition) on `x` and 0/1 `y` (`config`: an
     /// `ImportanceConfig` as JSON): `(importances_mean, importances_std, importances
     /// features × repeats, baseline)`.

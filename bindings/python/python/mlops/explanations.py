@@ -41,11 +41,12 @@ def explain(model, x, background, *, method="auto", output="probability", tolera
             max_evaluations=2_000_000, seed=0):
     """Shapley values of ``model`` (a :class:`mlops.train.Model`) for each row of ``x``
     against the rows of ``background`` (at most 10,000). ``method``: ``"auto"``, ``"exact"``
-    (at most 16 features) or ``"permutation"``; ``output``: ``"probability"`` or ``"logit"``.
+    (at most 16 features), ``"permutation"``, or ``"deep"`` (DeepSHAP: approximate, additive,
+    the cost of two forward passes over the background whatever the features); ``output``: ``"probability"`` or ``"logit"``.
     Sampling stops when every standard error is below ``tolerance`` or after
     ``max_evaluations`` rows scored per explained row."""
-    if method not in ("auto", "exact", "permutation"):
-        raise ValueError(f"method = {method!r}: expected 'auto', 'exact' or 'permutation'")
+    if method not in ("auto", "exact", "permutation", "deep"):
+        raise ValueError(f"method = {method!r}: expected 'auto', 'exact', 'permutation' or 'deep'")
     if output not in ("probability", "logit"):
         raise ValueError(f"output = {output!r}: expected 'probability' or 'logit'")
     config = {
@@ -64,6 +65,13 @@ def explain(model, x, background, *, method="auto", output="probability", tolera
     x, _ = as_2d("x", by_name("x", x, names))
     background, _ = as_2d("background", by_name("background", background, names))
     as_count("rows of x", x.shape[0], 1, 1_000_000)
+    if method == "deep":
+        # DeepSHAP: DeepLIFT's rescale rule averaged over the background (shap's
+        # DeepExplainer); approximate, additive, one forward and backward pass per
+        # background row.
+        values, base = native.explain_deep(x, background, output)
+        return Explanation(values, base, x, list(native.feature_names()), np.zeros_like(values), "deep",
+                           2 * background.shape[0] * x.shape[0], output)
     values, base, errors, used, evaluations = native.explain(x, background, json.dumps(config))
     return Explanation(values, base, x, list(native.feature_names()), errors, used, evaluations, output)
 

@@ -970,8 +970,8 @@ async fn the_importance_rule_compares_the_top_features_with_the_champion() {
         "{}",
         c.reasons()
     );
-    // No evidence, no pass: a sample of one row cannot be measured.
-    let outcome = retrainer(&s, with(all, Some(1)))
+    // No evidence, no pass: a sample larger than the holdout cannot be drawn.
+    let outcome = retrainer(&s, with(all, Some(1_000_000)))
         .retrain(request(&window, &t, &s.champion))
         .await
         .unwrap();
@@ -1003,4 +1003,22 @@ async fn the_importance_rule_compares_the_top_features_with_the_champion() {
     .unwrap_err()
     .to_string();
     assert!(bad.contains("RetrainConfig.importance.rule"), "{bad}");
+    let one_row = RetrainConfig {
+        importance: Some(RetrainImportance {
+            rule: TopKStability {
+                k: 1,
+                min_overlap: 1,
+            },
+            n_repeats: 5,
+            max_samples: Some(1),
+        }),
+        ..RetrainConfig::default()
+    }
+    .check()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        one_row.contains("RetrainConfig.importance.max_samples"),
+        "{one_row}"
+    );
 }

@@ -218,15 +218,19 @@ pub struct PerformanceEstimate {
 }
 
 impl PerformanceEstimate {
+    /// The rates' names, in the order of [`PerformanceEstimate::rates`].
+    pub const RATES: [&'static str; 5] = ["roc_auc", "accuracy", "precision", "recall", "f1"];
+
     /// The estimated metrics by the names the gates use (`roc_auc`, `accuracy`, `precision`,
     /// `recall`, `f1`), for gauges and reports.
     pub fn rates(&self) -> [(&'static str, &Estimated); 5] {
+        let [a, b, c, d, e] = Self::RATES;
         [
-            ("roc_auc", &self.roc_auc),
-            ("accuracy", &self.accuracy),
-            ("precision", &self.precision),
-            ("recall", &self.recall),
-            ("f1", &self.f1),
+            (a, &self.roc_auc),
+            (b, &self.accuracy),
+            (c, &self.precision),
+            (d, &self.recall),
+            (e, &self.f1),
         ]
     }
 }
@@ -436,8 +440,8 @@ impl Cbpe {
         Ok(cbpe)
     }
 
-    /// Fits the estimator for `predictor` on a labeled `holdout` (rows the model did not train
-    /// on: the trainer uses its validation rows), at the predictor's own threshold. Errors as [`Cbpe::fit`], and an unlabeled
+    /// Fits the estimator for `predictor` on labeled rows it did not train on (`holdout`: the
+    /// trainer passes its validation rows), at the predictor's own threshold. Errors as [`Cbpe::fit`], and an unlabeled
     /// holdout or a row the model scores NaN (a missing feature) names the row.
     pub fn fit_on(
         predictor: &dyn Predictor,
@@ -669,16 +673,17 @@ fn roc_auc_of(scores: &[f64], probabilities: &[f64]) -> Option<f64> {
     for i in 0..n {
         area += (fpr[i + 1] - fpr[i]) * (tpr[i + 1] + tpr[i]) / 2.0;
     }
-    area.is_finite().then_some(area)
+    // The trapezoids of rounded sums can pass 1 by an ulp: an AUC is in [0, 1].
+    area.is_finite().then_some(area.clamp(0.0, 1.0))
 }
 
 /// The model's scores and the labels of `data`, as `f64`.
 fn scored(predictor: &dyn Predictor, data: &Dataset) -> Result<(Vec<f64>, Vec<f64>)> {
     let labels = data.labels().ok_or_else(|| {
         Error::invalid(
-            "holdout labels",
+            "labels",
             "none",
-            "a labeled holdout to fit and check calibration on",
+            "labeled rows the model did not train on, to fit or check the calibration",
         )
     })?;
     let scores = predictor.predict_proba(data.features())?;

@@ -287,6 +287,10 @@ pub fn permutation_importance_with(
 /// let moved = rule.judge(&of([0.0, 0.0, 0.3, 0.2]), &of([0.25, 0.3, 0.01, 0.0]))?;
 /// assert!(!moved.passed);
 /// assert!(moved.reason.contains("0 in common"), "{}", moved.reason);
+/// // Importances that do not match their features are an error, never a panic.
+/// let mut short = of([0.3, 0.2, 0.0, 0.0]);
+/// short.importances_mean.pop();
+/// assert!(rule.judge(&short, &of([0.0; 4])).is_err());
 /// # Ok::<(), mlops_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,6 +334,15 @@ impl TopKStability {
             ));
         }
         let d = candidate.features.len();
+        for (who, p) in [("candidate", candidate), ("champion", champion)] {
+            if p.importances_mean.len() != d {
+                return Err(Error::invalid(
+                    format!("{who} importances_mean"),
+                    format!("{} values", p.importances_mean.len()),
+                    format!("one per feature ({d})"),
+                ));
+            }
+        }
         if self.k == 0 || self.k > d {
             return Err(Error::invalid(
                 "TopKStability.k",

@@ -117,9 +117,9 @@ pub struct Explanation {
     /// The row's output, on `scale`: `base_value + Σ values`.
     pub output: f64,
     /// The standard error of each value (sampling; zeros when exact; NaN when the budget
-    /// allowed a single pair of orders).
+    /// allowed a single pair of orders, and for DeepSHAP, whose error is unknown).
     pub std_errors: Vec<f64>,
-    /// `exact` or `permutation`.
+    /// `exact`, `permutation`, or `deep` ([`MlpModel::deep_shap`](crate::model::MlpModel::deep_shap)).
     pub method: String,
     /// The scale explained.
     pub scale: OutputScale,

@@ -376,7 +376,7 @@ fn the_performance_estimator_is_stored_checked_and_optional() {
 
 #[test]
 fn the_explanation_background_is_stored_bounded_and_checked() {
-    use mlops_core::model::{Background, MAX_BACKGROUND_ROWS};
+    use mlops_core::model::{Background, MAX_STORED_BACKGROUND_ROWS};
     let a = artifact();
     let x = Array2::from_shape_fn((500, 3), |(i, j)| {
         if i % 7 == 0 && j == 1 {
@@ -396,7 +396,10 @@ fn the_explanation_background_is_stored_bounded_and_checked() {
     assert_eq!(back.spec().background.as_ref(), Some(&b));
     assert_eq!(MlpModel::new(&back).unwrap().background(), Some(&b));
     // Bounds and errors, named.
-    for (rows, needle) in [(0, "max_rows"), (MAX_BACKGROUND_ROWS + 1, "max_rows")] {
+    for (rows, needle) in [
+        (0, "max_rows"),
+        (MAX_STORED_BACKGROUND_ROWS + 1, "max_rows"),
+    ] {
         let e = Background::sample(x.view(), rows).unwrap_err().to_string();
         assert!(e.contains(needle), "{e}");
     }

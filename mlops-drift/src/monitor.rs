@@ -133,6 +133,13 @@ impl Estimator {
             .map(|&s| f64::from(s))
             .collect();
         let unscored = scores.len() - scored.len();
+        if scored.is_empty() {
+            return Err(mlops_core::Error::invalid(
+                "window scores",
+                format!("all {unscored} rows scored NaN"),
+                "at least one row the model scores (a missing feature scores NaN)",
+            ));
+        }
         Ok((self.cbpe.estimate(&scored, None)?, unscored))
     }
 }
@@ -324,7 +331,7 @@ impl DriftMonitor {
         let estimate = match (&performance, &performance_error) {
             (Some(p), _) => WindowEstimate::Known(p),
             (None, Some(e)) => WindowEstimate::Unknown(e),
-            (None, None) => WindowEstimate::Unknown("no estimator"),
+            (None, None) => WindowEstimate::NoEstimator,
         };
         let decision = self
             .policy

@@ -139,15 +139,17 @@ pub struct PerformanceRule {
 pub enum WindowEstimate<'a> {
     /// The window's estimate.
     Known(&'a PerformanceEstimate),
-    /// No estimate, and why (no estimator, or the estimator's error).
+    /// No estimate from the window's estimator, and why (its error).
     Unknown(&'a str),
+    /// No estimator: nothing estimates this window's performance.
+    NoEstimator,
 }
 
 impl<'a> From<Option<&'a PerformanceEstimate>> for WindowEstimate<'a> {
     fn from(e: Option<&'a PerformanceEstimate>) -> Self {
         match e {
             Some(e) => WindowEstimate::Known(e),
-            None => WindowEstimate::Unknown("no estimator"),
+            None => WindowEstimate::NoEstimator,
         }
     }
 }
@@ -189,6 +191,9 @@ impl PerformanceRule {
             WindowEstimate::Unknown(why) => {
                 return unknown(format!("estimated {name} unknown ({why})"))
             }
+            WindowEstimate::NoEstimator => {
+                return unknown(format!("estimated {name} unknown (no estimator)"))
+            }
         };
         let m = self.metric.of(e);
         let Some(value) = m.value else {
@@ -208,7 +213,8 @@ impl PerformanceRule {
             (Some(u), Some(r)) => u < r,
             _ => false,
         };
-        let at_risk = !enough || below || fallen || m.upper.is_none();
+        // Without a reference to compare with, "not fallen" cannot be said: at risk.
+        let at_risk = !enough || below || fallen || m.upper.is_none() || m.reference.is_none();
         let verdict = if !enough {
             format!("is over fewer rows than min_samples {min_samples}: at risk")
         } else if surely_below {
@@ -219,6 +225,8 @@ impl PerformanceRule {
             "fell from the reference (its whole band below it)".to_string()
         } else if m.upper.is_none() {
             "has no band: at risk".to_string()
+        } else if m.reference.is_none() {
+            "has no reference to compare with: at risk".to_string()
         } else {
             format!(
                 "holds: above the gate's {}, its band reaching the reference",
@@ -397,7 +405,7 @@ impl DriftMetrics {
         );
         registry.register(
             "mlops_drift_estimated_performance",
-            "Performance estimated from calibrated scores before labels arrive (CBPE): bound value, lower or upper (estimate -+ 3 sampling errors); NaN when unknown",
+            "Performance estimated from calibrated scores before labels arrive (CBPE): bound value, lower or upper (estimate -+ 3 sampling errors), or reference (on the rows the estimator was fitted on); NaN when unknown",
             m.estimated.clone(),
         );
         m
@@ -406,10 +414,14 @@ impl DriftMetrics {
     /// Records the window's estimated performance: every rate's value and band; NaN for each
     /// when there is no estimate (unknown, never the last window's value).
     pub fn observe_estimate(&self, model: &str, estimate: Option<&PerformanceEstimate>) {
-        const METRICS: [&str; 5] = ["roc_auc", "accuracy", "precision", "recall", "f1"];
-        for (i, metric) in METRICS.iter().enumerate() {
+        for (i, metric) in PerformanceEstimate::RATES.iter().enumerate() {
             let e: Estimated = estimate.map(|e| *e.rates()[i].1).unwrap_or_default();
-            for (bound, v) in [("value", e.value), ("lower", e.lower), ("upper", e.upper)] {
+            for (bound, v) in [
+                ("value", e.value),
+                ("lower", e.lower),
+                ("upper", e.upper),
+                ("reference", e.reference),
+            ] {
                 self.estimated
                     .get_or_create(&EstimateLabels {
                         model: model.to_string(),
@@ -711,13 +723,8 @@ impl DriftPolicy {
         report: &DriftReport,
         trigger: &dyn RetrainTrigger,
     ) -> Result<PolicyDecision> {
-        self.apply_with(
-            model,
-            report,
-            WindowEstimate::Unknown("no estimator"),
-            trigger,
-        )
-        .await
+        self.apply_with(model, report, WindowEstimate::NoEstimator, trigger)
+            .await
     }
 
     /// [`apply`](Self::apply) with what is known of the window's performance
@@ -733,12 +740,15 @@ impl DriftPolicy {
         let decision = self.decide_estimated(report, estimate);
         if let Some(m) = &self.metrics {
             m.observe(model, report, &decision);
-            let known = match estimate {
-                WindowEstimate::Known(e) => Some(e),
-                WindowEstimate::Unknown(_) => None,
-            };
-            if self.config.performance.is_some() || known.is_some() {
-                m.observe_estimate(model, known);
+            // Written whenever something estimates (NaN when it could not: never the last
+            // window's value) or a rule reads the estimate.
+            match estimate {
+                WindowEstimate::Known(e) => m.observe_estimate(model, Some(e)),
+                WindowEstimate::Unknown(_) => m.observe_estimate(model, None),
+                WindowEstimate::NoEstimator if self.config.performance.is_some() => {
+                    m.observe_estimate(model, None)
+                }
+                WindowEstimate::NoEstimator => {}
             }
         }
         tracing::info!(model, action = ?decision.action, reason = %decision.reason, "drift policy decided");

@@ -207,6 +207,12 @@ fn when_at_risk_drift_acts_only_when_the_model_is_at_risk() {
         assert_eq!(d.action, DriftAction::Warn, "shift {shift}: {}", d.reason);
         assert!(d.reason.contains("cannot be tested: c"), "{}", d.reason);
     }
+    // Without a reference to compare with, "not fallen" cannot be said: drift acts.
+    let mut no_reference = estimate(1000, Some(0.97), 0.01);
+    no_reference.roc_auc.reference = None;
+    let d = p.decide_with(&drifted, Some(&no_reference));
+    assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
+    assert!(d.reason.contains("no reference"), "{}", d.reason);
     // An estimate over a handful of rows (the rest scored NaN) cannot veto drift.
     let d = p.decide_with(&drifted, Some(&estimate(3, Some(0.93), 0.01)));
     assert_eq!(d.action, DriftAction::Retrain, "{}", d.reason);
@@ -353,7 +359,7 @@ async fn the_monitor_estimates_each_window_and_exports_it() {
         },
     )
     .unwrap()
-    .with_estimator(Estimator::new(m.clone(), cbpe).unwrap());
+    .with_estimator(Estimator::new(m.clone(), cbpe.clone()).unwrap());
     let checks = blind
         .observe(&data(1000, 0.0).drop_features(&["a"]).unwrap(), &Nothing)
         .await
@@ -375,6 +381,48 @@ async fn the_monitor_estimates_each_window_and_exports_it() {
             .contains("`a`"),
         "{:?}",
         checks[0].performance_error
+    );
+    // A monitor with an estimator and no rule: a window whose every row scores NaN says so,
+    // and its gauges turn NaN (never the last window's value).
+    let mut r = Registry::default();
+    let gauges = DriftMetrics::register(&mut r);
+    let quiet = DriftPolicy::new(
+        DriftPolicyConfig::default(),
+        Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)),
+    )
+    .with_metrics(gauges);
+    let mut nan_monitor = DriftMonitor::new(
+        "fraud",
+        ReferenceProfile::fit(&reference, &ProfileConfig::default()).unwrap(),
+        CheckedDriftConfig::default(),
+        quiet,
+        MonitorConfig {
+            window_rows: 1000,
+            step_rows: 1000,
+        },
+    )
+    .unwrap()
+    .with_estimator(Estimator::new(m.clone(), cbpe.clone()).unwrap());
+    nan_monitor
+        .observe(&data(1000, 0.0), &Nothing)
+        .await
+        .unwrap();
+    let missing = Dataset::new(
+        Array2::from_shape_fn(
+            (1000, 3),
+            |(i, j)| if j == 0 { f32::NAN } else { (i % 97) as f32 },
+        ),
+        vec!["a".into(), "b".into(), "c".into()],
+    )
+    .unwrap();
+    let checks = nan_monitor.observe(&missing, &Nothing).await.unwrap();
+    let why = checks[0].performance_error.as_deref().unwrap();
+    assert!(why.contains("all 1000 rows scored NaN"), "{why}");
+    let mut t = String::new();
+    prometheus_client::encoding::text::encode(&mut t, &r).unwrap();
+    assert!(
+        t.contains("mlops_drift_estimated_performance{model=\"fraud\",metric=\"roc_auc\",bound=\"value\"} NaN"),
+        "{t}"
     );
     let metrics2 = {
         let mut r = Registry::default();

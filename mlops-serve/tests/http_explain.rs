@@ -216,7 +216,7 @@ mod explain {
         let cases: Vec<(Value, &str)> = vec![
             (
                 json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 3], "data": [0.0, 1.0, 2.0, 0.0, "NaN", 1.0]}]}),
-                "",
+                "input",
             ),
             (
                 request(&ok, json!({"method": "shapley"})),

@@ -66,7 +66,7 @@ pub struct EstimatedAuc {
     pub lower: Option<f64>,
     /// The band's high end.
     pub upper: Option<f64>,
-    /// The AUC estimated on the model's reference (its holdout at training time).
+    /// The AUC estimated on the model's reference (the rows its estimator was fitted on).
     pub reference: Option<f64>,
 }
 
@@ -127,7 +127,8 @@ pub struct Summary {
     pub false_alarms_before_shift: usize,
     /// Drift checks before the change.
     pub checks_before_shift: usize,
-    /// Checks whose policy decision was an action (warn or retrain): the alarms a person saw.
+    /// Batches whose drift check ended in an action (warn or retrain; the batch's last check
+    /// when it had several): the alarms a person saw.
     pub drift_actions: usize,
     /// Retrains trained (the gate passed or failed them).
     pub retrains: usize,

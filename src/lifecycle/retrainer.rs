@@ -213,6 +213,13 @@ impl RetrainConfig {
                     "k at least 1 and min_overlap at most k",
                 ));
             }
+            if i.max_samples.is_some_and(|m| m < 2) {
+                return Err(Error::invalid(
+                    "RetrainConfig.importance.max_samples",
+                    format!("{:?}", i.max_samples),
+                    "at least 2 rows, or none for the whole holdout",
+                ));
+            }
             if !(1..=1000).contains(&i.n_repeats) {
                 return Err(Error::invalid(
                     "RetrainConfig.importance.n_repeats",

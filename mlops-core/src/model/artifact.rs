@@ -106,7 +106,7 @@ impl ModelArtifact {
     }
 
     /// The same model with `cbpe` stored as its performance estimator
-    /// ([`crate::cbpe::Cbpe::fit_on`], on the holdout). An estimator fitted at another
+    /// ([`crate::cbpe::Cbpe::fit_on`], on rows it did not train on). An estimator fitted at another
     /// threshold than the model's is an error (its components would be wrong). A later
     /// [`with_threshold`](Self::with_threshold) that moves the threshold drops it.
     pub fn with_cbpe(mut self, mut cbpe: crate::cbpe::Cbpe) -> Result<Self> {

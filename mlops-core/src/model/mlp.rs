@@ -244,7 +244,8 @@ impl MlpModel {
             values,
             base_value: base,
             output: fx,
-            std_errors: vec![0.0; d],
+            // Not a sampling estimate: its error is unknown, never 0 (which says exact).
+            std_errors: vec![f64::NAN; d],
             method: "deep".into(),
             scale,
             evaluations: 2 * background.nrows(),

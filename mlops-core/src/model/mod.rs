@@ -40,7 +40,7 @@ pub use artifact::{DenseWeights, ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
 pub use mlp::MlpModel;
 pub use spec::{
     Activation, Background, LayerSpec, ModelSpec, Standardization, FORMAT_VERSION,
-    MAX_BACKGROUND_ROWS,
+    MAX_STORED_BACKGROUND_ROWS,
 };
 
 use crate::error::{Error, Result};

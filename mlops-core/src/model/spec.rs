@@ -108,7 +108,7 @@ pub struct Standardization {
 
 /// The most rows a stored [`Background`] may hold: explanations score `rows` rows per
 /// coalition, so the background bounds the work of every explanation.
-pub const MAX_BACKGROUND_ROWS: usize = 1_000;
+pub const MAX_STORED_BACKGROUND_ROWS: usize = 1_000;
 
 /// Rows kept with a model as the background of its explanations, row-major.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub struct Background {
 }
 
 impl Background {
-    /// Up to `max_rows` (1 to [`MAX_BACKGROUND_ROWS`]) rows of `x`, evenly spaced through it
+    /// Up to `max_rows` (1 to [`MAX_STORED_BACKGROUND_ROWS`]) rows of `x`, evenly spaced through it
     /// (so a time-ordered table is sampled across its whole span), leaving out rows with a
     /// missing (non-finite) value. Errors: `max_rows` out of range, no complete row.
     ///
@@ -134,11 +134,11 @@ impl Background {
     /// # Ok::<(), mlops_core::Error>(())
     /// ```
     pub fn sample(x: ndarray::ArrayView2<'_, f32>, max_rows: usize) -> Result<Self> {
-        if !(1..=MAX_BACKGROUND_ROWS).contains(&max_rows) {
+        if !(1..=MAX_STORED_BACKGROUND_ROWS).contains(&max_rows) {
             return Err(Error::invalid(
                 "background max_rows",
                 max_rows,
-                format!("from 1 to {MAX_BACKGROUND_ROWS}"),
+                format!("from 1 to {MAX_STORED_BACKGROUND_ROWS}"),
             ));
         }
         let complete: Vec<usize> = (0..x.nrows())
@@ -166,16 +166,16 @@ impl Background {
             .map_err(|e| Error::invalid("background", e, "rows x features values"))
     }
 
-    /// Checks the shape (1 to [`MAX_BACKGROUND_ROWS`] rows of `features` values) and that
+    /// Checks the shape (1 to [`MAX_STORED_BACKGROUND_ROWS`] rows of `features` values) and that
     /// every value is finite.
     pub fn check(&self, features: usize) -> Result<()> {
-        if !(1..=MAX_BACKGROUND_ROWS).contains(&self.rows)
+        if !(1..=MAX_STORED_BACKGROUND_ROWS).contains(&self.rows)
             || Some(self.values.len()) != self.rows.checked_mul(features)
         {
             return Err(Error::invalid(
                 "background",
                 format!("{} rows and {} values", self.rows, self.values.len()),
-                format!("1 to {MAX_BACKGROUND_ROWS} rows of {features} values each"),
+                format!("1 to {MAX_STORED_BACKGROUND_ROWS} rows of {features} values each"),
             ));
         }
         if let Some(i) = self.values.iter().position(|v| !v.is_finite()) {
@@ -224,7 +224,9 @@ pub struct ModelSpec {
     pub cbpe: Option<crate::cbpe::Cbpe>,
     /// Rows of the training data kept with the model for explanations: the background
     /// Shapley values are taken against (a server's `explain` endpoint reads it). Optional:
-    /// files without it still load.
+    /// files without it still load. (A file with it, or with `cbpe`, is refused by builds
+    /// older than these fields, which reject unknown fields: upgrade readers first.) The rows
+    /// are training data: whoever can read the artifact can read them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<Background>,
     /// Free-form facts (trainer, version of the code, ...).

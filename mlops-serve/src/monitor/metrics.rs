@@ -66,7 +66,7 @@ pub mod names {
     /// Gauge `{model, version, metric, bound}`: a rate (`roc_auc`, `accuracy`, `precision`,
     /// `recall`, `f1`) estimated from the window's calibrated scores before labels arrive
     /// (CBPE), `bound` `value`, `lower` or `upper` (estimate ∓ 3 sampling errors), and
-    /// `reference` (the same estimate on the version's holdout); NaN when unknown (no
+    /// `reference` (the same estimate on the rows the estimator was fitted on); NaN when unknown (no
     /// estimator stored with the version, no value in the window).
     pub const ESTIMATED_PERFORMANCE: &str = "mlops_monitor_estimated_performance";
     /// Rows the monitor took (counter: model).
@@ -288,7 +288,7 @@ impl MonitorMetrics {
         );
         registry.register(
             ESTIMATED_PERFORMANCE,
-            "A rate estimated before labels from the window's calibrated scores (CBPE): bound value, lower, upper (-+ 3 sampling errors) or reference (on the holdout); NaN: unknown",
+            "A rate estimated before labels from the window's calibrated scores (CBPE): bound value, lower, upper (-+ 3 sampling errors) or reference (on the rows the estimator was fitted on); NaN: unknown",
             m.estimated.clone(),
         );
         registry.register(
@@ -440,8 +440,10 @@ impl MonitorMetrics {
         v: &VersionLabels,
         estimate: Option<&mlops_core::cbpe::PerformanceEstimate>,
     ) {
-        const METRICS: [&str; 5] = ["roc_auc", "accuracy", "precision", "recall", "f1"];
-        for (i, metric) in METRICS.iter().enumerate() {
+        for (i, metric) in mlops_core::cbpe::PerformanceEstimate::RATES
+            .iter()
+            .enumerate()
+        {
             let e = estimate.map(|e| *e.rates()[i].1).unwrap_or_default();
             for (bound, value) in [
                 ("value", e.value),

@@ -26,7 +26,7 @@ pub struct Profiles {
     /// Of its scores (one column, [`PREDICTION_COLUMN`]); `None`: its prediction drift is
     /// unknown.
     pub prediction: Option<ReferenceProfile>,
-    /// Its performance estimator (the model spec's `cbpe`, fitted on its holdout at
+    /// Its performance estimator (the model spec's `cbpe`, fitted on rows it did not train on at
     /// training); `None`: its estimated performance is unknown.
     pub performance: Option<mlops_core::cbpe::Cbpe>,
 }
@@ -120,20 +120,28 @@ impl ProfileSource for mlops_registry::Registry {
             let bytes = self
                 .read_file(model, &reference, mlops_core::model::SPEC_FILE)
                 .await?;
-            let spec: mlops_core::model::ModelSpec =
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    crate::Error::corrupt(format!(
-                        "{} of version {version} of {model:?} is not a model spec: {e}",
+            // The estimator is optional: a spec this build cannot read, or an estimator that
+            // fails its checks (against the spec's threshold too), leaves the estimate unknown
+            // and the drift profiles in use.
+            let estimator = serde_json::from_slice::<mlops_core::model::ModelSpec>(&bytes)
+                .map_err(|e| {
+                    format!(
+                        "{} is not a model spec this build reads: {e}",
                         mlops_core::model::SPEC_FILE
-                    ))
-                })?;
-            if let Some(cbpe) = spec.cbpe {
-                cbpe.validate().map_err(|e| {
-                    crate::Error::corrupt(format!(
-                        "the performance estimator of version {version} of {model:?}: {e}"
-                    ))
-                })?;
-                profiles.performance = Some(cbpe);
+                    )
+                })
+                .and_then(|spec| {
+                    spec.validate().map_err(|e| e.to_string())?;
+                    Ok(spec.cbpe)
+                });
+            match estimator {
+                Ok(cbpe) => profiles.performance = cbpe,
+                Err(e) => tracing::warn!(
+                    model,
+                    version,
+                    error = %e,
+                    "no performance estimator for the version: its estimate is unknown"
+                ),
             }
         }
         Ok(profiles)

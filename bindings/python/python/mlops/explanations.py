@@ -70,7 +70,7 @@ def explain(model, x, background, *, method="auto", output="probability", tolera
         # DeepExplainer); approximate, additive, one forward and backward pass per
         # background row.
         values, base = native.explain_deep(x, background, output)
-        return Explanation(values, base, x, list(native.feature_names()), np.zeros_like(values), "deep",
+        return Explanation(values, base, x, list(native.feature_names()), np.full_like(values, np.nan), "deep",
                            2 * background.shape[0] * x.shape[0], output)
     values, base, errors, used, evaluations = native.explain(x, background, json.dumps(config))
     return Explanation(values, base, x, list(native.feature_names()), errors, used, evaluations, output)

@@ -1,7 +1,8 @@
 """Performance estimated before labels arrive: confidence-based performance estimation
 (CBPE) with NannyML's definitions, computed in Rust.
 
-``CBPE().fit(y_pred_proba, y_true, y_pred=None)`` fits on a labeled reference (the holdout):
+``CBPE().fit(y_pred_proba, y_true, y_pred=None)`` fits on a labeled reference (rows the model
+did not train on):
 the calibration of the scores (isotonic by default, NannyML's calibrator forced on) and the
 sampling-error components; ``estimate(y_pred_proba, y_pred=None)`` gives, for a window of
 unlabeled scores, the estimated ROC AUC, accuracy, precision, recall and F1 and the expected

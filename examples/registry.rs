@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example registry -- --registry /tmp/reg register fraud ./model --tag team=risk --metric roc_auc=0.97
+//! cargo run --example registry -- --registry /tmp/reg register fraud ./xgb.json --features amount,hour
 //! cargo run --example registry -- --registry /tmp/reg list fraud
 //! cargo run --example registry -- --registry /tmp/reg show fraud @production
 //! cargo run --example registry -- --registry /tmp/reg alias fraud production 3 --expect 2
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use mlops::core::model::{ModelArtifact, ModelKind};
 use mlops::registry::{
     Lineage, NewVersion, Query, Registry, RegistryConfig, VersionInfo, VersionRef,
 };
@@ -56,10 +58,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Register every file under DIR as the next version of NAME.
+    /// Register the next version of NAME: every file under a folder (an mlops model folder,
+    /// or any files), or one model file of another tool (XGBoost JSON, LightGBM text), read
+    /// and checked first: a file that does not read as its kind is refused here, naming the
+    /// problem.
     Register {
         name: String,
+        /// A folder, or a model file.
+        #[arg(value_name = "DIR|FILE")]
         dir: PathBuf,
+        /// The kind of a model file: xgboost or lightgbm (default: told from its contents).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Input feature names of a model file, comma-separated, in column order (default: the
+        /// file's own, or f0, f1, ... / Column_0, ... as its library names unnamed features).
+        #[arg(long, value_delimiter = ',')]
+        features: Option<Vec<String>>,
+        /// Decision threshold of a model file's probabilities (default 0.5).
+        #[arg(long)]
+        threshold: Option<f32>,
         /// Tag KEY=VALUE (repeatable).
         #[arg(long = "tag", value_name = "KEY=VALUE")]
         tags: Vec<String>,
@@ -268,6 +285,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Register {
             name,
             dir,
+            kind,
+            features,
+            threshold,
             tags,
             metrics,
             params,
@@ -276,7 +296,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             code_version,
             parent,
         } => {
-            let mut new = NewVersion::new().dir(&dir)?.lineage(Lineage {
+            let new = if dir.is_file() {
+                let bytes = std::fs::read(&dir)
+                    .with_context(|| format!("reading model file {}", dir.display()))?;
+                let file = dir.display().to_string();
+                let kind: ModelKind = match &kind {
+                    Some(k) => k.parse()?,
+                    None => ModelKind::guess(&file, &bytes)?,
+                };
+                let mut artifact = ModelArtifact::from_model_file(kind, &bytes)
+                    .with_context(|| format!("reading {file} as a {kind} model"))?;
+                if let Some(names) = features {
+                    artifact = artifact.with_input_features(names)?;
+                }
+                if let Some(t) = threshold {
+                    artifact = artifact.with_threshold(t)?;
+                }
+                NewVersion::new()
+                    .artifact(&artifact)?
+                    .tag("kind", kind.as_str())
+            } else {
+                if kind.is_some() || features.is_some() || threshold.is_some() {
+                    bail!("--kind, --features and --threshold describe a model file; {} is a folder, registered as it is", dir.display());
+                }
+                NewVersion::new().dir(&dir)?
+            };
+            let mut new = new.lineage(Lineage {
                 run_id: run_id.map(mlops::core::RunId::from),
                 dataset: None,
                 code_version,

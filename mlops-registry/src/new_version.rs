@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
-use mlops_core::model::{ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
+use mlops_core::model::{ModelArtifact, SPEC_FILE};
 
 use crate::blobs::FileSource;
 use crate::error::{Error, Result};
@@ -111,11 +111,13 @@ impl NewVersion {
         Ok(self)
     }
 
-    /// Adds an mlops-core model (`model.json` and `model.safetensors`).
+    /// Adds an mlops-core model of any kind: `model.json` and its body file
+    /// (`model.safetensors` for an MLP, the library's own file for an XGBoost or LightGBM
+    /// model; [`ModelArtifact::body_file`]).
     pub fn artifact(self, artifact: &ModelArtifact) -> Result<Self> {
         Ok(self
             .bytes(SPEC_FILE, artifact.spec_json()?.into_bytes())
-            .bytes(WEIGHTS_FILE, artifact.weights_to_safetensors()?))
+            .bytes(artifact.body_file(), artifact.body_bytes()?))
     }
 
     /// Adds a drift reference profile (any serialized form) as `reference_profile.json`.

@@ -1,14 +1,18 @@
-//! A model artifact: a [`ModelSpec`] plus checked weights, read from and written to
-//! `model.json` + `model.safetensors`.
+//! A model artifact: a [`ModelSpec`] plus its checked body, read from and written to
+//! `model.json` + the kind's body file (`model.safetensors` for an MLP, the library's own file
+//! for a tree model).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use ndarray::{Array1, Array2};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use super::kind::ModelKind;
 use super::spec::ModelSpec;
+use super::trees::TreeEnsemble;
 use crate::error::{Error, Result};
 
 /// File name of the spec inside an artifact directory.
@@ -25,12 +29,31 @@ pub struct DenseWeights {
     pub bias: Array1<f32>,
 }
 
-/// A spec with weights whose names, shapes and dtypes match it. Every constructor checks;
-/// a value of this type is always consistent.
+/// A spec with its body: for an MLP, weights whose names, shapes and dtypes match it; for a
+/// tree model, the library's file and the ensemble compiled from it, reading as many features
+/// as the spec names. Every constructor checks; a value of this type is always consistent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelArtifact {
     spec: ModelSpec,
     layers: Vec<DenseWeights>,
+    trees: Option<TreeBody>,
+}
+
+/// A tree model's file as its library wrote it, and the ensemble read from it.
+#[derive(Clone, PartialEq)]
+struct TreeBody {
+    source: Arc<[u8]>,
+    ensemble: Arc<TreeEnsemble>,
+}
+
+impl std::fmt::Debug for TreeBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeBody")
+            .field("source_bytes", &self.source.len())
+            .field("trees", &self.ensemble.n_trees())
+            .field("splits", &self.ensemble.n_splits())
+            .finish()
+    }
 }
 
 fn artifact_err(item: impl Into<String>, message: impl Into<String>) -> Error {
@@ -45,6 +68,15 @@ impl ModelArtifact {
     /// finite.
     pub fn new(spec: ModelSpec, layers: Vec<(Array2<f32>, Array1<f32>)>) -> Result<Self> {
         spec.validate()?;
+        if spec.kind != ModelKind::Mlp {
+            return Err(artifact_err(
+                "weights",
+                format!(
+                    "dense layers for a {} model: read it with ModelArtifact::from_model_file",
+                    spec.kind
+                ),
+            ));
+        }
         if layers.len() != spec.layers.len() {
             return Err(artifact_err(
                 "weights",
@@ -67,7 +99,98 @@ impl ModelArtifact {
         Ok(ModelArtifact {
             spec,
             layers: checked,
+            trees: None,
         })
+    }
+
+    /// Reads a model file of `kind` as its library wrote it (XGBoost's JSON, LightGBM's
+    /// text), checks it, and pairs it with a spec: the file's feature names (or the library's
+    /// defaults), threshold 0.5. Every problem (a truncated file, another objective, a split on
+    /// a feature the model lacks, an unreadable part) is an error here, never at scoring. An
+    /// MLP is not one file: use [`ModelArtifact::load`] on its folder.
+    ///
+    /// ```
+    /// use mlops_core::model::{ModelArtifact, ModelKind, Predictor};
+    /// let text = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n\
+    ///     max_feature_idx=0\nobjective=binary sigmoid:1\nfeature_names=amount\n\n\
+    ///     Tree=0\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=100\n\
+    ///     decision_type=10\nleft_child=-1\nright_child=-2\nleaf_value=-2 3\nshrinkage=1\n\n\
+    ///     end of trees\n";
+    /// let a = ModelArtifact::from_model_file(ModelKind::Lightgbm, text.as_bytes())?;
+    /// assert_eq!(a.spec().input_features, ["amount"]);
+    /// let model = mlops_core::model::predictor(&a)?;
+    /// let p = model.predict_proba(ndarray::array![[50.0_f32], [500.0], [f32::NAN]].view())?;
+    /// assert!(p[0] < 0.5 && p[1] > 0.5);
+    /// assert_eq!(p[2], p[0]); // missing type NaN, default left
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn from_model_file(kind: ModelKind, bytes: &[u8]) -> Result<Self> {
+        let ensemble = match kind {
+            ModelKind::Xgboost => TreeEnsemble::from_xgboost_json(bytes)?,
+            ModelKind::Lightgbm => TreeEnsemble::from_lightgbm_text(bytes)?,
+            ModelKind::Mlp => {
+                return Err(Error::invalid(
+                    "model kind",
+                    kind,
+                    "xgboost or lightgbm (an MLP is a folder: ModelArtifact::load)",
+                ))
+            }
+        };
+        let spec = ModelSpec {
+            kind,
+            ..ModelSpec::new(ensemble.feature_names().to_vec(), Vec::new())
+        };
+        spec.validate()?;
+        Ok(ModelArtifact {
+            spec,
+            layers: Vec::new(),
+            trees: Some(TreeBody {
+                source: Arc::from(bytes),
+                ensemble: Arc::new(ensemble),
+            }),
+        })
+    }
+
+    /// The kind of model (MLP, XGBoost, LightGBM).
+    pub fn kind(&self) -> ModelKind {
+        self.spec.kind
+    }
+
+    /// The compiled ensemble of a tree model; `None` for an MLP.
+    pub fn trees(&self) -> Option<&Arc<TreeEnsemble>> {
+        self.trees.as_ref().map(|t| &t.ensemble)
+    }
+
+    /// The same model reading its inputs under `names` (one per input, each used once): for a
+    /// tree model saved without names, or to match a table's columns. Errors: the wrong count,
+    /// an empty or repeated name.
+    pub fn with_input_features(mut self, names: Vec<String>) -> Result<Self> {
+        if names.len() != self.spec.input_features.len() {
+            return Err(Error::invalid(
+                "input feature names",
+                format!("{} names", names.len()),
+                format!(
+                    "{}, one per input of the model",
+                    self.spec.input_features.len()
+                ),
+            ));
+        }
+        self.spec.input_features = names;
+        self.spec.validate()?;
+        Ok(self)
+    }
+
+    /// The file beside `model.json` that holds the body ([`ModelKind::body_file`]).
+    pub fn body_file(&self) -> &'static str {
+        self.spec.kind.body_file()
+    }
+
+    /// The body's bytes: the safetensors weights of an MLP, the library's file of a tree model.
+    pub fn body_bytes(&self) -> Result<Vec<u8>> {
+        match &self.trees {
+            Some(t) => Ok(t.source.to_vec()),
+            None => self.weights_to_safetensors(),
+        }
     }
 
     /// The spec.
@@ -150,8 +273,19 @@ impl ModelArtifact {
         self.spec.to_json()
     }
 
-    /// The weights as safetensors bytes (the content of `model.safetensors`).
+    /// The weights as safetensors bytes (the content of `model.safetensors`). An error for a
+    /// tree model, whose body is its own file ([`ModelArtifact::body_bytes`]).
     pub fn weights_to_safetensors(&self) -> Result<Vec<u8>> {
+        if self.spec.kind != ModelKind::Mlp {
+            return Err(artifact_err(
+                WEIGHTS_FILE,
+                format!(
+                    "a {} model has no safetensors weights; its body is {}",
+                    self.spec.kind,
+                    self.body_file()
+                ),
+            ));
+        }
         let names = self.spec.expected_tensors();
         let bytes: Vec<Vec<u8>> = self
             .layers
@@ -172,14 +306,32 @@ impl ModelArtifact {
             .map_err(|e| artifact_err(WEIGHTS_FILE, e.to_string()))
     }
 
-    /// Reads an artifact from the bytes of `model.json` and `model.safetensors`, checking that
-    /// every tensor the spec needs is there with the right shape and dtype, and no other.
+    /// Reads an artifact from the bytes of `model.json` and of its body file
+    /// ([`ModelKind::body_file`] of the spec's kind). For an MLP, every tensor the spec needs
+    /// must be there with the right shape and dtype, and no other; a tree model's file is read
+    /// and checked, and must read as many features as the spec names.
     pub fn from_parts(spec_json: &[u8], weights: &[u8]) -> Result<Self> {
-        let spec: ModelSpec = serde_json::from_slice(spec_json).map_err(|source| Error::Json {
-            what: SPEC_FILE.into(),
-            cause: source,
-        })?;
+        let spec = ModelSpec::from_json_bytes(spec_json)?;
         spec.validate()?;
+        if spec.kind != ModelKind::Mlp {
+            let tree = Self::from_model_file(spec.kind, weights)?;
+            let reads = tree.spec.input_features.len();
+            if reads != spec.input_features.len() {
+                return Err(artifact_err(
+                    format!("{SPEC_FILE} field input_features"),
+                    format!(
+                        "{} features, but {} reads {reads}",
+                        spec.input_features.len(),
+                        spec.kind.body_file()
+                    ),
+                ));
+            }
+            return Ok(ModelArtifact {
+                spec,
+                layers: Vec::new(),
+                trees: tree.trees,
+            });
+        }
         let tensors = SafeTensors::deserialize(weights)
             .map_err(|e| artifact_err(WEIGHTS_FILE, format!("not a safetensors file: {e}")))?;
         let expected = spec.expected_tensors();
@@ -230,13 +382,13 @@ impl ModelArtifact {
         Self::new(spec, layers)
     }
 
-    /// Writes `model.json` and `model.safetensors` into `dir` (created if needed).
+    /// Writes `model.json` and the body file into `dir` (created if needed).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
         for (file, bytes) in [
             (SPEC_FILE, self.spec_json()?.into_bytes()),
-            (WEIGHTS_FILE, self.weights_to_safetensors()?),
+            (self.body_file(), self.body_bytes()?),
         ] {
             let path = dir.join(file);
             std::fs::write(&path, bytes).map_err(|e| Error::io("writing", path, e))?;
@@ -245,14 +397,16 @@ impl ModelArtifact {
         Ok(())
     }
 
-    /// Reads `model.json` and `model.safetensors` from `dir`.
+    /// Reads `model.json` and its body file from `dir`.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let read = |file: &str| {
             let path = dir.join(file);
             std::fs::read(&path).map_err(|e| Error::io("reading", path, e))
         };
-        Self::from_parts(&read(SPEC_FILE)?, &read(WEIGHTS_FILE)?)
+        let spec = read(SPEC_FILE)?;
+        let kind = ModelSpec::from_json_bytes(&spec)?.kind;
+        Self::from_parts(&spec, &read(kind.body_file())?)
     }
 }
 

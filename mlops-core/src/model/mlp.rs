@@ -23,6 +23,13 @@ pub struct MlpModel {
 impl MlpModel {
     /// Prepares the forward pass of `artifact`.
     pub fn new(artifact: &ModelArtifact) -> Result<Self> {
+        if artifact.kind() != super::ModelKind::Mlp {
+            return Err(crate::Error::invalid(
+                "model kind",
+                artifact.kind(),
+                "an MLP (model::predictor reads every kind)",
+            ));
+        }
         let spec = artifact.spec().clone();
         let scale = spec.standardization.as_ref().map(|s| {
             (

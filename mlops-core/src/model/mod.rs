@@ -31,17 +31,21 @@
 //! ```
 
 mod artifact;
+mod kind;
 mod mlp;
 mod spec;
+pub mod trees;
 
 use ndarray::{Array1, ArrayView2};
 
 pub use artifact::{DenseWeights, ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
+pub use kind::{ModelKind, LIGHTGBM_FILE, XGBOOST_FILE};
 pub use mlp::MlpModel;
 pub use spec::{
     Activation, Background, LayerSpec, ModelSpec, Standardization, FORMAT_VERSION,
     MAX_STORED_BACKGROUND_ROWS,
 };
+pub use trees::TreeModel;
 
 use crate::error::{Error, Result};
 
@@ -50,7 +54,9 @@ use crate::error::{Error, Result};
 /// Implementations check the batch's width and never panic on any input values.
 ///
 /// Non-finite input policy: a row with a NaN or infinite feature gets a NaN probability (never
-/// a confident-looking number); every other row is scored as usual. A caller that must not see
+/// a confident-looking number); every other row is scored as usual. The exception is a model
+/// whose input language has missing values: a tree model ([`TreeModel`]) routes a NaN as its
+/// library does (default directions) and compares an infinite value as a number. A caller that must not see
 /// NaN checks its batch first ([`crate::Dataset::check_finite`]) or filters the NaN outputs.
 ///
 /// Scoring is computation, not waiting: a server may call it for a few rows on an async
@@ -98,6 +104,15 @@ pub trait Predictor: Send + Sync {
         let threshold = self.threshold();
         Ok(p.mapv(|v| u8::from(v >= threshold)))
     }
+}
+
+/// The reference predictor of any artifact: [`MlpModel`] for an MLP, [`TreeModel`] for an
+/// XGBoost or LightGBM model. (mlops-serve's engine compiles the same artifacts for serving.)
+pub fn predictor(artifact: &ModelArtifact) -> Result<Box<dyn Predictor>> {
+    Ok(match artifact.kind() {
+        ModelKind::Mlp => Box::new(MlpModel::new(artifact)?),
+        ModelKind::Xgboost | ModelKind::Lightgbm => Box::new(TreeModel::new(artifact)?),
+    })
 }
 
 /// Refuses probabilities with a NaN (the [`Predictor`] contract's mark of a row with a

@@ -4,7 +4,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::kind::ModelKind;
 use crate::error::{Error, Result};
+
+fn is_mlp(kind: &ModelKind) -> bool {
+    *kind == ModelKind::Mlp
+}
 
 /// The artifact format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -200,6 +205,11 @@ impl Background {
 pub struct ModelSpec {
     /// Format version ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// What kind of model this is ([`ModelKind`]; absent = an MLP, as every file before
+    /// kinds). A tree model has no `layers`: its body is the library's own file
+    /// ([`ModelKind::body_file`]).
+    #[serde(default, skip_serializing_if = "is_mlp")]
+    pub kind: ModelKind,
     /// Input feature names, in column order.
     pub input_features: Vec<String>,
     /// Dense layers from input to output.
@@ -239,6 +249,7 @@ impl ModelSpec {
     pub fn new(input_features: Vec<String>, layers: Vec<LayerSpec>) -> Self {
         ModelSpec {
             format_version: FORMAT_VERSION,
+            kind: ModelKind::Mlp,
             input_features,
             layers,
             standardization: None,
@@ -280,6 +291,25 @@ impl ModelSpec {
                 );
             }
         }
+        if self.kind != ModelKind::Mlp {
+            if !self.layers.is_empty() || self.standardization.is_some() {
+                return bad(
+                    "layers".into(),
+                    format!(
+                        "{} layers{} for a {} model",
+                        self.layers.len(),
+                        if self.standardization.is_some() {
+                            " and a standardization"
+                        } else {
+                            ""
+                        },
+                        self.kind
+                    ),
+                    "none: a tree model's body is its own file",
+                );
+            }
+            return self.validate_common();
+        }
         let Some(last) = self.layers.last() else {
             return bad("layers".into(), "[]".into(), "at least the output layer");
         };
@@ -319,6 +349,17 @@ impl ModelSpec {
                 );
             }
         }
+        self.validate_common()
+    }
+
+    /// The checks every kind shares: imputation values, threshold, background, estimator.
+    fn validate_common(&self) -> Result<()> {
+        let bad = |field: String, value: String, expected: &str| {
+            Err(Error::Artifact {
+                item: format!("{} field {field}", super::SPEC_FILE),
+                message: format!("found {value}, expected {expected}"),
+            })
+        };
         if let Some(values) = &self.impute {
             let n = self.input_features.len();
             if values.len() != n {
@@ -368,6 +409,15 @@ impl ModelSpec {
             }
         }
         Ok(())
+    }
+
+    /// Reads a spec from the bytes of `model.json` (not yet validated: see
+    /// [`ModelSpec::validate`]).
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|cause| Error::Json {
+            what: super::SPEC_FILE.into(),
+            cause,
+        })
     }
 
     /// The expected weight tensors: `(name, shape)` for each layer's weight and bias.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use mlops_core::model::{ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
+use mlops_core::model::{ModelArtifact, ModelKind, SPEC_FILE, WEIGHTS_FILE};
 
 use super::{missing_version, tombstone_key, Registry, CONCURRENT_READS};
 use crate::blobs::fetch;
@@ -101,24 +101,42 @@ impl Registry {
         Ok(record)
     }
 
-    /// The mlops-core model of a version (`model.json` and `model.safetensors`, checked):
-    /// the reference is resolved and the record read once, both blobs fetched concurrently.
+    /// The mlops-core model of a version (`model.json` and its body file, checked: the
+    /// safetensors weights of an MLP, the library's file of a tree model): the reference is
+    /// resolved and the record read once, both blobs fetched concurrently (the body is the
+    /// version's file named by a [`ModelKind::body_file`]; the spec's kind must agree).
     pub async fn load_artifact(
         &self,
         model: &str,
         reference: &VersionRef,
     ) -> Result<(VersionRecord, ModelArtifact)> {
         let record = self.live_record(model, reference).await?;
+        let body = ModelKind::ALL
+            .iter()
+            .map(|k| k.body_file())
+            .find(|f| record.file(f).is_some())
+            .unwrap_or(WEIGHTS_FILE);
         let (spec, weights) = futures::try_join!(
             self.file_of(&record, SPEC_FILE),
-            self.file_of(&record, WEIGHTS_FILE)
+            self.file_of(&record, body)
         )?;
+        let kind = mlops_core::model::ModelSpec::from_json_bytes(&spec)?.kind;
+        if kind.body_file() != body {
+            return Err(mlops_core::Error::Artifact {
+                item: format!("{} v{}", record.model, record.version),
+                message: format!(
+                    "{SPEC_FILE} says a {kind} model (body {}), but the version's body file is {body}",
+                    kind.body_file()
+                ),
+            }
+            .into());
+        }
         let artifact = ModelArtifact::from_parts(&spec, &weights)?;
         Ok((record, artifact))
     }
 
-    /// A version as a ready [`Predictor`](mlops_core::model::Predictor) (the reference
-    /// implementation, [`MlpModel`](mlops_core::model::MlpModel)), with its decision threshold:
+    /// A version as a ready [`Predictor`](mlops_core::model::Predictor) of its kind (the
+    /// reference implementations, [`mlops_core::model::predictor`]), with its decision threshold:
     /// `predict_labels` on the box uses the threshold the model was registered with.
     pub async fn load_predictor(
         &self,
@@ -126,7 +144,7 @@ impl Registry {
         reference: &VersionRef,
     ) -> Result<(VersionRecord, Box<dyn mlops_core::model::Predictor>)> {
         let (record, artifact) = self.load_artifact(model, reference).await?;
-        let predictor = mlops_core::model::MlpModel::new(&artifact)?;
-        Ok((record, Box::new(predictor)))
+        let predictor = mlops_core::model::predictor(&artifact)?;
+        Ok((record, predictor))
     }
 }

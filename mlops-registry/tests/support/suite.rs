@@ -24,6 +24,7 @@ pub async fn run(backend: &Backend) {
     aliases_compare_and_swap_history_rollback(backend).await;
     downloads_are_verified_and_cached(backend).await;
     artifacts_round_trip(backend).await;
+    tree_models_round_trip(backend).await;
     search_by_tag_metric_latest(backend).await;
     delete_is_a_tombstone_and_gc_collects(backend).await;
     audit_records_who_what_why(backend).await;
@@ -412,6 +413,74 @@ async fn artifacts_round_trip(b: &Backend) {
     for (p, l) in p.iter().zip(&labels) {
         assert_eq!(*l, u8::from(*p >= 0.99), "{}: p = {p}", b.name);
     }
+}
+
+/// An XGBoost and a LightGBM model (the core crate's fixtures) stored as their libraries wrote
+/// them, checksummed like any file, and loaded back as predictors of their kind; a version
+/// whose spec and body disagree is refused at loading.
+async fn tree_models_round_trip(b: &Backend) {
+    use mlops_core::model::{ModelArtifact, ModelKind};
+    let (r, _) = b.registry("trees").await;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mlops-core/tests/fixtures/trees");
+    for (kind, file, body) in [
+        (ModelKind::Xgboost, "xgb_numeric.json", "model.xgboost.json"),
+        (ModelKind::Lightgbm, "lgb_numeric.txt", "model.lightgbm.txt"),
+    ] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let artifact = ModelArtifact::from_model_file(kind, &bytes)
+            .unwrap()
+            .with_threshold(0.3)
+            .unwrap();
+        let v = r
+            .register(
+                kind.as_str(),
+                NewVersion::new().artifact(&artifact).unwrap(),
+            )
+            .await
+            .unwrap();
+        let entry = v
+            .file(body)
+            .unwrap_or_else(|| panic!("{}: no {body}", b.name));
+        assert_eq!(entry.size, bytes.len() as u64);
+        let (_, loaded) = r
+            .load_artifact(kind.as_str(), &VersionRef::Number(v.version))
+            .await
+            .unwrap();
+        assert_eq!(loaded, artifact, "{}", b.name);
+        let (_, predictor) = r
+            .load_predictor(kind.as_str(), &VersionRef::Number(v.version))
+            .await
+            .unwrap();
+        assert_eq!(predictor.threshold(), 0.3);
+        let rows = Array2::from_shape_fn((3, predictor.n_features()), |(i, j)| {
+            (i as f32 - 1.0) * (j as f32 * 0.1)
+        });
+        assert_eq!(
+            predictor.predict_proba(rows.view()).unwrap(),
+            mlops_core::model::predictor(&artifact)
+                .unwrap()
+                .predict_proba(rows.view())
+                .unwrap()
+        );
+    }
+    // model.json of an MLP beside a LightGBM body: refused when loaded, naming both.
+    let lgb = std::fs::read(dir.join("lgb_numeric.txt")).unwrap();
+    let mlp = tiny_artifact();
+    r.register(
+        "mixed",
+        NewVersion::new()
+            .bytes("model.json", mlp.spec_json().unwrap())
+            .bytes("model.lightgbm.txt", lgb),
+    )
+    .await
+    .unwrap();
+    let e = r
+        .load_artifact("mixed", &VersionRef::Number(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.lightgbm.txt"), "{}: {e}", b.name);
 }
 
 async fn search_by_tag_metric_latest(b: &Backend) {

@@ -38,7 +38,10 @@ mod kernel;
 
 use std::cell::RefCell;
 
-use mlops_core::model::{check_batch, Activation, ModelArtifact, ModelSpec, Predictor};
+use std::sync::Arc;
+
+use mlops_core::model::trees::TreeEnsemble;
+use mlops_core::model::{check_batch, Activation, ModelArtifact, ModelKind, ModelSpec, Predictor};
 use ndarray::{ArrayView2, Axis, Slice};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +52,9 @@ use mlops_core::{Error, Result};
 #[serde(rename_all = "snake_case")]
 pub enum NonFinitePolicy {
     /// The row's probability is NaN (the [`Predictor`] contract): never a confident-looking
-    /// number; the other rows are scored.
+    /// number; the other rows are scored. A model whose input language has missing values (an
+    /// XGBoost or LightGBM model, [`ModelKind::reads_missing_values`]) gets the value as it
+    /// is and routes it as its library does.
     #[default]
     Nan,
     /// The call fails, naming the first such row and its feature.
@@ -89,10 +94,14 @@ struct Layer {
 }
 
 /// A [`Predictor`] compiled from a [`ModelArtifact`] for fast scoring (see the module docs).
-/// Outputs equal the reference [`MlpModel`](mlops_core::model::MlpModel)'s to 1e-5.
+/// Outputs equal the reference [`MlpModel`](mlops_core::model::MlpModel)'s to 1e-5. A tree
+/// model's artifact already holds its compiled ensemble
+/// ([`TreeEnsemble`]), which scores here under the same non-finite policies.
 #[derive(Debug, Clone)]
 pub struct CompiledModel {
     spec: ModelSpec,
+    /// A tree model's ensemble (then `layers` is empty).
+    trees: Option<Arc<TreeEnsemble>>,
     policy: NonFinitePolicy,
     /// The standardization mean, subtracted on the way in (zeros without standardization).
     mean: Vec<f32>,
@@ -138,6 +147,8 @@ impl CompiledModel {
             }
             _ => Vec::new(),
         };
+        debug_assert!(artifact.trees().is_some() == (artifact.kind() != ModelKind::Mlp));
+        let trees = artifact.trees().cloned();
         let mut layers = Vec::with_capacity(spec.layers.len());
         for (l, (w, s)) in artifact.layers().iter().zip(&spec.layers).enumerate() {
             let (units, inputs) = w.weight.dim();
@@ -162,6 +173,7 @@ impl CompiledModel {
             .unwrap_or(n);
         Ok(CompiledModel {
             spec,
+            trees,
             policy,
             mean,
             impute,
@@ -285,6 +297,31 @@ impl CompiledModel {
     }
 }
 
+impl CompiledModel {
+    /// A tree model: missing values go to the ensemble under [`NonFinitePolicy::Nan`]; under
+    /// `Reject` and `Impute` a batch with a non-finite value is copied through the policy.
+    fn predict_trees(
+        &self,
+        trees: &TreeEnsemble,
+        x: ArrayView2<'_, f32>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if self.policy == NonFinitePolicy::Nan || x.iter().all(|v| v.is_finite()) {
+            return trees.predict_proba_into(x, out);
+        }
+        let (mut input, mut flagged) = (Vec::new(), Vec::new());
+        for start in (0..x.nrows()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(x.nrows());
+            let block = x.slice_axis(Axis(0), Slice::from(start..end));
+            self.load(block, start, &mut input, &mut flagged)?;
+            let view = ArrayView2::from_shape((end - start, x.ncols()), &input[..])
+                .map_err(|e| Error::invalid("batch", e, "rows x features"))?;
+            trees.predict_proba_into(view, &mut out[start..end])?;
+        }
+        Ok(())
+    }
+}
+
 impl Predictor for CompiledModel {
     fn feature_names(&self) -> &[String] {
         &self.spec.input_features
@@ -306,6 +343,9 @@ impl Predictor for CompiledModel {
         check_batch(self.n_features(), x, out)?;
         if x.nrows() == 0 {
             return Ok(());
+        }
+        if let Some(trees) = &self.trees {
+            return self.predict_trees(trees, x, out);
         }
         // Blocks of at most CHUNK rows: the scratch a thread keeps stays small (a one-off
         // huge batch does not pin gigabytes in a thread-local), and a block's activations stay

@@ -1,0 +1,397 @@
+//! Gradient-boosted tree ensembles from XGBoost and LightGBM, read from their own formats and
+//! compiled into one flat layout that scores batches natively.
+//!
+//! - [`TreeEnsemble::from_xgboost_json`]: XGBoost's JSON model (`Booster.save_model("m.json")`,
+//!   format of xgboost ≥ 1.0; `gbtree` boosters with `binary:logistic` or `reg:logistic`),
+//!   numerical and categorical splits.
+//! - [`TreeEnsemble::from_lightgbm_text`]: LightGBM's text model (`Booster.save_model`,
+//!   `model_to_string`; `binary` or `cross_entropy` objectives), numerical splits with each
+//!   missing type (none, zero, NaN) and categorical splits.
+//!
+//! Every tree's nodes are laid out breadth first in one array of 16-byte nodes (threshold,
+//! feature and flags, two children), so a child always follows its parent and a traversal
+//! ends; leaves are indexed into one array of values. A batch is scored tree by tree over
+//! blocks of rows, so each tree stays in cache while it scores the block.
+//!
+//! The libraries' semantics are kept exactly:
+//! - **Comparisons.** XGBoost goes left when `x < threshold` (in f32); LightGBM when
+//!   `x <= threshold` (in f64). A LightGBM threshold is stored as the least f32 above
+//!   every f32 `<=` it, so one `x < t` serves both, exactly, for every f32 input.
+//! - **Missing values** (NaN): XGBoost's default direction per node; LightGBM's missing type
+//!   per node (`NaN`: the default direction; `Zero`: NaN and |x| ≤ 1e-35 take the default
+//!   direction; `None`: NaN is read as 0). An infinite value is compared as a number, as both
+//!   libraries do.
+//! - **Categories** (the input is the category's code): XGBoost sends the node's categories
+//!   right and every other value, a negative one included, left (NaN: the default
+//!   direction); LightGBM sends its categories left and every other value right (NaN, and a
+//!   value whose truncation is negative, too).
+//! - **Sums and links.** XGBoost sums in f32 in tree order from the base margin and applies
+//!   the logistic in f32; LightGBM sums in f64 (averaged for random-forest models) and applies
+//!   `1 / (1 + exp(-sigmoid · raw))` in f64.
+//!
+//! ```
+//! use mlops_core::model::trees::TreeEnsemble;
+//!
+//! // One LightGBM tree: x0 <= 0.5 goes left (leaf -1.0), else right (leaf 2.0).
+//! let text = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n\
+//!     max_feature_idx=0\nobjective=binary sigmoid:1\nfeature_names=x0\n\n\
+//!     Tree=0\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0.5\ndecision_type=2\n\
+//!     left_child=-1\nright_child=-2\nleaf_value=-1 2\nshrinkage=1\n\nend of trees\n";
+//! let trees = TreeEnsemble::from_lightgbm_text(text.as_bytes())?;
+//! let x = ndarray::array![[0.5_f32], [0.75], [f32::NAN]];
+//! let mut p = [0.0_f32; 3];
+//! trees.predict_proba_into(x.view(), &mut p)?;
+//! assert!((p[0] - 1.0 / (1.0 + 1.0_f32.exp())).abs() < 1e-7); // 0.5 <= 0.5: left
+//! assert!((p[1] - 1.0 / (1.0 + (-2.0_f32).exp())).abs() < 1e-7);
+//! assert_eq!(p[2], p[0]); // missing type none: NaN is read as 0
+//! # Ok::<(), mlops_core::Error>(())
+//! ```
+
+mod layout;
+mod lightgbm;
+mod xgboost;
+
+use ndarray::{ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which library's semantics a tree ensemble follows (comparisons, categories, sums, link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TreeFlavor {
+    /// XGBoost: f32 sums, categories in the set go right.
+    Xgboost,
+    /// LightGBM: f64 sums, categories in the set go left.
+    Lightgbm,
+}
+
+/// The most nodes an ensemble may hold in all (about 1.6 GB of layout): a bound on what a
+/// model file can make a loader allocate.
+pub const MAX_NODES: usize = 100_000_000;
+
+/// The most 32-bit words of category sets an ensemble may hold (64 MiB).
+pub const MAX_CATEGORY_WORDS: usize = 16 << 20;
+
+/// Highest category code a split may name (XGBoost's own limit, 2^24: codes above it are
+/// not exact in f32).
+pub const MAX_CATEGORY: u32 = 1 << 24;
+
+const LEAF: u32 = 1 << 31;
+const FEATURE_MASK: u32 = (1 << 24) - 1;
+const DEFAULT_LEFT: u32 = 1 << 24;
+const ZERO_MISSING: u32 = 1 << 25;
+const CATEGORICAL: u32 = 1 << 26;
+
+/// One split, 16 bytes. `bits` holds the feature index and the flags; `threshold` is the
+/// split value, or for a categorical split the index of its category set (as f32 bits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+struct Node {
+    threshold: f32,
+    bits: u32,
+    left: u32,
+    right: u32,
+}
+
+/// A category set: `len` words from `offset` in the ensemble's category words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CategorySet {
+    offset: u32,
+    len: u32,
+}
+
+/// A compiled tree ensemble (see the module docs). Built only by the readers, which check
+/// every index; a value of this type always traverses to a leaf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeEnsemble {
+    flavor: TreeFlavor,
+    feature_names: Vec<String>,
+    categorical: Vec<bool>,
+    nodes: Vec<Node>,
+    roots: Vec<u32>,
+    leaves: Vec<f64>,
+    sets: Vec<CategorySet>,
+    words: Vec<u32>,
+    /// Added to the sum of leaves (XGBoost's base margin; 0 for LightGBM).
+    base_margin: f64,
+    /// LightGBM's `sigmoid` parameter (1 for XGBoost).
+    sigmoid: f64,
+    /// Divide the sum by the number of trees (LightGBM random forests).
+    average: bool,
+    objective: String,
+}
+
+/// Rows per block: each tree scores this many rows before the next tree.
+const BLOCK: usize = 64;
+
+impl TreeEnsemble {
+    /// The library whose semantics this ensemble follows.
+    pub fn flavor(&self) -> TreeFlavor {
+        self.flavor
+    }
+
+    /// Feature names, in input order (from the model file, or `f0`, `f1`, ... as the libraries
+    /// name unnamed features).
+    pub fn feature_names(&self) -> &[String] {
+        &self.feature_names
+    }
+
+    /// Number of input features.
+    pub fn n_features(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    /// Whether each feature is categorical (its value is a category code).
+    pub fn categorical(&self) -> &[bool] {
+        &self.categorical
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Number of split nodes in all trees.
+    pub fn n_splits(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The objective as the model file names it (`binary:logistic`, `binary sigmoid:1`).
+    pub fn objective(&self) -> &str {
+        &self.objective
+    }
+
+    /// The highest feature index any split reads, if any split exists.
+    pub fn max_split_feature(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .map(|n| (n.bits & FEATURE_MASK) as usize)
+            .max()
+    }
+
+    /// The same ensemble reading its features under `names` (one per feature, in order): for a
+    /// model file without names, or to rename them. Errors: the wrong count.
+    pub fn with_feature_names(mut self, names: Vec<String>) -> Result<Self> {
+        if names.len() != self.feature_names.len() {
+            return Err(Error::invalid(
+                "feature names",
+                format!("{} names", names.len()),
+                format!(
+                    "{} names, one per feature of the tree model",
+                    self.feature_names.len()
+                ),
+            ));
+        }
+        self.feature_names = names;
+        Ok(self)
+    }
+
+    /// The leaf a row reaches in tree `t`.
+    #[inline]
+    fn leaf(&self, root: u32, row: &[f32]) -> f64 {
+        let mut at = root;
+        while at & LEAF == 0 {
+            let n = &self.nodes[at as usize];
+            let v = row[(n.bits & FEATURE_MASK) as usize];
+            let left = if n.bits & CATEGORICAL != 0 {
+                self.category_goes_left(n, v)
+            } else if v.is_nan() || (n.bits & ZERO_MISSING != 0 && is_zero(v)) {
+                n.bits & DEFAULT_LEFT != 0
+            } else {
+                v < n.threshold
+            };
+            at = if left { n.left } else { n.right };
+        }
+        self.leaves[(at & !LEAF) as usize]
+    }
+
+    fn category_goes_left(&self, n: &Node, v: f32) -> bool {
+        let set = self.sets[n.threshold.to_bits() as usize];
+        let words = &self.words[set.offset as usize..(set.offset + set.len) as usize];
+        let contains = |code: u32| {
+            words
+                .get((code / 32) as usize)
+                .is_some_and(|w| w >> (code % 32) & 1 == 1)
+        };
+        match self.flavor {
+            TreeFlavor::Xgboost => {
+                if v.is_nan() {
+                    n.bits & DEFAULT_LEFT != 0
+                } else if v < 0.0 || v >= MAX_CATEGORY as f32 {
+                    true
+                } else {
+                    !contains(v as u32)
+                }
+            }
+            TreeFlavor::Lightgbm => {
+                // C++'s static_cast<int> truncates toward zero: -0.5 is category 0.
+                if v.is_nan() || v.trunc() < 0.0 || v >= MAX_CATEGORY as f32 {
+                    false
+                } else {
+                    contains(v as u32)
+                }
+            }
+        }
+    }
+
+    /// The raw score (margin) of every row of `x`: the sum of its leaves plus the base
+    /// margin, in the library's precision; the value the link reads. (For a LightGBM random
+    /// forest that is the trees' average, where LightGBM's `raw_score` is their sum.)
+    pub fn predict_margin_into(&self, x: ArrayView2<'_, f32>, out: &mut [f64]) -> Result<()> {
+        self.check(x, out.len())?;
+        let mut buf = Vec::new();
+        for start in (0..x.nrows()).step_by(BLOCK) {
+            let end = (start + BLOCK).min(x.nrows());
+            let block = x.slice_axis(Axis(0), ndarray::Slice::from(start..end));
+            self.margin_block(block, &mut buf, &mut out[start..end]);
+        }
+        Ok(())
+    }
+
+    /// Scores one block of at most [`BLOCK`] rows (checked by the caller).
+    fn margin_block(&self, block: ArrayView2<'_, f32>, buf: &mut Vec<f32>, out: &mut [f64]) {
+        let n = self.n_features();
+        let data: &[f32] = match block.to_slice() {
+            Some(d) => d,
+            None => {
+                buf.clear();
+                buf.extend(block.iter().copied());
+                buf
+            }
+        };
+        match self.flavor {
+            TreeFlavor::Xgboost => {
+                let mut acc = [self.base_margin as f32; BLOCK];
+                for &root in &self.roots {
+                    for (a, row) in acc.iter_mut().zip(data.chunks_exact(n)) {
+                        *a += self.leaf(root, row) as f32;
+                    }
+                }
+                for (o, a) in out.iter_mut().zip(acc) {
+                    *o = f64::from(a);
+                }
+            }
+            TreeFlavor::Lightgbm => {
+                let mut acc = [self.base_margin; BLOCK];
+                for &root in &self.roots {
+                    for (a, row) in acc.iter_mut().zip(data.chunks_exact(n)) {
+                        *a += self.leaf(root, row);
+                    }
+                }
+                let scale = if self.average && !self.roots.is_empty() {
+                    1.0 / self.roots.len() as f64
+                } else {
+                    1.0
+                };
+                for (o, a) in out.iter_mut().zip(acc) {
+                    *o = a * scale;
+                }
+            }
+        }
+    }
+
+    /// The probability of the positive class for every row of `x` (the link applied to the
+    /// margin, in the library's precision), written into `out`.
+    pub fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
+        self.check(x, out.len())?;
+        let mut margin = [0.0_f64; BLOCK];
+        let mut buf = Vec::new();
+        for start in (0..x.nrows()).step_by(BLOCK) {
+            let end = (start + BLOCK).min(x.nrows());
+            let block = x.slice_axis(Axis(0), ndarray::Slice::from(start..end));
+            let m = &mut margin[..end - start];
+            self.margin_block(block, &mut buf, m);
+            for (o, &m) in out[start..end].iter_mut().zip(m.iter()) {
+                *o = self.link(m);
+            }
+        }
+        Ok(())
+    }
+
+    fn link(&self, margin: f64) -> f32 {
+        match self.flavor {
+            TreeFlavor::Xgboost => {
+                let m = margin as f32;
+                1.0 / (1.0 + (-m).exp())
+            }
+            TreeFlavor::Lightgbm => (1.0 / (1.0 + (-self.sigmoid * margin).exp())) as f32,
+        }
+    }
+
+    fn check(&self, x: ArrayView2<'_, f32>, out: usize) -> Result<()> {
+        if x.ncols() != self.n_features() {
+            return Err(Error::invalid(
+                "batch columns",
+                x.ncols(),
+                format!("{} features, as the tree model reads", self.n_features()),
+            ));
+        }
+        if out != x.nrows() {
+            return Err(Error::LengthMismatch {
+                left: "batch rows",
+                left_len: x.nrows(),
+                right: "output buffer",
+                right_len: out,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// |x| ≤ 1e-35 (LightGBM's `kZeroThreshold`, read in f64).
+#[inline]
+fn is_zero(v: f32) -> bool {
+    let v = f64::from(v);
+    (-1e-35..=1e-35).contains(&v)
+}
+
+/// A tree model as a [`Predictor`](super::Predictor): its ensemble with the artifact's spec
+/// (input names, threshold, background, performance estimator). Missing values (NaN) are
+/// routed as the library routes them; see the module docs.
+#[derive(Debug, Clone)]
+pub struct TreeModel {
+    spec: super::ModelSpec,
+    ensemble: std::sync::Arc<TreeEnsemble>,
+}
+
+impl TreeModel {
+    /// The predictor of a tree artifact (an error for another kind).
+    pub fn new(artifact: &super::ModelArtifact) -> Result<Self> {
+        let ensemble = artifact.trees().ok_or_else(|| {
+            Error::invalid(
+                "model kind",
+                artifact.spec().kind,
+                "a tree model (xgboost or lightgbm)",
+            )
+        })?;
+        Ok(TreeModel {
+            spec: artifact.spec().clone(),
+            ensemble: ensemble.clone(),
+        })
+    }
+
+    /// The compiled ensemble.
+    pub fn ensemble(&self) -> &TreeEnsemble {
+        &self.ensemble
+    }
+}
+
+impl super::Predictor for TreeModel {
+    fn feature_names(&self) -> &[String] {
+        &self.spec.input_features
+    }
+
+    fn predict_proba_into(&self, x: ArrayView2<'_, f32>, out: &mut [f32]) -> Result<()> {
+        super::check_batch(self.n_features(), x, out)?;
+        self.ensemble.predict_proba_into(x, out)
+    }
+
+    fn threshold(&self) -> f32 {
+        self.spec.threshold
+    }
+
+    fn background(&self) -> Option<&super::Background> {
+        self.spec.background.as_ref()
+    }
+}

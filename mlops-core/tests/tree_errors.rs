@@ -381,3 +381,145 @@ fn corrupted_bytes_never_panic() {
         }
     }
 }
+
+/// One LightGBM stump on `a` with `threshold` and `decision_type`, leaves -1 (left) and 2.
+fn stump(threshold: &str, decision_type: u8) -> String {
+    LGB.replace("num_leaves=3", "num_leaves=2")
+        .replace("split_feature=0 1", "split_feature=0")
+        .replace("threshold=0.25 -0.5", &format!("threshold={threshold}"))
+        .replace(
+            "decision_type=10 0",
+            &format!("decision_type={decision_type}"),
+        )
+        .replace("left_child=1 -1", "left_child=-1")
+        .replace("right_child=-2 -3", "right_child=-2")
+        .replace("leaf_value=0.5 -0.25 1.5", "leaf_value=-1 2")
+}
+
+fn score(text: &str, a: f32) -> f32 {
+    let trees = TreeEnsemble::from_lightgbm_text(text.as_bytes()).unwrap();
+    let mut p = [0.0_f32];
+    trees
+        .predict_proba_into(ndarray::array![[a, 0.0_f32]].view(), &mut p)
+        .unwrap();
+    p[0]
+}
+
+#[test]
+fn lightgbm_reads_inputs_within_its_zero_threshold_as_zero() {
+    let (left, right) = (score(&stump("0", 0), -1.0), score(&stump("0", 0), 1.0));
+    // LightGBM's own "negative against zero" split: -1e-35 (f32) is read as 0, so right.
+    let negative = stump("-1.0000000180025095e-35", 0);
+    assert_eq!(score(&negative, -1e-35), right);
+    assert_eq!(score(&negative, -1.1e-35), left);
+    // 5e-36 against a threshold of 1e-36: read as 0, so left.
+    assert_eq!(score(&stump("1e-36", 0), 5e-36), left);
+    // Zero as missing (default right): 1e-35 and -0.0 are zero, so right whatever 0.5 says.
+    let zero = stump("0.5", 4);
+    assert_eq!(score(&zero, 1e-35), right);
+    assert_eq!(score(&zero, -0.0), right);
+    assert_eq!(score(&zero, 0.25), left);
+}
+
+#[test]
+fn lightgbm_category_codes_past_two_to_the_24_are_read() {
+    let code = 20_000_002_u32;
+    let mut words = vec!["0"; (code / 32) as usize + 1];
+    let last = (1u32 << (code % 32)).to_string();
+    *words.last_mut().unwrap() = &last;
+    let text = stump("0", 1).replace("num_cat=0", "num_cat=1").replace(
+        "shrinkage=1",
+        &format!(
+            "cat_boundaries=0 {}\ncat_threshold={}\nshrinkage=1",
+            words.len(),
+            words.join(" ")
+        ),
+    );
+    let (inside, outside) = (score(&text, code as f32), score(&text, 20_000_004.0));
+    assert_ne!(inside, outside);
+    assert_eq!(outside, score(&text, 3e9), "past i32::MAX: in no set");
+}
+
+#[test]
+fn counts_read_from_a_file_are_bounded_before_anything_is_allocated() {
+    let e = message(
+        TreeEnsemble::from_lightgbm_text(
+            stump("0", 0)
+                .replace("num_cat=0", "num_cat=4000000000000")
+                .as_bytes(),
+        )
+        .unwrap_err(),
+    );
+    assert!(e.contains("num_cat"), "{e}");
+    let text = stump("0", 0).replace("num_cat=0", "num_cat=18446744073709551615");
+    assert!(TreeEnsemble::from_lightgbm_text(text.as_bytes()).is_err());
+    let text = LGB
+        .replace("max_feature_idx=1", "max_feature_idx=1099511627776")
+        .replace("feature_names=a b\n", "");
+    let e = message(TreeEnsemble::from_lightgbm_text(text.as_bytes()).unwrap_err());
+    assert!(e.contains("feature count"), "{e}");
+    let x = xgb("binary:logistic", TREE).replace(
+        "\"num_feature\": \"2\"",
+        "\"num_feature\": \"1099511627776\"",
+    );
+    let e = message(TreeEnsemble::from_xgboost_json(x.as_bytes()).unwrap_err());
+    assert!(e.contains("feature count"), "{e}");
+    // Category segments longer in all than the category list (quadratic work), or naming a
+    // node that is not a categorical split, or one twice.
+    let k = 2000;
+    let many = TREE
+        .replace("\"split_type\": [0, 0, 0]", "\"split_type\": [1, 0, 0]")
+        .replace(
+            "\"categories\": []",
+            &format!("\"categories\": {:?}", vec![0; k]),
+        )
+        .replace(
+            "\"categories_nodes\": []",
+            &format!("\"categories_nodes\": {:?}", vec![0; k]),
+        )
+        .replace(
+            "\"categories_segments\": []",
+            &format!("\"categories_segments\": {:?}", vec![0; k]),
+        )
+        .replace(
+            "\"categories_sizes\": []",
+            &format!("\"categories_sizes\": {:?}", vec![k; k]),
+        );
+    let e = message(
+        TreeEnsemble::from_xgboost_json(xgb("binary:logistic", &many).as_bytes()).unwrap_err(),
+    );
+    assert!(e.contains("categories_sizes"), "{e}");
+    let twice = TREE
+        .replace("\"split_type\": [0, 0, 0]", "\"split_type\": [1, 0, 0]")
+        .replace("\"categories\": []", "\"categories\": [1, 2]")
+        .replace("\"categories_nodes\": []", "\"categories_nodes\": [0, 0]")
+        .replace(
+            "\"categories_segments\": []",
+            "\"categories_segments\": [0, 1]",
+        )
+        .replace("\"categories_sizes\": []", "\"categories_sizes\": [1, 1]");
+    let e = message(
+        TreeEnsemble::from_xgboost_json(xgb("binary:logistic", &twice).as_bytes()).unwrap_err(),
+    );
+    assert!(e.contains("listed once"), "{e}");
+    let numeric = twice.replace("\"split_type\": [1, 0, 0]", "\"split_type\": [0, 0, 0]");
+    assert!(TreeEnsemble::from_xgboost_json(xgb("binary:logistic", &numeric).as_bytes()).is_err());
+}
+
+#[test]
+fn lightgbm_names_keep_tabs_and_other_spaces() {
+    let text = LGB.replace("feature_names=a b", "feature_names=a\tx b\u{a0}y");
+    let trees = TreeEnsemble::from_lightgbm_text(text.as_bytes()).unwrap();
+    assert_eq!(trees.feature_names(), ["a\tx", "b\u{a0}y"]);
+}
+
+#[test]
+fn an_early_stopped_xgboost_model_says_so_in_its_spec() {
+    let x = xgb("binary:logistic", TREE).replace(
+        "\"attributes\": {}",
+        "\"attributes\": {\"best_iteration\": \"0\"}",
+    );
+    let a = ModelArtifact::from_model_file(ModelKind::Xgboost, x.as_bytes()).unwrap();
+    assert_eq!(a.trees().unwrap().best_iteration(), Some(0));
+    assert_eq!(a.spec().metadata["xgboost.best_iteration"], "0");
+}

@@ -136,10 +136,20 @@ impl ModelArtifact {
                 ))
             }
         };
-        let spec = ModelSpec {
+        let mut spec = ModelSpec {
             kind,
             ..ModelSpec::new(ensemble.feature_names().to_vec(), Vec::new())
         };
+        if let Some(best) = ensemble.best_iteration() {
+            // Visible wherever the spec is (registry, model.json): scoring uses every tree.
+            tracing::warn!(
+                best_iteration = best,
+                trees = ensemble.n_trees(),
+                "an early-stopped XGBoost model: every tree is scored, as Booster.predict does"
+            );
+            spec.metadata
+                .insert("xgboost.best_iteration".into(), best.to_string());
+        }
         spec.validate()?;
         Ok(ModelArtifact {
             spec,

@@ -57,18 +57,22 @@ fn bad(item: String, message: String) -> Error {
     Error::Artifact { item, message }
 }
 
+/// A model file's feature count, checked before anything is allocated for it.
+pub(crate) fn check_features(n_features: usize, what: &str) -> Result<()> {
+    let most = super::MAX_FEATURES.min(FEATURE_MASK as usize);
+    if n_features == 0 || n_features > most {
+        return Err(bad(
+            format!("{what} feature count"),
+            format!("found {n_features}, expected 1 to {most}"),
+        ));
+    }
+    Ok(())
+}
+
 impl Builder {
     /// An empty ensemble of `n_features` inputs; `what` names the model file in errors.
     pub fn new(flavor: TreeFlavor, n_features: usize, what: &'static str) -> Result<Self> {
-        if n_features == 0 || n_features > FEATURE_MASK as usize {
-            return Err(bad(
-                format!("{what} feature count"),
-                format!(
-                    "found {n_features}, expected 1 to {}",
-                    FEATURE_MASK as usize
-                ),
-            ));
-        }
+        check_features(n_features, what)?;
         Ok(Builder {
             flavor,
             n_features,
@@ -282,6 +286,7 @@ impl Builder {
             sigmoid,
             average,
             objective,
+            best_iteration: None,
         })
     }
 }

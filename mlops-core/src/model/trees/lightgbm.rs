@@ -183,8 +183,11 @@ impl TreeEnsemble {
         let n_features = max_feature
             .checked_add(1)
             .ok_or_else(|| bad("header max_feature_idx", "too large"))?;
+        super::layout::check_features(n_features, WHAT)?;
+        // LightGBM writes names joined by one ASCII space (it replaces spaces in names), and
+        // keeps tabs and other spaces inside them.
         let names: Vec<String> = match header.values.get("feature_names") {
-            Some(v) => v.split_whitespace().map(String::from).collect(),
+            Some(v) => v.split(' ').map(String::from).collect(),
             None => (0..n_features).map(|i| format!("Column_{i}")).collect(),
         };
         if names.len() != n_features {
@@ -250,6 +253,12 @@ fn read_tree(builder: &mut Builder, tree: &Section<'_>) -> Result<(Vec<SourceNod
         Some(_) => tree.one("num_cat", "a whole number")?,
         None => 0,
     };
+    if num_cat > n {
+        return Err(bad(
+            format!("{} num_cat", tree.name),
+            format!("{num_cat} category sets, expected at most one per split ({n})"),
+        ));
+    }
     let mut sets = Vec::with_capacity(num_cat);
     if num_cat > 0 {
         let bounds: Vec<usize> = tree.list_of_len("cat_boundaries", num_cat + 1, "an offset")?;

@@ -18,13 +18,14 @@
 //!   `x <= threshold` (in f64). A LightGBM threshold is stored as the least f32 above
 //!   every f32 `<=` it, so one `x < t` serves both, exactly, for every f32 input.
 //! - **Missing values** (NaN): XGBoost's default direction per node; LightGBM's missing type
-//!   per node (`NaN`: the default direction; `Zero`: NaN and |x| ≤ 1e-35 take the default
-//!   direction; `None`: NaN is read as 0). An infinite value is compared as a number, as both
-//!   libraries do.
+//!   per node (`NaN`: the default direction; `Zero`: NaN and 0 take the default direction;
+//!   `None`: NaN is read as 0). LightGBM reads every |x| ≤ `kZeroThreshold` (1e-35 as an f32)
+//!   as 0 before any split, and so does this engine. An infinite value is compared as a
+//!   number, as both libraries do.
 //! - **Categories** (the input is the category's code): XGBoost sends the node's categories
-//!   right and every other value, a negative one included, left (NaN: the default
-//!   direction); LightGBM sends its categories left and every other value right (NaN, and a
-//!   value whose truncation is negative, too).
+//!   right and every other value, a negative one or one of 2^24 and above included, left (NaN:
+//!   the default direction); LightGBM sends its categories left and every other value right
+//!   (NaN, a value whose truncation is negative and one past `i32::MAX`, too).
 //! - **Sums and links.** XGBoost sums in f32 in tree order from the base margin and applies
 //!   the logistic in f32; LightGBM sums in f64 (averaged for random-forest models) and applies
 //!   `1 / (1 + exp(-sigmoid · raw))` in f64.
@@ -73,9 +74,17 @@ pub const MAX_NODES: usize = 100_000_000;
 /// The most 32-bit words of category sets an ensemble may hold (64 MiB).
 pub const MAX_CATEGORY_WORDS: usize = 16 << 20;
 
-/// Highest category code a split may name (XGBoost's own limit, 2^24: codes above it are
-/// not exact in f32).
+/// Highest category code an XGBoost split may name, plus one (XGBoost's own limit, 2^24: codes
+/// above it are not exact in f32). LightGBM codes go to `i32::MAX`, bounded by
+/// [`MAX_CATEGORY_WORDS`].
 pub const MAX_CATEGORY: u32 = 1 << 24;
+
+/// The most input features a tree model may read (a bound on what a model file can make a
+/// loader allocate for names).
+pub const MAX_FEATURES: usize = 1 << 20;
+
+/// LightGBM's `kZeroThreshold` (`1e-35f`): inputs within it of 0 are read as 0.
+const ZERO_THRESHOLD: f32 = 1e-35;
 
 const LEAF: u32 = 1 << 31;
 const FEATURE_MASK: u32 = (1 << 24) - 1;
@@ -120,6 +129,8 @@ pub struct TreeEnsemble {
     /// Divide the sum by the number of trees (LightGBM random forests).
     average: bool,
     objective: String,
+    /// XGBoost's recorded `best_iteration` (early stopping), not applied.
+    best_iteration: Option<u64>,
 }
 
 /// Rows per block: each tree scores this many rows before the next tree.
@@ -162,6 +173,12 @@ impl TreeEnsemble {
         &self.objective
     }
 
+    /// The `best_iteration` an early-stopped XGBoost model records, which scoring does not
+    /// apply (every tree of the file is used, as `Booster.predict` does).
+    pub fn best_iteration(&self) -> Option<u64> {
+        self.best_iteration
+    }
+
     /// The highest feature index any split reads, if any split exists.
     pub fn max_split_feature(&self) -> Option<usize> {
         self.nodes
@@ -191,12 +208,17 @@ impl TreeEnsemble {
     #[inline]
     fn leaf(&self, root: u32, row: &[f32]) -> f64 {
         let mut at = root;
+        let lightgbm = self.flavor == TreeFlavor::Lightgbm;
         while at & LEAF == 0 {
             let n = &self.nodes[at as usize];
-            let v = row[(n.bits & FEATURE_MASK) as usize];
+            let mut v = row[(n.bits & FEATURE_MASK) as usize];
+            if lightgbm && v.abs() <= ZERO_THRESHOLD {
+                // LightGBM's predictor drops |x| <= kZeroThreshold as a zero entry.
+                v = 0.0;
+            }
             let left = if n.bits & CATEGORICAL != 0 {
                 self.category_goes_left(n, v)
-            } else if v.is_nan() || (n.bits & ZERO_MISSING != 0 && is_zero(v)) {
+            } else if v.is_nan() || (n.bits & ZERO_MISSING != 0 && v == 0.0) {
                 n.bits & DEFAULT_LEFT != 0
             } else {
                 v < n.threshold
@@ -225,8 +247,9 @@ impl TreeEnsemble {
                 }
             }
             TreeFlavor::Lightgbm => {
-                // C++'s static_cast<int> truncates toward zero: -0.5 is category 0.
-                if v.is_nan() || v.trunc() < 0.0 || v >= MAX_CATEGORY as f32 {
+                // C++'s static_cast<int> truncates toward zero: -0.5 is category 0; a code past
+                // i32::MAX is in no set.
+                if v.is_nan() || v.trunc() < 0.0 || v >= 2_147_483_648.0 {
                     false
                 } else {
                     contains(v as u32)
@@ -337,13 +360,6 @@ impl TreeEnsemble {
         }
         Ok(())
     }
-}
-
-/// |x| ≤ 1e-35 (LightGBM's `kZeroThreshold`, read in f64).
-#[inline]
-fn is_zero(v: f32) -> bool {
-    let v = f64::from(v);
-    (-1e-35..=1e-35).contains(&v)
 }
 
 /// A tree model as a [`Predictor`](super::Predictor): its ensemble with the artifact's spec

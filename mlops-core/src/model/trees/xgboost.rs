@@ -17,6 +17,8 @@ struct File {
 #[derive(Deserialize)]
 struct Learner {
     #[serde(default)]
+    attributes: std::collections::BTreeMap<String, Value>,
+    #[serde(default)]
     feature_names: Vec<String>,
     #[serde(default)]
     feature_types: Vec<String>,
@@ -116,9 +118,11 @@ impl TreeEnsemble {
     /// one target with the `binary:logistic` or `reg:logistic` objective, numerical and
     /// categorical splits. Every tree is checked (indices, features, finite leaves) and laid
     /// out flat. Feature names come from the file, or are `f0`, `f1`, ... as XGBoost names
-    /// them. All trees are used, as `Booster.predict` does by default (an early-stopped
-    /// model's `best_iteration` is not applied). The binary UBJSON format is refused: save
-    /// with a `.json` name.
+    /// them. All trees are used, as `Booster.predict` does by default. An early-stopped
+    /// model's `best_iteration` is not applied (scikit-learn's `XGBClassifier.predict_proba`
+    /// applies it): save the trees to serve, `booster[: best_iteration + 1].save_model(...)`;
+    /// [`TreeEnsemble::best_iteration`] reports one the file records. The binary UBJSON
+    /// format is refused: save with a `.json` name.
     pub fn from_xgboost_json(bytes: &[u8]) -> Result<Self> {
         if bytes.first() == Some(&b'{') && bytes.get(1).is_some_and(|b| *b == b'L' || *b == b'i') {
             return Err(bad(
@@ -162,6 +166,7 @@ impl TreeEnsemble {
             }
         }
         let n_features = count("learner_model_param.num_feature", &params.num_feature)?;
+        super::layout::check_features(n_features, WHAT)?;
         let base = base_score(&params.base_score)?;
         // XGBoost's ProbToMargin, in f32.
         let base_margin = -(1.0_f32 / base - 1.0).ln();
@@ -198,14 +203,23 @@ impl TreeEnsemble {
             let (nodes, root) = read_tree(&mut builder, t, tree)?;
             builder.add_tree(t, &nodes, root)?;
         }
-        builder.finish(
+        let mut ensemble = builder.finish(
             names,
             categorical,
             f64::from(base_margin),
             1.0,
             false,
             objective,
-        )
+        )?;
+        ensemble.best_iteration = learner
+            .attributes
+            .get("best_iteration")
+            .and_then(|v| match v {
+                Value::String(s) => s.trim().parse().ok(),
+                Value::Number(n) => n.as_u64(),
+                _ => None,
+            });
+        Ok(ensemble)
     }
 }
 
@@ -264,12 +278,38 @@ fn read_tree(builder: &mut Builder, t: usize, tree: &Tree) -> Result<(Vec<Source
             ),
         ));
     }
+    // Each listed node a categorical split, listed once, and the segments no longer in all
+    // than the category list: reading the sets is linear in the file.
+    let total: u64 = tree
+        .categories_sizes
+        .iter()
+        .map(|&z| u64::try_from(z).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add);
+    if total > tree.categories.len() as u64 {
+        return Err(bad(
+            item("categories_sizes"),
+            format!(
+                "segments of {total} categories in all, expected at most the {} listed",
+                tree.categories.len()
+            ),
+        ));
+    }
     for i in 0..k {
         let (node, start, size) = (
             tree.categories_nodes[i],
             tree.categories_segments[i],
             tree.categories_sizes[i],
         );
+        let categorical = usize::try_from(node)
+            .ok()
+            .filter(|&j| j < n)
+            .is_some_and(|j| tree.split_type.get(j) == Some(&1));
+        if !categorical || set_of.contains_key(&node) {
+            return Err(bad(
+                item("categories_nodes"),
+                format!("node {node}, expected a categorical split node listed once"),
+            ));
+        }
         let range = usize::try_from(start)
             .ok()
             .zip(usize::try_from(size).ok())

@@ -123,6 +123,18 @@ fn a_strided_or_single_row_batch_scores_the_same() {
         let mut f = Array2::<f32>::zeros(x.raw_dim().f());
         f.assign(&x);
         assert_eq!(model.predict_proba(f.view()).unwrap(), all, "{name}");
+        // Fewer rows than the lanes (trees of one row together), the lanes exactly, more
+        // (rows of one tree together), and blocks that split unevenly.
+        for (start, len) in [(3, 15), (20, 16), (40, 17), (100, 63), (7, 65), (0, 130)] {
+            let part = model
+                .predict_proba(x.slice_axis(ndarray::Axis(0), (start..start + len).into()))
+                .unwrap();
+            assert_eq!(
+                part.as_slice().unwrap(),
+                &all.as_slice().unwrap()[start..start + len],
+                "{name} rows {start}+{len}"
+            );
+        }
         for i in [0, 1, x.nrows() - 1] {
             let one = model
                 .predict_proba(x.slice_axis(ndarray::Axis(0), (i..i + 1).into()))

@@ -47,6 +47,8 @@ pub(crate) struct Builder {
     n_features: usize,
     nodes: Vec<Node>,
     roots: Vec<u32>,
+    /// Each split tree's first node (a leaf root's entry is unused).
+    tree_starts: Vec<u32>,
     leaves: Vec<f64>,
     sets: Vec<CategorySet>,
     words: Vec<u32>,
@@ -78,6 +80,7 @@ impl Builder {
             n_features,
             nodes: Vec::new(),
             roots: Vec::new(),
+            tree_starts: Vec::new(),
             leaves: Vec::new(),
             sets: Vec::new(),
             words: Vec::new(),
@@ -135,6 +138,7 @@ impl Builder {
             Child::Leaf(v) => {
                 let leaf = self.leaf(tree, v)?;
                 self.roots.push(leaf);
+                self.tree_starts.push(self.nodes.len() as u32);
                 return Ok(());
             }
             Child::Node(r) => r,
@@ -243,6 +247,7 @@ impl Builder {
             });
         }
         self.roots.push(base as u32);
+        self.tree_starts.push(base as u32);
         Ok(())
     }
 
@@ -273,13 +278,68 @@ impl Builder {
                 ),
             ));
         }
+        // Leaves become nodes after the splits, each looping on itself (threshold NaN, no
+        // flags: every step goes right, to itself); children point at them. Each tree's depth
+        // is its deepest leaf's (breadth-first order: a parent comes before its children).
+        let splits = self.nodes.len();
+        if splits + self.leaves.len() > MAX_NODES {
+            return Err(self.too_big());
+        }
+        let leaf_node = |c: u32| {
+            if c & LEAF != 0 {
+                (splits as u32) + (c & !LEAF)
+            } else {
+                c
+            }
+        };
+        let mut nodes = self.nodes;
+        let mut depth_of = vec![0_u32; splits + self.leaves.len()];
+        let mut depths = Vec::with_capacity(self.roots.len());
+        let roots: Vec<u32> = self.roots.iter().map(|&r| leaf_node(r)).collect();
+        let mut tree_end = self.tree_starts.clone();
+        tree_end.push(splits as u32);
+        for (t, &root) in roots.iter().enumerate() {
+            let mut deepest = 0;
+            if (root as usize) < splits {
+                for i in self.tree_starts[t] as usize..tree_end[t + 1] as usize {
+                    let d = depth_of[i];
+                    for c in [nodes[i].left, nodes[i].right] {
+                        let c = leaf_node(c) as usize;
+                        depth_of[c] = d + 1;
+                        deepest = deepest.max(d + 1);
+                    }
+                }
+            }
+            depths.push(deepest);
+        }
+        for n in &mut nodes {
+            n.left = leaf_node(n.left);
+            n.right = leaf_node(n.right);
+        }
+        let mut values = vec![0.0; splits];
+        for (i, &v) in self.leaves.iter().enumerate() {
+            let at = (splits + i) as u32;
+            nodes.push(Node {
+                threshold: f32::NAN,
+                bits: 0,
+                left: at,
+                right: at,
+            });
+            values.push(v);
+        }
+        let plain = nodes
+            .iter()
+            .all(|n| n.bits & (CATEGORICAL | ZERO_MISSING) == 0);
         Ok(TreeEnsemble {
             flavor: self.flavor,
             feature_names,
             categorical,
-            nodes: self.nodes,
-            roots: self.roots,
-            leaves: self.leaves,
+            plain,
+            nodes,
+            values,
+            roots,
+            depths,
+            splits,
             sets: self.sets,
             words: self.words,
             base_margin,

@@ -22,7 +22,10 @@
 //! (comma-separated); health endpoints stay open. TLS is left to the proxy in front.
 //! Headers: `mlops-request-key` (sticky routing), `mlops-variant` (force `stable` or
 //! `canary`). Labels go back with `POST /v2/models/{model}/labels` `{"id", "labels"}`;
-//! `/metrics` is the Prometheus exposition. SIGINT or SIGTERM stops it after the requests in
+//! `/metrics` is the Prometheus exposition. Any model kind the registry holds is served (an
+//! mlops MLP, an XGBoost or LightGBM model): an MLP answers a missing (NaN, binary tensors)
+//! value with a 400 naming the row and feature; a tree model routes it as its library does.
+//! SIGINT or SIGTERM stops it after the requests in
 //! flight. If the rollout controller's task dies (a panic), `/v2/health/ready` turns 503 and
 //! the server stops (exit 1) after the requests in flight.
 //!
@@ -65,7 +68,7 @@ use mlops::serve::http::{
     app_with, parse_tokens, serve_with, shutdown, supervise, Readiness, ServerConfig,
 };
 use mlops::serve::policy::Promotion;
-use mlops::serve::rollout::{compiling, Controller, ControllerParts, Loader, Tick};
+use mlops::serve::rollout::{compiling_by_kind, Controller, ControllerParts, Loader, Tick};
 use mlops::serve::router::{Router, RouterConfig, RouterOptions, Routes, Variant};
 use mlops::serve::source::ModelSource;
 use mlops::serve::telemetry::ServeMetrics;
@@ -435,7 +438,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.monitor {
         anyhow::bail!("--monitor needs the `monitor` feature (build with --features monitor)");
     }
-    let loader = compiling(NonFinitePolicy::Reject);
+    // An MLP refuses a missing value (400 naming it); a tree model routes it as its library does.
+    let loader = compiling_by_kind(NonFinitePolicy::Reject);
     let (driver, routes, serving) = match &args.experiment {
         Some(path) => experiment(path, &args, &registry, &mut metrics_registry, loader).await?,
         None => rollout(&args, &registry, metrics.clone(), loader).await?,

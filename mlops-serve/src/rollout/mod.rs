@@ -27,7 +27,8 @@ mod state;
 pub(crate) mod store;
 
 pub use controller::{
-    compiling, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS, PRODUCTION_ALIAS,
+    compiling, compiling_by_kind, Controller, ControllerParts, Loader, Tick, CANARY_ALIAS,
+    PRODUCTION_ALIAS,
 };
 pub use metrics_source::{InProcess, MetricsSource};
 #[cfg(feature = "prometheus")]

@@ -98,14 +98,45 @@ impl Model {
         )
     }
 
-    /// The spec JSON and the safetensors weights.
+    /// The spec JSON and the body (the safetensors weights of an MLP, the library's file of a
+    /// tree model).
     fn to_parts(&self) -> PyResult<(Vec<u8>, Vec<u8>)> {
         Ok((
             self.artifact.spec_json().map_err(value_error)?.into_bytes(),
-            self.artifact
-                .weights_to_safetensors()
-                .map_err(value_error)?,
+            self.artifact.body_bytes().map_err(value_error)?,
         ))
+    }
+
+    /// A model from the bytes of a model file of another tool (`kind`: "xgboost",
+    /// "lightgbm", or None to tell from the contents), with input names `features` (default:
+    /// the file's) and decision `threshold` (default 0.5).
+    #[staticmethod]
+    #[pyo3(signature = (data, name, kind=None, features=None, threshold=None, non_finite="nan"))]
+    fn from_model_file(
+        data: &[u8],
+        name: &str,
+        kind: Option<&str>,
+        features: Option<Vec<String>>,
+        threshold: Option<f32>,
+        non_finite: &str,
+    ) -> PyResult<Self> {
+        let kind: mlops_core::model::ModelKind = match kind {
+            Some(k) => k.parse().map_err(value_error)?,
+            None => mlops_core::model::ModelKind::guess(name, data).map_err(value_error)?,
+        };
+        let mut artifact = ModelArtifact::from_model_file(kind, data).map_err(value_error)?;
+        if let Some(f) = features {
+            artifact = artifact.with_input_features(f).map_err(value_error)?;
+        }
+        if let Some(t) = threshold {
+            artifact = artifact.with_threshold(t).map_err(value_error)?;
+        }
+        Self::new(artifact, non_finite)
+    }
+
+    /// The kind of model: "mlp", "xgboost" or "lightgbm".
+    fn kind(&self) -> &'static str {
+        self.artifact.kind().as_str()
     }
 
     /// A model saved in `directory` (`model.json` + `model.safetensors`).

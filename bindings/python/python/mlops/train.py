@@ -25,9 +25,10 @@ def _features(x, columns):
 
 
 class Model:
-    """A trained model: its artifact (spec and weights, mlops' model format) and the inference
-    engine compiled from it. Pickles; ``save`` / ``load`` a folder the registry and the
-    Rust crates read."""
+    """A model: its artifact (spec and body, mlops' model format) and the inference engine
+    compiled from it. Trained here (:func:`fit`, an MLP) or read from another tool's model
+    file (:meth:`from_file`: XGBoost's JSON, LightGBM's text). Pickles; ``save`` / ``load`` a
+    folder the registry and the Rust crates read."""
 
     def __init__(self, native, history=None):
         self._m = native
@@ -46,6 +47,36 @@ class Model:
         a, _ = _features(by_name("x", x, self.feature_names), None)
         return self._m.predict_proba(a)
 
+    @classmethod
+    def from_file(cls, path, kind=None, *, features=None, threshold=None, non_finite="nan"):
+        """A model file of another tool, read natively: ``kind`` ``"xgboost"`` (its JSON
+        format: ``booster.save_model("model.json")``) or ``"lightgbm"`` (its text format:
+        ``booster.save_model("model.txt")``), or None to tell from the contents. Input names
+        come from the file (or ``features``); the threshold is 0.5 (or ``threshold``). A tree
+        model routes missing values (NaN) by its default directions, as its library does;
+        categorical features take the category's code. A file that does not read as its kind
+        is a ``ValueError`` naming the problem.
+
+        >>> import numpy as np, xgboost as xgb, tempfile, os
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(500, 3)); y = (x[:, 0] > 0).astype(int)
+        >>> booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=y), 5)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.json"); booster.save_model(path)
+        >>> m = Model.from_file(path)
+        >>> m.kind, m.feature_names
+        ('xgboost', ['f0', 'f1', 'f2'])
+        >>> bool(np.abs(m.predict_proba(x) - booster.predict(xgb.DMatrix(x))).max() < 1e-6)
+        True
+        """
+        with open(path, "rb") as f:
+            data = f.read()
+        return cls(_native.Model.from_model_file(data, str(path), kind, None if features is None else list(features), threshold, non_finite))
+
+    @property
+    def kind(self):
+        """``"mlp"``, ``"xgboost"`` or ``"lightgbm"``."""
+        return self._m.kind()
+
     def predict(self, x):
         """Labels (0/1) at the model's threshold; NaN scores raise ``ValueError``."""
         p = self.predict_proba(x)
@@ -62,7 +93,8 @@ class Model:
         return self._m.threshold()
 
     def save(self, directory):
-        """Writes ``model.json`` and ``model.safetensors`` into ``directory``."""
+        """Writes ``model.json`` and the body (``model.safetensors``, or the tree model's own
+        file) into ``directory``."""
         self._m.save(str(directory))
 
     @classmethod
@@ -80,7 +112,7 @@ class Model:
         self.history = state["history"]
 
     def __repr__(self):
-        return f"Model(features={len(self.feature_names)}, threshold={self.threshold:.3f})"
+        return f"Model(kind={self.kind}, features={len(self.feature_names)}, threshold={self.threshold:.3f})"
 
 
 #: The integer ``TrainConfig`` fields and their ranges, checked before training.

@@ -13,13 +13,16 @@
 //! Exit codes: 0 done; 2 an error.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mlops::core::model::{MlpModel, Predictor};
 use mlops::serve::router::{Request, Router, RouterOptions, Routes, Variant};
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 use ndarray::Array2;
+
+#[path = "../benches/support/timing.rs"]
+mod timing;
+use timing::p50_ns;
 
 #[path = "../benches/support/seed_network.rs"]
 mod seed_network;
@@ -67,21 +70,6 @@ fn write_profiles(
         predictions.to_json()?,
     )?;
     Ok(())
-}
-
-/// Median nanoseconds of one call, over rounds of `per_round` calls for `seconds`.
-fn p50_ns(seconds: Duration, per_round: usize, mut f: impl FnMut()) -> f64 {
-    let mut rounds = Vec::new();
-    let end = Instant::now() + seconds;
-    while Instant::now() < end || rounds.len() < 5 {
-        let t = Instant::now();
-        for _ in 0..per_round {
-            f();
-        }
-        rounds.push(t.elapsed().as_nanos() as f64 / per_round as f64);
-    }
-    rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {

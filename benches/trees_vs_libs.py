@@ -6,7 +6,8 @@ in one run, with ratios (> 1: mlops faster).
     # onnxruntime (optional): .venv/bin/pip install onnxruntime onnxmltools
 
 Fraud-sized models: --trees trees of depth --depth on 30 features (50,000 training rows,
-10% missing values, a 2% positive rate), trained with one thread by xgboost (`hist`) and by
+10% missing values, a 2% positive rate; --depth 0: each library's default shape, LightGBM's
+31 leaves grown leaf-wise with no depth limit, so its trees are lopsided), trained with one thread by xgboost (`hist`) and by
 lightgbm (num_leaves 2^depth - 1, max_depth depth), saved in their own formats. Each model is
 scored on the same 4,096 rows (10% missing) by:
 - mlops native: `examples/tree_bench` (release; the Rust engine called in process, no Python),
@@ -92,7 +93,8 @@ def onnx_session(kind, model, d):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", type=int, default=500)
-    ap.add_argument("--depth", type=int, default=7)
+    ap.add_argument("--depth", type=int, default=7,
+                    help="tree depth; 0: the libraries' default shapes (xgboost depth 6, lightgbm 31 leaves grown leaf-wise with no depth limit)")
     ap.add_argument("--seconds", type=float, default=2.0)
     args = ap.parse_args()
     import lightgbm as lgb
@@ -106,9 +108,12 @@ def main():
     x_train, y_train = data(rng, 50_000)
     x, _ = data(rng, 4096)
     tmp = pathlib.Path(tempfile.mkdtemp())
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": args.depth, "eta": 0.05, "nthread": 1,
+    xgb_depth = args.depth if args.depth > 0 else 6
+    lgb_shape = ({"num_leaves": 2 ** args.depth - 1, "max_depth": args.depth} if args.depth > 0
+                 else {"num_leaves": 31, "max_depth": -1})
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": xgb_depth, "eta": 0.05, "nthread": 1,
                          "tree_method": "hist", "seed": 0}, xgb.DMatrix(x_train, label=y_train), num_boost_round=args.trees)
-    gbm = lgb.train({"objective": "binary", "num_leaves": 2 ** args.depth - 1, "max_depth": args.depth, "learning_rate": 0.05,
+    gbm = lgb.train({"objective": "binary", **lgb_shape, "learning_rate": 0.05,
                      "num_threads": 1, "verbose": -1, "seed": 0, "min_data_in_leaf": 5},
                     lgb.Dataset(x_train.astype(np.float64), y_train), num_boost_round=args.trees)
     files = {"xgboost": tmp / "model.json", "lightgbm": tmp / "model.txt"}

@@ -86,8 +86,14 @@ def test_bad_files_are_value_errors_naming_the_problem(models, tmp_path):
     xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(np.ones((10, 2)), label=np.arange(10)), 2).save_model(str(regression))
     with pytest.raises(ValueError, match="reg:squarederror"):
         Model.from_file(regression)
+    strict = Model.from_file(xgb_path, non_finite="reject")
     with pytest.raises(ValueError, match="reject"):
-        Model.from_file(xgb_path, non_finite="reject").predict_proba(np.full((1, 6), np.nan))
+        strict.predict_proba(np.full((1, 6), np.nan))
+    # The policy survives a pickle: a tree model must not start scoring what it refused.
+    with pytest.raises(ValueError, match="reject"):
+        pickle.loads(pickle.dumps(strict)).predict_proba(np.full((1, 6), np.nan))
+    with pytest.raises(ValueError, match="impute"):
+        Model.from_file(xgb_path, non_finite="impute")
 
 
 def test_the_registry_keeps_a_tree_model_as_its_library_wrote_it(models, tmp_path):

@@ -134,6 +134,11 @@ impl Model {
         Self::new(artifact, non_finite)
     }
 
+    /// The non-finite policy the engine was compiled with: "nan", "reject" or "impute".
+    fn non_finite(&self) -> &'static str {
+        self.engine.policy().as_str()
+    }
+
     /// The kind of model: "mlp", "xgboost" or "lightgbm".
     fn kind(&self) -> &'static str {
         self.artifact.kind().as_str()

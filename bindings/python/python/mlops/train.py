@@ -37,9 +37,10 @@ class Model:
     def predict_proba(self, x):
         """Probabilities of class 1, one per row of ``x`` (rows x features, any layout: a
         Fortran-ordered or strided array is copied, a C-ordered float32 one too, into the
-        engine's layout). A row with a missing (NaN) feature scores NaN unless the model was
-        loaded with ``non_finite="reject"`` (``ValueError`` naming row and feature) or
-        ``"impute"``.
+        engine's layout). A row with a missing (NaN) feature: an MLP scores it NaN unless the
+        model was loaded with ``non_finite="reject"`` (``ValueError`` naming row and feature)
+        or ``"impute"``; a tree model (XGBoost, LightGBM) routes it by its default directions
+        and compares ±inf as numbers, as its library does, unless loaded with ``"reject"``.
 
         A pandas DataFrame's or a dict's columns are matched to :attr:`feature_names` by name
         (reordered as the model's): a missing, unknown or repeated name is a ``ValueError``
@@ -53,9 +54,10 @@ class Model:
         format: ``booster.save_model("model.json")``) or ``"lightgbm"`` (its text format:
         ``booster.save_model("model.txt")``), or None to tell from the contents. Input names
         come from the file (or ``features``); the threshold is 0.5 (or ``threshold``). A tree
-        model routes missing values (NaN) by its default directions, as its library does;
-        categorical features take the category's code. A file that does not read as its kind
-        is a ``ValueError`` naming the problem.
+        model routes missing values (NaN) by its default directions, as its library does
+        (``non_finite="nan"``), or refuses them (``"reject"``; ``"impute"`` needs stored
+        values, which a tree model has not); categorical features take the category's code. A
+        file that does not read as its kind is a ``ValueError`` naming the problem.
 
         >>> import numpy as np, xgboost as xgb, tempfile, os
         >>> rng = np.random.default_rng(0)
@@ -100,15 +102,17 @@ class Model:
     @classmethod
     def load(cls, directory, non_finite="nan"):
         """A model saved by :meth:`save` (or by the Rust crates); ``non_finite`` is what a
-        missing feature does: ``"nan"``, ``"reject"`` or ``"impute"``."""
+        missing feature does: ``"nan"`` (an MLP scores NaN, a tree model routes it),
+        ``"reject"`` or ``"impute"`` (an MLP with stored values)."""
         return cls(_native.Model.load(str(directory), non_finite))
 
     def __getstate__(self):
         spec, weights = self._m.to_parts()
-        return {"spec": spec, "weights": weights, "history": self.history}
+        return {"spec": spec, "weights": weights, "history": self.history, "non_finite": self._m.non_finite()}
 
     def __setstate__(self, state):
-        self._m = _native.Model.from_parts(state["spec"], state["weights"])
+        # Pickles from before the policy was kept load with the default.
+        self._m = _native.Model.from_parts(state["spec"], state["weights"], state.get("non_finite", "nan"))
         self.history = state["history"]
 
     def __repr__(self):

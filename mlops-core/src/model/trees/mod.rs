@@ -70,8 +70,9 @@ pub enum TreeFlavor {
     Lightgbm,
 }
 
-/// The most nodes an ensemble may hold in all (about 1.6 GB of layout): a bound on what a
-/// model file can make a loader allocate.
+/// The most nodes an ensemble may hold in all, splits and leaves together (24 bytes each in
+/// the layout, about 2.4 GB at the bound, and about twice that while it is built): a bound on
+/// what a model file can make a loader allocate.
 pub const MAX_NODES: usize = 100_000_000;
 
 /// The most 32-bit words of category sets an ensemble may hold (64 MiB).
@@ -373,6 +374,12 @@ impl TreeEnsemble {
         }
     }
 
+    /// Whether every traversal in `at` has reached its leaf (leaves follow the splits).
+    #[inline(always)]
+    fn all_leaves(&self, at: &[u32]) -> bool {
+        at.iter().all(|&a| a as usize >= self.splits)
+    }
+
     /// [`Self::leaves_of`] with `step`. Few rows: [`LANES`] trees of one row advance
     /// together; more: the block's rows through one tree together.
     #[inline(always)]
@@ -391,9 +398,14 @@ impl TreeEnsemble {
                     let at = &mut at[..group.len()];
                     at.copy_from_slice(group);
                     let steps = depths.iter().copied().max().unwrap_or(0);
-                    for _ in 0..steps {
+                    for level in 0..steps {
                         for a in at.iter_mut() {
                             *a = step(*a, row);
+                        }
+                        // A lopsided tree (LightGBM's leaf-wise growth) is deeper than most
+                        // paths through it: stop once every lane is at a leaf.
+                        if level % 4 == 3 && self.all_leaves(at) {
+                            break;
                         }
                     }
                     for &a in at.iter() {
@@ -407,9 +419,12 @@ impl TreeEnsemble {
         for (&root, &depth) in self.roots.iter().zip(&self.depths) {
             let at = &mut at[..rows];
             at.fill(root);
-            for _ in 0..depth {
+            for level in 0..depth {
                 for (r, a) in at.iter_mut().enumerate() {
                     *a = step(*a, &data[r * n..(r + 1) * n]);
+                }
+                if level % 4 == 3 && self.all_leaves(at) {
+                    break;
                 }
             }
             for (r, &a) in at.iter().enumerate() {

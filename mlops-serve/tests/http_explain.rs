@@ -372,5 +372,5 @@ mod explain {
 
 #[cfg(not(feature = "http"))]
 #[test]
-#[ignore = "left out: the explain endpoint needs --features http (mlops-serve)"]
+#[ignore = "left out: the explain endpoint needs --features http (mlops-serve); the workspace test runs it (scripts/test.sh)"]
 fn explain() {}

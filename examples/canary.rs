@@ -55,7 +55,7 @@ struct Args {
     /// Seed of the data, the models and the simulated service times.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// A labeled CSV to replay instead of the built-in data.
+    /// A labeled CSV or Parquet file to replay instead of the built-in data.
     #[arg(long, requires = "label_col")]
     data: Option<PathBuf>,
     /// The label column (0/1) of --data.
@@ -139,7 +139,7 @@ fn from_csv(
     scenario: Scenario,
     seed: u64,
 ) -> anyhow::Result<(ModelArtifact, ModelArtifact, Dataset)> {
-    let data = Dataset::from_csv_path(path, &CsvOptions::with_label(label))
+    let data = Dataset::from_path(path, &CsvOptions::with_label(label))
         .with_context(|| format!("reading {}", path.display()))?;
     let n = data.n_rows();
     if n < 1000 {

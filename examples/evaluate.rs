@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use mlops::core::arrow_io::{is_parquet_name, read_parquet_columns};
 use mlops::core::metrics::ScoredSamples;
 use mlops::core::{read_csv_columns_path, CsvOptions};
 
@@ -22,7 +23,7 @@ use mlops::core::{read_csv_columns_path, CsvOptions};
     after_help = "Exit codes: 0 metrics printed, 2 bad input or usage."
 )]
 struct Args {
-    /// CSV file with a header row.
+    /// CSV file with a header row, or a Parquet file (`.parquet`).
     #[arg(long)]
     input: String,
     /// Column holding the 0/1 labels.
@@ -42,8 +43,12 @@ struct Args {
 fn run(args: &Args) -> anyhow::Result<String> {
     let mut names = vec![args.label_col.as_str(), args.score_col.as_str()];
     names.extend(args.weight_col.as_deref());
-    let cols = read_csv_columns_path(&args.input, &names, &CsvOptions::default())
-        .with_context(|| format!("loading {}", args.input))?;
+    let cols = if is_parquet_name(&args.input) {
+        read_parquet_columns(&args.input, &names)
+    } else {
+        read_csv_columns_path(&args.input, &names, &CsvOptions::default())
+    }
+    .with_context(|| format!("loading {}", args.input))?;
     let samples = ScoredSamples::new(&cols[0], &cols[1], cols.get(2).map(Vec::as_slice))
         .context("checking labels, scores and weights (index i is data row i, file line i + 2)")?;
     let report = samples.report(args.threshold)?;

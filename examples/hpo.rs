@@ -48,7 +48,7 @@ struct Args {
     /// Parallel trials.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     parallel: u64,
-    /// CSV for `mlp` (default: the built-in WDBC table).
+    /// CSV or Parquet file for `mlp` (default: the built-in WDBC table).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Label column of `--data`.
@@ -207,7 +207,7 @@ impl Callback for Report<'_, '_> {
 
 fn mlp_study(args: &Args) -> anyhow::Result<()> {
     let data = match &args.data {
-        Some(p) => Dataset::from_csv_path(p, &CsvOptions::with_label(&args.label_col))
+        Some(p) => Dataset::from_path(p, &CsvOptions::with_label(&args.label_col))
             .with_context(|| format!("loading {}", p.display()))?,
         None => Dataset::from_csv_reader(
             include_str!("../data/breast_cancer_wdbc.csv").as_bytes(),

@@ -28,7 +28,7 @@ use mlops::train::{
 };
 use serde::Deserialize;
 
-/// Trains the MLP on a CSV, evaluates it on a held-out split (or the rows after
+/// Trains the MLP on a CSV or Parquet file, evaluates it on a held-out split (or the rows after
 /// --train-until), applies the seed's gate and writes model, metrics and curves under --out.
 #[derive(Parser)]
 #[command(
@@ -36,7 +36,7 @@ use serde::Deserialize;
     after_help = "Exit codes: 0 the model passed the gate, 3 it failed the gate, 2 bad input, a training error or usage."
 )]
 struct Args {
-    /// The CSV file.
+    /// The CSV or Parquet file (`.parquet`, or a store URL such as s3://b/k.parquet).
     #[arg(long)]
     data: PathBuf,
     /// The label column (0/1).
@@ -92,7 +92,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         order: args.order_col.clone(),
         ..CsvOptions::with_label(&args.label_col)
     };
-    let data = Dataset::from_csv_path(&args.data, &options)
+    let data = Dataset::from_path(&args.data, &options)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let (train, validation, test) = match (&args.order_col, args.train_until) {
         (Some(col), Some(until)) => {

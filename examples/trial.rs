@@ -106,7 +106,7 @@ fn run() -> Result<(), String> {
         }
     }
     let data = match &data_path {
-        Some(p) => Dataset::from_csv_path(p, &CsvOptions::with_label(&label)),
+        Some(p) => Dataset::from_path(p, &CsvOptions::with_label(&label)),
         None => Dataset::from_csv_reader(
             include_str!("../data/breast_cancer_wdbc.csv").as_bytes(),
             &CsvOptions::with_label("target"),

@@ -15,7 +15,7 @@ use clap::Parser;
 use mlops::core::validation::{Severity, ValidationConfig, ValidationSuite};
 use mlops::core::{CsvOptions, Dataset, Schema};
 
-/// Infers a schema from one CSV (or reads one) and validates another against it; prints every
+/// Infers a schema from one CSV or Parquet file (or reads one) and validates another against it; prints every
 /// finding as a table and as JSON.
 #[derive(Parser)]
 #[command(
@@ -23,13 +23,13 @@ use mlops::core::{CsvOptions, Dataset, Schema};
     after_help = "Exit codes: 0 no error-severity finding, 1 an error-severity finding, 2 bad input or usage."
 )]
 struct Args {
-    /// CSV the schema is inferred from (ignored when --schema is given).
+    /// CSV or Parquet file the schema is inferred from (ignored when --schema is given).
     #[arg(long, required_unless_present = "schema")]
     reference: Option<String>,
     /// A schema JSON written earlier with --schema-out.
     #[arg(long)]
     schema: Option<String>,
-    /// CSV to validate.
+    /// CSV or Parquet file to validate (`.parquet`; a store URL such as s3://b/k.parquet).
     #[arg(long)]
     current: String,
     /// The label column.
@@ -71,7 +71,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         )
         .with_context(|| format!("parsing {path}"))?,
         (None, Some(path)) => Schema::infer(
-            &Dataset::from_csv_path(path, &options).with_context(|| format!("loading {path}"))?,
+            &Dataset::from_path(path, &options).with_context(|| format!("loading {path}"))?,
         ),
         (None, None) => anyhow::bail!("give --reference or --schema"),
     };
@@ -92,7 +92,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if let Some(n) = args.min_positives {
         config.min_positives = n;
     }
-    let current = Dataset::from_csv_path(&args.current, &options)
+    let current = Dataset::from_path(&args.current, &options)
         .with_context(|| format!("loading {}", args.current))?;
     let report = ValidationSuite::from_config(&config)?.run(&current, Some(&schema));
     println!("{report}");

@@ -978,7 +978,7 @@ fn every_example_help_says_what_it_does_and_lists_exit_codes() {
         ("trial", "One Katib trial"),
         ("hpo", "Runs a hyperparameter study"),
         ("registry", "The model registry from the shell"),
-        ("drift_report", "Compares a current CSV"),
+        ("drift_report", "Compares a current CSV or Parquet file"),
         (
             "canary",
             "Replays labeled traffic through a stable and a canary",
@@ -3166,3 +3166,281 @@ mod retrain_job {
 #[test]
 #[ignore = "left out: the retrain job on a prediction log; run with --features predlog (mlops/predlog in the workspace test)"]
 fn retrain_a_labeled_window_leaves_a_candidate_under_canary() {}
+
+/// Writes `columns` (name, values; `NaN` written as null) to a Parquet file of Float64 columns,
+/// `rows_per_group` rows a row group.
+fn write_parquet(path: &Path, columns: &[(String, Vec<f64>)], rows_per_group: usize) {
+    use mlops::core::arrow::array::{ArrayRef, Float64Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    let arrays = columns.iter().map(|(name, values)| {
+        let a: Float64Array = values.iter().map(|v| (!v.is_nan()).then_some(*v)).collect();
+        (name.as_str(), std::sync::Arc::new(a) as ArrayRef)
+    });
+    let batch = RecordBatch::try_from_iter(arrays).unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Every column of a CSV file as `f64`.
+fn csv_columns(path: &str) -> Vec<(String, Vec<f64>)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let values = mlops::core::read_csv_columns_path(path, &header, &Default::default()).unwrap();
+    header.iter().map(|h| h.to_string()).zip(values).collect()
+}
+
+#[test]
+fn every_step_reads_parquet_as_it_reads_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer_wdbc.csv");
+    let parquet = dir.path().join("wdbc.parquet");
+    write_parquet(&parquet, &csv_columns(csv), 100);
+    let pq = parquet.to_str().unwrap();
+
+    // train: the same model and test metrics from either file.
+    let config = dir.path().join("train.toml");
+    std::fs::write(&config, "[train]\nepochs = 8\nseed = 5\n").unwrap();
+    let mut metrics = Vec::new();
+    for (k, data) in [csv, pq].into_iter().enumerate() {
+        let out_dir = dir.path().join(format!("out{k}"));
+        let out = run(
+            "train",
+            &[
+                "--data",
+                data,
+                "--label-col",
+                "target",
+                "--config",
+                config.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", texts(&out));
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("test_metrics.json")).unwrap())
+                .unwrap();
+        metrics.push(m["roc_auc"].as_f64().unwrap());
+    }
+    assert!((metrics[0] - metrics[1]).abs() < 1e-12, "{metrics:?}");
+
+    // validate: a Parquet file against the schema of the CSV.
+    let out = run(
+        "validate",
+        &[
+            "--reference",
+            csv,
+            "--current",
+            pq,
+            "--label-col",
+            "target",
+            "--min-rows",
+            "100",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out));
+
+    // drift_report: the same rows, loaded or sketched: no drift.
+    for extra in [&[][..], &["--sketch-reference"][..]] {
+        let mut args = vec!["--reference", pq, "--current", csv, "--ignore", "target"];
+        args.extend(extra);
+        let out = run("drift_report", &args);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", texts(&out));
+    }
+    let out = run(
+        "drift_report",
+        &["--reference", csv, "--current", pq, "--sketch-reference"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        texts(&out).contains("streams a Parquet reference"),
+        "{}",
+        texts(&out)
+    );
+
+    // evaluate: scores in Parquet read in full precision, as from CSV.
+    let scores = dir.path().join("scores.csv");
+    let mut text = String::from("label,score\n");
+    for i in 0..200 {
+        text += &format!(
+            "{},{}\n",
+            i % 3 == 0,
+            (i * 37 % 101) as f64 / 101.0 + 1e-9 * i as f64
+        );
+    }
+    let text = text.replace("true", "1").replace("false", "0");
+    std::fs::write(&scores, text).unwrap();
+    let scores_pq = dir.path().join("scores.parquet");
+    write_parquet(&scores_pq, &csv_columns(scores.to_str().unwrap()), 64);
+    let eval = |path: &Path| {
+        let out = run(
+            "evaluate",
+            &[
+                "--input",
+                path.to_str().unwrap(),
+                "--label-col",
+                "label",
+                "--score-col",
+                "score",
+            ],
+        );
+        assert!(out.status.success(), "{}", texts(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(eval(&scores), eval(&scores_pq));
+
+    // hpo, trial and canary read the Parquet file (its columns named in their errors).
+    let out = run(
+        "hpo",
+        &["--objective", "mlp", "--data", pq, "--label-col", "nope"],
+    );
+    assert!(
+        texts(&out).contains("column `nope` not found; available columns: mean_radius"),
+        "{}",
+        texts(&out)
+    );
+    let data_flag = format!("--data={pq}");
+    let out = run("trial", &[data_flag.as_str(), "--label_col=nope"]);
+    assert!(
+        texts(&out).contains("column `nope` not found"),
+        "{}",
+        texts(&out)
+    );
+    let out = run("canary", &["--data", pq, "--label-col", "nope"]);
+    assert!(
+        texts(&out).contains("column `nope` not found"),
+        "{}",
+        texts(&out)
+    );
+
+    // A string where a number is due: named with its column, whatever the step.
+    let bad = dir.path().join("bad.parquet");
+    {
+        use mlops::core::arrow::array::{ArrayRef, RecordBatch, StringArray};
+        let batch = RecordBatch::try_from_iter([(
+            "target",
+            std::sync::Arc::new(StringArray::from(vec!["yes", "no"])) as ArrayRef,
+        )])
+        .unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&bad).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let out = run(
+        "train",
+        &[
+            "--data",
+            bad.to_str().unwrap(),
+            "--label-col",
+            "target",
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", texts(&out));
+    assert!(
+        texts(&out).contains("column `target`: holds Utf8"),
+        "{}",
+        texts(&out)
+    );
+}
+
+#[test]
+fn drift_report_sketches_a_parquet_reference_larger_than_its_memory_limit() {
+    use mlops::core::arrow::array::{ArrayRef, Float64Array, RecordBatch};
+    use rand::{Rng, SeedableRng};
+    // 3,000,000 rows × 16 float64 columns: about 370 MiB of Parquet (random values do not
+    // compress), read under a 96 MiB data limit (ulimit -d).
+    const LIMIT_KIB: u64 = 96 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.parquet");
+    let names: Vec<String> = (0..16).map(|j| format!("x{j}")).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut writer = None;
+    for _ in 0..30 {
+        let batch = RecordBatch::try_from_iter(names.iter().map(|n| {
+            let a = Float64Array::from_iter_values((0..100_000).map(|_| rng.random::<f64>()));
+            (n.as_str(), std::sync::Arc::new(a) as ArrayRef)
+        }))
+        .unwrap();
+        let w = writer.get_or_insert_with(|| {
+            parquet::arrow::ArrowWriter::try_new(
+                std::fs::File::create(&reference).unwrap(),
+                batch.schema(),
+                None,
+            )
+            .unwrap()
+        });
+        w.write(&batch).unwrap();
+    }
+    writer.unwrap().close().unwrap();
+    let size = std::fs::metadata(&reference).unwrap().len();
+    assert!(size > 3 * LIMIT_KIB * 1024, "{size} bytes");
+    // The current data: 5,000 rows of the same distribution, shifted in x3.
+    let current = dir.path().join("current.parquet");
+    let columns: Vec<(String, Vec<f64>)> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let shift = if j == 3 { 0.2 } else { 0.0 };
+            (
+                n.clone(),
+                (0..5000).map(|_| rng.random::<f64>() + shift).collect(),
+            )
+        })
+        .collect();
+    write_parquet(&current, &columns, 5000);
+    let limited = |extra: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -d {LIMIT_KIB} && exec \"$0\" --reference \"$1\" --current \"$2\" --tests ks --columns x3,x5 --json \"$3\" {extra}"
+            ))
+            .arg(example("drift_report"))
+            .arg(&reference)
+            .arg(&current)
+            .arg(dir.path().join("report.json"))
+            .output()
+            .unwrap()
+    };
+    let out = limited("--sketch-reference");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "drift in x3 expected: {}",
+        texts(&out)
+    );
+    assert!(
+        texts(&out).contains("reference: 3000000 rows sketched"),
+        "{}",
+        texts(&out)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let drifted: Vec<&str> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["drifted"] == true)
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(drifted, ["x3"], "{report}");
+    // Loading the whole reference instead does not fit under the same limit: the limit is real.
+    let out = limited("");
+    assert!(!out.status.success(), "{}", texts(&out));
+}

@@ -793,6 +793,36 @@ checks = [{ kind = "error_rate" }]
         let s = Stream::csv(&csv, "y", "t", Some(120.0), 50).unwrap();
         assert_eq!((s.batches.len(), s.shift_batch), (6, Some(2)));
         assert_eq!(s.spans[1], "t 50..99");
+        // The same table as Parquet (the pipeline's --data x.parquet): the same batches.
+        {
+            use mlops::core::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+            let column = |f: fn(i64) -> i64| {
+                std::sync::Arc::new(Int64Array::from_iter_values((0..300).map(f))) as ArrayRef
+            };
+            let batch = RecordBatch::try_from_iter([
+                ("t", column(|i| i)),
+                ("a", column(|i| i % 7)),
+                ("y", column(|i| i % 2)),
+            ])
+            .unwrap();
+            let path = dir.path().join("d.parquet");
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                std::fs::File::create(&path).unwrap(),
+                batch.schema(),
+                None,
+            )
+            .unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            let p = Stream::csv(&path, "y", "t", Some(120.0), 50).unwrap();
+            assert_eq!(
+                (p.batches.len(), p.shift_batch, &p.spans),
+                (6, Some(2), &s.spans)
+            );
+            for (a, b) in p.batches.iter().zip(&s.batches) {
+                assert_eq!(a.fingerprint(), b.fingerprint());
+            }
+        }
         // Too few positives: the hint names values that give the history enough.
         let hint = s.history_hint(1, 50, 60, ["size", "train"]);
         assert!(

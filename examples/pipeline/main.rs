@@ -143,7 +143,7 @@ struct Args {
     /// Trials of the first model's hyperparameter search (TPE, two at a time).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=200))]
     trials: u64,
-    /// A time-ordered labeled CSV to replay instead of the built-in stream.
+    /// A time-ordered labeled CSV or Parquet file (`.parquet`, or a store URL) to replay instead of the built-in stream.
     #[arg(long, requires_all = ["label_col", "order_col"])]
     data: Option<PathBuf>,
     /// The 0/1 label column of --data.

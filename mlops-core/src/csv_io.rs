@@ -53,6 +53,11 @@ pub struct CsvOptions {
     pub delimiter: char,
     /// Cell texts read as missing (default: empty, `NA`, `N/A`, `null`, `NULL`, `None`).
     pub missing_values: Vec<String>,
+    /// Text categories of dictionary columns (Parquet and Arrow; feature `parquet`), by
+    /// column: a category's code is its position in the list (pandas' `cat.categories`), and a
+    /// value not listed is an error. Columns not named here are coded in the order their
+    /// categories first appear. CSV holds codes, not texts: there it must be empty.
+    pub categories: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for CsvOptions {
@@ -67,6 +72,7 @@ impl Default for CsvOptions {
             missing_values: ["", "NA", "N/A", "null", "NULL", "None"]
                 .map(String::from)
                 .to_vec(),
+            categories: Default::default(),
         }
     }
 }
@@ -318,6 +324,14 @@ impl Dataset {
 
     /// Reads CSV text from any reader; see [`CsvOptions`].
     pub fn from_csv_reader(input: impl Read, options: &CsvOptions) -> Result<Dataset> {
+        if let Some(name) = options.categories.keys().next() {
+            return Err(Error::invalid(
+                "CsvOptions.categories",
+                name,
+                "no text categories for CSV (its categorical columns hold integer codes; \
+                 categories apply to Parquet and Arrow dictionary columns)",
+            ));
+        }
         let mut table = CsvTable::open(input, options.delimiter_byte()?, &options.missing_values)?;
         let label = options
             .label

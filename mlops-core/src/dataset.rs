@@ -165,6 +165,19 @@ impl Dataset {
         Ok(self)
     }
 
+    /// The feature matrix, the labels and the weights, taken out without a copy (to hand
+    /// them to another library).
+    ///
+    /// ```
+    /// let data = mlops_core::Dataset::new(ndarray::Array2::zeros((3, 2)), vec!["a".into(), "b".into()])?;
+    /// let (x, labels, weights) = data.into_arrays();
+    /// assert_eq!((x.dim(), labels, weights), ((3, 2), None, None));
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn into_arrays(self) -> (Array2<f32>, Option<Array1<f32>>, Option<Array1<f32>>) {
+        (self.features, self.labels, self.weights)
+    }
+
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.features.nrows()

@@ -76,6 +76,17 @@ pub enum Error {
         /// What was wrong, with the text seen and what was expected.
         message: String,
     },
+    /// A columnar input (Parquet, Arrow record batches) could not be read as a dataset.
+    #[error("{input}, {location}: {message}")]
+    Data {
+        /// The input: `Parquet <path or URL>` or `Arrow record batches`.
+        input: String,
+        /// Where: the column, with the row (0-based, counted from the start of the input)
+        /// when known, or the part of the file (`footer`, `file`).
+        location: String,
+        /// What was wrong, with the value or type seen and what was expected.
+        message: String,
+    },
     /// A named column does not exist.
     #[error("column `{name}` not found; available columns: {available}")]
     MissingColumn {

@@ -23,6 +23,8 @@
 //! - `store_url` (feature `object-store`): the one way object stores are opened from URLs
 //!   (credentials from the environment, unknown options refused, secrets never shown),
 //!   shared by the registry and the tracker.
+//! - `arrow_io` (feature `parquet`): [`Dataset`] from Arrow record batches and Parquet
+//!   files, local or on an object store, whole or streamed by row group.
 //! - `testing` (feature `testing`, off by default): the public conformance suite a host runs
 //!   on its own [`model::Predictor`].
 //!
@@ -42,6 +44,8 @@
 //! # Ok::<(), mlops_core::Error>(())
 //! ```
 
+#[cfg(feature = "parquet")]
+pub mod arrow_io;
 pub mod calibration;
 pub mod cbpe;
 pub mod checked;
@@ -81,6 +85,15 @@ pub use ndarray;
 /// The `object_store` the stores are opened with (feature `object-store`).
 #[cfg(feature = "object-store")]
 pub use object_store;
+/// The Arrow and Parquet crates (59) a host builds record batches and writes Parquet with
+/// (feature `parquet`): `arrow::array` (`arrow-array`), `arrow::schema` (`arrow-schema`),
+/// `arrow::parquet`.
+#[cfg(feature = "parquet")]
+pub mod arrow {
+    pub use arrow_array as array;
+    pub use arrow_schema as schema;
+    pub use parquet;
+}
 /// The `prometheus-client` (0.24) whose `Registry` every crate's metrics register into.
 pub use prometheus_client;
 pub use run_id::RunId;

@@ -96,6 +96,45 @@ impl ProfileSketch {
         Ok(ProfileSketch { columns })
     }
 
+    /// Sketches a dataset that arrives in chunks (a Parquet file read a row group at a time
+    /// by `mlops_core::arrow_io::ParquetChunks`, a database cursor), one chunk in memory at a
+    /// time: memory is one chunk plus the sketches, however many rows there are. The first
+    /// error of the iterator is returned; no chunks is an error.
+    ///
+    /// ```
+    /// use mlops_core::ndarray::Array2;
+    /// use mlops_core::Dataset;
+    /// use mlops_drift::ProfileSketch;
+    ///
+    /// let chunk = |start: usize| {
+    ///     let x = Array2::from_shape_fn((500, 1), |(i, _)| (start + i) as f32);
+    ///     Dataset::new(x, vec!["x".into()])
+    /// };
+    /// let sketch = ProfileSketch::from_chunks((0..8).map(|c| chunk(c * 500)), 200)?;
+    /// assert_eq!(sketch.columns[0].sketch.count(), 4000);
+    /// # Ok::<(), mlops_drift::Error>(())
+    /// ```
+    pub fn from_chunks(
+        chunks: impl IntoIterator<Item = mlops_core::Result<Dataset>>,
+        k: u16,
+    ) -> Result<Self> {
+        let mut merged: Option<ProfileSketch> = None;
+        for chunk in chunks {
+            let part = ProfileSketch::from_dataset(&chunk?, k)?;
+            match &mut merged {
+                None => merged = Some(part),
+                Some(m) => m.merge(&part)?,
+            }
+        }
+        merged.ok_or_else(|| {
+            Error::invalid(
+                "ProfileSketch::from_chunks chunks",
+                "none",
+                "at least one chunk of rows",
+            )
+        })
+    }
+
     /// Adds `other`'s values (another partition of the same columns). Counts are exact in any
     /// order; the numeric sketches are within their rank error whatever the order or grouping
     /// of merges.

@@ -117,6 +117,88 @@ mod s3 {
         .collect()
     }
 
+    /// A Parquet dataset on S3 is read by byte range a row group at a time, with the
+    /// options the registry takes; a missing or truncated object is a named error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parquet_datasets_stream_from_s3() {
+        use mlops_core::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+        use mlops_core::arrow::parquet::arrow::ArrowWriter;
+        use mlops_core::arrow::parquet::file::properties::WriterProperties;
+        use mlops_core::arrow_io::ParquetChunks;
+        use mlops_core::{CsvOptions, Dataset};
+
+        let moto = start_moto();
+        let n = 10_000;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "amount",
+                Arc::new(Float64Array::from_iter(
+                    (0..n).map(|i| (i % 17 != 0).then_some(f64::from(i) * 0.5)),
+                )) as ArrayRef,
+            ),
+            (
+                "label",
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| i64::from(i % 5 == 0)),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut bytes = Vec::new();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1500))
+            .build();
+        let mut w = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let raw = s3_store(moto.port);
+        raw.put(&"data/tx.parquet".into(), bytes.clone().into())
+            .await
+            .unwrap();
+        raw.put(
+            &"data/cut.parquet".into(),
+            bytes[..bytes.len() / 2].to_vec().into(),
+        )
+        .await
+        .unwrap();
+        let port = moto.port;
+        let expected = Dataset::from_record_batches(&[batch], &CsvOptions::with_label("label"))
+            .unwrap()
+            .fingerprint();
+        // The blocking reader, from a plain thread (its I/O runs on the library's runtime).
+        std::thread::spawn(move || {
+            let options = CsvOptions::with_label("label");
+            let url = format!("s3://{BUCKET}/data/tx.parquet");
+            let chunks =
+                ParquetChunks::open_location(&url, &super::s3::options(port), &options, 1000)
+                    .unwrap();
+            assert_eq!((chunks.rows(), chunks.row_groups()), (10_000, 7));
+            let parts: Vec<Dataset> = chunks.map(Result::unwrap).collect();
+            assert!(parts.iter().all(|p| p.n_rows() <= 1000));
+            let whole = Dataset::concat(&parts.iter().collect::<Vec<_>>()).unwrap();
+            assert_eq!(whole.fingerprint(), expected);
+            let missing = format!("s3://{BUCKET}/data/none.parquet");
+            let e =
+                ParquetChunks::open_location(&missing, &super::s3::options(port), &options, 1000)
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                e.starts_with(&format!("Parquet s3://{BUCKET}/data/none.parquet, footer")),
+                "{e}"
+            );
+            let cut = format!("s3://{BUCKET}/data/cut.parquet");
+            let e = ParquetChunks::open_location(&cut, &super::s3::options(port), &options, 1000)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("expected a whole Parquet file"), "{e}");
+            let bad_option: std::collections::BTreeMap<String, String> =
+                [("aws_nonsense".to_string(), "1".to_string())].into();
+            assert!(ParquetChunks::open_location(&url, &bad_option, &options, 1000).is_err());
+        })
+        .join()
+        .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn s3_on_moto_conforms() {
         let moto = start_moto();

@@ -199,6 +199,7 @@ impl Error {
             Error::Core(e) => match e {
                 mlops_core::Error::InvalidValue(_)
                 | mlops_core::Error::Csv { .. }
+                | mlops_core::Error::Data { .. }
                 | mlops_core::Error::MissingColumn { .. }
                 | mlops_core::Error::LengthMismatch { .. }
                 | mlops_core::Error::UndefinedMetric { .. }

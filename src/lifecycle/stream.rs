@@ -220,7 +220,7 @@ impl Stream {
         })
     }
 
-    /// A labeled CSV ordered by `order_col`, cut into batches of `batch_size` rows (a last batch
+    /// A labeled CSV or Parquet file (by its name, see `Dataset::from_path`) ordered by `order_col`, cut into batches of `batch_size` rows (a last batch
     /// of fewer than half as many rows is dropped); `shift_at` is where its known change is, in
     /// `order_col` units. Errors name `data`, `order_col`, `batch_size`, `shift_at`.
     pub fn csv(
@@ -234,7 +234,7 @@ impl Stream {
             order: Some(order_col.to_string()),
             ..CsvOptions::with_label(label)
         };
-        let data = Dataset::from_csv_path(path, &options)?;
+        let data = Dataset::from_path(path, &options)?;
         if data.n_features() == 0 {
             return Err(Error::invalid(
             "data",

@@ -9,6 +9,7 @@
 #![cfg(feature = "python")]
 
 mod arrays;
+mod arrow;
 mod calibration;
 mod drift;
 mod fairness;
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(arrays::buffer_address, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::last_input_addresses, m)?)?;
+    arrow::register(m)?;
     calibration::register(m)?;
     drift::register(m)?;
     fairness::register(m)?;

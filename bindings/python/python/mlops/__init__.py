@@ -14,6 +14,9 @@
 - :mod:`mlops.fairness`: metrics by sensitive group and disparities with Fairlearn's names
   and signatures (``MetricFrame``, ``demographic_parity_difference``, ...) and AIF360's signed
   measures against a reference group;
+- :mod:`mlops.data`: Parquet files and Arrow data (pyarrow, polars, pandas with Arrow
+  dtypes, through the Arrow PyCapsule interface) as tables; every function taking a table
+  accepts Arrow data directly;
 - :mod:`mlops.validation`: schema inference and validation reports;
 - :mod:`mlops.train`: the MLP trained on numpy arrays, the compiled model (``predict_proba``),
   and hyperparameter studies with a Python objective;
@@ -25,8 +28,8 @@ float32) arrays are read in place; other layouts are copied; other dtypes are co
 they are numeric and refused with ``TypeError`` when they are not.
 """
 
-from . import calibration, drift, fairness, metrics, performance, registry, serve, train, validation
+from . import calibration, data, drift, fairness, metrics, performance, registry, serve, train, validation
 from ._native import __version__
 from .explanations import explain, permutation_importance
 
-__all__ = ["calibration", "drift", "fairness", "metrics", "performance", "registry", "serve", "train", "validation", "explain", "permutation_importance", "__version__"]
+__all__ = ["calibration", "data", "drift", "fairness", "metrics", "performance", "registry", "serve", "train", "validation", "explain", "permutation_importance", "__version__"]

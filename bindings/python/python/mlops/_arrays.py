@@ -5,6 +5,8 @@ import operator
 
 import numpy as np
 
+from . import _native
+
 #: Integers float64 holds exactly: |v| <= 2**53.
 FLOAT_EXACT = 2**53
 
@@ -28,12 +30,49 @@ def as_1d(name, x, keep_float32=False):
     return a
 
 
+def is_arrow(data):
+    """Whether ``data`` is read through the Arrow PyCapsule interface: a pyarrow Table or
+    RecordBatch, a polars DataFrame, anything with ``__arrow_c_stream__`` or
+    ``__arrow_c_array__`` that is not a numpy array; a pandas DataFrame only when a column has
+    an Arrow dtype (``int64[pyarrow]``, ``dictionary<...>[pyarrow]``), the others keep
+    pandas' own ``to_numpy``."""
+    if isinstance(data, (np.ndarray, dict)) or not (
+        hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__")
+    ):
+        return False
+    if type(data).__module__.startswith("pandas"):
+        return any("pyarrow" in str(dt) for dt in getattr(data, "dtypes", ()))
+    return True
+
+
+def arrow_matrix(data):
+    """An Arrow table (see :func:`is_arrow`) as a float32 2-d array, its column names and its
+    categorical (dictionary) columns: nulls are NaN, dictionary columns their codes; a text,
+    nested or too-large value is a ``ValueError`` naming the column and the row."""
+    x, names, categorical, _labels, _weights, _categories = _native.arrow_table(data)
+    return x, names, categorical
+
+
+def as_table(name, data, columns=None, categorical=()):
+    """:func:`as_2d`, with the categorical column names: ``categorical`` when given, else an
+    Arrow table's dictionary columns (none for other data)."""
+    if is_arrow(data):
+        a, names, arrow_categorical = arrow_matrix(data)
+        names = [str(c) for c in columns] if columns is not None else names
+        return a, names, [str(c) for c in categorical] or arrow_categorical
+    a, names = as_2d(name, data, columns)
+    return a, names, [str(c) for c in categorical]
+
+
 def as_2d(name, data, columns=None):
-    """``data`` (a 2-d array, a pandas DataFrame, or a dict of equal-length columns) as a
-    float64 or float32 2-d array (other numeric dtypes converted; no copy when it already is
-    one) and its column names (``columns``, the frame's, the dict's keys, or ``x0``, ``x1``...).
-    ``TypeError`` for non-numeric data, ``ValueError`` for another number of dimensions."""
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
+    """``data`` (a 2-d array, a pandas DataFrame, a dict of equal-length columns, or an Arrow
+    table: see :func:`is_arrow`) as a float64 or float32 2-d array (other numeric dtypes
+    converted; no copy when it already is one) and its column names (``columns``, the frame's,
+    the dict's keys, or ``x0``, ``x1``...). ``TypeError`` for non-numeric data, ``ValueError``
+    for another number of dimensions."""
+    if is_arrow(data):
+        a, names, _ = arrow_matrix(data)
+    elif hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
         names = [str(c) for c in data.columns]
         a = data.to_numpy(dtype=np.float64, na_value=np.nan)
     elif isinstance(data, dict):
@@ -125,7 +164,10 @@ def by_name(name, data, wanted):
     """``data`` with its columns in the order of ``wanted`` when it names them (a pandas
     DataFrame, a dict): a ``ValueError`` naming a missing, unknown or repeated column. A plain
     array is returned as it is (its columns are taken by position)."""
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):
+    arrow = is_arrow(data)
+    if arrow:
+        data, keys, _ = arrow_matrix(data)
+    elif hasattr(data, "columns") and hasattr(data, "to_numpy"):
         keys = list(data.columns)
     elif isinstance(data, dict):
         keys = list(data)
@@ -145,4 +187,6 @@ def by_name(name, data, wanted):
         raise ValueError(f"{name}: unknown column {unknown[0]!r} (the model's features are {wanted})")
     if isinstance(data, dict):
         return {w: data[given[w]] for w in wanted}
+    if arrow:
+        return data[:, [keys.index(given[w]) for w in wanted]]
     return data[[given[w] for w in wanted]]

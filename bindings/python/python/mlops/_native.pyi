@@ -1,6 +1,8 @@
 """Type stubs of the Rust half (`mlops._native`); the public API is mlops.drift and
 mlops.metrics."""
 
+from typing import Any, Optional
+
 import numpy as np
 import numpy.typing as npt
 
@@ -10,6 +12,12 @@ _F = npt.NDArray[np.float64] | npt.NDArray[np.float32]
 
 def buffer_address(x: _F) -> int: ...
 def last_input_addresses() -> list[int]: ...
+
+# Arrow and Parquet tables: (features float32 rows x columns, columns, categorical columns,
+# labels, weights, text categories by column).
+_Table = tuple[np.ndarray, list[str], list[str], Optional[np.ndarray], Optional[np.ndarray], dict[str, list[str]]]
+def arrow_table(data: Any, label: Optional[str] = ..., weight: Optional[str] = ..., ignore: list[str] = ..., categorical: list[str] = ..., categories: dict[str, list[str]] = ...) -> _Table: ...
+def read_parquet(location: str, label: Optional[str] = ..., weight: Optional[str] = ..., ignore: list[str] = ..., categorical: list[str] = ..., categories: dict[str, list[str]] = ..., storage_options: dict[str, str] = ...) -> _Table: ...
 
 MAX_BINS: int
 MAX_REPRESENTATIVES: int

@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from . import _native
-from ._arrays import as_1d, as_2d, as_count, exact_ranks, exact_shifted
+from ._arrays import as_1d, as_2d, as_count, as_table, exact_ranks, exact_shifted
 
 __all__ = [
     "ks_2samp",
@@ -379,9 +379,10 @@ class ReferenceProfile:
     def fit(cls, data, columns=None, categorical=(), config=None):
         """Fits a profile of ``data`` (rows x columns: a 2-d array, a DataFrame or a dict of
         columns); ``categorical`` names the columns holding integer category codes;
-        ``config`` is a ``ProfileConfig`` as a dict (``{"bins": 10, "storage": "exact"}``)."""
-        x, names = _table(data, columns)
-        return cls(_native.Profile.fit(x, names, [str(c) for c in categorical], _json(config)))
+        ``config`` is a ``ProfileConfig`` as a dict (``{"bins": 10, "storage": "exact"}``).
+        An Arrow table's dictionary columns are categorical unless ``categorical`` is given."""
+        x, names, categorical = as_table("data", data, columns, categorical)
+        return cls(_native.Profile.fit(x, names, categorical, _json(config)))
 
     def compare(self, current, columns=None, config=None):
         """The drift report of ``current`` against the profile, as a dict (per-column tests,

@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from . import _native
-from ._arrays import as_1d, as_2d, as_count, by_name
+from ._arrays import as_1d, as_2d, as_count, as_table, by_name
 
 __all__ = ["Model", "fit", "Study"]
 
@@ -146,7 +146,8 @@ def fit(
     for key, (low, high) in _TRAIN_COUNTS.items():
         if key in train:
             train[key] = as_count(key, train[key], low, high)
-    a, names = _features(x, columns)
+    # An Arrow table says which columns are categorical (its dictionary columns).
+    a, names, categorical = as_table("x", x, columns, categorical)
     labels = as_1d("y", y)
     if len(labels) != a.shape[0]:
         raise ValueError(f"y: expected {a.shape[0]} labels (one per row of x), got {len(labels)}")
@@ -159,7 +160,7 @@ def fit(
     if len(hidden) > 64:
         raise ValueError(f"hidden: expected at most 64 layers, got {len(hidden)}")
     mlp = {"hidden": [as_count(f"hidden[{i}]", h, 1, 1 << 16) for i, h in enumerate(hidden)], "activation": activation, "dropout": float(dropout)}
-    native, history = _native.fit(a, labels, names, [str(c) for c in categorical], json.dumps(mlp), json.dumps(train), val)
+    native, history = _native.fit(a, labels, names, categorical, json.dumps(mlp), json.dumps(train), val)
     return Model(native, json.loads(history))
 
 

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example registry -- --registry /tmp/reg register fraud ./model --tag team=risk --metric roc_auc=0.97
 //! cargo run --example registry -- --registry /tmp/reg register fraud ./xgb.json --features amount,hour
+//! cargo run --example registry -- --registry /tmp/reg register fraud ./lgb.txt --reference train.parquet
 //! cargo run --example registry -- --registry /tmp/reg list fraud
 //! cargo run --example registry -- --registry /tmp/reg show fraud @production
 //! cargo run --example registry -- --registry /tmp/reg alias fraud production 3 --expect 2
@@ -22,6 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use mlops::core::model::{ModelArtifact, ModelKind};
+use mlops::core::{CsvOptions, Dataset};
 use mlops::registry::{
     Lineage, NewVersion, Query, Registry, RegistryConfig, VersionInfo, VersionRef,
 };
@@ -56,6 +58,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Register the next version of NAME: every file under a folder (an mlops model folder,
@@ -77,6 +81,15 @@ enum Command {
         /// Decision threshold of a model file's probabilities (default 0.5).
         #[arg(long)]
         threshold: Option<f32>,
+        /// Reference data of a model file (CSV or Parquet, or a store URL; its other columns
+        /// are left out): stores the input and score profiles live monitoring compares with
+        /// (`serve --monitor`) and an explanation background.
+        #[arg(long, value_name = "DATA")]
+        reference: Option<String>,
+        /// Columns of --reference CSV holding integer category codes, comma-separated
+        /// (Parquet dictionary columns are categorical anyway).
+        #[arg(long, value_delimiter = ',')]
+        categorical: Vec<String>,
         /// Tag KEY=VALUE (repeatable).
         #[arg(long = "tag", value_name = "KEY=VALUE")]
         tags: Vec<String>,
@@ -288,6 +301,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kind,
             features,
             threshold,
+            reference,
+            categorical,
             tags,
             metrics,
             params,
@@ -312,12 +327,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if let Some(t) = threshold {
                     artifact = artifact.with_threshold(t)?;
                 }
-                NewVersion::new()
-                    .artifact(&artifact)?
-                    .tag("kind", kind.as_str())
+                let mut new = NewVersion::new();
+                if let Some(data) = &reference {
+                    let options = CsvOptions {
+                        categorical: categorical.clone(),
+                        ..CsvOptions::default()
+                    };
+                    let table = Dataset::from_path(data, &options)
+                        .with_context(|| format!("loading --reference {data}"))?;
+                    let r = mlops::lifecycle::reference_of(artifact, &table)
+                        .with_context(|| format!("profiling {file} on --reference {data}"))?;
+                    if !r.background {
+                        eprintln!("note: no complete row in --reference {data}: no explanation background stored");
+                    }
+                    artifact = r.artifact;
+                    new = new
+                        .reference_profile(r.reference_profile.to_json()?)
+                        .prediction_profile(r.prediction_profile.to_json()?);
+                }
+                new.artifact(&artifact)?.tag("kind", kind.as_str())
             } else {
-                if kind.is_some() || features.is_some() || threshold.is_some() {
-                    bail!("--kind, --features and --threshold describe a model file; {} is a folder, registered as it is", dir.display());
+                if kind.is_some()
+                    || features.is_some()
+                    || threshold.is_some()
+                    || reference.is_some()
+                {
+                    bail!("--kind, --features, --threshold and --reference describe a model file; {} is a folder, registered as it is", dir.display());
                 }
                 NewVersion::new().dir(&dir)?
             };

@@ -3444,3 +3444,106 @@ fn drift_report_sketches_a_parquet_reference_larger_than_its_memory_limit() {
     let out = limited("");
     assert!(!out.status.success(), "{}", texts(&out));
 }
+
+#[test]
+fn registry_cli_registers_a_tree_model_with_its_reference_profiles() {
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        cases: std::collections::BTreeMap<String, serde_json::Value>,
+    }
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/mlops-core/tests/fixtures/trees"
+    );
+    let cases: Cases =
+        serde_json::from_slice(&std::fs::read(format!("{fixtures}/cases.json")).unwrap()).unwrap();
+    let rows = cases.cases["xgb_numeric"]["rows"].as_array().unwrap();
+    let n = rows[0].as_array().unwrap().len();
+    let dir = tempfile::tempdir().unwrap();
+    // The reference table: an id, the model's 30 inputs (in another order), a label.
+    let mut header: Vec<String> = vec!["id".into()];
+    header.extend((0..n).rev().map(|j| format!("f{j}")));
+    header.push("label".into());
+    let mut text = header.join(",") + "\n";
+    for (i, row) in rows.iter().enumerate() {
+        let row = row.as_array().unwrap();
+        let cells: Vec<String> = (0..n)
+            .rev()
+            .map(|j| row[j].as_f64().map_or(String::new(), |v| v.to_string()))
+            .collect();
+        text += &format!("{i},{},{}\n", cells.join(","), i % 2);
+    }
+    let reference = dir.path().join("reference.csv");
+    std::fs::write(&reference, &text).unwrap();
+    let reg = dir.path().join("reg");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--registry", reg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run("registry", &all)
+    };
+    let model = format!("{fixtures}/xgb_numeric.json");
+    let out = cli(&[
+        "register",
+        "fraud",
+        &model,
+        "--reference",
+        reference.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", texts(&out));
+    let got = dir.path().join("got");
+    let out = cli(&["download", "fraud", "1", got.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", texts(&out));
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(got.join("reference_profile.json")).unwrap())
+            .unwrap();
+    let columns: Vec<&str> = profile["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let inputs: Vec<String> = (0..n).map(|j| format!("f{j}")).collect();
+    assert_eq!(
+        columns, inputs,
+        "the model's inputs, in its order, not id or label"
+    );
+    assert_eq!(profile["columns"][0]["rows"], rows.len());
+    let scores: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(got.join("prediction_profile.json")).unwrap())
+            .unwrap();
+    assert_eq!(scores["columns"][0]["name"], "prediction");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(got.join("model.json")).unwrap()).unwrap();
+    assert_eq!(spec["kind"], "xgboost");
+    assert!(
+        spec["background"]["rows"].as_u64().unwrap() > 0,
+        "{}",
+        spec["background"]
+    );
+
+    // A reference without one of the model's inputs, and --reference with a folder: named.
+    let short = dir.path().join("short.csv");
+    std::fs::write(&short, "f0,f1\n1,2\n").unwrap();
+    let out = cli(&[
+        "register",
+        "fraud",
+        &model,
+        "--reference",
+        short.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(texts(&out).contains("`f2`"), "{}", texts(&out));
+    let out = cli(&[
+        "register",
+        "fraud",
+        fixtures,
+        "--reference",
+        short.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        texts(&out).contains("--reference describe a model file"),
+        "{}",
+        texts(&out)
+    );
+}

@@ -472,6 +472,38 @@ impl Dataset {
         })
     }
 
+    /// A new dataset of the named feature columns, in the order named (a model's inputs taken
+    /// from a wider table); labels, weights and the order column kept. A name the dataset
+    /// lacks is an error listing its columns.
+    ///
+    /// ```
+    /// let x = ndarray::array![[1.0_f32, 2.0, 3.0]];
+    /// let data = mlops_core::Dataset::new(x, vec!["a".into(), "b".into(), "c".into()])?;
+    /// let picked = data.select_features(&["c", "a"])?;
+    /// assert_eq!(picked.features().row(0).to_vec(), [3.0, 1.0]);
+    /// assert!(data.select_features(&["z"]).is_err());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn select_features(&self, names: &[&str]) -> Result<Dataset> {
+        let pick: Vec<usize> = names
+            .iter()
+            .map(|n| self.feature_index(n))
+            .collect::<Result<_>>()?;
+        check_unique_names(names.iter().copied())?;
+        let mut columns: Vec<ColumnSchema> = pick
+            .iter()
+            .map(|&j| self.schema.columns[j].clone())
+            .collect();
+        columns.extend(self.schema.label().cloned());
+        Ok(Dataset {
+            features: self.features.select(Axis(1), &pick),
+            labels: self.labels.clone(),
+            weights: self.weights.clone(),
+            schema: Schema { columns },
+            order: self.order.clone(),
+        })
+    }
+
     /// A new dataset without the named feature columns (for example an ordering column that
     /// must not be a feature).
     pub fn drop_features(&self, names: &[&str]) -> Result<Dataset> {

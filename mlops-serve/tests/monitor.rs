@@ -398,6 +398,76 @@ mod monitor_suite {
         }
     }
 
+    /// A model from another tool (XGBoost, read from its own file: 30 inputs `f0`..`f29`) is
+    /// monitored like ours: its input and score profiles made from reference rows it scores,
+    /// no drift on more of them, drift on both once the world moves.
+    #[test]
+    fn a_tree_model_version_is_monitored_like_an_mlp() {
+        use mlops_core::model::{ModelKind, Predictor};
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../mlops-core/tests/fixtures/trees/xgb_numeric.json"
+        ))
+        .unwrap();
+        let artifact = ModelArtifact::from_model_file(ModelKind::Xgboost, &bytes).unwrap();
+        let names = artifact.spec().input_features.clone();
+        let world = |n: usize, shift: f32, seed: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            Array2::from_shape_fn((n, names.len()), |_| {
+                (0..4).map(|_| rng.random::<f32>()).sum::<f32>() - 2.0 + shift
+            })
+        };
+        let model = Arc::new(CompiledModel::compile(&artifact, NonFinitePolicy::Nan).unwrap());
+        let reference = world(4_000, 0.0, 31);
+        let mut scores = vec![0.0_f32; reference.nrows()];
+        model
+            .predict_proba_into(reference.view(), &mut scores)
+            .unwrap();
+        let profiles = MemoryProfiles::new();
+        profiles.insert(
+            "fraud",
+            1,
+            Profiles {
+                features: Some(
+                    ReferenceProfile::fit(
+                        &Dataset::new(reference, names.clone()).unwrap(),
+                        &ProfileConfig::default(),
+                    )
+                    .unwrap(),
+                ),
+                prediction: Some(
+                    ReferenceProfile::fit_predictions(&scores, &ProfileConfig::default()).unwrap(),
+                ),
+                performance: None,
+            },
+        );
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let monitor = start(
+            config(HookConfig::default()),
+            Arc::new(profiles),
+            Arc::new(MemoryRetrainLedger::new()),
+            &mut metrics,
+        );
+        let router = router(
+            Routes::single(Variant::new("stable", Some(1), model)),
+            &monitor,
+        );
+        score(&router, &world(1_200, 0.0, 32), "before");
+        monitor.sync(WAIT).unwrap();
+        expect(&monitor.status("fraud")[0], 2, 0, "no_drift");
+        score(&router, &world(1_200, 0.8, 33), "after");
+        monitor.sync(WAIT).unwrap();
+        let s = &monitor.status("fraud")[0];
+        assert_eq!(s.verdict, "drift", "{s:?}");
+        assert!(s.prediction_drift.is_some_and(|p| p.drifted), "{s:?}");
+        let text = exposition(&metrics);
+        has(
+            &text,
+            &[r#"mlops_monitor_feature_tested{model="fraud",version="1",feature="f29"} 1"#],
+        );
+        monitor.close();
+    }
+
     #[test]
     fn one_request_after_the_world_changes_none_before_and_none_in_the_cooldown() {
         let (monitor, metrics, ledger) = in_memory(&[(1, 0.0)], HookConfig::default());

@@ -27,7 +27,8 @@ pub mod stream;
 pub use error::{Error, Result};
 pub use job::{rfc3339, JobWindow, RetrainJob};
 pub use retrainer::{
-    metric_values, prediction_profile, threshold_at_best_f1, with_performance_estimator,
-    RetrainConfig, RetrainFairness, RetrainImportance, RetrainOutcome, RetrainRequest,
-    RetrainSettings, Retrained, Retrainer, Tracking,
+    metric_values, prediction_profile, reference_of, threshold_at_best_f1,
+    with_performance_estimator, ReferenceOf, RetrainConfig, RetrainFairness, RetrainImportance,
+    RetrainOutcome, RetrainRequest, RetrainSettings, Retrained, Retrainer, Tracking,
+    REFERENCE_BACKGROUND_ROWS,
 };

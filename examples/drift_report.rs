@@ -63,6 +63,10 @@ struct Args {
     /// Columns holding integer category codes, comma-separated.
     #[arg(long, value_delimiter = ',')]
     categorical: Vec<String>,
+    /// Categories of a Parquet text dictionary column in code order, COLUMN=a,b,c
+    /// (repeatable; pandas' cat.categories): codes by value, the same in every file.
+    #[arg(long = "categories", value_name = "COLUMN=a,b,c")]
+    categories: Vec<String>,
     /// Rows START..END (0-based, end exclusive) of the reference file.
     #[arg(long)]
     reference_rows: Option<String>,
@@ -181,11 +185,14 @@ fn print_table(report: &DriftReport) {
 }
 
 fn run(args: &Args) -> anyhow::Result<Verdict> {
-    let options = CsvOptions {
+    let mut options = CsvOptions {
         ignore: args.ignore.clone(),
         categorical: args.categorical.clone(),
         ..CsvOptions::default()
     };
+    for spec in &args.categories {
+        options.add_categories(spec)?;
+    }
     let reference = if args.sketch_reference {
         anyhow::ensure!(
             args.reference_rows.is_none(),

@@ -54,6 +54,10 @@ struct Args {
     /// Output folder (created if missing).
     #[arg(long)]
     out: PathBuf,
+    /// Categories of a Parquet text dictionary column in code order, COLUMN=a,b,c
+    /// (repeatable; pandas' cat.categories): codes by value, the same in every file.
+    #[arg(long = "categories", value_name = "COLUMN=a,b,c")]
+    categories: Vec<String>,
 }
 
 /// The `--config` file.
@@ -88,10 +92,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     };
     // The order column is read in full f64 precision beside the features (never a feature):
     // Unix times in f32 would fall on a 128 s grid and move rows across the split.
-    let options = CsvOptions {
+    let mut options = CsvOptions {
         order: args.order_col.clone(),
         ..CsvOptions::with_label(&args.label_col)
     };
+    for spec in &args.categories {
+        options.add_categories(spec)?;
+    }
     let data = Dataset::from_path(&args.data, &options)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let (train, validation, test) = match (&args.order_col, args.train_until) {

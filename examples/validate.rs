@@ -41,6 +41,10 @@ struct Args {
     /// Columns holding integer category codes, comma-separated.
     #[arg(long, value_delimiter = ',')]
     categorical: Vec<String>,
+    /// Categories of a Parquet text dictionary column in code order, COLUMN=a,b,c
+    /// (repeatable; pandas' cat.categories): codes by value, the same in every file.
+    #[arg(long = "categories", value_name = "COLUMN=a,b,c")]
+    categories: Vec<String>,
     /// A ValidationConfig as JSON (defaults are the seed's checks).
     #[arg(long)]
     config: Option<String>,
@@ -59,12 +63,15 @@ struct Args {
 }
 
 fn run(args: &Args) -> anyhow::Result<bool> {
-    let options = CsvOptions {
+    let mut options = CsvOptions {
         label: args.label_col.clone(),
         ignore: args.ignore.clone(),
         categorical: args.categorical.clone(),
         ..CsvOptions::default()
     };
+    for spec in &args.categories {
+        options.add_categories(spec)?;
+    }
     let schema = match (&args.schema, &args.reference) {
         (Some(path), _) => Schema::from_json(
             &std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,

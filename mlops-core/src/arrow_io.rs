@@ -7,15 +7,15 @@
 //! go to `f32` with CSV's rules: a float beyond `f32`'s range, or an integer `f32` would round
 //! (an id, a Unix time beyond ±2^24), is an error naming the row, never a silently changed
 //! number. A **dictionary column with text values** (a pandas `Categorical`, polars `Categorical`
-//! / `Enum`, Arrow `dictionary<values=string>`) is categorical, coded **by value**: with
-//! [`CsvOptions::categories`] a category's code is its position in the list given (pandas'
-//! `cat.categories` of the training frame, so codes equal the `cat.codes` an XGBoost or
-//! LightGBM model trained on that frame reads) and a value not listed is an error naming the
-//! row; without it, codes follow the order categories first appear in the input (the first
-//! dictionary's order, then each new value), the same in every row group whatever order each
-//! row group's dictionary page has ([`ParquetChunks::categories`] says which code is which).
-//! A text column that is not a dictionary, a nested column (list, struct, map) or a binary
-//! column is refused, naming the column, unless it is ignored.
+//! / `Enum`, Arrow `dictionary<values=string>`) is categorical, coded **by value** through
+//! the list [`CsvOptions::categories`] gives for it: a category's code is its position in the
+//! list (pandas' `cat.categories` of the training frame, so the codes equal the `cat.codes` an
+//! XGBoost or LightGBM model trained on that frame reads), the same in every batch and file
+//! whatever order each row group's dictionary page has, and a value not listed is an error
+//! naming the row. Without a list such a column is refused: codes taken from the data itself
+//! would change with the file, its row groups and even the batch size. A dictionary of
+//! numbers reads as its values. A text column that is not a dictionary, a nested column
+//! (list, struct, map) or a binary column is refused, naming the column, unless it is ignored.
 //! The order column may also be a timestamp or a date (read as seconds since the epoch).
 //!
 //! **Parquet** is read a row group at a time with only the needed columns decoded
@@ -65,10 +65,6 @@ use crate::schema::ColumnKind;
 /// many rows; a chunk of [`ParquetChunks`] is one batch).
 pub const DEFAULT_BATCH_ROWS: usize = 65_536;
 
-/// The text categories of dictionary columns, by column in input order: code `i` of column
-/// `name` is `categories[i]`.
-pub type Categories = Vec<(String, Vec<String>)>;
-
 /// Largest integer every smaller one of which an `f32` holds exactly.
 const F32_EXACT_INT: f64 = 16_777_216.0;
 
@@ -79,6 +75,8 @@ enum Role {
     Label,
     Weight,
     Order,
+    /// A plain number column read in full precision (`read_parquet_columns`).
+    Value,
 }
 
 /// The columns to read and what each is for, checked against the input's schema before any
@@ -120,6 +118,29 @@ impl Plan {
         for name in options.ignore.iter().chain(&options.categorical) {
             find(name)?;
         }
+        // One role a column: the label, weight and order are never ignored or shared.
+        let roles = [
+            ("label", &options.label),
+            ("weight", &options.weight),
+            ("order", &options.order),
+        ];
+        for (k, (role, name)) in roles.iter().enumerate() {
+            let Some(name) = name else { continue };
+            let clash = options.ignore.iter().any(|n| n == name).then_some("ignore");
+            let clash = clash.or_else(|| {
+                roles[k + 1..]
+                    .iter()
+                    .find(|(_, other)| other.as_deref() == Some(name.as_str()))
+                    .map(|(other, _)| *other)
+            });
+            if let Some(other) = clash {
+                return Err(Error::invalid(
+                    format!("CsvOptions.{role}"),
+                    name,
+                    format!("a column with one role (`{name}` is also in CsvOptions.{other})"),
+                ));
+            }
+        }
         let mut columns = Vec::new();
         for (j, field) in schema.fields().iter().enumerate() {
             let name = field.name().as_str();
@@ -144,15 +165,40 @@ impl Plan {
         }
         for name in options.categories.keys() {
             let j = find(name)?;
-            if !text_dictionary(schema.field(j).data_type())
-                || !columns.iter().any(|(i, _, _)| *i == j)
+            let t = schema.field(j).data_type();
+            if !text_dictionary(t) {
+                return Err(Error::invalid(
+                    "CsvOptions.categories",
+                    name,
+                    format!("a dictionary column with text values (it holds {t})"),
+                ));
+            }
+            if !columns
+                .iter()
+                .any(|(i, _, r)| *i == j && matches!(r, Role::Feature(_)))
             {
                 return Err(Error::invalid(
                     "CsvOptions.categories",
                     name,
+                    "a feature column (it is ignored, or the label, weight or order)",
+                ));
+            }
+        }
+        for (_, name, role) in &columns {
+            let j = find(name)?;
+            let t = schema.field(j).data_type();
+            if matches!(role, Role::Feature(_))
+                && text_dictionary(t)
+                && !options.categories.contains_key(name)
+            {
+                return Err(data_error(
+                    input,
+                    format!("column `{name}`"),
                     format!(
-                        "a dictionary feature column with text values (it holds {})",
-                        schema.field(j).data_type()
+                        "holds text categories ({t}); expected their list in code order \
+                         (CsvOptions.categories, --categories {name}=a,b,c, categories= in \
+                         Python): codes taken from the data would differ between files, row \
+                         groups and batches"
                     ),
                 ));
             }
@@ -211,7 +257,7 @@ fn check_type(input: &str, name: &str, t: &DataType, role: Role) -> Result<()> {
             is_number(t) || matches!(t, DataType::Dictionary(_, v) if is_text(v) || is_number(v))
         }
         Role::Feature(_) => is_number(t) || matches!(t, DataType::Dictionary(_, v) if is_number(v)),
-        Role::Label | Role::Weight => is_number(t),
+        Role::Label | Role::Weight | Role::Value => is_number(t),
         Role::Order => {
             is_number(t)
                 || matches!(
@@ -231,6 +277,7 @@ fn check_type(input: &str, name: &str, t: &DataType, role: Role) -> Result<()> {
         Role::Label => "numbers (the label: 0/1 integers, floats or booleans)",
         Role::Weight => "numbers (the sample weight)",
         Role::Order => "numbers, a timestamp or a date (the order column)",
+        Role::Value => "numbers (a float, integer or boolean column)",
     };
     let hint = if t.is_nested() {
         "a nested column cannot be a feature: ignore it (CsvOptions.ignore, --ignore) or flatten it"
@@ -334,6 +381,35 @@ fn for_each_number(
     }
 }
 
+/// The first row of a 64-bit integer column whose value an `f32` does not hold exactly (an
+/// `f64` would already have rounded it: 2^53 + 1).
+fn first_inexact_integer(col: &dyn Array) -> Option<usize> {
+    fn find<T: Copy + Into<i128>>(
+        values: impl Iterator<Item = Option<T>>,
+        to_f32: impl Fn(T) -> f32,
+    ) -> Option<usize> {
+        values.enumerate().find_map(|(i, v)| {
+            let v = v?;
+            let exact = to_f32(v);
+            (!exact.is_finite() || exact as i128 != v.into()).then_some(i)
+        })
+    }
+    match col.data_type() {
+        DataType::Int64 => find(col.as_primitive::<Int64Type>().iter(), |v| v as f32),
+        DataType::UInt64 => find(col.as_primitive::<UInt64Type>().iter(), |v| v as f32),
+        _ => None,
+    }
+}
+
+/// Row `i` of a 64-bit integer column as text.
+fn arrow_cast_text(col: &dyn Array, i: usize) -> String {
+    match col.data_type() {
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
+        _ => String::new(),
+    }
+}
+
 fn is_integer_type(t: &DataType) -> bool {
     t.is_integer()
         || matches!(
@@ -342,21 +418,16 @@ fn is_integer_type(t: &DataType) -> bool {
         )
 }
 
-/// The codes of a text categorical column: given ([`CsvOptions::categories`]) or grown in
-/// order of first appearance.
+/// The codes of a text categorical column, given ([`CsvOptions::categories`]).
 #[derive(Debug, Clone, Default)]
 struct Vocabulary {
     codes: std::collections::HashMap<String, u32>,
     values: Vec<String>,
-    fixed: bool,
 }
 
 impl Vocabulary {
     fn given(column: &str, values: &[String]) -> Result<Vocabulary> {
-        let mut v = Vocabulary {
-            fixed: true,
-            ..Vocabulary::default()
-        };
+        let mut v = Vocabulary::default();
         for text in values {
             let code = u32::try_from(v.values.len()).unwrap_or(u32::MAX);
             if v.codes.insert(text.clone(), code).is_some() {
@@ -378,18 +449,9 @@ impl Vocabulary {
         Ok(v)
     }
 
-    /// The code of `text`: `None` when the vocabulary is given and lacks it (or is full).
-    fn code(&mut self, text: &str) -> Option<u32> {
-        if let Some(c) = self.codes.get(text) {
-            return Some(*c);
-        }
-        if self.fixed || self.values.len() as f64 >= F32_EXACT_INT {
-            return None;
-        }
-        let code = self.values.len() as u32;
-        self.codes.insert(text.to_string(), code);
-        self.values.push(text.to_string());
-        Some(code)
+    /// The code of `text`: `None` when the list lacks it.
+    fn code(&self, text: &str) -> Option<u32> {
+        self.codes.get(text).copied()
     }
 }
 
@@ -450,8 +512,25 @@ impl Sink {
         )
     }
 
-    /// Appends a batch's rows.
+    /// Appends a batch's rows, all or none: on an error every buffer is as it was.
     fn append(&mut self, batch: &RecordBatch) -> Result<()> {
+        let lengths = (
+            self.values.len(),
+            self.labels.len(),
+            self.weights.len(),
+            self.order.len(),
+        );
+        let r = self.append_unchecked(batch);
+        if r.is_err() {
+            self.values.truncate(lengths.0);
+            self.labels.truncate(lengths.1);
+            self.weights.truncate(lengths.2);
+            self.order.truncate(lengths.3);
+        }
+        r
+    }
+
+    fn append_unchecked(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -476,18 +555,27 @@ impl Sink {
                 }
                 Role::Label | Role::Weight => {
                     let mut out = Vec::with_capacity(n);
-                    let r = for_each_number(col.as_ref(), |_, v| {
-                        out.push(v.map_or(f32::NAN, |v| v as f32));
+                    let mut failure = 0;
+                    let r = for_each_number(col.as_ref(), |i, v| {
+                        let x = v.map_or(f32::NAN, |v| v as f32);
+                        if x.is_infinite() && v.is_some_and(f64::is_finite) {
+                            failure = i;
+                            return Err(format!(
+                                "{:e} is outside the range of a 32-bit float; expected a smaller value",
+                                v.unwrap_or_default()
+                            ));
+                        }
+                        out.push(x);
                         Ok(())
                     });
-                    r.map_err(|m| self.row_error(0, &name, m))?;
+                    r.map_err(|m| self.row_error(failure, &name, m))?;
                     if role == Role::Label {
                         self.labels.extend(out);
                     } else {
                         self.weights.extend(out);
                     }
                 }
-                Role::Order => {
+                Role::Order | Role::Value => {
                     let mut out = Vec::with_capacity(n);
                     let r = for_each_number(col.as_ref(), |_, v| {
                         out.push(v.unwrap_or(f64::NAN));
@@ -515,77 +603,84 @@ impl Sink {
         let width = self.n_features;
         if let Some(dict) = col.as_any_dictionary_opt() {
             let values = dict.values().clone();
-            if is_text(values.data_type()) {
-                // Each dictionary entry's code, by its text (None: not in a given list).
-                let texts = texts(values.as_ref());
-                let vocabulary = &mut self.vocabularies[k];
-                let map: Vec<(Option<u32>, &str)> = texts
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.as_deref().and_then(|t| vocabulary.code(t)),
-                            t.as_deref().unwrap_or(""),
-                        )
+            // Each dictionary entry's value: a text's code in the given list (`Err` with the
+            // text when the list lacks it), or a number; `None` for a null entry.
+            let entries: Vec<std::result::Result<Option<f64>, String>> =
+                if is_text(values.data_type()) {
+                    let vocabulary = &self.vocabularies[k];
+                    texts(values.as_ref())
+                        .into_iter()
+                        .map(|t| match t {
+                            None => Ok(None),
+                            Some(t) => vocabulary.code(&t).map(|c| Some(f64::from(c))).ok_or(t),
+                        })
+                        .collect()
+                } else {
+                    let mut numbers = Vec::with_capacity(values.len());
+                    for_each_number(values.as_ref(), |_, v| {
+                        numbers.push(Ok(v));
+                        Ok(())
                     })
-                    .collect();
-                let keys = dict.normalized_keys();
-                let nulls = col.logical_nulls();
-                for (i, key) in keys.into_iter().enumerate() {
-                    let null = nulls.as_ref().is_some_and(|b| b.is_null(i));
-                    let code = match map.get(key) {
-                        _ if null => f32::NAN,
-                        Some((Some(code), _)) => *code as f32,
-                        Some((None, text)) => {
-                            let listed = self.vocabularies[k].values.len();
-                            return Err(self.row_error(
-                                i,
-                                name,
-                                if self.vocabularies[k].fixed {
-                                    format!(
-                                        "`{text}` is not one of the {listed} categories given \
-                                         (CsvOptions.categories); expected a listed category"
-                                    )
-                                } else {
-                                    format!("`{text}` is one category too many; expected at most 16,777,216")
-                                },
-                            ));
-                        }
-                        None => {
-                            return Err(self.row_error(
-                                i,
-                                name,
-                                format!(
-                                    "dictionary key {key} is past the dictionary's {} values",
-                                    map.len()
-                                ),
-                            ))
-                        }
-                    };
-                    self.values[start + i * width + feature] = code;
-                }
-                return Ok(());
-            }
-            // A dictionary of numbers: each row reads its value.
-            let mut lookup = Vec::with_capacity(values.len());
-            let integer = is_integer_type(values.data_type());
-            for_each_number(values.as_ref(), |_, v| {
-                lookup.push(v);
+                    .map_err(|m| self.row_error(0, name, m))?;
+                    numbers
+                };
+            let integer = is_text(values.data_type()) || is_integer_type(values.data_type());
+            let listed = self.vocabularies[k].values.len();
+            let nulls = col.logical_nulls();
+            let mut keys = Vec::with_capacity(col.len());
+            for_each_number(dict.keys(), |_, key| {
+                keys.push(key);
                 Ok(())
             })
             .map_err(|m| self.row_error(0, name, m))?;
-            let keys = dict.normalized_keys();
-            let nulls = col.logical_nulls();
             for (i, key) in keys.into_iter().enumerate() {
-                let null = nulls.as_ref().is_some_and(|b| b.is_null(i));
-                let v = if null {
-                    None
-                } else {
-                    lookup.get(key).copied().flatten()
+                if nulls.as_ref().is_some_and(|b| b.is_null(i)) {
+                    self.values[start + i * width + feature] = f32::NAN;
+                    continue;
+                }
+                let entry = key
+                    .filter(|k| *k >= 0.0 && (*k as usize) < entries.len())
+                    .map(|k| &entries[k as usize]);
+                let v = match entry {
+                    Some(Ok(v)) => *v,
+                    Some(Err(text)) => {
+                        return Err(self.row_error(
+                            i,
+                            name,
+                            format!(
+                                "`{text}` is not one of the {listed} categories given \
+                                 (CsvOptions.categories); expected a listed category"
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(self.row_error(
+                            i,
+                            name,
+                            format!(
+                                "dictionary key {} is outside the dictionary's {} values",
+                                key.unwrap_or(f64::NAN),
+                                entries.len()
+                            ),
+                        ))
+                    }
                 };
                 let x = self.cell(v, integer, kind, i, name)?;
                 self.values[start + i * width + feature] = x;
             }
             return Ok(());
+        }
+        if let Some(i) = first_inexact_integer(col.as_ref()) {
+            return Err(self.row_error(
+                i,
+                name,
+                format!(
+                    "{} cannot be held exactly by a 32-bit float feature; expected an integer \
+                     within ±16,777,216: read a time or sequence column as the order column \
+                     (CsvOptions.order, --order-col) and ignore id columns",
+                    arrow_cast_text(col.as_ref(), i)
+                ),
+            ));
         }
         let integer = is_integer_type(col.data_type());
         let mut failure = None;
@@ -641,24 +736,12 @@ impl Sink {
                     data = data
                         .with_order(Array1::from(std::mem::take(&mut self.order)), name.clone())?
                 }
-                Role::Feature(_) => {}
+                Role::Feature(_) | Role::Value => {}
             }
         }
         self.rows_before += rows;
         self.rows = 0;
         Ok(data)
-    }
-
-    /// The text categories of each categorical dictionary column seen so far: code `i` of
-    /// column `name` is `categories[i]`.
-    fn categories(&self) -> Categories {
-        self.plan
-            .columns
-            .iter()
-            .zip(&self.vocabularies)
-            .filter(|(_, v)| v.fixed || !v.values.is_empty())
-            .map(|((_, n, _), v)| (n.clone(), v.values.clone()))
-            .collect()
     }
 }
 
@@ -738,52 +821,35 @@ impl Dataset {
         batches: impl IntoIterator<Item = std::result::Result<RecordBatch, E>>,
         options: &CsvOptions,
     ) -> Result<Dataset> {
-        read_batches(schema, batches, options).map(|(data, _)| data)
-    }
-}
-
-/// [`Dataset::from_batch_iter`], with the text categories of each dictionary column in code
-/// order (code `i` of column `name` is `categories[i]`).
-///
-/// ```
-/// use std::sync::Arc;
-/// use mlops_core::arrow::array::{ArrayRef, DictionaryArray, RecordBatch};
-/// use mlops_core::arrow::array::types::Int32Type;
-/// use mlops_core::CsvOptions;
-///
-/// let city: DictionaryArray<Int32Type> = vec!["Oslo", "Rome", "Oslo"].into_iter().collect();
-/// let batch = RecordBatch::try_from_iter([("city", Arc::new(city) as ArrayRef)])?;
-/// let (data, categories) = mlops_core::arrow_io::read_batches(
-///     &batch.schema(), [Ok::<_, std::convert::Infallible>(batch)], &CsvOptions::default())?;
-/// assert_eq!(data.column("city")?.to_vec(), [0.0, 1.0, 0.0]);
-/// assert_eq!(categories, [("city".to_string(), vec!["Oslo".to_string(), "Rome".to_string()])]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn read_batches<E: std::fmt::Display>(
-    schema: &ArrowSchema,
-    batches: impl IntoIterator<Item = std::result::Result<RecordBatch, E>>,
-    options: &CsvOptions,
-) -> Result<(Dataset, Categories)> {
-    const INPUT: &str = "Arrow record batches";
-    let plan = Plan::new(schema, options, INPUT)?;
-    let positions = plan.columns.iter().map(|(j, _, _)| *j).collect();
-    let mut sink = Sink::new(INPUT, plan, positions, options)?;
-    for (b, batch) in batches.into_iter().enumerate() {
-        let batch = batch.map_err(|e| data_error(INPUT, format!("batch {b}"), e.to_string()))?;
-        if batch.schema().fields() != schema.fields() {
-            return Err(data_error(
-                INPUT,
-                format!("batch {b}"),
-                format!(
-                    "its schema differs from the stream's; expected the columns {}",
-                    sink.plan.available
-                ),
-            ));
+        const INPUT: &str = "Arrow record batches";
+        let plan = Plan::new(schema, options, INPUT)?;
+        let positions = plan.columns.iter().map(|(j, _, _)| *j).collect();
+        let mut sink = Sink::new(INPUT, plan, positions, options)?;
+        for (b, batch) in batches.into_iter().enumerate() {
+            let batch =
+                batch.map_err(|e| data_error(INPUT, format!("batch {b}"), e.to_string()))?;
+            // Names and types must agree; nullability may differ from batch to batch.
+            let same = |a: &ArrowSchema, b: &ArrowSchema| {
+                a.fields().len() == b.fields().len()
+                    && a.fields()
+                        .iter()
+                        .zip(b.fields())
+                        .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+            };
+            if !same(&batch.schema(), schema) {
+                return Err(data_error(
+                    INPUT,
+                    format!("batch {b}"),
+                    format!(
+                        "its schema differs from the stream's; expected the columns {}",
+                        sink.plan.available
+                    ),
+                ));
+            }
+            sink.append(&batch)?;
         }
-        sink.append(&batch)?;
+        sink.take()
     }
-    let data = sink.take()?;
-    Ok((data, sink.categories()))
 }
 
 impl Dataset {
@@ -808,9 +874,14 @@ impl Dataset {
     /// writer.write(&batch)?;
     /// writer.close()?;
     ///
-    /// let data = Dataset::from_parquet_path(&path, &CsvOptions::default())?;
+    /// // Text categories are coded through their list (pandas' cat.categories).
+    /// let mut options = CsvOptions::default();
+    /// options.categories.insert("merchant".into(), vec!["fuel".into(), "shop".into()]);
+    /// let data = Dataset::from_parquet_path(&path, &options)?;
     /// assert_eq!(data.feature_kinds().collect::<Vec<_>>(), [ColumnKind::Numeric, ColumnKind::Categorical]);
-    /// assert_eq!(data.column("merchant")?.to_vec(), [0.0, 1.0, 0.0]); // the dictionary's codes
+    /// assert_eq!(data.column("merchant")?.to_vec(), [1.0, 0.0, 1.0]);
+    /// // Without the list the column is refused: codes from the data would vary by file.
+    /// assert!(Dataset::from_parquet_path(&path, &CsvOptions::default()).is_err());
     /// # Ok(()) }
     /// ```
     pub fn from_parquet_path(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset> {
@@ -850,24 +921,29 @@ pub fn is_parquet_name(location: &str) -> bool {
 }
 
 fn is_url(location: &str) -> bool {
+    // Two letters at least: `C://x` is a Windows path, not a URL.
     location.split_once("://").is_some_and(|(scheme, _)| {
-        !scheme.is_empty()
+        scheme.len() >= 2
             && scheme
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
     })
 }
 
 /// The local path a `file://` URL names (`None` for other URLs): read as a file, not
 /// opened as a folder store (which would create the folder).
 fn file_url_path(location: &str) -> Result<Option<std::path::PathBuf>> {
-    let Some(rest) = location.strip_prefix("file://") else {
+    let Some((scheme, rest)) = location.split_once("://") else {
         return Ok(None);
     };
-    // With the URL parser, percent-escapes are decoded; without it only a plain absolute
-    // path is taken.
+    if !scheme.eq_ignore_ascii_case("file") {
+        return Ok(None);
+    }
+    // `file:///abs` or `file://localhost/abs` (RFC 8089). With the URL parser percent-escapes
+    // are decoded; without it only a plain absolute path is taken.
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
     #[cfg(feature = "object-store")]
-    let path = url::Url::parse(location)
+    let path = url::Url::parse(&format!("file://{rest}"))
         .ok()
         .and_then(|u| u.to_file_path().ok())
         .filter(|_| rest.starts_with('/'));
@@ -1075,12 +1151,6 @@ impl ParquetChunks {
         self.row_groups
     }
 
-    /// The text categories of each dictionary column read so far, by column: code `i` is
-    /// `categories[i]` (pandas' `cat.categories`).
-    pub fn categories(&self) -> Categories {
-        self.sink.categories()
-    }
-
     fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
         let input = &self.sink.input;
         let at = self.sink.rows_before + self.sink.rows;
@@ -1097,10 +1167,17 @@ impl ParquetChunks {
 
     /// Every remaining row as one dataset.
     pub fn read_all(&mut self) -> Result<Dataset> {
+        if self.done {
+            return Err(Error::invalid(
+                "ParquetChunks::read_all",
+                "a reader read to its end or past an error",
+                "a reader with rows left (open the input again)",
+            ));
+        }
+        self.done = true;
         while let Some(batch) = self.next_batch() {
             self.sink.append(&batch?)?;
         }
-        self.done = true;
         let data = self.sink.take()?;
         tracing::debug!(input = %self.sink.input, rows = data.n_rows(), "Parquet dataset loaded");
         Ok(data)
@@ -1162,10 +1239,20 @@ pub fn read_parquet_columns(path: impl AsRef<Path>, names: &[&str]) -> Result<Ve
                 name: name.to_string(),
                 available: available.clone(),
             })?;
-        check_type(&input, name, schema.field(j).data_type(), Role::Weight)?;
+        check_type(&input, name, schema.field(j).data_type(), Role::Value)?;
         idx.push(j);
     }
+    // Only the named columns are decoded; the batch holds them in file order.
+    let mut roots = idx.clone();
+    roots.sort_unstable();
+    roots.dedup();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let idx: Vec<usize> = idx
+        .iter()
+        .map(|j| roots.iter().position(|r| r == j).unwrap_or(0))
+        .collect();
     let reader = builder
+        .with_projection(mask)
         .with_batch_size(DEFAULT_BATCH_ROWS)
         .build()
         .map_err(|e| parquet_error(&input, "file", e))?;
@@ -1297,6 +1384,19 @@ mod remote {
     ) -> Result<ParquetChunks> {
         if batch_rows == 0 {
             return Err(Error::invalid("batch_rows", 0, "at least 1 row per chunk"));
+        }
+        // Only object stores: open_url would make any other URL a local folder (and create it).
+        let scheme = location.split_once("://").map_or("", |(s, _)| s);
+        const STORES: [&str; 10] = [
+            "s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https",
+        ];
+        if !STORES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
+            return Err(Error::invalid(
+                "data URL",
+                location,
+                "a local path, file:///..., or an object-store URL (s3://, gs://, az://, \
+                 abfs://, https://)",
+            ));
         }
         let opened = crate::store_url::open_url("data URL", location, store_options)?;
         let input = format!("Parquet {}", opened.name);

@@ -55,8 +55,9 @@ pub struct CsvOptions {
     pub missing_values: Vec<String>,
     /// Text categories of dictionary columns (Parquet and Arrow; feature `parquet`), by
     /// column: a category's code is its position in the list (pandas' `cat.categories`), and a
-    /// value not listed is an error. Columns not named here are coded in the order their
-    /// categories first appear. CSV holds codes, not texts: there it must be empty.
+    /// value not listed is an error. A text dictionary feature column needs its list (codes
+    /// taken from the data would differ between files). CSV holds codes, not texts: there it
+    /// must be empty.
     pub categories: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -102,6 +103,34 @@ impl CsvOptions {
     pub fn weight(mut self, name: impl Into<String>) -> Self {
         self.weight = Some(name.into());
         self
+    }
+
+    /// Adds the categories of a text dictionary column from `COLUMN=a,b,c` (a command-line
+    /// flag's form; see [`CsvOptions::categories`]).
+    ///
+    /// ```
+    /// let mut options = mlops_core::CsvOptions::default();
+    /// options.add_categories("merchant=food,fuel,shop")?;
+    /// assert_eq!(options.categories["merchant"], ["food", "fuel", "shop"]);
+    /// assert!(options.add_categories("merchant").is_err());
+    /// # Ok::<(), mlops_core::Error>(())
+    /// ```
+    pub fn add_categories(&mut self, spec: &str) -> Result<()> {
+        let (column, list) = spec
+            .split_once('=')
+            .filter(|(c, l)| !c.is_empty() && !l.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "categories",
+                    spec,
+                    "COLUMN=a,b,c: a column and its categories in code order",
+                )
+            })?;
+        self.categories.insert(
+            column.to_string(),
+            list.split(',').map(str::to_string).collect(),
+        );
+        Ok(())
     }
 
     fn delimiter_byte(&self) -> Result<u8> {

@@ -310,55 +310,72 @@ mod parquet {
 
     #[test]
     fn text_categories_are_coded_by_value_in_every_row_group() {
-        let b = |texts: &[&str]| {
+        let b = |texts: &[Option<&str>]| {
             let d: DictionaryArray<Int8Type> = texts.iter().copied().collect();
             RecordBatch::try_from_iter([("m", col(d))]).unwrap()
         };
-        // Each batch's dictionary lists its categories in its own order (as a Parquet writer's
-        // dictionary page per row group does); a category keeps one code throughout.
-        let batches = [b(&["shop", "fuel"]), b(&["fuel", "travel", "shop"])];
-        let data = Dataset::from_record_batches(&batches, &CsvOptions::default()).unwrap();
-        assert_eq!(
-            data.column("m").unwrap().to_vec(),
-            [0.0, 1.0, 1.0, 2.0, 0.0]
-        );
-        // Through Parquet, row groups of 2 rows.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.parquet");
-        write(&path, &batches, 2, Compression::SNAPPY);
-        let mut chunks = ParquetChunks::open(&path, &CsvOptions::default(), 2).unwrap();
-        let parts: Vec<Dataset> = chunks.by_ref().map(Result::unwrap).collect();
-        let whole = Dataset::concat(&parts.iter().collect::<Vec<_>>()).unwrap();
-        assert_eq!(
-            whole.column("m").unwrap().to_vec(),
-            [0.0, 1.0, 1.0, 2.0, 0.0]
-        );
-        assert_eq!(
-            chunks.categories(),
-            [(
-                "m".to_string(),
-                ["shop", "fuel", "travel"].map(String::from).to_vec()
-            )]
-        );
-        // Given categories (pandas' cat.categories): codes are positions; an unlisted value is
-        // named with its row.
+        // Each batch's dictionary lists its categories in its own order (as a Parquet
+        // writer's dictionary page per row group does); a category keeps its code throughout.
+        // (The null sits in the first batch: a Parquet writer takes its schema, nullability
+        // included, from there.)
+        let batches = [
+            b(&[Some("shop"), None, Some("fuel")]),
+            b(&[Some("fuel"), Some("travel"), Some("shop")]),
+        ];
         let mut given = CsvOptions::default();
         given.categories.insert(
             "m".into(),
             ["fuel", "shop", "travel"].map(String::from).to_vec(),
         );
-        let data = Dataset::from_parquet_path(&path, &given).unwrap();
-        assert_eq!(
-            data.column("m").unwrap().to_vec(),
-            [1.0, 0.0, 0.0, 2.0, 1.0]
+        let want = [1.0, f32::NAN, 0.0, 0.0, 2.0, 1.0];
+        let same = |got: Vec<f32>| {
+            assert_eq!(got.len(), want.len());
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a == b || a.is_nan() && b.is_nan()),
+                "{got:?}"
+            );
+        };
+        same(
+            Dataset::from_record_batches(&batches, &given)
+                .unwrap()
+                .column("m")
+                .unwrap()
+                .to_vec(),
         );
+        // Through Parquet in row groups of 2 rows, read whole and in chunks of 1, 3 and 4.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.parquet");
+        write(&path, &batches, 2, Compression::SNAPPY);
+        same(
+            Dataset::from_parquet_path(&path, &given)
+                .unwrap()
+                .column("m")
+                .unwrap()
+                .to_vec(),
+        );
+        for rows in [1, 3, 4] {
+            let parts: Vec<Dataset> = ParquetChunks::open(&path, &given, rows)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let whole = Dataset::concat(&parts.iter().collect::<Vec<_>>()).unwrap();
+            same(whole.column("m").unwrap().to_vec());
+        }
+        // Without the list: refused, naming the column (codes from the data would vary).
+        let text = Dataset::from_parquet_path(&path, &CsvOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("column `m`: holds text categories"), "{text}");
+        // An unlisted value is named with its row; a repeated category is refused.
         given
             .categories
             .insert("m".into(), vec!["fuel".into(), "shop".into()]);
         let text = Dataset::from_parquet_path(&path, &given)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("row 3, column `m`"), "{text}");
+        assert!(text.contains("row 4, column `m`"), "{text}");
         assert!(
             text.contains("`travel` is not one of the 2 categories given"),
             "{text}"
@@ -370,7 +387,21 @@ mod parquet {
             .unwrap_err()
             .to_string()
             .contains("each category once"));
-        // Categories for a column that is not a text dictionary, and for CSV, are refused.
+        // A dictionary with no values (every row null) reads as missing, never a panic.
+        let empty = DictionaryArray::<Int8Type>::try_new(
+            mlops_core::arrow::array::Int8Array::from(vec![None, None]),
+            col(StringArray::from(Vec::<&str>::new())),
+        )
+        .unwrap();
+        let mut m = CsvOptions::default();
+        m.categories.insert("m".into(), vec!["a".into()]);
+        let data = Dataset::from_record_batches(
+            &[RecordBatch::try_from_iter([("m", col(empty))]).unwrap()],
+            &m,
+        )
+        .unwrap();
+        assert!(data.column("m").unwrap().iter().all(|v| v.is_nan()));
+        // Categories for a column that is not a text dictionary, or is ignored, and for CSV.
         let mut wrong = CsvOptions::default();
         wrong.categories.insert("x".into(), vec!["a".into()]);
         let batch =
@@ -378,8 +409,124 @@ mod parquet {
         assert!(Dataset::from_record_batches(&[batch], &wrong)
             .unwrap_err()
             .to_string()
-            .contains("a dictionary feature column with text values (it holds Float64)"));
+            .contains("a dictionary column with text values (it holds Float64)"));
+        let text = Dataset::from_record_batches(&batches, &m.clone().ignore(["m"]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("a feature column (it is ignored"), "{text}");
         assert!(Dataset::from_csv_reader("x\n1\n".as_bytes(), &wrong).is_err());
+    }
+
+    #[test]
+    fn values_float32_or_f64_would_change_and_clashing_roles_are_refused() {
+        // 2^53 + 1 rounds in f64 already: caught on the integer itself.
+        for (name, array) in [
+            ("i", col(Int64Array::from(vec![1, (1 << 53) + 1]))),
+            (
+                "u",
+                col(mlops_core::arrow::array::UInt64Array::from(vec![
+                    1,
+                    u64::MAX,
+                ])),
+            ),
+        ] {
+            let text = Dataset::from_record_batches(
+                &[RecordBatch::try_from_iter([(name, array)]).unwrap()],
+                &CsvOptions::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(text.contains(&format!("row 1, column `{name}`")), "{text}");
+            assert!(text.contains("cannot be held exactly"), "{text}");
+        }
+        let batch = RecordBatch::try_from_iter([
+            ("x", col(Float64Array::from(vec![1.0, 2.0]))),
+            ("w", col(Float64Array::from(vec![1.0, 1e39]))),
+            ("y", col(Int64Array::from(vec![0, 1]))),
+        ])
+        .unwrap();
+        let text = Dataset::from_record_batches(
+            std::slice::from_ref(&batch),
+            &CsvOptions::with_label("y").weight("w"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("row 1, column `w`: 1e39 is outside"),
+            "{text}"
+        );
+        for (options, says) in [
+            (
+                CsvOptions::with_label("y").ignore(["y"]),
+                "CsvOptions.ignore",
+            ),
+            (CsvOptions::with_label("y").weight("y"), "CsvOptions.weight"),
+        ] {
+            let text = Dataset::from_record_batches(std::slice::from_ref(&batch), &options)
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains("one role") && text.contains(says), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_reader_stopped_by_an_error_stays_stopped_and_paths_are_not_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        let x = Float64Array::from(vec![1.0, 1e300, 3.0]);
+        write(
+            &path,
+            &[RecordBatch::try_from_iter([("x", col(x))]).unwrap()],
+            1,
+            Compression::SNAPPY,
+        );
+        let mut chunks = ParquetChunks::open(&path, &CsvOptions::default(), 1).unwrap();
+        assert!(chunks.read_all().unwrap_err().to_string().contains("row 1"));
+        assert!(chunks
+            .read_all()
+            .unwrap_err()
+            .to_string()
+            .contains("read to its end or past an error"));
+        let mut chunks = ParquetChunks::open(&path, &CsvOptions::default(), 1).unwrap();
+        assert!(chunks.next().unwrap().is_ok());
+        assert!(chunks.next().unwrap().is_err());
+        assert!(chunks.next().is_none());
+        // A drive letter is a path, any case of file:// and file://localhost/ a file, an
+        // unknown scheme an error; none of them creates a folder.
+        let good = dir.path().join("good.parquet");
+        write(
+            &good,
+            &[RecordBatch::try_from_iter([("x", col(Float64Array::from(vec![1.0])))]).unwrap()],
+            1,
+            Compression::SNAPPY,
+        );
+        for url in [
+            format!("FILE://{}", good.display()),
+            format!("file://localhost{}", good.display()),
+        ] {
+            assert_eq!(
+                Dataset::from_path(&url, &CsvOptions::default())
+                    .unwrap()
+                    .n_rows(),
+                1,
+                "{url}"
+            );
+        }
+        let cwd = std::env::current_dir().unwrap();
+        for odd in ["C://no-such.parquet", "foo://bucket/no-such.parquet"] {
+            assert!(
+                Dataset::from_path(odd, &CsvOptions::default()).is_err(),
+                "{odd}"
+            );
+        }
+        assert!(!cwd.join("C:").exists() && !cwd.join("foo:").exists());
+        let missing = dir.path().join("new.parquet");
+        assert!(Dataset::from_path(
+            format!("file://{}", missing.display()),
+            &CsvOptions::default()
+        )
+        .is_err());
+        assert!(!missing.exists(), "reading never creates what it reads");
     }
 
     #[test]

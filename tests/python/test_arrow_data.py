@@ -58,11 +58,11 @@ def test_pyarrow_polars_and_pandas_arrow_tables_read_the_same():
         assert t.features.dtype == np.float32 and t.features.shape == (len(df), 4), kind
         np.testing.assert_array_equal(t.features, want, err_msg=kind)
         np.testing.assert_array_equal(t.labels, df["label"].to_numpy(np.float32), err_msg=kind)
-    # Without the categories, codes follow first appearance and the table says which is which.
-    t = read_arrow(tables["pyarrow"])
-    codes = t.features[:, 3]
-    names = np.array(t.categories["merchant"])
-    np.testing.assert_array_equal(names[codes.astype(int)], df["merchant"].astype(str).to_numpy())
+    # Without the categories a text dictionary is refused: codes from the data would differ
+    # between tables (polars orders its dictionary by first appearance, pandas by category).
+    for kind, table in tables.items():
+        with pytest.raises(ValueError, match=r"column `merchant`: holds text categories"):
+            read_arrow(table)
 
 
 def test_parquet_written_by_pyarrow_reads_as_pandas_reads_it(tmp_path):
@@ -82,10 +82,12 @@ def test_parquet_written_by_pyarrow_reads_as_pandas_reads_it(tmp_path):
 def test_every_table_function_takes_arrow_data():
     df = frame(600)
     df["amount"] = df["amount"].fillna(0.0)  # training needs every value
-    table = pa.Table.from_pandas(df.drop(columns="label"), preserve_index=False)
     x = expected_features(df)
+    # The category as its pandas code: a table of numbers.
+    numbers = df.drop(columns="label").assign(merchant=df["merchant"].cat.codes.astype(np.int16))
+    table = pa.Table.from_pandas(numbers, preserve_index=False)
     y = df["label"].to_numpy(np.float64)
-    a = mlops.train.fit(table, y, epochs=3, seed=1, hidden=(8,))
+    a = mlops.train.fit(table, y, categorical=["merchant"], epochs=3, seed=1, hidden=(8,))
     b = mlops.train.fit(x, y, columns=["amount", "count", "online", "merchant"], categorical=["merchant"], epochs=3, seed=1, hidden=(8,))
     np.testing.assert_allclose(a.predict_proba(table), b.predict_proba(x), rtol=0, atol=1e-6)
     # By name: a table with its columns in another order is reordered.
@@ -94,12 +96,19 @@ def test_every_table_function_takes_arrow_data():
     # A drift profile: the dictionary column is profiled as categorical, and the same data
     # as numpy (its codes marked categorical) gives the same profile. (pyarrow keeps pandas'
     # category order in its dictionary, so the codes are pandas' codes.)
-    profile = mlops.drift.ReferenceProfile.fit(table)
+    profile = mlops.drift.ReferenceProfile.fit(table, categorical=["merchant"])
     same = mlops.drift.ReferenceProfile.fit(x, columns=profile.columns, categorical=["merchant"])
     assert profile.to_json() == same.to_json()
     assert '"categorical"' in profile.to_json()
-    report = profile.compare(table)
+    report = profile.compare(polars.from_arrow(table))
     assert not report["dataset"]["drifted"], report
+    # Text categories without their list are refused by every table function, never coded
+    # by whatever order the table's dictionary has.
+    text = pa.Table.from_pandas(df.drop(columns="label"), preserve_index=False)
+    with pytest.raises(ValueError, match=r"holds text categories"):
+        mlops.train.fit(text, y, epochs=1)
+    with pytest.raises(ValueError, match=r"holds text categories"):
+        a.predict_proba(text)
 
 
 def test_bad_arrow_input_is_named():
@@ -111,6 +120,13 @@ def test_bad_arrow_input_is_named():
         read_arrow(pa.table({"id": pa.array([1, 2**40 + 1], pa.int64())}))
     with pytest.raises(ValueError, match=r"`yes` is not one of the 1 categories given"):
         read_arrow(pa.table({"c": pa.array(["no", "yes"]).dictionary_encode()}), categories={"c": ["no"]})
+    # Dictionary keys out of range (the C interface does not check them): named, not clamped.
+    bad_keys = pa.DictionaryArray.from_arrays(pa.array([0, 5], pa.int32()), pa.array([1.5, 2.5]), safe=False)
+    with pytest.raises(ValueError, match=r"row 1, column `c`: dictionary key 5 is outside"):
+        read_arrow(pa.table({"c": bad_keys}))
+    all_null = pa.array([None, None], pa.dictionary(pa.int32(), pa.string()))
+    t = read_arrow(pa.table({"c": all_null}), categories={"c": ["a"]})
+    assert np.isnan(t.features).all()
     with pytest.raises(ValueError, match=r"column `nope` not found; available columns: x"):
         read_arrow(pa.table({"x": [1.0]}), label="nope")
     with pytest.raises(TypeError):

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use mlops_core::arrow_io::{read_batches, ParquetChunks, DEFAULT_BATCH_ROWS};
+use mlops_core::arrow_io::{ParquetChunks, DEFAULT_BATCH_ROWS};
 use mlops_core::{ColumnKind, CsvOptions, Dataset};
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
@@ -15,8 +15,8 @@ use pyo3_arrow::input::AnyRecordBatch;
 use crate::arrays::value_error;
 
 /// What a table becomes: features (float32, rows × columns), column names, the categorical
-/// ones, labels and weights (float32) when asked for, and the text categories of dictionary
-/// columns (code `i` is `categories[name][i]`).
+/// ones, labels and weights (float32) when asked for, and the text categories given for
+/// dictionary columns (code `i` is `categories[name][i]`).
 type Table<'py> = (
     Bound<'py, PyArray2<f32>>,
     Vec<String>,
@@ -78,13 +78,14 @@ fn arrow_table<'py>(
     categorical: Vec<String>,
     categories: BTreeMap<String, Vec<String>>,
 ) -> PyResult<Table<'py>> {
+    let given = categories.clone();
     let options = options(label, weight, ignore, categorical, categories);
     let reader = data.into_reader()?;
     let schema = reader.schema();
-    let (dataset, categories) = py
-        .detach(|| read_batches(&schema, reader, &options))
+    let dataset = py
+        .detach(|| Dataset::from_batch_iter(&schema, reader, &options))
         .map_err(value_error)?;
-    Ok(table(py, dataset, categories.into_iter().collect()))
+    Ok(table(py, dataset, given))
 }
 
 /// A Parquet file (a local path or a store URL) as a table (see [`Table`]).
@@ -101,20 +102,15 @@ fn read_parquet<'py>(
     categories: BTreeMap<String, Vec<String>>,
     storage_options: BTreeMap<String, String>,
 ) -> PyResult<Table<'py>> {
+    let given = categories.clone();
     let options = options(label, weight, ignore, categorical, categories);
-    let (dataset, categories) = py
+    let dataset = py
         .detach(|| {
-            let mut chunks = ParquetChunks::open_location(
-                &location,
-                &storage_options,
-                &options,
-                DEFAULT_BATCH_ROWS,
-            )?;
-            let data = chunks.read_all()?;
-            Ok::<_, mlops_core::Error>((data, chunks.categories().into_iter().collect()))
+            ParquetChunks::open_location(&location, &storage_options, &options, DEFAULT_BATCH_ROWS)?
+                .read_all()
         })
         .map_err(value_error)?;
-    Ok(table(py, dataset, categories))
+    Ok(table(py, dataset, given))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

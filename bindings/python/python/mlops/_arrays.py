@@ -46,20 +46,20 @@ def is_arrow(data):
 
 
 def arrow_matrix(data):
-    """An Arrow table (see :func:`is_arrow`) as a float32 2-d array, its column names and its
-    categorical (dictionary) columns: nulls are NaN, dictionary columns their codes; a text,
-    nested or too-large value is a ``ValueError`` naming the column and the row."""
+    """An Arrow table of numbers (see :func:`is_arrow`) as a float32 2-d array, its column
+    names and its categorical columns: nulls are NaN; a text column (a dictionary too: its
+    codes need its categories, :func:`mlops.data.read_arrow`), a nested or a too-large value
+    is a ``ValueError`` naming the column and the row."""
     x, names, categorical, _labels, _weights, _categories = _native.arrow_table(data)
     return x, names, categorical
 
 
 def as_table(name, data, columns=None, categorical=()):
-    """:func:`as_2d`, with the categorical column names: ``categorical`` when given, else an
-    Arrow table's dictionary columns (none for other data)."""
+    """:func:`as_2d`, with the categorical column names (``categorical``)."""
     if is_arrow(data):
-        a, names, arrow_categorical = arrow_matrix(data)
+        a, names, _ = arrow_matrix(data)
         names = [str(c) for c in columns] if columns is not None else names
-        return a, names, [str(c) for c in categorical] or arrow_categorical
+        return a, names, [str(c) for c in categorical]
     a, names = as_2d(name, data, columns)
     return a, names, [str(c) for c in categorical]
 

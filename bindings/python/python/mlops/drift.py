@@ -380,7 +380,7 @@ class ReferenceProfile:
         """Fits a profile of ``data`` (rows x columns: a 2-d array, a DataFrame or a dict of
         columns); ``categorical`` names the columns holding integer category codes;
         ``config`` is a ``ProfileConfig`` as a dict (``{"bins": 10, "storage": "exact"}``).
-        An Arrow table's dictionary columns are categorical unless ``categorical`` is given."""
+        ``data`` may be an Arrow table of numbers (pyarrow, polars)."""
         x, names, categorical = as_table("data", data, columns, categorical)
         return cls(_native.Profile.fit(x, names, categorical, _json(config)))
 

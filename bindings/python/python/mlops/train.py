@@ -146,7 +146,6 @@ def fit(
     for key, (low, high) in _TRAIN_COUNTS.items():
         if key in train:
             train[key] = as_count(key, train[key], low, high)
-    # An Arrow table says which columns are categorical (its dictionary columns).
     a, names, categorical = as_table("x", x, columns, categorical)
     labels = as_1d("y", y)
     if len(labels) != a.shape[0]:

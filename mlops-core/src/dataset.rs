@@ -490,18 +490,23 @@ impl Dataset {
             .map(|n| self.feature_index(n))
             .collect::<Result<_>>()?;
         check_unique_names(names.iter().copied())?;
-        let mut columns: Vec<ColumnSchema> = pick
+        Ok(self.with_feature_columns(&pick))
+    }
+
+    /// The feature columns at `indices` (in range, in that order), the rest kept.
+    fn with_feature_columns(&self, indices: &[usize]) -> Dataset {
+        let mut columns: Vec<ColumnSchema> = indices
             .iter()
             .map(|&j| self.schema.columns[j].clone())
             .collect();
         columns.extend(self.schema.label().cloned());
-        Ok(Dataset {
-            features: self.features.select(Axis(1), &pick),
+        Dataset {
+            features: self.features.select(Axis(1), indices),
             labels: self.labels.clone(),
             weights: self.weights.clone(),
             schema: Schema { columns },
             order: self.order.clone(),
-        })
+        }
     }
 
     /// A new dataset without the named feature columns (for example an ordering column that
@@ -514,17 +519,6 @@ impl Dataset {
         let keep: Vec<usize> = (0..self.n_features())
             .filter(|j| !drop.contains(j))
             .collect();
-        let mut columns: Vec<ColumnSchema> = keep
-            .iter()
-            .map(|&j| self.schema.columns[j].clone())
-            .collect();
-        columns.extend(self.schema.label().cloned());
-        Ok(Dataset {
-            features: self.features.select(Axis(1), &keep),
-            labels: self.labels.clone(),
-            weights: self.weights.clone(),
-            schema: Schema { columns },
-            order: self.order.clone(),
-        })
+        Ok(self.with_feature_columns(&keep))
     }
 }

@@ -56,10 +56,6 @@ def arrow_matrix(data):
 
 def as_table(name, data, columns=None, categorical=()):
     """:func:`as_2d`, with the categorical column names (``categorical``)."""
-    if is_arrow(data):
-        a, names, _ = arrow_matrix(data)
-        names = [str(c) for c in columns] if columns is not None else names
-        return a, names, [str(c) for c in categorical]
     a, names = as_2d(name, data, columns)
     return a, names, [str(c) for c in categorical]
 

@@ -10,7 +10,7 @@ Fraud-sized models: --trees trees of depth --depth on 30 features (50,000 traini
 31 leaves grown leaf-wise with no depth limit, so its trees are lopsided), trained with one thread by xgboost (`hist`) and by
 lightgbm (num_leaves 2^depth - 1, max_depth depth), saved in their own formats. Each model is
 scored on the same 4,096 rows (10% missing) by:
-- mlops native: `examples/tree_bench` (release; the Rust engine called in process, no Python),
+- mlops native: `examples/model_bench` (release; the Rust engine called in process, no Python),
 - mlops wheel: `Model.from_file(...).predict_proba` (the same engine through Python),
 - xgboost: `Booster.inplace_predict` (nthread 1); lightgbm: `Booster.predict` (num_threads 1),
 - onnxruntime (if installed): the onnxmltools export, one intra-op thread,
@@ -121,7 +121,7 @@ def main():
     gbm.save_model(str(files["lightgbm"]))
     rows = tmp / "rows.f32"
     rows.write_bytes(x.astype("<f4").tobytes())
-    cargo = ["cargo", "build", "--release", "--quiet", "--example", "tree_bench"]
+    cargo = ["cargo", "build", "--release", "--quiet", "--example", "model_bench"]
     subprocess.run(cargo, cwd=ROOT, check=True)
     library = {
         "xgboost": lambda a: booster.inplace_predict(a, missing=np.nan),
@@ -132,7 +132,7 @@ def main():
     for kind in ["xgboost", "lightgbm"]:
         truth = np.asarray(library[kind](x), dtype=np.float64)
         out = tmp / f"{kind}.p"
-        native = subprocess.run([str(ROOT / "target/release/examples/tree_bench"), "--model", str(files[kind]),
+        native = subprocess.run([str(ROOT / "target/release/examples/model_bench"), "--model", str(files[kind]),
                                  "--rows", str(rows), "--out", str(out), "--seconds", str(args.seconds)],
                                 check=True, capture_output=True, text=True)
         n = json.loads(native.stdout)

@@ -4,6 +4,7 @@
 //! cargo run --example registry -- --registry /tmp/reg register fraud ./model --tag team=risk --metric roc_auc=0.97
 //! cargo run --example registry -- --registry /tmp/reg register fraud ./xgb.json --features amount,hour
 //! cargo run --example registry -- --registry /tmp/reg register fraud ./lgb.txt --reference train.parquet
+//! cargo run --example registry -- --registry /tmp/reg register fraud ./pipe.onnx --onnx-output probabilities
 //! cargo run --example registry -- --registry /tmp/reg list fraud
 //! cargo run --example registry -- --registry /tmp/reg show fraud @production
 //! cargo run --example registry -- --registry /tmp/reg alias fraud production 3 --expect 2
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use mlops::core::model::{ModelArtifact, ModelKind};
+use mlops::core::model::{ModelArtifact, ModelKind, OnnxOptions};
 use mlops::core::{CsvOptions, Dataset};
 use mlops::registry::{
     Lineage, NewVersion, Query, Registry, RegistryConfig, VersionInfo, VersionRef,
@@ -63,21 +64,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Register the next version of NAME: every file under a folder (an mlops model folder,
-    /// or any files), or one model file of another tool (XGBoost JSON, LightGBM text), read
-    /// and checked first: a file that does not read as its kind is refused here, naming the
-    /// problem.
+    /// or any files), or one model file of another tool (XGBoost JSON, LightGBM text, ONNX),
+    /// read and checked first: a file that does not read as its kind (an ONNX op tract does
+    /// not run, two outputs without --onnx-output, a dynamic input rank) is refused here,
+    /// naming the problem.
     Register {
         name: String,
         /// A folder, or a model file.
         #[arg(value_name = "DIR|FILE")]
         dir: PathBuf,
-        /// The kind of a model file: xgboost or lightgbm (default: told from its contents).
+        /// The kind of a model file: xgboost, lightgbm or onnx (default: told from its
+        /// contents and name).
         #[arg(long)]
         kind: Option<String>,
         /// Input feature names of a model file, comma-separated, in column order (default: the
         /// file's own, or f0, f1, ... / Column_0, ... as its library names unnamed features).
         #[arg(long, value_delimiter = ',')]
         features: Option<Vec<String>>,
+        /// The output of an ONNX graph that holds the probabilities, when it has several
+        /// (skl2onnx and onnxmltools classifiers: `probabilities`, beside `label`).
+        #[arg(long, value_name = "NAME")]
+        onnx_output: Option<String>,
         /// Decision threshold of a model file's probabilities (default 0.5).
         #[arg(long)]
         threshold: Option<f32>,
@@ -86,10 +93,14 @@ enum Command {
         /// (`serve --monitor`) and an explanation background.
         #[arg(long, value_name = "DATA")]
         reference: Option<String>,
-        /// Columns of --reference CSV holding integer category codes, comma-separated
-        /// (Parquet dictionary columns are categorical anyway).
+        /// Columns of --reference holding integer category codes, comma-separated (a Parquet
+        /// dictionary of numbers reads as its values; one of text needs --categories).
         #[arg(long, value_delimiter = ',')]
         categorical: Vec<String>,
+        /// A text category column of --reference and its categories in code order
+        /// (repeatable; pandas' cat.categories): codes by value, as the model was trained.
+        #[arg(long = "categories", value_name = "COLUMN=a,b,c")]
+        categories: Vec<String>,
         /// Tag KEY=VALUE (repeatable).
         #[arg(long = "tag", value_name = "KEY=VALUE")]
         tags: Vec<String>,
@@ -301,8 +312,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kind,
             features,
             threshold,
+            onnx_output,
             reference,
             categorical,
+            categories,
             tags,
             metrics,
             params,
@@ -319,8 +332,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(k) => k.parse()?,
                     None => ModelKind::guess(&file, &bytes)?,
                 };
-                let mut artifact = ModelArtifact::from_model_file(kind, &bytes)
-                    .with_context(|| format!("reading {file} as a {kind} model"))?;
+                if reference.is_none() && !(categorical.is_empty() && categories.is_empty()) {
+                    bail!("--categorical and --categories describe columns of --reference; give --reference DATA");
+                }
+                if onnx_output.is_some() && kind != ModelKind::Onnx {
+                    bail!(
+                        "--onnx-output names an output of an ONNX graph; {file} is a {kind} model"
+                    );
+                }
+                let mut artifact = if kind == ModelKind::Onnx {
+                    let options = OnnxOptions {
+                        output: onnx_output.clone(),
+                    };
+                    ModelArtifact::from_onnx(&bytes, &options)
+                } else {
+                    ModelArtifact::from_model_file(kind, &bytes)
+                }
+                .with_context(|| format!("reading {file} as kind {kind}"))?;
                 if let Some(names) = features {
                     artifact = artifact.with_input_features(names)?;
                 }
@@ -329,10 +357,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let mut new = NewVersion::new();
                 if let Some(data) = &reference {
-                    let options = CsvOptions {
+                    let mut options = CsvOptions {
                         categorical: categorical.clone(),
                         ..CsvOptions::default()
                     };
+                    for spec in &categories {
+                        options.add_categories(spec)?;
+                    }
                     let table = Dataset::from_path(data, &options)
                         .with_context(|| format!("loading --reference {data}"))?;
                     let r = mlops::lifecycle::reference_of(artifact, &table)
@@ -351,8 +382,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     || features.is_some()
                     || threshold.is_some()
                     || reference.is_some()
+                    || onnx_output.is_some()
+                    || !categorical.is_empty()
+                    || !categories.is_empty()
                 {
-                    bail!("--kind, --features, --threshold and --reference describe a model file; {} is a folder, registered as it is", dir.display());
+                    bail!("--kind, --features, --threshold, --onnx-output, --reference, --categorical and --categories describe a model file; {} is a folder, registered as it is", dir.display());
                 }
                 NewVersion::new().dir(&dir)?
             };

@@ -3542,7 +3542,15 @@ fn registry_cli_registers_a_tree_model_with_its_reference_profiles() {
     ]);
     assert!(!out.status.success());
     assert!(
-        texts(&out).contains("--reference describe a model file"),
+        texts(&out).contains("--reference, --categorical and --categories describe a model file"),
+        "{}",
+        texts(&out)
+    );
+    // Columns of a reference without the reference: refused, not ignored.
+    let out = cli(&["register", "fraud", &model, "--categories", "merchant=a,b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", texts(&out));
+    assert!(
+        texts(&out).contains("give --reference DATA"),
         "{}",
         texts(&out)
     );

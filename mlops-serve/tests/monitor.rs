@@ -403,13 +403,33 @@ mod monitor_suite {
     /// no drift on more of them, drift on both once the world moves.
     #[test]
     fn a_tree_model_version_is_monitored_like_an_mlp() {
-        use mlops_core::model::{ModelKind, Predictor};
+        use mlops_core::model::ModelKind;
         let bytes = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../mlops-core/tests/fixtures/trees/xgb_numeric.json"
         ))
         .unwrap();
         let artifact = ModelArtifact::from_model_file(ModelKind::Xgboost, &bytes).unwrap();
+        monitored_like_an_mlp(artifact, "f29");
+    }
+
+    /// A torch MLP exported to ONNX (run by tract), watched as the XGBoost model above.
+    #[cfg(feature = "onnx")]
+    #[test]
+    fn an_onnx_model_version_is_monitored_like_an_mlp() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../mlops-core/tests/fixtures/onnx/torch_mlp.onnx"
+        ))
+        .unwrap();
+        let artifact = ModelArtifact::from_onnx(&bytes, &Default::default()).unwrap();
+        monitored_like_an_mlp(artifact, "f7");
+    }
+
+    /// No drift on more rows of the reference's world, drift on inputs and scores once it
+    /// moves, for a model read from another tool's file.
+    fn monitored_like_an_mlp(artifact: ModelArtifact, last_feature: &str) {
+        use mlops_core::model::Predictor;
         let names = artifact.spec().input_features.clone();
         let world = |n: usize, shift: f32, seed: u64| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -463,7 +483,10 @@ mod monitor_suite {
         let text = exposition(&metrics);
         has(
             &text,
-            &[r#"mlops_monitor_feature_tested{model="fraud",version="1",feature="f29"} 1"#],
+            &[format!(
+                r#"mlops_monitor_feature_tested{{model="fraud",version="1",feature="{last_feature}"}} 1"#
+            )
+            .as_str()],
         );
         monitor.close();
     }

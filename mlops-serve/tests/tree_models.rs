@@ -4,24 +4,25 @@
 //! V2 server (metadata, infer, explain).
 
 #[cfg(all(feature = "registry", feature = "http"))]
+mod foreign;
+
+#[cfg(all(feature = "registry", feature = "http"))]
 mod trees {
+    use crate::foreign::{call, judge, labels, uniform};
     use std::path::PathBuf;
     use std::sync::Arc;
 
-    use axum::body::Body;
-    use axum::http::{Request as HttpRequest, StatusCode};
-    use http_body_util::BodyExt;
+    use axum::http::StatusCode;
     use mlops_core::model::{
         Activation, Background, LayerSpec, ModelArtifact, ModelKind, ModelSpec, Predictor,
     };
     use mlops_registry::{NewVersion, Registry, RegistryConfig, VersionRef};
-    use mlops_serve::analysis::{Check, Outcome};
+    use mlops_serve::analysis::Outcome;
     use mlops_serve::http::{app, ServerConfig};
-    use mlops_serve::router::{Request, Router, RouterOptions, Routes, Variant};
+    use mlops_serve::router::{Router, RouterOptions, Routes, Variant};
     use mlops_serve::{CompiledModel, NonFinitePolicy};
     use ndarray::{array, Array2};
     use serde_json::{json, Value};
-    use tower::ServiceExt;
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -149,15 +150,9 @@ mod trees {
     }
 
     /// `n` rows like the fixtures' training data, with labels drawn from `truth`'s
-    /// probabilities (a seeded xorshift).
+    /// probabilities.
     fn traffic(truth: &dyn Predictor, n: usize, seed: u64) -> (Array2<f32>, Vec<f64>) {
-        let mut s = seed;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(seed);
         let normal = |next: &mut dyn FnMut() -> f64| {
             let (u, v) = (next().max(1e-12), next());
             (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
@@ -167,58 +162,17 @@ mod trees {
             2 => (next() * 6.0).floor() as f32,
             _ => (next() * 12.0).floor() as f32,
         });
-        let p = truth.predict_proba(x.view()).unwrap();
-        let labels = p
-            .iter()
-            .map(|&p| f64::from(u8::from(next() < f64::from(p))))
-            .collect();
+        let labels = labels(truth, &x, &mut next);
         (x, labels)
     }
 
-    fn judge(
+    fn judged(
         stable: Arc<dyn Predictor>,
         canary: Arc<dyn Predictor>,
         truth: &dyn Predictor,
     ) -> Outcome {
-        let routes = Routes {
-            variants: vec![
-                Variant::new("stable", Some(1), stable),
-                Variant::new("canary", Some(2), canary),
-            ],
-            weights: vec![("stable".into(), 50.0), ("canary".into(), 50.0)],
-            shadow: None,
-        };
-        let router = Router::new("fraud", routes, RouterOptions::default()).unwrap();
         let (x, labels) = traffic(truth, 4000, 0x5eed);
-        let mut out = [0.0_f32; 1];
-        for i in 0..x.nrows() {
-            let id = format!("r{i}");
-            let row = x.slice_axis(ndarray::Axis(0), (i..i + 1).into());
-            router
-                .route(
-                    &Request {
-                        request_id: Some(&id),
-                        ..Request::default()
-                    },
-                    row,
-                    &mut out,
-                )
-                .unwrap();
-            assert!(router.feedback(&id, &labels[i..i + 1]).unwrap());
-        }
-        let snapshot = router.snapshot();
-        let check = Check::RocAuc {
-            max_decrease: 0.01,
-            confidence: 0.95,
-            min_labeled: 200,
-        };
-        let result = check.evaluate(
-            snapshot.get("canary").unwrap(),
-            snapshot.get("stable").unwrap(),
-            100,
-        );
-        eprintln!("{:?}: {}", result.outcome, result.reason);
-        result.outcome
+        judge(stable, canary, &x, &labels)
     }
 
     #[tokio::test]
@@ -227,26 +181,11 @@ mod trees {
         let (mlp, xgb) = (compiled(&registry, 1).await, compiled(&registry, 2).await);
         // Labels follow the XGBoost model: as the canary it passes non-inferiority; the MLP
         // (which reads only `a`) as the canary against it fails.
-        assert_eq!(judge(mlp.clone(), xgb.clone(), xgb.as_ref()), Outcome::Pass);
-        assert_eq!(judge(xgb.clone(), mlp, xgb.as_ref()), Outcome::Fail);
-    }
-
-    async fn call(
-        app: &axum::Router,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let request = HttpRequest::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        assert_eq!(
+            judged(mlp.clone(), xgb.clone(), xgb.as_ref()),
+            Outcome::Pass
+        );
+        assert_eq!(judged(xgb.clone(), mlp, xgb.as_ref()), Outcome::Fail);
     }
 
     #[tokio::test]

@@ -55,6 +55,24 @@ def start_serve(d, *extra, versions=1):
             time.sleep(0.1)
 
 
+def serve_model(reg, name):
+    """Starts `serve` on the `production` alias of `name` in the registry folder `reg`; returns
+    the process (stdout and stderr piped) and its `host:port` once it is ready."""
+    port = free_port()
+    proc = subprocess.Popen([str(EXAMPLES / "serve"), "--registry", str(reg), "--model", name, "--addr", f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1)
+            return proc, f"127.0.0.1:{port}"
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                out, err = proc.communicate(timeout=5)
+                pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
+            time.sleep(0.1)
+
+
 def wait_for_port(port, what, seconds=60):
     """Waits until something listens on 127.0.0.1:`port` (`what`, named if it never does)."""
     deadline = time.time() + seconds

@@ -5,9 +5,6 @@ the wheel, a pickle, the registry, and Triton's client against the V2 server (bi
 carry NaN)."""
 import pickle
 import subprocess
-import time
-import urllib.error
-import urllib.request
 
 import lightgbm as lgb
 import numpy as np
@@ -18,7 +15,7 @@ import xgboost as xgb
 
 import mlops
 from mlops.train import Model
-from serving import EXAMPLES, free_port
+from serving import EXAMPLES, serve_model
 
 RNG = np.random.default_rng(27)
 
@@ -113,19 +110,7 @@ def serve(d, path):
     reg = d / "reg"
     subprocess.run([str(EXAMPLES / "registry"), "--registry", str(reg), "register", "fraud", str(path)], check=True, capture_output=True)
     subprocess.run([str(EXAMPLES / "registry"), "--registry", str(reg), "alias", "fraud", "production", "1"], check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([str(EXAMPLES / "serve"), "--registry", str(reg), "--model", "fraud", "--addr", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1)
-            return proc, f"127.0.0.1:{port}"
-        except (urllib.error.URLError, ConnectionError):
-            if proc.poll() is not None or time.time() > deadline:
-                out, err = proc.communicate(timeout=5)
-                pytest.fail(f"the server did not start: {out.decode()} {err.decode()}")
-            time.sleep(0.1)
+    return serve_model(reg, "fraud")
 
 
 @pytest.mark.parametrize("which", ["xgboost", "lightgbm"])

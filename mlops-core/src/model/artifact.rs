@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use super::kind::ModelKind;
+use super::kind::{ModelKind, OnnxOptions};
 use super::spec::ModelSpec;
 use super::trees::TreeEnsemble;
 use crate::error::{Error, Result};
@@ -37,6 +37,31 @@ pub struct ModelArtifact {
     spec: ModelSpec,
     layers: Vec<DenseWeights>,
     trees: Option<TreeBody>,
+    onnx: Option<OnnxBody>,
+}
+
+/// An ONNX model's file as it was exported, and the graph tract made of it (feature `onnx`).
+#[derive(Clone)]
+struct OnnxBody {
+    source: Arc<[u8]>,
+    #[cfg(feature = "onnx")]
+    graph: Arc<super::onnx::OnnxGraph>,
+}
+
+impl PartialEq for OnnxBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl std::fmt::Debug for OnnxBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("OnnxBody");
+        d.field("source_bytes", &self.source.len());
+        #[cfg(feature = "onnx")]
+        d.field("graph", &self.graph);
+        d.finish()
+    }
 }
 
 /// A tree model's file as its library wrote it, and the ensemble read from it.
@@ -100,6 +125,7 @@ impl ModelArtifact {
             spec,
             layers: checked,
             trees: None,
+            onnx: None,
         })
     }
 
@@ -128,11 +154,12 @@ impl ModelArtifact {
         let ensemble = match kind {
             ModelKind::Xgboost => TreeEnsemble::from_xgboost_json(bytes)?,
             ModelKind::Lightgbm => TreeEnsemble::from_lightgbm_text(bytes)?,
+            ModelKind::Onnx => return Self::from_onnx(bytes, &Default::default()),
             ModelKind::Mlp => {
                 return Err(Error::invalid(
                     "model kind",
                     kind,
-                    "xgboost or lightgbm (an MLP is a folder: ModelArtifact::load)",
+                    "xgboost, lightgbm or onnx (an MLP is a folder: ModelArtifact::load)",
                 ))
             }
         };
@@ -158,7 +185,69 @@ impl ModelArtifact {
                 source: Arc::from(bytes),
                 ensemble: Arc::new(ensemble),
             }),
+            onnx: None,
         })
+    }
+
+    /// Reads an ONNX model (a binary classifier: one float input `[batch, features]`, one
+    /// probability output; see [`super::onnx`]) with tract, checks it, optimizes it, scores a
+    /// row, and pairs it with a spec: features `f0`, `f1`, ... (an ONNX input has no column
+    /// names; set them with [`ModelArtifact::with_input_features`]), threshold 0.5, and
+    /// `options.output` as the output read. An op tract lacks, two outputs without a choice, a
+    /// dynamic rank or feature count, external tensor data: each an error here, naming it.
+    /// Without the `onnx` feature every ONNX file is an error saying so.
+    pub fn from_onnx(bytes: &[u8], options: &OnnxOptions) -> Result<Self> {
+        #[cfg(feature = "onnx")]
+        {
+            let graph = super::onnx::OnnxGraph::from_bytes(bytes, options)?;
+            let names = (0..graph.n_features()).map(|i| format!("f{i}")).collect();
+            let mut spec = ModelSpec {
+                kind: ModelKind::Onnx,
+                ..ModelSpec::new(names, Vec::new())
+            };
+            spec.output = options.output.clone();
+            spec.validate()?;
+            Ok(ModelArtifact {
+                spec,
+                layers: Vec::new(),
+                trees: None,
+                onnx: Some(OnnxBody {
+                    source: Arc::from(bytes),
+                    graph: Arc::new(graph),
+                }),
+            })
+        }
+        #[cfg(not(feature = "onnx"))]
+        {
+            let _ = (bytes, options);
+            Err(artifact_err(
+                super::ONNX_FILE,
+                "an ONNX model, which this build does not read (mlops-core's feature `onnx`)",
+            ))
+        }
+    }
+
+    /// Whether missing values (NaN) are part of the model's input language: a tree model's
+    /// (default directions), an ONNX graph of tree ensembles; not an MLP's, nor another ONNX
+    /// graph's (a row with a NaN scores NaN without running).
+    pub fn reads_missing_values(&self) -> bool {
+        match self.spec.kind {
+            ModelKind::Mlp => false,
+            ModelKind::Xgboost | ModelKind::Lightgbm => true,
+            #[cfg(feature = "onnx")]
+            ModelKind::Onnx => self
+                .onnx
+                .as_ref()
+                .is_some_and(|b| b.graph.reads_missing_values()),
+            #[cfg(not(feature = "onnx"))]
+            ModelKind::Onnx => false,
+        }
+    }
+
+    /// The ONNX graph of an ONNX model (feature `onnx`); `None` for another kind.
+    #[cfg(feature = "onnx")]
+    pub fn onnx_graph(&self) -> Option<&Arc<super::onnx::OnnxGraph>> {
+        self.onnx.as_ref().map(|b| &b.graph)
     }
 
     /// The kind of model (MLP, XGBoost, LightGBM).
@@ -195,11 +284,13 @@ impl ModelArtifact {
         self.spec.kind.body_file()
     }
 
-    /// The body's bytes: the safetensors weights of an MLP, the library's file of a tree model.
+    /// The body's bytes: the safetensors weights of an MLP, the library's file of a tree or
+    /// ONNX model.
     pub fn body_bytes(&self) -> Result<Vec<u8>> {
-        match &self.trees {
-            Some(t) => Ok(t.source.to_vec()),
-            None => self.weights_to_safetensors(),
+        match (&self.trees, &self.onnx) {
+            (Some(t), _) => Ok(t.source.to_vec()),
+            (None, Some(o)) => Ok(o.source.to_vec()),
+            (None, None) => self.weights_to_safetensors(),
         }
     }
 
@@ -319,12 +410,22 @@ impl ModelArtifact {
     /// Reads an artifact from the bytes of `model.json` and of its body file
     /// ([`ModelKind::body_file`] of the spec's kind). For an MLP, every tensor the spec needs
     /// must be there with the right shape and dtype, and no other; a tree model's file is read
-    /// and checked, and must read as many features as the spec names.
+    /// and checked, and must read as many features as the spec names; an ONNX model is read
+    /// with the spec's `output`.
     pub fn from_parts(spec_json: &[u8], weights: &[u8]) -> Result<Self> {
         let spec = ModelSpec::from_json_bytes(spec_json)?;
         spec.validate()?;
         if spec.kind != ModelKind::Mlp {
-            let tree = Self::from_model_file(spec.kind, weights)?;
+            let tree = if spec.kind == ModelKind::Onnx {
+                Self::from_onnx(
+                    weights,
+                    &OnnxOptions {
+                        output: spec.output.clone(),
+                    },
+                )?
+            } else {
+                Self::from_model_file(spec.kind, weights)?
+            };
             let reads = tree.spec.input_features.len();
             if reads != spec.input_features.len() {
                 return Err(artifact_err(
@@ -340,6 +441,7 @@ impl ModelArtifact {
                 spec,
                 layers: Vec::new(),
                 trees: tree.trees,
+                onnx: tree.onnx,
             });
         }
         let tensors = SafeTensors::deserialize(weights)

@@ -33,14 +33,20 @@
 mod artifact;
 mod kind;
 mod mlp;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+#[cfg(feature = "onnx")]
+mod onnx_checks;
 mod spec;
 pub mod trees;
 
 use ndarray::{Array1, ArrayView2};
 
 pub use artifact::{DenseWeights, ModelArtifact, SPEC_FILE, WEIGHTS_FILE};
-pub use kind::{ModelKind, LIGHTGBM_FILE, XGBOOST_FILE};
+pub use kind::{ModelKind, OnnxOptions, LIGHTGBM_FILE, ONNX_FILE, XGBOOST_FILE};
 pub use mlp::MlpModel;
+#[cfg(feature = "onnx")]
+pub use onnx::OnnxModel;
 pub use spec::{
     Activation, Background, LayerSpec, ModelSpec, Standardization, FORMAT_VERSION,
     MAX_STORED_BACKGROUND_ROWS,
@@ -107,11 +113,22 @@ pub trait Predictor: Send + Sync {
 }
 
 /// The reference predictor of any artifact: [`MlpModel`] for an MLP, [`TreeModel`] for an
-/// XGBoost or LightGBM model. (mlops-serve's engine compiles the same artifacts for serving.)
+/// XGBoost or LightGBM model, `OnnxModel` for an ONNX model (feature `onnx`). (mlops-serve's
+/// engine compiles the same artifacts for serving.)
 pub fn predictor(artifact: &ModelArtifact) -> Result<Box<dyn Predictor>> {
     Ok(match artifact.kind() {
         ModelKind::Mlp => Box::new(MlpModel::new(artifact)?),
         ModelKind::Xgboost | ModelKind::Lightgbm => Box::new(TreeModel::new(artifact)?),
+        #[cfg(feature = "onnx")]
+        ModelKind::Onnx => Box::new(OnnxModel::new(artifact)?),
+        #[cfg(not(feature = "onnx"))]
+        ModelKind::Onnx => {
+            return Err(Error::invalid(
+                "model kind",
+                "onnx",
+                "a kind this build reads (ONNX needs mlops-core's feature `onnx`)",
+            ))
+        }
     })
 }
 

@@ -239,6 +239,10 @@ pub struct ModelSpec {
     /// are training data: whoever can read the artifact can read them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<Background>,
+    /// The graph output read as the probability, for an ONNX model whose graph has several
+    /// (a classifier's `label` and `probabilities`); absent for every other model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Free-form facts (trainer, version of the code, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -257,6 +261,7 @@ impl ModelSpec {
             impute: None,
             cbpe: None,
             background: None,
+            output: None,
             metadata: BTreeMap::new(),
         }
     }
@@ -291,6 +296,13 @@ impl ModelSpec {
                 );
             }
         }
+        if let (Some(output), false) = (&self.output, self.kind == ModelKind::Onnx) {
+            return bad(
+                "output".into(),
+                format!("{output:?} for a {} model", self.kind),
+                "no output name: only an ONNX graph names the output it is read from",
+            );
+        }
         if self.kind != ModelKind::Mlp {
             if !self.layers.is_empty() || self.standardization.is_some() {
                 return bad(
@@ -305,7 +317,7 @@ impl ModelSpec {
                         },
                         self.kind
                     ),
-                    "none: a tree model's body is its own file",
+                    "none: a tree or ONNX model's body is its own file",
                 );
             }
             return self.validate_common();

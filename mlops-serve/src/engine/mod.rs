@@ -40,7 +40,6 @@ use std::cell::RefCell;
 
 use std::sync::Arc;
 
-use mlops_core::model::trees::TreeEnsemble;
 use mlops_core::model::{check_batch, Activation, ModelArtifact, ModelKind, ModelSpec, Predictor};
 use ndarray::{ArrayView2, Axis, Slice};
 use serde::{Deserialize, Serialize};
@@ -53,8 +52,9 @@ use mlops_core::{Error, Result};
 pub enum NonFinitePolicy {
     /// The row's probability is NaN (the [`Predictor`] contract): never a confident-looking
     /// number; the other rows are scored. A model whose input language has missing values (an
-    /// XGBoost or LightGBM model, [`ModelKind::reads_missing_values`]) gets the value as it
-    /// is and routes it as its library does.
+    /// XGBoost or LightGBM model, an ONNX graph of tree ensembles;
+    /// [`ModelArtifact::reads_missing_values`]) gets the value as it is and routes it as its
+    /// library does.
     #[default]
     Nan,
     /// The call fails, naming the first such row and its feature.
@@ -96,12 +96,14 @@ struct Layer {
 /// A [`Predictor`] compiled from a [`ModelArtifact`] for fast scoring (see the module docs).
 /// Outputs equal the reference [`MlpModel`](mlops_core::model::MlpModel)'s to 1e-5. A tree
 /// model's artifact already holds its compiled ensemble
-/// ([`TreeEnsemble`]), which scores here under the same non-finite policies.
-#[derive(Debug, Clone)]
+/// ([`TreeEnsemble`](mlops_core::model::trees::TreeEnsemble)), and an ONNX model's its
+/// optimized graph; they score here under the same non-finite policies.
+#[derive(Clone)]
 pub struct CompiledModel {
     spec: ModelSpec,
-    /// A tree model's ensemble (then `layers` is empty).
-    trees: Option<Arc<TreeEnsemble>>,
+    /// A tree or ONNX model's own predictor ([`mlops_core::model::predictor`]; then `layers`
+    /// is empty).
+    native: Option<Arc<dyn Predictor>>,
     policy: NonFinitePolicy,
     /// The standardization mean, subtracted on the way in (zeros without standardization).
     mean: Vec<f32>,
@@ -109,6 +111,17 @@ pub struct CompiledModel {
     impute: Vec<f32>,
     layers: Vec<Layer>,
     widest: usize,
+}
+
+impl std::fmt::Debug for CompiledModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModel")
+            .field("kind", &self.spec.kind)
+            .field("features", &self.spec.input_features.len())
+            .field("policy", &self.policy)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
 }
 
 /// Rows scored per block (see `predict_proba_into`).
@@ -147,8 +160,10 @@ impl CompiledModel {
             }
             _ => Vec::new(),
         };
-        debug_assert!(artifact.trees().is_some() == (artifact.kind() != ModelKind::Mlp));
-        let trees = artifact.trees().cloned();
+        let native: Option<Arc<dyn Predictor>> = match artifact.kind() {
+            ModelKind::Mlp => None,
+            _ => Some(Arc::from(mlops_core::model::predictor(artifact)?)),
+        };
         let mut layers = Vec::with_capacity(spec.layers.len());
         for (l, (w, s)) in artifact.layers().iter().zip(&spec.layers).enumerate() {
             let (units, inputs) = w.weight.dim();
@@ -173,7 +188,7 @@ impl CompiledModel {
             .unwrap_or(n);
         Ok(CompiledModel {
             spec,
-            trees,
+            native,
             policy,
             mean,
             impute,
@@ -298,16 +313,18 @@ impl CompiledModel {
 }
 
 impl CompiledModel {
-    /// A tree model: missing values go to the ensemble under [`NonFinitePolicy::Nan`]; under
-    /// `Reject` and `Impute` a batch with a non-finite value is copied through the policy.
-    fn predict_trees(
+    /// A tree or ONNX model: missing values go to its predictor under
+    /// [`NonFinitePolicy::Nan`] (a tree routes them, an ONNX graph without trees scores the
+    /// row NaN); under `Reject` and `Impute` a batch with a non-finite value is copied through
+    /// the policy.
+    fn predict_native(
         &self,
-        trees: &TreeEnsemble,
+        native: &dyn Predictor,
         x: ArrayView2<'_, f32>,
         out: &mut [f32],
     ) -> Result<()> {
         if self.policy == NonFinitePolicy::Nan || x.iter().all(|v| v.is_finite()) {
-            return trees.predict_proba_into(x, out);
+            return native.predict_proba_into(x, out);
         }
         let (mut input, mut flagged) = (Vec::new(), Vec::new());
         for start in (0..x.nrows()).step_by(CHUNK) {
@@ -316,7 +333,7 @@ impl CompiledModel {
             self.load(block, start, &mut input, &mut flagged)?;
             let view = ArrayView2::from_shape((end - start, x.ncols()), &input[..])
                 .map_err(|e| Error::invalid("batch", e, "rows x features"))?;
-            trees.predict_proba_into(view, &mut out[start..end])?;
+            native.predict_proba_into(view, &mut out[start..end])?;
         }
         Ok(())
     }
@@ -344,8 +361,8 @@ impl Predictor for CompiledModel {
         if x.nrows() == 0 {
             return Ok(());
         }
-        if let Some(trees) = &self.trees {
-            return self.predict_trees(trees, x, out);
+        if let Some(native) = &self.native {
+            return self.predict_native(native.as_ref(), x, out);
         }
         // Blocks of at most CHUNK rows: the scratch a thread keeps stays small (a one-off
         // huge batch does not pin gigabytes in a thread-local), and a block's activations stay

@@ -110,12 +110,12 @@ pub fn compiling(policy: NonFinitePolicy) -> Loader {
 
 /// [`CompiledModel::compile`] with `policy` for a model that cannot score a missing value (an
 /// MLP), and with [`NonFinitePolicy::Nan`] for one whose input language has them (a tree model
-/// routes NaN as its library does,
-/// [`ModelKind::reads_missing_values`](mlops_core::model::ModelKind::reads_missing_values)):
+/// routes NaN as its library does, as does an ONNX graph of tree ensembles:
+/// [`ModelArtifact::reads_missing_values`](mlops_core::model::ModelArtifact::reads_missing_values)):
 /// what a server that refuses missing values for its MLPs loads a tree model with.
 pub fn compiling_by_kind(policy: NonFinitePolicy) -> Loader {
     Arc::new(move |_, artifact| {
-        let policy = if artifact.kind().reads_missing_values() {
+        let policy = if artifact.reads_missing_values() {
             NonFinitePolicy::Nan
         } else {
             policy

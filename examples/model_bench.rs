@@ -1,11 +1,14 @@
-//! Times the native tree engine (`mlops::serve::CompiledModel` on an XGBoost or LightGBM
-//! model file) on one thread: batch-1 p50 latency and batch-1,024 throughput on rows read
-//! from a file, and writes the engine's probabilities of those rows so a caller can check
-//! them against the library's. `benches/trees_vs_libs.py` runs it beside xgboost, lightgbm
-//! and onnxruntime on the same model and rows.
+//! Times the serving engine (`mlops::serve::CompiledModel`) on a model file of another tool,
+//! on one thread: an XGBoost or LightGBM model through the native tree engine, an ONNX model
+//! through tract. Batch-1 p50 latency and batch-1,024 throughput on rows read from a file; it
+//! writes the engine's probabilities of those rows so a caller can check them against the
+//! library's. `benches/trees_vs_libs.py` runs it beside xgboost, lightgbm and onnxruntime on
+//! the same trees and rows, `benches/onnx_vs_onnxruntime.py` beside onnxruntime on the same
+//! ONNX graphs.
 //!
 //! ```text
-//! cargo run --release --example tree_bench -- --model model.json --rows rows.f32 --out p.f32 [--seconds 2]
+//! cargo run --release --example model_bench -- --model model.json --rows rows.f32 --out p.f32 [--seconds 2]
+//! cargo run --release --example model_bench -- --model pipe.onnx --onnx-output probabilities --rows rows.f32 --out p.f32
 //! ```
 //!
 //! `--rows` holds little-endian f32 values, row-major, as many columns as the model reads (NaN
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use mlops::core::model::{ModelArtifact, ModelKind, Predictor};
+use mlops::core::model::{ModelArtifact, ModelKind, OnnxOptions, Predictor};
 use mlops::serve::{CompiledModel, NonFinitePolicy};
 use ndarray::{Array2, Axis, Slice};
 
@@ -25,13 +28,17 @@ use ndarray::{Array2, Axis, Slice};
 mod timing;
 use timing::p50_ns;
 
-/// Times the native tree engine on a model file and rows from files.
+/// Times the serving engine on a model file (XGBoost, LightGBM, ONNX) and rows from files.
 #[derive(Parser)]
 #[command(after_help = "Exit codes: 0 done; 2 an error (a model or rows that cannot be read).")]
 struct Args {
-    /// The model file: XGBoost JSON or LightGBM text (the kind is told from the contents).
+    /// The model file: XGBoost JSON, LightGBM text or ONNX (the kind is told from the
+    /// contents and name).
     #[arg(long)]
     model: std::path::PathBuf,
+    /// The output of an ONNX graph holding the probabilities, when it has several.
+    #[arg(long)]
+    onnx_output: Option<String>,
     /// Rows: little-endian f32, row-major, one column per model input.
     #[arg(long)]
     rows: std::path::PathBuf,
@@ -49,7 +56,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.model)?;
     let kind = ModelKind::guess(&args.model.display().to_string(), &bytes)?;
     let load = Instant::now();
-    let artifact = ModelArtifact::from_model_file(kind, &bytes)?;
+    let artifact = if kind == ModelKind::Onnx {
+        let options = OnnxOptions {
+            output: args.onnx_output.clone(),
+        };
+        ModelArtifact::from_onnx(&bytes, &options)?
+    } else {
+        ModelArtifact::from_model_file(kind, &bytes)?
+    };
     let engine = CompiledModel::compile(&artifact, NonFinitePolicy::Nan)?;
     let load_ms = load.elapsed().as_secs_f64() * 1e3;
     let d = engine.n_features();
@@ -89,11 +103,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .expect("a valid batch");
         std::hint::black_box(&out);
     });
-    let trees = artifact.trees().expect("a tree model");
     let result = serde_json::json!({
         "kind": kind.as_str(),
-        "trees": trees.n_trees(),
-        "splits": trees.n_splits(),
+        "trees": artifact.trees().map(|t| t.n_trees()),
+        "splits": artifact.trees().map(|t| t.n_splits()),
         "load_ms": load_ms,
         "batch1_p50_ns": b1,
         "batch": batch,
@@ -108,7 +121,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tree_bench: {e:#}");
+            eprintln!("model_bench: {e:#}");
             ExitCode::from(2)
         }
     }

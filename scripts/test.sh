@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check of the workspace on a fresh machine, and is what CI runs (.ci/run):
-#   1. sets up what the tests need (a Python venv in .venv with the pinned packages of
-#      scripts/requirements-test.txt; promtool from Debian's prometheus package),
-#   2. cargo fmt --check, cargo clippy -D warnings,
+#   1. cargo fmt --check; then cargo clippy -D warnings and the test build, in the background
+#      while it sets up what the tests need (a Python venv in .venv with the pinned packages
+#      of scripts/requirements-test.txt; Azurite from npm; promtool from Debian's prometheus
+#      package),
+#   2. waits for the lint and the build (their log is printed),
 #   3. every Rust test (unit, integration, property, doc, examples) in one build with the
 #      server features, including the tests against real servers that each test starts on a
 #      port it picks and stops by PID (process group): the MLflow tracking backend (feature
@@ -20,19 +22,46 @@ export CARGO_TERM_COLOR=never
 # disk is small; see the dev profile in Cargo.toml).
 export CARGO_INCREMENTAL=0
 
-started_pids=()
+# Process groups this script started (the background build), stopped on the way out.
+started_groups=()
 cleanup() {
-  for pid in "${started_pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
+  for pgid in "${started_groups[@]}"; do
+    kill -- "-$pgid" 2>/dev/null || true
   done
 }
 trap cleanup EXIT
 
-step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
+step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
 step "disk free here (the clippy, test and outside-crate builds leave about 4.3 GiB in target/)"
 df -h . | tail -n 1
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+# One feature selection for lint and tests, so the workspace is built once: the backends
+# tested against real servers (mlflow, aws, azure) and gcp, which has no local server (compiled
+# and linted only). Features only add code; nothing is compiled only without them but the
+# `cuda` fallbacks, which stay compiled (cuda is never on here). `mlops/http` builds the KServe V2
+# server and its example, which the tritonclient test (pytest) runs. The facade's default
+# features (onnx, parquet, ...) are on.
+features=mlops/http,mlops/prometheus,mlops/predlog,mlops/monitor,mlops/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
+
+# The lint and the test build need no venv, npm or apt: they run while those install (the
+# installs wait on the network, the builds on the CPU), and the tests start once both are done.
+step "cargo clippy -D warnings, then the test build, in the background (log: target/build.log)"
+mkdir -p target
+# Its own process group (setsid), so that a failure here stops cargo and every rustc with it.
+FEATURES="$features" setsid bash -c '
+  set -e
+  echo "==> cargo clippy --workspace --all-targets --features $FEATURES -- -D warnings"
+  cargo clippy --workspace --all-targets --features "$FEATURES" -- -D warnings
+  echo "==> cargo test --workspace --features $FEATURES --no-run"
+  cargo test --workspace --features "$FEATURES" --no-run
+' > target/build.log 2>&1 &
+build_pid=$!
+started_groups+=("$build_pid")
 
 step "Python venv (.venv) with scripts/requirements-test.txt"
 python=${PYTHON:-python3}
@@ -58,18 +87,13 @@ fi
 promtool --version | head -n 1
 prometheus --version 2>&1 | head -n 1
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-# One feature selection for lint and tests, so the workspace is built once: the backends
-# tested against real servers (mlflow, aws, azure) and gcp, which has no local server (compiled
-# and linted only). Features only add code; nothing is compiled only without them but the
-# `cuda` fallbacks, which stay compiled (cuda is never on here). `mlops/http` builds the KServe V2
-# server and its example, which the tritonclient test (pytest) runs.
-features=mlops/http,mlops/prometheus,mlops/predlog,mlops/monitor,mlops/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
-
-step "cargo clippy --workspace --all-targets --features $features -- -D warnings"
-cargo clippy --workspace --all-targets --features "$features" -- -D warnings
+step "waiting for clippy and the test build"
+if ! wait "$build_pid"; then
+  cat target/build.log
+  echo "clippy or the test build failed (above)" >&2
+  exit 1
+fi
+grep -v '^ *\(Compiling\|Checking\)' target/build.log
 
 step "cargo test --workspace --features $features (with mlflow server, moto S3, Azurite)"
 # The tracking suite runs against a real mlflow server, the registry suite against a real moto

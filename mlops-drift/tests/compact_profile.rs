@@ -270,3 +270,82 @@ fn profiles_written_before_compaction_still_load_and_bad_packed_values_are_named
     let e = ReferenceProfile::from_json(&bad).unwrap_err().to_string();
     assert!(e.contains("f32le:") && e.contains("f64le:"), "{e}");
 }
+
+#[test]
+fn a_summarized_reference_never_drifts_by_its_own_error_and_a_bad_error_is_named() {
+    use mlops_core::ndarray::Array2;
+    let column = |values: Vec<f32>| {
+        let n = values.len();
+        Dataset::new(
+            Array2::from_shape_vec((n, 1), values).unwrap(),
+            vec!["x".into()],
+        )
+        .unwrap()
+    };
+    // 20,000 evenly spread reference values; 3,000 current values, 4% of them moved up: an
+    // exact KS statistic of 0.04, over the 5% critical value (about 0.027) for these sizes.
+    let reference = column((0..20_000).map(|i| i as f32 / 20_000.0).collect());
+    let current = column(
+        (0..3000)
+            .map(|i| {
+                let u = i as f32 / 3000.0;
+                if u < 0.04 {
+                    0.99 + u / 10.0
+                } else {
+                    u
+                }
+            })
+            .collect(),
+    );
+    let config = DriftConfig {
+        tests: vec![DriftTest::Ks],
+        ..DriftConfig::default()
+    }
+    .check()
+    .unwrap();
+    let mut profile = ReferenceProfile::fit(&reference, &exact()).unwrap();
+    let judged = |profile: &ReferenceProfile| {
+        let report = profile.compare(&current, &config).unwrap();
+        let c = report.columns[0].clone();
+        (c.drifted, c.tests.first().and_then(|t| t.p_value), c.error)
+    };
+    let (drifted, p, _) = judged(&profile);
+    assert!(drifted, "exact: p {p:?}");
+    // The same values stated to be a summary within 0.005 of the true ECDF: the statistic
+    // can be no smaller than 0.035, still drift.
+    profile.columns[0].ecdf_error = 0.005;
+    let (drifted, p, _) = judged(&profile);
+    assert!(drifted, "error 0.005: p {p:?}");
+    // Within 0.02: the true statistic may be 0.02, under the critical value, so no alarm.
+    profile.columns[0].ecdf_error = 0.02;
+    let (drifted, p, _) = judged(&profile);
+    assert!(!drifted && p.unwrap() > 0.05, "error 0.02: p {p:?}");
+    // The windowed detector judges the same way.
+    let window = |profile: &ReferenceProfile| {
+        let mut w = WindowedDetector::new(
+            &profile.columns[0],
+            WindowConfig {
+                window: 3000,
+                step: 3000,
+                ..WindowConfig::default()
+            },
+        )?;
+        let x = current.features().column(0).to_owned();
+        Ok::<_, mlops_drift::Error>(x.iter().filter_map(|v| w.update(f64::from(*v))).last())
+    };
+    assert!(!window(&profile).unwrap().unwrap().drifted);
+    profile.columns[0].ecdf_error = 0.0;
+    assert!(window(&profile).unwrap().unwrap().drifted);
+    // A damaged profile's error is named, never read as "no drift".
+    for bad in [f64::NAN, -0.1, 1.0, f64::INFINITY] {
+        profile.columns[0].ecdf_error = bad;
+        let (drifted, _, error) = judged(&profile);
+        let error = error.unwrap_or_default();
+        assert!(
+            !drifted && error.contains("ecdf_error") && error.contains("[0, 1)"),
+            "{bad}: {error}"
+        );
+        let e = window(&profile).unwrap_err().to_string();
+        assert!(e.contains("ecdf_error"), "{e}");
+    }
+}

@@ -126,11 +126,14 @@ fn run_test(
         DriftTest::Ks => {
             // The reference was checked when fitted; `cur` is sorted and NaN-free here. The
             // p-value takes the true reference count: a compact profile's summary stands for
-            // all of it (its ECDF within `ecdf_error`, reported).
+            // all of it (its ECDF within `ecdf_error`, reported). It is taken at the smallest
+            // statistic the exact reference could give, `d - ecdf_error`, so a summary's
+            // error cannot make an unchanged column drift.
+            check_ecdf_error(c)?;
             let (dplus, dminus) = crate::stats::ks_statistics_sorted(r, cur);
             let d = dplus.max(dminus);
             let t = crate::stats::ks_pvalue(
-                d,
+                (d - c.ecdf_error).max(0.0),
                 c.present() as u64,
                 cur.len() as u64,
                 Alternative::TwoSided,
@@ -392,6 +395,20 @@ fn compare_column(
         error: None,
         notes,
         reference_ecdf_error: reference_ecdf_error(c),
+    }
+}
+
+/// A profile read from a file states its summary's ECDF error: a KS test taken at the
+/// statistic less a NaN or out-of-range error would say "no drift" for anything.
+pub(crate) fn check_ecdf_error(c: &ColumnProfile) -> Result<()> {
+    if (0.0..1.0).contains(&c.ecdf_error) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("reference column `{}`: ecdf_error", c.name),
+            c.ecdf_error,
+            "a number in [0, 1) (the profile file was edited or damaged)",
+        ))
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `compare.rs`: [`crate::ReferenceProfile::compare`], the entry point.
 
 mod compare;
+pub(crate) use compare::check_ecdf_error;
 mod config;
 mod result;
 

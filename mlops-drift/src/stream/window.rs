@@ -79,6 +79,9 @@ pub struct WindowedDetector {
     /// The reference's true count (a compact profile's `reference` is a summary of it), for
     /// the p-value.
     reference_count: u64,
+    /// The reference summary's ECDF error bound ([`ColumnProfile::ecdf_error`]): the p-value
+    /// is taken at the statistic less it, so a summary's error cannot raise an alarm.
+    reference_error: f64,
     /// Every `FENCE_STRIDE`-th reference value.
     fence: Vec<f64>,
     config: WindowConfig,
@@ -120,9 +123,11 @@ impl WindowedDetector {
                 "at least one value",
             ));
         }
+        crate::report::check_ecdf_error(reference)?;
         Ok(WindowedDetector {
             reference: reference.sorted.clone(),
             reference_count: reference.present() as u64,
+            reference_error: reference.ecdf_error,
             fence: reference
                 .sorted
                 .iter()
@@ -164,7 +169,7 @@ impl WindowedDetector {
         self.refresh_window();
         let d = self.statistic();
         let r = crate::stats::ks_pvalue(
-            d,
+            (d - self.reference_error).max(0.0),
             self.reference_count,
             self.sorted.len() as u64,
             crate::stats::Alternative::TwoSided,

@@ -136,6 +136,14 @@ enum Command {
         /// Include deleted versions.
         #[arg(long)]
         deleted: bool,
+        /// One page: the versions numbered after N (the filters apply within the page; the
+        /// next page's --after is printed on stderr). A page costs the same at any number of
+        /// versions; without --after or --limit every version is listed.
+        #[arg(long, value_name = "N", conflicts_with = "latest")]
+        after: Option<u64>,
+        /// Versions per page (1 to 1000; default 100 when --after is given).
+        #[arg(long, value_name = "K", conflicts_with = "latest")]
+        limit: Option<usize>,
     },
     /// Show one version (a number or @ALIAS).
     Show { name: String, version: String },
@@ -433,6 +441,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             metrics,
             latest,
             deleted,
+            after,
+            limit,
         } => {
             let mut query = Query {
                 include_deleted: deleted,
@@ -446,7 +456,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for m in &metrics {
                 query = query.metric(m)?;
             }
-            let (all, unreadable) = registry.list_versions_checked(&name).await?;
+            let (all, unreadable) = if after.is_some() || limit.is_some() {
+                let page = registry
+                    .list_versions_page(&name, after.unwrap_or(0), limit.unwrap_or(100))
+                    .await?;
+                if let Some(next) = page.next_after {
+                    eprintln!(
+                        "more versions (up to v{}): next page with --after {next}",
+                        page.last_version
+                    );
+                }
+                if page.last_version == 0 {
+                    (Vec::new(), Vec::new())
+                } else {
+                    // A page past the last version is empty, not an unknown model.
+                    let versions = query.select(page.versions);
+                    for u in &page.unreadable {
+                        eprintln!("warning: unreadable version record {}: {}", u.key, u.reason);
+                    }
+                    if cli.json {
+                        print_json(&versions)?;
+                    } else {
+                        print_versions(&versions);
+                    }
+                    return Ok(());
+                }
+            } else if latest && !deleted && query.tags.is_empty() && query.metrics.is_empty() {
+                // The highest live version, without listing the others (none live: the
+                // listing says whether the model exists).
+                match registry.latest(&name).await? {
+                    Some(v) => (vec![v], Vec::new()),
+                    None => registry.list_versions_checked(&name).await?,
+                }
+            } else {
+                registry.list_versions_checked(&name).await?
+            };
             if all.is_empty() && unreadable.is_empty() {
                 let models = registry.list_models().await?;
                 bail!(

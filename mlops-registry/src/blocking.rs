@@ -31,7 +31,7 @@ use object_store::ObjectStore;
 use crate::error::Result;
 use crate::{
     AliasEntry, AuditEvent, GcReport, NewVersion, Query, RegistryConfig, Tombstone,
-    UnreadableRecord, VersionInfo, VersionRecord, VersionRef,
+    UnreadableRecord, VersionInfo, VersionPage, VersionRecord, VersionRef,
 };
 
 /// [`crate::Registry`], blocking. Cheap to clone; clones share the registry.
@@ -91,6 +91,11 @@ impl Registry {
         model: &str,
     ) -> Result<(Vec<VersionInfo>, Vec<UnreadableRecord>)> {
         block_on(self.inner.list_versions_checked(model))
+    }
+
+    /// [`crate::Registry::list_versions_page`].
+    pub fn list_versions_page(&self, model: &str, after: u64, limit: usize) -> Result<VersionPage> {
+        block_on(self.inner.list_versions_page(model, after, limit))
     }
 
     /// [`crate::Registry::search`].

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
 
 use crate::error::{Error, Result};
 
@@ -24,6 +26,17 @@ pub(crate) struct Store {
     /// The folder of a `file://` store (for the upload temporaries object_store's listing
     /// hides).
     local_dir: Option<std::path::PathBuf>,
+}
+
+/// How a [`Store::replace`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replaced {
+    /// The bytes are there.
+    Written,
+    /// The object was not the expected one: nothing was written.
+    Conflict,
+    /// The backend has no conditional update (local disk): nothing was written.
+    Unsupported,
 }
 
 /// Opens the store behind `location` through [`mlops_core::store_url::open_url`] (the one
@@ -150,6 +163,41 @@ impl Store {
         }
     }
 
+    /// Writes `bytes` at `key` only if the object there is still the one `expected` names
+    /// (`None`: only if there is none): a compare-and-swap where the backend has one.
+    pub(crate) async fn replace(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        expected: Option<UpdateVersion>,
+    ) -> Result<Replaced> {
+        let path = self.path(key);
+        let opts = PutOptions {
+            mode: expected.map_or(PutMode::Create, PutMode::Update),
+            ..PutOptions::default()
+        };
+        let inner = self.inner.clone();
+        let fut = async move { inner.put_opts(&path, PutPayload::from(bytes), opts).await };
+        match self.timed("replacing", key, fut).await {
+            Ok(_) => Ok(Replaced::Written),
+            Err(Error::Store { cause, .. })
+                if matches!(
+                    *cause,
+                    object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. }
+                ) =>
+            {
+                Ok(Replaced::Conflict)
+            }
+            Err(Error::Store { cause, .. })
+                if matches!(*cause, object_store::Error::NotImplemented { .. }) =>
+            {
+                Ok(Replaced::Unsupported)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes (or overwrites) `key` atomically.
     pub(crate) async fn put(&self, key: &str, payload: PutPayload) -> Result<()> {
         let (path, inner) = (self.path(key), self.inner.clone());
@@ -163,6 +211,26 @@ impl Store {
         let fut = async move {
             match inner.get(&path).await {
                 Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.timed("reading", key, fut).await
+    }
+
+    /// The bytes at `key` and the version a [`Store::replace`] of them names; `None` when
+    /// absent.
+    pub(crate) async fn get_versioned(&self, key: &str) -> Result<Option<(Bytes, UpdateVersion)>> {
+        let (path, inner) = (self.path(key), self.inner.clone());
+        let fut = async move {
+            match inner.get(&path).await {
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    r.bytes().await.map(|b| Some((b, version)))
+                }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
             }

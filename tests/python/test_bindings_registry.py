@@ -45,6 +45,13 @@ def roundtrip(registry, world):
     versions = registry.versions("fraud")
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[0]["metrics"] == {"roc_auc": 0.95} and versions[1]["aliases"] == ["production"]
+    # One version a page: the same versions, then no next page.
+    first = registry.versions_page("fraud", limit=1)
+    assert (first["versions"], first["next_after"], first["last_version"]) == (versions[:1], 1, 2)
+    second = registry.versions_page("fraud", after=first["next_after"], limit=1)
+    assert (second["versions"], second["next_after"], second["unreadable"]) == (versions[1:], None, [])
+    with pytest.raises(ValueError, match="page limit"):
+        registry.versions_page("fraud", limit=0)
     with pytest.raises(ValueError, match="reference"):
         registry.load("fraud", "latest!")
     with pytest.raises(ValueError):

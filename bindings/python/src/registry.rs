@@ -145,6 +145,21 @@ impl PyRegistry {
             .map_err(value_error)?;
         serde_json::to_string(&v).map_err(value_error)
     }
+
+    /// Up to `limit` versions of `name` numbered after `after`, and where the next page
+    /// starts, as JSON (`Registry::list_versions_page`).
+    fn versions_page(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> PyResult<String> {
+        let page = py
+            .detach(|| self.inner.list_versions_page(name, after, limit))
+            .map_err(value_error)?;
+        serde_json::to_string(&page).map_err(value_error)
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

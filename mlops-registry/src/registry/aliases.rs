@@ -134,7 +134,8 @@ impl Registry {
             ));
         }
         self.writable().await?;
-        let current = self.alias(model, alias).await?;
+        let dir = alias_dir(model, alias);
+        let (current, hint) = self.log_end::<AliasEntry>(&dir).await?;
         let (seq, actual) = current.as_ref().map_or((0, None), |e| (e.seq, e.target));
         let moved = |actual: Option<u64>| Error::AliasMoved {
             model: model.to_string(),
@@ -162,6 +163,7 @@ impl Registry {
             let now = self.alias(model, alias).await?.and_then(|e| e.target);
             return Err(moved(now));
         }
+        self.advance_hint(&dir, hint, entry.seq).await;
         tracing::info!(model, alias, from = ?actual, to = ?target, "alias moved");
         let mut event = self.event(AuditAction::SetAlias, Some(model), why);
         event.version = target;

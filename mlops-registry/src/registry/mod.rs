@@ -5,6 +5,8 @@
 //! ```text
 //! blobs/sha256/ab/abcd...                     file contents, by sha256
 //! models/NAME/versions/0000000001.json        version records (written once, last)
+//! models/NAME/versions/head.json              the versions' hint (`{"last": N}`; see heads.rs),
+//!                                             as in every numbered log below
 //! models/NAME/deleted/0000000001.json         tombstones
 //! models/NAME/aliases/ALIAS/0000000001.json   alias logs, one entry per move
 //! models/NAME/state/DOC/0000000001.json       state logs (a rollout's state), one entry per write
@@ -34,12 +36,13 @@ use crate::store::{self, Store};
 mod aliases;
 mod audit;
 mod gc;
+mod heads;
 mod loading;
 mod state;
 mod versions;
 
 pub use gc::GcReport;
-pub use versions::UnreadableRecord;
+pub use versions::{UnreadableRecord, VersionPage, MAX_PAGE};
 
 /// `@latest`: the highest live version; no alias may take this name.
 pub use mlops_core::version_ref::LATEST;
@@ -47,8 +50,12 @@ pub use mlops_core::version_ref::LATEST;
 /// Records fetched at once when listing.
 const CONCURRENT_READS: usize = 64;
 
+/// The log of `model`'s version records.
+fn versions_dir(model: &str) -> String {
+    format!("models/{model}/versions")
+}
 fn version_key(model: &str, version: u64) -> String {
-    format!("models/{model}/versions/{version:010}.json")
+    heads::entry_key(&versions_dir(model), version)
 }
 fn tombstone_key(model: &str, version: u64) -> String {
     format!("models/{model}/deleted/{version:010}.json")
@@ -57,7 +64,7 @@ fn alias_dir(model: &str, alias: &str) -> String {
     format!("models/{model}/aliases/{alias}")
 }
 fn alias_key(model: &str, alias: &str, seq: u64) -> String {
-    format!("{}/{seq:010}.json", alias_dir(model, alias))
+    heads::entry_key(&alias_dir(model, alias), seq)
 }
 fn state_dir(model: &str, name: &str) -> String {
     format!("models/{model}/state/{name}")
@@ -115,7 +122,8 @@ pub struct Registry {
     actor: String,
     cache: Option<std::path::PathBuf>,
     clock: Arc<dyn Clock>,
-    /// The highest version number seen per model (a listing starts after it).
+    /// The highest entry number seen per numbered log (version records, alias and state
+    /// logs): a lower bound a later search for the log's end starts from.
     seen: Arc<Mutex<HashMap<String, u64>>>,
     /// Orders this handle's audit events within one clock tick.
     audit_seq: Arc<AtomicU64>,
@@ -252,15 +260,6 @@ impl Registry {
         Ok(keys)
     }
 
-    /// The last entry of the numbered log under `dir` (`None` when empty).
-    async fn last_in_log<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<T>> {
-        let last = self.numbered_keys(&format!("{dir}/")).await?.pop();
-        match last {
-            None => Ok(None),
-            Some((_, key)) => self.read_json(&key).await,
-        }
-    }
-
     /// The records at `keys`, read concurrently, in order (missing ones skipped).
     async fn read_all<T: DeserializeOwned>(&self, keys: Vec<String>) -> Result<Vec<T>> {
         let records: Vec<Option<T>> = futures::stream::iter(keys)
@@ -271,35 +270,28 @@ impl Registry {
         Ok(records.into_iter().flatten().collect())
     }
 
-    /// The highest version number of `model` (0 when none), listing only past the highest
-    /// one this registry has seen.
-    async fn max_version(&self, model: &str) -> Result<u64> {
-        let seen = self.seen_max(model);
-        let prefix = format!("models/{model}/versions/");
-        let offset = (seen > 0).then(|| version_key(model, seen));
-        let max = self
-            .store
-            .list(&prefix, offset.as_deref())
-            .await?
-            .iter()
-            .filter_map(|m| number_of(&self.store.key_of(&m.location)))
-            .fold(seen, u64::max);
-        self.note_seen(model, max);
-        Ok(max)
-    }
-
-    fn seen_max(&self, model: &str) -> u64 {
+    /// The highest entry number this handle saw in the log under `dir` (0: none).
+    fn seen_in(&self, dir: &str) -> u64 {
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(model)
+            .get(dir)
             .copied()
             .unwrap_or(0)
     }
 
-    fn note_seen(&self, model: &str, version: u64) {
+    /// Forgets what this handle saw of the log under `dir` (it was not there any more).
+    fn forget(&self, dir: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(dir);
+    }
+
+    /// Notes that entry `n` of the log under `dir` exists.
+    fn note_seen_in(&self, dir: &str, n: u64) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = seen.entry(model.to_string()).or_insert(0);
-        *entry = (*entry).max(version);
+        let entry = seen.entry(dir.to_string()).or_insert(0);
+        *entry = (*entry).max(n);
     }
 }

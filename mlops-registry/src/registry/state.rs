@@ -43,14 +43,16 @@ impl Registry {
             by: self.actor.clone(),
             why: why.to_string(),
         };
-        let current = self.state(model, name).await?.map_or(0, |e| e.seq);
-        if current != expected_seq {
+        let dir = state_dir(model, name);
+        let (current, hint) = self.log_end::<StateEntry>(&dir).await?;
+        if current.map_or(0, |e| e.seq) != expected_seq {
             return Ok(None);
         }
-        let key = format!("{}/{:010}.json", state_dir(model, name), entry.seq);
+        let key = super::heads::entry_key(&dir, entry.seq);
         if !self.store.create(&key, Self::to_json(&entry)?).await? {
             return Ok(None);
         }
+        self.advance_hint(&dir, hint, entry.seq).await;
         tracing::debug!(model, name, seq = entry.seq, "state written");
         Ok(Some(entry))
     }

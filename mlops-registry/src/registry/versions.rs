@@ -8,7 +8,8 @@ use rand::Rng;
 use serde::Serialize;
 
 use super::{
-    missing_version, tombstone_key, version_key, PendingNote, Registry, CONCURRENT_READS, LATEST,
+    missing_version, tombstone_key, version_key, versions_dir, PendingNote, Registry,
+    CONCURRENT_READS, LATEST,
 };
 use crate::blobs::{put_blob, read_source};
 use crate::error::{Error, Result};
@@ -19,6 +20,30 @@ use crate::records::{AuditAction, Tombstone, VersionInfo, VersionRecord, Version
 
 /// Attempts at claiming a version number before giving up.
 const MAX_CLAIMS: u32 = 200;
+
+/// The most versions [`Registry::list_versions_page`] returns at once.
+pub const MAX_PAGE: usize = 1000;
+
+/// A version of a page as read: its number, its record and its tombstone.
+type PageRead = (
+    u64,
+    Result<Option<VersionRecord>>,
+    Result<Option<Tombstone>>,
+);
+
+/// One page of a model's versions ([`Registry::list_versions_page`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionPage {
+    /// The versions numbered after the page's `after`, ascending, at most its `limit`
+    /// (deleted ones flagged).
+    pub versions: Vec<VersionInfo>,
+    /// Records in the page's range that could not be read or parsed (with the reason).
+    pub unreadable: Vec<UnreadableRecord>,
+    /// The `after` of the next page; `None` on the last one.
+    pub next_after: Option<u64>,
+    /// The model's highest version number when the page was read (0: none).
+    pub last_version: u64,
+}
 
 /// A version record that could not be read or parsed (listed beside the readable ones).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,13 +138,17 @@ impl Registry {
     }
 
     /// Claims the next version number for `record` (its blobs are written): creates the
-    /// record at max + 1 with `PutMode::Create`, retrying with jitter on conflict.
+    /// record at head + 1 with `PutMode::Create` (the head from the versions' hint, verified:
+    /// see `heads.rs`), and on conflict finds the new head and retries with jitter.
     async fn claim(&self, model: &str, mut record: VersionRecord) -> Result<VersionRecord> {
+        let dir = versions_dir(model);
+        let (mut head, hint, _) = self.log_start(&dir).await?;
         for attempt in 1..=MAX_CLAIMS {
-            record.version = self.max_version(model).await? + 1;
+            record.version = head + 1;
             let key = version_key(model, record.version);
             if self.store.create(&key, Self::to_json(&record)?).await? {
-                self.note_seen(model, record.version);
+                self.note_seen_in(&dir, record.version);
+                self.advance_hint(&dir, hint, record.version).await;
                 tracing::info!(model, version = record.version, "registered");
                 let mut event = self.event(
                     AuditAction::Register,
@@ -130,7 +159,6 @@ impl Registry {
                 self.audit(event).await;
                 return Ok(record);
             }
-            self.note_seen(model, record.version);
             let backoff_ms = 2u64 << attempt.min(6);
             let jitter = rand::rng().random_range(0..=backoff_ms);
             tracing::debug!(
@@ -140,6 +168,8 @@ impl Registry {
                 "version taken; retrying"
             );
             mlops_core::runtime::sleep(Duration::from_millis(jitter)).await?;
+            // Taken: the head is at least there; find where it is now.
+            head = self.gallop(&dir, record.version).await?;
         }
         Err(Error::Contention {
             model: model.to_string(),
@@ -174,12 +204,10 @@ impl Registry {
         match reference {
             VersionRef::Number(n) => Ok(*n),
             VersionRef::Alias(alias) if alias == LATEST => {
-                let latest = self.latest(model).await?;
-                latest
-                    .map(|v| v.record.version)
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("a live version of model `{model}` (for @latest)"),
-                    })
+                let latest = self.latest_record(model).await?;
+                latest.map(|r| r.version).ok_or_else(|| Error::NotFound {
+                    what: format!("a live version of model `{model}` (for @latest)"),
+                })
             }
             VersionRef::Alias(alias) => {
                 check_name("alias", alias)?;
@@ -231,8 +259,8 @@ impl Registry {
         let keys = self
             .numbered_keys(&format!("models/{model}/versions/"))
             .await?;
-        if let Some(&(max, _)) = keys.last() {
-            self.note_seen(model, max);
+        if let Some(&(last, _)) = keys.last() {
+            self.note_seen_in(&versions_dir(model), last);
         }
         let read: Vec<(String, Result<Option<VersionRecord>>)> =
             futures::stream::iter(keys.into_iter().map(|(_, key)| key))
@@ -278,9 +306,135 @@ impl Registry {
         Ok(query.select(self.list_versions(model).await?))
     }
 
-    /// The highest live version of `model`.
+    /// The highest live version of `model`, with the aliases pointing at it: found from the
+    /// versions' head downwards past deleted versions, in a few store calls at any number of
+    /// versions (not a listing).
     pub async fn latest(&self, model: &str) -> Result<Option<VersionInfo>> {
-        Ok(self.search(model, &Query::default().latest()).await?.pop())
+        let Some(record) = self.latest_record(model).await? else {
+            return Ok(None);
+        };
+        let aliases = self.aliases_to(model, record.version).await?;
+        Ok(Some(VersionInfo {
+            record,
+            deleted: None,
+            aliases,
+        }))
+    }
+
+    /// The record of the highest live version of `model`. A record that cannot be parsed is
+    /// logged and passed over, as [`Registry::list_versions`] leaves it out.
+    async fn latest_record(&self, model: &str) -> Result<Option<VersionRecord>> {
+        check_name("model name", model)?;
+        let head = self.log_head(&versions_dir(model)).await?;
+        let mut at_head = head.entry;
+        for version in (1..=head.last).rev() {
+            let bytes = at_head.take();
+            if self
+                .store
+                .head(&tombstone_key(model, version))
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let key = version_key(model, version);
+            let bytes = match bytes {
+                Some(b) => b,
+                None => match self.store.get(&key).await? {
+                    Some(b) => b,
+                    None => continue,
+                },
+            };
+            match serde_json::from_slice::<VersionRecord>(&bytes) {
+                Ok(record) => return Ok(Some(record)),
+                Err(e) => {
+                    tracing::warn!(%key, reason = %e, "unreadable version record passed over for @latest");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` (1 to [`MAX_PAGE`]) versions of `model` numbered after `after`
+    /// (0: from the first), ascending, deleted ones flagged, and where the next page starts:
+    /// each page costs the same few store calls plus two reads per version on it, however
+    /// many versions there are. Records that cannot be read are named in the page, beside
+    /// the readable ones.
+    ///
+    /// ```
+    /// use mlops_registry::{NewVersion, Registry, RegistryConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let registry = Registry::open(&dir.path().display().to_string(), &RegistryConfig::default()).await?;
+    /// for i in 0..5u8 {
+    ///     registry.register("fraud", NewVersion::new().bytes("model.bin", vec![i])).await?;
+    /// }
+    /// let (mut after, mut seen) = (Some(0), Vec::new());
+    /// while let Some(a) = after {
+    ///     let page = registry.list_versions_page("fraud", a, 2).await?;
+    ///     seen.extend(page.versions.iter().map(|v| v.record.version));
+    ///     after = page.next_after;
+    /// }
+    /// assert_eq!(seen, [1, 2, 3, 4, 5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn list_versions_page(
+        &self,
+        model: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<VersionPage> {
+        check_name("model name", model)?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid(
+                "page limit",
+                limit,
+                format!("1 to {MAX_PAGE} versions"),
+            ));
+        }
+        let last = self.log_head(&versions_dir(model)).await?.last;
+        let end = after.saturating_add(limit as u64).min(last);
+        let mut page = VersionPage {
+            versions: Vec::new(),
+            unreadable: Vec::new(),
+            next_after: (end < last).then_some(end.max(after)),
+            last_version: last,
+        };
+        if after >= end {
+            return Ok(page);
+        }
+        let read: Vec<PageRead> = futures::stream::iter(after + 1..=end)
+            .map(|v| async move {
+                let record = self.read_record(model, v).await;
+                let tombstone = self.read_json(&tombstone_key(model, v)).await;
+                (v, record, tombstone)
+            })
+            .buffered(CONCURRENT_READS)
+            .collect()
+            .await;
+        let mut by_version: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for (alias, v) in self.aliases(model).await? {
+            by_version.entry(v).or_default().push(alias);
+        }
+        for (version, record, tombstone) in read {
+            match record {
+                Ok(Some(record)) => page.versions.push(VersionInfo {
+                    deleted: tombstone?,
+                    aliases: by_version.remove(&version).unwrap_or_default(),
+                    record,
+                }),
+                Ok(None) => {}
+                Err(e @ Error::Record { .. }) => page.unreadable.push(UnreadableRecord {
+                    key: version_key(model, version),
+                    reason: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(page)
     }
 
     /// Every model with at least one version record.

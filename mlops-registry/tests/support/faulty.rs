@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -27,6 +28,8 @@ pub struct FaultyStore {
     pause_after_blob: Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
     /// Every call made through this store (reads, writes, lists, deletes).
     pub calls: AtomicUsize,
+    /// Objects returned by recursive listings (what grows with a log's length).
+    pub listed: Arc<AtomicUsize>,
     /// Up to this many microseconds of delay before each call (0: none), drawn per call.
     max_delay_us: u64,
     /// Conditional creates refused because the object existed (the races that happened).
@@ -45,6 +48,7 @@ impl FaultyStore {
             read_only: false,
             pause_after_blob: None,
             calls: AtomicUsize::new(0),
+            listed: Arc::default(),
             max_delay_us: 0,
             conflicts: AtomicUsize::new(0),
             record_creates_failing: AtomicUsize::new(0),
@@ -192,7 +196,6 @@ impl ObjectStore for FaultyStore {
     ) -> BoxStream<'static, Result<Path>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.read_only {
-            use futures::StreamExt;
             return locations
                 .map(|p| {
                     Err(object_store::Error::PermissionDenied {
@@ -207,7 +210,13 @@ impl ObjectStore for FaultyStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
+        let listed = self.listed.clone();
+        self.inner
+            .list(prefix)
+            .inspect(move |_| {
+                listed.fetch_add(1, Ordering::SeqCst);
+            })
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {

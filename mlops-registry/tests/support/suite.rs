@@ -40,6 +40,8 @@ pub async fn run(backend: &Backend) {
     latest_and_alias_messages(backend).await;
     loading_production_takes_few_store_calls(backend).await;
     a_fault_between_blobs_and_record_leaves_nothing_half_visible(backend).await;
+    long_logs_cost_the_same_few_store_calls(backend).await;
+    hints_that_lie_or_lag_cost_probes_never_numbers(backend).await;
     // Many rounds of many writers where the store is fast; fewer where each call is an HTTP
     // round trip to a local emulator.
     let rounds = match backend.name {
@@ -1087,9 +1089,10 @@ async fn loading_production_takes_few_store_calls(b: &Backend) {
         .unwrap();
     let calls = counting.calls.load(std::sync::atomic::Ordering::SeqCst) - before;
     assert_eq!(record.version, 1);
-    // The alias log listed and its last entry read, the record and the tombstone, two blobs:
-    // six, however many other aliases there are (it was about 30).
-    assert!(calls <= 6, "{}: {calls} store calls", b.name);
+    // The alias log's hint, its last entry and the probe past it, the record and the
+    // tombstone, two blobs: seven, however many other aliases there are (it was about 30)
+    // and however long the alias's log (see `long_logs_cost_the_same_few_store_calls`).
+    assert!(calls <= 7, "{}: {calls} store calls", b.name);
 }
 
 async fn a_fault_between_blobs_and_record_leaves_nothing_half_visible(b: &Backend) {
@@ -1193,6 +1196,277 @@ async fn many_rounds_of_racing_writers_give_no_gap_and_one_alias_winner(
     assert!(
         conflicts >= rounds,
         "{}: only {conflicts} conflicts in {rounds} rounds of {writers} writers",
+        b.name
+    );
+}
+
+/// Writes versions `numbers` of `model` straight into the store, each a copy of version 1's
+/// record with its number changed (what a bulk import leaves: no hint moved past them).
+async fn bulk_versions(
+    b: &Backend,
+    prefix: &str,
+    model: &str,
+    numbers: std::ops::RangeInclusive<u64>,
+) {
+    use futures::StreamExt;
+    let dir = format!("{prefix}/models/{model}/versions");
+    let first = read_object(b, &Path::from(format!("{dir}/0000000001.json"))).await;
+    let record: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    futures::stream::iter(numbers)
+        .map(|n| {
+            let mut record = record.clone();
+            record["version"] = n.into();
+            let path = Path::from(format!("{dir}/{n:010}.json"));
+            let store = b.store.clone();
+            async move {
+                let bytes = serde_json::to_vec(&record).unwrap();
+                store.put(&path, PutPayload::from(bytes)).await.unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// What `op` costs in store calls on a fresh handle over `b`'s store under `prefix` (and no
+/// object listed: a listing grows with the log however few calls it takes).
+async fn store_calls<T, F, Fut>(b: &Backend, prefix: &str, op: F) -> (T, usize)
+where
+    F: FnOnce(Registry) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let counting = Arc::new(FaultyStore::failing_blob_puts_after(
+        b.store.clone(),
+        usize::MAX,
+    ));
+    let reader = Registry::with_store(counting.clone(), prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    let out = op(reader).await;
+    let listed = counting.listed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(listed, 0, "{}: objects listed", b.name);
+    (
+        out,
+        counting.calls.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+/// Claiming a number, resolving `@latest` and an alias, loading `@production` and reading a
+/// page cost the same store calls at 8 versions as at 400 (and an alias moved once or 40
+/// times): the hint of each numbered log replaces the listing of every key.
+async fn long_logs_cost_the_same_few_store_calls(b: &Backend) {
+    let (r, prefix) = b.registry("heads").await;
+    let mut costs = Vec::new();
+    for (model, n, moves) in [("short", 8u64, 1u64), ("long", 400, 40)] {
+        let artifact = || NewVersion::new().artifact(&tiny_artifact()).unwrap();
+        r.register(model, artifact()).await.unwrap();
+        bulk_versions(b, &prefix, model, 2..=n).await;
+        let mut expected = None;
+        for target in (n - moves + 1)..=n {
+            r.set_alias(model, "production", target, expected, "move")
+                .await
+                .unwrap();
+            expected = Some(target);
+        }
+        // A registration past the bulk-written versions gets the next number (its hint
+        // still said 1) and moves the hint.
+        assert_eq!(r.register(model, artifact()).await.unwrap().version, n + 1);
+        let latest = VersionRef::Alias(mlops_registry::LATEST.into());
+        let production = VersionRef::Alias("production".into());
+        let (v, latest_calls) = store_calls(b, &prefix, |h| async move {
+            h.resolve(model, &latest).await.unwrap()
+        })
+        .await;
+        assert_eq!(v, n + 1, "{}", b.name);
+        let (v, load_calls) = store_calls(b, &prefix, |h| async move {
+            h.load_artifact(model, &production).await.unwrap().0.version
+        })
+        .await;
+        assert_eq!(v, n, "{}", b.name);
+        let (v, register_calls) = store_calls(b, &prefix, |h| async move {
+            h.register(model, artifact()).await.unwrap().version
+        })
+        .await;
+        assert_eq!(v, n + 2, "{}", b.name);
+        let (page, page_calls) = store_calls(b, &prefix, |h| async move {
+            h.list_versions_page(model, n - 4, 5).await.unwrap()
+        })
+        .await;
+        let numbers: Vec<u64> = page.versions.iter().map(|v| v.record.version).collect();
+        assert_eq!(
+            numbers,
+            ((n - 3)..=(n + 1)).collect::<Vec<_>>(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            (page.next_after, page.last_version),
+            (Some(n + 1), n + 2),
+            "{}",
+            b.name
+        );
+        costs.push([latest_calls, load_calls, register_calls, page_calls]);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "{}: store calls [@latest, load @production, register, a page of 5] at 8 and at 400 \
+         versions",
+        b.name
+    );
+    // The hint, the entry it names, the probe past it (and the tombstone for @latest).
+    assert!(costs[0][0] <= 4, "{}: @latest took {:?}", b.name, costs[0]);
+}
+
+/// A hint that lags (a bulk import), names a missing entry, is not JSON or is gone costs
+/// probes, never a duplicate or a gap; the next write repairs it. Pages list every version
+/// once, deleted ones flagged and unreadable ones named, and bad page limits are refused.
+async fn hints_that_lie_or_lag_cost_probes_never_numbers(b: &Backend) {
+    let (r, prefix) = b.registry("hints").await;
+    let hint = Path::from(format!("{prefix}/models/fraud/versions/head.json"));
+    let read_hint = || async {
+        let bytes = read_object(b, &hint).await;
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["last"].clone()
+    };
+    r.register("fraud", model_files(1)).await.unwrap();
+    assert_eq!(read_hint().await, 1, "{}", b.name);
+    bulk_versions(b, &prefix, "fraud", 2..=50).await;
+    let fresh = || async {
+        Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
+            .await
+            .unwrap()
+    };
+    let mut expected = 50;
+    for lie in [
+        &b"{\"last\": 5000}"[..],
+        b"not json",
+        b"{\"last\": -3}",
+        b"{\"last\": 20}",
+        b"",
+    ] {
+        b.store
+            .put(&hint, PutPayload::from(lie.to_vec()))
+            .await
+            .unwrap();
+        let h = fresh().await;
+        let latest = VersionRef::Alias(mlops_registry::LATEST.into());
+        assert_eq!(
+            h.resolve("fraud", &latest).await.unwrap(),
+            expected,
+            "{}: hint {:?}",
+            b.name,
+            String::from_utf8_lossy(lie)
+        );
+        expected += 1;
+        let v = h.register("fraud", model_files(2)).await.unwrap().version;
+        assert_eq!(
+            v,
+            expected,
+            "{}: hint {:?}",
+            b.name,
+            String::from_utf8_lossy(lie)
+        );
+        assert_eq!(read_hint().await, expected, "{}: repaired", b.name);
+    }
+    // No hint at all (a registry written before hints): found by probing.
+    b.store.delete(&hint).await.unwrap();
+    let h = fresh().await;
+    expected += 1;
+    assert_eq!(
+        h.register("fraud", model_files(3)).await.unwrap().version,
+        expected
+    );
+    // An alias whose hint lies still resolves to its last move.
+    r.set_alias("fraud", "production", 7, None, "x")
+        .await
+        .unwrap();
+    r.set_alias("fraud", "production", 9, Some(7), "x")
+        .await
+        .unwrap();
+    let alias_hint = Path::from(format!(
+        "{prefix}/models/fraud/aliases/production/head.json"
+    ));
+    b.store
+        .put(&alias_hint, PutPayload::from(&b"{\"last\": 99}"[..]))
+        .await
+        .unwrap();
+    let h = fresh().await;
+    let entry = h.alias("fraud", "production").await.unwrap().unwrap();
+    assert_eq!((entry.seq, entry.target), (2, Some(9)), "{}", b.name);
+    h.set_alias("fraud", "production", 11, Some(9), "x")
+        .await
+        .unwrap();
+    assert_eq!(
+        h.alias_history("fraud", "production").await.unwrap().len(),
+        3
+    );
+    // @latest passes over deleted versions from the top.
+    let top = expected;
+    r.delete_version("fraud", top, "bad").await.unwrap();
+    r.delete_version("fraud", top - 1, "bad").await.unwrap();
+    let latest = fresh().await.latest("fraud").await.unwrap().unwrap();
+    assert_eq!(latest.record.version, top - 2, "{}", b.name);
+    // Pages: every version once, as the full listing has them; an unreadable record named.
+    let bad = Path::from(format!("{prefix}/models/fraud/versions/0000000003.json"));
+    b.store
+        .put(&bad, PutPayload::from(&b"{"[..]))
+        .await
+        .unwrap();
+    let (all, unreadable) = r.list_versions_checked("fraud").await.unwrap();
+    assert_eq!(unreadable.len(), 1, "{}: the hint is not a record", b.name);
+    let (mut paged, mut named, mut after) = (Vec::new(), Vec::new(), Some(0));
+    while let Some(a) = after {
+        let page = r.list_versions_page("fraud", a, 7).await.unwrap();
+        assert!(page.versions.len() + page.unreadable.len() <= 7);
+        paged.extend(page.versions);
+        named.extend(page.unreadable.into_iter().map(|u| u.key));
+        after = page.next_after;
+    }
+    assert_eq!(paged, all, "{}", b.name);
+    assert_eq!(
+        named,
+        ["models/fraud/versions/0000000003.json"],
+        "{}",
+        b.name
+    );
+    assert_eq!(paged.iter().filter(|v| v.deleted.is_some()).count(), 2);
+    let past = r.list_versions_page("fraud", 10_000, 5).await.unwrap();
+    assert!(past.versions.is_empty() && past.next_after.is_none());
+    assert_eq!(past.last_version, top, "{}", b.name);
+    for limit in [0, mlops_registry::MAX_PAGE + 1] {
+        let e = r.list_versions_page("fraud", 0, limit).await.unwrap_err();
+        assert!(e.to_string().contains("page limit"), "{e}");
+    }
+    // The store emptied under a handle that remembers what it saw: what it remembers is
+    // checked, not trusted (the alias is unset, the next version is 1, not top + 1).
+    let (r, prefix) = b.registry("emptied").await;
+    for seed in 1..=3 {
+        r.register("fraud", model_files(seed)).await.unwrap();
+    }
+    r.set_alias("fraud", "production", 3, None, "x")
+        .await
+        .unwrap();
+    let everything: Vec<_> = {
+        use futures::TryStreamExt;
+        b.store
+            .list(Some(&Path::from(prefix.as_str())))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    for path in everything {
+        b.store.delete(&path).await.unwrap();
+    }
+    assert_eq!(
+        r.alias("fraud", "production").await.unwrap(),
+        None,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        r.register("fraud", model_files(4)).await.unwrap().version,
+        1,
+        "{}",
         b.name
     );
 }

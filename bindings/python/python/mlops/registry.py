@@ -65,3 +65,10 @@ class Registry:
     def versions(self, name):
         """Every version of ``name`` (record, tombstone, aliases) as dicts."""
         return json.loads(self._r.versions(name))
+
+    def versions_page(self, name, after=0, limit=100):
+        """Up to ``limit`` (1 to 1000) versions of ``name`` numbered after ``after``, as a dict:
+        ``versions`` (as :meth:`versions` gives them), ``unreadable`` (records that could not
+        be read, with the reason), ``next_after`` (the next page's ``after``; ``None`` on the
+        last page) and ``last_version``. A page costs the same at any number of versions."""
+        return json.loads(self._r.versions_page(name, int(after), int(limit)))

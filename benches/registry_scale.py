@@ -77,10 +77,14 @@ class Moto:
         self.proc.wait(timeout=30)
 
 
+class Failed(Exception):
+    """A CLI call that exited non-zero (a baseline past its store deadline, say)."""
+
+
 def cli(binary, registry, env, *args):
     out = subprocess.run([binary, "--registry", registry, *args], env=env, capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        raise Failed(f"{' '.join(args[:1])} exited {out.returncode}: {out.stderr.strip().splitlines()[-1:]}")
     return out.stdout
 
 
@@ -170,7 +174,12 @@ def main():
                     registry, env, root = fill(a.binary, backend, size, moto, work)
                     print(f"  {backend:5} {size:>7} versions written in {time.perf_counter() - t0:.0f} s", flush=True)
                     for name, binary in binaries:
-                        register, load = measure(binary, registry, env, a.runs, work)
+                        try:
+                            register, load = measure(binary, registry, env, a.runs, work)
+                        except Failed as e:
+                            print(f"  {backend:5} {name:8} {size:>7} versions: failed ({e})", flush=True)
+                            rows.append((backend, name, size, None, None))
+                            continue
                         rows.append((backend, name, size, register, load))
                         print(f"  {backend:5} {name:8} {size:>7} versions: register {register * 1e3:7.1f} ms, "
                               f"load @production {load * 1e3:7.1f} ms", flush=True)
@@ -183,6 +192,9 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for backend, name, size, register, load in rows:
         base = next(r for r in rows if r[0] == backend and r[1] == name)
+        if register is None or base[3] is None:
+            print(f"| {backend} | {name} | {size:,} | failed | | | |")
+            continue
         print(f"| {backend} | {name} | {size:,} | {register * 1e3:.1f} | {register / base[3]:.2f} | "
               f"{load * 1e3:.1f} | {load / base[4]:.2f} |")
 

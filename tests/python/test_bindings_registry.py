@@ -52,6 +52,9 @@ def roundtrip(registry, world):
     assert (second["versions"], second["next_after"], second["unreadable"]) == (versions[1:], None, [])
     with pytest.raises(ValueError, match="page limit"):
         registry.versions_page("fraud", limit=0)
+    for bad in [dict(after=-1), dict(limit=-5)]:
+        with pytest.raises(ValueError, match="version number"):
+            registry.versions_page("fraud", **bad)
     with pytest.raises(ValueError, match="reference"):
         registry.load("fraud", "latest!")
     with pytest.raises(ValueError):

@@ -71,4 +71,8 @@ class Registry:
         ``versions`` (as :meth:`versions` gives them), ``unreadable`` (records that could not
         be read, with the reason), ``next_after`` (the next page's ``after``; ``None`` on the
         last page) and ``last_version``. A page costs the same at any number of versions."""
-        return json.loads(self._r.versions_page(name, int(after), int(limit)))
+        after, limit = int(after), int(limit)
+        if after < 0 or limit < 0:
+            raise ValueError(f"versions_page(after={after}, limit={limit}): after is a version number (>= 0), "
+                             f"limit 1 to 1000")
+        return json.loads(self._r.versions_page(name, after, limit))

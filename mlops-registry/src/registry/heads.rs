@@ -94,15 +94,16 @@ impl Registry {
     /// handle's memory, or the hint once verified; 0 when neither), the hint, and the
     /// entry's bytes when the hint's entry was read to verify it.
     pub(super) async fn log_start(&self, dir: &str) -> Result<(u64, Hint, Option<Bytes>)> {
-        let seen = self.seen_in(dir);
+        let mut seen = self.seen_in(dir);
         let mut hint = self.read_hint(dir).await?;
+        // The hint behind what this handle saw (or gone): the store may have been emptied or
+        // restored under it, or another writer's hint lagged; what it remembers is checked
+        // before it is trusted (a hint at `seen` was written after that entry).
+        if seen > 0 && hint.last < seen && !self.entry_exists(dir, seen).await? {
+            self.forget(dir);
+            seen = 0;
+        }
         if hint.last <= seen {
-            // No hint where this handle saw entries: the store may have been emptied under
-            // it (or predates hints); what it remembers is checked before it is trusted.
-            if hint.version.is_none() && seen > 0 && !self.entry_exists(dir, seen).await? {
-                self.forget(dir);
-                return Ok((0, hint, None));
-            }
             return Ok((seen, hint, None));
         }
         match self.store.get(&entry_key(dir, hint.last)).await? {

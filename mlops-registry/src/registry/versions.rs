@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use serde::Serialize;
 
@@ -20,6 +20,9 @@ use crate::records::{AuditAction, Tombstone, VersionInfo, VersionRecord, Version
 
 /// Attempts at claiming a version number before giving up.
 const MAX_CLAIMS: u32 = 200;
+
+/// Versions whose tombstones `@latest` probes at once, walking down from the head.
+const LATEST_BATCH: u64 = 16;
 
 /// The most versions [`Registry::list_versions_page`] returns at once.
 pub const MAX_PAGE: usize = 1000;
@@ -144,7 +147,13 @@ impl Registry {
         let dir = versions_dir(model);
         let (mut head, hint, _) = self.log_start(&dir).await?;
         for attempt in 1..=MAX_CLAIMS {
-            record.version = head + 1;
+            record.version = head.checked_add(1).ok_or_else(|| {
+                Error::invalid(
+                    format!("the versions of `{model}`"),
+                    head,
+                    "version numbers below u64::MAX",
+                )
+            })?;
             let key = version_key(model, record.version);
             if self.store.create(&key, Self::to_json(&record)?).await? {
                 self.note_seen_in(&dir, record.version);
@@ -327,28 +336,46 @@ impl Registry {
         check_name("model name", model)?;
         let head = self.log_head(&versions_dir(model)).await?;
         let mut at_head = head.entry;
-        for version in (1..=head.last).rev() {
-            let bytes = at_head.take();
-            if self
-                .store
-                .head(&tombstone_key(model, version))
-                .await?
-                .is_some()
-            {
-                continue;
-            }
-            let key = version_key(model, version);
-            let bytes = match bytes {
-                Some(b) => b,
-                None => match self.store.get(&key).await? {
+        // The head alone first (it is live nearly always), then downwards in batches whose
+        // tombstones are probed concurrently: many deleted versions at the top cost round
+        // trips by the batch, not one by one.
+        let (mut top, mut size) = (head.last, 1);
+        while top > 0 {
+            let batch: Vec<u64> = (top.saturating_sub(size - 1).max(1)..=top).rev().collect();
+            size = LATEST_BATCH;
+            top = batch[batch.len() - 1] - 1;
+            let deleted: Vec<bool> = futures::stream::iter(batch.iter().copied())
+                .map(|v| async move {
+                    self.store
+                        .head(&tombstone_key(model, v))
+                        .await
+                        .map(|m| m.is_some())
+                })
+                .buffered(CONCURRENT_READS)
+                .try_collect()
+                .await?;
+            for (version, deleted) in batch.into_iter().zip(deleted) {
+                let bytes = if version == head.last {
+                    at_head.take()
+                } else {
+                    None
+                };
+                if deleted {
+                    continue;
+                }
+                let key = version_key(model, version);
+                let bytes = match bytes {
                     Some(b) => b,
-                    None => continue,
-                },
-            };
-            match serde_json::from_slice::<VersionRecord>(&bytes) {
-                Ok(record) => return Ok(Some(record)),
-                Err(e) => {
-                    tracing::warn!(%key, reason = %e, "unreadable version record passed over for @latest");
+                    None => match self.store.get(&key).await? {
+                        Some(b) => b,
+                        None => continue,
+                    },
+                };
+                match serde_json::from_slice::<VersionRecord>(&bytes) {
+                    Ok(record) => return Ok(Some(record)),
+                    Err(e) => {
+                        tracing::warn!(%key, reason = %e, "unreadable version record passed over for @latest");
+                    }
                 }
             }
         }

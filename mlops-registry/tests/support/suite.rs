@@ -1445,18 +1445,7 @@ async fn hints_that_lie_or_lag_cost_probes_never_numbers(b: &Backend) {
     r.set_alias("fraud", "production", 3, None, "x")
         .await
         .unwrap();
-    let everything: Vec<_> = {
-        use futures::TryStreamExt;
-        b.store
-            .list(Some(&Path::from(prefix.as_str())))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .unwrap()
-    };
-    for path in everything {
-        b.store.delete(&path).await.unwrap();
-    }
+    empty_store(b, &prefix).await;
     assert_eq!(
         r.alias("fraud", "production").await.unwrap(),
         None,
@@ -1469,4 +1458,58 @@ async fn hints_that_lie_or_lag_cost_probes_never_numbers(b: &Backend) {
         "{}",
         b.name
     );
+    // Emptied again, and another handle registers first (its hint says 1): this handle,
+    // which saw 3, goes on at 2, not 4.
+    for seed in 5..=6 {
+        r.register("fraud", model_files(seed)).await.unwrap();
+    }
+    empty_store(b, &prefix).await;
+    let other = Registry::with_store(b.store.clone(), &prefix, &RegistryConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .register("fraud", model_files(7))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        r.register("fraud", model_files(8)).await.unwrap().version,
+        2,
+        "{}",
+        b.name
+    );
+    // @latest past many deleted versions at the top (probed in concurrent batches).
+    for seed in 0..40u8 {
+        r.register("fraud", model_files(seed)).await.unwrap();
+    }
+    for v in 5..=42 {
+        r.delete_version("fraud", v, "a bad batch").await.unwrap();
+    }
+    let latest = VersionRef::Alias(mlops_registry::LATEST.into());
+    assert_eq!(r.resolve("fraud", &latest).await.unwrap(), 4, "{}", b.name);
+    for v in 1..=4 {
+        r.delete_version("fraud", v, "all of them").await.unwrap();
+    }
+    assert!(matches!(
+        r.resolve("fraud", &latest).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Deletes every object under `prefix` behind the registry's back.
+async fn empty_store(b: &Backend, prefix: &str) {
+    use futures::TryStreamExt;
+    let everything: Vec<_> = b
+        .store
+        .list(Some(&Path::from(prefix)))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap();
+    for path in everything {
+        b.store.delete(&path).await.unwrap();
+    }
 }

@@ -65,9 +65,10 @@ def start_replica(d, experiment):
 
 
 def records(d):
-    """The experiment's state log, oldest first."""
+    """The experiment's state log, oldest first (its numbered entries; `head.json` beside them
+    is the log's hint)."""
     folder = d / "reg" / "models" / "fraud" / "state" / "experiment_ab"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("[0-9]*.json"))]
 
 
 def infer(client, x, key=None, force=None, request_id=""):

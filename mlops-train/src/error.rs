@@ -57,6 +57,26 @@ pub enum Error {
         /// The learning rate of the epoch.
         learning_rate: f64,
     },
+    /// A shared study journal (on an object store) could not be read or appended to, or
+    /// holds something this study cannot use.
+    #[error("study journal {location}: {message}")]
+    Journal {
+        /// The journal's URL (no secrets).
+        location: String,
+        /// What went wrong, naming the entry where there is one.
+        message: String,
+    },
+    /// `tell` (or a report) on a trial that is not running: finished already, failed by
+    /// another worker after it showed no sign of life, or never created.
+    #[error("trial {number} is {state}, not running: {detail}")]
+    TrialNotRunning {
+        /// The trial number.
+        number: u64,
+        /// Its state in the journal (`complete`, `failed`, `waiting`, `missing`, ...).
+        state: String,
+        /// Why, and what was not recorded.
+        detail: String,
+    },
     /// Training diverged (a non-finite loss).
     #[error("training diverged at epoch {epoch}, batch {batch}: loss is {loss}")]
     Diverged {

@@ -2,7 +2,9 @@
 //! conditional), samplers (random, grid, TPE with Optuna's defaults and the constant liar,
 //! Gaussian-process Bayesian optimization with expected improvement),
 //! pruners (median, ASHA, Hyperband) and a [`Study`] shaped like Katib's Experiment that runs
-//! trials on threads, deterministically for a seed, and resumes from its journal.
+//! trials on threads, deterministically for a seed, and resumes from its journal; one study
+//! can be shared by many workers through a journal on an object store, in Optuna's format,
+//! with ask / tell / enqueue_trial ([`Study::with_shared_journal`]).
 //!
 //! ```
 //! use mlops_train::hpo::{Direction, Distribution, ObjectiveConfig, Param, SearchSpace, Study, StudyConfig};
@@ -26,14 +28,19 @@
 //! # Ok::<(), mlops_train::Error>(())
 //! ```
 
+pub mod benchmarks;
 mod gp;
+mod journal;
 mod pruner;
 mod sampler;
+mod shared;
 mod space;
 mod study;
 
+pub use journal::JournalConfig;
 pub use pruner::PrunerConfig;
 pub use sampler::SamplerConfig;
+pub use shared::{Ask, AskedTrial, Outcome};
 pub use space::{Assignment, Condition, Distribution, Param, ParamValue, SearchSpace};
 pub use study::{
     Direction, ObjectiveConfig, StopReason, Study, StudyConfig, Trial, TrialRecord, TrialState,

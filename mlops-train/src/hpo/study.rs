@@ -202,12 +202,13 @@ pub struct TrialRecord {
 
 /// A running trial: its parameters, and where it reports intermediate values.
 pub struct Trial<'a> {
-    number: u64,
-    params: Assignment,
-    reports: Vec<(i64, f64)>,
-    study: &'a Study,
-    /// Trials of earlier waves (what pruning compares with).
-    earlier: &'a [TrialRecord],
+    pub(super) number: u64,
+    pub(super) params: Assignment,
+    pub(super) reports: Vec<(i64, f64)>,
+    pub(super) study: &'a Study,
+    /// Trials of earlier waves (what pruning compares with; a shared study reads its journal
+    /// instead).
+    pub(super) earlier: &'a [TrialRecord],
 }
 
 impl Trial<'_> {
@@ -264,7 +265,20 @@ impl Trial<'_> {
 
     /// Reports the objective metric at `step`; returns [`Error::Pruned`] when the pruner stops
     /// the trial (propagate it with `?`).
+    ///
+    /// In a shared study ([`Study::with_shared_journal`]) the report is appended to the
+    /// journal (a non-finite value is an error there: JSON cannot hold it), and the pruner
+    /// compares with every other trial the journal holds.
     pub fn report(&mut self, step: i64, value: f64) -> Result<()> {
+        if self.study.shared.is_some() {
+            let prune = self.study.shared_report(self.number, step, value)?;
+            self.reports.push((step, value));
+            return if prune {
+                Err(Error::Pruned { step })
+            } else {
+                Ok(())
+            };
+        }
         self.reports.push((step, value));
         // The pruner compares losses (lower is better).
         let as_loss = |r: &[(i64, f64)]| -> Vec<(i64, f64)> {
@@ -296,7 +310,7 @@ impl Trial<'_> {
     }
 }
 
-fn panicked() -> Error {
+pub(super) fn panicked() -> Error {
     Error::invalid(
         "trial",
         "a panic",
@@ -348,11 +362,13 @@ fn write_header(path: &std::path::Path, header: &JournalHeader) -> std::io::Resu
 /// A study: config, space, finished trials, and an optional journal.
 #[derive(Debug)]
 pub struct Study {
-    config: StudyConfig,
-    space: SearchSpace,
-    trials: Vec<TrialRecord>,
+    pub(super) config: StudyConfig,
+    pub(super) space: SearchSpace,
+    pub(super) trials: Vec<TrialRecord>,
     journal: Option<PathBuf>,
-    identity: String,
+    pub(super) identity: String,
+    /// The shared journal on an object store, when there is one.
+    pub(super) shared: Option<super::shared::Shared>,
 }
 
 /// The first line of a journal: what the study is, so that a journal is resumed only by the
@@ -376,6 +392,7 @@ impl Study {
             trials: Vec::new(),
             journal: None,
             identity: String::new(),
+            shared: None,
         })
     }
 
@@ -391,8 +408,18 @@ impl Study {
     /// The study's fingerprint: sha256 of the search space, the config (its trial budgets,
     /// `maxTrialCount` and `maxFailedTrialCount`, may change between runs) and the identity.
     pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
+        self.fingerprint_of(self.config.clone())
+    }
+
+    /// The fingerprint a shared journal checks: each worker's parallelism is its own too.
+    pub(super) fn shared_fingerprint(&self) -> String {
         let mut config = self.config.clone();
+        config.parallel_trial_count = 0;
+        self.fingerprint_of(config)
+    }
+
+    fn fingerprint_of(&self, mut config: StudyConfig) -> String {
+        use sha2::{Digest, Sha256};
         config.max_trial_count = 0;
         config.max_failed_trial_count = 0;
         let text =
@@ -408,6 +435,13 @@ impl Study {
     /// parameters it would have drawn.
     pub fn with_journal(mut self, path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
+        if self.shared.is_some() {
+            return Err(Error::invalid(
+                "Study journal",
+                path.display(),
+                "one journal: a local file (with_journal) or a shared one, not both",
+            ));
+        }
         let err = |e: &dyn std::fmt::Display| Error::Checkpoint {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -455,6 +489,11 @@ impl Study {
         Ok(self)
     }
 
+    /// The local journal file, when there is one.
+    pub(super) fn journal_path(&self) -> Option<&std::path::Path> {
+        self.journal.as_deref()
+    }
+
     /// The config.
     pub fn config(&self) -> &StudyConfig {
         &self.config
@@ -477,7 +516,7 @@ impl Study {
     }
 
     /// The objective as a loss (lower is better).
-    fn loss(&self, value: f64) -> f64 {
+    pub(super) fn loss(&self, value: f64) -> f64 {
         match self.config.objective.direction {
             Direction::Maximize => -value,
             Direction::Minimize => value,
@@ -485,7 +524,12 @@ impl Study {
     }
 
     fn goal_reached(&self) -> bool {
-        let (Some(goal), Some(best)) = (self.config.objective.goal, self.best_trial()) else {
+        self.goal_reached_in(self.best_trial())
+    }
+
+    /// Whether `best` reaches the objective's goal.
+    pub(super) fn goal_reached_in(&self, best: Option<&TrialRecord>) -> bool {
+        let (Some(goal), Some(best)) = (self.config.objective.goal, best) else {
             return false;
         };
         let v = best.value.unwrap_or(f64::NAN);
@@ -497,8 +541,12 @@ impl Study {
 
     /// `(params, loss)` of the trials numbered below `wave_start` that a model learns from:
     /// complete ones, and pruned ones at their best report (as Optuna counts them).
-    fn observations(&self, wave_start: u64) -> Vec<(Assignment, f64)> {
-        self.trials
+    pub(super) fn observations(
+        &self,
+        trials: &[TrialRecord],
+        wave_start: u64,
+    ) -> Vec<(Assignment, f64)> {
+        trials
             .iter()
             .filter(|t| t.number < wave_start)
             .filter_map(|t| match t.state {
@@ -521,6 +569,21 @@ impl Study {
         &self,
         number: u64,
         wave_start: u64,
+        wave_members: &[Assignment],
+    ) -> Option<Assignment> {
+        self.draw_from(
+            number,
+            || self.observations(&self.trials, wave_start),
+            wave_members,
+        )
+    }
+
+    /// The parameters of trial `number` given the observations a model learns from and the
+    /// parameters of trials still running.
+    pub(super) fn draw_from(
+        &self,
+        number: u64,
+        observations: impl Fn() -> Vec<(Assignment, f64)>,
         wave_members: &[Assignment],
     ) -> Option<Assignment> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
@@ -547,7 +610,7 @@ impl Study {
             SamplerConfig::Random => Some(random_assignment(&self.space, &mut rng)),
             SamplerConfig::Grid { points } => grid_assignment(&self.space, *points, number),
             SamplerConfig::Gp { n_startup_trials } => {
-                let observations = self.observations(wave_start);
+                let observations = observations();
                 Some(super::gp::gp_assignment(
                     &self.space,
                     &observations,
@@ -560,7 +623,7 @@ impl Study {
                 n_startup_trials,
                 n_ei_candidates,
             } => {
-                let observations = self.observations(wave_start);
+                let observations = observations();
                 if let Some(a) = startup(&observations, *n_startup_trials, &mut rng) {
                     return Some(a);
                 }
@@ -586,6 +649,9 @@ impl Study {
     where
         F: Fn(&mut Trial<'_>) -> Result<f64> + Sync,
     {
+        if self.shared.is_some() {
+            return self.optimize_shared(objective, on_trial);
+        }
         let p = self.config.parallel_trial_count as u64;
         let max = self.config.max_trial_count as u64;
         loop {
@@ -671,7 +737,7 @@ impl Study {
         }
     }
 
-    fn run_trial<F>(
+    pub(super) fn run_trial<F>(
         &self,
         number: u64,
         params: Assignment,

@@ -72,6 +72,9 @@ struct StudyArgs {
     /// Deadline of each store call.
     #[arg(long, default_value_t = 30.0)]
     timeout_seconds: f64,
+    /// Times the point of a trial presumed dead is enqueued again.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    max_retries: u64,
 }
 
 #[derive(Subcommand)]
@@ -215,6 +218,7 @@ fn open(args: &StudyArgs, parallel: u64) -> anyhow::Result<(Study, Objective, Ve
         timeout_seconds: args.timeout_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         stale_after_seconds: args.stale_after_seconds,
+        max_retries: args.max_retries as usize,
     };
     let study = Study::new(config, space)?
         .with_identity(format!("{} (examples/study)", args.objective))

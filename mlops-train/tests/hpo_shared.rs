@@ -346,6 +346,80 @@ fn a_silent_workers_trial_is_failed_after_the_timeout_and_its_point_retried() {
 }
 
 #[test]
+fn a_point_that_keeps_killing_its_workers_is_retried_at_most_max_retries_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().display().to_string();
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let cfg = JournalConfig {
+        heartbeat_seconds: 10.0,
+        stale_after_seconds: 60.0,
+        max_retries: 1,
+        ..Default::default()
+    };
+    let open = || {
+        Study::new(config(SamplerConfig::Random, 5, 1), space())
+            .unwrap()
+            .with_shared_journal_and_clock(&url, &cfg, clock.clone())
+            .unwrap()
+    };
+    let (mut a, mut b) = (open(), open());
+    let Ask::Run(first) = a.ask().unwrap() else {
+        panic!("expected a trial")
+    };
+    clock.advance(Duration::from_secs(61));
+    // b fails trial 0 and runs its point again as trial 1; b dies too.
+    let Ask::Run(retry) = b.ask().unwrap() else {
+        panic!("expected the retry")
+    };
+    assert_eq!(
+        (retry.number, retry.retry_of, &retry.params),
+        (1, Some(0), &first.params)
+    );
+    clock.advance(Duration::from_secs(61));
+    // a fails trial 1; its point has been tried twice (max_retries = 1): a new draw instead.
+    let Ask::Run(fresh) = a.ask().unwrap() else {
+        panic!("expected a trial")
+    };
+    assert_eq!((fresh.number, fresh.retry_of), (2, None));
+    assert_ne!(fresh.params, first.params);
+    let reason = a.trials()[1].error.clone().unwrap();
+    assert!(
+        reason.contains("not enqueued again: tried 2 times"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_grid_shared_with_an_enqueued_point_still_runs_every_grid_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().display().to_string();
+    let grid = SamplerConfig::Grid { points: 3 };
+    let mut shared = Study::new(config(grid.clone(), 100, 1), branin_space())
+        .unwrap()
+        .with_shared_journal(&url, &fast())
+        .unwrap();
+    let point: mlops_train::hpo::Assignment = [
+        ("x1".to_string(), ParamValue::Float(3.0)),
+        ("x2".to_string(), ParamValue::Float(2.0)),
+    ]
+    .into();
+    shared.enqueue_trial(point).unwrap();
+    let f = |t: &mut mlops_train::hpo::Trial<'_>| Ok(branin(t.float("x1")?, t.float("x2")?));
+    assert_eq!(
+        shared.optimize(f, &mut |_| {}).unwrap(),
+        StopReason::GridExhausted
+    );
+    let mut alone = Study::new(config(grid, 100, 1), branin_space()).unwrap();
+    alone.optimize(f, &mut |_| {}).unwrap();
+    let grid_points: Vec<_> = alone.trials().iter().map(|t| t.params.clone()).collect();
+    assert_eq!(grid_points.len(), 9);
+    assert_eq!(shared.trials().len(), 10);
+    for (i, p) in grid_points.iter().enumerate() {
+        assert_eq!(&shared.trials()[i + 1].params, p, "grid point {i}");
+    }
+}
+
+#[test]
 fn reports_are_shared_and_prune_against_other_workers_trials() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().display().to_string();

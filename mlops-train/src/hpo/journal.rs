@@ -51,6 +51,8 @@ pub(crate) const FINGERPRINT_ATTR: &str = "mlops:fingerprint";
 pub(crate) const FAIL_REASON_ATTR: &str = "fail_reason";
 /// Optuna's system attribute holding an enqueued trial's parameters.
 pub(crate) const FIXED_PARAMS_ATTR: &str = "fixed_params";
+/// Optuna's (`RetryFailedTrialCallback`) system attribute listing every trial a retry repeats.
+pub(crate) const RETRY_HISTORY_ATTR: &str = "retry_history";
 /// Optuna's (`RetryFailedTrialCallback`) system attribute naming the trial a retry repeats.
 pub(crate) const FAILED_TRIAL_ATTR: &str = "failed_trial";
 
@@ -79,6 +81,9 @@ pub struct JournalConfig {
     /// worker that asks, and its parameters are enqueued again (default 60 s; at least twice
     /// `heartbeat_seconds`). Workers' clocks must agree to well within it.
     pub stale_after_seconds: f64,
+    /// How many times the point of a trial presumed dead is enqueued again (default 2; a
+    /// point that kills its workers is not retried for ever).
+    pub max_retries: usize,
 }
 
 impl Default for JournalConfig {
@@ -88,6 +93,7 @@ impl Default for JournalConfig {
             timeout_seconds: 30.0,
             heartbeat_seconds: 10.0,
             stale_after_seconds: 60.0,
+            max_retries: 2,
         }
     }
 }

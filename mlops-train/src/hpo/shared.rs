@@ -14,12 +14,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::journal::STALE_AFTER_ATTR;
 use super::journal::{
     distribution_json, fixed_params_from, fixed_params_json, format_time, internal_value, op,
     JTrial, Journal, JournalConfig, OState, FAILED_TRIAL_ATTR, FAIL_REASON_ATTR, FINGERPRINT_ATTR,
     FIXED_PARAMS_ATTR, HEARTBEAT_ATTR,
 };
+use super::journal::{RETRY_HISTORY_ATTR, STALE_AFTER_ATTR};
 use super::pruner::should_prune;
 use super::space::{Assignment, Distribution, ParamValue, SearchSpace};
 use super::study::{panicked, Direction, StopReason, Study, Trial, TrialRecord, TrialState};
@@ -31,6 +31,9 @@ const MAX_ATTEMPTS: usize = 10_000;
 /// The shared journal of a study and its timing.
 pub(super) struct Shared {
     journal: Mutex<Journal>,
+    /// A second handle for heartbeats, so that a beat is never held up behind another
+    /// thread's slow append on the first.
+    beats: Mutex<Journal>,
     /// Trials this process runs in [`Study::optimize`] now (alive whatever their heartbeats).
     running_here: Mutex<std::collections::BTreeSet<u64>>,
     config: JournalConfig,
@@ -309,6 +312,7 @@ impl Study {
             "shared study joined"
         );
         self.shared = Some(Shared {
+            beats: Mutex::new(Journal::open(location, config)?),
             journal: Mutex::new(journal),
             running_here: Mutex::new(Default::default()),
             config: config.clone(),
@@ -388,30 +392,10 @@ impl Study {
     /// [`JournalConfig::heartbeat_seconds`]).
     pub fn heartbeat(&self, number: u64) -> Result<()> {
         let shared = self.shared()?;
-        self.append_to_running(number, |j| vec![beat_op(j, number, shared.now())])
-            .map(drop)
-    }
-
-    /// Appends the operation `make` builds to trial `number` while it runs; returns the
-    /// journal, read up to that entry.
-    fn append_to_running(
-        &self,
-        number: u64,
-        make: impl Fn(&Journal) -> Vec<Value>,
-    ) -> Result<MutexGuard<'_, Journal>> {
-        let mut j = self.shared()?.lock()?;
-        for _ in 0..MAX_ATTEMPTS {
-            j.sync()?;
-            let t = j.replay.trial(number);
-            if t.map(|t| t.state) != Some(OState::Running) {
-                return Err(not_running(t, number, j.replay.trials.len()));
-            }
-            let ops = make(&j);
-            if j.append_once(&ops)? {
-                return Ok(j);
-            }
-        }
-        Err(contention(&j))
+        let mut beats = shared.beats.lock().unwrap_or_else(|e| e.into_inner());
+        append_to_running(&mut beats, number, |j| {
+            vec![beat_op(j, number, shared.now())]
+        })
     }
 
     /// Writes the whole journal to `out` as one file of Optuna's `JournalFileBackend`
@@ -460,21 +444,40 @@ impl Study {
                     // A trial this process runs is alive, whatever its heartbeats.
                     t.state == OState::Running
                         && !here.contains(&t.number)
-                        && t.last_life.is_none_or(|l| now - l > micros(stale_after(t)))
+                        && t.last_life.is_none_or(|l| {
+                            // A sign of life further in the future than the timeout is a
+                            // clock off by more than it: not to be trusted for ever.
+                            (now - l).abs() > micros(stale_after(t))
+                        })
                 })
                 .collect();
             if !stale.is_empty() {
                 let mut ops = Vec::new();
                 let first_retry = j.replay.trials.len() as u64;
-                for (next, t) in (first_retry..).zip(&stale) {
+                let mut next = first_retry;
+                for t in &stale {
                     let silent = t
                         .last_life
                         .map(|l| format!("{:.1} s", (now - l).num_milliseconds() as f64 / 1e3))
                         .unwrap_or_else(|| "ever".into());
+                    let retries = t
+                        .system_attrs
+                        .get(RETRY_HISTORY_ATTR)
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    let then = if retries < shared.config.max_retries {
+                        format!("its parameters enqueued again as trial {next}")
+                    } else {
+                        format!(
+                            "its parameters not enqueued again: tried {} times \
+                             (JournalConfig.max_retries = {})",
+                            retries + 1,
+                            shared.config.max_retries
+                        )
+                    };
                     let reason = format!(
                         "no heartbeat, report or start from worker {} for {silent} \
-                         (stale after {} s): presumed dead, failed by worker {}, and its \
-                         parameters enqueued again as trial {next}",
+                         (stale after {} s): presumed dead, failed by worker {}, {then}",
                         t.owner,
                         stale_after(t),
                         j.worker
@@ -490,13 +493,23 @@ impl Study {
                                "datetime_complete": format_time(now)}),
                     ));
                     // As Optuna's RetryFailedTrialCallback: `failed_trial` names the first
-                    // trial of the chain.
+                    // trial of the chain, `retry_history` every one of it.
                     let root = t
                         .system_attrs
                         .get(FAILED_TRIAL_ATTR)
                         .and_then(Value::as_u64)
                         .unwrap_or(t.number);
-                    ops.push(waiting_trial(&j, &t.params, Some(root)));
+                    let mut history: Vec<u64> = t
+                        .system_attrs
+                        .get(RETRY_HISTORY_ATTR)
+                        .and_then(Value::as_array)
+                        .map(|h| h.iter().filter_map(Value::as_u64).collect())
+                        .unwrap_or_default();
+                    history.push(t.number);
+                    if history.len() <= shared.config.max_retries {
+                        ops.push(waiting_trial(&j, &t.params, Some((root, history))));
+                        next += 1;
+                    }
                 }
                 j.append_once(&ops)?;
                 continue;
@@ -592,6 +605,14 @@ impl Study {
                 });
             }
             let number = j.replay.trials.len() as u64;
+            // Trials drawn before this one (enqueued points and retries take numbers, not
+            // grid points).
+            let drawn = j
+                .replay
+                .trials
+                .iter()
+                .filter(|t| !t.system_attrs.contains_key(FIXED_PARAMS_ATTR))
+                .count() as u64;
             let pending: Vec<Assignment> = j
                 .replay
                 .trials
@@ -599,9 +620,12 @@ impl Study {
                 .filter(|t| t.state == OState::Running)
                 .map(|t| t.params.clone())
                 .collect();
-            let Some(params) =
-                self.draw_from(number, || self.observations(&records, u64::MAX), &pending)
-            else {
+            let Some(params) = self.draw_from(
+                number,
+                drawn,
+                || self.observations(&records, u64::MAX),
+                &pending,
+            ) else {
                 return Ok(if running {
                     Ask::Wait
                 } else {
@@ -717,7 +741,8 @@ impl Study {
         }
         let now = self.shared()?.now();
         // A report is a sign of life: it carries a heartbeat.
-        let j = self.append_to_running(number, |j| {
+        let mut j = self.shared()?.lock()?;
+        append_to_running(&mut j, number, |j| {
             vec![
                 j.op(
                     op::SET_TRIAL_INTERMEDIATE_VALUE,
@@ -889,6 +914,26 @@ impl Study {
     }
 }
 
+/// Appends the operations `make` builds to trial `number` while it runs.
+fn append_to_running(
+    j: &mut Journal,
+    number: u64,
+    make: impl Fn(&Journal) -> Vec<Value>,
+) -> Result<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        j.sync()?;
+        let t = j.replay.trial(number);
+        if t.map(|t| t.state) != Some(OState::Running) {
+            return Err(not_running(t, number, j.replay.trials.len()));
+        }
+        let ops = make(j);
+        if j.append_once(&ops)? {
+            return Ok(());
+        }
+    }
+    Err(contention(j))
+}
+
 fn beat_op(j: &Journal, number: u64, now: DateTime<Utc>) -> Value {
     j.op(
         op::SET_TRIAL_SYSTEM_ATTR,
@@ -896,11 +941,13 @@ fn beat_op(j: &Journal, number: u64, now: DateTime<Utc>) -> Value {
     )
 }
 
-fn waiting_trial(j: &Journal, params: &Assignment, retry_of: Option<u64>) -> Value {
+/// An enqueued trial; a retry names the first trial of its chain and every trial of it.
+fn waiting_trial(j: &Journal, params: &Assignment, retry_of: Option<(u64, Vec<u64>)>) -> Value {
     let mut system = Map::new();
     system.insert(FIXED_PARAMS_ATTR.into(), fixed_params_json(params));
-    if let Some(n) = retry_of {
-        system.insert(FAILED_TRIAL_ATTR.into(), json!(n));
+    if let Some((root, history)) = retry_of {
+        system.insert(FAILED_TRIAL_ATTR.into(), json!(root));
+        system.insert(RETRY_HISTORY_ATTR.into(), json!(history));
     }
     j.op(
         op::CREATE_TRIAL,

@@ -573,6 +573,7 @@ impl Study {
     ) -> Option<Assignment> {
         self.draw_from(
             number,
+            number,
             || self.observations(&self.trials, wave_start),
             wave_members,
         )
@@ -580,9 +581,12 @@ impl Study {
 
     /// The parameters of trial `number` given the observations a model learns from and the
     /// parameters of trials still running.
+    /// `grid_index` is the point of a grid sampler (the number of trials drawn before, which
+    /// in a shared study skips enqueued ones).
     pub(super) fn draw_from(
         &self,
         number: u64,
+        grid_index: u64,
         observations: impl Fn() -> Vec<(Assignment, f64)>,
         wave_members: &[Assignment],
     ) -> Option<Assignment> {
@@ -608,7 +612,7 @@ impl Study {
             };
         match &self.config.sampler {
             SamplerConfig::Random => Some(random_assignment(&self.space, &mut rng)),
-            SamplerConfig::Grid { points } => grid_assignment(&self.space, *points, number),
+            SamplerConfig::Grid { points } => grid_assignment(&self.space, *points, grid_index),
             SamplerConfig::Gp { n_startup_trials } => {
                 let observations = observations();
                 Some(super::gp::gp_assignment(

@@ -11,6 +11,7 @@
 //!     [--monitor [--monitor-config monitor.toml] [--replica NAME]]    # with --features monitor
 //!     [--prometheus http://127.0.0.1:9090]                           # with --features prometheus
 //!     [--experiment experiment.toml]                                 # instead of the rollout
+//!     [--grpc-addr 127.0.0.1:8081]                                   # with --features grpc
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -64,9 +65,7 @@ use mlops::registry::{Registry, RegistryConfig};
 use mlops::serve::experiment::{
     ExperimentConfig, ExperimentController, ExperimentMetrics, ExperimentParts, ExperimentTick,
 };
-use mlops::serve::http::{
-    app_with, parse_tokens, serve_with, shutdown, supervise, Readiness, ServerConfig,
-};
+use mlops::serve::http::{parse_tokens, serve_with, shutdown, supervise, Readiness, ServerConfig};
 use mlops::serve::policy::Promotion;
 use mlops::serve::rollout::{compiling_by_kind, Controller, ControllerParts, Loader, Tick};
 use mlops::serve::router::{Router, RouterConfig, RouterOptions, Routes, Variant};
@@ -98,6 +97,11 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Also serve the V2 gRPC service (tritonclient.grpc, KServe's gRPC clients) on this
+    /// address: the same router, tokens (`authorization: Bearer` metadata), bounds and metrics.
+    #[cfg(feature = "grpc")]
+    #[arg(long)]
+    grpc_addr: Option<String>,
     /// Promotion policy, TOML or JSON (the seed's by default).
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -518,13 +522,31 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     .check()?;
     let readiness = Readiness::new();
-    let application = app_with(
+    #[cfg(feature = "grpc")]
+    let (application, grpc_service) = mlops::serve::http::grpc::services(
         &args.model,
         router.clone(),
         Some(Arc::new(metrics_registry)),
         server_config.clone(),
         readiness.clone(),
     )?;
+    #[cfg(not(feature = "grpc"))]
+    let application = mlops::serve::http::app_with(
+        &args.model,
+        router.clone(),
+        Some(Arc::new(metrics_registry)),
+        server_config.clone(),
+        readiness.clone(),
+    )?;
+    #[cfg(feature = "grpc")]
+    let grpc_listener = match &args.grpc_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (--grpc-addr)"))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
@@ -533,6 +555,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.model,
         listener.local_addr()?
     );
+    #[cfg(feature = "grpc")]
+    if let Some(l) = &grpc_listener {
+        println!("serving {} over gRPC on {}", args.model, l.local_addr()?);
+    }
     let task = match driver {
         Driver::Rollout(_) => "rollout controller",
         Driver::Experiment(_) => "experiment controller",
@@ -546,6 +572,45 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ = died => {}
         }
     };
+    #[cfg(feature = "grpc")]
+    let served = match grpc_listener {
+        None => serve_with(listener, application, &server_config, stop).await,
+        Some(grpc_listener) => {
+            // One stop for both servers: the signal, the controller's death, or either
+            // server ending (an error) stops the other.
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let tx = Arc::new(tx);
+            let on_signal = tx.clone();
+            tokio::spawn(async move {
+                stop.await;
+                let _ = on_signal.send(true);
+            });
+            let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stopped| *stopped).await;
+            };
+            let (rest, grpc) = tokio::join!(
+                async {
+                    let served =
+                        serve_with(listener, application, &server_config, until(rx.clone())).await;
+                    let _ = tx.send(true);
+                    served
+                },
+                async {
+                    let served = mlops::serve::http::grpc::serve_grpc(
+                        grpc_listener,
+                        grpc_service,
+                        &server_config,
+                        until(rx.clone()),
+                    )
+                    .await;
+                    let _ = tx.send(true);
+                    served
+                },
+            );
+            rest.and(grpc)
+        }
+    };
+    #[cfg(not(feature = "grpc"))]
     let served = serve_with(listener, application, &server_config, stop).await;
     // The requests in flight are answered: every row they recorded is in the buffer.
     #[cfg(feature = "predlog")]

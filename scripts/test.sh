@@ -47,7 +47,7 @@ cargo fmt --all -- --check
 # `cuda` fallbacks, which stay compiled (cuda is never on here). `mlops/http` builds the KServe V2
 # server and its example, which the tritonclient test (pytest) runs. The facade's default
 # features (onnx, parquet, ...) are on.
-features=mlops/http,mlops/prometheus,mlops/predlog,mlops/monitor,mlops/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
+features=mlops/http,mlops/grpc,mlops/prometheus,mlops/predlog,mlops/monitor,mlops/mlflow,mlops-registry/aws,mlops-registry/azure,mlops-registry/gcp
 
 # The lint and the test build need no venv, npm or apt: they run while those install (the
 # installs wait on the network, the builds on the CPU), and the tests start once both are done.

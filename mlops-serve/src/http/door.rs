@@ -78,18 +78,27 @@ impl Rules {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.to_str().ok());
+        (!self.accepts(presented)).then(HttpError::unauthorized)
+    }
+
+    /// Whether an `Authorization` value carries an accepted bearer token (always, when no
+    /// token is configured); the tokens are compared in constant time.
+    pub(super) fn accepts(&self, authorization: Option<&str>) -> bool {
+        if self.tokens.is_empty() {
+            return true;
+        }
+        let presented = authorization
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim_start())
             .map(|t| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() });
-        let accepted = presented.is_some_and(|p| {
+        presented.is_some_and(|p| {
             self.tokens
                 .iter()
                 .fold(subtle::Choice::from(0), |any, t| any | t.ct_eq(&p))
                 .into()
-        });
-        (!accepted).then(HttpError::unauthorized)
+        })
     }
 
     /// `response` with `{"error": ...}` JSON when it is an error answer that is not JSON;

@@ -27,6 +27,18 @@ impl HttpError {
         self
     }
 
+    /// Its status.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// An answer with `status`.
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         HttpError {

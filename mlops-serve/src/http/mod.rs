@@ -8,6 +8,10 @@
 mod connection;
 mod door;
 mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "grpc")]
+mod grpc_wire;
 pub mod protocol;
 pub mod server;
 mod signal;

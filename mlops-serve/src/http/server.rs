@@ -340,12 +340,12 @@ where
 }
 
 /// What the handlers share.
-struct Shared {
-    model: String,
-    router: Arc<Router>,
+pub(super) struct Shared {
+    pub(super) model: String,
+    pub(super) router: Arc<Router>,
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
-    config: ServerConfig,
-    readiness: Readiness,
+    pub(super) config: ServerConfig,
+    pub(super) readiness: Readiness,
     in_flight: Arc<Semaphore>,
     /// One permit per body byte being worked on ([`ServerConfig::max_body_bytes_in_flight`]).
     body_bytes: Arc<Semaphore>,
@@ -381,24 +381,34 @@ pub fn app_with(
     config: CheckedServerConfig,
     readiness: Readiness,
 ) -> Result<axum::Router> {
+    let (shared, rules) = state(model, router, metrics, config, readiness)?;
+    Ok(rest(shared, rules))
+}
+
+/// The state both protocols serve from: one router, one in-flight budget, one door's rules.
+pub(super) fn state(
+    model: &str,
+    router: Arc<Router>,
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
+    config: CheckedServerConfig,
+    readiness: Readiness,
+) -> Result<(Arc<Shared>, Arc<Rules>)> {
     let config = config.into_config();
-    let door = DoorLayer {
-        rules: Arc::new(Rules {
-            max_uri_bytes: config.max_uri_bytes,
-            max_header_bytes: config.max_header_bytes,
-            tokens: config
-                .tokens
-                .iter()
-                .map(|t| Sha256::digest(t.as_bytes()).into())
-                .collect(),
-            timeout: seconds(
-                "ServerConfig.timeout_seconds",
-                config.timeout_seconds,
-                TIMEOUT_RANGE,
-            )?,
-            timeout_seconds: config.timeout_seconds,
-        }),
-    };
+    let rules = Arc::new(Rules {
+        max_uri_bytes: config.max_uri_bytes,
+        max_header_bytes: config.max_header_bytes,
+        tokens: config
+            .tokens
+            .iter()
+            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .collect(),
+        timeout: seconds(
+            "ServerConfig.timeout_seconds",
+            config.timeout_seconds,
+            TIMEOUT_RANGE,
+        )?,
+        timeout_seconds: config.timeout_seconds,
+    });
     let body_budget = config
         .max_body_bytes_in_flight
         .max(config.body_limit_bytes)
@@ -414,6 +424,12 @@ pub fn app_with(
         config,
         readiness,
     });
+    Ok((shared, rules))
+}
+
+/// The REST application over `shared`, behind the door.
+pub(super) fn rest(shared: Arc<Shared>, rules: Arc<Rules>) -> axum::Router {
+    let door = DoorLayer { rules };
     let v2 = axum::Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/models/{model}", get(model_metadata))
@@ -435,7 +451,7 @@ pub fn app_with(
         )
         .route("/v2/models/{model}/labels", post(labels))
         .route("/metrics", get(metrics_text));
-    Ok(axum::Router::new()
+    axum::Router::new()
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(server_ready))
         .merge(v2)
@@ -451,7 +467,7 @@ pub fn app_with(
             )
         })
         .layer(door)
-        .with_state(shared))
+        .with_state(shared)
 }
 
 /// The largest body decoded and scored on the runtime worker that read it (on a
@@ -485,42 +501,71 @@ async fn in_flight_as<F>(s: &Shared, body_len: usize, heavy: bool, work: F) -> R
 where
     F: FnOnce() -> Response + Send + 'static,
 {
+    with_permits(s, body_len, heavy, true, work)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// [`in_flight_as`] for any answer: `Err` when the server is at a bound (503) or the work
+/// failed (500). Without `take_in_flight` the caller holds the request's in-flight permit
+/// already (the gRPC door takes it before the message is read).
+pub(super) async fn with_permits<F, T>(
+    s: &Shared,
+    body_len: usize,
+    heavy: bool,
+    take_in_flight: bool,
+    work: F,
+) -> std::result::Result<T, HttpError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     let want = u32::try_from(body_len.min(s.body_budget)).unwrap_or(u32::MAX);
     let Ok(bytes) = s.body_bytes.clone().try_acquire_many_owned(want) else {
-        return HttpError::busy(format!(
+        return Err(HttpError::busy(format!(
             "server busy: a body of {body_len} bytes does not fit in the {} body bytes worked on at once (ServerConfig.max_body_bytes_in_flight); retry later",
             s.body_budget
-        ))
-        .into_response();
+        )));
     };
-    let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
-        return HttpError::busy(format!(
-            "server busy: {} requests in flight; retry later",
-            s.config.max_in_flight
-        ))
-        .into_response();
+    let permit = if take_in_flight {
+        let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
+            return Err(busy_in_flight(s));
+        };
+        Some(permit)
+    } else {
+        None
     };
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "a request's work failed");
-        HttpError::internal("the request's work failed (see the server log)").into_response()
+        HttpError::internal("the request's work failed (see the server log)")
     };
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if body_len <= INLINE_BODY_BYTES && multi_thread && !heavy {
-        let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-            .unwrap_or_else(|_| failed(&"panicked"));
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .map_err(|_| failed(&"panicked"));
         drop((permit, bytes));
-        return response;
+        return answer;
     }
     let task = tokio::task::spawn_blocking(move || {
         let response = work();
         drop((permit, bytes));
         response
     });
-    match task.await {
-        Ok(response) => response,
-        Err(e) => failed(&e),
-    }
+    task.await.map_err(|e| failed(&e))
+}
+
+/// The 503 of a request past [`ServerConfig::max_in_flight`].
+pub(super) fn busy_in_flight(s: &Shared) -> HttpError {
+    HttpError::busy(format!(
+        "server busy: {} requests in flight; retry later",
+        s.config.max_in_flight
+    ))
+}
+
+/// One of the [`ServerConfig::max_in_flight`] permits, if one is free.
+pub(super) fn try_in_flight(s: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    s.in_flight.clone().try_acquire_owned().ok()
 }
 
 /// `/v2/health/ready`: 200 while ready, 503 with the reason after.
@@ -557,7 +602,7 @@ fn url_version(version: &str) -> Option<VersionRef> {
 
 /// The variant a URL version names ([`url_version`]): a number among the loaded versions, or
 /// an alias (`production` / `stable`, `canary`, or a variant's name).
-fn variant_for(s: &Shared, version: &str) -> Option<(String, Option<u64>)> {
+pub(super) fn variant_for(s: &Shared, version: &str) -> Option<(String, Option<u64>)> {
     let reference = url_version(version)?;
     let routes = s.router.routes();
     let found = routes.variants.iter().find(|v| match &reference {
@@ -572,7 +617,7 @@ fn unknown_model(s: &Shared, model: &str) -> Response {
     unknown_model_error(s, model).into_response()
 }
 
-fn unknown_model_error(s: &Shared, model: &str) -> HttpError {
+pub(super) fn unknown_model_error(s: &Shared, model: &str) -> HttpError {
     HttpError::not_found(format!(
         "unknown model {model:?}: this server serves {:?}",
         s.model
@@ -777,7 +822,7 @@ impl FromRequest<Arc<Shared>> for RequestBody {
 }
 
 /// The `[batch, n]` feature matrix from the one input.
-fn features(
+pub(super) fn features(
     s: &Shared,
     inputs: &mut [super::protocol::Tensor],
 ) -> std::result::Result<Array2<f32>, String> {
@@ -1332,7 +1377,7 @@ fn asked_once(outputs: &[super::protocol::RequestedOutput]) -> std::result::Resu
 }
 
 /// The 400 for a request id longer than [`ServerConfig::max_id_bytes`].
-fn id_too_long(s: &Shared, id: &str) -> std::result::Result<(), HttpError> {
+pub(super) fn id_too_long(s: &Shared, id: &str) -> std::result::Result<(), HttpError> {
     if id.len() > s.config.max_id_bytes {
         return Err(HttpError::bad_request(format!(
             "request id of {} bytes; expected at most {} bytes",

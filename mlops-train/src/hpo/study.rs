@@ -645,6 +645,10 @@ impl Study {
 
     /// Runs trials until a stop condition; `objective` gets a [`Trial`] and returns the metric.
     /// `on_trial` sees every finished trial in number order (log it to a tracker there).
+    ///
+    /// On a shared journal ([`Study::with_shared_journal`]) this process is one worker:
+    /// `parallelTrialCount` threads ask, run (with heartbeats) and tell until the study stops,
+    /// and `on_trial` sees the trials this process told, as they finish.
     pub fn optimize<F>(
         &mut self,
         objective: F,

@@ -362,4 +362,46 @@ mod grpc {
         // Nothing of this reached the router.
         assert_eq!(requests_counted(&server.registry), 0.0);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_service_served_without_the_door_still_asks_for_the_token() {
+        use mlops_serve::http::grpc::pb::grpc_inference_service_server::GrpcInferenceServiceServer;
+        let router = Arc::new(
+            Router::new(
+                "fraud",
+                Routes {
+                    variants: vec![Variant::new("stable", Some(1), model())],
+                    weights: vec![("stable".into(), 100.0)],
+                    shadow: None,
+                },
+                RouterOptions::default(),
+            )
+            .unwrap(),
+        );
+        let config = ServerConfig {
+            tokens: vec![TOKEN.into()],
+            ..ServerConfig::default()
+        }
+        .check()
+        .unwrap();
+        let (_, grpc) = services("fraud", router, None, config, Readiness::new()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(GrpcInferenceServiceServer::new(grpc))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut client = connect(&url).await.unwrap();
+        let e = client
+            .model_infer(infer_request(&[[1.0, 2.0, 3.0]]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+        let ok = client
+            .model_infer(authorized(infer_request(&[[1.0, 2.0, 3.0]])))
+            .await
+            .unwrap();
+        assert_eq!(ok.into_inner().outputs.len(), 2);
+    }
 }

@@ -126,6 +126,12 @@ struct GrpcDoor<S> {
     rules: Arc<Rules>,
 }
 
+/// Set on a request by [`GrpcDoor`] once it has checked the token and taken the in-flight
+/// permit: the handlers do neither again. A [`Grpc`] served without the door (a host's own
+/// tonic server) checks both itself, so auth never fails open.
+#[derive(Clone, Copy)]
+struct DoorPassed;
+
 #[derive(Clone)]
 struct GrpcDoorLayer {
     s: Arc<Shared>,
@@ -161,7 +167,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
         let path = request.uri().path();
         let health = path.ends_with("/ServerLive") || path.ends_with("/ServerReady");
         let presented = request
@@ -183,6 +189,7 @@ where
         } else {
             None
         };
+        request.extensions_mut().insert(DoorPassed);
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await;
@@ -215,6 +222,9 @@ impl Grpc {
     /// Refuses a call without an accepted bearer token (`authorization` metadata), as the REST
     /// door does; the health calls are open.
     fn authorize<T>(&self, request: &GrpcRequest<T>) -> std::result::Result<(), Status> {
+        if request.extensions().get::<DoorPassed>().is_some() {
+            return Ok(());
+        }
         let presented = request
             .metadata()
             .get("authorization")
@@ -347,11 +357,13 @@ impl GrpcInferenceService for Grpc {
         let key = self.metadata_header(&request, &self.s.config.key_header);
         let variant = self.metadata_header(&request, &self.s.config.variant_header);
         let body_len = request.get_ref().encoded_len();
+        let permit_held = request.extensions().get::<DoorPassed>().is_some();
         let r = request.into_inner();
         let forced = self.target(&r.model_name, &r.model_version)?;
         let s = self.s.clone();
-        // The door holds this request's in-flight permit; the body bytes are taken here.
-        let answer = with_permits(&self.s, body_len, false, false, move || {
+        // Through the door, it holds this request's in-flight permit; the body bytes are
+        // taken here.
+        let answer = with_permits(&self.s, body_len, false, !permit_held, move || {
             infer(&s, r, forced.or(variant), key)
         })
         .await

@@ -45,6 +45,8 @@ pub(crate) const HEARTBEAT_ATTR: &str = "mlops:heartbeat";
 /// The system attribute of a running trial: after how many silent seconds its worker counts
 /// it as dead.
 pub(crate) const STALE_AFTER_ATTR: &str = "mlops:stale_after_seconds";
+/// The system attribute naming what the study's config and space do not (its objective, data).
+pub(crate) const IDENTITY_ATTR: &str = "mlops:identity";
 /// The system attribute holding the study's fingerprint.
 pub(crate) const FINGERPRINT_ATTR: &str = "mlops:fingerprint";
 /// Optuna's system attribute for why a trial failed.
@@ -340,8 +342,9 @@ pub(crate) fn external_value(d: &Distribution, x: f64) -> std::result::Result<Pa
             Ok(ParamValue::Choice(choices[i].clone()))
         }
         Distribution::Int { .. } => {
-            if x.fract() != 0.0 || !x.is_finite() {
-                return Err(format!("{x} is not an integer"));
+            // Beyond ±2^63 `as i64` would saturate: a different number, silently.
+            if x.fract() != 0.0 || !x.is_finite() || x.abs() >= 2_f64.powi(63) {
+                return Err(format!("{x} is not an integer of 64 bits"));
             }
             Ok(ParamValue::Int(x as i64))
         }
@@ -654,11 +657,9 @@ impl Journal {
         let timeout = Duration::from_secs_f64(config.timeout_seconds);
         let opened =
             mlops_core::store_url::open_url("study journal URL", location, &config.options)?;
-        let mut dir = opened.prefix.clone();
-        dir = dir.join("journal");
         Ok(Journal {
+            dir: opened.prefix.clone().join("journal"),
             store: opened.store,
-            dir,
             location: opened.name,
             timeout,
             read: 0,

@@ -19,8 +19,7 @@ use super::journal::{
     JTrial, Journal, JournalConfig, OState, FAILED_TRIAL_ATTR, FAIL_REASON_ATTR, FINGERPRINT_ATTR,
     FIXED_PARAMS_ATTR, HEARTBEAT_ATTR,
 };
-use super::journal::{RETRY_HISTORY_ATTR, STALE_AFTER_ATTR};
-use super::pruner::should_prune;
+use super::journal::{IDENTITY_ATTR, RETRY_HISTORY_ATTR, STALE_AFTER_ATTR};
 use super::space::{Assignment, Distribution, ParamValue, SearchSpace};
 use super::study::{panicked, Direction, StopReason, Study, Trial, TrialRecord, TrialState};
 use crate::error::{Error, Result};
@@ -261,7 +260,7 @@ impl Study {
                 if found != Some(fingerprint.as_str()) {
                     let identity = study
                         .system_attrs
-                        .get("mlops:identity")
+                        .get(IDENTITY_ATTR)
                         .and_then(Value::as_str)
                         .unwrap_or("");
                     return Err(Error::Journal {
@@ -295,7 +294,7 @@ impl Study {
                     json!({"study_name": self.config.name, "directions": [direction]}),
                 ),
                 attr(FINGERPRINT_ATTR, json!(fingerprint)),
-                attr("mlops:identity", json!(self.identity)),
+                attr(IDENTITY_ATTR, json!(self.identity)),
                 attr(
                     "mlops:study",
                     json!({"config": self.config, "space": self.space}),
@@ -460,38 +459,6 @@ impl Study {
                         .last_life
                         .map(|l| format!("{:.1} s", (now - l).num_milliseconds() as f64 / 1e3))
                         .unwrap_or_else(|| "ever".into());
-                    let retries = t
-                        .system_attrs
-                        .get(RETRY_HISTORY_ATTR)
-                        .and_then(Value::as_array)
-                        .map_or(0, Vec::len);
-                    let then = if retries < shared.config.max_retries {
-                        format!("its parameters enqueued again as trial {next}")
-                    } else {
-                        format!(
-                            "its parameters not enqueued again: tried {} times \
-                             (JournalConfig.max_retries = {})",
-                            retries + 1,
-                            shared.config.max_retries
-                        )
-                    };
-                    let reason = format!(
-                        "no heartbeat, report or start from worker {} for {silent} \
-                         (stale after {} s): presumed dead, failed by worker {}, {then}",
-                        t.owner,
-                        stale_after(t),
-                        j.worker
-                    );
-                    tracing::warn!(trial = t.number, %reason, "failing a stale trial");
-                    ops.push(j.op(
-                        op::SET_TRIAL_SYSTEM_ATTR,
-                        json!({"trial_id": t.number, "system_attr": {FAIL_REASON_ATTR: reason}}),
-                    ));
-                    ops.push(j.op(
-                        op::SET_TRIAL_STATE_VALUES,
-                        json!({"trial_id": t.number, "state": OState::Fail.code(), "values": null,
-                               "datetime_complete": format_time(now)}),
-                    ));
                     // As Optuna's RetryFailedTrialCallback: `failed_trial` names the first
                     // trial of the chain, `retry_history` every one of it.
                     let root = t
@@ -506,7 +473,27 @@ impl Study {
                         .map(|h| h.iter().filter_map(Value::as_u64).collect())
                         .unwrap_or_default();
                     history.push(t.number);
-                    if history.len() <= shared.config.max_retries {
+                    let retry = history.len() <= shared.config.max_retries;
+                    let then = if retry {
+                        format!("its parameters enqueued again as trial {next}")
+                    } else {
+                        format!(
+                            "its parameters not enqueued again: tried {} times \
+                             (JournalConfig.max_retries = {})",
+                            history.len(),
+                            shared.config.max_retries
+                        )
+                    };
+                    let reason = format!(
+                        "no heartbeat, report or start from worker {} for {silent} \
+                         (stale after {} s): presumed dead, failed by worker {}, {then}",
+                        t.owner,
+                        stale_after(t),
+                        j.worker
+                    );
+                    tracing::warn!(trial = t.number, %reason, "failing a stale trial");
+                    ops.extend(fail_ops(&j, t.number, reason, now));
+                    if retry {
                         ops.push(waiting_trial(&j, &t.params, Some((root, history))));
                         next += 1;
                     }
@@ -522,14 +509,7 @@ impl Study {
             if failed > self.config.max_failed_trial_count {
                 return Ok(Ask::Stop(StopReason::TooManyFailures));
             }
-            let best = records
-                .iter()
-                .filter(|t| t.state == TrialState::Complete)
-                .min_by(|a, b| {
-                    self.loss(a.value.unwrap_or(f64::NAN))
-                        .total_cmp(&self.loss(b.value.unwrap_or(f64::NAN)))
-                });
-            if self.goal_reached_in(best) {
+            if self.goal_reached_in(self.best_of(&records)) {
                 return Ok(Ask::Stop(StopReason::GoalReached));
             }
             let running = j.replay.trials.iter().any(|t| t.state == OState::Running);
@@ -551,17 +531,7 @@ impl Study {
                         // failed, naming why, instead of blocking every worker's ask.
                         let reason = format!("enqueued parameters {fixed} cannot run: {e}");
                         tracing::warn!(trial = number, %reason, "failing an enqueued trial");
-                        let ops = [
-                            j.op(
-                                op::SET_TRIAL_SYSTEM_ATTR,
-                                json!({"trial_id": number, "system_attr": {FAIL_REASON_ATTR: reason}}),
-                            ),
-                            j.op(
-                                op::SET_TRIAL_STATE_VALUES,
-                                json!({"trial_id": number, "state": OState::Fail.code(), "values": null,
-                                       "datetime_complete": format_time(now)}),
-                            ),
-                        ];
+                        let ops = fail_ops(&j, number, reason, now);
                         j.append_once(&ops)?;
                         continue;
                     }
@@ -701,23 +671,19 @@ impl Study {
                 ),
                 Outcome::Failed(r) => (OState::Fail, Value::Null, Some(r.clone())),
             };
-            let mut ops = Vec::new();
-            if let Some(reason) = reason {
-                ops.push(j.op(
-                    op::SET_TRIAL_SYSTEM_ATTR,
-                    json!({"trial_id": number, "system_attr": {FAIL_REASON_ATTR: reason}}),
-                ));
-            }
-            ops.push(j.op(
-                op::SET_TRIAL_STATE_VALUES,
-                json!({"trial_id": number, "state": state.code(), "values": values,
-                       "datetime_complete": format_time(shared.now())}),
-            ));
+            let now = shared.now();
+            let ops: Vec<Value> = match reason {
+                Some(reason) => fail_ops(&j, number, reason, now).into(),
+                None => vec![j.op(
+                    op::SET_TRIAL_STATE_VALUES,
+                    json!({"trial_id": number, "state": state.code(), "values": values,
+                           "datetime_complete": format_time(now)}),
+                )],
+            };
             if j.append_once(&ops)? {
                 return j
                     .replay
-                    .trials
-                    .get(usize::try_from(number).unwrap_or(usize::MAX))
+                    .trial(number)
                     .and_then(record_of)
                     .ok_or_else(|| Error::Journal {
                         location: j.location().to_string(),
@@ -751,35 +717,13 @@ impl Study {
                 beat_op(j, number, now),
             ]
         })?;
-        let as_loss = |t: &JTrial| -> Vec<(i64, f64)> {
-            t.intermediate
-                .iter()
-                .map(|(s, v)| (*s, self.loss(*v)))
-                .collect()
-        };
-        let trials = &j.replay.trials;
-        let mine = trials
-            .get(usize::try_from(number).unwrap_or(usize::MAX))
-            .map(as_loss)
+        let mine: Vec<(i64, f64)> = j
+            .replay
+            .trial(number)
+            .map(|t| t.intermediate.iter().map(|(s, v)| (*s, *v)).collect())
             .unwrap_or_default();
-        let earlier: Vec<(u64, Vec<(i64, f64)>)> = trials
-            .iter()
-            .filter(|t| t.number != number && t.state.is_finished())
-            .map(|t| (t.number, as_loss(t)))
-            .collect();
-        let others: Vec<(u64, &[(i64, f64)])> =
-            earlier.iter().map(|(n, r)| (*n, r.as_slice())).collect();
-        let finished = trials
-            .iter()
-            .filter(|t| t.number != number && matches!(t.state, OState::Complete | OState::Pruned))
-            .count();
-        Ok(should_prune(
-            &self.config.pruner,
-            number,
-            &mine,
-            &others,
-            finished,
-        ))
+        // Every finished trial (this one is running, so not among them).
+        Ok(self.prunes(number, &mine, &Self::finished(&j)))
     }
 
     /// [`Study::optimize`] on a shared journal: `parallelTrialCount` threads each ask, run
@@ -859,58 +803,56 @@ impl Study {
     where
         F: Fn(&mut Trial<'_>) -> Result<f64> + Sync,
     {
-        {
-            let number = trial.number;
-            let (stop_tx, stop_rx) = mpsc::channel::<()>();
-            let ran = std::thread::scope(|scope| {
-                scope.spawn(move || loop {
-                    match stop_rx.recv_timeout(beat) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if let Err(e) = self.heartbeat(number) {
-                                tracing::warn!(trial = number, error = %e, "heartbeat not written");
-                                if matches!(e, Error::TrialNotRunning { .. }) {
-                                    return;
-                                }
+        let number = trial.number;
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let ran = std::thread::scope(|scope| {
+            scope.spawn(move || loop {
+                match stop_rx.recv_timeout(beat) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Err(e) = self.heartbeat(number) {
+                            tracing::warn!(trial = number, error = %e, "heartbeat not written");
+                            if matches!(e, Error::TrialNotRunning { .. }) {
+                                return;
                             }
                         }
-                        _ => return,
                     }
-                });
-                let run = std::panic::AssertUnwindSafe(|| {
-                    self.run_trial(number, trial.params.clone(), &[], objective)
-                });
-                let ran = std::panic::catch_unwind(run);
-                drop(stop_tx);
-                ran
+                    _ => return,
+                }
             });
-            let (outcome, panic) = match &ran {
-                Ok(r) => (
-                    match r.state {
-                        TrialState::Complete => Outcome::Complete(r.value.unwrap_or(f64::NAN)),
-                        TrialState::Pruned => Outcome::Pruned,
-                        TrialState::Failed => {
-                            Outcome::Failed(r.error.clone().unwrap_or_else(|| "failed".into()))
-                        }
-                    },
-                    false,
-                ),
-                Err(_) => (Outcome::Failed("the objective panicked".into()), true),
-            };
-            match self.tell_shared(number, outcome) {
-                Ok(record) => {
-                    // The receiver lives until every worker has returned.
-                    let _ = tx.send(record);
-                }
-                Err(e @ Error::TrialNotRunning { .. }) => {
-                    tracing::warn!(trial = number, error = %e, "result dropped: another worker failed the trial");
-                }
-                Err(e) => return Err(e),
+            let run = std::panic::AssertUnwindSafe(|| {
+                self.run_trial(number, trial.params.clone(), &[], objective)
+            });
+            let ran = std::panic::catch_unwind(run);
+            drop(stop_tx);
+            ran
+        });
+        let (outcome, panic) = match &ran {
+            Ok(r) => (
+                match r.state {
+                    TrialState::Complete => Outcome::Complete(r.value.unwrap_or(f64::NAN)),
+                    TrialState::Pruned => Outcome::Pruned,
+                    TrialState::Failed => {
+                        Outcome::Failed(r.error.clone().unwrap_or_else(|| "failed".into()))
+                    }
+                },
+                false,
+            ),
+            Err(_) => (Outcome::Failed("the objective panicked".into()), true),
+        };
+        match self.tell_shared(number, outcome) {
+            Ok(record) => {
+                // The receiver lives until every worker has returned.
+                let _ = tx.send(record);
             }
-            if panic {
-                return Err(panicked());
+            Err(e @ Error::TrialNotRunning { .. }) => {
+                tracing::warn!(trial = number, error = %e, "result dropped: another worker failed the trial");
             }
-            Ok(())
+            Err(e) => return Err(e),
         }
+        if panic {
+            return Err(panicked());
+        }
+        Ok(())
     }
 }
 
@@ -932,6 +874,21 @@ fn append_to_running(
         }
     }
     Err(contention(j))
+}
+
+/// Trial `number` failed, and why (Optuna's `fail_reason`).
+fn fail_ops(j: &Journal, number: u64, reason: String, now: DateTime<Utc>) -> [Value; 2] {
+    [
+        j.op(
+            op::SET_TRIAL_SYSTEM_ATTR,
+            json!({"trial_id": number, "system_attr": {FAIL_REASON_ATTR: reason}}),
+        ),
+        j.op(
+            op::SET_TRIAL_STATE_VALUES,
+            json!({"trial_id": number, "state": OState::Fail.code(), "values": null,
+                   "datetime_complete": format_time(now)}),
+        ),
+    ]
 }
 
 fn beat_op(j: &Journal, number: u64, now: DateTime<Utc>) -> Value {

@@ -280,30 +280,7 @@ impl Trial<'_> {
             };
         }
         self.reports.push((step, value));
-        // The pruner compares losses (lower is better).
-        let as_loss = |r: &[(i64, f64)]| -> Vec<(i64, f64)> {
-            r.iter().map(|&(s, v)| (s, self.study.loss(v))).collect()
-        };
-        let earlier: Vec<(u64, Vec<(i64, f64)>)> = self
-            .earlier
-            .iter()
-            .map(|t| (t.number, as_loss(&t.intermediate)))
-            .collect();
-        let others: Vec<(u64, &[(i64, f64)])> =
-            earlier.iter().map(|(n, r)| (*n, r.as_slice())).collect();
-        let finished = self
-            .earlier
-            .iter()
-            .filter(|t| t.state != TrialState::Failed)
-            .count();
-        let mine = as_loss(&self.reports);
-        if should_prune(
-            &self.study.config.pruner,
-            self.number,
-            &mine,
-            &others,
-            finished,
-        ) {
+        if self.study.prunes(self.number, &self.reports, self.earlier) {
             return Err(Error::Pruned { step });
         }
         Ok(())
@@ -506,13 +483,49 @@ impl Study {
 
     /// The best complete trial.
     pub fn best_trial(&self) -> Option<&TrialRecord> {
-        self.trials
+        self.best_of(&self.trials)
+    }
+
+    /// The best complete trial of `trials`.
+    pub(super) fn best_of<'t>(&self, trials: &'t [TrialRecord]) -> Option<&'t TrialRecord> {
+        trials
             .iter()
             .filter(|t| t.state == TrialState::Complete)
             .min_by(|a, b| {
                 self.loss(a.value.unwrap_or(f64::NAN))
                     .total_cmp(&self.loss(b.value.unwrap_or(f64::NAN)))
             })
+    }
+
+    /// Whether the pruner stops trial `number`, whose reports so far are `reports` (in the
+    /// metric's direction), against the finished trials `earlier` (their reports compared as
+    /// losses; failed ones do not count as finished).
+    pub(super) fn prunes(
+        &self,
+        number: u64,
+        reports: &[(i64, f64)],
+        earlier: &[TrialRecord],
+    ) -> bool {
+        let as_loss = |r: &[(i64, f64)]| -> Vec<(i64, f64)> {
+            r.iter().map(|&(s, v)| (s, self.loss(v))).collect()
+        };
+        let losses: Vec<(u64, Vec<(i64, f64)>)> = earlier
+            .iter()
+            .map(|t| (t.number, as_loss(&t.intermediate)))
+            .collect();
+        let others: Vec<(u64, &[(i64, f64)])> =
+            losses.iter().map(|(n, r)| (*n, r.as_slice())).collect();
+        let finished = earlier
+            .iter()
+            .filter(|t| t.state != TrialState::Failed)
+            .count();
+        should_prune(
+            &self.config.pruner,
+            number,
+            &as_loss(reports),
+            &others,
+            finished,
+        )
     }
 
     /// The objective as a loss (lower is better).

@@ -12,6 +12,7 @@
 //!     [--prometheus http://127.0.0.1:9090]                           # with --features prometheus
 //!     [--experiment experiment.toml]                                 # instead of the rollout
 //!     [--grpc-addr 127.0.0.1:8081]                                   # with --features grpc
+//!     [--batch-max-rows 64 [--batch-max-delay-us 1000] [--batch-workers 1]]
 //! curl localhost:8080/v2/models/fraud
 //! ```
 //!
@@ -46,6 +47,12 @@
 //! hour; `mlops::serve::predlog`); on stopping, the buffered rows are written and one line
 //! says what was written and dropped.
 //!
+//! `--batch-max-rows ROWS` turns on adaptive batching (`mlops::serve::batch`): concurrent
+//! small inference requests (REST and gRPC, bodies up to 8 KiB) routed to one variant share a
+//! model call of at most ROWS rows; a forming batch waits only for requests already being
+//! decoded, and at most `--batch-max-delay-us`. `mlops_serve_batch_rows` on `/metrics` shows
+//! the batch sizes.
+//!
 //! `--monitor` (feature `monitor`, off by default) watches live traffic: each version's
 //! scored rows are compared, every window (at most once a second by default), with its
 //! reference profiles in the registry; labels
@@ -62,6 +69,7 @@ use anyhow::Context;
 use clap::Parser;
 use mlops::core::duration::{seconds, SecondsRange};
 use mlops::registry::{Registry, RegistryConfig};
+use mlops::serve::batch::BatchConfig;
 use mlops::serve::experiment::{
     ExperimentConfig, ExperimentController, ExperimentMetrics, ExperimentParts, ExperimentTick,
 };
@@ -128,6 +136,21 @@ struct Args {
     /// (or out of file descriptors) the oldest idle one is shed.
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
+    /// Most inference and labels requests worked on at once (1 to 65,536, fewer than
+    /// --max-connections); more get 503 at once.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    /// Batch concurrent small inference requests (both protocols) into model calls of at
+    /// most this many rows (1 to 65,536; off by default). A batch waits only for requests
+    /// already being decoded, at most --batch-max-delay-us.
+    #[arg(long, value_name = "ROWS")]
+    batch_max_rows: Option<usize>,
+    /// Longest wait of a forming batch, in microseconds (0 to 1,000,000).
+    #[arg(long, default_value_t = 1000, requires = "batch_max_rows")]
+    batch_max_delay_us: u64,
+    /// Threads scoring batches (1 to 64).
+    #[arg(long, default_value_t = 1, requires = "batch_max_rows")]
+    batch_workers: usize,
     /// Log every scored row and label post as Parquet under this folder or store URL (off by
     /// default; needs the `predlog` feature).
     #[arg(long, value_name = "URL")]
@@ -518,6 +541,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         body_limit_bytes: args.body_limit,
         header_timeout_seconds: args.header_timeout_seconds,
         max_connections: args.max_connections,
+        max_in_flight: args.max_in_flight,
+        batching: args.batch_max_rows.map(|rows| BatchConfig {
+            max_batch_rows: rows,
+            max_delay_micros: args.batch_max_delay_us,
+            workers: args.batch_workers,
+            max_queue_rows: BatchConfig::default().max_queue_rows.max(rows),
+        }),
         ..ServerConfig::default()
     }
     .check()?;

@@ -37,6 +37,8 @@
 //!   on its own `ModelSource`, `RolloutStore`, `MetricsSource` (and `Predictor`).
 
 pub mod analysis;
+#[cfg(feature = "batch")]
+pub mod batch;
 mod engine;
 mod error;
 pub mod experiment;

@@ -19,6 +19,9 @@
 //! | `mlops_serve_shadow_dropped_total` (queue_full, error, panic) | counter | model, reason |
 //! | `mlops_serve_label_join_dropped_total` (expired, evicted, sampled, duplicate, unknown, full, unscored) | counter | model, reason |
 //! | `mlops_serve_live_accuracy`, `mlops_serve_live_roc_auc` (NaN: unknown) | gauge | model, variant |
+//! | `mlops_serve_batch_rows` (rows per model call of the batcher, feature `batch`) | histogram | model |
+//! | `mlops_serve_batch_fallbacks_total` (batches whose call failed, their requests scored alone) | counter | model |
+//! | `mlops_serve_batch_queued_rows` (rows waiting for a batch) | gauge | model |
 //!
 //! The names are defined once, in [`names`]. The prediction log's counters (feature
 //! `predlog`: `mlops_serve_log_dropped_total`, `mlops_serve_log_rows_total`,
@@ -124,6 +127,11 @@ fn score_histogram() -> Histogram {
     )
 }
 
+fn batch_rows_histogram() -> Histogram {
+    // 1 to 65,536 rows, doubling.
+    Histogram::new(exponential_buckets(1.0, 2.0, 17))
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 3.3 s, doubling.
     Histogram::new(exponential_buckets(50e-6, 2.0, 17))
@@ -183,9 +191,15 @@ pub mod names {
     pub const LIVE_ACCURACY: &str = "mlops_serve_live_accuracy";
     /// ROC AUC on the current step's labeled feedback, NaN unknown (gauge: model, variant).
     pub const LIVE_ROC_AUC: &str = "mlops_serve_live_roc_auc";
+    /// Rows per model call of the batcher (histogram: model).
+    pub const BATCH_ROWS: &str = "mlops_serve_batch_rows";
+    /// Batches whose model call failed, their requests scored again alone (counter: model).
+    pub const BATCH_FALLBACKS: &str = "mlops_serve_batch_fallbacks";
+    /// Rows waiting for a batch (gauge: model).
+    pub const BATCH_QUEUED_ROWS: &str = "mlops_serve_batch_queued_rows";
 
     /// Every name above, in registration order.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 21] = [
         REQUESTS,
         PREDICTIONS,
         ERRORS,
@@ -204,6 +218,9 @@ pub mod names {
         LABEL_JOIN_DROPPED,
         LIVE_ACCURACY,
         LIVE_ROC_AUC,
+        BATCH_ROWS,
+        BATCH_FALLBACKS,
+        BATCH_QUEUED_ROWS,
     ];
 }
 
@@ -240,6 +257,9 @@ pub struct ServeMetrics {
     label_dropped: Family<ReasonLabels, Counter>,
     live_accuracy: Family<VariantLabels, FloatGauge>,
     live_auc: Family<VariantLabels, FloatGauge>,
+    batch_rows: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    batch_fallbacks: Family<ModelLabels, Counter>,
+    batch_queued: Family<ModelLabels, Gauge>,
 }
 
 impl Default for ServeMetrics {
@@ -263,6 +283,9 @@ impl Default for ServeMetrics {
             label_dropped: Family::default(),
             live_accuracy: Family::default(),
             live_auc: Family::default(),
+            batch_rows: Family::new_with_constructor(batch_rows_histogram),
+            batch_fallbacks: Family::default(),
+            batch_queued: Family::default(),
         }
     }
 }
@@ -381,7 +404,52 @@ impl ServeMetrics {
             "ROC AUC on the current step's labeled feedback (NaN: unknown)",
             m.live_auc.clone(),
         );
+        registry.register(
+            names::BATCH_ROWS,
+            "Rows per model call of the batcher",
+            m.batch_rows.clone(),
+        );
+        registry.register(
+            names::BATCH_FALLBACKS,
+            "Batches whose model call failed, their requests scored again alone",
+            m.batch_fallbacks.clone(),
+        );
+        registry.register(
+            names::BATCH_QUEUED_ROWS,
+            "Rows waiting for a batch",
+            m.batch_queued.clone(),
+        );
         m
+    }
+
+    /// The batcher's queued-rows gauge of `model`.
+    #[cfg_attr(not(feature = "batch"), allow(dead_code))]
+    pub(crate) fn batch_queued(&self, model: &str) -> Gauge {
+        self.batch_queued
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .clone()
+    }
+
+    /// The batcher's rows-per-call histogram of `model`.
+    #[cfg_attr(not(feature = "batch"), allow(dead_code))]
+    pub(crate) fn batch_rows(&self, model: &str) -> Histogram {
+        self.batch_rows
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .clone()
+    }
+
+    /// The batcher's fallback counter of `model`.
+    #[cfg_attr(not(feature = "batch"), allow(dead_code))]
+    pub(crate) fn batch_fallbacks(&self, model: &str) -> Counter {
+        self.batch_fallbacks
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .clone()
     }
 
     pub(crate) fn variant_handles(
@@ -545,6 +613,9 @@ mod tests {
         m.label_dropped("fraud", "expired");
         m.set_live("fraud", "stable", 0.5, 0.5);
         m.init_model("fraud");
+        m.batch_rows("fraud");
+        m.batch_fallbacks("fraud");
+        m.batch_queued("fraud");
         // OpenMetrics types a family by its registered name (no `_total`).
         let text = mlops_core::exposition::openmetrics_text(&registry).unwrap();
         let registered: Vec<&str> = text

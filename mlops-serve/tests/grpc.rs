@@ -50,10 +50,14 @@ mod grpc {
     }
 
     async fn start(config: ServerConfig) -> Running {
+        start_with(config, model()).await
+    }
+
+    async fn start_with(config: ServerConfig, model: Arc<dyn Predictor>) -> Running {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = ServeMetrics::register(&mut registry);
         let routes = Routes {
-            variants: vec![Variant::new("stable", Some(1), model())],
+            variants: vec![Variant::new("stable", Some(1), model)],
             weights: vec![("stable".into(), 100.0)],
             shadow: None,
         };
@@ -403,5 +407,234 @@ mod grpc {
             .await
             .unwrap();
         assert_eq!(ok.into_inner().outputs.len(), 2);
+    }
+
+    /// [`model`], whose first call says so and waits for the test's release, recording each
+    /// call's rows.
+    struct Gated {
+        inner: Arc<dyn Predictor>,
+        calls: std::sync::Mutex<Vec<usize>>,
+        entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        release: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl Predictor for Gated {
+        fn feature_names(&self) -> &[String] {
+            self.inner.feature_names()
+        }
+        fn predict_proba_into(
+            &self,
+            x: ndarray::ArrayView2<'_, f32>,
+            out: &mut [f32],
+        ) -> mlops_core::Result<()> {
+            self.calls.lock().unwrap().push(x.nrows());
+            let entered = self.entered.lock().unwrap().take();
+            let release = self.release.lock().unwrap().take();
+            if let (Some(entered), Some(release)) = (entered, release) {
+                entered.send(()).unwrap();
+                let _ = release.recv_timeout(Duration::from_secs(30));
+            }
+            self.inner.predict_proba_into(x, out)
+        }
+    }
+
+    fn scrape(registry: &prometheus_client::registry::Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batching_scores_concurrent_rest_and_grpc_requests_in_one_call_with_the_same_answers() {
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let gated = Arc::new(Gated {
+            inner: model(),
+            calls: Default::default(),
+            entered: std::sync::Mutex::new(Some(entered_tx)),
+            release: std::sync::Mutex::new(Some(release_rx)),
+        });
+        let server = start_with(
+            ServerConfig {
+                batching: Some(mlops_serve::batch::BatchConfig {
+                    max_delay_micros: 0,
+                    ..Default::default()
+                }),
+                ..ServerConfig::default()
+            },
+            gated.clone(),
+        )
+        .await;
+        let rows = |i: usize| {
+            let v = i as f32 * 0.1;
+            [[v, 0.3, -v], [1.7, v / 3.0, 2.2]]
+        };
+        let grpc = |i: usize| {
+            let url = server.url.clone();
+            tokio::spawn(async move {
+                let mut client = connect(&url).await.unwrap();
+                let answer = client
+                    .model_infer(infer_request(&rows(i)))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                answer.raw_output_contents[0]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect::<Vec<f32>>()
+            })
+        };
+        let rest = |i: usize| {
+            let app = server.rest.clone();
+            tokio::spawn(async move {
+                let body = serde_json::json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 3],
+                    "data": rows(i).iter().flatten().collect::<Vec<_>>()}]});
+                let response = app
+                    .oneshot(
+                        axum::http::Request::post("/v2/models/fraud/infer")
+                            .body(Body::from(body.to_string()))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                json["outputs"][0]["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect::<Vec<f32>>()
+            })
+        };
+        // The first request holds the model; eight more, of both protocols, queue behind it.
+        let first = grpc(0);
+        tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap();
+        let waiting: Vec<_> = (1..=8)
+            .map(|i| (i, if i % 2 == 0 { grpc(i) } else { rest(i) }))
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !scrape(&server.registry)
+            .contains("mlops_serve_batch_queued_rows{model=\"fraud\"} 16")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}",
+                scrape(&server.registry)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release.send(()).unwrap();
+        first.await.unwrap();
+        for (i, answer) in waiting {
+            let got = answer.await.unwrap();
+            let want = model()
+                .predict_proba(ndarray::arr2(&rows(i)).view())
+                .unwrap()
+                .to_vec();
+            // Equal up to float rounding: a batch of 16 rows sums in another order.
+            assert_eq!(got.len(), want.len(), "request {i}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-6, "request {i}: {got:?} vs {want:?}");
+            }
+        }
+        assert_eq!(*gated.calls.lock().unwrap(), vec![2, 16]);
+        let text = scrape(&server.registry);
+        assert!(
+            text.contains("mlops_serve_batch_rows_count{model=\"fraud\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mlops_serve_batch_queued_rows{model=\"fraud\"} 0"),
+            "{text}"
+        );
+        assert_eq!(requests_counted(&server.registry), 9.0);
+    }
+
+    /// A REST request's status and body.
+    async fn answer_of(app: &axum::Router, request: axum::http::Request<Body>) -> (u16, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_and_unbatched_servers_answer_every_request_alike() {
+        let plain = start(ServerConfig::default()).await;
+        let batched = start(ServerConfig {
+            batching: Some(mlops_serve::batch::BatchConfig::default()),
+            ..ServerConfig::default()
+        })
+        .await;
+        let json = |body: serde_json::Value| {
+            move || {
+                axum::http::Request::post("/v2/models/fraud/infer")
+                    .body(Body::from(body.to_string()))
+                    .unwrap()
+            }
+        };
+        let nan_binary = || {
+            let header = br#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","parameters":{"binary_data_size":12}}]}"#;
+            let mut body = header.to_vec();
+            for v in [1.0_f32, f32::NAN, 2.0] {
+                body.extend(v.to_le_bytes());
+            }
+            axum::http::Request::post("/v2/models/fraud/infer")
+                .header("inference-header-content-length", header.len())
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let forced = || {
+            axum::http::Request::post("/v2/models/fraud/infer")
+                .header("mlops-variant", "canary")
+                .body(Body::from(
+                    r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
+                ))
+                .unwrap()
+        };
+        type Builds = Box<dyn Fn() -> axum::http::Request<Body>>;
+        let cases: Vec<(&str, Builds)> = vec![
+            (
+                "two rows",
+                Box::new(json(
+                    serde_json::json!({"id": "x", "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, -1, 0.5, 4]}]}),
+                )),
+            ),
+            (
+                "no rows",
+                Box::new(json(
+                    serde_json::json!({"inputs": [{"name": "input", "shape": [0, 3], "datatype": "FP32", "data": []}]}),
+                )),
+            ),
+            (
+                "wrong width",
+                Box::new(json(
+                    serde_json::json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}),
+                )),
+            ),
+            (
+                "one output",
+                Box::new(json(
+                    serde_json::json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "outputs": [{"name": "label"}]}),
+                )),
+            ),
+            ("NaN refused", Box::new(nan_binary)),
+            ("unknown forced variant", Box::new(forced)),
+        ];
+        for (what, request) in cases {
+            let a = answer_of(&plain.rest, request()).await;
+            let b = answer_of(&batched.rest, request()).await;
+            assert_eq!(a, b, "{what}");
+            assert!(
+                what != "NaN refused" || (a.0 == 400 && a.1.contains("NaN")),
+                "{what}: {a:?}"
+            );
+            assert!(what != "two rows" || a.0 == 200, "{what}: {a:?}");
+        }
     }
 }

@@ -222,7 +222,15 @@ pub async fn serve_with(
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                // Answers go out as written: Nagle's algorithm would hold a response's last
+                // segment until the client acknowledged the one before (milliseconds of
+                // delayed acknowledgement on a keep-alive connection).
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
+                }
+                stream
+            }
             Err(e) => {
                 // Out of file descriptors (or a connection reset before it was accepted):
                 // free one by shedding an idle connection, then try again.

@@ -95,6 +95,14 @@ impl HttpError {
         );
         if refused {
             Self::bad_request(e.to_string())
+        } else if let Error::Source { kind, .. } = &e {
+            // Not the model's: a bound of the server reached (the batch queue, 503: retry
+            // later), or the batcher failing.
+            if *kind == ErrorKind::Unavailable {
+                Self::busy(e.to_string())
+            } else {
+                Self::internal(e.to_string())
+            }
         } else {
             Self::internal(format!("the model failed: {e}"))
         }

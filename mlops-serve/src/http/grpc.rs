@@ -47,11 +47,13 @@ pub use super::grpc_wire::{
 };
 use super::protocol::{DataType, Tensor, TensorData};
 use super::server::{
-    busy_in_flight, features, id_too_long, state, try_in_flight, unknown_model_error, variant_for,
-    with_permits, CheckedServerConfig, Readiness, Shared, DRAIN_MARGIN, INPUT, LABEL, PROBABILITY,
+    busy_in_flight, features, id_too_long, infer_with, state, try_in_flight, unknown_model_error,
+    variant_for, CheckedServerConfig, InFlight, Readiness, Routing, Shared, DRAIN_MARGIN, INPUT,
+    LABEL, PROBABILITY,
 };
-use crate::router::{Request, Router};
+use crate::router::{Routed, Router};
 use crate::Result;
+use ndarray::Array2;
 
 #[cfg(doc)]
 use super::server::ServerConfig;
@@ -127,10 +129,12 @@ struct GrpcDoor<S> {
 }
 
 /// Set on a request by [`GrpcDoor`] once it has checked the token and taken the in-flight
-/// permit: the handlers do neither again. A [`Grpc`] served without the door (a host's own
-/// tonic server) checks both itself, so auth never fails open.
-#[derive(Clone, Copy)]
-struct DoorPassed;
+/// permit (for `ModelInfer`), which it hands over here: the handler takes it (so that a
+/// request queued for its batch keeps it even when the call is cancelled) and checks neither
+/// again. A [`Grpc`] served without the door (a host's own tonic server) checks both itself,
+/// so auth never fails open.
+#[derive(Clone)]
+struct DoorPassed(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
 
 #[derive(Clone)]
 struct GrpcDoorLayer {
@@ -189,11 +193,13 @@ where
         } else {
             None
         };
-        request.extensions_mut().insert(DoorPassed);
+        // Held here until the answer is made, unless the handler took it over.
+        let held = Arc::new(std::sync::Mutex::new(permit));
+        request.extensions_mut().insert(DoorPassed(held.clone()));
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await;
-            drop(permit);
+            drop(held);
             answer
         })
     }
@@ -357,18 +363,28 @@ impl GrpcInferenceService for Grpc {
         let key = self.metadata_header(&request, &self.s.config.key_header);
         let variant = self.metadata_header(&request, &self.s.config.variant_header);
         let body_len = request.get_ref().encoded_len();
-        let permit_held = request.extensions().get::<DoorPassed>().is_some();
+        // Through the door, this request's in-flight permit is taken over from it; the body
+        // bytes are taken here.
+        let in_flight = match request.extensions().get::<DoorPassed>() {
+            Some(DoorPassed(held)) => InFlight::Held(
+                held.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
+            ),
+            None => InFlight::Take,
+        };
         let r = request.into_inner();
         let forced = self.target(&r.model_name, &r.model_version)?;
-        let s = self.s.clone();
-        // Through the door, it holds this request's in-flight permit; the body bytes are
-        // taken here.
-        let answer = with_permits(&self.s, body_len, false, !permit_held, move || {
-            infer(&s, r, forced.or(variant), key)
-        })
+        infer_with(
+            &self.s,
+            body_len,
+            in_flight,
+            move |s| prepare_infer(s, r, forced.or(variant), key),
+            respond_infer,
+            status,
+        )
         .await
-        .map_err(status)?;
-        answer.map(GrpcResponse::new)
+        .map(GrpcResponse::new)
     }
 }
 
@@ -502,14 +518,21 @@ fn group(r: &ModelInferRequest) -> std::result::Result<Option<String>, Status> {
     }
 }
 
-/// An inference: decoding, scoring through the router (which records the metrics) and
-/// encoding, with the REST endpoint's checks.
-fn infer(
+/// What a gRPC inference answers with, kept from its request.
+struct GrpcAnswer {
+    id: String,
+    /// The outputs asked for (empty: both).
+    outputs: Vec<String>,
+}
+
+/// A gRPC inference's request checked (the REST endpoint's checks): what it answers with,
+/// its routing inputs and its feature matrix.
+fn prepare_infer(
     s: &Shared,
     mut r: ModelInferRequest,
     force: Option<String>,
     key: Option<String>,
-) -> std::result::Result<ModelInferResponse, Status> {
+) -> std::result::Result<(GrpcAnswer, Routing, Array2<f32>), Status> {
     if !r.id.is_empty() {
         id_too_long(s, &r.id).map_err(status)?;
     }
@@ -531,22 +554,32 @@ fn infer(
             )));
         }
     }
-    let route = Request {
-        key: key.as_deref(),
-        force: force.as_deref(),
-        request_id: (!r.id.is_empty()).then_some(r.id.as_str()),
-        group: group.as_deref(),
+    let routing = Routing {
+        key,
+        force,
+        request_id: (!r.id.is_empty()).then(|| r.id.clone()),
+        group,
     };
-    let rows = x.nrows();
-    let mut probabilities = vec![0.0_f32; rows];
-    let routed = s
-        .router
-        .route(&route, x.view(), &mut probabilities)
-        .map_err(|e| status(HttpError::of_model(e)))?;
-    let names: Vec<&str> = if r.outputs.is_empty() {
+    let answer = GrpcAnswer {
+        id: r.id,
+        outputs: r.outputs.into_iter().map(|o| o.name).collect(),
+    };
+    Ok((answer, routing, x))
+}
+
+/// A gRPC inference's response: the probabilities scored by `routed`'s variant and their
+/// labels, as asked, in raw contents.
+fn respond_infer(
+    s: &Shared,
+    request: GrpcAnswer,
+    routed: Routed,
+    probabilities: Vec<f32>,
+) -> std::result::Result<ModelInferResponse, Status> {
+    let rows = probabilities.len();
+    let names: Vec<&str> = if request.outputs.is_empty() {
         vec![PROBABILITY, LABEL]
     } else {
-        r.outputs.iter().map(|o| o.name.as_str()).collect()
+        request.outputs.iter().map(String::as_str).collect()
     };
     let mut outputs = Vec::with_capacity(names.len());
     let mut raw = Vec::with_capacity(names.len());
@@ -578,7 +611,7 @@ fn infer(
     Ok(ModelInferResponse {
         model_name: s.model.clone(),
         model_version: routed.version.map(|v| v.to_string()).unwrap_or_default(),
-        id: r.id,
+        id: request.id,
         parameters: [(
             "variant".to_string(),
             InferParameter {

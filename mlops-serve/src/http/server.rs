@@ -31,7 +31,7 @@ use super::error::HttpError;
 use super::protocol::{
     decode_request, encode_response, DataType, Output, OutputData, ProtocolError, TensorData,
 };
-use crate::router::{Request, Router};
+use crate::router::{Request, Routed, Router};
 use crate::{Error, Result};
 
 /// The input tensor's name in the model metadata.
@@ -105,6 +105,13 @@ pub struct ServerConfig {
     /// or idle between keep-alive requests — is closed (slow-header clients cannot hold
     /// connections). A request being handled is bounded by `timeout_seconds` instead.
     pub header_timeout_seconds: f64,
+    /// Adaptive batching of small inference requests, both protocols (`None`, the default:
+    /// each request is scored by its own model call). See [`crate::batch`]: concurrent
+    /// requests of one variant whose bodies are at most [`INLINE_BODY_BYTES`] share a model
+    /// call; a batch waits at most `max_delay_micros` and only for requests already being
+    /// decoded. Served from a multi-thread tokio runtime only (on a current-thread runtime
+    /// every request is scored alone, in the blocking pool).
+    pub batching: Option<crate::batch::BatchConfig>,
 }
 
 impl Default for ServerConfig {
@@ -122,6 +129,7 @@ impl Default for ServerConfig {
             max_connections: 512,
             max_body_bytes_in_flight: 128 << 20,
             header_timeout_seconds: 10.0,
+            batching: None,
         }
     }
 }
@@ -220,6 +228,17 @@ impl ServerConfig {
             self.header_timeout_seconds,
             HEADER_TIMEOUT_RANGE,
         )?;
+        if let Some(batching) = &self.batching {
+            batching.clone().check().map_err(|e| match e {
+                Error::InvalidValue(v) => Error::InvalidValue(mlops_core::InvalidValue {
+                    field: v
+                        .field
+                        .replacen("BatchConfig.", "ServerConfig.batching.", 1),
+                    ..v
+                }),
+                other => other,
+            })?;
+        }
         for (field, name) in [
             ("ServerConfig.key_header", &self.key_header),
             ("ServerConfig.variant_header", &self.variant_header),
@@ -353,6 +372,8 @@ pub(super) struct Shared {
     body_budget: usize,
     /// One permit per explanation being computed ([`MAX_EXPLAINS_IN_FLIGHT`]).
     explains: Arc<Semaphore>,
+    /// The batcher of [`ServerConfig::batching`], when on.
+    pub(super) batcher: Option<crate::batch::Batcher>,
 }
 
 /// An error answer: a status and `{"error": "..."}` ([`HttpError`]'s one `IntoResponse`).
@@ -413,7 +434,15 @@ pub(super) fn state(
         .max_body_bytes_in_flight
         .max(config.body_limit_bytes)
         .min(Semaphore::MAX_PERMITS);
+    let batcher = match &config.batching {
+        Some(b) => Some(crate::batch::Batcher::start(
+            router.clone(),
+            b.clone().check()?,
+        )?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        batcher,
         model: model.to_string(),
         router,
         metrics,
@@ -520,21 +549,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let want = u32::try_from(body_len.min(s.body_budget)).unwrap_or(u32::MAX);
-    let Ok(bytes) = s.body_bytes.clone().try_acquire_many_owned(want) else {
-        return Err(HttpError::busy(format!(
-            "server busy: a body of {body_len} bytes does not fit in the {} body bytes worked on at once (ServerConfig.max_body_bytes_in_flight); retry later",
-            s.body_budget
-        )));
-    };
-    let permit = if take_in_flight {
-        let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
-            return Err(busy_in_flight(s));
-        };
-        Some(permit)
-    } else {
-        None
-    };
+    let permits = take_permits(s, body_len, take_in_flight)?;
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "a request's work failed");
         HttpError::internal("the request's work failed (see the server log)")
@@ -544,15 +559,154 @@ where
     if body_len <= INLINE_BODY_BYTES && multi_thread && !heavy {
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .map_err(|_| failed(&"panicked"));
-        drop((permit, bytes));
+        drop(permits);
         return answer;
     }
     let task = tokio::task::spawn_blocking(move || {
         let response = work();
-        drop((permit, bytes));
+        drop(permits);
         response
     });
     task.await.map_err(|e| failed(&e))
+}
+
+/// A request's share of the server's bounds, given back when dropped: its body's bytes and
+/// (unless the gRPC door holds it already) an in-flight permit.
+pub(super) struct Permits {
+    _bytes: tokio::sync::OwnedSemaphorePermit,
+    _in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The permits of a request with a body of `body_len` bytes, or the 503 saying which bound
+/// is reached.
+pub(super) fn take_permits(
+    s: &Shared,
+    body_len: usize,
+    take_in_flight: bool,
+) -> std::result::Result<Permits, HttpError> {
+    let want = u32::try_from(body_len.min(s.body_budget)).unwrap_or(u32::MAX);
+    let Ok(bytes) = s.body_bytes.clone().try_acquire_many_owned(want) else {
+        return Err(HttpError::busy(format!(
+            "server busy: a body of {body_len} bytes does not fit in the {} body bytes worked on at once (ServerConfig.max_body_bytes_in_flight); retry later",
+            s.body_budget
+        )));
+    };
+    let in_flight = if take_in_flight {
+        let Ok(permit) = s.in_flight.clone().try_acquire_owned() else {
+            return Err(busy_in_flight(s));
+        };
+        Some(permit)
+    } else {
+        None
+    };
+    Ok(Permits {
+        _bytes: bytes,
+        _in_flight: in_flight,
+    })
+}
+
+/// An inference of either protocol: `prepare` decodes and checks the request into what it
+/// answers with, its routing inputs and its feature matrix; the rows are scored (through the
+/// batcher when [`ServerConfig::batching`] is on and the body is at most
+/// [`INLINE_BODY_BYTES`], else by the router in the same work as decoding, see
+/// [`with_permits`]); `respond` encodes the answer. `lift` turns the server's own errors (a
+/// bound reached, the model's refusal) into the protocol's.
+pub(super) async fn infer_with<P, O, E>(
+    s: &Arc<Shared>,
+    body_len: usize,
+    in_flight: InFlight,
+    prepare: impl FnOnce(&Shared) -> std::result::Result<(P, Routing, Array2<f32>), E> + Send + 'static,
+    respond: impl FnOnce(&Shared, P, Routed, Vec<f32>) -> std::result::Result<O, E> + Send + 'static,
+    lift: fn(HttpError) -> E,
+) -> std::result::Result<O, E>
+where
+    P: Send + 'static,
+    O: Send + 'static,
+    E: Send + 'static,
+{
+    let (take_in_flight, held) = match in_flight {
+        InFlight::Take => (true, None),
+        InFlight::Held(permit) => (false, permit),
+    };
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    // Batched: a small body decoded on this (multi-thread) runtime's worker, as
+    // `with_permits` would, and its rows scored on a batch worker.
+    let batcher = s
+        .batcher
+        .as_ref()
+        .filter(|_| multi_thread && body_len <= INLINE_BODY_BYTES);
+    let Some(batcher) = batcher else {
+        let shared = s.clone();
+        return with_permits(s, body_len, false, take_in_flight, move || {
+            let _held = held;
+            let (prepared, routing, x) = prepare(&shared)?;
+            let mut probabilities = vec![0.0_f32; x.nrows()];
+            let routed = shared
+                .router
+                .route(&routing.request(), x.view(), &mut probabilities)
+                .map_err(|e| lift(HttpError::of_model(e)))?;
+            respond(&shared, prepared, routed, probabilities)
+        })
+        .await
+        .map_err(lift)?;
+    };
+    let mut permits = take_permits(s, body_len, take_in_flight).map_err(lift)?;
+    if held.is_some() {
+        permits._in_flight = held;
+    }
+    let panicked = || {
+        tracing::error!("a request's work panicked");
+        lift(HttpError::internal(
+            "the request's work failed (see the server log)",
+        ))
+    };
+    let expected = batcher.expect();
+    let (prepared, routing, x) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(s)))
+            .map_err(|_| panicked())??;
+    // The permits go with the queued request: held until it is answered or given up, even
+    // if this future is dropped (a timeout, a client gone).
+    let ticket = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        batcher.submit_announced(expected, &routing.request(), x, permits)
+    }))
+    .map_err(|_| panicked())?
+    .map_err(|e| lift(HttpError::of_model(e)))?;
+    let scored = ticket.await.map_err(|e| lift(HttpError::of_model(e)))?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        respond(s, prepared, scored.routed, scored.probabilities)
+    }))
+    .map_err(|_| panicked())?
+}
+
+/// Where an inference's in-flight permit comes from.
+pub(super) enum InFlight {
+    /// Taken by [`infer_with`] (503 when none is free).
+    Take,
+    /// Taken already (the gRPC door's), handed over to be held as long as the request.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    Held(Option<tokio::sync::OwnedSemaphorePermit>),
+}
+
+/// A request's routing inputs, owned (they outlive the decoded request while it waits for
+/// its batch).
+#[derive(Debug, Default)]
+pub(super) struct Routing {
+    pub(super) key: Option<String>,
+    pub(super) force: Option<String>,
+    pub(super) request_id: Option<String>,
+    pub(super) group: Option<String>,
+}
+
+impl Routing {
+    pub(super) fn request(&self) -> Request<'_> {
+        Request {
+            key: self.key.as_deref(),
+            force: self.force.as_deref(),
+            request_id: self.request_id.as_deref(),
+            group: self.group.as_deref(),
+        }
+    }
 }
 
 /// The 503 of a request past [`ServerConfig::max_in_flight`].
@@ -564,6 +718,7 @@ pub(super) fn busy_in_flight(s: &Shared) -> HttpError {
 }
 
 /// One of the [`ServerConfig::max_in_flight`] permits, if one is free.
+#[cfg(feature = "grpc")]
 pub(super) fn try_in_flight(s: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
     s.in_flight.clone().try_acquire_owned().ok()
 }
@@ -761,9 +916,9 @@ impl FromRequestParts<Arc<Shared>> for InferHeaders {
 }
 
 /// `POST /v2/models/{model}[/versions/{version}]/infer`: the path and the headers from
-/// their extractors, the body read; then [`run_infer`] on the blocking pool under an
-/// in-flight permit ([`in_flight`]). A body that could not be read is answered here (no
-/// permit, no work).
+/// their extractors, the body read; then [`prepare_infer`], the scoring and
+/// [`respond_infer`] under an in-flight permit ([`infer_with`]). A body that could not be
+/// read is answered here (no permit, no work).
 async fn infer(
     State(s): State<Arc<Shared>>,
     target: Target,
@@ -774,11 +929,17 @@ async fn infer(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let shared = s.clone();
-    in_flight(&s, body.len(), move || {
-        run_infer(&shared, target, &headers, &body).unwrap_or_else(IntoResponse::into_response)
-    })
+    let body_len = body.len();
+    infer_with(
+        &s,
+        body_len,
+        InFlight::Take,
+        move |s| prepare_infer(s, target, &headers, &body),
+        respond_infer,
+        std::convert::identity,
+    )
     .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// A request's body, read whole up to [`ServerConfig::body_limit_bytes`]: past it (or with a
@@ -899,12 +1060,21 @@ fn header_length(headers: &InferHeaders) -> std::result::Result<Option<usize>, H
     }
 }
 
-fn run_infer(
+/// What an inference answers with, kept from its decoded request.
+struct RestAnswer {
+    id: Option<String>,
+    outputs: Option<Vec<super::protocol::RequestedOutput>>,
+    binary_output: bool,
+}
+
+/// A REST inference's request decoded and checked: what it answers with, its routing inputs
+/// and its feature matrix.
+fn prepare_infer(
     s: &Shared,
     target: Target,
     headers: &InferHeaders,
     body: &[u8],
-) -> std::result::Result<Response, HttpError> {
+) -> std::result::Result<(RestAnswer, Routing, Array2<f32>), HttpError> {
     let header_length = header_length(headers)?;
     let mut request = decode_request(body, header_length)?;
     if let Some(id) = request.id.as_deref() {
@@ -923,20 +1093,31 @@ fn run_infer(
             )));
         }
     }
-    fn text(v: &Option<HeaderValue>) -> Option<&str> {
-        v.as_ref().and_then(|v| v.to_str().ok())
+    fn text(v: &Option<HeaderValue>) -> Option<String> {
+        v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
-    let route = Request {
+    let routing = Routing {
         key: text(&headers.key),
-        force: target.forced.as_deref().or_else(|| text(&headers.variant)),
-        request_id: request.id.as_deref(),
-        group: request.group.as_deref(),
+        force: target.forced.or_else(|| text(&headers.variant)),
+        request_id: request.id.clone(),
+        group: request.group,
     };
-    let mut probabilities = vec![0.0_f32; x.nrows()];
-    let routed = s
-        .router
-        .route(&route, x.view(), &mut probabilities)
-        .map_err(HttpError::of_model)?;
+    let answer = RestAnswer {
+        id: request.id,
+        outputs: request.outputs,
+        binary_output: request.binary_output,
+    };
+    Ok((answer, routing, x))
+}
+
+/// A REST inference's response: the probabilities scored by `routed`'s variant and their
+/// labels, as asked.
+fn respond_infer(
+    s: &Shared,
+    request: RestAnswer,
+    routed: Routed,
+    probabilities: Vec<f32>,
+) -> std::result::Result<Response, HttpError> {
     // The labels first (from the probabilities), then the probabilities themselves are
     // moved into their output: no copy of the batch on the way out.
     let labels: Vec<i64> = probabilities
@@ -949,8 +1130,8 @@ fn run_infer(
             }
         })
         .collect();
+    let shape = [probabilities.len()];
     let (mut probabilities, mut labels) = (Some(probabilities), Some(labels));
-    let shape = [x.nrows()];
     let mut output = |name: &str, binary: bool| Output {
         name: if name == PROBABILITY {
             PROBABILITY

@@ -537,7 +537,33 @@ impl Router {
     ) -> Result<Routed> {
         let table = self.table.load();
         mlops_core::model::check_batch(table.n_features, x, out)?;
-        let index = match request.force {
+        let index = self.pick(&table, request)?;
+        let ticker = &self.options.ticker;
+        let start = ticker.now_ns();
+        let result = table.slots[index].predictor.predict_proba_into(x, out);
+        let elapsed = ticker.now_ns().saturating_sub(start);
+        self.finish(&table, index, request, x, out, elapsed, result)
+    }
+
+    /// The table requests are routed by now (held by a request from start to end).
+    pub(crate) fn current(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// The metric families of the options.
+    pub(crate) fn metrics(&self) -> &ServeMetrics {
+        &self.options.metrics
+    }
+
+    /// The latency clock of the options.
+    pub(crate) fn ticker(&self) -> &Arc<dyn Ticker> {
+        &self.options.ticker
+    }
+
+    /// The slot of `table` that `request` goes to: the forced variant, else the arm owning the
+    /// key's bucket, else one spread by weight.
+    pub(crate) fn pick(&self, table: &Table, request: &Request<'_>) -> Result<usize> {
+        Ok(match request.force {
             Some(name) => table
                 .slots
                 .iter()
@@ -562,12 +588,26 @@ impl Router {
                 };
                 table.arm(bucket)
             }
-        };
+        })
+    }
+
+    /// Everything after the model scored (or refused) one request's rows `x` into `out` with
+    /// slot `index` of `table`, in `elapsed_ns`: its variant's metrics and statistics, the
+    /// prediction log and the live monitor, the label join and the shadow. The one place a
+    /// request routed live is accounted, scored alone ([`Router::route`]) or in a batch
+    /// ([`crate::batch::Batcher`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish(
+        &self,
+        table: &Arc<Table>,
+        index: usize,
+        request: &Request<'_>,
+        x: ArrayView2<'_, f32>,
+        out: &[f32],
+        elapsed: u64,
+        result: mlops_core::Result<()>,
+    ) -> Result<Routed> {
         let slot = &table.slots[index];
-        let ticker = &self.options.ticker;
-        let start = ticker.now_ns();
-        let result = slot.predictor.predict_proba_into(x, out);
-        let elapsed = ticker.now_ns().saturating_sub(start);
         if let Err(e) = result {
             let answer = match e {
                 mlops_core::Error::InvalidValue(_) => Answer::Rejected,
@@ -603,7 +643,7 @@ impl Router {
             if mirrored {
                 let primary = out.iter().map(|&p| p >= routed.threshold).collect();
                 self.shadow.offer(shadow::Job {
-                    table: arc_swap::Guard::into_inner(table),
+                    table: table.clone(),
                     rows: x.nrows(),
                     x: x.iter().copied().collect(),
                     primary,

@@ -546,16 +546,19 @@ impl Router {
     }
 
     /// The table requests are routed by now (held by a request from start to end).
+    #[cfg(feature = "batch")]
     pub(crate) fn current(&self) -> Arc<Table> {
         self.table.load_full()
     }
 
     /// The metric families of the options.
+    #[cfg(feature = "batch")]
     pub(crate) fn metrics(&self) -> &ServeMetrics {
         &self.options.metrics
     }
 
     /// The latency clock of the options.
+    #[cfg(feature = "batch")]
     pub(crate) fn ticker(&self) -> &Arc<dyn Ticker> {
         &self.options.ticker
     }

@@ -66,7 +66,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::router::{Request, Routed, Router, Table};
+use crate::router::{OwnedRequest, Request, Routed, Router, Table};
 use crate::{Error, ErrorKind, Result};
 
 /// Batching as written (TOML or JSON, or in code); [`BatchConfig::check`] turns it into the
@@ -238,34 +238,6 @@ struct Job {
 impl Job {
     fn group(&self) -> (*const Table, usize) {
         (Arc::as_ptr(&self.table), self.index)
-    }
-}
-
-/// A [`Request`] kept past the caller's borrow.
-struct OwnedRequest {
-    key: Option<String>,
-    force: Option<String>,
-    request_id: Option<String>,
-    group: Option<String>,
-}
-
-impl OwnedRequest {
-    fn of(r: &Request<'_>) -> Self {
-        OwnedRequest {
-            key: r.key.map(str::to_owned),
-            force: r.force.map(str::to_owned),
-            request_id: r.request_id.map(str::to_owned),
-            group: r.group.map(str::to_owned),
-        }
-    }
-
-    fn borrow(&self) -> Request<'_> {
-        Request {
-            key: self.key.as_deref(),
-            force: self.force.as_deref(),
-            request_id: self.request_id.as_deref(),
-            group: self.group.as_deref(),
-        }
     }
 }
 
@@ -730,7 +702,7 @@ fn score(inner: &Inner, jobs: Vec<Job>) {
         let routed = router.finish(
             &table,
             index,
-            &job.request.borrow(),
+            &job.request.request(),
             job.x.view(),
             &probabilities,
             elapsed,

@@ -48,10 +48,10 @@ pub use super::grpc_wire::{
 use super::protocol::{DataType, Tensor, TensorData};
 use super::server::{
     busy_in_flight, features, id_too_long, infer_with, state, try_in_flight, unknown_model_error,
-    variant_for, CheckedServerConfig, InFlight, Readiness, Routing, Shared, DRAIN_MARGIN, INPUT,
-    LABEL, PROBABILITY,
+    variant_for, CheckedServerConfig, InFlight, Readiness, Shared, DRAIN_MARGIN, INPUT, LABEL,
+    PROBABILITY,
 };
-use crate::router::{Routed, Router};
+use crate::router::{OwnedRequest, Routed, Router};
 use crate::Result;
 use ndarray::Array2;
 
@@ -532,7 +532,7 @@ fn prepare_infer(
     mut r: ModelInferRequest,
     force: Option<String>,
     key: Option<String>,
-) -> std::result::Result<(GrpcAnswer, Routing, Array2<f32>), Status> {
+) -> std::result::Result<(GrpcAnswer, OwnedRequest, Array2<f32>), Status> {
     if !r.id.is_empty() {
         id_too_long(s, &r.id).map_err(status)?;
     }
@@ -554,7 +554,7 @@ fn prepare_infer(
             )));
         }
     }
-    let routing = Routing {
+    let routing = OwnedRequest {
         key,
         force,
         request_id: (!r.id.is_empty()).then(|| r.id.clone()),

@@ -31,7 +31,7 @@ use super::error::HttpError;
 use super::protocol::{
     decode_request, encode_response, DataType, Output, OutputData, ProtocolError, TensorData,
 };
-use crate::router::{Request, Routed, Router};
+use crate::router::{OwnedRequest, Routed, Router};
 use crate::{Error, Result};
 
 /// The input tensor's name in the model metadata.
@@ -615,7 +615,9 @@ pub(super) async fn infer_with<P, O, E>(
     s: &Arc<Shared>,
     body_len: usize,
     in_flight: InFlight,
-    prepare: impl FnOnce(&Shared) -> std::result::Result<(P, Routing, Array2<f32>), E> + Send + 'static,
+    prepare: impl FnOnce(&Shared) -> std::result::Result<(P, OwnedRequest, Array2<f32>), E>
+        + Send
+        + 'static,
     respond: impl FnOnce(&Shared, P, Routed, Vec<f32>) -> std::result::Result<O, E> + Send + 'static,
     lift: fn(HttpError) -> E,
 ) -> std::result::Result<O, E>
@@ -686,27 +688,6 @@ pub(super) enum InFlight {
     /// Taken already (the gRPC door's), handed over to be held as long as the request.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     Held(Option<tokio::sync::OwnedSemaphorePermit>),
-}
-
-/// A request's routing inputs, owned (they outlive the decoded request while it waits for
-/// its batch).
-#[derive(Debug, Default)]
-pub(super) struct Routing {
-    pub(super) key: Option<String>,
-    pub(super) force: Option<String>,
-    pub(super) request_id: Option<String>,
-    pub(super) group: Option<String>,
-}
-
-impl Routing {
-    pub(super) fn request(&self) -> Request<'_> {
-        Request {
-            key: self.key.as_deref(),
-            force: self.force.as_deref(),
-            request_id: self.request_id.as_deref(),
-            group: self.group.as_deref(),
-        }
-    }
 }
 
 /// The 503 of a request past [`ServerConfig::max_in_flight`].
@@ -1074,7 +1055,7 @@ fn prepare_infer(
     target: Target,
     headers: &InferHeaders,
     body: &[u8],
-) -> std::result::Result<(RestAnswer, Routing, Array2<f32>), HttpError> {
+) -> std::result::Result<(RestAnswer, OwnedRequest, Array2<f32>), HttpError> {
     let header_length = header_length(headers)?;
     let mut request = decode_request(body, header_length)?;
     if let Some(id) = request.id.as_deref() {
@@ -1096,7 +1077,7 @@ fn prepare_infer(
     fn text(v: &Option<HeaderValue>) -> Option<String> {
         v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
-    let routing = Routing {
+    let routing = OwnedRequest {
         key: text(&headers.key),
         force: target.forced.or_else(|| text(&headers.variant)),
         request_id: request.id.clone(),

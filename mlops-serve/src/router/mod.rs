@@ -92,6 +92,38 @@ impl<'a> Request<'a> {
     }
 }
 
+/// A [`Request`] kept past its borrow (the batcher and the servers hold it while the request
+/// waits for its batch).
+#[cfg(feature = "batch")]
+#[derive(Debug, Default)]
+pub(crate) struct OwnedRequest {
+    pub(crate) key: Option<String>,
+    pub(crate) force: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) group: Option<String>,
+}
+
+#[cfg(feature = "batch")]
+impl OwnedRequest {
+    pub(crate) fn of(r: &Request<'_>) -> Self {
+        OwnedRequest {
+            key: r.key.map(str::to_owned),
+            force: r.force.map(str::to_owned),
+            request_id: r.request_id.map(str::to_owned),
+            group: r.group.map(str::to_owned),
+        }
+    }
+
+    pub(crate) fn request(&self) -> Request<'_> {
+        Request {
+            key: self.key.as_deref(),
+            force: self.force.as_deref(),
+            request_id: self.request_id.as_deref(),
+            group: self.group.as_deref(),
+        }
+    }
+}
+
 /// Where a request went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Routed {

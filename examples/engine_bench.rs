@@ -7,8 +7,13 @@
 //! label join), whose difference from the engine's is the router's overhead.
 //!
 //! ```text
-//! cargo run --release --example engine_bench -- --out DIR [--seconds 2]
+//! cargo run --release --example engine_bench -- --out DIR [--seconds 2] [--hidden 128,64,32] \
+//!     [--profiles] [--write-only]
 //! ```
+//!
+//! `--hidden` writes (and times) a network of the same form with other hidden widths, e.g.
+//! `1024,1024` for `benches/open_loop.py`'s batching runs on a model whose call costs more
+//! than its rows.
 //!
 //! Exit codes: 0 done; 2 an error.
 
@@ -42,6 +47,13 @@ struct Args {
     /// N(0, 1) (the rows `benches/server_vs_floor.py` sends).
     #[arg(long)]
     profiles: bool,
+    /// Hidden layer widths, comma-separated (1 to 8 layers of 1 to 8,192 units); the seed's
+    /// network by default.
+    #[arg(long, value_delimiter = ',', default_value = "128,64,32")]
+    hidden: Vec<usize>,
+    /// Only write the model (and the profiles with `--profiles`); time nothing, print nothing.
+    #[arg(long)]
+    write_only: bool,
 }
 
 /// Writes the model's feature and prediction profiles on 5,000 N(0, 1) rows into `out`.
@@ -75,10 +87,22 @@ fn write_profiles(
 fn run(args: &Args) -> anyhow::Result<()> {
     use mlops::core::duration::{seconds, SecondsRange};
     let seconds = seconds("--seconds", args.seconds, SecondsRange::new(1e-3, 3_600.0))?;
-    let artifact = seed_network::seed_network()?;
+    if args.hidden.is_empty()
+        || args.hidden.len() > 8
+        || args.hidden.iter().any(|&w| w == 0 || w > 8_192)
+    {
+        anyhow::bail!(
+            "--hidden: got {:?}; expected 1 to 8 widths of 1 to 8,192 units",
+            args.hidden
+        );
+    }
+    let artifact = seed_network::network(&args.hidden)?;
     artifact.save(&args.out)?;
     if args.profiles {
         write_profiles(&artifact, &args.out)?;
+    }
+    if args.write_only {
+        return Ok(());
     }
     let engine = CompiledModel::compile(&artifact, NonFinitePolicy::Nan)?;
     let reference = MlpModel::new(&artifact)?;

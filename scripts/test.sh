@@ -13,6 +13,7 @@
 #      from npm, installed into .tools),
 #      (the workspace holds tests/host-crate, which runs the host program on the facade alone),
 #   4. builds the `mlops` Python wheel (bindings/python, maturin, dev profile) into .venv,
+#      in the background while the Rust tests of step 3 run,
 #   5. the Python tests (the committed fixtures are what the committed generators write; the
 #      wheel against scipy and scikit-learn),
 # and stops whatever it started (by PID) on the way out.
@@ -96,25 +97,58 @@ if ! wait "$build_pid"; then
 fi
 grep -v '^ *\(Compiling\|Checking\)' target/build.log
 
-step "cargo test --workspace --features $features (with mlflow server, moto S3, Azurite)"
-# The tracking suite runs against a real mlflow server, the registry suite against a real moto
-# S3 server and Azurite; each test starts its server on a port it picks and stops it by PID.
-MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
-  MLOPS_AZURITE="$PWD/.tools/node_modules/.bin/azurite-blob" MLOPS_PYTHON="$PWD/.venv/bin/python" \
-  MLOPS_TEST_FEATURES="$features" \
-  cargo test --workspace --features "$features"
-
-step "the mlops wheel: bindings/python built by maturin (abi3, dev profile) into .venv"
-# pyo3 is only compiled here: the bindings crate is empty without its `python` feature, so
-# the workspace build and tests above never touch it. The dev profile (the workspace's code at
+step "cargo test --workspace --features $features (with mlflow server, moto S3, Azurite), and the wheel meanwhile"
+# The wheel (step 4) is built while the Rust tests run: cargo holds its build lock only while
+# it builds, so the wheel's cargo starts once `cargo test` has printed its first `Running`
+# (its build, a no-op after the test build above, is over) and uses what CPU the tests leave
+# idle (they wait on servers and child processes). examples_cli would otherwise rebuild the
+# examples and wait for that lock: MLOPS_EXAMPLES_BUILT=1 tells it they are built.
+#
+# pyo3 is only compiled there: the bindings crate is empty without its `python` feature, so
+# the workspace build and tests never touch it. The dev profile (the workspace's code at
 # opt-level 1, dependencies at 2, as the tests) reuses the dependencies the test build left in
 # target/debug whose features agree (candle, tract, ...): minutes instead of a release build.
-# Users build the release wheel (README); the tests check behaviour, not speed.
-cargo clippy -p mlops-python --features python -- -D warnings
-rm -f target/wheels/mlops-*.whl
-.venv/bin/maturin build --profile dev --quiet -m bindings/python/Cargo.toml -o target/wheels
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
-  target/wheels/mlops-*-cp39-abi3-*.whl
+# Users build the release wheel (README); the tests check behaviour, not speed. Its own clippy
+# builds mlops-serve and the others with the wheel's features (no HTTP server, no batching).
+# The job runs at a lower priority (nice 10), so that the tests keep the CPU they need, and it
+# gives up if this script is gone (killed without its trap), never waiting for a later run's log.
+rm -f target/test.log target/test.done
+PARENT=$$ setsid bash -c '
+  set -e
+  until grep -q "^ *Running " target/test.log 2>/dev/null || [ -e target/test.done ]; do
+    kill -0 "$PARENT" 2>/dev/null || exit 1
+    sleep 1
+  done
+  echo "==> cargo clippy -p mlops-python --features python -- -D warnings"
+  nice -n 10 cargo clippy -p mlops-python --features python -- -D warnings
+  rm -f target/wheels/mlops-*.whl
+  echo "==> maturin build --profile dev -m bindings/python/Cargo.toml"
+  nice -n 10 .venv/bin/maturin build --profile dev --quiet -m bindings/python/Cargo.toml -o target/wheels
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+    target/wheels/mlops-*-cp39-abi3-*.whl
+' > target/wheel.log 2>&1 &
+wheel_pid=$!
+started_groups+=("$wheel_pid")
+# The tracking suite runs against a real mlflow server, the registry suite against a real moto
+# S3 server and Azurite; each test starts its server on a port it picks and stops it by PID.
+tests_ok=1
+MLOPS_MLFLOW="$PWD/.venv/bin/mlflow" MLOPS_MOTO="$PWD/.venv/bin/moto_server" \
+  MLOPS_AZURITE="$PWD/.tools/node_modules/.bin/azurite-blob" MLOPS_PYTHON="$PWD/.venv/bin/python" \
+  MLOPS_TEST_FEATURES="$features" MLOPS_EXAMPLES_BUILT=1 \
+  cargo test --workspace --features "$features" 2>&1 | tee target/test.log || tests_ok=0
+touch target/test.done
+if [ "$tests_ok" = 0 ]; then
+  echo "cargo test failed (above)" >&2
+  exit 1
+fi
+
+step "waiting for the mlops wheel: bindings/python built by maturin (abi3, dev profile) into .venv"
+if ! wait "$wheel_pid"; then
+  cat target/wheel.log
+  echo "the wheel's clippy or build failed (above)" >&2
+  exit 1
+fi
+grep -v '^ *\(Compiling\|Checking\)' target/wheel.log || true
 
 step "pytest tests/python"
 .venv/bin/python -m pytest -q -rs tests/python

@@ -7,12 +7,22 @@ use std::process::{Command, Output};
 /// runs; `cargo test --test examples_cli` alone does not, so they are (re)built once per test
 /// run with the same package selection as `cargo test --workspace` (a different selection
 /// would resolve dependency features differently and rebuild every dependency), plus the
-/// features in `MLOPS_TEST_FEATURES` when the caller built with some.
+/// features in `MLOPS_TEST_FEATURES` when the caller built with some. The test command
+/// (`scripts/test.sh`) sets `MLOPS_EXAMPLES_BUILT=1`: its `cargo test --workspace` has built
+/// them, and the wheel it builds meanwhile holds cargo's build lock, which this would wait for.
 fn example(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
     let path = profile_dir.join("examples").join(name);
+    if std::env::var_os("MLOPS_EXAMPLES_BUILT").is_some_and(|v| v == "1") {
+        assert!(
+            path.exists(),
+            "{} is missing although MLOPS_EXAMPLES_BUILT=1",
+            path.display()
+        );
+        return path;
+    }
     BUILD.call_once(|| {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args([
@@ -2515,7 +2525,7 @@ fn waiting_for_a_child_reads_its_pipes_as_it_goes() {
 /// `engine_bench --seconds` goes through the one duration check: a value `Duration` cannot
 /// hold is a named error (exit 2), not `Duration::from_secs_f64`'s panic.
 #[test]
-fn engine_bench_names_a_measurement_time_it_cannot_hold() {
+fn engine_bench_names_a_measurement_time_or_network_it_cannot_hold_and_writes_wider_ones() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     let out = run(
@@ -2528,6 +2538,58 @@ fn engine_bench_names_a_measurement_time_it_cannot_hold() {
         err.contains("invalid --seconds = 1e20: expected a number of seconds from 0.001 to 3600"),
         "{err}"
     );
+    // Hidden widths out of range are refused by name, before anything is written.
+    for hidden in ["0", "8193", "1,2,3,4,5,6,7,8,9"] {
+        let out = run(
+            "engine_bench",
+            &["--out", model.to_str().unwrap(), "--hidden", hidden],
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{hidden}: {err}");
+        assert!(
+            err.contains("--hidden: got")
+                && err.contains("expected 1 to 8 widths of 1 to 8,192 units"),
+            "{hidden}: {err}"
+        );
+        assert!(!model.join("model.json").exists(), "{hidden}");
+    }
+    // --write-only writes the network of those widths (30 inputs, one sigmoid output) and
+    // times nothing.
+    let out = run(
+        "engine_bench",
+        &[
+            "--out",
+            model.to_str().unwrap(),
+            "--hidden",
+            "16,8",
+            "--write-only",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let layers: Vec<(u64, &str)> = spec["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["units"].as_u64().unwrap(),
+                l["activation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(layers, [(16, "relu"), (8, "relu"), (1, "sigmoid")]);
+    assert_eq!(spec["input_features"].as_array().unwrap().len(), 30);
 }
 
 /// The prediction log across processes (feature `predlog`): `serve --log-predictions DIR`

@@ -27,7 +27,14 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?
         .block_on(async {
-            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            // TCP_NODELAY as the server sets it: without it Nagle's algorithm holds small
+            // answers for a delayed ACK, and the floor's latency would be the kernel's.
+            use axum::serve::ListenerExt;
+            let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    eprintln!("http_floor: TCP_NODELAY not set: {e}");
+                }
+            });
             axum::serve(listener, app).await
         })
 }

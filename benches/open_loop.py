@@ -147,7 +147,20 @@ def bodies(work):
             "grpc": (work / "grpc.bin", ["-H", "content-type: application/grpc", "-H", "te: trailers"])}
 
 
-class Server:
+class Running:
+    """A started server, stopped (by PID) when its `with` block ends, however it ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        stop(self.proc)
+
+
+class Server(Running):
     """`examples/serve` on free ports (REST and gRPC), with the given extra flags."""
 
     def __init__(self, work, flags, registry="reg"):
@@ -167,9 +180,6 @@ class Server:
         """The sum of the samples of `prefix` on /metrics."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=10).read().decode()
         return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(prefix))
-
-    def stop(self):
-        stop(self.proc)
 
 
 class Steal:
@@ -217,7 +227,7 @@ class Steal:
         return all(self.share.get(sec, 1.0) < self.QUIET for sec in range(int(start), int(end) + 1))
 
 
-class FloorServer:
+class FloorServer(Running):
     """`mlops-serve/examples/http_floor` on a free port: the same HTTP stack answering a fixed
     V2 response, the control of the hold."""
 
@@ -231,9 +241,6 @@ class FloorServer:
 
     def metric(self, prefix):
         return 0.0
-
-    def stop(self):
-        stop(self.proc)
 
 
 def h2load(url, body, headers, h1, clients, streams=1, rps=None, requests=None, seconds=None, spans=None,
@@ -367,8 +374,7 @@ def batching(a, work, requests, label, registry):
     runs, sizes = {}, []
     for _ in range(a.rounds):
         for name, flags in (("off", []), ("on", ["--batch-max-rows", "64", "--batch-max-delay-us", "1000"])):
-            server = Server(work, flags, registry)
-            try:
+            with Server(work, flags, registry) as server:
                 for protocol, c in cases:
                     body, headers = requests[protocol]
                     runs.setdefault((protocol, c, name), []).append(
@@ -377,8 +383,6 @@ def batching(a, work, requests, label, registry):
                     calls = server.metric("mlops_serve_batch_rows_count{")
                     rows = server.metric("mlops_serve_batch_rows_sum{")
                     sizes.append(rows / calls if calls else float("nan"))
-            finally:
-                server.stop()
     print(f"{'':<22} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7}   on/off: req/s   p50    p99")
     for protocol, c in cases:
         med = {n: tuple(statistics.median(r[i] for r in runs[(protocol, c, n)]) for i in range(3))
@@ -456,18 +460,12 @@ def main():
               f"({clients_for(a.rate, a.hold_p99_ms)} clients), prediction log and live monitor on; "
               "then the floor alone, the server stopped")
         print(columns)
-        server = Server(work, logged)
-        try:
+        with Server(work, logged) as server:
             for protocol in protocols:
                 hold(server, protocol, a.hold_seconds)
-        finally:
-            server.stop()
         if "rest-json" in protocols:
-            floor = FloorServer()
-            try:
+            with FloorServer() as floor:
                 hold(floor, "floor", a.hold_seconds)
-            finally:
-                floor.stop()
         print(legend)
     if a.alternate:
         print(f"\nalternating: {a.alternate} rounds of {a.alternate_seconds} s runs at {a.rate}/s, each round "
@@ -475,27 +473,20 @@ def main():
               "each), so that all three meet the same minutes of this machine")
         print(columns)
         for _ in range(a.alternate):
-            floor = FloorServer()
-            try:
+            with FloorServer() as floor:
                 hold(floor, "floor", a.alternate_seconds)
-            finally:
-                floor.stop()
             for name, flags in (("bare", []), ("log+monitor", logged)):
                 print(f"-- server, {name}")
-                server = Server(work, flags)
-                try:
+                with Server(work, flags) as server:
                     for protocol in protocols:
                         hold(server, protocol, a.alternate_seconds)
-                finally:
-                    server.stop()
         print(legend)
     if not a.skip_search:
         print(f"\nsearch: the highest constant rate with p99 <= {a.p99_ms} ms, no error, schedule kept "
               f"({a.search_seconds} s a step), prediction log and live monitor on")
         print(f"{'protocol':<12} {'rate/s':>8} {'clients':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8}  "
               "first rate past it (p99 ms, errors, achieved/s)")
-        server = Server(work, logged)
-        try:
+        with Server(work, logged) as server:
             for protocol in protocols:
                 body, headers = requests[protocol]
                 open_loop(server, protocol, body, headers, a.rate, 2, a.p99_ms)  # warm-up
@@ -509,8 +500,6 @@ def main():
                 else:
                     print(f"{protocol:<12} {good['rate']:>8} {good['clients']:>7} {good['p50']:>7.2f} {good['p99']:>7.2f} "
                           f"{good['p999']:>8.2f}  {beyond}", flush=True)
-        finally:
-            server.stop()
     if (work / "log").exists():
         files = list((work / "log").rglob("*.parquet"))
         print(f"prediction log: {len(files)} Parquet files under {work / 'log'}")

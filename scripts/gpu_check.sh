@@ -35,11 +35,11 @@ case "${1:-}" in
       awk '{print "int " $1 "(void) { return 999; }"}' > "$link/stub.c"
     gcc -shared -fPIC -o "$link/libcuda.so" -Wl,-soname,libcuda.so.1 "$link/stub.c"
     export LIBRARY_PATH="$link"
-    cargo test --no-run -p mlops-train --features cuda --test trainer --target-dir target-cuda
+    cargo test --no-run -p mlops-train --features cuda --test integration --target-dir target-cuda
     cargo build --release --features cuda --example train_bench --target-dir target-cuda
     ;;
   run)
-    cargo test -p mlops-train --features cuda --test trainer --target-dir target-cuda cuda
+    cargo test -p mlops-train --features cuda --test integration --target-dir target-cuda cuda_trains_on_a_gpu
     python3 - <<'PY'
 import numpy as np
 rng = np.random.default_rng(11); rows, cols = 200_000, 30

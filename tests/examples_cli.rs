@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of a built example. `cargo test --workspace` builds the examples before any test
-/// runs; `cargo test --test examples_cli` alone does not, so they are (re)built once per test
-/// run with the same package selection as `cargo test --workspace` (a different selection
-/// would resolve dependency features differently and rebuild every dependency), plus the
-/// features in `MLOPS_TEST_FEATURES` when the caller built with some. The test command
-/// (`scripts/test.sh`) sets `MLOPS_EXAMPLES_BUILT=1`: its `cargo test --workspace` has built
-/// them, and the wheel it builds meanwhile holds cargo's build lock, which this would wait for.
+/// runs; `cargo test --test integration examples_cli::` alone does not, so they are (re)built
+/// once per test run with the same package selection as `cargo test --workspace` (a
+/// different selection would resolve dependency features differently and rebuild every
+/// dependency), plus the features in `MLOPS_TEST_FEATURES` when the caller built with some.
+/// The test command (`scripts/test.sh`) sets `MLOPS_EXAMPLES_BUILT=1`: its `cargo test
+/// --workspace` has built them, and the wheel it builds meanwhile holds cargo's build lock,
+/// which this would wait for.
 fn example(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
@@ -58,7 +59,7 @@ fn example(name: &str) -> PathBuf {
         // The test command builds the workspace with extra features; the same selection here
         // finds everything built.
         // The server example needs the facade's `http` feature; the test command's selection
-        // has it, a bare `cargo test --test examples_cli` gets it added here.
+        // has it, a bare `cargo test --test integration examples_cli::` gets it added here.
         let mut features = std::env::var("MLOPS_TEST_FEATURES").unwrap_or_default();
         if !features.split(',').any(|f| f == "mlops/http") {
             features = [features.as_str(), "mlops/http"]

@@ -5,7 +5,7 @@
 
 #[cfg(not(feature = "batch"))]
 #[test]
-#[ignore = "left out: the batcher needs the `batch` feature (on with `http`; the workspace test runs it, scripts/test.sh); run: cargo test -p mlops-serve --features batch --test batch"]
+#[ignore = "left out: the batcher needs the `batch` feature (on with `http`; the workspace test runs it, scripts/test.sh); run: cargo test -p mlops-serve --features batch --test integration batch::"]
 fn batcher() {}
 
 #[cfg(feature = "batch")]

@@ -5,7 +5,7 @@
 //! stored experiment of another configuration is refused; an arm whose version is missing is
 //! an error before anything serves; the stored record stays small however long it runs.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,11 +5,11 @@
 
 #[cfg(not(feature = "grpc"))]
 #[test]
-#[ignore = "left out: cargo test -p mlops-serve --features grpc --test grpc"]
+#[ignore = "left out: cargo test -p mlops-serve --features grpc --test integration grpc::"]
 fn grpc_service() {}
 
 #[cfg(feature = "grpc")]
-mod grpc {
+mod service {
     use std::sync::Arc;
     use std::time::Duration;
 

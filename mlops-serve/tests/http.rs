@@ -2,7 +2,7 @@
 //! endpoint, JSON and binary tensors, errors as 4xx with `{"error"}`, the body limit, auth,
 //! delayed labels, and arbitrary bodies that never cause a 5xx or a panic.
 
-mod support;
+use crate::support;
 
 #[cfg(feature = "http")]
 mod server {

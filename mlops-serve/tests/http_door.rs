@@ -5,7 +5,7 @@
 
 #![cfg(feature = "http")]
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

@@ -4,9 +4,6 @@
 //! check judges them on joined labels; and served by the V2 server (metadata, infer, explain).
 
 #[cfg(all(feature = "registry", feature = "http", feature = "onnx"))]
-mod foreign;
-
-#[cfg(all(feature = "registry", feature = "http", feature = "onnx"))]
 mod onnx {
     use crate::foreign::{call, judge, labels, uniform};
     use std::path::PathBuf;

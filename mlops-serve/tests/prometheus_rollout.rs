@@ -4,7 +4,7 @@
 //! exactly one of the two controllers from Prometheus's aggregated numbers, with both
 //! replicas following its weights.
 
-mod support;
+use crate::support;
 
 #[cfg(feature = "http")]
 #[cfg(feature = "prometheus")]

@@ -2,7 +2,7 @@
 //! each rollback path, the no-data policy, restarts, aborts, two controllers racing on one
 //! store, and a controller restarted mid-rollout.
 
-mod support;
+use crate::support;
 
 use mlops_serve::analysis::Check;
 use mlops_serve::policy::{NoData, Promotion, PromotionConfig, RollbackMode};

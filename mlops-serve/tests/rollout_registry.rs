@@ -2,7 +2,7 @@
 //! each with its own registry handle, follow one rollout stored as the registry's state
 //! document; the promotion moves `production` in the registry's alias log.
 
-mod support;
+use crate::support;
 
 #[cfg(feature = "registry")]
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! reconciliation recorded), two alias pairs of one model run separate rollouts on one store,
 //! a state of another model is an error, and every failed tick is counted by kind.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! `RolloutStore` and `MetricsSource` suites on the memory store and `InProcess`, and each
 //! failing a broken implementation.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

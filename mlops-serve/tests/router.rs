@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
-mod support;
+use crate::support;
 
 use mlops_core::clock::ManualClock;
 use mlops_core::model::{Activation, LayerSpec, ModelArtifact, ModelSpec, Predictor};

@@ -4,9 +4,6 @@
 //! V2 server (metadata, infer, explain).
 
 #[cfg(all(feature = "registry", feature = "http"))]
-mod foreign;
-
-#[cfg(all(feature = "registry", feature = "http"))]
 mod trees {
     use crate::foreign::{call, judge, labels, uniform};
     use std::path::PathBuf;
@@ -282,5 +279,5 @@ mod trees {
 
 #[cfg(not(all(feature = "registry", feature = "http")))]
 #[test]
-#[ignore = "left out: needs the registry and http features (cargo test -p mlops-serve --features sim,registry,http --test tree_models)"]
+#[ignore = "left out: needs the registry and http features (cargo test -p mlops-serve --features sim,registry,http --test integration tree_models::)"]
 fn tree_models_need_the_registry_and_http_features() {}

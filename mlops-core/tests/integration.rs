@@ -1,0 +1,24 @@
+//! Every integration test of this crate in one test binary (one link instead of one per
+//! file): each `tests/<name>.rs` is the module `<name>` here, run as
+//! `cargo test --test integration <name>::`. A file that must be its own process is its own
+//! `[[test]]` target in Cargo.toml (`autotests = false` there); the workspace's
+//! `integration::test_files_are_all_compiled` (tests/integration.rs at the root) checks that
+//! every `tests/*.rs` is one or the other.
+
+mod activations;
+mod bad_csv;
+mod calibration_fixtures;
+mod cbpe_fixtures;
+mod fairness;
+mod fairness_fixtures;
+mod gate;
+mod metric_properties;
+mod model_artifact;
+mod onnx_models;
+mod parquet_data;
+mod permutation_importance;
+mod shapley;
+mod sklearn_metrics;
+mod split;
+mod tree_errors;
+mod tree_fixtures;

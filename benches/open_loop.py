@@ -148,7 +148,15 @@ def bodies(work):
 
 
 class Running:
-    """A started server, stopped (by PID) when its `with` block ends, however it ends."""
+    """A started server, stopped (by PID) when its `with` block ends, however it ends, or when
+    it does not become ready."""
+
+    def ready(self, url):
+        try:
+            wait_ready(url, self.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     def __enter__(self):
         return self
@@ -169,7 +177,7 @@ class Server(Running):
                    "--addr", f"127.0.0.1:{self.http}", "--grpc-addr", f"127.0.0.1:{self.grpc}",
                    "--max-in-flight", "1024", "--max-connections", "4096", *flags]
         self.proc = start(command)
-        wait_ready(f"http://127.0.0.1:{self.http}/v2/health/ready", self.proc)
+        self.ready(f"http://127.0.0.1:{self.http}/v2/health/ready")
 
     def url(self, protocol):
         if protocol == "grpc":
@@ -234,7 +242,7 @@ class FloorServer(Running):
     def __init__(self):
         self.http = free_port()
         self.proc = start([str(RELEASE / "http_floor"), "--addr", f"127.0.0.1:{self.http}"])
-        wait_ready(f"http://127.0.0.1:{self.http}/v2/health/ready", self.proc)
+        self.ready(f"http://127.0.0.1:{self.http}/v2/health/ready")
 
     def url(self, protocol):
         return f"http://127.0.0.1:{self.http}/v2/models/fraud/infer"

@@ -17,50 +17,107 @@ fn lifecycle() {}
 mod serialized_names;
 mod train_export_serve;
 
-/// Every `tests/*.rs` of a workspace package built with `autotests = false` is compiled: a
-/// module of that package's `tests/integration.rs` or a `[[test]]` target of its own (its
-/// `path` in Cargo.toml). Without this a new test file would sit beside the others and never
-/// run.
+/// Every test file of every workspace package runs: `tests/<name>.rs` (and
+/// `tests/<name>/main.rs`) is either a test target of its own, with no `required-features`
+/// (which would drop it silently when they are off), or a module of the package's `integration`
+/// target, declared at the start of a line; a module behind `#[cfg(...)]` is followed by a
+/// `left out:` stub for the opposite condition, so that leaving it out shows as an ignored
+/// test. Targets
+/// come from `cargo metadata`, as cargo sees them.
 #[test]
 fn test_files_are_all_compiled() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut packages = vec![root.to_path_buf()];
-    for entry in std::fs::read_dir(root).unwrap() {
-        let dir = entry.unwrap().path();
-        if dir.join("Cargo.toml").is_file() && dir.join("tests").is_dir() {
-            packages.push(dir);
-        }
-    }
-    let mut checked = 0;
-    let mut missing = Vec::new();
-    for package in &packages {
-        let manifest = std::fs::read_to_string(package.join("Cargo.toml")).unwrap();
-        if !manifest.contains("\nautotests = false\n") {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for package in metadata["packages"].as_array().unwrap() {
+        let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap());
+        let tests = manifest.parent().unwrap().join("tests");
+        let Ok(entries) = std::fs::read_dir(&tests) else {
             continue;
+        };
+        let targets: Vec<&serde_json::Value> = package["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"][0] == "test")
+            .collect();
+        for t in &targets {
+            if t["required-features"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
+            {
+                problems.push(format!("{} has required-features", t["src_path"]));
+            }
         }
-        let integration =
-            std::fs::read_to_string(package.join("tests/integration.rs")).unwrap_or_default();
-        for entry in std::fs::read_dir(package.join("tests")).unwrap() {
+        let target_paths: Vec<PathBuf> = targets
+            .iter()
+            .map(|t| PathBuf::from(t["src_path"].as_str().unwrap()))
+            .collect();
+        let integration = tests.join("integration.rs");
+        let declared = if target_paths.contains(&integration) {
+            std::fs::read_to_string(&integration).unwrap()
+        } else {
+            String::new()
+        };
+        let lines: Vec<&str> = declared.lines().collect();
+        for entry in entries {
             let path = entry.unwrap().path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".rs"))
-            else {
+            let (name, file) = match path.extension() {
+                Some(e) if e == "rs" => (path.file_stem().unwrap(), path.clone()),
+                None if path.join("main.rs").is_file() => {
+                    (path.file_name().unwrap(), path.join("main.rs"))
+                }
+                _ => continue,
+            };
+            files += 1;
+            if target_paths.contains(&file) {
+                continue;
+            }
+            let name = name.to_str().unwrap();
+            let Some(at) = lines.iter().position(|l| *l == format!("mod {name};")) else {
+                problems.push(format!("{} is compiled by no target", file.display()));
                 continue;
             };
-            let declared = integration.lines().any(|l| l == format!("mod {name};"));
-            let target = manifest.contains(&format!("path = \"tests/{name}.rs\""));
-            if !declared && !target {
-                missing.push(path.display().to_string());
+            if let Some(cond) = at
+                .checked_sub(1)
+                .and_then(|i| lines[i].strip_prefix("#[cfg("))
+                .and_then(|c| c.strip_suffix(")]"))
+            {
+                // The stub follows its module: `#[cfg(not(..))]`, `#[test]`, `#[ignore = ..]`.
+                let stub = format!("#[cfg(not({cond}))]");
+                let stubbed = lines.get(at + 1) == Some(&stub.as_str())
+                    && lines
+                        .get(at + 3)
+                        .is_some_and(|l| l.starts_with("#[ignore = \"left out:"));
+                if !stubbed {
+                    problems.push(format!(
+                        "mod {name} has no `left out:` stub for not({cond})"
+                    ));
+                }
             }
-            checked += 1;
         }
     }
-    assert!(
-        missing.is_empty(),
-        "test files compiled by no target (declare them in tests/integration.rs): {missing:?}"
-    );
-    // The root and mlops-core, -drift, -train and -serve: 60-odd files.
-    assert!(checked > 50, "only {checked} test files were found");
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The root, mlops-core, -drift, -train, -serve and -registry, and tests/host-crate: 70-odd.
+    assert!(files > 60, "only {files} test files were found");
 }

@@ -2,8 +2,6 @@
 //! endpoint, JSON and binary tensors, errors as 4xx with `{"error"}`, the body limit, auth,
 //! delayed labels, and arbitrary bodies that never cause a 5xx or a panic.
 
-use crate::support;
-
 #[cfg(feature = "http")]
 mod server {
     use std::sync::Arc;
@@ -705,7 +703,7 @@ mod server {
             .to_string()
     }
 
-    use super::support::start_server as start;
+    use crate::support::start_server as start;
 
     /// Sends `request` (raw HTTP/1.1) on a new connection and reads until the server closes
     /// it, within a generous deadline (a panic past it).

@@ -4,8 +4,6 @@
 //! exactly one of the two controllers from Prometheus's aggregated numbers, with both
 //! replicas following its weights.
 
-use crate::support;
-
 #[cfg(feature = "http")]
 #[cfg(feature = "prometheus")]
 mod at_scale {
@@ -27,7 +25,7 @@ mod at_scale {
     use mlops_serve::NonFinitePolicy;
     use serde_json::{json, Value};
 
-    use super::support::{world, MODEL};
+    use crate::support::{world, MODEL};
 
     /// The server, and its folder (kept until the server is stopped).
     struct Prometheus(Child, #[allow(dead_code)] tempfile::TempDir);

@@ -2,6 +2,7 @@
 //! each with its own registry handle, follow one rollout stored as the registry's state
 //! document; the promotion moves `production` in the registry's alias log.
 
+#[cfg(feature = "registry")]
 use crate::support;
 
 #[cfg(feature = "registry")]
